@@ -1,0 +1,178 @@
+// Package client is a Go client for keygate's management API. It gets its
+// admin access token with the standard OAuth 2.0 client credentials flow
+// (golang.org/x/oauth2/clientcredentials), so tokens are fetched, cached and
+// renewed the way any OAuth client would.
+//
+//	c := client.New(client.Config{
+//		URL:          "http://127.0.0.1:8080",
+//		ClientID:     os.Getenv("KEYGATE_ADMIN_CLIENT_ID"),
+//		ClientSecret: os.Getenv("KEYGATE_ADMIN_CLIENT_SECRET"),
+//	})
+//	created, err := c.CreateKey(ctx, "acme", "Production sync", []string{"accounting_api"})
+//
+// Failed calls return *Error with the server's RFC 9457 problem details.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Config says where keygate is and which admin key to use.
+type Config struct {
+	// URL is keygate's base URL, e.g. http://127.0.0.1:8080.
+	URL          string
+	ClientID     string
+	ClientSecret string
+	// HTTPClient is the transport for both the token and the API calls; nil
+	// means a client with a 30-second timeout.
+	HTTPClient *http.Client
+}
+
+// Client calls the management API. Safe for concurrent use.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client {
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	base := strings.TrimRight(cfg.URL, "/")
+	cc := clientcredentials.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		TokenURL:     base + "/oauth/token",
+		AuthStyle:    oauth2.AuthStyleInHeader,
+	}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	authed := cc.Client(ctx)
+	authed.Timeout = hc.Timeout
+	return &Client{base: base, http: authed}
+}
+
+// Key is an API key as the management API shows it.
+type Key struct {
+	ClientID    string     `json:"client_id"`
+	TeamID      string     `json:"team_id"`
+	Name        string     `json:"name"`
+	Permissions []string   `json:"permissions"`
+	Scopes      []string   `json:"scopes"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+}
+
+// CreatedKey is a new key with its secret, which is never shown again.
+type CreatedKey struct {
+	Key
+	ClientSecret string `json:"client_secret"`
+}
+
+// KeyList is a team's keys, oldest first.
+type KeyList struct {
+	Keys    []Key `json:"keys"`
+	MaxKeys int   `json:"max_keys"`
+}
+
+// Error is a failed call: the server's problem details, or a transport
+// failure described in Detail.
+type Error struct {
+	Status int    `json:"status"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+}
+
+func (e *Error) Error() string {
+	if e.Detail != "" {
+		return e.Detail
+	}
+	return fmt.Sprintf("keygate answered %d %s", e.Status, e.Title)
+}
+
+// CreateKey creates a key in team with the given permission IDs.
+func (c *Client) CreateKey(ctx context.Context, team, name string, permissions []string) (*CreatedKey, error) {
+	body, err := json.Marshal(map[string]any{"name": name, "permissions": permissions})
+	if err != nil {
+		return nil, err
+	}
+	var out CreatedKey
+	return &out, c.do(ctx, http.MethodPost, teamPath(team), body, http.StatusCreated, &out)
+}
+
+// ListKeys lists a team's keys.
+func (c *Client) ListKeys(ctx context.Context, team string) (*KeyList, error) {
+	var out KeyList
+	return &out, c.do(ctx, http.MethodGet, teamPath(team), nil, http.StatusOK, &out)
+}
+
+// GetKey returns one key of team.
+func (c *Client) GetKey(ctx context.Context, team, clientID string) (*Key, error) {
+	var out Key
+	return &out, c.do(ctx, http.MethodGet, teamPath(team)+"/"+url.PathEscape(clientID), nil, http.StatusOK, &out)
+}
+
+// DeleteKey deletes one key of team; it gets no token from then on.
+func (c *Client) DeleteKey(ctx context.Context, team, clientID string) error {
+	return c.do(ctx, http.MethodDelete, teamPath(team)+"/"+url.PathEscape(clientID), nil, http.StatusNoContent, nil)
+}
+
+func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			return &Error{Status: re.Response.StatusCode, Title: re.ErrorCode,
+				Detail: "could not get an admin token: " + re.ErrorCode + ": " + re.ErrorDescription}
+		}
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode != want {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Detail == "" {
+			e.Title = http.StatusText(resp.StatusCode)
+		}
+		e.Status = resp.StatusCode
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
+	}
+	return nil
+}

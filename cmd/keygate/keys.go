@@ -1,0 +1,229 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/client"
+)
+
+const (
+	envURL     = "KEYGATE_URL"
+	defaultURL = "http://127.0.0.1:8080"
+)
+
+// keysFlags are the connection flags every `keys` command shares.
+type keysFlags struct {
+	url, clientID, clientSecret, clientSecretFile string
+	json                                          bool
+}
+
+func keysCommand() *cobra.Command {
+	var f keysFlags
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage API keys through a running server's management API",
+		Long: `Manage API keys through a running keygate's management API.
+
+Admin credentials come from --client-id and --client-secret-file (or
+--client-secret, which other users can see in the process list), else from
+KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.url, "url", "", "keygate base URL (env "+envURL+", default "+defaultURL+")")
+	pf.StringVar(&f.clientID, "client-id", "", "admin client ID (env "+envAdminClientID+")")
+	pf.StringVar(&f.clientSecret, "client-secret", "", "admin client secret; visible in the process list, prefer --client-secret-file (env "+envAdminClientSecret+")")
+	pf.StringVar(&f.clientSecretFile, "client-secret-file", "", "file holding the admin client secret")
+	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
+
+	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f))
+	return cmd
+}
+
+func (f *keysFlags) client(cmd *cobra.Command) (*client.Client, error) {
+	url := firstNonEmpty(f.url, os.Getenv(envURL), defaultURL)
+	id := firstNonEmpty(f.clientID, os.Getenv(envAdminClientID))
+	secret := f.clientSecret
+	if secret != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: --client-secret is visible to other users in the process list; prefer --client-secret-file or "+envAdminClientSecret)
+	}
+	if f.clientSecretFile != "" {
+		b, err := os.ReadFile(f.clientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --client-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret == "" {
+		secret = os.Getenv(envAdminClientSecret)
+	}
+	if id == "" || secret == "" {
+		return nil, errors.New("admin credentials missing: set " + envAdminClientID + " and " + envAdminClientSecret + ", or pass --client-id and --client-secret-file")
+	}
+	return client.New(client.Config{URL: url, ClientID: id, ClientSecret: secret}), nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func requireTeam(team string) error {
+	if team == "" {
+		return errors.New("--team is required")
+	}
+	return nil
+}
+
+func keysCreateCommand(f *keysFlags) *cobra.Command {
+	var team, name string
+	var perms []string
+	cmd := &cobra.Command{
+		Use:   "create --team T --name N --permission P [--permission P…]",
+		Short: "Create an API key; its secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireTeam(team); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := c.CreateKey(cmd.Context(), team, name, perms)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return writeJSON(out, k)
+			}
+			writeKeyTable(out, []client.Key{k.Key})
+			fmt.Fprintf(out, "\nclient_secret: %s\n\nStore the secret now: it cannot be shown again.\n", k.ClientSecret)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	cmd.Flags().StringVar(&name, "name", "", "key name, 1–64 characters")
+	cmd.Flags().StringArrayVar(&perms, "permission", nil, "permission ID from the catalog (repeatable), e.g. accounting_api")
+	return cmd
+}
+
+func keysListCommand(f *keysFlags) *cobra.Command {
+	var team string
+	cmd := &cobra.Command{
+		Use:   "list --team T",
+		Short: "List a team's API keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireTeam(team); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			l, err := c.ListKeys(cmd.Context(), team)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return writeJSON(out, l)
+			}
+			writeKeyTable(out, l.Keys)
+			fmt.Fprintf(out, "\n%d of %d keys used\n", len(l.Keys), l.MaxKeys)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	return cmd
+}
+
+func keysGetCommand(f *keysFlags) *cobra.Command {
+	var team string
+	cmd := &cobra.Command{
+		Use:   "get --team T CLIENT_ID",
+		Short: "Show one API key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireTeam(team); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := c.GetKey(cmd.Context(), team, args[0])
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(cmd.OutOrStdout(), k)
+			}
+			writeKeyTable(cmd.OutOrStdout(), []client.Key{*k})
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	return cmd
+}
+
+func keysDeleteCommand(f *keysFlags) *cobra.Command {
+	var team string
+	cmd := &cobra.Command{
+		Use:   "delete --team T CLIENT_ID",
+		Short: "Delete an API key; it gets no token from then on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireTeam(team); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteKey(cmd.Context(), team, args[0]); err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"deleted": args[0]})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeKeyTable(w io.Writer, keys []client.Key) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCLIENT ID\tCREATED\tLAST USED\tPERMISSIONS")
+	for _, k := range keys {
+		last := "never"
+		if k.LastUsedAt != nil {
+			last = k.LastUsedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.ClientID, k.CreatedAt.Local().Format(time.DateTime), last, strings.Join(k.Permissions, ","))
+	}
+	tw.Flush()
+}

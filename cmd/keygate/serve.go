@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store/bolt"
+)
+
+const (
+	dbFileName            = "keygate.db"
+	adminCredentialsFile  = "admin-credentials.json"
+	envMasterKey          = "KEYGATE_MASTER_KEY"
+	envAdminClientID      = "KEYGATE_ADMIN_CLIENT_ID"
+	envAdminClientSecret  = "KEYGATE_ADMIN_CLIENT_SECRET"
+	readHeaderTimeout     = 5 * time.Second
+	maxRequestHeaderBytes = 16 << 10
+	httpReadTimeout       = 10 * time.Second
+	httpWriteTimeout      = 30 * time.Second
+	httpIdleTimeout       = 2 * time.Minute
+)
+
+func serveCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the keygate server",
+		Long: `Run the keygate server on the embedded store in --data-dir.
+
+Settings come from defaults < --config YAML file < KEYGATE_* environment < flags.
+Secrets come only from the environment: KEYGATE_MASTER_KEY (else generated into
+the data dir), KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, cmd.ErrOrStderr())
+		},
+	}
+	config.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs until ctx is cancelled, then drains requests, flushes
+// last-used times and closes the store.
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	gin.SetMode(gin.ReleaseMode)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	mk, err := loadMasterKey(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	st, err := bolt.Open(filepath.Join(cfg.DataDir, dbFileName))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	srv, err := server.New(ctx, server.Options{
+		Store:             st,
+		MasterKey:         mk,
+		Issuer:            cfg.Issuer,
+		Audience:          cfg.Audience,
+		TokenTTL:          cfg.TokenTTL,
+		SigningAlg:        cfg.SigningAlg,
+		MaxKeysPerTeam:    cfg.MaxKeysPerTeam,
+		Catalog:           cfg.Catalog,
+		AdminClientID:     os.Getenv(envAdminClientID),
+		AdminClientSecret: os.Getenv(envAdminClientSecret),
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if admin, ok := srv.GeneratedAdmin(); ok {
+		if err := showAdminCredentials(admin, cfg, stderr, log); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxRequestHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
+		"data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString())
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutdown did not drain in time", "err", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("http server", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadMasterKey prefers KEYGATE_MASTER_KEY; on the embedded store it can
+// fall back to a generated key file in the data dir.
+func loadMasterKey(dataDir string, log *slog.Logger) (*masterkey.Key, error) {
+	if v := os.Getenv(envMasterKey); v != "" {
+		k, err := masterkey.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("invalid %s: %w", envMasterKey, err)
+		}
+		return k, nil
+	}
+	k, created, err := masterkey.LoadOrCreate(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("generated a master key; back it up, or set KEYGATE_MASTER_KEY and delete the file: without it the stored secrets cannot be read",
+			"file", filepath.Join(dataDir, masterkey.FileName))
+	}
+	return k, nil
+}
+
+// showAdminCredentials shows a generated admin key once: on the terminal
+// when a person is watching, otherwise in a 0600 file so the secret never
+// lands in a log collector.
+func showAdminCredentials(admin server.AdminCredentials, cfg config.Config, stderr io.Writer, log *slog.Logger) error {
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(stderr, "\nCreated the first admin key. The secret is shown only now; store it safely.\n\n"+
+			"  KEYGATE_ADMIN_CLIENT_ID=%s\n  KEYGATE_ADMIN_CLIENT_SECRET=%s\n\n", admin.ClientID, admin.ClientSecret)
+		return nil
+	}
+	path := filepath.Join(cfg.DataDir, adminCredentialsFile)
+	data, err := json.MarshalIndent(struct {
+		server.AdminCredentials
+		TokenURL string `json:"token_url"`
+	}{admin, cfg.Issuer + "/oauth/token"}, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write admin credentials: %w", err)
+	}
+	_, werr := f.Write(append(data, '\n'))
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("write admin credentials %s: %w", path, err)
+	}
+	log.Warn("created the first admin key; its credentials are in a file readable only by this user: read them, then delete the file", "file", path)
+	return nil
+}

@@ -1,0 +1,437 @@
+// Package config is keygate's typed configuration.
+//
+// Settings come in four layers, each overriding the one before:
+//
+//	defaults < YAML file (--config / KEYGATE_CONFIG) < KEYGATE_* environment < command-line flags
+//
+// so that a packaged config file can be adjusted per deployment by the
+// environment (containers, systemd) and per run by flags, without editing
+// the file. Only flags the user actually typed count: a flag's default never
+// overrides the file or the environment.
+//
+// Settings derived from others (issuer from listen, audience from issuer)
+// are computed after all layers, so `--listen :9000` alone moves the issuer
+// too. Every rejected value produces one line naming the setting as the
+// user wrote it, the value, where it came from and what is allowed.
+//
+// The package reads nothing by itself: the environment arrives as a getenv
+// function and flags as a *pflag.FlagSet, so tests and the cmd control both.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keygate/keygate/scopes"
+)
+
+// Bounds of the numeric settings, exported so that help text and docs can
+// quote them instead of repeating numbers.
+const (
+	// MinTokenTTL stops lifetimes so short that clock skew between keygate
+	// and resource servers would reject fresh tokens.
+	MinTokenTTL = time.Minute
+	// MaxTokenTTL keeps access tokens short-lived (RFC 9068 tokens cannot be
+	// recalled from resource servers that verify offline; deleting a key
+	// only stops new tokens).
+	MaxTokenTTL = 24 * time.Hour
+
+	MinMaxKeysPerTeam = 1
+	MaxMaxKeysPerTeam = 1000
+
+	// Shutdown waits at least long enough for in-flight token requests and at
+	// most what an orchestrator would tolerate before killing the process.
+	MinShutdownTimeout = time.Second
+	MaxShutdownTimeout = 5 * time.Minute
+)
+
+// Allowed values for the enumerated settings. Input is matched without
+// regard to case and stored in the spelling shown here, so that
+// KEYGATE_LOG_LEVEL=INFO works and other packages can compare exactly.
+var (
+	signingAlgs = []string{"ES256", "RS256", "EdDSA"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
+)
+
+// Config is keygate's configuration. Fields hold what the user asked for
+// until Validate completes them; after Load, every field is final.
+type Config struct {
+	// Listen is the host:port the HTTP server binds.
+	Listen string `yaml:"listen"`
+	// DataDir holds the embedded database and generated files.
+	DataDir string `yaml:"data_dir"`
+	// Issuer is the iss of tokens and of RFC 8414 metadata. Empty means
+	// "http://" + Listen, with "localhost" for an unspecified host. Validate
+	// removes a trailing slash, because RFC 8414 builds the metadata URL
+	// from it and resource servers compare iss byte for byte: one canonical
+	// spelling avoids a mismatch that depends on how someone typed it.
+	Issuer string `yaml:"issuer"`
+	// Audience is the aud of tokens. Empty means the issuer.
+	Audience string `yaml:"audience"`
+	// TokenTTL is the lifetime of access tokens, MinTokenTTL..MaxTokenTTL.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// SigningAlg is ES256, RS256 or EdDSA, in that spelling.
+	SigningAlg string `yaml:"signing_alg"`
+	// MaxKeysPerTeam is the per-team key limit.
+	MaxKeysPerTeam int `yaml:"max_keys_per_team"`
+	// LogLevel is debug, info, warn or error; LogFormat text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Permissions, when non-nil, replaces the default permission catalog.
+	// It can only come from the file: a catalog does not fit in a flag.
+	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
+
+	// Catalog is built by Validate: from Permissions when set, else the
+	// default catalog (a Catalog set by hand is kept when Permissions is nil).
+	Catalog *scopes.Catalog `yaml:"-"`
+	// File is the config file Load read, empty if none; for start-up logs.
+	File string `yaml:"-"`
+
+	// origins remembers which layer set each setting and to what, so that
+	// an error can say where to fix it.
+	origins map[string]origin
+}
+
+type origin struct {
+	where string // "KEYGATE_LISTEN", "--listen", "config file x.yaml, line 3"
+	value string // the value as it was set, see display
+}
+
+// Default returns the built-in defaults. Issuer and Audience are left empty
+// because they derive from the final Listen; Validate fills them in.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		DataDir:         "./keygate-data",
+		TokenTTL:        15 * time.Minute,
+		SigningAlg:      "ES256",
+		MaxKeysPerTeam:  5,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// setting ties one field to its YAML key, flag and environment variable, so
+// that the three layers cannot drift apart.
+type setting struct {
+	key, usage string // key is the YAML key, and the name errors use
+	str        func(*Config) *string
+	dur        func(*Config) *time.Duration
+	num        func(*Config) *int
+}
+
+var settings = []setting{
+	{key: "listen", usage: "host:port to serve HTTP on", str: func(c *Config) *string { return &c.Listen }},
+	{key: "data_dir", usage: "directory for the embedded database", str: func(c *Config) *string { return &c.DataDir }},
+	{key: "issuer", usage: "token and metadata issuer URL (default http://<listen>)", str: func(c *Config) *string { return &c.Issuer }},
+	{key: "audience", usage: "aud claim of access tokens (default: the issuer)", str: func(c *Config) *string { return &c.Audience }},
+	{key: "token_ttl", usage: "access token lifetime, " + MinTokenTTL.String() + " to " + MaxTokenTTL.String(), dur: func(c *Config) *time.Duration { return &c.TokenTTL }},
+	{key: "signing_alg", usage: "JWT signing algorithm: " + strings.Join(signingAlgs, ", "), str: func(c *Config) *string { return &c.SigningAlg }},
+	{key: "max_keys_per_team", usage: fmt.Sprintf("API keys a team may hold, %d to %d", MinMaxKeysPerTeam, MaxMaxKeysPerTeam), num: func(c *Config) *int { return &c.MaxKeysPerTeam }},
+	{key: "log_level", usage: "log level: " + strings.Join(logLevels, ", "), str: func(c *Config) *string { return &c.LogLevel }},
+	{key: "log_format", usage: "log format: " + strings.Join(logFormats, ", "), str: func(c *Config) *string { return &c.LogFormat }},
+	{key: "shutdown_timeout", usage: "graceful shutdown limit, " + MinShutdownTimeout.String() + " to " + MaxShutdownTimeout.String(), dur: func(c *Config) *time.Duration { return &c.ShutdownTimeout }},
+}
+
+func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
+func (s setting) envName() string  { return EnvPrefix + strings.ToUpper(s.key) }
+
+// EnvPrefix starts every environment variable keygate reads.
+const EnvPrefix = "KEYGATE_"
+
+// ConfigFileEnv and ConfigFileFlag name the config file; they are read
+// before everything else because the file is a layer of its own.
+const (
+	ConfigFileEnv  = EnvPrefix + "CONFIG"
+	ConfigFileFlag = "config"
+)
+
+// BindFlags registers keygate's settings on fs (typically a cobra command's
+// flags). The flags only record what the user typed; Load applies them on
+// top of the other layers.
+func BindFlags(fs *pflag.FlagSet) {
+	d := Default()
+	fs.String(ConfigFileFlag, "", "YAML config file (env "+ConfigFileEnv+")")
+	for _, s := range settings {
+		usage := s.usage + " (env " + s.envName() + ")"
+		switch {
+		case s.str != nil:
+			fs.String(s.flagName(), *s.str(&d), usage)
+		case s.dur != nil:
+			fs.Duration(s.flagName(), *s.dur(&d), usage)
+		case s.num != nil:
+			fs.Int(s.flagName(), *s.num(&d), usage)
+		}
+	}
+}
+
+// Load builds the configuration from defaults, the config file, the
+// environment and the flags that were set on fs, then validates it.
+//
+// fs may be nil (no flags) and need not hold every flag of BindFlags.
+// getenv is usually os.Getenv; nil means an empty environment. An empty
+// variable counts as unset, and `--config ""` means no file even when
+// KEYGATE_CONFIG names one.
+func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	c := Default()
+	c.origins = make(map[string]origin)
+
+	path := strings.TrimSpace(getenv(ConfigFileEnv))
+	if fs != nil && fs.Changed(ConfigFileFlag) {
+		var err error
+		if path, err = fs.GetString(ConfigFileFlag); err != nil {
+			return Config{}, err
+		}
+	}
+	if path != "" {
+		if err := c.loadFile(path); err != nil {
+			return Config{}, err
+		}
+		c.File = path
+	}
+
+	for _, s := range settings {
+		raw := strings.TrimSpace(getenv(s.envName()))
+		if raw == "" {
+			continue
+		}
+		if err := s.parse(&c, raw); err != nil {
+			return Config{}, fmt.Errorf("invalid %s %q: %v", s.envName(), raw, err)
+		}
+		c.setOrigin(s, s.envName())
+	}
+
+	if fs != nil {
+		for _, s := range settings {
+			if !fs.Changed(s.flagName()) {
+				continue
+			}
+			var err error
+			switch {
+			case s.str != nil:
+				*s.str(&c), err = fs.GetString(s.flagName())
+			case s.dur != nil:
+				*s.dur(&c), err = fs.GetDuration(s.flagName())
+			case s.num != nil:
+				*s.num(&c), err = fs.GetInt(s.flagName())
+			}
+			if err != nil {
+				return Config{}, fmt.Errorf("flag --%s: %v", s.flagName(), err)
+			}
+			c.setOrigin(s, "--"+s.flagName())
+		}
+	}
+
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// parse sets the setting from text (environment or YAML scalar). The error
+// says what was wanted; the caller adds which setting and where.
+func (s setting) parse(c *Config, raw string) error {
+	switch {
+	case s.dur != nil:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("want a Go duration such as 15m")
+		}
+		*s.dur(c) = d
+	case s.num != nil:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("want a whole number such as 5")
+		}
+		*s.num(c) = n
+	default:
+		*s.str(c) = raw
+	}
+	return nil
+}
+
+func (c *Config) setOrigin(s setting, where string) {
+	c.origins[s.key] = origin{where: where, value: c.display(s)}
+}
+
+// display renders a setting's current value the way errors quote it.
+func (c *Config) display(s setting) string {
+	switch {
+	case s.dur != nil:
+		return strconv.Quote(s.dur(c).String())
+	case s.num != nil:
+		return strconv.Itoa(*s.num(c))
+	default:
+		return strconv.Quote(*s.str(c))
+	}
+}
+
+// invalid formats a validation error. The origin is named only while the
+// value is still the one that layer set, so that a value changed in code
+// after Load is not blamed on the environment.
+func (c *Config) invalid(key, why string) error {
+	s, _ := lookupSetting(key)
+	v := c.display(s)
+	if o, ok := c.origins[key]; ok && o.value == v {
+		return fmt.Errorf("invalid %s %s (from %s): %s", key, v, o.where, why)
+	}
+	return fmt.Errorf("invalid %s %s: %s", key, v, why)
+}
+
+// Validate checks every setting, puts enumerated values in their canonical
+// spelling and fills in the derived ones (Issuer, Audience, Catalog). It
+// stops at the first problem so that the message is one actionable line.
+//
+// Derived settings are filled only while empty: after changing Listen on
+// a validated Config, clear Issuer (and Audience) to derive them again.
+func (c *Config) Validate() error {
+	host, err := checkListen(c.Listen)
+	if err != nil {
+		return c.invalid("listen", "want host:port, e.g. 127.0.0.1:8080"+err.Error())
+	}
+	if strings.TrimSpace(c.DataDir) == "" || strings.ContainsRune(c.DataDir, 0) {
+		return c.invalid("data_dir", "must be a directory path")
+	}
+
+	if c.Issuer == "" {
+		if host == "" {
+			host = "localhost"
+		}
+		_, port, _ := net.SplitHostPort(c.Listen)
+		c.Issuer = "http://" + net.JoinHostPort(host, port)
+	} else {
+		iss, ok := canonicalIssuer(c.Issuer)
+		if !ok {
+			return c.invalid("issuer", "must be an absolute http or https URL without query or fragment, e.g. https://auth.example.com")
+		}
+		c.Issuer = iss
+	}
+	if c.Audience == "" {
+		c.Audience = c.Issuer
+	} else if !printable(c.Audience) {
+		return c.invalid("audience", "must be printable ASCII without spaces, usually the URL of the API")
+	}
+
+	if c.TokenTTL < MinTokenTTL || c.TokenTTL > MaxTokenTTL {
+		return c.invalid("token_ttl", fmt.Sprintf("must be between %s and %s", MinTokenTTL, MaxTokenTTL))
+	}
+	if !canonical(&c.SigningAlg, signingAlgs) {
+		return c.invalid("signing_alg", "allowed values are "+strings.Join(signingAlgs, ", "))
+	}
+	if c.MaxKeysPerTeam < MinMaxKeysPerTeam || c.MaxKeysPerTeam > MaxMaxKeysPerTeam {
+		return c.invalid("max_keys_per_team", fmt.Sprintf("must be between %d and %d", MinMaxKeysPerTeam, MaxMaxKeysPerTeam))
+	}
+	if !canonical(&c.LogLevel, logLevels) {
+		return c.invalid("log_level", "allowed values are "+strings.Join(logLevels, ", "))
+	}
+	if !canonical(&c.LogFormat, logFormats) {
+		return c.invalid("log_format", "allowed values are "+strings.Join(logFormats, ", "))
+	}
+	if c.ShutdownTimeout < MinShutdownTimeout || c.ShutdownTimeout > MaxShutdownTimeout {
+		return c.invalid("shutdown_timeout", fmt.Sprintf("must be between %s and %s", MinShutdownTimeout, MaxShutdownTimeout))
+	}
+
+	switch {
+	case c.Permissions != nil:
+		cat, err := scopes.New(c.Permissions)
+		if err != nil {
+			return fmt.Errorf("invalid permissions: %w", err)
+		}
+		c.Catalog = cat
+	case c.Catalog == nil:
+		c.Catalog = scopes.Default()
+	}
+	return nil
+}
+
+// checkListen returns the host to put in a derived issuer: empty for an
+// unspecified address, which listens everywhere and so has no one name.
+// A non-nil error carries a hint to append to the standard message.
+func checkListen(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", errHint("")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '+' {
+		return "", errHint(" (the port must be a number from 1 to 65535)")
+	}
+	if host == "" {
+		return "", nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" {
+			return "", errHint(" (an IPv6 zone cannot appear in the issuer; set issuer explicitly)")
+		}
+		if ip.IsUnspecified() {
+			return "", nil
+		}
+		return host, nil
+	}
+	for i := 0; i < len(host); i++ {
+		b := host[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '.') {
+			return "", errHint("")
+		}
+	}
+	return host, nil
+}
+
+type errHint string
+
+func (e errHint) Error() string { return string(e) }
+
+// canonicalIssuer accepts what RFC 8414 §2 allows for an issuer (an http(s)
+// URL with no query or fragment; plain http is tolerated for local use)
+// and returns it without trailing slashes.
+func canonicalIssuer(raw string) (string, bool) {
+	if !printable(raw) || !(strings.HasPrefix(raw, "https://") || strings.HasPrefix(raw, "http://")) ||
+		strings.ContainsAny(raw, "?#") {
+		return "", false
+	}
+	iss := strings.TrimRight(raw, "/")
+	u, err := url.Parse(iss)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return "", false
+	}
+	return iss, true
+}
+
+// printable: non-empty visible ASCII, the safe subset for values that end
+// up in JWT claims and HTTP headers.
+func printable(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// canonical replaces *v by its spelling in allowed, ignoring case, and
+// reports whether it was found.
+func canonical(v *string, allowed []string) bool {
+	for _, a := range allowed {
+		if strings.EqualFold(*v, a) {
+			*v = a
+			return true
+		}
+	}
+	return false
+}

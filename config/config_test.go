@@ -1,0 +1,529 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keygate/keygate/scopes"
+)
+
+// env turns a map into a getenv function.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// flags returns a FlagSet with keygate's flags, parsed from args.
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("keygate", pflag.ContinueOnError)
+	BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parsing %q: %v", args, err)
+	}
+	return fs
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keygate.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustLoad(t *testing.T, fs *pflag.FlagSet, e map[string]string) Config {
+	t.Helper()
+	c, err := Load(fs, env(e))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return c
+}
+
+func TestDefaults(t *testing.T) {
+	for name, fs := range map[string]*pflag.FlagSet{"nil flags": nil, "bound flags": flags(t)} {
+		t.Run(name, func(t *testing.T) {
+			c := mustLoad(t, fs, nil)
+			checks := []struct {
+				name      string
+				got, want any
+			}{
+				{"listen", c.Listen, "127.0.0.1:8080"},
+				{"data_dir", c.DataDir, "./keygate-data"},
+				{"issuer", c.Issuer, "http://127.0.0.1:8080"},
+				{"audience", c.Audience, "http://127.0.0.1:8080"},
+				{"token_ttl", c.TokenTTL, 15 * time.Minute},
+				{"signing_alg", c.SigningAlg, "ES256"},
+				{"max_keys_per_team", c.MaxKeysPerTeam, 5},
+				{"log_level", c.LogLevel, "info"},
+				{"log_format", c.LogFormat, "text"},
+				{"shutdown_timeout", c.ShutdownTimeout, 10 * time.Second},
+				{"file", c.File, ""},
+			}
+			for _, ch := range checks {
+				if ch.got != ch.want {
+					t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+				}
+			}
+			if c.Permissions != nil {
+				t.Errorf("permissions = %v, want nil", c.Permissions)
+			}
+			if c.Catalog == nil || !reflect.DeepEqual(c.Catalog.Permissions(), scopes.Default().Permissions()) {
+				t.Error("catalog is not the default catalog")
+			}
+		})
+	}
+	// nil getenv is an empty environment, not os.Getenv.
+	t.Setenv("KEYGATE_LISTEN", "127.0.0.1:1")
+	c, err := Load(nil, nil)
+	if err != nil || c.Listen != "127.0.0.1:8080" {
+		t.Errorf("Load(nil, nil) = %q, %v", c.Listen, err)
+	}
+}
+
+func TestDefaultValidates(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer != "http://127.0.0.1:8080" || c.Audience != c.Issuer || c.Catalog == nil {
+		t.Errorf("after Validate: issuer %q audience %q catalog %v", c.Issuer, c.Audience, c.Catalog)
+	}
+}
+
+func TestDerivedIssuer(t *testing.T) {
+	tests := []struct{ listen, issuer string }{
+		{":9000", "http://localhost:9000"},
+		{"0.0.0.0:9000", "http://localhost:9000"},
+		{"[::]:9000", "http://localhost:9000"},
+		{"[::1]:9000", "http://[::1]:9000"},
+		{"10.1.2.3:80", "http://10.1.2.3:80"},
+		{"auth.internal:8443", "http://auth.internal:8443"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen, func(t *testing.T) {
+			c := mustLoad(t, flags(t, "--listen", tt.listen), nil)
+			if c.Issuer != tt.issuer || c.Audience != tt.issuer {
+				t.Errorf("issuer %q audience %q, want both %q", c.Issuer, c.Audience, tt.issuer)
+			}
+		})
+	}
+}
+
+func TestExplicitIssuerAndAudience(t *testing.T) {
+	c := mustLoad(t, flags(t, "--issuer", "https://auth.example.com/"), nil)
+	if c.Issuer != "https://auth.example.com" || c.Audience != "https://auth.example.com" {
+		t.Errorf("issuer %q audience %q: want the trailing slash stripped, audience = issuer", c.Issuer, c.Audience)
+	}
+	c = mustLoad(t, nil, map[string]string{
+		"KEYGATE_ISSUER":   "https://example.com/tenants/acme",
+		"KEYGATE_AUDIENCE": "https://api.example.com",
+	})
+	if c.Issuer != "https://example.com/tenants/acme" || c.Audience != "https://api.example.com" {
+		t.Errorf("issuer %q audience %q", c.Issuer, c.Audience)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	path := writeFile(t, "signing_alg: RS256\nlisten: 127.0.0.1:7000\n")
+	tests := []struct {
+		name   string
+		file   bool
+		env    bool
+		flag   bool
+		want   string
+		listen string
+	}{
+		{name: "default", want: "ES256"},
+		{name: "file over default", file: true, want: "RS256"},
+		{name: "env over file", file: true, env: true, want: "EdDSA"},
+		{name: "flag over env and file", file: true, env: true, flag: true, want: "ES256"},
+		{name: "flag over default", flag: true, want: "ES256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := map[string]string{}
+			var args []string
+			if tt.file {
+				e["KEYGATE_CONFIG"] = path
+			}
+			if tt.env {
+				e["KEYGATE_SIGNING_ALG"] = "EdDSA"
+			}
+			if tt.flag {
+				args = append(args, "--signing-alg", "es256")
+			}
+			c := mustLoad(t, flags(t, args...), e)
+			if c.SigningAlg != tt.want {
+				t.Errorf("signing_alg = %q, want %q", c.SigningAlg, tt.want)
+			}
+		})
+	}
+
+	// All four layers on one field, for every kind of field.
+	fileYAML := "listen: 127.0.0.1:7001\ntoken_ttl: 20m\nmax_keys_per_team: 7\nlog_level: warn\n"
+	e := map[string]string{
+		"KEYGATE_CONFIG":            writeFile(t, fileYAML),
+		"KEYGATE_LISTEN":            "127.0.0.1:7002",
+		"KEYGATE_TOKEN_TTL":         "30m",
+		"KEYGATE_MAX_KEYS_PER_TEAM": "9",
+		"KEYGATE_LOG_LEVEL":         "error",
+	}
+	c := mustLoad(t, flags(t, "--listen", "127.0.0.1:7003", "--token-ttl", "40m", "--max-keys-per-team", "11", "--log-level", "debug"), e)
+	if c.Listen != "127.0.0.1:7003" || c.TokenTTL != 40*time.Minute || c.MaxKeysPerTeam != 11 || c.LogLevel != "debug" {
+		t.Errorf("flags did not win: %+v", c)
+	}
+	if c.Issuer != "http://127.0.0.1:7003" {
+		t.Errorf("issuer %q not derived from the final listen", c.Issuer)
+	}
+	c = mustLoad(t, flags(t), e)
+	if c.Listen != "127.0.0.1:7002" || c.TokenTTL != 30*time.Minute || c.MaxKeysPerTeam != 9 || c.LogLevel != "error" {
+		t.Errorf("env did not win over file: %+v", c)
+	}
+	delete(e, "KEYGATE_LISTEN")
+	e["KEYGATE_TOKEN_TTL"] = "" // empty counts as unset
+	c = mustLoad(t, flags(t), e)
+	if c.Listen != "127.0.0.1:7001" || c.TokenTTL != 20*time.Minute || c.File != e["KEYGATE_CONFIG"] {
+		t.Errorf("file did not win over defaults: %+v", c)
+	}
+	// A flag left at its default does not override lower layers.
+	c = mustLoad(t, flags(t, "--data-dir", "/var/lib/keygate"), e)
+	if c.Listen != "127.0.0.1:7001" {
+		t.Errorf("an unset --listen overrode the file: %q", c.Listen)
+	}
+}
+
+func TestConfigFilePath(t *testing.T) {
+	fromEnv := writeFile(t, "log_format: json\n")
+	fromFlag := writeFile(t, "log_format: JSON\nlog_level: warn\n")
+	c := mustLoad(t, flags(t, "--config", fromFlag), map[string]string{"KEYGATE_CONFIG": fromEnv})
+	if c.File != fromFlag || c.LogLevel != "warn" || c.LogFormat != "json" {
+		t.Errorf("--config did not win over KEYGATE_CONFIG: file %q level %q format %q", c.File, c.LogLevel, c.LogFormat)
+	}
+	c = mustLoad(t, flags(t, "--config", ""), map[string]string{"KEYGATE_CONFIG": fromEnv})
+	if c.File != "" || c.LogFormat != "text" {
+		t.Errorf(`--config "" still read %q`, c.File)
+	}
+	for _, empty := range []string{"", "# only a comment\n", "---\n", "~\n"} {
+		c = mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": writeFile(t, empty)})
+		if c.Listen != "127.0.0.1:8080" {
+			t.Errorf("empty file %q changed listen", empty)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(flags(t, "--config", missing), nil)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing file: error %v does not name %s", err, missing)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: error %v does not wrap os.ErrNotExist", err)
+	}
+	dir := t.TempDir()
+	if _, err := Load(nil, env(map[string]string{"KEYGATE_CONFIG": dir})); err == nil || !strings.Contains(err.Error(), dir) {
+		t.Errorf("directory as config file: error %v does not name %s", err, dir)
+	}
+}
+
+func TestAllYAMLKeys(t *testing.T) {
+	c := mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": writeFile(t, `
+listen: "0.0.0.0:9443"
+data_dir: /var/lib/keygate
+issuer: https://auth.example.com
+audience: https://api.example.com
+token_ttl: 5m
+signing_alg: EdDSA
+max_keys_per_team: 50
+log_level: debug
+log_format: json
+shutdown_timeout: 30s
+`)})
+	want := Config{
+		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
+		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
+		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
+	}
+	c.Catalog, c.File, c.origins = nil, "", nil
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+// The setting table and the struct tags must agree, or a field would be
+// unreachable from YAML/env/flags.
+func TestSettingsMatchStructTags(t *testing.T) {
+	var tags []string
+	rt := reflect.TypeFor[Config]()
+	for i := 0; i < rt.NumField(); i++ {
+		tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" && tag != "permissions" {
+			tags = append(tags, tag)
+		}
+	}
+	var keys []string
+	for _, s := range settings {
+		keys = append(keys, s.key)
+	}
+	if !slices.Equal(tags, keys) {
+		t.Errorf("yaml tags %v != settings %v", tags, keys)
+	}
+	fs := flags(t)
+	for _, s := range settings {
+		if fs.Lookup(s.flagName()) == nil {
+			t.Errorf("no flag --%s", s.flagName())
+		}
+	}
+}
+
+// A validated Config marshals to YAML that loads back to the same Config,
+// so a "print effective config" command can rely on it.
+func TestYAMLRoundTrip(t *testing.T) {
+	c := mustLoad(t, flags(t, "--token-ttl", "90m", "--signing-alg", "RS256"), nil)
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": writeFile(t, string(out))})
+	c.Catalog, c.File, c.origins = nil, "", nil
+	back.Catalog, back.File, back.origins = nil, "", nil
+	if !reflect.DeepEqual(c, back) {
+		t.Errorf("round trip through\n%s\ngot  %+v\nwant %+v", out, back, c)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // substrings of the error
+	}{
+		{"signing_alg", []string{"--signing-alg", "HS256"}, nil,
+			[]string{`invalid signing_alg "HS256"`, "ES256, RS256, EdDSA", "--signing-alg"}},
+		{"token_ttl too short", []string{"--token-ttl", "2s"}, nil,
+			[]string{`invalid token_ttl "2s"`, "between 1m0s and 24h0m0s"}},
+		{"token_ttl too long", nil, map[string]string{"KEYGATE_TOKEN_TTL": "25h"},
+			[]string{`invalid token_ttl "25h0m0s"`, "between 1m0s and 24h0m0s", "KEYGATE_TOKEN_TTL"}},
+		{"listen nonsense", []string{"--listen", "nonsense"}, nil,
+			[]string{`invalid listen "nonsense"`, "want host:port, e.g. 127.0.0.1:8080"}},
+		{"listen bad port", []string{"--listen", "127.0.0.1:99999"}, nil,
+			[]string{`invalid listen "127.0.0.1:99999"`, "1 to 65535"}},
+		{"listen port zero", []string{"--listen", ":0"}, nil,
+			[]string{`invalid listen ":0"`, "1 to 65535"}},
+		{"listen bad host", []string{"--listen", "a b:80"}, nil,
+			[]string{`invalid listen "a b:80"`, "host:port"}},
+		{"issuer scheme", []string{"--issuer", "ftp://x"}, nil,
+			[]string{`invalid issuer "ftp://x"`, "absolute http or https URL without query or fragment"}},
+		{"issuer query", []string{"--issuer", "https://x/?a=b"}, nil,
+			[]string{`invalid issuer "https://x/?a=b"`, "without query"}},
+		{"issuer fragment", []string{"--issuer", "https://x#f"}, nil,
+			[]string{`invalid issuer "https://x#f"`, "fragment"}},
+		{"issuer relative", []string{"--issuer", "/auth"}, nil,
+			[]string{`invalid issuer "/auth"`}},
+		{"issuer no host", []string{"--issuer", "https:///"}, nil,
+			[]string{`invalid issuer "https:///"`}},
+		{"issuer userinfo", []string{"--issuer", "https://u:p@x"}, nil,
+			[]string{`invalid issuer "https://u:p@x"`}},
+		{"issuer space", []string{"--issuer", "https://x/a b"}, nil,
+			[]string{`invalid issuer "https://x/a b"`}},
+		{"audience space", []string{"--audience", "my api"}, nil,
+			[]string{`invalid audience "my api"`, "without spaces"}},
+		{"max_keys_per_team zero", []string{"--max-keys-per-team", "0"}, nil,
+			[]string{"invalid max_keys_per_team 0", "between 1 and 1000"}},
+		{"max_keys_per_team too many", nil, map[string]string{"KEYGATE_MAX_KEYS_PER_TEAM": "1001"},
+			[]string{"invalid max_keys_per_team 1001", "between 1 and 1000", "KEYGATE_MAX_KEYS_PER_TEAM"}},
+		{"log_level", []string{"--log-level", "verbose"}, nil,
+			[]string{`invalid log_level "verbose"`, "debug, info, warn, error"}},
+		{"log_format", []string{"--log-format", "xml"}, nil,
+			[]string{`invalid log_format "xml"`, "text, json"}},
+		{"shutdown_timeout", nil, map[string]string{"KEYGATE_SHUTDOWN_TIMEOUT": "0s"},
+			[]string{`invalid shutdown_timeout "0s"`, "between 1s and 5m0s"}},
+		{"data_dir", []string{"--data-dir", " "}, nil,
+			[]string{`invalid data_dir " "`}},
+		{"env duration", nil, map[string]string{"KEYGATE_TOKEN_TTL": "abc"},
+			[]string{`invalid KEYGATE_TOKEN_TTL "abc": want a Go duration such as 15m`}},
+		{"env bare number duration", nil, map[string]string{"KEYGATE_SHUTDOWN_TIMEOUT": "30"},
+			[]string{`invalid KEYGATE_SHUTDOWN_TIMEOUT "30"`, "Go duration"}},
+		{"env int", nil, map[string]string{"KEYGATE_MAX_KEYS_PER_TEAM": "five"},
+			[]string{`invalid KEYGATE_MAX_KEYS_PER_TEAM "five"`, "whole number"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(flags(t, tt.args...), env(tt.env))
+			if err == nil {
+				t.Fatal("Load accepted it")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is more than one line: %q", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestCanonicalSpelling(t *testing.T) {
+	c := mustLoad(t, flags(t, "--signing-alg", "eddsa", "--log-level", "WARN", "--log-format", "Json"), nil)
+	if c.SigningAlg != "EdDSA" || c.LogLevel != "warn" || c.LogFormat != "json" {
+		t.Errorf("got %q %q %q", c.SigningAlg, c.LogLevel, c.LogFormat)
+	}
+}
+
+// An error names the layer that set the value only while the value is
+// still that layer's.
+func TestErrorOrigin(t *testing.T) {
+	path := writeFile(t, "# keygate\nsigning_alg: HS256\n")
+	_, err := Load(nil, env(map[string]string{"KEYGATE_CONFIG": path}))
+	if err == nil || !strings.Contains(err.Error(), path+", line 2") {
+		t.Errorf("error %v does not point at %s, line 2", err, path)
+	}
+	c, err := Load(nil, env(map[string]string{"KEYGATE_SIGNING_ALG": "RS256"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SigningAlg = "none"
+	err = c.Validate()
+	if err == nil || strings.Contains(err.Error(), "KEYGATE_SIGNING_ALG") || !strings.Contains(err.Error(), `"none"`) {
+		t.Errorf("value changed in code blamed on the environment: %v", err)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown key", "listen: 127.0.0.1:8080\nlisen: :9000\n",
+			[]string{`unknown setting "lisen"`, "line 2", "known settings are listen, data_dir"}},
+		{"duplicate key", "listen: 127.0.0.1:8080\nlisten: :9000\n",
+			[]string{`"listen" appears twice`, "line 2", "first on line 1"}},
+		{"bad duration", "token_ttl: 900\n",
+			[]string{`invalid token_ttl "900"`, "line 1", "Go duration such as 15m"}},
+		{"bad int", "max_keys_per_team: lots\n",
+			[]string{`invalid max_keys_per_team "lots"`, "whole number"}},
+		{"list for scalar", "listen:\n  - a\n",
+			[]string{"invalid listen", "single value"}},
+		{"not a mapping", "- listen\n",
+			[]string{"key: value"}},
+		{"syntax", "listen: [\n",
+			[]string{"yaml:"}},
+		{"two documents", "listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n",
+			[]string{"single YAML document"}},
+		{"invalid value from file", "signing_alg: HS256\n",
+			[]string{`invalid signing_alg "HS256"`, "line 1", "ES256, RS256, EdDSA"}},
+		{"unknown permission field", "permissions:\n  - id: a\n    name: A\n    scope: [x]\n",
+			[]string{"invalid permissions", `unknown field "scope"`, "line 4", "id, name, description, scopes, operator_only"}},
+		{"permissions not a list", "permissions: accounting_api\n",
+			[]string{"invalid permissions", "list of permissions"}},
+		{"permission scopes as a string", "permissions:\n  - id: a\n    name: A\n    scopes: x:read y:read\n",
+			[]string{"invalid permissions", "line 4"}},
+		{"empty permissions list", "permissions: []\n",
+			[]string{"invalid permissions: ", "at least one permission"}},
+		{"reserved scope", "permissions:\n  - id: admin\n    name: Admin\n    scopes: [keys:admin]\n",
+			[]string{"invalid permissions: ", `"admin"`, `"keys:admin"`, "reserved for keygate"}},
+		{"tokens scope in offered entry", "permissions:\n  - id: a\n    name: A\n    scopes: [a:read]\n  - id: intro\n    name: I\n    scopes: [tokens:introspect]\n",
+			[]string{"invalid permissions: ", `"intro"`, `"tokens:introspect"`, "operator_only"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, tt.yaml)
+			_, err := Load(flags(t, "--config", path), nil)
+			if err == nil {
+				t.Fatal("Load accepted it")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is more than one line: %q", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestFilePermissionsReplaceCatalog(t *testing.T) {
+	path := writeFile(t, `
+permissions:
+  - id: reports
+    name: Reports — read
+    description: Read the monthly reports.
+    scopes: [reports:read, common:read]
+  - id: introspect
+    name: Token introspection
+    scopes: [tokens:introspect]
+    operator_only: true
+`)
+	c := mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": path})
+	want := []scopes.Permission{
+		{ID: "reports", Name: "Reports — read", Description: "Read the monthly reports.", Scopes: []string{"reports:read", "common:read"}},
+		{ID: "introspect", Name: "Token introspection", Scopes: []string{"tokens:introspect"}, OperatorOnly: true},
+	}
+	if !reflect.DeepEqual(c.Permissions, want) || !reflect.DeepEqual(c.Catalog.Permissions(), want) {
+		t.Errorf("permissions %+v, catalog %+v; want %+v", c.Permissions, c.Catalog.Permissions(), want)
+	}
+	if _, ok := c.Catalog.Lookup("accounting_api"); ok {
+		t.Error("default permissions survived a configured catalog")
+	}
+	if got := c.Catalog.AllScopes(); !slices.Equal(got, []string{"reports:read", "common:read", scopes.AdminScope}) {
+		t.Errorf("AllScopes = %v", got)
+	}
+
+	// `permissions:` with no value keeps the default catalog.
+	c = mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": writeFile(t, "permissions:\n")})
+	if _, ok := c.Catalog.Lookup("accounting_api"); !ok {
+		t.Error("a null permissions key dropped the default catalog")
+	}
+}
+
+func TestValidateKeepsHandSetCatalog(t *testing.T) {
+	cat, err := scopes.New([]scopes.Permission{{ID: "x", Name: "X", Scopes: []string{"x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	c.Catalog = cat
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Catalog != cat {
+		t.Error("Validate replaced a catalog set by hand")
+	}
+}
+
+func TestFlagParseErrors(t *testing.T) {
+	fs := pflag.NewFlagSet("keygate", pflag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	BindFlags(fs)
+	if err := fs.Parse([]string{"--token-ttl", "soon"}); err == nil || !strings.Contains(err.Error(), "token-ttl") {
+		t.Errorf("bad --token-ttl: %v", err)
+	}
+}
+
+func TestBindFlagsHelp(t *testing.T) {
+	fs := flags(t)
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	help := b.String()
+	for _, w := range []string{"--config", "KEYGATE_CONFIG", "--token-ttl", "15m0s", "KEYGATE_TOKEN_TTL", "ES256, RS256, EdDSA", "--shutdown-timeout"} {
+		if !strings.Contains(help, w) {
+			t.Errorf("help does not mention %q:\n%s", w, help)
+		}
+	}
+}

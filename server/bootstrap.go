@@ -1,0 +1,147 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/signing"
+	"github.com/keygate/keygate/store"
+)
+
+const pepperName = "pepper"
+
+// loadPepper returns the hasher keyed with the store's pepper, creating the
+// pepper on the first start. Concurrent first starts agree on one pepper
+// because the store's create-if-absent decides the winner.
+func loadPepper(ctx context.Context, st store.Store, mk *masterkey.Key) (*credential.Hasher, error) {
+	fresh := make([]byte, credential.PepperLen)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, fmt.Errorf("generate pepper: %w", err)
+	}
+	sealed, err := mk.Seal(pepperName, fresh)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := st.CreateSingleton(ctx, pepperName, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("store pepper: %w", err)
+	}
+	pepper, err := mk.Open(pepperName, stored)
+	if err != nil {
+		return nil, fmt.Errorf("load pepper (is this the master key the store was created with?): %w", err)
+	}
+	return credential.NewHasher(pepper)
+}
+
+// loadSigningKeys makes sure an active key of the configured algorithm
+// exists and parses the key set once, for the token path to use lock-free.
+func (s *Server) loadSigningKeys(ctx context.Context) error {
+	stored, err := signing.Ensure(ctx, s.store, s.cfg.MasterKey, s.cfg.SigningAlg, s.cfg.TokenTTL, s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("signing keys: %w", err)
+	}
+	ks, err := signing.Load(stored, s.cfg.MasterKey, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	s.keys.Store(ks)
+	return nil
+}
+
+// refreshKeySet rebuilds the key set when a retired key's publication time
+// has passed, so the JWKS stops listing it.
+func (s *Server) refreshKeySet(ctx context.Context) *signing.KeySet {
+	ks := s.keys.Load()
+	stale := ks.StaleAfter()
+	if stale.IsZero() || s.cfg.Now().Before(stale) {
+		return ks
+	}
+	stored, err := s.store.SigningKeys(ctx)
+	if err != nil {
+		s.log.Warn("refresh signing keys", "err", err)
+		return ks
+	}
+	next, err := signing.Load(stored, s.cfg.MasterKey, s.cfg.Now())
+	if err != nil {
+		s.log.Warn("refresh signing keys", "err", err)
+		return ks
+	}
+	s.keys.CompareAndSwap(ks, next)
+	return next
+}
+
+// adminClientIDPattern: 3–64 URL-safe characters (RFC 3986 unreserved).
+var adminClientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{3,64}$`)
+
+// ValidateAdminCredentials checks operator-supplied admin credentials.
+func ValidateAdminCredentials(id, secret string) error {
+	if !adminClientIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid KEYGATE_ADMIN_CLIENT_ID %q: want 3–64 characters of A-Z a-z 0-9 . _ ~ -", id)
+	}
+	if err := credential.CheckSecretFormat(secret); err != nil {
+		return fmt.Errorf("invalid KEYGATE_ADMIN_CLIENT_SECRET: %v; generate one with `keygate secret generate`", err)
+	}
+	return nil
+}
+
+// ensureAdmin makes sure an admin key exists: the operator's when given,
+// else one generated on the first start (exactly one, even when several
+// instances start at once: the store's admin limit of 1 decides).
+func (s *Server) ensureAdmin(ctx context.Context) error {
+	now := s.cfg.Now().UTC()
+	if s.cfg.AdminClientID != "" || s.cfg.AdminClientSecret != "" {
+		if err := ValidateAdminCredentials(s.cfg.AdminClientID, s.cfg.AdminClientSecret); err != nil {
+			return err
+		}
+		hash := s.hasher.Hash(s.cfg.AdminClientSecret)
+		k := store.Key{ClientID: s.cfg.AdminClientID, Name: "admin", CreatedAt: now, SecretHash: hash}
+		err := s.store.CreateKey(ctx, k, 0)
+		if !errors.Is(err, store.ErrAlreadyExists) {
+			if err != nil {
+				return fmt.Errorf("create admin key %s: %w", k.ClientID, err)
+			}
+			return nil
+		}
+		_, err = s.store.UpdateKey(ctx, k.ClientID, func(old store.Key) (store.Key, error) {
+			if !old.IsAdmin() {
+				return old, fmt.Errorf("client id %s belongs to team %s and cannot be an admin key", old.ClientID, old.TeamID)
+			}
+			old.SecretHash = hash
+			old.PreviousSecretHash = nil
+			return old, nil
+		})
+		if err != nil {
+			return fmt.Errorf("update admin key %s: %w", k.ClientID, err)
+		}
+		return nil
+	}
+	admins, err := s.store.ListKeys(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list admin keys: %w", err)
+	}
+	if len(admins) > 0 {
+		return nil
+	}
+	id, err := credential.NewClientID("")
+	if err != nil {
+		return err
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		return err
+	}
+	k := store.Key{ClientID: id, Name: "admin", CreatedAt: now, SecretHash: s.hasher.Hash(secret)}
+	switch err := s.store.CreateKey(ctx, k, 1); {
+	case errors.Is(err, store.ErrTeamLimit):
+		return nil // another instance created the first admin key
+	case err != nil:
+		return fmt.Errorf("create admin key: %w", err)
+	}
+	s.generatedAdmin = &AdminCredentials{ClientID: id, ClientSecret: secret}
+	return nil
+}

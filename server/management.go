@@ -1,0 +1,374 @@
+package server
+
+// The management API: API keys of a team, for holders of an admin token.
+// Teams are implicit — a team exists while it has keys. Every error is RFC
+// 9457 problem+json whose detail says what to do next.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/scopes"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/verify"
+)
+
+const (
+	maxManagementBody = 64 << 10
+	maxNameLen        = 64
+)
+
+// Problem types clients can branch on.
+const (
+	problemUnauthorized  = "urn:keygate:problem:unauthorized"
+	problemForbidden     = "urn:keygate:problem:forbidden"
+	problemInvalid       = "urn:keygate:problem:invalid-request"
+	problemNotFound      = "urn:keygate:problem:not-found"
+	problemTeamLimit     = "urn:keygate:problem:team-limit"
+	problemUnavailable   = "urn:keygate:problem:unavailable"
+	problemInternal      = "urn:keygate:problem:internal"
+	problemMediaType     = "urn:keygate:problem:unsupported-media-type"
+	problemBodyTooLarge  = "urn:keygate:problem:body-too-large"
+	problemKeyIDConflict = "urn:keygate:problem:conflict"
+)
+
+var teamIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// claimsKey is where requireAdmin leaves the verified admin claims.
+const claimsKey = "keygate.claims"
+
+func (s *Server) mountManagement(r *gin.Engine) {
+	v1 := r.Group("/v1", noStore, s.requireAdmin)
+	keys := v1.Group("/teams/:team_id/keys", validTeam)
+	keys.POST("", s.createKey)
+	keys.GET("", s.listKeys)
+	keys.GET("/:client_id", s.getKey)
+	keys.DELETE("/:client_id", s.deleteKey)
+}
+
+// noStore: management responses may describe keys; no cache may keep them.
+func noStore(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Next()
+}
+
+// requireAdmin accepts only a valid access token with scope keys:admin
+// (RFC 6750 bearer usage) whose admin key still exists.
+func (s *Server) requireAdmin(c *gin.Context) {
+	const realm = `Bearer realm="keygate"`
+	auth := c.GetHeader("Authorization")
+	if auth == "" {
+		c.Header("WWW-Authenticate", realm)
+		problem(c, http.StatusUnauthorized, problemUnauthorized,
+			"send an admin access token: Authorization: Bearer <token> (get one at /oauth/token with an admin key)")
+		return
+	}
+	const prefix = "bearer "
+	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		c.Header("WWW-Authenticate", realm+`, error="invalid_request"`)
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "the Authorization header must use the Bearer scheme")
+		return
+	}
+	claims, err := s.verifier.Verify(c.Request.Context(), strings.TrimSpace(auth[len(prefix):]))
+	if err != nil {
+		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+reasonOf(err)+"); get a new one at /oauth/token")
+		return
+	}
+	if !claims.HasScope(scopes.AdminScope) {
+		c.Header("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scopes.AdminScope+`"`)
+		problem(c, http.StatusForbidden, problemForbidden, "this token lacks the keys:admin scope; use an admin key's token")
+		return
+	}
+	// A deleted admin key must lose access at once, not when its token
+	// expires: one store read per management call is cheap.
+	k, err := s.store.GetKey(c.Request.Context(), claims.ClientID)
+	if err != nil || !k.IsAdmin() {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeProblem(c, err)
+			return
+		}
+		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "the admin key this token was issued to no longer exists")
+		return
+	}
+	c.Set(claimsKey, claims)
+	c.Next()
+}
+
+// reasonOf is the verify error's reason without any token content.
+func reasonOf(err error) string {
+	for _, reason := range []error{verify.ErrExpired, verify.ErrNotYetValid, verify.ErrIssuedInFuture,
+		verify.ErrWrongIssuer, verify.ErrWrongAudience, verify.ErrUnknownKey, verify.ErrAlgorithm,
+		verify.ErrSignature, verify.ErrWrongType, verify.ErrMissingClaim, verify.ErrTooLarge} {
+		if errors.Is(err, reason) {
+			return reason.Error()
+		}
+	}
+	return verify.ErrMalformed.Error()
+}
+
+func validTeam(c *gin.Context) {
+	if team := c.Param("team_id"); !teamIDPattern.MatchString(team) {
+		problem(c, http.StatusBadRequest, problemInvalid,
+			fmt.Sprintf("team id %q is not valid: use 1–64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit", truncate(team, 80)))
+		return
+	}
+	c.Next()
+}
+
+// keyView is the JSON shape of a key (DESIGN.md): never a secret or hash.
+type keyView struct {
+	ClientID    string     `json:"client_id"`
+	TeamID      string     `json:"team_id"`
+	Name        string     `json:"name"`
+	Permissions []string   `json:"permissions"`
+	Scopes      []string   `json:"scopes"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+}
+
+type createdKeyView struct {
+	keyView
+	ClientSecret string `json:"client_secret"`
+}
+
+type keyListView struct {
+	Keys    []keyView `json:"keys"`
+	MaxKeys int       `json:"max_keys"`
+}
+
+func (s *Server) view(k store.Key) keyView {
+	v := keyView{
+		ClientID:    k.ClientID,
+		TeamID:      k.TeamID,
+		Name:        k.Name,
+		Permissions: append([]string{}, k.Permissions...),
+		CreatedAt:   k.CreatedAt.UTC().Truncate(time.Second),
+	}
+	if sc, err := s.scopesOf(k); err == nil {
+		v.Scopes = sc
+	} else {
+		v.Scopes = []string{}
+	}
+	if !k.LastUsedAt.IsZero() {
+		t := k.LastUsedAt.UTC().Truncate(time.Second)
+		v.LastUsedAt = &t
+	}
+	return v
+}
+
+type createKeyRequest struct {
+	Name        *string  `json:"name"`
+	Permissions []string `json:"permissions"`
+}
+
+func (s *Server) createKey(c *gin.Context) {
+	team := c.Param("team_id")
+	var req createKeyRequest
+	if !decodeJSON(c, &req) {
+		return
+	}
+	if req.Name == nil {
+		problem(c, http.StatusBadRequest, problemInvalid, `"name" is required: give the key a name people will recognise, e.g. "Production sync"`)
+		return
+	}
+	name, err := validateName(*req.Name)
+	if err != nil {
+		problem(c, http.StatusBadRequest, problemInvalid, err.Error())
+		return
+	}
+	if err := s.cfg.Catalog.ValidateIDs(req.Permissions); err != nil {
+		problem(c, http.StatusBadRequest, problemInvalid, err.Error())
+		return
+	}
+	id, err := credential.NewClientID(team)
+	if err != nil {
+		s.internalProblem(c, err)
+		return
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		s.internalProblem(c, err)
+		return
+	}
+	k := store.Key{
+		ClientID:    id,
+		TeamID:      team,
+		Name:        name,
+		Permissions: append([]string{}, req.Permissions...),
+		CreatedAt:   s.cfg.Now().UTC(),
+		SecretHash:  s.hasher.Hash(secret),
+	}
+	// The store enforces the limit atomically; CreateKey returns only once
+	// the key is durable, so a 201 is never lost.
+	switch err := s.store.CreateKey(c.Request.Context(), k, s.cfg.MaxKeysPerTeam); {
+	case errors.Is(err, store.ErrTeamLimit):
+		problem(c, http.StatusConflict, problemTeamLimit, fmt.Sprintf(
+			"team %s already has %d API keys, the maximum; delete one before creating another", team, s.cfg.MaxKeysPerTeam))
+		return
+	case errors.Is(err, store.ErrAlreadyExists):
+		// 128 random bits collided: astronomically unlikely; ask to retry.
+		problem(c, http.StatusConflict, problemKeyIDConflict, "a key with the generated client ID exists; retry the request")
+		return
+	case err != nil:
+		s.storeProblem(c, err)
+		return
+	}
+	c.Header("Location", "/v1/teams/"+team+"/keys/"+id)
+	c.JSON(http.StatusCreated, createdKeyView{keyView: s.view(k), ClientSecret: secret})
+}
+
+func (s *Server) listKeys(c *gin.Context) {
+	keys, err := s.store.ListKeys(c.Request.Context(), c.Param("team_id"))
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	out := keyListView{Keys: make([]keyView, 0, len(keys)), MaxKeys: s.cfg.MaxKeysPerTeam}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, s.view(k))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getKey(c *gin.Context) {
+	team, id := c.Param("team_id"), c.Param("client_id")
+	k, err := s.store.GetKey(c.Request.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != team) {
+		// A key of another team is "not found" here: the path is the scope.
+		keyNotFound(c, team, id)
+		return
+	}
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, s.view(k))
+}
+
+func (s *Server) deleteKey(c *gin.Context) {
+	team, id := c.Param("team_id"), c.Param("client_id")
+	// The token endpoint reads the store on every request, so the key gets
+	// no token from the moment this returns.
+	err := s.store.DeleteKey(c.Request.Context(), team, id)
+	if errors.Is(err, store.ErrNotFound) {
+		keyNotFound(c, team, id)
+		return
+	}
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func keyNotFound(c *gin.Context, team, id string) {
+	problem(c, http.StatusNotFound, problemNotFound, fmt.Sprintf(
+		"team %s has no key %q; list the team's keys with GET /v1/teams/%s/keys", team, truncate(id, 80), team))
+}
+
+func (s *Server) storeProblem(c *gin.Context, err error) {
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("management: store unavailable", "err", err)
+		c.Header("Retry-After", "1")
+		problem(c, http.StatusServiceUnavailable, problemUnavailable, "the key store is temporarily unavailable; retry shortly")
+		return
+	}
+	s.internalProblem(c, err)
+}
+
+func (s *Server) internalProblem(c *gin.Context, err error) {
+	s.log.Error("management: internal error", "path", c.Request.URL.Path, "err", err)
+	problem(c, http.StatusInternalServerError, problemInternal, "keygate could not complete the request; the server log has details")
+}
+
+// decodeJSON reads a single JSON object with no unknown fields into v, or
+// answers with a problem and returns false.
+func decodeJSON(c *gin.Context, v any) bool {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "application/json" {
+		problem(c, http.StatusUnsupportedMediaType, problemMediaType, "send the body as JSON with Content-Type: application/json")
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxManagementBody+1))
+	if err != nil {
+		problem(c, http.StatusBadRequest, problemInvalid, "could not read the request body")
+		return false
+	}
+	if len(body) > maxManagementBody {
+		problem(c, http.StatusRequestEntityTooLarge, problemBodyTooLarge, "the request body is over 64 KiB")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		problem(c, http.StatusBadRequest, problemInvalid, "the body is not the expected JSON object: "+jsonProblem(err))
+		return false
+	}
+	if dec.More() {
+		problem(c, http.StatusBadRequest, problemInvalid, "the body must hold exactly one JSON object")
+		return false
+	}
+	return true
+}
+
+// jsonProblem describes a decoding error without echoing the body.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q has the wrong type (want %s)", typ.Field, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return strings.TrimPrefix(err.Error(), "json: ") + `; allowed fields are "name" and "permissions"`
+	case errors.Is(err, io.EOF):
+		return "the body is empty"
+	default:
+		return "malformed JSON"
+	}
+}
+
+// validateName trims the name and checks it is 1–64 printable characters.
+func validateName(raw string) (string, error) {
+	name := strings.TrimSpace(raw)
+	if !utf8.ValidString(name) {
+		return "", errors.New(`"name" must be valid UTF-8`)
+	}
+	n := utf8.RuneCountInString(name)
+	if n == 0 {
+		return "", errors.New(`"name" must not be empty: give the key a name people will recognise`)
+	}
+	if n > maxNameLen {
+		return "", fmt.Errorf(`"name" is %d characters long; use at most %d`, n, maxNameLen)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || !(unicode.IsPrint(r) || r == ' ') {
+			return "", errors.New(`"name" must not contain control or non-printable characters`)
+		}
+	}
+	return name, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

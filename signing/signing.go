@@ -1,0 +1,377 @@
+// Package signing owns keygate's JWT signing keys: generating them, keeping
+// them sealed in the store, choosing which one signs, and publishing the
+// public halves as a JWKS (RFC 7517).
+//
+// Keys are parsed once, when a KeySet is built; the token path then only
+// calls Signer.Sign, which touches no disk, parses no PEM and takes no lock.
+// The key set is stored as one record so that switching algorithms — a new
+// active key, the old one retired but still published for a token lifetime —
+// is a single atomic update every instance agrees on.
+package signing
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/store"
+)
+
+// Supported algorithms (RFC 7518 / RFC 8037 names).
+const (
+	ES256 = "ES256"
+	RS256 = "RS256"
+	EdDSA = "EdDSA"
+)
+
+// Algorithms lists the supported algorithms, the default first.
+var Algorithms = []string{ES256, RS256, EdDSA}
+
+// rsaBits: RFC 7518 §3.3 requires at least 2048; more makes every token
+// slower to sign for no practical gain at a 15-minute lifetime.
+const rsaBits = 2048
+
+// publishSlack is added to a token lifetime when deciding how long a retired
+// key stays in the JWKS, to cover verifiers' clock skew and JWKS caching.
+const publishSlack = 5 * time.Minute
+
+// KeyStore is the part of the store this package needs.
+type KeyStore interface {
+	SigningKeys(ctx context.Context) (store.SigningKeys, error)
+	UpdateSigningKeys(ctx context.Context, update func(store.SigningKeys) (store.SigningKeys, error)) (store.SigningKeys, error)
+}
+
+// Generate makes a new private key for alg.
+func Generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case ES256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case RS256:
+		return rsa.GenerateKey(rand.Reader, rsaBits)
+	case EdDSA:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv, err
+	default:
+		return nil, fmt.Errorf("unsupported signing algorithm %q (allowed: ES256, RS256, EdDSA)", alg)
+	}
+}
+
+func sealPurpose(kid string) string { return "signing-key:" + kid }
+
+// NewStoredKey generates a key for alg and seals it for the store.
+func NewStoredKey(mk *masterkey.Key, alg string, now time.Time) (store.SigningKey, error) {
+	priv, err := Generate(alg)
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	kid, err := Thumbprint(priv.Public())
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return store.SigningKey{}, fmt.Errorf("marshal %s key: %w", alg, err)
+	}
+	sealed, err := mk.Seal(sealPurpose(kid), der)
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	return store.SigningKey{KID: kid, Alg: alg, PrivateKeySealed: sealed, CreatedAt: now.UTC()}, nil
+}
+
+// Ensure makes sure the store holds an active key of alg, creating one on
+// first start and when the configured algorithm changed. A replaced key is
+// retired, still published for tokenTTL plus a margin, so tokens it signed
+// keep verifying. Retired keys past their time are pruned. Concurrent first
+// starts agree on one key: the check happens inside the atomic update.
+func Ensure(ctx context.Context, ks KeyStore, mk *masterkey.Key, alg string, tokenTTL time.Duration, now time.Time) (store.SigningKeys, error) {
+	cur, err := ks.SigningKeys(ctx)
+	if err != nil {
+		return store.SigningKeys{}, fmt.Errorf("load signing keys: %w", err)
+	}
+	var candidate store.SigningKey
+	if cur.Active == nil || cur.Active.Alg != alg {
+		// Generate outside the update: RSA generation takes a while and the
+		// update function may run more than once on optimistic backends.
+		if candidate, err = NewStoredKey(mk, alg, now); err != nil {
+			return store.SigningKeys{}, err
+		}
+	}
+	return ks.UpdateSigningKeys(ctx, func(old store.SigningKeys) (store.SigningKeys, error) {
+		next := store.SigningKeys{Active: old.Active}
+		for _, r := range old.Retired {
+			if r.PublishUntil.After(now) {
+				next.Retired = append(next.Retired, r)
+			}
+		}
+		if old.Active != nil && old.Active.Alg == alg {
+			return next, nil
+		}
+		if candidate.KID == "" {
+			// Someone switched the algorithm between our read and this
+			// update; refuse rather than sign with an unexpected key.
+			return old, fmt.Errorf("signing keys changed concurrently; restart to pick up the current set")
+		}
+		if old.Active != nil {
+			next.Retired = append(next.Retired, store.RetiredSigningKey{
+				SigningKey:   *old.Active,
+				PublishUntil: now.Add(tokenTTL + publishSlack).UTC(),
+			})
+		}
+		c := candidate
+		next.Active = &c
+		return next, nil
+	})
+}
+
+// Signer signs tokens with one parsed private key.
+type Signer struct {
+	kid    string
+	alg    string
+	method jwt.SigningMethod
+	key    crypto.Signer
+	// header is the encoded JOSE header, constant for a key, computed once.
+	header string
+}
+
+// KID is the key ID placed in every token header.
+func (s *Signer) KID() string { return s.kid }
+
+// Alg is the JWS algorithm.
+func (s *Signer) Alg() string { return s.alg }
+
+// Sign returns a compact JWS of claims with header {alg, kid, typ}.
+func (s *Signer) Sign(claims any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("encode claims: %w", err)
+	}
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(s.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
+	buf = append(buf, s.header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := s.method.Sign(string(buf), s.key)
+	if err != nil {
+		return "", fmt.Errorf("sign with key %s: %w", s.kid, err)
+	}
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+func newSigner(kid, alg string, key crypto.Signer, typ string) (*Signer, error) {
+	method := jwt.GetSigningMethod(alg)
+	if method == nil {
+		return nil, fmt.Errorf("unsupported signing algorithm %q", alg)
+	}
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		KID string `json:"kid"`
+		Typ string `json:"typ"`
+	}{alg, kid, typ})
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{kid: kid, alg: alg, method: method, key: key, header: base64.RawURLEncoding.EncodeToString(hdr)}, nil
+}
+
+// PublicKey is a verification key with the algorithm it is used with.
+type PublicKey struct {
+	KID string
+	Alg string
+	Key crypto.PublicKey
+}
+
+// KeySet is an immutable, parsed snapshot of the stored signing keys.
+type KeySet struct {
+	signer *Signer
+	public map[string]PublicKey
+	jwks   []byte
+	// stale is when the earliest retired key stops being published; the
+	// snapshot should be rebuilt after it.
+	stale time.Time
+}
+
+// AccessTokenType is the JOSE "typ" of access tokens (RFC 9068 §2.1).
+const AccessTokenType = "at+jwt"
+
+// Load opens the stored keys with the master key and parses them.
+func Load(keys store.SigningKeys, mk *masterkey.Key, now time.Time) (*KeySet, error) {
+	if keys.Active == nil {
+		return nil, errors.New("no active signing key in the store")
+	}
+	ks := &KeySet{public: map[string]PublicKey{}}
+	priv, err := openKey(mk, *keys.Active)
+	if err != nil {
+		return nil, err
+	}
+	if ks.signer, err = newSigner(keys.Active.KID, keys.Active.Alg, priv, AccessTokenType); err != nil {
+		return nil, err
+	}
+	ks.public[keys.Active.KID] = PublicKey{KID: keys.Active.KID, Alg: keys.Active.Alg, Key: priv.Public()}
+	order := []string{keys.Active.KID}
+	for _, r := range keys.Retired {
+		if !r.PublishUntil.After(now) {
+			continue
+		}
+		p, err := openKey(mk, r.SigningKey)
+		if err != nil {
+			return nil, err
+		}
+		ks.public[r.KID] = PublicKey{KID: r.KID, Alg: r.Alg, Key: p.Public()}
+		order = append(order, r.KID)
+		if ks.stale.IsZero() || r.PublishUntil.Before(ks.stale) {
+			ks.stale = r.PublishUntil
+		}
+	}
+	jwks := JWKS{Keys: make([]JWK, 0, len(order))}
+	for _, kid := range order {
+		p := ks.public[kid]
+		j, err := NewJWK(p.Key, p.KID, p.Alg)
+		if err != nil {
+			return nil, err
+		}
+		jwks.Keys = append(jwks.Keys, j)
+	}
+	if ks.jwks, err = json.Marshal(jwks); err != nil {
+		return nil, err
+	}
+	return ks, nil
+}
+
+func openKey(mk *masterkey.Key, k store.SigningKey) (crypto.Signer, error) {
+	der, err := mk.Open(sealPurpose(k.KID), k.PrivateKeySealed)
+	if err != nil {
+		return nil, fmt.Errorf("load signing key %s: %w", k.KID, err)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("load signing key %s: %w", k.KID, err)
+	}
+	signer, ok := parsed.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("load signing key %s: unexpected key type %T", k.KID, parsed)
+	}
+	if err := checkAlg(signer.Public(), k.Alg); err != nil {
+		return nil, fmt.Errorf("load signing key %s: %w", k.KID, err)
+	}
+	return signer, nil
+}
+
+func checkAlg(pub crypto.PublicKey, alg string) error {
+	ok := false
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		ok = alg == ES256 && p.Curve == elliptic.P256()
+	case *rsa.PublicKey:
+		ok = alg == RS256
+	case ed25519.PublicKey:
+		ok = alg == EdDSA
+	}
+	if !ok {
+		return fmt.Errorf("key type %T does not fit algorithm %s", pub, alg)
+	}
+	return nil
+}
+
+// Signer returns the active signer.
+func (ks *KeySet) Signer() *Signer { return ks.signer }
+
+// PublicKey returns the published key with that kid.
+func (ks *KeySet) PublicKey(kid string) (PublicKey, bool) {
+	p, ok := ks.public[kid]
+	return p, ok
+}
+
+// JWKS returns the encoded JSON Web Key Set of published keys.
+func (ks *KeySet) JWKS() []byte { return ks.jwks }
+
+// StaleAfter is when a retired key in this snapshot stops being published
+// (zero when none will).
+func (ks *KeySet) StaleAfter() time.Time { return ks.stale }
+
+// JWKS is an RFC 7517 key set.
+type JWKS struct {
+	Keys []JWK `json:"keys"`
+}
+
+// JWK is the public part of one key (RFC 7517, 7518 §6, 8037 §2).
+type JWK struct {
+	Kty string `json:"kty"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+	KID string `json:"kid"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+}
+
+// NewJWK describes pub as a JWK.
+func NewJWK(pub crypto.PublicKey, kid, alg string) (JWK, error) {
+	j, err := thumbprintMembers(pub)
+	if err != nil {
+		return JWK{}, err
+	}
+	j.Use, j.Alg, j.KID = "sig", alg, kid
+	return j, nil
+}
+
+func thumbprintMembers(pub crypto.PublicKey) (JWK, error) {
+	b64 := base64.RawURLEncoding.EncodeToString
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		if p.Curve != elliptic.P256() {
+			return JWK{}, fmt.Errorf("unsupported curve %s", p.Curve.Params().Name)
+		}
+		raw, err := p.Bytes() // uncompressed point: 0x04 || X || Y
+		if err != nil {
+			return JWK{}, err
+		}
+		return JWK{Kty: "EC", Crv: "P-256", X: b64(raw[1:33]), Y: b64(raw[33:65])}, nil
+	case *rsa.PublicKey:
+		return JWK{Kty: "RSA", N: b64(p.N.Bytes()), E: b64(big.NewInt(int64(p.E)).Bytes())}, nil
+	case ed25519.PublicKey:
+		return JWK{Kty: "OKP", Crv: "Ed25519", X: b64(p)}, nil
+	default:
+		return JWK{}, fmt.Errorf("unsupported public key type %T", pub)
+	}
+}
+
+// Thumbprint is the RFC 7638 JWK thumbprint (SHA-256, base64url), used as
+// kid: stable for a key, and it reveals nothing but the public key.
+func Thumbprint(pub crypto.PublicKey) (string, error) {
+	j, err := thumbprintMembers(pub)
+	if err != nil {
+		return "", err
+	}
+	// RFC 7638 §3.2: required members only, lexicographic order, no spaces.
+	var canon string
+	switch j.Kty {
+	case "EC":
+		canon = fmt.Sprintf(`{"crv":%q,"kty":"EC","x":%q,"y":%q}`, j.Crv, j.X, j.Y)
+	case "RSA":
+		canon = fmt.Sprintf(`{"e":%q,"kty":"RSA","n":%q}`, j.E, j.N)
+	case "OKP":
+		canon = fmt.Sprintf(`{"crv":%q,"kty":"OKP","x":%q}`, j.Crv, j.X)
+	}
+	sum := sha256.Sum256([]byte(canon))
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}

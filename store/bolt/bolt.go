@@ -1,0 +1,569 @@
+// Package bolt is keygate's embedded default store: a single bbolt file in
+// the data directory, for the common case of one keygate instance with no
+// database to run. Several instances sharing keys need store/redis instead;
+// a bbolt file is locked by the one process that opened it.
+//
+// # Why bbolt fits the contract
+//
+// bbolt runs one writable transaction at a time, so every read-modify-write
+// here (the team limit, create-if-absent, UpdateKey, singletons, signing
+// keys) is simply one Update transaction: the check and the write cannot be
+// interleaved with another writer. Commits fsync before returning, so a call
+// that returned nil survives a crash or restart; NoSync is never set.
+//
+// # Layout
+//
+//	meta        "schema" → "1"                 format version, checked on open
+//	keys        client ID → JSON key record    the source of truth
+//	teams       "t"+team ID → nested bucket    per-team index: client ID → ""
+//	singletons  name → raw bytes
+//	signing     "set" → JSON signing key set   one record, so rotation is atomic
+//
+// The team index exists so that counting a team's keys (for the limit) and
+// listing them cost the size of the team, not of the whole store. Admin keys
+// (team "") live in the index bucket named "t"; the prefix is there because
+// bbolt refuses empty bucket names. Nested buckets rather than composite
+// "team\x00client" keys keep team IDs that contain any byte unambiguous.
+//
+// Records are encoded from private structs, not from store.Key's own JSON
+// tags, so that an edit to the API types cannot silently change what is on
+// disk.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/keygate/keygate/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// DefaultLockTimeout is how long Open waits for the file lock. A second
+// keygate on the same data directory should fail fast and say why, rather
+// than hang (bbolt's own default is to wait forever).
+const DefaultLockTimeout = time.Second
+
+// ErrLocked is returned (wrapped) by Open when another process holds the
+// file.
+var ErrLocked = errors.New("locked by another keygate process?")
+
+// Options tunes Open. The zero value is what keygate uses.
+type Options struct {
+	// LockTimeout bounds the wait for the exclusive file lock; zero or
+	// negative means DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// schemaVersion is bumped when the on-disk layout changes incompatibly, so
+// that an older binary refuses a newer file instead of misreading it.
+const schemaVersion = "1"
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketKeys       = []byte("keys")
+	bucketTeams      = []byte("teams")
+	bucketSingletons = []byte("singletons")
+	bucketSigning    = []byte("signing")
+
+	metaSchema    = []byte("schema")
+	signingRecKey = []byte("set")
+)
+
+// defaultForEachBatch is how many keys ForEachKey reads per read
+// transaction. fn runs outside any transaction (see ForEachKey), so batches
+// bound both the memory held and how long a reader pins old pages.
+const defaultForEachBatch = 256
+
+// Store is a store.Store on one bbolt file. It is safe for concurrent use.
+type Store struct {
+	db   *bbolt.DB
+	path string
+	// forEachBatch is a field, not the constant, so tests can cross batch
+	// boundaries without writing hundreds of keys.
+	forEachBatch int
+}
+
+// Open opens or creates the store file at path (mode 0600: it holds secret
+// hashes and sealed private keys). Pass at most one Options; none means
+// defaults. The parent directory must exist.
+func Open(path string, opts ...Options) (*Store, error) {
+	var o Options
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		return nil, fmt.Errorf("open store %s: got %d Options, want at most one", path, len(opts))
+	}
+	timeout := o.LockTimeout
+	if timeout <= 0 {
+		timeout = DefaultLockTimeout
+	}
+
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w (gave up waiting for the file lock after %v)", path, ErrLocked, timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+
+	err = db.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(metaSchema); {
+		case v == nil:
+			if err := meta.Put(metaSchema, []byte(schemaVersion)); err != nil {
+				return err
+			}
+		case string(v) != schemaVersion:
+			return fmt.Errorf("data format version %q is not the one this keygate understands (%q); use the keygate version that wrote it", v, schemaVersion)
+		}
+		for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch}, nil
+}
+
+// Close releases the file lock. It waits for running transactions.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Ping checks that the file is open and readable; with an embedded store
+// that is all "reachable" can mean.
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketKeys) == nil {
+			return errors.New("keys bucket missing")
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("ping store %s: %w", s.path, err)
+		}
+		return fmt.Errorf("ping store %s: %w: %w", s.path, store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// view and update refuse to start once ctx is done. They check again inside
+// the transaction because Update may have waited for the writer lock: work
+// the caller has given up on should not be committed behind its back. A
+// started bbolt transaction cannot be interrupted, but none here does I/O
+// beyond the final fsync, so none runs long.
+func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bbolt.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// CreateKey implements store.Store. The existence check, the team count and
+// both writes happen in one write transaction, which is what makes the limit
+// hold under concurrency.
+func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) error {
+	if k.ClientID == "" {
+		return errors.New("create key: empty client ID")
+	}
+	val, err := encodeKey(k)
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
+	}
+	id := []byte(k.ClientID)
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
+		keys := tx.Bucket(bucketKeys)
+		if keys.Get(id) != nil {
+			return store.ErrAlreadyExists
+		}
+		team, err := tx.Bucket(bucketTeams).CreateBucketIfNotExists(teamBucket(k.TeamID))
+		if err != nil {
+			return err
+		}
+		if maxPerTeam > 0 && countUpTo(team, maxPerTeam) >= maxPerTeam {
+			if k.TeamID == "" {
+				return fmt.Errorf("%w: there are already %d admin keys", store.ErrTeamLimit, maxPerTeam)
+			}
+			return fmt.Errorf("%w: team %q already has %d keys", store.ErrTeamLimit, k.TeamID, maxPerTeam)
+		}
+		if err := team.Put(id, []byte{}); err != nil {
+			return err
+		}
+		return keys.Put(id, val)
+	})
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
+	}
+	return nil
+}
+
+// countUpTo counts b's keys but stops at limit: the caller only needs to
+// know whether the limit is reached.
+func countUpTo(b *bbolt.Bucket, limit int) int {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// GetKey implements store.Store.
+func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) {
+	var k store.Key
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		k, err = getKey(tx, clientID)
+		return err
+	})
+	if err != nil {
+		return store.Key{}, fmt.Errorf("get key %s: %w", clientID, err)
+	}
+	return k, nil
+}
+
+// getKey decodes the stored record, which yields a copy: nothing returned
+// aliases bbolt's memory map, which is only valid inside the transaction.
+func getKey(tx *bbolt.Tx, clientID string) (store.Key, error) {
+	v := tx.Bucket(bucketKeys).Get([]byte(clientID))
+	if v == nil {
+		return store.Key{}, store.ErrNotFound
+	}
+	return decodeKey(v)
+}
+
+// ListKeys implements store.Store. Keys are sorted here rather than kept in
+// creation order on disk: teams are small, and UpdateKey may change
+// CreatedAt.
+func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error) {
+	out := []store.Key{}
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		team := tx.Bucket(bucketTeams).Bucket(teamBucket(teamID))
+		if team == nil {
+			return nil
+		}
+		return team.ForEach(func(id, _ []byte) error {
+			k, err := getKey(tx, string(id))
+			if err != nil {
+				return fmt.Errorf("team index names key %s: %w (store file damaged?)", id, err)
+			}
+			out = append(out, k)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list keys of team %q: %w", teamID, err)
+	}
+	slices.SortStableFunc(out, func(a, b store.Key) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return compareStrings(a.ClientID, b.ClientID)
+	})
+	return out, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// ForEachKey implements store.Store. fn runs outside any transaction, on
+// batches read one after another, so that fn may itself call the store
+// (even write: a bbolt write transaction opened while the same goroutine
+// holds a read transaction can deadlock on a remap). The price: a key
+// created or deleted during the walk may or may not be visited; every key
+// present throughout is visited exactly once.
+func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
+	var after []byte
+	for {
+		batch := make([]store.Key, 0, s.forEachBatch)
+		err := s.view(ctx, func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketKeys).Cursor()
+			var id, v []byte
+			if after == nil {
+				id, v = c.First()
+			} else {
+				id, v = c.Seek(after)
+			}
+			for ; id != nil && len(batch) < s.forEachBatch; id, v = c.Next() {
+				k, err := decodeKey(v)
+				if err != nil {
+					return fmt.Errorf("key %s: %w", id, err)
+				}
+				batch = append(batch, k)
+				after = bytes.Clone(id)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("for each key: %w", err)
+		}
+		for _, k := range batch {
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+		if len(batch) < s.forEachBatch {
+			return nil
+		}
+	}
+}
+
+// errIdentity refuses updates that would move a key: the team index is
+// keyed by both IDs, and a "rename" would really be a delete plus a create
+// that must go through the limit check.
+var errIdentity = errors.New("client ID and team ID cannot be changed")
+
+// UpdateKey implements store.Store. update runs inside the write
+// transaction, so it must be quick and must not call the store (that would
+// deadlock on bbolt's single writer lock). An error from update is returned
+// as it is, unwrapped, since it is the caller's own.
+func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+	var out store.Key
+	var updateErr error
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		cur, err := getKey(tx, clientID)
+		if err != nil {
+			return err
+		}
+		next, err := update(cur)
+		if err != nil {
+			updateErr = err
+			return err
+		}
+		if next.ClientID != cur.ClientID || next.TeamID != cur.TeamID {
+			return errIdentity
+		}
+		val, err := encodeKey(next)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketKeys).Put([]byte(clientID), val); err != nil {
+			return err
+		}
+		// Decoding what was written returns exactly what GetKey would (UTC
+		// times) and shares no memory with update's result.
+		out, err = decodeKey(val)
+		return err
+	})
+	if updateErr != nil {
+		return store.Key{}, updateErr
+	}
+	if err != nil {
+		return store.Key{}, fmt.Errorf("update key %s: %w", clientID, err)
+	}
+	return out, nil
+}
+
+// DeleteKey implements store.Store. The team check uses the record itself,
+// not the index, so a wrong team can never delete anything.
+func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		k, err := getKey(tx, clientID)
+		if err != nil {
+			return err
+		}
+		if k.TeamID != teamID {
+			return store.ErrNotFound
+		}
+		id := []byte(clientID)
+		if err := tx.Bucket(bucketKeys).Delete(id); err != nil {
+			return err
+		}
+		teams := tx.Bucket(bucketTeams)
+		name := teamBucket(teamID)
+		team := teams.Bucket(name)
+		if team == nil {
+			return nil
+		}
+		if err := team.Delete(id); err != nil {
+			return err
+		}
+		// Drop emptied team buckets so that teams that come and go do not
+		// leave a trail behind.
+		if first, _ := team.Cursor().First(); first == nil {
+			return teams.DeleteBucket(name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete key %s of team %q: %w", clientID, teamID, err)
+	}
+	return nil
+}
+
+// TouchKeys implements store.Store. The whole batch is one transaction (one
+// fsync), since it is a periodic flush of many keys' usage; keys whose time
+// would not advance are not rewritten.
+func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("touch keys: %w", err)
+	}
+	if len(lastUsed) == 0 {
+		return nil
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		keys := tx.Bucket(bucketKeys)
+		for id, used := range lastUsed {
+			k, err := getKey(tx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // deleted since it was used
+			}
+			if err != nil {
+				return fmt.Errorf("key %s: %w", id, err)
+			}
+			if !used.After(k.LastUsedAt) {
+				continue
+			}
+			k.LastUsedAt = used
+			val, err := encodeKey(k)
+			if err != nil {
+				return fmt.Errorf("key %s: %w", id, err)
+			}
+			if err := keys.Put([]byte(id), val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("touch keys: %w", err)
+	}
+	return nil
+}
+
+// CreateSingleton implements store.Store. An empty value is refused: it
+// would be indistinguishable from "not set" on some backends, and no
+// singleton keygate keeps (a pepper) may be empty.
+func (s *Store) CreateSingleton(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if name == "" {
+		return nil, errors.New("create singleton: empty name")
+	}
+	if len(value) == 0 {
+		return nil, fmt.Errorf("create singleton %s: empty value", name)
+	}
+	var out []byte
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSingletons)
+		if v := b.Get([]byte(name)); v != nil {
+			out = bytes.Clone(v)
+			return nil
+		}
+		// bbolt keeps a reference to the value until commit; a private copy
+		// means the caller's buffer cannot change what is written.
+		out = bytes.Clone(value)
+		return b.Put([]byte(name), bytes.Clone(value))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create singleton %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// SigningKeys implements store.Store.
+func (s *Store) SigningKeys(ctx context.Context) (store.SigningKeys, error) {
+	var out store.SigningKeys
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		out, err = getSigning(tx)
+		return err
+	})
+	if err != nil {
+		return store.SigningKeys{}, fmt.Errorf("get signing keys: %w", err)
+	}
+	return out, nil
+}
+
+func getSigning(tx *bbolt.Tx) (store.SigningKeys, error) {
+	v := tx.Bucket(bucketSigning).Get(signingRecKey)
+	if v == nil {
+		return store.SigningKeys{}, nil
+	}
+	return decodeSigning(v)
+}
+
+// UpdateSigningKeys implements store.Store. As with UpdateKey, update runs
+// inside the write transaction and must not call the store; its error is
+// returned unwrapped. Concurrent first starts are safe because each one's
+// update sees the previous one's result.
+func (s *Store) UpdateSigningKeys(ctx context.Context, update func(store.SigningKeys) (store.SigningKeys, error)) (store.SigningKeys, error) {
+	var out store.SigningKeys
+	var updateErr error
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		cur, err := getSigning(tx)
+		if err != nil {
+			return err
+		}
+		next, err := update(cur)
+		if err != nil {
+			updateErr = err
+			return err
+		}
+		val, err := encodeSigning(next)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSigning).Put(signingRecKey, val); err != nil {
+			return err
+		}
+		out, err = decodeSigning(val)
+		return err
+	})
+	if updateErr != nil {
+		return store.SigningKeys{}, updateErr
+	}
+	if err != nil {
+		return store.SigningKeys{}, fmt.Errorf("update signing keys: %w", err)
+	}
+	return out, nil
+}
+
+// teamBucket names the index bucket of a team; see the package comment for
+// the prefix.
+func teamBucket(teamID string) []byte {
+	return append([]byte{'t'}, teamID...)
+}

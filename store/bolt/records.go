@@ -1,0 +1,125 @@
+package bolt
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// The on-disk records. They mirror the store types field for field but are
+// owned by this package, so the file format changes only when someone edits
+// this file (and bumps schemaVersion if old files would be misread).
+// JSON keeps the file inspectable with the bbolt CLI; times are RFC 3339
+// with nanoseconds, always UTC.
+
+type keyRecord struct {
+	ClientID                string    `json:"client_id"`
+	TeamID                  string    `json:"team_id"`
+	Name                    string    `json:"name"`
+	Permissions             []string  `json:"permissions,omitempty"`
+	CreatedAt               time.Time `json:"created_at"`
+	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
+	SecretHash              []byte    `json:"secret_hash,omitempty"`
+	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
+	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
+}
+
+type signingKeyRecord struct {
+	KID              string    `json:"kid"`
+	Alg              string    `json:"alg"`
+	PrivateKeySealed []byte    `json:"private_key_sealed"`
+	CreatedAt        time.Time `json:"created_at"`
+}
+
+type retiredRecord struct {
+	signingKeyRecord
+	PublishUntil time.Time `json:"publish_until"`
+}
+
+type signingRecord struct {
+	Active  *signingKeyRecord `json:"active,omitempty"`
+	Retired []retiredRecord   `json:"retired,omitempty"`
+}
+
+// utc normalises a time for storage. Zero stays the canonical zero, so that
+// "never" survives whatever zone the caller's zero value carried.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// encodeKey serialises k. Decoding the result is the only way values leave
+// this package, so every returned key is a fresh copy with UTC times.
+func encodeKey(k store.Key) ([]byte, error) {
+	return json.Marshal(keyRecord{
+		ClientID:                k.ClientID,
+		TeamID:                  k.TeamID,
+		Name:                    k.Name,
+		Permissions:             k.Permissions,
+		CreatedAt:               utc(k.CreatedAt),
+		LastUsedAt:              utc(k.LastUsedAt),
+		SecretHash:              k.SecretHash,
+		PreviousSecretHash:      k.PreviousSecretHash,
+		PreviousSecretExpiresAt: utc(k.PreviousSecretExpiresAt),
+		SecretRotatedAt:         utc(k.SecretRotatedAt),
+	})
+}
+
+func decodeKey(b []byte) (store.Key, error) {
+	var r keyRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return store.Key{}, err
+	}
+	return store.Key{
+		ClientID:                r.ClientID,
+		TeamID:                  r.TeamID,
+		Name:                    r.Name,
+		Permissions:             r.Permissions,
+		CreatedAt:               utc(r.CreatedAt),
+		LastUsedAt:              utc(r.LastUsedAt),
+		SecretHash:              r.SecretHash,
+		PreviousSecretHash:      r.PreviousSecretHash,
+		PreviousSecretExpiresAt: utc(r.PreviousSecretExpiresAt),
+		SecretRotatedAt:         utc(r.SecretRotatedAt),
+	}, nil
+}
+
+func toSigningKeyRecord(k store.SigningKey) signingKeyRecord {
+	return signingKeyRecord{KID: k.KID, Alg: k.Alg, PrivateKeySealed: k.PrivateKeySealed, CreatedAt: utc(k.CreatedAt)}
+}
+
+func fromSigningKeyRecord(r signingKeyRecord) store.SigningKey {
+	return store.SigningKey{KID: r.KID, Alg: r.Alg, PrivateKeySealed: r.PrivateKeySealed, CreatedAt: utc(r.CreatedAt)}
+}
+
+func encodeSigning(s store.SigningKeys) ([]byte, error) {
+	var r signingRecord
+	if s.Active != nil {
+		a := toSigningKeyRecord(*s.Active)
+		r.Active = &a
+	}
+	for _, k := range s.Retired {
+		r.Retired = append(r.Retired, retiredRecord{toSigningKeyRecord(k.SigningKey), utc(k.PublishUntil)})
+	}
+	return json.Marshal(r)
+}
+
+func decodeSigning(b []byte) (store.SigningKeys, error) {
+	var r signingRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return store.SigningKeys{}, err
+	}
+	var s store.SigningKeys
+	if r.Active != nil {
+		a := fromSigningKeyRecord(*r.Active)
+		s.Active = &a
+	}
+	for _, k := range r.Retired {
+		s.Retired = append(s.Retired, store.RetiredSigningKey{SigningKey: fromSigningKeyRecord(k.signingKeyRecord), PublishUntil: utc(k.PublishUntil)})
+	}
+	return s, nil
+}

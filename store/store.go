@@ -1,0 +1,137 @@
+// Package store is keygate's persistence contract: one interface, its
+// records and the errors callers branch on. Backends live in sub-packages
+// (store/bolt for the embedded default) and every one of them must pass the
+// conformance suite in store/storetest, so the rest of keygate can treat them
+// as interchangeable.
+//
+// The store knows nothing of HTTP, OAuth or cryptography: secrets arrive
+// already hashed, private keys already encrypted. What it does own is
+// atomicity: limits (keys per team) and read-modify-write changes happen
+// inside the backend, never as check-then-act in a caller.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers branch on. Backends wrap them with context; test with
+// errors.Is.
+var (
+	// ErrNotFound: no record with that identity (or not in the given team).
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a record with that identity exists already.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrTeamLimit: the team already holds the maximum number of keys.
+	ErrTeamLimit = errors.New("team key limit reached")
+	// ErrUnavailable: the backend could not be reached or did not answer in
+	// time; the operation may or may not have happened.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Key is one API key: an OAuth 2.0 confidential client.
+//
+// TeamID is empty for admin keys, which belong to no team and never count
+// toward a team's limit.
+type Key struct {
+	ClientID    string    `json:"client_id"`
+	TeamID      string    `json:"team_id"`
+	Name        string    `json:"name"`
+	Permissions []string  `json:"permissions"` // permission IDs from the catalog, not OAuth scopes
+	CreatedAt   time.Time `json:"created_at"`
+	// LastUsedAt is the zero time for a key that never obtained a token.
+	LastUsedAt time.Time `json:"last_used_at"`
+
+	// SecretHash is HMAC-SHA-256(pepper, secret). The secret itself is never
+	// stored.
+	SecretHash []byte `json:"secret_hash"`
+	// PreviousSecretHash stays valid until PreviousSecretExpiresAt, so that a
+	// rotation does not break a running integration.
+	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
+	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
+}
+
+// IsAdmin reports whether the key is an admin key (outside any team).
+func (k Key) IsAdmin() bool { return k.TeamID == "" }
+
+// SigningKey is one JWT signing key pair. The private key is sealed by the
+// caller (AES-256-GCM under the master key); the store only keeps bytes.
+type SigningKey struct {
+	KID string `json:"kid"`
+	Alg string `json:"alg"`
+	// PrivateKeySealed is the encrypted PKCS #8 DER private key.
+	PrivateKeySealed []byte    `json:"private_key_sealed"`
+	CreatedAt        time.Time `json:"created_at"`
+}
+
+// RetiredSigningKey is a key that no longer signs but whose public half is
+// still published until PublishUntil, so tokens it signed keep verifying.
+type RetiredSigningKey struct {
+	SigningKey
+	PublishUntil time.Time `json:"publish_until"`
+}
+
+// SigningKeys is the whole signing key set, stored and updated as one record
+// so that changing the active key and retiring the old one is atomic.
+type SigningKeys struct {
+	// Active signs new tokens. Nil only before the first start.
+	Active  *SigningKey         `json:"active"`
+	Retired []RetiredSigningKey `json:"retired"`
+}
+
+// Store is the persistence contract every backend implements.
+type Store interface {
+	// CreateKey inserts k. When maxPerTeam > 0 and k belongs to a team, it
+	// fails with ErrTeamLimit if the team already holds maxPerTeam keys; for
+	// an admin key (empty TeamID) maxPerTeam bounds the number of admin keys
+	// instead. The check and the insert are one atomic step. ErrAlreadyExists
+	// when the client ID is taken. Returns only once the key is durable.
+	CreateKey(ctx context.Context, k Key, maxPerTeam int) error
+
+	// GetKey returns the key with that client ID, or ErrNotFound.
+	GetKey(ctx context.Context, clientID string) (Key, error)
+
+	// ListKeys returns the keys of one team (teamID "" lists admin keys),
+	// oldest first; an unknown team yields an empty list, not an error.
+	ListKeys(ctx context.Context, teamID string) ([]Key, error)
+
+	// ForEachKey calls fn for every key of every team and every admin key,
+	// in no particular order, stopping at the first error fn returns.
+	ForEachKey(ctx context.Context, fn func(Key) error) error
+
+	// UpdateKey atomically replaces the key with update(current). If update
+	// returns an error nothing changes and that error is returned. The client
+	// ID and team ID cannot be changed. ErrNotFound when absent.
+	UpdateKey(ctx context.Context, clientID string, update func(Key) (Key, error)) (Key, error)
+
+	// DeleteKey removes the key if it belongs to teamID; ErrNotFound if it
+	// does not exist or belongs to another team (nothing changes then).
+	DeleteKey(ctx context.Context, teamID, clientID string) error
+
+	// TouchKeys advances LastUsedAt of each listed key to the given time,
+	// never moving it backwards. Unknown client IDs are ignored: a key may be
+	// deleted between its use and the flush.
+	TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error
+
+	// CreateSingleton stores value under name unless a value is there
+	// already, and returns the value that is stored afterwards: the caller's
+	// own if it won, the earlier one otherwise. Used for process-wide
+	// one-of-a-kind secrets such as the pepper.
+	CreateSingleton(ctx context.Context, name string, value []byte) (stored []byte, err error)
+
+	// SigningKeys returns the current signing key set (zero value before the
+	// first start).
+	SigningKeys(ctx context.Context) (SigningKeys, error)
+
+	// UpdateSigningKeys atomically replaces the signing key set with
+	// update(current). If update returns an error nothing changes.
+	UpdateSigningKeys(ctx context.Context, update func(SigningKeys) (SigningKeys, error)) (SigningKeys, error)
+
+	// Ping reports whether the backend answers.
+	Ping(ctx context.Context) error
+
+	// Close releases the backend. The store must not be used afterwards.
+	Close() error
+}

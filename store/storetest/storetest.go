@@ -1,0 +1,1166 @@
+// Package storetest is the conformance suite every keygate store backend
+// must pass. The rest of keygate treats backends as interchangeable, so the
+// guarantees it relies on (atomic limits, create-if-absent, copies not
+// aliases, UTC times) are written down here once, as executable checks,
+// instead of being re-derived in each backend's own tests.
+//
+// A backend's test calls Run with a factory:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			s, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+//
+// # What backends must keep
+//
+// Times: every time a backend returns must be in UTC (Location() ==
+// time.UTC) and within one millisecond of the time it was given; the suite
+// deliberately feeds times with nanoseconds and a non-UTC zone. A zero time
+// must come back as a zero time (LastUsedAt of an unused key, for one).
+//
+// Slices: nil and empty are interchangeable (Permissions, hashes), because
+// not every encoding can tell them apart and no caller should care.
+//
+// The suite runs its subtests one after another (no t.Parallel), so a
+// factory may hand out stores that share a server as long as each one is
+// empty when returned.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// Run runs the whole conformance suite. newStore must return a fresh, empty
+// store on every call and register its own cleanup with t.Cleanup.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Helper()
+	cases := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"CreateKey/GetKeyReturnsEqualRecord", testCreateGet},
+		{"CreateKey/CallerSlicesNotRetained", testCreateDoesNotAliasInput},
+		{"UpdateKey/ChangesPersist", testUpdatePersists},
+		{"UpdateKey/FuncErrorChangesNothing", testUpdateFuncError},
+		{"UpdateKey/IdentityCannotChange", testUpdateIdentityImmutable},
+		{"DeleteKey/Removes", testDelete},
+		{"DeleteKey/WrongTeamIsNotFound", testDeleteWrongTeam},
+		{"NotFound", testNotFound},
+		{"Duplicate/RefusedAndOriginalUnchanged", testDuplicate},
+		{"Duplicate/Concurrent", testDuplicateConcurrent},
+		{"ListKeys/PerTeamOldestFirst", testListKeys},
+		{"ListKeys/AdminKeysSeparate", testListAdminKeys},
+		{"ForEachKey/VisitsEveryKeyOnce", testForEachKey},
+		{"ForEachKey/StopsAtError", testForEachKeyStops},
+		{"Limit/PerTeam", testLimit},
+		{"Limit/Unlimited", testLimitUnlimited},
+		{"Limit/AdminKeys", testLimitAdmin},
+		{"Limit/Concurrent", testLimitConcurrent},
+		{"Limit/ConcurrentAdminSeed", testAdminSeedConcurrent},
+		{"TouchKeys/AdvancesLastUsed", testTouch},
+		{"TouchKeys/NeverBackwards", testTouchNeverBackwards},
+		{"TouchKeys/UnknownIDsIgnored", testTouchUnknown},
+		{"Singleton/FirstWins", testSingleton},
+		{"Singleton/Concurrent", testSingletonConcurrent},
+		{"SigningKeys/EmptyStore", testSigningEmpty},
+		{"SigningKeys/RoundTrip", testSigningRoundTrip},
+		{"SigningKeys/FuncErrorChangesNothing", testSigningFuncError},
+		{"SigningKeys/ConcurrentFirstStart", testSigningConcurrent},
+		{"ReturnedValuesAreCopies", testReturnedCopies},
+		{"CancelledContext", testCancelledContext},
+		{"Ping", testPing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.fn(t, newStore(t))
+		})
+	}
+}
+
+var (
+	// zone is deliberately not UTC so that a backend that stores times as
+	// given, zone and all, fails the UTC check.
+	zone = time.FixedZone("UTC+2", 2*60*60)
+	// base carries nanoseconds so that truncation to milliseconds is visible.
+	base = time.Date(2024, 5, 1, 12, 0, 0, 123_456_789, zone)
+
+	errBoom = errors.New("storetest: update refused on purpose")
+)
+
+// at returns base plus n seconds: distinct, ordered times for fixtures.
+func at(n int) time.Time { return base.Add(time.Duration(n) * time.Second) }
+
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newKey returns a key with every field set, so that a backend dropping any
+// field fails the equality checks.
+func newKey(t testing.TB, clientID, teamID string, created time.Time) store.Key {
+	t.Helper()
+	return store.Key{
+		ClientID:                clientID,
+		TeamID:                  teamID,
+		Name:                    "key " + clientID,
+		Permissions:             []string{"accounting_api", "visualization_sdk"},
+		CreatedAt:               created,
+		SecretHash:              randomBytes(t, 32),
+		PreviousSecretHash:      randomBytes(t, 32),
+		PreviousSecretExpiresAt: created.Add(24 * time.Hour),
+		SecretRotatedAt:         created.Add(time.Minute),
+	}
+}
+
+func mustCreate(t testing.TB, s store.Store, k store.Key, max int) {
+	t.Helper()
+	if err := s.CreateKey(context.Background(), k, max); err != nil {
+		t.Fatalf("CreateKey(%s, team %q, max %d): %v", k.ClientID, k.TeamID, max, err)
+	}
+}
+
+func mustGet(t testing.TB, s store.Store, clientID string) store.Key {
+	t.Helper()
+	k, err := s.GetKey(context.Background(), clientID)
+	if err != nil {
+		t.Fatalf("GetKey(%s): %v", clientID, err)
+	}
+	return k
+}
+
+func mustList(t testing.TB, s store.Store, teamID string) []store.Key {
+	t.Helper()
+	ks, err := s.ListKeys(context.Background(), teamID)
+	if err != nil {
+		t.Fatalf("ListKeys(%q): %v", teamID, err)
+	}
+	return ks
+}
+
+func wantErr(t testing.TB, op string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want one matching %v", op, err, want)
+	}
+}
+
+// timeDiff explains how got differs from want under the suite's time rules,
+// or returns "" when it is acceptable.
+func timeDiff(want, got time.Time) string {
+	if want.IsZero() || got.IsZero() {
+		if want.IsZero() != got.IsZero() {
+			return fmt.Sprintf("got %v, want %v", got, want)
+		}
+		return ""
+	}
+	if got.Location() != time.UTC {
+		return fmt.Sprintf("got %v in zone %v, want UTC", got, got.Location())
+	}
+	if d := got.Sub(want); d <= -time.Millisecond || d >= time.Millisecond {
+		return fmt.Sprintf("got %v, want %v (off by %v, more than 1ms)", got, want.UTC(), d)
+	}
+	return ""
+}
+
+// keyDiff lists every field in which got differs from want.
+func keyDiff(want, got store.Key) []string {
+	var d []string
+	if want.ClientID != got.ClientID {
+		d = append(d, fmt.Sprintf("ClientID: got %q, want %q", got.ClientID, want.ClientID))
+	}
+	if want.TeamID != got.TeamID {
+		d = append(d, fmt.Sprintf("TeamID: got %q, want %q", got.TeamID, want.TeamID))
+	}
+	if want.Name != got.Name {
+		d = append(d, fmt.Sprintf("Name: got %q, want %q", got.Name, want.Name))
+	}
+	if !slices.Equal(want.Permissions, got.Permissions) {
+		d = append(d, fmt.Sprintf("Permissions: got %q, want %q", got.Permissions, want.Permissions))
+	}
+	// Hash values are not printed: a test log is no place for them either.
+	if !bytes.Equal(want.SecretHash, got.SecretHash) {
+		d = append(d, "SecretHash differs")
+	}
+	if !bytes.Equal(want.PreviousSecretHash, got.PreviousSecretHash) {
+		d = append(d, "PreviousSecretHash differs")
+	}
+	for _, f := range []struct {
+		name      string
+		want, got time.Time
+	}{
+		{"CreatedAt", want.CreatedAt, got.CreatedAt},
+		{"LastUsedAt", want.LastUsedAt, got.LastUsedAt},
+		{"PreviousSecretExpiresAt", want.PreviousSecretExpiresAt, got.PreviousSecretExpiresAt},
+		{"SecretRotatedAt", want.SecretRotatedAt, got.SecretRotatedAt},
+	} {
+		if s := timeDiff(f.want, f.got); s != "" {
+			d = append(d, f.name+": "+s)
+		}
+	}
+	return d
+}
+
+func assertKey(t testing.TB, what string, want, got store.Key) {
+	t.Helper()
+	if d := keyDiff(want, got); len(d) > 0 {
+		t.Fatalf("%s: key %s differs:\n  %s", what, want.ClientID, joinLines(d))
+	}
+}
+
+func assertKeys(t testing.TB, what string, want, got []store.Key) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("%s: got %d keys %v, want %d %v", what, len(got), ids(got), len(want), ids(want))
+	}
+	for i := range want {
+		if want[i].ClientID != got[i].ClientID {
+			t.Fatalf("%s: got order %v, want %v", what, ids(got), ids(want))
+		}
+		assertKey(t, fmt.Sprintf("%s [%d]", what, i), want[i], got[i])
+	}
+}
+
+func ids(ks []store.Key) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = k.ClientID
+	}
+	return out
+}
+
+func joinLines(ss []string) string {
+	var b bytes.Buffer
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteString("\n  ")
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// concurrently runs fn(i) for i in [0, n) on n goroutines released at the
+// same moment, so that they really contend instead of trickling in as they
+// are started.
+func concurrently(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// --- CRUD -----------------------------------------------------------------
+
+func testCreateGet(t *testing.T, s store.Store) {
+	team := newKey(t, "kg_team1", "team-a", at(0))
+	team.LastUsedAt = at(5)
+	mustCreate(t, s, team, 5)
+	assertKey(t, "GetKey after CreateKey", team, mustGet(t, s, team.ClientID))
+
+	// Never used, never rotated: zero times must stay zero, not turn into
+	// 1970 or year 1 in some zone.
+	admin := newKey(t, "kg_admin1", "", at(1))
+	admin.Permissions = []string{"keys:admin"}
+	admin.PreviousSecretHash = nil
+	admin.PreviousSecretExpiresAt = time.Time{}
+	admin.SecretRotatedAt = time.Time{}
+	mustCreate(t, s, admin, 0)
+	got := mustGet(t, s, admin.ClientID)
+	assertKey(t, "GetKey of admin key", admin, got)
+	if !got.IsAdmin() {
+		t.Fatalf("admin key came back with TeamID %q", got.TeamID)
+	}
+}
+
+func testCreateDoesNotAliasInput(t *testing.T, s store.Store) {
+	k := newKey(t, "kg_alias", "team-a", at(0))
+	want := k
+	want.Permissions = slices.Clone(k.Permissions)
+	want.SecretHash = bytes.Clone(k.SecretHash)
+	want.PreviousSecretHash = bytes.Clone(k.PreviousSecretHash)
+	mustCreate(t, s, k, 5)
+
+	// The caller reusing its buffers must not reach into the store.
+	k.Permissions[0] = "mutated"
+	k.SecretHash[0] ^= 0xff
+	k.PreviousSecretHash[0] ^= 0xff
+	assertKey(t, "GetKey after mutating CreateKey's argument", want, mustGet(t, s, k.ClientID))
+}
+
+func testUpdatePersists(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_upd", "team-a", at(0))
+	mustCreate(t, s, k, 5)
+
+	want := k
+	want.Name = "renamed"
+	want.Permissions = []string{"visualization_sdk"}
+	want.SecretHash = randomBytes(t, 32)
+	want.PreviousSecretHash = bytes.Clone(k.SecretHash)
+	want.PreviousSecretExpiresAt = at(3600)
+	want.SecretRotatedAt = at(60)
+	want.LastUsedAt = at(30)
+
+	var seen store.Key
+	got, err := s.UpdateKey(ctx, k.ClientID, func(cur store.Key) (store.Key, error) {
+		seen = cur
+		cur.Name = want.Name
+		cur.Permissions = []string{"visualization_sdk"}
+		cur.SecretHash = bytes.Clone(want.SecretHash)
+		cur.PreviousSecretHash = bytes.Clone(want.PreviousSecretHash)
+		cur.PreviousSecretExpiresAt = want.PreviousSecretExpiresAt
+		cur.SecretRotatedAt = want.SecretRotatedAt
+		cur.LastUsedAt = want.LastUsedAt
+		return cur, nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateKey: %v", err)
+	}
+	assertKey(t, "update func's argument", k, seen)
+	assertKey(t, "UpdateKey result", want, got)
+	assertKey(t, "GetKey after UpdateKey", want, mustGet(t, s, k.ClientID))
+	assertKeys(t, "ListKeys after UpdateKey", []store.Key{want}, mustList(t, s, "team-a"))
+}
+
+func testUpdateFuncError(t *testing.T, s store.Store) {
+	k := newKey(t, "kg_upd_err", "team-a", at(0))
+	mustCreate(t, s, k, 5)
+
+	_, err := s.UpdateKey(context.Background(), k.ClientID, func(cur store.Key) (store.Key, error) {
+		// Scribble over everything, including the slices handed in, then
+		// refuse: none of it may stick.
+		cur.Name = "should not persist"
+		if len(cur.Permissions) > 0 {
+			cur.Permissions[0] = "mutated"
+		}
+		if len(cur.SecretHash) > 0 {
+			cur.SecretHash[0] ^= 0xff
+		}
+		cur.LastUsedAt = at(99)
+		return cur, errBoom
+	})
+	wantErr(t, "UpdateKey with failing func", err, errBoom)
+	assertKey(t, "GetKey after failed UpdateKey", k, mustGet(t, s, k.ClientID))
+}
+
+func testUpdateIdentityImmutable(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_ident", "team-a", at(0))
+	mustCreate(t, s, k, 5)
+
+	_, err := s.UpdateKey(ctx, k.ClientID, func(cur store.Key) (store.Key, error) {
+		cur.ClientID = "kg_ident_moved"
+		cur.Name = "should not persist"
+		return cur, nil
+	})
+	if err == nil {
+		t.Fatal("UpdateKey changing ClientID: got nil error, want a refusal")
+	}
+	assertKey(t, "GetKey after refused ClientID change", k, mustGet(t, s, k.ClientID))
+	_, err = s.GetKey(ctx, "kg_ident_moved")
+	wantErr(t, "GetKey of the ClientID an update tried to move to", err, store.ErrNotFound)
+
+	for _, team := range []string{"team-b", ""} {
+		_, err = s.UpdateKey(ctx, k.ClientID, func(cur store.Key) (store.Key, error) {
+			cur.TeamID = team
+			cur.Name = "should not persist"
+			return cur, nil
+		})
+		if err == nil {
+			t.Fatalf("UpdateKey changing TeamID to %q: got nil error, want a refusal", team)
+		}
+		assertKey(t, "GetKey after refused TeamID change", k, mustGet(t, s, k.ClientID))
+		if ks := mustList(t, s, team); len(ks) != 0 {
+			t.Fatalf("ListKeys(%q) after refused move: got %v, want none", team, ids(ks))
+		}
+	}
+	assertKeys(t, "ListKeys of the original team", []store.Key{k}, mustList(t, s, "team-a"))
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_del", "team-a", at(0))
+	other := newKey(t, "kg_keep", "team-a", at(1))
+	mustCreate(t, s, k, 5)
+	mustCreate(t, s, other, 5)
+
+	if err := s.DeleteKey(ctx, "team-a", k.ClientID); err != nil {
+		t.Fatalf("DeleteKey: %v", err)
+	}
+	_, err := s.GetKey(ctx, k.ClientID)
+	wantErr(t, "GetKey after DeleteKey", err, store.ErrNotFound)
+	assertKeys(t, "ListKeys after DeleteKey", []store.Key{other}, mustList(t, s, "team-a"))
+	wantErr(t, "second DeleteKey", s.DeleteKey(ctx, "team-a", k.ClientID), store.ErrNotFound)
+
+	admin := newKey(t, "kg_del_admin", "", at(2))
+	mustCreate(t, s, admin, 0)
+	if err := s.DeleteKey(ctx, "", admin.ClientID); err != nil {
+		t.Fatalf("DeleteKey of admin key: %v", err)
+	}
+	_, err = s.GetKey(ctx, admin.ClientID)
+	wantErr(t, "GetKey after deleting admin key", err, store.ErrNotFound)
+
+	// The client ID is free again.
+	mustCreate(t, s, newKey(t, k.ClientID, "team-b", at(3)), 5)
+}
+
+func testDeleteWrongTeam(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_team_a", "team-a", at(0))
+	admin := newKey(t, "kg_admin", "", at(1))
+	mustCreate(t, s, k, 5)
+	mustCreate(t, s, admin, 0)
+
+	for _, team := range []string{"team-b", "", "team-a-and-more", "team"} {
+		wantErr(t, fmt.Sprintf("DeleteKey(%q, team-a's key)", team), s.DeleteKey(ctx, team, k.ClientID), store.ErrNotFound)
+	}
+	wantErr(t, "DeleteKey(team-a, admin key)", s.DeleteKey(ctx, "team-a", admin.ClientID), store.ErrNotFound)
+
+	assertKey(t, "team key after wrong-team deletes", k, mustGet(t, s, k.ClientID))
+	assertKey(t, "admin key after wrong-team delete", admin, mustGet(t, s, admin.ClientID))
+	assertKeys(t, "ListKeys(team-a)", []store.Key{k}, mustList(t, s, "team-a"))
+	assertKeys(t, "ListKeys(admin)", []store.Key{admin}, mustList(t, s, ""))
+}
+
+func testNotFound(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, newKey(t, "kg_exists", "team-a", at(0)), 5)
+
+	_, err := s.GetKey(ctx, "kg_missing")
+	wantErr(t, "GetKey(unknown)", err, store.ErrNotFound)
+
+	called := false
+	_, err = s.UpdateKey(ctx, "kg_missing", func(k store.Key) (store.Key, error) {
+		called = true
+		return k, nil
+	})
+	wantErr(t, "UpdateKey(unknown)", err, store.ErrNotFound)
+	if called {
+		t.Fatal("UpdateKey(unknown) called the update func")
+	}
+	_, err = s.GetKey(ctx, "kg_missing")
+	wantErr(t, "GetKey after UpdateKey(unknown)", err, store.ErrNotFound)
+
+	wantErr(t, "DeleteKey(unknown)", s.DeleteKey(ctx, "team-a", "kg_missing"), store.ErrNotFound)
+	wantErr(t, "DeleteKey(unknown team)", s.DeleteKey(ctx, "team-zzz", "kg_missing"), store.ErrNotFound)
+}
+
+func testDuplicate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	orig := newKey(t, "kg_dup", "team-a", at(0))
+	mustCreate(t, s, orig, 2)
+
+	for _, team := range []string{"team-a", "team-b", ""} {
+		dup := newKey(t, orig.ClientID, team, at(10))
+		dup.Name = "impostor"
+		wantErr(t, fmt.Sprintf("CreateKey(duplicate in team %q)", team), s.CreateKey(ctx, dup, 2), store.ErrAlreadyExists)
+	}
+	assertKey(t, "original after duplicates", orig, mustGet(t, s, orig.ClientID))
+	assertKeys(t, "ListKeys(team-a)", []store.Key{orig}, mustList(t, s, "team-a"))
+	if ks := mustList(t, s, "team-b"); len(ks) != 0 {
+		t.Fatalf("ListKeys(team-b) after refused duplicate: got %v, want none", ids(ks))
+	}
+	if ks := mustList(t, s, ""); len(ks) != 0 {
+		t.Fatalf("ListKeys(admin) after refused duplicate: got %v, want none", ids(ks))
+	}
+
+	// The refused duplicates must not have been counted: team-a has room
+	// for exactly one more, team-b and the admins for two each.
+	mustCreate(t, s, newKey(t, "kg_a2", "team-a", at(1)), 2)
+	wantErr(t, "third key in team-a", s.CreateKey(ctx, newKey(t, "kg_a3", "team-a", at(2)), 2), store.ErrTeamLimit)
+	for _, team := range []string{"team-b", ""} {
+		mustCreate(t, s, newKey(t, "kg_1"+team, team, at(3)), 2)
+		mustCreate(t, s, newKey(t, "kg_2"+team, team, at(4)), 2)
+	}
+}
+
+func testDuplicateConcurrent(t *testing.T, s store.Store) {
+	const n = 20
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		k := newKey(t, "kg_same", "team-a", at(i))
+		k.Name = fmt.Sprintf("contender %d", i)
+		errs[i] = s.CreateKey(context.Background(), k, 0)
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("contenders %d and %d both created the same client ID", winner, i)
+			}
+			winner = i
+		case !errors.Is(err, store.ErrAlreadyExists):
+			t.Fatalf("contender %d: got %v, want nil or ErrAlreadyExists", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no contender created the key")
+	}
+	got := mustGet(t, s, "kg_same")
+	if want := fmt.Sprintf("contender %d", winner); got.Name != want {
+		t.Fatalf("stored key is from %q, but the one that succeeded was %q", got.Name, want)
+	}
+	if ks := mustList(t, s, "team-a"); len(ks) != 1 {
+		t.Fatalf("ListKeys after concurrent duplicates: got %v, want one key", ids(ks))
+	}
+}
+
+// --- Listing --------------------------------------------------------------
+
+func testListKeys(t *testing.T, s store.Store) {
+	// Inserted in an order that is neither creation order nor ID order, so
+	// that a backend returning insertion or ID order fails.
+	a3 := newKey(t, "kg_a", "team-a", at(30))
+	a1 := newKey(t, "kg_z", "team-a", at(10))
+	a2b := newKey(t, "kg_tie_b", "team-a", at(20))
+	a2a := newKey(t, "kg_tie_a", "team-a", at(20)) // same time: ID breaks the tie
+	b1 := newKey(t, "kg_b", "team-b", at(5))
+	for _, k := range []store.Key{a3, b1, a2b, a1, a2a} {
+		mustCreate(t, s, k, 0)
+	}
+
+	assertKeys(t, "ListKeys(team-a)", []store.Key{a1, a2a, a2b, a3}, mustList(t, s, "team-a"))
+	assertKeys(t, "ListKeys(team-b)", []store.Key{b1}, mustList(t, s, "team-b"))
+
+	// Prefixes of and extensions to existing team IDs are other teams.
+	for _, team := range []string{"team-c", "team", "team-a-2", "TEAM-A"} {
+		ks, err := s.ListKeys(context.Background(), team)
+		if err != nil {
+			t.Fatalf("ListKeys(%q): %v, want no error", team, err)
+		}
+		if len(ks) != 0 {
+			t.Fatalf("ListKeys(%q): got %v, want none", team, ids(ks))
+		}
+	}
+}
+
+func testListAdminKeys(t *testing.T, s store.Store) {
+	if ks := mustList(t, s, ""); len(ks) != 0 {
+		t.Fatalf("ListKeys(admin) on empty store: got %v, want none", ids(ks))
+	}
+	ad2 := newKey(t, "kg_ad2", "", at(2))
+	ad1 := newKey(t, "kg_ad1", "", at(1))
+	tk := newKey(t, "kg_team", "team-a", at(0))
+	for _, k := range []store.Key{ad2, tk, ad1} {
+		mustCreate(t, s, k, 0)
+	}
+	assertKeys(t, "ListKeys(admin)", []store.Key{ad1, ad2}, mustList(t, s, ""))
+	assertKeys(t, "ListKeys(team-a)", []store.Key{tk}, mustList(t, s, "team-a"))
+}
+
+func testForEachKey(t *testing.T, s store.Store) {
+	want := map[string]store.Key{}
+	for i, team := range []string{"team-a", "team-a", "team-b", "", "", "team-c"} {
+		k := newKey(t, fmt.Sprintf("kg_each_%d", i), team, at(i))
+		mustCreate(t, s, k, 0)
+		want[k.ClientID] = k
+	}
+	seen := map[string]int{}
+	err := s.ForEachKey(context.Background(), func(k store.Key) error {
+		seen[k.ClientID]++
+		if w, ok := want[k.ClientID]; ok {
+			assertKey(t, "ForEachKey", w, k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ForEachKey: %v", err)
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("ForEachKey visited %s %d times, want once", id, seen[id])
+		}
+	}
+	for id := range seen {
+		if _, ok := want[id]; !ok {
+			t.Errorf("ForEachKey visited unknown key %s", id)
+		}
+	}
+}
+
+func testForEachKeyStops(t *testing.T, s store.Store) {
+	for i := range 5 {
+		mustCreate(t, s, newKey(t, fmt.Sprintf("kg_stop_%d", i), "team-a", at(i)), 0)
+	}
+	calls := 0
+	err := s.ForEachKey(context.Background(), func(store.Key) error {
+		calls++
+		return errBoom
+	})
+	wantErr(t, "ForEachKey with failing fn", err, errBoom)
+	if calls != 1 {
+		t.Fatalf("ForEachKey called fn %d times after it failed the first time, want 1", calls)
+	}
+
+	var empty []string
+	if err := s.ForEachKey(context.Background(), func(k store.Key) error {
+		empty = append(empty, k.ClientID)
+		return nil
+	}); err != nil || len(empty) != 5 {
+		t.Fatalf("ForEachKey afterwards: visited %d keys, err %v; want 5, nil", len(empty), err)
+	}
+}
+
+// --- Limits ---------------------------------------------------------------
+
+func testLimit(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var keys []store.Key
+	for i := range 3 {
+		k := newKey(t, fmt.Sprintf("kg_lim_%d", i), "team-a", at(i))
+		mustCreate(t, s, k, 3)
+		keys = append(keys, k)
+	}
+	over := newKey(t, "kg_lim_over", "team-a", at(10))
+	wantErr(t, "4th key with maxPerTeam=3", s.CreateKey(ctx, over, 3), store.ErrTeamLimit)
+	_, err := s.GetKey(ctx, over.ClientID)
+	wantErr(t, "GetKey of key refused by limit", err, store.ErrNotFound)
+	assertKeys(t, "ListKeys at limit", keys, mustList(t, s, "team-a"))
+
+	// A lower limit than the current count refuses too.
+	wantErr(t, "key with maxPerTeam=2 when 3 exist", s.CreateKey(ctx, over, 2), store.ErrTeamLimit)
+
+	// Other teams and the admins have their own counts.
+	mustCreate(t, s, newKey(t, "kg_lim_b", "team-b", at(11)), 3)
+	mustCreate(t, s, newKey(t, "kg_lim_admin", "", at(12)), 3)
+
+	if err := s.DeleteKey(ctx, "team-a", keys[1].ClientID); err != nil {
+		t.Fatalf("DeleteKey: %v", err)
+	}
+	mustCreate(t, s, over, 3)
+	wantErr(t, "key after refilling to the limit", s.CreateKey(ctx, newKey(t, "kg_lim_over2", "team-a", at(13)), 3), store.ErrTeamLimit)
+}
+
+func testLimitUnlimited(t *testing.T, s store.Store) {
+	for i := range 12 {
+		mustCreate(t, s, newKey(t, fmt.Sprintf("kg_unl_%02d", i), "team-a", at(i)), 0)
+	}
+	if ks := mustList(t, s, "team-a"); len(ks) != 12 {
+		t.Fatalf("ListKeys with maxPerTeam=0: got %d keys, want 12", len(ks))
+	}
+}
+
+func testLimitAdmin(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// Admin keys do not use up a team's allowance...
+	for i := range 3 {
+		mustCreate(t, s, newKey(t, fmt.Sprintf("kg_adm_%d", i), "", at(i)), 0)
+	}
+	for i := range 2 {
+		mustCreate(t, s, newKey(t, fmt.Sprintf("kg_tm_%d", i), "team-a", at(10+i)), 2)
+	}
+	wantErr(t, "3rd team key with maxPerTeam=2", s.CreateKey(ctx, newKey(t, "kg_tm_x", "team-a", at(20)), 2), store.ErrTeamLimit)
+
+	// ...and for an admin key the limit counts admin keys only.
+	wantErr(t, "admin key with maxPerTeam=3 when 3 exist", s.CreateKey(ctx, newKey(t, "kg_adm_x", "", at(21)), 3), store.ErrTeamLimit)
+	mustCreate(t, s, newKey(t, "kg_adm_3", "", at(22)), 4)
+	if ks := mustList(t, s, ""); len(ks) != 4 {
+		t.Fatalf("ListKeys(admin): got %v, want 4 keys", ids(ks))
+	}
+}
+
+func testLimitConcurrent(t *testing.T, s store.Store) {
+	const n, max = 50, 5
+	offered := make([]store.Key, n)
+	for i := range offered {
+		offered[i] = newKey(t, fmt.Sprintf("kg_race_%02d", i), "team-a", at(i))
+	}
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		errs[i] = s.CreateKey(context.Background(), offered[i], max)
+	})
+
+	var won []store.Key
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won = append(won, offered[i])
+		case !errors.Is(err, store.ErrTeamLimit):
+			t.Errorf("creator %d: got %v, want nil or ErrTeamLimit", i, err)
+		}
+	}
+	if len(won) != max {
+		t.Fatalf("%d concurrent creates with maxPerTeam=%d: %d succeeded, want exactly %d", n, max, len(won), max)
+	}
+	// offered is in creation-time order, so won is too.
+	assertKeys(t, "ListKeys after concurrent creates", won, mustList(t, s, "team-a"))
+	for _, k := range won {
+		assertKey(t, "GetKey after concurrent creates", k, mustGet(t, s, k.ClientID))
+	}
+	for i, err := range errs {
+		if err != nil {
+			_, gerr := s.GetKey(context.Background(), offered[i].ClientID)
+			wantErr(t, "GetKey of a key refused by the limit", gerr, store.ErrNotFound)
+		}
+	}
+}
+
+// testAdminSeedConcurrent is several instances starting at once against one
+// shared store, each trying to seed "the" admin key with an ID of its own.
+func testAdminSeedConcurrent(t *testing.T, s store.Store) {
+	const n = 10
+	offered := make([]store.Key, n)
+	for i := range offered {
+		offered[i] = newKey(t, fmt.Sprintf("kg_seed_%x", randomBytes(t, 8)), "", at(i))
+		offered[i].Permissions = []string{"keys:admin"}
+	}
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		errs[i] = s.CreateKey(context.Background(), offered[i], 1)
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("starters %d and %d both seeded an admin key", winner, i)
+			}
+			winner = i
+		case !errors.Is(err, store.ErrTeamLimit):
+			t.Fatalf("starter %d: got %v, want nil or ErrTeamLimit", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no starter seeded the admin key")
+	}
+	assertKeys(t, "ListKeys(admin) after concurrent seeding", []store.Key{offered[winner]}, mustList(t, s, ""))
+}
+
+// --- Last used ------------------------------------------------------------
+
+func testTouch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k1 := newKey(t, "kg_t1", "team-a", at(0))
+	k2 := newKey(t, "kg_t2", "", at(1))
+	k3 := newKey(t, "kg_t3", "team-b", at(2))
+	for _, k := range []store.Key{k1, k2, k3} {
+		mustCreate(t, s, k, 0)
+	}
+	if got := mustGet(t, s, k1.ClientID); !got.LastUsedAt.IsZero() {
+		t.Fatalf("LastUsedAt of an unused key: got %v, want zero", got.LastUsedAt)
+	}
+	if err := s.TouchKeys(ctx, map[string]time.Time{k1.ClientID: at(100), k2.ClientID: at(200)}); err != nil {
+		t.Fatalf("TouchKeys: %v", err)
+	}
+	k1.LastUsedAt, k2.LastUsedAt = at(100), at(200)
+	// Everything but LastUsedAt must be as it was; k3 was not touched at all.
+	for _, k := range []store.Key{k1, k2, k3} {
+		assertKey(t, "GetKey after TouchKeys", k, mustGet(t, s, k.ClientID))
+	}
+	if err := s.TouchKeys(ctx, map[string]time.Time{}); err != nil {
+		t.Fatalf("TouchKeys(empty map): %v", err)
+	}
+	if err := s.TouchKeys(ctx, nil); err != nil {
+		t.Fatalf("TouchKeys(nil): %v", err)
+	}
+}
+
+func testTouchNeverBackwards(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_tb", "team-a", at(0))
+	mustCreate(t, s, k, 0)
+	touch := func(when time.Time) {
+		t.Helper()
+		if err := s.TouchKeys(ctx, map[string]time.Time{k.ClientID: when}); err != nil {
+			t.Fatalf("TouchKeys(%v): %v", when, err)
+		}
+	}
+	touch(at(100))
+	touch(at(50)) // a slower instance flushing late
+	k.LastUsedAt = at(100)
+	assertKey(t, "GetKey after an older touch", k, mustGet(t, s, k.ClientID))
+	touch(at(150))
+	k.LastUsedAt = at(150)
+	assertKey(t, "GetKey after a newer touch", k, mustGet(t, s, k.ClientID))
+}
+
+func testTouchUnknown(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_tu", "team-a", at(0))
+	mustCreate(t, s, k, 0)
+	err := s.TouchKeys(ctx, map[string]time.Time{
+		"kg_deleted_a": at(10),
+		k.ClientID:     at(20),
+		"kg_deleted_z": at(30),
+	})
+	if err != nil {
+		t.Fatalf("TouchKeys with unknown IDs: %v, want nil", err)
+	}
+	k.LastUsedAt = at(20)
+	assertKey(t, "known key after TouchKeys with unknown IDs", k, mustGet(t, s, k.ClientID))
+	for _, id := range []string{"kg_deleted_a", "kg_deleted_z"} {
+		_, err := s.GetKey(ctx, id)
+		wantErr(t, "GetKey of an unknown ID TouchKeys saw", err, store.ErrNotFound)
+	}
+	if ks := mustList(t, s, ""); len(ks) != 0 {
+		t.Fatalf("TouchKeys created keys: %v", ids(ks))
+	}
+}
+
+// --- Singletons -----------------------------------------------------------
+
+func testSingleton(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	first, second, other := randomBytes(t, 32), randomBytes(t, 32), randomBytes(t, 32)
+
+	got, err := s.CreateSingleton(ctx, "pepper", first)
+	if err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("first CreateSingleton: err %v, equal to own value %v; want nil, true", err, bytes.Equal(got, first))
+	}
+	got[0] ^= 0xff // must not reach the store
+	got, err = s.CreateSingleton(ctx, "pepper", second)
+	if err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("second CreateSingleton: err %v, equal to first value %v; want nil, true", err, bytes.Equal(got, first))
+	}
+	got, err = s.CreateSingleton(ctx, "other", other)
+	if err != nil || !bytes.Equal(got, other) {
+		t.Fatalf("CreateSingleton under another name: err %v, equal to own value %v; want nil, true", err, bytes.Equal(got, other))
+	}
+	got, err = s.CreateSingleton(ctx, "pepper", second)
+	if err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("CreateSingleton after another name: err %v, equal to first value %v; want nil, true", err, bytes.Equal(got, first))
+	}
+}
+
+func testSingletonConcurrent(t *testing.T, s store.Store) {
+	const n = 10
+	offered := make([][]byte, n)
+	for i := range offered {
+		offered[i] = randomBytes(t, 32)
+	}
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		got[i], errs[i] = s.CreateSingleton(context.Background(), "pepper", offered[i])
+	})
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("starter %d: CreateSingleton: %v", i, errs[i])
+		}
+		if !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("starters 0 and %d got different peppers", i)
+		}
+	}
+	if !slices.ContainsFunc(offered, func(b []byte) bool { return bytes.Equal(b, got[0]) }) {
+		t.Fatal("the stored pepper is none of the offered values")
+	}
+}
+
+// --- Signing keys ---------------------------------------------------------
+
+func newSigningKey(t testing.TB, kid string, created time.Time) store.SigningKey {
+	return store.SigningKey{KID: kid, Alg: "ES256", PrivateKeySealed: randomBytes(t, 64), CreatedAt: created}
+}
+
+func signingDiff(want, got store.SigningKeys) []string {
+	var d []string
+	one := func(what string, w, g store.SigningKey) {
+		if w.KID != g.KID || w.Alg != g.Alg {
+			d = append(d, fmt.Sprintf("%s: got kid %q alg %q, want kid %q alg %q", what, g.KID, g.Alg, w.KID, w.Alg))
+		}
+		if !bytes.Equal(w.PrivateKeySealed, g.PrivateKeySealed) {
+			d = append(d, what+": PrivateKeySealed differs")
+		}
+		if s := timeDiff(w.CreatedAt, g.CreatedAt); s != "" {
+			d = append(d, what+": CreatedAt: "+s)
+		}
+	}
+	switch {
+	case (want.Active == nil) != (got.Active == nil):
+		d = append(d, fmt.Sprintf("Active: got %v, want %v", got.Active, want.Active))
+	case want.Active != nil:
+		one("Active", *want.Active, *got.Active)
+	}
+	if len(want.Retired) != len(got.Retired) {
+		return append(d, fmt.Sprintf("Retired: got %d keys, want %d", len(got.Retired), len(want.Retired)))
+	}
+	for i := range want.Retired {
+		what := fmt.Sprintf("Retired[%d]", i)
+		one(what, want.Retired[i].SigningKey, got.Retired[i].SigningKey)
+		if s := timeDiff(want.Retired[i].PublishUntil, got.Retired[i].PublishUntil); s != "" {
+			d = append(d, what+": PublishUntil: "+s)
+		}
+	}
+	return d
+}
+
+func assertSigning(t testing.TB, what string, want, got store.SigningKeys) {
+	t.Helper()
+	if d := signingDiff(want, got); len(d) > 0 {
+		t.Fatalf("%s: signing keys differ:\n  %s", what, joinLines(d))
+	}
+}
+
+func testSigningEmpty(t *testing.T, s store.Store) {
+	got, err := s.SigningKeys(context.Background())
+	if err != nil {
+		t.Fatalf("SigningKeys on empty store: %v", err)
+	}
+	if got.Active != nil || len(got.Retired) != 0 {
+		t.Fatalf("SigningKeys on empty store: got %+v, want the zero value", got)
+	}
+}
+
+func testSigningRoundTrip(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	active := newSigningKey(t, "kid-3", at(300))
+	want := store.SigningKeys{
+		Active: &active,
+		Retired: []store.RetiredSigningKey{
+			{SigningKey: newSigningKey(t, "kid-2", at(200)), PublishUntil: at(1200)},
+			{SigningKey: newSigningKey(t, "kid-1", at(100)), PublishUntil: at(1100)},
+		},
+	}
+	var seen store.SigningKeys
+	got, err := s.UpdateSigningKeys(ctx, func(cur store.SigningKeys) (store.SigningKeys, error) {
+		seen = cur
+		return want, nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateSigningKeys: %v", err)
+	}
+	assertSigning(t, "update func's argument on empty store", store.SigningKeys{}, seen)
+	assertSigning(t, "UpdateSigningKeys result", want, got)
+	got, err = s.SigningKeys(ctx)
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	assertSigning(t, "SigningKeys after update", want, got)
+
+	// Rotate: the update sees exactly what is stored.
+	next := newSigningKey(t, "kid-4", at(400))
+	got, err = s.UpdateSigningKeys(ctx, func(cur store.SigningKeys) (store.SigningKeys, error) {
+		seen = cur
+		if cur.Active == nil || len(cur.Retired) == 0 {
+			return cur, errBoom // reported by the seen check below
+		}
+		cur.Retired = append([]store.RetiredSigningKey{{SigningKey: *cur.Active, PublishUntil: at(1300)}}, cur.Retired[:1]...)
+		cur.Active = &next
+		return cur, nil
+	})
+	assertSigning(t, "update func's argument", want, seen)
+	if err != nil {
+		t.Fatalf("UpdateSigningKeys (rotate): %v", err)
+	}
+	want = store.SigningKeys{Active: &next, Retired: []store.RetiredSigningKey{
+		{SigningKey: active, PublishUntil: at(1300)}, want.Retired[0],
+	}}
+	assertSigning(t, "UpdateSigningKeys result after rotation", want, got)
+	got, _ = s.SigningKeys(ctx)
+	assertSigning(t, "SigningKeys after rotation", want, got)
+}
+
+func testSigningFuncError(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	active := newSigningKey(t, "kid-1", at(0))
+	want := store.SigningKeys{Active: &active}
+	if _, err := s.UpdateSigningKeys(ctx, func(store.SigningKeys) (store.SigningKeys, error) { return want, nil }); err != nil {
+		t.Fatalf("UpdateSigningKeys: %v", err)
+	}
+	_, err := s.UpdateSigningKeys(ctx, func(cur store.SigningKeys) (store.SigningKeys, error) {
+		if cur.Active != nil {
+			cur.Active.KID = "mutated"
+			if len(cur.Active.PrivateKeySealed) > 0 {
+				cur.Active.PrivateKeySealed[0] ^= 0xff
+			}
+		}
+		other := newSigningKey(t, "kid-2", at(1))
+		cur.Active = &other
+		return cur, errBoom
+	})
+	wantErr(t, "UpdateSigningKeys with failing func", err, errBoom)
+	got, err := s.SigningKeys(ctx)
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	assertSigning(t, "SigningKeys after failed update", want, got)
+}
+
+// testSigningConcurrentFirstStart is several instances starting at once,
+// each generating a key and installing it only if there is none yet.
+func testSigningConcurrent(t *testing.T, s store.Store) {
+	const n = 10
+	results := make([]store.SigningKeys, n)
+	errs := make([]error, n)
+	kids := make([]string, n)
+	concurrently(n, func(i int) {
+		kids[i] = fmt.Sprintf("kid-starter-%d", i)
+		candidate := store.SigningKey{KID: kids[i], Alg: "ES256", PrivateKeySealed: []byte(kids[i]), CreatedAt: at(i)}
+		results[i], errs[i] = s.UpdateSigningKeys(context.Background(), func(old store.SigningKeys) (store.SigningKeys, error) {
+			if old.Active != nil {
+				return old, nil
+			}
+			old.Active = &candidate
+			return old, nil
+		})
+	})
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("starter %d: UpdateSigningKeys: %v", i, errs[i])
+		}
+		if results[i].Active == nil {
+			t.Fatalf("starter %d: no active key afterwards", i)
+		}
+		if results[i].Active.KID != results[0].Active.KID {
+			t.Fatalf("starters 0 and %d disagree on the active key: %s vs %s", i, results[0].Active.KID, results[i].Active.KID)
+		}
+	}
+	if !slices.Contains(kids, results[0].Active.KID) {
+		t.Fatalf("active key %q is none of the candidates", results[0].Active.KID)
+	}
+	got, err := s.SigningKeys(context.Background())
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	if got.Active == nil || got.Active.KID != results[0].Active.KID || len(got.Retired) != 0 {
+		t.Fatalf("stored signing keys: got %+v, want exactly the active key %s and nothing retired", got, results[0].Active.KID)
+	}
+	if !bytes.Equal(got.Active.PrivateKeySealed, []byte(got.Active.KID)) {
+		t.Fatal("stored active key's private key is not the one its KID belongs to (half-written?)")
+	}
+}
+
+// --- Copies, context, ping ------------------------------------------------
+
+func testReturnedCopies(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_copy", "team-a", at(0))
+	mustCreate(t, s, k, 0)
+
+	scribble := func(k *store.Key) {
+		k.Name = "scribbled"
+		k.Permissions[0] = "mutated"
+		k.SecretHash[0] ^= 0xff
+		k.PreviousSecretHash[0] ^= 0xff
+	}
+	got := mustGet(t, s, k.ClientID)
+	scribble(&got)
+	assertKey(t, "GetKey after mutating an earlier GetKey result", k, mustGet(t, s, k.ClientID))
+
+	ks := mustList(t, s, "team-a")
+	scribble(&ks[0])
+	assertKey(t, "GetKey after mutating a ListKeys result", k, mustGet(t, s, k.ClientID))
+
+	if err := s.ForEachKey(ctx, func(k store.Key) error { scribble(&k); return nil }); err != nil {
+		t.Fatalf("ForEachKey: %v", err)
+	}
+	assertKey(t, "GetKey after mutating ForEachKey's argument", k, mustGet(t, s, k.ClientID))
+
+	upd, err := s.UpdateKey(ctx, k.ClientID, func(cur store.Key) (store.Key, error) { return cur, nil })
+	if err != nil {
+		t.Fatalf("UpdateKey: %v", err)
+	}
+	scribble(&upd)
+	assertKey(t, "GetKey after mutating an UpdateKey result", k, mustGet(t, s, k.ClientID))
+
+	// A caller keeping the slices it returned from an update func must not
+	// be able to change the store afterwards either.
+	var kept store.Key
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(cur store.Key) (store.Key, error) { kept = cur; return cur, nil }); err != nil {
+		t.Fatalf("UpdateKey: %v", err)
+	}
+	scribble(&kept)
+	assertKey(t, "GetKey after mutating what an update func returned", k, mustGet(t, s, k.ClientID))
+
+	active := newSigningKey(t, "kid-1", at(0))
+	want := store.SigningKeys{Active: &active, Retired: []store.RetiredSigningKey{{SigningKey: newSigningKey(t, "kid-0", at(-1)), PublishUntil: at(10)}}}
+	input := store.SigningKeys{Active: &store.SigningKey{}, Retired: slices.Clone(want.Retired)}
+	*input.Active = active
+	input.Active.PrivateKeySealed = bytes.Clone(active.PrivateKeySealed)
+	input.Retired[0].PrivateKeySealed = bytes.Clone(want.Retired[0].PrivateKeySealed)
+	sk, err := s.UpdateSigningKeys(ctx, func(store.SigningKeys) (store.SigningKeys, error) { return input, nil })
+	if err != nil {
+		t.Fatalf("UpdateSigningKeys: %v", err)
+	}
+	input.Active.PrivateKeySealed[0] ^= 0xff
+	input.Retired[0].PrivateKeySealed[0] ^= 0xff
+	sk.Active.PrivateKeySealed[1] ^= 0xff
+	sk.Active.KID = "mutated"
+	sk.Retired[0].PublishUntil = at(99)
+	got2, err := s.SigningKeys(ctx)
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	assertSigning(t, "SigningKeys after mutating the update's input and result", want, got2)
+	got2.Active.PrivateKeySealed[0] ^= 0xff
+	got3, _ := s.SigningKeys(ctx)
+	assertSigning(t, "SigningKeys after mutating an earlier SigningKeys result", want, got3)
+}
+
+// testCancelledContext only demands an error, promptly: whether a backend
+// notices before or during the operation is its own business.
+func testCancelledContext(t *testing.T, s store.Store) {
+	mustCreate(t, s, newKey(t, "kg_ctx", "team-a", at(0)), 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	ops := []struct {
+		name string
+		fn   func() error
+	}{
+		{"CreateKey", func() error { return s.CreateKey(ctx, newKey(t, "kg_ctx2", "team-a", at(1)), 0) }},
+		{"GetKey", func() error { _, err := s.GetKey(ctx, "kg_ctx"); return err }},
+		{"ListKeys", func() error { _, err := s.ListKeys(ctx, "team-a"); return err }},
+		{"ForEachKey", func() error { return s.ForEachKey(ctx, func(store.Key) error { return nil }) }},
+		{"UpdateKey", func() error {
+			_, err := s.UpdateKey(ctx, "kg_ctx", func(k store.Key) (store.Key, error) { return k, nil })
+			return err
+		}},
+		{"DeleteKey", func() error { return s.DeleteKey(ctx, "team-a", "kg_ctx") }},
+		{"TouchKeys", func() error { return s.TouchKeys(ctx, map[string]time.Time{"kg_ctx": at(5)}) }},
+		{"CreateSingleton", func() error { _, err := s.CreateSingleton(ctx, "pepper", []byte("x")); return err }},
+		{"SigningKeys", func() error { _, err := s.SigningKeys(ctx); return err }},
+		{"UpdateSigningKeys", func() error {
+			_, err := s.UpdateSigningKeys(ctx, func(k store.SigningKeys) (store.SigningKeys, error) { return k, nil })
+			return err
+		}},
+		{"Ping", func() error { return s.Ping(ctx) }},
+	}
+	for _, op := range ops {
+		done := make(chan error, 1)
+		go func() { done <- op.fn() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("%s with a cancelled context: got nil error", op.name)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s with a cancelled context did not return within 5s", op.name)
+		}
+	}
+}
+
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping on a healthy store: %v", err)
+	}
+}
