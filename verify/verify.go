@@ -125,7 +125,7 @@ func New(_ context.Context, opts Options) (*Verifier, error) {
 		// Time, issuer and audience are checked by hand below so that each
 		// failure maps to its own error; the parser only handles the JWS.
 		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{"ES256", "RS256", "EdDSA"}),
+			jwt.WithValidMethods(allowedAlgs),
 			jwt.WithoutClaimsValidation(),
 			jwt.WithJSONNumber(),
 		),
@@ -147,7 +147,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	var tc tokenClaims
 	var keyErr error
-	_, err := v.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
+	tok, err := v.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
 		typ, _ := t.Header["typ"].(string)
 		if !isAccessTokenType(typ) {
 			keyErr = ErrWrongType
@@ -177,6 +177,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		switch {
 		case keyErr != nil:
 			return nil, keyErr
+		case tok != nil && !allowedAlg(tok.Header["alg"]):
+			// "none", HS256 and friends stop here, before any key is used.
+			return nil, fmt.Errorf("%w: %v", ErrAlgorithm, tok.Header["alg"])
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 			return nil, ErrSignature
 		case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrSignatureInvalid):
@@ -191,12 +194,17 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
 	now := v.opts.Now()
 	leeway := v.opts.Leeway
-	for name, missing := range map[string]bool{
-		"iss": tc.Issuer == "", "sub": tc.Subject == "", "aud": len(tc.Audience) == 0,
-		"exp": tc.ExpiresAt == nil, "iat": tc.IssuedAt == nil, "jti": tc.ID == "", "client_id": tc.ClientID == "",
+	// RFC 9068 §2.2 required claims, checked in a fixed order so the error
+	// is deterministic.
+	for _, c := range []struct {
+		name    string
+		missing bool
+	}{
+		{"iss", tc.Issuer == ""}, {"exp", tc.ExpiresAt == nil}, {"aud", len(tc.Audience) == 0},
+		{"sub", tc.Subject == ""}, {"client_id", tc.ClientID == ""}, {"iat", tc.IssuedAt == nil}, {"jti", tc.ID == ""},
 	} {
-		if missing {
-			return nil, fmt.Errorf("%w: %s", ErrMissingClaim, name)
+		if c.missing {
+			return nil, fmt.Errorf("%w: %s", ErrMissingClaim, c.name)
 		}
 	}
 	if tc.Issuer != v.opts.Issuer {
@@ -235,6 +243,18 @@ func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
 		c.NotBefore = tc.NotBefore.Time
 	}
 	return c, nil
+}
+
+var allowedAlgs = []string{"ES256", "RS256", "EdDSA"}
+
+func allowedAlg(alg any) bool {
+	s, _ := alg.(string)
+	for _, a := range allowedAlgs {
+		if s == a {
+			return true
+		}
+	}
+	return false
 }
 
 // isAccessTokenType accepts "at+jwt" and "application/at+jwt", any case

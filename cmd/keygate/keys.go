@@ -80,11 +80,19 @@ func firstNonEmpty(vals ...string) string {
 	return ""
 }
 
-func requireTeam(team string) error {
-	if team == "" {
-		return errors.New("--team is required")
+// teamCommand runs fn with a management client for commands scoped to a
+// team, after checking the --team flag.
+func (f *keysFlags) teamCommand(team *string, fn func(cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if *team == "" {
+			return errors.New("--team is required")
+		}
+		c, err := f.client(cmd)
+		if err != nil {
+			return err
+		}
+		return fn(cmd, c, args)
 	}
-	return nil
 }
 
 func keysCreateCommand(f *keysFlags) *cobra.Command {
@@ -94,14 +102,7 @@ func keysCreateCommand(f *keysFlags) *cobra.Command {
 		Use:   "create --team T --name N --permission P [--permission P…]",
 		Short: "Create an API key; its secret is printed once",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireTeam(team); err != nil {
-				return err
-			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			k, err := c.CreateKey(cmd.Context(), team, name, perms)
 			if err != nil {
 				return err
@@ -113,7 +114,7 @@ func keysCreateCommand(f *keysFlags) *cobra.Command {
 			writeKeyTable(out, []client.Key{k.Key})
 			fmt.Fprintf(out, "\nclient_secret: %s\n\nStore the secret now: it cannot be shown again.\n", k.ClientSecret)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	cmd.Flags().StringVar(&name, "name", "", "key name, 1–64 characters")
@@ -127,14 +128,7 @@ func keysListCommand(f *keysFlags) *cobra.Command {
 		Use:   "list --team T",
 		Short: "List a team's API keys",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireTeam(team); err != nil {
-				return err
-			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			l, err := c.ListKeys(cmd.Context(), team)
 			if err != nil {
 				return err
@@ -146,7 +140,7 @@ func keysListCommand(f *keysFlags) *cobra.Command {
 			writeKeyTable(out, l.Keys)
 			fmt.Fprintf(out, "\n%d of %d keys used\n", len(l.Keys), l.MaxKeys)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	return cmd
@@ -158,14 +152,7 @@ func keysGetCommand(f *keysFlags) *cobra.Command {
 		Use:   "get --team T CLIENT_ID",
 		Short: "Show one API key",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireTeam(team); err != nil {
-				return err
-			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, args []string) error {
 			k, err := c.GetKey(cmd.Context(), team, args[0])
 			if err != nil {
 				return err
@@ -175,7 +162,7 @@ func keysGetCommand(f *keysFlags) *cobra.Command {
 			}
 			writeKeyTable(cmd.OutOrStdout(), []client.Key{*k})
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	return cmd
@@ -187,14 +174,7 @@ func keysDeleteCommand(f *keysFlags) *cobra.Command {
 		Use:   "delete --team T CLIENT_ID",
 		Short: "Delete an API key; it gets no token from then on",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireTeam(team); err != nil {
-				return err
-			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if err := c.DeleteKey(cmd.Context(), team, args[0]); err != nil {
 				return err
 			}
@@ -203,7 +183,7 @@ func keysDeleteCommand(f *keysFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	return cmd
