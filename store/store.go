@@ -45,10 +45,11 @@ type Key struct {
 
 	// SecretHash is HMAC-SHA-256(pepper, secret). The secret itself is never
 	// stored.
-	SecretHash []byte `json:"secret_hash"`
+	// Tagged "-" so that marshalling a Key by mistake never publishes it.
+	SecretHash []byte `json:"-"`
 	// PreviousSecretHash stays valid until PreviousSecretExpiresAt, so that a
 	// rotation does not break a running integration.
-	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
+	PreviousSecretHash      []byte    `json:"-"`
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
 }
@@ -82,6 +83,17 @@ type SigningKeys struct {
 }
 
 // Store is the persistence contract every backend implements.
+//
+// Shared rules, enforced by store/storetest:
+//   - Times come back in UTC with at least millisecond precision; a zero
+//     time stays zero.
+//   - Returned values are copies: changing them changes nothing stored.
+//   - Update functions (UpdateKey, UpdateSigningKeys) run inside the
+//     backend's atomic step. They must be quick, must not call the store
+//     (a backend may deadlock) and must have no side effects: an optimistic
+//     backend (Redis WATCH) may call them more than once.
+//   - A cancelled context makes an operation fail; ErrUnavailable is for a
+//     backend that does not answer.
 type Store interface {
 	// CreateKey inserts k. When maxPerTeam > 0 and k belongs to a team, it
 	// fails with ErrTeamLimit if the team already holds maxPerTeam keys; for
@@ -94,11 +106,14 @@ type Store interface {
 	GetKey(ctx context.Context, clientID string) (Key, error)
 
 	// ListKeys returns the keys of one team (teamID "" lists admin keys),
-	// oldest first; an unknown team yields an empty list, not an error.
+	// oldest first (ties by client ID); an unknown team yields an empty,
+	// non-nil list, not an error.
 	ListKeys(ctx context.Context, teamID string) ([]Key, error)
 
 	// ForEachKey calls fn for every key of every team and every admin key,
-	// in no particular order, stopping at the first error fn returns.
+	// in no particular order, stopping at the first error fn returns. fn
+	// runs outside any transaction and may call the store; a key present for
+	// the whole walk is visited exactly once.
 	ForEachKey(ctx context.Context, fn func(Key) error) error
 
 	// UpdateKey atomically replaces the key with update(current). If update

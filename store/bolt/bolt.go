@@ -326,8 +326,8 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 			var id, v []byte
 			if after == nil {
 				id, v = c.First()
-			} else {
-				id, v = c.Seek(after)
+			} else if id, v = c.Seek(after); id != nil && bytes.Equal(id, after) {
+				id, v = c.Next()
 			}
 			for ; id != nil && len(batch) < s.forEachBatch; id, v = c.Next() {
 				k, err := decodeKey(v)

@@ -285,3 +285,32 @@ func TestForEachKeyAcrossBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestForEachKeyDeletingAsItGoes: when the key a batch ended on is gone by
+// the time the next batch starts, the walk must resume at its successor, not
+// skip it.
+func TestForEachKeyDeletingAsItGoes(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	s.forEachBatch = 1
+	const n = 5
+	for i := range n {
+		if err := s.CreateKey(ctx, store.Key{ClientID: fmt.Sprintf("kg_%d", i), TeamID: "team-a"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	visited := 0
+	err := s.ForEachKey(ctx, func(k store.Key) error {
+		visited++
+		return s.DeleteKey(ctx, k.TeamID, k.ClientID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if visited != n {
+		t.Fatalf("visited %d keys while deleting each, want %d", visited, n)
+	}
+	if ks, _ := s.ListKeys(ctx, "team-a"); len(ks) != 0 {
+		t.Fatalf("%d keys left", len(ks))
+	}
+}

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateKey/ChangesPersist", testUpdatePersists},
 		{"UpdateKey/FuncErrorChangesNothing", testUpdateFuncError},
 		{"UpdateKey/IdentityCannotChange", testUpdateIdentityImmutable},
+		{"UpdateKey/ConcurrentNoLostUpdates", testUpdateConcurrent},
 		{"DeleteKey/Removes", testDelete},
 		{"DeleteKey/WrongTeamIsNotFound", testDeleteWrongTeam},
 		{"NotFound", testNotFound},
@@ -82,6 +83,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SigningKeys/RoundTrip", testSigningRoundTrip},
 		{"SigningKeys/FuncErrorChangesNothing", testSigningFuncError},
 		{"SigningKeys/ConcurrentFirstStart", testSigningConcurrent},
+		{"SigningKeys/ConcurrentNoLostUpdates", testSigningConcurrentUpdates},
 		{"ReturnedValuesAreCopies", testReturnedCopies},
 		{"CancelledContext", testCancelledContext},
 		{"Ping", testPing},
@@ -405,6 +407,48 @@ func testUpdateIdentityImmutable(t *testing.T, s store.Store) {
 	assertKeys(t, "ListKeys of the original team", []store.Key{k}, mustList(t, s, "team-a"))
 }
 
+// testUpdateConcurrent catches read-modify-write done as a plain read then
+// write: UpdateKeys and TouchKeys racing on one key must all land.
+func testUpdateConcurrent(t *testing.T, s store.Store) {
+	k := newKey(t, "kg_conc", "team-a", at(0))
+	k.Permissions = nil
+	mustCreate(t, s, k, 0)
+
+	const n = 10
+	errs := make([]error, 2*n)
+	concurrently(2*n, func(i int) {
+		ctx := context.Background()
+		if i%2 == 0 {
+			_, errs[i] = s.UpdateKey(ctx, k.ClientID, func(cur store.Key) (store.Key, error) {
+				cur.Permissions = append(cur.Permissions, fmt.Sprintf("p%02d", i/2))
+				return cur, nil
+			})
+		} else {
+			errs[i] = s.TouchKeys(ctx, map[string]time.Time{k.ClientID: at(100 + i)})
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent update %d: %v", i, err)
+		}
+	}
+	got := mustGet(t, s, k.ClientID)
+	perms := slices.Sorted(slices.Values(got.Permissions))
+	if len(perms) != n {
+		t.Fatalf("after %d concurrent UpdateKeys adding one permission each: got %q (lost updates)", n, perms)
+	}
+	for i, p := range perms {
+		if want := fmt.Sprintf("p%02d", i); p != want {
+			t.Fatalf("permissions after concurrent updates: got %q, missing %s", perms, want)
+		}
+	}
+	// The latest touch wins whatever order the touches ran in, and no
+	// UpdateKey wrote back an older LastUsedAt it had read.
+	if d := timeDiff(at(100+2*n-1), got.LastUsedAt); d != "" {
+		t.Fatalf("LastUsedAt after concurrent touches: %s", d)
+	}
+}
+
 func testDelete(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	k := newKey(t, "kg_del", "team-a", at(0))
@@ -504,11 +548,14 @@ func testDuplicate(t *testing.T, s store.Store) {
 
 func testDuplicateConcurrent(t *testing.T, s store.Store) {
 	const n = 20
+	offered := make([]store.Key, n)
+	for i := range offered {
+		offered[i] = newKey(t, "kg_same", "team-a", at(i))
+		offered[i].Name = fmt.Sprintf("contender %d", i)
+	}
 	errs := make([]error, n)
 	concurrently(n, func(i int) {
-		k := newKey(t, "kg_same", "team-a", at(i))
-		k.Name = fmt.Sprintf("contender %d", i)
-		errs[i] = s.CreateKey(context.Background(), k, 0)
+		errs[i] = s.CreateKey(context.Background(), offered[i], 0)
 	})
 	winner := -1
 	for i, err := range errs {
@@ -525,10 +572,7 @@ func testDuplicateConcurrent(t *testing.T, s store.Store) {
 	if winner < 0 {
 		t.Fatal("no contender created the key")
 	}
-	got := mustGet(t, s, "kg_same")
-	if want := fmt.Sprintf("contender %d", winner); got.Name != want {
-		t.Fatalf("stored key is from %q, but the one that succeeded was %q", got.Name, want)
-	}
+	assertKey(t, "GetKey after concurrent duplicates (must be the winner's)", offered[winner], mustGet(t, s, "kg_same"))
 	if ks := mustList(t, s, "team-a"); len(ks) != 1 {
 		t.Fatalf("ListKeys after concurrent duplicates: got %v, want one key", ids(ks))
 	}
@@ -584,16 +628,22 @@ func testForEachKey(t *testing.T, s store.Store) {
 		mustCreate(t, s, k, 0)
 		want[k.ClientID] = k
 	}
-	seen := map[string]int{}
+	// Collected first and checked afterwards: the contract does not say fn
+	// runs on the caller's goroutine, and t.Fatal must.
+	var visited []store.Key
 	err := s.ForEachKey(context.Background(), func(k store.Key) error {
-		seen[k.ClientID]++
-		if w, ok := want[k.ClientID]; ok {
-			assertKey(t, "ForEachKey", w, k)
-		}
+		visited = append(visited, k)
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("ForEachKey: %v", err)
+	}
+	seen := map[string]int{}
+	for _, k := range visited {
+		seen[k.ClientID]++
+		if w, ok := want[k.ClientID]; ok {
+			assertKey(t, "ForEachKey", w, k)
+		}
 	}
 	for id := range want {
 		if seen[id] != 1 {
@@ -831,15 +881,22 @@ func testTouchUnknown(t *testing.T, s store.Store) {
 func testSingleton(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	first, second, other := randomBytes(t, 32), randomBytes(t, 32), randomBytes(t, 32)
+	offered := bytes.Clone(first)
 
-	got, err := s.CreateSingleton(ctx, "pepper", first)
+	got, err := s.CreateSingleton(ctx, "pepper", offered)
 	if err != nil || !bytes.Equal(got, first) {
 		t.Fatalf("first CreateSingleton: err %v, equal to own value %v; want nil, true", err, bytes.Equal(got, first))
 	}
-	got[0] ^= 0xff // must not reach the store
-	got, err = s.CreateSingleton(ctx, "pepper", second)
-	if err != nil || !bytes.Equal(got, first) {
-		t.Fatalf("second CreateSingleton: err %v, equal to first value %v; want nil, true", err, bytes.Equal(got, first))
+	// Neither the caller's buffer nor any returned slice may reach the
+	// store.
+	offered[0] ^= 0xff
+	got[0] ^= 0xff
+	for i := range 2 {
+		got, err = s.CreateSingleton(ctx, "pepper", second)
+		if err != nil || !bytes.Equal(got, first) {
+			t.Fatalf("CreateSingleton again (%d): err %v, equal to first value %v; want nil, true", i, err, bytes.Equal(got, first))
+		}
+		got[1] ^= 0xff
 	}
 	got, err = s.CreateSingleton(ctx, "other", other)
 	if err != nil || !bytes.Equal(got, other) {
@@ -986,6 +1043,7 @@ func testSigningFuncError(t *testing.T, s store.Store) {
 	if _, err := s.UpdateSigningKeys(ctx, func(store.SigningKeys) (store.SigningKeys, error) { return want, nil }); err != nil {
 		t.Fatalf("UpdateSigningKeys: %v", err)
 	}
+	other := newSigningKey(t, "kid-2", at(1))
 	_, err := s.UpdateSigningKeys(ctx, func(cur store.SigningKeys) (store.SigningKeys, error) {
 		if cur.Active != nil {
 			cur.Active.KID = "mutated"
@@ -993,7 +1051,6 @@ func testSigningFuncError(t *testing.T, s store.Store) {
 				cur.Active.PrivateKeySealed[0] ^= 0xff
 			}
 		}
-		other := newSigningKey(t, "kid-2", at(1))
 		cur.Active = &other
 		return cur, errBoom
 	})
@@ -1046,6 +1103,37 @@ func testSigningConcurrent(t *testing.T, s store.Store) {
 	}
 	if !bytes.Equal(got.Active.PrivateKeySealed, []byte(got.Active.KID)) {
 		t.Fatal("stored active key's private key is not the one its KID belongs to (half-written?)")
+	}
+}
+
+func testSigningConcurrentUpdates(t *testing.T, s store.Store) {
+	const n = 10
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		_, errs[i] = s.UpdateSigningKeys(context.Background(), func(cur store.SigningKeys) (store.SigningKeys, error) {
+			cur.Retired = append(cur.Retired, store.RetiredSigningKey{
+				SigningKey:   store.SigningKey{KID: fmt.Sprintf("kid-%02d", i), Alg: "ES256", PrivateKeySealed: []byte{byte(i)}, CreatedAt: at(i)},
+				PublishUntil: at(100 + i),
+			})
+			return cur, nil
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent UpdateSigningKeys %d: %v", i, err)
+		}
+	}
+	got, err := s.SigningKeys(context.Background())
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	kids := make([]string, 0, len(got.Retired))
+	for _, r := range got.Retired {
+		kids = append(kids, r.KID)
+	}
+	slices.Sort(kids)
+	if len(slices.Compact(slices.Clone(kids))) != n || len(kids) != n {
+		t.Fatalf("after %d concurrent UpdateSigningKeys adding one retired key each: got %q (lost updates)", n, kids)
 	}
 }
 

@@ -1,0 +1,241 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// TestReference runs the suite against memStore, a minimal in-memory
+// backend. It checks the suite itself: that a correct backend other than
+// bolt passes it, and (because memStore holds Go values rather than encoded
+// bytes) that the copy checks are meaningful, which an encoding backend
+// passes for free.
+func TestReference(t *testing.T) {
+	Run(t, func(t *testing.T) store.Store { return newMemStore() })
+}
+
+type memStore struct {
+	mu         sync.Mutex
+	keys       map[string]store.Key
+	singletons map[string][]byte
+	signing    store.SigningKeys
+}
+
+var _ store.Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{keys: map[string]store.Key{}, singletons: map[string][]byte{}}
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func cloneKey(k store.Key) store.Key {
+	k.Permissions = slices.Clone(k.Permissions)
+	k.SecretHash = bytes.Clone(k.SecretHash)
+	k.PreviousSecretHash = bytes.Clone(k.PreviousSecretHash)
+	k.CreatedAt, k.LastUsedAt = utc(k.CreatedAt), utc(k.LastUsedAt)
+	k.PreviousSecretExpiresAt, k.SecretRotatedAt = utc(k.PreviousSecretExpiresAt), utc(k.SecretRotatedAt)
+	return k
+}
+
+func cloneSigningKey(k store.SigningKey) store.SigningKey {
+	k.PrivateKeySealed = bytes.Clone(k.PrivateKeySealed)
+	k.CreatedAt = utc(k.CreatedAt)
+	return k
+}
+
+func cloneSigning(s store.SigningKeys) store.SigningKeys {
+	var out store.SigningKeys
+	if s.Active != nil {
+		a := cloneSigningKey(*s.Active)
+		out.Active = &a
+	}
+	for _, r := range s.Retired {
+		out.Retired = append(out.Retired, store.RetiredSigningKey{SigningKey: cloneSigningKey(r.SigningKey), PublishUntil: utc(r.PublishUntil)})
+	}
+	return out
+}
+
+func (m *memStore) lock(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	return m.mu.Unlock, nil
+}
+
+func (m *memStore) CreateKey(ctx context.Context, k store.Key, max int) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, ok := m.keys[k.ClientID]; ok {
+		return store.ErrAlreadyExists
+	}
+	n := 0
+	for _, o := range m.keys {
+		if o.TeamID == k.TeamID {
+			n++
+		}
+	}
+	if max > 0 && n >= max {
+		return store.ErrTeamLimit
+	}
+	m.keys[k.ClientID] = cloneKey(k)
+	return nil
+}
+
+func (m *memStore) GetKey(ctx context.Context, id string) (store.Key, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.Key{}, err
+	}
+	defer unlock()
+	k, ok := m.keys[id]
+	if !ok {
+		return store.Key{}, store.ErrNotFound
+	}
+	return cloneKey(k), nil
+}
+
+func (m *memStore) ListKeys(ctx context.Context, team string) ([]store.Key, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []store.Key
+	for _, k := range m.keys {
+		if k.TeamID == team {
+			out = append(out, cloneKey(k))
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Key) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ClientID, b.ClientID)
+	})
+	return out, nil
+}
+
+func (m *memStore) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	all := make([]store.Key, 0, len(m.keys))
+	for _, k := range m.keys {
+		all = append(all, cloneKey(k))
+	}
+	unlock()
+	for _, k := range all {
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memStore) UpdateKey(ctx context.Context, id string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.Key{}, err
+	}
+	defer unlock()
+	cur, ok := m.keys[id]
+	if !ok {
+		return store.Key{}, store.ErrNotFound
+	}
+	next, err := update(cloneKey(cur))
+	if err != nil {
+		return store.Key{}, err
+	}
+	if next.ClientID != cur.ClientID || next.TeamID != cur.TeamID {
+		return store.Key{}, errors.New("identity cannot change")
+	}
+	m.keys[id] = cloneKey(next)
+	return cloneKey(next), nil
+}
+
+func (m *memStore) DeleteKey(ctx context.Context, team, id string) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if k, ok := m.keys[id]; !ok || k.TeamID != team {
+		return fmt.Errorf("delete %s: %w", id, store.ErrNotFound)
+	}
+	delete(m.keys, id)
+	return nil
+}
+
+func (m *memStore) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for id, at := range used {
+		if k, ok := m.keys[id]; ok && at.After(k.LastUsedAt) {
+			k.LastUsedAt = utc(at)
+			m.keys[id] = k
+		}
+	}
+	return nil
+}
+
+func (m *memStore) CreateSingleton(ctx context.Context, name string, v []byte) ([]byte, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if cur, ok := m.singletons[name]; ok {
+		return bytes.Clone(cur), nil
+	}
+	m.singletons[name] = bytes.Clone(v)
+	return bytes.Clone(v), nil
+}
+
+func (m *memStore) SigningKeys(ctx context.Context) (store.SigningKeys, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.SigningKeys{}, err
+	}
+	defer unlock()
+	return cloneSigning(m.signing), nil
+}
+
+func (m *memStore) UpdateSigningKeys(ctx context.Context, update func(store.SigningKeys) (store.SigningKeys, error)) (store.SigningKeys, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.SigningKeys{}, err
+	}
+	defer unlock()
+	next, err := update(cloneSigning(m.signing))
+	if err != nil {
+		return store.SigningKeys{}, err
+	}
+	m.signing = cloneSigning(next)
+	return cloneSigning(m.signing), nil
+}
+
+func (m *memStore) Ping(ctx context.Context) error { return ctx.Err() }
+func (m *memStore) Close() error                   { return nil }
