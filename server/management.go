@@ -314,6 +314,12 @@ func decodeJSON(c *gin.Context, v any) bool {
 		problem(c, http.StatusRequestEntityTooLarge, problemBodyTooLarge, "the request body is over 64 KiB")
 		return false
 	}
+	// encoding/json would replace invalid bytes with U+FFFD and store a name
+	// nobody typed; refuse instead.
+	if !utf8.Valid(body) {
+		problem(c, http.StatusBadRequest, problemInvalid, "the body is not valid UTF-8: send JSON encoded as UTF-8 (RFC 8259)")
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -314,7 +314,7 @@ func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo
 	k, err := cs.s.store.GetKey(ctx, id)
 	switch {
 	case err == nil:
-		return &apiKey{key: k, known: true, hasher: cs.s.hasher, now: time.Now()}, nil
+		return &apiKey{key: k, known: true, hasher: cs.s.hasher, now: cs.s.cfg.Now()}, nil
 	case errors.Is(err, store.ErrNotFound):
 		// Answer through VerifyPassword like a known key, so an unknown ID
 		// costs the same as a wrong secret.
@@ -367,7 +367,7 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 	scope := scopes.Join(granted)
 	data.TokenInfo.SetScope(scope)
 
-	iat := data.CreateAt
+	iat := g.s.cfg.Now()
 	jti, err := newJTI()
 	if err != nil {
 		return "", "", oerrors.ErrServerError

@@ -1,0 +1,77 @@
+package server_test
+
+// Token endpoint benchmarks through the full HTTP handler (gin, request
+// checks, go-oauth2, store read, HMAC, signing, JSON answer). They run only
+// with -bench:
+//
+//	go test -run '^$' -bench . -benchtime 2000x ./server/
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/server"
+)
+
+const benchTokenBody = "grant_type=client_credentials"
+
+// benchTokenSetup returns the handler and a key's Basic header.
+func benchTokenSetup(b *testing.B, alg string) (http.Handler, string) {
+	b.Helper()
+	e := newTestEnv(b, server.Options{SigningAlg: alg})
+	k := e.createKey(b, "bench", "bench", permAccounting)
+	return e.Srv, basicAuth(k.ClientID, k.ClientSecret)
+}
+
+// tokenOnce sends one token request straight to the handler and reports
+// the status.
+func tokenOnce(h http.Handler, auth string) (int, string) {
+	req := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(benchTokenBody))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", auth)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return rec.Code, rec.Body.String()
+	}
+	return rec.Code, ""
+}
+
+func BenchmarkTokenEndpoint(b *testing.B) {
+	h, auth := benchTokenSetup(b, "ES256")
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if code, body := tokenOnce(h, auth); code != http.StatusOK {
+				b.Fatalf("status %d: %s", code, body)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if code, body := tokenOnce(h, auth); code != http.StatusOK {
+					b.Errorf("status %d: %s", code, body) // Fatal is not allowed off the benchmark goroutine
+					return
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkTokenEndpointAlg(b *testing.B) {
+	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+		b.Run(alg, func(b *testing.B) {
+			h, auth := benchTokenSetup(b, alg)
+			b.ReportAllocs()
+			for b.Loop() {
+				if code, body := tokenOnce(h, auth); code != http.StatusOK {
+					b.Fatalf("status %d: %s", code, body)
+				}
+			}
+		})
+	}
+}

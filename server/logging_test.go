@@ -1,0 +1,191 @@
+package server_test
+
+// A full flow with logging at debug level: the log must show that requests
+// were logged, and must hold no secret, Basic header, access token, stored
+// secret hash, pepper or query string.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store"
+)
+
+// encodings of b a log line might carry.
+func encodings(b []byte) []string {
+	return []string{
+		hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)),
+		base64.StdEncoding.EncodeToString(b), base64.RawStdEncoding.EncodeToString(b),
+		base64.URLEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+	}
+}
+
+func TestLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	adminSecret, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEnv(t, server.Options{Logger: logger, AdminClientID: "log-admin", AdminClientSecret: adminSecret})
+	ctx := context.Background()
+
+	var forbidden []string // every sensitive value the flow handles
+	note := func(vals ...string) { forbidden = append(forbidden, vals...) }
+	noteToken := func(tok string) {
+		note(tok)
+		parts := strings.Split(tok, ".")
+		if len(parts) != 3 {
+			t.Fatalf("token is not a compact JWS")
+		}
+		note(parts[1], parts[2]) // payload and signature
+	}
+	note(adminSecret, basicAuth(e.AdminID, adminSecret)[len("Basic "):])
+
+	admin := e.adminToken(t)
+	noteToken(admin)
+	key := e.createKeyWith(t, admin, "acme", "logged", permAccounting)
+	note(key.ClientSecret, basicAuth(key.ClientID, key.ClientSecret)[len("Basic "):])
+
+	// Token with Basic, with form fields, with a narrowed scope.
+	noteToken(e.token(t, key.ClientID, key.ClientSecret, "").AccessToken)
+	r := e.tokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {key.ClientID}, "client_secret": {key.ClientSecret}})
+	if r.Status != 200 {
+		t.Fatalf("form token: %s", r)
+	}
+	noteToken(tokenFrom(t, r))
+	team := e.token(t, key.ClientID, key.ClientSecret, "accounting:read").AccessToken
+	noteToken(team)
+
+	// Failing token requests: wrong secret in the body and in Basic, secret
+	// in the query string, over-broad scope.
+	wrong, _ := credential.NewSecret()
+	note(wrong, basicAuth(key.ClientID, wrong)[len("Basic "):])
+	checkOAuthError(t, e.tokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {key.ClientID}, "client_secret": {wrong}}), 401, "invalid_client")
+	checkOAuthError(t, e.tokenRequest(t, key.ClientID, wrong, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
+	checkOAuthError(t, e.tokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"keys:admin"}}), 400, "invalid_scope")
+	req := e.newRequest(t, http.MethodPost, "/oauth/token?client_secret=SENTINEL_TOKEN_QUERY", strings.NewReader("grant_type=client_credentials&client_id="+key.ClientID))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	checkOAuthError(t, e.do(t, req), 400, "invalid_request")
+	checkOAuthError(t, e.do(t, e.newRequest(t, http.MethodGet, "/oauth/token?client_secret="+key.ClientSecret, nil)), 405, "invalid_request")
+
+	// Management: list, bad tokens, a team token, delete.
+	e.listKeys(t, admin, "acme")
+	if r := e.api(t, "garbage.SENTINEL_BAD_TOKEN.x", http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 401 {
+		t.Errorf("bad token: %s", r)
+	}
+	tampered := admin[:len(admin)-4] + "AAAA"
+	if r := e.api(t, tampered, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 401 {
+		t.Errorf("tampered token: %s", r)
+	}
+	if r := e.api(t, team, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 403 {
+		t.Errorf("team token: %s", r)
+	}
+	if r := e.api(t, admin, http.MethodPost, "/v1/teams/acme/keys", `{"name":"x","permissions":["accounting_api"],"client_secret":"`+wrong+`"}`); r.Status != 400 {
+		t.Errorf("unknown field: %s", r)
+	}
+
+	// Query strings are never logged.
+	for _, p := range []string{"/healthz?secret=SENTINEL_HEALTHZ", "/no/such/path?token=SENTINEL_404", "/readyz?x=SENTINEL_READYZ"} {
+		resp, err := e.Client.Get(e.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	note("SENTINEL")
+
+	e.waitLastUsed(t, key.ClientID)
+	deletedHash := e.storedKey(t, key.ClientID).SecretHash
+	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+key.ClientID, nil); r.Status != 204 {
+		t.Errorf("delete: %s", r)
+	}
+	// A token request after delete, then the final flush.
+	checkOAuthError(t, e.tokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
+	e.Srv.Close()
+
+	// Stored hashes (the deleted key's was read before it went) and the
+	// pepper.
+	hashes := [][]byte{deletedHash}
+	if err := e.Store.ForEachKey(ctx, func(k store.Key) error {
+		hashes = append(hashes, k.SecretHash)
+		if len(k.PreviousSecretHash) > 0 {
+			hashes = append(hashes, k.PreviousSecretHash)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// CreateSingleton returns the stored value when there is one, so this
+	// reads the sealed pepper without changing it.
+	sealed, err := e.Store.CreateSingleton(ctx, "pepper", []byte("ignored: a pepper exists"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pepper, err := e.MasterKey.Open("pepper", sealed)
+	if err != nil {
+		t.Fatalf("open the pepper: %v", err)
+	}
+	if len(pepper) != credential.PepperLen {
+		t.Fatalf("pepper is %d bytes", len(pepper))
+	}
+	hashes = append(hashes, pepper)
+	for _, h := range hashes {
+		note(encodings(h)...)
+	}
+
+	out := logs.String()
+	if strings.Count(out, `"msg":"request"`) < 15 || !strings.Contains(out, `"path":"/oauth/token"`) || !strings.Contains(out, `"path":"/v1/teams/acme/keys"`) {
+		t.Fatalf("the debug access log did not log the flow's requests (logging was off?):\n%s", out)
+	}
+	if !strings.Contains(out, `"path":"/healthz"`) {
+		t.Errorf("the /healthz request was not logged")
+	}
+	for _, s := range forbidden {
+		if s != "" && strings.Contains(out, s) {
+			t.Errorf("the log contains a sensitive value %.12s…", s)
+		}
+	}
+	if strings.Contains(out, credential.SecretPrefix) {
+		t.Errorf("the log contains something with the secret prefix %s", credential.SecretPrefix)
+	}
+	for _, banned := range []string{"Authorization", "Basic ", "Bearer ey", "client_secret=", "healthz?", "path?"} {
+		if strings.Contains(out, banned) {
+			t.Errorf("the log contains %q", banned)
+		}
+	}
+	// Any long blob that decodes to a stored hash or the pepper.
+	for _, blob := range regexp.MustCompile(`[A-Za-z0-9+/_=-]{43,}`).FindAllString(out, -1) {
+		for _, h := range hashes {
+			for _, enc := range encodings(h) {
+				if strings.Contains(blob, enc) {
+					t.Errorf("the log contains a stored hash or the pepper")
+				}
+			}
+		}
+	}
+	if t.Failed() || os.Getenv("KEYGATE_TEST_SHOW_LOG") != "" {
+		t.Logf("log output:\n%s", out)
+	}
+}
+
+func tokenFrom(tb testing.TB, r response) string {
+	tb.Helper()
+	var tr tokenResponse
+	if err := json.Unmarshal(r.Body, &tr); err != nil || tr.AccessToken == "" {
+		tb.Fatalf("token response %s: %v", r.Body, err)
+	}
+	return tr.AccessToken
+}
