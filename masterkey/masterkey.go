@@ -79,7 +79,7 @@ func Generate() (string, error) {
 }
 
 // LoadOrCreate reads the master key from dir/FileName, creating it (mode
-// 0600, written with O_EXCL so two first starts cannot both win) when it does
+// 0600; two first starts cannot both win) when it does
 // not exist. created reports whether this call made it, so the caller can
 // warn that the key should be backed up or moved to KEYGATE_MASTER_KEY.
 func LoadOrCreate(dir string) (k *Key, created bool, err error) {
@@ -97,20 +97,26 @@ func LoadOrCreate(dir string) (k *Key, created bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		// Another process won the race; use its key.
-		return LoadOrCreate(dir)
-	}
+	// Write a complete temp file, then link it into place: link fails if the
+	// name exists, so exactly one first start wins, and no reader ever sees
+	// the file empty or half-written.
+	tmp, err := os.CreateTemp(dir, FileName+".tmp-*")
 	if err != nil {
 		return nil, false, fmt.Errorf("create master key file: %w", err)
 	}
-	_, werr := f.WriteString(encoded + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(path)
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(encoded + "\n")
+	if err := errors.Join(werr, tmp.Chmod(0o600), tmp.Sync(), tmp.Close()); err != nil {
 		return nil, false, fmt.Errorf("write master key file %s: %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return LoadOrCreate(dir) // another process won the race; use its key
+	} else if err != nil {
+		return nil, false, fmt.Errorf("create master key file: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the new name durable
+		d.Close()
 	}
 	k, err = Parse(encoded)
 	return k, true, err

@@ -134,9 +134,23 @@ func New(_ context.Context, opts Options) (*Verifier, error) {
 
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	ClientID string `json:"client_id"`
-	Scope    string `json:"scope"`
-	TeamID   string `json:"team_id"`
+	// These shadow RegisteredClaims' fields so that numeric dates must be
+	// JSON numbers (RFC 7519 §2); golang-jwt also accepts numeric strings.
+	ExpiresAt *numericDate `json:"exp,omitempty"`
+	NotBefore *numericDate `json:"nbf,omitempty"`
+	IssuedAt  *numericDate `json:"iat,omitempty"`
+	ClientID  string       `json:"client_id"`
+	Scope     string       `json:"scope"`
+	TeamID    string       `json:"team_id"`
+}
+
+type numericDate struct{ jwt.NumericDate }
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || !(b[0] == '-' || '0' <= b[0] && b[0] <= '9') {
+		return errors.New("NumericDate must be a JSON number")
+	}
+	return d.NumericDate.UnmarshalJSON(b)
 }
 
 // Verify checks token and returns its claims, or an error wrapping one of
@@ -177,7 +191,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		switch {
 		case keyErr != nil:
 			return nil, keyErr
-		case tok != nil && !allowedAlg(tok.Header["alg"]):
+		case tok != nil && tok.Method != nil && !allowedAlg(tok.Header["alg"]):
 			// "none", HS256 and friends stop here, before any key is used.
 			return nil, fmt.Errorf("%w: %v", ErrAlgorithm, tok.Header["alg"])
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid):

@@ -1,0 +1,265 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store/bolt"
+)
+
+const adminID = "test-admin"
+
+type env struct {
+	url    string
+	secret string
+	calls  *atomic.Int64 // token endpoint calls
+}
+
+// startServer runs a real keygate on a temporary bbolt store behind an
+// httptest server on loopback.
+func startServer(t *testing.T) env {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := masterkey.Parse(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := server.New(ctx, server.Options{
+		Store:             st,
+		MasterKey:         mk,
+		AdminClientID:     adminID,
+		AdminClientSecret: secret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := &atomic.Int64{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/oauth/token" {
+			calls.Add(1)
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		ts.Close()
+		srv.Close()
+		st.Close()
+	})
+	return env{url: ts.URL, secret: secret, calls: calls}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func asError(t *testing.T, err error) *client.Error {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T) is not a *client.Error", err, err)
+	}
+	return ce
+}
+
+func TestKeyLifecycle(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url + "/", ClientID: adminID, ClientSecret: e.secret})
+
+	l, err := c.ListKeys(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Keys) != 0 || l.MaxKeys != 5 {
+		t.Fatalf("empty team lists %+v", l)
+	}
+
+	created, err := c.CreateKey(ctx, "acme", "Production sync", []string{"accounting_api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := credential.CheckSecretFormat(created.ClientSecret); err != nil {
+		t.Fatalf("created secret: %v", err)
+	}
+	if !strings.HasPrefix(created.ClientID, credential.ClientIDPrefix) || created.TeamID != "acme" ||
+		created.Name != "Production sync" || len(created.Permissions) != 1 || created.Permissions[0] != "accounting_api" {
+		t.Fatalf("created %+v", created.Key)
+	}
+	if len(created.Scopes) != 10 || created.Scopes[0] != "common:read" {
+		t.Fatalf("scopes %v", created.Scopes)
+	}
+	if created.CreatedAt.IsZero() || time.Since(created.CreatedAt) > time.Minute || created.LastUsedAt != nil {
+		t.Fatalf("created_at %v last_used_at %v", created.CreatedAt, created.LastUsedAt)
+	}
+
+	got, err := c.GetKey(ctx, "acme", created.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ClientID != created.ClientID || got.Name != created.Name || !got.CreatedAt.Equal(created.CreatedAt) {
+		t.Fatalf("GetKey %+v, created %+v", got, created.Key)
+	}
+
+	l, err = c.ListKeys(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Keys) != 1 || l.Keys[0].ClientID != created.ClientID {
+		t.Fatalf("list %+v", l)
+	}
+	// The key belongs to acme only.
+	if _, err := c.GetKey(ctx, "globex", created.ClientID); asError(t, err).Status != http.StatusNotFound {
+		t.Fatalf("key visible under another team: %v", err)
+	}
+
+	if err := c.DeleteKey(ctx, "acme", created.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	ce := asError(t, func() error { _, err := c.GetKey(ctx, "acme", created.ClientID); return err }())
+	if ce.Status != http.StatusNotFound {
+		t.Fatalf("GetKey after delete: status %d", ce.Status)
+	}
+	if !strings.Contains(ce.Detail, "team acme has no key") || ce.Error() != ce.Detail {
+		t.Fatalf("detail %q / Error() %q", ce.Detail, ce.Error())
+	}
+	if ce.Type == "" || ce.Title == "" {
+		t.Fatalf("problem type/title missing: %+v", ce)
+	}
+	if err := c.DeleteKey(ctx, "acme", created.ClientID); asError(t, err).Status != http.StatusNotFound {
+		t.Fatalf("second delete: %v", err)
+	}
+
+	// The admin token is fetched once and reused (oauth2 caching).
+	if n := e.calls.Load(); n != 1 {
+		t.Fatalf("token endpoint called %d times for one client, want 1", n)
+	}
+}
+
+func TestTeamLimitConflict(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	for i := 0; i < 5; i++ {
+		if _, err := c.CreateKey(ctx, "acme", "key", []string{"visualization_sdk"}); err != nil {
+			t.Fatalf("key %d: %v", i+1, err)
+		}
+	}
+	_, err := c.CreateKey(ctx, "acme", "sixth", []string{"visualization_sdk"})
+	ce := asError(t, err)
+	if ce.Status != http.StatusConflict {
+		t.Fatalf("6th key: status %d, want 409", ce.Status)
+	}
+	if !strings.Contains(ce.Detail, "already has 5 API keys") || !strings.Contains(ce.Detail, "delete one") {
+		t.Fatalf("6th key detail %q", ce.Detail)
+	}
+	if l, err := c.ListKeys(ctx, "acme"); err != nil || len(l.Keys) != 5 {
+		t.Fatalf("after the refused 6th: %v keys, %v", len(l.Keys), err)
+	}
+}
+
+func TestBadRequestDetail(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	ce := asError(t, func() error { _, err := c.CreateKey(ctx, "acme", "k", []string{"no_such_permission"}); return err }())
+	if ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "accounting_api") {
+		t.Fatalf("unknown permission: %+v", ce)
+	}
+	ce = asError(t, func() error { _, err := c.ListKeys(ctx, "-bad team"); return err }())
+	if ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "team id") {
+		t.Fatalf("bad team: %+v", ce)
+	}
+}
+
+func TestWrongAdminSecret(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	wrong, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]client.Config{
+		"wrong secret":     {URL: e.url, ClientID: adminID, ClientSecret: wrong},
+		"garbage secret":   {URL: e.url, ClientID: adminID, ClientSecret: "nope"},
+		"unknown admin id": {URL: e.url, ClientID: "someone-else", ClientSecret: e.secret},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := client.New(cfg)
+			_, err := c.ListKeys(ctx, "acme")
+			ce := asError(t, err)
+			if ce.Status != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", ce.Status)
+			}
+			if !strings.Contains(ce.Detail, "admin token") || !strings.Contains(ce.Detail, "invalid_client") {
+				t.Fatalf("detail %q does not say the admin token could not be obtained", ce.Detail)
+			}
+			if strings.Contains(ce.Detail, cfg.ClientSecret) || strings.Contains(ce.Error(), cfg.ClientSecret) {
+				t.Fatal("error repeats the secret")
+			}
+		})
+	}
+}
+
+func TestNonProblemError(t *testing.T) {
+	// A proxy answering with plain text still yields a *client.Error with the status.
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/oauth/token" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"access_token":"x","token_type":"Bearer","expires_in":60}`))
+			return
+		}
+		if got := r.Header.Get("Authorization"); got != "Bearer x" {
+			http.Error(w, "no auth "+got, http.StatusUnauthorized)
+			return
+		}
+		http.Error(w, "upstream broke", http.StatusBadGateway)
+	}))
+	defer ts.Close()
+	c := client.New(client.Config{URL: ts.URL, ClientID: "a", ClientSecret: "b"})
+	ce := asError(t, func() error { _, err := c.ListKeys(ctxT(t), "acme"); return err }())
+	if ce.Status != http.StatusBadGateway || ce.Title != http.StatusText(http.StatusBadGateway) {
+		t.Fatalf("%+v", ce)
+	}
+	if !strings.Contains(ce.Error(), "502") {
+		t.Fatalf("Error() %q does not give the status", ce.Error())
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	ts := httptest.NewServer(http.NotFoundHandler())
+	url := ts.URL
+	ts.Close() // nothing listens there now
+	c := client.New(client.Config{URL: url, ClientID: "a", ClientSecret: "b", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
+	if _, err := c.ListKeys(ctxT(t), "acme"); err == nil {
+		t.Fatal("no error from a closed server")
+	}
+}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store/bolt"
+)
+
+const cliAdminID = "cli-admin"
+
+// clearEnv makes sure no KEYGATE_* variable of the developer's shell leaks
+// into a test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, v := range []string{envURL, envAdminClientID, envAdminClientSecret, envMasterKey,
+		"KEYGATE_CONFIG", "KEYGATE_LISTEN", "KEYGATE_DATA_DIR", "KEYGATE_ISSUER", "KEYGATE_AUDIENCE",
+		"KEYGATE_TOKEN_TTL", "KEYGATE_SIGNING_ALG", "KEYGATE_MAX_KEYS_PER_TEAM", "KEYGATE_LOG_LEVEL",
+		"KEYGATE_LOG_FORMAT", "KEYGATE_SHUTDOWN_TIMEOUT"} {
+		t.Setenv(v, "")
+	}
+}
+
+type cliEnv struct {
+	url        string
+	secret     string
+	secretFile string
+}
+
+// startCLIServer runs a real keygate (server.New on a temporary bbolt
+// store) behind an httptest server on loopback.
+func startCLIServer(t *testing.T) cliEnv {
+	t.Helper()
+	clearEnv(t)
+	dir := t.TempDir()
+	st, err := bolt.Open(filepath.Join(dir, "keygate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := masterkey.Parse(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := server.New(ctx, server.Options{Store: st, MasterKey: mk, AdminClientID: cliAdminID, AdminClientSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ts.Close()
+		srv.Close()
+		st.Close()
+	})
+	file := filepath.Join(dir, "admin-secret")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cliEnv{url: ts.URL, secret: secret, secretFile: file}
+}
+
+// run executes the CLI like main does, with its output captured.
+func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	root := rootCommand()
+	var out, errOut bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err = root.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
+}
+
+func (e cliEnv) conn() []string {
+	return []string{"--url", e.url, "--client-id", cliAdminID, "--client-secret-file", e.secretFile}
+}
+
+func keysArgs(e cliEnv, sub string, rest ...string) []string {
+	return append(append([]string{"keys", sub}, e.conn()...), rest...)
+}
+
+var clientIDRe = regexp.MustCompile(`kgc_[0-9A-Za-z]+`)
+
+func TestCLIKeysTable(t *testing.T) {
+	e := startCLIServer(t)
+
+	out, stderr, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "Production sync", "--permission", "accounting_api")...)
+	if err != nil {
+		t.Fatalf("keys create: %v (stderr %q)", err, stderr)
+	}
+	id := clientIDRe.FindString(out)
+	if id == "" {
+		t.Fatalf("no client ID in the create output:\n%s", out)
+	}
+	m := regexp.MustCompile(`client_secret: (kgs_\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no client_secret line in the create output:\n%s", out)
+	}
+	if err := credential.CheckSecretFormat(m[1]); err != nil {
+		t.Fatalf("printed secret %q: %v", m[1], err)
+	}
+	if !strings.Contains(out, "cannot be shown again") {
+		t.Fatalf("create output lacks the show-once warning:\n%s", out)
+	}
+	for _, h := range []string{"NAME", "CLIENT ID", "CREATED", "LAST USED", "PERMISSIONS", "Production sync", "accounting_api", "never"} {
+		if !strings.Contains(out, h) {
+			t.Errorf("create table lacks %q:\n%s", h, out)
+		}
+	}
+	if strings.Contains(stderr, "warning") {
+		t.Errorf("--client-secret-file printed a warning: %q", stderr)
+	}
+
+	out, _, err = run(t, keysArgs(e, "list", "--team", "acme")...)
+	if err != nil {
+		t.Fatalf("keys list: %v", err)
+	}
+	for _, h := range []string{"NAME", "CLIENT ID", "CREATED", "LAST USED", "PERMISSIONS", id, "Production sync", "never", "accounting_api", "1 of 5 keys used"} {
+		if !strings.Contains(out, h) {
+			t.Errorf("list output lacks %q:\n%s", h, out)
+		}
+	}
+	if strings.Contains(out, m[1]) || strings.Contains(out, "kgs_") {
+		t.Errorf("list output shows a secret:\n%s", out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "get", "--team", "acme", id)...)
+	if err != nil {
+		t.Fatalf("keys get: %v", err)
+	}
+	if !strings.Contains(out, id) || !strings.Contains(out, "Production sync") || strings.Contains(out, "kgs_") {
+		t.Fatalf("get output:\n%s", out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "delete", "--team", "acme", id)...)
+	if err != nil {
+		t.Fatalf("keys delete: %v", err)
+	}
+	if !strings.Contains(out, "deleted "+id) {
+		t.Fatalf("delete output %q", out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "get", "--team", "acme", id)...)
+	if err == nil {
+		t.Fatalf("keys get of a deleted key succeeded:\n%s", out)
+	}
+	// The error main prints is the server's detail.
+	want := `team acme has no key "` + id + `"`
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q, want the server's detail containing %q", err, want)
+	}
+	var ce *client.Error
+	if !asClientError(err, &ce) || ce.Status != http.StatusNotFound || err.Error() != ce.Detail {
+		t.Fatalf("error %v is not the server's 404 problem detail", err)
+	}
+	if out != "" {
+		t.Fatalf("failed get printed %q", out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "delete", "--team", "acme", id)...)
+	if err == nil || !strings.Contains(err.Error(), "has no key") {
+		t.Fatalf("second delete: %v, %q", err, out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "list", "--team", "acme")...)
+	if err != nil || !strings.Contains(out, "0 of 5 keys used") {
+		t.Fatalf("list after delete: %v\n%s", err, out)
+	}
+}
+
+func asClientError(err error, target **client.Error) bool {
+	ce, ok := err.(*client.Error)
+	if ok {
+		*target = ce
+	}
+	return ok
+}
+
+func TestCLIKeysJSON(t *testing.T) {
+	e := startCLIServer(t)
+	out, _, err := run(t, keysArgs(e, "create", "--json", "--team", "acme", "--name", "Dashboards",
+		"--permission", "visualization_sdk", "--permission", "accounting_api")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created client.CreatedKey
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("create --json output is not JSON: %v\n%s", err, out)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw["client_secret"]; !ok {
+		t.Fatalf("create --json lacks client_secret: %s", out)
+	}
+	if _, ok := raw["last_used_at"]; !ok || raw["last_used_at"] != nil {
+		t.Fatalf("create --json last_used_at should be present and null: %s", out)
+	}
+	if err := credential.CheckSecretFormat(created.ClientSecret); err != nil {
+		t.Fatal(err)
+	}
+	if created.TeamID != "acme" || created.Name != "Dashboards" || len(created.Permissions) != 2 {
+		t.Fatalf("created %+v", created)
+	}
+
+	out, _, err = run(t, keysArgs(e, "list", "--json", "--team", "acme")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l client.KeyList
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	if len(l.Keys) != 1 || l.Keys[0].ClientID != created.ClientID || l.MaxKeys != 5 {
+		t.Fatalf("list --json %+v", l)
+	}
+	if strings.Contains(out, "client_secret") || strings.Contains(out, created.ClientSecret) {
+		t.Fatalf("list --json shows a secret: %s", out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "get", "--json", "--team", "acme", created.ClientID)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k client.Key
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k.ClientID != created.ClientID {
+		t.Fatalf("get --json: %v\n%s", err, out)
+	}
+
+	out, _, err = run(t, keysArgs(e, "delete", "--json", "--team", "acme", created.ClientID)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var del map[string]string
+	if err := json.Unmarshal([]byte(out), &del); err != nil || del["deleted"] != created.ClientID {
+		t.Fatalf("delete --json: %v\n%s", err, out)
+	}
+}
+
+func TestCLIServerErrors(t *testing.T) {
+	e := startCLIServer(t)
+	// Unknown permission: the server's 400 detail names the valid ones.
+	_, _, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "x", "--permission", "nope")...)
+	if err == nil || !strings.Contains(err.Error(), "accounting_api") {
+		t.Fatalf("unknown permission: %v", err)
+	}
+	// Sixth key: 409 with the limit detail.
+	for i := 0; i < 5; i++ {
+		if _, _, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "k", "--permission", "visualization_sdk")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err = run(t, keysArgs(e, "create", "--team", "acme", "--name", "k6", "--permission", "visualization_sdk")...)
+	if err == nil || !strings.Contains(err.Error(), "already has 5 API keys") {
+		t.Fatalf("6th key: %v", err)
+	}
+	// Missing --team.
+	_, _, err = run(t, keysArgs(e, "list")...)
+	if err == nil || !strings.Contains(err.Error(), "--team") {
+		t.Fatalf("missing --team: %v", err)
+	}
+	// Wrong admin secret: the token could not be obtained.
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	other, _ := credential.NewSecret()
+	os.WriteFile(wrong, []byte(other), 0o600)
+	_, _, err = run(t, "keys", "list", "--team", "acme", "--url", e.url, "--client-id", cliAdminID, "--client-secret-file", wrong)
+	if err == nil || !strings.Contains(err.Error(), "admin token") || strings.Contains(err.Error(), other) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	// Unreadable secret file.
+	_, _, err = run(t, "keys", "list", "--team", "acme", "--url", e.url, "--client-id", cliAdminID, "--client-secret-file", filepath.Join(t.TempDir(), "missing"))
+	if err == nil || !strings.Contains(err.Error(), "--client-secret-file") {
+		t.Fatalf("missing secret file: %v", err)
+	}
+}
+
+func TestCLIEnvCredentials(t *testing.T) {
+	e := startCLIServer(t)
+	t.Setenv(envURL, e.url)
+	t.Setenv(envAdminClientID, cliAdminID)
+	t.Setenv(envAdminClientSecret, e.secret)
+	out, stderr, err := run(t, "keys", "create", "--team", "globex", "--name", "From env", "--permission", "accounting_api")
+	if err != nil {
+		t.Fatalf("keys create with env credentials: %v", err)
+	}
+	if !strings.Contains(out, "client_secret: kgs_") || stderr != "" {
+		t.Fatalf("stdout %q stderr %q", out, stderr)
+	}
+	out, _, err = run(t, "keys", "list", "--team", "globex")
+	if err != nil || !strings.Contains(out, "From env") {
+		t.Fatalf("keys list with env credentials: %v\n%s", err, out)
+	}
+	// Flags win over the environment: a wrong --url fails.
+	_, _, err = run(t, "keys", "list", "--team", "globex", "--url", "http://127.0.0.1:1")
+	if err == nil {
+		t.Fatal("--url did not override KEYGATE_URL")
+	}
+}
+
+func TestCLIClientSecretFlagWarns(t *testing.T) {
+	e := startCLIServer(t)
+	out, stderr, err := run(t, "keys", "list", "--team", "acme", "--url", e.url, "--client-id", cliAdminID, "--client-secret", e.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, "process list") {
+		t.Fatalf("--client-secret did not warn about the process list; stderr %q", stderr)
+	}
+	if strings.Contains(stderr, e.secret) || strings.Contains(out, e.secret) {
+		t.Fatal("the secret was echoed")
+	}
+	if !strings.Contains(out, "0 of 5 keys used") {
+		t.Fatalf("output %q", out)
+	}
+}
+
+func TestCLIMissingCredentials(t *testing.T) {
+	clearEnv(t)
+	for name, args := range map[string][]string{
+		"nothing":     {"keys", "list", "--team", "acme", "--url", "http://127.0.0.1:1"},
+		"id only":     {"keys", "list", "--team", "acme", "--url", "http://127.0.0.1:1", "--client-id", "x"},
+		"secret only": {"keys", "list", "--team", "acme", "--url", "http://127.0.0.1:1", "--client-secret", "y"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := run(t, args...)
+			if err == nil {
+				t.Fatal("ran without credentials")
+			}
+			for _, want := range []string{"admin credentials missing", envAdminClientID, envAdminClientSecret, "--client-secret-file"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestCLISecretGenerate(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		out, _, err := run(t, "secret", "generate")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.TrimSuffix(out, "\n")
+		if strings.Contains(s, "\n") || s == out {
+			t.Fatalf("want exactly one line, got %q", out)
+		}
+		if err := credential.CheckSecretFormat(s); err != nil {
+			t.Fatalf("secret generate printed %q: %v", s, err)
+		}
+		if seen[s] {
+			t.Fatal("secret generate repeated itself")
+		}
+		seen[s] = true
+	}
+	if _, _, err := run(t, "secret", "generate", "extra"); err == nil {
+		t.Fatal("secret generate accepted an argument")
+	}
+}
+
+func TestCLIVersion(t *testing.T) {
+	out, _, err := run(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "keygate ") || len(strings.TrimSpace(out)) <= len("keygate") {
+		t.Fatalf("version printed %q", out)
+	}
+}

@@ -1,0 +1,495 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/spf13/pflag"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
+)
+
+// syncBuffer is a log sink the server goroutines write while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func loadConfig(t *testing.T, args ...string) (config.Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	config.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return config.Load(fs, os.Getenv)
+}
+
+type running struct {
+	base   string
+	log    *syncBuffer
+	cancel context.CancelFunc
+	errc   chan error
+}
+
+var httpc = &http.Client{Timeout: 5 * time.Second}
+
+// startServe runs serve in a goroutine and waits until /healthz answers.
+func startServe(t *testing.T, cfg config.Config) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{base: "http://" + cfg.Listen, log: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
+	go func() { r.errc <- serve(ctx, cfg, r.log) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.errc:
+		case <-time.After(15 * time.Second):
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case err := <-r.errc:
+			r.errc <- err
+			t.Fatalf("serve returned before it was healthy: %v\nlog:\n%s", err, r.log)
+		default:
+		}
+		resp, err := httpc.Get(r.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not healthy after 15s (last error %v)\nlog:\n%s", err, r.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop cancels serve (as SIGINT/SIGTERM would) and returns its result.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.errc:
+		r.errc <- err // for the cleanup
+		httpc.CloseIdleConnections()
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not return within 15s of cancellation")
+		return nil
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func teamToken(t *testing.T, base, id, secret string) string {
+	t.Helper()
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: base + "/oauth/token"}
+	tok, err := cc.Token(ctxFor(t))
+	if err != nil {
+		t.Fatalf("token for %s: %v", id, err)
+	}
+	return tok.AccessToken
+}
+
+func fetchJWKS(t *testing.T, base string) jose.JSONWebKeySet {
+	t.Helper()
+	resp, err := httpc.Get(base + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+type tokenClaims struct {
+	Iss      string `json:"iss"`
+	Sub      string `json:"sub"`
+	ClientID string `json:"client_id"`
+	TeamID   string `json:"team_id"`
+	Scope    string `json:"scope"`
+	Exp      int64  `json:"exp"`
+}
+
+// verifyWithJWKS checks tok against the served JWKS with go-jose, a JOSE
+// implementation independent of keygate's signer; it returns the kid.
+func verifyWithJWKS(t *testing.T, base, tok string) (string, tokenClaims) {
+	t.Helper()
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+	if err != nil {
+		t.Fatalf("parse token: %v", err)
+	}
+	kid := jws.Signatures[0].Protected.KeyID
+	set := fetchJWKS(t, base)
+	keys := set.Key(kid)
+	if len(keys) != 1 {
+		t.Fatalf("kid %q is not in the served JWKS", kid)
+	}
+	payload, err := jws.Verify(keys[0])
+	if err != nil {
+		t.Fatalf("token does not verify against the served JWKS: %v", err)
+	}
+	var c tokenClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	return kid, c
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := httpc.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func readAdminFile(t *testing.T, dir string) (creds struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	TokenURL     string `json:"token_url"`
+}, raw []byte) {
+	t.Helper()
+	path := filepath.Join(dir, adminCredentialsFile)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("admin credentials file: %v", err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Fatalf("admin credentials file mode %o, want 600", mode)
+	}
+	raw, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &creds); err != nil {
+		t.Fatalf("admin credentials file is not JSON: %v", err)
+	}
+	return creds, raw
+}
+
+const firstAdminLog = "created the first admin key"
+
+func TestServeRestartKeepsEverything(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	issuer := "http://" + addr
+	args := []string{"--data-dir", dir, "--listen", addr, "--issuer", issuer, "--log-level", "debug"}
+	cfg, err := loadConfig(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// First start: admin key generated into a 0600 file (stderr is no TTY).
+	s1 := startServe(t, cfg)
+	admin, adminRaw := readAdminFile(t, dir)
+	if !strings.HasPrefix(admin.ClientID, credential.ClientIDPrefix) {
+		t.Fatalf("admin client id %q", admin.ClientID)
+	}
+	if err := credential.CheckSecretFormat(admin.ClientSecret); err != nil {
+		t.Fatalf("admin secret in the file: %v", err)
+	}
+	if admin.TokenURL != issuer+"/oauth/token" {
+		t.Fatalf("token_url %q", admin.TokenURL)
+	}
+	if st := getStatus(t, s1.base+"/readyz"); st != http.StatusOK {
+		t.Fatalf("/readyz = %d", st)
+	}
+
+	adminClient := func(base string) *client.Client {
+		return client.New(client.Config{URL: base, ClientID: admin.ClientID, ClientSecret: admin.ClientSecret})
+	}
+	created, err := adminClient(s1.base).CreateKey(ctxFor(t), "acme", "Production sync", []string{"accounting_api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usedAt := time.Now().Truncate(time.Second)
+	tokBefore := teamToken(t, s1.base, created.ClientID, created.ClientSecret)
+	kidBefore, claims := verifyWithJWKS(t, s1.base, tokBefore)
+	if claims.Iss != issuer || claims.Sub != created.ClientID || claims.ClientID != created.ClientID || claims.TeamID != "acme" {
+		t.Fatalf("claims %+v", claims)
+	}
+
+	// Stop right after the first use: last_used_at must be flushed on shutdown.
+	if err := s1.stop(t); err != nil {
+		t.Fatalf("graceful stop returned %v, want nil", err)
+	}
+	log1 := s1.log.String()
+	for what, secret := range map[string]string{"admin secret": admin.ClientSecret, "key secret": created.ClientSecret, "access token": tokBefore} {
+		if strings.Contains(log1, secret) {
+			t.Errorf("the %s appears in the log", what)
+		}
+	}
+	if !strings.Contains(log1, firstAdminLog) || !strings.Contains(log1, filepath.Join(dir, adminCredentialsFile)) {
+		t.Errorf("first start did not log the admin credentials file path:\n%s", log1)
+	}
+	// The port is free again after a graceful stop.
+	if ln, err := net.Listen("tcp", addr); err != nil {
+		t.Fatalf("port still bound after stop: %v", err)
+	} else {
+		ln.Close()
+	}
+
+	// Second start on the same data dir and issuer.
+	cfg2, err := loadConfig(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServe(t, cfg2)
+	if log2 := s2.log.String(); strings.Contains(log2, firstAdminLog) {
+		t.Errorf("second start generated another admin key:\n%s", log2)
+	}
+	if _, raw := readAdminFile(t, dir); !bytes.Equal(raw, adminRaw) {
+		t.Error("second start rewrote the admin credentials file")
+	}
+	if st := getStatus(t, s2.base+"/readyz"); st != http.StatusOK {
+		t.Fatalf("/readyz after restart = %d", st)
+	}
+
+	// The admin key and the team key survived, with last_used_at.
+	l, err := adminClient(s2.base).ListKeys(ctxFor(t), "acme")
+	if err != nil {
+		t.Fatalf("admin key after restart: %v", err)
+	}
+	if len(l.Keys) != 1 || l.Keys[0].ClientID != created.ClientID {
+		t.Fatalf("keys after restart: %+v", l.Keys)
+	}
+	if l.Keys[0].LastUsedAt == nil {
+		t.Fatal("last_used_at written before shutdown is missing after restart (not flushed on shutdown)")
+	}
+	if lu := *l.Keys[0].LastUsedAt; lu.Before(usedAt.Add(-time.Second)) || lu.After(time.Now().Add(time.Second)) {
+		t.Fatalf("last_used_at %v, want about %v", lu, usedAt)
+	}
+
+	// The token from before the restart still verifies, with the same kid.
+	kidAfterCheck, _ := verifyWithJWKS(t, s2.base, tokBefore)
+	if kidAfterCheck != kidBefore {
+		t.Fatalf("kid changed")
+	}
+	tokAfter := teamToken(t, s2.base, created.ClientID, created.ClientSecret)
+	kidAfter, _ := verifyWithJWKS(t, s2.base, tokAfter)
+	if kidAfter != kidBefore {
+		t.Fatalf("signing key changed across the restart: %s → %s", kidBefore, kidAfter)
+	}
+	if err := s2.stop(t); err != nil {
+		t.Fatalf("second graceful stop: %v", err)
+	}
+}
+
+func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	args := []string{"--data-dir", dir, "--listen", addr, "--issuer", "http://" + addr}
+	cfg, err := loadConfig(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, cfg)
+	admin, _ := readAdminFile(t, dir)
+	c := client.New(client.Config{URL: s.base, ClientID: admin.ClientID, ClientSecret: admin.ClientSecret})
+	k, err := c.CreateKey(ctxFor(t), "acme", "Charts", []string{"visualization_sdk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	file := filepath.Join(t.TempDir(), "keygate.yaml")
+	yaml := "permissions:\n  - id: accounting_api\n    name: Accounting\n    scopes: [accounting:read]\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg2, err := loadConfig(t, append(args, "--config", file)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var log syncBuffer
+	err = serve(ctx, cfg2, &log)
+	if err == nil {
+		t.Fatal("serve started with a catalog that lacks a stored key's permission")
+	}
+	if ctx.Err() != nil {
+		t.Fatal("serve only returned because the test context ran out")
+	}
+	for _, want := range []string{k.ClientID, "visualization_sdk"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	// Nothing answers on the port.
+	if _, err := httpc.Get("http://" + addr + "/healthz"); err == nil {
+		t.Error("something serves on the port after the refused start")
+	}
+}
+
+func TestServeSeedsAdminFromEnv(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	secret, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envAdminClientID, "ops-admin")
+	t.Setenv(envAdminClientSecret, secret)
+	cfg, err := loadConfig(t, "--data-dir", dir, "--listen", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, cfg)
+	tok := teamToken(t, s.base, "ops-admin", secret)
+	if _, claims := verifyWithJWKS(t, s.base, tok); claims.Scope != "keys:admin" || claims.ClientID != "ops-admin" {
+		t.Fatalf("admin token claims %+v", claims)
+	}
+	c := client.New(client.Config{URL: s.base, ClientID: "ops-admin", ClientSecret: secret})
+	if _, err := c.ListKeys(ctxFor(t), "acme"); err != nil {
+		t.Fatalf("seeded admin cannot use the management API: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, adminCredentialsFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("admin-credentials.json written although the admin came from the environment (stat: %v)", err)
+	}
+	if strings.Contains(s.log.String(), firstAdminLog) || strings.Contains(s.log.String(), secret) {
+		t.Fatalf("log:\n%s", s.log)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeRejectsBadAdminEnv(t *testing.T) {
+	good, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Break the checksum: change one body character.
+	b := []byte(good)
+	if b[10] == 'A' {
+		b[10] = 'B'
+	} else {
+		b[10] = 'A'
+	}
+	badChecksum := string(b)
+	for _, tc := range []struct {
+		name, id, secret string
+		want             []string
+	}{
+		{"bad checksum", "ops-admin", badChecksum, []string{envAdminClientSecret, "keygate secret generate"}},
+		{"not a keygate secret", "ops-admin", "hunter2-is-my-password", []string{envAdminClientSecret, "keygate secret generate"}},
+		{"secret without id", "", good, []string{envAdminClientID}},
+		{"bad id", "a b", good, []string{envAdminClientID}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(envAdminClientID, tc.id)
+			t.Setenv(envAdminClientSecret, tc.secret)
+			dir := t.TempDir()
+			cfg, err := loadConfig(t, "--data-dir", dir, "--listen", freeAddr(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var log syncBuffer
+			err = serve(ctx, cfg, &log)
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("serve accepted admin credentials %q/%q (err %v)", tc.id, tc.secret, err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), tc.secret) || strings.Contains(log.String(), tc.secret) {
+				t.Errorf("the secret appears in the error or log: %q", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, adminCredentialsFile)); err == nil {
+				t.Error("an admin key was generated instead")
+			}
+		})
+	}
+}
+
+func TestServeRejectsInvalidSetting(t *testing.T) {
+	clearEnv(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	_, _, err := run(t, "serve", "--signing-alg", "HS256", "--data-dir", dir, "--listen", freeAddr(t))
+	if err == nil {
+		t.Fatal("serve accepted --signing-alg HS256")
+	}
+	for _, want := range []string{"signing_alg", "HS256", "ES256", "RS256", "EdDSA", "--signing-alg"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is not one line: %q", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Error("a rejected configuration still created the data dir")
+	}
+
+	// Same through config.Load directly, and from the environment.
+	t.Setenv("KEYGATE_SIGNING_ALG", "none")
+	_, err = loadConfig(t, "--data-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), "signing_alg") || !strings.Contains(err.Error(), `"none"`) || !strings.Contains(err.Error(), "KEYGATE_SIGNING_ALG") {
+		t.Fatalf("env KEYGATE_SIGNING_ALG=none: %v", err)
+	}
+}
