@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,9 +12,8 @@ import (
 
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
-	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/server/servertest"
 )
 
 const adminID = "test-admin"
@@ -26,50 +24,28 @@ type env struct {
 	calls  *atomic.Int64 // token endpoint calls
 }
 
-// startServer runs a real keygate on a temporary bbolt store behind an
-// httptest server on loopback.
+// startServer runs a real keygate, counting token endpoint calls.
 func startServer(t *testing.T) env {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := masterkey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := masterkey.Parse(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := credential.NewSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv, err := server.New(ctx, server.Options{
-		Store:             st,
-		MasterKey:         mk,
-		AdminClientID:     adminID,
-		AdminClientSecret: secret,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	calls := &atomic.Int64{}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/oauth/token" {
-			calls.Add(1)
-		}
-		srv.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		ts.Close()
-		srv.Close()
-		st.Close()
+	e := servertest.Start(t, server.Options{AdminClientID: adminID, AdminClientSecret: newSecret(t)}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/oauth/token" {
+				calls.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
 	})
-	return env{url: ts.URL, secret: secret, calls: calls}
+	return env{url: e.URL, secret: e.AdminSecret, calls: calls}
+}
+
+func newSecret(t *testing.T) string {
+	t.Helper()
+	s, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func ctxT(t *testing.T) context.Context {

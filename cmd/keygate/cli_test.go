@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,9 +14,8 @@ import (
 
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
-	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/server/servertest"
 )
 
 const cliAdminID = "cli-admin"
@@ -40,45 +38,17 @@ type cliEnv struct {
 	secretFile string
 }
 
-// startCLIServer runs a real keygate (server.New on a temporary bbolt
-// store) behind an httptest server on loopback.
+// startCLIServer runs a real keygate with a known admin key whose secret
+// is also in a file, for --client-secret-file.
 func startCLIServer(t *testing.T) cliEnv {
 	t.Helper()
 	clearEnv(t)
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "keygate.db"))
-	if err != nil {
+	e := servertest.Start(t, server.Options{AdminClientID: cliAdminID}, nil)
+	file := filepath.Join(t.TempDir(), "admin-secret")
+	if err := os.WriteFile(file, []byte(e.AdminSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	enc, err := masterkey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := masterkey.Parse(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := credential.NewSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv, err := server.New(ctx, server.Options{Store: st, MasterKey: mk, AdminClientID: cliAdminID, AdminClientSecret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ts.Close()
-		srv.Close()
-		st.Close()
-	})
-	file := filepath.Join(dir, "admin-secret")
-	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cliEnv{url: ts.URL, secret: secret, secretFile: file}
+	return cliEnv{url: e.URL, secret: e.AdminSecret, secretFile: file}
 }
 
 // run executes the CLI like main does, with its output captured.
