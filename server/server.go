@@ -165,6 +165,11 @@ func (s *Server) Close() {
 func (s *Server) routes() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// Trust no proxy headers unless configured: otherwise any client could
+	// put an arbitrary address into the logs via X-Forwarded-For.
+	if err := r.SetTrustedProxies(nil); err != nil {
+		panic(err) // nil is always valid
+	}
 	r.Use(recovery(s.log), accessLog(s.log))
 
 	tok := newTokenEndpoint(s)
