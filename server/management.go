@@ -86,7 +86,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	claims, err := s.verifier.Verify(c.Request.Context(), strings.TrimSpace(auth[len(prefix):]))
 	if err != nil {
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+reasonOf(err)+"); get a new one at /oauth/token")
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+verify.Reason(err)+"); get a new one at /oauth/token")
 		return
 	}
 	if !claims.HasScope(scopes.AdminScope) {
@@ -108,18 +108,6 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	}
 	c.Set(claimsKey, claims)
 	c.Next()
-}
-
-// reasonOf is the verify error's reason without any token content.
-func reasonOf(err error) string {
-	for _, reason := range []error{verify.ErrExpired, verify.ErrNotYetValid, verify.ErrIssuedInFuture,
-		verify.ErrWrongIssuer, verify.ErrWrongAudience, verify.ErrUnknownKey, verify.ErrAlgorithm,
-		verify.ErrSignature, verify.ErrWrongType, verify.ErrMissingClaim, verify.ErrTooLarge} {
-		if errors.Is(err, reason) {
-			return reason.Error()
-		}
-	}
-	return verify.ErrMalformed.Error()
 }
 
 func validTeam(c *gin.Context) {

@@ -4,17 +4,31 @@
 // and its issuer, audience and lifetime are right. No call to keygate is
 // made per token.
 //
-// A Verifier needs to know where its keys come from (Options.Keys). keygate
-// itself verifies admin tokens on its management API against its own
-// in-memory key set this way.
+// A resource server needs only keygate's issuer URL and its own audience:
 //
 //	v, err := verify.New(ctx, verify.Options{
 //		Issuer:   "https://auth.example.com",
 //		Audience: "https://api.example.com",
-//		Keys:     keys,
 //	})
 //	claims, err := v.Verify(ctx, bearerToken)
 //	if errors.Is(err, verify.ErrExpired) { … }
+//
+// New reads the issuer's RFC 8414 metadata to find the JWKS (or takes
+// Options.JWKSURL) and fetches it once; afterwards keys are cached and
+// refreshed in the background, following the JWKS's Cache-Control. Both URLs
+// must be https except on loopback (or with Options.Insecure). Key locations
+// named inside tokens (jku, x5u, jwk headers) are never used.
+//
+// For HTTP services, Middleware (and ginverify.Middleware for gin) checks
+// the bearer token and the scopes a route needs and answers failures per
+// RFC 6750.
+//
+// Checks follow RFC 9068 §4 and RFC 8725: the signature with a key from the
+// JWKS, with the one algorithm that key is for (ES256, RS256 or EdDSA; never
+// none or HMAC); typ at+jwt; iss equal to the issuer; aud containing the
+// audience; exp, nbf and iat within a small leeway; the required claims
+// present with numeric dates as numbers; no unknown crit header; tokens at
+// most 8 KiB.
 package verify
 
 import (
@@ -25,6 +39,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -59,14 +74,34 @@ type KeySource interface {
 	VerificationKey(ctx context.Context, kid string) (key crypto.PublicKey, alg string, err error)
 }
 
-// Options configures a Verifier. Issuer, Audience and Keys are required.
+// Options configures a Verifier. Issuer and Audience are required; every
+// other zero value means the documented default.
 type Options struct {
-	// Issuer must equal the token's iss exactly.
+	// Issuer must equal the token's iss exactly. Unless JWKSURL or Keys is
+	// set, the JWKS location is discovered from the issuer's metadata.
 	Issuer string
 	// Audience must be one of the token's aud values.
 	Audience string
-	// Keys supplies verification keys by kid.
+
+	// JWKSURL skips discovery and fetches keys from this URL.
+	JWKSURL string
+	// Keys, when set, supplies keys directly; nothing is fetched. keygate
+	// uses this to check admin tokens against its own keys.
 	Keys KeySource
+	// HTTPClient fetches metadata and keys. Nil means a client that follows
+	// no redirects, with a 10-second timeout per request.
+	HTTPClient *http.Client
+	// Insecure allows http:// for the issuer and JWKS on hosts other than
+	// loopback. Only for tests and closed networks.
+	Insecure bool
+	// MinRefreshInterval is the least time between two fetches caused by
+	// tokens with an unknown kid. Zero means 30s.
+	MinRefreshInterval time.Duration
+	// MaxStale is how long past its cache lifetime the last good key set is
+	// still used while keygate cannot be reached; after that Verify fails
+	// with ErrKeysUnavailable. Zero means 1h; negative means no limit.
+	MaxStale time.Duration
+
 	// Leeway tolerates clock skew on exp, nbf and iat. Zero means 30s;
 	// negative means none.
 	Leeway time.Duration
@@ -104,13 +139,13 @@ type Verifier struct {
 	parser *jwt.Parser
 }
 
-// New returns a Verifier for opts.
-func New(_ context.Context, opts Options) (*Verifier, error) {
+// New returns a Verifier for opts. Unless Options.Keys is set it discovers
+// and fetches the JWKS, so an unreachable or misconfigured issuer is
+// reported here, at start-up, rather than on the first request. ctx bounds
+// that start-up work only.
+func New(ctx context.Context, opts Options) (*Verifier, error) {
 	if opts.Issuer == "" || opts.Audience == "" {
 		return nil, errors.New("verify: Issuer and Audience are required")
-	}
-	if opts.Keys == nil {
-		return nil, errors.New("verify: Keys is required")
 	}
 	if opts.Leeway == 0 {
 		opts.Leeway = 30 * time.Second
@@ -119,6 +154,13 @@ func New(_ context.Context, opts Options) (*Verifier, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Keys == nil {
+		keys, err := newRemoteKeys(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		opts.Keys = keys
 	}
 	return &Verifier{
 		opts: opts,
@@ -130,6 +172,42 @@ func New(_ context.Context, opts Options) (*Verifier, error) {
 			jwt.WithJSONNumber(),
 		),
 	}, nil
+}
+
+func newRemoteKeys(ctx context.Context, opts Options) (*remoteKeys, error) {
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: fetchTimeout, CheckRedirect: noRedirects}
+	}
+	jwksURL := opts.JWKSURL
+	if jwksURL == "" {
+		iss, err := checkFetchURL("issuer", opts.Issuer, opts.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		if jwksURL, err = discover(ctx, client, iss, opts.Insecure); err != nil {
+			return nil, err
+		}
+	} else if _, err := checkFetchURL("JWKSURL", jwksURL, opts.Insecure); err != nil {
+		return nil, err
+	}
+	r := &remoteKeys{
+		url:         jwksURL,
+		client:      client,
+		now:         opts.Now,
+		minInterval: opts.MinRefreshInterval,
+		maxStale:    opts.MaxStale,
+	}
+	if r.minInterval <= 0 {
+		r.minInterval = 30 * time.Second
+	}
+	if r.maxStale == 0 {
+		r.maxStale = time.Hour
+	}
+	if err := r.refresh(ctx, true); err != nil {
+		return nil, fmt.Errorf("verify: fetch keys: %w", err)
+	}
+	return r, nil
 }
 
 type tokenClaims struct {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ type Env struct {
 }
 
 // Start runs keygate until the test ends. opts may set anything but Store
-// and MasterKey; an empty AdminClientID becomes "test-admin", an empty
+// and MasterKey; an empty Issuer becomes the server's URL, an empty
+// AdminClientID becomes "test-admin", an empty
 // AdminClientSecret a fresh secret. wrap, when non-nil, sees every request first (to count them).
 func Start(t testing.TB, opts server.Options, wrap func(http.Handler) http.Handler) *Env {
 	t.Helper()
@@ -52,6 +54,15 @@ func Start(t testing.TB, opts server.Options, wrap func(http.Handler) http.Handl
 			t.Fatal(err)
 		}
 	}
+	// Start listening first so the issuer can be the server's real URL.
+	var handler atomic.Pointer[http.Handler]
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close) // runs last: after the server below is closed
+	if opts.Issuer == "" {
+		opts.Issuer = ts.URL
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	srv, err := server.New(ctx, opts)
@@ -62,7 +73,7 @@ func Start(t testing.TB, opts server.Options, wrap func(http.Handler) http.Handl
 	if wrap != nil {
 		h = wrap(srv)
 	}
-	ts := httptest.NewServer(h)
+	handler.Store(&h)
 	t.Cleanup(func() {
 		ts.Close()
 		srv.Close()
