@@ -114,6 +114,17 @@ func NewClientID(teamID string) (string, error) {
 	return ClientIDPrefix + TeamTag(teamID) + encodeBase62(new(big.Int).SetBytes(b[:]), 22), nil
 }
 
+// TagOf returns the slot tag a client ID carries: the TeamTagLen characters
+// after ClientIDPrefix, or, for an ID not in that form (an operator-chosen
+// admin ID), the tag of the empty team, where admin keys live. Stores use it
+// to find a key's shard from its ID alone.
+func TagOf(clientID string) string {
+	if len(clientID) >= len(ClientIDPrefix)+TeamTagLen && strings.HasPrefix(clientID, ClientIDPrefix) {
+		return clientID[len(ClientIDPrefix) : len(ClientIDPrefix)+TeamTagLen]
+	}
+	return TeamTag("")
+}
+
 // TeamTag is the short, stable, team-derived tag embedded in client IDs.
 func TeamTag(teamID string) string {
 	sum := sha256.Sum256([]byte("keygate team tag\x00" + teamID))

@@ -13,7 +13,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/keygate/keygate/credential"
 )
 
 // Errors callers branch on. Backends wrap them with context; test with
@@ -25,6 +28,8 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrTeamLimit: the team already holds the maximum number of keys.
 	ErrTeamLimit = errors.New("team key limit reached")
+	// ErrInvalid: the record breaks a rule of the contract (see Key).
+	ErrInvalid = errors.New("invalid record")
 	// ErrUnavailable: the backend could not be reached or did not answer in
 	// time; the operation may or may not have happened.
 	ErrUnavailable = errors.New("store unavailable")
@@ -34,6 +39,13 @@ var (
 //
 // TeamID is empty for admin keys, which belong to no team and never count
 // toward a team's limit.
+//
+// A key's ClientID carries its team's tag: credential.TagOf(ClientID) ==
+// credential.TeamTag(TeamID), as credential.NewClientID makes them (any ID
+// not in keygate's kgc_ form carries the admin tag, so operators may choose
+// admin IDs freely). A sharded backend (Redis Cluster) relies on it to keep
+// a key and its team's index in one shard while still finding the key from
+// its ID alone; CreateKey refuses a key that breaks it with ErrInvalid.
 type Key struct {
 	ClientID    string    `json:"client_id"`
 	TeamID      string    `json:"team_id"`
@@ -99,7 +111,8 @@ type Store interface {
 	// fails with ErrTeamLimit if the team already holds maxPerTeam keys; for
 	// an admin key (empty TeamID) maxPerTeam bounds the number of admin keys
 	// instead. The check and the insert are one atomic step. ErrAlreadyExists
-	// when the client ID is taken. Returns only once the key is durable.
+	// when the client ID is taken; ErrInvalid when the ID does not carry the
+	// team's tag. Returns only once the key is durable.
 	CreateKey(ctx context.Context, k Key, maxPerTeam int) error
 
 	// GetKey returns the key with that client ID, or ErrNotFound.
@@ -149,4 +162,15 @@ type Store interface {
 
 	// Close releases the backend. The store must not be used afterwards.
 	Close() error
+}
+
+// CheckClientID enforces the tag rule of Key for backends.
+func CheckClientID(k Key) error {
+	if k.ClientID == "" {
+		return fmt.Errorf("%w: empty client ID", ErrInvalid)
+	}
+	if credential.TagOf(k.ClientID) != credential.TeamTag(k.TeamID) {
+		return fmt.Errorf("%w: client ID %s does not carry the tag of team %q (make IDs with credential.NewClientID)", ErrInvalid, k.ClientID, k.TeamID)
+	}
+	return nil
 }

@@ -201,8 +201,8 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 // both writes happen in one write transaction, which is what makes the limit
 // hold under concurrency.
 func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) error {
-	if k.ClientID == "" {
-		return errors.New("create key: empty client ID")
+	if err := store.CheckClientID(k); err != nil {
+		return fmt.Errorf("create key: %w", err)
 	}
 	val, err := encodeKey(k)
 	if err != nil {

@@ -47,10 +47,10 @@ func TestReopenKeepsAcknowledgedWrites(t *testing.T) {
 	}
 	created := time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.UTC)
 	team := store.Key{
-		ClientID: "kg_team", TeamID: "team-a", Name: "CI", Permissions: []string{"accounting_api"},
+		ClientID: storetest.ID("team-a", "kg_team"), TeamID: "team-a", Name: "CI", Permissions: []string{"accounting_api"},
 		CreatedAt: created, SecretHash: []byte("hash-1"),
 	}
-	gone := store.Key{ClientID: "kg_gone", TeamID: "team-a", Name: "old", CreatedAt: created, SecretHash: []byte("hash-2")}
+	gone := store.Key{ClientID: storetest.ID("team-a", "kg_gone"), TeamID: "team-a", Name: "old", CreatedAt: created, SecretHash: []byte("hash-2")}
 	admin := store.Key{ClientID: "kg_admin", Name: "admin", Permissions: []string{"keys:admin"}, CreatedAt: created, SecretHash: []byte("hash-3")}
 	for _, k := range []store.Key{team, gone, admin} {
 		if err := s.CreateKey(ctx, k, 5); err != nil {
@@ -115,7 +115,7 @@ func TestReopenKeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatalf("ListKeys(team-a) after reopen: %v, %v; want just %s", ks, err, team.ClientID)
 	}
 	// The reopened team index must still count toward the limit.
-	if err := s.CreateKey(ctx, store.Key{ClientID: "kg_over", TeamID: "team-a", CreatedAt: created}, 1); !errors.Is(err, store.ErrTeamLimit) {
+	if err := s.CreateKey(ctx, store.Key{ClientID: storetest.ID("team-a", "kg_over"), TeamID: "team-a", CreatedAt: created}, 1); !errors.Is(err, store.ErrTeamLimit) {
 		t.Fatalf("CreateKey over the limit after reopen: got %v, want ErrTeamLimit", err)
 	}
 	if got, err := s.CreateSingleton(ctx, "pepper", []byte("another")); err != nil || !bytes.Equal(got, pepper) {
@@ -235,12 +235,12 @@ func TestPingAfterClose(t *testing.T) {
 func TestErrorsDoNotLeakHashes(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
-	k := store.Key{ClientID: "kg_x", TeamID: "t", SecretHash: []byte("SECRET-HASH-MARKER")}
+	k := store.Key{ClientID: storetest.ID("t", "kg_x"), TeamID: "t", SecretHash: []byte("SECRET-HASH-MARKER")}
 	if err := s.CreateKey(ctx, k, 1); err != nil {
 		t.Fatal(err)
 	}
 	k2 := k
-	k2.ClientID = "kg_y"
+	k2.ClientID = storetest.ID("t", "kg_y")
 	for _, err := range []error{s.CreateKey(ctx, k, 1), s.CreateKey(ctx, k2, 1)} {
 		if err == nil || strings.Contains(err.Error(), "SECRET-HASH-MARKER") || strings.Contains(err.Error(), "U0VDUkVU") {
 			t.Fatalf("error %v: want an error without the hash", err)
@@ -258,7 +258,7 @@ func TestForEachKeyAcrossBatches(t *testing.T) {
 		s.forEachBatch = batch
 		const n = 7
 		for i := range n {
-			k := store.Key{ClientID: fmt.Sprintf("kg_%d", i), TeamID: "team-a", CreatedAt: time.Unix(int64(i), 0)}
+			k := store.Key{ClientID: storetest.ID("team-a", fmt.Sprintf("kg_%d", i)), TeamID: "team-a", CreatedAt: time.Unix(int64(i), 0)}
 			if err := s.CreateKey(ctx, k, 0); err != nil {
 				t.Fatal(err)
 			}
@@ -295,7 +295,7 @@ func TestForEachKeyDeletingAsItGoes(t *testing.T) {
 	s.forEachBatch = 1
 	const n = 5
 	for i := range n {
-		if err := s.CreateKey(ctx, store.Key{ClientID: fmt.Sprintf("kg_%d", i), TeamID: "team-a"}, 0); err != nil {
+		if err := s.CreateKey(ctx, store.Key{ClientID: storetest.ID("team-a", fmt.Sprintf("kg_%d", i)), TeamID: "team-a"}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

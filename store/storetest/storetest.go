@@ -43,6 +43,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store"
 )
 
@@ -63,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteKey/Removes", testDelete},
 		{"DeleteKey/WrongTeamIsNotFound", testDeleteWrongTeam},
 		{"NotFound", testNotFound},
+		{"TagRule/RefusedAndNothingWritten", testTagRule},
 		{"Duplicate/RefusedAndOriginalUnchanged", testDuplicate},
 		{"Duplicate/Concurrent", testDuplicateConcurrent},
 		{"ListKeys/PerTeamOldestFirst", testListKeys},
@@ -119,12 +121,19 @@ func randomBytes(t testing.TB, n int) []byte {
 
 // newKey returns a key with every field set, so that a backend dropping any
 // field fails the equality checks.
-func newKey(t testing.TB, clientID, teamID string, created time.Time) store.Key {
+// ID turns a readable test name into a client ID that carries the team's
+// tag, as the store contract requires (see store.Key).
+func ID(teamID, name string) string {
+	return credential.ClientIDPrefix + credential.TeamTag(teamID) + name
+}
+
+// newKey returns a complete key of teamID whose client ID is ID(teamID, name).
+func newKey(t testing.TB, name, teamID string, created time.Time) store.Key {
 	t.Helper()
 	return store.Key{
-		ClientID:                clientID,
+		ClientID:                ID(teamID, name),
 		TeamID:                  teamID,
-		Name:                    "key " + clientID,
+		Name:                    "key " + name,
 		Permissions:             []string{"accounting_api", "visualization_sdk"},
 		CreatedAt:               created,
 		SecretHash:              randomBytes(t, 32),
@@ -517,15 +526,53 @@ func testNotFound(t *testing.T, s store.Store) {
 	wantErr(t, "DeleteKey(unknown team)", s.DeleteKey(ctx, "team-zzz", "kg_missing"), store.ErrNotFound)
 }
 
+// testTagRule: a key whose client ID does not carry its team's tag is
+// refused with ErrInvalid and nothing is written (see store.Key).
+func testTagRule(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	cases := []store.Key{
+		newKey(t, "kg_other_team", "team-b", at(0)), // team-b's tag, filed under team-a below
+		{ClientID: "plain-id", TeamID: "team-a", CreatedAt: at(0), SecretHash: randomBytes(t, 32)},
+		{ClientID: "", TeamID: "team-a", CreatedAt: at(0)},
+		newKey(t, "kg_team_as_admin", "team-a", at(0)), // filed as an admin key below
+	}
+	cases[0].TeamID = "team-a"
+	cases[3].TeamID = ""
+	for _, k := range cases {
+		wantErr(t, fmt.Sprintf("CreateKey(%q in team %q)", k.ClientID, k.TeamID), s.CreateKey(ctx, k, 0), store.ErrInvalid)
+		if k.ClientID != "" {
+			_, err := s.GetKey(ctx, k.ClientID)
+			wantErr(t, "GetKey after refused create", err, store.ErrNotFound)
+		}
+	}
+	for _, team := range []string{"team-a", "team-b", ""} {
+		if ks := mustList(t, s, team); len(ks) != 0 {
+			t.Fatalf("ListKeys(%q) after refused creates: got %v, want none", team, ids(ks))
+		}
+	}
+	// Operator-chosen admin IDs (not in kgc_ form) are fine for admin keys.
+	admin := store.Key{ClientID: "ops-admin", CreatedAt: at(1), SecretHash: randomBytes(t, 32)}
+	mustCreate(t, s, admin, 0)
+	assertKey(t, "operator-named admin key", admin, mustGet(t, s, "ops-admin"))
+}
+
 func testDuplicate(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	orig := newKey(t, "kg_dup", "team-a", at(0))
 	mustCreate(t, s, orig, 2)
 
 	for _, team := range []string{"team-a", "team-b", ""} {
-		dup := newKey(t, orig.ClientID, team, at(10))
+		dup := newKey(t, "kg_dup", "team-a", at(10))
+		dup.TeamID = team
 		dup.Name = "impostor"
-		wantErr(t, fmt.Sprintf("CreateKey(duplicate in team %q)", team), s.CreateKey(ctx, dup, 2), store.ErrAlreadyExists)
+		err := s.CreateKey(ctx, dup, 2)
+		if team == "team-a" {
+			wantErr(t, fmt.Sprintf("CreateKey(duplicate in team %q)", team), err, store.ErrAlreadyExists)
+		} else if !errors.Is(err, store.ErrAlreadyExists) && !errors.Is(err, store.ErrInvalid) {
+			// In another team the ID also lacks that team's tag: either
+			// refusal is right, silence is not.
+			t.Fatalf("CreateKey(duplicate in team %q): got %v, want already exists or invalid", team, err)
+		}
 	}
 	assertKey(t, "original after duplicates", orig, mustGet(t, s, orig.ClientID))
 	assertKeys(t, "ListKeys(team-a)", []store.Key{orig}, mustList(t, s, "team-a"))
@@ -572,7 +619,7 @@ func testDuplicateConcurrent(t *testing.T, s store.Store) {
 	if winner < 0 {
 		t.Fatal("no contender created the key")
 	}
-	assertKey(t, "GetKey after concurrent duplicates (must be the winner's)", offered[winner], mustGet(t, s, "kg_same"))
+	assertKey(t, "GetKey after concurrent duplicates (must be the winner's)", offered[winner], mustGet(t, s, ID("team-a", "kg_same")))
 	if ks := mustList(t, s, "team-a"); len(ks) != 1 {
 		t.Fatalf("ListKeys after concurrent duplicates: got %v, want one key", ids(ks))
 	}

@@ -79,6 +79,9 @@ func (m *memStore) lock(ctx context.Context) (func(), error) {
 }
 
 func (m *memStore) CreateKey(ctx context.Context, k store.Key, max int) error {
+	if err := store.CheckClientID(k); err != nil {
+		return err
+	}
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return err
