@@ -48,6 +48,9 @@ const (
 
 	// Shutdown waits at least long enough for in-flight token requests and at
 	// most what an orchestrator would tolerate before killing the process.
+	MinStoreTimeout = 50 * time.Millisecond
+	MaxStoreTimeout = 30 * time.Second
+
 	MinShutdownTimeout = time.Second
 	MaxShutdownTimeout = 5 * time.Minute
 )
@@ -59,6 +62,7 @@ var (
 	signingAlgs = []string{"ES256", "RS256", "EdDSA"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}
+	stores      = []string{"bolt", "redis"}
 )
 
 // Config is keygate's configuration. Fields hold what the user asked for
@@ -87,6 +91,18 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Store is "bolt" (the embedded default, in DataDir) or "redis" (shared
+	// by several instances).
+	Store string `yaml:"store"`
+	// RedisURL locates Redis: redis:// or rediss://; a master_name query
+	// parameter selects Sentinel, addr parameters (or RedisCluster) Cluster.
+	RedisURL string `yaml:"redis_url"`
+	// RedisPrefix starts every Redis key, so deployments can share a Redis.
+	RedisPrefix string `yaml:"redis_prefix"`
+	// StoreTimeout bounds each store call on the request path; past it the
+	// token endpoint answers 503 temporarily_unavailable.
+	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// Permissions, when non-nil, replaces the default permission catalog.
 	// It can only come from the file: a catalog does not fit in a flag.
 	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
@@ -119,6 +135,9 @@ func Default() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 10 * time.Second,
+		Store:           "bolt",
+		RedisPrefix:     "keygate:",
+		StoreTimeout:    time.Second,
 	}
 }
 
@@ -142,6 +161,10 @@ var settings = []setting{
 	{key: "log_level", usage: "log level: " + strings.Join(logLevels, ", "), str: func(c *Config) *string { return &c.LogLevel }},
 	{key: "log_format", usage: "log format: " + strings.Join(logFormats, ", "), str: func(c *Config) *string { return &c.LogFormat }},
 	{key: "shutdown_timeout", usage: "graceful shutdown limit, " + MinShutdownTimeout.String() + " to " + MaxShutdownTimeout.String(), dur: func(c *Config) *time.Duration { return &c.ShutdownTimeout }},
+	{key: "store", usage: "key store: " + strings.Join(stores, ", "), str: func(c *Config) *string { return &c.Store }},
+	{key: "redis_url", usage: "Redis URL (redis:// or rediss://) when store is redis", str: func(c *Config) *string { return &c.RedisURL }},
+	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
+	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
 }
 
 func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
@@ -275,9 +298,23 @@ func (c *Config) display(s setting) string {
 		return strconv.Quote(s.dur(c).String())
 	case s.num != nil:
 		return strconv.Itoa(*s.num(c))
+	case s.key == "redis_url":
+		return strconv.Quote(redactURL(*s.str(c)))
 	default:
 		return strconv.Quote(*s.str(c))
 	}
+}
+
+// redactURL hides a password in a URL so that errors and logs never show it.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return "(unparsable URL with credentials)"
+		}
+		return raw
+	}
+	return u.Redacted()
 }
 
 // invalid formats a validation error. The origin is named only while the
@@ -345,6 +382,24 @@ func (c *Config) Validate() error {
 		return c.invalid("shutdown_timeout", fmt.Sprintf("must be between %s and %s", MinShutdownTimeout, MaxShutdownTimeout))
 	}
 
+	if !canonical(&c.Store, stores) {
+		return c.invalid("store", "allowed values are "+strings.Join(stores, ", "))
+	}
+	if c.StoreTimeout < MinStoreTimeout || c.StoreTimeout > MaxStoreTimeout {
+		return c.invalid("store_timeout", fmt.Sprintf("must be between %s and %s", MinStoreTimeout, MaxStoreTimeout))
+	}
+	if !validRedisPrefix(c.RedisPrefix) {
+		return c.invalid("redis_prefix", "use 1–64 characters of A-Z a-z 0-9 : . _ - (no braces: they would break Redis Cluster hash tags)")
+	}
+	if c.Store == "redis" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return c.invalid("redis_url", "store redis needs a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0")
+		}
+		if _, explicit := c.origins["issuer"]; !explicit {
+			return fmt.Errorf("issuer is required with store redis: every instance behind one load balancer must use the same issuer (set KEYGATE_ISSUER or --issuer)")
+		}
+	}
+
 	switch {
 	case c.Permissions != nil:
 		cat, err := scopes.New(c.Permissions)
@@ -356,6 +411,19 @@ func (c *Config) Validate() error {
 		c.Catalog = scopes.Default()
 	}
 	return nil
+}
+
+func validRedisPrefix(p string) bool {
+	if p == "" || len(p) > 64 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == ':' || b == '.' || b == '_' || b == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkListen returns the host to put in a derived issuer: empty for an

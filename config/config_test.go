@@ -246,11 +246,16 @@ max_keys_per_team: 50
 log_level: debug
 log_format: json
 shutdown_timeout: 30s
+store: redis
+redis_url: redis://10.0.0.5:6379/2
+redis_prefix: "prod:"
+store_timeout: 500ms
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
+		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -525,5 +530,55 @@ func TestBindFlagsHelp(t *testing.T) {
 		if !strings.Contains(help, w) {
 			t.Errorf("help does not mention %q:\n%s", w, help)
 		}
+	}
+}
+
+func TestRedisSettings(t *testing.T) {
+	base := map[string]string{"KEYGATE_STORE": "redis", "KEYGATE_ISSUER": "https://auth.example.com"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	c := mustLoad(t, nil, with("KEYGATE_REDIS_URL", "redis://127.0.0.1:6379/15"))
+	if c.Store != "redis" || c.RedisURL != "redis://127.0.0.1:6379/15" || c.RedisPrefix != "keygate:" || c.StoreTimeout != time.Second {
+		t.Fatalf("redis config: %+v", c)
+	}
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want []string
+	}{
+		"no url":        {with(), []string{"redis_url", "redis://"}},
+		"http url":      {with("KEYGATE_REDIS_URL", "http://127.0.0.1:6379"), []string{"redis_url"}},
+		"no issuer":     {map[string]string{"KEYGATE_STORE": "redis", "KEYGATE_REDIS_URL": "redis://127.0.0.1:6379"}, []string{"issuer is required with store redis"}},
+		"brace prefix":  {with("KEYGATE_REDIS_URL", "redis://x:1", "KEYGATE_REDIS_PREFIX", "{kg}"), []string{"redis_prefix", "{kg}", "braces"}},
+		"unknown store": {with("KEYGATE_STORE", "etcd"), []string{"store", "etcd", "bolt, redis"}},
+		"timeout range": {with("KEYGATE_REDIS_URL", "redis://x:1", "KEYGATE_STORE_TIMEOUT", "1ms"), []string{"store_timeout", "1ms"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(nil, env(tc.env))
+			if err == nil {
+				t.Fatal("Load: no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	// A password in the URL never appears in an error.
+	_, err := Load(nil, env(with("KEYGATE_REDIS_URL", "redis://user:hunter2@127.0.0.1:6379", "KEYGATE_REDIS_PREFIX", "{bad}")))
+	if err == nil {
+		t.Fatal("want an error for the prefix")
+	}
+	_, err = Load(nil, env(with("KEYGATE_REDIS_URL", "ftp://user:hunter2@127.0.0.1:6379")))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error must not show the password: %v", err)
 	}
 }

@@ -122,8 +122,10 @@ func (g *Guard) Check(r *http.Request) (*Claims, *Rejection) {
 	if len(auth) > 1 {
 		return nil, g.reject(http.StatusBadRequest, "invalid_request", "send one Authorization header", nil)
 	}
-	scheme, token, ok := strings.Cut(auth[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	// "Bearer" alone is an empty bearer token: net/http trims the blank of
+	// "Bearer " before the middleware sees the header.
+	scheme, token, _ := strings.Cut(auth[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
 		// Another scheme: the client does not know it needs a token (§3).
 		return nil, g.reject(http.StatusUnauthorized, "", "", nil)
 	}
@@ -161,7 +163,7 @@ func (g *Guard) reject(status int, code, desc string, err error) *Rejection {
 func Reason(err error) string {
 	for _, reason := range []error{ErrExpired, ErrNotYetValid, ErrIssuedInFuture, ErrWrongIssuer,
 		ErrWrongAudience, ErrUnknownKey, ErrAlgorithm, ErrSignature, ErrWrongType, ErrMissingClaim,
-		ErrTooLarge, ErrKeysUnavailable} {
+		ErrTooLarge, ErrKeysUnavailable, ErrInsufficientScope} {
 		if errors.Is(err, reason) {
 			return reason.Error()
 		}
