@@ -22,7 +22,9 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/store/redis"
 )
 
 const (
@@ -81,11 +83,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	mk, err := loadMasterKey(cfg.DataDir, log)
-	if err != nil {
-		return err
-	}
-	st, err := bolt.Open(filepath.Join(cfg.DataDir, dbFileName))
+	st, mk, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -128,7 +126,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
-		"data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString())
+		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString())
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -148,6 +146,37 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openStore opens the configured store and the master key that goes with
+// it. On Redis the master key must come from the environment: every
+// instance needs the same one, and a key file on one machine would not be.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, *masterkey.Key, error) {
+	if cfg.Store == "redis" {
+		if os.Getenv(envMasterKey) == "" {
+			return nil, nil, fmt.Errorf("%s is required with store redis: every instance must use the same master key (generate one with `openssl rand -base64 32`)", envMasterKey)
+		}
+		mk, err := loadMasterKey(cfg.DataDir, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := redis.Open(octx, redis.Options{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout})
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, mk, nil
+	}
+	mk, err := loadMasterKey(cfg.DataDir, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := bolt.Open(filepath.Join(cfg.DataDir, dbFileName))
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, mk, nil
 }
 
 // loadMasterKey prefers KEYGATE_MASTER_KEY; on the embedded store it can
