@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"reflect"
 	"strings"
 	"sync"
@@ -57,7 +58,7 @@ var (
 	source   keySource
 )
 
-func keys(t *testing.T) {
+func keys(t testing.TB) {
 	t.Helper()
 	keysOnce.Do(func() {
 		ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -115,7 +116,7 @@ func methodFor(alg string) jwt.SigningMethod {
 
 // sign builds a token with the given header changes and claims, signed by k
 // with method (default: k's own algorithm).
-func sign(t *testing.T, k testKey, method jwt.SigningMethod, header map[string]any, claims jwt.MapClaims) string {
+func sign(t testing.TB, k testKey, method jwt.SigningMethod, header map[string]any, claims jwt.MapClaims) string {
 	t.Helper()
 	if method == nil {
 		method = methodFor(k.alg)
@@ -145,7 +146,7 @@ func manual(header, payload string, sig []byte) string {
 }
 
 // signRaw signs header.payload (given as JSON text) with k.
-func signRaw(t *testing.T, k testKey, header, payload string) string {
+func signRaw(t testing.TB, k testKey, header, payload string) string {
 	t.Helper()
 	enc := base64.RawURLEncoding.EncodeToString
 	input := enc([]byte(header)) + "." + enc([]byte(payload))
@@ -209,8 +210,20 @@ func with(mod func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-func TestRejections(t *testing.T) {
-	v := newVerifier(t)
+// rejectionCase is a token Verify must refuse, and the reason it must give.
+type rejectionCase struct {
+	name  string
+	token string
+	want  error
+}
+
+// rejectionCases are hostile and broken tokens, named against the kids of
+// ecKey, rsaKey and edKey (ec-1, rsa-1, ed-1). They run against the
+// in-test KeySource (TestRejections) and against a verifier that fetched
+// those keys from a JWKS served over HTTP (TestRejectionsJWKS).
+func rejectionCases(t *testing.T) []rejectionCase {
+	t.Helper()
+	keys(t)
 	ecPKIX, err := x509.MarshalPKIXPublicKey(ecKey.priv.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -243,11 +256,7 @@ func TestRejections(t *testing.T) {
 		return strings.Join(parts, ".")
 	}
 
-	cases := []struct {
-		name  string
-		token string
-		want  error
-	}{
+	cases := []rejectionCase{
 		// Algorithm confusion.
 		{"alg none", manual(`{"alg":"none","typ":"at+jwt","kid":"ec-1"}`, string(claimsJSON), nil), verify.ErrAlgorithm},
 		{"alg none, RS key kid", manual(`{"alg":"none","typ":"at+jwt","kid":"rsa-1"}`, string(claimsJSON), nil), verify.ErrAlgorithm},
@@ -335,36 +344,48 @@ func TestRejections(t *testing.T) {
 		{"sub as a number", signRaw(t, ecKey, `{"alg":"ES256","typ":"at+jwt","kid":"ec-1"}`,
 			strings.Replace(string(claimsJSON), `"sub":"kgc_client"`, `"sub":42`, 1)), verify.ErrMalformed},
 	}
-	reasons := []error{verify.ErrMalformed, verify.ErrTooLarge, verify.ErrWrongType, verify.ErrUnknownKey, verify.ErrAlgorithm,
-		verify.ErrSignature, verify.ErrExpired, verify.ErrNotYetValid, verify.ErrIssuedInFuture, verify.ErrWrongIssuer,
-		verify.ErrWrongAudience, verify.ErrMissingClaim, verify.ErrKeysUnavailable, verify.ErrInsufficientScope}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := v.Verify(context.Background(), tc.token)
-			if err == nil {
-				t.Fatalf("accepted: %+v", c)
-			}
-			if c != nil {
-				t.Fatalf("returned claims alongside error %v", err)
-			}
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("error %q (%T), want errors.Is %q", err, err, tc.want)
-			}
-			// "Verify's errors wrap exactly one of them."
-			n := 0
-			for _, r := range reasons {
-				if errors.Is(err, r) {
-					n++
-				}
-			}
-			if n != 1 {
-				t.Fatalf("error %q wraps %d reasons, want exactly 1", err, n)
-			}
-		})
+	return append(cases, moreRejectionCases(t, claimsJSON)...)
+}
+
+// reasons are all of Verify's documented reasons.
+var reasons = []error{verify.ErrMalformed, verify.ErrTooLarge, verify.ErrWrongType, verify.ErrUnknownKey, verify.ErrAlgorithm,
+	verify.ErrSignature, verify.ErrExpired, verify.ErrNotYetValid, verify.ErrIssuedInFuture, verify.ErrWrongIssuer,
+	verify.ErrWrongAudience, verify.ErrMissingClaim, verify.ErrKeysUnavailable, verify.ErrInsufficientScope}
+
+// mustReject verifies token with v and fails unless it is refused with want
+// as its one reason (errors.Is) and no claims.
+func mustReject(t testing.TB, v *verify.Verifier, token string, want error) {
+	t.Helper()
+	c, err := v.Verify(context.Background(), token)
+	if err == nil {
+		t.Fatalf("accepted: %+v", c)
+	}
+	if c != nil {
+		t.Fatalf("returned claims alongside error %v", err)
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("error %q (%T), want errors.Is %q", err, err, want)
+	}
+	// "Verify's errors wrap exactly one of them."
+	n := 0
+	for _, r := range reasons {
+		if errors.Is(err, r) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("error %q wraps %d reasons, want exactly 1", err, n)
 	}
 }
 
-func mustEC(t *testing.T) *ecdsa.PrivateKey {
+func TestRejections(t *testing.T) {
+	v := newVerifier(t)
+	for _, tc := range rejectionCases(t) {
+		t.Run(tc.name, func(t *testing.T) { mustReject(t, v, tc.token, tc.want) })
+	}
+}
+
+func mustEC(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -509,5 +530,204 @@ func TestVerifyConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// jwkOf is the public JWK of pub as a JWKS publishes it.
+func jwkOf(kid string, pub crypto.PublicKey) map[string]any {
+	enc := base64.RawURLEncoding.EncodeToString
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		b, err := p.Bytes()
+		if err != nil {
+			panic(err)
+		}
+		n := (len(b) - 1) / 2
+		crv := map[int]string{32: "P-256", 48: "P-384", 66: "P-521"}[n]
+		return map[string]any{"kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": crv, "x": enc(b[1 : 1+n]), "y": enc(b[1+n:])}
+	case *rsa.PublicKey:
+		return map[string]any{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": enc(p.N.Bytes()), "e": enc(big.NewInt(int64(p.E)).Bytes())}
+	case ed25519.PublicKey:
+		return map[string]any{"kty": "OKP", "use": "sig", "alg": "EdDSA", "kid": kid, "crv": "Ed25519", "x": enc(p)}
+	}
+	panic(fmt.Sprintf("jwkOf: %T", pub))
+}
+
+// moreRejectionCases extend the list above with the hostile tokens of issue
+// 3's proof list not covered there: more HMAC-with-the-public-key variants,
+// hostile kids, every segment's encoding, key locations named in the token,
+// and tokens of another keygate.
+func moreRejectionCases(t *testing.T, claimsJSON []byte) []rejectionCase {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	ecPub := ecKey.priv.Public().(*ecdsa.PublicKey)
+	rsaPub := rsaKey.priv.Public().(*rsa.PublicKey)
+	edPub := edKey.priv.Public().(ed25519.PublicKey)
+	pemOf := func(pub crypto.PublicKey) []byte {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	derOf := func(pub crypto.PublicKey) []byte {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	ecRaw, err := ecPub.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwkJSON := func(kid string, pub crypto.PublicKey) []byte {
+		b, _ := json.Marshal(jwkOf(kid, pub))
+		return b
+	}
+	hmacWith := func(m jwt.SigningMethod, kid string, secret []byte) string {
+		tok := jwt.NewWithClaims(m, goodClaims())
+		tok.Header["typ"] = "at+jwt"
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	valid := sign(t, ecKey, nil, nil, goodClaims())
+	parts := strings.Split(valid, ".")
+	sigBytes, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another keygate: its own key, under a kid this one never published, or
+	// under this one's kid.
+	otherEC := mustEC(t)
+	attacker := testKey{"attacker-1", "ES256", otherEC}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	esHeader := `{"alg":"ES256","typ":"at+jwt","kid":"ec-1"}`
+	paddedHeader := base64.URLEncoding.EncodeToString([]byte(esHeader))
+	for !strings.HasSuffix(paddedHeader, "=") {
+		esHeader = strings.Replace(esHeader, "{", "{ ", 1)
+		paddedHeader = base64.URLEncoding.EncodeToString([]byte(esHeader))
+	}
+	payloadJSON := string(claimsJSON)
+	paddedPayload := base64.URLEncoding.EncodeToString([]byte(payloadJSON))
+	for !strings.HasSuffix(paddedPayload, "=") {
+		payloadJSON += " "
+		paddedPayload = base64.URLEncoding.EncodeToString([]byte(payloadJSON))
+	}
+	stdSig := strings.Map(func(r rune) rune {
+		switch r {
+		case '-':
+			return '+'
+		case '_':
+			return '/'
+		}
+		return r
+	}, parts[2])
+	if stdSig == parts[2] {
+		stdSig = "+" + parts[2][1:]
+	}
+
+	return []rejectionCase{
+		// alg none, any spelling.
+		{"alg None", manual(`{"alg":"None","typ":"at+jwt","kid":"ec-1"}`, string(claimsJSON), nil), verify.ErrAlgorithm},
+		{"alg NONE", manual(`{"alg":"NONE","typ":"at+jwt","kid":"ec-1"}`, string(claimsJSON), nil), verify.ErrAlgorithm},
+		{"alg none with the valid token's signature", manual(`{"alg":"none","typ":"at+jwt","kid":"ec-1"}`, string(claimsJSON), sigBytes), verify.ErrAlgorithm},
+		{"alg empty string", manual(`{"alg":"","typ":"at+jwt","kid":"ec-1"}`, string(claimsJSON), sigBytes), verify.ErrAlgorithm},
+
+		// HMAC keyed with the public key, in every encoding someone might
+		// feed a confused library.
+		{"HS256 with EC public key PEM", hmacWith(jwt.SigningMethodHS256, "ec-1", pemOf(ecPub)), verify.ErrAlgorithm},
+		{"HS256 with EC public key raw point", hmacWith(jwt.SigningMethodHS256, "ec-1", ecRaw), verify.ErrAlgorithm},
+		{"HS256 with EC public key JWK JSON", hmacWith(jwt.SigningMethodHS256, "ec-1", jwkJSON("ec-1", ecPub)), verify.ErrAlgorithm},
+		{"HS256 with RSA public key DER (PKIX)", hmacWith(jwt.SigningMethodHS256, "rsa-1", derOf(rsaPub)), verify.ErrAlgorithm},
+		{"HS256 with RSA public key DER (PKCS#1)", hmacWith(jwt.SigningMethodHS256, "rsa-1", x509.MarshalPKCS1PublicKey(rsaPub)), verify.ErrAlgorithm},
+		{"HS256 with RSA modulus bytes", hmacWith(jwt.SigningMethodHS256, "rsa-1", rsaPub.N.Bytes()), verify.ErrAlgorithm},
+		{"HS384 with RSA public key PEM", hmacWith(jwt.SigningMethodHS384, "rsa-1", pemOf(rsaPub)), verify.ErrAlgorithm},
+		{"HS512 with RSA public key PEM", hmacWith(jwt.SigningMethodHS512, "rsa-1", pemOf(rsaPub)), verify.ErrAlgorithm},
+		{"HS256 with Ed25519 public key raw", hmacWith(jwt.SigningMethodHS256, "ed-1", edPub), verify.ErrAlgorithm},
+		{"HS256 with Ed25519 public key PEM", hmacWith(jwt.SigningMethodHS256, "ed-1", pemOf(edPub)), verify.ErrAlgorithm},
+
+		// Algorithms that do not fit the key, or are not allowed at all.
+		{"RS256 header on Ed25519 key", sign(t, rsaKey, nil, map[string]any{"kid": "ed-1"}, goodClaims()), verify.ErrAlgorithm},
+		{"ES256 header on Ed25519 key", sign(t, ecKey, nil, map[string]any{"kid": "ed-1"}, goodClaims()), verify.ErrAlgorithm},
+		{"EdDSA header on RSA key", sign(t, edKey, nil, map[string]any{"kid": "rsa-1"}, goodClaims()), verify.ErrAlgorithm},
+		{"PS256 with the RSA key", sign(t, rsaKey, jwt.SigningMethodPS256, nil, goodClaims()), verify.ErrAlgorithm},
+		{"RS512 with the RSA key", sign(t, rsaKey, jwt.SigningMethodRS512, nil, goodClaims()), verify.ErrAlgorithm},
+		{"ES384 under the EC key's kid", sign(t, testKey{"ec-1", "ES384", p384}, nil, nil, goodClaims()), verify.ErrAlgorithm},
+
+		// kids that are no key's, some built to hurt a naive key lookup.
+		{"kid path traversal", sign(t, ecKey, nil, map[string]any{"kid": "../../etc/passwd"}, goodClaims()), verify.ErrUnknownKey},
+		{"kid SQL", sign(t, ecKey, nil, map[string]any{"kid": "' OR 1=1 --"}, goodClaims()), verify.ErrUnknownKey},
+		{"kid with NUL", sign(t, ecKey, nil, map[string]any{"kid": "ec-1\x00"}, goodClaims()), verify.ErrUnknownKey},
+		{"kid URL", sign(t, ecKey, nil, map[string]any{"kid": "https://attacker.example/key"}, goodClaims()), verify.ErrUnknownKey},
+		{"kid of 4 KiB", sign(t, ecKey, nil, map[string]any{"kid": strings.Repeat("k", 4096)}, goodClaims()), verify.ErrUnknownKey},
+		{"kid differing in case", sign(t, ecKey, nil, map[string]any{"kid": "EC-1"}, goodClaims()), verify.ErrUnknownKey},
+		{"kid an array", sign(t, ecKey, nil, map[string]any{"kid": []string{"ec-1"}}, goodClaims()), verify.ErrUnknownKey},
+
+		// Another keygate instance's token.
+		{"other instance: own kid", sign(t, testKey{"ec-other", "ES256", otherEC}, nil, nil, goodClaims()), verify.ErrUnknownKey},
+		{"other instance: same kid, other key", sign(t, testKey{"ec-1", "ES256", otherEC}, nil, nil, goodClaims()), verify.ErrSignature},
+
+		// Key locations named by the token are never used (RFC 8725 §3.10).
+		{"jku to attacker's JWKS", sign(t, attacker, nil, map[string]any{"jku": "https://attacker.example/jwks.json"}, goodClaims()), verify.ErrUnknownKey},
+		{"x5u to attacker's certificate", sign(t, attacker, nil, map[string]any{"x5u": "https://attacker.example/cert.pem"}, goodClaims()), verify.ErrUnknownKey},
+		{"embedded jwk, attacker kid", sign(t, attacker, nil, map[string]any{"jwk": jwkOf("attacker-1", otherEC.Public())}, goodClaims()), verify.ErrUnknownKey},
+		{"embedded jwk, our kid", sign(t, testKey{"ec-1", "ES256", otherEC}, nil, map[string]any{"jwk": jwkOf("ec-1", otherEC.Public())}, goodClaims()), verify.ErrSignature},
+		{"jku and our kid, attacker key", sign(t, testKey{"ec-1", "ES256", otherEC}, nil, map[string]any{"jku": "https://attacker.example/jwks.json"}, goodClaims()), verify.ErrSignature},
+		{"x5c with attacker key", sign(t, testKey{"ec-1", "ES256", otherEC}, nil, map[string]any{"x5c": []string{enc(derOf(otherEC.Public()))}}, goodClaims()), verify.ErrSignature},
+
+		// crit in any form: no extension is understood.
+		{"crit empty list", sign(t, ecKey, nil, map[string]any{"crit": []string{}}, goodClaims()), verify.ErrMalformed},
+		{"crit b64", sign(t, ecKey, nil, map[string]any{"crit": []string{"b64"}, "b64": false}, goodClaims()), verify.ErrMalformed},
+		{"crit a string", sign(t, ecKey, nil, map[string]any{"crit": "exp"}, goodClaims()), verify.ErrMalformed},
+
+		// typ near misses.
+		{"typ at+jwt with a space", sign(t, ecKey, nil, map[string]any{"typ": "at+jwt "}, goodClaims()), verify.ErrWrongType},
+		{"typ jwt lower case", sign(t, ecKey, nil, map[string]any{"typ": "jwt"}, goodClaims()), verify.ErrWrongType},
+		{"typ empty", sign(t, ecKey, nil, map[string]any{"typ": ""}, goodClaims()), verify.ErrWrongType},
+		{"typ id-token", sign(t, ecKey, nil, map[string]any{"typ": "id_token+jwt"}, goodClaims()), verify.ErrWrongType},
+
+		// Signatures.
+		{"signature segment empty", parts[0] + "." + parts[1] + ".", verify.ErrSignature},
+		{"signature all zero", parts[0] + "." + parts[1] + "." + enc(make([]byte, 64)), verify.ErrSignature},
+		{"signature one byte short", parts[0] + "." + parts[1] + "." + enc(sigBytes[:63]), verify.ErrSignature},
+		{"signature one byte long", parts[0] + "." + parts[1] + "." + enc(append(append([]byte{}, sigBytes...), 0)), verify.ErrSignature},
+		{"signature bit flipped", parts[0] + "." + parts[1] + "." + enc(append([]byte{sigBytes[0] ^ 1}, sigBytes[1:]...)), verify.ErrSignature},
+		{"signature of another token", func() string {
+			other := strings.Split(sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["jti"] = "other" })), ".")
+			return parts[0] + "." + parts[1] + "." + other[2]
+		}(), verify.ErrSignature},
+		{"header swapped (typ JWT) under the signature", enc([]byte(`{"alg":"ES256","kid":"ec-1","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2], verify.ErrWrongType},
+		{"header swapped (kid) under the signature", enc([]byte(`{"alg":"ES256","kid":"ec-1","typ":"at+jwt","x":1}`)) + "." + parts[1] + "." + parts[2], verify.ErrSignature},
+
+		// Shape and encoding of every segment.
+		{"signature segment missing", parts[0] + "." + parts[1], verify.ErrMalformed},
+		{"payload not base64", parts[0] + ".!!!." + parts[2], verify.ErrMalformed},
+		{"signature not base64", parts[0] + "." + parts[1] + ".!!!", verify.ErrMalformed},
+		{"signature in standard base64", parts[0] + "." + parts[1] + "." + stdSig, verify.ErrMalformed},
+		{"header padded base64", paddedHeader + "." + parts[1] + "." + parts[2], verify.ErrMalformed},
+		{"payload padded base64", parts[0] + "." + paddedPayload + "." + parts[2], verify.ErrMalformed},
+		{"payload a JSON string", signRaw(t, ecKey, `{"alg":"ES256","typ":"at+jwt","kid":"ec-1"}`, `"claims"`), verify.ErrMalformed},
+		{"three dots, empty", "...", verify.ErrMalformed},
+		{"four dots, empty", "....", verify.ErrMalformed},
+		{"two dots, empty", "..", verify.ErrMalformed},
+		{"valid token and a dot", valid + ".", verify.ErrMalformed},
+		{"five segments (JWE shape)", parts[0] + "." + parts[1] + ".." + parts[2] + ".tag", verify.ErrMalformed},
+		{"dot in front", "." + valid, verify.ErrMalformed},
+		{"one byte over the limit", strings.Repeat("a", verify.MaxTokenSize-len(valid)+1) + valid, verify.ErrTooLarge},
+		{"1 MiB", strings.Repeat("a.", 1<<19), verify.ErrTooLarge},
+
+		// Claim types.
+		{"exp null", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["exp"] = nil })), verify.ErrMissingClaim},
+		{"nbf as a string", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["nbf"] = fmt.Sprint(now.Unix()) })), verify.ErrMalformed},
+		{"aud an object", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["aud"] = map[string]any{"a": audience} })), verify.ErrMalformed},
+		{"aud a number", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["aud"] = 1 })), verify.ErrMalformed},
 	}
 }
