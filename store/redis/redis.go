@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -146,6 +147,16 @@ func redact(raw string) string {
 		return u.Redacted()
 	}
 	return "(unparsable URL)"
+}
+
+// SetLogger sends go-redis's own diagnostics (process-wide: go-redis has one
+// logger) to log, so they follow keygate's log level and format.
+func SetLogger(log *slog.Logger) { goredis.SetLogger(slogPrintf{log}) }
+
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
 // Close implements store.Store.

@@ -1,0 +1,350 @@
+package main
+
+// `keygate serve --store redis`: two real serve instances on one Redis, the
+// CLI against them, and the start-up errors of Redis mode.
+//
+// The Redis comes from KEYGATE_TEST_REDIS_URL (default
+// redis://127.0.0.1:6379/15); every test uses a random key prefix and
+// deletes its keys afterwards. Without a Redis the tests that need one skip
+// loudly, except under CI=true, where they fail.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/masterkey"
+)
+
+func redisTestURL() string {
+	if u := os.Getenv("KEYGATE_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/15"
+}
+
+// redisTestPrefix skips loudly without a Redis (fails under CI) and returns
+// a random key prefix whose keys are deleted when the test ends — after the
+// serve instances started later have stopped.
+func redisTestPrefix(t *testing.T) string {
+	t.Helper()
+	opt, err := goredis.ParseURL(redisTestURL())
+	if err != nil {
+		t.Fatalf("KEYGATE_TEST_REDIS_URL: %v", err)
+	}
+	c := goredis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no Redis at %s (required under CI): %v", redisTestURL(), err)
+		}
+		t.Skipf("SKIPPING: no Redis at %s (%v); start one or set KEYGATE_TEST_REDIS_URL", redisTestURL(), err)
+	}
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "kgtest:cmd:" + hex.EncodeToString(b) + ":"
+	t.Cleanup(func() {
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Logf("cleanup of %s: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// clearRedisEnv is clearEnv plus the Redis-mode variables, and sets a fresh
+// shared KEYGATE_MASTER_KEY.
+func clearRedisEnv(t *testing.T) {
+	t.Helper()
+	clearEnv(t)
+	for _, v := range []string{"KEYGATE_STORE", "KEYGATE_REDIS_URL", "KEYGATE_REDIS_PREFIX", "KEYGATE_STORE_TIMEOUT"} {
+		t.Setenv(v, "")
+	}
+	mk, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envMasterKey, mk)
+}
+
+func redisArgs(dataDir, listen, issuer, redisURL, prefix string) []string {
+	args := []string{"--store", "redis", "--redis-url", redisURL, "--redis-prefix", prefix,
+		"--data-dir", dataDir, "--listen", listen}
+	if issuer != "" {
+		args = append(args, "--issuer", issuer)
+	}
+	return args
+}
+
+func redisGetBody(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := httpc.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
+}
+
+func TestServeRedisTwoInstances(t *testing.T) {
+	clearRedisEnv(t)
+	prefix := redisTestPrefix(t)
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	issuer := "http://" + addrA // one issuer for both, as behind a load balancer
+	dirA, dirB := t.TempDir(), t.TempDir()
+
+	cfgA, err := loadConfig(t, redisArgs(dirA, addrA, issuer, redisTestURL(), prefix)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB, err := loadConfig(t, redisArgs(dirB, addrB, issuer, redisTestURL(), prefix)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfgA.Store != "redis" || cfgB.Issuer != issuer {
+		t.Fatalf("config: store %q, issuer %q", cfgA.Store, cfgB.Issuer)
+	}
+	a := startServe(t, cfgA)
+	b := startServe(t, cfgB) // runs alongside A
+
+	// A made the first admin key (into its data dir: stderr is no TTY); B,
+	// on the same Redis, made none.
+	admin, _ := readAdminFile(t, dirA)
+	if _, err := os.Stat(filepath.Join(dirB, adminCredentialsFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("B wrote admin credentials too (stat: %v): a second admin key", err)
+	}
+	if strings.Contains(b.log.String(), firstAdminLog) {
+		t.Fatalf("B logged a generated admin key:\n%s", b.log)
+	}
+	// The master key came from the environment: no key file anywhere.
+	for _, d := range []string{dirA, dirB} {
+		if _, err := os.Stat(filepath.Join(d, masterkey.FileName)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a master key file was written into %s in Redis mode (stat: %v)", d, err)
+		}
+	}
+	for _, r := range []*running{a, b} {
+		if st := getStatus(t, r.base+"/readyz"); st != http.StatusOK {
+			t.Fatalf("%s/readyz = %d", r.base, st)
+		}
+	}
+
+	secretFile := filepath.Join(t.TempDir(), "admin-secret")
+	if err := os.WriteFile(secretFile, []byte(admin.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(base string, sub string, rest ...string) []string {
+		return append([]string{"keys", sub, "--url", base, "--client-id", admin.ClientID, "--client-secret-file", secretFile}, rest...)
+	}
+
+	// Created with the CLI through A ...
+	out, stderr, err := run(t, cli(a.base, "create", "--team", "acme", "--name", "Production sync", "--permission", "accounting_api")...)
+	if err != nil {
+		t.Fatalf("keys create via A: %v (stderr %q)", err, stderr)
+	}
+	id := clientIDRe.FindString(out)
+	m := regexp.MustCompile(`client_secret: (kgs_\S+)`).FindStringSubmatch(out)
+	if id == "" || m == nil {
+		t.Fatalf("create output lacks the client ID or secret:\n%s", out)
+	}
+	secret := m[1]
+
+	// ... gets a token at B, signed with the shared key: it verifies with
+	// A's JWKS and B's, which are the same bytes.
+	tok := teamToken(t, b.base, id, secret)
+	_, claims := verifyWithJWKS(t, a.base, tok)
+	if claims.Iss != issuer || claims.ClientID != id || claims.TeamID != "acme" {
+		t.Fatalf("claims of B's token: %+v", claims)
+	}
+	verifyWithJWKS(t, b.base, teamToken(t, a.base, id, secret))
+	if ja, jb := redisGetBody(t, a.base+"/.well-known/jwks.json"), redisGetBody(t, b.base+"/.well-known/jwks.json"); string(ja) != string(jb) {
+		t.Fatalf("JWKS differ:\nA: %s\nB: %s", ja, jb)
+	}
+
+	// The CLI lists it through B (B accepts its own admin token for a key
+	// that A generated).
+	out, _, err = run(t, cli(b.base, "list", "--team", "acme")...)
+	if err != nil {
+		t.Fatalf("keys list via B: %v", err)
+	}
+	for _, want := range []string{id, "Production sync", "accounting_api", "1 of 5 keys used"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list via B lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Deleted through B, refused at A at once.
+	if _, _, err := run(t, cli(b.base, "delete", "--team", "acme", id)...); err != nil {
+		t.Fatalf("keys delete via B: %v", err)
+	}
+	resp, err := httpc.PostForm(a.base+"/oauth/token", map[string][]string{
+		"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("A answered %d for a key deleted through B, want 401", resp.StatusCode)
+	}
+
+	for name, r := range map[string]*running{"A": a, "B": b} {
+		if err := r.stop(t); err != nil {
+			t.Errorf("instance %s: graceful stop returned %v, want nil\nlog:\n%s", name, err, r.log)
+		}
+		if strings.Contains(r.log.String(), admin.ClientSecret) || strings.Contains(r.log.String(), secret) {
+			t.Errorf("instance %s logged a secret", name)
+		}
+	}
+}
+
+func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
+	clearRedisEnv(t)
+	prefix := redisTestPrefix(t)
+	out, _, err := run(t, "secret", "generate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminSecret := strings.TrimSpace(out)
+	t.Setenv(envAdminClientID, "ops-admin")
+	t.Setenv(envAdminClientSecret, adminSecret)
+
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	issuer := "https://auth.example.test"
+	var rs []*running
+	for _, addr := range []string{addrA, addrB} {
+		dir := t.TempDir()
+		cfg, err := loadConfig(t, redisArgs(dir, addr, issuer, redisTestURL(), prefix)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, startServe(t, cfg))
+		if _, err := os.Stat(filepath.Join(dir, adminCredentialsFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("admin credentials file written although the admin came from the environment (stat: %v)", err)
+		}
+	}
+	a, b := rs[0], rs[1]
+	// The CLI reads the admin credentials from the same environment.
+	out, _, err = run(t, "keys", "create", "--url", a.base, "--team", "acme", "--name", "Env admin", "--permission", "visualization_sdk")
+	if err != nil {
+		t.Fatalf("keys create via A: %v", err)
+	}
+	id := clientIDRe.FindString(out)
+	m := regexp.MustCompile(`client_secret: (kgs_\S+)`).FindStringSubmatch(out)
+	if id == "" || m == nil {
+		t.Fatalf("create output:\n%s", out)
+	}
+	teamToken(t, b.base, id, m[1])
+	if out, _, err = run(t, "keys", "list", "--url", b.base, "--team", "acme"); err != nil || !strings.Contains(out, id) {
+		t.Fatalf("keys list via B: %v\n%s", err, out)
+	}
+	for _, r := range rs {
+		if err := r.stop(t); err != nil {
+			t.Errorf("graceful stop: %v", err)
+		}
+	}
+}
+
+func TestServeRedisRequiresMasterKey(t *testing.T) {
+	clearRedisEnv(t)
+	t.Setenv(envMasterKey, "")
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	// The Redis is never contacted: the check comes first.
+	cfg, err := loadConfig(t, redisArgs(dir, addr, "http://"+addr, "redis://127.0.0.1:1/0", "keygate:")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var log syncBuffer
+	err = serve(ctx, cfg, &log)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("serve --store redis without %s: %v", envMasterKey, err)
+	}
+	if !strings.Contains(err.Error(), envMasterKey) {
+		t.Fatalf("error %q does not name %s", err, envMasterKey)
+	}
+	if _, err := os.Stat(filepath.Join(dir, masterkey.FileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a master key was generated into the data dir instead (stat: %v)", err)
+	}
+
+	// The same through the command line.
+	_, _, err = run(t, append([]string{"serve"}, redisArgs(dir, addr, "http://"+addr, "redis://127.0.0.1:1/0", "keygate:")...)...)
+	if err == nil || !strings.Contains(err.Error(), envMasterKey) {
+		t.Fatalf("keygate serve --store redis without %s: %v", envMasterKey, err)
+	}
+}
+
+func TestServeRedisRequiresIssuer(t *testing.T) {
+	clearRedisEnv(t)
+	addr := freeAddr(t)
+	_, err := loadConfig(t, redisArgs(t.TempDir(), addr, "", "redis://127.0.0.1:6379/0", "keygate:")...)
+	if err == nil || !strings.Contains(err.Error(), "issuer is required with store redis") {
+		t.Fatalf("store redis without an issuer: %v", err)
+	}
+	// KEYGATE_STORE from the environment is held to the same rule.
+	t.Setenv("KEYGATE_STORE", "redis")
+	t.Setenv("KEYGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+	_, err = loadConfig(t, "--listen", addr)
+	if err == nil || !strings.Contains(err.Error(), "issuer is required with store redis") {
+		t.Fatalf("KEYGATE_STORE=redis without an issuer: %v", err)
+	}
+}
+
+func TestServeRedisUnreachable(t *testing.T) {
+	clearRedisEnv(t)
+	closed := freeAddr(t) // nothing listens there any more
+	redisURL := "redis://:hunter2@" + closed + "/0"
+	addr := freeAddr(t)
+	cfg, err := loadConfig(t, redisArgs(t.TempDir(), addr, "http://"+addr, redisURL, "keygate:")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var log syncBuffer
+	start := time.Now()
+	err = serve(ctx, cfg, &log)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("serve started without a reachable Redis")
+	}
+	if ctx.Err() != nil || took > 5*time.Second {
+		t.Fatalf("serve took %v to give up on an unreachable Redis (want a few seconds): %v", took, err)
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(log.String(), "hunter2") {
+		t.Fatalf("the Redis password appears in the error or log: %v\nlog:\n%s", err, log.String())
+	}
+	if !strings.Contains(err.Error(), closed) {
+		t.Errorf("error %q does not say which Redis (%s) could not be reached", err, closed)
+	}
+	t.Logf("unreachable Redis after %v: %v", took.Round(time.Millisecond), err)
+	// Nothing answers on the port.
+	if _, err := httpc.Get("http://" + addr + "/healthz"); err == nil {
+		t.Error("something serves on the port after the refused start")
+	}
+}
