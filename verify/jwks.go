@@ -356,16 +356,19 @@ func parseJWKS(body []byte) (map[string]publicKey, error) {
 		return nil, fmt.Errorf("not a JWK set: %w", err)
 	}
 	out := make(map[string]publicKey, len(doc.Keys))
+	seen := make(map[string]bool, len(doc.Keys))
 	for _, raw := range doc.Keys {
 		var k jwk
 		if json.Unmarshal(raw, &k) != nil || k.KID == "" || (k.Use != "" && k.Use != "sig") {
 			continue
 		}
-		if _, dup := out[k.KID]; dup {
-			// Two keys under one kid: trust neither.
+		if seen[k.KID] {
+			// Two keys under one kid: trust neither (however many there
+			// are, and whether or not the first was usable).
 			delete(out, k.KID)
 			continue
 		}
+		seen[k.KID] = true
 		if pk, ok := k.publicKey(); ok {
 			out[k.KID] = pk
 		}

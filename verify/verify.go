@@ -169,7 +169,7 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(allowedAlgs),
 			jwt.WithoutClaimsValidation(),
-			jwt.WithJSONNumber(),
+			jwt.WithStrictDecoding(),
 		),
 	}, nil
 }
@@ -177,8 +177,14 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 func newRemoteKeys(ctx context.Context, opts Options) (*remoteKeys, error) {
 	client := opts.HTTPClient
 	if client == nil {
-		client = &http.Client{Timeout: fetchTimeout, CheckRedirect: noRedirects}
+		client = &http.Client{Timeout: fetchTimeout}
+	} else {
+		c := *client // the caller's client stays as it is
+		client = &c
 	}
+	// Never follow redirects, whoever built the client: a key location is
+	// configuration, and a redirect could lead off https.
+	client.CheckRedirect = noRedirects
 	jwksURL := opts.JWKSURL
 	if jwksURL == "" {
 		iss, err := checkFetchURL("issuer", opts.Issuer, opts.Insecure)
@@ -236,6 +242,13 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenSize {
 		return nil, ErrTooLarge
+	}
+	// RFC 7515 §7.1: base64url segments and dots, nothing else; base64
+	// decoding would skip CR and LF, giving one token many spellings.
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return nil, fmt.Errorf("%w: byte %d is neither base64url nor a dot", ErrMalformed, i)
+		}
 	}
 	var tc tokenClaims
 	var keyErr error

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -729,5 +730,68 @@ func moreRejectionCases(t *testing.T, claimsJSON []byte) []rejectionCase {
 		{"nbf as a string", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["nbf"] = fmt.Sprint(now.Unix()) })), verify.ErrMalformed},
 		{"aud an object", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["aud"] = map[string]any{"a": audience} })), verify.ErrMalformed},
 		{"aud a number", sign(t, ecKey, nil, nil, with(func(c jwt.MapClaims) { c["aud"] = 1 })), verify.ErrMalformed},
+	}
+}
+
+// The hostile list again, against a verifier whose keys came over HTTP from
+// a JWKS (once by JWKSURL, once by discovery of an https issuer): the same
+// refusals, for the same reasons, and not one of these tokens makes the
+// verifier fetch keys again.
+func TestRejectionsJWKS(t *testing.T) {
+	keys(t)
+	f := newJWKSFixture(t, stdJWKS()...)
+	f.set(func(f *jwksFixture) {
+		iss, ju := issuer, "https://auth.example.test/jwks.json"
+		f.mdIssuer, f.mdJWKSURI = &iss, &ju
+	})
+	clock := newFixtureClock(now)
+	byURL := f.verifier(t, clock, nil)
+	rt := newRouteTransport(f.srv)
+	byDiscovery := f.verifier(t, clock, func(o *verify.Options) {
+		o.JWKSURL = ""
+		o.HTTPClient = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	})
+	wantHits(t, "metadata", &f.metaHits, 1)
+	wantHits(t, "JWKS", &f.jwksHits, 2)
+	cases := rejectionCases(t)
+	for name, v := range map[string]*verify.Verifier{"JWKSURL": byURL, "discovery": byDiscovery} {
+		t.Run(name, func(t *testing.T) {
+			for _, k := range []testKey{ecKey, rsaKey, edKey} {
+				mustVerify(t, v, sign(t, k, nil, nil, goodClaims()))
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					mustReject(t, v, tc.token, tc.want)
+					wantHits(t, "JWKS", &f.jwksHits, 2)
+				})
+			}
+		})
+	}
+	wantHits(t, "metadata", &f.metaHits, 1)
+}
+
+// RFC 7515 §7.1: the compact serialization is base64url without line
+// breaks, whitespace or other characters, and §2 without padding. A token
+// that differs from a valid one only by such characters, or by the unused
+// low bits of a segment's last character, is a different string for the
+// same token: whatever a resource server keys on the token string (a cache,
+// a replay or revocation list, a log) it must not verify.
+func TestNonCanonicalEncodingRefused(t *testing.T) {
+	v := newVerifier(t)
+	tok := sign(t, ecKey, nil, nil, goodClaims())
+	p := strings.Split(tok, ".")
+	// A 64-byte signature is 86 characters with 4 unused bits in the last.
+	last := p[2][len(p[2])-1]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	idx := strings.IndexByte(alphabet, last)
+	sibling := alphabet[idx^1] // differs only in an unused bit
+	for _, tc := range []struct{ name, token string }{
+		{"LF in the signature", p[0] + "." + p[1] + "." + p[2][:10] + "\n" + p[2][10:]},
+		{"CR LF in the signature", p[0] + "." + p[1] + "." + p[2][:10] + "\r\n" + p[2][10:]},
+		{"trailing LF", tok + "\n"},
+		{"trailing CR", tok + "\r"},
+		{"unused bits of the signature set", p[0] + "." + p[1] + "." + p[2][:len(p[2])-1] + string(sibling)},
+	} {
+		t.Run(tc.name, func(t *testing.T) { mustReject(t, v, tc.token, verify.ErrMalformed) })
 	}
 }
