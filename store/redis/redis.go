@@ -55,8 +55,8 @@ type Options struct {
 	Cluster bool
 	// Prefix starts every key; it must not contain braces. Default "keygate:".
 	Prefix string
-	// Timeout bounds each call (dial, read, write and the whole operation).
-	// Zero means DefaultTimeout.
+	// Timeout bounds each call (dial, read, write and the whole operation);
+	// it replaces any timeouts given in the URL. Zero means DefaultTimeout.
 	Timeout time.Duration
 }
 
@@ -122,6 +122,9 @@ func newClient(opts Options) (goredis.UniversalClient, error) {
 		}
 		fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = t, t, t, t
 		fo.ContextTimeoutEnabled, fo.MaxRetries = true, 1
+		if fo.DialerRetries == 0 { // respect ?dialer_retries= from the URL
+			fo.DialerRetries = 1 // a refused dial fails at once, not after 4×100 ms of backoff
+		}
 		return goredis.NewFailoverClient(fo), nil
 	case q.Has("addr") || opts.Cluster:
 		co, err := goredis.ParseClusterURL(opts.URL)
@@ -130,6 +133,9 @@ func newClient(opts Options) (goredis.UniversalClient, error) {
 		}
 		co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.PoolTimeout = t, t, t, t
 		co.ContextTimeoutEnabled, co.MaxRetries = true, 1
+		if co.DialerRetries == 0 { // respect ?dialer_retries= from the URL
+			co.DialerRetries = 1 // a refused dial fails at once, not after 4×100 ms of backoff
+		}
 		return goredis.NewClusterClient(co), nil
 	default:
 		o, err := goredis.ParseURL(opts.URL)
@@ -138,6 +144,9 @@ func newClient(opts Options) (goredis.UniversalClient, error) {
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t, t, t, t
 		o.ContextTimeoutEnabled, o.MaxRetries = true, 1
+		if o.DialerRetries == 0 { // respect ?dialer_retries= from the URL
+			o.DialerRetries = 1 // a refused dial fails at once, not after 4×100 ms of backoff
+		}
 		return goredis.NewClient(o), nil
 	}
 }
