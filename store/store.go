@@ -64,6 +64,11 @@ type Key struct {
 	PreviousSecretHash      []byte    `json:"-"`
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
+
+	// StatusIndex is the key's position in the Token Status List, shared by
+	// all its tokens; 0 means none assigned yet (indices start at 1 and are
+	// never reused).
+	StatusIndex int64 `json:"status_index"`
 }
 
 // IsAdmin reports whether the key is an admin key (outside any team).
@@ -92,6 +97,16 @@ type SigningKeys struct {
 	// Active signs new tokens. Nil only before the first start.
 	Active  *SigningKey         `json:"active"`
 	Retired []RetiredSigningKey `json:"retired"`
+}
+
+// StatusList is the stored state of the Token Status List.
+type StatusList struct {
+	// Revoked is a bitmap, LSB first (index 0 is the least significant bit
+	// of byte 0, as the status list draft lays it out): a set bit marks a
+	// revoked index. Bytes past its end are all zero.
+	Revoked []byte
+	// Allocated is the highest index NextStatusIndex has handed out.
+	Allocated int64
 }
 
 // Store is the persistence contract every backend implements.
@@ -156,6 +171,24 @@ type Store interface {
 	// UpdateSigningKeys atomically replaces the signing key set with
 	// update(current). If update returns an error nothing changes.
 	UpdateSigningKeys(ctx context.Context, update func(SigningKeys) (SigningKeys, error)) (SigningKeys, error)
+
+	// NextStatusIndex hands out a fresh status list index (≥ 1), unique
+	// across every caller and instance, never reused. An index taken by a
+	// create that then fails is simply burned.
+	NextStatusIndex(ctx context.Context) (int64, error)
+
+	// RevokeStatus marks idx revoked in the status list. Idempotent.
+	RevokeStatus(ctx context.Context, idx int64) error
+
+	// StatusList returns the revoked bitmap and the highest allocated index.
+	StatusList(ctx context.Context) (StatusList, error)
+
+	// DenyToken puts an access token's jti on the deny list until its
+	// expiry; every instance sees it. Entries past until are dropped.
+	DenyToken(ctx context.Context, jti string, until time.Time) error
+
+	// TokenDenied reports whether jti is on the deny list (and not expired).
+	TokenDenied(ctx context.Context, jti string) (bool, error)
 
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error

@@ -71,6 +71,8 @@ var (
 	bucketTeams      = []byte("teams")
 	bucketSingletons = []byte("singletons")
 	bucketSigning    = []byte("signing")
+	bucketStatus     = []byte("status") // "bits": revoked bitmap; sequence: last index
+	bucketDeny       = []byte("deny")   // jti → expiry (unix ms, 8 bytes big-endian)
 
 	metaSchema    = []byte("schema")
 	signingRecKey = []byte("set")
@@ -128,7 +130,7 @@ func Open(path string, opts ...Options) (*Store, error) {
 		case string(v) != schemaVersion:
 			return fmt.Errorf("data format version %q is not the one this keygate understands (%q); use the keygate version that wrote it", v, schemaVersion)
 		}
-		for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning} {
+		for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning, bucketStatus, bucketDeny} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -24,6 +24,7 @@ type keyRecord struct {
 	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
+	StatusIndex             int64     `json:"status_index,omitempty"`
 }
 
 type signingKeyRecord struct {
@@ -66,6 +67,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		PreviousSecretHash:      k.PreviousSecretHash,
 		PreviousSecretExpiresAt: utc(k.PreviousSecretExpiresAt),
 		SecretRotatedAt:         utc(k.SecretRotatedAt),
+		StatusIndex:             k.StatusIndex,
 	})
 }
 
@@ -85,6 +87,7 @@ func decodeKey(b []byte) (store.Key, error) {
 		PreviousSecretHash:      r.PreviousSecretHash,
 		PreviousSecretExpiresAt: utc(r.PreviousSecretExpiresAt),
 		SecretRotatedAt:         utc(r.SecretRotatedAt),
+		StatusIndex:             r.StatusIndex,
 	}, nil
 }
 

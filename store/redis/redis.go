@@ -9,6 +9,10 @@
 //	P{t}:team:<team_id>    sorted set: client IDs scored by creation (ms)
 //	P{kg}:single:<name>    string: a create-if-absent singleton (pepper)
 //	P{kg}:signing          string: the signing key set (JSON)
+//	P{kg}:status:next      counter: the last status list index handed out
+//	P{kg}:status:bits      bitmap: revoked status indices
+//	Pdeny:<jti>            string with expiry: a revoked access token
+//	                       (no hash tag: deny entries spread over the cluster)
 //
 // The tag t of a key is credential.TagOf(client_id): the team-derived tag
 // that keygate's client IDs carry. So the token endpoint finds a key from
@@ -214,6 +218,7 @@ type record struct {
 	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
+	StatusIndex             int64     `json:"status_index,omitempty"`
 }
 
 func encodeRecord(k store.Key) (string, error) {
@@ -225,6 +230,7 @@ func encodeRecord(k store.Key) (string, error) {
 		PreviousSecretHash:      k.PreviousSecretHash,
 		PreviousSecretExpiresAt: k.PreviousSecretExpiresAt.UTC(),
 		SecretRotatedAt:         k.SecretRotatedAt.UTC(),
+		StatusIndex:             k.StatusIndex,
 	})
 	return string(b), err
 }
@@ -250,6 +256,7 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		PreviousSecretHash:      r.PreviousSecretHash,
 		PreviousSecretExpiresAt: utc(r.PreviousSecretExpiresAt),
 		SecretRotatedAt:         utc(r.SecretRotatedAt),
+		StatusIndex:             r.StatusIndex,
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
 		ms, err := strconv.ParseInt(lu, 10, 64)

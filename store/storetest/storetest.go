@@ -86,6 +86,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SigningKeys/FuncErrorChangesNothing", testSigningFuncError},
 		{"SigningKeys/ConcurrentFirstStart", testSigningConcurrent},
 		{"SigningKeys/ConcurrentNoLostUpdates", testSigningConcurrentUpdates},
+		{"StatusList/IndicesUniqueUnderConcurrency", testStatusIndexConcurrent},
+		{"StatusList/RevokeSetsBitLSBFirst", testStatusRevoke},
+		{"StatusList/IndexRoundTripsOnKey", testStatusIndexOnKey},
+		{"DenyList/UntilExpiry", testDenyList},
 		{"ReturnedValuesAreCopies", testReturnedCopies},
 		{"CancelledContext", testCancelledContext},
 		{"Ping", testPing},
@@ -140,6 +144,7 @@ func newKey(t testing.TB, name, teamID string, created time.Time) store.Key {
 		PreviousSecretHash:      randomBytes(t, 32),
 		PreviousSecretExpiresAt: created.Add(24 * time.Hour),
 		SecretRotatedAt:         created.Add(time.Minute),
+		StatusIndex:             int64(len(name)) * 7,
 	}
 }
 
@@ -1297,5 +1302,172 @@ func testCancelledContext(t *testing.T, s store.Store) {
 func testPing(t *testing.T, s store.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping on a healthy store: %v", err)
+	}
+}
+
+// testStatusIndexConcurrent: 50 concurrent callers get 50 distinct indices,
+// all ≥ 1, and Allocated covers every one of them.
+func testStatusIndexConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 50
+	got := make([]int64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			got[i], errs[i] = s.NextStatusIndex(ctx)
+		}(i)
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	var highest int64
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatalf("NextStatusIndex: %v", errs[i])
+		}
+		if got[i] < 1 {
+			t.Fatalf("NextStatusIndex returned %d, want ≥ 1", got[i])
+		}
+		if seen[got[i]] {
+			t.Fatalf("NextStatusIndex returned %d twice", got[i])
+		}
+		seen[got[i]] = true
+		highest = max(highest, got[i])
+	}
+	l, err := s.StatusList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Allocated < highest {
+		t.Fatalf("StatusList.Allocated = %d, want ≥ %d", l.Allocated, highest)
+	}
+	next, err := s.NextStatusIndex(ctx)
+	if err != nil || next <= highest {
+		t.Fatalf("NextStatusIndex after %d: got %d, %v; want a larger, unused index", highest, next, err)
+	}
+}
+
+// testStatusRevoke: revoking sets exactly that bit, least significant bit
+// first, idempotently, far indices included.
+func testStatusRevoke(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	l, err := s.StatusList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range l.Revoked {
+		if b != 0 {
+			t.Fatalf("fresh store: revoked bitmap %x, want all zero", l.Revoked)
+		}
+	}
+	revoked := []int64{0, 3, 9, 1_000_003}
+	for _, idx := range append(revoked, 3) { // 3 twice: idempotent
+		if err := s.RevokeStatus(ctx, idx); err != nil {
+			t.Fatalf("RevokeStatus(%d): %v", idx, err)
+		}
+	}
+	l, err = s.StatusList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bit := func(idx int64) bool {
+		i := idx / 8
+		return i < int64(len(l.Revoked)) && l.Revoked[i]&(1<<(idx%8)) != 0
+	}
+	want := map[int64]bool{}
+	for _, idx := range revoked {
+		want[idx] = true
+	}
+	for _, idx := range []int64{0, 1, 2, 3, 4, 7, 8, 9, 10, 1_000_002, 1_000_003, 1_000_004} {
+		if bit(idx) != want[idx] {
+			t.Errorf("index %d: revoked = %v, want %v", idx, bit(idx), want[idx])
+		}
+	}
+	// The draft's layout: index 0 is the least significant bit of byte 0,
+	// index 3 is bit 3 of byte 0, index 9 is bit 1 of byte 1.
+	if l.Revoked[0] != 0b0000_1001 || l.Revoked[1] != 0b0000_0010 {
+		t.Errorf("first bytes %08b %08b, want 00001001 00000010", l.Revoked[0], l.Revoked[1])
+	}
+	ones := 0
+	for _, b := range l.Revoked {
+		for ; b != 0; b &= b - 1 {
+			ones++
+		}
+	}
+	if ones != len(revoked) {
+		t.Errorf("%d bits set, want %d", ones, len(revoked))
+	}
+	if err := s.RevokeStatus(ctx, -1); err == nil {
+		t.Error("RevokeStatus(-1): no error")
+	}
+}
+
+// testStatusIndexOnKey: a key's status index is stored, returned, kept by
+// updates, and listed.
+func testStatusIndexOnKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_status", "team-a", at(0))
+	k.StatusIndex = 424242
+	mustCreate(t, s, k, 0)
+	if got := mustGet(t, s, k.ClientID).StatusIndex; got != 424242 {
+		t.Fatalf("StatusIndex after create: %d, want 424242", got)
+	}
+	_, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.Name = "renamed"
+		return c, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, k.ClientID).StatusIndex; got != 424242 {
+		t.Fatalf("StatusIndex after an update of another field: %d, want 424242", got)
+	}
+	_, err = s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.StatusIndex = 7
+		return c, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustList(t, s, "team-a")[0].StatusIndex; got != 7 {
+		t.Fatalf("StatusIndex in list after update: %d, want 7", got)
+	}
+}
+
+// testDenyList: a denied jti is reported until its expiry, then not; other
+// jtis never are.
+func testDenyList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.DenyToken(ctx, "jti-live", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DenyToken(ctx, "jti-short", now.Add(1500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DenyToken(ctx, "jti-past", now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(jti string, want bool) {
+		t.Helper()
+		got, err := s.TokenDenied(ctx, jti)
+		if err != nil {
+			t.Fatalf("TokenDenied(%s): %v", jti, err)
+		}
+		if got != want {
+			t.Fatalf("TokenDenied(%s) = %v, want %v", jti, got, want)
+		}
+	}
+	check("jti-live", true)
+	check("jti-short", true)
+	check("jti-past", false)
+	check("jti-other", false)
+	time.Sleep(time.Until(now.Add(2100 * time.Millisecond)))
+	check("jti-short", false)
+	check("jti-live", true)
+	if err := s.DenyToken(ctx, "", now.Add(time.Hour)); err == nil {
+		t.Error("DenyToken with an empty jti: no error")
 	}
 }

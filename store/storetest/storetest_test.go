@@ -28,12 +28,15 @@ type memStore struct {
 	keys       map[string]store.Key
 	singletons map[string][]byte
 	signing    store.SigningKeys
+	nextIndex  int64
+	revoked    []byte
+	deny       map[string]time.Time
 }
 
 var _ store.Store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{keys: map[string]store.Key{}, singletons: map[string][]byte{}}
+	return &memStore{keys: map[string]store.Key{}, singletons: map[string][]byte{}, deny: map[string]time.Time{}}
 }
 
 func utc(t time.Time) time.Time {
@@ -242,3 +245,61 @@ func (m *memStore) UpdateSigningKeys(ctx context.Context, update func(store.Sign
 
 func (m *memStore) Ping(ctx context.Context) error { return ctx.Err() }
 func (m *memStore) Close() error                   { return nil }
+
+func (m *memStore) NextStatusIndex(ctx context.Context) (int64, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	m.nextIndex++
+	return m.nextIndex, nil
+}
+
+func (m *memStore) RevokeStatus(ctx context.Context, idx int64) error {
+	if idx < 0 {
+		return store.ErrInvalid
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for int64(len(m.revoked)) <= idx/8 {
+		m.revoked = append(m.revoked, 0)
+	}
+	m.revoked[idx/8] |= 1 << (idx % 8)
+	return nil
+}
+
+func (m *memStore) StatusList(ctx context.Context) (store.StatusList, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.StatusList{}, err
+	}
+	defer unlock()
+	return store.StatusList{Revoked: bytes.Clone(m.revoked), Allocated: m.nextIndex}, nil
+}
+
+func (m *memStore) DenyToken(ctx context.Context, jti string, until time.Time) error {
+	if jti == "" {
+		return store.ErrInvalid
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m.deny[jti] = until
+	return nil
+}
+
+func (m *memStore) TokenDenied(ctx context.Context, jti string) (bool, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	until, ok := m.deny[jti]
+	return ok && until.After(time.Now()), nil
+}
