@@ -74,9 +74,15 @@ type Key struct {
 	Scopes      []string   `json:"scopes"`
 	CreatedAt   time.Time  `json:"created_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
+	// SecretRotatedAt is when the secret was last rotated; nil if never.
+	SecretRotatedAt *time.Time `json:"secret_rotated_at"`
+	// PreviousSecretExpiresAt is when the secret replaced by the last
+	// rotation stops working; nil when no previous secret works any more.
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
 }
 
-// CreatedKey is a new key with its secret, which is never shown again.
+// CreatedKey is a new (or rotated) key with its secret, which is never shown
+// again.
 type CreatedKey struct {
 	Key
 	ClientSecret string `json:"client_secret"`
@@ -129,6 +135,22 @@ func (c *Client) GetKey(ctx context.Context, team, clientID string) (*Key, error
 // DeleteKey deletes one key of team; it gets no token from then on.
 func (c *Client) DeleteKey(ctx context.Context, team, clientID string) error {
 	return c.do(ctx, http.MethodDelete, teamPath(team)+"/"+url.PathEscape(clientID), nil, http.StatusNoContent, nil)
+}
+
+// RotateKey gives a key of team a new secret, returned once in
+// CreatedKey.ClientSecret. The old secret keeps working for gracePeriod (0 to
+// 168h; 0 ends it at once); nil means the server's default of 24h. Rotating
+// again during a grace period ends the older secret at once.
+func (c *Client) RotateKey(ctx context.Context, team, clientID string, gracePeriod *time.Duration) (*CreatedKey, error) {
+	var body []byte
+	if gracePeriod != nil {
+		var err error
+		if body, err = json.Marshal(map[string]string{"grace_period": gracePeriod.String()}); err != nil {
+			return nil, err
+		}
+	}
+	var out CreatedKey
+	return &out, c.do(ctx, http.MethodPost, teamPath(team)+"/"+url.PathEscape(clientID)+"/rotate", body, http.StatusOK, &out)
 }
 
 func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -237,5 +238,90 @@ func TestUnreachable(t *testing.T) {
 	c := client.New(client.Config{URL: url, ClientID: "a", ClientSecret: "b", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
 	if _, err := c.ListKeys(ctxT(t), "acme"); err == nil {
 		t.Fatal("no error from a closed server")
+	}
+}
+
+// tokenStatus asks the token endpoint for a token with a key's credentials.
+func tokenStatus(t *testing.T, base, id, secret string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestRotateKey(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	created, err := c.CreateKey(ctx, "acme", "Production sync", []string{"accounting_api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.SecretRotatedAt != nil || created.PreviousSecretExpiresAt != nil {
+		t.Fatalf("a new key shows a rotation: %+v", created.Key)
+	}
+
+	// nil: the server's default grace period of 24 h.
+	before := time.Now()
+	rotated, err := c.RotateKey(ctx, "acme", created.ClientID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := credential.CheckSecretFormat(rotated.ClientSecret); err != nil || rotated.ClientSecret == created.ClientSecret {
+		t.Fatalf("rotated secret: %v", err)
+	}
+	if rotated.ClientID != created.ClientID || rotated.Name != created.Name || rotated.SecretRotatedAt == nil {
+		t.Fatalf("rotated %+v", rotated.Key)
+	}
+	if exp := rotated.PreviousSecretExpiresAt; exp == nil ||
+		exp.Before(before.Add(24*time.Hour).Add(-2*time.Second)) || exp.After(time.Now().Add(24*time.Hour)) {
+		t.Fatalf("previous_secret_expires_at %v, want about 24 h from now", exp)
+	}
+	if tokenStatus(t, e.url, created.ClientID, created.ClientSecret) != http.StatusOK ||
+		tokenStatus(t, e.url, created.ClientID, rotated.ClientSecret) != http.StatusOK {
+		t.Fatal("inside the grace period both secrets must work")
+	}
+	got, err := c.GetKey(ctx, "acme", created.ClientID)
+	if err != nil || got.SecretRotatedAt == nil || got.PreviousSecretExpiresAt == nil ||
+		!got.PreviousSecretExpiresAt.Equal(*rotated.PreviousSecretExpiresAt) {
+		t.Fatalf("GetKey after a rotation: %+v, %v", got, err)
+	}
+
+	// An explicit 0: the earlier secrets stop at once.
+	zero := time.Duration(0)
+	again, err := c.RotateKey(ctx, "acme", created.ClientID, &zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.PreviousSecretExpiresAt != nil {
+		t.Fatalf("grace 0 left a previous secret until %v", again.PreviousSecretExpiresAt)
+	}
+	for _, s := range []string{created.ClientSecret, rotated.ClientSecret} {
+		if got := tokenStatus(t, e.url, created.ClientID, s); got != http.StatusUnauthorized {
+			t.Fatalf("earlier secret after grace 0: status %d", got)
+		}
+	}
+	if got := tokenStatus(t, e.url, created.ClientID, again.ClientSecret); got != http.StatusOK {
+		t.Fatalf("newest secret: status %d", got)
+	}
+
+	// Out of range: the server's 400 detail says the allowed range.
+	bad := -time.Second
+	ce := asError(t, func() error { _, err := c.RotateKey(ctx, "acme", created.ClientID, &bad); return err }())
+	if ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "0s to 168h") {
+		t.Fatalf("grace -1s: %+v", ce)
+	}
+	// Another team's path: 404.
+	if _, err := c.RotateKey(ctx, "globex", created.ClientID, nil); asError(t, err).Status != http.StatusNotFound {
+		t.Fatalf("rotate under another team: %v", err)
 	}
 }

@@ -48,6 +48,10 @@ const (
 
 	// Shutdown waits at least long enough for in-flight token requests and at
 	// most what an orchestrator would tolerate before killing the process.
+	MinStatusListTTL     = time.Second
+	MaxStatusListTTL     = time.Hour
+	MaxIntrospectionRate = 100000
+
 	MinStoreTimeout = 50 * time.Millisecond
 	MaxStoreTimeout = 30 * time.Second
 
@@ -103,6 +107,13 @@ type Config struct {
 	// StoreTimeout bounds each store call on the request path; past it the
 	// token endpoint answers 503 temporarily_unavailable.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// StatusListTTL is how long resource servers may cache the token status
+	// list: the longest a deleted key's unexpired tokens are still accepted
+	// offline.
+	StatusListTTL time.Duration `yaml:"status_list_ttl"`
+	// IntrospectionRate is the per-caller limit of /oauth/introspect, in
+	// requests per second.
+	IntrospectionRate int `yaml:"introspection_rate"`
 	// Permissions, when non-nil, replaces the default permission catalog.
 	// It can only come from the file: a catalog does not fit in a flag.
 	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
@@ -127,17 +138,19 @@ type origin struct {
 // because they derive from the final Listen; Validate fills them in.
 func Default() Config {
 	return Config{
-		Listen:          "127.0.0.1:8080",
-		DataDir:         "./keygate-data",
-		TokenTTL:        15 * time.Minute,
-		SigningAlg:      "ES256",
-		MaxKeysPerTeam:  5,
-		LogLevel:        "info",
-		LogFormat:       "text",
-		ShutdownTimeout: 10 * time.Second,
-		Store:           "bolt",
-		RedisPrefix:     "keygate:",
-		StoreTimeout:    time.Second,
+		Listen:            "127.0.0.1:8080",
+		DataDir:           "./keygate-data",
+		TokenTTL:          15 * time.Minute,
+		SigningAlg:        "ES256",
+		MaxKeysPerTeam:    5,
+		LogLevel:          "info",
+		LogFormat:         "text",
+		ShutdownTimeout:   10 * time.Second,
+		Store:             "bolt",
+		RedisPrefix:       "keygate:",
+		StoreTimeout:      time.Second,
+		StatusListTTL:     time.Minute,
+		IntrospectionRate: 100,
 	}
 }
 
@@ -165,6 +178,8 @@ var settings = []setting{
 	{key: "redis_url", usage: "Redis URL (redis:// or rediss://) when store is redis", str: func(c *Config) *string { return &c.RedisURL }},
 	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
+	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
+	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, 1 to %d", MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 }
 
 func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
@@ -387,6 +402,12 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreTimeout < MinStoreTimeout || c.StoreTimeout > MaxStoreTimeout {
 		return c.invalid("store_timeout", fmt.Sprintf("must be between %s and %s", MinStoreTimeout, MaxStoreTimeout))
+	}
+	if c.StatusListTTL < MinStatusListTTL || c.StatusListTTL > MaxStatusListTTL {
+		return c.invalid("status_list_ttl", fmt.Sprintf("must be between %s and %s", MinStatusListTTL, MaxStatusListTTL))
+	}
+	if c.IntrospectionRate < 1 || c.IntrospectionRate > MaxIntrospectionRate {
+		return c.invalid("introspection_rate", fmt.Sprintf("must be between 1 and %d", MaxIntrospectionRate))
 	}
 	if !validRedisPrefix(c.RedisPrefix) {
 		return c.invalid("redis_prefix", "use 1–64 characters of A-Z a-z 0-9 : . _ - (no braces: they would break Redis Cluster hash tags)")

@@ -250,12 +250,15 @@ store: redis
 redis_url: redis://10.0.0.5:6379/2
 redis_prefix: "prod:"
 store_timeout: 500ms
+status_list_ttl: 30s
+introspection_rate: 250
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
+		StatusListTTL: 30 * time.Second, IntrospectionRate: 250,
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {

@@ -83,6 +83,13 @@ func Default() *Catalog {
 			Description: "Read-only access for the embeddable Visualization SDK.",
 			Scopes:      []string{"visualizations:read"},
 		},
+		{
+			ID:           "token_introspection",
+			Name:         "Token introspection — every team's tokens",
+			Description:  "For resource servers that call /oauth/introspect: see tokens of all teams. Granted by admins only, never offered to teams.",
+			Scopes:       []string{"tokens:introspect"},
+			OperatorOnly: true,
+		},
 	})
 	if err != nil {
 		panic("scopes: default catalog is invalid: " + err.Error())
@@ -243,8 +250,9 @@ func (c *Catalog) Resolve(permissionIDs []string) ([]string, error) {
 
 // ValidateIDs checks the permission list of a team key as an admin sent
 // it. Duplicates are refused rather than collapsed because they usually
-// mean a mistyped choice, and the admin should see it.
-func (c *Catalog) ValidateIDs(ids []string) error {
+// mean a mistyped choice, and the admin should see it. Operator-only
+// permissions pass only with allowOperatorOnly, the admin's explicit flag.
+func (c *Catalog) ValidateIDs(ids []string, allowOperatorOnly bool) error {
 	if len(ids) == 0 {
 		return fmt.Errorf("no permissions given: choose one or more of %s", c.offeredList())
 	}
@@ -256,7 +264,7 @@ func (c *Catalog) ValidateIDs(ids []string) error {
 		if !ok {
 			return c.unknown(id)
 		}
-		if c.perms[j].OperatorOnly {
+		if c.perms[j].OperatorOnly && !allowOperatorOnly {
 			return fmt.Errorf("permission %q is operator-only and cannot be granted to a team key: choose from %s", id, c.offeredList())
 		}
 	}

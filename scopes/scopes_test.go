@@ -18,8 +18,13 @@ var accountingScopes = []string{
 func TestDefaultCatalog(t *testing.T) {
 	c := Default()
 	perms := c.Permissions()
-	if len(perms) != 2 {
-		t.Fatalf("default catalog has %d permissions, want 2", len(perms))
+	if len(perms) != 3 {
+		t.Fatalf("default catalog has %d permissions, want 3", len(perms))
+	}
+	// The operator-only entry for resource servers that introspect: never
+	// offered to teams, never in scopes_supported.
+	if p := perms[2]; p.ID != "token_introspection" || !p.OperatorOnly || !slices.Equal(p.Scopes, []string{"tokens:introspect"}) {
+		t.Errorf("permission 2 = %+v, want operator-only token_introspection with tokens:introspect", p)
 	}
 	want := []struct {
 		id, name string
@@ -80,7 +85,7 @@ func TestZeroCatalog(t *testing.T) {
 	if _, err := c.Resolve([]string{"a"}); !errors.Is(err, ErrUnknownPermission) {
 		t.Errorf("zero catalog Resolve error = %v", err)
 	}
-	if err := c.ValidateIDs([]string{"a"}); err == nil {
+	if err := c.ValidateIDs([]string{"a"}, false); err == nil {
 		t.Error("zero catalog accepted an ID")
 	}
 	if got := c.AllScopes(); !slices.Equal(got, []string{AdminScope}) {
@@ -156,17 +161,21 @@ func TestValidateIDs(t *testing.T) {
 		ids     []string
 		wantErr []string // substrings; nil means valid
 		unknown bool
+		// allowOperator is the admin's explicit flag for operator-only IDs.
+		allowOperator bool
 	}{
 		{name: "valid", ids: []string{"reports", "ledger"}},
 		{name: "empty", ids: nil, wantErr: []string{"no permissions", "reports, ledger"}},
 		{name: "duplicate", ids: []string{"ledger", "ledger"}, wantErr: []string{`"ledger"`, "more than once"}},
 		{name: "unknown", ids: []string{"payroll"}, wantErr: []string{`"payroll"`, "reports, ledger"}, unknown: true},
 		{name: "operator-only", ids: []string{"introspect"}, wantErr: []string{`"introspect"`, "operator-only", "reports, ledger"}},
+		{name: "operator-only with the flag", ids: []string{"introspect"}, allowOperator: true},
+		{name: "unknown even with the flag", ids: []string{"payroll"}, allowOperator: true, wantErr: []string{`"payroll"`}, unknown: true},
 		{name: "long unknown ID is cut", ids: []string{strings.Repeat("x", 5000)}, wantErr: []string{"…"}, unknown: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := c.ValidateIDs(tt.ids)
+			err := c.ValidateIDs(tt.ids, tt.allowOperator)
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)

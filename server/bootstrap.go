@@ -100,6 +100,8 @@ func (s *Server) ensureAdmin(ctx context.Context) error {
 		}
 		hash := s.hasher.Hash(s.cfg.AdminClientSecret)
 		k := store.Key{ClientID: s.cfg.AdminClientID, Name: "admin", CreatedAt: now, SecretHash: hash}
+		// No status index here: the key may exist already; the backfill
+		// after ensureAdmin gives a new one its index.
 		err := s.store.CreateKey(ctx, k, 0)
 		if !errors.Is(err, store.ErrAlreadyExists) {
 			if err != nil {

@@ -29,19 +29,35 @@ type authorizationServerMetadata struct {
 	ScopesSupported                   []string `json:"scopes_supported"`
 	// RFC 9068 tokens are signed with this one algorithm at a time.
 	AccessTokenSigningAlgValuesSupported []string `json:"access_token_signing_alg_values_supported,omitempty"`
+	// RFC 7662 and RFC 7009: keys authenticate as at the token endpoint.
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationEndpoint                        string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
+	// draft-ietf-oauth-status-list §9.3.
+	StatusListAggregationEndpoint string `json:"status_list_aggregation_endpoint"`
 }
+
+// authMethods: clients authenticate with their secret, by HTTP Basic or in
+// the form body (RFC 6749 §2.3.1), at every endpoint.
+var authMethods = []string{"client_secret_basic", "client_secret_post"}
 
 func (s *Server) metadata(c *gin.Context) {
 	iss := s.cfg.Issuer
 	c.Header("Cache-Control", "public, max-age=3600")
 	c.JSON(http.StatusOK, authorizationServerMetadata{
-		Issuer:                               iss,
-		TokenEndpoint:                        iss + "/oauth/token",
-		JWKSURI:                              iss + "/.well-known/jwks.json",
-		GrantTypesSupported:                  []string{"client_credentials"},
-		ResponseTypesSupported:               []string{}, // no authorization endpoint
-		TokenEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post"},
-		ScopesSupported:                      s.cfg.Catalog.AllScopes(),
-		AccessTokenSigningAlgValuesSupported: []string{s.keys.Load().Signer().Alg()},
+		Issuer:                                    iss,
+		TokenEndpoint:                             iss + "/oauth/token",
+		JWKSURI:                                   iss + "/.well-known/jwks.json",
+		GrantTypesSupported:                       []string{"client_credentials"},
+		ResponseTypesSupported:                    []string{}, // no authorization endpoint
+		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post"},
+		ScopesSupported:                           s.cfg.Catalog.AllScopes(),
+		AccessTokenSigningAlgValuesSupported:      []string{s.keys.Load().Signer().Alg()},
+		StatusListAggregationEndpoint:             iss + "/statuslists",
+		IntrospectionEndpoint:                     iss + "/oauth/introspect",
+		IntrospectionEndpointAuthMethodsSupported: authMethods,
+		RevocationEndpoint:                        iss + "/oauth/revoke",
+		RevocationEndpointAuthMethodsSupported:    authMethods,
 	})
 }

@@ -13,7 +13,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -58,6 +60,7 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	keys.GET("", s.listKeys)
 	keys.GET("/:client_id", s.getKey)
 	keys.DELETE("/:client_id", s.deleteKey)
+	keys.POST("/:client_id/rotate", s.rotateKey)
 }
 
 // noStore: management responses may describe keys; no cache may keep them.
@@ -128,6 +131,11 @@ type keyView struct {
 	Scopes      []string   `json:"scopes"`
 	CreatedAt   time.Time  `json:"created_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
+	// SecretRotatedAt is null for a key never rotated.
+	SecretRotatedAt *time.Time `json:"secret_rotated_at"`
+	// PreviousSecretExpiresAt is when the secret replaced by the last
+	// rotation stops working; null when there is no such secret any more.
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
 }
 
 type createdKeyView struct {
@@ -157,12 +165,27 @@ func (s *Server) view(k store.Key) keyView {
 		t := k.LastUsedAt.UTC().Truncate(time.Second)
 		v.LastUsedAt = &t
 	}
+	if !k.SecretRotatedAt.IsZero() {
+		t := k.SecretRotatedAt.UTC().Truncate(time.Second)
+		v.SecretRotatedAt = &t
+	}
+	// Live exactly when the token endpoint still accepts it (same clock,
+	// same comparison as apiKey.VerifyPassword). Truncating shows a time at
+	// or before the real end, never after it.
+	if len(k.PreviousSecretHash) > 0 && s.cfg.Now().Before(k.PreviousSecretExpiresAt) {
+		t := k.PreviousSecretExpiresAt.UTC().Truncate(time.Second)
+		v.PreviousSecretExpiresAt = &t
+	}
 	return v
 }
 
 type createKeyRequest struct {
 	Name        *string  `json:"name"`
 	Permissions []string `json:"permissions"`
+	// GrantOperatorPermissions is the admin's explicit consent to grant
+	// operator-only permissions (such as token_introspection for a
+	// resource server), which are never offered to teams.
+	GrantOperatorPermissions bool `json:"grant_operator_permissions"`
 }
 
 func (s *Server) createKey(c *gin.Context) {
@@ -180,7 +203,7 @@ func (s *Server) createKey(c *gin.Context) {
 		problem(c, http.StatusBadRequest, problemInvalid, err.Error())
 		return
 	}
-	if err := s.cfg.Catalog.ValidateIDs(req.Permissions); err != nil {
+	if err := s.cfg.Catalog.ValidateIDs(req.Permissions, req.GrantOperatorPermissions); err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, err.Error())
 		return
 	}
@@ -194,6 +217,14 @@ func (s *Server) createKey(c *gin.Context) {
 		s.internalProblem(c, err)
 		return
 	}
+	// The status index is taken before the create, outside the team's
+	// atomic step (it is a store-wide counter); a create refused for the
+	// team limit burns it, which is harmless.
+	idx, err := s.store.NextStatusIndex(c.Request.Context())
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
 	k := store.Key{
 		ClientID:    id,
 		TeamID:      team,
@@ -201,6 +232,7 @@ func (s *Server) createKey(c *gin.Context) {
 		Permissions: append([]string{}, req.Permissions...),
 		CreatedAt:   s.cfg.Now().UTC(),
 		SecretHash:  s.hasher.Hash(secret),
+		StatusIndex: idx,
 	}
 	// The store enforces the limit atomically; CreateKey returns only once
 	// the key is durable, so a 201 is never lost.
@@ -251,9 +283,29 @@ func (s *Server) getKey(c *gin.Context) {
 
 func (s *Server) deleteKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
+	ctx := c.Request.Context()
+	k, err := s.store.GetKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != team) {
+		keyNotFound(c, team, id)
+		return
+	}
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	// Revoke the key's status first, then delete: if the delete then fails,
+	// the key is cut off at resource servers anyway and the admin retries;
+	// the other order could leave a deleted key's tokens accepted offline.
+	if k.StatusIndex > 0 {
+		if err := s.store.RevokeStatus(ctx, k.StatusIndex); err != nil {
+			s.storeProblem(c, err)
+			return
+		}
+		s.statusLists.invalidate()
+	}
 	// The token endpoint reads the store on every request, so the key gets
 	// no token from the moment this returns.
-	err := s.store.DeleteKey(c.Request.Context(), team, id)
+	err = s.store.DeleteKey(ctx, team, id)
 	if errors.Is(err, store.ErrNotFound) {
 		keyNotFound(c, team, id)
 		return
@@ -311,7 +363,7 @@ func decodeJSON(c *gin.Context, v any) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		problem(c, http.StatusBadRequest, problemInvalid, "the body is not the expected JSON object: "+jsonProblem(err))
+		problem(c, http.StatusBadRequest, problemInvalid, "the body is not the expected JSON object: "+jsonProblem(err, v))
 		return false
 	}
 	if dec.More() {
@@ -322,7 +374,7 @@ func decodeJSON(c *gin.Context, v any) bool {
 }
 
 // jsonProblem describes a decoding error without echoing the body.
-func jsonProblem(err error) string {
+func jsonProblem(err error, v any) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -331,12 +383,29 @@ func jsonProblem(err error) string {
 	case errors.As(err, &typ):
 		return fmt.Sprintf("field %q has the wrong type (want %s)", typ.Field, typ.Type)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return strings.TrimPrefix(err.Error(), "json: ") + `; allowed fields are "name" and "permissions"`
+		return strings.TrimPrefix(err.Error(), "json: ") + "; allowed fields are " + jsonFields(v)
 	case errors.Is(err, io.EOF):
 		return "the body is empty"
 	default:
 		return "malformed JSON"
 	}
+}
+
+// jsonFields lists the JSON field names of the struct v points to, for
+// an error that says what a request may contain.
+func jsonFields(v any) string {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names = append(names, strconv.Quote(name))
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // validateName trims the name and checks it is 1–64 printable characters.

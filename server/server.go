@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/masterkey"
@@ -49,6 +50,10 @@ type Options struct {
 	SigningAlg string
 	// MaxKeysPerTeam bounds a team's keys. Default 5.
 	MaxKeysPerTeam int
+	// StatusListTTL is the ttl of the status list: how long resource
+	// servers may cache it, so how long a deleted key's tokens may still be
+	// accepted offline. Default 60s.
+	StatusListTTL time.Duration
 	// Catalog is the permission catalog. Default scopes.Default().
 	Catalog *scopes.Catalog
 
@@ -57,6 +62,10 @@ type Options struct {
 	// on the first start (see GeneratedAdmin).
 	AdminClientID     string
 	AdminClientSecret string
+
+	// IntrospectionRate is the per-caller request limit of
+	// /oauth/introspect, per second. Default DefaultIntrospectionRate.
+	IntrospectionRate int
 
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
@@ -75,6 +84,9 @@ type Server struct {
 	lastUsed *lastUsedTracker
 	verifier *verify.Verifier
 	handler  http.Handler
+
+	statusLists      statusLists
+	introspectLimits *callerLimits
 
 	generatedAdmin *AdminCredentials
 }
@@ -106,6 +118,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.MaxKeysPerTeam <= 0 {
 		opts.MaxKeysPerTeam = 5
 	}
+	if opts.IntrospectionRate <= 0 {
+		opts.IntrospectionRate = DefaultIntrospectionRate
+	}
+	if opts.StatusListTTL <= 0 {
+		opts.StatusListTTL = time.Minute
+	}
 	if opts.Catalog == nil {
 		opts.Catalog = scopes.Default()
 	}
@@ -115,7 +133,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: opts, store: opts.Store, log: opts.Logger}
+	s := &Server{cfg: opts, store: opts.Store, log: opts.Logger,
+		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate}}
 
 	if err := s.checkCatalog(ctx); err != nil {
 		return nil, err
@@ -130,11 +149,20 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.ensureAdmin(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.backfillStatusIndices(ctx); err != nil {
+		return nil, err
+	}
 	s.verifier, err = verify.New(ctx, verify.Options{
 		Issuer:   opts.Issuer,
 		Audience: opts.Audience,
 		Keys:     ownKeys{s},
 		Now:      opts.Now,
+		// keygate checks deletion against its own store (admin tokens,
+		// introspection), never by fetching its own status list over HTTP.
+		IgnoreStatus: true,
+		// keygate is the issuer: no clock skew to forgive, and an expired
+		// token must not introspect as active.
+		Leeway: -1,
 	})
 	if err != nil {
 		return nil, err
@@ -174,9 +202,13 @@ func (s *Server) routes() http.Handler {
 
 	tok := newTokenEndpoint(s)
 	r.Any("/oauth/token", tok.handle)
+	r.Any("/oauth/introspect", tok.introspect)
+	r.Any("/oauth/revoke", tok.revoke)
 
 	r.GET("/.well-known/jwks.json", s.jwks)
 	r.GET("/.well-known/oauth-authorization-server", s.metadata)
+	r.GET(statusListPath, s.statusList)
+	r.GET("/statuslists", s.statusListAggregation)
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
 

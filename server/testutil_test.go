@@ -340,7 +340,13 @@ func (e *testEnv) snapshot(tb testing.TB) string {
 		// Times in UTC with full precision, so any move shows.
 		k.CreatedAt, k.LastUsedAt = k.CreatedAt.UTC(), k.LastUsedAt.UTC()
 		k.PreviousSecretExpiresAt, k.SecretRotatedAt = k.PreviousSecretExpiresAt.UTC(), k.SecretRotatedAt.UTC()
-		if err := enc.Encode(k); err != nil {
+		// store.Key hides the hashes from JSON; put them back, so a change
+		// to a secret hash shows up as a change.
+		if err := enc.Encode(struct {
+			store.Key
+			SecretHash         []byte `json:"secret_hash"`
+			PreviousSecretHash []byte `json:"previous_secret_hash"`
+		}{k, k.SecretHash, k.PreviousSecretHash}); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -179,40 +179,7 @@ func httpStatusError(w http.ResponseWriter, status int, desc string) error {
 // failure answers: method, size, content type, query string, repeated
 // parameters, two authentication methods, grant type, credentials.
 func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientCredentials, error) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return clientCredentials{}, httpStatusError(w, http.StatusMethodNotAllowed, "use POST")
-	}
-	if r.ContentLength > maxTokenRequestBody {
-		return clientCredentials{}, httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB")
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenRequestBody+1))
-	if err != nil {
-		return clientCredentials{}, invalidRequest("could not read the request body")
-	}
-	if len(body) > maxTokenRequestBody {
-		return clientCredentials{}, httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB")
-	}
-	if ct := r.Header.Get("Content-Type"); !isFormContentType(ct) {
-		return clientCredentials{}, invalidRequest("Content-Type must be application/x-www-form-urlencoded")
-	}
-	if r.URL.RawQuery != "" {
-		// RFC 6749 §2.3.1/§3.2: credentials and parameters belong in the body.
-		return clientCredentials{}, invalidRequest("parameters must be sent in the request body, not the query string")
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return clientCredentials{}, invalidRequest("the request body is not valid form encoding")
-	}
-	for name, v := range form {
-		if len(v) > 1 {
-			return clientCredentials{}, invalidRequest("parameter " + strconv.Quote(name) + " is repeated")
-		}
-	}
-	// go-oauth2 reads r.Form; give it exactly the validated body.
-	r.PostForm, r.Form = form, form
-
-	creds, err := clientAuthentication(r, form)
+	form, creds, err := parseClientForm(w, r)
 	if err != nil {
 		return clientCredentials{}, err
 	}
@@ -226,6 +193,52 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientCredential
 		return clientCredentials{}, oerrors.ErrInvalidClient
 	}
 	return creds, nil
+}
+
+// parseClientForm is the part of the checks every endpoint a client
+// authenticates to shares (token, introspection, revocation): POST, a form
+// body of at most 8 KiB, no query string, no repeated parameter, one
+// authentication method. It leaves the form in r.PostForm and r.Form.
+func parseClientForm(w http.ResponseWriter, r *http.Request) (url.Values, clientCredentials, error) {
+	fail := func(err error) (url.Values, clientCredentials, error) { return nil, clientCredentials{}, err }
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return fail(httpStatusError(w, http.StatusMethodNotAllowed, "use POST"))
+	}
+	if r.ContentLength > maxTokenRequestBody {
+		return fail(httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenRequestBody+1))
+	if err != nil {
+		return fail(invalidRequest("could not read the request body"))
+	}
+	if len(body) > maxTokenRequestBody {
+		return fail(httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
+	}
+	if ct := r.Header.Get("Content-Type"); !isFormContentType(ct) {
+		return fail(invalidRequest("Content-Type must be application/x-www-form-urlencoded"))
+	}
+	if r.URL.RawQuery != "" {
+		// RFC 6749 §2.3.1/§3.2: credentials and parameters belong in the body.
+		return fail(invalidRequest("parameters must be sent in the request body, not the query string"))
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return fail(invalidRequest("the request body is not valid form encoding"))
+	}
+	for name, v := range form {
+		if len(v) > 1 {
+			return fail(invalidRequest("parameter " + strconv.Quote(name) + " is repeated"))
+		}
+	}
+	// go-oauth2 reads r.Form; give it exactly the validated body.
+	r.PostForm, r.Form = form, form
+
+	creds, err := clientAuthentication(r, form)
+	if err != nil {
+		return fail(err)
+	}
+	return form, creds, nil
 }
 
 func isFormContentType(ct string) bool {
@@ -340,6 +353,9 @@ type accessClaims struct {
 	ClientID  string `json:"client_id"`
 	Scope     string `json:"scope"`
 	TeamID    string `json:"team_id,omitempty"`
+	// Status points at the key's entry in the status list, so resource
+	// servers stop accepting the token once the key is deleted.
+	Status *statusClaim `json:"status,omitempty"`
 }
 
 // accessGenerator decides the granted scope and signs the JWT. Scope is
@@ -372,6 +388,10 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 	if err != nil {
 		return "", "", oerrors.ErrServerError
 	}
+	var status *statusClaim
+	if k.key.StatusIndex > 0 {
+		status = &statusClaim{StatusList: statusListRef{Idx: k.key.StatusIndex, URI: g.s.statusListURI()}}
+	}
 	tok, err := g.s.keys.Load().Signer().Sign(accessClaims{
 		Issuer:    g.s.cfg.Issuer,
 		Subject:   k.key.ClientID,
@@ -383,6 +403,7 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 		ClientID:  k.key.ClientID,
 		Scope:     scope,
 		TeamID:    k.key.TeamID,
+		Status:    status,
 	})
 	if err != nil {
 		g.s.log.Error("token endpoint: sign", "err", err)
@@ -421,17 +442,23 @@ func (noTokenStore) GetByRefresh(context.Context, string) (oauth2.TokenInfo, err
 // writeToken is go-oauth2's ResponseTokenHandler: the token or §5.2 error as
 // JSON, never cached (RFC 6749 §5.1).
 func writeToken(w http.ResponseWriter, data map[string]any, header http.Header, status ...int) error {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
 	for k := range header {
-		h.Set(k, header.Get(k))
+		w.Header().Set(k, header.Get(k))
 	}
 	code := http.StatusOK
 	if len(status) > 0 && status[0] > 0 {
 		code = status[0]
 	}
-	w.WriteHeader(code)
-	return json.NewEncoder(w).Encode(data)
+	return writeJSON(w, code, data)
+}
+
+// writeJSON answers with v as uncacheable JSON, the form of every answer
+// the OAuth endpoints give.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
 }

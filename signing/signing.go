@@ -200,9 +200,10 @@ type PublicKey struct {
 
 // KeySet is an immutable, parsed snapshot of the stored signing keys.
 type KeySet struct {
-	signer *Signer
-	public map[string]PublicKey
-	jwks   []byte
+	signer       *Signer
+	statusSigner *Signer
+	public       map[string]PublicKey
+	jwks         []byte
 	// stale is when the earliest retired key stops being published; the
 	// snapshot should be rebuilt after it.
 	stale time.Time
@@ -210,6 +211,10 @@ type KeySet struct {
 
 // AccessTokenType is the JOSE "typ" of access tokens (RFC 9068 §2.1).
 const AccessTokenType = "at+jwt"
+
+// StatusListType is the JOSE "typ" of status list tokens
+// (draft-ietf-oauth-status-list).
+const StatusListType = "statuslist+jwt"
 
 // Load opens the stored keys with the master key and parses them.
 func Load(keys store.SigningKeys, mk *masterkey.Key, now time.Time) (*KeySet, error) {
@@ -222,6 +227,9 @@ func Load(keys store.SigningKeys, mk *masterkey.Key, now time.Time) (*KeySet, er
 		return nil, err
 	}
 	if ks.signer, err = newSigner(keys.Active.KID, keys.Active.Alg, priv, AccessTokenType); err != nil {
+		return nil, err
+	}
+	if ks.statusSigner, err = newSigner(keys.Active.KID, keys.Active.Alg, priv, StatusListType); err != nil {
 		return nil, err
 	}
 	ks.public[keys.Active.KID] = PublicKey{KID: keys.Active.KID, Alg: keys.Active.Alg, Key: priv.Public()}
@@ -290,8 +298,11 @@ func checkAlg(pub crypto.PublicKey, alg string) error {
 	return nil
 }
 
-// Signer returns the active signer.
+// Signer returns the active signer for access tokens.
 func (ks *KeySet) Signer() *Signer { return ks.signer }
+
+// StatusListSigner signs status list tokens with the active key.
+func (ks *KeySet) StatusListSigner() *Signer { return ks.statusSigner }
 
 // PublicKey returns the published key with that kid.
 func (ks *KeySet) PublicKey(kid string) (PublicKey, bool) {

@@ -44,7 +44,7 @@ KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
 	pf.StringVar(&f.clientSecretFile, "client-secret-file", "", "file holding the admin client secret")
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 
-	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f))
+	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f))
 	return cmd
 }
 
@@ -161,12 +161,66 @@ func keysGetCommand(f *keysFlags) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), k)
 			}
 			writeKeyTable(cmd.OutOrStdout(), []client.Key{*k})
+			writeRotation(cmd.OutOrStdout(), *k)
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	return cmd
 }
+
+func keysRotateCommand(f *keysFlags) *cobra.Command {
+	var team string
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:   "rotate --team T [--grace-period 24h] CLIENT_ID",
+		Short: "Give an API key a new secret, printed once; the old one works for a grace period",
+		Long: `Give an API key a new secret, printed once.
+
+The old secret keeps working for --grace-period (0s to 168h, default 24h) so
+running integrations can switch over; --grace-period 0s ends it at once. A key
+has at most two working secrets: rotating again during a grace period ends the
+oldest secret at once.`,
+		Args: cobra.ExactArgs(1),
+		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, args []string) error {
+			var gp *time.Duration
+			if cmd.Flags().Changed("grace-period") {
+				gp = &grace
+			}
+			k, err := c.RotateKey(cmd.Context(), team, args[0], gp)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return writeJSON(out, k)
+			}
+			writeKeyTable(out, []client.Key{k.Key})
+			fmt.Fprintf(out, "\nclient_secret: %s\n\nStore the secret now: it cannot be shown again.\n", k.ClientSecret)
+			if k.PreviousSecretExpiresAt != nil {
+				fmt.Fprintf(out, "The old secret keeps working until %s; switch your integration to the new one before then.\n", formatTime(*k.PreviousSecretExpiresAt))
+			} else {
+				fmt.Fprintln(out, "The old secret no longer works.")
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	cmd.Flags().DurationVar(&grace, "grace-period", 24*time.Hour, "how long the old secret keeps working, 0s to 168h")
+	return cmd
+}
+
+// writeRotation adds a key's rotation state below its table, if it has any.
+func writeRotation(w io.Writer, k client.Key) {
+	if k.SecretRotatedAt != nil {
+		fmt.Fprintf(w, "\nsecret rotated: %s\n", formatTime(*k.SecretRotatedAt))
+	}
+	if k.PreviousSecretExpiresAt != nil {
+		fmt.Fprintf(w, "previous secret works until: %s\n", formatTime(*k.PreviousSecretExpiresAt))
+	}
+}
+
+func formatTime(t time.Time) string { return t.Local().Format(time.DateTime + " MST") }
 
 func keysDeleteCommand(f *keysFlags) *cobra.Command {
 	var team string

@@ -97,6 +97,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		TokenTTL:          cfg.TokenTTL,
 		SigningAlg:        cfg.SigningAlg,
 		MaxKeysPerTeam:    cfg.MaxKeysPerTeam,
+		StatusListTTL:     cfg.StatusListTTL,
+		IntrospectionRate: cfg.IntrospectionRate,
 		Catalog:           cfg.Catalog,
 		AdminClientID:     os.Getenv(envAdminClientID),
 		AdminClientSecret: os.Getenv(envAdminClientSecret),

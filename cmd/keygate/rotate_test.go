@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/credential"
+)
+
+var secretLineRe = regexp.MustCompile(`client_secret: (kgs_\S+)`)
+
+// tokenStatus asks the server's token endpoint for a token with a key's
+// credentials (HTTP Basic) and returns the status.
+func tokenStatus(t *testing.T, base, id, secret string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestCLIKeysRotate(t *testing.T) {
+	e := startCLIServer(t)
+	out, _, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "Production sync", "--permission", "accounting_api")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := clientIDRe.FindString(out)
+	m := secretLineRe.FindStringSubmatch(out)
+	if id == "" || m == nil {
+		t.Fatalf("create output:\n%s", out)
+	}
+	old := m[1]
+
+	// Default grace period: the new secret works, and so does the old one.
+	out, stderr, err := run(t, keysArgs(e, "rotate", "--team", "acme", id)...)
+	if err != nil {
+		t.Fatalf("keys rotate: %v (stderr %q)", err, stderr)
+	}
+	m = secretLineRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no client_secret line in the rotate output:\n%s", out)
+	}
+	secret := m[1]
+	if err := credential.CheckSecretFormat(secret); err != nil {
+		t.Fatalf("printed secret: %v", err)
+	}
+	if secret == old {
+		t.Fatal("rotate printed the old secret")
+	}
+	for _, want := range []string{id, "Production sync", "NAME", "CLIENT ID", "cannot be shown again", "old secret keeps working until"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rotate output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, old) {
+		t.Fatalf("rotate output shows the old secret:\n%s", out)
+	}
+	if got := tokenStatus(t, e.url, id, secret); got != http.StatusOK {
+		t.Fatalf("new secret: token status %d", got)
+	}
+	if got := tokenStatus(t, e.url, id, old); got != http.StatusOK {
+		t.Fatalf("old secret inside the default grace period: token status %d", got)
+	}
+
+	// get shows the rotation, never a secret.
+	out, _, err = run(t, keysArgs(e, "get", "--team", "acme", id)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "secret rotated:") || !strings.Contains(out, "previous secret works until:") || strings.Contains(out, "kgs_") {
+		t.Fatalf("get output after a rotation:\n%s", out)
+	}
+
+	// --json and --grace-period 0s: the secret just printed stops at once.
+	out, _, err = run(t, keysArgs(e, "rotate", "--json", "--team", "acme", "--grace-period", "0s", id)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rotated client.CreatedKey
+	if err := json.Unmarshal([]byte(out), &rotated); err != nil {
+		t.Fatalf("rotate --json output is not JSON: %v\n%s", err, out)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := raw["previous_secret_expires_at"]; !ok || v != nil {
+		t.Fatalf("after grace 0, previous_secret_expires_at should be present and null: %s", out)
+	}
+	if rotated.ClientID != id || rotated.SecretRotatedAt == nil || credential.CheckSecretFormat(rotated.ClientSecret) != nil {
+		t.Fatalf("rotate --json: %s", out)
+	}
+	for _, s := range []string{old, secret} {
+		if got := tokenStatus(t, e.url, id, s); got != http.StatusUnauthorized {
+			t.Fatalf("an earlier secret after a rotation with grace 0: token status %d, want 401", got)
+		}
+	}
+	if got := tokenStatus(t, e.url, id, rotated.ClientSecret); got != http.StatusOK {
+		t.Fatalf("newest secret: token status %d", got)
+	}
+
+	// Table output for grace 0 says the old secret is gone.
+	out, _, err = run(t, keysArgs(e, "rotate", "--team", "acme", "--grace-period", "0s", id)...)
+	if err != nil || !strings.Contains(out, "old secret no longer works") {
+		t.Fatalf("rotate --grace-period 0s: %v\n%s", err, out)
+	}
+
+	// Server errors come through as the server's detail.
+	_, _, err = run(t, keysArgs(e, "rotate", "--team", "acme", "--grace-period", "169h", id)...)
+	if err == nil || !strings.Contains(err.Error(), "168h") {
+		t.Fatalf("--grace-period 169h: %v", err)
+	}
+	_, _, err = run(t, keysArgs(e, "rotate", "--team", "globex", id)...)
+	if err == nil || !strings.Contains(err.Error(), "team globex has no key") {
+		t.Fatalf("rotate under another team: %v", err)
+	}
+	if _, _, err = run(t, keysArgs(e, "rotate", id)...); err == nil || !strings.Contains(err.Error(), "--team") {
+		t.Fatalf("rotate without --team: %v", err)
+	}
+	if _, _, err = run(t, keysArgs(e, "rotate", "--team", "acme")...); err == nil {
+		t.Fatal("rotate without a client ID succeeded")
+	}
+}
