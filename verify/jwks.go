@@ -97,16 +97,8 @@ type remoteKeys struct {
 	minInterval time.Duration
 	maxStale    time.Duration // < 0: never fail closed
 
-	set atomic.Pointer[keySet]
-
-	mu          sync.Mutex
-	inflight    *refreshCall
-	lastAttempt time.Time
-}
-
-type refreshCall struct {
-	done chan struct{}
-	err  error
+	set    atomic.Pointer[keySet]
+	flight flight
 }
 
 // keySet is one fetched JWKS.
@@ -174,63 +166,105 @@ func plausibleKID(kid string) bool {
 	return true
 }
 
-var errTooSoon = errors.New("key set refreshed too recently")
+var errTooSoon = errors.New("refreshed too recently")
 
 // refresh fetches the JWKS once for all concurrent callers. Unless force,
 // it refuses to start a fetch within minInterval of the previous attempt.
 // The fetch itself runs detached from ctx (other callers may be waiting for
 // it); ctx only bounds how long this caller waits.
 func (r *remoteKeys) refresh(ctx context.Context, force bool) error {
-	r.mu.Lock()
-	call := r.inflight
-	if call == nil {
-		if !force && r.now().Sub(r.lastAttempt) < r.minInterval {
-			r.mu.Unlock()
-			return errTooSoon
-		}
-		call = r.start()
+	gap := r.minInterval
+	if force {
+		gap = 0
 	}
-	r.mu.Unlock()
+	call, err := r.flight.start(gap, r.fetchAndStore)
+	if err != nil {
+		return err
+	}
+	return call.wait(ctx)
+}
+
+// refreshInBackground starts a refresh unless one runs or ran recently.
+func (r *remoteKeys) refreshInBackground() {
+	_, _ = r.flight.start(r.minInterval, r.fetchAndStore)
+}
+
+func (r *remoteKeys) fetchAndStore(ctx context.Context) error {
+	set, err := r.fetch(ctx)
+	if err == nil {
+		r.set.Store(set)
+	}
+	return err
+}
+
+// flight runs one fetch at a time for every caller that needs it, and
+// rate-limits fetch attempts. The fetch runs detached from the callers'
+// contexts (others may be waiting for it, and a result is worth keeping
+// even if the caller that started it has gone); each caller's ctx bounds
+// only its own wait. The key set and every status list have one each.
+type flight struct {
+	now func() time.Time
+
+	mu          sync.Mutex
+	inflight    *refreshCall
+	lastAttempt time.Time
+	lastErr     error // of the last finished attempt
+}
+
+type refreshCall struct {
+	done chan struct{}
+	err  error
+}
+
+// start joins the fetch that is running, or starts fetch, unless the last
+// attempt began less than gap ago (errTooSoon). fetch must store its result
+// before returning: once the call is done, callers look for it.
+func (f *flight) start(gap time.Duration, fetch func(context.Context) error) (*refreshCall, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inflight != nil {
+		return f.inflight, nil
+	}
+	if gap > 0 && f.now().Sub(f.lastAttempt) < gap {
+		return nil, errTooSoon
+	}
+	call := &refreshCall{done: make(chan struct{})}
+	f.inflight = call
+	f.lastAttempt = f.now()
+	go func() {
+		err := fetch(context.Background())
+		call.err = err
+		f.mu.Lock()
+		f.inflight = nil
+		f.lastErr = err
+		f.mu.Unlock()
+		close(call.done)
+	}()
+	return call, nil
+}
+
+// lastError is the error of the last finished attempt, nil if it worked.
+func (f *flight) lastError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
+}
+
+// wait returns the fetch's error once it is done, or ctx's if that ends
+// first (the fetch goes on).
+func (c *refreshCall) wait(ctx context.Context) error {
 	select {
-	case <-call.done:
-		return call.err
+	case <-c.done:
+		return c.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// refreshInBackground starts a refresh unless one runs or ran recently.
-func (r *remoteKeys) refreshInBackground() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.inflight == nil && r.now().Sub(r.lastAttempt) >= r.minInterval {
-		r.start()
-	}
-}
-
-// start launches a fetch; r.mu is held.
-func (r *remoteKeys) start() *refreshCall {
-	call := &refreshCall{done: make(chan struct{})}
-	r.inflight = call
-	r.lastAttempt = r.now()
-	go func() {
-		set, err := r.fetch(context.Background())
-		if err == nil {
-			r.set.Store(set)
-		}
-		call.err = err
-		r.mu.Lock()
-		r.inflight = nil
-		r.mu.Unlock()
-		close(call.done)
-	}()
-	return call
-}
-
 func (r *remoteKeys) fetch(ctx context.Context) (*keySet, error) {
 	ctx, cancel := withFetchTimeout(ctx, r.client)
 	defer cancel()
-	body, header, err := get(ctx, r.client, r.url)
+	body, header, err := get(ctx, r.client, r.url, "application/json", maxDocumentSize)
 	if err != nil {
 		return nil, err
 	}
@@ -255,15 +289,15 @@ func withFetchTimeout(ctx context.Context, c *http.Client) (context.Context, con
 	return context.WithTimeout(ctx, fetchTimeout)
 }
 
-// get fetches a document, refusing redirects (a key location is
-// configuration, not something to be sent elsewhere from) and anything but
-// 200, and reading at most maxDocumentSize.
-func get(ctx context.Context, c *http.Client, u string) ([]byte, http.Header, error) {
+// get fetches a document, refusing redirects (a key or status list
+// location is configuration, not something to be sent elsewhere from) and
+// anything but 200, and reading at most limit bytes.
+func get(ctx context.Context, c *http.Client, u, accept string, limit int64) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("GET %s: %w", u, err)
@@ -272,14 +306,28 @@ func get(ctx context.Context, c *http.Client, u string) ([]byte, http.Header, er
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocumentSize+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("GET %s: %w", u, err)
 	}
-	if len(body) > maxDocumentSize {
-		return nil, nil, fmt.Errorf("GET %s: document over %d bytes", u, maxDocumentSize)
+	if int64(len(body)) > limit {
+		return nil, nil, fmt.Errorf("GET %s: document over %d bytes", u, limit)
 	}
 	return body, resp.Header, nil
+}
+
+// fetchClient is the client for metadata, keys and status lists: a copy of
+// the caller's, or one with a timeout of fetchTimeout; either way it never
+// follows a redirect, since a redirect could lead off https.
+func fetchClient(caller *http.Client) *http.Client {
+	var c http.Client
+	if caller != nil {
+		c = *caller // the caller's client stays as it is
+	} else {
+		c.Timeout = fetchTimeout
+	}
+	c.CheckRedirect = noRedirects
+	return &c
 }
 
 // noRedirects is the CheckRedirect of the default client.
@@ -308,7 +356,7 @@ func cacheTTL(cc string) time.Duration {
 func discover(ctx context.Context, c *http.Client, issuer *url.URL, insecure bool) (string, error) {
 	ctx, cancel := withFetchTimeout(ctx, c)
 	defer cancel()
-	body, _, err := get(ctx, c, metadataURL(issuer))
+	body, _, err := get(ctx, c, metadataURL(issuer), "application/json", maxDocumentSize)
 	if err != nil {
 		return "", fmt.Errorf("verify: discover keys: %w", err)
 	}

@@ -135,8 +135,13 @@ func (g *Guard) Check(r *http.Request) (*Claims, *Rejection) {
 	}
 	claims, err := g.v.Verify(r.Context(), token)
 	if err != nil {
-		if errors.Is(err, ErrKeysUnavailable) {
-			return nil, g.reject(http.StatusServiceUnavailable, "", "token verification keys are unavailable", err)
+		if errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrStatusUnavailable) {
+			// Not the client's fault: 503, no challenge; it may try again.
+			desc := "token verification keys are unavailable"
+			if errors.Is(err, ErrStatusUnavailable) {
+				desc = "token status list is unavailable"
+			}
+			return nil, g.reject(http.StatusServiceUnavailable, "", desc, err)
 		}
 		return nil, g.reject(http.StatusUnauthorized, "invalid_token", Reason(err), err)
 	}
@@ -163,7 +168,7 @@ func (g *Guard) reject(status int, code, desc string, err error) *Rejection {
 func Reason(err error) string {
 	for _, reason := range []error{ErrExpired, ErrNotYetValid, ErrIssuedInFuture, ErrWrongIssuer,
 		ErrWrongAudience, ErrUnknownKey, ErrAlgorithm, ErrSignature, ErrWrongType, ErrMissingClaim,
-		ErrTooLarge, ErrKeysUnavailable, ErrInsufficientScope} {
+		ErrTooLarge, ErrKeysUnavailable, ErrInsufficientScope, ErrRevoked, ErrStatusUnavailable} {
 		if errors.Is(err, reason) {
 			return reason.Error()
 		}

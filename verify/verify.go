@@ -29,6 +29,13 @@
 // audience; exp, nbf and iat within a small leeway; the required claims
 // present with numeric dates as numbers; no unknown crit header; tokens at
 // most 8 KiB.
+//
+// A token that names a Token Status List (draft-ietf-oauth-status-list) in
+// its status claim is, once everything above has checked out, also looked
+// up in that list: keygate sets a key's entry when the key is deleted, and
+// Verify then refuses the key's tokens with ErrRevoked. Lists are fetched
+// only from under the issuer, signed with the same keys, and cached for
+// their ttl; see Options.IgnoreStatus, StatusFailOpen and StatusMaxStale.
 package verify
 
 import (
@@ -37,6 +44,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -62,6 +70,13 @@ var (
 	ErrMissingClaim      = errors.New("required claim missing")
 	ErrKeysUnavailable   = errors.New("verification keys unavailable")
 	ErrInsufficientScope = errors.New("insufficient scope")
+	// ErrRevoked: the token's entry in its status list is not VALID (the
+	// key was deleted, or the token otherwise revoked or suspended).
+	ErrRevoked = errors.New("token revoked (status list)")
+	// ErrStatusUnavailable: the token names a status list that cannot be
+	// fetched, does not check out, or has been stale too long, and
+	// Options.StatusFailOpen is not set.
+	ErrStatusUnavailable = errors.New("token status list unavailable")
 )
 
 // MaxTokenSize bounds what Verify will parse; keygate's tokens are well
@@ -85,25 +100,52 @@ type Options struct {
 
 	// JWKSURL skips discovery and fetches keys from this URL.
 	JWKSURL string
-	// Keys, when set, supplies keys directly; nothing is fetched. keygate
-	// uses this to check admin tokens against its own keys.
+	// Keys, when set, supplies keys directly; no JWKS is fetched (status
+	// lists still are, unless IgnoreStatus). keygate uses this to check
+	// admin tokens against its own keys.
 	Keys KeySource
-	// HTTPClient fetches metadata and keys. Nil means a client that follows
-	// no redirects, with a 10-second timeout per request.
+	// HTTPClient fetches metadata, keys and status lists. Nil means a
+	// client with a 10-second timeout per request. Redirects are never
+	// followed, whichever client is used.
 	HTTPClient *http.Client
-	// Insecure allows http:// for the issuer and JWKS on hosts other than
-	// loopback. Only for tests and closed networks.
+	// Insecure allows http:// for the issuer, JWKS and status lists on
+	// hosts other than loopback. Only for tests and closed networks.
 	Insecure bool
 	// MinRefreshInterval is the least time between two fetches caused by
-	// tokens with an unknown kid. Zero means 30s.
+	// tokens with an unknown kid, or by status indices beyond the cached
+	// status list; it also caps the time between retries of a status list
+	// that could not be fetched. Zero means 30s.
 	MinRefreshInterval time.Duration
 	// MaxStale is how long past its cache lifetime the last good key set is
 	// still used while keygate cannot be reached; after that Verify fails
 	// with ErrKeysUnavailable. Zero means 1h; negative means no limit.
 	MaxStale time.Duration
 
-	// Leeway tolerates clock skew on exp, nbf and iat. Zero means 30s;
-	// negative means none.
+	// IgnoreStatus turns off Token Status List checks: the status claim is
+	// not read and no list is fetched, so a deleted key's tokens are
+	// accepted until they expire. By default a token that names a status
+	// list is refused (ErrRevoked) unless its entry there is VALID (0).
+	IgnoreStatus bool
+	// StatusFailOpen accepts a token whose status cannot be established
+	// (the list cannot be fetched, does not verify, or is older than its
+	// ttl plus StatusMaxStale) instead of refusing it with
+	// ErrStatusUnavailable. The risk: while keygate is unreachable, or
+	// whenever someone can make the list fetch fail, tokens of deleted keys
+	// are accepted until they expire. A list that does say "revoked" is
+	// always obeyed.
+	StatusFailOpen bool
+	// StatusMaxStale is how long past its ttl the last good status list is
+	// still used while it cannot be refreshed; after that Verify fails with
+	// ErrStatusUnavailable (or accepts, with StatusFailOpen). Zero means
+	// 5m; negative means not at all: past its ttl only a fresh list will do.
+	StatusMaxStale time.Duration
+	// StatusDefaultTTL is how long a status list without a ttl claim is
+	// cached. Zero (or negative) means 60s. A list's ttl, or this, is
+	// clamped to [1s, 24h].
+	StatusDefaultTTL time.Duration
+
+	// Leeway tolerates clock skew on exp, nbf and iat (of tokens and of
+	// status lists). Zero means 30s; negative means none.
 	Leeway time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -137,6 +179,7 @@ func (c *Claims) HasScope(scope string) bool {
 type Verifier struct {
 	opts   Options
 	parser *jwt.Parser
+	status *statusLists // nil with IgnoreStatus
 }
 
 // New returns a Verifier for opts. Unless Options.Keys is set it discovers
@@ -155,14 +198,20 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MinRefreshInterval <= 0 {
+		opts.MinRefreshInterval = 30 * time.Second
+	}
+	// One client for keys and status lists; with caller-supplied Keys it
+	// still fetches status lists.
+	client := fetchClient(opts.HTTPClient)
 	if opts.Keys == nil {
-		keys, err := newRemoteKeys(ctx, opts)
+		keys, err := newRemoteKeys(ctx, opts, client)
 		if err != nil {
 			return nil, err
 		}
 		opts.Keys = keys
 	}
-	return &Verifier{
+	v := &Verifier{
 		opts: opts,
 		// Time, issuer and audience are checked by hand below so that each
 		// failure maps to its own error; the parser only handles the JWS.
@@ -171,20 +220,14 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 			jwt.WithoutClaimsValidation(),
 			jwt.WithStrictDecoding(),
 		),
-	}, nil
+	}
+	if !opts.IgnoreStatus {
+		v.status = newStatusLists(v, client)
+	}
+	return v, nil
 }
 
-func newRemoteKeys(ctx context.Context, opts Options) (*remoteKeys, error) {
-	client := opts.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: fetchTimeout}
-	} else {
-		c := *client // the caller's client stays as it is
-		client = &c
-	}
-	// Never follow redirects, whoever built the client: a key location is
-	// configuration, and a redirect could lead off https.
-	client.CheckRedirect = noRedirects
+func newRemoteKeys(ctx context.Context, opts Options, client *http.Client) (*remoteKeys, error) {
 	jwksURL := opts.JWKSURL
 	if jwksURL == "" {
 		iss, err := checkFetchURL("issuer", opts.Issuer, opts.Insecure)
@@ -203,6 +246,7 @@ func newRemoteKeys(ctx context.Context, opts Options) (*remoteKeys, error) {
 		now:         opts.Now,
 		minInterval: opts.MinRefreshInterval,
 		maxStale:    opts.MaxStale,
+		flight:      flight{now: opts.Now},
 	}
 	if r.minInterval <= 0 {
 		r.minInterval = 30 * time.Second
@@ -226,6 +270,8 @@ type tokenClaims struct {
 	ClientID  string       `json:"client_id"`
 	Scope     string       `json:"scope"`
 	TeamID    string       `json:"team_id"`
+	// Status is checked (statuslist.go) only after everything else.
+	Status json.RawMessage `json:"status,omitempty"`
 }
 
 type numericDate struct{ jwt.NumericDate }
@@ -243,19 +289,42 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenSize {
 		return nil, ErrTooLarge
 	}
+	var tc tokenClaims
+	if err := v.parseJWS(ctx, token, &tc, isAccessTokenType, ErrWrongType); err != nil {
+		return nil, err
+	}
+	c, err := v.checkClaims(&tc)
+	if err != nil {
+		return nil, err
+	}
+	// Only now, with the signature and every claim checked, may the token
+	// make this verifier fetch anything.
+	if v.status != nil && tc.Status != nil {
+		if err := v.status.check(ctx, tc.Status); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// parseJWS checks a compact JWS — its characters, its header (typ as
+// typeOK wants, else wrongType; no crit; a kid) and its signature with the
+// KeySource's key for the kid, with that key's one algorithm — and decodes
+// its payload into claims. Errors wrap one of the Err* reasons (or are
+// wrongType).
+func (v *Verifier) parseJWS(ctx context.Context, token string, claims jwt.Claims, typeOK func(string) bool, wrongType error) error {
 	// RFC 7515 §7.1: base64url segments and dots, nothing else; base64
 	// decoding would skip CR and LF, giving one token many spellings.
 	for i := 0; i < len(token); i++ {
 		if c := token[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return nil, fmt.Errorf("%w: byte %d is neither base64url nor a dot", ErrMalformed, i)
+			return fmt.Errorf("%w: byte %d is neither base64url nor a dot", ErrMalformed, i)
 		}
 	}
-	var tc tokenClaims
 	var keyErr error
-	tok, err := v.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
+	tok, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		typ, _ := t.Header["typ"].(string)
-		if !isAccessTokenType(typ) {
-			keyErr = ErrWrongType
+		if !typeOK(typ) {
+			keyErr = wrongType
 			return nil, keyErr
 		}
 		if _, ok := t.Header["crit"]; ok {
@@ -281,19 +350,19 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		switch {
 		case keyErr != nil:
-			return nil, keyErr
+			return keyErr
 		case tok != nil && tok.Method != nil && !allowedAlg(tok.Header["alg"]):
 			// "none", HS256 and friends stop here, before any key is used.
-			return nil, fmt.Errorf("%w: %v", ErrAlgorithm, tok.Header["alg"])
+			return fmt.Errorf("%w: %v", ErrAlgorithm, tok.Header["alg"])
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-			return nil, ErrSignature
+			return ErrSignature
 		case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrSignatureInvalid):
-			return nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
+			return fmt.Errorf("%w: %v", ErrAlgorithm, err)
 		default:
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 	}
-	return v.checkClaims(&tc)
+	return nil
 }
 
 func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
