@@ -124,7 +124,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	claims, err := t.s.verifier.Verify(ctx, token)
+	claims, err := t.s.verifyOwn(ctx, token)
 	if err != nil {
 		writeJSON(c.Writer, http.StatusOK, inactive)
 		return
@@ -195,7 +195,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	claims, err := t.s.verifier.Verify(ctx, token)
+	claims, err := t.s.verifyOwn(ctx, token)
 	if err != nil {
 		// §2.2: invalid, expired or unknown tokens need no revocation.
 		writeJSON(c.Writer, http.StatusOK, struct{}{})

@@ -86,7 +86,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the Authorization header must use the Bearer scheme")
 		return
 	}
-	claims, err := s.verifier.Verify(c.Request.Context(), strings.TrimSpace(auth[len(prefix):]))
+	claims, err := s.verifyOwn(c.Request.Context(), strings.TrimSpace(auth[len(prefix):]))
 	if err != nil {
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+verify.Reason(err)+"); get a new one at /oauth/token")

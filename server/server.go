@@ -160,9 +160,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		// keygate checks deletion against its own store (admin tokens,
 		// introspection), never by fetching its own status list over HTTP.
 		IgnoreStatus: true,
-		// keygate is the issuer: no clock skew to forgive, and an expired
-		// token must not introspect as active.
-		Leeway: -1,
 	})
 	if err != nil {
 		return nil, err
@@ -266,6 +263,17 @@ func (s *Server) checkCatalog(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// verifyOwn verifies a token keygate issued. The verifier's leeway stays,
+// for clock skew between instances on iat and nbf; exp is exact, so an
+// expired token neither introspects as active nor opens the admin API.
+func (s *Server) verifyOwn(ctx context.Context, token string) (*verify.Claims, error) {
+	claims, err := s.verifier.Verify(ctx, token)
+	if err == nil && !s.cfg.Now().Before(claims.ExpiresAt) {
+		return nil, verify.ErrExpired
+	}
+	return claims, err
 }
 
 // ownKeys lets the management API verify admin tokens against this

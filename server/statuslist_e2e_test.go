@@ -1,0 +1,152 @@
+package server_test
+
+// End to end through the status list: a resource server built with package
+// verify (discovery and JWKS over loopback, status list checks on by
+// default) accepts two keys' tokens; one key is deleted through the
+// management API; within the list's ttl (1 s here) plus keygate's own
+// 1 s cache, that key's same, unexpired token is refused with a clear
+// reason, while the other key's token is still accepted.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/verify"
+)
+
+// rsCall sends a bearer token to the resource server.
+func rsCall(tb testing.TB, client *http.Client, url, tok string) (int, http.Header, map[string]string) {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		tb.Fatalf("resource server: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var body map[string]string
+	_ = json.Unmarshal(raw, &body)
+	return resp.StatusCode, resp.Header, body
+}
+
+func TestStatusListEndToEndWithVerify(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, server.Options{StatusListTTL: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	admin := e.adminToken(t)
+	a := e.createKeyWith(t, admin, "acme", "a", permAccounting)
+	b := e.createKeyWith(t, admin, "beta", "b", permVisualization)
+	tokA := e.token(t, a.ClientID, a.ClientSecret, "").AccessToken
+	tokB := e.token(t, b.ClientID, b.ClientSecret, "").AccessToken
+	tokB2 := e.token(t, b.ClientID, b.ClientSecret, "").AccessToken
+
+	v, err := verify.New(ctx, verify.Options{Issuer: e.URL, Audience: e.URL})
+	if err != nil {
+		t.Fatalf("verify.New over loopback: %v", err)
+	}
+	rs := httptest.NewServer(verify.Middleware(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := verify.ClaimsFromContext(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"client_id": c.ClientID})
+	})))
+	defer rs.Close()
+	client := &http.Client{Timeout: 5 * time.Second}
+
+	for _, c := range []struct{ name, tok, id string }{{"A", tokA, a.ClientID}, {"B", tokB, b.ClientID}, {"B2", tokB2, b.ClientID}} {
+		status, _, body := rsCall(t, client, rs.URL, c.tok)
+		if status != http.StatusOK || body["client_id"] != c.id {
+			t.Fatalf("token %s before any deletion: %d %v", c.name, status, body)
+		}
+	}
+	// Directly, too.
+	if _, err := v.Verify(ctx, tokA); err != nil {
+		t.Fatalf("Verify(A) before the deletion: %v", err)
+	}
+
+	// RFC 7009 revocation does not reach offline verifiers (documented):
+	// B revokes B2, the resource server keeps accepting it.
+	if r := e.revoke(t, b.ClientID, b.ClientSecret, tokB2); r.Status != http.StatusOK {
+		t.Fatalf("revoke B2: %s", r)
+	}
+
+	deleted := time.Now()
+	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete A: %s", r)
+	}
+	if exp := time.Unix(claimInt(t, irPayload(t, tokA), "exp"), 0); time.Until(exp) < 5*time.Minute {
+		t.Fatalf("A's token expires at %v: the test needs it unexpired", exp)
+	}
+
+	// ttl 1 s at the resource server + at most 1 s of keygate's own cache;
+	// poll every 200 ms for up to 3 s.
+	reason := verify.Reason(verify.ErrRevoked)
+	var status int
+	var hdr http.Header
+	var body map[string]string
+	refused := false
+	for deadline := deleted.Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		status, hdr, body = rsCall(t, client, rs.URL, tokA)
+		if status != http.StatusOK {
+			refused = true
+			break
+		}
+	}
+	took := time.Since(deleted)
+	if !refused {
+		t.Fatalf("A's token still accepted %v after A was deleted (status list ttl 1 s)", took)
+	}
+	t.Logf("deleted key's token refused by the resource server %v after the delete", took)
+	if status != http.StatusUnauthorized {
+		t.Errorf("A's token after the delete: %d %v, want 401", status, body)
+	}
+	if body["error"] != "invalid_token" || body["error_description"] != reason {
+		t.Errorf("A's token after the delete: body %v, want error invalid_token, error_description %q", body, reason)
+	}
+	if ch := hdr.Get("WWW-Authenticate"); !strings.Contains(ch, `error="invalid_token"`) || !strings.Contains(ch, `error_description="`+reason+`"`) {
+		t.Errorf("WWW-Authenticate %q lacks invalid_token and %q", ch, reason)
+	}
+	if _, err := v.Verify(ctx, tokA); !errors.Is(err, verify.ErrRevoked) {
+		t.Errorf("Verify(A) after the delete: %v, want ErrRevoked", err)
+	}
+
+	// The other key's tokens are still accepted, the revoked-at-keygate one
+	// included (offline verifiers do not see the deny list).
+	for _, c := range []struct{ name, tok string }{{"B", tokB}, {"B2 (revoked via /oauth/revoke)", tokB2}} {
+		if status, _, body := rsCall(t, client, rs.URL, c.tok); status != http.StatusOK {
+			t.Errorf("token %s after A's deletion: %d %v, want 200", c.name, status, body)
+		}
+	}
+	// While keygate's introspection knows better.
+	checkInactive(t, "B2 at keygate", e.introspect(t, b.ClientID, b.ClientSecret, tokB2))
+	checkInactive(t, "A at keygate", e.introspect(t, e.AdminID, e.AdminSecret, tokA))
+
+	// A key created after the deletion (its index is in the cached list's
+	// block) is accepted at once.
+	c := e.createKeyWith(t, admin, "acme", "c", permAccounting)
+	tokC := e.token(t, c.ClientID, c.ClientSecret, "").AccessToken
+	if status, _, body := rsCall(t, client, rs.URL, tokC); status != http.StatusOK {
+		t.Errorf("a new key's token: %d %v, want 200", status, body)
+	}
+	// A stays refused.
+	time.Sleep(1100 * time.Millisecond)
+	if status, _, _ := rsCall(t, client, rs.URL, tokA); status != http.StatusUnauthorized {
+		t.Errorf("A's token a second later: %d, want 401", status)
+	}
+}
