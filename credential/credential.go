@@ -23,9 +23,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
+	"io"
 	"math/big"
 	"strings"
+	"sync"
 )
 
 const (
@@ -132,9 +135,11 @@ func TeamTag(teamID string) string {
 }
 
 // Hasher turns secrets into their stored form. It is safe for concurrent use
-// and holds no lock.
+// and holds no process-wide lock: keyed HMAC states are recycled through a
+// sync.Pool, because keying an HMAC costs more than hashing a secret.
 type Hasher struct {
 	pepper []byte
+	macs   sync.Pool // hash.Hash keyed with pepper
 }
 
 // NewHasher returns a Hasher keyed with pepper (PepperLen bytes).
@@ -142,14 +147,24 @@ func NewHasher(pepper []byte) (*Hasher, error) {
 	if len(pepper) != PepperLen {
 		return nil, fmt.Errorf("pepper must be %d bytes, got %d", PepperLen, len(pepper))
 	}
-	return &Hasher{pepper: append([]byte(nil), pepper...)}, nil
+	h := &Hasher{pepper: append([]byte(nil), pepper...)}
+	h.macs.New = func() any { return hmac.New(sha256.New, h.pepper) }
+	return h, nil
 }
 
 // Hash returns HMAC-SHA-256(pepper, secret).
 func (h *Hasher) Hash(secret string) []byte {
-	m := hmac.New(sha256.New, h.pepper)
-	m.Write([]byte(secret))
-	return m.Sum(nil)
+	return h.AppendHash(make([]byte, 0, sha256.Size), secret)
+}
+
+// AppendHash appends HMAC-SHA-256(pepper, secret) to dst.
+func (h *Hasher) AppendHash(dst []byte, secret string) []byte {
+	m := h.macs.Get().(hash.Hash)
+	m.Reset()
+	io.WriteString(m, secret)
+	dst = m.Sum(dst)
+	h.macs.Put(m)
+	return dst
 }
 
 // Matches reports, in constant time with respect to the hash contents,

@@ -75,14 +75,14 @@ func (s *Server) authenticateCaller(ctx context.Context, creds clientCredentials
 
 // clientRequest parses and authenticates a request to an endpoint a key
 // calls with its credentials; on failure it has answered.
-func (t *tokenEndpoint) clientRequest(c *gin.Context) (form map[string][]string, caller store.Key, ok bool) {
+func (t *tokenEndpoint) clientRequest(c *gin.Context) (form clientForm, caller store.Key, ok bool) {
 	f, creds, err := parseClientForm(c.Writer, c.Request)
 	if err == nil {
 		caller, err = t.s.authenticateCaller(c.Request.Context(), creds)
 	}
 	if err != nil {
 		t.writeError(c.Writer, err)
-		return nil, store.Key{}, false
+		return clientForm{}, store.Key{}, false
 	}
 	return f, caller, true
 }
@@ -118,7 +118,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 			"error_description": "too many introspection requests from this client; retry later"})
 		return
 	}
-	token := first(form, "token")
+	token := form.token
 	if token == "" {
 		t.writeError(c.Writer, invalidRequest("the token parameter is missing"))
 		return
@@ -189,7 +189,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 	if !ok {
 		return
 	}
-	token := first(form, "token")
+	token := form.token
 	if token == "" {
 		t.writeError(c.Writer, invalidRequest("the token parameter is missing"))
 		return
@@ -221,11 +221,4 @@ func storeTokenError(s *Server, err error) error {
 	}
 	s.log.Error("store error", "err", err)
 	return oerrors.ErrServerError
-}
-
-func first(form map[string][]string, name string) string {
-	if v := form[name]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }

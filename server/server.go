@@ -19,6 +19,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +88,7 @@ type Server struct {
 	handler  http.Handler
 
 	statusLists      statusLists
+	scopeCache       sync.Map // permission set → resolved
 	introspectLimits *callerLimits
 
 	generatedAdmin *AdminCredentials
@@ -241,12 +244,44 @@ func (s *Server) readyz(c *gin.Context) {
 }
 
 // scopesOf resolves a key's OAuth scopes from the catalog at issue time, so
-// a catalog change applies to existing keys at once.
+// a catalog change applies to existing keys at once. Callers must not
+// modify the result: it may be shared.
 func (s *Server) scopesOf(k store.Key) ([]string, error) {
+	r, err := s.resolvedScopes(k)
+	return r.list, err
+}
+
+// resolved is a permission set's scopes, as a list and joined.
+type resolved struct {
+	list   []string
+	joined string
+}
+
+var adminScopes = resolved{list: []string{scopes.AdminScope}, joined: scopes.AdminScope}
+
+// resolvedScopes memoises Catalog.Resolve per permission set: the catalog
+// never changes while the server runs, and the token path should not
+// rebuild the same list for every request.
+func (s *Server) resolvedScopes(k store.Key) (resolved, error) {
 	if k.IsAdmin() {
-		return []string{scopes.AdminScope}, nil
+		return adminScopes, nil
 	}
-	return s.cfg.Catalog.Resolve(k.Permissions)
+	var key string
+	if len(k.Permissions) == 1 {
+		key = k.Permissions[0]
+	} else {
+		key = strings.Join(k.Permissions, "\x00")
+	}
+	if v, ok := s.scopeCache.Load(key); ok {
+		return v.(resolved), nil
+	}
+	list, err := s.cfg.Catalog.Resolve(k.Permissions)
+	if err != nil {
+		return resolved{}, err
+	}
+	r := resolved{list: list, joined: scopes.Join(list)}
+	s.scopeCache.Store(key, r)
+	return r, nil
 }
 
 // checkCatalog refuses to start when a stored key holds a permission the

@@ -17,7 +17,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,7 +29,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/go-oauth2/oauth2/v4"
@@ -43,6 +47,13 @@ import (
 // maxTokenRequestBody bounds the form body; a legitimate request is a few
 // hundred bytes.
 const maxTokenRequestBody = 8 << 10
+
+// bodyBuffers recycles the read buffers of request bodies (one byte over
+// the limit, to detect an oversized body).
+var bodyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, maxTokenRequestBody+1)
+	return &b
+}}
 
 // A hash-only store must never reach go-oauth2's fallback `secret ==
 // GetSecret()` compare, which would accept any secret against an empty
@@ -105,7 +116,6 @@ func newTokenEndpoint(s *Server) *tokenEndpoint {
 	cfg := oserver.NewConfig()
 	cfg.AllowedGrantTypes = []oauth2.GrantType{oauth2.ClientCredentials}
 	o := oserver.NewServer(cfg, m)
-	o.ClientInfoHandler = validatedCredentials
 	o.InternalErrorHandler = func(err error) *oerrors.Response {
 		var te *tokenError
 		if errors.As(err, &te) {
@@ -124,38 +134,62 @@ func newTokenEndpoint(s *Server) *tokenEndpoint {
 			re.SetHeader("WWW-Authenticate", `Basic realm="keygate"`)
 		}
 	}
-	o.ResponseTokenHandler = writeToken
 	return &tokenEndpoint{s: s, oauth: o}
 }
 
-// credentialsKey carries the credentials parsed from the raw request to
-// go-oauth2's client-info hook.
-type credentialsKey struct{}
-
 type clientCredentials struct{ id, secret string }
 
-// validatedCredentials is go-oauth2's ClientInfoHandler: the one place it
-// gets credentials, already decoded and checked by tokenRequest.parse.
-func validatedCredentials(r *http.Request) (string, string, error) {
-	c, ok := r.Context().Value(credentialsKey{}).(clientCredentials)
-	if !ok || c.id == "" {
-		return "", "", oerrors.ErrInvalidClient
-	}
-	return c.id, c.secret, nil
-}
-
-// handle is the gin handler for /oauth/token (all methods).
+// handle is the gin handler for /oauth/token (all methods). keygate parses
+// and checks the raw request itself, then hands go-oauth2 a complete token
+// request: GetAccessToken runs the library's flow (grant check, client
+// lookup, password verification, token generation, token store) without
+// its request parsing, which keygate has replaced.
 func (t *tokenEndpoint) handle(c *gin.Context) {
 	r := c.Request
-	creds, err := parseTokenRequest(c.Writer, r)
+	form, creds, err := parseTokenRequest(c.Writer, r)
 	if err != nil {
 		t.writeError(c.Writer, err)
 		return
 	}
-	r = r.WithContext(context.WithValue(r.Context(), credentialsKey{}, creds))
-	// HandleTokenRequest writes the answer itself, success or §5.2 error;
-	// the error it returns is only a failed write to the client.
-	_ = t.oauth.HandleTokenRequest(c.Writer, r)
+	ti, err := t.oauth.GetAccessToken(r.Context(), oauth2.ClientCredentials, &oauth2.TokenGenerateRequest{
+		ClientID:     creds.id,
+		ClientSecret: creds.secret,
+		Scope:        form.scope,
+		Request:      r,
+	})
+	if err != nil {
+		t.writeError(c.Writer, err)
+		return
+	}
+	writeAccessToken(c.Writer, ti.GetAccess(), int64(ti.GetAccessExpiresIn()/time.Second), ti.GetScope())
+}
+
+// Header values shared by every answer; net/http only reads them.
+var (
+	hdrJSON    = []string{"application/json"}
+	hdrNoStore = []string{"no-store"}
+	hdrNoCache = []string{"no-cache"}
+)
+
+// writeAccessToken writes the RFC 6749 §5.1 answer. Every value is known to
+// need no JSON escaping (a compact JWS, a number, validated scope tokens),
+// so the body is appended, not reflected.
+func writeAccessToken(w http.ResponseWriter, token string, expiresIn int64, scope string) {
+	buf := make([]byte, 0, len(token)+len(scope)+96)
+	buf = append(buf, `{"access_token":"`...)
+	buf = append(buf, token...)
+	buf = append(buf, `","expires_in":`...)
+	buf = strconv.AppendInt(buf, expiresIn, 10)
+	buf = append(buf, `,"scope":`...)
+	buf = appendJSONString(buf, scope)
+	buf = append(buf, `,"token_type":"Bearer"}`...)
+	buf = append(buf, '\n')
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h["Pragma"] = hdrNoCache
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf)
 }
 
 func (t *tokenEndpoint) writeError(w http.ResponseWriter, err error) {
@@ -178,29 +212,29 @@ func httpStatusError(w http.ResponseWriter, status int, desc string) error {
 // parseTokenRequest applies keygate's checks to the raw request, first
 // failure answers: method, size, content type, query string, repeated
 // parameters, two authentication methods, grant type, credentials.
-func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientCredentials, error) {
+func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clientCredentials, error) {
 	form, creds, err := parseClientForm(w, r)
 	if err != nil {
-		return clientCredentials{}, err
+		return clientForm{}, clientCredentials{}, err
 	}
-	switch gt := form.Get("grant_type"); {
+	switch gt := form.grantType; {
 	case gt == "":
-		return clientCredentials{}, invalidRequest("grant_type is missing; use grant_type=client_credentials")
+		return clientForm{}, clientCredentials{}, invalidRequest("grant_type is missing; use grant_type=client_credentials")
 	case gt != string(oauth2.ClientCredentials):
-		return clientCredentials{}, &tokenError{code: oerrors.ErrUnsupportedGrantType, description: descriptions[oerrors.ErrUnsupportedGrantType]}
+		return clientForm{}, clientCredentials{}, &tokenError{code: oerrors.ErrUnsupportedGrantType, description: descriptions[oerrors.ErrUnsupportedGrantType]}
 	}
 	if creds.id == "" || creds.secret == "" {
-		return clientCredentials{}, oerrors.ErrInvalidClient
+		return clientForm{}, clientCredentials{}, oerrors.ErrInvalidClient
 	}
-	return creds, nil
+	return form, creds, nil
 }
 
 // parseClientForm is the part of the checks every endpoint a client
 // authenticates to shares (token, introspection, revocation): POST, a form
 // body of at most 8 KiB, no query string, no repeated parameter, one
-// authentication method. It leaves the form in r.PostForm and r.Form.
-func parseClientForm(w http.ResponseWriter, r *http.Request) (url.Values, clientCredentials, error) {
-	fail := func(err error) (url.Values, clientCredentials, error) { return nil, clientCredentials{}, err }
+// authentication method.
+func parseClientForm(w http.ResponseWriter, r *http.Request) (clientForm, clientCredentials, error) {
+	fail := func(err error) (clientForm, clientCredentials, error) { return clientForm{}, clientCredentials{}, err }
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return fail(httpStatusError(w, http.StatusMethodNotAllowed, "use POST"))
@@ -208,11 +242,14 @@ func parseClientForm(w http.ResponseWriter, r *http.Request) (url.Values, client
 	if r.ContentLength > maxTokenRequestBody {
 		return fail(httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenRequestBody+1))
-	if err != nil {
+	bp := bodyBuffers.Get().(*[]byte)
+	defer bodyBuffers.Put(bp)
+	n, err := io.ReadFull(r.Body, *bp)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return fail(invalidRequest("could not read the request body"))
 	}
-	if len(body) > maxTokenRequestBody {
+	body := (*bp)[:n]
+	if n > maxTokenRequestBody {
 		return fail(httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
 	}
 	if ct := r.Header.Get("Content-Type"); !isFormContentType(ct) {
@@ -222,19 +259,15 @@ func parseClientForm(w http.ResponseWriter, r *http.Request) (url.Values, client
 		// RFC 6749 §2.3.1/§3.2: credentials and parameters belong in the body.
 		return fail(invalidRequest("parameters must be sent in the request body, not the query string"))
 	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
+	form, name, err := parseForm(string(body))
+	switch {
+	case errors.Is(err, errRepeated):
+		return fail(invalidRequest("parameter " + strconv.Quote(name) + " is repeated"))
+	case err != nil:
 		return fail(invalidRequest("the request body is not valid form encoding"))
 	}
-	for name, v := range form {
-		if len(v) > 1 {
-			return fail(invalidRequest("parameter " + strconv.Quote(name) + " is repeated"))
-		}
-	}
-	// go-oauth2 reads r.Form; give it exactly the validated body.
-	r.PostForm, r.Form = form, form
 
-	creds, err := clientAuthentication(r, form)
+	creds, err := clientAuthentication(r, &form)
 	if err != nil {
 		return fail(err)
 	}
@@ -254,20 +287,20 @@ func isFormContentType(ct string) bool {
 // equal to the Basic one is allowed, since some clients always send it. A
 // malformed Basic header is an authentication failure (401), reported only
 // after the request itself was found well-formed.
-func clientAuthentication(r *http.Request, form url.Values) (clientCredentials, error) {
-	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
+func clientAuthentication(r *http.Request, form *clientForm) (clientCredentials, error) {
+	formID, formSecret := form.clientID, form.clientSecret
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return clientCredentials{id: formID, secret: formSecret}, nil
 	}
-	if _, ok := form["client_secret"]; ok {
+	if form.sent(pClientSecret) {
 		return clientCredentials{}, invalidRequest("use one client authentication method: HTTP Basic or client_secret in the body, not both")
 	}
 	id, secret, ok := parseBasic(auth)
 	if !ok {
 		return clientCredentials{}, nil // malformed: 401 once the request is otherwise valid
 	}
-	if _, sent := form["client_id"]; sent && formID != id {
+	if form.sent(pClientID) && formID != id {
 		return clientCredentials{}, invalidRequest("client_id in the body differs from the one in the Authorization header")
 	}
 	return clientCredentials{id: id, secret: secret}, nil
@@ -311,12 +344,14 @@ func (k *apiKey) IsPublic() bool    { return false }
 func (k *apiKey) GetUserID() string { return "" }
 
 // VerifyPassword checks the secret against the current hash and, during a
-// rotation's grace period, the previous one. Both are always computed so
-// the answer's timing does not say which matched, or whether the client
-// exists at all.
+// rotation's grace period, the previous one. One HMAC, both compared in
+// constant time, always — so the answer's timing does not say which
+// matched, or whether the client exists at all.
 func (k *apiKey) VerifyPassword(secret string) bool {
-	cur := k.hasher.Matches(secret, k.key.SecretHash)
-	prev := k.hasher.Matches(secret, k.key.PreviousSecretHash) && k.now.Before(k.key.PreviousSecretExpiresAt)
+	var buf [sha256.Size]byte
+	h := k.hasher.AppendHash(buf[:0], secret)
+	cur := hmac.Equal(h, k.key.SecretHash)
+	prev := hmac.Equal(h, k.key.PreviousSecretHash) && k.now.Before(k.key.PreviousSecretExpiresAt)
 	return k.known && (cur || prev)
 }
 
@@ -358,6 +393,78 @@ type accessClaims struct {
 	Status *statusClaim `json:"status,omitempty"`
 }
 
+// appendJSON encodes the claims as encoding/json would (same member names
+// and order), without reflection: this runs for every token.
+func (c *accessClaims) appendJSON(b []byte) []byte {
+	b = append(b, `{"iss":`...)
+	b = appendJSONString(b, c.Issuer)
+	b = append(b, `,"sub":`...)
+	b = appendJSONString(b, c.Subject)
+	b = append(b, `,"aud":`...)
+	b = appendJSONString(b, c.Audience)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, c.ExpiresAt, 10)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, c.IssuedAt, 10)
+	b = append(b, `,"nbf":`...)
+	b = strconv.AppendInt(b, c.NotBefore, 10)
+	b = append(b, `,"jti":`...)
+	b = appendJSONString(b, c.ID)
+	b = append(b, `,"client_id":`...)
+	b = appendJSONString(b, c.ClientID)
+	b = append(b, `,"scope":`...)
+	b = appendJSONString(b, c.Scope)
+	if c.TeamID != "" {
+		b = append(b, `,"team_id":`...)
+		b = appendJSONString(b, c.TeamID)
+	}
+	if c.Status != nil {
+		b = append(b, `,"status":{"status_list":{"idx":`...)
+		b = strconv.AppendInt(b, c.Status.StatusList.Idx, 10)
+		b = append(b, `,"uri":`...)
+		b = appendJSONString(b, c.Status.StatusList.URI)
+		b = append(b, `}}`...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Values here are printable
+// ASCII in practice; anything else is escaped all the same, so a strange
+// issuer or team ID can never break the token's JSON.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x7f {
+			continue
+		}
+		if c >= 0x80 {
+			// Multi-byte UTF-8: keep valid sequences, replace invalid bytes
+			// the way encoding/json does.
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				start = i + 1
+			}
+			i += size - 1
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
 // accessGenerator decides the granted scope and signs the JWT. Scope is
 // decided here, after the secret was verified, so an unauthenticated caller
 // learns nothing about a key's scopes.
@@ -368,19 +475,19 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 	if !ok {
 		return "", "", oerrors.ErrServerError
 	}
-	granted, err := g.s.scopesOf(k.key)
+	all, err := g.s.resolvedScopes(k.key)
 	if err != nil {
 		g.s.log.Error("token endpoint: resolve scopes", "client_id", k.key.ClientID, "err", err)
 		return "", "", oerrors.ErrServerError
 	}
+	scope := all.joined
 	if requested := data.TokenInfo.GetScope(); requested != "" {
 		want, err := scopes.ParseScope(requested)
-		if err != nil || !scopes.Subset(want, granted) {
+		if err != nil || !scopes.Subset(want, all.list) {
 			return "", "", oerrors.ErrInvalidScope
 		}
-		granted = want
+		scope = scopes.Join(want)
 	}
-	scope := scopes.Join(granted)
 	data.TokenInfo.SetScope(scope)
 
 	iat := g.s.cfg.Now()
@@ -392,7 +499,7 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 	if k.key.StatusIndex > 0 {
 		status = &statusClaim{StatusList: statusListRef{Idx: k.key.StatusIndex, URI: g.s.statusListURI()}}
 	}
-	tok, err := g.s.keys.Load().Signer().Sign(accessClaims{
+	claims := accessClaims{
 		Issuer:    g.s.cfg.Issuer,
 		Subject:   k.key.ClientID,
 		Audience:  g.s.cfg.Audience,
@@ -404,7 +511,8 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 		Scope:     scope,
 		TeamID:    k.key.TeamID,
 		Status:    status,
-	})
+	}
+	tok, err := g.s.keys.Load().Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
 	if err != nil {
 		g.s.log.Error("token endpoint: sign", "err", err)
 		return "", "", oerrors.ErrServerError
@@ -456,9 +564,9 @@ func writeToken(w http.ResponseWriter, data map[string]any, header http.Header, 
 // the OAuth endpoints give.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h["Pragma"] = hdrNoCache
 	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(v)
 }

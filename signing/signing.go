@@ -161,6 +161,12 @@ func (s *Signer) Sign(claims any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode claims: %w", err)
 	}
+	return s.SignPayload(payload)
+}
+
+// SignPayload signs claims already encoded as a JSON object (the token path
+// encodes its claims without reflection).
+func (s *Signer) SignPayload(payload []byte) (string, error) {
 	enc := base64.RawURLEncoding
 	buf := make([]byte, 0, len(s.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
 	buf = append(buf, s.header...)
