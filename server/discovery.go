@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 )
@@ -11,11 +12,37 @@ import (
 const jwksMaxAge = "public, max-age=300, stale-while-revalidate=60"
 
 // jwks serves the public keys (RFC 7517): the signing key and retired keys
-// whose tokens may still be live. The body is encoded once per key set.
+// whose tokens may still be live. The body and its ETag are computed once
+// per key set; a verifier revalidating with If-None-Match gets a 304.
 func (s *Server) jwks(c *gin.Context) {
 	ks := s.refreshKeySet(c.Request.Context())
-	c.Header("Cache-Control", jwksMaxAge)
-	c.Data(http.StatusOK, "application/jwk-set+json", ks.JWKS())
+	h := c.Writer.Header()
+	h["Cache-Control"] = hdrJWKSCache
+	h["Etag"] = ks.JWKSETag()
+	if inm := c.Request.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, ks.JWKSETag()[0]) {
+		c.Writer.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Type"] = hdrJWKSType
+	c.Writer.WriteHeader(http.StatusOK)
+	_, _ = c.Writer.Write(ks.JWKS())
+}
+
+var (
+	hdrJWKSCache = []string{jwksMaxAge}
+	hdrJWKSType  = []string{"application/jwk-set+json"}
+)
+
+// etagMatch implements If-None-Match's weak comparison (RFC 9110 §13.1.2)
+// for one strong ETag: "*" or any listed tag equal to it, W/ ignored.
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // authorizationServerMetadata is RFC 8414 §2.

@@ -210,6 +210,7 @@ type KeySet struct {
 	statusSigner *Signer
 	public       map[string]PublicKey
 	jwks         []byte
+	etag         []string // strong ETag of jwks, as a header value
 	// stale is when the earliest retired key stops being published; the
 	// snapshot should be rebuilt after it.
 	stale time.Time
@@ -266,6 +267,8 @@ func Load(keys store.SigningKeys, mk *masterkey.Key, now time.Time) (*KeySet, er
 	if ks.jwks, err = json.Marshal(jwks); err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(ks.jwks)
+	ks.etag = []string{`"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`}
 	return ks, nil
 }
 
@@ -318,6 +321,10 @@ func (ks *KeySet) PublicKey(kid string) (PublicKey, bool) {
 
 // JWKS returns the encoded JSON Web Key Set of published keys.
 func (ks *KeySet) JWKS() []byte { return ks.jwks }
+
+// JWKSETag is the strong ETag of JWKS(), ready as a header value; callers
+// must not modify it.
+func (ks *KeySet) JWKSETag() []string { return ks.etag }
 
 // StaleAfter is when a retired key in this snapshot stops being published
 // (zero when none will).
