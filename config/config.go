@@ -114,6 +114,9 @@ type Config struct {
 	// IntrospectionRate is the per-caller limit of /oauth/introspect, in
 	// requests per second.
 	IntrospectionRate int `yaml:"introspection_rate"`
+	// PprofListen, when set, serves net/http/pprof on its own listener
+	// (never on the public one). Off by default; bind it to loopback.
+	PprofListen string `yaml:"pprof_listen"`
 	// Permissions, when non-nil, replaces the default permission catalog.
 	// It can only come from the file: a catalog does not fit in a flag.
 	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
@@ -180,6 +183,7 @@ var settings = []setting{
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, 1 to %d", MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
+	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 }
 
 func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
@@ -402,6 +406,11 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreTimeout < MinStoreTimeout || c.StoreTimeout > MaxStoreTimeout {
 		return c.invalid("store_timeout", fmt.Sprintf("must be between %s and %s", MinStoreTimeout, MaxStoreTimeout))
+	}
+	if c.PprofListen != "" {
+		if _, err := checkListen(c.PprofListen); err != nil {
+			return c.invalid("pprof_listen", "want host:port, e.g. 127.0.0.1:6060")
+		}
 	}
 	if c.StatusListTTL < MinStatusListTTL || c.StatusListTTL > MaxStatusListTTL {
 		return c.invalid("status_list_ttl", fmt.Sprintf("must be between %s and %s", MinStatusListTTL, MaxStatusListTTL))

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -132,6 +133,14 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	if cfg.PprofListen != "" {
+		stopPprof, err := servePprof(cfg.PprofListen, log)
+		if err != nil {
+			hs.Close()
+			return err
+		}
+		defer stopPprof()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
@@ -230,4 +239,23 @@ func showAdminCredentials(admin server.AdminCredentials, cfg config.Config, stde
 	}
 	log.Warn("created the first admin key; its credentials are in a file readable only by this user: read them, then delete the file", "file", path)
 	return nil
+}
+
+// servePprof serves the runtime profiles on their own listener, so they are
+// never reachable through the public address.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for pprof on %s: %w", addr, err)
+	}
+	ps := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+	go ps.Serve(ln)
+	log.Info("pprof serving", "addr", ln.Addr().String())
+	return func() { ps.Close() }, nil
 }
