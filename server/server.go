@@ -139,10 +139,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{cfg: opts, store: opts.Store, log: opts.Logger,
 		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate}}
 
-	if err := s.checkCatalog(ctx); err != nil {
+	needIndex, err := s.checkKeys(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var err error
 	if s.hasher, err = loadPepper(ctx, opts.Store, opts.MasterKey); err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.ensureAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.backfillStatusIndices(ctx); err != nil {
+	if err := s.backfillStatusIndices(ctx, needIndex); err != nil {
 		return nil, err
 	}
 	s.verifier, err = verify.New(ctx, verify.Options{
@@ -284,10 +284,15 @@ func (s *Server) resolvedScopes(k store.Key) (resolved, error) {
 	return r, nil
 }
 
-// checkCatalog refuses to start when a stored key holds a permission the
-// catalog no longer has: its tokens would silently lose scopes.
-func (s *Server) checkCatalog(ctx context.Context) error {
-	return s.store.ForEachKey(ctx, func(k store.Key) error {
+// checkKeys walks every stored key once at start: it refuses to start when
+// a key holds a permission the catalog no longer has (its tokens would
+// silently lose scopes), and it returns the keys that still need a status
+// index.
+func (s *Server) checkKeys(ctx context.Context) (needIndex []string, err error) {
+	err = s.store.ForEachKey(ctx, func(k store.Key) error {
+		if k.StatusIndex == 0 {
+			needIndex = append(needIndex, k.ClientID)
+		}
 		if k.IsAdmin() {
 			return nil
 		}
@@ -298,6 +303,7 @@ func (s *Server) checkCatalog(ctx context.Context) error {
 		}
 		return nil
 	})
+	return needIndex, err
 }
 
 // verifyOwn verifies a token keygate issued. The verifier's leeway stays,

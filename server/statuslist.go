@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -164,17 +165,18 @@ func (s *Server) statusListAggregation(c *gin.Context) {
 }
 
 // backfillStatusIndices gives every key that predates status lists (admin
-// keys included) an index. An index lost to a concurrent start is burned.
-func (s *Server) backfillStatusIndices(ctx context.Context) error {
-	var missing []string
-	err := s.store.ForEachKey(ctx, func(k store.Key) error {
-		if k.StatusIndex == 0 {
+// keys included) an index: the keys checkKeys found without one, plus an
+// admin key ensureAdmin may just have created. An index lost to a
+// concurrent start is burned.
+func (s *Server) backfillStatusIndices(ctx context.Context, missing []string) error {
+	admins, err := s.store.ListKeys(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list admin keys: %w", err)
+	}
+	for _, k := range admins {
+		if k.StatusIndex == 0 && !slices.Contains(missing, k.ClientID) {
 			missing = append(missing, k.ClientID)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("find keys without a status index: %w", err)
 	}
 	for _, id := range missing {
 		idx, err := s.store.NextStatusIndex(ctx)

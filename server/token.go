@@ -367,6 +367,9 @@ func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo
 		// Answer through VerifyPassword like a known key, so an unknown ID
 		// costs the same as a wrong secret.
 		return &apiKey{hasher: cs.s.hasher}, nil
+	case errors.Is(err, context.Canceled):
+		// The client hung up; nobody will read the answer.
+		return nil, oerrors.ErrTemporarilyUnavailable
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		cs.s.log.Warn("token endpoint: store unavailable", "err", err)
 		return nil, oerrors.ErrTemporarilyUnavailable

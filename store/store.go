@@ -197,6 +197,32 @@ type Store interface {
 	Close() error
 }
 
+// BulkLoader is an optional fast path a backend may offer for writing many
+// keys at once: seeding a store for a benchmark (`keygate seed`) or a
+// migration run by an operator. It is not for the management API: it
+// ignores team limits, and its durability and atomicity are per call as
+// each backend documents, not per key. Callers find it with a type
+// assertion (st.(store.BulkLoader)) and batch their keys themselves (bbolt
+// holds a whole call in memory as one transaction; tens of thousands of
+// keys per call is a good size).
+type BulkLoader interface {
+	// CreateKeys inserts keys without any team limit. Every key must pass
+	// CheckClientID (else ErrInvalid and nothing is written); a client ID
+	// that exists already, or appears twice in keys, fails the call with
+	// ErrAlreadyExists. Whether the rest of a failed call is written is the
+	// backend's to document (bbolt: never; Redis: see there). The keys'
+	// StatusIndex values are taken as given: allocate them with
+	// NextStatusIndices. Returns once the written keys are durable as far
+	// as the backend makes writes durable.
+	CreateKeys(ctx context.Context, keys []Key) error
+
+	// NextStatusIndices allocates n ≥ 1 consecutive status list indices in
+	// one step and returns the first: first, first+1, …, first+n-1 are
+	// unique across every caller and instance, as from NextStatusIndex,
+	// with which they share the counter.
+	NextStatusIndices(ctx context.Context, n int) (first int64, err error)
+}
+
 // CheckClientID enforces the tag rule of Key for backends.
 func CheckClientID(k Key) error {
 	if k.ClientID == "" {

@@ -23,6 +23,6 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), keysCommand(), secretCommand(), versionCommand())
+	root.AddCommand(serveCommand(), seedCommand(), keysCommand(), benchCommand(), secretCommand(), versionCommand())
 	return root
 }

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Measures keygate's token endpoint against the floor (a server that only
+# parses the form and signs the same claims), on loopback, in one run:
+#
+#   floor, keygate on bbolt, keygate on Redis — ES256 and EdDSA — at 16 and
+#   64 connections, each configuration RUNS times (median reported), floor
+#   and keygate alternating; then an open-loop run at half the floor's
+#   maximum, 1 000 000 keys vs 10 keys, JWKS against a minimal handler, and
+#   RSS over a long run.
+#
+# Writes a markdown report to docs/bench.md (and prints it). Everything runs
+# on this machine, load generator included (it shares the cores; only the
+# ratios between configurations measured in the same run mean much).
+#
+#   scripts/bench.sh                 # full run (~20 min)
+#   DUR=5s RUNS=1 RSS_DUR=30s SEED_KEYS=100000 scripts/bench.sh   # quick look
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${DUR:-10s}
+RUNS=${RUNS:-3}
+RSS_DUR=${RSS_DUR:-5m}
+SEED_KEYS=${SEED_KEYS:-1000000}
+SEED_USED=${SEED_USED:-10000}
+OUT=${OUT:-docs/bench.md}
+WORK=$(mktemp -d /tmp/keygate-bench.XXXXXX)
+KG=$WORK/keygate
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null || { echo "bench.sh: $1 is required" >&2; exit 1; }; }
+need redis-server; need python3; need curl
+
+echo "building keygate into $WORK" >&2
+go build -o "$KG" ./cmd/keygate
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+wait_http() { # url
+  for _ in $(seq 1 1200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench.sh: $1 did not come up" >&2; exit 1
+}
+
+# A throwaway Redis, so the benchmark neither depends on nor disturbs the
+# machine's own.
+RPORT=$(free_port)
+mkdir -p "$WORK/redis"
+redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK/redis" \
+  --logfile "$WORK/redis/redis.log" --daemonize no &
+PIDS+=($!)
+REDIS_PID=$!
+for _ in $(seq 1 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+export KEYGATE_MASTER_KEY
+KEYGATE_MASTER_KEY=$(openssl rand -base64 32 2>/dev/null || head -c 32 /dev/urandom | base64)
+ADMIN_ID=bench-admin
+ADMIN_SECRET=$("$KG" secret generate)
+
+# start_keygate NAME STORE ALG [extra serve args…] — echoes "pid port"
+start_keygate() {
+  local name=$1 store=$2 alg=$3; shift 3
+  local port; port=$(free_port)
+  local dir=$WORK/$name
+  mkdir -p "$dir"
+  local -a env=(KEYGATE_ADMIN_CLIENT_ID=$ADMIN_ID KEYGATE_ADMIN_CLIENT_SECRET=$ADMIN_SECRET)
+  if [[ $store == redis ]]; then
+    env+=(KEYGATE_STORE=redis KEYGATE_REDIS_URL=redis://127.0.0.1:$RPORT/0 KEYGATE_REDIS_PREFIX=$name:
+          KEYGATE_ISSUER=http://127.0.0.1:$port)
+  fi
+  env "${env[@]}" "$KG" serve --listen "127.0.0.1:$port" --data-dir "$dir" --signing-alg "$alg" \
+    --log-level warn "$@" >"$dir/log" 2>&1 &
+  echo "$! $port"
+}
+
+start_floor() { # ALG — echoes "pid port"
+  local port; port=$(free_port)
+  "$KG" bench --floor --listen "127.0.0.1:$port" --signing-alg "$1" >"$WORK/floor-$1.log" 2>&1 &
+  echo "$! $port"
+}
+
+# make_key URL — writes a credentials file with one fresh key, echoes its path
+make_key() {
+  local url=$1 f; f=$(mktemp "$WORK/cred.XXXXXX")
+  KEYGATE_URL=$url KEYGATE_ADMIN_CLIENT_ID=$ADMIN_ID KEYGATE_ADMIN_CLIENT_SECRET=$ADMIN_SECRET \
+    "$KG" keys create --team "bench$RANDOM" --name bench --permission accounting_api --json |
+    python3 -c 'import json,sys; k=json.load(sys.stdin); print(k["client_id"], k["client_secret"])' >"$f"
+  echo "$f"
+}
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+CLK=$(getconf CLK_TCK)
+
+RESULTS=$WORK/results.jsonl
+# run_bench LABEL PID URL CREDFILE CONNS [extra bench args…] — appends a JSON line
+run_bench() {
+  local label=$1 pid=$2 url=$3 cred=$4 conns=$5; shift 5
+  local t0 t1 j
+  t0=$(cpu_ticks "$pid")
+  j=$("$KG" bench --url "$url" --credentials-file "$cred" --connections "$conns" --duration "$DUR" --json "$@")
+  t1=$(cpu_ticks "$pid")
+  python3 - "$label" "$conns" "$t0" "$t1" "$CLK" "$j" >>"$RESULTS" <<'PY'
+import json, sys
+label, conns, t0, t1, clk, j = sys.argv[1:]
+r = json.loads(j)
+secs = r.get("duration_s") or r.get("duration_ms", 0) / 1000
+r["label"], r["conns"] = label, int(conns)
+r["server_cpu_cores"] = (int(t1) - int(t0)) / int(clk) / secs if secs else None
+print(json.dumps(r))
+PY
+  echo "  $label c=$conns: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["rps"]), "req/s, p99", r.get("p99_ms"), "ms, errors", r.get("errors"))')" >&2
+}
+
+: >"$RESULTS"
+for alg in ES256 EdDSA; do
+  echo "== $alg: floor vs keygate/bbolt vs keygate/redis" >&2
+  read -r FLOOR_PID FLOOR_PORT < <(start_floor "$alg"); PIDS+=("$FLOOR_PID")
+  read -r BOLT_PID BOLT_PORT < <(start_keygate "bolt-$alg" bolt "$alg"); PIDS+=("$BOLT_PID")
+  read -r REDIS_KG_PID REDIS_PORT < <(start_keygate "redis-$alg" redis "$alg"); PIDS+=("$REDIS_KG_PID")
+  wait_http "http://127.0.0.1:$BOLT_PORT/readyz"; wait_http "http://127.0.0.1:$REDIS_PORT/readyz"
+  BOLT_CRED=$(make_key "http://127.0.0.1:$BOLT_PORT")
+  REDIS_CRED=$(make_key "http://127.0.0.1:$REDIS_PORT")
+  for conns in 16 64; do
+    for run in $(seq 1 "$RUNS"); do
+      run_bench "floor/$alg" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
+      run_bench "bbolt/$alg" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" "$conns"
+      run_bench "floor/$alg" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
+      run_bench "redis/$alg" "$REDIS_KG_PID" "http://127.0.0.1:$REDIS_PORT" "$REDIS_CRED" "$conns"
+    done
+  done
+  if [[ $alg == ES256 ]]; then
+    # Open loop at half the floor's maximum (ES256, 64 connections, median).
+    HALF=$(python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+f = [r["rps"] for r in rs if r["label"] == "floor/ES256" and r["conns"] == 64]
+print(int(statistics.median(f) / 2))
+PY
+)
+    echo "== open loop at $HALF req/s" >&2
+    run_bench "open/bbolt" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" 64 --rate "$HALF"
+    run_bench "open/redis" "$REDIS_KG_PID" "http://127.0.0.1:$REDIS_PORT" "$REDIS_CRED" 64 --rate "$HALF"
+    echo "== JWKS" >&2
+    run_bench "jwks/keygate" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" 64 --endpoint jwks
+    run_bench "jwks/minimal" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" 64 --endpoint jwks
+    run_bench "jwks/keygate" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" 64 --endpoint jwks
+    run_bench "jwks/minimal" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" 64 --endpoint jwks
+  fi
+  kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" 2>/dev/null || true
+done
+
+echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections)" >&2
+for store in bbolt redis; do
+  for n in 10 "$SEED_KEYS"; do
+    name=seed-$store-$n
+    used=$(( n < SEED_USED ? n : SEED_USED ))
+    mkdir -p "$WORK/$name"
+    seedenv=()
+    extra=()
+    if [[ $store == redis ]]; then
+      seedenv=(KEYGATE_STORE=redis KEYGATE_REDIS_URL=redis://127.0.0.1:$RPORT/0 KEYGATE_REDIS_PREFIX=$name:
+               KEYGATE_ISSUER=http://127.0.0.1:1)
+    fi
+    t0=$(date +%s.%N)
+    env "${seedenv[@]}" "$KG" seed --data-dir "$WORK/$name" --keys "$n" --record "$used" --out "$WORK/$name.cred" >&2
+    t1=$(date +%s.%N)
+    echo "  seeded $n keys into $store in $(python3 -c "print(round($t1-$t0,1))") s" >&2
+    read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256)
+    PIDS+=("$P")
+    wait_http "http://127.0.0.1:$PORT/readyz"
+    run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
+    run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
+    kill "$P"; wait "$P" 2>/dev/null || true
+  done
+done
+
+echo "== RSS over $RSS_DUR (bbolt, ES256, 64 connections)" >&2
+read -r P PORT < <(start_keygate rss bolt ES256); PIDS+=("$P")
+wait_http "http://127.0.0.1:$PORT/readyz"
+CRED=$(make_key "http://127.0.0.1:$PORT")
+"$KG" bench --url "http://127.0.0.1:$PORT" --credentials-file "$CRED" --connections 64 --duration 10s --json >/dev/null
+RSS0=$(rss_kb "$P")
+"$KG" bench --url "http://127.0.0.1:$PORT" --credentials-file "$CRED" --connections 64 --duration "$RSS_DUR" --json >"$WORK/rss.json"
+RSS1=$(rss_kb "$P")
+echo "{\"label\":\"rss\",\"rss0_kb\":$RSS0,\"rss1_kb\":$RSS1,\"duration\":\"$RSS_DUR\",\"requests\":$(python3 -c "import json;print(json.load(open('$WORK/rss.json'))['successes'])")}" >>"$RESULTS"
+kill "$P"; wait "$P" 2>/dev/null || true
+
+mkdir -p "$(dirname "$OUT")"
+python3 scripts/bench_report.py "$RESULTS" "$DUR" "$RUNS" >"$OUT"
+cp "$RESULTS" "${OUT%.md}.jsonl"
+cat "$OUT"

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's results (JSON lines from `keygate bench --json`)
+into the markdown report the README's performance section shows."""
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+results_path, dur, runs = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = [json.loads(l) for l in open(results_path) if l.strip()]
+
+
+def med(label, conns=None, key="rps"):
+    vals = [r[key] for r in rows if r.get("label") == label and (conns is None or r.get("conns") == conns) and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def errors(label):
+    n = 0
+    for r in rows:
+        if r.get("label") == label:
+            n += sum((r.get("errors") or {}).values())
+    return n
+
+
+def fmt(v, nd=0):
+    if v is None:
+        return "—"
+    return f"{v:,.{nd}f}"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+cpu = "unknown CPU"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+go = subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
+out = []
+p = out.append
+p("# keygate benchmark")
+p("")
+p(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} × {cpu}, "
+  f"{platform.system()} {platform.release()}, {go}. Load generator (`keygate bench`) on the same cores, loopback, "
+  f"{dur} per run, median of {runs} runs, floor and keygate alternating. Reproduce: `scripts/bench.sh`.")
+p("")
+p("The floor only parses the form and signs the same claim set: nothing can be faster. CPU is the server's "
+  "CPU time per wall second (cores).")
+p("")
+p("| alg | conns | server | req/s | ratio to floor | p50 ms | p99 ms | p99 / floor p99 | server CPU | errors |")
+p("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+targets = []
+for alg in ("ES256", "EdDSA"):
+    for conns in (16, 64):
+        floor = med(f"floor/{alg}", conns)
+        floor_p99 = med(f"floor/{alg}", conns, "p99_ms")
+        for name in ("floor", "bbolt", "redis"):
+            label = f"{name}/{alg}"
+            rps = med(label, conns)
+            p99 = med(label, conns, "p99_ms")
+            ratio = rps / floor if rps and floor else None
+            p99r = p99 / floor_p99 if p99 and floor_p99 else None
+            p(f"| {alg} | {conns} | {name} | {fmt(rps)} | {fmt(ratio, 2)} | {fmt(med(label, conns, 'p50_ms'), 2)} | "
+              f"{fmt(p99, 1)} | {fmt(p99r, 2)} | {fmt(med(label, conns, 'server_cpu_cores'), 2)} | {errors(label) if name != 'floor' else '—'} |")
+            if name == "bbolt" and ratio is not None:
+                targets.append((f"keygate/bbolt ≥ 0.8× floor req/s ({alg}, {conns} conns)", f"{ratio:.2f}×", ratio >= 0.8))
+            if name == "redis" and ratio is not None:
+                targets.append((f"keygate/Redis ≥ 0.7× floor req/s ({alg}, {conns} conns)", f"{ratio:.2f}×", ratio >= 0.7))
+            if name != "floor" and conns == 64 and p99r is not None:
+                targets.append((f"p99 ≤ 1.5× floor p99 ({name}, {alg}, 64 conns)", f"{p99r:.2f}×", p99r <= 1.5))
+
+for store in ("bbolt", "redis"):
+    p99 = med(f"open/{store}", key="p99_ms")
+    rate = med(f"open/{store}", key="rate")
+    if p99 is not None:
+        targets.append((f"open loop at half the floor's maximum ({fmt(rate)} req/s): p99 ≤ 10 ms ({store})", f"{p99:.1f} ms", p99 <= 10))
+
+seed_label = [r["label"] for r in rows if r.get("label", "").startswith("keys") and not r["label"].startswith("keys10/")]
+for store in ("bbolt", "redis"):
+    few = med(f"keys10/{store}")
+    many_labels = sorted({l for l in seed_label if l.endswith("/" + store)})
+    for ml in many_labels:
+        many = med(ml)
+        if few and many:
+            n = ml.split("/")[0][4:]
+            targets.append((f"{int(n):,} keys ≥ 0.9× 10 keys ({store}; {fmt(many)} vs {fmt(few)} req/s)", f"{many / few:.2f}×", many / few >= 0.9))
+
+jk, jm = med("jwks/keygate"), med("jwks/minimal")
+tok = med("bbolt/ES256", 64)
+if jk and tok:
+    targets.append((f"JWKS ≥ 3× token endpoint ({fmt(jk)} vs {fmt(tok)} req/s)", f"{jk / tok:.1f}×", jk / tok >= 3))
+if jk and jm:
+    targets.append((f"JWKS ≥ 0.9× minimal net/http handler, same bytes ({fmt(jm)} req/s)", f"{jk / jm:.2f}×", jk / jm >= 0.9))
+
+for r in rows:
+    if r.get("label") == "rss":
+        g = (r["rss1_kb"] - r["rss0_kb"]) / r["rss0_kb"]
+        targets.append((f"RSS flat over {r['duration']} ({r['requests']:,} tokens): "
+                        f"{r['rss0_kb'] / 1024:.1f} → {r['rss1_kb'] / 1024:.1f} MiB", f"{g * 100:+.1f} %", g <= 0.10))
+
+p("")
+p("## Targets")
+p("")
+p("| target | measured | |")
+p("| --- | ---: | --- |")
+for name, val, ok in targets:
+    p(f"| {name} | {val} | {verdict(ok)} |")
+print("\n".join(out))

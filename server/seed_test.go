@@ -1,0 +1,240 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/scopes"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/bolt"
+)
+
+// TestSeedIntoRunningStore seeds the store of a running server (pepper
+// already there) and gets tokens with recorded credentials: the hashes were
+// made with the server's pepper.
+func TestSeedIntoRunningStore(t *testing.T) {
+	e := newTestEnv(t, server.Options{})
+	ctx := context.Background()
+	before, err := e.Store.StatusList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress []int
+	res, err := server.Seed(ctx, e.Store, e.MasterKey, server.SeedOptions{
+		Keys: 2503, Record: 30, Batch: 1000,
+		Catalog:  scopes.Default(),
+		Progress: func(n int) { progress = append(progress, n) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Keys != 2503 || res.Teams != 501 || len(res.Credentials) != 30 {
+		t.Fatalf("result: %d keys, %d teams, %d credentials; want 2503, 501, 30", res.Keys, res.Teams, len(res.Credentials))
+	}
+	if fmt.Sprint(progress) != "[1000 2000 2503]" {
+		t.Fatalf("progress %v", progress)
+	}
+	if res.FirstStatusIndex <= before.Allocated {
+		t.Fatalf("first status index %d not beyond the %d allocated before", res.FirstStatusIndex, before.Allocated)
+	}
+
+	// Recorded keys are spread over the whole set: every 83rd key (2503/30),
+	// so the last recorded one is key 2407, in team 482.
+	seen := map[string]bool{}
+	for i, c := range res.Credentials {
+		if seen[c.ClientID] {
+			t.Fatalf("credential %d repeats %s", i, c.ClientID)
+		}
+		seen[c.ClientID] = true
+		if err := credential.CheckSecretFormat(c.ClientSecret); err != nil {
+			t.Fatal(err)
+		}
+		k := e.storedKey(t, c.ClientID)
+		wantTeam := fmt.Sprintf("bench-%06d", i*83/5+1)
+		if k.TeamID != wantTeam || k.Name != fmt.Sprintf("seed %d", i*83+1) {
+			t.Fatalf("credential %d: key %s is %q in team %s, want %q in %s", i, c.ClientID, k.Name, k.TeamID, fmt.Sprintf("seed %d", i*83+1), wantTeam)
+		}
+		if k.StatusIndex != res.FirstStatusIndex+int64(i*83) {
+			t.Fatalf("credential %d: status index %d, want %d", i, k.StatusIndex, res.FirstStatusIndex+int64(i*83))
+		}
+		if strings.Join(k.Permissions, ",") != "accounting_api" || k.CreatedAt.IsZero() {
+			t.Fatalf("credential %d: key %+v", i, k)
+		}
+	}
+	for _, i := range []int{0, 15, 29} {
+		c := res.Credentials[i]
+		tok := e.token(t, c.ClientID, c.ClientSecret, "")
+		if !strings.Contains(tok.Scope, "accounting:read") {
+			t.Fatalf("token of seeded key %s has scope %q", c.ClientID, tok.Scope)
+		}
+	}
+	if r := e.tokenRequest(t, res.Credentials[1].ClientID, res.Credentials[2].ClientSecret,
+		url.Values{"grant_type": {"client_credentials"}}); r.Status != http.StatusUnauthorized {
+		t.Fatalf("wrong secret for a seeded key: %s", r)
+	}
+
+	for team, want := range map[string]int{"bench-000001": 5, "bench-000250": 5, "bench-000501": 3, "bench-000502": 0} {
+		keys, err := e.Store.ListKeys(ctx, team)
+		if err != nil || len(keys) != want {
+			t.Fatalf("team %s: %d keys (%v), want %d", team, len(keys), err, want)
+		}
+	}
+	n := 0
+	indices := map[int64]bool{}
+	err = e.Store.ForEachKey(ctx, func(k store.Key) error {
+		if k.IsAdmin() {
+			return nil
+		}
+		n++
+		if k.StatusIndex < res.FirstStatusIndex || k.StatusIndex >= res.FirstStatusIndex+2503 || indices[k.StatusIndex] {
+			return fmt.Errorf("key %s: status index %d out of range or repeated", k.ClientID, k.StatusIndex)
+		}
+		indices[k.StatusIndex] = true
+		return nil
+	})
+	if err != nil || n != 2503 {
+		t.Fatalf("%d team keys (%v), want 2503", n, err)
+	}
+}
+
+// TestSeedFreshStore seeds a store no server has opened (Seed creates the
+// pepper), then starts a server on it.
+func TestSeedFreshStore(t *testing.T) {
+	ctx := context.Background()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	enc, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := masterkey.Parse(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := server.Seed(ctx, st, mk, server.SeedOptions{Keys: 40, Record: 40, KeysPerTeam: 4, TeamPrefix: "load-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Teams != 10 || len(res.Credentials) != 40 || res.Credentials[39].ClientID == "" {
+		t.Fatalf("result %+v", res)
+	}
+	if keys, err := st.ListKeys(ctx, "load-000010"); err != nil || len(keys) != 4 {
+		t.Fatalf("team load-000010: %d keys (%v)", len(keys), err)
+	}
+
+	srv, err := server.New(ctx, server.Options{Store: st, MasterKey: mk, Issuer: "http://keygate.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	for _, c := range []server.SeedCredential{res.Credentials[0], res.Credentials[39]} {
+		req := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "access_token") {
+			t.Fatalf("token for seeded key %s: %d %s", c.ClientID, rec.Code, rec.Body)
+		}
+	}
+
+	// Another master key cannot open this store's pepper.
+	enc2, _ := masterkey.Generate()
+	mk2, _ := masterkey.Parse(enc2)
+	if _, err := server.Seed(ctx, st, mk2, server.SeedOptions{Keys: 1}); err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("seed with another master key: %v", err)
+	}
+}
+
+// noBulk hides the store's bulk path.
+type noBulk struct{ store.Store }
+
+// failingBulk fails its second CreateKeys call.
+type failingBulk struct {
+	*bolt.Store
+	calls int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (f *failingBulk) CreateKeys(ctx context.Context, keys []store.Key) error {
+	if f.calls++; f.calls == 2 {
+		return errDiskFull
+	}
+	return f.Store.CreateKeys(ctx, keys)
+}
+
+func TestSeedRefusals(t *testing.T) {
+	ctx := context.Background()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	enc, _ := masterkey.Generate()
+	mk, _ := masterkey.Parse(enc)
+
+	for name, tc := range map[string]struct {
+		st   store.Store
+		opts server.SeedOptions
+		want string
+	}{
+		"no bulk path":       {noBulk{st}, server.SeedOptions{Keys: 10}, "no bulk path"},
+		"no keys":            {st, server.SeedOptions{}, "at least 1"},
+		"record too many":    {st, server.SeedOptions{Keys: 10, Record: 11}, "cannot record"},
+		"unknown permission": {st, server.SeedOptions{Keys: 10, Permissions: []string{"nope"}, Catalog: scopes.Default()}, "nope"},
+		"bad team prefix":    {st, server.SeedOptions{Keys: 10, TeamPrefix: "-x"}, "not valid team IDs"},
+	} {
+		if _, err := server.Seed(ctx, tc.st, mk, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want one mentioning %q", name, err, tc.want)
+		}
+	}
+	if n := countKeys(t, st); n != 0 {
+		t.Fatalf("refused seeds wrote %d keys", n)
+	}
+
+	// A store failure mid-way: whole batches before it stay, the error says
+	// how far it got, no credentials are returned.
+	fb := &failingBulk{Store: st}
+	res, err := server.Seed(ctx, fb, mk, server.SeedOptions{Keys: 5000, Record: 10, Batch: 1000})
+	if !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "after 1000 of 5000") {
+		t.Fatalf("failing store: err %v", err)
+	}
+	if res.Keys != 1000 || res.Credentials != nil {
+		t.Fatalf("failing store: result %d keys, %d credentials", res.Keys, len(res.Credentials))
+	}
+	if n := countKeys(t, st); n != 1000 {
+		t.Fatalf("%d keys written, want the first batch of 1000", n)
+	}
+
+	// A cancelled context.
+	cctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	<-cctx.Done()
+	if _, err := server.Seed(cctx, st, mk, server.SeedOptions{Keys: 100}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("expired context: %v", err)
+	}
+}
+
+func countKeys(t *testing.T, st store.Store) int {
+	t.Helper()
+	n := 0
+	if err := st.ForEachKey(context.Background(), func(store.Key) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
