@@ -134,6 +134,35 @@ for alg in ES256 EdDSA; do
       run_bench "redis/$alg" "$REDIS_KG_PID" "http://127.0.0.1:$REDIS_PORT" "$REDIS_CRED" "$conns"
     done
   done
+  if [[ $alg == ES256 ]] && command -v wrk >/dev/null; then
+    # Cross-check with wrk, a load generator that costs the shared cores far
+    # less per request than keygate bench's net/http client: keygate's
+    # overhead over the floor shows more plainly.
+    echo "== wrk cross-check (ES256, 64 connections)" >&2
+    for run in $(seq 1 "$RUNS"); do
+      for t in "floor $FLOOR_PORT $BOLT_CRED" "bbolt $BOLT_PORT $BOLT_CRED" "floor $FLOOR_PORT $BOLT_CRED" "redis $REDIS_PORT $REDIS_CRED"; do
+        read -r name port cred <<<"$t"
+        basic=$(awk 'NR==1{printf "%s:%s", $1, $2}' "$cred" | base64 -w0)
+        KEYGATE_BASIC=$basic wrk -t2 -c64 -d"$DUR" --latency -s scripts/wrk-token.lua \
+          "http://127.0.0.1:$port/oauth/token" >"$WORK/wrk.out"
+        python3 - "wrk/$name" "$WORK/wrk.out" >>"$RESULTS" <<'PY'
+import json, re, sys
+label, path = sys.argv[1:]
+out = open(path).read()
+def ms(v):
+    n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(json.dumps({"label": label, "conns": 64, "rps": rps, "p50_ms": p50, "p99_ms": p99,
+                  "errors": {"non-2xx": int(bad.group(1))} if bad else {}}))
+PY
+        echo "  wrk $name: $(tail -1 "$RESULTS")" >&2
+      done
+    done
+  fi
   if [[ $alg == ES256 ]]; then
     # Open loop at half the floor's maximum (ES256, 64 connections, median).
     HALF=$(python3 - "$RESULTS" <<'PY'

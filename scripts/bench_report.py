@@ -107,6 +107,19 @@ for r in rows:
         targets.append((f"RSS flat over {r['duration']} ({r['requests']:,} tokens): "
                         f"{r['rss0_kb'] / 1024:.1f} → {r['rss1_kb'] / 1024:.1f} MiB", f"{g * 100:+.1f} %", g <= 0.10))
 
+if any(r.get("label", "").startswith("wrk/") for r in rows):
+    p("")
+    p("Cross-check with wrk (ES256, 64 connections; wrk costs the shared cores less per request than "
+      "`keygate bench`, so keygate's overhead over the floor shows more plainly):")
+    p("")
+    p("| server | req/s | ratio to floor | p50 ms | p99 ms | errors |")
+    p("| --- | ---: | ---: | ---: | ---: | ---: |")
+    wf = med("wrk/floor")
+    for name in ("floor", "bbolt", "redis"):
+        rps = med(f"wrk/{name}")
+        p(f"| {name} | {fmt(rps)} | {fmt(rps / wf if rps and wf else None, 2)} | {fmt(med(f'wrk/{name}', key='p50_ms'), 2)} | "
+          f"{fmt(med(f'wrk/{name}', key='p99_ms'), 1)} | {errors(f'wrk/{name}') if name != 'floor' else '—'} |")
+
 p("")
 p("## Targets")
 p("")
