@@ -52,6 +52,8 @@ const (
 	MaxStatusListTTL     = time.Hour
 	MaxIntrospectionRate = 100000
 
+	MaxRedisKeyCache = time.Minute
+
 	MinStoreTimeout = 50 * time.Millisecond
 	MaxStoreTimeout = 30 * time.Second
 
@@ -107,6 +109,10 @@ type Config struct {
 	// StoreTimeout bounds each store call on the request path; past it the
 	// token endpoint answers 503 temporarily_unavailable.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// RedisKeyCache is how long an instance may keep a key record in memory
+	// (invalidated at once through Redis pub/sub on any change); 0 turns the
+	// cache off, so every token request reads Redis.
+	RedisKeyCache time.Duration `yaml:"redis_key_cache"`
 	// StatusListTTL is how long resource servers may cache the token status
 	// list: the longest a deleted key's unexpired tokens are still accepted
 	// offline.
@@ -181,6 +187,7 @@ var settings = []setting{
 	{key: "redis_url", usage: "Redis URL (redis:// or rediss://) when store is redis", str: func(c *Config) *string { return &c.RedisURL }},
 	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
+	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, 1 to %d", MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
@@ -411,6 +418,9 @@ func (c *Config) Validate() error {
 		if _, err := checkListen(c.PprofListen); err != nil {
 			return c.invalid("pprof_listen", "want host:port, e.g. 127.0.0.1:6060")
 		}
+	}
+	if c.RedisKeyCache < 0 || c.RedisKeyCache > MaxRedisKeyCache {
+		return c.invalid("redis_key_cache", fmt.Sprintf("must be between 0s (off) and %s", MaxRedisKeyCache))
 	}
 	if c.StatusListTTL < MinStatusListTTL || c.StatusListTTL > MaxStatusListTTL {
 		return c.invalid("status_list_ttl", fmt.Sprintf("must be between %s and %s", MinStatusListTTL, MaxStatusListTTL))

@@ -174,7 +174,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 		redis.SetLogger(log)
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		st, err := redis.Open(octx, redis.Options{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout})
+		st, err := redis.Open(octx, redis.Options{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, KeyCache: cfg.RedisKeyCache})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -59,6 +59,10 @@ type Options struct {
 	Cluster bool
 	// Prefix starts every key; it must not contain braces. Default "keygate:".
 	Prefix string
+	// KeyCache, when > 0, keeps key records in memory for up to this long,
+	// invalidated through Redis pub/sub (see cache.go), so the token path
+	// usually needs no round trip. 0 disables it.
+	KeyCache time.Duration
 	// Timeout bounds each call (dial, read, write and the whole operation);
 	// it replaces any timeouts given in the URL. Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -67,6 +71,7 @@ type Options struct {
 // Store is a store.Store on Redis.
 type Store struct {
 	rdb     goredis.UniversalClient
+	cache   *keyCache // nil: every GetKey reads Redis
 	prefix  string
 	timeout time.Duration
 	owned   bool // Close closes rdb
@@ -92,6 +97,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.Ping(ctx); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
+	}
+	if opts.KeyCache > 0 {
+		s.EnableKeyCache(opts.KeyCache)
 	}
 	return s, nil
 }
@@ -174,6 +182,9 @@ func (l slogPrintf) Printf(ctx context.Context, format string, v ...any) {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	if s.cache != nil {
+		s.cache.close()
+	}
 	if s.owned {
 		return s.rdb.Close()
 	}
@@ -335,6 +346,23 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) erro
 // GetKey implements store.Store: one HMGET, the token endpoint's only
 // round trip.
 func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) {
+	if c := s.cache; c != nil {
+		now := time.Now()
+		if k, ok := c.get(clientID, now); ok {
+			return k, nil
+		}
+		epoch := c.epoch.Load()
+		k, err := s.readKey(ctx, clientID)
+		if err == nil {
+			c.put(k, epoch, now)
+		}
+		return k, err
+	}
+	return s.readKey(ctx, clientID)
+}
+
+// readKey is GetKey without the cache.
+func (s *Store) readKey(ctx context.Context, clientID string) (store.Key, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	vals, err := s.rdb.HMGet(ctx, s.keyKey(clientID), "rec", "team", "lu").Result()
@@ -504,6 +532,8 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 			} else {
 				p.HSet(ctx, name, "rec", rec, "lu", next.LastUsedAt.UnixMilli())
 			}
+			// In the same transaction: every instance's cache drops it.
+			p.Publish(ctx, s.keysChannel(), clientID)
 			return nil
 		})
 		if err != nil {
@@ -511,6 +541,9 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 		}
 		out = next
 		return nil
+	}
+	if s.cache != nil {
+		defer s.cache.invalidate(clientID)
 	}
 	for attempt := 0; ; attempt++ {
 		updateErr = nil
@@ -545,10 +578,13 @@ func roundTrip(k store.Key) (store.Key, error) {
 
 // deleteScript removes a key only if it belongs to the given team.
 // KEYS: key hash, team index. ARGV: team, client ID.
+// ARGV[3] is the invalidation channel: the delete and its announcement are
+// one atomic step.
 var deleteScript = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], 'team') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 1
 `)
 
@@ -562,7 +598,10 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	n, err := deleteScript.Run(ctx, s.rdb, []string{s.keyKey(clientID), s.teamKey(teamID)}, teamID, clientID).Int()
+	if s.cache != nil {
+		defer s.cache.invalidate(clientID)
+	}
+	n, err := deleteScript.Run(ctx, s.rdb, []string{s.keyKey(clientID), s.teamKey(teamID)}, teamID, clientID, s.keysChannel()).Int()
 	if err != nil {
 		return fail(ctx, "delete key "+clientID, err)
 	}
@@ -574,10 +613,14 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
 
 // touchScript moves lu forward, never back, and never recreates a key
 // deleted since its use. KEYS: key hash. ARGV: unix ms.
+// ARGV[2] is the invalidation channel, ARGV[3] the client ID.
 var touchScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
-if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], 'lu', ARGV[1]) end
+if tonumber(ARGV[1]) > cur then
+  redis.call('HSET', KEYS[1], 'lu', ARGV[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
 return 1
 `)
 
@@ -593,9 +636,16 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	if err := s.loadScript(ctx, touchScript); err != nil {
 		return fail(ctx, "touch keys", err)
 	}
+	if s.cache != nil {
+		defer func() {
+			for id := range lastUsed {
+				s.cache.invalidate(id)
+			}
+		}()
+	}
 	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for id, t := range lastUsed {
-			touchScript.EvalSha(ctx, p, []string{s.keyKey(id)}, t.UnixMilli())
+			touchScript.EvalSha(ctx, p, []string{s.keyKey(id)}, t.UnixMilli(), s.keysChannel(), id)
 		}
 		return nil
 	})

@@ -1,0 +1,209 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/redis"
+	"github.com/keygate/keygate/store/storetest"
+)
+
+// The whole contract still holds with the key cache on.
+func TestConformanceWithKeyCache(t *testing.T) {
+	c := requireRedis(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		prefix := randomPrefix(t)
+		cleanup(t, c, prefix)
+		s, err := redis.New(c, prefix, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.EnableKeyCache(0)
+		t.Cleanup(func() { s.Close() })
+		waitCacheLive(t, s, c, prefix)
+		return s
+	})
+}
+
+// hmgetCounter counts HMGETs a client sends.
+type hmgetCounter struct{ n atomic.Int64 }
+
+func (h *hmgetCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *hmgetCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if cmd.Name() == "hmget" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *hmgetCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+
+// instance is one keygate instance's store: its own client, its own cache.
+func instance(t *testing.T, prefix string) (*redis.Store, *hmgetCounter, *goredis.Client) {
+	t.Helper()
+	requireRedis(t)
+	opt, err := goredis.ParseURL(testRedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(opt)
+	h := &hmgetCounter{}
+	c.AddHook(h)
+	s, err := redis.New(c, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.EnableKeyCache(time.Minute)
+	t.Cleanup(func() { s.Close(); c.Close() })
+	waitCacheLive(t, s, c, prefix)
+	return s, h, c
+}
+
+// waitCacheLive waits until the store's invalidation subscription is up
+// (a subscriber shows in PUBSUB NUMSUB).
+func waitCacheLive(t *testing.T, s *redis.Store, c goredis.UniversalClient, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if s.KeyCacheLive() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("key cache subscription did not come up within 5 s")
+}
+
+func cacheKey(t *testing.T, team string) store.Key {
+	t.Helper()
+	return store.Key{
+		ClientID: storetest.ID(team, "cached"), TeamID: team, Name: "cached",
+		Permissions: []string{"accounting_api"}, CreatedAt: time.Now().UTC(),
+		SecretHash: []byte("0123456789abcdef0123456789abcdef"), StatusIndex: 1,
+	}
+}
+
+// TestKeyCacheInvalidationAcrossInstances: B serves a key from its cache
+// (no round trip), and refuses it within 1 s of A deleting it; an update
+// through A (a rotation) reaches B just as fast.
+func TestKeyCacheInvalidationAcrossInstances(t *testing.T) {
+	requireRedis(t)
+	prefix := randomPrefix(t)
+	a, _, ca := instance(t, prefix)
+	cleanup(t, ca, prefix)
+	b, hb, _ := instance(t, prefix)
+	ctx := context.Background()
+
+	k := cacheKey(t, "acme")
+	if err := a.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetKey(ctx, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	before := hb.n.Load()
+	for i := 0; i < 50; i++ {
+		got, err := b.GetKey(ctx, k.ClientID)
+		if err != nil || string(got.SecretHash) != string(k.SecretHash) {
+			t.Fatalf("cached GetKey: %v, %v", got, err)
+		}
+	}
+	if n := hb.n.Load() - before; n != 0 {
+		t.Fatalf("50 GetKeys of a cached key sent %d HMGETs, want 0", n)
+	}
+
+	// A rotation through A: B sees the new hash within 1 s.
+	newHash := []byte("fedcba9876543210fedcba9876543210")
+	if _, err := a.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.SecretHash = newHash
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		got, err := b.GetKey(ctx, k.ClientID)
+		if err == nil && string(got.SecretHash) == string(newHash) {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("B still serves the old secret hash %v after the update", time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("update reached B's cache in %v", time.Since(start))
+
+	// A deletion through A: B refuses the key within 1 s.
+	if _, err := b.GetKey(ctx, k.ClientID); err != nil { // cache it again
+		t.Fatal(err)
+	}
+	if err := a.DeleteKey(ctx, "acme", k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	for {
+		_, err := b.GetKey(ctx, k.ClientID)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("B still finds the key %v after A deleted it (err %v)", time.Since(start), err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("deletion reached B in %v", time.Since(start))
+}
+
+// TestKeyCacheBypassedWithoutSubscription: when the invalidation
+// subscription breaks, the cache is emptied and not used until Redis
+// confirms the subscription again — so no change can be missed.
+func TestKeyCacheBypassedWithoutSubscription(t *testing.T) {
+	requireRedis(t)
+	prefix := randomPrefix(t)
+	b, hb, cb := instance(t, prefix)
+	cleanup(t, cb, prefix)
+	ctx := context.Background()
+	k := cacheKey(t, "beta")
+	if err := b.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetKey(ctx, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	// Cut every pub/sub connection of the test Redis (ours among them).
+	if err := cb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for b.KeyCacheLive() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// While down (or just resubscribed, which empties the cache), the next
+	// read must go to Redis.
+	before := hb.n.Load()
+	if _, err := b.GetKey(ctx, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if hb.n.Load() == before {
+		t.Fatal("GetKey after the subscription broke was served from the cache")
+	}
+	waitCacheLive(t, b, cb, prefix)
+	if _, err := b.GetKey(ctx, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	before = hb.n.Load()
+	if _, err := b.GetKey(ctx, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if hb.n.Load() != before {
+		t.Fatal("cache not used again after resubscribing")
+	}
+}
