@@ -158,6 +158,7 @@ func Default() Config {
 		Store:             "bolt",
 		RedisPrefix:       "keygate:",
 		StoreTimeout:      time.Second,
+		RedisKeyCache:     10 * time.Second,
 		StatusListTTL:     time.Minute,
 		IntrospectionRate: 100,
 	}

@@ -250,6 +250,7 @@ store: redis
 redis_url: redis://10.0.0.5:6379/2
 redis_prefix: "prod:"
 store_timeout: 500ms
+redis_key_cache: 5s
 status_list_ttl: 30s
 introspection_rate: 250
 `)})
@@ -258,7 +259,7 @@ introspection_rate: 250
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
-		StatusListTTL: 30 * time.Second, IntrospectionRate: 250,
+		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250,
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -583,5 +584,19 @@ func TestRedisSettings(t *testing.T) {
 	_, err = Load(nil, env(with("KEYGATE_REDIS_URL", "ftp://user:hunter2@127.0.0.1:6379")))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error must not show the password: %v", err)
+	}
+}
+
+// TestRedisKeyCacheDefault: the cache is on by default (10 s), can be turned
+// off with 0, and refuses values past a minute.
+func TestRedisKeyCacheDefault(t *testing.T) {
+	if c := mustLoad(t, nil, nil); c.RedisKeyCache != 10*time.Second {
+		t.Fatalf("default redis_key_cache %v, want 10s", c.RedisKeyCache)
+	}
+	if c := mustLoad(t, nil, map[string]string{"KEYGATE_REDIS_KEY_CACHE": "0s"}); c.RedisKeyCache != 0 {
+		t.Fatalf("redis_key_cache 0s: %v", c.RedisKeyCache)
+	}
+	if _, err := Load(nil, env(map[string]string{"KEYGATE_REDIS_KEY_CACHE": "2m"})); err == nil || !strings.Contains(err.Error(), "redis_key_cache") {
+		t.Fatalf("redis_key_cache 2m: %v", err)
 	}
 }
