@@ -37,7 +37,7 @@ const (
 
 type keyCache struct {
 	maxAge  time.Duration
-	entries sync.Map // client ID → cacheEntry
+	entries sync.Map // client ID → *cacheEntry (pointers: CompareAndDelete needs comparable values)
 	size    atomic.Int64
 	live    atomic.Bool   // subscribed and answering: invalidations arrive
 	epoch   atomic.Uint64 // bumped by every invalidation and every loss
@@ -153,7 +153,7 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, bool) {
 	if !ok {
 		return store.Key{}, false
 	}
-	e := v.(cacheEntry)
+	e := v.(*cacheEntry)
 	if now.Sub(e.at) >= c.maxAge || now.Before(e.at) {
 		if c.entries.CompareAndDelete(clientID, v) {
 			c.size.Add(-1)
@@ -168,7 +168,7 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 	if !c.live.Load() || c.epoch.Load() != epoch || c.size.Load() >= keyCacheMaxEntries {
 		return
 	}
-	if _, loaded := c.entries.Swap(k.ClientID, cacheEntry{key: cloneKey(k), at: now}); !loaded {
+	if _, loaded := c.entries.Swap(k.ClientID, &cacheEntry{key: cloneKey(k), at: now}); !loaded {
 		c.size.Add(1)
 	}
 	// An invalidation may have slipped in between the check and the store.

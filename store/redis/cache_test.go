@@ -207,3 +207,42 @@ func TestKeyCacheBypassedWithoutSubscription(t *testing.T) {
 		t.Fatal("cache not used again after resubscribing")
 	}
 }
+
+// TestKeyCacheEntriesExpire: past maxAge an entry is read from Redis again
+// (and expiring it must not break anything: it once panicked).
+func TestKeyCacheEntriesExpire(t *testing.T) {
+	requireRedis(t)
+	prefix := randomPrefix(t)
+	opt, err := goredis.ParseURL(testRedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(opt)
+	h := &hmgetCounter{}
+	c.AddHook(h)
+	cleanup(t, c, prefix)
+	s, err := redis.New(c, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.EnableKeyCache(100 * time.Millisecond)
+	t.Cleanup(func() { s.Close(); c.Close() })
+	waitCacheLive(t, s, c, prefix)
+	ctx := context.Background()
+	k := cacheKey(t, "gamma")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 3; round++ {
+		before := h.n.Load()
+		for i := 0; i < 5; i++ {
+			if _, err := s.GetKey(ctx, k.ClientID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := h.n.Load() - before; n != 1 {
+			t.Fatalf("round %d: %d HMGETs for 5 reads within maxAge, want 1", round, n)
+		}
+		time.Sleep(150 * time.Millisecond) // let the entry expire
+	}
+}
