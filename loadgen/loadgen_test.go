@@ -330,7 +330,10 @@ func TestCancelEndsEarly(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second || res.Duration > time.Second || res.Successes == 0 {
 		t.Errorf("cancelled run took %v, Duration %v, %d successes", el, res.Duration, res.Successes)
 	}
-	if res.Unsent > 2 {
+	// Requests due after the cancel (about 30 000 over the configured
+	// minute) must not count as unsent; a few due before it may, when the
+	// race detector and a busy machine slow the generator down.
+	if res.Unsent > 50 {
 		t.Errorf("cancelled open loop reports %d unsent: due requests must be counted up to the cancel only", res.Unsent)
 	}
 }
