@@ -215,7 +215,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 
 // storeTokenError turns a store failure into a §5.2 error without details.
 func storeTokenError(s *Server, err error) error {
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	if storeUnavailable(err) {
 		s.log.Warn("store unavailable", "err", err)
 		return oerrors.ErrTemporarilyUnavailable
 	}

@@ -6,7 +6,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -323,7 +322,7 @@ func keyNotFound(c *gin.Context, team, id string) {
 }
 
 func (s *Server) storeProblem(c *gin.Context, err error) {
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	if storeUnavailable(err) {
 		s.log.Warn("management: store unavailable", "err", err)
 		c.Header("Retry-After", "1")
 		problem(c, http.StatusServiceUnavailable, problemUnavailable, "the key store is temporarily unavailable; retry shortly")

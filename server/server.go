@@ -306,6 +306,12 @@ func (s *Server) checkKeys(ctx context.Context) (needIndex []string, err error) 
 	return needIndex, err
 }
 
+// storeUnavailable tells a store that did not answer (try again later: 503)
+// from any other store failure (500), the one rule every endpoint follows.
+func storeUnavailable(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // verifyOwn verifies a token keygate issued. The verifier's leeway stays,
 // for clock skew between instances on iat and nbf; exp is exact, so an
 // expired token neither introspects as active nor opens the admin API.

@@ -113,7 +113,7 @@ func (s *Server) statusListURI() string { return s.cfg.Issuer + statusListPath }
 func (s *Server) statusList(c *gin.Context) {
 	tok, err := s.currentStatusList(c.Request.Context())
 	if err != nil {
-		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		if storeUnavailable(err) {
 			c.Header("Retry-After", "1")
 			c.Data(http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("status list temporarily unavailable\n"))
 			return

@@ -193,9 +193,7 @@ func writeAccessToken(w http.ResponseWriter, token string, expiresIn int64, scop
 }
 
 func (t *tokenEndpoint) writeError(w http.ResponseWriter, err error) {
-	var te *tokenError
-	if errors.As(err, &te) && te.code == nil {
-		// Not a §5.2 error: method and size problems have their own status.
+	if errors.Is(err, errAnswered) {
 		return
 	}
 	data, status, header := t.oauth.GetErrorData(err)
@@ -206,8 +204,11 @@ func (t *tokenEndpoint) writeError(w http.ResponseWriter, err error) {
 // body all the same, so clients that parse every error body keep working.
 func httpStatusError(w http.ResponseWriter, status int, desc string) error {
 	_ = writeToken(w, map[string]any{"error": "invalid_request", "error_description": desc}, nil, status)
-	return &tokenError{description: desc}
+	return errAnswered
 }
+
+// errAnswered: the request was refused and the answer is already written.
+var errAnswered = errors.New("answered")
 
 // parseTokenRequest applies keygate's checks to the raw request, first
 // failure answers: method, size, content type, query string, repeated
@@ -370,7 +371,7 @@ func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo
 	case errors.Is(err, context.Canceled):
 		// The client hung up; nobody will read the answer.
 		return nil, oerrors.ErrTemporarilyUnavailable
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case storeUnavailable(err):
 		cs.s.log.Warn("token endpoint: store unavailable", "err", err)
 		return nil, oerrors.ErrTemporarilyUnavailable
 	default:

@@ -119,6 +119,27 @@ func New(rdb goredis.UniversalClient, prefix string, timeout time.Duration) (*St
 	return &Store{rdb: rdb, prefix: prefix, timeout: timeout}, nil
 }
 
+// limits points at the timeout and retry fields that every go-redis options
+// type has, so the one policy below applies to single, Sentinel and Cluster
+// clients alike.
+type limits struct {
+	dial, read, write, pool *time.Duration
+	contextTimeouts         *bool
+	retries, dialerRetries  *int
+}
+
+// apply bounds every step of a call by t, honours context deadlines, retries
+// a failed command once, and dials once: a refused connection fails at once
+// instead of after four 100 ms backoffs (unless ?dialer_retries= says
+// otherwise).
+func (l limits) apply(t time.Duration) {
+	*l.dial, *l.read, *l.write, *l.pool = t, t, t, t
+	*l.contextTimeouts, *l.retries = true, 1
+	if *l.dialerRetries == 0 {
+		*l.dialerRetries = 1
+	}
+}
+
 func newClient(opts Options) (goredis.UniversalClient, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
@@ -132,33 +153,24 @@ func newClient(opts Options) (goredis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis URL %s: %w", redact(opts.URL), err)
 		}
-		fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = t, t, t, t
-		fo.ContextTimeoutEnabled, fo.MaxRetries = true, 1
-		if fo.DialerRetries == 0 { // respect ?dialer_retries= from the URL
-			fo.DialerRetries = 1 // a refused dial fails at once, not after 4×100 ms of backoff
-		}
+		limits{&fo.DialTimeout, &fo.ReadTimeout, &fo.WriteTimeout, &fo.PoolTimeout,
+			&fo.ContextTimeoutEnabled, &fo.MaxRetries, &fo.DialerRetries}.apply(t)
 		return goredis.NewFailoverClient(fo), nil
 	case q.Has("addr") || opts.Cluster:
 		co, err := goredis.ParseClusterURL(opts.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis URL %s: %w", redact(opts.URL), err)
 		}
-		co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.PoolTimeout = t, t, t, t
-		co.ContextTimeoutEnabled, co.MaxRetries = true, 1
-		if co.DialerRetries == 0 { // respect ?dialer_retries= from the URL
-			co.DialerRetries = 1 // a refused dial fails at once, not after 4×100 ms of backoff
-		}
+		limits{&co.DialTimeout, &co.ReadTimeout, &co.WriteTimeout, &co.PoolTimeout,
+			&co.ContextTimeoutEnabled, &co.MaxRetries, &co.DialerRetries}.apply(t)
 		return goredis.NewClusterClient(co), nil
 	default:
 		o, err := goredis.ParseURL(opts.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis URL %s: %w", redact(opts.URL), err)
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t, t, t, t
-		o.ContextTimeoutEnabled, o.MaxRetries = true, 1
-		if o.DialerRetries == 0 { // respect ?dialer_retries= from the URL
-			o.DialerRetries = 1 // a refused dial fails at once, not after 4×100 ms of backoff
-		}
+		limits{&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries}.apply(t)
 		return goredis.NewClient(o), nil
 	}
 }
