@@ -109,6 +109,12 @@ type StatusList struct {
 	Allocated int64
 }
 
+// TeamCount is a team and how many keys it holds (see Store.Teams).
+type TeamCount struct {
+	TeamID string
+	Keys   int
+}
+
 // Store is the persistence contract every backend implements.
 //
 // Shared rules, enforced by store/storetest:
@@ -137,6 +143,12 @@ type Store interface {
 	// oldest first (ties by client ID); an unknown team yields an empty,
 	// non-nil list, not an error.
 	ListKeys(ctx context.Context, teamID string) ([]Key, error)
+
+	// Teams returns every team that holds at least one key, with its number
+	// of keys, ordered by team ID. Admin keys (team "") are not a team and are
+	// never listed; a team whose last key was deleted is gone. No teams
+	// yields an empty, non-nil list.
+	Teams(ctx context.Context) ([]TeamCount, error)
 
 	// ForEachKey calls fn for every key of every team and every admin key,
 	// in no particular order, stopping at the first error fn returns. fn

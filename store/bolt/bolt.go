@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -300,6 +301,38 @@ func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error
 		}
 		return compareStrings(a.ClientID, b.ClientID)
 	})
+	return out, nil
+}
+
+// Teams implements store.Store: one read transaction over the team index.
+// Its buckets are named "t"+team ID and bbolt keeps keys in byte order, so
+// they come out ordered by team ID already; the admin bucket ("t") is
+// skipped. Each team is counted with a cursor, which sees exactly the
+// entries the transaction sees, inline bucket or not; Bucket.Stats is page
+// accounting (it reads committed pages and sums sub-buckets in), not a
+// count this code should depend on.
+func (s *Store) Teams(ctx context.Context) ([]store.TeamCount, error) {
+	out := []store.TeamCount{}
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		teams := tx.Bucket(bucketTeams)
+		c := teams.Cursor()
+		for name, v := c.First(); name != nil; name, v = c.Next() {
+			if len(name) <= 1 {
+				continue // "t": admin keys, not a team
+			}
+			team := teams.Bucket(name)
+			if v != nil || team == nil {
+				return fmt.Errorf("team index entry %q is not a bucket (store file damaged?)", name)
+			}
+			if n := countUpTo(team, math.MaxInt); n > 0 {
+				out = append(out, store.TeamCount{TeamID: string(name[1:]), Keys: n})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
 	return out, nil
 }
 

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -445,35 +446,7 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 // then loads and visits them outside any Redis operation (fn may call the
 // store). SCAN may report a key twice; each is visited once.
 func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
-	pattern := globEscape(s.prefix) + "{*}:key:*"
-	seen := map[string]bool{}
-	var ids []string
-	scan := func(ctx context.Context, c goredis.Cmdable) error {
-		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
-		for iter.Next(ctx) {
-			name := iter.Val()
-			i := strings.Index(name, "}:key:")
-			if i < 0 {
-				continue
-			}
-			if id := name[i+len("}:key:"):]; !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-		return iter.Err()
-	}
-	var err error
-	if cc, ok := s.rdb.(*goredis.ClusterClient); ok {
-		var mu sync.Mutex // ForEachMaster runs concurrently; ids is shared
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return scan(ctx, c)
-		})
-	} else {
-		err = scan(ctx, s.rdb)
-	}
+	ids, err := s.scanIDs(ctx, "key")
 	if err != nil {
 		return fail(ctx, "walk keys", err)
 	}
@@ -494,6 +467,88 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 		ids = ids[n:]
 	}
 	return nil
+}
+
+// scanIDs SCANs every master (all of them on Cluster) for this store's
+// names of one kind, P{t}:<kind>:<id>, and returns the IDs they end with,
+// each once: SCAN may report a name twice. The walk as a whole has no
+// deadline beyond ctx (its length grows with the keyspace); each SCAN
+// command is bounded by the client's timeouts.
+func (s *Store) scanIDs(ctx context.Context, kind string) ([]string, error) {
+	pattern := globEscape(s.prefix) + "{*}:" + kind + ":*"
+	marker := "}:" + kind + ":"
+	seen := map[string]bool{}
+	var ids []string
+	scan := func(ctx context.Context, c goredis.Cmdable) error {
+		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			name := iter.Val()
+			i := strings.Index(name, marker)
+			if i < 0 {
+				continue
+			}
+			if id := name[i+len(marker):]; !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := s.rdb.(*goredis.ClusterClient); ok {
+		var mu sync.Mutex // ForEachMaster runs concurrently; ids is shared
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, c)
+		})
+		return ids, err
+	}
+	return ids, scan(ctx, s.rdb)
+}
+
+// Teams implements store.Store by SCANning for team indexes, then counting
+// each with ZCARD. Teams are implicit (a team exists while its index holds a
+// key), and no list of them can be kept atomically beside the indexes: on
+// Cluster each team's index lives in its own team's slot, and a script may
+// only touch one slot. So this walks the keyspace, and its cost grows with
+// it, not with the number of teams: fine for an admin-only call, not for a
+// hot path. The admin index (P{t}:team: with no team ID) is skipped, as is
+// an index emptied between the SCAN and its ZCARD.
+//
+// It always reads Redis, never the key cache, so it reflects creates and
+// deletes made through any instance.
+func (s *Store) Teams(ctx context.Context) ([]store.TeamCount, error) {
+	teams, err := s.scanIDs(ctx, "team")
+	if err != nil {
+		return nil, fail(ctx, "list teams", err)
+	}
+	teams = slices.DeleteFunc(teams, func(id string) bool { return id == "" })
+	out := []store.TeamCount{}
+	// One ZCARD per index, pipelined in batches; on Cluster the client
+	// routes each to its slot's node.
+	const batch = 500
+	for start := 0; start < len(teams); start += batch {
+		chunk := teams[start:min(start+batch, len(teams))]
+		octx, cancel := s.op(ctx)
+		cmds := make([]*goredis.IntCmd, len(chunk))
+		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
+			for i, id := range chunk {
+				cmds[i] = p.ZCard(octx, s.teamKey(id))
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			return nil, fail(ctx, "list teams", err)
+		}
+		for i, c := range cmds {
+			if n := c.Val(); n > 0 {
+				out = append(out, store.TeamCount{TeamID: chunk[i], Keys: int(n)})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b store.TeamCount) int { return strings.Compare(a.TeamID, b.TeamID) })
+	return out, nil
 }
 
 func globEscape(s string) string {

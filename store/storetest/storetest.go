@@ -71,6 +71,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListKeys/AdminKeysSeparate", testListAdminKeys},
 		{"ForEachKey/VisitsEveryKeyOnce", testForEachKey},
 		{"ForEachKey/StopsAtError", testForEachKeyStops},
+		{"Teams/CountsPerTeamSorted", testTeams},
+		{"Teams/EmptyStoreAndDeletedTeams", testTeamsEmptyAndDeleted},
 		{"Limit/PerTeam", testLimit},
 		{"Limit/Unlimited", testLimitUnlimited},
 		{"Limit/AdminKeys", testLimitAdmin},
@@ -734,6 +736,114 @@ func testForEachKeyStops(t *testing.T, s store.Store) {
 
 // --- Limits ---------------------------------------------------------------
 
+func mustTeams(t testing.TB, s store.Store) []store.TeamCount {
+	t.Helper()
+	ts, err := s.Teams(context.Background())
+	if err != nil {
+		t.Fatalf("Teams: %v", err)
+	}
+	return ts
+}
+
+// assertTeams checks a Teams result: exactly want, in order, and never nil
+// (an empty store lists no teams as an empty, non-nil slice).
+func assertTeams(t testing.TB, what string, want, got []store.TeamCount) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("%s: got nil, want a non-nil slice", what)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: got %v, want %v", what, got, want)
+	}
+}
+
+// testTeams: one entry per team with its key count, sorted by team ID
+// whatever the creation order; admin keys are not a team.
+func testTeams(t *testing.T, s store.Store) {
+	for i, k := range []store.Key{
+		newKey(t, "kg_teams_b1", "team-b", at(0)),
+		newKey(t, "kg_teams_admin", "", at(1)),
+		newKey(t, "kg_teams_a1", "team-a", at(2)),
+		newKey(t, "kg_teams_b2", "team-b", at(3)),
+	} {
+		mustCreate(t, s, k, 0)
+		if i == 1 {
+			// Only team-b so far; the admin key adds nothing.
+			assertTeams(t, "Teams after team-b's first key and an admin key",
+				[]store.TeamCount{{TeamID: "team-b", Keys: 1}}, mustTeams(t, s))
+		}
+	}
+	assertTeams(t, "Teams", []store.TeamCount{
+		{TeamID: "team-a", Keys: 1},
+		{TeamID: "team-b", Keys: 2},
+	}, mustTeams(t, s))
+
+	// Enough teams, created out of order, that an unsorted result (a hash
+	// or scan order) cannot pass by luck; the order is by bytes, so
+	// upper case sorts first and a prefix before its extensions.
+	for i, team := range []string{"zeta", "team-c", "Team-Z", "team-a-2", "team", "alpha", "team-b"} {
+		mustCreate(t, s, newKey(t, fmt.Sprintf("kg_teams_more_%d", i), team, at(10+i)), 0)
+	}
+	assertTeams(t, "Teams with more teams", []store.TeamCount{
+		{TeamID: "Team-Z", Keys: 1},
+		{TeamID: "alpha", Keys: 1},
+		{TeamID: "team", Keys: 1},
+		{TeamID: "team-a", Keys: 1},
+		{TeamID: "team-a-2", Keys: 1},
+		{TeamID: "team-b", Keys: 3},
+		{TeamID: "team-c", Keys: 1},
+		{TeamID: "zeta", Keys: 1},
+	}, mustTeams(t, s))
+}
+
+// testTeamsEmptyAndDeleted: no teams is an empty, non-nil list (admin keys
+// alone make none); a team whose last key is deleted disappears, and counts
+// follow deletes.
+func testTeamsEmptyAndDeleted(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	assertTeams(t, "Teams on an empty store", []store.TeamCount{}, mustTeams(t, s))
+
+	admin := newKey(t, "kg_td_admin", "", at(0))
+	mustCreate(t, s, admin, 0)
+	assertTeams(t, "Teams with only an admin key", []store.TeamCount{}, mustTeams(t, s))
+
+	a1 := newKey(t, "kg_td_a1", "team-a", at(1))
+	b1 := newKey(t, "kg_td_b1", "team-b", at(2))
+	b2 := newKey(t, "kg_td_b2", "team-b", at(3))
+	for _, k := range []store.Key{a1, b1, b2} {
+		mustCreate(t, s, k, 0)
+	}
+	assertTeams(t, "Teams", []store.TeamCount{
+		{TeamID: "team-a", Keys: 1},
+		{TeamID: "team-b", Keys: 2},
+	}, mustTeams(t, s))
+
+	// A refused delete (wrong team) changes no count.
+	wantErr(t, "DeleteKey(team-b, team-a's key)", s.DeleteKey(ctx, "team-b", a1.ClientID), store.ErrNotFound)
+
+	if err := s.DeleteKey(ctx, "team-a", a1.ClientID); err != nil {
+		t.Fatalf("DeleteKey(team-a's only key): %v", err)
+	}
+	assertTeams(t, "Teams after deleting team-a's last key",
+		[]store.TeamCount{{TeamID: "team-b", Keys: 2}}, mustTeams(t, s))
+
+	if err := s.DeleteKey(ctx, "team-b", b1.ClientID); err != nil {
+		t.Fatalf("DeleteKey(one of team-b's keys): %v", err)
+	}
+	assertTeams(t, "Teams after deleting one of team-b's keys",
+		[]store.TeamCount{{TeamID: "team-b", Keys: 1}}, mustTeams(t, s))
+
+	if err := s.DeleteKey(ctx, "team-b", b2.ClientID); err != nil {
+		t.Fatalf("DeleteKey(team-b's last key): %v", err)
+	}
+	assertTeams(t, "Teams after deleting every team key (admin key left)", []store.TeamCount{}, mustTeams(t, s))
+
+	// A team that comes back is listed again.
+	mustCreate(t, s, newKey(t, "kg_td_a2", "team-a", at(4)), 0)
+	assertTeams(t, "Teams after team-a gets a key again",
+		[]store.TeamCount{{TeamID: "team-a", Keys: 1}}, mustTeams(t, s))
+}
+
 func testLimit(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	var keys []store.Key
@@ -1271,6 +1381,7 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"GetKey", func() error { _, err := s.GetKey(ctx, "kg_ctx"); return err }},
 		{"ListKeys", func() error { _, err := s.ListKeys(ctx, "team-a"); return err }},
 		{"ForEachKey", func() error { return s.ForEachKey(ctx, func(store.Key) error { return nil }) }},
+		{"Teams", func() error { _, err := s.Teams(ctx); return err }},
 		{"UpdateKey", func() error {
 			_, err := s.UpdateKey(ctx, "kg_ctx", func(k store.Key) (store.Key, error) { return k, nil })
 			return err

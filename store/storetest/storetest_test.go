@@ -140,6 +140,26 @@ func (m *memStore) ListKeys(ctx context.Context, team string) ([]store.Key, erro
 	return out, nil
 }
 
+func (m *memStore) Teams(ctx context.Context) ([]store.TeamCount, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	counts := map[string]int{}
+	for _, k := range m.keys {
+		if k.TeamID != "" {
+			counts[k.TeamID]++
+		}
+	}
+	out := make([]store.TeamCount, 0, len(counts))
+	for team, n := range counts {
+		out = append(out, store.TeamCount{TeamID: team, Keys: n})
+	}
+	slices.SortFunc(out, func(a, b store.TeamCount) int { return strings.Compare(a.TeamID, b.TeamID) })
+	return out, nil
+}
+
 func (m *memStore) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
 	unlock, err := m.lock(ctx)
 	if err != nil {
