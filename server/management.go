@@ -54,6 +54,8 @@ const claimsKey = "keygate.claims"
 
 func (s *Server) mountManagement(r *gin.Engine) {
 	v1 := r.Group("/v1", noStore, s.requireAdmin)
+	v1.GET("/teams", s.listTeams)
+	v1.GET("/permissions", s.listPermissions)
 	keys := v1.Group("/teams/:team_id/keys", validTeam)
 	keys.POST("", s.createKey)
 	keys.GET("", s.listKeys)
@@ -263,6 +265,52 @@ func (s *Server) listKeys(c *gin.Context) {
 		out.Keys = append(out.Keys, s.view(k))
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+type teamView struct {
+	TeamID   string `json:"team_id"`
+	KeyCount int    `json:"key_count"`
+}
+
+type teamListView struct {
+	Teams   []teamView `json:"teams"`
+	MaxKeys int        `json:"max_keys"`
+}
+
+// listTeams answers GET /v1/teams: the teams that hold keys, with their
+// key counts, so a console can offer them without the admin remembering
+// team IDs. Teams are implicit, so a team without keys is not listed.
+func (s *Server) listTeams(c *gin.Context) {
+	teams, err := s.store.Teams(c.Request.Context())
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	out := teamListView{Teams: make([]teamView, 0, len(teams)), MaxKeys: s.cfg.MaxKeysPerTeam}
+	for _, t := range teams {
+		out.Teams = append(out.Teams, teamView{TeamID: t.TeamID, KeyCount: t.Keys})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+type permissionView struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Scopes      []string `json:"scopes"`
+}
+
+// listPermissions answers GET /v1/permissions: the catalog entries a team
+// key may hold, in catalog order, with the display names and descriptions
+// a console shows. Operator-only entries are left out: they are granted
+// through the API with an explicit flag, never picked from a list.
+func (s *Server) listPermissions(c *gin.Context) {
+	offered := s.cfg.Catalog.Offered()
+	out := make([]permissionView, 0, len(offered))
+	for _, p := range offered {
+		out = append(out, permissionView{ID: p.ID, Name: p.Name, Description: p.Description, Scopes: p.Scopes})
+	}
+	c.JSON(http.StatusOK, gin.H{"permissions": out, "max_name_length": maxNameLen})
 }
 
 func (s *Server) getKey(c *gin.Context) {

@@ -6,9 +6,12 @@
 //
 //	token.go       POST /oauth/token, the hot path, start to finish
 //	discovery.go   /.well-known/jwks.json and /.well-known/oauth-authorization-server
-//	management.go  /v1/teams/{team_id}/keys…, admin bearer-token checks
+//	management.go  /v1/teams, /v1/permissions, /v1/teams/{team_id}/keys…,
+//	               admin bearer-token checks
 //	bootstrap.go   first-start secrets: pepper, signing key, admin key
 //	lastused.go    last_used_at without a write per token
+//
+// The web console (package console) is mounted at /console/.
 package server
 
 import (
@@ -27,6 +30,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
+	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/scopes"
@@ -213,6 +217,14 @@ func (s *Server) routes() http.Handler {
 	r.GET("/readyz", s.readyz)
 
 	s.mountManagement(r)
+
+	// The console is static files that call the API above like any other
+	// client; its security headers are set by its own handler, so they
+	// cost the token path nothing.
+	con := gin.WrapH(console.Handler())
+	r.GET("/console/*file", con)
+	r.HEAD("/console/*file", con)
+	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) })
 	r.NoRoute(func(c *gin.Context) {
 		problem(c, http.StatusNotFound, "urn:keygate:problem:not-found", "no such endpoint: "+c.Request.URL.Path)
 	})

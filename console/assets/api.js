@@ -1,0 +1,141 @@
+// The console's only way to the server: keygate's public HTTP API, as any
+// client would use it. The admin access token lives in this module's memory
+// and nowhere else (no localStorage, no sessionStorage, no cookie), so it is
+// gone when the tab closes or reloads, and no other page can read it.
+
+const ADMIN_SCOPE = "keys:admin";
+
+/** An answer the API refused; message is what to show the operator. */
+export class APIError extends Error {
+  constructor(status, message, type = "") {
+    super(message);
+    this.status = status;
+    this.type = type;
+  }
+}
+
+/** The admin token expired or was refused: sign in again. */
+export class SessionExpired extends Error {}
+
+let token = null;
+let expiresAt = 0; // ms since epoch
+let clientID = "";
+
+/** Whether a token is held and still valid for a few more seconds. */
+export function signedIn() {
+  return token !== null && Date.now() < expiresAt;
+}
+
+/** The admin client ID of the current session. */
+export function who() {
+  return clientID;
+}
+
+/** Milliseconds until the token expires (0 when none). */
+export function remaining() {
+  return token === null ? 0 : Math.max(0, expiresAt - Date.now());
+}
+
+/** Forgets the token. */
+export function signOut() {
+  token = null;
+  expiresAt = 0;
+  clientID = "";
+}
+
+/**
+ * Exchanges an admin key's ID and secret at the token endpoint. The
+ * credentials go as form fields (client_secret_post) with credentials
+ * "omit": the browser sends no cookie or cached Basic credentials and,
+ * because the request carries no Authorization header, never shows its own
+ * login prompt when the answer is 401.
+ */
+export async function signIn(id, secret) {
+  let res;
+  try {
+    res = await fetch("/oauth/token", {
+      method: "POST",
+      credentials: "omit",
+      cache: "no-store",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+      body: new URLSearchParams({ grant_type: "client_credentials", client_id: id, client_secret: secret }),
+    });
+  } catch {
+    throw new APIError(0, "keygate did not answer. Check that it is running and try again.");
+  }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    if (body.error === "invalid_client") {
+      throw new APIError(res.status, "The client ID or secret is wrong.", body.error);
+    }
+    if (res.status === 503) {
+      throw new APIError(res.status, "keygate cannot reach its key store right now. Try again shortly.");
+    }
+    throw new APIError(res.status, body.error_description || `Sign-in failed (HTTP ${res.status}).`, body.error);
+  }
+  const granted = String(body.scope || "").split(" ");
+  if (!granted.includes(ADMIN_SCOPE)) {
+    throw new APIError(403, "This is a team's API key, not an admin key. Sign in with an admin key.");
+  }
+  token = body.access_token;
+  // Ask again a little before the real expiry rather than fail a request.
+  expiresAt = Date.now() + Math.max(0, (Number(body.expires_in) || 0) - 10) * 1000;
+  clientID = id;
+}
+
+/**
+ * Calls the management API. JSON in, JSON out; a problem+json answer
+ * becomes an APIError carrying its detail, a 401 a SessionExpired.
+ */
+export async function call(method, path, body) {
+  if (!signedIn()) {
+    signOut();
+    throw new SessionExpired("Your session expired. Sign in again.");
+  }
+  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  const init = { method, headers, credentials: "omit", cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new APIError(0, "keygate did not answer. Check that it is running and try again.");
+  }
+  if (res.status === 401) {
+    signOut();
+    throw new SessionExpired("Your session expired or was ended. Sign in again.");
+  }
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    const detail = data && typeof data.detail === "string" ? data.detail : `The request failed (HTTP ${res.status}).`;
+    throw new APIError(res.status, detail, (data && data.type) || "");
+  }
+  return data;
+}
+
+/** The token endpoint as keygate advertises it (RFC 8414 metadata). */
+export async function tokenEndpoint() {
+  try {
+    const res = await fetch("/.well-known/oauth-authorization-server", { credentials: "omit" });
+    const meta = await res.json();
+    if (typeof meta.token_endpoint === "string") return meta.token_endpoint;
+  } catch {
+    // Fall through to this origin's endpoint.
+  }
+  return new URL("/oauth/token", location.origin).href;
+}
+
+const seg = encodeURIComponent;
+
+export const teams = () => call("GET", "/v1/teams");
+export const permissions = () => call("GET", "/v1/permissions");
+export const listKeys = (team) => call("GET", `/v1/teams/${seg(team)}/keys`);
+export const createKey = (team, name, perms) =>
+  call("POST", `/v1/teams/${seg(team)}/keys`, { name, permissions: perms });
+export const deleteKey = (team, id) => call("DELETE", `/v1/teams/${seg(team)}/keys/${seg(id)}`);
+export const rotateKey = (team, id, grace) =>
+  call("POST", `/v1/teams/${seg(team)}/keys/${seg(id)}/rotate`, { grace_period: grace });

@@ -1,0 +1,517 @@
+// The "Developers > API Keys" page: sign in with an admin key, choose a
+// team, then list, generate, rotate and delete its API keys. All data goes
+// through api.js; all rendering through dom.js (text only, never HTML).
+
+import * as api from "./api.js";
+import * as dialogs from "./dialogs.js";
+import { byId, el, setError, setText, show } from "./dom.js";
+import { MAX_NAME_LENGTH, nameError, teamError } from "./validate.js";
+
+const state = {
+  team: "",
+  keys: [],
+  maxKeys: 5,
+  catalog: new Map(), // permission id → {id, name, description, scopes}
+  maxNameLength: MAX_NAME_LENGTH,
+  tokenURL: "",
+  secret: null, // what the secret dialog shows, until it is closed
+  target: null, // the key a delete or rotate dialog is about
+};
+
+const views = {
+  signin: byId("signin-view"),
+  team: byId("team-view"),
+  keys: byId("keys-view"),
+};
+
+const when = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function timeText(iso) {
+  return el("time", { datetime: iso, title: iso }, when.format(new Date(iso)));
+}
+
+function showView(name) {
+  for (const [n, node] of Object.entries(views)) show(node, n === name);
+  const signedIn = name !== "signin";
+  show(byId("session"), signedIn);
+  setText(byId("session-who"), signedIn ? `Signed in as ${api.who()}` : "");
+}
+
+// ---- session ---------------------------------------------------------
+
+let expiryTimer = 0;
+
+function anyDialogOpen() {
+  return document.querySelector("dialog[open]") !== null;
+}
+
+/** Back to the sign-in form, keeping the chosen team for afterwards. */
+function expire(message) {
+  api.signOut();
+  clearTimeout(expiryTimer);
+  if (state.secret) {
+    // Never take the one view of a secret away; ask once it is closed.
+    state.expiredWhileSecret = message;
+    return;
+  }
+  for (const d of document.querySelectorAll("dialog[open]")) d.close();
+  const notice = byId("signin-notice");
+  setText(notice, message);
+  show(notice, Boolean(message));
+  showView("signin");
+  byId("signin-id").focus();
+}
+
+function scheduleExpiry() {
+  clearTimeout(expiryTimer);
+  expiryTimer = setTimeout(() => {
+    if (!anyDialogOpen()) expire("Your session expired. Sign in again.");
+  }, api.remaining());
+}
+
+/** Shows err where it belongs: a lapsed session sends back to sign-in. */
+function report(err, node) {
+  if (err instanceof api.SessionExpired) {
+    expire(err.message);
+    return;
+  }
+  if (!(err instanceof api.APIError)) console.error(err);
+  setError(node, err.message || "Something went wrong.");
+}
+
+byId("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const idField = byId("signin-id");
+  const secretField = byId("signin-secret");
+  const error = byId("signin-error");
+  const id = idField.value.trim();
+  if (id === "" || secretField.value === "") {
+    setError(error, "Enter the admin client ID and secret.");
+    (id === "" ? idField : secretField).focus();
+    return;
+  }
+  const submit = byId("signin-submit");
+  submit.disabled = true;
+  setError(error, "");
+  try {
+    await api.signIn(id, secretField.value);
+  } catch (err) {
+    setError(error, err.message);
+    secretField.select();
+    secretField.focus();
+    return;
+  } finally {
+    submit.disabled = false;
+  }
+  secretField.value = "";
+  show(byId("signin-notice"), false);
+  scheduleExpiry();
+  try {
+    await loadCatalog();
+  } catch (err) {
+    report(err, error);
+    return;
+  }
+  const team = state.team || teamFromHash();
+  if (team && !teamError(team)) {
+    await openTeam(team);
+  } else {
+    await showTeams();
+  }
+});
+
+byId("sign-out").addEventListener("click", () => {
+  api.signOut();
+  clearTimeout(expiryTimer);
+  state.team = "";
+  state.keys = [];
+  history.replaceState(null, "", location.pathname);
+  setText(byId("signin-notice"), "You are signed out.");
+  show(byId("signin-notice"), true);
+  showView("signin");
+  byId("signin-id").focus();
+});
+
+async function loadCatalog() {
+  const body = await api.permissions();
+  state.catalog = new Map(body.permissions.map((p) => [p.id, p]));
+  if (Number.isInteger(body.max_name_length)) state.maxNameLength = body.max_name_length;
+  if (!state.tokenURL) state.tokenURL = await api.tokenEndpoint();
+}
+
+// ---- teams -----------------------------------------------------------
+
+function teamFromHash() {
+  const m = /^#team=(.+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : "";
+}
+
+async function showTeams() {
+  state.team = "";
+  history.replaceState(null, "", location.pathname);
+  showView("team");
+  const list = byId("team-list");
+  list.replaceChildren();
+  setError(byId("team-error"), "");
+  let body;
+  try {
+    body = await api.teams();
+  } catch (err) {
+    report(err, byId("team-error"));
+    return;
+  }
+  state.maxKeys = body.max_keys;
+  for (const t of body.teams) {
+    const label = `${t.key_count} of ${body.max_keys} ${body.max_keys === 1 ? "key" : "keys"}`;
+    list.append(
+      el("li", {},
+        el("button", { type: "button", className: "team", "data-team": t.team_id, on: { click: () => openTeam(t.team_id) } },
+          el("span", { className: "team-id" }, t.team_id),
+          el("span", { className: "team-count" }, label))));
+  }
+  show(byId("team-empty"), body.teams.length === 0);
+  byId("team-id").focus();
+}
+
+byId("team-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const field = byId("team-id");
+  const value = field.value.trim();
+  const problem = teamError(value);
+  setError(byId("team-error"), problem);
+  field.setAttribute("aria-invalid", problem ? "true" : "false");
+  if (problem) {
+    field.focus();
+    return;
+  }
+  field.value = "";
+  openTeam(value);
+});
+
+byId("switch-team").addEventListener("click", () => showTeams());
+byId("nav-api-keys").addEventListener("click", (event) => {
+  event.preventDefault();
+  if (!views.signin.hidden) {
+    byId("signin-id").focus();
+    return;
+  }
+  // A lapsed session surfaces here as SessionExpired: sign-in, then back.
+  if (state.team) openTeam(state.team);
+  else showTeams();
+});
+
+async function openTeam(team) {
+  state.team = team;
+  history.replaceState(null, "", `#team=${encodeURIComponent(team)}`);
+  setText(byId("keys-team"), team);
+  state.keys = [];
+  renderKeys();
+  showView("keys");
+  await refreshKeys();
+  byId("main").focus();
+}
+
+// ---- the key list ----------------------------------------------------
+
+async function refreshKeys() {
+  const error = byId("keys-error");
+  try {
+    const body = await api.listKeys(state.team);
+    state.keys = body.keys;
+    state.maxKeys = body.max_keys;
+    setError(error, "");
+  } catch (err) {
+    report(err, error);
+  }
+  renderKeys();
+}
+
+function permissionNames(ids) {
+  return ids.map((id) => (state.catalog.get(id) || { name: id }).name);
+}
+
+function renderKeys() {
+  const body = byId("keys-body");
+  const rows = state.keys.map((k) =>
+    el("tr", { "data-client-id": k.client_id },
+      el("td", { className: "name", "data-label": "Name" }, k.name),
+      el("td", { className: "client-id", "data-label": "Client ID" }, el("code", {}, k.client_id)),
+      el("td", { className: "created", "data-label": "Created" }, timeText(k.created_at)),
+      el("td", { className: "last-used", "data-label": "Last used" }, k.last_used_at ? timeText(k.last_used_at) : "never"),
+      el("td", { className: "permissions", "data-label": "Permissions" },
+        el("ul", {}, ...permissionNames(k.permissions).map((n) => el("li", {}, n)))),
+      el("td", { className: "actions" },
+        el("button", { type: "button", className: "rotate", "aria-label": `Rotate the secret of ${k.name}`, on: { click: () => askRotate(k) } }, "Rotate"),
+        el("button", { type: "button", className: "danger delete", "aria-label": `Delete ${k.name}`, on: { click: () => askDelete(k) } }, "Delete"))));
+  body.replaceChildren(...rows);
+  show(byId("keys-table"), rows.length > 0);
+  show(byId("keys-empty"), rows.length === 0);
+
+  const n = state.keys.length;
+  setText(byId("key-usage"), `${n} of ${state.maxKeys} keys used`);
+  const full = n >= state.maxKeys;
+  const generate = byId("generate");
+  generate.disabled = full;
+  const reason = byId("limit-reason");
+  setText(reason, full
+    ? `This team has ${state.maxKeys} API keys, the maximum. Delete a key before generating another.`
+    : "");
+  show(reason, full);
+}
+
+function announce(message) {
+  setText(byId("keys-status"), message);
+}
+
+// ---- generate --------------------------------------------------------
+
+const generateDialog = byId("generate-dialog");
+dialogs.setup(generateDialog);
+
+byId("generate").addEventListener("click", () => {
+  byId("generate-form").reset();
+  const nameField = byId("key-name");
+  nameField.maxLength = state.maxNameLength * 4; // room to type; the count is checked below
+  nameField.removeAttribute("aria-invalid");
+  setError(byId("key-name-error"), "");
+  setError(byId("key-perms-error"), "");
+  setError(byId("generate-error"), "");
+  const list = byId("key-perms-list");
+  list.replaceChildren(...[...state.catalog.values()].map((p, i) =>
+    el("label", { className: "choice" },
+      el("input", { type: "checkbox", name: "permission", value: p.id, checked: i === 0 && state.catalog.size === 1, "aria-describedby": `perm-desc-${i}` }),
+      el("span", {},
+        el("span", { className: "choice-name" }, p.name),
+        el("span", { className: "choice-desc", id: `perm-desc-${i}` }, p.description)))));
+  dialogs.open(generateDialog, nameField);
+});
+
+function checkName() {
+  const field = byId("key-name");
+  const problem = nameError(field.value, state.maxNameLength);
+  setError(byId("key-name-error"), problem);
+  field.setAttribute("aria-invalid", problem ? "true" : "false");
+  return problem;
+}
+
+byId("key-name").addEventListener("blur", () => {
+  if (byId("key-name").value !== "") checkName();
+});
+byId("key-name").addEventListener("input", () => {
+  if (!byId("key-name-error").hidden) checkName();
+});
+
+function chosenPermissions() {
+  return [...byId("key-perms-list").querySelectorAll("input[name=permission]:checked")].map((n) => n.value);
+}
+
+byId("generate-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  setError(byId("generate-error"), "");
+  const nameProblem = checkName();
+  const perms = chosenPermissions();
+  const permProblem = perms.length === 0 ? "Choose at least one permission." : "";
+  setError(byId("key-perms-error"), permProblem);
+  if (nameProblem) {
+    byId("key-name").focus();
+    return;
+  }
+  if (permProblem) {
+    byId("key-perms-list").querySelector("input")?.focus();
+    return;
+  }
+  const submit = byId("generate-submit");
+  submit.disabled = true;
+  let created;
+  try {
+    created = await api.createKey(state.team, byId("key-name").value.trim(), perms);
+  } catch (err) {
+    if (err instanceof api.APIError && err.message.startsWith('"name"')) {
+      setError(byId("key-name-error"), err.message);
+      byId("key-name").setAttribute("aria-invalid", "true");
+      byId("key-name").focus();
+    } else if (err instanceof api.APIError && /permission/i.test(err.message) && err.status === 400) {
+      setError(byId("key-perms-error"), err.message);
+    } else {
+      report(err, byId("generate-error"));
+    }
+    return;
+  } finally {
+    submit.disabled = false;
+  }
+  dialogs.close(generateDialog);
+  showSecret("API key created", created, created.client_secret, "");
+  announce(`Created ${created.name}.`);
+  await refreshKeys();
+});
+
+// ---- the secret, once -------------------------------------------------
+
+const secretDialog = byId("secret-dialog");
+const confirmDialog = byId("close-confirm-dialog");
+dialogs.setup(secretDialog, { onCancel: () => dialogs.open(confirmDialog, byId("close-confirm-back")) });
+dialogs.setup(confirmDialog);
+
+function showSecret(title, key, secret, graceNote) {
+  state.secret = {
+    client_id: key.client_id,
+    client_secret: secret,
+    token_url: state.tokenURL,
+    scopes: key.scopes,
+    team_id: key.team_id,
+    name: key.name,
+  };
+  setText(byId("secret-title"), title);
+  setText(byId("secret-client-id"), key.client_id);
+  setText(byId("secret-client-secret"), secret);
+  setText(byId("secret-grace"), graceNote);
+  show(byId("secret-grace"), Boolean(graceNote));
+  setText(byId("copy-status"), "");
+  dialogs.open(secretDialog, byId("copy-client-secret"));
+}
+
+async function copy(text, what) {
+  const status = byId("copy-status");
+  try {
+    await navigator.clipboard.writeText(text);
+    setText(status, `${what} copied.`);
+  } catch {
+    setText(status, `Could not copy: select the ${what.toLowerCase()} and copy it by hand.`);
+  }
+}
+
+byId("copy-client-id").addEventListener("click", () => state.secret && copy(state.secret.client_id, "Client ID"));
+byId("copy-client-secret").addEventListener("click", () => state.secret && copy(state.secret.client_secret, "Client secret"));
+
+byId("download-key").addEventListener("click", () => {
+  if (!state.secret) return;
+  const s = state.secret;
+  const json = JSON.stringify({
+    client_id: s.client_id,
+    client_secret: s.client_secret,
+    token_url: s.token_url,
+    scopes: s.scopes,
+    team_id: s.team_id,
+    name: s.name,
+  }, null, 2) + "\n";
+  const url = URL.createObjectURL(new Blob([json], { type: "application/json" }));
+  const a = el("a", { href: url, download: `keygate-${s.client_id}.json` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  setText(byId("copy-status"), "Downloaded. Keep the file somewhere safe and delete it once the secret is stored.");
+});
+
+byId("secret-done").addEventListener("click", () => dialogs.open(confirmDialog, byId("close-confirm-back")));
+
+byId("close-confirm-yes").addEventListener("click", () => {
+  state.secret = null;
+  // Leave no copy of the secret in the page once it has been dismissed.
+  setText(byId("secret-client-secret"), "");
+  setText(byId("secret-client-id"), "");
+  dialogs.close(confirmDialog);
+  dialogs.close(secretDialog);
+  if (state.expiredWhileSecret) {
+    const message = state.expiredWhileSecret;
+    state.expiredWhileSecret = "";
+    expire(message);
+  } else if (!api.signedIn()) {
+    expire("Your session expired. Sign in again.");
+  }
+});
+
+// Chrome may close a modal dialog on a repeated Esc without a cancelable
+// event; a secret not yet confirmed as saved brings the dialog back.
+secretDialog.addEventListener("close", () => {
+  if (state.secret) {
+    secretDialog.showModal();
+    dialogs.open(confirmDialog, byId("close-confirm-back"));
+  }
+});
+
+addEventListener("beforeunload", (event) => {
+  if (state.secret) event.preventDefault();
+});
+
+// ---- delete ----------------------------------------------------------
+
+const deleteDialog = byId("delete-dialog");
+dialogs.setup(deleteDialog);
+
+function askDelete(key) {
+  state.target = key;
+  setText(byId("delete-name"), key.name);
+  setText(byId("delete-id"), key.client_id);
+  setError(byId("delete-error"), "");
+  dialogs.open(deleteDialog, byId("delete-confirm"));
+}
+
+byId("delete-confirm").addEventListener("click", async () => {
+  const key = state.target;
+  if (!key) return;
+  const button = byId("delete-confirm");
+  button.disabled = true;
+  try {
+    await api.deleteKey(state.team, key.client_id);
+  } catch (err) {
+    // Already gone (another admin, another tab): the list will show it.
+    if (!(err instanceof api.APIError && err.status === 404)) {
+      report(err, byId("delete-error"));
+      return;
+    }
+  } finally {
+    button.disabled = false;
+  }
+  state.target = null;
+  dialogs.close(deleteDialog);
+  announce(`Deleted ${key.name}.`);
+  await refreshKeys();
+  byId("generate").disabled ? byId("main").focus() : byId("generate").focus();
+});
+
+// ---- rotate ----------------------------------------------------------
+
+const rotateDialog = byId("rotate-dialog");
+dialogs.setup(rotateDialog);
+
+function askRotate(key) {
+  state.target = key;
+  setText(byId("rotate-name"), key.name);
+  setText(byId("rotate-id"), key.client_id);
+  setError(byId("rotate-error"), "");
+  byId("rotate-grace").value = "24h";
+  dialogs.open(rotateDialog, byId("rotate-grace"));
+}
+
+byId("rotate-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = state.target;
+  if (!key) return;
+  const button = byId("rotate-confirm");
+  button.disabled = true;
+  let rotated;
+  try {
+    rotated = await api.rotateKey(state.team, key.client_id, byId("rotate-grace").value);
+  } catch (err) {
+    report(err, byId("rotate-error"));
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  state.target = null;
+  dialogs.close(rotateDialog);
+  const grace = rotated.previous_secret_expires_at
+    ? `The previous secret keeps working until ${when.format(new Date(rotated.previous_secret_expires_at))}.`
+    : "The previous secret no longer works.";
+  showSecret("Secret rotated", rotated, rotated.client_secret, grace);
+  await refreshKeys();
+});
+
+// ---- start -----------------------------------------------------------
+
+showView("signin");
+byId("signin-id").focus();
+api.tokenEndpoint().then((url) => {
+  if (!state.tokenURL) state.tokenURL = url;
+});
