@@ -110,6 +110,18 @@ func (s *Server) requireAdmin(c *gin.Context) {
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the admin key this token was issued to no longer exists")
 		return
 	}
+	// A token revoked through /oauth/revoke (RFC 7009) introspects as
+	// inactive; it must not keep opening the management API either.
+	denied, err := s.store.TokenDenied(c.Request.Context(), claims.ID)
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	if denied {
+		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "this access token was revoked; get a new one at /oauth/token")
+		return
+	}
 	c.Set(claimsKey, claims)
 	c.Next()
 }

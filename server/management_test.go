@@ -619,3 +619,39 @@ func TestManagementTeamLimitConcurrent(t *testing.T) {
 	}
 	e.createKeyWith(t, admin, "acme", "after delete", permAccounting)
 }
+
+// A revoked admin token no longer opens the management API (it introspects
+// as inactive; the API must agree), while another token of the same admin
+// key keeps working.
+func TestManagementRevokedAdminToken(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, server.Options{})
+	revoked, kept := e.adminToken(t), e.adminToken(t)
+	if r := e.api(t, revoked, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
+		t.Fatalf("before revocation: %s", r)
+	}
+	if r := e.revoke(t, e.AdminID, e.AdminSecret, revoked); r.Status != http.StatusOK {
+		t.Fatalf("revoke: %s", r)
+	}
+	time.Sleep(flushWait) // the admin key's last-used time is written first
+	before := e.snapshot(t)
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/teams"},
+		{http.MethodGet, "/v1/teams/acme/keys"},
+		{http.MethodPost, "/v1/teams/acme/keys"},
+	} {
+		var body any
+		if c.method == http.MethodPost {
+			body = map[string]any{"name": "After revocation", "permissions": []string{permAccounting}}
+		}
+		r := e.api(t, revoked, c.method, c.path, body)
+		if r.Status != http.StatusUnauthorized || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) ||
+			!strings.Contains(string(r.Body), "revoked") {
+			t.Errorf("%s %s with a revoked admin token: %s", c.method, c.path, r)
+		}
+	}
+	e.assertUnchanged(t, before)
+	if r := e.api(t, kept, http.MethodGet, "/v1/teams", nil); r.Status != http.StatusOK {
+		t.Errorf("another token of the same admin key: %s", r)
+	}
+}
