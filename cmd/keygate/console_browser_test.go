@@ -461,6 +461,28 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("downloaded %+v, want client %s, its secret, token URL %s/oauth/token, scopes %v", file, id, base, wantScopes)
 	}
 
+	// Copy puts the secret on the clipboard (permission granted as a user
+	// would grant it).
+	for _, perm := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: base,
+		}); err != nil {
+			t.Fatalf("grant %s: %v", perm, err)
+		}
+	}
+	p.run(t, "copy the secret", chromedp.Click(chromedp.CSS("#copy-client-secret")))
+	for deadline := time.Now().Add(5 * time.Second); p.text(t, "#copy-status") != "Client secret copied."; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("copy status %q", p.text(t, "#copy-status"))
+		}
+	}
+	ctxClip, cancelClip := context.WithTimeout(p.ctx, 10*time.Second)
+	clip, err := chromedp.Run(ctxClip, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	cancelClip()
+	if err != nil || clip != secret {
+		t.Errorf("clipboard holds %q (%v), want the secret", clip, err)
+	}
+
 	// The secret on screen is the real one: a standard OAuth2 client gets a
 	// token with it.
 	tok, err := exchange(ctx, base, id, secret)
