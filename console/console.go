@@ -22,7 +22,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io/fs"
-	"mime"
 	"net/http"
 	"path"
 	"strings"
@@ -43,6 +42,16 @@ const Prefix = "/console/"
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 
+// contentTypes is fixed rather than mime.TypeByExtension, which reads the
+// host's MIME tables: a host mapping .js to something odd would make the
+// browser refuse the module scripts (nosniff).
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+}
+
 type file struct {
 	body        []byte
 	contentType string
@@ -61,9 +70,9 @@ func Handler() http.Handler {
 		if err != nil {
 			return err
 		}
-		ct := mime.TypeByExtension(path.Ext(p))
-		if ct == "" {
-			ct = "application/octet-stream"
+		ct, ok := contentTypes[path.Ext(p)]
+		if !ok {
+			return fmt.Errorf("%s: no content type for %q files", p, path.Ext(p))
 		}
 		sum := sha256.Sum256(body)
 		files[strings.TrimPrefix(p, "assets/")] = file{

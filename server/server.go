@@ -224,7 +224,9 @@ func (s *Server) routes() http.Handler {
 	con := gin.WrapH(console.Handler())
 	r.GET("/console/*file", con)
 	r.HEAD("/console/*file", con)
-	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) })
+	toConsole := func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) }
+	r.GET("/", toConsole)
+	r.HEAD("/", toConsole)
 	r.NoRoute(func(c *gin.Context) {
 		problem(c, http.StatusNotFound, "urn:keygate:problem:not-found", "no such endpoint: "+c.Request.URL.Path)
 	})
