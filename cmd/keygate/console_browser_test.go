@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +69,8 @@ type browserPage struct {
 	exceptions []string
 	errors     []string
 	requests   []string
+	// tokenCalls are the page's requests to the token endpoint, in order.
+	tokenCalls []network.RequestID
 }
 
 func newBrowser(t *testing.T, width, height int64) *browserPage {
@@ -124,6 +128,9 @@ func newBrowser(t *testing.T, width, height int64) *browserPage {
 			}
 		case *network.EventRequestWillBeSent:
 			p.requests = append(p.requests, e.Request.URL)
+			if strings.HasSuffix(e.Request.URL, "/oauth/token") {
+				p.tokenCalls = append(p.tokenCalls, e.RequestID)
+			}
 		}
 	})
 	if err != nil {
@@ -205,9 +212,10 @@ func (p *browserPage) clean(t *testing.T, base string) {
 		t.Errorf("the page raised dialogs %q / exceptions %q", p.dialogs, p.exceptions)
 	}
 	for _, e := range p.errors {
-		// A refused sign-in is a 401 the console shows inline; Chromium logs
-		// the failed fetch as a network error. Anything else is a fault.
-		if strings.Contains(e, "/oauth/token") && strings.Contains(e, "401") {
+		// The refused sign-in and the revoked token are 401s this test
+		// causes on purpose; Chromium logs each as a network error. Anything
+		// else is a fault.
+		if strings.HasPrefix(e, "network: ") && strings.Contains(e, "status of 401") {
 			continue
 		}
 		t.Errorf("the page logged an error: %s", e)
@@ -250,6 +258,29 @@ func (p *browserPage) screenshot(t *testing.T, dir, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+// pageToken reads the access token the page got at its last sign-in, off
+// the network (the page itself keeps it where no script can reach it).
+func (p *browserPage) pageToken(t *testing.T) string {
+	t.Helper()
+	p.mu.Lock()
+	calls := slices.Clone(p.tokenCalls)
+	p.mu.Unlock()
+	if len(calls) == 0 {
+		t.Fatal("the page never called the token endpoint")
+	}
+	res, err := chromedp.Call(p.ctx, network.GetResponseBody, network.GetResponseBodyParams{RequestID: calls[len(calls)-1]})
+	if err != nil {
+		t.Fatalf("read the sign-in answer: %v", err)
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(res.Body, &body); err != nil || body.AccessToken == "" {
+		t.Fatalf("sign-in answer %q: %v", res.Body, err)
+	}
+	return body.AccessToken
 }
 
 // consoleServe starts a real serve on loopback with a known admin key.
@@ -321,6 +352,22 @@ func refreshList(t *testing.T, p *browserPage) {
 }
 
 func rowSel(id string) string { return fmt.Sprintf(`tr[data-client-id=%q]`, id) }
+
+func revokeToken(t *testing.T, base, id, secret, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/oauth/revoke", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
 
 func exchange(ctx context.Context, base, id, secret string) (*oauth2.Token, error) {
 	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: base + "/oauth/token"}
@@ -607,6 +654,18 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	signIn(t, p, adminID, adminSecret)
 	p.run(t, "back to the team", chromedp.WaitVisible(chromedp.CSS(rowSel(xssID))))
+
+	// A token the server no longer accepts (revoked here, as an operator
+	// ending a session would) brings the sign-in back on the next call.
+	if r := revokeToken(t, base, adminID, adminSecret, p.pageToken(t)); r != http.StatusOK {
+		t.Fatalf("revoke the console's token: HTTP %d", r)
+	}
+	p.run(t, "refused token", chromedp.Click(chromedp.CSS("#nav-api-keys")), chromedp.WaitVisible(chromedp.CSS("#signin-notice")))
+	if got := p.text(t, "#signin-notice"); !strings.Contains(got, "Sign in again") {
+		t.Errorf("notice after a refused token %q", got)
+	}
+	signIn(t, p, adminID, adminSecret)
+	p.run(t, "back again", chromedp.WaitVisible(chromedp.CSS(rowSel(xssID))))
 
 	p.clean(t, base)
 }
