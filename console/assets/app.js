@@ -240,9 +240,10 @@ function renderKeys() {
       el("td", { className: "last-used", "data-label": "Last used" }, k.last_used_at ? timeText(k.last_used_at) : "never"),
       el("td", { className: "permissions", "data-label": "Permissions" },
         el("ul", {}, ...permissionNames(k.permissions).map((n) => el("li", {}, n)))),
-      el("td", { className: "actions" },
-        el("button", { type: "button", className: "rotate", "aria-label": `Rotate the secret of ${k.name}`, on: { click: () => askRotate(k) } }, "Rotate"),
-        el("button", { type: "button", className: "danger delete", "aria-label": `Delete ${k.name}`, on: { click: () => askDelete(k) } }, "Delete"))));
+      el("td", { className: "key-actions" },
+        el("div", { className: "row-actions" },
+          el("button", { type: "button", className: "rotate", "aria-label": `Rotate the secret of ${k.name}`, on: { click: () => askRotate(k) } }, "Rotate"),
+          el("button", { type: "button", className: "danger delete", "aria-label": `Delete ${k.name}`, on: { click: () => askDelete(k) } }, "Delete")))));
   body.replaceChildren(...rows);
   show(byId("keys-table"), rows.length > 0);
   show(byId("keys-empty"), rows.length === 0);
@@ -444,7 +445,8 @@ function askDelete(key) {
   setText(byId("delete-name"), key.name);
   setText(byId("delete-id"), key.client_id);
   setError(byId("delete-error"), "");
-  dialogs.open(deleteDialog, byId("delete-confirm"));
+  // Focus starts on Cancel: Enter alone must not delete a key.
+  dialogs.open(deleteDialog, byId("delete-cancel"));
 }
 
 byId("delete-confirm").addEventListener("click", async () => {
