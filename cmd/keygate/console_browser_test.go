@@ -457,6 +457,10 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Errorf("choice %d reads %q, want name and description of %s", i, offered[i], perm.ID)
 		}
 	}
+	// Every field has a label (the permission checkboxes sit inside theirs).
+	if unlabelled := evalJS[[]string](t, p, `[...document.querySelectorAll("input, select")].filter(f => f.labels.length === 0).map(f => f.id || f.name)`); len(unlabelled) > 0 {
+		t.Errorf("fields without a label: %q", unlabelled)
+	}
 	p.run(t, "cancel with Esc", chromedp.KeyEvent("\x1b"), chromedp.WaitNotPresent(chromedp.CSS("#generate-dialog[open]")))
 
 	// Generate for real; the lightbox shows the secret once.
@@ -676,11 +680,18 @@ func TestConsoleBrowserPhone(t *testing.T) {
 	srv, adminID, adminSecret := consoleServe(t)
 	base := srv.base
 	admin := client.New(client.Config{URL: base, ClientID: adminID, ClientSecret: adminSecret})
-	if _, err := admin.CreateKey(ctxFor(t), "acme", "A fairly long key name for a phone screen", []string{"accounting_api", "visualization_sdk"}); err != nil {
+	teamKey, err := admin.CreateKey(ctxFor(t), "acme", "A fairly long key name for a phone screen", []string{"accounting_api", "visualization_sdk"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	p := newBrowser(t, 375, 812)
 	p.run(t, "open", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#nav-api-keys")))
+	// A team's key is not an admin key: refused inline, still signed out.
+	signIn(t, p, teamKey.ClientID, teamKey.ClientSecret)
+	p.run(t, "team key refused", chromedp.WaitVisible(chromedp.CSS("#signin-error")))
+	if got := p.text(t, "#signin-error"); !strings.Contains(got, "not an admin key") {
+		t.Errorf("sign-in with a team key: %q", got)
+	}
 	signIn(t, p, adminID, adminSecret)
 	p.run(t, "pick acme", chromedp.WaitVisible(chromedp.CSS(`#team-list button[data-team="acme"]`)),
 		chromedp.Click(chromedp.CSS(`#team-list button[data-team="acme"]`)),
@@ -708,5 +719,46 @@ func TestConsoleBrowserPhone(t *testing.T) {
 	}
 	p.screenshot(t, shots, "generate-375px")
 	p.run(t, "Esc", chromedp.KeyEvent("\x1b"), chromedp.WaitNotPresent(chromedp.CSS("#generate-dialog[open]")))
+	p.clean(t, base)
+}
+
+// TestConsoleNameRulesMatchAPI holds the console's inline name check to the
+// API's: for each name, the page's verdict (validate.js, run in Chromium)
+// must be the API's (201 or 400).
+func TestConsoleNameRulesMatchAPI(t *testing.T) {
+	srv, adminID, adminSecret := consoleServe(t)
+	base := srv.base
+	admin := client.New(client.Config{URL: base, ClientID: adminID, ClientSecret: adminSecret})
+	p := newBrowser(t, 1024, 768)
+	p.run(t, "open", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#signin-form")))
+	names := []string{
+		"Production sync", "  padded  ", "", "   ", "\u00a0nbsp-trimmed\u00a0", "a\u00a0b", "tab\tinside",
+		"bell\u0007", "zero\u200bwidth", "joiner\u200d", "🔑 key", "e\u0301 combining", "日本語の鍵",
+		strings.Repeat("é", 64), strings.Repeat("é", 65), strings.Repeat("n", 64), strings.Repeat("n", 65),
+		"<img src=x onerror=alert(1)>", "line\nbreak", "private\ue000use", "rtl\u202eoverride",
+	}
+	for i, name := range names {
+		arg, _ := json.Marshal(name)
+		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+		pageSays, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`import("/console/validate.js").then(m => m.nameError(`+string(arg)+`))`, chromedp.EvalAwaitPromise))
+		cancel()
+		if err != nil {
+			t.Fatalf("validate.js on %q: %v", name, err)
+		}
+		team := fmt.Sprintf("parity-%d", i)
+		created, err := admin.CreateKey(ctxFor(t), team, name, []string{"visualization_sdk"})
+		apiAccepts := err == nil
+		if apiAccepts {
+			if err := admin.DeleteKey(ctxFor(t), team, created.ClientID); err != nil {
+				t.Fatal(err)
+			}
+		} else if !strings.Contains(err.Error(), "400") && !strings.Contains(strings.ToLower(err.Error()), "name") {
+			t.Fatalf("create %q failed for another reason: %v", name, err)
+		}
+		if pageAccepts := pageSays == ""; pageAccepts != apiAccepts {
+			t.Errorf("name %q: page accepts=%v (%q), API accepts=%v (%v)", name, pageAccepts, pageSays, apiAccepts, err)
+		}
+	}
 	p.clean(t, base)
 }

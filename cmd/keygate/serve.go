@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/store"
@@ -129,7 +131,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
-		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString())
+		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(),
+		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix)
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
