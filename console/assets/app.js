@@ -90,18 +90,14 @@ byId("signin-form").addEventListener("submit", async (event) => {
     (id === "" ? idField : secretField).focus();
     return;
   }
-  const submit = byId("signin-submit");
-  submit.disabled = true;
   setError(error, "");
   try {
-    await api.signIn(id, secretField.value);
+    await whileBusy(byId("signin-submit"), () => api.signIn(id, secretField.value));
   } catch (err) {
     setError(error, err.message);
     secretField.select();
     secretField.focus();
     return;
-  } finally {
-    submit.disabled = false;
   }
   secretField.value = "";
   show(byId("signin-notice"), false);
@@ -264,6 +260,25 @@ function announce(message) {
   setText(byId("keys-status"), message);
 }
 
+/** Runs fn with button disabled, so a double click sends one request. */
+async function whileBusy(button, fn) {
+  button.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Opens the delete or rotate dialog about one key, with no old error. */
+function openForKey(prefix, key, focus) {
+  state.target = key;
+  setText(byId(`${prefix}-name`), key.name);
+  setText(byId(`${prefix}-id`), key.client_id);
+  setError(byId(`${prefix}-error`), "");
+  dialogs.open(byId(`${prefix}-dialog`), focus);
+}
+
 // ---- generate --------------------------------------------------------
 
 const generateDialog = byId("generate-dialog");
@@ -321,11 +336,9 @@ byId("generate-form").addEventListener("submit", async (event) => {
     byId("key-perms-list").querySelector("input")?.focus();
     return;
   }
-  const submit = byId("generate-submit");
-  submit.disabled = true;
   let created;
   try {
-    created = await api.createKey(state.team, byId("key-name").value.trim(), perms);
+    created = await whileBusy(byId("generate-submit"), () => api.createKey(state.team, byId("key-name").value.trim(), perms));
   } catch (err) {
     if (err instanceof api.APIError && err.message.startsWith('"name"')) {
       setError(byId("key-name-error"), err.message);
@@ -337,8 +350,6 @@ byId("generate-form").addEventListener("submit", async (event) => {
       report(err, byId("generate-error"));
     }
     return;
-  } finally {
-    submit.disabled = false;
   }
   dialogs.close(generateDialog);
   showSecret("API key created", created, created.client_secret, "");
@@ -441,29 +452,21 @@ const deleteDialog = byId("delete-dialog");
 dialogs.setup(deleteDialog);
 
 function askDelete(key) {
-  state.target = key;
-  setText(byId("delete-name"), key.name);
-  setText(byId("delete-id"), key.client_id);
-  setError(byId("delete-error"), "");
   // Focus starts on Cancel: Enter alone must not delete a key.
-  dialogs.open(deleteDialog, byId("delete-cancel"));
+  openForKey("delete", key, byId("delete-cancel"));
 }
 
 byId("delete-confirm").addEventListener("click", async () => {
   const key = state.target;
   if (!key) return;
-  const button = byId("delete-confirm");
-  button.disabled = true;
   try {
-    await api.deleteKey(state.team, key.client_id);
+    await whileBusy(byId("delete-confirm"), () => api.deleteKey(state.team, key.client_id));
   } catch (err) {
     // Already gone (another admin, another tab): the list will show it.
     if (!(err instanceof api.APIError && err.status === 404)) {
       report(err, byId("delete-error"));
       return;
     }
-  } finally {
-    button.disabled = false;
   }
   state.target = null;
   dialogs.close(deleteDialog);
@@ -478,28 +481,20 @@ const rotateDialog = byId("rotate-dialog");
 dialogs.setup(rotateDialog);
 
 function askRotate(key) {
-  state.target = key;
-  setText(byId("rotate-name"), key.name);
-  setText(byId("rotate-id"), key.client_id);
-  setError(byId("rotate-error"), "");
   byId("rotate-grace").value = "24h";
-  dialogs.open(rotateDialog, byId("rotate-grace"));
+  openForKey("rotate", key, byId("rotate-grace"));
 }
 
 byId("rotate-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const key = state.target;
   if (!key) return;
-  const button = byId("rotate-confirm");
-  button.disabled = true;
   let rotated;
   try {
-    rotated = await api.rotateKey(state.team, key.client_id, byId("rotate-grace").value);
+    rotated = await whileBusy(byId("rotate-confirm"), () => api.rotateKey(state.team, key.client_id, byId("rotate-grace").value));
   } catch (err) {
     report(err, byId("rotate-error"));
     return;
-  } finally {
-    button.disabled = false;
   }
   state.target = null;
   dialogs.close(rotateDialog);
