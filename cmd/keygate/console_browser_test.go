@@ -202,28 +202,39 @@ func (p *browserPage) observed() string {
 	return fmt.Sprintf("dialogs: %q\nexceptions: %q\nerrors: %q", p.dialogs, p.exceptions, p.errors)
 }
 
-// clean fails the test if the page raised a dialog, threw, logged an error
-// (a CSP violation is one) or requested anything off base.
-func (p *browserPage) clean(t *testing.T, base string) {
-	t.Helper()
+// faults lists what the page did wrong: JavaScript dialogs, uncaught
+// exceptions, logged errors (a CSP violation is one) and requests off base.
+func (p *browserPage) faults(base string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.dialogs) > 0 || len(p.exceptions) > 0 {
-		t.Errorf("the page raised dialogs %q / exceptions %q", p.dialogs, p.exceptions)
+	var out []string
+	for _, d := range p.dialogs {
+		out = append(out, "dialog "+d)
+	}
+	for _, e := range p.exceptions {
+		out = append(out, "exception "+e)
 	}
 	for _, e := range p.errors {
-		// The refused sign-in and the revoked token are 401s this test
-		// causes on purpose; Chromium logs each as a network error. Anything
-		// else is a fault.
+		// The refused sign-in and the revoked token are 401s the tests
+		// cause on purpose; Chromium logs each as a network error.
 		if strings.HasPrefix(e, "network: ") && strings.Contains(e, "status of 401") {
 			continue
 		}
-		t.Errorf("the page logged an error: %s", e)
+		out = append(out, "error "+e)
 	}
 	for _, u := range p.requests {
 		if !strings.HasPrefix(u, base+"/") && !strings.HasPrefix(u, "blob:"+base+"/") {
-			t.Errorf("the page requested %s, outside %s (the console must make no third-party request)", u, base)
+			out = append(out, "request to another origin "+u)
 		}
+	}
+	return out
+}
+
+// clean fails the test for every fault the page committed.
+func (p *browserPage) clean(t *testing.T, base string) {
+	t.Helper()
+	for _, f := range p.faults(base) {
+		t.Errorf("the console misbehaved: %s", f)
 	}
 }
 
@@ -761,4 +772,31 @@ func TestConsoleNameRulesMatchAPI(t *testing.T) {
 		}
 	}
 	p.clean(t, base)
+}
+
+// TestBrowserObserverSeesFaults checks the checker: the observer the console
+// tests rely on for "no dialog fired", "no exception", "no error" and "no
+// third-party request" does see each of those when they happen, so its
+// silence in the tests above means something.
+func TestBrowserObserverSeesFaults(t *testing.T) {
+	srv, _, _ := consoleServe(t)
+	p := newBrowser(t, 800, 600)
+	p.run(t, "open", chromedp.Navigate(srv.base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#signin-form")))
+	evalJS[chromedp.Void](t, p, `alert("probe")`)
+	evalJS[chromedp.Void](t, p, `setTimeout(() => { throw new Error("probe exception") }, 0)`)
+	evalJS[chromedp.Void](t, p, `console.error("probe error")`)
+	// Blocked by the console's CSP (connect-src 'self'): logged as a
+	// violation, and the attempt is seen as a request to another origin.
+	evalJS[chromedp.Void](t, p, `fetch("http://127.0.0.2:9/probe").catch(() => {})`)
+	want := []string{"dialog alert: probe", "exception", "probe error", "Content Security Policy"}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		all := strings.Join(p.faults(srv.base), "\n")
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(all, w) })
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the observer missed %q; it saw:\n%s", missing, all)
+		}
+	}
 }
