@@ -10,7 +10,8 @@ package redis
 // The cache is used only while the subscription is known to be alive: on
 // any subscription error, or when a ping goes unanswered for two intervals
 // (a hung Redis), it is emptied and bypassed until Redis confirms the
-// subscription again. Entries also expire after maxAge, a backstop should a
+// subscription again (a new "subscribe" after a reconnect, or the answer to
+// a ping on the connection that hung). Entries also expire after maxAge, a backstop should a
 // message ever be lost. Reads that race an invalidation are not cached.
 
 import (
@@ -116,6 +117,16 @@ func (c *keyCache) listen(ctx context.Context, ps *goredis.PubSub) {
 				}
 			case *goredis.Message:
 				c.invalidate(m.Payload)
+			case *goredis.Pong:
+				// After a hang the connection never broke, so no new
+				// "subscribe" confirmation will come: the answer to our
+				// ping is the confirmation. It travelled behind every
+				// message published before Redis read the ping, all of
+				// them applied above, so the (flushed) cache is current.
+				if !c.live.Load() {
+					c.flush()
+					c.live.Store(true)
+				}
 			}
 		}
 	}

@@ -246,3 +246,82 @@ func scanAll(ctx context.Context, c goredis.Cmdable, pattern string) ([]string, 
 	}
 	return out, iter.Err()
 }
+
+// TestRedisHangWithKeyCache is the hang with the key cache on. The cache
+// can serve a key only while its subscription answers; a frozen Redis stops
+// answering the cache's pings, so within two ping intervals the cache is
+// dropped and token requests go to Redis, which times out: 503. Until then
+// the cached key may still get tokens (it was valid a moment ago), but never
+// invalid_client, and never for longer than the bound below.
+func TestRedisHangWithKeyCache(t *testing.T) {
+	p := startRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := redis.Open(ctx, redis.Options{URL: "redis://" + p.Addr() + "/0", Prefix: "kg:", Timeout: storeTimeout, KeyCache: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("redis.Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kg := startKeygate(t, st, nil)
+	waitCacheLive := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(recoverBound); !st.KeyCacheLive(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: key cache not live after %v", what, recoverBound)
+			}
+		}
+	}
+	waitCacheLive("start")
+	adminTok := kg.adminToken()
+	a := kg.createKey(adminTok, "team-a", "hang")
+	if a.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", a.Status, a.Raw)
+	}
+	valid := createdKey{team: "team-a", id: a.str("client_id"), secret: a.str("client_secret")}
+	for range 2 { // the first reads Redis and fills the cache
+		if a := kg.token(valid.id, valid.secret); a.Status != http.StatusOK {
+			t.Fatalf("token before the hang: %d %s", a.Status, a.Raw)
+		}
+	}
+
+	p.Stop()
+	frozen := time.Now()
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			p.Cont()
+		}
+	})
+	// Two unanswered pings (2 × 500 ms) drop the cache; then one store
+	// timeout; plus a second of slack for -race on a busy machine.
+	const bound = 2*time.Second + storeTimeout + time.Second
+	served := 0
+	for {
+		a := kg.token(valid.id, valid.secret)
+		if a.Status == http.StatusServiceUnavailable && a.str("error") == "temporarily_unavailable" {
+			t.Logf("Redis frozen: %d token(s) served from the cache, then 503 at %v", served, time.Since(frozen).Round(time.Millisecond))
+			break
+		}
+		if a.Status != http.StatusOK {
+			t.Fatalf("Redis frozen: token for a valid, cached key: %d %s (want 200 from the cache or 503)", a.Status, a.Raw)
+		}
+		served++
+		if time.Since(frozen) > bound {
+			t.Fatalf("Redis frozen for %v and the cache still serves key %s: a hung Redis must stop the cache within %v", time.Since(frozen).Round(time.Millisecond), valid.id, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.KeyCacheLive() {
+		t.Fatal("Redis frozen: the key cache still reports itself live")
+	}
+	assertTokenUnavailable(t, kg, valid, "Redis frozen, cache dropped")
+
+	p.Cont()
+	resumed = true
+	took := waitReady(t, kg)
+	waitCacheLive("after the hang")
+	t.Logf("Redis resumed; /readyz 200 after %v, cache live again", took.Round(time.Millisecond))
+	if a := kg.token(valid.id, valid.secret); a.Status != http.StatusOK {
+		t.Fatalf("token after the hang: %d %s", a.Status, a.Raw)
+	}
+}
