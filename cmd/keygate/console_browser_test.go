@@ -682,6 +682,15 @@ func TestConsoleBrowser(t *testing.T) {
 	signIn(t, p, adminID, adminSecret)
 	p.run(t, "back again", chromedp.WaitVisible(chromedp.CSS(rowSel(xssID))))
 
+	// Sign out: back to the form, and no key data left in the page.
+	p.run(t, "sign out", chromedp.Click(chromedp.CSS("#sign-out")), chromedp.WaitVisible(chromedp.CSS("#signin-form")))
+	if rows := evalJS[int](t, p, `document.querySelectorAll("#keys-body tr, #team-list li").length`); rows != 0 {
+		t.Errorf("%d rows of key or team data left in the page after sign-out", rows)
+	}
+	if got := p.text(t, "#signin-notice"); !strings.Contains(got, "signed out") {
+		t.Errorf("sign-out notice %q", got)
+	}
+
 	p.clean(t, base)
 }
 

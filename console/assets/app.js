@@ -15,6 +15,7 @@ const state = {
   maxNameLength: MAX_NAME_LENGTH,
   tokenURL: "",
   secret: null, // what the secret dialog shows, until it is closed
+  expiredWhileSecret: "", // a session that lapsed while a secret was shown
   target: null, // the key a delete or rotate dialog is about
 };
 
@@ -121,6 +122,9 @@ byId("sign-out").addEventListener("click", () => {
   clearTimeout(expiryTimer);
   state.team = "";
   state.keys = [];
+  // Leave none of the last team's data in the (hidden) page.
+  renderKeys();
+  byId("team-list").replaceChildren();
   history.replaceState(null, "", location.pathname);
   setText(byId("signin-notice"), "You are signed out.");
   show(byId("signin-notice"), true);
@@ -139,7 +143,11 @@ async function loadCatalog() {
 
 function teamFromHash() {
   const m = /^#team=(.+)$/.exec(location.hash);
-  return m ? decodeURIComponent(m[1]) : "";
+  try {
+    return m ? decodeURIComponent(m[1]) : "";
+  } catch {
+    return ""; // a mangled link: pick the team instead
+  }
 }
 
 async function showTeams() {
