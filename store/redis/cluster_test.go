@@ -118,6 +118,10 @@ func TestClusterConformance(t *testing.T) {
 		return s
 	})
 
+	// The bulk path too: its pipelines split by slot and its script must
+	// be cached on every master.
+	storetest.RunBulk(t, func(t *testing.T) storetest.BulkStore { return newBulkStore(t, cc) })
+
 	t.Run("Sharding/TeamsSpreadOverMasters", func(t *testing.T) {
 		testClusterSharding(t, cl, cc)
 	})

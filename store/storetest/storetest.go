@@ -215,6 +215,9 @@ func keyDiff(want, got store.Key) []string {
 	if !slices.Equal(want.Permissions, got.Permissions) {
 		d = append(d, fmt.Sprintf("Permissions: got %q, want %q", got.Permissions, want.Permissions))
 	}
+	if want.StatusIndex != got.StatusIndex {
+		d = append(d, fmt.Sprintf("StatusIndex: got %d, want %d", got.StatusIndex, want.StatusIndex))
+	}
 	// Hash values are not printed: a test log is no place for them either.
 	if !bytes.Equal(want.SecretHash, got.SecretHash) {
 		d = append(d, "SecretHash differs")
