@@ -94,6 +94,37 @@ type KeyList struct {
 	MaxKeys int   `json:"max_keys"`
 }
 
+// Team is a team that holds keys. Teams are implicit: a team exists while it
+// has keys.
+type Team struct {
+	TeamID   string `json:"team_id"`
+	KeyCount int    `json:"key_count"`
+}
+
+// TeamList is the teams that hold keys, sorted by team ID.
+type TeamList struct {
+	Teams   []Team `json:"teams"`
+	MaxKeys int    `json:"max_keys"`
+}
+
+// Permission is a catalog entry a team key may hold: a named bundle of
+// OAuth scopes.
+type Permission struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Scopes      []string `json:"scopes"`
+}
+
+// PermissionList is the permissions a team key may hold, in catalog order.
+// Operator-only permissions are never listed.
+type PermissionList struct {
+	Permissions []Permission `json:"permissions"`
+	// MaxNameLength is the longest key name the server accepts, in
+	// characters.
+	MaxNameLength int `json:"max_name_length"`
+}
+
 // Error is a failed call: the server's problem details, or a transport
 // failure described in Detail.
 type Error struct {
@@ -151,6 +182,19 @@ func (c *Client) RotateKey(ctx context.Context, team, clientID string, gracePeri
 	}
 	var out CreatedKey
 	return &out, c.do(ctx, http.MethodPost, teamPath(team)+"/"+url.PathEscape(clientID)+"/rotate", body, http.StatusOK, &out)
+}
+
+// Teams lists the teams that hold keys, with their key counts.
+func (c *Client) Teams(ctx context.Context) (*TeamList, error) {
+	var out TeamList
+	return &out, c.do(ctx, http.MethodGet, "/v1/teams", nil, http.StatusOK, &out)
+}
+
+// Permissions lists the permissions a team key may be given, in catalog
+// order.
+func (c *Client) Permissions(ctx context.Context) (*PermissionList, error) {
+	var out PermissionList
+	return &out, c.do(ctx, http.MethodGet, "/v1/permissions", nil, http.StatusOK, &out)
 }
 
 func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }

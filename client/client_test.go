@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 )
@@ -323,5 +325,120 @@ func TestRotateKey(t *testing.T) {
 	// Another team's path: 404.
 	if _, err := c.RotateKey(ctx, "globex", created.ClientID, nil); asError(t, err).Status != http.StatusNotFound {
 		t.Fatalf("rotate under another team: %v", err)
+	}
+}
+
+func TestTeams(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+
+	l, err := c.Teams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Teams == nil || len(l.Teams) != 0 || l.MaxKeys != 5 {
+		t.Fatalf("empty server lists %+v", l)
+	}
+
+	// Created out of order: the list is sorted by team ID.
+	for _, team := range []string{"globex", "acme", "globex"} {
+		if _, err := c.CreateKey(ctx, team, "key", []string{"visualization_sdk"}); err != nil {
+			t.Fatalf("create in %s: %v", team, err)
+		}
+	}
+	l, err = c.Teams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &client.TeamList{Teams: []client.Team{{TeamID: "acme", KeyCount: 1}, {TeamID: "globex", KeyCount: 2}}, MaxKeys: 5}
+	if !reflect.DeepEqual(l, want) {
+		t.Fatalf("Teams = %+v, want %+v", l, want)
+	}
+
+	// A team whose last key is deleted is gone.
+	keys, err := c.ListKeys(ctx, "acme")
+	if err != nil || len(keys.Keys) != 1 {
+		t.Fatalf("acme keys %+v, %v", keys, err)
+	}
+	if err := c.DeleteKey(ctx, "acme", keys.Keys[0].ClientID); err != nil {
+		t.Fatal(err)
+	}
+	l, err = c.Teams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = &client.TeamList{Teams: []client.Team{{TeamID: "globex", KeyCount: 2}}, MaxKeys: 5}
+	if !reflect.DeepEqual(l, want) {
+		t.Fatalf("Teams after deleting acme's key = %+v, want %+v", l, want)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	e := startServer(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	l, err := c.Permissions(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	offered := scopes.Default().Offered()
+	want := make([]client.Permission, 0, len(offered))
+	for _, p := range offered {
+		want = append(want, client.Permission{ID: p.ID, Name: p.Name, Description: p.Description, Scopes: p.Scopes})
+	}
+	if !reflect.DeepEqual(l.Permissions, want) {
+		t.Fatalf("Permissions = %+v\nwant the offered catalog %+v", l.Permissions, want)
+	}
+	if l.MaxNameLength != 64 {
+		t.Fatalf("max_name_length %d, want 64", l.MaxNameLength)
+	}
+	for _, p := range l.Permissions {
+		if p.ID == "token_introspection" {
+			t.Fatal("the operator-only token_introspection permission is listed")
+		}
+	}
+}
+
+func TestTeamsAndPermissionsWrongAdminSecret(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: newSecret(t)})
+	for name, call := range map[string]func() error{
+		"Teams":       func() error { _, err := c.Teams(ctx); return err },
+		"Permissions": func() error { _, err := c.Permissions(ctx); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ce := asError(t, call())
+			if ce.Status != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", ce.Status)
+			}
+			if !strings.Contains(ce.Detail, "admin token") || !strings.Contains(ce.Detail, "invalid_client") {
+				t.Fatalf("detail %q does not say the admin token could not be obtained", ce.Detail)
+			}
+		})
+	}
+}
+
+func TestTeamsAndPermissionsTeamKey(t *testing.T) {
+	// A team key gets a token, but not one with keys:admin: the server's
+	// 403 problem details come back.
+	e := startServer(t)
+	ctx := ctxT(t)
+	admin := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	k, err := admin.CreateKey(ctx, "acme", "team key", []string{"accounting_api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(client.Config{URL: e.url, ClientID: k.ClientID, ClientSecret: k.ClientSecret})
+	for name, call := range map[string]func() error{
+		"Teams":       func() error { _, err := c.Teams(ctx); return err },
+		"Permissions": func() error { _, err := c.Permissions(ctx); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ce := asError(t, call())
+			if ce.Status != http.StatusForbidden || !strings.Contains(ce.Detail, "keys:admin") || ce.Type == "" || ce.Title == "" {
+				t.Fatalf("team key: %+v", ce)
+			}
+		})
 	}
 }

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 )
@@ -329,6 +334,315 @@ func TestCLIMissingCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// createKeysInTwoTeams leaves globex with two keys and acme with one,
+// created out of order so that the sorting by team ID shows.
+func createKeysInTwoTeams(t *testing.T, e cliEnv) {
+	t.Helper()
+	for _, team := range []string{"globex", "acme", "globex"} {
+		if _, stderr, err := run(t, keysArgs(e, "create", "--team", team, "--name", "k", "--permission", "visualization_sdk")...); err != nil {
+			t.Fatalf("keys create --team %s: %v (stderr %q)", team, err, stderr)
+		}
+	}
+}
+
+// offeredPermissions is what keys permissions must show: the default
+// catalog's team permissions.
+func offeredPermissions() []client.Permission {
+	var out []client.Permission
+	for _, p := range scopes.Default().Offered() {
+		out = append(out, client.Permission{ID: p.ID, Name: p.Name, Description: p.Description, Scopes: p.Scopes})
+	}
+	return out
+}
+
+func TestCLIKeysTeamsTable(t *testing.T) {
+	e := startCLIServer(t)
+	out, stderr, err := run(t, keysArgs(e, "teams")...)
+	if err != nil {
+		t.Fatalf("keys teams: %v (stderr %q)", err, stderr)
+	}
+	if out != "No team holds API keys yet; create one with: keygate keys create --team T --name N --permission P\n" {
+		t.Fatalf("keys teams on an empty server printed %q", out)
+	}
+
+	createKeysInTwoTeams(t, e)
+	out, stderr, err = run(t, keysArgs(e, "teams")...)
+	if err != nil {
+		t.Fatalf("keys teams: %v (stderr %q)", err, stderr)
+	}
+	want := "" +
+		"TEAM    KEYS\n" +
+		"acme    1 of 5\n" +
+		"globex  2 of 5\n"
+	if out != want || stderr != "" {
+		t.Fatalf("keys teams printed\n%s\nwant\n%s(stderr %q)", out, want, stderr)
+	}
+}
+
+func TestCLIKeysTeamsJSON(t *testing.T) {
+	e := startCLIServer(t)
+	out, _, err := run(t, keysArgs(e, "teams", "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The API's shape: an empty array, not null, and max_keys.
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatalf("teams --json output is not JSON: %v\n%s", err, out)
+	}
+	if teams, ok := raw["teams"].([]any); !ok || len(teams) != 0 || raw["max_keys"] != 5.0 || len(raw) != 2 {
+		t.Fatalf("teams --json on an empty server: %s", out)
+	}
+
+	createKeysInTwoTeams(t, e)
+	out, _, err = run(t, keysArgs(e, "teams", "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l client.TeamList
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatalf("teams --json: %v\n%s", err, out)
+	}
+	want := client.TeamList{Teams: []client.Team{{TeamID: "acme", KeyCount: 1}, {TeamID: "globex", KeyCount: 2}}, MaxKeys: 5}
+	if !reflect.DeepEqual(l, want) {
+		t.Fatalf("teams --json %+v, want %+v", l, want)
+	}
+	if !strings.Contains(out, `"team_id": "acme"`) || !strings.Contains(out, `"key_count": 2`) {
+		t.Fatalf("teams --json does not use the API's field names:\n%s", out)
+	}
+}
+
+// permissionRow is one permission as the keys permissions table shows it:
+// the NAME column's lines joined (name, then description) and the SCOPES
+// column's words.
+type permissionRow struct {
+	ID, Text string
+	Scopes   []string
+}
+
+// parsePermissionTable reads the keys permissions table back by column,
+// from the positions of the header's column names.
+func parsePermissionTable(t *testing.T, out string) (rows []permissionRow, footer string) {
+	t.Helper()
+	table, footer, ok := strings.Cut(out, "\n\nGrant them with:")
+	if !ok {
+		t.Fatalf("no footer line in:\n%s", out)
+	}
+	lines := strings.Split(table, "\n")
+	// The header is ASCII, so its byte offsets are the columns' rune offsets.
+	nameAt, scopesAt := strings.Index(lines[0], "NAME"), strings.Index(lines[0], "SCOPES")
+	if !strings.HasPrefix(lines[0], "ID ") || nameAt < 0 || scopesAt < nameAt || utf8.RuneCountInString(lines[0]) != len(lines[0]) {
+		t.Fatalf("header %q", lines[0])
+	}
+	for _, line := range lines[1:] {
+		r := []rune(line)
+		if len(r) > 100 {
+			t.Errorf("line wider than 100 columns (%d): %q", len(r), line)
+		}
+		if line == "" {
+			continue
+		}
+		col := func(from, to int) string {
+			from, to = min(from, len(r)), min(to, len(r))
+			return strings.TrimSpace(string(r[from:to]))
+		}
+		if id := col(0, nameAt); id != "" {
+			rows = append(rows, permissionRow{ID: id})
+		} else if len(rows) == 0 {
+			t.Fatalf("continuation line before the first permission: %q", line)
+		}
+		row := &rows[len(rows)-1]
+		if text := col(nameAt, scopesAt); text != "" {
+			row.Text = strings.TrimSpace(row.Text + " " + text)
+		}
+		row.Scopes = append(row.Scopes, strings.Fields(col(scopesAt, len(r)))...)
+	}
+	return rows, "Grant them with:" + footer
+}
+
+func TestCLIKeysPermissionsTable(t *testing.T) {
+	e := startCLIServer(t)
+	createKeysInTwoTeams(t, e) // keys do not change the catalog's list
+	out, stderr, err := run(t, keysArgs(e, "permissions")...)
+	if err != nil {
+		t.Fatalf("keys permissions: %v (stderr %q)", err, stderr)
+	}
+	if stderr != "" {
+		t.Fatalf("stderr %q", stderr)
+	}
+	rows, footer := parsePermissionTable(t, out)
+	var want []permissionRow
+	for _, p := range offeredPermissions() {
+		want = append(want, permissionRow{ID: p.ID, Text: p.Name + " " + p.Description, Scopes: p.Scopes})
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Fatalf("keys permissions shows\n%+v\nwant\n%+v\n%s", rows, want, out)
+	}
+	if footer != "Grant them with: keygate keys create --team T --name N --permission ID [--permission ID…]\n" {
+		t.Fatalf("footer %q", footer)
+	}
+	// The long name of accounting_api stays on one line, next to its ID.
+	if !regexp.MustCompile(`(?m)^accounting_api +Accounting Data as a Service API — full read/write +common:read common:write$`).MatchString(out) {
+		t.Fatalf("first accounting_api line not as expected:\n%s", out)
+	}
+	if strings.Contains(out, "token_introspection") || strings.Contains(out, "tokens:introspect") {
+		t.Fatalf("keys permissions offers the operator-only permission:\n%s", out)
+	}
+}
+
+func TestPermissionTableWraps(t *testing.T) {
+	// An operator's catalog with long names, descriptions and scope lists
+	// still fits 100 columns, and nothing is lost in the wrapping.
+	perms := []client.Permission{
+		{ID: "reports.v2-beta_with_a_long_identifier", Name: strings.Repeat("Quarterly reporting ", 5) + "— read",
+			Description: strings.Repeat("Lets an integration read every quarterly report. ", 4),
+			Scopes:      []string{"reports:read", "reports:export", "reports.archive:read", "reports.drafts:read", "x"}},
+		{ID: "a", Name: "Short", Description: "", Scopes: []string{"a:b"}},
+	}
+	var b bytes.Buffer
+	writePermissionTable(&b, perms)
+	b.WriteString("\nGrant them with: …\n")
+	rows, _ := parsePermissionTable(t, b.String())
+	var want []permissionRow
+	for _, p := range perms {
+		want = append(want, permissionRow{ID: p.ID, Text: strings.Join(strings.Fields(p.Name+" "+p.Description), " "), Scopes: p.Scopes})
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Fatalf("wrapped table reads back as\n%+v\nwant\n%+v\n%s", rows, want, b.String())
+	}
+}
+
+func TestCLIKeysPermissionsJSON(t *testing.T) {
+	e := startCLIServer(t)
+	out, _, err := run(t, keysArgs(e, "permissions", "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l client.PermissionList
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatalf("permissions --json: %v\n%s", err, out)
+	}
+	if want := offeredPermissions(); !reflect.DeepEqual(l.Permissions, want) || l.MaxNameLength != 64 {
+		t.Fatalf("permissions --json %+v, want %+v and max_name_length 64", l, want)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || len(raw) != 2 || raw["max_name_length"] != 64.0 {
+		t.Fatalf("permissions --json is not the API's shape: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "token_introspection") || strings.Contains(out, "operator_only") {
+		t.Fatalf("permissions --json shows operator-only data:\n%s", out)
+	}
+}
+
+func TestCLIKeysTeamsPermissionsErrors(t *testing.T) {
+	e := startCLIServer(t)
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	other, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wrong, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A team key authenticates, but its token lacks keys:admin: the
+	// server's 403 problem detail.
+	out, _, err := run(t, keysArgs(e, "create", "--json", "--team", "acme", "--name", "team key", "--permission", "accounting_api")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var teamKey client.CreatedKey
+	if err := json.Unmarshal([]byte(out), &teamKey); err != nil {
+		t.Fatal(err)
+	}
+	teamSecret := filepath.Join(t.TempDir(), "team")
+	if err := os.WriteFile(teamSecret, []byte(teamKey.ClientSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sub := range []string{"teams", "permissions"} {
+		t.Run(sub, func(t *testing.T) {
+			for _, asJSON := range []bool{false, true} {
+				args := []string{"keys", sub, "--url", e.url, "--client-id", cliAdminID, "--client-secret-file", wrong}
+				if asJSON {
+					args = append(args, "--json")
+				}
+				out, stderr, err := run(t, args...)
+				if err == nil || !strings.Contains(err.Error(), "admin token") || !strings.Contains(err.Error(), "invalid_client") || strings.Contains(err.Error(), other) {
+					t.Fatalf("wrong secret (json %v): %v", asJSON, err)
+				}
+				if out != "" || stderr != "" {
+					t.Fatalf("wrong secret (json %v) printed stdout %q stderr %q", asJSON, out, stderr)
+				}
+			}
+
+			out, _, err := run(t, "keys", sub, "--url", e.url, "--client-id", teamKey.ClientID, "--client-secret-file", teamSecret)
+			var ce *client.Error
+			if !asClientError(err, &ce) || ce.Status != http.StatusForbidden || !strings.Contains(ce.Detail, "keys:admin") || err.Error() != ce.Detail {
+				t.Fatalf("team key: %v, want the server's 403 problem detail", err)
+			}
+			if out != "" {
+				t.Fatalf("team key printed %q", out)
+			}
+
+			// As a process: exit status 1, the detail on stderr, nothing on stdout.
+			stdout, stderr, code := runMain(t, "keys", sub, "--url", e.url, "--client-id", teamKey.ClientID, "--client-secret-file", teamSecret)
+			if code != 1 || stdout != "" || stderr != "keygate: "+ce.Detail+"\n" {
+				t.Fatalf("keygate keys %s with a team key: exit %d, stdout %q, stderr %q", sub, code, stdout, stderr)
+			}
+		})
+	}
+
+	// Arguments are refused.
+	for _, sub := range []string{"teams", "permissions"} {
+		if _, _, err := run(t, keysArgs(e, sub, "extra")...); err == nil {
+			t.Fatalf("keys %s accepted an argument", sub)
+		}
+	}
+}
+
+// envMainArgs makes the test binary run main with these (JSON-encoded)
+// arguments instead of the tests; see TestMain.
+const envMainArgs = "KEYGATE_TEST_MAIN_ARGS"
+
+func TestMain(m *testing.M) {
+	if raw, ok := os.LookupEnv(envMainArgs); ok {
+		var args []string
+		if err := json.Unmarshal([]byte(raw), &args); err != nil {
+			panic(err)
+		}
+		os.Args = append([]string{"keygate"}, args...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs keygate as a process (the test binary running main), for
+// what main itself does: the exit status and the error on stderr.
+func runMain(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), envMainArgs+"="+string(raw))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
 }
 
 func TestCLISecretGenerate(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -44,7 +45,8 @@ KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
 	pf.StringVar(&f.clientSecretFile, "client-secret-file", "", "file holding the admin client secret")
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 
-	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f))
+	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
+		keysTeamsCommand(&f), keysPermissionsCommand(&f))
 	return cmd
 }
 
@@ -83,10 +85,18 @@ func firstNonEmpty(vals ...string) string {
 // teamCommand runs fn with a management client for commands scoped to a
 // team, after checking the --team flag.
 func (f *keysFlags) teamCommand(team *string, fn func(cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	run := f.command(fn)
 	return func(cmd *cobra.Command, args []string) error {
 		if *team == "" {
 			return errors.New("--team is required")
 		}
+		return run(cmd, args)
+	}
+}
+
+// command runs fn with a management client.
+func (f *keysFlags) command(fn func(cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
 		c, err := f.client(cmd)
 		if err != nil {
 			return err
@@ -241,6 +251,150 @@ func keysDeleteCommand(f *keysFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	return cmd
+}
+
+func keysTeamsCommand(f *keysFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "teams",
+		Short: "List the teams that hold API keys, with their key counts",
+		Long: `List the teams that hold API keys, sorted by team ID, with how many keys
+each holds of the per-team maximum.
+
+Teams are implicit: a team exists while it holds keys, so a team whose last
+key was deleted is not listed.`,
+		Args: cobra.NoArgs,
+		RunE: f.command(func(cmd *cobra.Command, c *client.Client, _ []string) error {
+			l, err := c.Teams(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return writeJSON(out, l)
+			}
+			if len(l.Teams) == 0 {
+				fmt.Fprintln(out, "No team holds API keys yet; create one with: keygate keys create --team T --name N --permission P")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TEAM\tKEYS")
+			for _, t := range l.Teams {
+				fmt.Fprintf(tw, "%s\t%d of %d\n", t.TeamID, t.KeyCount, l.MaxKeys)
+			}
+			return tw.Flush()
+		}),
+	}
+}
+
+func keysPermissionsCommand(f *keysFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "permissions",
+		Short: "List the permissions a team's API key may be given",
+		Long: `List the permissions from the server's catalog that a team's API key may be
+given, in catalog order: the IDs to pass to "keys create --permission", with
+their names, descriptions and the OAuth scopes each grants. Operator-only
+permissions are not listed.`,
+		Args: cobra.NoArgs,
+		RunE: f.command(func(cmd *cobra.Command, c *client.Client, _ []string) error {
+			l, err := c.Permissions(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return writeJSON(out, l)
+			}
+			if len(l.Permissions) == 0 {
+				fmt.Fprintln(out, "The server's catalog offers no permissions to teams.")
+				return nil
+			}
+			writePermissionTable(out, l.Permissions)
+			fmt.Fprintln(out, "\nGrant them with: keygate keys create --team T --name N --permission ID [--permission ID…]")
+			return nil
+		}),
+	}
+}
+
+// permissionTableWidth is the width writePermissionTable keeps to, unless an
+// ID or a single word is too long for it.
+const permissionTableWidth = 100
+
+// writePermissionTable prints permissions as ID, NAME and SCOPES columns
+// within permissionTableWidth: the description goes under the name, and
+// long names, descriptions and scope lists wrap inside their columns. A
+// blank line separates the permissions.
+func writePermissionTable(w io.Writer, perms []client.Permission) {
+	const gap = 2
+	idW, scopeW, nameW := runeLen("ID"), runeLen("SCOPES"), runeLen("NAME")
+	for _, p := range perms {
+		idW = max(idW, runeLen(p.ID))
+		nameW = max(nameW, runeLen(p.Name))
+		for _, s := range p.Scopes {
+			scopeW = max(scopeW, runeLen(s))
+		}
+	}
+	// The name column gets what the ID and the longest scope leave (at least
+	// 30 columns); the scope column gets the rest.
+	nameW = max(min(nameW, permissionTableWidth-idW-scopeW-2*gap), 30)
+	scopeW = max(scopeW, permissionTableWidth-idW-nameW-2*gap)
+
+	line := func(id, name, scopes string) {
+		s := padRight(id, idW+gap) + padRight(name, nameW+gap) + scopes
+		fmt.Fprintln(w, strings.TrimRight(s, " "))
+	}
+	line("ID", "NAME", "SCOPES")
+	for i, p := range perms {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		text := wrapWords(strings.Fields(p.Name), nameW)
+		text = append(text, wrapWords(strings.Fields(p.Description), nameW)...)
+		scopes := wrapWords(p.Scopes, scopeW)
+		for j := 0; j < max(len(text), len(scopes)); j++ {
+			var id, name, scope string
+			if j == 0 {
+				id = p.ID
+			}
+			if j < len(text) {
+				name = text[j]
+			}
+			if j < len(scopes) {
+				scope = scopes[j]
+			}
+			line(id, name, scope)
+		}
+	}
+}
+
+// wrapWords joins words with spaces into lines of at most width runes; a
+// word longer than width gets a line of its own.
+func wrapWords(words []string, width int) []string {
+	var lines []string
+	cur := ""
+	for _, w := range words {
+		switch {
+		case cur == "":
+			cur = w
+		case runeLen(cur)+1+runeLen(w) <= width:
+			cur += " " + w
+		default:
+			lines = append(lines, cur)
+			cur = w
+		}
+	}
+	if cur != "" {
+		lines = append(lines, cur)
+	}
+	return lines
+}
+
+func runeLen(s string) int { return utf8.RuneCountInString(s) }
+
+func padRight(s string, width int) string {
+	if n := runeLen(s); n < width {
+		return s + strings.Repeat(" ", width-n)
+	}
+	return s + " "
 }
 
 func writeJSON(w io.Writer, v any) error {
