@@ -184,10 +184,37 @@ func (c *Client) RotateKey(ctx context.Context, team, clientID string, gracePeri
 	return &out, c.do(ctx, http.MethodPost, teamPath(team)+"/"+url.PathEscape(clientID)+"/rotate", body, http.StatusOK, &out)
 }
 
-// Teams lists the teams that hold keys, with their key counts.
-func (c *Client) Teams(ctx context.Context) (*TeamList, error) {
-	var out TeamList
-	return &out, c.do(ctx, http.MethodGet, "/v1/teams", nil, http.StatusOK, &out)
+// Teams lists the teams that hold keys and whose ID starts with prefix (""
+// for all), with their key counts, sorted by team ID. The server answers a
+// page at a time; Teams follows the pages to the end.
+func (c *Client) Teams(ctx context.Context, prefix string) (*TeamList, error) {
+	out := TeamList{Teams: []Team{}}
+	after := ""
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if prefix != "" {
+			q.Set("prefix", prefix)
+		}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var page struct {
+			TeamList
+			Next *string `json:"next"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/teams?"+q.Encode(), nil, http.StatusOK, &page); err != nil {
+			return nil, err
+		}
+		out.Teams = append(out.Teams, page.Teams...)
+		out.MaxKeys = page.MaxKeys
+		if page.Next == nil {
+			return &out, nil
+		}
+		if *page.Next <= after {
+			return nil, fmt.Errorf("keygate's next page of teams (after %q) does not move past %q", *page.Next, after)
+		}
+		after = *page.Next
+	}
 }
 
 // Permissions lists the permissions a team key may be given, in catalog

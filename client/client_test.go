@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 const adminID = "test-admin"
@@ -333,7 +334,7 @@ func TestTeams(t *testing.T) {
 	ctx := ctxT(t)
 	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
 
-	l, err := c.Teams(ctx)
+	l, err := c.Teams(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +348,7 @@ func TestTeams(t *testing.T) {
 			t.Fatalf("create in %s: %v", team, err)
 		}
 	}
-	l, err = c.Teams(ctx)
+	l, err = c.Teams(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +365,7 @@ func TestTeams(t *testing.T) {
 	if err := c.DeleteKey(ctx, "acme", keys.Keys[0].ClientID); err != nil {
 		t.Fatal(err)
 	}
-	l, err = c.Teams(ctx)
+	l, err = c.Teams(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +405,7 @@ func TestTeamsAndPermissionsWrongAdminSecret(t *testing.T) {
 	ctx := ctxT(t)
 	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: newSecret(t)})
 	for name, call := range map[string]func() error{
-		"Teams":       func() error { _, err := c.Teams(ctx); return err },
+		"Teams":       func() error { _, err := c.Teams(ctx, ""); return err },
 		"Permissions": func() error { _, err := c.Permissions(ctx); return err },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -431,7 +432,7 @@ func TestTeamsAndPermissionsTeamKey(t *testing.T) {
 	}
 	c := client.New(client.Config{URL: e.url, ClientID: k.ClientID, ClientSecret: k.ClientSecret})
 	for name, call := range map[string]func() error{
-		"Teams":       func() error { _, err := c.Teams(ctx); return err },
+		"Teams":       func() error { _, err := c.Teams(ctx, ""); return err },
 		"Permissions": func() error { _, err := c.Permissions(ctx); return err },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -440,5 +441,44 @@ func TestTeamsAndPermissionsTeamKey(t *testing.T) {
 				t.Fatalf("team key: %+v", ce)
 			}
 		})
+	}
+}
+
+// TestTeamsFollowsPages: the server answers at most 1000 teams a page;
+// Teams follows next to the end, and passes the prefix on.
+func TestTeamsFollowsPages(t *testing.T) {
+	pages := &atomic.Int64{}
+	e := servertest.Start(t, server.Options{AdminClientID: adminID, AdminClientSecret: newSecret(t)}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/teams" {
+				pages.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx := ctxT(t)
+	// 1 001 teams straight into the store (the bulk path; far quicker than
+	// 1 001 creates over HTTP).
+	if err := e.Store.CreateKeys(ctx, storetest.BulkKeys(t, 1001, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(client.Config{URL: e.URL, ClientID: adminID, ClientSecret: e.AdminSecret})
+	l, err := c.Teams(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Teams) != 1001 || l.Teams[0].TeamID != storetest.BulkTeam(1) || l.Teams[1000].TeamID != storetest.BulkTeam(1001) || pages.Load() != 2 {
+		t.Fatalf("Teams: %d teams (%v … %v) in %d pages, want 1001 in 2", len(l.Teams), l.Teams[0], l.Teams[len(l.Teams)-1], pages.Load())
+	}
+	l, err = c.Teams(ctx, "bulk-00100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []client.Team{{TeamID: "bulk-001000", KeyCount: 1}, {TeamID: "bulk-001001", KeyCount: 1}}
+	if !reflect.DeepEqual(l.Teams, want) {
+		t.Fatalf("Teams with prefix bulk-00100: %+v, want %+v", l.Teams, want)
+	}
+	if _, err := c.Teams(ctx, "-bad"); asError(t, err).Status != http.StatusBadRequest {
+		t.Fatalf("a prefix no team ID can start with: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"mime"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/scopes"
@@ -195,7 +197,8 @@ type teamsAnswer struct {
 		TeamID   string `json:"team_id"`
 		KeyCount int    `json:"key_count"`
 	} `json:"teams"`
-	MaxKeys int `json:"max_keys"`
+	MaxKeys int     `json:"max_keys"`
+	Next    *string `json:"next"`
 	raw     map[string]json.RawMessage
 }
 
@@ -207,11 +210,17 @@ func (a teamsAnswer) String() string {
 	return strings.TrimSpace(b.String())
 }
 
-// getTeams fetches GET /v1/teams and checks its shape: exactly teams and
-// max_keys, teams an array (never null) of exactly team_id and key_count.
+// getTeams fetches GET /v1/teams and checks its shape: exactly teams,
+// max_keys and next, teams an array (never null) of exactly team_id and
+// key_count.
 func getTeams(tb testing.TB, e *testEnv, tok string) teamsAnswer {
 	tb.Helper()
-	r := e.api(tb, tok, http.MethodGet, "/v1/teams", nil)
+	return getTeamsPage(tb, e, tok, "")
+}
+
+func getTeamsPage(tb testing.TB, e *testEnv, tok, query string) teamsAnswer {
+	tb.Helper()
+	r := e.api(tb, tok, http.MethodGet, "/v1/teams"+query, nil)
 	if r.Status != http.StatusOK {
 		tb.Fatalf("GET /v1/teams: %s", r)
 	}
@@ -220,8 +229,8 @@ func getTeams(tb testing.TB, e *testEnv, tok string) teamsAnswer {
 	if err := json.Unmarshal(r.Body, &a.raw); err != nil {
 		tb.Fatalf("GET /v1/teams: %v: %s", err, r.Body)
 	}
-	if got := slices.Sorted(maps.Keys(a.raw)); !slices.Equal(got, []string{"max_keys", "teams"}) {
-		tb.Errorf("GET /v1/teams members %v, want max_keys and teams: %s", got, r.Body)
+	if got := slices.Sorted(maps.Keys(a.raw)); !slices.Equal(got, []string{"max_keys", "next", "teams"}) {
+		tb.Errorf("GET /v1/teams members %v, want max_keys, next and teams: %s", got, r.Body)
 	}
 	var entries []map[string]json.RawMessage
 	if raw := bytes.TrimSpace(a.raw["teams"]); len(raw) == 0 || raw[0] != '[' {
@@ -292,6 +301,81 @@ func TestTeamsList(t *testing.T) {
 	if got := string(getTeams(t, e, admin).raw["teams"]); got != "[]" {
 		t.Errorf("after deleting every team key: teams %s, want []", got)
 	}
+}
+
+// TestTeamsPaging: prefix, after and limit select a page, next leads to the
+// following one and is null on the last.
+func TestTeamsPaging(t *testing.T) {
+	e := newTestEnv(t, server.Options{})
+	admin := e.adminToken(t)
+	var all []string
+	for i := 1; i <= 12; i++ {
+		team := fmt.Sprintf("team-%02d", i)
+		e.createKeyWith(t, admin, team, "k", permAccounting)
+		all = append(all, team)
+	}
+	e.createKeyWith(t, admin, "zeta", "k", permAccounting)
+	e.createKeyWith(t, admin, "Acme", "k", permAccounting) // byte order: before every lower-case ID
+
+	ids := func(a teamsAnswer) []string {
+		out := []string{}
+		for _, tm := range a.Teams {
+			out = append(out, tm.TeamID)
+		}
+		return out
+	}
+	next := func(a teamsAnswer) string {
+		if a.Next == nil {
+			return "<null>"
+		}
+		return *a.Next
+	}
+	for _, c := range []struct {
+		query    string
+		want     []string
+		wantNext string
+	}{
+		{"", slices.Concat([]string{"Acme"}, all, []string{"zeta"}), "<null>"},
+		{"?limit=1", []string{"Acme"}, "Acme"},
+		{"?prefix=team-&limit=5", all[:5], "team-05"},
+		{"?prefix=team-&limit=5&after=team-05", all[5:10], "team-10"},
+		{"?prefix=team-&limit=5&after=team-10", all[10:], "<null>"},
+		{"?prefix=team-&limit=12", all, "<null>"}, // exactly a page: no next
+		{"?prefix=team-1", []string{"team-10", "team-11", "team-12"}, "<null>"},
+		{"?prefix=zeta", []string{"zeta"}, "<null>"},
+		{"?prefix=nobody", []string{}, "<null>"},
+		{"?after=team-12", []string{"zeta"}, "<null>"},
+		{"?after=&prefix=", slices.Concat([]string{"Acme"}, all, []string{"zeta"}), "<null>"},
+	} {
+		a := getTeamsPage(t, e, admin, c.query)
+		if got := ids(a); !slices.Equal(got, c.want) || next(a) != c.wantNext {
+			t.Errorf("GET /v1/teams%s: teams %v next %s, want %v next %s", c.query, got, next(a), c.want, c.wantNext)
+		}
+	}
+
+	// Bad parameters: a problem naming the parameter, and nothing changes.
+	time.Sleep(flushWait)
+	before := e.snapshot(t)
+	for _, c := range []struct{ query, mention string }{
+		{"?prefix=-team", "prefix"},
+		{"?prefix=" + strings.Repeat("a", 65), "prefix"},
+		{"?prefix=a%20b", "prefix"},
+		{"?after=no%20spaces", "after"},
+		{"?limit=0", "limit"},
+		{"?limit=1001", "limit"},
+		{"?limit=ten", "limit"},
+		{"?limit=1&limit=2", "limit"},
+		{"?offset=10", "offset"},
+	} {
+		r := e.api(t, admin, http.MethodGet, "/v1/teams"+c.query, nil)
+		if p := checkProblem(t, r, http.StatusBadRequest); p.Type != "urn:keygate:problem:invalid-request" {
+			t.Errorf("GET /v1/teams%s: problem type %q", c.query, p.Type)
+		}
+		if !strings.Contains(string(r.Body), c.mention) {
+			t.Errorf("GET /v1/teams%s: detail does not mention %q: %s", c.query, c.mention, r.Body)
+		}
+	}
+	e.assertUnchanged(t, before)
 }
 
 type permissionEntry struct {

@@ -287,22 +287,83 @@ type teamView struct {
 type teamListView struct {
 	Teams   []teamView `json:"teams"`
 	MaxKeys int        `json:"max_keys"`
+	// Next is the after= of the next page; null on the last one.
+	Next *string `json:"next"`
 }
 
-// listTeams answers GET /v1/teams: the teams that hold keys, with their
-// key counts, so a console can offer them without the admin remembering
-// team IDs. Teams are implicit, so a team without keys is not listed.
+const (
+	defaultTeamsPage = 100
+	maxTeamsPage     = 1000
+)
+
+// teamPrefixPattern is what a prefix of a valid team ID looks like.
+var teamPrefixPattern = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$`)
+
+// listTeams answers GET /v1/teams[?prefix=&after=&limit=]: the teams that
+// hold keys, with their key counts, a page at a time, so a console can
+// offer them without the admin remembering team IDs and without loading
+// every team of a large installation. Teams are implicit, so a team
+// without keys is not listed.
 func (s *Server) listTeams(c *gin.Context) {
-	teams, err := s.store.Teams(c.Request.Context())
+	q, ok := teamQuery(c)
+	if !ok {
+		return
+	}
+	limit := q.Limit
+	q.Limit++ // one more than asked: is there a next page?
+	teams, err := s.store.Teams(c.Request.Context(), q)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
 	}
-	out := teamListView{Teams: make([]teamView, 0, len(teams)), MaxKeys: s.cfg.MaxKeysPerTeam}
+	out := teamListView{Teams: make([]teamView, 0, min(len(teams), limit)), MaxKeys: s.cfg.MaxKeysPerTeam}
+	if len(teams) > limit {
+		teams = teams[:limit]
+		next := teams[limit-1].TeamID
+		out.Next = &next
+	}
 	for _, t := range teams {
 		out.Teams = append(out.Teams, teamView{TeamID: t.TeamID, KeyCount: t.Keys})
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// teamQuery reads and checks listTeams' query parameters; on bad input it
+// answers with a problem and returns false.
+func teamQuery(c *gin.Context) (store.TeamQuery, bool) {
+	q := store.TeamQuery{Limit: defaultTeamsPage}
+	for name, values := range c.Request.URL.Query() {
+		if len(values) != 1 {
+			problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("query parameter %q is given %d times; give it once", truncate(name, 40), len(values)))
+			return q, false
+		}
+		v := values[0]
+		switch name {
+		case "prefix":
+			if !teamPrefixPattern.MatchString(v) {
+				problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("prefix %q cannot start a team ID: use up to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit", truncate(v, 80)))
+				return q, false
+			}
+			q.Prefix = v
+		case "after":
+			if v != "" && !teamIDPattern.MatchString(v) {
+				problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("after %q is not a team ID: pass the \"next\" value of the previous page", truncate(v, 80)))
+				return q, false
+			}
+			q.After = v
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxTeamsPage {
+				problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("limit %q must be a whole number from 1 to %d", truncate(v, 40), maxTeamsPage))
+				return q, false
+			}
+			q.Limit = n
+		default:
+			problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("unknown query parameter %q; GET /v1/teams takes prefix, after and limit", truncate(name, 40)))
+			return q, false
+		}
+	}
+	return q, true
 }
 
 type permissionView struct {

@@ -109,6 +109,18 @@ type StatusList struct {
 	Allocated int64
 }
 
+// TeamQuery selects a page of teams for Store.Teams. The zero value
+// selects every team.
+type TeamQuery struct {
+	// Prefix keeps the teams whose ID starts with it.
+	Prefix string
+	// After keeps the teams whose ID sorts after it: the last ID of the
+	// previous page.
+	After string
+	// Limit bounds how many teams are returned; 0 means no bound.
+	Limit int
+}
+
 // TeamCount is a team and how many keys it holds (see Store.Teams).
 type TeamCount struct {
 	TeamID string
@@ -144,11 +156,11 @@ type Store interface {
 	// non-nil list, not an error.
 	ListKeys(ctx context.Context, teamID string) ([]Key, error)
 
-	// Teams returns every team that holds at least one key, with its number
-	// of keys, ordered by team ID. Admin keys (team "") are not a team and are
-	// never listed; a team whose last key was deleted is gone. No teams
-	// yields an empty, non-nil list.
-	Teams(ctx context.Context) ([]TeamCount, error)
+	// Teams returns the teams that hold at least one key and match q, with
+	// their numbers of keys, ordered by team ID (byte order). Admin keys
+	// (team "") are not a team and are never listed; a team whose last key
+	// was deleted is gone. No match yields an empty, non-nil list.
+	Teams(ctx context.Context, q TeamQuery) ([]TeamCount, error)
 
 	// ForEachKey calls fn for every key of every team and every admin key,
 	// in no particular order, stopping at the first error fn returns. fn

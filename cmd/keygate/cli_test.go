@@ -379,6 +379,15 @@ func TestCLIKeysTeamsTable(t *testing.T) {
 	if out != want || stderr != "" {
 		t.Fatalf("keys teams printed\n%s\nwant\n%s(stderr %q)", out, want, stderr)
 	}
+
+	out, stderr, err = run(t, keysArgs(e, "teams", "--prefix", "glo")...)
+	if want := "TEAM    KEYS\nglobex  2 of 5\n"; err != nil || out != want {
+		t.Fatalf("keys teams --prefix glo printed %q (%v, stderr %q), want %q", out, err, stderr, want)
+	}
+	out, _, err = run(t, keysArgs(e, "teams", "--prefix", "zz")...)
+	if want := "No team whose ID starts with \"zz\" holds API keys.\n"; err != nil || out != want {
+		t.Fatalf("keys teams --prefix zz printed %q (%v), want %q", out, err, want)
+	}
 }
 
 func TestCLIKeysTeamsJSON(t *testing.T) {

@@ -809,3 +809,61 @@ func TestBrowserObserverSeesFaults(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleTeamPicker: the team picker shows a page of teams, loads the
+// next on request, and filters by what is typed (on the server, by prefix).
+func TestConsoleTeamPicker(t *testing.T) {
+	srv, adminID, adminSecret := consoleServe(t)
+	base := srv.base
+	admin := client.New(client.Config{URL: base, ClientID: adminID, ClientSecret: adminSecret})
+	const teams = 55 // more than one page of 50
+	for i := 1; i <= teams; i++ {
+		if _, err := admin.CreateKey(ctxFor(t), fmt.Sprintf("t-%03d", i), "k", []string{"visualization_sdk"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newBrowser(t, 1024, 768)
+	p.run(t, "open", chromedp.Navigate(base+"/console/"))
+	signIn(t, p, adminID, adminSecret)
+	listed := func() []string {
+		return evalJS[[]string](t, p, `[...document.querySelectorAll("#team-list button")].map(b => b.dataset.team)`)
+	}
+	waitListed := func(what string, want int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if got := listed(); len(got) == want {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d teams listed, want %d", what, len(listed()), want)
+			}
+		}
+	}
+	p.run(t, "first page", chromedp.WaitVisible(chromedp.CSS("#team-more")))
+	got := waitListed("first page", 50)
+	if got[0] != "t-001" || got[49] != "t-050" {
+		t.Errorf("first page %s…%s, want t-001…t-050", got[0], got[49])
+	}
+	p.run(t, "next page", chromedp.Click(chromedp.CSS("#team-more")))
+	got = waitListed("after Show more", teams)
+	if got[teams-1] != "t-055" {
+		t.Errorf("last team %s, want t-055", got[teams-1])
+	}
+	p.run(t, "no more pages", chromedp.WaitNotVisible(chromedp.CSS("#team-more")))
+
+	p.run(t, "filter", chromedp.SendKeys(chromedp.CSS("#team-id"), "t-05"))
+	got = waitListed("filtered by t-05", 6)
+	if !slices.Equal(got, []string{"t-050", "t-051", "t-052", "t-053", "t-054", "t-055"}) {
+		t.Errorf("filtered by t-05: %v", got)
+	}
+	p.run(t, "filter to nothing", chromedp.SendKeys(chromedp.CSS("#team-id"), "9"), chromedp.WaitVisible(chromedp.CSS("#team-empty")))
+	if got := p.text(t, "#team-empty"); !strings.Contains(got, "t-059") {
+		t.Errorf("empty-filter message %q", got)
+	}
+	// Enter opens the typed team, new or not.
+	p.run(t, "open the typed team", chromedp.SendKeys(chromedp.CSS("#team-id"), "\r"), chromedp.WaitVisible(chromedp.CSS("#keys-empty")))
+	if got := p.text(t, "#keys-team"); got != "t-059" {
+		t.Errorf("opened team %q, want t-059", got)
+	}
+	p.clean(t, base)
+}

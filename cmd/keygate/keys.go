@@ -254,23 +254,29 @@ func keysDeleteCommand(f *keysFlags) *cobra.Command {
 }
 
 func keysTeamsCommand(f *keysFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "teams",
+	var prefix string
+	cmd := &cobra.Command{
+		Use:   "teams [--prefix P]",
 		Short: "List the teams that hold API keys, with their key counts",
 		Long: `List the teams that hold API keys, sorted by team ID, with how many keys
 each holds of the per-team maximum.
 
 Teams are implicit: a team exists while it holds keys, so a team whose last
-key was deleted is not listed.`,
+key was deleted is not listed. --prefix lists only the teams whose ID starts
+with it.`,
 		Args: cobra.NoArgs,
 		RunE: f.command(func(cmd *cobra.Command, c *client.Client, _ []string) error {
-			l, err := c.Teams(cmd.Context())
+			l, err := c.Teams(cmd.Context(), prefix)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if f.json {
 				return writeJSON(out, l)
+			}
+			if len(l.Teams) == 0 && prefix != "" {
+				fmt.Fprintf(out, "No team whose ID starts with %q holds API keys.\n", prefix)
+				return nil
 			}
 			if len(l.Teams) == 0 {
 				fmt.Fprintln(out, "No team holds API keys yet; create one with: keygate keys create --team T --name N --permission P")
@@ -284,6 +290,8 @@ key was deleted is not listed.`,
 			return tw.Flush()
 		}),
 	}
+	cmd.Flags().StringVar(&prefix, "prefix", "", "list only teams whose ID starts with this")
+	return cmd
 }
 
 func keysPermissionsCommand(f *keysFlags) *cobra.Command {

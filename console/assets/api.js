@@ -131,7 +131,13 @@ export async function tokenEndpoint() {
 
 const seg = encodeURIComponent;
 
-export const teams = () => call("GET", "/v1/teams");
+/** A page of teams: {prefix, after, limit}, each optional. */
+export const teams = (q = {}) => {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));
+  const qs = params.toString();
+  return call("GET", qs ? `/v1/teams?${qs}` : "/v1/teams");
+};
 export const permissions = () => call("GET", "/v1/permissions");
 export const listKeys = (team) => call("GET", `/v1/teams/${seg(team)}/keys`);
 export const createKey = (team, name, perms) =>

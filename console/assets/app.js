@@ -5,7 +5,7 @@
 import * as api from "./api.js";
 import * as dialogs from "./dialogs.js";
 import { byId, el, setError, setText, show } from "./dom.js";
-import { MAX_NAME_LENGTH, nameError, teamError } from "./validate.js";
+import { MAX_NAME_LENGTH, nameError, teamError, teamPrefixOK } from "./validate.js";
 
 const state = {
   team: "",
@@ -125,6 +125,7 @@ byId("sign-out").addEventListener("click", () => {
   // Leave none of the last team's data in the (hidden) page.
   renderKeys();
   byId("team-list").replaceChildren();
+  show(byId("team-more"), false);
   history.replaceState(null, "", location.pathname);
   setText(byId("signin-notice"), "You are signed out.");
   show(byId("signin-notice"), true);
@@ -150,32 +151,61 @@ function teamFromHash() {
   }
 }
 
+const TEAM_PAGE = 50;
+let teamQuery = { prefix: "", next: null, seq: 0 };
+let teamFilterTimer = 0;
+
 async function showTeams() {
   state.team = "";
   history.replaceState(null, "", location.pathname);
   showView("team");
-  const list = byId("team-list");
-  list.replaceChildren();
   setError(byId("team-error"), "");
+  byId("team-id").value = "";
+  byId("team-id").focus();
+  await loadTeams("", false);
+}
+
+/**
+ * Loads a page of teams whose ID starts with prefix: the first page
+ * (replacing the list) or, with more, the next one (appended). Answers to
+ * superseded queries (the operator kept typing) are dropped.
+ */
+async function loadTeams(prefix, more) {
+  const seq = ++teamQuery.seq;
   let body;
   try {
-    body = await api.teams();
+    body = await api.teams({ prefix, after: more ? teamQuery.next : "", limit: TEAM_PAGE });
   } catch (err) {
-    report(err, byId("team-error"));
+    if (seq === teamQuery.seq) report(err, byId("team-error"));
     return;
   }
+  if (seq !== teamQuery.seq) return;
+  teamQuery = { prefix, next: body.next, seq };
   state.maxKeys = body.max_keys;
-  for (const t of body.teams) {
-    const label = `${t.key_count} of ${body.max_keys} ${body.max_keys === 1 ? "key" : "keys"}`;
-    list.append(
-      el("li", {},
-        el("button", { type: "button", className: "team", "data-team": t.team_id, on: { click: () => openTeam(t.team_id) } },
-          el("span", { className: "team-id" }, t.team_id),
-          el("span", { className: "team-count" }, label))));
-  }
-  show(byId("team-empty"), body.teams.length === 0);
-  byId("team-id").focus();
+  const items = body.teams.map((t) =>
+    el("li", {},
+      el("button", { type: "button", className: "team", "data-team": t.team_id, on: { click: () => openTeam(t.team_id) } },
+        el("span", { className: "team-id" }, t.team_id),
+        el("span", { className: "team-count" }, `${t.key_count} of ${body.max_keys} ${body.max_keys === 1 ? "key" : "keys"}`))));
+  const list = byId("team-list");
+  if (more) list.append(...items);
+  else list.replaceChildren(...items);
+  const empty = list.children.length === 0;
+  setText(byId("team-empty"), prefix ? `No team whose ID starts with “${prefix}” has keys: open it to start a new team.` : "No team has keys yet.");
+  show(byId("team-empty"), empty);
+  show(byId("team-more"), body.next !== null && body.next !== undefined);
 }
+
+byId("team-more").addEventListener("click", () => loadTeams(teamQuery.prefix, true));
+
+// Typing a team ID filters the list (by prefix, on the server), so a large
+// installation never sends every team to the browser.
+byId("team-id").addEventListener("input", () => {
+  clearTimeout(teamFilterTimer);
+  const prefix = byId("team-id").value.trim();
+  if (!teamPrefixOK(prefix) || prefix === teamQuery.prefix) return;
+  teamFilterTimer = setTimeout(() => loadTeams(prefix, false), 200);
+});
 
 byId("team-form").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -6,6 +6,7 @@
 export const MAX_NAME_LENGTH = 64;
 
 const TEAM_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const TEAM_PREFIX = /^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/;
 // What Go's unicode.IsPrint accepts (letters, marks, numbers, punctuation,
 // symbols) plus the ASCII space; anything else is refused by the API.
 const NOT_PRINTABLE = /[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u;
@@ -28,4 +29,9 @@ export function teamError(raw) {
     return "Use 1–64 characters of A–Z a–z 0–9 . _ -, starting with a letter or digit.";
   }
   return "";
+}
+
+/** Whether raw can begin a team ID (so it is worth filtering the list by). */
+export function teamPrefixOK(raw) {
+  return TEAM_PREFIX.test(raw);
 }

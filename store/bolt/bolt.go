@@ -306,17 +306,31 @@ func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error
 
 // Teams implements store.Store: one read transaction over the team index.
 // Its buckets are named "t"+team ID and bbolt keeps keys in byte order, so
-// they come out ordered by team ID already; the admin bucket ("t") is
-// skipped. Each team is counted with a cursor, which sees exactly the
-// entries the transaction sees, inline bucket or not; Bucket.Stats is page
-// accounting (it reads committed pages and sums sub-buckets in), not a
+// they come out ordered by team ID already, and a page is a range of them:
+// the cursor seeks to "t"+start, where start is the larger of q.Prefix and
+// the least ID after q.After (q.After+"\x00"), and walks on while names
+// still begin with "t"+q.Prefix, until q.Limit teams are collected. So a
+// page costs the teams it lists and their keys, not every team in the
+// store. The admin bucket ("t") is skipped; so is an empty team bucket
+// (DeleteKey drops them, so none should be there), which does not count
+// toward q.Limit. Each team is counted with a cursor, which sees exactly
+// the entries the transaction sees, inline bucket or not; Bucket.Stats is
+// page accounting (it reads committed pages and sums sub-buckets in), not a
 // count this code should depend on.
-func (s *Store) Teams(ctx context.Context) ([]store.TeamCount, error) {
+func (s *Store) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount, error) {
+	prefix := teamBucket(q.Prefix)
+	seek := prefix
+	if after := teamBucket(q.After + "\x00"); bytes.Compare(after, seek) > 0 {
+		seek = after
+	}
 	out := []store.TeamCount{}
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		teams := tx.Bucket(bucketTeams)
 		c := teams.Cursor()
-		for name, v := c.First(); name != nil; name, v = c.Next() {
+		for name, v := c.Seek(seek); name != nil && bytes.HasPrefix(name, prefix); name, v = c.Next() {
+			if q.Limit > 0 && len(out) >= q.Limit {
+				break
+			}
 			if len(name) <= 1 {
 				continue // "t": admin keys, not a team
 			}

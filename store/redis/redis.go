@@ -446,7 +446,7 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 // then loads and visits them outside any Redis operation (fn may call the
 // store). SCAN may report a key twice; each is visited once.
 func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
-	ids, err := s.scanIDs(ctx, "key")
+	ids, err := s.scanIDs(ctx, "key", "")
 	if err != nil {
 		return fail(ctx, "walk keys", err)
 	}
@@ -470,24 +470,33 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 }
 
 // scanIDs SCANs every master (all of them on Cluster) for this store's
-// names of one kind, P{t}:<kind>:<id>, and returns the IDs they end with,
-// each once: SCAN may report a name twice. The walk as a whole has no
-// deadline beyond ctx (its length grows with the keyspace); each SCAN
-// command is bounded by the client's timeouts.
-func (s *Store) scanIDs(ctx context.Context, kind string) ([]string, error) {
-	pattern := globEscape(s.prefix) + "{*}:" + kind + ":*"
+// names of one kind, P{t}:<kind>:<id>, whose ID starts with idPrefix ("" for
+// all), and returns those IDs, each once: SCAN may report a name twice. The
+// prefix is part of the MATCH pattern, so Redis filters the names itself and
+// only matching ones travel; it still visits every name of the keyspace. The
+// walk as a whole has no deadline beyond ctx (its length grows with the
+// keyspace); each SCAN command is bounded by the client's timeouts.
+func (s *Store) scanIDs(ctx context.Context, kind, idPrefix string) ([]string, error) {
+	pattern := globEscape(s.prefix) + "{*}:" + kind + ":" + globEscape(idPrefix) + "*"
+	head := s.prefix + "{"
 	marker := "}:" + kind + ":"
 	seen := map[string]bool{}
 	var ids []string
 	scan := func(ctx context.Context, c goredis.Cmdable) error {
 		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
 		for iter.Next(ctx) {
-			name := iter.Val()
-			i := strings.Index(name, marker)
-			if i < 0 {
+			// The glob's {*} may stretch past the tag's "}" (a name whose ID
+			// holds the marker): the tag ends at the first "}", as Cluster
+			// reads it, and the marker must follow right there.
+			rest, ok := strings.CutPrefix(iter.Val(), head)
+			if !ok {
 				continue
 			}
-			if id := name[i+len(marker):]; !seen[id] {
+			i := strings.IndexByte(rest, '}')
+			if i < 0 || !strings.HasPrefix(rest[i:], marker) {
+				continue
+			}
+			if id := rest[i+len(marker):]; strings.HasPrefix(id, idPrefix) && !seen[id] {
 				seen[id] = true
 				ids = append(ids, id)
 			}
@@ -507,28 +516,41 @@ func (s *Store) scanIDs(ctx context.Context, kind string) ([]string, error) {
 }
 
 // Teams implements store.Store by SCANning for team indexes, then counting
-// each with ZCARD. Teams are implicit (a team exists while its index holds a
-// key), and no list of them can be kept atomically beside the indexes: on
-// Cluster each team's index lives in its own team's slot, and a script may
-// only touch one slot. So this walks the keyspace, and its cost grows with
-// it, not with the number of teams: fine for an admin-only call, not for a
-// hot path. The admin index (P{t}:team: with no team ID) is skipped, as is
-// an index emptied between the SCAN and its ZCARD.
+// the page's teams with ZCARD. Teams are implicit (a team exists while its
+// index holds a key), and no list of them can be kept atomically beside the
+// indexes: on Cluster each team's index lives in its own team's slot, and a
+// script may only touch one slot. So each call walks the keyspace once,
+// with q.Prefix in the SCAN's MATCH pattern, and that walk grows with the
+// whole keyspace, not with the page or the number of teams: about 2 s at
+// 1.2M Redis names (1M keys, 200k teams), measured. Fine for an admin-only
+// call, not for a hot path.
+//
+// The IDs found are filtered (the admin index, P{t}:team: with no team ID,
+// and IDs not after q.After are dropped), sorted, and only then counted, in
+// order, by pipelined ZCARDs of twice the teams still missing at a time
+// (at most 1000; 500 without a limit), until q.Limit teams are collected:
+// a page costs one SCAN and about q.Limit ZCARDs, not one per team. An
+// index emptied between the SCAN and its ZCARD (Redis deletes an emptied
+// sorted set) counts 0 and is skipped without taking a place in the page.
 //
 // It always reads Redis, never the key cache, so it reflects creates and
 // deletes made through any instance.
-func (s *Store) Teams(ctx context.Context) ([]store.TeamCount, error) {
-	teams, err := s.scanIDs(ctx, "team")
+func (s *Store) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount, error) {
+	teams, err := s.scanIDs(ctx, "team", q.Prefix)
 	if err != nil {
 		return nil, fail(ctx, "list teams", err)
 	}
-	teams = slices.DeleteFunc(teams, func(id string) bool { return id == "" })
+	teams = slices.DeleteFunc(teams, func(id string) bool { return id == "" || id <= q.After })
+	slices.Sort(teams) // byte order, as strings compare
 	out := []store.TeamCount{}
-	// One ZCARD per index, pipelined in batches; on Cluster the client
-	// routes each to its slot's node.
-	const batch = 500
-	for start := 0; start < len(teams); start += batch {
-		chunk := teams[start:min(start+batch, len(teams))]
+	// On Cluster the client routes each ZCARD to its slot's node.
+	for len(teams) > 0 && (q.Limit <= 0 || len(out) < q.Limit) {
+		batch := 500
+		if q.Limit > 0 {
+			batch = min(2*(q.Limit-len(out)), 1000)
+		}
+		chunk := teams[:min(batch, len(teams))]
+		teams = teams[len(chunk):]
 		octx, cancel := s.op(ctx)
 		cmds := make([]*goredis.IntCmd, len(chunk))
 		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
@@ -542,22 +564,26 @@ func (s *Store) Teams(ctx context.Context) ([]store.TeamCount, error) {
 			return nil, fail(ctx, "list teams", err)
 		}
 		for i, c := range cmds {
+			if q.Limit > 0 && len(out) >= q.Limit {
+				break
+			}
 			if n := c.Val(); n > 0 {
 				out = append(out, store.TeamCount{TeamID: chunk[i], Keys: int(n)})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b store.TeamCount) int { return strings.Compare(a.TeamID, b.TeamID) })
 	return out, nil
 }
 
+// globEscape escapes the glob metacharacters of s byte by byte, so that any
+// bytes (not only valid UTF-8) match themselves in a SCAN MATCH pattern.
 func globEscape(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(`*?[]\`, s[i]) >= 0 {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(s[i])
 	}
 	return b.String()
 }

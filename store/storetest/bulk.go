@@ -153,7 +153,7 @@ func checkLoaded(t *testing.T, s store.Store, keys []store.Key) {
 	if n != len(keys) {
 		t.Fatalf("ForEachKey visits %d keys, want %d", n, len(keys))
 	}
-	counts, err := s.Teams(ctx)
+	counts, err := s.Teams(ctx, store.TeamQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +165,31 @@ func checkLoaded(t *testing.T, s store.Store, keys []store.Key) {
 	}
 	if !slices.Equal(counts, want) {
 		t.Fatalf("Teams lists %d teams, want %d (BulkKeys' teams sort by ID)", len(counts), len(want))
+	}
+	// The same teams page by page, each page starting after the last ID of
+	// the one before.
+	const pageSize = 1000
+	var paged []store.TeamCount
+	q := store.TeamQuery{Limit: pageSize}
+	for pages := 1; ; pages++ {
+		page, err := s.Teams(ctx, q)
+		if err != nil {
+			t.Fatalf("Teams page %d (%+v): %v", pages, q, err)
+		}
+		if len(page) > pageSize {
+			t.Fatalf("Teams page %d (%+v) holds %d teams, more than its limit", pages, q, len(page))
+		}
+		paged = append(paged, page...)
+		if len(page) < pageSize {
+			break
+		}
+		if pages > len(want)/pageSize+1 {
+			t.Fatalf("Teams paging did not end after %d pages of %d for %d teams", pages, pageSize, len(want))
+		}
+		q.After = page[len(page)-1].TeamID
+	}
+	if !slices.Equal(paged, want) {
+		t.Fatalf("Teams paged by %d lists %d teams, want the same %d as one call", pageSize, len(paged), len(want))
 	}
 }
 

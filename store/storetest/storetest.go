@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ForEachKey/StopsAtError", testForEachKeyStops},
 		{"Teams/CountsPerTeamSorted", testTeams},
 		{"Teams/EmptyStoreAndDeletedTeams", testTeamsEmptyAndDeleted},
+		{"Teams/PrefixAfterLimit", testTeamsQuery},
 		{"Limit/PerTeam", testLimit},
 		{"Limit/Unlimited", testLimitUnlimited},
 		{"Limit/AdminKeys", testLimitAdmin},
@@ -739,11 +740,17 @@ func testForEachKeyStops(t *testing.T, s store.Store) {
 
 // --- Limits ---------------------------------------------------------------
 
+// mustTeams lists every team (the zero TeamQuery).
 func mustTeams(t testing.TB, s store.Store) []store.TeamCount {
 	t.Helper()
-	ts, err := s.Teams(context.Background())
+	return mustTeamsQuery(t, s, store.TeamQuery{})
+}
+
+func mustTeamsQuery(t testing.TB, s store.Store, q store.TeamQuery) []store.TeamCount {
+	t.Helper()
+	ts, err := s.Teams(context.Background(), q)
 	if err != nil {
-		t.Fatalf("Teams: %v", err)
+		t.Fatalf("Teams(%+v): %v", q, err)
 	}
 	return ts
 }
@@ -845,6 +852,87 @@ func testTeamsEmptyAndDeleted(t *testing.T, s store.Store) {
 	mustCreate(t, s, newKey(t, "kg_td_a2", "team-a", at(4)), 0)
 	assertTeams(t, "Teams after team-a gets a key again",
 		[]store.TeamCount{{TeamID: "team-a", Keys: 1}}, mustTeams(t, s))
+}
+
+// testTeamsQuery: TeamQuery selects a page of the byte-ordered list.
+// Prefix is a plain byte prefix (case matters: "Acme" is not under
+// "acme"), After excludes itself and everything before, Limit bounds the
+// page, and paging with After = the last ID seen walks every team exactly
+// once. A team whose keys were all deleted takes no place in a page.
+func testTeamsQuery(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	counts := map[string]int{"acme": 2, "acme-eu": 1, "acme-us": 3, "acmf": 1, "beta": 1, "Acme": 1, "b": 2}
+	var acmeEU store.Key
+	i := 0
+	// Created out of order, so no backend passes by keeping creation order.
+	for _, team := range []string{"beta", "acme-us", "Acme", "acmf", "acme", "b", "acme-eu"} {
+		for range counts[team] {
+			k := newKey(t, fmt.Sprintf("kg_tq_%d", i), team, at(i))
+			mustCreate(t, s, k, 0)
+			if team == "acme-eu" {
+				acmeEU = k
+			}
+			i++
+		}
+	}
+	mustCreate(t, s, newKey(t, "kg_tq_admin", "", at(i)), 0)
+
+	tc := func(ids ...string) []store.TeamCount {
+		out := []store.TeamCount{}
+		for _, id := range ids {
+			out = append(out, store.TeamCount{TeamID: id, Keys: counts[id]})
+		}
+		return out
+	}
+	all := tc("Acme", "acme", "acme-eu", "acme-us", "acmf", "b", "beta")
+	for _, c := range []struct {
+		q    store.TeamQuery
+		want []store.TeamCount
+	}{
+		{store.TeamQuery{}, all},
+		{store.TeamQuery{Prefix: "acme"}, tc("acme", "acme-eu", "acme-us")},
+		{store.TeamQuery{Prefix: "acme", Limit: 2}, tc("acme", "acme-eu")},
+		{store.TeamQuery{Prefix: "acme", After: "acme-eu"}, tc("acme-us")},
+		{store.TeamQuery{Prefix: "acme-", After: "acme"}, tc("acme-eu", "acme-us")},
+		{store.TeamQuery{After: "acmf"}, tc("b", "beta")},
+		{store.TeamQuery{After: "acme-f", Limit: 2}, tc("acme-us", "acmf")}, // After need not be a team
+		{store.TeamQuery{After: "beta"}, tc()},
+		{store.TeamQuery{Prefix: "zzz"}, tc()},
+		{store.TeamQuery{Prefix: "acme", After: "acmz"}, tc()},
+		{store.TeamQuery{Prefix: "a*"}, tc()}, // no glob: "*" and "?" are bytes like any other
+		{store.TeamQuery{Prefix: "acm?"}, tc()},
+		{store.TeamQuery{Limit: 1}, tc("Acme")},
+		{store.TeamQuery{Limit: 100}, all},
+	} {
+		assertTeams(t, fmt.Sprintf("Teams(%+v)", c.q), c.want, mustTeamsQuery(t, s, c.q))
+	}
+
+	// Paging by 2 through everything gives the full list, in full pages
+	// but the last.
+	var paged []store.TeamCount
+	q := store.TeamQuery{Limit: 2}
+	for range len(all) + 1 {
+		page := mustTeamsQuery(t, s, q)
+		if len(page) > 2 {
+			t.Fatalf("Teams(%+v): %d teams, more than the limit", q, len(page))
+		}
+		paged = append(paged, page...)
+		if len(page) < 2 {
+			break
+		}
+		q.After = page[len(page)-1].TeamID
+	}
+	assertTeams(t, "Teams paged by 2", all, paged)
+
+	// acme-eu's only key deleted: the team is gone, and the page of two
+	// reaches past it rather than coming back short.
+	if err := s.DeleteKey(ctx, "acme-eu", acmeEU.ClientID); err != nil {
+		t.Fatalf("DeleteKey(acme-eu's only key): %v", err)
+	}
+	assertTeams(t, "Teams(prefix acme, limit 2) after acme-eu lost its last key",
+		tc("acme", "acme-us"), mustTeamsQuery(t, s, store.TeamQuery{Prefix: "acme", Limit: 2}))
+	assertTeams(t, "Teams(after acme, limit 1) after acme-eu lost its last key",
+		tc("acme-us"), mustTeamsQuery(t, s, store.TeamQuery{After: "acme", Limit: 1}))
 }
 
 func testLimit(t *testing.T, s store.Store) {
@@ -1384,7 +1472,11 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"GetKey", func() error { _, err := s.GetKey(ctx, "kg_ctx"); return err }},
 		{"ListKeys", func() error { _, err := s.ListKeys(ctx, "team-a"); return err }},
 		{"ForEachKey", func() error { return s.ForEachKey(ctx, func(store.Key) error { return nil }) }},
-		{"Teams", func() error { _, err := s.Teams(ctx); return err }},
+		{"Teams", func() error { _, err := s.Teams(ctx, store.TeamQuery{}); return err }},
+		{"Teams (a page)", func() error {
+			_, err := s.Teams(ctx, store.TeamQuery{Prefix: "team", After: "team-", Limit: 1})
+			return err
+		}},
 		{"UpdateKey", func() error {
 			_, err := s.UpdateKey(ctx, "kg_ctx", func(k store.Key) (store.Key, error) { return k, nil })
 			return err

@@ -140,7 +140,7 @@ func (m *memStore) ListKeys(ctx context.Context, team string) ([]store.Key, erro
 	return out, nil
 }
 
-func (m *memStore) Teams(ctx context.Context) ([]store.TeamCount, error) {
+func (m *memStore) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount, error) {
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func (m *memStore) Teams(ctx context.Context) ([]store.TeamCount, error) {
 	defer unlock()
 	counts := map[string]int{}
 	for _, k := range m.keys {
-		if k.TeamID != "" {
+		if k.TeamID != "" && strings.HasPrefix(k.TeamID, q.Prefix) && k.TeamID > q.After {
 			counts[k.TeamID]++
 		}
 	}
@@ -157,6 +157,9 @@ func (m *memStore) Teams(ctx context.Context) ([]store.TeamCount, error) {
 		out = append(out, store.TeamCount{TeamID: team, Keys: n})
 	}
 	slices.SortFunc(out, func(a, b store.TeamCount) int { return strings.Compare(a.TeamID, b.TeamID) })
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
 	return out, nil
 }
 
