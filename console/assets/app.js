@@ -172,14 +172,22 @@ async function showTeams() {
  */
 async function loadTeams(prefix, more) {
   const seq = ++teamQuery.seq;
+  const list = byId("team-list");
+  // A large Redis store takes a moment per query: say so, keep the old
+  // list visible meanwhile.
+  list.setAttribute("aria-busy", "true");
   let body;
   try {
     body = await api.teams({ prefix, after: more ? teamQuery.next : "", limit: TEAM_PAGE });
   } catch (err) {
-    if (seq === teamQuery.seq) report(err, byId("team-error"));
+    if (seq === teamQuery.seq) {
+      list.setAttribute("aria-busy", "false");
+      report(err, byId("team-error"));
+    }
     return;
   }
   if (seq !== teamQuery.seq) return;
+  list.setAttribute("aria-busy", "false");
   teamQuery = { prefix, next: body.next, seq };
   state.maxKeys = body.max_keys;
   const items = body.teams.map((t) =>
@@ -187,7 +195,6 @@ async function loadTeams(prefix, more) {
       el("button", { type: "button", className: "team", "data-team": t.team_id, on: { click: () => openTeam(t.team_id) } },
         el("span", { className: "team-id" }, t.team_id),
         el("span", { className: "team-count" }, `${t.key_count} of ${body.max_keys} ${body.max_keys === 1 ? "key" : "keys"}`))));
-  const list = byId("team-list");
   if (more) list.append(...items);
   else list.replaceChildren(...items);
   const empty = list.children.length === 0;
