@@ -856,6 +856,7 @@ func TestConsoleTeamPicker(t *testing.T) {
 	if !slices.Equal(got, []string{"t-050", "t-051", "t-052", "t-053", "t-054", "t-055"}) {
 		t.Errorf("filtered by t-05: %v", got)
 	}
+	p.screenshot(t, screenshotDir(t), "team-picker")
 	p.run(t, "filter to nothing", chromedp.SendKeys(chromedp.CSS("#team-id"), "9"), chromedp.WaitVisible(chromedp.CSS("#team-empty")))
 	if got := p.text(t, "#team-empty"); !strings.Contains(got, "t-059") {
 		t.Errorf("empty-filter message %q", got)
