@@ -14,13 +14,10 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -31,6 +28,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/store/redis"
@@ -41,55 +39,13 @@ import (
 // key set.
 const miIssuer = "https://auth.test"
 
-func miRedisURL() string {
-	if u := os.Getenv("KEYGATE_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/15"
-}
-
-// miNewClient is a fresh go-redis client on the test Redis: every instance
-// gets its own, as separate processes would.
-func miNewClient(t testing.TB) *goredis.Client {
-	t.Helper()
-	opt, err := goredis.ParseURL(miRedisURL())
-	if err != nil {
-		t.Fatalf("KEYGATE_TEST_REDIS_URL: %v", err)
-	}
-	c := goredis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // miRequireRedis skips loudly when there is no Redis (fails under CI) and
 // returns a random prefix whose keys are deleted when the test ends, after
 // every instance registered later has been closed.
 func miRequireRedis(t testing.TB) (admin *goredis.Client, prefix string) {
 	t.Helper()
-	c := miNewClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no Redis at %s (required under CI): %v", miRedisURL(), err)
-		}
-		t.Skipf("SKIPPING: no Redis at %s (%v); start one or set KEYGATE_TEST_REDIS_URL", miRedisURL(), err)
-	}
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	prefix = "kgtest:mi:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, k := range miKeys(t, c, prefix) {
-			if err := c.Del(ctx, k).Err(); err != nil {
-				t.Logf("cleanup of %s: %v", k, err)
-			}
-		}
-	})
-	return c, prefix
+	c := redistest.Require(t)
+	return c, redistest.Prefix(t, c, "mi")
 }
 
 // miKeys lists the Redis keys under prefix, sorted.
@@ -125,7 +81,7 @@ func miMasterKey(t testing.TB) *masterkey.Key {
 // miStore opens a store on prefix through a client of its own.
 func miStore(t testing.TB, prefix string) *redis.Store {
 	t.Helper()
-	st, err := redis.New(miNewClient(t), prefix, time.Second)
+	st, err := redis.New(redistest.NewClient(t), prefix, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -22,56 +20,9 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/masterkey"
 )
-
-func redisTestURL() string {
-	if u := os.Getenv("KEYGATE_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/15"
-}
-
-// redisTestPrefix skips loudly without a Redis (fails under CI) and returns
-// a random key prefix whose keys are deleted when the test ends — after the
-// serve instances started later have stopped.
-func redisTestPrefix(t *testing.T) string {
-	t.Helper()
-	opt, err := goredis.ParseURL(redisTestURL())
-	if err != nil {
-		t.Fatalf("KEYGATE_TEST_REDIS_URL: %v", err)
-	}
-	c := goredis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		c.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no Redis at %s (required under CI): %v", redisTestURL(), err)
-		}
-		t.Skipf("SKIPPING: no Redis at %s (%v); start one or set KEYGATE_TEST_REDIS_URL", redisTestURL(), err)
-	}
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "kgtest:cmd:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Logf("cleanup of %s: %v", prefix, err)
-		}
-	})
-	return prefix
-}
 
 // clearRedisEnv is clearEnv plus the Redis-mode variables, and sets a fresh
 // shared KEYGATE_MASTER_KEY.
@@ -113,16 +64,16 @@ func redisGetBody(t *testing.T, url string) []byte {
 
 func TestServeRedisTwoInstances(t *testing.T) {
 	clearRedisEnv(t)
-	prefix := redisTestPrefix(t)
+	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	issuer := "http://" + addrA // one issuer for both, as behind a load balancer
 	dirA, dirB := t.TempDir(), t.TempDir()
 
-	cfgA, err := loadConfig(t, redisArgs(dirA, addrA, issuer, redisTestURL(), prefix)...)
+	cfgA, err := loadConfig(t, redisArgs(dirA, addrA, issuer, redistest.URL(), prefix)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgB, err := loadConfig(t, redisArgs(dirB, addrB, issuer, redisTestURL(), prefix)...)
+	cfgB, err := loadConfig(t, redisArgs(dirB, addrB, issuer, redistest.URL(), prefix)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +183,7 @@ func TestServeRedisTwoInstances(t *testing.T) {
 
 func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
 	clearRedisEnv(t)
-	prefix := redisTestPrefix(t)
+	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
 	out, _, err := run(t, "secret", "generate")
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +197,7 @@ func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
 	var rs []*running
 	for _, addr := range []string{addrA, addrB} {
 		dir := t.TempDir()
-		cfg, err := loadConfig(t, redisArgs(dir, addr, issuer, redisTestURL(), prefix)...)
+		cfg, err := loadConfig(t, redisArgs(dir, addr, issuer, redistest.URL(), prefix)...)
 		if err != nil {
 			t.Fatal(err)
 		}

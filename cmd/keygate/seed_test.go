@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/internal/redistest"
 )
 
 // runSeed executes `keygate seed args…` with its output captured.
@@ -130,17 +131,17 @@ func TestSeedRefusesBadFlags(t *testing.T) {
 // seeded keys get tokens from it at once.
 func TestSeedRedis(t *testing.T) {
 	clearRedisEnv(t)
-	prefix := redisTestPrefix(t)
+	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cfg, err := loadConfig(t, redisArgs(dir, addr, "http://"+addr, redisTestURL(), prefix)...)
+	cfg, err := loadConfig(t, redisArgs(dir, addr, "http://"+addr, redistest.URL(), prefix)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startServe(t, cfg)
 
 	creds := filepath.Join(t.TempDir(), "creds.txt")
-	out, stderr, err := runSeed(t, "--store", "redis", "--redis-url", redisTestURL(), "--redis-prefix", prefix,
+	out, stderr, err := runSeed(t, "--store", "redis", "--redis-url", redistest.URL(), "--redis-prefix", prefix,
 		"--data-dir", dir, "--keys", "2000", "--record", "100", "--out", creds)
 	if err != nil {
 		t.Fatalf("seed: %v\nstderr: %s", err, stderr)
@@ -158,7 +159,7 @@ func TestSeedRedis(t *testing.T) {
 
 	// Without KEYGATE_MASTER_KEY, as serve, seed refuses Redis.
 	t.Setenv(envMasterKey, "")
-	if _, _, err := runSeed(t, "--store", "redis", "--redis-url", redisTestURL(), "--redis-prefix", prefix,
+	if _, _, err := runSeed(t, "--store", "redis", "--redis-url", redistest.URL(), "--redis-prefix", prefix,
 		"--data-dir", dir, "--keys", "10", "--record", "0"); err == nil || !strings.Contains(err.Error(), envMasterKey) {
 		t.Fatalf("seed on Redis without a master key: %v", err)
 	}

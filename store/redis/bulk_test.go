@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/redis"
 	"github.com/keygate/keygate/store/storetest"
@@ -17,8 +18,7 @@ import (
 
 func newBulkStore(t *testing.T, c goredis.UniversalClient) storetest.BulkStore {
 	t.Helper()
-	prefix := randomPrefix(t)
-	cleanup(t, c, prefix)
+	prefix := redistest.Prefix(t, c, "")
 	s, err := redis.New(c, prefix, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func newBulkStore(t *testing.T, c goredis.UniversalClient) storetest.BulkStore {
 }
 
 func TestBulkConformance(t *testing.T) {
-	c := requireRedis(t)
+	c := redistest.Require(t)
 	storetest.RunBulk(t, func(t *testing.T) storetest.BulkStore { return newBulkStore(t, c) })
 }
 
@@ -57,11 +57,10 @@ func (h *collideHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) gore
 // the call is written, as the doc says.
 func TestBulkCreateKeysLateCollision(t *testing.T) {
 	ctx := context.Background()
-	c := requireRedis(t)
+	c := redistest.Require(t)
 	hooked := goredis.NewClient(c.Options())
 	t.Cleanup(func() { hooked.Close() })
-	prefix := randomPrefix(t)
-	cleanup(t, c, prefix)
+	prefix := redistest.Prefix(t, c, "")
 	plain, err := redis.New(c, prefix, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/redis"
 	"github.com/keygate/keygate/store/storetest"
@@ -16,10 +17,9 @@ import (
 
 // The whole contract still holds with the key cache on.
 func TestConformanceWithKeyCache(t *testing.T) {
-	c := requireRedis(t)
+	c := redistest.Require(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
-		prefix := randomPrefix(t)
-		cleanup(t, c, prefix)
+		prefix := redistest.Prefix(t, c, "")
 		s, err := redis.New(c, prefix, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -50,8 +50,8 @@ func (h *hmgetCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) gor
 // instance is one keygate instance's store: its own client, its own cache.
 func instance(t *testing.T, prefix string) (*redis.Store, *hmgetCounter, *goredis.Client) {
 	t.Helper()
-	requireRedis(t)
-	opt, err := goredis.ParseURL(testRedisURL())
+	redistest.Require(t)
+	opt, err := goredis.ParseURL(redistest.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +95,10 @@ func cacheKey(t *testing.T, team string) store.Key {
 // (no round trip), and refuses it within 1 s of A deleting it; an update
 // through A (a rotation) reaches B just as fast.
 func TestKeyCacheInvalidationAcrossInstances(t *testing.T) {
-	requireRedis(t)
-	prefix := randomPrefix(t)
+	redistest.Require(t)
+	prefix := redistest.RandomPrefix(t, "")
 	a, _, ca := instance(t, prefix)
-	cleanup(t, ca, prefix)
+	redistest.Cleanup(t, ca, prefix)
 	b, hb, _ := instance(t, prefix)
 	ctx := context.Background()
 
@@ -166,10 +166,10 @@ func TestKeyCacheInvalidationAcrossInstances(t *testing.T) {
 // subscription breaks, the cache is emptied and not used until Redis
 // confirms the subscription again — so no change can be missed.
 func TestKeyCacheBypassedWithoutSubscription(t *testing.T) {
-	requireRedis(t)
-	prefix := randomPrefix(t)
+	redistest.Require(t)
+	prefix := redistest.RandomPrefix(t, "")
 	b, hb, cb := instance(t, prefix)
-	cleanup(t, cb, prefix)
+	redistest.Cleanup(t, cb, prefix)
 	ctx := context.Background()
 	k := cacheKey(t, "beta")
 	if err := b.CreateKey(ctx, k, 5); err != nil {
@@ -211,16 +211,16 @@ func TestKeyCacheBypassedWithoutSubscription(t *testing.T) {
 // TestKeyCacheEntriesExpire: past maxAge an entry is read from Redis again
 // (and expiring it must not break anything: it once panicked).
 func TestKeyCacheEntriesExpire(t *testing.T) {
-	requireRedis(t)
-	prefix := randomPrefix(t)
-	opt, err := goredis.ParseURL(testRedisURL())
+	redistest.Require(t)
+	prefix := redistest.RandomPrefix(t, "")
+	opt, err := goredis.ParseURL(redistest.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := goredis.NewClient(opt)
 	h := &hmgetCounter{}
 	c.AddHook(h)
-	cleanup(t, c, prefix)
+	redistest.Cleanup(t, c, prefix)
 	s, err := redis.New(c, prefix, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/redis"
 	"github.com/keygate/keygate/store/storetest"
@@ -109,8 +110,7 @@ func TestClusterConformance(t *testing.T) {
 	}
 
 	storetest.Run(t, func(t *testing.T) store.Store {
-		prefix := randomPrefix(t)
-		cleanup(t, cc, prefix)
+		prefix := redistest.Prefix(t, cc, "")
 		s, err := redis.New(cc, prefix, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +146,7 @@ func TestClusterConformance(t *testing.T) {
 func testClusterMasterDown(t *testing.T, cl *testCluster) {
 	ctx := context.Background()
 	a := cl.addrs()
-	prefix := randomPrefix(t) // no cleanup: the cluster is discarded after this
+	prefix := redistest.RandomPrefix(t, "") // no cleanup: the cluster is discarded after this
 	st, err := redis.Open(ctx, redis.Options{URL: "redis://" + a[0] + "?addr=" + a[1] + "&addr=" + a[2], Prefix: prefix, Timeout: storeTimeout})
 	if err != nil {
 		t.Fatal(err)
@@ -220,8 +220,7 @@ func testClusterMasterDown(t *testing.T, cl *testCluster) {
 // over at least two masters (with 50 teams, in practice all three).
 func testClusterSharding(t *testing.T, cl *testCluster, cc *goredis.ClusterClient) {
 	ctx := context.Background()
-	prefix := randomPrefix(t)
-	cleanup(t, cc, prefix)
+	prefix := redistest.Prefix(t, cc, "")
 	s, err := redis.New(cc, prefix, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -342,8 +341,7 @@ func testClusterSharding(t *testing.T, cl *testCluster, cc *goredis.ClusterClien
 func testClusterOpenURL(t *testing.T, cl *testCluster, cc *goredis.ClusterClient) {
 	ctx := context.Background()
 	a := cl.addrs()
-	prefix := randomPrefix(t)
-	cleanup(t, cc, prefix)
+	prefix := redistest.Prefix(t, cc, "")
 	for _, tc := range []struct {
 		name string
 		opts redis.Options

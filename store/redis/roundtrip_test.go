@@ -24,6 +24,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store/redis"
 )
 
@@ -158,8 +159,7 @@ func testTokenOneRoundTripWith(t *testing.T, c goredis.UniversalClient, wire *wi
 		c.AddHook(hook)
 	}
 
-	prefix := randomPrefix(t)
-	cleanup(t, c, prefix)
+	prefix := redistest.Prefix(t, c, "")
 	st, err := redis.New(c, prefix, time.Second)
 	if err != nil {
 		t.Fatal(err)
