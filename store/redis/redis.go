@@ -638,20 +638,32 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	if s.cache != nil {
 		defer s.cache.invalidate(clientID)
 	}
+	err := s.watch(ctx, name, txf)
+	switch {
+	case updateErr != nil:
+		return store.Key{}, updateErr
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		return store.Key{}, fmt.Errorf("update key %s: %w", clientID, err)
+	case err != nil:
+		return store.Key{}, fail(ctx, "update key "+clientID, err)
+	}
+	return roundTrip(out)
+}
+
+// maxWatchRetries bounds how often a read-modify-write is retried when
+// concurrent writes keep invalidating its WATCH.
+const maxWatchRetries = 100
+
+// watch runs txf under WATCH name (optimistic locking) and runs it again
+// whenever a concurrent write to name made its transaction fail. A txf that
+// refuses the change returns nil and reports why on its own, so the refusal
+// ends the loop like a success.
+func (s *Store) watch(ctx context.Context, name string, txf func(*goredis.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		updateErr = nil
 		err := s.rdb.Watch(ctx, txf, name)
-		switch {
-		case errors.Is(err, goredis.TxFailedErr) && attempt < 100:
-			continue
-		case updateErr != nil:
-			return store.Key{}, updateErr
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
-			return store.Key{}, fmt.Errorf("update key %s: %w", clientID, err)
-		case err != nil:
-			return store.Key{}, fail(ctx, "update key "+clientID, err)
+		if !errors.Is(err, goredis.TxFailedErr) || attempt >= maxWatchRetries {
+			return err
 		}
-		return roundTrip(out)
 	}
 }
 
@@ -840,27 +852,21 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, update func(store.Signing
 		out = b
 		return nil
 	}
-	for attempt := 0; ; attempt++ {
-		updateErr = nil
-		err := s.rdb.Watch(ctx, txf, name)
-		switch {
-		case errors.Is(err, goredis.TxFailedErr) && attempt < 100:
-			continue
-		case updateErr != nil:
-			return store.SigningKeys{}, updateErr
-		case err != nil:
-			if errors.Is(err, store.ErrUnavailable) {
-				return store.SigningKeys{}, err
-			}
-			return store.SigningKeys{}, fail(ctx, "update signing keys", err)
-		}
-		var ks store.SigningKeys
-		if err := json.Unmarshal(out, &ks); err != nil {
-			return store.SigningKeys{}, err
-		}
-		normalizeSigning(&ks)
-		return ks, nil
+	err := s.watch(ctx, name, txf)
+	switch {
+	case updateErr != nil:
+		return store.SigningKeys{}, updateErr
+	case errors.Is(err, store.ErrUnavailable):
+		return store.SigningKeys{}, err
+	case err != nil:
+		return store.SigningKeys{}, fail(ctx, "update signing keys", err)
 	}
+	var ks store.SigningKeys
+	if err := json.Unmarshal(out, &ks); err != nil {
+		return store.SigningKeys{}, err
+	}
+	normalizeSigning(&ks)
+	return ks, nil
 }
 
 // Ping implements store.Store: every master must answer.
