@@ -257,3 +257,20 @@ func CheckClientID(k Key) error {
 	}
 	return nil
 }
+
+// CheckBatch is CreateKeys' validation, for backends: every key passes
+// CheckClientID, and no client ID is given twice. It writes nothing and
+// reads no store, so a backend can run it before any I/O.
+func CheckBatch(keys []Key) error {
+	seen := make(map[string]struct{}, len(keys))
+	for i, k := range keys {
+		if err := CheckClientID(k); err != nil {
+			return fmt.Errorf("key %d of %d: %w", i+1, len(keys), err)
+		}
+		if _, dup := seen[k.ClientID]; dup {
+			return fmt.Errorf("key %s: %w (given twice)", k.ClientID, ErrAlreadyExists)
+		}
+		seen[k.ClientID] = struct{}{}
+	}
+	return nil
+}

@@ -37,14 +37,14 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	if err := store.CheckBatch(keys); err != nil {
+		return fmt.Errorf("create keys: %w", err)
+	}
 	type entry struct {
 		id, team, val []byte
 	}
 	entries := make([]entry, len(keys))
 	for i, k := range keys {
-		if err := store.CheckClientID(k); err != nil {
-			return fmt.Errorf("create keys: key %d of %d: %w", i+1, len(keys), err)
-		}
 		val, err := encodeKey(k)
 		if err != nil {
 			return fmt.Errorf("create keys: key %s: %w", k.ClientID, err)
@@ -52,11 +52,6 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		entries[i] = entry{id: []byte(k.ClientID), team: teamBucket(k.TeamID), val: val}
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.id, b.id) })
-	for i := 1; i < len(entries); i++ {
-		if bytes.Equal(entries[i].id, entries[i-1].id) {
-			return fmt.Errorf("create keys: key %s: %w (given twice)", entries[i].id, store.ErrAlreadyExists)
-		}
-	}
 
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		kb := tx.Bucket(bucketKeys)

@@ -48,19 +48,14 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	if err := store.CheckBatch(keys); err != nil {
+		return fmt.Errorf("create keys: %w", err)
+	}
 	type entry struct {
 		keyKey, teamKey, rec, lu string
 	}
 	entries := make([]entry, len(keys))
-	seen := make(map[string]struct{}, len(keys))
 	for i, k := range keys {
-		if err := store.CheckClientID(k); err != nil {
-			return fmt.Errorf("create keys: key %d of %d: %w", i+1, len(keys), err)
-		}
-		if _, dup := seen[k.ClientID]; dup {
-			return fmt.Errorf("create keys: key %s: %w (given twice)", k.ClientID, store.ErrAlreadyExists)
-		}
-		seen[k.ClientID] = struct{}{}
 		rec, err := encodeRecord(k)
 		if err != nil {
 			return fmt.Errorf("create keys: key %s: %w", k.ClientID, err)
