@@ -386,33 +386,35 @@ func (s *Server) listPermissions(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"permissions": out, "max_name_length": maxNameLen})
 }
 
-func (s *Server) getKey(c *gin.Context) {
+// pathKey loads the key the path names, or answers 404 (also for a key of
+// another team: the path is the scope) or the store's problem.
+func (s *Server) pathKey(c *gin.Context) (store.Key, bool) {
 	team, id := c.Param("team_id"), c.Param("client_id")
 	k, err := s.store.GetKey(c.Request.Context(), id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != team) {
-		// A key of another team is "not found" here: the path is the scope.
 		keyNotFound(c, team, id)
-		return
+		return store.Key{}, false
 	}
 	if err != nil {
 		s.storeProblem(c, err)
-		return
+		return store.Key{}, false
 	}
-	c.JSON(http.StatusOK, s.view(k))
+	return k, true
+}
+
+func (s *Server) getKey(c *gin.Context) {
+	if k, ok := s.pathKey(c); ok {
+		c.JSON(http.StatusOK, s.view(k))
+	}
 }
 
 func (s *Server) deleteKey(c *gin.Context) {
-	team, id := c.Param("team_id"), c.Param("client_id")
+	k, ok := s.pathKey(c)
+	if !ok {
+		return
+	}
+	team, id := k.TeamID, k.ClientID
 	ctx := c.Request.Context()
-	k, err := s.store.GetKey(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != team) {
-		keyNotFound(c, team, id)
-		return
-	}
-	if err != nil {
-		s.storeProblem(c, err)
-		return
-	}
 	// Revoke the key's status first, then delete: if the delete then fails,
 	// the key is cut off at resource servers anyway and the admin retries;
 	// the other order could leave a deleted key's tokens accepted offline.
@@ -425,7 +427,7 @@ func (s *Server) deleteKey(c *gin.Context) {
 	}
 	// The token endpoint reads the store on every request, so the key gets
 	// no token from the moment this returns.
-	err = s.store.DeleteKey(ctx, team, id)
+	err := s.store.DeleteKey(ctx, team, id)
 	if errors.Is(err, store.ErrNotFound) {
 		keyNotFound(c, team, id)
 		return
