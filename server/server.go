@@ -91,7 +91,10 @@ type Server struct {
 	verifier *verify.Verifier
 	handler  http.Handler
 
-	statusLists      statusLists
+	statusLists statusLists
+	// statusListURI is every token's status list uri, built once: the
+	// token path should not concatenate it per request.
+	statusListURI    string
 	scopeCache       sync.Map // permission set → resolved
 	introspectLimits *callerLimits
 
@@ -140,7 +143,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: opts, store: opts.Store, log: opts.Logger,
+	s := &Server{cfg: opts, store: opts.Store, log: opts.Logger, statusListURI: opts.Issuer + statusListPath,
 		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate}}
 
 	needIndex, err := s.checkKeys(ctx)

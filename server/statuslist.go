@@ -107,8 +107,6 @@ func (c *statusLists) invalidate() {
 	c.mu.Unlock()
 }
 
-func (s *Server) statusListURI() string { return s.cfg.Issuer + statusListPath }
-
 // statusList serves the signed list (draft §8.1).
 func (s *Server) statusList(c *gin.Context) {
 	tok, err := s.currentStatusList(c.Request.Context())
@@ -145,7 +143,7 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("encode status list: %w", err)
 	}
 	tok, err := s.keys.Load().StatusListSigner().Sign(statusListClaims{
-		Subject:    s.statusListURI(),
+		Subject:    s.statusListURI,
 		IssuedAt:   now.Unix(),
 		ExpiresAt:  now.Add(max(statusListLifetime, 2*s.cfg.StatusListTTL)).Unix(),
 		TTL:        int64(s.cfg.StatusListTTL / time.Second),
@@ -161,7 +159,7 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 // statusListAggregation is the draft's aggregation document (§9.3).
 func (s *Server) statusListAggregation(c *gin.Context) {
 	c.Header("Cache-Control", "public, max-age=3600")
-	c.JSON(http.StatusOK, gin.H{"status_lists": []string{s.statusListURI()}})
+	c.JSON(http.StatusOK, gin.H{"status_lists": []string{s.statusListURI}})
 }
 
 // backfillStatusIndices gives every key that predates status lists (admin

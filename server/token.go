@@ -184,12 +184,17 @@ func writeAccessToken(w http.ResponseWriter, token string, expiresIn int64, scop
 	buf = appendJSONString(buf, scope)
 	buf = append(buf, `,"token_type":"Bearer"}`...)
 	buf = append(buf, '\n')
-	h := w.Header()
+	setJSONNoStore(w.Header())
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf)
+}
+
+// setJSONNoStore marks an answer as JSON that no cache may keep (RFC 6749
+// §5.1), by assigning the shared header values (no allocation).
+func setJSONNoStore(h http.Header) {
 	h["Content-Type"] = hdrJSON
 	h["Cache-Control"] = hdrNoStore
 	h["Pragma"] = hdrNoCache
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf)
 }
 
 func (t *tokenEndpoint) writeError(w http.ResponseWriter, err error) {
@@ -501,7 +506,7 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 	}
 	var status *statusClaim
 	if k.key.StatusIndex > 0 {
-		status = &statusClaim{StatusList: statusListRef{Idx: k.key.StatusIndex, URI: g.s.statusListURI()}}
+		status = &statusClaim{StatusList: statusListRef{Idx: k.key.StatusIndex, URI: g.s.statusListURI}}
 	}
 	claims := accessClaims{
 		Issuer:    g.s.cfg.Issuer,
@@ -567,10 +572,7 @@ func writeToken(w http.ResponseWriter, data map[string]any, header http.Header, 
 // writeJSON answers with v as uncacheable JSON, the form of every answer
 // the OAuth endpoints give.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Cache-Control"] = hdrNoStore
-	h["Pragma"] = hdrNoCache
+	setJSONNoStore(w.Header())
 	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(v)
 }
