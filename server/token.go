@@ -499,7 +499,9 @@ func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ 
 	}
 	data.TokenInfo.SetScope(scope)
 
-	iat := g.s.cfg.Now()
+	// One clock reading per request: the one GetByID took, by which
+	// VerifyPassword judged a rotated secret's grace period.
+	iat := k.now
 	jti, err := newJTI()
 	if err != nil {
 		return "", "", oerrors.ErrServerError
