@@ -256,7 +256,10 @@ func TestOpenLoopRate(t *testing.T) {
 	if res.Requests < 170 || res.Requests > 230 {
 		t.Errorf("open loop at 200/s for 1s sent %d requests, want 200 ± 15 %%", res.Requests)
 	}
-	if res.Unsent > 2 || res.Rate != 200 {
+	// A stalled scheduler would leave most of the second unsent; a busy
+	// machine (-race, packages tested in parallel on 2 cores) may leave a
+	// few requests due in the last milliseconds (3 seen in CI).
+	if res.Unsent > 10 || res.Rate != 200 {
 		t.Errorf("unsent %d, rate %v", res.Unsent, res.Rate)
 	}
 }
