@@ -42,12 +42,14 @@ type lastUsedTracker struct {
 	store   toucher
 	log     *slog.Logger
 	flushMu sync.Mutex // serialises flushes (loop vs shutdown), never taken on the token path
+	now     func() time.Time
+	ticks   <-chan time.Time
 	stop    chan struct{}
 	done    chan struct{}
 }
 
-func newLastUsedTracker(st toucher, log *slog.Logger) *lastUsedTracker {
-	t := &lastUsedTracker{store: st, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+func newLastUsedTracker(st toucher, log *slog.Logger, now func() time.Time, ticks <-chan time.Time) *lastUsedTracker {
+	t := &lastUsedTracker{store: st, log: log, now: now, ticks: ticks, stop: make(chan struct{}), done: make(chan struct{})}
 	go t.loop()
 	return t
 }
@@ -76,13 +78,17 @@ func (t *lastUsedTracker) record(clientID string, stored, now time.Time) {
 
 func (t *lastUsedTracker) loop() {
 	defer close(t.done)
-	tick := time.NewTicker(lastUsedTick)
-	defer tick.Stop()
+	ticks := t.ticks
+	if ticks == nil {
+		tick := time.NewTicker(lastUsedTick)
+		defer tick.Stop()
+		ticks = tick.C
+	}
 	for {
 		select {
 		case <-t.stop:
 			return
-		case now := <-tick.C:
+		case now := <-ticks:
 			t.flush(now, false)
 		}
 	}
@@ -133,5 +139,5 @@ func (t *lastUsedTracker) close() {
 	}
 	close(t.stop)
 	<-t.done
-	t.flush(time.Now(), true)
+	t.flush(t.now(), true)
 }

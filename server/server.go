@@ -77,6 +77,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
+	// LastUsedTicks drives the last-used flushes: each value is one flush at
+	// that time. nil means a real ticker. The tracker takes the next tick
+	// only after the previous flush returned, so a test that sends a second
+	// tick on an unbuffered channel knows the first flush has completed.
+	LastUsedTicks <-chan time.Time
 }
 
 // Server serves keygate's HTTP API. Create it with New; call Close after the
@@ -174,7 +179,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.lastUsed = newLastUsedTracker(opts.Store, opts.Logger)
+	s.lastUsed = newLastUsedTracker(opts.Store, opts.Logger, opts.Now, opts.LastUsedTicks)
 	s.handler = s.routes()
 	return s, nil
 }
