@@ -30,7 +30,41 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/keygate/keygate/scopes"
+	"github.com/keygate/keygate/signing"
 )
+
+// Defaults of the settings. They are the one source for every package that
+// needs a default (server.New, the CLI's default URL, help text), so that
+// a zero value elsewhere means the same thing as an unset setting here;
+// Default() is built from them.
+const (
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultDataDir           = "./keygate-data"
+	DefaultTokenTTL          = 15 * time.Minute
+	DefaultSigningAlg        = signing.DefaultAlg
+	DefaultMaxKeysPerTeam    = 5
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "text"
+	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultStore             = StoreBolt
+	DefaultRedisPrefix       = "keygate:"
+	DefaultStoreTimeout      = time.Second
+	DefaultRedisKeyCache     = 10 * time.Second
+	DefaultStatusListTTL     = time.Minute
+	DefaultIntrospectionRate = 100
+)
+
+// Store backends that config knows settings for. Which backends a program
+// can actually open is its own business: it passes their names to
+// BindFlagsFor and LoadFor (cmd/keygate takes them from its registry).
+const (
+	StoreBolt  = "bolt"
+	StoreRedis = "redis"
+)
+
+// DefaultStores are the store backends Load and BindFlags accept: the ones
+// keygate ships.
+var DefaultStores = []string{StoreBolt, StoreRedis}
 
 // Bounds of the numeric settings, exported so that help text and docs can
 // quote them instead of repeating numbers.
@@ -46,10 +80,10 @@ const (
 	MinMaxKeysPerTeam = 1
 	MaxMaxKeysPerTeam = 1000
 
-	// Shutdown waits at least long enough for in-flight token requests and at
-	// most what an orchestrator would tolerate before killing the process.
-	MinStatusListTTL     = time.Second
-	MaxStatusListTTL     = time.Hour
+	MinStatusListTTL = time.Second
+	MaxStatusListTTL = time.Hour
+
+	MinIntrospectionRate = 1
 	MaxIntrospectionRate = 100000
 
 	MaxRedisKeyCache = time.Minute
@@ -57,18 +91,34 @@ const (
 	MinStoreTimeout = 50 * time.Millisecond
 	MaxStoreTimeout = 30 * time.Second
 
+	// Shutdown waits at least long enough for in-flight token requests and at
+	// most what an orchestrator would tolerate before killing the process.
 	MinShutdownTimeout = time.Second
 	MaxShutdownTimeout = 5 * time.Minute
 )
 
+// DefaultIssuer is the issuer derived from a listen address, as the issuer
+// setting's default: "http://" + listen, with "localhost" for an empty or
+// unspecified host (0.0.0.0, ::), which listens everywhere and so has no one
+// name. An address without a port is used as it is.
+func DefaultIssuer(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // Allowed values for the enumerated settings. Input is matched without
 // regard to case and stored in the spelling shown here, so that
 // KEYGATE_LOG_LEVEL=INFO works and other packages can compare exactly.
+// The signing algorithms are signing.Algorithms, the stores the caller's.
 var (
-	signingAlgs = []string{"ES256", "RS256", "EdDSA"}
-	logLevels   = []string{"debug", "info", "warn", "error"}
-	logFormats  = []string{"text", "json"}
-	stores      = []string{"bolt", "redis"}
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
 )
 
 // Config is keygate's configuration. Fields hold what the user asked for
@@ -147,20 +197,20 @@ type origin struct {
 // because they derive from the final Listen; Validate fills them in.
 func Default() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		DataDir:           "./keygate-data",
-		TokenTTL:          15 * time.Minute,
-		SigningAlg:        "ES256",
-		MaxKeysPerTeam:    5,
-		LogLevel:          "info",
-		LogFormat:         "text",
-		ShutdownTimeout:   10 * time.Second,
-		Store:             "bolt",
-		RedisPrefix:       "keygate:",
-		StoreTimeout:      time.Second,
-		RedisKeyCache:     10 * time.Second,
-		StatusListTTL:     time.Minute,
-		IntrospectionRate: 100,
+		Listen:            DefaultListen,
+		DataDir:           DefaultDataDir,
+		TokenTTL:          DefaultTokenTTL,
+		SigningAlg:        DefaultSigningAlg,
+		MaxKeysPerTeam:    DefaultMaxKeysPerTeam,
+		LogLevel:          DefaultLogLevel,
+		LogFormat:         DefaultLogFormat,
+		ShutdownTimeout:   DefaultShutdownTimeout,
+		Store:             DefaultStore,
+		RedisPrefix:       DefaultRedisPrefix,
+		StoreTimeout:      DefaultStoreTimeout,
+		RedisKeyCache:     DefaultRedisKeyCache,
+		StatusListTTL:     DefaultStatusListTTL,
+		IntrospectionRate: DefaultIntrospectionRate,
 	}
 }
 
@@ -179,18 +229,18 @@ var settings = []setting{
 	{key: "issuer", usage: "token and metadata issuer URL (default http://<listen>)", str: func(c *Config) *string { return &c.Issuer }},
 	{key: "audience", usage: "aud claim of access tokens (default: the issuer)", str: func(c *Config) *string { return &c.Audience }},
 	{key: "token_ttl", usage: "access token lifetime, " + MinTokenTTL.String() + " to " + MaxTokenTTL.String(), dur: func(c *Config) *time.Duration { return &c.TokenTTL }},
-	{key: "signing_alg", usage: "JWT signing algorithm: " + strings.Join(signingAlgs, ", "), str: func(c *Config) *string { return &c.SigningAlg }},
+	{key: "signing_alg", usage: "JWT signing algorithm: " + strings.Join(signing.Algorithms, ", "), str: func(c *Config) *string { return &c.SigningAlg }},
 	{key: "max_keys_per_team", usage: fmt.Sprintf("API keys a team may hold, %d to %d", MinMaxKeysPerTeam, MaxMaxKeysPerTeam), num: func(c *Config) *int { return &c.MaxKeysPerTeam }},
 	{key: "log_level", usage: "log level: " + strings.Join(logLevels, ", "), str: func(c *Config) *string { return &c.LogLevel }},
 	{key: "log_format", usage: "log format: " + strings.Join(logFormats, ", "), str: func(c *Config) *string { return &c.LogFormat }},
 	{key: "shutdown_timeout", usage: "graceful shutdown limit, " + MinShutdownTimeout.String() + " to " + MaxShutdownTimeout.String(), dur: func(c *Config) *time.Duration { return &c.ShutdownTimeout }},
-	{key: "store", usage: "key store: " + strings.Join(stores, ", "), str: func(c *Config) *string { return &c.Store }},
+	{key: "store", usage: "key store", str: func(c *Config) *string { return &c.Store }}, // BindFlagsFor adds the stores
 	{key: "redis_url", usage: "Redis URL (redis:// or rediss://) when store is redis", str: func(c *Config) *string { return &c.RedisURL }},
 	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
 	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
-	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, 1 to %d", MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
+	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 }
 
@@ -210,11 +260,19 @@ const (
 // BindFlags registers keygate's settings on fs (typically a cobra command's
 // flags). The flags only record what the user typed; Load applies them on
 // top of the other layers.
-func BindFlags(fs *pflag.FlagSet) {
+func BindFlags(fs *pflag.FlagSet) { BindFlagsFor(fs, DefaultStores) }
+
+// BindFlagsFor is BindFlags for a program that can open the store backends
+// named in stores, which the store flag's help lists.
+func BindFlagsFor(fs *pflag.FlagSet, stores []string) {
 	d := Default()
 	fs.String(ConfigFileFlag, "", "YAML config file (env "+ConfigFileEnv+")")
 	for _, s := range settings {
-		usage := s.usage + " (env " + s.envName() + ")"
+		usage := s.usage
+		if s.key == "store" {
+			usage += ": " + strings.Join(stores, ", ")
+		}
+		usage += " (env " + s.envName() + ")"
 		switch {
 		case s.str != nil:
 			fs.String(s.flagName(), *s.str(&d), usage)
@@ -234,6 +292,14 @@ func BindFlags(fs *pflag.FlagSet) {
 // variable counts as unset, and `--config ""` means no file even when
 // KEYGATE_CONFIG names one.
 func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+	return LoadFor(fs, getenv, DefaultStores)
+}
+
+// LoadFor is Load for a program that can open the store backends named in
+// stores: the store setting must be one of them. The names come from the
+// caller so that config need not import the backends, and a test can offer
+// one of its own.
+func LoadFor(fs *pflag.FlagSet, getenv func(string) string, stores []string) (Config, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -286,7 +352,7 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
 		}
 	}
 
-	if err := c.Validate(); err != nil {
+	if err := c.validate(stores); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -362,9 +428,12 @@ func (c *Config) invalid(key, why string) error {
 //
 // Derived settings are filled only while empty: after changing Listen on
 // a validated Config, clear Issuer (and Audience) to derive them again.
-func (c *Config) Validate() error {
-	host, err := checkListen(c.Listen)
-	if err != nil {
+// The store must be one of DefaultStores.
+func (c *Config) Validate() error { return c.validate(DefaultStores) }
+
+// validate is Validate with the store backends the caller can open.
+func (c *Config) validate(stores []string) error {
+	if err := checkListen(c.Listen); err != nil {
 		return c.invalid("listen", "want host:port, e.g. 127.0.0.1:8080"+err.Error())
 	}
 	if strings.TrimSpace(c.DataDir) == "" || strings.ContainsRune(c.DataDir, 0) {
@@ -372,11 +441,7 @@ func (c *Config) Validate() error {
 	}
 
 	if c.Issuer == "" {
-		if host == "" {
-			host = "localhost"
-		}
-		_, port, _ := net.SplitHostPort(c.Listen)
-		c.Issuer = "http://" + net.JoinHostPort(host, port)
+		c.Issuer = DefaultIssuer(c.Listen)
 	} else {
 		iss, ok := canonicalIssuer(c.Issuer)
 		if !ok {
@@ -393,8 +458,8 @@ func (c *Config) Validate() error {
 	if c.TokenTTL < MinTokenTTL || c.TokenTTL > MaxTokenTTL {
 		return c.invalid("token_ttl", fmt.Sprintf("must be between %s and %s", MinTokenTTL, MaxTokenTTL))
 	}
-	if !canonical(&c.SigningAlg, signingAlgs) {
-		return c.invalid("signing_alg", "allowed values are "+strings.Join(signingAlgs, ", "))
+	if !canonical(&c.SigningAlg, signing.Algorithms) {
+		return c.invalid("signing_alg", "allowed values are "+strings.Join(signing.Algorithms, ", "))
 	}
 	if c.MaxKeysPerTeam < MinMaxKeysPerTeam || c.MaxKeysPerTeam > MaxMaxKeysPerTeam {
 		return c.invalid("max_keys_per_team", fmt.Sprintf("must be between %d and %d", MinMaxKeysPerTeam, MaxMaxKeysPerTeam))
@@ -416,7 +481,7 @@ func (c *Config) Validate() error {
 		return c.invalid("store_timeout", fmt.Sprintf("must be between %s and %s", MinStoreTimeout, MaxStoreTimeout))
 	}
 	if c.PprofListen != "" {
-		if _, err := checkListen(c.PprofListen); err != nil {
+		if err := checkListen(c.PprofListen); err != nil {
 			return c.invalid("pprof_listen", "want host:port, e.g. 127.0.0.1:6060")
 		}
 	}
@@ -426,13 +491,13 @@ func (c *Config) Validate() error {
 	if c.StatusListTTL < MinStatusListTTL || c.StatusListTTL > MaxStatusListTTL {
 		return c.invalid("status_list_ttl", fmt.Sprintf("must be between %s and %s", MinStatusListTTL, MaxStatusListTTL))
 	}
-	if c.IntrospectionRate < 1 || c.IntrospectionRate > MaxIntrospectionRate {
-		return c.invalid("introspection_rate", fmt.Sprintf("must be between 1 and %d", MaxIntrospectionRate))
+	if c.IntrospectionRate < MinIntrospectionRate || c.IntrospectionRate > MaxIntrospectionRate {
+		return c.invalid("introspection_rate", fmt.Sprintf("must be between %d and %d", MinIntrospectionRate, MaxIntrospectionRate))
 	}
 	if !validRedisPrefix(c.RedisPrefix) {
 		return c.invalid("redis_prefix", "use 1–64 characters of A-Z a-z 0-9 : . _ - (no braces: they would break Redis Cluster hash tags)")
 	}
-	if c.Store == "redis" {
+	if c.Store == StoreRedis {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			return c.invalid("redis_url", "store redis needs a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0")
 		}
@@ -467,36 +532,33 @@ func validRedisPrefix(p string) bool {
 	return true
 }
 
-// checkListen returns the host to put in a derived issuer: empty for an
-// unspecified address, which listens everywhere and so has no one name.
-// A non-nil error carries a hint to append to the standard message.
-func checkListen(listen string) (string, error) {
+// checkListen checks a host:port to listen on whose host DefaultIssuer can
+// put in an issuer. A non-nil error carries a hint to append to the
+// standard message.
+func checkListen(listen string) error {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "", errHint("")
+		return errHint("")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '+' {
-		return "", errHint(" (the port must be a number from 1 to 65535)")
+		return errHint(" (the port must be a number from 1 to 65535)")
 	}
 	if host == "" {
-		return "", nil
+		return nil
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.Zone() != "" {
-			return "", errHint(" (an IPv6 zone cannot appear in the issuer; set issuer explicitly)")
+			return errHint(" (an IPv6 zone cannot appear in the issuer; set issuer explicitly)")
 		}
-		if ip.IsUnspecified() {
-			return "", nil
-		}
-		return host, nil
+		return nil
 	}
 	for i := 0; i < len(host); i++ {
 		b := host[i]
 		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '.') {
-			return "", errHint("")
+			return errHint("")
 		}
 	}
-	return host, nil
+	return nil
 }
 
 type errHint string

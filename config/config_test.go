@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keygate/keygate/scopes"
+	"github.com/keygate/keygate/signing"
 )
 
 // env turns a map into a getenv function.
@@ -598,5 +599,109 @@ func TestRedisKeyCacheDefault(t *testing.T) {
 	}
 	if _, err := Load(nil, env(map[string]string{"KEYGATE_REDIS_KEY_CACHE": "2m"})); err == nil || !strings.Contains(err.Error(), "redis_key_cache") {
 		t.Fatalf("redis_key_cache 2m: %v", err)
+	}
+}
+
+// TestDefaultIsTheConstants: Default() is built from the exported
+// constants that server.New and the CLI use for their zero values, so a
+// default changed in one place is changed everywhere.
+func TestDefaultIsTheConstants(t *testing.T) {
+	want := Config{
+		Listen:            DefaultListen,
+		DataDir:           DefaultDataDir,
+		TokenTTL:          DefaultTokenTTL,
+		SigningAlg:        DefaultSigningAlg,
+		MaxKeysPerTeam:    DefaultMaxKeysPerTeam,
+		LogLevel:          DefaultLogLevel,
+		LogFormat:         DefaultLogFormat,
+		ShutdownTimeout:   DefaultShutdownTimeout,
+		Store:             DefaultStore,
+		RedisPrefix:       DefaultRedisPrefix,
+		StoreTimeout:      DefaultStoreTimeout,
+		RedisKeyCache:     DefaultRedisKeyCache,
+		StatusListTTL:     DefaultStatusListTTL,
+		IntrospectionRate: DefaultIntrospectionRate,
+	}
+	// A new setting with a default must get its constant here too: want
+	// would lack it and the comparison fail.
+	if got := Default(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Default() = %+v\nconstants  %+v", got, want)
+	}
+	// The derived issuer of the default listen address is the one server.New
+	// falls back to, and what the CLI connects to by default.
+	c := mustLoad(t, nil, nil)
+	if c.Issuer != DefaultIssuer(DefaultListen) {
+		t.Errorf("loaded issuer %q, DefaultIssuer(DefaultListen) %q", c.Issuer, DefaultIssuer(DefaultListen))
+	}
+	if DefaultSigningAlg != signing.Algorithms[0] {
+		t.Errorf("DefaultSigningAlg %q is not signing.Algorithms[0] %q", DefaultSigningAlg, signing.Algorithms[0])
+	}
+	if !slices.Contains(DefaultStores, DefaultStore) {
+		t.Errorf("DefaultStore %q is not in DefaultStores %v", DefaultStore, DefaultStores)
+	}
+
+	// Each default lies in its setting's range.
+	for _, r := range []struct {
+		name        string
+		v, min, max time.Duration
+	}{
+		{"token_ttl", DefaultTokenTTL, MinTokenTTL, MaxTokenTTL},
+		{"status_list_ttl", DefaultStatusListTTL, MinStatusListTTL, MaxStatusListTTL},
+		{"store_timeout", DefaultStoreTimeout, MinStoreTimeout, MaxStoreTimeout},
+		{"shutdown_timeout", DefaultShutdownTimeout, MinShutdownTimeout, MaxShutdownTimeout},
+		{"redis_key_cache", DefaultRedisKeyCache, 0, MaxRedisKeyCache},
+		{"max_keys_per_team", DefaultMaxKeysPerTeam, MinMaxKeysPerTeam, MaxMaxKeysPerTeam},
+		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
+	} {
+		if r.v < r.min || r.v > r.max {
+			t.Errorf("default %s %d outside %d..%d", r.name, r.v, r.min, r.max)
+		}
+	}
+}
+
+// TestDefaultIssuer is the README's rule: http://<listen>, localhost for an
+// empty or unspecified host.
+func TestDefaultIssuer(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.1:8080":     "http://127.0.0.1:8080",
+		":9000":              "http://localhost:9000",
+		"0.0.0.0:9000":       "http://localhost:9000",
+		"[::]:9000":          "http://localhost:9000",
+		"[::1]:9000":         "http://[::1]:9000",
+		"auth.internal:8443": "http://auth.internal:8443",
+		"no-port":            "http://no-port",
+	} {
+		if got := DefaultIssuer(listen); got != want {
+			t.Errorf("DefaultIssuer(%q) = %q, want %q", listen, got, want)
+		}
+	}
+}
+
+// TestLoadForStores: the stores a program passes are the only ones the
+// store setting accepts, the ones its error names and its flag's help
+// lists; Load and BindFlags mean DefaultStores.
+func TestLoadForStores(t *testing.T) {
+	stores := []string{"bolt", "memory"}
+	fs := pflag.NewFlagSet("keygate", pflag.ContinueOnError)
+	BindFlagsFor(fs, stores)
+	if err := fs.Parse([]string{"--store", "Memory"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadFor(fs, nil, stores)
+	if err != nil || c.Store != "memory" {
+		t.Fatalf("LoadFor --store Memory: store %q, %v", c.Store, err)
+	}
+	if u := fs.Lookup("store").Usage; !strings.Contains(u, "bolt, memory") || strings.Contains(u, "redis") {
+		t.Errorf("--store help %q, want the stores passed in", u)
+	}
+	_, err = LoadFor(nil, env(map[string]string{"KEYGATE_STORE": "redis"}), stores)
+	if err == nil || !strings.Contains(err.Error(), "allowed values are bolt, memory") {
+		t.Errorf("LoadFor store redis where only bolt, memory: %v", err)
+	}
+	if _, err := Load(nil, env(map[string]string{"KEYGATE_STORE": "memory"})); err == nil || !strings.Contains(err.Error(), "allowed values are bolt, redis") {
+		t.Errorf("Load store memory: %v", err)
+	}
+	if u := flags(t).Lookup("store").Usage; !strings.Contains(u, "bolt, redis") {
+		t.Errorf("BindFlags --store help %q", u)
 	}
 }

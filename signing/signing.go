@@ -39,8 +39,13 @@ const (
 	EdDSA = "EdDSA"
 )
 
-// Algorithms lists the supported algorithms, the default first.
-var Algorithms = []string{ES256, RS256, EdDSA}
+// DefaultAlg signs when nothing else is configured: ES256 tokens are small
+// and fast to verify, and every JOSE library supports them.
+const DefaultAlg = ES256
+
+// Algorithms lists the supported algorithms, DefaultAlg first. Settings,
+// flags and help text take the allowed values from here.
+var Algorithms = []string{DefaultAlg, RS256, EdDSA}
 
 // rsaBits: RFC 7518 §3.3 requires at least 2048; more makes every token
 // slower to sign for no practical gain at a 15-minute lifetime.
