@@ -15,7 +15,7 @@ const jwksMaxAge = "public, max-age=300, stale-while-revalidate=60"
 // whose tokens may still be live. The body and its ETag are computed once
 // per key set; a verifier revalidating with If-None-Match gets a 304.
 func (s *Server) jwks(c *gin.Context) {
-	ks := s.refreshKeySet(c.Request.Context())
+	ks := s.keys.RefreshedKeySet(c.Request.Context())
 	h := c.Writer.Header()
 	h["Cache-Control"] = hdrJWKSCache
 	h["Etag"] = ks.JWKSETag()
@@ -80,7 +80,7 @@ func (s *Server) metadata(c *gin.Context) {
 		ResponseTypesSupported:                    []string{}, // no authorization endpoint
 		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post"},
 		ScopesSupported:                           s.cfg.Catalog.AllScopes(),
-		AccessTokenSigningAlgValuesSupported:      []string{s.keys.Load().Signer().Alg()},
+		AccessTokenSigningAlgValuesSupported:      []string{s.keys.KeySet().Signer().Alg()},
 		StatusListAggregationEndpoint:             iss + "/statuslists",
 		IntrospectionEndpoint:                     iss + "/oauth/introspect",
 		IntrospectionEndpointAuthMethodsSupported: authMethods,

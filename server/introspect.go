@@ -11,7 +11,6 @@ package server
 // rotate its secret with grace period 0.
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -19,20 +18,12 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 	"golang.org/x/time/rate"
 
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/verify"
 )
-
-// IntrospectScope lets a key introspect tokens of every team (resource
-// servers); it comes from an operator-only catalog permission.
-const IntrospectScope = "tokens:introspect"
-
-// DefaultIntrospectionRate is the per-caller limit on /oauth/introspect.
-const DefaultIntrospectionRate = 100
 
 // callerLimits throttles introspection per authenticated caller, so one
 // key cannot turn keygate into a token oracle or starve the others.
@@ -55,33 +46,18 @@ func (l *callerLimits) allow(clientID string) (bool, time.Duration) {
 	return true, 0
 }
 
-// authenticateCaller checks a key's credentials from an already parsed
-// client form, the same way the token endpoint does (constant-time, and as
-// slow for an unknown ID as for a wrong secret).
-func (s *Server) authenticateCaller(ctx context.Context, creds clientCredentials) (store.Key, error) {
-	if creds.id == "" || creds.secret == "" {
-		return store.Key{}, oerrors.ErrInvalidClient
-	}
-	ci, err := clientStore{s}.GetByID(ctx, creds.id)
-	if err != nil {
-		return store.Key{}, err
-	}
-	k := ci.(*apiKey)
-	if !k.VerifyPassword(creds.secret) {
-		return store.Key{}, oerrors.ErrInvalidClient
-	}
-	return k.key, nil
-}
-
 // clientRequest parses and authenticates a request to an endpoint a key
-// calls with its credentials; on failure it has answered.
+// calls with its credentials (apikey.Service.Authenticate, as at the token
+// endpoint); on failure it has answered.
 func (t *tokenEndpoint) clientRequest(c *gin.Context) (form clientForm, caller store.Key, ok bool) {
-	f, creds, err := parseClientForm(c.Writer, c.Request)
-	if err == nil {
-		caller, err = t.s.authenticateCaller(c.Request.Context(), creds)
+	f, creds, oerr := parseClientForm(c.Writer, c.Request)
+	if oerr != nil {
+		writeOAuthError(c.Writer, oerr)
+		return clientForm{}, store.Key{}, false
 	}
+	caller, _, err := t.s.keys.Authenticate(c.Request.Context(), creds.id, creds.secret)
 	if err != nil {
-		t.writeError(c.Writer, err)
+		writeOAuthError(c.Writer, t.s.authError(err))
 		return clientForm{}, store.Key{}, false
 	}
 	return f, caller, true
@@ -120,7 +96,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	}
 	token := form.token
 	if token == "" {
-		t.writeError(c.Writer, invalidRequest("the token parameter is missing"))
+		writeOAuthError(c.Writer, invalidRequest("the token parameter is missing"))
 		return
 	}
 	ctx := c.Request.Context()
@@ -129,9 +105,9 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 		writeJSON(c.Writer, http.StatusOK, inactive)
 		return
 	}
-	active, err := t.s.tokenActive(ctx, claims, caller)
+	active, err := t.s.keys.TokenActive(ctx, tokenOf(claims), caller)
 	if err != nil {
-		t.writeError(c.Writer, storeTokenError(t.s, err))
+		writeOAuthError(c.Writer, t.s.storeError(err))
 		return
 	}
 	if !active {
@@ -149,40 +125,6 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	})
 }
 
-// tokenActive decides the parts of "active" that a signature cannot: the
-// key still exists, the token was not revoked, and the caller may see it (a
-// key sees its own team's tokens; admin keys and keys with
-// tokens:introspect see all).
-func (s *Server) tokenActive(ctx context.Context, claims *verify.Claims, caller store.Key) (bool, error) {
-	owner, err := s.store.GetKey(ctx, claims.ClientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if owner.TeamID != claims.TeamID {
-		return false, nil
-	}
-	denied, err := s.store.TokenDenied(ctx, claims.ID)
-	if err != nil || denied {
-		return false, err
-	}
-	if caller.IsAdmin() || caller.TeamID != "" && caller.TeamID == claims.TeamID {
-		return true, nil
-	}
-	callerScopes, err := s.scopesOf(caller)
-	if err != nil {
-		return false, nil
-	}
-	for _, sc := range callerScopes {
-		if sc == IntrospectScope {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // revoke is RFC 7009: a key revokes one of its own tokens.
 func (t *tokenEndpoint) revoke(c *gin.Context) {
 	form, caller, ok := t.clientRequest(c)
@@ -191,7 +133,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 	}
 	token := form.token
 	if token == "" {
-		t.writeError(c.Writer, invalidRequest("the token parameter is missing"))
+		writeOAuthError(c.Writer, invalidRequest("the token parameter is missing"))
 		return
 	}
 	ctx := c.Request.Context()
@@ -201,24 +143,13 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 		writeJSON(c.Writer, http.StatusOK, struct{}{})
 		return
 	}
-	if claims.ClientID != caller.ClientID {
-		t.writeError(c.Writer, &tokenError{code: oerrors.ErrUnauthorizedClient,
-			description: "this token was issued to another client; a client can revoke only its own tokens"})
+	switch err := t.s.keys.Revoke(ctx, tokenOf(claims), caller); {
+	case errors.Is(err, apikey.ErrNotOwner):
+		writeOAuthError(c.Writer, errNotOwner)
 		return
-	}
-	if err := t.s.store.DenyToken(ctx, claims.ID, claims.ExpiresAt); err != nil {
-		t.writeError(c.Writer, storeTokenError(t.s, err))
+	case err != nil:
+		writeOAuthError(c.Writer, t.s.storeError(err))
 		return
 	}
 	writeJSON(c.Writer, http.StatusOK, struct{}{})
-}
-
-// storeTokenError turns a store failure into a §5.2 error without details.
-func storeTokenError(s *Server, err error) error {
-	if storeUnavailable(err) {
-		s.log.Warn("store unavailable", "err", err)
-		return oerrors.ErrTemporarilyUnavailable
-	}
-	s.log.Error("store error", "err", err)
-	return oerrors.ErrServerError
 }

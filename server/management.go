@@ -1,8 +1,9 @@
 package server
 
 // The management API: API keys of a team, for holders of an admin token.
-// Teams are implicit — a team exists while it has keys. Every error is RFC
-// 9457 problem+json whose detail says what to do next.
+// Teams are implicit — a team exists while it has keys. Handlers decode the
+// request, call apikey.Service, and map its errors; every error is RFC 9457
+// problem+json whose detail says what to do next.
 
 import (
 	"bytes"
@@ -13,25 +14,20 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/verify"
 )
 
-const (
-	maxManagementBody = 64 << 10
-	maxNameLen        = 64
-)
+const maxManagementBody = 64 << 10
 
 // Problem types clients can branch on.
 const (
@@ -46,8 +42,6 @@ const (
 	problemBodyTooLarge  = "urn:keygate:problem:body-too-large"
 	problemKeyIDConflict = "urn:keygate:problem:conflict"
 )
-
-var teamIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // claimsKey is where requireAdmin leaves the verified admin claims.
 const claimsKey = "keygate.claims"
@@ -98,28 +92,19 @@ func (s *Server) requireAdmin(c *gin.Context) {
 		problem(c, http.StatusForbidden, problemForbidden, "this token lacks the keys:admin scope; use an admin key's token")
 		return
 	}
-	// A deleted admin key must lose access at once, not when its token
-	// expires: one store read per management call is cheap.
-	k, err := s.store.GetKey(c.Request.Context(), claims.ClientID)
-	if err != nil || !k.IsAdmin() {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.storeProblem(c, err)
-			return
-		}
+	// A deleted admin key loses access at once, and a token revoked through
+	// /oauth/revoke stops opening the API: one store read or two per call.
+	switch err := s.keys.CheckAdminToken(c.Request.Context(), tokenOf(claims)); {
+	case errors.Is(err, apikey.ErrKeyGone):
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the admin key this token was issued to no longer exists")
 		return
-	}
-	// A token revoked through /oauth/revoke (RFC 7009) introspects as
-	// inactive; it must not keep opening the management API either.
-	denied, err := s.store.TokenDenied(c.Request.Context(), claims.ID)
-	if err != nil {
-		s.storeProblem(c, err)
-		return
-	}
-	if denied {
+	case errors.Is(err, apikey.ErrRevoked):
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "this access token was revoked; get a new one at /oauth/token")
+		return
+	case err != nil:
+		s.storeProblem(c, err)
 		return
 	}
 	c.Set(claimsKey, claims)
@@ -127,15 +112,15 @@ func (s *Server) requireAdmin(c *gin.Context) {
 }
 
 func validTeam(c *gin.Context) {
-	if team := c.Param("team_id"); !teamIDPattern.MatchString(team) {
+	if team := c.Param("team_id"); !apikey.ValidTeamID(team) {
 		problem(c, http.StatusBadRequest, problemInvalid,
-			fmt.Sprintf("team id %q is not valid: use 1–64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit", truncate(team, 80)))
+			fmt.Sprintf("team id %q is not valid: %s", truncate(team, 80), apikey.TeamIDRule))
 		return
 	}
 	c.Next()
 }
 
-// keyView is the JSON shape of a key (DESIGN.md): never a secret or hash.
+// keyView is the JSON shape of a key (docs/ARCHITECTURE.md): never a secret or hash.
 type keyView struct {
 	ClientID    string     `json:"client_id"`
 	TeamID      string     `json:"team_id"`
@@ -169,7 +154,7 @@ func (s *Server) view(k store.Key) keyView {
 		Permissions: append([]string{}, k.Permissions...),
 		CreatedAt:   k.CreatedAt.UTC().Truncate(time.Second),
 	}
-	if sc, err := s.scopesOf(k); err == nil {
+	if sc, err := s.keys.Scopes(k); err == nil {
 		v.Scopes = sc
 	} else {
 		v.Scopes = []string{}
@@ -183,9 +168,9 @@ func (s *Server) view(k store.Key) keyView {
 		v.SecretRotatedAt = &t
 	}
 	// Live exactly when the token endpoint still accepts it (same clock,
-	// same comparison as apiKey.VerifyPassword). Truncating shows a time at
+	// same rule as apikey.Service.Authenticate). Truncating shows a time at
 	// or before the real end, never after it.
-	if len(k.PreviousSecretHash) > 0 && s.cfg.Now().Before(k.PreviousSecretExpiresAt) {
+	if apikey.PreviousSecretLive(k, s.cfg.Now()) {
 		t := k.PreviousSecretExpiresAt.UTC().Truncate(time.Second)
 		v.PreviousSecretExpiresAt = &t
 	}
@@ -211,68 +196,39 @@ func (s *Server) createKey(c *gin.Context) {
 		problem(c, http.StatusBadRequest, problemInvalid, `"name" is required: give the key a name people will recognise, e.g. "Production sync"`)
 		return
 	}
-	name, err := validateName(*req.Name)
-	if err != nil {
-		problem(c, http.StatusBadRequest, problemInvalid, err.Error())
+	k, secret, err := s.keys.Create(c.Request.Context(), apikey.NewKey{
+		Team:                     team,
+		Name:                     *req.Name,
+		Permissions:              req.Permissions,
+		GrantOperatorPermissions: req.GrantOperatorPermissions,
+	})
+	var inv *apikey.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		problem(c, http.StatusBadRequest, problemInvalid, inv.Detail)
 		return
-	}
-	if err := s.cfg.Catalog.ValidateIDs(req.Permissions, req.GrantOperatorPermissions); err != nil {
-		problem(c, http.StatusBadRequest, problemInvalid, err.Error())
-		return
-	}
-	id, err := credential.NewClientID(team)
-	if err != nil {
-		s.internalProblem(c, err)
-		return
-	}
-	secret, err := credential.NewSecret()
-	if err != nil {
-		s.internalProblem(c, err)
-		return
-	}
-	// The status index is taken before the create, outside the team's
-	// atomic step (it is a store-wide counter); a create refused for the
-	// team limit burns it, which is harmless.
-	idx, err := s.store.NextStatusIndex(c.Request.Context())
-	if err != nil {
-		s.storeProblem(c, err)
-		return
-	}
-	k := store.Key{
-		ClientID:    id,
-		TeamID:      team,
-		Name:        name,
-		Permissions: append([]string{}, req.Permissions...),
-		CreatedAt:   s.cfg.Now().UTC(),
-		SecretHash:  s.hasher.Hash(secret),
-		StatusIndex: idx,
-	}
-	// The store enforces the limit atomically; CreateKey returns only once
-	// the key is durable, so a 201 is never lost.
-	switch err := s.store.CreateKey(c.Request.Context(), k, s.cfg.MaxKeysPerTeam); {
-	case errors.Is(err, store.ErrTeamLimit):
+	case errors.Is(err, apikey.ErrTeamLimit):
 		problem(c, http.StatusConflict, problemTeamLimit, fmt.Sprintf(
-			"team %s already has %d API keys, the maximum; delete one before creating another", team, s.cfg.MaxKeysPerTeam))
+			"team %s already has %d API keys, the maximum; delete one before creating another", team, s.keys.MaxKeysPerTeam()))
 		return
-	case errors.Is(err, store.ErrAlreadyExists):
-		// 128 random bits collided: astronomically unlikely; ask to retry.
+	case errors.Is(err, apikey.ErrConflict):
 		problem(c, http.StatusConflict, problemKeyIDConflict, "a key with the generated client ID exists; retry the request")
 		return
 	case err != nil:
 		s.storeProblem(c, err)
 		return
 	}
-	c.Header("Location", "/v1/teams/"+team+"/keys/"+id)
+	c.Header("Location", "/v1/teams/"+team+"/keys/"+k.ClientID)
 	c.JSON(http.StatusCreated, createdKeyView{keyView: s.view(k), ClientSecret: secret})
 }
 
 func (s *Server) listKeys(c *gin.Context) {
-	keys, err := s.store.ListKeys(c.Request.Context(), c.Param("team_id"))
+	keys, err := s.keys.List(c.Request.Context(), c.Param("team_id"))
 	if err != nil {
 		s.storeProblem(c, err)
 		return
 	}
-	out := keyListView{Keys: make([]keyView, 0, len(keys)), MaxKeys: s.cfg.MaxKeysPerTeam}
+	out := keyListView{Keys: make([]keyView, 0, len(keys)), MaxKeys: s.keys.MaxKeysPerTeam()}
 	for _, k := range keys {
 		out.Keys = append(out.Keys, s.view(k))
 	}
@@ -296,9 +252,6 @@ const (
 	maxTeamsPage     = 1000
 )
 
-// teamPrefixPattern is what a prefix of a valid team ID looks like.
-var teamPrefixPattern = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$`)
-
 // listTeams answers GET /v1/teams[?prefix=&after=&limit=]: the teams that
 // hold keys, with their key counts, a page at a time, so a console can
 // offer them without the admin remembering team IDs and without loading
@@ -311,12 +264,12 @@ func (s *Server) listTeams(c *gin.Context) {
 	}
 	limit := q.Limit
 	q.Limit++ // one more than asked: is there a next page?
-	teams, err := s.store.Teams(c.Request.Context(), q)
+	teams, err := s.keys.Teams(c.Request.Context(), q)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
 	}
-	out := teamListView{Teams: make([]teamView, 0, min(len(teams), limit)), MaxKeys: s.cfg.MaxKeysPerTeam}
+	out := teamListView{Teams: make([]teamView, 0, min(len(teams), limit)), MaxKeys: s.keys.MaxKeysPerTeam()}
 	if len(teams) > limit {
 		teams = teams[:limit]
 		next := teams[limit-1].TeamID
@@ -340,13 +293,13 @@ func teamQuery(c *gin.Context) (store.TeamQuery, bool) {
 		v := values[0]
 		switch name {
 		case "prefix":
-			if !teamPrefixPattern.MatchString(v) {
+			if !apikey.ValidTeamPrefix(v) {
 				problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("prefix %q cannot start a team ID: use up to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit", truncate(v, 80)))
 				return q, false
 			}
 			q.Prefix = v
 		case "after":
-			if v != "" && !teamIDPattern.MatchString(v) {
+			if v != "" && !apikey.ValidTeamID(v) {
 				problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("after %q is not a team ID: pass the \"next\" value of the previous page", truncate(v, 80)))
 				return q, false
 			}
@@ -378,65 +331,46 @@ type permissionView struct {
 // a console shows. Operator-only entries are left out: they are granted
 // through the API with an explicit flag, never picked from a list.
 func (s *Server) listPermissions(c *gin.Context) {
-	offered := s.cfg.Catalog.Offered()
+	offered := s.keys.Catalog().Offered()
 	out := make([]permissionView, 0, len(offered))
 	for _, p := range offered {
 		out = append(out, permissionView{ID: p.ID, Name: p.Name, Description: p.Description, Scopes: p.Scopes})
 	}
-	c.JSON(http.StatusOK, gin.H{"permissions": out, "max_name_length": maxNameLen})
-}
-
-// pathKey loads the key the path names, or answers 404 (also for a key of
-// another team: the path is the scope) or the store's problem.
-func (s *Server) pathKey(c *gin.Context) (store.Key, bool) {
-	team, id := c.Param("team_id"), c.Param("client_id")
-	k, err := s.store.GetKey(c.Request.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != team) {
-		keyNotFound(c, team, id)
-		return store.Key{}, false
-	}
-	if err != nil {
-		s.storeProblem(c, err)
-		return store.Key{}, false
-	}
-	return k, true
+	c.JSON(http.StatusOK, gin.H{"permissions": out, "max_name_length": apikey.MaxNameLen})
 }
 
 func (s *Server) getKey(c *gin.Context) {
-	if k, ok := s.pathKey(c); ok {
-		c.JSON(http.StatusOK, s.view(k))
+	team, id := c.Param("team_id"), c.Param("client_id")
+	k, err := s.keys.Get(c.Request.Context(), team, id)
+	if err != nil {
+		s.keyProblem(c, team, id, err)
+		return
 	}
+	c.JSON(http.StatusOK, s.view(k))
 }
 
 func (s *Server) deleteKey(c *gin.Context) {
-	k, ok := s.pathKey(c)
-	if !ok {
-		return
-	}
-	team, id := k.TeamID, k.ClientID
-	ctx := c.Request.Context()
-	// Revoke the key's status first, then delete: if the delete then fails,
-	// the key is cut off at resource servers anyway and the admin retries;
-	// the other order could leave a deleted key's tokens accepted offline.
-	if k.StatusIndex > 0 {
-		if err := s.store.RevokeStatus(ctx, k.StatusIndex); err != nil {
-			s.storeProblem(c, err)
-			return
-		}
-		s.statusLists.invalidate()
-	}
-	// The token endpoint reads the store on every request, so the key gets
-	// no token from the moment this returns.
-	err := s.store.DeleteKey(ctx, team, id)
-	if errors.Is(err, store.ErrNotFound) {
-		keyNotFound(c, team, id)
-		return
-	}
+	team, id := c.Param("team_id"), c.Param("client_id")
+	err := s.keys.Delete(c.Request.Context(), team, id)
+	// The key's status bit may be set even when the delete failed after it:
+	// the next status list request rebuilds the list either way.
+	s.statusLists.invalidate()
 	if err != nil {
-		s.storeProblem(c, err)
+		s.keyProblem(c, team, id, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// keyProblem answers an error of a call on one key of the path's team:
+// 404 for a key the team does not have (also a key of another team: the
+// path is the scope), else the store's problem.
+func (s *Server) keyProblem(c *gin.Context, team, id string, err error) {
+	if errors.Is(err, apikey.ErrNotFound) {
+		keyNotFound(c, team, id)
+		return
+	}
+	s.storeProblem(c, err)
 }
 
 func keyNotFound(c *gin.Context, team, id string) {
@@ -444,8 +378,11 @@ func keyNotFound(c *gin.Context, team, id string) {
 		"team %s has no key %q; list the team's keys with GET /v1/teams/%s/keys", team, truncate(id, 80), team))
 }
 
+// storeProblem answers a store failure: 503 when the store did not answer
+// in time, 500 otherwise. The detail is a constant; the error goes to the
+// log only.
 func (s *Server) storeProblem(c *gin.Context, err error) {
-	if storeUnavailable(err) {
+	if apikey.Unavailable(err) {
 		s.log.Warn("management: store unavailable", "err", err)
 		c.Header("Retry-After", "1")
 		problem(c, http.StatusServiceUnavailable, problemUnavailable, "the key store is temporarily unavailable; retry shortly")
@@ -528,27 +465,6 @@ func jsonFields(v any) string {
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-// validateName trims the name and checks it is 1–64 printable characters.
-func validateName(raw string) (string, error) {
-	name := strings.TrimSpace(raw)
-	if !utf8.ValidString(name) {
-		return "", errors.New(`"name" must be valid UTF-8`)
-	}
-	n := utf8.RuneCountInString(name)
-	if n == 0 {
-		return "", errors.New(`"name" must not be empty: give the key a name people will recognise`)
-	}
-	if n > maxNameLen {
-		return "", fmt.Errorf(`"name" is %d characters long; use at most %d`, n, maxNameLen)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) || !(unicode.IsPrint(r) || r == ' ') {
-			return "", errors.New(`"name" must not contain control or non-printable characters`)
-		}
-	}
-	return name, nil
 }
 
 func truncate(s string, n int) string {

@@ -1,22 +1,12 @@
 package server
 
-// Secret rotation: POST /v1/teams/{team_id}/keys/{client_id}/rotate.
-//
-// A rotation gives the key a new secret, shown once in the answer, and keeps
-// the secret that was current until then working for a grace period, so a
-// running integration can switch without an outage. A key has at most two
-// live secrets: rotating again during a grace period makes the then-current
-// secret the previous one, which ends the older one at once. Grace 0 ends the
-// old secret at once (the way to cut a leaked secret off).
-//
-// The token endpoint (apiKey.VerifyPassword) honours PreviousSecretHash while
-// the server clock is before PreviousSecretExpiresAt; everything here uses
-// that same clock, s.cfg.Now().
+// Secret rotation: POST /v1/teams/{team_id}/keys/{client_id}/rotate. The
+// rules (two live secrets at most, grace 0 ends the old one at once) are
+// apikey.Service.Rotate's; this file reads the optional body.
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,21 +15,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/apikey"
 )
 
 const (
-	defaultGracePeriod = 24 * time.Hour
-	maxGracePeriod     = 7 * 24 * time.Hour
-
 	gracePeriodField = "grace_period"
 	gracePeriodRange = `grace_period must be a duration from 0s to 168h, e.g. "24h"`
 )
-
-// errOtherTeam: the key exists but belongs to another team than the path's;
-// returned from inside UpdateKey so that nothing is written.
-var errOtherTeam = errors.New("key belongs to another team")
 
 func (s *Server) rotateKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
@@ -47,39 +29,9 @@ func (s *Server) rotateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	secret, err := credential.NewSecret()
+	k, secret, err := s.keys.Rotate(c.Request.Context(), team, id, grace)
 	if err != nil {
-		s.internalProblem(c, err)
-		return
-	}
-	newHash := s.hasher.Hash(secret)
-	now := s.cfg.Now().UTC()
-
-	// One atomic read-modify-write: the hash that becomes the previous one is
-	// the hash current at the moment of the write, even when two rotations
-	// race. The function is pure, as UpdateKey requires (it may run twice).
-	k, err := s.store.UpdateKey(c.Request.Context(), id, func(k store.Key) (store.Key, error) {
-		if k.TeamID != team {
-			return store.Key{}, errOtherTeam
-		}
-		if grace > 0 {
-			k.PreviousSecretHash = append([]byte(nil), k.SecretHash...)
-			k.PreviousSecretExpiresAt = now.Add(grace)
-		} else {
-			k.PreviousSecretHash = nil
-			k.PreviousSecretExpiresAt = time.Time{}
-		}
-		k.SecretHash = append([]byte(nil), newHash...)
-		k.SecretRotatedAt = now
-		return k, nil
-	})
-	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
-		// A key of another team is "not found" here, as for GET.
-		keyNotFound(c, team, id)
-		return
-	case err != nil:
-		s.storeProblem(c, err)
+		s.keyProblem(c, team, id, err)
 		return
 	}
 	s.log.Info("management: key secret rotated", "team_id", team, "client_id", id, "grace_period", grace.String())
@@ -98,7 +50,7 @@ func rotateGracePeriod(c *gin.Context) (time.Duration, bool) {
 		return 0, false
 	}
 	if len(body) == 0 {
-		return defaultGracePeriod, true
+		return apikey.DefaultGracePeriod, true
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	// A map, not a struct: decodeJSON's unknown-field message names the
@@ -121,7 +73,7 @@ func rotateGracePeriod(c *gin.Context) (time.Duration, bool) {
 	}
 	raw, ok := fields[gracePeriodField]
 	if !ok || string(raw) == "null" {
-		return defaultGracePeriod, true
+		return apikey.DefaultGracePeriod, true
 	}
 	var text string
 	if err := json.Unmarshal(raw, &text); err != nil {
@@ -133,7 +85,7 @@ func rotateGracePeriod(c *gin.Context) (time.Duration, bool) {
 		problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("grace_period %q is not a duration; %s", truncate(text, 40), gracePeriodRange))
 		return 0, false
 	}
-	if d < 0 || d > maxGracePeriod {
+	if apikey.CheckGracePeriod(d) != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("grace_period %q is out of range; %s", truncate(text, 40), gracePeriodRange))
 		return 0, false
 	}

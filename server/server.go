@@ -1,15 +1,23 @@
-// Package server is keygate's HTTP face: the OAuth 2.0 token endpoint, the
-// JWKS and RFC 8414 metadata, the management API for API keys, and health
-// checks. It turns a store.Store plus a master key into an http.Handler.
+// Package server is keygate's HTTP face: the OAuth 2.0 token endpoint,
+// introspection and revocation, the JWKS and RFC 8414 metadata, the Token
+// Status List, the management API for API keys, the web console and health
+// checks. Handlers decode a request, call package apikey (the rules of
+// keys), and map its errors to RFC 6749 §5.2 or RFC 9457 answers; no rule
+// of keys lives here. docs/ARCHITECTURE.md draws the whole.
 //
 // Where to look:
 //
 //	token.go       POST /oauth/token, the hot path, start to finish
+//	oauth2.go      the one error type of the OAuth endpoints, and go-oauth2
+//	form.go        the OAuth endpoints' form parsing
+//	introspect.go  POST /oauth/introspect and /oauth/revoke
 //	discovery.go   /.well-known/jwks.json and /.well-known/oauth-authorization-server
+//	statuslist.go  /statuslists/1 and the aggregation document
 //	management.go  /v1/teams, /v1/permissions, /v1/teams/{team_id}/keys…,
 //	               admin bearer-token checks
-//	bootstrap.go   first-start secrets: pepper, signing key, admin key
-//	lastused.go    last_used_at without a write per token
+//	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
+//	problem.go     RFC 9457 answers of the management API
+//	httplog.go     access log and panic recovery
 //
 // The web console (package console) is mounted at /console/.
 package server
@@ -18,47 +26,43 @@ import (
 	"context"
 	"crypto"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
+	"github.com/keygate/keygate/apikey"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/console"
-	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/lastused"
 	"github.com/keygate/keygate/scopes"
-	"github.com/keygate/keygate/signing"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/verify"
 )
 
 // Options configures a Server. Store and MasterKey are required; every other
-// zero value means the documented default.
+// zero value means the default in package config.
 type Options struct {
 	Store     store.Store
-	MasterKey *masterkey.Key
+	MasterKey *apikey.MasterKey
 
 	// Issuer is the iss of every token and the base of advertised URLs.
-	// Default "http://localhost:8080".
+	// Default config.DefaultIssuer(config.DefaultListen).
 	Issuer string
 	// Audience is the aud of every token. Default: the issuer.
 	Audience string
-	// TokenTTL is the access token lifetime. Default 15 minutes.
+	// TokenTTL is the access token lifetime. Default config.DefaultTokenTTL.
 	TokenTTL time.Duration
 	// SigningAlg is ES256 (default), RS256 or EdDSA.
 	SigningAlg string
-	// MaxKeysPerTeam bounds a team's keys. Default 5.
+	// MaxKeysPerTeam bounds a team's keys. Default config.DefaultMaxKeysPerTeam.
 	MaxKeysPerTeam int
 	// StatusListTTL is the ttl of the status list: how long resource
 	// servers may cache it, so how long a deleted key's tokens may still be
-	// accepted offline. Default 60s.
+	// accepted offline. Default config.DefaultStatusListTTL.
 	StatusListTTL time.Duration
 	// Catalog is the permission catalog. Default scopes.Default().
 	Catalog *scopes.Catalog
@@ -70,7 +74,7 @@ type Options struct {
 	AdminClientSecret string
 
 	// IntrospectionRate is the per-caller request limit of
-	// /oauth/introspect, per second. Default DefaultIntrospectionRate.
+	// /oauth/introspect, per second. Default config.DefaultIntrospectionRate.
 	IntrospectionRate int
 
 	// Logger receives diagnostics; nil discards them.
@@ -88,11 +92,10 @@ type Options struct {
 // HTTP server has stopped so pending last-used times are written.
 type Server struct {
 	cfg      Options
-	store    store.Store
-	hasher   *credential.Hasher
-	keys     atomic.Pointer[signing.KeySet]
+	keys     *apikey.Service
+	store    store.Store // what the rules of keys do not cover: readiness, the status list
 	log      *slog.Logger
-	lastUsed *lastUsedTracker
+	lastUsed *lastused.Tracker
 	verifier *verify.Verifier
 	handler  http.Handler
 
@@ -100,44 +103,39 @@ type Server struct {
 	// statusListURI is every token's status list uri, built once: the
 	// token path should not concatenate it per request.
 	statusListURI    string
-	scopeCache       sync.Map // permission set → resolved
 	introspectLimits *callerLimits
-
-	generatedAdmin *AdminCredentials
+	token            tokenEndpoint
 }
 
 // AdminCredentials are an admin key's client ID and its secret.
-type AdminCredentials struct {
-	ClientID     string `json:"client_id"`
-	ClientSecret string `json:"client_secret"`
-}
+type AdminCredentials = apikey.AdminCredentials
 
-// New prepares the store on first start (pepper, signing key, admin key),
-// checks that stored keys fit the catalog, and builds the HTTP handler.
+// New opens the rules of keys on the store (first-start secrets, checks of
+// stored keys: see apikey.Open) and builds the HTTP handler.
 func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Store == nil || opts.MasterKey == nil {
 		return nil, errors.New("server: Store and MasterKey are required")
 	}
 	if opts.Issuer == "" {
-		opts.Issuer = "http://localhost:8080"
+		opts.Issuer = config.DefaultIssuer(config.DefaultListen)
 	}
 	if opts.Audience == "" {
 		opts.Audience = opts.Issuer
 	}
 	if opts.TokenTTL <= 0 {
-		opts.TokenTTL = 15 * time.Minute
+		opts.TokenTTL = config.DefaultTokenTTL
 	}
 	if opts.SigningAlg == "" {
-		opts.SigningAlg = signing.ES256
+		opts.SigningAlg = config.DefaultSigningAlg
 	}
 	if opts.MaxKeysPerTeam <= 0 {
-		opts.MaxKeysPerTeam = 5
+		opts.MaxKeysPerTeam = config.DefaultMaxKeysPerTeam
 	}
 	if opts.IntrospectionRate <= 0 {
-		opts.IntrospectionRate = DefaultIntrospectionRate
+		opts.IntrospectionRate = config.DefaultIntrospectionRate
 	}
 	if opts.StatusListTTL <= 0 {
-		opts.StatusListTTL = time.Minute
+		opts.StatusListTTL = config.DefaultStatusListTTL
 	}
 	if opts.Catalog == nil {
 		opts.Catalog = scopes.Default()
@@ -148,29 +146,27 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: opts, store: opts.Store, log: opts.Logger, statusListURI: opts.Issuer + statusListPath,
-		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate}}
-
-	needIndex, err := s.checkKeys(ctx)
+	keys, err := apikey.Open(ctx, apikey.Config{
+		Store:             opts.Store,
+		MasterKey:         opts.MasterKey,
+		Catalog:           opts.Catalog,
+		MaxKeysPerTeam:    opts.MaxKeysPerTeam,
+		SigningAlg:        opts.SigningAlg,
+		TokenTTL:          opts.TokenTTL,
+		AdminClientID:     opts.AdminClientID,
+		AdminClientSecret: opts.AdminClientSecret,
+		Logger:            opts.Logger,
+		Now:               opts.Now,
+	})
 	if err != nil {
 		return nil, err
 	}
-	if s.hasher, err = loadPepper(ctx, opts.Store, opts.MasterKey); err != nil {
-		return nil, err
-	}
-	if err := s.loadSigningKeys(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.ensureAdmin(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.backfillStatusIndices(ctx, needIndex); err != nil {
-		return nil, err
-	}
+	s := &Server{cfg: opts, keys: keys, store: opts.Store, log: opts.Logger, statusListURI: opts.Issuer + statusListPath,
+		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate}}
 	s.verifier, err = verify.New(ctx, verify.Options{
 		Issuer:   opts.Issuer,
 		Audience: opts.Audience,
-		Keys:     ownKeys{s},
+		Keys:     ownKeys{keys},
 		Now:      opts.Now,
 		// keygate checks deletion against its own store (admin tokens,
 		// introspection), never by fetching its own status list over HTTP.
@@ -179,7 +175,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.lastUsed = newLastUsedTracker(opts.Store, opts.Logger, opts.Now, opts.LastUsedTicks)
+	s.lastUsed = lastused.New(opts.Store, lastused.Options{Now: opts.Now, Ticks: opts.LastUsedTicks, Logger: opts.Logger})
+	s.token = tokenEndpoint{s: s}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -189,17 +186,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // GeneratedAdmin returns the admin credentials this start created, if it
 // created any. The secret exists nowhere else: show it once.
-func (s *Server) GeneratedAdmin() (AdminCredentials, bool) {
-	if s.generatedAdmin == nil {
-		return AdminCredentials{}, false
-	}
-	return *s.generatedAdmin, true
-}
+func (s *Server) GeneratedAdmin() (AdminCredentials, bool) { return s.keys.GeneratedAdmin() }
 
 // Close writes pending last-used times. Call it after the HTTP server has
 // drained; the store stays open (its owner closes it).
 func (s *Server) Close() {
-	s.lastUsed.close()
+	s.lastUsed.Close()
 }
 
 func (s *Server) routes() http.Handler {
@@ -212,10 +204,9 @@ func (s *Server) routes() http.Handler {
 	}
 	r.Use(recovery(s.log), accessLog(s.log))
 
-	tok := newTokenEndpoint(s)
-	r.Any("/oauth/token", tok.handle)
-	r.Any("/oauth/introspect", tok.introspect)
-	r.Any("/oauth/revoke", tok.revoke)
+	r.Any("/oauth/token", s.token.handle)
+	r.Any("/oauth/introspect", s.token.introspect)
+	r.Any("/oauth/revoke", s.token.revoke)
 
 	r.GET("/.well-known/jwks.json", s.jwks)
 	r.GET("/.well-known/oauth-authorization-server", s.metadata)
@@ -265,75 +256,6 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-// scopesOf resolves a key's OAuth scopes from the catalog at issue time, so
-// a catalog change applies to existing keys at once. Callers must not
-// modify the result: it may be shared.
-func (s *Server) scopesOf(k store.Key) ([]string, error) {
-	r, err := s.resolvedScopes(k)
-	return r.list, err
-}
-
-// resolved is a permission set's scopes, as a list and joined.
-type resolved struct {
-	list   []string
-	joined string
-}
-
-var adminScopes = resolved{list: []string{scopes.AdminScope}, joined: scopes.AdminScope}
-
-// resolvedScopes memoises Catalog.Resolve per permission set: the catalog
-// never changes while the server runs, and the token path should not
-// rebuild the same list for every request.
-func (s *Server) resolvedScopes(k store.Key) (resolved, error) {
-	if k.IsAdmin() {
-		return adminScopes, nil
-	}
-	var key string
-	if len(k.Permissions) == 1 {
-		key = k.Permissions[0]
-	} else {
-		key = strings.Join(k.Permissions, "\x00")
-	}
-	if v, ok := s.scopeCache.Load(key); ok {
-		return v.(resolved), nil
-	}
-	list, err := s.cfg.Catalog.Resolve(k.Permissions)
-	if err != nil {
-		return resolved{}, err
-	}
-	r := resolved{list: list, joined: scopes.Join(list)}
-	s.scopeCache.Store(key, r)
-	return r, nil
-}
-
-// checkKeys walks every stored key once at start: it refuses to start when
-// a key holds a permission the catalog no longer has (its tokens would
-// silently lose scopes), and it returns the keys that still need a status
-// index.
-func (s *Server) checkKeys(ctx context.Context) (needIndex []string, err error) {
-	err = s.store.ForEachKey(ctx, func(k store.Key) error {
-		if k.StatusIndex == 0 {
-			needIndex = append(needIndex, k.ClientID)
-		}
-		if k.IsAdmin() {
-			return nil
-		}
-		for _, p := range k.Permissions {
-			if _, ok := s.cfg.Catalog.Lookup(p); !ok {
-				return fmt.Errorf("key %s (team %s) holds permission %q, which the permission catalog no longer has: add it back to the catalog or delete the key", k.ClientID, k.TeamID, p)
-			}
-		}
-		return nil
-	})
-	return needIndex, err
-}
-
-// storeUnavailable tells a store that did not answer (try again later: 503)
-// from any other store failure (500), the one rule every endpoint follows.
-func storeUnavailable(err error) bool {
-	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
-}
-
 // verifyOwn verifies a token keygate issued. The verifier's leeway stays,
 // for clock skew between instances on iat and nbf; exp is exact, so an
 // expired token neither introspects as active nor opens the admin API.
@@ -345,12 +267,17 @@ func (s *Server) verifyOwn(ctx context.Context, token string) (*verify.Claims, e
 	return claims, err
 }
 
+// tokenOf is what the rules of tokens need of verified claims.
+func tokenOf(c *verify.Claims) apikey.Token {
+	return apikey.Token{ID: c.ID, ClientID: c.ClientID, TeamID: c.TeamID, ExpiresAt: c.ExpiresAt}
+}
+
 // ownKeys lets the management API verify admin tokens against this
 // server's own key set, with no HTTP round trip.
-type ownKeys struct{ s *Server }
+type ownKeys struct{ keys *apikey.Service }
 
 func (o ownKeys) VerificationKey(_ context.Context, kid string) (crypto.PublicKey, string, error) {
-	p, ok := o.s.keys.Load().PublicKey(kid)
+	p, ok := o.keys.KeySet().PublicKey(kid)
 	if !ok {
 		return nil, "", verify.ErrUnknownKey
 	}

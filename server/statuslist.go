@@ -13,15 +13,14 @@ import (
 	"compress/zlib"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/store"
 )
 
@@ -111,7 +110,7 @@ func (c *statusLists) invalidate() {
 func (s *Server) statusList(c *gin.Context) {
 	tok, err := s.currentStatusList(c.Request.Context())
 	if err != nil {
-		if storeUnavailable(err) {
+		if apikey.Unavailable(err) {
 			c.Header("Retry-After", "1")
 			c.Data(http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("status list temporarily unavailable\n"))
 			return
@@ -142,7 +141,7 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode status list: %w", err)
 	}
-	tok, err := s.keys.Load().StatusListSigner().Sign(statusListClaims{
+	tok, err := s.keys.KeySet().StatusListSigner().Sign(statusListClaims{
 		Subject:    s.statusListURI,
 		IssuedAt:   now.Unix(),
 		ExpiresAt:  now.Add(max(statusListLifetime, 2*s.cfg.StatusListTTL)).Unix(),
@@ -160,36 +159,4 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 func (s *Server) statusListAggregation(c *gin.Context) {
 	c.Header("Cache-Control", "public, max-age=3600")
 	c.JSON(http.StatusOK, gin.H{"status_lists": []string{s.statusListURI}})
-}
-
-// backfillStatusIndices gives every key that predates status lists (admin
-// keys included) an index: the keys checkKeys found without one, plus an
-// admin key ensureAdmin may just have created. An index lost to a
-// concurrent start is burned.
-func (s *Server) backfillStatusIndices(ctx context.Context, missing []string) error {
-	admins, err := s.store.ListKeys(ctx, "")
-	if err != nil {
-		return fmt.Errorf("list admin keys: %w", err)
-	}
-	for _, k := range admins {
-		if k.StatusIndex == 0 && !slices.Contains(missing, k.ClientID) {
-			missing = append(missing, k.ClientID)
-		}
-	}
-	for _, id := range missing {
-		idx, err := s.store.NextStatusIndex(ctx)
-		if err != nil {
-			return fmt.Errorf("assign status index: %w", err)
-		}
-		_, err = s.store.UpdateKey(ctx, id, func(k store.Key) (store.Key, error) {
-			if k.StatusIndex == 0 {
-				k.StatusIndex = idx
-			}
-			return k, nil
-		})
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("assign status index to %s: %w", id, err)
-		}
-	}
-	return nil
 }

@@ -1,27 +1,26 @@
 package server
 
-// The token endpoint: RFC 6749 §4.4 client credentials, on
-// github.com/go-oauth2/oauth2/v4. Everything on the token path is in this
-// file, in the order a request meets it:
+// The token endpoint: RFC 6749 §4.4 client credentials. Everything on the
+// token path is in this file, in the order a request meets it:
 //
-//	parse (tokenRequest.parse) → authenticate (clientStore, apiKey.VerifyPassword)
-//	→ decide scopes and sign (accessGenerator.Token) → answer (writeToken)
+//	parse         parseTokenRequest: method, size, content type, no query
+//	              string, no repeated parameter, one authentication method,
+//	              grant type, credentials present
+//	authenticate  apikey.Service.Authenticate (the same for introspection
+//	              and revocation)
+//	decide scopes apikey.Service.GrantScope
+//	sign          tokenEndpoint.sign: RFC 9068 claims, appended without
+//	              reflection, signed with the key set parsed at start
+//	answer        writeAccessToken, or writeOAuthError for any refusal
 //
-// go-oauth2 supplies the flow and its error vocabulary; keygate plugs in its
-// own pieces where the library's defaults differ from the RFC or from what a
-// hash-only store needs. The raw request is validated here before the
-// library sees it, because the library reads r.Form (query string
-// included), does not URL-decode Basic credentials, and checks other grant
-// types before client authentication.
+// Nothing here parses PEM, writes to disk or takes a process-wide lock: the
+// key set is an atomic load and the last-used time is recorded in memory
+// (package lastused) and written in the background.
 
 import (
 	"bytes"
-	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -34,13 +33,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
-	"github.com/go-oauth2/oauth2/v4"
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
-	"github.com/go-oauth2/oauth2/v4/manage"
-	oserver "github.com/go-oauth2/oauth2/v4/server"
 
-	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/scopes"
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/store"
 )
 
@@ -55,170 +49,76 @@ var bodyBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
-// A hash-only store must never reach go-oauth2's fallback `secret ==
-// GetSecret()` compare, which would accept any secret against an empty
-// GetSecret. This assertion keeps apiKey on the verifier path.
-var _ oauth2.ClientPasswordVerifier = (*apiKey)(nil)
-
-// tokenError is a §5.2 error decided by keygate before or around go-oauth2;
-// the library's InternalErrorHandler turns it into its Response.
-type tokenError struct {
-	code        error // one of go-oauth2's errors, e.g. oerrors.ErrInvalidRequest
-	description string
-}
-
-func (e *tokenError) Error() string { return e.code.Error() + ": " + e.description }
-
-func invalidRequest(desc string) *tokenError {
-	return &tokenError{code: oerrors.ErrInvalidRequest, description: desc}
-}
-
-// statusFor is RFC 6749 §5.2's status for each error code; go-oauth2's
-// defaults differ (401 for unsupported_grant_type and unauthorized_client).
-func statusFor(code error) int {
-	switch code {
-	case oerrors.ErrInvalidClient:
-		return http.StatusUnauthorized
-	case oerrors.ErrServerError:
-		return http.StatusInternalServerError
-	case oerrors.ErrTemporarilyUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusBadRequest
-	}
-}
-
-// descriptions replace go-oauth2's generic texts with ones an integrator can
-// act on, without saying which part of the credentials was wrong.
-var descriptions = map[error]string{
-	oerrors.ErrInvalidClient:          "client authentication failed: unknown client, wrong secret, or deleted key",
-	oerrors.ErrInvalidScope:           "the requested scope is malformed or not granted to this key",
-	oerrors.ErrUnsupportedGrantType:   "only grant_type=client_credentials is supported",
-	oerrors.ErrUnauthorizedClient:     "this client may not use this grant type",
-	oerrors.ErrServerError:            "the server could not issue a token; try again",
-	oerrors.ErrTemporarilyUnavailable: "the key store is temporarily unavailable; try again shortly",
-}
-
-// tokenEndpoint wires go-oauth2 to keygate's store, hasher and signer.
-type tokenEndpoint struct {
-	s     *Server
-	oauth *oserver.Server
-}
-
-func newTokenEndpoint(s *Server) *tokenEndpoint {
-	m := manage.NewManager()
-	// go-oauth2's client-credentials lifetime defaults to 2 h.
-	m.SetClientTokenCfg(&manage.Config{AccessTokenExp: s.cfg.TokenTTL})
-	m.MapClientStorage(clientStore{s})
-	m.MapAccessGenerate(accessGenerator{s})
-	m.MapTokenStorage(noTokenStore{})
-
-	cfg := oserver.NewConfig()
-	cfg.AllowedGrantTypes = []oauth2.GrantType{oauth2.ClientCredentials}
-	o := oserver.NewServer(cfg, m)
-	o.InternalErrorHandler = func(err error) *oerrors.Response {
-		var te *tokenError
-		if errors.As(err, &te) {
-			return &oerrors.Response{Error: te.code, Description: te.description}
-		}
-		// Never echo an unexpected error to the client; it may carry details.
-		s.log.Error("token endpoint: unexpected error", "err", err)
-		return nil
-	}
-	o.ResponseErrorHandler = func(re *oerrors.Response) {
-		re.StatusCode = statusFor(re.Error)
-		if d, ok := descriptions[re.Error]; ok && (re.Description == "" || re.Description == oerrors.Descriptions[re.Error]) {
-			re.Description = d
-		}
-		if re.Error == oerrors.ErrInvalidClient {
-			re.SetHeader("WWW-Authenticate", `Basic realm="keygate"`)
-		}
-	}
-	return &tokenEndpoint{s: s, oauth: o}
-}
+// tokenEndpoint serves the endpoints a key calls with its credentials.
+type tokenEndpoint struct{ s *Server }
 
 type clientCredentials struct{ id, secret string }
 
-// handle is the gin handler for /oauth/token (all methods). keygate parses
-// and checks the raw request itself, then hands go-oauth2 a complete token
-// request: GetAccessToken runs the library's flow (grant check, client
-// lookup, password verification, token generation, token store) without
-// its request parsing, which keygate has replaced.
+// handle is the gin handler for /oauth/token (all methods).
 func (t *tokenEndpoint) handle(c *gin.Context) {
-	r := c.Request
-	form, creds, err := parseTokenRequest(c.Writer, r)
+	w, r := c.Writer, c.Request
+	form, creds, oerr := parseTokenRequest(w, r)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	key, now, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
 	if err != nil {
-		t.writeError(c.Writer, err)
+		writeOAuthError(w, t.s.authError(err))
 		return
 	}
-	ti, err := t.oauth.GetAccessToken(r.Context(), oauth2.ClientCredentials, &oauth2.TokenGenerateRequest{
-		ClientID:     creds.id,
-		ClientSecret: creds.secret,
-		Scope:        form.scope,
-		Request:      r,
-	})
+	scope, err := t.s.keys.GrantScope(key, form.scope)
+	switch {
+	case errors.Is(err, apikey.ErrInvalidScope):
+		writeOAuthError(w, errInvalidScope)
+		return
+	case err != nil:
+		t.s.log.Error("token endpoint: resolve scopes", "client_id", key.ClientID, "err", err)
+		writeOAuthError(w, errServer)
+		return
+	}
+	tok, err := t.sign(key, scope, now)
 	if err != nil {
-		t.writeError(c.Writer, err)
+		t.s.log.Error("token endpoint: sign", "err", err)
+		writeOAuthError(w, errServer)
 		return
 	}
-	writeAccessToken(c.Writer, ti.GetAccess(), int64(ti.GetAccessExpiresIn()/time.Second), ti.GetScope())
+	t.s.lastUsed.Record(key.ClientID, key.LastUsedAt, now)
+	writeAccessToken(w, tok, int64(t.s.cfg.TokenTTL/time.Second), scope)
 }
 
-// Header values shared by every answer; net/http only reads them.
-var (
-	hdrJSON    = []string{"application/json"}
-	hdrNoStore = []string{"no-store"}
-	hdrNoCache = []string{"no-cache"}
-)
-
-// writeAccessToken writes the RFC 6749 §5.1 answer. Every value is known to
-// need no JSON escaping (a compact JWS, a number, validated scope tokens),
-// so the body is appended, not reflected.
-func writeAccessToken(w http.ResponseWriter, token string, expiresIn int64, scope string) {
-	buf := make([]byte, 0, len(token)+len(scope)+96)
-	buf = append(buf, `{"access_token":"`...)
-	buf = append(buf, token...)
-	buf = append(buf, `","expires_in":`...)
-	buf = strconv.AppendInt(buf, expiresIn, 10)
-	buf = append(buf, `,"scope":`...)
-	buf = appendJSONString(buf, scope)
-	buf = append(buf, `,"token_type":"Bearer"}`...)
-	buf = append(buf, '\n')
-	setJSONNoStore(w.Header())
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf)
-}
-
-// setJSONNoStore marks an answer as JSON that no cache may keep (RFC 6749
-// §5.1), by assigning the shared header values (no allocation).
-func setJSONNoStore(h http.Header) {
-	h["Content-Type"] = hdrJSON
-	h["Cache-Control"] = hdrNoStore
-	h["Pragma"] = hdrNoCache
-}
-
-func (t *tokenEndpoint) writeError(w http.ResponseWriter, err error) {
-	if errors.Is(err, errAnswered) {
-		return
+// sign builds the RFC 9068 claims of a token for key with scope, issued at
+// now (the clock reading Authenticate judged the secret by), and signs them
+// with the current signing key.
+func (t *tokenEndpoint) sign(key store.Key, scope string, now time.Time) (string, error) {
+	jti, err := newJTI()
+	if err != nil {
+		return "", err
 	}
-	data, status, header := t.oauth.GetErrorData(err)
-	_ = writeToken(w, data, header, status)
+	var status *statusClaim
+	if key.StatusIndex > 0 {
+		status = &statusClaim{StatusList: statusListRef{Idx: key.StatusIndex, URI: t.s.statusListURI}}
+	}
+	claims := accessClaims{
+		Issuer:    t.s.cfg.Issuer,
+		Subject:   key.ClientID,
+		Audience:  t.s.cfg.Audience,
+		ExpiresAt: now.Add(t.s.cfg.TokenTTL).Unix(),
+		IssuedAt:  now.Unix(),
+		NotBefore: now.Unix(),
+		ID:        jti,
+		ClientID:  key.ClientID,
+		Scope:     scope,
+		TeamID:    key.TeamID,
+		Status:    status,
+	}
+	return t.s.keys.KeySet().Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
 }
-
-// httpStatusError answers outside RFC 6749 §5.2 (405, 413) with a §5.2-shaped
-// body all the same, so clients that parse every error body keep working.
-func httpStatusError(w http.ResponseWriter, status int, desc string) error {
-	_ = writeToken(w, map[string]any{"error": "invalid_request", "error_description": desc}, nil, status)
-	return errAnswered
-}
-
-// errAnswered: the request was refused and the answer is already written.
-var errAnswered = errors.New("answered")
 
 // parseTokenRequest applies keygate's checks to the raw request, first
 // failure answers: method, size, content type, query string, repeated
 // parameters, two authentication methods, grant type, credentials.
-func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clientCredentials, error) {
+func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clientCredentials, *oauthError) {
 	form, creds, err := parseClientForm(w, r)
 	if err != nil {
 		return clientForm{}, clientCredentials{}, err
@@ -226,11 +126,11 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clie
 	switch gt := form.grantType; {
 	case gt == "":
 		return clientForm{}, clientCredentials{}, invalidRequest("grant_type is missing; use grant_type=client_credentials")
-	case gt != string(oauth2.ClientCredentials):
-		return clientForm{}, clientCredentials{}, &tokenError{code: oerrors.ErrUnsupportedGrantType, description: descriptions[oerrors.ErrUnsupportedGrantType]}
+	case gt != grantClientCredentials:
+		return clientForm{}, clientCredentials{}, errUnsupportedGrant
 	}
 	if creds.id == "" || creds.secret == "" {
-		return clientForm{}, clientCredentials{}, oerrors.ErrInvalidClient
+		return clientForm{}, clientCredentials{}, errInvalidClient
 	}
 	return form, creds, nil
 }
@@ -239,14 +139,16 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clie
 // authenticates to shares (token, introspection, revocation): POST, a form
 // body of at most 8 KiB, no query string, no repeated parameter, one
 // authentication method.
-func parseClientForm(w http.ResponseWriter, r *http.Request) (clientForm, clientCredentials, error) {
-	fail := func(err error) (clientForm, clientCredentials, error) { return clientForm{}, clientCredentials{}, err }
+func parseClientForm(w http.ResponseWriter, r *http.Request) (clientForm, clientCredentials, *oauthError) {
+	fail := func(err *oauthError) (clientForm, clientCredentials, *oauthError) {
+		return clientForm{}, clientCredentials{}, err
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return fail(httpStatusError(w, http.StatusMethodNotAllowed, "use POST"))
+		return fail(httpStatusError(http.StatusMethodNotAllowed, "use POST"))
 	}
 	if r.ContentLength > maxTokenRequestBody {
-		return fail(httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
+		return fail(httpStatusError(http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
 	}
 	bp := bodyBuffers.Get().(*[]byte)
 	defer bodyBuffers.Put(bp)
@@ -256,7 +158,7 @@ func parseClientForm(w http.ResponseWriter, r *http.Request) (clientForm, client
 	}
 	body := (*bp)[:n]
 	if n > maxTokenRequestBody {
-		return fail(httpStatusError(w, http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
+		return fail(httpStatusError(http.StatusRequestEntityTooLarge, "request body over 8 KiB"))
 	}
 	if ct := r.Header.Get("Content-Type"); !isFormContentType(ct) {
 		return fail(invalidRequest("Content-Type must be application/x-www-form-urlencoded"))
@@ -273,9 +175,9 @@ func parseClientForm(w http.ResponseWriter, r *http.Request) (clientForm, client
 		return fail(invalidRequest("the request body is not valid form encoding"))
 	}
 
-	creds, err := clientAuthentication(r, &form)
-	if err != nil {
-		return fail(err)
+	creds, aerr := clientAuthentication(r, &form)
+	if aerr != nil {
+		return fail(aerr)
 	}
 	return form, creds, nil
 }
@@ -293,7 +195,7 @@ func isFormContentType(ct string) bool {
 // equal to the Basic one is allowed, since some clients always send it. A
 // malformed Basic header is an authentication failure (401), reported only
 // after the request itself was found well-formed.
-func clientAuthentication(r *http.Request, form *clientForm) (clientCredentials, error) {
+func clientAuthentication(r *http.Request, form *clientForm) (clientCredentials, *oauthError) {
 	formID, formSecret := form.clientID, form.clientSecret
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
@@ -334,55 +236,37 @@ func parseBasic(h string) (id, secret string, ok bool) {
 	return id, secret, id != ""
 }
 
-// apiKey is a stored key as go-oauth2 sees it. It never exposes a secret:
-// GetSecret is empty and authentication goes through VerifyPassword.
-type apiKey struct {
-	key    store.Key
-	known  bool // false: unknown client ID, verified against nothing
-	hasher *credential.Hasher
-	now    time.Time
+// Header values shared by every answer; net/http only reads them.
+var (
+	hdrJSON    = []string{"application/json"}
+	hdrNoStore = []string{"no-store"}
+	hdrNoCache = []string{"no-cache"}
+)
+
+// writeAccessToken writes the RFC 6749 §5.1 answer. Every value is known to
+// need no JSON escaping (a compact JWS, a number, validated scope tokens),
+// so the body is appended, not reflected.
+func writeAccessToken(w http.ResponseWriter, token string, expiresIn int64, scope string) {
+	buf := make([]byte, 0, len(token)+len(scope)+96)
+	buf = append(buf, `{"access_token":"`...)
+	buf = append(buf, token...)
+	buf = append(buf, `","expires_in":`...)
+	buf = strconv.AppendInt(buf, expiresIn, 10)
+	buf = append(buf, `,"scope":`...)
+	buf = appendJSONString(buf, scope)
+	buf = append(buf, `,"token_type":"Bearer"}`...)
+	buf = append(buf, '\n')
+	setJSONNoStore(w.Header())
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf)
 }
 
-func (k *apiKey) GetID() string     { return k.key.ClientID }
-func (k *apiKey) GetSecret() string { return "" }
-func (k *apiKey) GetDomain() string { return "" }
-func (k *apiKey) IsPublic() bool    { return false }
-func (k *apiKey) GetUserID() string { return "" }
-
-// VerifyPassword checks the secret against the current hash and, during a
-// rotation's grace period, the previous one. One HMAC, both compared in
-// constant time, always — so the answer's timing does not say which
-// matched, or whether the client exists at all.
-func (k *apiKey) VerifyPassword(secret string) bool {
-	var buf [sha256.Size]byte
-	h := k.hasher.AppendHash(buf[:0], secret)
-	cur := hmac.Equal(h, k.key.SecretHash)
-	prev := hmac.Equal(h, k.key.PreviousSecretHash) && k.now.Before(k.key.PreviousSecretExpiresAt)
-	return k.known && (cur || prev)
-}
-
-// clientStore is go-oauth2's ClientStore over keygate's store.
-type clientStore struct{ s *Server }
-
-func (cs clientStore) GetByID(ctx context.Context, id string) (oauth2.ClientInfo, error) {
-	k, err := cs.s.store.GetKey(ctx, id)
-	switch {
-	case err == nil:
-		return &apiKey{key: k, known: true, hasher: cs.s.hasher, now: cs.s.cfg.Now()}, nil
-	case errors.Is(err, store.ErrNotFound):
-		// Answer through VerifyPassword like a known key, so an unknown ID
-		// costs the same as a wrong secret.
-		return &apiKey{hasher: cs.s.hasher}, nil
-	case errors.Is(err, context.Canceled):
-		// The client hung up; nobody will read the answer.
-		return nil, oerrors.ErrTemporarilyUnavailable
-	case storeUnavailable(err):
-		cs.s.log.Warn("token endpoint: store unavailable", "err", err)
-		return nil, oerrors.ErrTemporarilyUnavailable
-	default:
-		cs.s.log.Error("token endpoint: load key", "err", err)
-		return nil, oerrors.ErrServerError
-	}
+// setJSONNoStore marks an answer as JSON that no cache may keep (RFC 6749
+// §5.1), by assigning the shared header values (no allocation).
+func setJSONNoStore(h http.Header) {
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h["Pragma"] = hdrNoCache
 }
 
 // accessClaims is the RFC 9068 claim set.
@@ -474,107 +358,10 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// accessGenerator decides the granted scope and signs the JWT. Scope is
-// decided here, after the secret was verified, so an unauthenticated caller
-// learns nothing about a key's scopes.
-type accessGenerator struct{ s *Server }
-
-func (g accessGenerator) Token(_ context.Context, data *oauth2.GenerateBasic, _ bool) (string, string, error) {
-	k, ok := data.Client.(*apiKey)
-	if !ok {
-		return "", "", oerrors.ErrServerError
-	}
-	all, err := g.s.resolvedScopes(k.key)
-	if err != nil {
-		g.s.log.Error("token endpoint: resolve scopes", "client_id", k.key.ClientID, "err", err)
-		return "", "", oerrors.ErrServerError
-	}
-	scope := all.joined
-	if requested := data.TokenInfo.GetScope(); requested != "" {
-		want, err := scopes.ParseScope(requested)
-		if err != nil || !scopes.Subset(want, all.list) {
-			return "", "", oerrors.ErrInvalidScope
-		}
-		scope = scopes.Join(want)
-	}
-	data.TokenInfo.SetScope(scope)
-
-	// One clock reading per request: the one GetByID took, by which
-	// VerifyPassword judged a rotated secret's grace period.
-	iat := k.now
-	jti, err := newJTI()
-	if err != nil {
-		return "", "", oerrors.ErrServerError
-	}
-	var status *statusClaim
-	if k.key.StatusIndex > 0 {
-		status = &statusClaim{StatusList: statusListRef{Idx: k.key.StatusIndex, URI: g.s.statusListURI}}
-	}
-	claims := accessClaims{
-		Issuer:    g.s.cfg.Issuer,
-		Subject:   k.key.ClientID,
-		Audience:  g.s.cfg.Audience,
-		ExpiresAt: iat.Add(data.TokenInfo.GetAccessExpiresIn()).Unix(),
-		IssuedAt:  iat.Unix(),
-		NotBefore: iat.Unix(),
-		ID:        jti,
-		ClientID:  k.key.ClientID,
-		Scope:     scope,
-		TeamID:    k.key.TeamID,
-		Status:    status,
-	}
-	tok, err := g.s.keys.Load().Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
-	if err != nil {
-		g.s.log.Error("token endpoint: sign", "err", err)
-		return "", "", oerrors.ErrServerError
-	}
-	g.s.lastUsed.record(k.key.ClientID, k.key.LastUsedAt, iat)
-	return tok, "", nil
-}
-
 func newJTI() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
-// noTokenStore stores nothing: a JWT carries everything a verifier needs,
-// and go-oauth2's memory store would grow without bound under load.
-type noTokenStore struct{}
-
-func (noTokenStore) Create(context.Context, oauth2.TokenInfo) error { return nil }
-func (noTokenStore) RemoveByCode(context.Context, string) error     { return nil }
-func (noTokenStore) RemoveByAccess(context.Context, string) error   { return nil }
-func (noTokenStore) RemoveByRefresh(context.Context, string) error  { return nil }
-func (noTokenStore) GetByCode(context.Context, string) (oauth2.TokenInfo, error) {
-	return nil, oerrors.ErrInvalidAuthorizeCode
-}
-func (noTokenStore) GetByAccess(context.Context, string) (oauth2.TokenInfo, error) {
-	return nil, oerrors.ErrInvalidAccessToken
-}
-func (noTokenStore) GetByRefresh(context.Context, string) (oauth2.TokenInfo, error) {
-	return nil, oerrors.ErrInvalidRefreshToken
-}
-
-// writeToken is go-oauth2's ResponseTokenHandler: the token or §5.2 error as
-// JSON, never cached (RFC 6749 §5.1).
-func writeToken(w http.ResponseWriter, data map[string]any, header http.Header, status ...int) error {
-	for k := range header {
-		w.Header().Set(k, header.Get(k))
-	}
-	code := http.StatusOK
-	if len(status) > 0 && status[0] > 0 {
-		code = status[0]
-	}
-	return writeJSON(w, code, data)
-}
-
-// writeJSON answers with v as uncacheable JSON, the form of every answer
-// the OAuth endpoints give.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	setJSONNoStore(w.Header())
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/config"
-	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/store/bolt"
 )
 
@@ -69,10 +69,10 @@ running servers.`,
 	f.IntVar(&o.keys, "keys", 1000000, "how many keys to create")
 	f.IntVar(&o.record, "record", 10000, "how many keys' credentials to write to --out (0: none)")
 	f.StringVar(&o.out, "out", "", "file for the recorded credentials, one \"client_id secret\" per line (mode 0600)")
-	f.IntVar(&o.batch, "batch", server.DefaultSeedBatch, "keys per store transaction or pipeline run")
-	f.IntVar(&o.perTeam, "keys-per-team", server.DefaultSeedKeysPerTeam, "keys in each seeded team")
-	f.StringVar(&o.teamPrefix, "team-prefix", server.DefaultSeedTeamPrefix, "start of every seeded team ID")
-	f.StringSliceVar(&o.permissions, "permission", server.DefaultSeedPermissions, "permission of every seeded key (repeat or comma-separate)")
+	f.IntVar(&o.batch, "batch", apikey.DefaultSeedBatch, "keys per store transaction or pipeline run")
+	f.IntVar(&o.perTeam, "keys-per-team", apikey.DefaultSeedKeysPerTeam, "keys in each seeded team")
+	f.StringVar(&o.teamPrefix, "team-prefix", apikey.DefaultSeedTeamPrefix, "start of every seeded team ID")
+	f.StringSliceVar(&o.permissions, "permission", apikey.DefaultSeedPermissions, "permission of every seeded key (repeat or comma-separate)")
 	return cmd
 }
 
@@ -139,7 +139,7 @@ func seed(ctx context.Context, cfg config.Config, o seedOptions, stdout, stderr 
 			}
 		}
 	}
-	res, err := server.Seed(ctx, st, mk, server.SeedOptions{
+	res, err := apikey.Seed(ctx, st, mk, apikey.SeedOptions{
 		Keys:        o.keys,
 		KeysPerTeam: o.perTeam,
 		TeamPrefix:  o.teamPrefix,

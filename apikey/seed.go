@@ -1,4 +1,4 @@
-package server
+package apikey
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 )
@@ -87,7 +86,7 @@ type SeedResult struct {
 // ahead of the store writes. On failure, what is written depends on the
 // backend (bbolt: whole batches; Redis: see its CreateKeys); the result
 // then says how many keys were written in full batches.
-func Seed(ctx context.Context, st store.Store, mk *masterkey.Key, opts SeedOptions) (SeedResult, error) {
+func Seed(ctx context.Context, st store.Store, mk *MasterKey, opts SeedOptions) (SeedResult, error) {
 	start := time.Now()
 	bulk, ok := st.(store.BulkLoader)
 	if !ok {
@@ -122,7 +121,7 @@ func Seed(ctx context.Context, st store.Store, mk *masterkey.Key, opts SeedOptio
 		return SeedResult{}, fmt.Errorf("seed: batch of %d: want at least 1", opts.Batch)
 	}
 	teams := (opts.Keys + opts.KeysPerTeam - 1) / opts.KeysPerTeam
-	if last := seedTeamID(opts.TeamPrefix, teams); !teamIDPattern.MatchString(last) || !teamIDPattern.MatchString(seedTeamID(opts.TeamPrefix, 1)) {
+	if last := seedTeamID(opts.TeamPrefix, teams); !ValidTeamID(last) || !ValidTeamID(seedTeamID(opts.TeamPrefix, 1)) {
 		return SeedResult{}, fmt.Errorf("seed: team IDs like %q are not valid team IDs", last)
 	}
 	if opts.Catalog != nil {

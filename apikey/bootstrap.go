@@ -1,14 +1,16 @@
-package server
+package apikey
+
+// What a start does before the first request: the store's secrets (pepper,
+// signing keys, admin key) and the checks and repairs of stored keys.
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"regexp"
+	"slices"
 
 	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/signing"
 	"github.com/keygate/keygate/store"
 )
@@ -18,7 +20,7 @@ const pepperName = "pepper"
 // loadPepper returns the hasher keyed with the store's pepper, creating the
 // pepper on the first start. Concurrent first starts agree on one pepper
 // because the store's create-if-absent decides the winner.
-func loadPepper(ctx context.Context, st store.Store, mk *masterkey.Key) (*credential.Hasher, error) {
+func loadPepper(ctx context.Context, st store.Store, mk *MasterKey) (*credential.Hasher, error) {
 	fresh := make([]byte, credential.PepperLen)
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, fmt.Errorf("generate pepper: %w", err)
@@ -39,8 +41,9 @@ func loadPepper(ctx context.Context, st store.Store, mk *masterkey.Key) (*creden
 }
 
 // loadSigningKeys makes sure an active key of the configured algorithm
-// exists and parses the key set once, for the token path to use lock-free.
-func (s *Server) loadSigningKeys(ctx context.Context) error {
+// exists and parses the key set once, for the token path to use lock-free
+// (it never parses a key).
+func (s *Service) loadSigningKeys(ctx context.Context) error {
 	stored, err := signing.Ensure(ctx, s.store, s.cfg.MasterKey, s.cfg.SigningAlg, s.cfg.TokenTTL, s.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("signing keys: %w", err)
@@ -53,9 +56,13 @@ func (s *Server) loadSigningKeys(ctx context.Context) error {
 	return nil
 }
 
-// refreshKeySet rebuilds the key set when a retired key's publication time
-// has passed, so the JWKS stops listing it.
-func (s *Server) refreshKeySet(ctx context.Context) *signing.KeySet {
+// KeySet is the parsed signing key set: an atomic load, for the token path.
+func (s *Service) KeySet() *signing.KeySet { return s.keys.Load() }
+
+// RefreshedKeySet is KeySet, first rebuilt when a retired key's publication
+// time has passed, so the JWKS stops listing it. A store failure keeps the
+// set as it is (logged): publishing a key a little longer is harmless.
+func (s *Service) RefreshedKeySet(ctx context.Context) *signing.KeySet {
 	ks := s.keys.Load()
 	stale := ks.StaleAfter()
 	if stale.IsZero() || s.cfg.Now().Before(stale) {
@@ -75,24 +82,10 @@ func (s *Server) refreshKeySet(ctx context.Context) *signing.KeySet {
 	return next
 }
 
-// adminClientIDPattern: 3–64 URL-safe characters (RFC 3986 unreserved).
-var adminClientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{3,64}$`)
-
-// ValidateAdminCredentials checks operator-supplied admin credentials.
-func ValidateAdminCredentials(id, secret string) error {
-	if !adminClientIDPattern.MatchString(id) {
-		return fmt.Errorf("invalid KEYGATE_ADMIN_CLIENT_ID %q: want 3–64 characters of A-Z a-z 0-9 . _ ~ -", id)
-	}
-	if err := credential.CheckSecretFormat(secret); err != nil {
-		return fmt.Errorf("invalid KEYGATE_ADMIN_CLIENT_SECRET: %v; generate one with `keygate secret generate`", err)
-	}
-	return nil
-}
-
 // ensureAdmin makes sure an admin key exists: the operator's when given,
 // else one generated on the first start (exactly one, even when several
 // instances start at once: the store's admin limit of 1 decides).
-func (s *Server) ensureAdmin(ctx context.Context) error {
+func (s *Service) ensureAdmin(ctx context.Context) error {
 	now := s.cfg.Now().UTC()
 	if s.cfg.AdminClientID != "" || s.cfg.AdminClientSecret != "" {
 		if err := ValidateAdminCredentials(s.cfg.AdminClientID, s.cfg.AdminClientSecret); err != nil {
@@ -145,5 +138,59 @@ func (s *Server) ensureAdmin(ctx context.Context) error {
 		return fmt.Errorf("create admin key: %w", err)
 	}
 	s.generatedAdmin = &AdminCredentials{ClientID: id, ClientSecret: secret}
+	return nil
+}
+
+// checkKeys walks every stored key once at start: it refuses to start when
+// a key holds a permission the catalog no longer has (its tokens would
+// silently lose scopes), and it returns the keys that still need a status
+// index.
+func (s *Service) checkKeys(ctx context.Context) (needIndex []string, err error) {
+	err = s.store.ForEachKey(ctx, func(k store.Key) error {
+		if k.StatusIndex == 0 {
+			needIndex = append(needIndex, k.ClientID)
+		}
+		if k.IsAdmin() {
+			return nil
+		}
+		for _, p := range k.Permissions {
+			if _, ok := s.cfg.Catalog.Lookup(p); !ok {
+				return fmt.Errorf("key %s (team %s) holds permission %q, which the permission catalog no longer has: add it back to the catalog or delete the key", k.ClientID, k.TeamID, p)
+			}
+		}
+		return nil
+	})
+	return needIndex, err
+}
+
+// backfillStatusIndices gives every key that predates status lists (admin
+// keys included) an index: the keys checkKeys found without one, plus an
+// admin key ensureAdmin may just have created. An index lost to a
+// concurrent start is burned.
+func (s *Service) backfillStatusIndices(ctx context.Context, missing []string) error {
+	admins, err := s.store.ListKeys(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list admin keys: %w", err)
+	}
+	for _, k := range admins {
+		if k.StatusIndex == 0 && !slices.Contains(missing, k.ClientID) {
+			missing = append(missing, k.ClientID)
+		}
+	}
+	for _, id := range missing {
+		idx, err := s.store.NextStatusIndex(ctx)
+		if err != nil {
+			return fmt.Errorf("assign status index: %w", err)
+		}
+		_, err = s.store.UpdateKey(ctx, id, func(k store.Key) (store.Key, error) {
+			if k.StatusIndex == 0 {
+				k.StatusIndex = idx
+			}
+			return k, nil
+		})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("assign status index to %s: %w", id, err)
+		}
+	}
 	return nil
 }

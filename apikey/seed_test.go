@@ -1,4 +1,4 @@
-package server_test
+package apikey_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/scopes"
@@ -20,18 +21,42 @@ import (
 	"github.com/keygate/keygate/store/bolt"
 )
 
-// TestSeedIntoRunningStore seeds the store of a running server (pepper
-// already there) and gets tokens with recorded credentials: the hashes were
-// made with the server's pepper.
+// openService opens the rules of keys on a fresh bbolt store, as a server
+// start does (pepper, signing key, admin key).
+func openService(t *testing.T) (*apikey.Service, *bolt.Store, *masterkey.Key) {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	enc, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := masterkey.Parse(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := apikey.Open(context.Background(), apikey.Config{Store: st, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, st, mk
+}
+
+// TestSeedIntoRunningStore seeds the store of a running service (pepper
+// already there) and authenticates recorded credentials: the hashes were
+// made with the service's pepper.
 func TestSeedIntoRunningStore(t *testing.T) {
-	e := newTestEnv(t, server.Options{})
+	svc, st, mk := openService(t)
 	ctx := context.Background()
-	before, err := e.Store.StatusList(ctx)
+	before, err := st.StatusList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var progress []int
-	res, err := server.Seed(ctx, e.Store, e.MasterKey, server.SeedOptions{
+	res, err := apikey.Seed(ctx, st, mk, apikey.SeedOptions{
 		Keys: 2503, Record: 30, Batch: 1000,
 		Catalog:  scopes.Default(),
 		Progress: func(n int) { progress = append(progress, n) },
@@ -60,7 +85,10 @@ func TestSeedIntoRunningStore(t *testing.T) {
 		if err := credential.CheckSecretFormat(c.ClientSecret); err != nil {
 			t.Fatal(err)
 		}
-		k := e.storedKey(t, c.ClientID)
+		k, err := st.GetKey(ctx, c.ClientID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		wantTeam := fmt.Sprintf("bench-%06d", i*83/5+1)
 		if k.TeamID != wantTeam || k.Name != fmt.Sprintf("seed %d", i*83+1) {
 			t.Fatalf("credential %d: key %s is %q in team %s, want %q in %s", i, c.ClientID, k.Name, k.TeamID, fmt.Sprintf("seed %d", i*83+1), wantTeam)
@@ -74,25 +102,27 @@ func TestSeedIntoRunningStore(t *testing.T) {
 	}
 	for _, i := range []int{0, 15, 29} {
 		c := res.Credentials[i]
-		tok := e.token(t, c.ClientID, c.ClientSecret, "")
-		if !strings.Contains(tok.Scope, "accounting:read") {
-			t.Fatalf("token of seeded key %s has scope %q", c.ClientID, tok.Scope)
+		k, _, err := svc.Authenticate(ctx, c.ClientID, c.ClientSecret)
+		if err != nil {
+			t.Fatalf("seeded key %s does not authenticate: %v", c.ClientID, err)
+		}
+		if scope, err := svc.GrantScope(k, ""); err != nil || !strings.Contains(scope, "accounting:read") {
+			t.Fatalf("token of seeded key %s has scope %q (%v)", c.ClientID, scope, err)
 		}
 	}
-	if r := e.tokenRequest(t, res.Credentials[1].ClientID, res.Credentials[2].ClientSecret,
-		url.Values{"grant_type": {"client_credentials"}}); r.Status != http.StatusUnauthorized {
-		t.Fatalf("wrong secret for a seeded key: %s", r)
+	if _, _, err := svc.Authenticate(ctx, res.Credentials[1].ClientID, res.Credentials[2].ClientSecret); !errors.Is(err, apikey.ErrInvalidClient) {
+		t.Fatalf("wrong secret for a seeded key: %v", err)
 	}
 
 	for team, want := range map[string]int{"bench-000001": 5, "bench-000250": 5, "bench-000501": 3, "bench-000502": 0} {
-		keys, err := e.Store.ListKeys(ctx, team)
+		keys, err := st.ListKeys(ctx, team)
 		if err != nil || len(keys) != want {
 			t.Fatalf("team %s: %d keys (%v), want %d", team, len(keys), err, want)
 		}
 	}
 	n := 0
 	indices := map[int64]bool{}
-	err = e.Store.ForEachKey(ctx, func(k store.Key) error {
+	err = st.ForEachKey(ctx, func(k store.Key) error {
 		if k.IsAdmin() {
 			return nil
 		}
@@ -125,7 +155,7 @@ func TestSeedFreshStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := server.Seed(ctx, st, mk, server.SeedOptions{Keys: 40, Record: 40, KeysPerTeam: 4, TeamPrefix: "load-"})
+	res, err := apikey.Seed(ctx, st, mk, apikey.SeedOptions{Keys: 40, Record: 40, KeysPerTeam: 4, TeamPrefix: "load-"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +171,7 @@ func TestSeedFreshStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	for _, c := range []server.SeedCredential{res.Credentials[0], res.Credentials[39]} {
+	for _, c := range []apikey.SeedCredential{res.Credentials[0], res.Credentials[39]} {
 		req := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
@@ -155,7 +185,7 @@ func TestSeedFreshStore(t *testing.T) {
 	// Another master key cannot open this store's pepper.
 	enc2, _ := masterkey.Generate()
 	mk2, _ := masterkey.Parse(enc2)
-	if _, err := server.Seed(ctx, st, mk2, server.SeedOptions{Keys: 1}); err == nil || !strings.Contains(err.Error(), "master key") {
+	if _, err := apikey.Seed(ctx, st, mk2, apikey.SeedOptions{Keys: 1}); err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("seed with another master key: %v", err)
 	}
 }
@@ -190,16 +220,16 @@ func TestSeedRefusals(t *testing.T) {
 
 	for name, tc := range map[string]struct {
 		st   store.Store
-		opts server.SeedOptions
+		opts apikey.SeedOptions
 		want string
 	}{
-		"no bulk path":       {noBulk{st}, server.SeedOptions{Keys: 10}, "no bulk path"},
-		"no keys":            {st, server.SeedOptions{}, "at least 1"},
-		"record too many":    {st, server.SeedOptions{Keys: 10, Record: 11}, "cannot record"},
-		"unknown permission": {st, server.SeedOptions{Keys: 10, Permissions: []string{"nope"}, Catalog: scopes.Default()}, "nope"},
-		"bad team prefix":    {st, server.SeedOptions{Keys: 10, TeamPrefix: "-x"}, "not valid team IDs"},
+		"no bulk path":       {noBulk{st}, apikey.SeedOptions{Keys: 10}, "no bulk path"},
+		"no keys":            {st, apikey.SeedOptions{}, "at least 1"},
+		"record too many":    {st, apikey.SeedOptions{Keys: 10, Record: 11}, "cannot record"},
+		"unknown permission": {st, apikey.SeedOptions{Keys: 10, Permissions: []string{"nope"}, Catalog: scopes.Default()}, "nope"},
+		"bad team prefix":    {st, apikey.SeedOptions{Keys: 10, TeamPrefix: "-x"}, "not valid team IDs"},
 	} {
-		if _, err := server.Seed(ctx, tc.st, mk, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := apikey.Seed(ctx, tc.st, mk, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want one mentioning %q", name, err, tc.want)
 		}
 	}
@@ -210,7 +240,7 @@ func TestSeedRefusals(t *testing.T) {
 	// A store failure mid-way: whole batches before it stay, the error says
 	// how far it got, no credentials are returned.
 	fb := &failingBulk{Store: st}
-	res, err := server.Seed(ctx, fb, mk, server.SeedOptions{Keys: 5000, Record: 10, Batch: 1000})
+	res, err := apikey.Seed(ctx, fb, mk, apikey.SeedOptions{Keys: 5000, Record: 10, Batch: 1000})
 	if !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "after 1000 of 5000") {
 		t.Fatalf("failing store: err %v", err)
 	}
@@ -225,7 +255,7 @@ func TestSeedRefusals(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, time.Millisecond)
 	defer cancel()
 	<-cctx.Done()
-	if _, err := server.Seed(cctx, st, mk, server.SeedOptions{Keys: 100}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := apikey.Seed(cctx, st, mk, apikey.SeedOptions{Keys: 100}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("expired context: %v", err)
 	}
 }

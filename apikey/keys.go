@@ -1,0 +1,174 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/store"
+)
+
+// NewKey is what a team key is created from.
+type NewKey struct {
+	Team        string
+	Name        string // checked by ValidateName
+	Permissions []string
+	// GrantOperatorPermissions is an operator's explicit consent to grant
+	// operator-only permissions (such as token_introspection for a resource
+	// server), which are never offered to teams.
+	GrantOperatorPermissions bool
+}
+
+// Create makes a team key and returns it with its secret, which exists
+// nowhere else: show it once. Input is checked first (team ID, name,
+// permissions: *InvalidError); the team limit is enforced atomically by the
+// store (ErrTeamLimit), never by counting here; and Create returns only
+// once the store holds the key durably.
+func (s *Service) Create(ctx context.Context, nk NewKey) (store.Key, string, error) {
+	if !ValidTeamID(nk.Team) {
+		return store.Key{}, "", invalid("team id %q is not valid: %s", nk.Team, TeamIDRule)
+	}
+	name, err := ValidateName(nk.Name)
+	if err != nil {
+		return store.Key{}, "", err
+	}
+	if err := s.cfg.Catalog.ValidateIDs(nk.Permissions, nk.GrantOperatorPermissions); err != nil {
+		return store.Key{}, "", &InvalidError{Detail: err.Error()}
+	}
+	id, err := credential.NewClientID(nk.Team)
+	if err != nil {
+		return store.Key{}, "", fmt.Errorf("generate client ID: %w", err)
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
+	}
+	// The status index is taken before the create, outside the team's
+	// atomic step (it is a store-wide counter); a create refused for the
+	// team limit burns it, which is harmless.
+	idx, err := s.store.NextStatusIndex(ctx)
+	if err != nil {
+		return store.Key{}, "", fmt.Errorf("allocate status index: %w", err)
+	}
+	k := store.Key{
+		ClientID:    id,
+		TeamID:      nk.Team,
+		Name:        name,
+		Permissions: append([]string{}, nk.Permissions...),
+		CreatedAt:   s.cfg.Now().UTC(),
+		SecretHash:  s.hasher.Hash(secret),
+		StatusIndex: idx,
+	}
+	switch err := s.store.CreateKey(ctx, k, s.cfg.MaxKeysPerTeam); {
+	case errors.Is(err, store.ErrTeamLimit):
+		return store.Key{}, "", ErrTeamLimit
+	case errors.Is(err, store.ErrAlreadyExists):
+		return store.Key{}, "", ErrConflict
+	case err != nil:
+		return store.Key{}, "", fmt.Errorf("create key in team %s: %w", nk.Team, err)
+	}
+	return k, secret, nil
+}
+
+// Get returns the team's key; a key of another team is ErrNotFound.
+func (s *Service) Get(ctx context.Context, team, clientID string) (store.Key, error) {
+	k, err := s.store.GetKey(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != team) {
+		return store.Key{}, ErrNotFound
+	}
+	if err != nil {
+		return store.Key{}, fmt.Errorf("load key %s: %w", clientID, err)
+	}
+	return k, nil
+}
+
+// List returns the team's keys (team "" lists admin keys).
+func (s *Service) List(ctx context.Context, team string) ([]store.Key, error) {
+	keys, err := s.store.ListKeys(ctx, team)
+	if err != nil {
+		return nil, fmt.Errorf("list keys of team %s: %w", team, err)
+	}
+	return keys, nil
+}
+
+// Teams lists the teams that hold keys, a page at a time.
+func (s *Service) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount, error) {
+	teams, err := s.store.Teams(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
+	return teams, nil
+}
+
+// errOtherTeam: the key exists but belongs to another team; returned from
+// inside UpdateKey so that nothing is written.
+var errOtherTeam = errors.New("key belongs to another team")
+
+// Rotate gives the team's key a new secret, returned once, and keeps the
+// secret current until now working for grace (CheckGracePeriod's range),
+// so a running integration can switch without an outage. A key has at most
+// two live secrets: rotating again during a grace period makes the
+// then-current secret the previous one, which ends the older one at once.
+// Grace 0 ends the old secret at once.
+func (s *Service) Rotate(ctx context.Context, team, clientID string, grace time.Duration) (store.Key, string, error) {
+	if err := CheckGracePeriod(grace); err != nil {
+		return store.Key{}, "", err
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
+	}
+	newHash := s.hasher.Hash(secret)
+	now := s.cfg.Now().UTC()
+	// One atomic read-modify-write: the hash that becomes the previous one is
+	// the hash current at the moment of the write, even when two rotations
+	// race. The function is pure, as UpdateKey requires (it may run twice).
+	k, err := s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
+		if k.TeamID != team {
+			return store.Key{}, errOtherTeam
+		}
+		if grace > 0 {
+			k.PreviousSecretHash = append([]byte(nil), k.SecretHash...)
+			k.PreviousSecretExpiresAt = now.Add(grace)
+		} else {
+			k.PreviousSecretHash = nil
+			k.PreviousSecretExpiresAt = time.Time{}
+		}
+		k.SecretHash = append([]byte(nil), newHash...)
+		k.SecretRotatedAt = now
+		return k, nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
+		return store.Key{}, "", ErrNotFound
+	case err != nil:
+		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
+	}
+	return k, secret, nil
+}
+
+// Delete removes the team's key. Its status bit is set first, then the
+// record goes: if the delete then fails, the key is cut off at resource
+// servers anyway and the caller retries; the other order could leave a
+// deleted key's tokens accepted offline. The token endpoint reads the store
+// on every request, so the key gets no token from the moment this returns.
+func (s *Service) Delete(ctx context.Context, team, clientID string) error {
+	k, err := s.Get(ctx, team, clientID)
+	if err != nil {
+		return err
+	}
+	if k.StatusIndex > 0 {
+		if err := s.store.RevokeStatus(ctx, k.StatusIndex); err != nil {
+			return fmt.Errorf("revoke status of key %s: %w", clientID, err)
+		}
+	}
+	switch err := s.store.DeleteKey(ctx, team, clientID); {
+	case errors.Is(err, store.ErrNotFound):
+		return ErrNotFound
+	case err != nil:
+		return fmt.Errorf("delete key %s: %w", clientID, err)
+	}
+	return nil
+}

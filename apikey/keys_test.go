@@ -1,0 +1,156 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// keysOf is every stored key, for "nothing changed" checks.
+func keysOf(t *testing.T, st store.Store) map[string]store.Key {
+	t.Helper()
+	out := map[string]store.Key{}
+	if err := st.ForEachKey(context.Background(), func(k store.Key) error { out[k.ClientID] = k; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestCreateRefusalsChangeNothing(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := openTestService(t)
+	before := keysOf(t, st)
+	var inv *InvalidError
+	for _, nk := range []NewKey{
+		{Team: "-acme", Name: "a", Permissions: []string{"accounting_api"}},
+		{Team: strings.Repeat("t", 65), Name: "a", Permissions: []string{"accounting_api"}},
+		{Team: "acme", Name: "  ", Permissions: []string{"accounting_api"}},
+		{Team: "acme", Name: strings.Repeat("n", MaxNameLen+1), Permissions: []string{"accounting_api"}},
+		{Team: "acme", Name: "a\u0007b", Permissions: []string{"accounting_api"}},
+		{Team: "acme", Name: "a"},
+		{Team: "acme", Name: "a", Permissions: []string{"payroll"}},
+		{Team: "acme", Name: "a", Permissions: []string{"token_introspection"}},
+	} {
+		if _, secret, err := svc.Create(ctx, nk); !errors.As(err, &inv) || secret != "" {
+			t.Errorf("%+v: err %v, secret %q; want an *InvalidError and no secret", nk, err, secret)
+		}
+	}
+	if after := keysOf(t, st); !reflect.DeepEqual(before, after) {
+		t.Fatalf("refused creates changed the store: %d keys before, %d after", len(before), len(after))
+	}
+	// The operator's explicit consent grants an operator-only permission.
+	if _, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "rs", Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true}); err != nil {
+		t.Fatalf("operator-only permission with consent: %v", err)
+	}
+}
+
+func TestCreateTeamLimit(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := openTestService(t)
+	for i := range svc.MaxKeysPerTeam() {
+		k, secret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "k", Permissions: []string{"accounting_api"}})
+		if err != nil || secret == "" || k.StatusIndex == 0 || k.TeamID != "acme" || !strings.HasPrefix(k.ClientID, "kgc_") {
+			t.Fatalf("key %d: %+v, %v", i, k, err)
+		}
+	}
+	before := keysOf(t, st)
+	if _, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "k", Permissions: []string{"accounting_api"}}); !errors.Is(err, ErrTeamLimit) {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if after := keysOf(t, st); !reflect.DeepEqual(before, after) {
+		t.Fatal("a create refused for the limit changed the store")
+	}
+	if _, _, err := svc.Create(ctx, NewKey{Team: "other", Name: "k", Permissions: []string{"accounting_api"}}); err != nil {
+		t.Fatalf("another team: %v", err)
+	}
+}
+
+// TestTeamIsTheScope: a key of another team is not found by Get, Rotate or
+// Delete, and they change nothing.
+func TestTeamIsTheScope(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := openTestService(t)
+	k, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := keysOf(t, st)
+	if _, err := svc.Get(ctx, "other", k.ClientID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get from another team: %v", err)
+	}
+	if _, _, err := svc.Rotate(ctx, "other", k.ClientID, time.Hour); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Rotate from another team: %v", err)
+	}
+	if err := svc.Delete(ctx, "other", k.ClientID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete from another team: %v", err)
+	}
+	if _, _, err := svc.Rotate(ctx, "acme", k.ClientID, MaxGracePeriod+time.Second); !errors.As(err, new(*InvalidError)) {
+		t.Errorf("Rotate with a grace period over the maximum: %v", err)
+	}
+	if after := keysOf(t, st); !reflect.DeepEqual(before, after) {
+		t.Fatal("refused calls changed the store")
+	}
+	l, err := st.StatusList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(l.Revoked)) > k.StatusIndex/8 && l.Revoked[k.StatusIndex/8]&(1<<(k.StatusIndex%8)) != 0 {
+		t.Fatal("a refused delete set the key's status bit")
+	}
+}
+
+// TestDeleteRevokesStatusFirst: a deleted key's status bit is set, so its
+// outstanding tokens stop at resource servers.
+func TestDeleteRevokesStatus(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := openTestService(t)
+	k, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Delete(ctx, "acme", k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetKey(ctx, k.ClientID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted key still stored: %v", err)
+	}
+	l, err := st.StatusList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(l.Revoked)) <= k.StatusIndex/8 || l.Revoked[k.StatusIndex/8]&(1<<(k.StatusIndex%8)) == 0 {
+		t.Fatalf("status bit %d of the deleted key is not set", k.StatusIndex)
+	}
+	if err := svc.Delete(ctx, "acme", k.ClientID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestNameAndTeamRules(t *testing.T) {
+	for raw, want := range map[string]string{"  Production sync ": "Production sync", "é": "é", strings.Repeat("n", 64): strings.Repeat("n", 64)} {
+		if got, err := ValidateName(raw); err != nil || got != want {
+			t.Errorf("ValidateName(%q) = %q, %v", raw, got, err)
+		}
+	}
+	for _, raw := range []string{"", " ", strings.Repeat("n", 65), "a\nb", "a\u200bb", "\xff"} {
+		if _, err := ValidateName(raw); !errors.As(err, new(*InvalidError)) {
+			t.Errorf("ValidateName(%q): %v", raw, err)
+		}
+	}
+	for id, want := range map[string]bool{"acme": true, "a.b_c-d": true, "9": true, strings.Repeat("t", 64): true,
+		"": false, "-a": false, ".a": false, "a b": false, "a/b": false, strings.Repeat("t", 65): false, "é": false} {
+		if ValidTeamID(id) != want {
+			t.Errorf("ValidTeamID(%q) != %v", id, want)
+		}
+	}
+	for d, ok := range map[time.Duration]bool{0: true, time.Hour: true, MaxGracePeriod: true, -time.Second: false, MaxGracePeriod + 1: false} {
+		if (CheckGracePeriod(d) == nil) != ok {
+			t.Errorf("CheckGracePeriod(%s) ok = %v", d, !ok)
+		}
+	}
+}

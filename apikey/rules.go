@@ -1,0 +1,82 @@
+package apikey
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/keygate/keygate/credential"
+)
+
+// MaxNameLen is the longest key name, in characters.
+const MaxNameLen = 64
+
+// Grace periods of a rotation: how long the replaced secret keeps working.
+const (
+	DefaultGracePeriod = 24 * time.Hour
+	MaxGracePeriod     = 7 * 24 * time.Hour
+)
+
+var (
+	teamIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// teamPrefixPattern is what a prefix of a valid team ID looks like.
+	teamPrefixPattern = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$`)
+	// adminClientIDPattern: 3–64 URL-safe characters (RFC 3986 unreserved).
+	adminClientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{3,64}$`)
+)
+
+// ValidTeamID reports whether id is a team ID: 1–64 characters of A-Z a-z
+// 0-9 . _ -, starting with a letter or digit. Team IDs go into client IDs
+// and store key names, so the alphabet is deliberately small.
+func ValidTeamID(id string) bool { return teamIDPattern.MatchString(id) }
+
+// ValidTeamPrefix reports whether p can start a team ID (empty included).
+func ValidTeamPrefix(p string) bool { return teamPrefixPattern.MatchString(p) }
+
+// TeamIDRule describes a valid team ID, for error messages.
+const TeamIDRule = "use 1–64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+
+// ValidateName trims a key's name and checks it is 1–64 printable
+// characters; the error says which rule it broke.
+func ValidateName(raw string) (string, error) {
+	name := strings.TrimSpace(raw)
+	if !utf8.ValidString(name) {
+		return "", invalid(`"name" must be valid UTF-8`)
+	}
+	n := utf8.RuneCountInString(name)
+	if n == 0 {
+		return "", invalid(`"name" must not be empty: give the key a name people will recognise`)
+	}
+	if n > MaxNameLen {
+		return "", invalid(`"name" is %d characters long; use at most %d`, n, MaxNameLen)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || !(unicode.IsPrint(r) || r == ' ') {
+			return "", invalid(`"name" must not contain control or non-printable characters`)
+		}
+	}
+	return name, nil
+}
+
+// CheckGracePeriod checks a rotation's grace period: 0 (the old secret ends
+// at once, the way to cut a leaked secret off) to MaxGracePeriod.
+func CheckGracePeriod(d time.Duration) error {
+	if d < 0 || d > MaxGracePeriod {
+		return invalid("grace period %s is out of range: want 0s to %s", d, MaxGracePeriod)
+	}
+	return nil
+}
+
+// ValidateAdminCredentials checks operator-supplied admin credentials.
+func ValidateAdminCredentials(id, secret string) error {
+	if !adminClientIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid KEYGATE_ADMIN_CLIENT_ID %q: want 3–64 characters of A-Z a-z 0-9 . _ ~ -", id)
+	}
+	if err := credential.CheckSecretFormat(secret); err != nil {
+		return fmt.Errorf("invalid KEYGATE_ADMIN_CLIENT_SECRET: %v; generate one with `keygate secret generate`", err)
+	}
+	return nil
+}

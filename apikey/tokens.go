@@ -1,0 +1,98 @@
+package apikey
+
+// The rules of issued access tokens that a signature cannot decide: whether
+// a token is still active, who may see or revoke it, and whether an admin
+// token still opens the management API.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// IntrospectScope lets a key introspect tokens of every team (resource
+// servers); it comes from an operator-only catalog permission.
+const IntrospectScope = "tokens:introspect"
+
+// Token is what these rules need of a verified access token.
+type Token struct {
+	ID        string // jti
+	ClientID  string
+	TeamID    string
+	ExpiresAt time.Time
+}
+
+var (
+	// ErrNotOwner: a client may revoke only its own tokens.
+	ErrNotOwner = errors.New("token issued to another client")
+	// ErrKeyGone: the key a token was issued to no longer exists (or is no
+	// longer an admin key).
+	ErrKeyGone = errors.New("token's key no longer exists")
+	// ErrRevoked: the token was revoked (RFC 7009).
+	ErrRevoked = errors.New("token revoked")
+)
+
+// TokenActive decides the parts of RFC 7662 "active" that a signature
+// cannot: the key still exists in the token's team, the token was not
+// revoked, and the caller may see it (a key sees its own team's tokens;
+// admin keys and keys with IntrospectScope see all).
+func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (bool, error) {
+	owner, err := s.store.GetKey(ctx, t.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("load key %s: %w", t.ClientID, err)
+	}
+	if owner.TeamID != t.TeamID {
+		return false, nil
+	}
+	denied, err := s.store.TokenDenied(ctx, t.ID)
+	if err != nil {
+		return false, fmt.Errorf("check deny list: %w", err)
+	}
+	if denied {
+		return false, nil
+	}
+	if caller.IsAdmin() || caller.TeamID != "" && caller.TeamID == t.TeamID {
+		return true, nil
+	}
+	return s.HasScope(caller, IntrospectScope), nil
+}
+
+// Revoke puts the caller's own token on the deny list until it expires
+// (every instance sees it). ErrNotOwner for another client's token.
+func (s *Service) Revoke(ctx context.Context, t Token, caller store.Key) error {
+	if t.ClientID != caller.ClientID {
+		return ErrNotOwner
+	}
+	if err := s.store.DenyToken(ctx, t.ID, t.ExpiresAt); err != nil {
+		return fmt.Errorf("deny token: %w", err)
+	}
+	return nil
+}
+
+// CheckAdminToken decides whether a verified token with the admin scope
+// still opens the management API: its admin key must still exist (a deleted
+// admin key loses access at once, not when its token expires) and the token
+// must not be revoked. ErrKeyGone or ErrRevoked otherwise.
+func (s *Service) CheckAdminToken(ctx context.Context, t Token) error {
+	k, err := s.store.GetKey(ctx, t.ClientID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !k.IsAdmin()) {
+		return ErrKeyGone
+	}
+	if err != nil {
+		return fmt.Errorf("load admin key %s: %w", t.ClientID, err)
+	}
+	denied, err := s.store.TokenDenied(ctx, t.ID)
+	if err != nil {
+		return fmt.Errorf("check deny list: %w", err)
+	}
+	if denied {
+		return ErrRevoked
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package server
+
+// The one error type of the OAuth endpoints (/oauth/token, /oauth/introspect,
+// /oauth/revoke), and the one place keygate reaches github.com/go-oauth2/oauth2/v4.
+//
+// go-oauth2 supplies the RFC 6749 vocabulary: the grant type and the error
+// codes with their registered names. Its manager no longer runs the grant
+// (docs/ARCHITECTURE.md says why): token.go calls parse → authenticate →
+// decide scopes → sign → answer in its own body, and every refusal on the
+// way is an *oauthError, written once by writeOAuthError.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/go-oauth2/oauth2/v4"
+	oerrors "github.com/go-oauth2/oauth2/v4/errors"
+
+	"github.com/keygate/keygate/apikey"
+)
+
+// grantClientCredentials is the one grant keygate serves (RFC 6749 §4.4).
+const grantClientCredentials = string(oauth2.ClientCredentials)
+
+// oauthError is an RFC 6749 §5.2 answer. Its description is a constant
+// chosen where the error is decided: never text from an error of the store
+// or of a library, which could carry details.
+type oauthError struct {
+	code        error // go-oauth2's value for the code, e.g. oerrors.ErrInvalidClient
+	description string
+	status      int // 0: the code's status (statusFor)
+}
+
+func (e *oauthError) Error() string { return e.code.Error() + ": " + e.description }
+
+func invalidRequest(desc string) *oauthError {
+	return &oauthError{code: oerrors.ErrInvalidRequest, description: desc}
+}
+
+// httpStatusError is a refusal outside RFC 6749 §5.2 (405, 413) with a
+// §5.2-shaped body all the same, so clients that parse every error body keep
+// working.
+func httpStatusError(status int, desc string) *oauthError {
+	return &oauthError{code: oerrors.ErrInvalidRequest, description: desc, status: status}
+}
+
+// The refusals whose description does not depend on the call site: texts an
+// integrator can act on, without saying which part of the credentials was
+// wrong.
+var (
+	errInvalidClient = &oauthError{code: oerrors.ErrInvalidClient,
+		description: "client authentication failed: unknown client, wrong secret, or deleted key"}
+	errInvalidScope = &oauthError{code: oerrors.ErrInvalidScope,
+		description: "the requested scope is malformed or not granted to this key"}
+	errUnsupportedGrant = &oauthError{code: oerrors.ErrUnsupportedGrantType,
+		description: "only grant_type=client_credentials is supported"}
+	errServer = &oauthError{code: oerrors.ErrServerError,
+		description: "the server could not issue a token; try again"}
+	errUnavailable = &oauthError{code: oerrors.ErrTemporarilyUnavailable,
+		description: "the key store is temporarily unavailable; try again shortly"}
+	errNotOwner = &oauthError{code: oerrors.ErrUnauthorizedClient,
+		description: "this token was issued to another client; a client can revoke only its own tokens"}
+)
+
+// statusFor is RFC 6749 §5.2's status for each error code; go-oauth2's
+// defaults differ (401 for unsupported_grant_type and unauthorized_client).
+func statusFor(code error) int {
+	switch code {
+	case oerrors.ErrInvalidClient:
+		return http.StatusUnauthorized
+	case oerrors.ErrServerError:
+		return http.StatusInternalServerError
+	case oerrors.ErrTemporarilyUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+// writeOAuthError answers with e: the status, WWW-Authenticate for
+// invalid_client (RFC 6749 §5.2), and {"error", "error_description"} as
+// uncacheable JSON.
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	status := e.status
+	if status == 0 {
+		status = statusFor(e.code)
+	}
+	if e.code == oerrors.ErrInvalidClient {
+		w.Header().Set("WWW-Authenticate", `Basic realm="keygate"`)
+	}
+	_ = writeJSON(w, status, oauthErrorBody{Error: e.code.Error(), Description: e.description})
+}
+
+type oauthErrorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// writeJSON answers with v as uncacheable JSON, the form of every answer
+// the OAuth endpoints give.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	setJSONNoStore(w.Header())
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// authError maps what apikey.Authenticate returned (or any store failure
+// after it) to the answer: invalid_client for bad credentials, 503 when the
+// store did not answer, 500 otherwise. The store's error goes to the log
+// only.
+func (s *Server) authError(err error) *oauthError {
+	switch {
+	case errors.Is(err, apikey.ErrInvalidClient):
+		return errInvalidClient
+	case errors.Is(err, context.Canceled):
+		// The client hung up; nobody will read the answer.
+		return errUnavailable
+	default:
+		return s.storeError(err)
+	}
+}
+
+// storeError turns a store failure into a §5.2 error without details.
+func (s *Server) storeError(err error) *oauthError {
+	if apikey.Unavailable(err) {
+		s.log.Warn("oauth: store unavailable", "err", err)
+		return errUnavailable
+	}
+	s.log.Error("oauth: store error", "err", err)
+	return errServer
+}
