@@ -24,6 +24,32 @@ import (
 // grantClientCredentials is the one grant keygate serves (RFC 6749 §4.4).
 const grantClientCredentials = string(oauth2.ClientCredentials)
 
+// oauthClient is a key as go-oauth2 sees it, for any flow that hands keygate's
+// clients to go-oauth2's manager. It never exposes a secret: GetSecret is
+// empty and authentication goes through VerifyPassword, which is
+// apikey.Service.Authenticate. A hash-only store must never reach the
+// manager's fallback compare `secret == GetSecret()`, which would accept any
+// secret against an empty GetSecret; the assertion below keeps this type on
+// the verifier path.
+type oauthClient struct {
+	ctx  context.Context
+	keys *apikey.Service
+	id   string
+}
+
+var _ oauth2.ClientPasswordVerifier = oauthClient{}
+
+func (c oauthClient) GetID() string     { return c.id }
+func (c oauthClient) GetSecret() string { return "" }
+func (c oauthClient) GetDomain() string { return "" }
+func (c oauthClient) IsPublic() bool    { return false }
+func (c oauthClient) GetUserID() string { return "" }
+
+func (c oauthClient) VerifyPassword(secret string) bool {
+	_, _, err := c.keys.Authenticate(c.ctx, c.id, secret)
+	return err == nil
+}
+
 // oauthError is an RFC 6749 §5.2 answer. Its description is a constant
 // chosen where the error is decided: never text from an error of the store
 // or of a library, which could carry details.

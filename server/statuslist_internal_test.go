@@ -1,8 +1,9 @@
 package server
 
 // Status list encoding against draft-ietf-oauth-status-list's own test
-// vector, the list size with a million indices, and the structural proof
-// that the token endpoint never waits on the status list builder.
+// vector and the list size with a million indices. The structural proof
+// that the token endpoint never waits on the status list builder is in
+// statuslist_lock_test.go.
 
 import (
 	"bytes"
@@ -10,19 +11,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"io"
 	"math/bits"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/bolt"
 )
@@ -215,204 +210,5 @@ func TestStatusListMillionIndices(t *testing.T) {
 	t.Logf("the same list with nothing revoked: lst %d bytes", len(empty))
 	if len(empty) > 1<<10 {
 		t.Errorf("an empty 2^20-entry list encodes to %d bytes, want < 1 KiB", len(empty))
-	}
-}
-
-// newInternalServer is a Server on a fresh bbolt store, served over
-// loopback at its issuer URL (as in production, where the issuer is where
-// keygate answers); the generated admin credentials come with it.
-func newInternalServer(t *testing.T, opts Options) (*Server, AdminCredentials) {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		t.Fatal(err)
-	}
-	mk, err := masterkey.Parse(base64.StdEncoding.EncodeToString(raw[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h atomic.Pointer[Server]
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s := h.Load(); s != nil {
-			s.ServeHTTP(w, r)
-			return
-		}
-		http.Error(w, "starting", http.StatusServiceUnavailable)
-	}))
-	opts.Store, opts.MasterKey = st, mk
-	opts.Issuer = "http://" + ts.Listener.Addr().String()
-	s, err := New(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close) // registered after the store's: runs first
-	h.Store(s)
-	ts.Start()
-	t.Cleanup(ts.Close) // runs before s.Close
-	admin, ok := s.GeneratedAdmin()
-	if !ok {
-		t.Fatal("no generated admin")
-	}
-	return s, admin
-}
-
-// serveWithin runs req through s and fails the test if no answer comes
-// within d.
-func serveWithin(t *testing.T, s *Server, req *http.Request, d time.Duration) *httptest.ResponseRecorder {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.ServeHTTP(rec, req)
-	}()
-	select {
-	case <-done:
-		return rec
-	case <-time.After(d):
-		t.Fatalf("%s %s did not answer within %v", req.Method, req.URL.Path, d)
-		return nil
-	}
-}
-
-// TestTokenPathTakesNoStatusListLock holds the status list builder's lock
-// (as a build that never ends would) and requires the token endpoint,
-// introspection, revocation and the JWKS to answer regardless.
-func TestTokenPathTakesNoStatusListLock(t *testing.T) {
-	s, admin := newInternalServer(t, Options{})
-	form := func(v url.Values) *http.Request {
-		req := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(v.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(admin.ClientID, admin.ClientSecret)
-		return req
-	}
-	s.statusLists.mu.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			s.statusLists.mu.Unlock()
-		}
-	}()
-
-	var tok string
-	for i := 0; i < 20; i++ {
-		rec := serveWithin(t, s, form(url.Values{"grant_type": {"client_credentials"}}), 5*time.Second)
-		if rec.Code != http.StatusOK {
-			t.Fatalf("token while the status list is locked: %d %s", rec.Code, rec.Body)
-		}
-		var tr struct {
-			AccessToken string `json:"access_token"`
-		}
-		if err := json.Unmarshal(rec.Body.Bytes(), &tr); err != nil {
-			t.Fatal(err)
-		}
-		tok = tr.AccessToken
-	}
-	// Introspection and revocation too: keygate knows its keys from the
-	// store and has no need of its own status list.
-	for _, path := range []string{"/oauth/introspect", "/oauth/revoke"} {
-		req := form(url.Values{"token": {tok}})
-		req.URL.Path = path
-		rec := serveWithin(t, s, req, 5*time.Second)
-		if rec.Code != http.StatusOK {
-			t.Errorf("%s while the status list is locked: %d %s", path, rec.Code, rec.Body)
-		}
-		if path == "/oauth/introspect" && !strings.Contains(rec.Body.String(), `"active":true`) {
-			t.Errorf("introspection of a valid token while the status list is locked: %s", rec.Body)
-		}
-	}
-	for _, path := range []string{"/.well-known/jwks.json", "/.well-known/oauth-authorization-server", "/statuslists"} {
-		if rec := serveWithin(t, s, httptest.NewRequest(http.MethodGet, path, nil), 5*time.Second); rec.Code != http.StatusOK {
-			t.Errorf("GET %s while the status list is locked: %d", path, rec.Code)
-		}
-	}
-
-	// Meanwhile a list request does wait (the lock is the builder's), and
-	// answers once the lock is released.
-	rec := httptest.NewRecorder()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/statuslists/1", nil))
-	}()
-	select {
-	case <-done:
-		t.Fatal("the status list was served without its lock: the test does not hold the builder's lock")
-	case <-time.After(100 * time.Millisecond):
-	}
-	s.statusLists.mu.Unlock()
-	locked = false
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("status list request stuck after the lock was released")
-	}
-	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/statuslist+jwt" {
-		t.Errorf("status list: %d %q", rec.Code, rec.Header().Get("Content-Type"))
-	}
-}
-
-// TestStatusListCacheAtMostOneSecond: with an injected clock, a list is
-// reused for less than one second and rebuilt from then on; a deletion on
-// this instance invalidates it at once.
-func TestStatusListCacheAtMostOneSecond(t *testing.T) {
-	now := time.Now().Truncate(time.Second)
-	var clock = now
-	s, _ := newInternalServer(t, Options{Now: func() time.Time { return clock }})
-	ctx := context.Background()
-	first, err := s.currentStatusList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.store.RevokeStatus(ctx, 42); err != nil {
-		t.Fatal(err)
-	}
-	clock = now.Add(999 * time.Millisecond)
-	cached, err := s.currentStatusList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(first, cached) {
-		t.Error("rebuilt within one second: the cache is not used")
-	}
-	clock = now.Add(time.Second)
-	fresh, err := s.currentStatusList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Equal(first, fresh) {
-		t.Fatal("one second later, still the cached list")
-	}
-	var claims statusListClaims
-	parts := strings.Split(string(fresh), ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		t.Fatal(err)
-	}
-	if raw := inflateLst(t, claims.StatusList.Lst); raw[42/8]&(1<<(42%8)) == 0 {
-		t.Error("rebuilt list lacks the revoked bit 42")
-	}
-	// A clock that moves backwards does not keep a list forever.
-	clock = now.Add(-time.Hour)
-	back, err := s.currentStatusList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Equal(back, fresh) {
-		t.Error("clock moved back: the cached list is still served")
-	}
-	// invalidate forces a rebuild at the same instant.
-	s.statusLists.invalidate()
-	again, err := s.currentStatusList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if &again[0] == &back[0] {
-		t.Error("invalidate did not drop the cached list")
 	}
 }

@@ -1,0 +1,35 @@
+package server
+
+// Hooks into the server's internals for the external tests (package
+// server_test), which start keygate through the one harness, servertest.
+
+import "context"
+
+// LockStatusList holds the status list builder's lock, as a build that
+// never ends would, until unlock is called.
+func LockStatusList(s *Server) (unlock func()) {
+	s.statusLists.mu.Lock()
+	return s.statusLists.mu.Unlock
+}
+
+// CurrentStatusList is the signed list the status list endpoint serves now.
+func CurrentStatusList(ctx context.Context, s *Server) ([]byte, error) {
+	return s.currentStatusList(ctx)
+}
+
+// InvalidateStatusList drops the cached list, as a deletion does.
+func InvalidateStatusList(s *Server) { s.statusLists.invalidate() }
+
+// StatusListMaxAge is how long a built list is served.
+const StatusListMaxAge = statusListMaxAge
+
+// OAuthClient is the go-oauth2 view of a key.
+func OAuthClient(ctx context.Context, s *Server, id string) interface {
+	GetID() string
+	GetSecret() string
+	IsPublic() bool
+	VerifyPassword(string) bool
+} {
+	return oauthClient{ctx: ctx, keys: s.keys, id: id}
+}
+
