@@ -61,8 +61,8 @@ type Catalog struct {
 	all     []string // AllScopes, precomputed
 }
 
-// Default is the catalog of DESIGN.md, used when the operator configures
-// none.
+// Default is the reference catalog (the README's "Permission catalog"),
+// used when the operator configures none.
 func Default() *Catalog {
 	c, err := New([]Permission{
 		{
