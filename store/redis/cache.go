@@ -52,8 +52,6 @@ type cacheEntry struct {
 	at  time.Time
 }
 
-func (s *Store) keysChannel() string { return s.prefix + "{kg}:keys:changed" }
-
 // EnableKeyCache turns on the local cache of key records (see the top of
 // cache.go). maxAge ≤ 0 means DefaultKeyCacheMaxAge. Close stops it.
 func (s *Store) EnableKeyCache(maxAge time.Duration) {

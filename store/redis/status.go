@@ -13,12 +13,6 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-func (s *Store) statusNextKey() string { return s.prefix + "{kg}:status:next" }
-func (s *Store) statusBitsKey() string { return s.prefix + "{kg}:status:bits" }
-func (s *Store) denyKey(jti string) string {
-	return s.prefix + "deny:" + jti
-}
-
 // NextStatusIndex implements store.Store with INCR: atomic across every
 // instance. It runs outside any team's script (the counter lives in its own
 // slot); an index taken by a create that then fails is burned.

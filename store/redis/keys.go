@@ -1,0 +1,379 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/store"
+)
+
+// createScript inserts a key unless its ID exists or its team is full.
+// KEYS: key hash, team index. ARGV: rec, team, lu, score, client ID, max.
+var createScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+local max = tonumber(ARGV[6])
+if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return 'limit' end
+if ARGV[3] == '' then
+  redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'team', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'team', ARGV[2], 'lu', ARGV[3])
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+return 'ok'
+`)
+
+// CreateKey implements store.Store.
+func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) error {
+	if err := store.CheckClientID(k); err != nil {
+		return fmt.Errorf("create key: %w", err)
+	}
+	rec, err := encodeRecord(k)
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
+	}
+	lu := ""
+	if !k.LastUsedAt.IsZero() {
+		lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	res, err := createScript.Run(ctx, s.rdb, []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID)},
+		rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0)).Text()
+	if err != nil {
+		return fail(ctx, "create key "+k.ClientID, err)
+	}
+	switch res {
+	case "ok":
+		return nil
+	case "exists":
+		return fmt.Errorf("create key %s: %w", k.ClientID, store.ErrAlreadyExists)
+	case "limit":
+		if k.TeamID == "" {
+			return fmt.Errorf("create key %s: %w: there are already %d admin keys", k.ClientID, store.ErrTeamLimit, maxPerTeam)
+		}
+		return fmt.Errorf("create key %s: %w: team %q already has %d keys", k.ClientID, store.ErrTeamLimit, k.TeamID, maxPerTeam)
+	default:
+		return fmt.Errorf("create key %s: unexpected script answer %q", k.ClientID, res)
+	}
+}
+
+// GetKey implements store.Store: one HMGET, the token endpoint's only
+// round trip.
+func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) {
+	if c := s.cache; c != nil {
+		now := time.Now()
+		if k, ok := c.get(clientID, now); ok {
+			return k, nil
+		}
+		epoch := c.epoch.Load()
+		k, err := s.readKey(ctx, clientID)
+		if err == nil {
+			c.put(k, epoch, now)
+		}
+		return k, err
+	}
+	return s.readKey(ctx, clientID)
+}
+
+// readKey is GetKey without the cache.
+func (s *Store) readKey(ctx context.Context, clientID string) (store.Key, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	vals, err := s.rdb.HMGet(ctx, s.keyKey(clientID), "rec", "team", "lu").Result()
+	if err != nil {
+		return store.Key{}, fail(ctx, "get key "+clientID, err)
+	}
+	k, err := decodeKey(clientID, vals)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Key{}, fmt.Errorf("get key %s: %w", clientID, store.ErrNotFound)
+	}
+	return k, err
+}
+
+// ListKeys implements store.Store: the team index, then the keys in one
+// pipeline (they share the team's slot).
+func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	ids, err := s.rdb.ZRange(ctx, s.teamKey(teamID), 0, -1).Result()
+	if err != nil {
+		return nil, fail(ctx, "list keys of team "+teamID, err)
+	}
+	keys, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("list keys of team %s: %w", teamID, err)
+	}
+	// Deleted between the two reads, or a key of another team filed here
+	// (impossible through this package): skip.
+	out := make([]store.Key, 0, len(keys))
+	for _, k := range keys {
+		if k.TeamID == teamID {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// getMany loads keys by ID in one pipeline, skipping missing ones, in order.
+func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*goredis.SliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.keyKey(id), "rec", "team", "lu")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(ctx, "load keys", err)
+	}
+	out := make([]store.Key, 0, len(ids))
+	for i, c := range cmds {
+		k, err := decodeKey(ids[i], c.Val())
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// ForEachKey implements store.Store. It SCANs every master for key hashes,
+// then loads and visits them outside any Redis operation (fn may call the
+// store). SCAN may report a key twice; each is visited once.
+func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
+	ids, err := s.scanIDs(ctx, "key", "")
+	if err != nil {
+		return fail(ctx, "walk keys", err)
+	}
+	const batch = 200
+	for len(ids) > 0 {
+		n := min(batch, len(ids))
+		octx, cancel := s.op(ctx)
+		keys, err := s.getMany(octx, ids[:n])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("walk keys: %w", err)
+		}
+		for _, k := range keys {
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// scanIDs SCANs every master (all of them on Cluster) for this store's
+// names of one kind, P{t}:<kind>:<id>, whose ID starts with idPrefix ("" for
+// all), and returns those IDs, each once: SCAN may report a name twice. The
+// prefix is part of the MATCH pattern, so Redis filters the names itself and
+// only matching ones travel; it still visits every name of the keyspace. The
+// walk as a whole has no deadline beyond ctx (its length grows with the
+// keyspace); each SCAN command is bounded by the client's timeouts.
+func (s *Store) scanIDs(ctx context.Context, kind, idPrefix string) ([]string, error) {
+	pattern := globEscape(s.prefix) + "{*}:" + kind + ":" + globEscape(idPrefix) + "*"
+	head := s.prefix + "{"
+	marker := "}:" + kind + ":"
+	seen := map[string]bool{}
+	var ids []string
+	scan := func(ctx context.Context, c goredis.Cmdable) error {
+		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			// The glob's {*} may stretch past the tag's "}" (a name whose ID
+			// holds the marker): the tag ends at the first "}", as Cluster
+			// reads it, and the marker must follow right there.
+			rest, ok := strings.CutPrefix(iter.Val(), head)
+			if !ok {
+				continue
+			}
+			i := strings.IndexByte(rest, '}')
+			if i < 0 || !strings.HasPrefix(rest[i:], marker) {
+				continue
+			}
+			if id := rest[i+len(marker):]; strings.HasPrefix(id, idPrefix) && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := s.rdb.(*goredis.ClusterClient); ok {
+		var mu sync.Mutex // ForEachMaster runs concurrently; ids is shared
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, c)
+		})
+		return ids, err
+	}
+	return ids, scan(ctx, s.rdb)
+}
+
+// globEscape escapes the glob metacharacters of s byte by byte, so that any
+// bytes (not only valid UTF-8) match themselves in a SCAN MATCH pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(`*?[]\`, s[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// UpdateKey implements store.Store with WATCH/MULTI: if the key changes
+// between the read and the write (a concurrent update or last-use write),
+// the transaction fails and is retried with the new value.
+func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	name := s.keyKey(clientID)
+	var out store.Key
+	var updateErr error
+	txf := func(tx *goredis.Tx) error {
+		vals, err := tx.HMGet(ctx, name, "rec", "team", "lu").Result()
+		if err != nil {
+			return err
+		}
+		cur, err := decodeKey(clientID, vals)
+		if err != nil {
+			return err
+		}
+		next, err := update(cur)
+		if err != nil {
+			updateErr = err
+			return nil
+		}
+		if next.ClientID != cur.ClientID || next.TeamID != cur.TeamID {
+			return fmt.Errorf("%w: client ID and team cannot change", store.ErrInvalid)
+		}
+		rec, err := encodeRecord(next)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			if next.LastUsedAt.IsZero() {
+				p.HSet(ctx, name, "rec", rec)
+				p.HDel(ctx, name, "lu")
+			} else {
+				p.HSet(ctx, name, "rec", rec, "lu", next.LastUsedAt.UnixMilli())
+			}
+			// In the same transaction: every instance's cache drops it.
+			p.Publish(ctx, s.keysChannel(), clientID)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out = next
+		return nil
+	}
+	if s.cache != nil {
+		defer s.cache.invalidate(clientID)
+	}
+	err := s.watch(ctx, name, txf)
+	switch {
+	case updateErr != nil:
+		return store.Key{}, updateErr
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		return store.Key{}, fmt.Errorf("update key %s: %w", clientID, err)
+	case err != nil:
+		return store.Key{}, fail(ctx, "update key "+clientID, err)
+	}
+	return roundTrip(out)
+}
+
+// deleteScript removes a key only if it belongs to the given team.
+// KEYS: key hash, team index. ARGV: team, client ID.
+// ARGV[3] is the invalidation channel: the delete and its announcement are
+// one atomic step.
+var deleteScript = goredis.NewScript(`
+if redis.call('HGET', KEYS[1], 'team') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1
+`)
+
+// DeleteKey implements store.Store.
+func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
+	if credential.TagOf(clientID) != credential.TeamTag(teamID) {
+		// Keys are filed under their team's tag (store.CheckClientID), so
+		// this ID cannot belong to this team — and the two Redis keys would
+		// be in different Cluster slots.
+		return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	if s.cache != nil {
+		defer s.cache.invalidate(clientID)
+	}
+	n, err := deleteScript.Run(ctx, s.rdb, []string{s.keyKey(clientID), s.teamKey(teamID)}, teamID, clientID, s.keysChannel()).Int()
+	if err != nil {
+		return fail(ctx, "delete key "+clientID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// touchScript moves lu forward, never back, and never recreates a key
+// deleted since its use. KEYS: key hash. ARGV: unix ms.
+// ARGV[2] is the invalidation channel, ARGV[3] the client ID.
+var touchScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
+if tonumber(ARGV[1]) > cur then
+  redis.call('HSET', KEYS[1], 'lu', ARGV[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return 1
+`)
+
+// TouchKeys implements store.Store: one script per key, all in one pipeline.
+func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {
+	if len(lastUsed) == 0 {
+		return ctx.Err()
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	// Make sure the script is cached on every node the pipeline reaches, so
+	// EVALSHA inside it cannot fail with NOSCRIPT.
+	if err := s.loadScript(ctx, touchScript); err != nil {
+		return fail(ctx, "touch keys", err)
+	}
+	if s.cache != nil {
+		defer func() {
+			for id := range lastUsed {
+				s.cache.invalidate(id)
+			}
+		}()
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for id, t := range lastUsed {
+			touchScript.EvalSha(ctx, p, []string{s.keyKey(id)}, t.UnixMilli(), s.keysChannel(), id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(ctx, "touch keys", err)
+	}
+	return nil
+}

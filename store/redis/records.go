@@ -1,0 +1,120 @@
+package redis
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/store"
+)
+
+// The names of everything this package keeps in Redis, in one place so
+// that the layout in the package comment can be checked against them.
+
+func (s *Store) keyKey(clientID string) string {
+	return s.prefix + "{" + credential.TagOf(clientID) + "}:key:" + clientID
+}
+
+func (s *Store) teamKey(teamID string) string {
+	return s.prefix + "{" + credential.TeamTag(teamID) + "}:team:" + teamID
+}
+
+func (s *Store) singletonKey(name string) string { return s.prefix + "{kg}:single:" + name }
+func (s *Store) signingKey() string              { return s.prefix + "{kg}:signing" }
+func (s *Store) statusNextKey() string           { return s.prefix + "{kg}:status:next" }
+func (s *Store) statusBitsKey() string           { return s.prefix + "{kg}:status:bits" }
+func (s *Store) keysChannel() string             { return s.prefix + "{kg}:keys:changed" }
+func (s *Store) denyKey(jti string) string {
+	return s.prefix + "deny:" + jti
+}
+
+// record is the stored JSON of a key, without the fields that live beside
+// it in the hash (team, last use) and without the client ID (the key name).
+// A private type: a change to store.Key's JSON tags cannot change the data.
+type record struct {
+	Name                    string    `json:"name"`
+	Permissions             []string  `json:"permissions"`
+	CreatedAt               time.Time `json:"created_at"`
+	SecretHash              []byte    `json:"secret_hash"`
+	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
+	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
+	StatusIndex             int64     `json:"status_index,omitempty"`
+}
+
+func encodeRecord(k store.Key) (string, error) {
+	b, err := json.Marshal(record{
+		Name:                    k.Name,
+		Permissions:             k.Permissions,
+		CreatedAt:               k.CreatedAt.UTC(),
+		SecretHash:              k.SecretHash,
+		PreviousSecretHash:      k.PreviousSecretHash,
+		PreviousSecretExpiresAt: k.PreviousSecretExpiresAt.UTC(),
+		SecretRotatedAt:         k.SecretRotatedAt.UTC(),
+		StatusIndex:             k.StatusIndex,
+	})
+	return string(b), err
+}
+
+// decodeKey rebuilds a key from its hash fields (rec, team, lu).
+func decodeKey(clientID string, vals []any) (store.Key, error) {
+	rec, ok := vals[0].(string)
+	if !ok {
+		return store.Key{}, store.ErrNotFound
+	}
+	var r record
+	if err := json.Unmarshal([]byte(rec), &r); err != nil {
+		return store.Key{}, fmt.Errorf("decode key %s: %w", clientID, err)
+	}
+	team, _ := vals[1].(string)
+	k := store.Key{
+		ClientID:                clientID,
+		TeamID:                  team,
+		Name:                    r.Name,
+		Permissions:             r.Permissions,
+		CreatedAt:               utc(r.CreatedAt),
+		SecretHash:              r.SecretHash,
+		PreviousSecretHash:      r.PreviousSecretHash,
+		PreviousSecretExpiresAt: utc(r.PreviousSecretExpiresAt),
+		SecretRotatedAt:         utc(r.SecretRotatedAt),
+		StatusIndex:             r.StatusIndex,
+	}
+	if lu, ok := vals[2].(string); ok && lu != "" {
+		ms, err := strconv.ParseInt(lu, 10, 64)
+		if err != nil {
+			return store.Key{}, fmt.Errorf("decode key %s: last use: %w", clientID, err)
+		}
+		k.LastUsedAt = time.UnixMilli(ms).UTC()
+	}
+	return k, nil
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// roundTrip returns k as GetKey would (times at stored precision), sharing
+// no memory with the caller's value.
+func roundTrip(k store.Key) (store.Key, error) {
+	rec, err := encodeRecord(k)
+	if err != nil {
+		return store.Key{}, err
+	}
+	lu := ""
+	if !k.LastUsedAt.IsZero() {
+		lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
+	}
+	return decodeKey(k.ClientID, []any{rec, k.TeamID, lu})
+}
+
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}

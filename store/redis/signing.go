@@ -1,0 +1,112 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/store"
+)
+
+// singletonScript: SET NX, then return whatever is stored.
+var singletonScript = goredis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+`)
+
+// CreateSingleton implements store.Store.
+func (s *Store) CreateSingleton(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if len(value) == 0 {
+		return nil, fmt.Errorf("create singleton %s: %w: empty value", name, store.ErrInvalid)
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	v, err := singletonScript.Run(ctx, s.rdb, []string{s.singletonKey(name)}, value).Text()
+	if err != nil {
+		return nil, fail(ctx, "create singleton "+name, err)
+	}
+	return []byte(v), nil
+}
+
+// SigningKeys implements store.Store.
+func (s *Store) SigningKeys(ctx context.Context) (store.SigningKeys, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	return s.readSigning(ctx, s.rdb)
+}
+
+func (s *Store) readSigning(ctx context.Context, c goredis.Cmdable) (store.SigningKeys, error) {
+	b, err := c.Get(ctx, s.signingKey()).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return store.SigningKeys{}, nil
+	}
+	if err != nil {
+		return store.SigningKeys{}, fail(ctx, "load signing keys", err)
+	}
+	var ks store.SigningKeys
+	if err := json.Unmarshal(b, &ks); err != nil {
+		return store.SigningKeys{}, fmt.Errorf("decode signing keys: %w", err)
+	}
+	normalizeSigning(&ks)
+	return ks, nil
+}
+
+func normalizeSigning(ks *store.SigningKeys) {
+	if ks.Active != nil {
+		ks.Active.CreatedAt = utc(ks.Active.CreatedAt)
+	}
+	for i := range ks.Retired {
+		ks.Retired[i].CreatedAt = utc(ks.Retired[i].CreatedAt)
+		ks.Retired[i].PublishUntil = utc(ks.Retired[i].PublishUntil)
+	}
+}
+
+// UpdateSigningKeys implements store.Store with WATCH/MULTI and retries.
+func (s *Store) UpdateSigningKeys(ctx context.Context, update func(store.SigningKeys) (store.SigningKeys, error)) (store.SigningKeys, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	name := s.signingKey()
+	var out []byte
+	var updateErr error
+	txf := func(tx *goredis.Tx) error {
+		cur, err := s.readSigning(ctx, tx)
+		if err != nil {
+			return err
+		}
+		next, err := update(cur)
+		if err != nil {
+			updateErr = err
+			return nil
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, name, b, 0)
+			return nil
+		}); err != nil {
+			return err
+		}
+		out = b
+		return nil
+	}
+	err := s.watch(ctx, name, txf)
+	switch {
+	case updateErr != nil:
+		return store.SigningKeys{}, updateErr
+	case errors.Is(err, store.ErrUnavailable):
+		return store.SigningKeys{}, err
+	case err != nil:
+		return store.SigningKeys{}, fail(ctx, "update signing keys", err)
+	}
+	var ks store.SigningKeys
+	if err := json.Unmarshal(out, &ks); err != nil {
+		return store.SigningKeys{}, err
+	}
+	normalizeSigning(&ks)
+	return ks, nil
+}
