@@ -13,21 +13,40 @@
 //
 // # Layout
 //
+// Open creates these top-level buckets:
+//
 //	meta        "schema" → "1"                 format version, checked on open
 //	keys        client ID → JSON key record    the source of truth
 //	teams       "t"+team ID → nested bucket    per-team index: client ID → ""
-//	singletons  name → raw bytes
+//	singletons  name → raw bytes               create-if-absent (the pepper)
 //	signing     "set" → JSON signing key set   one record, so rotation is atomic
+//	status      "bits" → bitmap                revoked status indices, LSB first
+//	            (bucket sequence)              the last status index handed out
+//	deny        jti → expiry                   revoked access tokens; expiry is
+//	                                           unix ms, 8 bytes big-endian
 //
 // The team index exists so that counting a team's keys (for the limit) and
 // listing them cost the size of the team, not of the whole store. Admin keys
 // (team "") live in the index bucket named "t"; the prefix is there because
 // bbolt refuses empty bucket names. Nested buckets rather than composite
-// "team\x00client" keys keep team IDs that contain any byte unambiguous.
+// "team\x00client" keys keep team IDs that contain any byte unambiguous. A
+// team's bucket is dropped when its last key is deleted.
+//
+// The status counter is the status bucket's own bbolt sequence, not a
+// stored value, so it is incremented inside the write transaction and never
+// reused. Deny entries whose expiry has passed are pruned by the next
+// DenyToken, so the bucket holds only tokens that could still be used.
 //
 // Records are encoded from private structs, not from store.Key's own JSON
 // tags, so that an edit to the API types cannot silently change what is on
 // disk.
+//
+// # Files
+//
+//	bolt.go     Open, Close, Ping; keys, teams, singletons and signing keys
+//	records.go  the on-disk records and their encoding
+//	status.go   the status list and the deny list
+//	bulk.go     store.BulkLoader, for seeding
 package bolt
 
 import (
