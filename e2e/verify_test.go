@@ -1,6 +1,6 @@
-package verify_test
+package e2e_test
 
-// End to end against a real keygate (servertest: server.New on a temporary
+// verify end to end against a real keygate (servertest: server.New on a temporary
 // store behind a loopback httptest server): an admin token creates a key
 // through the management API, the key gets a token at /oauth/token, and a
 // Verifier set up by discovery from nothing but the issuer URL checks it.
@@ -8,6 +8,7 @@ package verify_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -217,4 +218,56 @@ func TestEndToEndTokenOfAnotherKeygate(t *testing.T) {
 	// Ours still works.
 	id, sec := keygateKey(t, ours, "acme", "accounting_api")
 	mustVerify(t, v, keygateToken(t, ours, id, sec))
+}
+
+// The helpers below are the verify package's own test helpers, copied: a
+// test in this module cannot import another module's test files.
+
+const wellKnownMetadata = "/.well-known/oauth-authorization-server"
+
+func mustVerify(t testing.TB, v *verify.Verifier, token string) *verify.Claims {
+	t.Helper()
+	c, err := v.Verify(context.Background(), token)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	return c
+}
+
+func wantHits(t testing.TB, what string, got *atomic.Int64, want int64) {
+	t.Helper()
+	if n := got.Load(); n != want {
+		t.Fatalf("%s: %d requests, want %d", what, n, want)
+	}
+}
+
+// reasons are all of Verify's documented reasons.
+var reasons = []error{verify.ErrMalformed, verify.ErrTooLarge, verify.ErrWrongType, verify.ErrUnknownKey, verify.ErrAlgorithm,
+	verify.ErrSignature, verify.ErrExpired, verify.ErrNotYetValid, verify.ErrIssuedInFuture, verify.ErrWrongIssuer,
+	verify.ErrWrongAudience, verify.ErrMissingClaim, verify.ErrKeysUnavailable, verify.ErrInsufficientScope}
+
+// mustReject verifies token with v and fails unless it is refused with want
+// as its one reason (errors.Is) and no claims.
+func mustReject(t testing.TB, v *verify.Verifier, token string, want error) {
+	t.Helper()
+	c, err := v.Verify(context.Background(), token)
+	if err == nil {
+		t.Fatalf("accepted: %+v", c)
+	}
+	if c != nil {
+		t.Fatalf("returned claims alongside error %v", err)
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("error %q (%T), want errors.Is %q", err, err, want)
+	}
+	// "Verify's errors wrap exactly one of them."
+	n := 0
+	for _, r := range reasons {
+		if errors.Is(err, r) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("error %q wraps %d reasons, want exactly 1", err, n)
+	}
 }
