@@ -46,10 +46,11 @@ type benchFlags struct {
 	json                           bool
 	floor                          bool
 	listen, signingAlg             string
+	getenv                         func(string) string
 }
 
-func benchCommand() *cobra.Command {
-	var f benchFlags
+func benchCommand(e env) *cobra.Command {
+	f := benchFlags{getenv: e.getenv}
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load-test a keygate endpoint, checking every answer; or serve the floor",
@@ -112,7 +113,7 @@ when no request succeeded.`,
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON (durations in ms)")
 	fl.BoolVar(&f.floor, "floor", false, "serve the floor token endpoint instead of loading one")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:9090", "address the floor listens on (with --floor)")
-	fl.StringVar(&f.signingAlg, "signing-alg", signing.ES256, "the floor's signing algorithm: ES256, EdDSA or RS256 (with --floor)")
+	fl.StringVar(&f.signingAlg, "signing-alg", signing.DefaultAlg, "the floor's signing algorithm: "+strings.Join(signing.Algorithms, ", ")+" (with --floor)")
 	return cmd
 }
 
@@ -122,7 +123,7 @@ func runBench(ctx context.Context, cmd *cobra.Command, f *benchFlags) error {
 			return fmt.Errorf("--%s only applies with --floor", name)
 		}
 	}
-	baseURL := firstNonEmpty(f.url, os.Getenv(envURL), defaultURL)
+	baseURL := firstNonEmpty(f.url, f.getenv(envURL), defaultURL)
 	stderr := cmd.ErrOrStderr()
 	cfg := loadgen.Config{
 		URL: baseURL, Endpoint: f.endpoint, Duration: f.duration, Connections: f.connections,
@@ -244,7 +245,7 @@ func readCredentialsFile(name string) ([]loadgen.Credential, error) {
 // bench team; cleanup deletes it even when the run was interrupted.
 func (f *benchFlags) createBenchKey(ctx context.Context, cmd *cobra.Command, baseURL string) ([]loadgen.Credential, func(), error) {
 	noop := func() {}
-	id := firstNonEmpty(f.adminClientID, os.Getenv(envAdminClientID))
+	id := firstNonEmpty(f.adminClientID, f.getenv(envAdminClientID))
 	secret := ""
 	if f.adminSecretFile != "" {
 		b, err := os.ReadFile(f.adminSecretFile)
@@ -254,7 +255,7 @@ func (f *benchFlags) createBenchKey(ctx context.Context, cmd *cobra.Command, bas
 		secret = strings.TrimSpace(string(b))
 	}
 	if secret == "" {
-		secret = os.Getenv(envAdminClientSecret)
+		secret = f.getenv(envAdminClientSecret)
 	}
 	if id == "" || secret == "" {
 		return nil, noop, errors.New("--create-key needs admin credentials: --admin-client-id and --admin-client-secret-file, or " +

@@ -43,10 +43,10 @@ func checkBenchClean(t *testing.T, res loadgen.Result) {
 // --create-key makes a key in team bench with the admin credentials from
 // the environment, loads with it, and deletes it afterwards.
 func TestBenchCreateKeyJSON(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
-	t.Setenv(envAdminClientID, cliAdminID)
-	t.Setenv(envAdminClientSecret, e.secret)
-	stdout, stderr, err := run(t, "bench", "--url", e.url, "--create-key", "--duration", "1s", "--connections", "4", "--json")
+	vars := map[string]string{envAdminClientID: cliAdminID, envAdminClientSecret: e.secret}
+	stdout, stderr, err := runWith(t, vars, "bench", "--url", e.url, "--create-key", "--duration", "1s", "--connections", "4", "--json")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
@@ -77,7 +77,7 @@ func TestBenchCreateKeyJSON(t *testing.T) {
 
 // --credentials-file spreads the load over its keys; human output.
 func TestBenchCredentialsFileHuman(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	var mu sync.Mutex
 	seen := map[string]int{}
 	e := servertest.Start(t, server.Options{}, func(h http.Handler) http.Handler {
@@ -128,7 +128,7 @@ func TestBenchCredentialsFileHuman(t *testing.T) {
 
 // JWKS needs no credentials; introspection fetches its token first.
 func TestBenchJWKSAndIntrospect(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	e := servertest.Start(t, server.Options{IntrospectionRate: 1_000_000}, nil)
 	stdout, stderr, err := run(t, "bench", "--url", e.URL, "--endpoint", "jwks", "--duration", "300ms", "--connections", "2", "--json")
 	if err != nil {
@@ -159,7 +159,7 @@ func TestBenchJWKSAndIntrospect(t *testing.T) {
 
 // The floor serves, answers bench, and stops gracefully.
 func TestBenchFloor(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	h, err := loadgen.NewFloorHandler("ES256")
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestBenchFloor(t *testing.T) {
 // A server that refuses every request: errors by status, no throughput,
 // exit status non-zero, JSON still printed.
 func TestBenchAllFailing(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	e := startCLIServer(t)
 	stdout, _, err := run(t, "bench", "--url", e.url, "--client-id", "kgc_nobody", "--client-secret-file", e.secretFile,
 		"--duration", "300ms", "--connections", "2", "--json")
@@ -222,7 +222,7 @@ func TestBenchAllFailing(t *testing.T) {
 }
 
 func TestBenchUsageErrors(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := t.TempDir()
 	badCreds := filepath.Join(dir, "bad")
 	os.WriteFile(badCreds, []byte("only-an-id\n"), 0o600)

@@ -5,18 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/server"
@@ -26,7 +30,9 @@ import (
 const cliAdminID = "cli-admin"
 
 // clearEnv makes sure no KEYGATE_* variable of the developer's shell leaks
-// into a test.
+// into a test that reads the process environment: only the seed tests,
+// because seed does not take an env yet. Every other test gives its
+// commands a testEnv and so never changes the process environment.
 func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, v := range []string{envURL, envAdminClientID, envAdminClientSecret, envMasterKey,
@@ -48,7 +54,6 @@ type cliEnv struct {
 // is also in a file, for --client-secret-file.
 func startCLIServer(t *testing.T) cliEnv {
 	t.Helper()
-	clearEnv(t)
 	e := servertest.Start(t, server.Options{AdminClientID: cliAdminID}, nil)
 	file := filepath.Join(t.TempDir(), "admin-secret")
 	if err := os.WriteFile(file, []byte(e.AdminSecret+"\n"), 0o600); err != nil {
@@ -57,16 +62,36 @@ func startCLIServer(t *testing.T) cliEnv {
 	return cliEnv{url: e.URL, secret: e.AdminSecret, secretFile: file}
 }
 
-// run executes the CLI like main does, with its output captured.
+// testEnv is a command's environment in a test: the variables in vars and
+// nothing of the process's, which the test never changes, so tests run in
+// parallel and no variable of the developer's shell leaks in.
+func testEnv(vars map[string]string) env {
+	vars = maps.Clone(vars) // the caller may go on changing its map
+	return env{
+		getenv: func(name string) string { return vars[name] },
+		stdin:  strings.NewReader(""),
+		stdout: io.Discard,
+		stderr: io.Discard,
+	}
+}
+
+// run executes the CLI like main does, in an empty environment, with its
+// output captured.
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return runWith(t, nil, args...)
+}
+
+// runWith is run with the environment variables vars.
+func runWith(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	root := rootCommand()
 	var out, errOut bytes.Buffer
+	e := testEnv(vars)
+	e.stdout, e.stderr = &out, &errOut
+	root := rootCommand(e)
 	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
 	err = root.ExecuteContext(ctx)
 	return out.String(), errOut.String(), err
 }
@@ -82,6 +107,7 @@ func keysArgs(e cliEnv, sub string, rest ...string) []string {
 var clientIDRe = regexp.MustCompile(`kgc_[0-9A-Za-z]+`)
 
 func TestCLIKeysTable(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 
 	out, stderr, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "Production sync", "--permission", "accounting_api")...)
@@ -177,6 +203,7 @@ func asClientError(err error, target **client.Error) bool {
 }
 
 func TestCLIKeysJSON(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	out, _, err := run(t, keysArgs(e, "create", "--json", "--team", "acme", "--name", "Dashboards",
 		"--permission", "visualization_sdk", "--permission", "accounting_api")...)
@@ -239,6 +266,7 @@ func TestCLIKeysJSON(t *testing.T) {
 }
 
 func TestCLIServerErrors(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	// Unknown permission: the server's 400 detail names the valid ones.
 	_, _, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "x", "--permission", "nope")...)
@@ -276,29 +304,29 @@ func TestCLIServerErrors(t *testing.T) {
 }
 
 func TestCLIEnvCredentials(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
-	t.Setenv(envURL, e.url)
-	t.Setenv(envAdminClientID, cliAdminID)
-	t.Setenv(envAdminClientSecret, e.secret)
-	out, stderr, err := run(t, "keys", "create", "--team", "globex", "--name", "From env", "--permission", "accounting_api")
+	vars := map[string]string{envURL: e.url, envAdminClientID: cliAdminID, envAdminClientSecret: e.secret}
+	out, stderr, err := runWith(t, vars, "keys", "create", "--team", "globex", "--name", "From env", "--permission", "accounting_api")
 	if err != nil {
 		t.Fatalf("keys create with env credentials: %v", err)
 	}
 	if !strings.Contains(out, "client_secret: kgs_") || stderr != "" {
 		t.Fatalf("stdout %q stderr %q", out, stderr)
 	}
-	out, _, err = run(t, "keys", "list", "--team", "globex")
+	out, _, err = runWith(t, vars, "keys", "list", "--team", "globex")
 	if err != nil || !strings.Contains(out, "From env") {
 		t.Fatalf("keys list with env credentials: %v\n%s", err, out)
 	}
 	// Flags win over the environment: a wrong --url fails.
-	_, _, err = run(t, "keys", "list", "--team", "globex", "--url", "http://127.0.0.1:1")
+	_, _, err = runWith(t, vars, "keys", "list", "--team", "globex", "--url", "http://127.0.0.1:1")
 	if err == nil {
 		t.Fatal("--url did not override KEYGATE_URL")
 	}
 }
 
 func TestCLIClientSecretFlagWarns(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	out, stderr, err := run(t, "keys", "list", "--team", "acme", "--url", e.url, "--client-id", cliAdminID, "--client-secret", e.secret)
 	if err != nil {
@@ -316,7 +344,7 @@ func TestCLIClientSecretFlagWarns(t *testing.T) {
 }
 
 func TestCLIMissingCredentials(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	for name, args := range map[string][]string{
 		"nothing":     {"keys", "list", "--team", "acme", "--url", "http://127.0.0.1:1"},
 		"id only":     {"keys", "list", "--team", "acme", "--url", "http://127.0.0.1:1", "--client-id", "x"},
@@ -358,6 +386,7 @@ func offeredPermissions() []client.Permission {
 }
 
 func TestCLIKeysTeamsTable(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	out, stderr, err := run(t, keysArgs(e, "teams")...)
 	if err != nil {
@@ -391,6 +420,7 @@ func TestCLIKeysTeamsTable(t *testing.T) {
 }
 
 func TestCLIKeysTeamsJSON(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	out, _, err := run(t, keysArgs(e, "teams", "--json")...)
 	if err != nil {
@@ -472,6 +502,7 @@ func parsePermissionTable(t *testing.T, out string) (rows []permissionRow, foote
 }
 
 func TestCLIKeysPermissionsTable(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	createKeysInTwoTeams(t, e) // keys do not change the catalog's list
 	out, stderr, err := run(t, keysArgs(e, "permissions")...)
@@ -502,6 +533,7 @@ func TestCLIKeysPermissionsTable(t *testing.T) {
 }
 
 func TestPermissionTableWraps(t *testing.T) {
+	t.Parallel()
 	// An operator's catalog with long names, descriptions and scope lists
 	// still fits 100 columns, and nothing is lost in the wrapping.
 	perms := []client.Permission{
@@ -524,6 +556,7 @@ func TestPermissionTableWraps(t *testing.T) {
 }
 
 func TestCLIKeysPermissionsJSON(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	out, _, err := run(t, keysArgs(e, "permissions", "--json")...)
 	if err != nil {
@@ -546,6 +579,7 @@ func TestCLIKeysPermissionsJSON(t *testing.T) {
 }
 
 func TestCLIKeysTeamsPermissionsErrors(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	wrong := filepath.Join(t.TempDir(), "wrong")
 	other, err := credential.NewSecret()
@@ -639,7 +673,10 @@ func runMain(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0])
-	cmd.Env = append(os.Environ(), envMainArgs+"="+string(raw))
+	// The process's environment without keygate's variables: no test sets
+	// them, but the developer's shell might.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, config.EnvPrefix) })
+	cmd.Env = append(cmd.Env, envMainArgs+"="+string(raw))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
@@ -655,6 +692,7 @@ func runMain(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestCLISecretGenerate(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for i := 0; i < 3; i++ {
 		out, _, err := run(t, "secret", "generate")
@@ -679,6 +717,7 @@ func TestCLISecretGenerate(t *testing.T) {
 }
 
 func TestCLIVersion(t *testing.T) {
+	t.Parallel()
 	out, _, err := run(t, "version")
 	if err != nil {
 		t.Fatal(err)

@@ -295,23 +295,25 @@ func (p *browserPage) pageToken(t *testing.T) string {
 }
 
 // consoleServe starts a real serve on loopback with a known admin key.
+//
+// The browser tests do not run in parallel: each drives a Chromium, which
+// keeps a core busy, and two at a time made the package's tests slower on
+// a two-core machine (22 s instead of 17 s), besides risking timeouts.
 func consoleServe(t *testing.T) (r *running, adminID, adminSecret string) {
 	t.Helper()
-	clearEnv(t)
 	secret, err := credential.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(envAdminClientID, "console-admin")
-	t.Setenv(envAdminClientSecret, secret)
-	cfg, err := loadConfig(t, "--data-dir", t.TempDir(), "--listen", freeAddr(t))
+	vars := map[string]string{envAdminClientID: "console-admin", envAdminClientSecret: secret}
+	cfg, err := loadConfigWith(t, vars, "--data-dir", t.TempDir(), "--listen", freeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The issuer (hence the token URL the console offers for download) is
 	// this server, as an operator would configure it.
 	cfg.Issuer = "http://" + cfg.Listen
-	return startServe(t, cfg), "console-admin", secret
+	return startServeWith(t, cfg, vars), "console-admin", secret
 }
 
 func signIn(t *testing.T, p *browserPage, id, secret string) {

@@ -14,21 +14,24 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/config"
 )
 
-const (
-	envURL     = "KEYGATE_URL"
-	defaultURL = "http://127.0.0.1:8080"
-)
+const envURL = "KEYGATE_URL"
 
-// keysFlags are the connection flags every `keys` command shares.
+// defaultURL is where a keygate started without settings answers.
+var defaultURL = config.DefaultIssuer(config.DefaultListen)
+
+// keysFlags are the connection flags every `keys` command shares, and the
+// environment the defaults of the unset ones come from.
 type keysFlags struct {
 	url, clientID, clientSecret, clientSecretFile string
 	json                                          bool
+	getenv                                        func(string) string
 }
 
-func keysCommand() *cobra.Command {
-	var f keysFlags
+func keysCommand(e env) *cobra.Command {
+	f := keysFlags{getenv: e.getenv}
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Manage API keys through a running server's management API",
@@ -51,8 +54,8 @@ KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
 }
 
 func (f *keysFlags) client(cmd *cobra.Command) (*client.Client, error) {
-	url := firstNonEmpty(f.url, os.Getenv(envURL), defaultURL)
-	id := firstNonEmpty(f.clientID, os.Getenv(envAdminClientID))
+	url := firstNonEmpty(f.url, f.getenv(envURL), defaultURL)
+	id := firstNonEmpty(f.clientID, f.getenv(envAdminClientID))
 	secret := f.clientSecret
 	if secret != "" {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning: --client-secret is visible to other users in the process list; prefer --client-secret-file or "+envAdminClientSecret)
@@ -65,7 +68,7 @@ func (f *keysFlags) client(cmd *cobra.Command) (*client.Client, error) {
 		secret = strings.TrimSpace(string(b))
 	}
 	if secret == "" {
-		secret = os.Getenv(envAdminClientSecret)
+		secret = f.getenv(envAdminClientSecret)
 	}
 	if id == "" || secret == "" {
 		return nil, errors.New("admin credentials missing: set " + envAdminClientID + " and " + envAdminClientSecret + ", or pass --client-id and --client-secret-file")

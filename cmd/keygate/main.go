@@ -4,25 +4,47 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 )
 
+// env is all keygate takes from the process it runs in. Commands read the
+// environment only through getenv, so that tests hand each command a map
+// instead of changing the process environment, and can run in parallel.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// processEnv is the real process's environment and standard streams.
+func processEnv() env {
+	return env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+}
+
 func main() {
-	if err := rootCommand().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "keygate:", err)
+	e := processEnv()
+	if err := rootCommand(e).Execute(); err != nil {
+		fmt.Fprintln(e.stderr, "keygate:", err)
 		os.Exit(1)
 	}
 }
 
-func rootCommand() *cobra.Command {
+// rootCommand is keygate's command tree, reading from e and serving the
+// stores in storeBackends.
+func rootCommand(e env) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "keygate",
 		Short:         "OAuth 2.0 authorization server for API keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), seedCommand(), keysCommand(), benchCommand(), secretCommand(), versionCommand())
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.AddCommand(serveCommand(e, storeBackends), seedCommand(), keysCommand(e), benchCommand(e), secretCommand(), versionCommand())
 	return root
 }

@@ -24,19 +24,25 @@ import (
 	"github.com/keygate/keygate/masterkey"
 )
 
-// clearRedisEnv is clearEnv plus the Redis-mode variables, and sets a fresh
-// shared KEYGATE_MASTER_KEY.
-func clearRedisEnv(t *testing.T) {
+// redisVars is the environment of the instances of one Redis test: a fresh
+// KEYGATE_MASTER_KEY they share.
+func redisVars(t *testing.T) map[string]string {
 	t.Helper()
-	clearEnv(t)
-	for _, v := range []string{"KEYGATE_STORE", "KEYGATE_REDIS_URL", "KEYGATE_REDIS_PREFIX", "KEYGATE_STORE_TIMEOUT"} {
-		t.Setenv(v, "")
-	}
 	mk, err := masterkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(envMasterKey, mk)
+	return map[string]string{envMasterKey: mk}
+}
+
+// clearRedisEnv is clearEnv plus a fresh shared KEYGATE_MASTER_KEY in the
+// process environment, for the seed tests (see clearEnv).
+func clearRedisEnv(t *testing.T) {
+	t.Helper()
+	clearEnv(t)
+	for k, v := range redisVars(t) {
+		t.Setenv(k, v)
+	}
 }
 
 func redisArgs(dataDir, listen, issuer, redisURL, prefix string) []string {
@@ -62,8 +68,11 @@ func redisGetBody(t *testing.T, url string) []byte {
 	return b
 }
 
+// The tests that open a Redis store are not parallel: serve sets the Redis
+// client's logger, which is global to the process.
+
 func TestServeRedisTwoInstances(t *testing.T) {
-	clearRedisEnv(t)
+	vars := redisVars(t)
 	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	issuer := "http://" + addrA // one issuer for both, as behind a load balancer
@@ -80,8 +89,8 @@ func TestServeRedisTwoInstances(t *testing.T) {
 	if cfgA.Store != "redis" || cfgB.Issuer != issuer {
 		t.Fatalf("config: store %q, issuer %q", cfgA.Store, cfgB.Issuer)
 	}
-	a := startServe(t, cfgA)
-	b := startServe(t, cfgB) // runs alongside A
+	a := startServeWith(t, cfgA, vars)
+	b := startServeWith(t, cfgB, vars) // runs alongside A
 
 	// A made the first admin key (into its data dir: stderr is no TTY); B,
 	// on the same Redis, made none.
@@ -182,15 +191,15 @@ func TestServeRedisTwoInstances(t *testing.T) {
 }
 
 func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
-	clearRedisEnv(t)
+	vars := redisVars(t)
 	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
 	out, _, err := run(t, "secret", "generate")
 	if err != nil {
 		t.Fatal(err)
 	}
 	adminSecret := strings.TrimSpace(out)
-	t.Setenv(envAdminClientID, "ops-admin")
-	t.Setenv(envAdminClientSecret, adminSecret)
+	vars[envAdminClientID] = "ops-admin"
+	vars[envAdminClientSecret] = adminSecret
 
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	issuer := "https://auth.example.test"
@@ -201,14 +210,14 @@ func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs = append(rs, startServe(t, cfg))
+		rs = append(rs, startServeWith(t, cfg, vars))
 		if _, err := os.Stat(filepath.Join(dir, adminCredentialsFile)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("admin credentials file written although the admin came from the environment (stat: %v)", err)
 		}
 	}
 	a, b := rs[0], rs[1]
 	// The CLI reads the admin credentials from the same environment.
-	out, _, err = run(t, "keys", "create", "--url", a.base, "--team", "acme", "--name", "Env admin", "--permission", "visualization_sdk")
+	out, _, err = runWith(t, vars, "keys", "create", "--url", a.base, "--team", "acme", "--name", "Env admin", "--permission", "visualization_sdk")
 	if err != nil {
 		t.Fatalf("keys create via A: %v", err)
 	}
@@ -218,7 +227,7 @@ func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
 		t.Fatalf("create output:\n%s", out)
 	}
 	teamToken(t, b.base, id, m[1])
-	if out, _, err = run(t, "keys", "list", "--url", b.base, "--team", "acme"); err != nil || !strings.Contains(out, id) {
+	if out, _, err = runWith(t, vars, "keys", "list", "--url", b.base, "--team", "acme"); err != nil || !strings.Contains(out, id) {
 		t.Fatalf("keys list via B: %v\n%s", err, out)
 	}
 	for _, r := range rs {
@@ -229,8 +238,7 @@ func TestServeRedisAdminFromEnvOnBothInstances(t *testing.T) {
 }
 
 func TestServeRedisRequiresMasterKey(t *testing.T) {
-	clearRedisEnv(t)
-	t.Setenv(envMasterKey, "")
+	t.Parallel() // the check comes before the Redis client is made
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	// The Redis is never contacted: the check comes first.
@@ -240,8 +248,9 @@ func TestServeRedisRequiresMasterKey(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var log syncBuffer
-	err = serve(ctx, cfg, &log)
+	e := testEnv(nil)
+	e.stderr = &syncBuffer{}
+	err = serve(ctx, cfg, e, storeBackends)
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("serve --store redis without %s: %v", envMasterKey, err)
 	}
@@ -260,23 +269,21 @@ func TestServeRedisRequiresMasterKey(t *testing.T) {
 }
 
 func TestServeRedisRequiresIssuer(t *testing.T) {
-	clearRedisEnv(t)
+	t.Parallel()
 	addr := freeAddr(t)
 	_, err := loadConfig(t, redisArgs(t.TempDir(), addr, "", "redis://127.0.0.1:6379/0", "keygate:")...)
 	if err == nil || !strings.Contains(err.Error(), "issuer is required with store redis") {
 		t.Fatalf("store redis without an issuer: %v", err)
 	}
 	// KEYGATE_STORE from the environment is held to the same rule.
-	t.Setenv("KEYGATE_STORE", "redis")
-	t.Setenv("KEYGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
-	_, err = loadConfig(t, "--listen", addr)
+	_, err = loadConfigWith(t, map[string]string{"KEYGATE_STORE": "redis", "KEYGATE_REDIS_URL": "redis://127.0.0.1:6379/0"}, "--listen", addr)
 	if err == nil || !strings.Contains(err.Error(), "issuer is required with store redis") {
 		t.Fatalf("KEYGATE_STORE=redis without an issuer: %v", err)
 	}
 }
 
 func TestServeRedisUnreachable(t *testing.T) {
-	clearRedisEnv(t)
+	vars := redisVars(t)
 	closed := freeAddr(t) // nothing listens there any more
 	redisURL := "redis://:hunter2@" + closed + "/0"
 	addr := freeAddr(t)
@@ -287,8 +294,10 @@ func TestServeRedisUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var log syncBuffer
+	e := testEnv(vars)
+	e.stderr = &log
 	start := time.Now()
-	err = serve(ctx, cfg, &log)
+	err = serve(ctx, cfg, e, storeBackends)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("serve started without a reachable Redis")

@@ -34,6 +34,7 @@ func tokenStatus(t *testing.T, base, id, secret string) int {
 }
 
 func TestCLIKeysRotate(t *testing.T) {
+	t.Parallel()
 	e := startCLIServer(t)
 	out, _, err := run(t, keysArgs(e, "create", "--team", "acme", "--name", "Production sync", "--permission", "accounting_api")...)
 	if err != nil {

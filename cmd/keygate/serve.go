@@ -25,9 +25,6 @@ import (
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
-	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/store/bolt"
-	"github.com/keygate/keygate/store/redis"
 )
 
 const (
@@ -43,27 +40,33 @@ const (
 	httpIdleTimeout       = 2 * time.Minute
 )
 
-func serveCommand() *cobra.Command {
+// serveCommand is `keygate serve` on the stores in stores (storeBackends
+// but in tests), reading the environment from e.
+func serveCommand(e env, stores backends) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the keygate server",
-		Long: `Run the keygate server on the embedded store in --data-dir.
+		Long: `Run the keygate server. --store chooses where it keeps keys:
 
+` + stores.help() + `
 Settings come from defaults < --config YAML file < KEYGATE_* environment < flags.
 Secrets come only from the environment: KEYGATE_MASTER_KEY (else generated into
-the data dir), KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
+the data dir; required with a shared store), KEYGATE_ADMIN_CLIENT_ID and
+KEYGATE_ADMIN_CLIENT_SECRET.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cmd.Flags(), os.Getenv)
+			cfg, err := config.LoadFor(cmd.Flags(), e.getenv, stores.names())
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, cmd.ErrOrStderr())
+			e := e
+			e.stderr = cmd.ErrOrStderr() // SetErr on the command wins, as for every cobra command
+			return serve(ctx, cfg, e, stores)
 		},
 	}
-	config.BindFlags(cmd.Flags())
+	config.BindFlagsFor(cmd.Flags(), stores.names())
 	return cmd
 }
 
@@ -78,15 +81,17 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 // serve runs until ctx is cancelled, then drains requests, flushes
-// last-used times and closes the store.
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+// last-used times and closes the store. It opens cfg.Store from stores,
+// reads secrets through e.getenv and logs to e.stderr.
+func serve(ctx context.Context, cfg config.Config, e env, stores backends) error {
+	stderr := e.stderr
 	log := newLogger(cfg, stderr)
 	gin.SetMode(gin.ReleaseMode)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	st, mk, err := openStore(ctx, cfg, log)
+	st, mk, err := stores.open(ctx, cfg, e.getenv, log)
 	if err != nil {
 		return err
 	}
@@ -103,8 +108,8 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		StatusListTTL:     cfg.StatusListTTL,
 		IntrospectionRate: cfg.IntrospectionRate,
 		Catalog:           cfg.Catalog,
-		AdminClientID:     os.Getenv(envAdminClientID),
-		AdminClientSecret: os.Getenv(envAdminClientSecret),
+		AdminClientID:     e.getenv(envAdminClientID),
+		AdminClientSecret: e.getenv(envAdminClientSecret),
 		Logger:            log,
 	})
 	if err != nil {
@@ -162,42 +167,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	return nil
 }
 
-// openStore opens the configured store and the master key that goes with
-// it. On Redis the master key must come from the environment: every
-// instance needs the same one, and a key file on one machine would not be.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, *masterkey.Key, error) {
-	if cfg.Store == "redis" {
-		if os.Getenv(envMasterKey) == "" {
-			return nil, nil, fmt.Errorf("%s is required with store redis: every instance must use the same master key (generate one with `openssl rand -base64 32`)", envMasterKey)
-		}
-		mk, err := loadMasterKey(cfg.DataDir, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		redis.SetLogger(log)
-		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		st, err := redis.Open(octx, redis.Options{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, KeyCache: cfg.RedisKeyCache})
-		if err != nil {
-			return nil, nil, err
-		}
-		return st, mk, nil
-	}
-	mk, err := loadMasterKey(cfg.DataDir, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := bolt.Open(filepath.Join(cfg.DataDir, dbFileName))
-	if err != nil {
-		return nil, nil, err
-	}
-	return st, mk, nil
-}
-
 // loadMasterKey prefers KEYGATE_MASTER_KEY; on the embedded store it can
 // fall back to a generated key file in the data dir.
-func loadMasterKey(dataDir string, log *slog.Logger) (*masterkey.Key, error) {
-	if v := os.Getenv(envMasterKey); v != "" {
+func loadMasterKey(dataDir string, getenv func(string) string, log *slog.Logger) (*masterkey.Key, error) {
+	if v := getenv(envMasterKey); v != "" {
 		k, err := masterkey.Parse(v)
 		if err != nil {
 			return nil, fmt.Errorf("invalid %s: %w", envMasterKey, err)

@@ -53,15 +53,23 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
+// loadConfig is serve's configuration from the flags args, in an empty
+// environment.
 func loadConfig(t *testing.T, args ...string) (config.Config, error) {
+	t.Helper()
+	return loadConfigWith(t, nil, args...)
+}
+
+// loadConfigWith is loadConfig with the environment variables vars.
+func loadConfigWith(t *testing.T, vars map[string]string, args ...string) (config.Config, error) {
 	t.Helper()
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	config.BindFlags(fs)
+	config.BindFlagsFor(fs, storeBackends.names())
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	return config.Load(fs, os.Getenv)
+	return config.LoadFor(fs, testEnv(vars).getenv, storeBackends.names())
 }
 
 type running struct {
@@ -73,12 +81,38 @@ type running struct {
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-// startServe runs serve in a goroutine and waits until /healthz answers.
+// startServe is startServeWith in the process environment, for the seed
+// tests: seed reads the process environment, and serve must find the same
+// master key.
 func startServe(t *testing.T, cfg config.Config) *running {
 	t.Helper()
+	return startServeOn(t, cfg, env{getenv: os.Getenv}, storeBackends)
+}
+
+// startServeWith runs serve on cfg with the environment variables vars in a
+// goroutine and waits until /healthz answers.
+func startServeWith(t *testing.T, cfg config.Config, vars map[string]string) *running {
+	t.Helper()
+	return startServeOn(t, cfg, testEnv(vars), storeBackends)
+}
+
+// startServeOn is startServeWith with the environment e (its stderr is
+// replaced by the log it returns) and the stores in stores.
+func startServeOn(t *testing.T, cfg config.Config, e env, stores backends) *running {
+	t.Helper()
+	return startRunning(t, "http://"+cfg.Listen, func(ctx context.Context, log io.Writer) error {
+		e.stderr = log
+		return serve(ctx, cfg, e, stores)
+	})
+}
+
+// startRunning runs a server (serve, or the serve command) in a goroutine
+// until the test ends and waits until base+"/healthz" answers.
+func startRunning(t *testing.T, base string, run func(ctx context.Context, log io.Writer) error) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{base: "http://" + cfg.Listen, log: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
-	go func() { r.errc <- serve(ctx, cfg, r.log) }()
+	r := &running{base: base, log: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
+	go func() { r.errc <- run(ctx, r.log) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -224,7 +258,7 @@ func readAdminFile(t *testing.T, dir string) (creds struct {
 const firstAdminLog = "created the first admin key"
 
 func TestServeRestartKeepsEverything(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	issuer := "http://" + addr
@@ -235,7 +269,7 @@ func TestServeRestartKeepsEverything(t *testing.T) {
 	}
 
 	// First start: admin key generated into a 0600 file (stderr is no TTY).
-	s1 := startServe(t, cfg)
+	s1 := startServeWith(t, cfg, nil)
 	admin, adminRaw := readAdminFile(t, dir)
 	if !strings.HasPrefix(admin.ClientID, credential.ClientIDPrefix) {
 		t.Fatalf("admin client id %q", admin.ClientID)
@@ -289,7 +323,7 @@ func TestServeRestartKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := startServe(t, cfg2)
+	s2 := startServeWith(t, cfg2, nil)
 	if log2 := s2.log.String(); strings.Contains(log2, firstAdminLog) {
 		t.Errorf("second start generated another admin key:\n%s", log2)
 	}
@@ -331,7 +365,7 @@ func TestServeRestartKeepsEverything(t *testing.T) {
 }
 
 func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	args := []string{"--data-dir", dir, "--listen", addr, "--issuer", "http://" + addr}
@@ -339,7 +373,7 @@ func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServe(t, cfg)
+	s := startServeWith(t, cfg, nil)
 	admin, _ := readAdminFile(t, dir)
 	c := client.New(client.Config{URL: s.base, ClientID: admin.ClientID, ClientSecret: admin.ClientSecret})
 	k, err := c.CreateKey(ctxFor(t), "acme", "Charts", []string{"visualization_sdk"})
@@ -361,8 +395,9 @@ func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var log syncBuffer
-	err = serve(ctx, cfg2, &log)
+	e := testEnv(nil)
+	e.stderr = &syncBuffer{}
+	err = serve(ctx, cfg2, e, storeBackends)
 	if err == nil {
 		t.Fatal("serve started with a catalog that lacks a stored key's permission")
 	}
@@ -381,20 +416,19 @@ func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
 }
 
 func TestServeSeedsAdminFromEnv(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	secret, err := credential.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(envAdminClientID, "ops-admin")
-	t.Setenv(envAdminClientSecret, secret)
-	cfg, err := loadConfig(t, "--data-dir", dir, "--listen", addr)
+	vars := map[string]string{envAdminClientID: "ops-admin", envAdminClientSecret: secret}
+	cfg, err := loadConfigWith(t, vars, "--data-dir", dir, "--listen", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServe(t, cfg)
+	s := startServeWith(t, cfg, vars)
 	tok := teamToken(t, s.base, "ops-admin", secret)
 	if _, claims := verifyWithJWKS(t, s.base, tok); claims.Scope != "keys:admin" || claims.ClientID != "ops-admin" {
 		t.Fatalf("admin token claims %+v", claims)
@@ -415,6 +449,7 @@ func TestServeSeedsAdminFromEnv(t *testing.T) {
 }
 
 func TestServeRejectsBadAdminEnv(t *testing.T) {
+	t.Parallel()
 	good, err := credential.NewSecret()
 	if err != nil {
 		t.Fatal(err)
@@ -437,18 +472,19 @@ func TestServeRejectsBadAdminEnv(t *testing.T) {
 		{"bad id", "a b", good, []string{envAdminClientID}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t)
-			t.Setenv(envAdminClientID, tc.id)
-			t.Setenv(envAdminClientSecret, tc.secret)
+			t.Parallel()
+			vars := map[string]string{envAdminClientID: tc.id, envAdminClientSecret: tc.secret}
 			dir := t.TempDir()
-			cfg, err := loadConfig(t, "--data-dir", dir, "--listen", freeAddr(t))
+			cfg, err := loadConfigWith(t, vars, "--data-dir", dir, "--listen", freeAddr(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var log syncBuffer
-			err = serve(ctx, cfg, &log)
+			e := testEnv(vars)
+			e.stderr = &log
+			err = serve(ctx, cfg, e, storeBackends)
 			if err == nil || ctx.Err() != nil {
 				t.Fatalf("serve accepted admin credentials %q/%q (err %v)", tc.id, tc.secret, err)
 			}
@@ -468,7 +504,7 @@ func TestServeRejectsBadAdminEnv(t *testing.T) {
 }
 
 func TestServeRejectsInvalidSetting(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	_, _, err := run(t, "serve", "--signing-alg", "HS256", "--data-dir", dir, "--listen", freeAddr(t))
 	if err == nil {
@@ -487,8 +523,7 @@ func TestServeRejectsInvalidSetting(t *testing.T) {
 	}
 
 	// Same through config.Load directly, and from the environment.
-	t.Setenv("KEYGATE_SIGNING_ALG", "none")
-	_, err = loadConfig(t, "--data-dir", dir)
+	_, err = loadConfigWith(t, map[string]string{"KEYGATE_SIGNING_ALG": "none"}, "--data-dir", dir)
 	if err == nil || !strings.Contains(err.Error(), "signing_alg") || !strings.Contains(err.Error(), `"none"`) || !strings.Contains(err.Error(), "KEYGATE_SIGNING_ALG") {
 		t.Fatalf("env KEYGATE_SIGNING_ALG=none: %v", err)
 	}
