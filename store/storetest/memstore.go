@@ -1,0 +1,324 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// MemStore is a minimal in-memory store.Store. It is the reference backend
+// the suite checks itself against (TestReference), and a fast store for
+// tests of the code above the store (servertest.Memory). It holds Go values,
+// not encoded bytes, so it copies on every way in and out; one lock
+// serialises every call. Nothing persists.
+type MemStore struct {
+	mu         sync.Mutex
+	keys       map[string]store.Key
+	singletons map[string][]byte
+	signing    store.SigningKeys
+	nextIndex  int64
+	revoked    []byte
+	deny       map[string]time.Time
+}
+
+var _ store.Store = (*MemStore)(nil)
+
+// NewMemStore returns an empty store.
+func NewMemStore() *MemStore {
+	return &MemStore{keys: map[string]store.Key{}, singletons: map[string][]byte{}, deny: map[string]time.Time{}}
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func cloneKey(k store.Key) store.Key {
+	k.Permissions = slices.Clone(k.Permissions)
+	k.SecretHash = bytes.Clone(k.SecretHash)
+	k.PreviousSecretHash = bytes.Clone(k.PreviousSecretHash)
+	k.CreatedAt, k.LastUsedAt = utc(k.CreatedAt), utc(k.LastUsedAt)
+	k.PreviousSecretExpiresAt, k.SecretRotatedAt = utc(k.PreviousSecretExpiresAt), utc(k.SecretRotatedAt)
+	return k
+}
+
+func cloneSigningKey(k store.SigningKey) store.SigningKey {
+	k.PrivateKeySealed = bytes.Clone(k.PrivateKeySealed)
+	k.CreatedAt = utc(k.CreatedAt)
+	return k
+}
+
+func cloneSigning(s store.SigningKeys) store.SigningKeys {
+	var out store.SigningKeys
+	if s.Active != nil {
+		a := cloneSigningKey(*s.Active)
+		out.Active = &a
+	}
+	for _, r := range s.Retired {
+		out.Retired = append(out.Retired, store.RetiredSigningKey{SigningKey: cloneSigningKey(r.SigningKey), PublishUntil: utc(r.PublishUntil)})
+	}
+	return out
+}
+
+func (m *MemStore) lock(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	return m.mu.Unlock, nil
+}
+
+func (m *MemStore) CreateKey(ctx context.Context, k store.Key, max int) error {
+	if err := store.CheckClientID(k); err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, ok := m.keys[k.ClientID]; ok {
+		return store.ErrAlreadyExists
+	}
+	n := 0
+	for _, o := range m.keys {
+		if o.TeamID == k.TeamID {
+			n++
+		}
+	}
+	if max > 0 && n >= max {
+		return store.ErrTeamLimit
+	}
+	m.keys[k.ClientID] = cloneKey(k)
+	return nil
+}
+
+func (m *MemStore) GetKey(ctx context.Context, id string) (store.Key, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.Key{}, err
+	}
+	defer unlock()
+	k, ok := m.keys[id]
+	if !ok {
+		return store.Key{}, store.ErrNotFound
+	}
+	return cloneKey(k), nil
+}
+
+func (m *MemStore) ListKeys(ctx context.Context, team string) ([]store.Key, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []store.Key
+	for _, k := range m.keys {
+		if k.TeamID == team {
+			out = append(out, cloneKey(k))
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Key) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ClientID, b.ClientID)
+	})
+	return out, nil
+}
+
+func (m *MemStore) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	counts := map[string]int{}
+	for _, k := range m.keys {
+		if k.TeamID != "" && strings.HasPrefix(k.TeamID, q.Prefix) && k.TeamID > q.After {
+			counts[k.TeamID]++
+		}
+	}
+	out := make([]store.TeamCount, 0, len(counts))
+	for team, n := range counts {
+		out = append(out, store.TeamCount{TeamID: team, Keys: n})
+	}
+	slices.SortFunc(out, func(a, b store.TeamCount) int { return strings.Compare(a.TeamID, b.TeamID) })
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
+}
+
+func (m *MemStore) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	all := make([]store.Key, 0, len(m.keys))
+	for _, k := range m.keys {
+		all = append(all, cloneKey(k))
+	}
+	unlock()
+	for _, k := range all {
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *MemStore) UpdateKey(ctx context.Context, id string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.Key{}, err
+	}
+	defer unlock()
+	cur, ok := m.keys[id]
+	if !ok {
+		return store.Key{}, store.ErrNotFound
+	}
+	next, err := update(cloneKey(cur))
+	if err != nil {
+		return store.Key{}, err
+	}
+	if next.ClientID != cur.ClientID || next.TeamID != cur.TeamID {
+		return store.Key{}, errors.New("identity cannot change")
+	}
+	m.keys[id] = cloneKey(next)
+	return cloneKey(next), nil
+}
+
+func (m *MemStore) DeleteKey(ctx context.Context, team, id string) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if k, ok := m.keys[id]; !ok || k.TeamID != team {
+		return fmt.Errorf("delete %s: %w", id, store.ErrNotFound)
+	}
+	delete(m.keys, id)
+	return nil
+}
+
+func (m *MemStore) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for id, at := range used {
+		if k, ok := m.keys[id]; ok && at.After(k.LastUsedAt) {
+			k.LastUsedAt = utc(at)
+			m.keys[id] = k
+		}
+	}
+	return nil
+}
+
+func (m *MemStore) CreateSingleton(ctx context.Context, name string, v []byte) ([]byte, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if cur, ok := m.singletons[name]; ok {
+		return bytes.Clone(cur), nil
+	}
+	m.singletons[name] = bytes.Clone(v)
+	return bytes.Clone(v), nil
+}
+
+func (m *MemStore) SigningKeys(ctx context.Context) (store.SigningKeys, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.SigningKeys{}, err
+	}
+	defer unlock()
+	return cloneSigning(m.signing), nil
+}
+
+func (m *MemStore) UpdateSigningKeys(ctx context.Context, update func(store.SigningKeys) (store.SigningKeys, error)) (store.SigningKeys, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.SigningKeys{}, err
+	}
+	defer unlock()
+	next, err := update(cloneSigning(m.signing))
+	if err != nil {
+		return store.SigningKeys{}, err
+	}
+	m.signing = cloneSigning(next)
+	return cloneSigning(m.signing), nil
+}
+
+func (m *MemStore) Ping(ctx context.Context) error { return ctx.Err() }
+func (m *MemStore) Close() error                   { return nil }
+
+func (m *MemStore) NextStatusIndex(ctx context.Context) (int64, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	m.nextIndex++
+	return m.nextIndex, nil
+}
+
+func (m *MemStore) RevokeStatus(ctx context.Context, idx int64) error {
+	if idx < 0 {
+		return store.ErrInvalid
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for int64(len(m.revoked)) <= idx/8 {
+		m.revoked = append(m.revoked, 0)
+	}
+	m.revoked[idx/8] |= 1 << (idx % 8)
+	return nil
+}
+
+func (m *MemStore) StatusList(ctx context.Context) (store.StatusList, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.StatusList{}, err
+	}
+	defer unlock()
+	return store.StatusList{Revoked: bytes.Clone(m.revoked), Allocated: m.nextIndex}, nil
+}
+
+func (m *MemStore) DenyToken(ctx context.Context, jti string, until time.Time) error {
+	if jti == "" {
+		return store.ErrInvalid
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m.deny[jti] = until
+	return nil
+}
+
+func (m *MemStore) TokenDenied(ctx context.Context, jti string) (bool, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	until, ok := m.deny[jti]
+	return ok && until.After(time.Now()), nil
+}
