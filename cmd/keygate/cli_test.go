@@ -29,21 +29,6 @@ import (
 
 const cliAdminID = "cli-admin"
 
-// clearEnv makes sure no KEYGATE_* variable of the developer's shell leaks
-// into a test that reads the process environment: only the seed tests,
-// because seed does not take an env yet. Every other test gives its
-// commands a testEnv and so never changes the process environment.
-func clearEnv(t *testing.T) {
-	t.Helper()
-	for _, v := range []string{envURL, envAdminClientID, envAdminClientSecret, envMasterKey,
-		"KEYGATE_CONFIG", "KEYGATE_LISTEN", "KEYGATE_DATA_DIR", "KEYGATE_ISSUER", "KEYGATE_AUDIENCE",
-		"KEYGATE_TOKEN_TTL", "KEYGATE_SIGNING_ALG", "KEYGATE_MAX_KEYS_PER_TEAM", "KEYGATE_LOG_LEVEL",
-		"KEYGATE_LOG_FORMAT", "KEYGATE_SHUTDOWN_TIMEOUT",
-		"KEYGATE_STORE", "KEYGATE_REDIS_URL", "KEYGATE_REDIS_PREFIX", "KEYGATE_STORE_TIMEOUT"} {
-		t.Setenv(v, "")
-	}
-}
-
 type cliEnv struct {
 	url        string
 	secret     string

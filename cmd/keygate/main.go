@@ -45,6 +45,6 @@ func rootCommand(e env) *cobra.Command {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	root.AddCommand(serveCommand(e, storeBackends), seedCommand(), keysCommand(e), benchCommand(e), secretCommand(), versionCommand())
+	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), benchCommand(e), secretCommand(), versionCommand())
 	return root
 }

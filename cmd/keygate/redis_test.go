@@ -35,16 +35,6 @@ func redisVars(t *testing.T) map[string]string {
 	return map[string]string{envMasterKey: mk}
 }
 
-// clearRedisEnv is clearEnv plus a fresh shared KEYGATE_MASTER_KEY in the
-// process environment, for the seed tests (see clearEnv).
-func clearRedisEnv(t *testing.T) {
-	t.Helper()
-	clearEnv(t)
-	for k, v := range redisVars(t) {
-		t.Setenv(k, v)
-	}
-}
-
 func redisArgs(dataDir, listen, issuer, redisURL, prefix string) []string {
 	args := []string{"--store", "redis", "--redis-url", redisURL, "--redis-prefix", prefix,
 		"--data-dir", dataDir, "--listen", listen}

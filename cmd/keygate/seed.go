@@ -31,7 +31,7 @@ type seedOptions struct {
 	permissions []string
 }
 
-func seedCommand() *cobra.Command {
+func seedCommand(e env) *cobra.Command {
 	var o seedOptions
 	cmd := &cobra.Command{
 		Use:   "seed",
@@ -55,16 +55,17 @@ running servers.`,
 		Example: `  keygate seed --keys 1000000 --record 10000 --out creds.txt`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cmd.Flags(), seedGetenv)
+			getenv := seedGetenv(e.getenv)
+			cfg, err := config.LoadFor(cmd.Flags(), getenv, storeBackends.names())
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return seed(ctx, cfg, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return seed(ctx, cfg, o, getenv, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	config.BindFlags(cmd.Flags())
+	config.BindFlagsFor(cmd.Flags(), storeBackends.names())
 	f := cmd.Flags()
 	f.IntVar(&o.keys, "keys", 1000000, "how many keys to create")
 	f.IntVar(&o.record, "record", 10000, "how many keys' credentials to write to --out (0: none)")
@@ -81,15 +82,18 @@ running servers.`,
 // not need serve's --issuer to run.
 const seedIssuer = "http://keygate-seed.invalid"
 
-func seedGetenv(name string) string {
-	v := os.Getenv(name)
-	if name == "KEYGATE_ISSUER" && v == "" {
-		return seedIssuer
+// seedGetenv is getenv with seedIssuer for an unset KEYGATE_ISSUER.
+func seedGetenv(getenv func(string) string) func(string) string {
+	return func(name string) string {
+		v := getenv(name)
+		if name == "KEYGATE_ISSUER" && v == "" {
+			return seedIssuer
+		}
+		return v
 	}
-	return v
 }
 
-func seed(ctx context.Context, cfg config.Config, o seedOptions, stdout, stderr io.Writer) error {
+func seed(ctx context.Context, cfg config.Config, o seedOptions, getenv func(string) string, stdout, stderr io.Writer) error {
 	if o.record > 0 && o.out == "" {
 		return errors.New("--out is required to record credentials (or pass --record 0)")
 	}
@@ -118,7 +122,7 @@ func seed(ctx context.Context, cfg config.Config, o seedOptions, stdout, stderr 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	st, mk, err := openStore(ctx, cfg, log)
+	st, mk, err := storeBackends.open(ctx, cfg, getenv, log)
 	if errors.Is(err, bolt.ErrLocked) {
 		return fmt.Errorf("the store %s is in use, most likely by a running `keygate serve`: a bbolt file has one process at a time; stop the server, seed, then start it again (%w)",
 			filepath.Join(cfg.DataDir, dbFileName), err)

@@ -14,12 +14,13 @@ import (
 	"github.com/keygate/keygate/internal/redistest"
 )
 
-// runSeed executes `keygate seed args…` with its output captured.
-func runSeed(t *testing.T, args ...string) (stdout, stderr string, err error) {
+// runSeed executes `keygate seed args…` with the environment variables
+// vars and its output captured.
+func runSeed(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := seedCommand()
+	cmd := seedCommand(testEnv(vars))
 	var out, errOut bytes.Buffer
 	cmd.SetArgs(args)
 	cmd.SetOut(&out)
@@ -63,14 +64,14 @@ func readCreds(t *testing.T, path string, want int) [][2]string {
 }
 
 func TestSeedBolt(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := t.TempDir()
 	creds := filepath.Join(t.TempDir(), "creds.txt")
 	// An earlier, world-readable file is replaced by a 0600 one.
 	if err := os.WriteFile(creds, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, err := runSeed(t, "--data-dir", dir, "--keys", "2000", "--record", "100", "--batch", "700", "--out", creds)
+	out, stderr, err := runSeed(t, nil, "--data-dir", dir, "--keys", "2000", "--record", "100", "--batch", "700", "--out", creds)
 	if err != nil {
 		t.Fatalf("seed: %v\nstderr: %s", err, stderr)
 	}
@@ -88,14 +89,14 @@ func TestSeedBolt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startServe(t, cfg)
+	r := startServeWith(t, cfg, nil)
 	for _, p := range [][2]string{pairs[0], pairs[50], pairs[99]} {
 		teamToken(t, r.base, p[0], p[1])
 	}
 
 	// While serve holds the file, seed refuses with a clear reason, and
 	// the earlier credentials file is left alone.
-	_, _, err = runSeed(t, "--data-dir", dir, "--keys", "10", "--record", "5", "--out", creds)
+	_, _, err = runSeed(t, nil, "--data-dir", dir, "--keys", "10", "--record", "5", "--out", creds)
 	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "keygate serve") {
 		t.Fatalf("seed beside serve on bbolt: %v", err)
 	}
@@ -109,7 +110,7 @@ func TestSeedBolt(t *testing.T) {
 }
 
 func TestSeedRefusesBadFlags(t *testing.T) {
-	clearEnv(t)
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		args []string
@@ -120,7 +121,7 @@ func TestSeedRefusesBadFlags(t *testing.T) {
 		{[]string{"--keys", "10", "--record", "1", "--out", filepath.Join(dir, "no", "such", "dir", "c")}, "credentials file"},
 		{[]string{"--keys", "10", "--record", "0", "--permission", "no_such_permission"}, "no_such_permission"},
 	} {
-		_, _, err := runSeed(t, append([]string{"--data-dir", dir}, tc.args...)...)
+		_, _, err := runSeed(t, nil, append([]string{"--data-dir", dir}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("seed %v: err %v, want one mentioning %q", tc.args, err, tc.want)
 		}
@@ -130,7 +131,7 @@ func TestSeedRefusesBadFlags(t *testing.T) {
 // TestSeedRedis seeds beside a running serve on the same Redis: the
 // seeded keys get tokens from it at once.
 func TestSeedRedis(t *testing.T) {
-	clearRedisEnv(t)
+	vars := redisVars(t)
 	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -138,10 +139,10 @@ func TestSeedRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startServe(t, cfg)
+	r := startServeWith(t, cfg, vars)
 
 	creds := filepath.Join(t.TempDir(), "creds.txt")
-	out, stderr, err := runSeed(t, "--store", "redis", "--redis-url", redistest.URL(), "--redis-prefix", prefix,
+	out, stderr, err := runSeed(t, vars, "--store", "redis", "--redis-url", redistest.URL(), "--redis-prefix", prefix,
 		"--data-dir", dir, "--keys", "2000", "--record", "100", "--out", creds)
 	if err != nil {
 		t.Fatalf("seed: %v\nstderr: %s", err, stderr)
@@ -158,8 +159,7 @@ func TestSeedRedis(t *testing.T) {
 	}
 
 	// Without KEYGATE_MASTER_KEY, as serve, seed refuses Redis.
-	t.Setenv(envMasterKey, "")
-	if _, _, err := runSeed(t, "--store", "redis", "--redis-url", redistest.URL(), "--redis-prefix", prefix,
+	if _, _, err := runSeed(t, map[string]string{envMasterKey: ""}, "--store", "redis", "--redis-url", redistest.URL(), "--redis-prefix", prefix,
 		"--data-dir", dir, "--keys", "10", "--record", "0"); err == nil || !strings.Contains(err.Error(), envMasterKey) {
 		t.Fatalf("seed on Redis without a master key: %v", err)
 	}

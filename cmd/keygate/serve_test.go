@@ -81,14 +81,6 @@ type running struct {
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-// startServe is startServeWith in the process environment, for the seed
-// tests: seed reads the process environment, and serve must find the same
-// master key.
-func startServe(t *testing.T, cfg config.Config) *running {
-	t.Helper()
-	return startServeOn(t, cfg, env{getenv: os.Getenv}, storeBackends)
-}
-
 // startServeWith runs serve on cfg with the environment variables vars in a
 // goroutine and waits until /healthz answers.
 func startServeWith(t *testing.T, cfg config.Config, vars map[string]string) *running {

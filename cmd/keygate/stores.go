@@ -100,9 +100,3 @@ func (b backends) open(ctx context.Context, cfg config.Config, getenv func(strin
 	}
 	return st, mk, nil
 }
-
-// openStore is storeBackends.open with the process environment, for seed,
-// which does not take an env yet.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, *masterkey.Key, error) {
-	return storeBackends.open(ctx, cfg, processEnv().getenv, log)
-}
