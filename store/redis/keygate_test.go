@@ -1,28 +1,23 @@
 package redis_test
 
-// A real keygate (server.New behind httptest on loopback) on a Redis store,
-// for the fault and round-trip tests. servertest.Start only takes bbolt, so
-// this is its Redis twin: known admin key, issuer = the server's own URL.
+// A real keygate on a Redis store the test opened itself (a redis-server it
+// kills, a store with a key cache, a cluster client with hooks), started by
+// servertest. The helpers here answer with the decoded body and how long
+// the request took: the fault tests bound how long keygate may take to
+// answer while Redis is gone.
 
 import (
 	"bytes"
-	"context"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/masterkey"
-	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -32,66 +27,16 @@ func init() {
 }
 
 type keygate struct {
-	t           testing.TB
-	URL         string
-	AdminID     string
-	AdminSecret string
-	Srv         *server.Server
-	http        *http.Client
+	*servertest.Env
+	t testing.TB
 }
 
-// startKeygate runs keygate on st until the test ends. wrap, when non-nil,
-// sees every request first.
+// startKeygate runs keygate on st until the test ends (servertest's known
+// admin key; the issuer is the server's own URL). wrap, when non-nil, sees
+// every request first.
 func startKeygate(t testing.TB, st store.Store, wrap func(http.Handler) http.Handler) *keygate {
 	t.Helper()
-	enc, err := masterkey.Generate() // base64 of 32 random bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := masterkey.Parse(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := credential.NewSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Listen first so the issuer is the server's real URL.
-	var handler atomic.Pointer[http.Handler]
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := handler.Load()
-		if h == nil {
-			http.Error(w, "not started", http.StatusServiceUnavailable)
-			return
-		}
-		(*h).ServeHTTP(w, r)
-	}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv, err := server.New(ctx, server.Options{
-		Store:             st,
-		MasterKey:         mk,
-		Issuer:            ts.URL,
-		AdminClientID:     "test-admin",
-		AdminClientSecret: secret,
-	})
-	if err != nil {
-		ts.Close()
-		t.Fatalf("server.New: %v", err)
-	}
-	var h http.Handler = srv
-	if wrap != nil {
-		h = wrap(srv)
-	}
-	handler.Store(&h)
-	t.Cleanup(func() {
-		ts.Close()  // stop serving first
-		srv.Close() // then flush last-used times (bounded by the store timeout)
-	})
-	return &keygate{t: t, URL: ts.URL, AdminID: "test-admin", AdminSecret: secret, Srv: srv,
-		// Far above every bound asserted here: a hang shows up as a slow
-		// answer, never as a stuck test.
-		http: &http.Client{Timeout: 15 * time.Second}}
+	return &keygate{Env: servertest.StartWith(t, servertest.Config{Backend: servertest.Existing(st), Wrap: wrap}), t: t}
 }
 
 // answer is one HTTP response, decoded.
@@ -107,10 +52,7 @@ func (a answer) str(field string) string { s, _ := a.Body[field].(string); retur
 
 func (kg *keygate) do(method, path, contentType, auth string, body string) answer {
 	kg.t.Helper()
-	req, err := http.NewRequest(method, kg.URL+path, strings.NewReader(body))
-	if err != nil {
-		kg.t.Fatal(err)
-	}
+	req := kg.NewRequest(kg.t, method, path, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -118,7 +60,7 @@ func (kg *keygate) do(method, path, contentType, auth string, body string) answe
 		req.Header.Set("Authorization", auth)
 	}
 	start := time.Now()
-	resp, err := kg.http.Do(req)
+	resp, err := kg.Client.Do(req)
 	if err != nil {
 		kg.t.Fatalf("%s %s: %v (after %v)", method, path, err, time.Since(start))
 	}
@@ -136,8 +78,7 @@ func (kg *keygate) do(method, path, contentType, auth string, body string) answe
 // token asks for a client-credentials token with HTTP Basic.
 func (kg *keygate) token(id, secret string) answer {
 	kg.t.Helper()
-	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
-	return kg.do(http.MethodPost, "/oauth/token", "application/x-www-form-urlencoded", "Basic "+basic, "grant_type=client_credentials")
+	return kg.do(http.MethodPost, "/oauth/token", "application/x-www-form-urlencoded", servertest.BasicAuth(id, secret), "grant_type=client_credentials")
 }
 
 // adminToken returns an access token of the admin key, or fails.
