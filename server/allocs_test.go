@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 )
 
 // tokenAllocBudget is what one token request may allocate in the server.
@@ -44,8 +45,8 @@ func TestTokenAllocationBudget(t *testing.T) {
 	for alg, budget := range tokenAllocBudget {
 		t.Run(alg, func(t *testing.T) {
 			e := newTestEnv(t, server.Options{SigningAlg: alg})
-			k := e.createKey(t, "bench", "bench", permAccounting)
-			auth := basicAuth(k.ClientID, k.ClientSecret)
+			k := e.CreateKey(t, "bench", "bench", permAccounting)
+			auth := servertest.BasicAuth(k.ClientID, k.ClientSecret)
 			body := []byte(benchTokenBody)
 
 			const runs = 200
@@ -63,7 +64,7 @@ func TestTokenAllocationBudget(t *testing.T) {
 			allocs := testing.AllocsPerRun(runs, func() {
 				clear(w.h)
 				w.status = 0
-				e.Srv.ServeHTTP(w, reqs[i])
+				e.Server.ServeHTTP(w, reqs[i])
 				i++
 				if w.status != http.StatusOK {
 					t.Fatalf("status %d", w.status)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 )
 
 const benchTokenBody = "grant_type=client_credentials"
@@ -21,8 +22,8 @@ const benchTokenBody = "grant_type=client_credentials"
 func benchTokenSetup(b *testing.B, alg string) (http.Handler, string) {
 	b.Helper()
 	e := newTestEnv(b, server.Options{SigningAlg: alg})
-	k := e.createKey(b, "bench", "bench", permAccounting)
-	return e.Srv, basicAuth(k.ClientID, k.ClientSecret)
+	k := e.CreateKey(b, "bench", "bench", permAccounting)
+	return e.Server, servertest.BasicAuth(k.ClientID, k.ClientSecret)
 }
 
 // tokenOnce sends one token request straight to the handler and reports

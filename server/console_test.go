@@ -18,11 +18,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 )
 
 // consoleOnlyHeaders belong to the console's answers and to no other.
@@ -35,7 +35,7 @@ func (e *testEnv) doNoRedirect(tb testing.TB, method, path string) response {
 		Timeout:       e.Client.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	resp, err := client.Do(e.newRequest(tb, method, path, nil))
+	resp, err := client.Do(e.NewRequest(tb, method, path, nil))
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -77,7 +77,7 @@ func TestConsoleServed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := e.do(t, e.newRequest(t, http.MethodGet, "/console/", nil))
+	r := e.Do(t, e.NewRequest(t, http.MethodGet, "/console/", nil))
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET /console/: %s", r)
 	}
@@ -96,32 +96,32 @@ func TestConsoleServed(t *testing.T) {
 		{"/console/console.css", "text/css"},
 		{"/console/icon.svg", "image/svg+xml"},
 	} {
-		r := e.do(t, e.newRequest(t, http.MethodGet, tc.path, nil))
+		r := e.Do(t, e.NewRequest(t, http.MethodGet, tc.path, nil))
 		if r.Status != http.StatusOK || contentMediaType(r) != tc.mediaType {
 			t.Errorf("GET %s: %d %q, want 200 %s", tc.path, r.Status, r.Header.Get("Content-Type"), tc.mediaType)
 		}
 		checkConsoleHeaders(t, "GET "+tc.path, r)
 	}
 
-	head := e.do(t, e.newRequest(t, http.MethodHead, "/console/", nil))
+	head := e.Do(t, e.NewRequest(t, http.MethodHead, "/console/", nil))
 	if head.Status != http.StatusOK || len(head.Body) != 0 || contentMediaType(head) != "text/html" {
 		t.Errorf("HEAD /console/: %d %q with %d body bytes, want 200 text/html and no body", head.Status, head.Header.Get("Content-Type"), len(head.Body))
 	}
 	checkConsoleHeaders(t, "HEAD /console/", head)
 
-	req := e.newRequest(t, http.MethodGet, "/console/", nil)
+	req := e.NewRequest(t, http.MethodGet, "/console/", nil)
 	req.Header.Set("If-None-Match", etag)
-	if r := e.do(t, req); r.Status != http.StatusNotModified || len(r.Body) != 0 {
+	if r := e.Do(t, req); r.Status != http.StatusNotModified || len(r.Body) != 0 {
 		t.Errorf("GET /console/ with If-None-Match %s: %d and %d body bytes, want 304 and none", etag, r.Status, len(r.Body))
 	}
 
-	missing := e.do(t, e.newRequest(t, http.MethodGet, "/console/missing.js", nil))
+	missing := e.Do(t, e.NewRequest(t, http.MethodGet, "/console/missing.js", nil))
 	if missing.Status != http.StatusNotFound {
 		t.Errorf("GET /console/missing.js: %s, want 404", missing)
 	}
 	checkConsoleHeaders(t, "GET /console/missing.js", missing)
 
-	if r := e.do(t, e.newRequest(t, http.MethodPost, "/console/", nil)); r.Status != http.StatusMethodNotAllowed {
+	if r := e.Do(t, e.NewRequest(t, http.MethodPost, "/console/", nil)); r.Status != http.StatusMethodNotAllowed {
 		t.Errorf("POST /console/: %s, want 405", r)
 	}
 
@@ -141,11 +141,11 @@ func TestConsoleHeadersStayOffOtherPaths(t *testing.T) {
 	e := newTestEnv(t, server.Options{})
 	grant := url.Values{"grant_type": {"client_credentials"}}
 	answers := map[string]response{
-		"POST /oauth/token (200)":                     e.tokenRequest(t, e.AdminID, e.AdminSecret, grant),
-		"POST /oauth/token (401)":                     e.tokenRequest(t, e.AdminID, "wrong", grant),
-		"GET /.well-known/jwks.json":                  e.do(t, e.newRequest(t, http.MethodGet, "/.well-known/jwks.json", nil)),
-		"GET /.well-known/oauth-authorization-server": e.do(t, e.newRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil)),
-		"GET /v1/teams":                               e.api(t, e.adminToken(t), http.MethodGet, "/v1/teams", nil),
+		"POST /oauth/token (200)":                     e.TokenRequest(t, e.AdminID, e.AdminSecret, grant),
+		"POST /oauth/token (401)":                     e.TokenRequest(t, e.AdminID, "wrong", grant),
+		"GET /.well-known/jwks.json":                  e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/jwks.json", nil)),
+		"GET /.well-known/oauth-authorization-server": e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil)),
+		"GET /v1/teams":                               e.API(t, e.AdminToken(t), http.MethodGet, "/v1/teams", nil),
 	}
 	if r := answers["POST /oauth/token (200)"]; r.Status != http.StatusOK {
 		t.Fatalf("token request: %s", r)
@@ -170,15 +170,15 @@ func TestManagementAnswersAreNoStore(t *testing.T) {
 		r      response
 		status int
 	}{
-		{"GET /v1/teams", e.api(t, f.admin, http.MethodGet, "/v1/teams", nil), 200},
-		{"GET /v1/permissions", e.api(t, f.admin, http.MethodGet, "/v1/permissions", nil), 200},
-		{"GET /v1/teams/acme/keys", e.api(t, f.admin, http.MethodGet, "/v1/teams/acme/keys", nil), 200},
-		{"GET /v1/teams/acme/keys/{id}", e.api(t, f.admin, http.MethodGet, "/v1/teams/acme/keys/"+f.acme.ClientID, nil), 200},
-		{"GET /v1/teams without a token", e.api(t, "", http.MethodGet, "/v1/teams", nil), 401},
-		{"GET /v1/permissions without a token", e.api(t, "", http.MethodGet, "/v1/permissions", nil), 401},
-		{"GET /v1/teams with a team token", e.api(t, f.teamToken, http.MethodGet, "/v1/teams", nil), 403},
-		{"POST /v1/teams", e.api(t, f.admin, http.MethodPost, "/v1/teams", nil), 405},
-		{"POST /v1/teams/gamma/keys", e.api(t, f.admin, http.MethodPost, "/v1/teams/gamma/keys",
+		{"GET /v1/teams", e.API(t, f.admin, http.MethodGet, "/v1/teams", nil), 200},
+		{"GET /v1/permissions", e.API(t, f.admin, http.MethodGet, "/v1/permissions", nil), 200},
+		{"GET /v1/teams/acme/keys", e.API(t, f.admin, http.MethodGet, "/v1/teams/acme/keys", nil), 200},
+		{"GET /v1/teams/acme/keys/{id}", e.API(t, f.admin, http.MethodGet, "/v1/teams/acme/keys/"+f.acme.ClientID, nil), 200},
+		{"GET /v1/teams without a token", e.API(t, "", http.MethodGet, "/v1/teams", nil), 401},
+		{"GET /v1/permissions without a token", e.API(t, "", http.MethodGet, "/v1/permissions", nil), 401},
+		{"GET /v1/teams with a team token", e.API(t, f.teamToken, http.MethodGet, "/v1/teams", nil), 403},
+		{"POST /v1/teams", e.API(t, f.admin, http.MethodPost, "/v1/teams", nil), 405},
+		{"POST /v1/teams/gamma/keys", e.API(t, f.admin, http.MethodPost, "/v1/teams/gamma/keys",
 			map[string]any{"name": "gamma key", "permissions": []string{permAccounting}}), 201},
 	}
 	for _, a := range answers {
@@ -220,7 +220,7 @@ func getTeams(tb testing.TB, e *testEnv, tok string) teamsAnswer {
 
 func getTeamsPage(tb testing.TB, e *testEnv, tok, query string) teamsAnswer {
 	tb.Helper()
-	r := e.api(tb, tok, http.MethodGet, "/v1/teams"+query, nil)
+	r := e.API(tb, tok, http.MethodGet, "/v1/teams"+query, nil)
 	if r.Status != http.StatusOK {
 		tb.Fatalf("GET /v1/teams: %s", r)
 	}
@@ -250,9 +250,13 @@ func getTeamsPage(tb testing.TB, e *testEnv, tok, query string) teamsAnswer {
 }
 
 func TestTeamsList(t *testing.T) {
+	forEachBackend(t, testTeamsList)
+}
+
+func testTeamsList(t *testing.T, b servertest.Backend) {
 	const maxKeys = 3 // not the default 5, to see the configured value
-	e := newTestEnv(t, server.Options{MaxKeysPerTeam: maxKeys})
-	admin := e.adminToken(t)
+	e := startEnv(t, servertest.Config{Options: server.Options{MaxKeysPerTeam: maxKeys}, Backend: b})
+	admin := e.AdminToken(t)
 
 	a := getTeams(t, e, admin)
 	if got := string(a.raw["teams"]); got != "[]" {
@@ -262,9 +266,9 @@ func TestTeamsList(t *testing.T) {
 		t.Errorf("max_keys %d, want the configured %d", a.MaxKeys, maxKeys)
 	}
 
-	beta1 := e.createKeyWith(t, admin, "beta", "beta one", permAccounting)
-	beta2 := e.createKeyWith(t, admin, "beta", "beta two", permVisualization)
-	acme := e.createKeyWith(t, admin, "acme", "acme one", permAccounting)
+	beta1 := e.CreateKeyWith(t, admin, "beta", "beta one", permAccounting)
+	beta2 := e.CreateKeyWith(t, admin, "beta", "beta two", permVisualization)
+	acme := e.CreateKeyWith(t, admin, "acme", "acme one", permAccounting)
 
 	check := func(when, want string) {
 		t.Helper()
@@ -285,17 +289,17 @@ func TestTeamsList(t *testing.T) {
 	// exists and has been used) is no team.
 	check("after 2 keys in beta and 1 in acme", "acme:k beta:kk")
 
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+acme.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+acme.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete acme's key: %s", r)
 	}
 	check("after deleting acme's only key", "beta:kk")
 
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/beta/keys/"+beta1.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/beta/keys/"+beta1.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete a beta key: %s", r)
 	}
 	check("after deleting one beta key", "beta:k")
 
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/beta/keys/"+beta2.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/beta/keys/"+beta2.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete the last beta key: %s", r)
 	}
 	if got := string(getTeams(t, e, admin).raw["teams"]); got != "[]" {
@@ -306,16 +310,20 @@ func TestTeamsList(t *testing.T) {
 // TestTeamsPaging: prefix, after and limit select a page, next leads to the
 // following one and is null on the last.
 func TestTeamsPaging(t *testing.T) {
-	e := newTestEnv(t, server.Options{})
-	admin := e.adminToken(t)
+	forEachBackend(t, testTeamsPaging)
+}
+
+func testTeamsPaging(t *testing.T, b servertest.Backend) {
+	e := startEnv(t, servertest.Config{Backend: b})
+	admin := e.AdminToken(t)
 	var all []string
 	for i := 1; i <= 12; i++ {
 		team := fmt.Sprintf("team-%02d", i)
-		e.createKeyWith(t, admin, team, "k", permAccounting)
+		e.CreateKeyWith(t, admin, team, "k", permAccounting)
 		all = append(all, team)
 	}
-	e.createKeyWith(t, admin, "zeta", "k", permAccounting)
-	e.createKeyWith(t, admin, "Acme", "k", permAccounting) // byte order: before every lower-case ID
+	e.CreateKeyWith(t, admin, "zeta", "k", permAccounting)
+	e.CreateKeyWith(t, admin, "Acme", "k", permAccounting) // byte order: before every lower-case ID
 
 	ids := func(a teamsAnswer) []string {
 		out := []string{}
@@ -354,8 +362,8 @@ func TestTeamsPaging(t *testing.T) {
 	}
 
 	// Bad parameters: a problem naming the parameter, and nothing changes.
-	time.Sleep(flushWait)
-	before := e.snapshot(t)
+	e.FlushLastUsed(t)
+	before := e.Snapshot(t)
 	for _, c := range []struct{ query, mention string }{
 		{"?prefix=-team", "prefix"},
 		{"?prefix=" + strings.Repeat("a", 65), "prefix"},
@@ -367,7 +375,7 @@ func TestTeamsPaging(t *testing.T) {
 		{"?limit=1&limit=2", "limit"},
 		{"?offset=10", "offset"},
 	} {
-		r := e.api(t, admin, http.MethodGet, "/v1/teams"+c.query, nil)
+		r := e.API(t, admin, http.MethodGet, "/v1/teams"+c.query, nil)
 		if p := checkProblem(t, r, http.StatusBadRequest); p.Type != "urn:keygate:problem:invalid-request" {
 			t.Errorf("GET /v1/teams%s: problem type %q", c.query, p.Type)
 		}
@@ -375,7 +383,7 @@ func TestTeamsPaging(t *testing.T) {
 			t.Errorf("GET /v1/teams%s: detail does not mention %q: %s", c.query, c.mention, r.Body)
 		}
 	}
-	e.assertUnchanged(t, before)
+	e.AssertUnchanged(t, before)
 }
 
 type permissionEntry struct {
@@ -388,7 +396,7 @@ type permissionEntry struct {
 // getPermissions fetches GET /v1/permissions and checks its shape.
 func getPermissions(tb testing.TB, e *testEnv, tok string) ([]permissionEntry, int, []byte) {
 	tb.Helper()
-	r := e.api(tb, tok, http.MethodGet, "/v1/permissions", nil)
+	r := e.API(tb, tok, http.MethodGet, "/v1/permissions", nil)
 	if r.Status != http.StatusOK {
 		tb.Fatalf("GET /v1/permissions: %s", r)
 	}
@@ -443,7 +451,7 @@ func equalPermissions(a, b []permissionEntry) bool {
 func TestPermissionsList(t *testing.T) {
 	t.Run("default catalog", func(t *testing.T) {
 		e := newTestEnv(t, server.Options{})
-		admin := e.adminToken(t)
+		admin := e.AdminToken(t)
 		got, maxName, body := getPermissions(t, e, admin)
 		want := wantPermissions(scopes.Default())
 		if len(want) == 0 {
@@ -460,8 +468,8 @@ func TestPermissionsList(t *testing.T) {
 		}
 		// The advertised limit is the one the API enforces, in characters.
 		name := strings.Repeat("é", maxName)
-		e.createKeyWith(t, admin, "acme", name, permVisualization)
-		r := e.api(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": name + "x", "permissions": []string{permVisualization}})
+		e.CreateKeyWith(t, admin, "acme", name, permVisualization)
+		r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": name + "x", "permissions": []string{permVisualization}})
 		checkProblem(t, r, http.StatusBadRequest)
 	})
 
@@ -475,7 +483,7 @@ func TestPermissionsList(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := newTestEnv(t, server.Options{Catalog: cat})
-		got, _, body := getPermissions(t, e, e.adminToken(t))
+		got, _, body := getPermissions(t, e, e.AdminToken(t))
 		want := wantPermissions(cat)
 		if !equalPermissions(got, want) || len(got) != 2 || got[0].ID != "reports" || got[1].ID != "billing" {
 			t.Errorf("permissions\n got %+v\nwant %+v (reports, billing)", got, want)
@@ -521,7 +529,7 @@ func TestConsoleEndpointRefusals(t *testing.T) {
 			refusal{"GET " + path + " without Authorization", mreq{method: http.MethodGet, path: path}, 401, wwwAuth("")},
 			refusal{"GET " + path + " with a garbage bearer token", mreq{method: http.MethodGet, path: path, auth: bearer("not-a-token")}, 401, wwwAuth(`error="invalid_token"`)},
 			refusal{"GET " + path + " with a forged JWT", mreq{method: http.MethodGet, path: path, auth: bearer("eyJhbGciOiJub25lIn0.eyJzY29wZSI6ImtleXM6YWRtaW4ifQ.")}, 401, wwwAuth(`error="invalid_token"`)},
-			refusal{"GET " + path + " with Basic admin credentials", mreq{method: http.MethodGet, path: path, auth: basicAuth(f.e.AdminID, f.e.AdminSecret)}, 401, wwwAuth(`error="invalid_request"`)},
+			refusal{"GET " + path + " with Basic admin credentials", mreq{method: http.MethodGet, path: path, auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret)}, 401, wwwAuth(`error="invalid_request"`)},
 			refusal{"GET " + path + " with a team key's token", mreq{method: http.MethodGet, path: path, auth: bearer(f.teamToken)}, 403, wwwAuth(`error="insufficient_scope"`)},
 			refusal{"POST " + path, mreq{method: http.MethodPost, path: path, auth: bearer(f.admin), body: `{"team_id":"gamma","name":"x","permissions":["accounting_api"]}`}, 405, allowGET},
 			refusal{"DELETE " + path, mreq{method: http.MethodDelete, path: path, auth: bearer(f.admin)}, 405, allowGET},
@@ -530,7 +538,7 @@ func TestConsoleEndpointRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := f.e.snapshot(t)
+			before := f.e.Snapshot(t)
 			r := f.send(t, tc.req)
 			checkProblem(t, r, tc.status)
 			tc.check(t, r)
@@ -539,7 +547,7 @@ func TestConsoleEndpointRefusals(t *testing.T) {
 					t.Errorf("the refusal shows %q: %s", leak, r.Body)
 				}
 			}
-			f.e.assertUnchanged(t, before)
+			f.e.AssertUnchanged(t, before)
 		})
 	}
 	// And the refused calls did not hide a change that a listing would show.

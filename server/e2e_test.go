@@ -24,6 +24,7 @@ import (
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -34,7 +35,7 @@ var ktyOf = map[string]string{"ES256": "EC", "RS256": "RSA", "EdDSA": "OKP"}
 // members (to check what go-jose does not expose, like kty and private parts).
 func (e *testEnv) fetchJWKS(tb testing.TB) (jose.JSONWebKeySet, []map[string]any) {
 	tb.Helper()
-	r := e.do(tb, e.newRequest(tb, http.MethodGet, "/.well-known/jwks.json", nil))
+	r := e.Do(tb, e.NewRequest(tb, http.MethodGet, "/.well-known/jwks.json", nil))
 	if r.Status != http.StatusOK {
 		tb.Fatalf("jwks: %s", r)
 	}
@@ -156,16 +157,16 @@ func TestEndToEnd(t *testing.T) {
 	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
-			testEndToEnd(t, alg)
+			forEachBackend(t, func(t *testing.T, b servertest.Backend) { testEndToEnd(t, alg, b) })
 		})
 	}
 }
 
-func testEndToEnd(t *testing.T, alg string) {
-	e := newTestEnv(t, server.Options{SigningAlg: alg})
+func testEndToEnd(t *testing.T, alg string, b servertest.Backend) {
+	e := startEnv(t, servertest.Config{Options: server.Options{SigningAlg: alg}, Backend: b})
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, e.Client)
-	admin := e.adminToken(t)
-	key := e.createKeyWith(t, admin, "acme", "Production sync", permAccounting)
+	admin := e.AdminToken(t)
+	key := e.CreateKeyWith(t, admin, "acme", "Production sync", permAccounting)
 
 	set, rawKeys := e.fetchJWKS(t)
 	if len(rawKeys) != 1 {
@@ -208,23 +209,21 @@ func testEndToEnd(t *testing.T, alg string) {
 	// The admin token verifies the same way and carries keys:admin.
 	checkAccessToken(t, e, set, admin, alg, e.AdminID, "", "keys:admin")
 
-	// A never-used key's first use is written within a second.
-	var listed keyJSON
-	if !waitFor(2*time.Second, func() bool {
-		l := e.listKeys(t, admin, "acme")
-		if len(l.Keys) != 1 {
-			t.Fatalf("list has %d keys, want 1", len(l.Keys))
-		}
-		listed = l.Keys[0]
-		return listed.LastUsedAt != nil
-	}) {
-		t.Fatal("last_used_at still null 2 s after the key got tokens")
+	// A never-used key's first use is written at the next last-used flush.
+	e.FlushLastUsed(t)
+	l := e.ListKeys(t, admin, "acme")
+	if len(l.Keys) != 1 {
+		t.Fatalf("list has %d keys, want 1", len(l.Keys))
+	}
+	listed := l.Keys[0]
+	if listed.LastUsedAt == nil {
+		t.Fatal("last_used_at still null after a last-used flush that followed the key's tokens")
 	}
 	if d := time.Since(*listed.LastUsedAt); d < -time.Second || d > 10*time.Second {
 		t.Errorf("last_used_at %v is not recent", listed.LastUsedAt)
 	}
 
-	r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+key.ClientID, nil)
+	r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+key.ClientID, nil)
 	if r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %s", r)
 	}
@@ -267,9 +266,9 @@ func TestBasicAuthFormURLEncoded(t *testing.T) {
 	// A key whose client ID needs encoding: space and '+' (stored directly, with
 	// the hash of a key whose secret we know). Admin keys, since only they may
 	// have IDs outside keygate's kgc_ form.
-	admin := e.adminToken(t)
-	known := e.createKeyWith(t, admin, "acme", "known", permVisualization)
-	hash := e.storedKey(t, known.ClientID).SecretHash
+	admin := e.AdminToken(t)
+	known := e.CreateKeyWith(t, admin, "acme", "known", permVisualization)
+	hash := e.StoredKey(t, known.ClientID).SecretHash
 	for _, id := range []string{"team key.1", "x+y"} {
 		if err := e.Store.CreateKey(context.Background(), store.Key{
 			ClientID: id, TeamID: "", Name: "odd id", Permissions: []string{permVisualization},
@@ -302,16 +301,16 @@ func TestBasicAuthFormURLEncoded(t *testing.T) {
 		{"bad escape", "ops%ZZadmin", secret, secret, "", 401},
 	}
 	for _, c := range cases {
-		req := e.newRequest(t, http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
+		req := e.NewRequest(t, http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.rawID+":"+c.rawSecret)))
-		r := e.do(t, req)
+		r := e.Do(t, req)
 		if r.Status != c.wantStatus {
 			t.Errorf("%s: %s, want %d", c.name, r, c.wantStatus)
 			continue
 		}
 		if c.wantStatus != 200 {
-			checkOAuthError(t, r, 401, "invalid_client")
+			servertest.CheckOAuthError(t, r, 401, "invalid_client")
 			continue
 		}
 		var tr tokenResponse
@@ -324,7 +323,7 @@ func TestBasicAuthFormURLEncoded(t *testing.T) {
 	}
 
 	// Form fields are plain form encoding too.
-	r := e.tokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {"team key.1"}, "client_secret": {known.ClientSecret}})
+	r := e.TokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {"team key.1"}, "client_secret": {known.ClientSecret}})
 	if r.Status != 200 {
 		t.Errorf("form client_id with a space: %s", r)
 	}
@@ -333,7 +332,7 @@ func TestBasicAuthFormURLEncoded(t *testing.T) {
 func TestMetadata(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{})
-	r := e.do(t, e.newRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
+	r := e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
 	if r.Status != http.StatusOK {
 		t.Fatalf("metadata: %s", r)
 	}
@@ -384,7 +383,7 @@ func TestJWKSPublicOnly(t *testing.T) {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
 			e := newTestEnv(t, server.Options{SigningAlg: alg})
-			r := e.do(t, e.newRequest(t, http.MethodGet, "/.well-known/jwks.json", nil))
+			r := e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/jwks.json", nil))
 			if r.Status != 200 {
 				t.Fatalf("jwks: %s", r)
 			}
@@ -414,7 +413,7 @@ func TestJWKSPublicOnly(t *testing.T) {
 func TestScopeNarrowing(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{})
-	key := e.createKey(t, "acme", "narrow", permAccounting)
+	key := e.CreateKey(t, "acme", "narrow", permAccounting)
 	set, _ := e.fetchJWKS(t)
 
 	cases := []struct {
@@ -430,7 +429,7 @@ func TestScopeNarrowing(t *testing.T) {
 	}
 	for _, c := range cases {
 		c.form.Set("grant_type", "client_credentials")
-		r := e.tokenRequest(t, key.ClientID, key.ClientSecret, c.form)
+		r := e.TokenRequest(t, key.ClientID, key.ClientSecret, c.form)
 		if r.Status != 200 {
 			t.Errorf("%s: %s", c.name, r)
 			continue
@@ -460,20 +459,18 @@ func TestScopeNarrowing(t *testing.T) {
 func TestSigningAlgChange(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{SigningAlg: "ES256"})
-	key := e.createKey(t, "acme", "before", permVisualization)
-	oldAdmin := e.adminToken(t)
-	oldTeam := e.token(t, key.ClientID, key.ClientSecret, "").AccessToken
+	key := e.CreateKey(t, "acme", "before", permVisualization)
+	oldAdmin := e.AdminToken(t)
+	oldTeam := e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken
 	oldSet, _ := e.fetchJWKS(t)
 	oldKID := verifyJWT(t, oldSet, oldTeam, "ES256").KID
 
-	srv2 := e.newServer(t, server.Options{SigningAlg: "RS256"})
+	srv2 := e.Restart(t, server.Options{SigningAlg: "RS256"})
 	if _, ok := srv2.GeneratedAdmin(); ok {
 		t.Error("a restart on a store with an admin key generated another one")
 	}
-	e.Srv.Close()
-	e.serve(srv2)
 
-	newTok := e.token(t, key.ClientID, key.ClientSecret, "").AccessToken
+	newTok := e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken
 	set, raw := e.fetchJWKS(t)
 	nv := verifyJWT(t, set, newTok, "RS256")
 	if nv.KID == oldKID {
@@ -497,11 +494,11 @@ func TestSigningAlgChange(t *testing.T) {
 		t.Errorf("JWKS after the change has %v, want the RS256 key and the retired ES256 key", raw)
 	}
 	// The management API accepts an admin token signed by the old key.
-	if r := e.api(t, oldAdmin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 200 {
+	if r := e.API(t, oldAdmin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 200 {
 		t.Errorf("old admin token after the alg change: %s", r)
 	}
 	// The metadata names the new algorithm.
-	r := e.do(t, e.newRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
+	r := e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
 	if !strings.Contains(string(r.Body), `"RS256"`) {
 		t.Errorf("metadata after the change: %s", r.Body)
 	}
@@ -513,13 +510,13 @@ func TestSigningAlgChange(t *testing.T) {
 func TestInjectedClock(t *testing.T) {
 	t.Parallel()
 	fixed := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	e := newTestEnv(t, server.Options{Now: func() time.Time { return fixed }})
+	e := startEnv(t, servertest.Config{Clock: servertest.NewClock(fixed)})
 	set, _ := e.fetchJWKS(t)
-	admin := e.adminToken(t)
+	admin := e.AdminToken(t)
 	if iat := claimInt(t, verifyJWT(t, set, admin, "ES256").Claims, "iat"); iat != fixed.Unix() {
 		t.Errorf("iat %d is the wall clock, not Options.Now (%d)", iat, fixed.Unix())
 	}
-	if r := e.api(t, admin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
+	if r := e.API(t, admin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
 		t.Errorf("the server refuses its own fresh admin token: %s", r)
 	}
 }

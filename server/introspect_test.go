@@ -10,54 +10,27 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 )
-
-// irClock is a settable clock for server.Options.Now.
-type irClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newIRClock() *irClock { return &irClock{now: time.Now().UTC().Truncate(time.Second)} }
-
-func (c *irClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *irClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *irClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // oauthPost posts form to path (an OAuth endpoint) with HTTP Basic
 // credentials when id is not empty.
 func (e *testEnv) oauthPost(tb testing.TB, path, id, secret string, form url.Values) response {
 	tb.Helper()
-	req := e.newRequest(tb, http.MethodPost, path, strings.NewReader(form.Encode()))
+	req := e.NewRequest(tb, http.MethodPost, path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if id != "" {
-		req.Header.Set("Authorization", basicAuth(id, secret))
+		req.Header.Set("Authorization", servertest.BasicAuth(id, secret))
 	}
-	return e.do(tb, req)
+	return e.Do(tb, req)
 }
 
 func (e *testEnv) introspect(tb testing.TB, id, secret, token string) response {
@@ -165,8 +138,8 @@ func checkActive(tb testing.TB, what string, r response, tok string) {
 // holding the operator-only token_introspection permission.
 type irFixture struct {
 	e     *testEnv
-	clock *irClock
-	admin string // admin access token
+	clock *servertest.Clock // stopped on a whole second
+	admin string            // admin access token
 	acme  keyJSON
 	acme2 keyJSON // a second key of acme
 	beta  keyJSON
@@ -175,16 +148,19 @@ type irFixture struct {
 
 func newIRFixture(tb testing.TB, opts server.Options) *irFixture {
 	tb.Helper()
-	f := &irFixture{clock: newIRClock()}
-	if opts.Now == nil {
-		opts.Now = f.clock.Now
-	}
-	f.e = newTestEnv(tb, opts)
-	f.admin = f.e.adminToken(tb)
-	f.acme = f.e.createKeyWith(tb, f.admin, "acme", "acme one", permAccounting)
-	f.acme2 = f.e.createKeyWith(tb, f.admin, "acme", "acme two", permVisualization)
-	f.beta = f.e.createKeyWith(tb, f.admin, "beta", "beta", permVisualization)
-	r := f.e.api(tb, f.admin, http.MethodPost, "/v1/teams/rs/keys", map[string]any{
+	return newIRFixtureOn(tb, servertest.Bolt(), opts)
+}
+
+// newIRFixtureOn is newIRFixture on the backend b.
+func newIRFixtureOn(tb testing.TB, b servertest.Backend, opts server.Options) *irFixture {
+	tb.Helper()
+	f := &irFixture{clock: servertest.NewClock(time.Now().UTC().Truncate(time.Second))}
+	f.e = startEnv(tb, servertest.Config{Options: opts, Clock: f.clock, Backend: b})
+	f.admin = f.e.AdminToken(tb)
+	f.acme = f.e.CreateKeyWith(tb, f.admin, "acme", "acme one", permAccounting)
+	f.acme2 = f.e.CreateKeyWith(tb, f.admin, "acme", "acme two", permVisualization)
+	f.beta = f.e.CreateKeyWith(tb, f.admin, "beta", "beta", permVisualization)
+	r := f.e.API(tb, f.admin, http.MethodPost, "/v1/teams/rs/keys", map[string]any{
 		"name": "resource server", "permissions": []string{"token_introspection"}, "grant_operator_permissions": true,
 	})
 	if r.Status != http.StatusCreated {
@@ -200,9 +176,9 @@ func TestIntrospectActiveAndWhoSeesWhat(t *testing.T) {
 	t.Parallel()
 	f := newIRFixture(t, server.Options{})
 	e := f.e
-	acmeTok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
-	betaTok := e.token(t, f.beta.ClientID, f.beta.ClientSecret, "").AccessToken
-	narrowTok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "accounting:read").AccessToken
+	acmeTok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	betaTok := e.Token(t, f.beta.ClientID, f.beta.ClientSecret, "").AccessToken
+	narrowTok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "accounting:read").AccessToken
 	adminTok := f.admin
 
 	if !slices.Contains(f.rs.Scopes, "tokens:introspect") {
@@ -240,7 +216,7 @@ func TestIntrospectActiveAndWhoSeesWhat(t *testing.T) {
 	checkActive(t, "rs, acme token", e.introspect(t, f.rs.ClientID, f.rs.ClientSecret, acmeTok), acmeTok)
 	checkActive(t, "rs, beta token", e.introspect(t, f.rs.ClientID, f.rs.ClientSecret, betaTok), betaTok)
 	checkActive(t, "rs, admin token", e.introspect(t, f.rs.ClientID, f.rs.ClientSecret, adminTok), adminTok)
-	rsTok := e.token(t, f.rs.ClientID, f.rs.ClientSecret, "").AccessToken
+	rsTok := e.Token(t, f.rs.ClientID, f.rs.ClientSecret, "").AccessToken
 	if c := irPayload(t, rsTok); c["scope"] != "tokens:introspect" {
 		t.Errorf("rs token scope %v, want tokens:introspect", c["scope"])
 	}
@@ -251,9 +227,9 @@ func TestIntrospectActiveAndWhoSeesWhat(t *testing.T) {
 func TestIntrospectOperatorPermissionNeedsTheFlag(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{})
-	admin := e.adminToken(t)
-	e.waitLastUsed(t, e.AdminID)
-	before := e.snapshot(t)
+	admin := e.AdminToken(t)
+	e.AssertLastUsedStored(t, e.AdminID)
+	before := e.Snapshot(t)
 	sl0, err := e.Store.StatusList(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -263,30 +239,30 @@ func TestIntrospectOperatorPermissionNeedsTheFlag(t *testing.T) {
 		{"name": "rs", "permissions": []string{"token_introspection"}, "grant_operator_permissions": false},
 		{"name": "rs", "permissions": []string{permVisualization, "token_introspection"}},
 	} {
-		r := e.api(t, admin, http.MethodPost, "/v1/teams/rs/keys", body)
+		r := e.API(t, admin, http.MethodPost, "/v1/teams/rs/keys", body)
 		p := checkProblem(t, r, http.StatusBadRequest)
 		if !strings.Contains(p.Detail, "token_introspection") {
 			t.Errorf("detail %q does not name the permission", p.Detail)
 		}
 	}
-	if l := e.listKeys(t, admin, "rs"); len(l.Keys) != 0 {
+	if l := e.ListKeys(t, admin, "rs"); len(l.Keys) != 0 {
 		t.Errorf("team rs has %d keys after refused creates", len(l.Keys))
 	}
-	e.assertUnchanged(t, before)
+	e.AssertUnchanged(t, before)
 	if sl1, err := e.Store.StatusList(context.Background()); err != nil || sl1.Allocated != sl0.Allocated {
 		t.Errorf("a refused create allocated a status index: %d → %d (%v)", sl0.Allocated, sl1.Allocated, err)
 	}
 
 	// A team key's token (no keys:admin) cannot grant the flag either.
-	k := e.createKeyWith(t, admin, "acme", "acme", permAccounting)
-	teamTok := e.token(t, k.ClientID, k.ClientSecret, "").AccessToken
-	r := e.api(t, teamTok, http.MethodPost, "/v1/teams/rs/keys", map[string]any{
+	k := e.CreateKeyWith(t, admin, "acme", "acme", permAccounting)
+	teamTok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
+	r := e.API(t, teamTok, http.MethodPost, "/v1/teams/rs/keys", map[string]any{
 		"name": "rs", "permissions": []string{"token_introspection"}, "grant_operator_permissions": true,
 	})
 	if r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
 		t.Errorf("team token creating an operator key: %s, want 401 or 403", r)
 	}
-	if l := e.listKeys(t, admin, "rs"); len(l.Keys) != 0 {
+	if l := e.ListKeys(t, admin, "rs"); len(l.Keys) != 0 {
 		t.Errorf("team rs has %d keys after a team token tried to create one", len(l.Keys))
 	}
 }
@@ -295,7 +271,7 @@ func TestIntrospectInactive(t *testing.T) {
 	t.Parallel()
 	f := newIRFixture(t, server.Options{})
 	e := f.e
-	acmeTok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	acmeTok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 
 	// Malformed.
 	for _, tok := range []string{"abc", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", strings.Repeat("x", 8000)} {
@@ -322,10 +298,10 @@ func TestIntrospectInactive(t *testing.T) {
 	checkInactive(t, "foreign token", e.introspect(t, e.AdminID, e.AdminSecret, foreign))
 
 	// The token of a deleted key.
-	gone := e.createKeyWith(t, f.admin, "acme", "to delete", permVisualization)
-	goneTok := e.token(t, gone.ClientID, gone.ClientSecret, "").AccessToken
+	gone := e.CreateKeyWith(t, f.admin, "acme", "to delete", permVisualization)
+	goneTok := e.Token(t, gone.ClientID, gone.ClientSecret, "").AccessToken
 	checkActive(t, "before delete", e.introspect(t, e.AdminID, e.AdminSecret, goneTok), goneTok)
-	if r := e.api(t, f.admin, http.MethodDelete, "/v1/teams/acme/keys/"+gone.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, f.admin, http.MethodDelete, "/v1/teams/acme/keys/"+gone.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %s", r)
 	}
 	checkInactive(t, "deleted key, admin caller", e.introspect(t, e.AdminID, e.AdminSecret, goneTok))
@@ -333,7 +309,7 @@ func TestIntrospectInactive(t *testing.T) {
 	checkInactive(t, "deleted key, rs", e.introspect(t, f.rs.ClientID, f.rs.ClientSecret, goneTok))
 
 	// Revoked (through /oauth/revoke).
-	revTok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	revTok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 	if r := e.revoke(t, f.acme.ClientID, f.acme.ClientSecret, revTok); r.Status != http.StatusOK {
 		t.Fatalf("revoke: %s", r)
 	}
@@ -360,7 +336,7 @@ func TestIntrospectExpired(t *testing.T) {
 	f := newIRFixture(t, server.Options{})
 	e := f.e
 	t0 := f.clock.Now()
-	tok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 	exp := time.Unix(claimInt(t, irPayload(t, tok), "exp"), 0)
 	if exp.Sub(t0) != 15*time.Minute {
 		t.Fatalf("exp %v is not iat+15m (t0 %v): is Options.Now used?", exp, t0)
@@ -384,47 +360,47 @@ func TestIntrospectBadRequests(t *testing.T) {
 	t.Parallel()
 	f := newIRFixture(t, server.Options{})
 	e := f.e
-	tok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 
 	for _, path := range []string{"/oauth/introspect", "/oauth/revoke"} {
 		t.Run(strings.TrimPrefix(path, "/oauth/"), func(t *testing.T) {
 			// No credentials at all.
-			checkOAuthError(t, e.oauthPost(t, path, "", "", url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, "", "", url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
 			// Only an id in the form.
-			checkOAuthError(t, e.oauthPost(t, path, "", "", url.Values{"token": {tok}, "client_id": {f.acme.ClientID}}), http.StatusUnauthorized, "invalid_client")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, "", "", url.Values{"token": {tok}, "client_id": {f.acme.ClientID}}), http.StatusUnauthorized, "invalid_client")
 			// Wrong secret, Basic and form.
-			checkOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.beta.ClientSecret, url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
-			checkOAuthError(t, e.oauthPost(t, path, "", "", url.Values{"token": {tok}, "client_id": {f.acme.ClientID}, "client_secret": {"kgs_wrong"}}), http.StatusUnauthorized, "invalid_client")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.beta.ClientSecret, url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, "", "", url.Values{"token": {tok}, "client_id": {f.acme.ClientID}, "client_secret": {"kgs_wrong"}}), http.StatusUnauthorized, "invalid_client")
 			// Unknown client.
-			checkOAuthError(t, e.oauthPost(t, path, "kgc_nobody", f.acme.ClientSecret, url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, "kgc_nobody", f.acme.ClientSecret, url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
 			// A bearer token is not a client credential.
-			req := e.newRequest(t, http.MethodPost, path, strings.NewReader(url.Values{"token": {tok}}.Encode()))
+			req := e.NewRequest(t, http.MethodPost, path, strings.NewReader(url.Values{"token": {tok}}.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Authorization", "Bearer "+tok)
-			checkOAuthError(t, e.do(t, req), http.StatusUnauthorized, "invalid_client")
+			servertest.CheckOAuthError(t, e.Do(t, req), http.StatusUnauthorized, "invalid_client")
 			// The key of the token, once deleted, cannot call.
 			// (Covered for the token endpoint elsewhere.)
 
 			// Missing token parameter.
-			checkOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.acme.ClientSecret, url.Values{}), http.StatusBadRequest, "invalid_request")
-			checkOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.acme.ClientSecret, url.Values{"token": {""}}), http.StatusBadRequest, "invalid_request")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.acme.ClientSecret, url.Values{}), http.StatusBadRequest, "invalid_request")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.acme.ClientSecret, url.Values{"token": {""}}), http.StatusBadRequest, "invalid_request")
 			// Repeated parameter.
-			checkOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.acme.ClientSecret, url.Values{"token": {tok, tok}}), http.StatusBadRequest, "invalid_request")
+			servertest.CheckOAuthError(t, e.oauthPost(t, path, f.acme.ClientID, f.acme.ClientSecret, url.Values{"token": {tok, tok}}), http.StatusBadRequest, "invalid_request")
 			// Query string.
-			req = e.newRequest(t, http.MethodPost, path+"?token="+url.QueryEscape(tok), strings.NewReader(url.Values{"token": {tok}}.Encode()))
+			req = e.NewRequest(t, http.MethodPost, path+"?token="+url.QueryEscape(tok), strings.NewReader(url.Values{"token": {tok}}.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Authorization", basicAuth(f.acme.ClientID, f.acme.ClientSecret))
-			checkOAuthError(t, e.do(t, req), http.StatusBadRequest, "invalid_request")
+			req.Header.Set("Authorization", servertest.BasicAuth(f.acme.ClientID, f.acme.ClientSecret))
+			servertest.CheckOAuthError(t, e.Do(t, req), http.StatusBadRequest, "invalid_request")
 			// Not a form.
-			req = e.newRequest(t, http.MethodPost, path, strings.NewReader(`{"token":"`+tok+`"}`))
+			req = e.NewRequest(t, http.MethodPost, path, strings.NewReader(`{"token":"`+tok+`"}`))
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", basicAuth(f.acme.ClientID, f.acme.ClientSecret))
-			checkOAuthError(t, e.do(t, req), http.StatusBadRequest, "invalid_request")
+			req.Header.Set("Authorization", servertest.BasicAuth(f.acme.ClientID, f.acme.ClientSecret))
+			servertest.CheckOAuthError(t, e.Do(t, req), http.StatusBadRequest, "invalid_request")
 			// GET (and other methods): 405 with Allow: POST.
 			for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
-				req = e.newRequest(t, m, path, nil)
-				req.Header.Set("Authorization", basicAuth(f.acme.ClientID, f.acme.ClientSecret))
-				r := e.do(t, req)
+				req = e.NewRequest(t, m, path, nil)
+				req.Header.Set("Authorization", servertest.BasicAuth(f.acme.ClientID, f.acme.ClientSecret))
+				r := e.Do(t, req)
 				if r.Status != http.StatusMethodNotAllowed {
 					t.Errorf("%s %s: %s, want 405", m, path, r)
 				}
@@ -444,7 +420,7 @@ func TestIntrospectBadRequests(t *testing.T) {
 func TestIntrospectThrottle(t *testing.T) {
 	f := newIRFixture(t, server.Options{IntrospectionRate: 5})
 	e := f.e
-	tok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 	// Authenticate once outside the measured burst (connection set-up).
 	checkActive(t, "warm-up (call 1)", e.introspect(t, f.acme2.ClientID, f.acme2.ClientSecret, tok), tok)
 
@@ -500,7 +476,7 @@ func TestIntrospectThrottle(t *testing.T) {
 	// An unauthenticated caller is refused with 401, not counted against
 	// acme.
 	for i := 0; i < 3; i++ {
-		checkOAuthError(t, e.oauthPost(t, "/oauth/introspect", f.acme.ClientID, "kgs_wrong", url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
+		servertest.CheckOAuthError(t, e.oauthPost(t, "/oauth/introspect", f.acme.ClientID, "kgs_wrong", url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
 	}
 }
 
@@ -509,7 +485,7 @@ func TestIntrospectThrottle(t *testing.T) {
 func TestIntrospectDefaultRate(t *testing.T) {
 	t.Parallel()
 	f := newIRFixture(t, server.Options{})
-	tok := f.e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	tok := f.e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 	for i := 0; i < 20; i++ {
 		if r := f.e.introspect(t, f.rs.ClientID, f.rs.ClientSecret, tok); r.Status != http.StatusOK {
 			t.Fatalf("call %d with the default limit: %s", i+1, r)
@@ -537,7 +513,7 @@ func (e *testEnv) revokeState(tb testing.TB, jtis ...string) string {
 	tb.Helper()
 	ctx := context.Background()
 	var b strings.Builder
-	b.WriteString(e.snapshot(tb))
+	b.WriteString(e.Snapshot(tb))
 	sl, err := e.Store.StatusList(ctx)
 	if err != nil {
 		tb.Fatal(err)
@@ -564,19 +540,23 @@ func jtiOf(tb testing.TB, tok string) string {
 
 func TestRevoke(t *testing.T) {
 	t.Parallel()
-	f := newIRFixture(t, server.Options{})
+	forEachBackend(t, testRevoke)
+}
+
+func testRevoke(t *testing.T, b servertest.Backend) {
+	f := newIRFixtureOn(t, b, server.Options{})
 	e := f.e
 	set, _ := e.fetchJWKS(t)
-	tok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
-	other := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
-	acme2Tok := e.token(t, f.acme2.ClientID, f.acme2.ClientSecret, "").AccessToken
-	betaTok := e.token(t, f.beta.ClientID, f.beta.ClientSecret, "").AccessToken
+	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	other := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	acme2Tok := e.Token(t, f.acme2.ClientID, f.acme2.ClientSecret, "").AccessToken
+	betaTok := e.Token(t, f.beta.ClientID, f.beta.ClientSecret, "").AccessToken
 	foreign := foreignAdminToken(t, e.URL)
 	jtis := []string{jtiOf(t, tok), jtiOf(t, other), jtiOf(t, acme2Tok), jtiOf(t, betaTok), jtiOf(t, f.admin), jtiOf(t, foreign)}
 
-	// Unknown and malformed tokens: 200, nothing changes. (Wait for the
-	// last-used times of the tokens above to be written first.)
-	time.Sleep(flushWait)
+	// Unknown and malformed tokens: 200, nothing changes. (The last-used
+	// times of the tokens above are written first.)
+	e.FlushLastUsed(t)
 	before := e.revokeState(t, jtis...)
 	for _, c := range []struct{ what, tok string }{
 		{"malformed", "abc"}, {"three dots", "a.b.c"}, {"foreign keygate", foreign},
@@ -598,11 +578,11 @@ func TestRevoke(t *testing.T) {
 		{"rs revokes acme's token", f.rs.ClientID, f.rs.ClientSecret, tok},
 	} {
 		r := e.revoke(t, c.id, c.secret, c.tok)
-		checkOAuthError(t, r, http.StatusBadRequest, "unauthorized_client")
+		servertest.CheckOAuthError(t, r, http.StatusBadRequest, "unauthorized_client")
 	}
 	// Unauthenticated.
-	checkOAuthError(t, e.revoke(t, "", "", tok), http.StatusUnauthorized, "invalid_client")
-	checkOAuthError(t, e.revoke(t, f.acme.ClientID, f.beta.ClientSecret, tok), http.StatusUnauthorized, "invalid_client")
+	servertest.CheckOAuthError(t, e.revoke(t, "", "", tok), http.StatusUnauthorized, "invalid_client")
+	servertest.CheckOAuthError(t, e.revoke(t, f.acme.ClientID, f.beta.ClientSecret, tok), http.StatusUnauthorized, "invalid_client")
 	if after := e.revokeState(t, jtis...); after != before {
 		t.Fatalf("refused or no-op revocations changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
@@ -616,7 +596,7 @@ func TestRevoke(t *testing.T) {
 	checkInactive(t, "revoked token, admin", e.introspect(t, e.AdminID, e.AdminSecret, tok))
 	// Only that token: the key's other token and the key itself still work.
 	checkActive(t, "the key's other token", e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, other), other)
-	fresh := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	fresh := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 	checkActive(t, "a new token of the key", e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, fresh), fresh)
 	// Idempotent; form authentication works too.
 	checkRevokeOK(t, "again", e.revoke(t, f.acme.ClientID, f.acme.ClientSecret, tok))
@@ -624,7 +604,7 @@ func TestRevoke(t *testing.T) {
 		"token": {tok}, "token_type_hint": {"access_token"}, "client_id": {f.acme.ClientID}, "client_secret": {f.acme.ClientSecret},
 	}))
 	// Revocation changes the deny list only: keys and the status list stay.
-	time.Sleep(flushWait) // fresh's last-used time
+	e.FlushLastUsed(t) // fresh's last-used time
 	snapBefore := e.revokeState(t)
 	checkRevokeOK(t, "the other token", e.revoke(t, f.acme.ClientID, f.acme.ClientSecret, other))
 	if got := e.revokeState(t); got != snapBefore {
@@ -643,10 +623,7 @@ func TestRevoke(t *testing.T) {
 
 	// The deny list is in the store: a second instance on the same store
 	// sees the token as revoked.
-	srv2 := e.newServer(t, server.Options{})
-	ts2 := httptest.NewServer(srv2)
-	defer ts2.Close()
-	e2 := &testEnv{tb: t, URL: ts2.URL, Client: e.Client}
+	e2 := e.second(t, server.Options{})
 	checkInactive(t, "second instance, revoked token", e2.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok))
 	checkActive(t, "second instance, fresh token", e2.introspect(t, f.acme.ClientID, f.acme.ClientSecret, fresh), fresh)
 	// And a revocation on the second instance shows on the first.
@@ -660,9 +637,9 @@ func TestRevokeExpiredOwnToken(t *testing.T) {
 	t.Parallel()
 	f := newIRFixture(t, server.Options{})
 	e := f.e
-	tok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
-	f.clock.Add(2 * time.Hour)
-	time.Sleep(flushWait)
+	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	f.clock.Advance(2 * time.Hour)
+	e.FlushLastUsed(t)
 	before := e.revokeState(t, jtiOf(t, tok))
 	checkRevokeOK(t, "expired own token", e.revoke(t, f.acme.ClientID, f.acme.ClientSecret, tok))
 	if after := e.revokeState(t, jtiOf(t, tok)); after != before {
@@ -684,11 +661,11 @@ func TestKeygateNeedsNotReachItsOwnIssuer(t *testing.T) {
 	unreachable := "http://" + ln.Addr().String() // nothing listens there once closed
 	ln.Close()
 	e := newTestEnv(t, server.Options{Issuer: unreachable})
-	admin := e.adminToken(t)
+	admin := e.AdminToken(t)
 	if c := irPayload(t, admin); c["status"] == nil || c["iss"] != unreachable {
 		t.Fatalf("admin token iss %v status %v", c["iss"], c["status"])
 	}
-	r := e.api(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "a", "permissions": []string{permAccounting}})
+	r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "a", "permissions": []string{permAccounting}})
 	if r.Status != http.StatusCreated {
 		t.Fatalf("management API with an admin token, issuer not reachable from keygate: %s", r)
 	}
@@ -696,7 +673,7 @@ func TestKeygateNeedsNotReachItsOwnIssuer(t *testing.T) {
 	if err := json.Unmarshal(r.Body, &k); err != nil {
 		t.Fatal(err)
 	}
-	tok := e.token(t, k.ClientID, k.ClientSecret, "").AccessToken
+	tok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
 	checkActive(t, "introspection, issuer not reachable", e.introspect(t, k.ClientID, k.ClientSecret, tok), tok)
 	checkActive(t, "introspection of the admin token", e.introspect(t, e.AdminID, e.AdminSecret, admin), admin)
 	checkRevokeOK(t, "revocation", e.revoke(t, k.ClientID, k.ClientSecret, tok))
@@ -713,16 +690,13 @@ func TestInstancesToleratePlainClockSkew(t *testing.T) {
 	f := newIRFixture(t, server.Options{})
 	e := f.e
 	behind := func() time.Time { return f.clock.Now().Add(-300 * time.Millisecond) }
-	srv2 := e.newServer(t, server.Options{Now: behind})
-	ts2 := httptest.NewServer(srv2)
-	defer ts2.Close()
-	e2 := &testEnv{tb: t, URL: ts2.URL, Client: e.Client}
+	e2 := e.second(t, server.Options{Now: behind})
 
 	// f.clock is on a whole second: iat is "now" at the first instance.
-	tok := e.token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
-	admin := e.adminToken(t)
+	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	admin := e.AdminToken(t)
 	checkActive(t, "instance 300 ms behind", e2.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok), tok)
-	if r := e2.api(t, admin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
+	if r := e2.API(t, admin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
 		t.Errorf("admin token at an instance 300 ms behind: %s", r)
 	}
 	// exp stays exact everywhere.

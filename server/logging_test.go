@@ -19,6 +19,7 @@ import (
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -52,48 +53,48 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 		note(parts[1], parts[2]) // payload and signature
 	}
-	note(adminSecret, basicAuth(e.AdminID, adminSecret)[len("Basic "):])
+	note(adminSecret, servertest.BasicAuth(e.AdminID, adminSecret)[len("Basic "):])
 
-	admin := e.adminToken(t)
+	admin := e.AdminToken(t)
 	noteToken(admin)
-	key := e.createKeyWith(t, admin, "acme", "logged", permAccounting)
-	note(key.ClientSecret, basicAuth(key.ClientID, key.ClientSecret)[len("Basic "):])
+	key := e.CreateKeyWith(t, admin, "acme", "logged", permAccounting)
+	note(key.ClientSecret, servertest.BasicAuth(key.ClientID, key.ClientSecret)[len("Basic "):])
 
 	// Token with Basic, with form fields, with a narrowed scope.
-	noteToken(e.token(t, key.ClientID, key.ClientSecret, "").AccessToken)
-	r := e.tokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {key.ClientID}, "client_secret": {key.ClientSecret}})
+	noteToken(e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken)
+	r := e.TokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {key.ClientID}, "client_secret": {key.ClientSecret}})
 	if r.Status != 200 {
 		t.Fatalf("form token: %s", r)
 	}
 	noteToken(tokenFrom(t, r))
-	team := e.token(t, key.ClientID, key.ClientSecret, "accounting:read").AccessToken
+	team := e.Token(t, key.ClientID, key.ClientSecret, "accounting:read").AccessToken
 	noteToken(team)
 
 	// Failing token requests: wrong secret in the body and in Basic, secret
 	// in the query string, over-broad scope.
 	wrong, _ := credential.NewSecret()
-	note(wrong, basicAuth(key.ClientID, wrong)[len("Basic "):])
-	checkOAuthError(t, e.tokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {key.ClientID}, "client_secret": {wrong}}), 401, "invalid_client")
-	checkOAuthError(t, e.tokenRequest(t, key.ClientID, wrong, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
-	checkOAuthError(t, e.tokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"keys:admin"}}), 400, "invalid_scope")
-	req := e.newRequest(t, http.MethodPost, "/oauth/token?client_secret=SENTINEL_TOKEN_QUERY", strings.NewReader("grant_type=client_credentials&client_id="+key.ClientID))
+	note(wrong, servertest.BasicAuth(key.ClientID, wrong)[len("Basic "):])
+	servertest.CheckOAuthError(t, e.TokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {key.ClientID}, "client_secret": {wrong}}), 401, "invalid_client")
+	servertest.CheckOAuthError(t, e.TokenRequest(t, key.ClientID, wrong, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
+	servertest.CheckOAuthError(t, e.TokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"keys:admin"}}), 400, "invalid_scope")
+	req := e.NewRequest(t, http.MethodPost, "/oauth/token?client_secret=SENTINEL_TOKEN_QUERY", strings.NewReader("grant_type=client_credentials&client_id="+key.ClientID))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	checkOAuthError(t, e.do(t, req), 400, "invalid_request")
-	checkOAuthError(t, e.do(t, e.newRequest(t, http.MethodGet, "/oauth/token?client_secret="+key.ClientSecret, nil)), 405, "invalid_request")
+	servertest.CheckOAuthError(t, e.Do(t, req), 400, "invalid_request")
+	servertest.CheckOAuthError(t, e.Do(t, e.NewRequest(t, http.MethodGet, "/oauth/token?client_secret="+key.ClientSecret, nil)), 405, "invalid_request")
 
 	// Management: list, bad tokens, a team token, delete.
-	e.listKeys(t, admin, "acme")
-	if r := e.api(t, "garbage.SENTINEL_BAD_TOKEN.x", http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 401 {
+	e.ListKeys(t, admin, "acme")
+	if r := e.API(t, "garbage.SENTINEL_BAD_TOKEN.x", http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 401 {
 		t.Errorf("bad token: %s", r)
 	}
 	tampered := admin[:len(admin)-4] + "AAAA"
-	if r := e.api(t, tampered, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 401 {
+	if r := e.API(t, tampered, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 401 {
 		t.Errorf("tampered token: %s", r)
 	}
-	if r := e.api(t, team, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 403 {
+	if r := e.API(t, team, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 403 {
 		t.Errorf("team token: %s", r)
 	}
-	if r := e.api(t, admin, http.MethodPost, "/v1/teams/acme/keys", `{"name":"x","permissions":["accounting_api"],"client_secret":"`+wrong+`"}`); r.Status != 400 {
+	if r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys", `{"name":"x","permissions":["accounting_api"],"client_secret":"`+wrong+`"}`); r.Status != 400 {
 		t.Errorf("unknown field: %s", r)
 	}
 
@@ -107,14 +108,14 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 	note("SENTINEL")
 
-	e.waitLastUsed(t, key.ClientID)
-	deletedHash := e.storedKey(t, key.ClientID).SecretHash
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+key.ClientID, nil); r.Status != 204 {
+	e.AssertLastUsedStored(t, key.ClientID)
+	deletedHash := e.StoredKey(t, key.ClientID).SecretHash
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+key.ClientID, nil); r.Status != 204 {
 		t.Errorf("delete: %s", r)
 	}
 	// A token request after delete, then the final flush.
-	checkOAuthError(t, e.tokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
-	e.Srv.Close()
+	servertest.CheckOAuthError(t, e.TokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
+	e.Server.Close()
 
 	// Stored hashes (the deleted key's was read before it went) and the
 	// pepper.

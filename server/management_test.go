@@ -1,7 +1,8 @@
 package server_test
 
 // The management API: bad requests get an RFC 9457 problem a person can act
-// on and change nothing; good ones get DESIGN.md's JSON shapes.
+// on and change nothing; good ones get the JSON shapes of the README's API
+// section.
 
 import (
 	"context"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -80,13 +82,13 @@ type mgmtFixture struct {
 func newMgmtFixture(tb testing.TB) *mgmtFixture {
 	tb.Helper()
 	e := newTestEnv(tb, server.Options{})
-	f := &mgmtFixture{e: e, admin: e.adminToken(tb)}
-	f.acme = e.createKeyWith(tb, f.admin, "acme", "acme key", permAccounting)
-	f.beta = e.createKeyWith(tb, f.admin, "beta", "beta key", permVisualization)
-	f.teamToken = e.token(tb, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
+	f := &mgmtFixture{e: e, admin: e.AdminToken(tb)}
+	f.acme = e.CreateKeyWith(tb, f.admin, "acme", "acme key", permAccounting)
+	f.beta = e.CreateKeyWith(tb, f.admin, "beta", "beta key", permVisualization)
+	f.teamToken = e.Token(tb, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
 	// Let the first uses land before the snapshot.
-	e.waitLastUsed(tb, e.AdminID)
-	e.waitLastUsed(tb, f.acme.ClientID)
+	e.AssertLastUsedStored(tb, e.AdminID)
+	e.AssertLastUsedStored(tb, f.acme.ClientID)
 	return f
 }
 
@@ -102,9 +104,9 @@ func (f *mgmtFixture) send(tb testing.TB, m mreq) response {
 	tb.Helper()
 	var req *http.Request
 	if m.body != "" {
-		req = f.e.newRequest(tb, m.method, m.path, strings.NewReader(m.body))
+		req = f.e.NewRequest(tb, m.method, m.path, strings.NewReader(m.body))
 	} else {
-		req = f.e.newRequest(tb, m.method, m.path, nil)
+		req = f.e.NewRequest(tb, m.method, m.path, nil)
 	}
 	switch {
 	case m.contentType == "-":
@@ -116,7 +118,7 @@ func (f *mgmtFixture) send(tb testing.TB, m mreq) response {
 	if m.auth != "" {
 		req.Header.Set("Authorization", m.auth)
 	}
-	return f.e.do(tb, req)
+	return f.e.Do(tb, req)
 }
 
 func TestManagementBadRequests(t *testing.T) {
@@ -160,7 +162,7 @@ func TestManagementBadRequests(t *testing.T) {
 			return mreq{method: http.MethodGet, path: "/v1/teams/acme/keys"}
 		}, status: 401, check: wwwAuth("")},
 		{name: "Basic scheme", req: func(f *mgmtFixture) mreq {
-			return mreq{method: http.MethodGet, path: "/v1/teams/acme/keys", auth: basicAuth(f.e.AdminID, f.e.AdminSecret)}
+			return mreq{method: http.MethodGet, path: "/v1/teams/acme/keys", auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret)}
 		}, status: 401, detail: []string{"Bearer"}, check: wwwAuth("")},
 		{name: "garbage token", req: func(f *mgmtFixture) mreq {
 			return mreq{method: http.MethodGet, path: "/v1/teams/acme/keys", auth: "Bearer not.a.token"}
@@ -181,8 +183,7 @@ func TestManagementBadRequests(t *testing.T) {
 		{name: "expired admin token", setup: func(t *testing.T, f *mgmtFixture) {
 			// Same store and keys, a clock one hour on: the token minted
 			// a moment ago (15 min lifetime) is expired there.
-			later := f.e.newServer(t, server.Options{Now: func() time.Time { return time.Now().Add(time.Hour) }})
-			f.e.serve(later)
+			f.e.Clock.Advance(time.Hour)
 		}, req: func(f *mgmtFixture) mreq {
 			return mreq{method: http.MethodPost, path: "/v1/teams/acme/keys", auth: bearer(f.admin), body: goodBody}
 		}, status: 401, detail: []string{"expired", "/oauth/token"}, check: wwwAuth(`error="invalid_token"`)},
@@ -197,8 +198,9 @@ func TestManagementBadRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.e.newServer(t, server.Options{AdminClientID: "second-admin", AdminClientSecret: secret})
-			f.admin = f.e.token(t, "second-admin", secret, "").AccessToken
+			// An instance started with another admin key makes sure it exists.
+			f.e.second(t, server.Options{AdminClientID: "second-admin", AdminClientSecret: secret})
+			f.admin = f.e.Token(t, "second-admin", secret, "").AccessToken
 			if err := f.e.Store.DeleteKey(context.Background(), "", "second-admin"); err != nil {
 				t.Fatal(err)
 			}
@@ -275,7 +277,7 @@ func TestManagementBadRequests(t *testing.T) {
 		// Limit.
 		{name: "6th key in a team", setup: func(t *testing.T, f *mgmtFixture) {
 			for i := 0; i < 4; i++ { // acme has one already
-				f.e.createKeyWith(t, f.admin, "acme", "filler", permVisualization)
+				f.e.CreateKeyWith(t, f.admin, "acme", "filler", permVisualization)
 			}
 		}, req: create("acme", goodBody), status: 409,
 			detail: []string{"team acme already has 5 API keys, the maximum; delete one before creating another"}},
@@ -329,7 +331,7 @@ func TestManagementBadRequests(t *testing.T) {
 				if c.setup != nil {
 					c.setup(t, f)
 				}
-				before := f.e.snapshot(t)
+				before := f.e.Snapshot(t)
 				r := f.send(t, c.req(f))
 				p := checkProblem(t, r, c.status)
 				for _, want := range c.detail {
@@ -345,7 +347,7 @@ func TestManagementBadRequests(t *testing.T) {
 						t.Errorf("the problem body echoes a secret or token: %s", r.Body)
 					}
 				}
-				f.e.assertUnchanged(t, before)
+				f.e.AssertUnchanged(t, before)
 			})
 		})
 	}
@@ -359,7 +361,7 @@ func TestManagementBadRequests(t *testing.T) {
 func TestManagementRejectsInvalidUTF8(t *testing.T) {
 	t.Parallel()
 	f := newMgmtFixture(t)
-	before := f.e.snapshot(t)
+	before := f.e.Snapshot(t)
 	r := f.send(t, mreq{method: http.MethodPost, path: "/v1/teams/acme/keys", auth: "Bearer " + f.admin,
 		body: "{\"name\":\"bad\xff\",\"permissions\":[\"accounting_api\"]}"})
 	if r.Status != http.StatusBadRequest {
@@ -369,7 +371,7 @@ func TestManagementRejectsInvalidUTF8(t *testing.T) {
 	if !strings.Contains(p.Detail, "UTF-8") {
 		t.Errorf("detail %q does not say the body must be UTF-8", p.Detail)
 	}
-	f.e.assertUnchanged(t, before)
+	f.e.AssertUnchanged(t, before)
 }
 
 // foreignAdminToken is a valid admin token from another keygate (another
@@ -377,12 +379,12 @@ func TestManagementRejectsInvalidUTF8(t *testing.T) {
 func foreignAdminToken(tb testing.TB, issuer string) string {
 	tb.Helper()
 	other := newTestEnv(tb, server.Options{Issuer: issuer})
-	return other.adminToken(tb)
+	return other.AdminToken(tb)
 }
 
 var secretPattern = regexp.MustCompile(`^kgs_[0-9A-Za-z]{49}$`)
 
-// checkKeyShape asserts DESIGN.md's key JSON: every member present (absent
+// checkKeyShape asserts the README's key JSON: every member present (absent
 // values null), and client_secret exactly when withSecret.
 func checkKeyShape(tb testing.TB, raw json.RawMessage, withSecret bool) map[string]any {
 	tb.Helper()
@@ -422,11 +424,15 @@ func checkKeyShape(tb testing.TB, raw json.RawMessage, withSecret bool) map[stri
 
 func TestManagementKeyLifecycle(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, server.Options{})
-	admin := e.adminToken(t)
+	forEachBackend(t, testManagementKeyLifecycle)
+}
+
+func testManagementKeyLifecycle(t *testing.T, b servertest.Backend) {
+	e := startEnv(t, servertest.Config{Backend: b})
+	admin := e.AdminToken(t)
 
 	// Unknown team: an empty list, [] not null.
-	r := e.api(t, admin, http.MethodGet, "/v1/teams/nobody/keys", nil)
+	r := e.API(t, admin, http.MethodGet, "/v1/teams/nobody/keys", nil)
 	if r.Status != 200 || strings.TrimSpace(string(r.Body)) != `{"keys":[],"max_keys":5}` {
 		t.Errorf("list of an unknown team: %s, want {\"keys\":[],\"max_keys\":5}", r)
 	}
@@ -436,7 +442,7 @@ func TestManagementKeyLifecycle(t *testing.T) {
 
 	// Create: 201, Location, the full shape, the secret this once; the name
 	// trimmed.
-	r = e.api(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{
+	r = e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{
 		"name": "  Production sync\t", "permissions": []string{permVisualization, permAccounting},
 	})
 	if r.Status != http.StatusCreated {
@@ -476,20 +482,20 @@ func TestManagementKeyLifecycle(t *testing.T) {
 		t.Errorf("scopes %v, want %v", first.Scopes, want)
 	}
 	// The secret works, and only a hash of it is stored.
-	stored := e.storedKey(t, first.ClientID)
+	stored := e.StoredKey(t, first.ClientID)
 	if strings.Contains(string(stored.SecretHash), first.ClientSecret) || len(stored.SecretHash) != 32 {
 		t.Errorf("stored secret hash is %d bytes", len(stored.SecretHash))
 	}
 
 	// Boundary names are accepted: 64 characters, 64 multi-byte characters.
-	long := e.createKeyWith(t, admin, "acme", strings.Repeat("n", 64), permAccounting)
-	wide := e.createKeyWith(t, admin, "acme", strings.Repeat("é", 64), permAccounting)
+	long := e.CreateKeyWith(t, admin, "acme", strings.Repeat("n", 64), permAccounting)
+	wide := e.CreateKeyWith(t, admin, "acme", strings.Repeat("é", 64), permAccounting)
 	if wide.Name != strings.Repeat("é", 64) {
 		t.Errorf("multi-byte name %q", wide.Name)
 	}
 
 	// Get: the same shape, no secret.
-	r = e.api(t, admin, http.MethodGet, "/v1/teams/acme/keys/"+first.ClientID, nil)
+	r = e.API(t, admin, http.MethodGet, "/v1/teams/acme/keys/"+first.ClientID, nil)
 	if r.Status != 200 {
 		t.Fatalf("get: %s", r)
 	}
@@ -499,7 +505,7 @@ func TestManagementKeyLifecycle(t *testing.T) {
 	}
 
 	// List: oldest first, never a secret or hash, no admin key.
-	r = e.api(t, admin, http.MethodGet, "/v1/teams/acme/keys", nil)
+	r = e.API(t, admin, http.MethodGet, "/v1/teams/acme/keys", nil)
 	if r.Status != 200 {
 		t.Fatalf("list: %s", r)
 	}
@@ -527,29 +533,33 @@ func TestManagementKeyLifecycle(t *testing.T) {
 	}
 	// Admin keys are in no team.
 	for _, team := range []string{"admin", "0", "x"} {
-		if l := e.listKeys(t, admin, team); len(l.Keys) != 0 {
+		if l := e.ListKeys(t, admin, team); len(l.Keys) != 0 {
 			t.Errorf("team %q lists %d keys", team, len(l.Keys))
 		}
 	}
 
 	// Delete: 204, then gone (get 404, not listed, no token).
-	r = e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+first.ClientID, nil)
+	r = e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+first.ClientID, nil)
 	if r.Status != http.StatusNoContent || len(r.Body) != 0 {
 		t.Fatalf("delete: %s", r)
 	}
-	checkProblem(t, e.api(t, admin, http.MethodGet, "/v1/teams/acme/keys/"+first.ClientID, nil), 404)
-	if l := e.listKeys(t, admin, "acme"); len(l.Keys) != 2 {
+	checkProblem(t, e.API(t, admin, http.MethodGet, "/v1/teams/acme/keys/"+first.ClientID, nil), 404)
+	if l := e.ListKeys(t, admin, "acme"); len(l.Keys) != 2 {
 		t.Errorf("%d keys listed after delete, want 2", len(l.Keys))
 	}
-	checkProblem(t, e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+first.ClientID, nil), 404)
+	checkProblem(t, e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+first.ClientID, nil), 404)
 }
 
 // TestManagementTeamLimitConcurrent: 20 creates at once for one team give
 // exactly 5 keys.
 func TestManagementTeamLimitConcurrent(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, server.Options{})
-	admin := e.adminToken(t)
+	forEachBackend(t, testManagementTeamLimitConcurrent)
+}
+
+func testManagementTeamLimitConcurrent(t *testing.T, b servertest.Backend) {
+	e := startEnv(t, servertest.Config{Backend: b})
+	admin := e.AdminToken(t)
 	const n = 20
 	statuses := make([]int, n)
 	bodies := make([][]byte, n)
@@ -594,7 +604,7 @@ func TestManagementTeamLimitConcurrent(t *testing.T) {
 	if created != 5 || limited != 15 {
 		t.Errorf("%d created, %d refused; want 5 and 15", created, limited)
 	}
-	if l := e.listKeys(t, admin, "acme"); len(l.Keys) != 5 {
+	if l := e.ListKeys(t, admin, "acme"); len(l.Keys) != 5 {
 		t.Errorf("team has %d keys, want 5", len(l.Keys))
 	}
 	// Nothing half-written: the store holds exactly 5 acme keys too.
@@ -611,13 +621,13 @@ func TestManagementTeamLimitConcurrent(t *testing.T) {
 		t.Errorf("store holds %d acme keys, want 5", inStore)
 	}
 	// A 6th key in another team still fits: the limit is per team.
-	e.createKeyWith(t, admin, "other", "fits", permAccounting)
+	e.CreateKeyWith(t, admin, "other", "fits", permAccounting)
 	// And deleting one makes room again.
-	l := e.listKeys(t, admin, "acme")
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+l.Keys[0].ClientID, nil); r.Status != 204 {
+	l := e.ListKeys(t, admin, "acme")
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+l.Keys[0].ClientID, nil); r.Status != 204 {
 		t.Fatalf("delete: %s", r)
 	}
-	e.createKeyWith(t, admin, "acme", "after delete", permAccounting)
+	e.CreateKeyWith(t, admin, "acme", "after delete", permAccounting)
 }
 
 // A revoked admin token no longer opens the management API (it introspects
@@ -626,15 +636,15 @@ func TestManagementTeamLimitConcurrent(t *testing.T) {
 func TestManagementRevokedAdminToken(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{})
-	revoked, kept := e.adminToken(t), e.adminToken(t)
-	if r := e.api(t, revoked, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
+	revoked, kept := e.AdminToken(t), e.AdminToken(t)
+	if r := e.API(t, revoked, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
 		t.Fatalf("before revocation: %s", r)
 	}
 	if r := e.revoke(t, e.AdminID, e.AdminSecret, revoked); r.Status != http.StatusOK {
 		t.Fatalf("revoke: %s", r)
 	}
-	time.Sleep(flushWait) // the admin key's last-used time is written first
-	before := e.snapshot(t)
+	e.FlushLastUsed(t) // the admin key's last-used time is written first
+	before := e.Snapshot(t)
 	for _, c := range []struct{ method, path string }{
 		{http.MethodGet, "/v1/teams"},
 		{http.MethodGet, "/v1/teams/acme/keys"},
@@ -644,14 +654,14 @@ func TestManagementRevokedAdminToken(t *testing.T) {
 		if c.method == http.MethodPost {
 			body = map[string]any{"name": "After revocation", "permissions": []string{permAccounting}}
 		}
-		r := e.api(t, revoked, c.method, c.path, body)
+		r := e.API(t, revoked, c.method, c.path, body)
 		if r.Status != http.StatusUnauthorized || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) ||
 			!strings.Contains(string(r.Body), "revoked") {
 			t.Errorf("%s %s with a revoked admin token: %s", c.method, c.path, r)
 		}
 	}
-	e.assertUnchanged(t, before)
-	if r := e.api(t, kept, http.MethodGet, "/v1/teams", nil); r.Status != http.StatusOK {
+	e.AssertUnchanged(t, before)
+	if r := e.API(t, kept, http.MethodGet, "/v1/teams", nil); r.Status != http.StatusOK {
 		t.Errorf("another token of the same admin key: %s", r)
 	}
 }

@@ -20,33 +20,9 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
-
-// testClock is a settable clock for server.Options.Now.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock {
-	// Whole seconds, near the wall clock: views truncate to seconds, and
-	// anything that still reads the wall clock stays plausible.
-	return &testClock{now: time.Now().UTC().Truncate(time.Second)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 // rotatedJSON is a key view with the rotation fields, and the secret when
 // the answer is a rotation.
@@ -58,14 +34,23 @@ type rotatedJSON struct {
 
 type clockEnv struct {
 	*testEnv
-	clock *testClock
+	clock *servertest.Clock
 	t0    time.Time
 }
 
+// newClockEnv starts keygate on a stopped clock at t0: whole seconds, near
+// the wall clock (views truncate to seconds, and anything that still reads
+// the wall clock stays plausible).
 func newClockEnv(t *testing.T) clockEnv {
 	t.Helper()
-	clk := newTestClock()
-	return clockEnv{testEnv: newTestEnv(t, server.Options{Now: clk.Now}), clock: clk, t0: clk.Now()}
+	return newClockEnvOn(t, servertest.Bolt())
+}
+
+// newClockEnvOn is newClockEnv on the backend b.
+func newClockEnvOn(t *testing.T, b servertest.Backend) clockEnv {
+	t.Helper()
+	clk := servertest.NewClock(time.Now().UTC().Truncate(time.Second))
+	return clockEnv{testEnv: startEnv(t, servertest.Config{Clock: clk, Backend: b}), clock: clk, t0: clk.Now()}
 }
 
 // at moves the clock to t0+d.
@@ -77,7 +62,7 @@ func rotatePath(team, id string) string { return "/v1/teams/" + team + "/keys/" 
 // body (nil: no body), or fails the test.
 func (e clockEnv) rotate(t *testing.T, team, id string, body any) rotatedJSON {
 	t.Helper()
-	r := e.api(t, e.adminToken(t), http.MethodPost, rotatePath(team, id), body)
+	r := e.API(t, e.AdminToken(t), http.MethodPost, rotatePath(team, id), body)
 	if r.Status != http.StatusOK {
 		t.Fatalf("rotate %s: %s", id, r)
 	}
@@ -116,7 +101,7 @@ func checkNullable(t *testing.T, body []byte, fields ...string) {
 // getKey reads one key's view with a fresh admin token.
 func (e clockEnv) getKey(t *testing.T, team, id string) rotatedJSON {
 	t.Helper()
-	r := e.api(t, e.adminToken(t), http.MethodGet, "/v1/teams/"+team+"/keys/"+id, nil)
+	r := e.API(t, e.AdminToken(t), http.MethodGet, "/v1/teams/"+team+"/keys/"+id, nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("get %s: %s", id, r)
 	}
@@ -134,7 +119,7 @@ func (e clockEnv) getKey(t *testing.T, team, id string) rotatedJSON {
 // listed returns the key's entry in the team's list.
 func (e clockEnv) listed(t *testing.T, team, id string) rotatedJSON {
 	t.Helper()
-	r := e.api(t, e.adminToken(t), http.MethodGet, "/v1/teams/"+team+"/keys", nil)
+	r := e.API(t, e.AdminToken(t), http.MethodGet, "/v1/teams/"+team+"/keys", nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("list %s: %s", team, r)
 	}
@@ -161,7 +146,7 @@ func (e clockEnv) listed(t *testing.T, team, id string) rotatedJSON {
 // works asserts that the secret gets a token at the current clock.
 func (e clockEnv) works(t *testing.T, id, secret, what string) {
 	t.Helper()
-	r := e.tokenRequest(t, id, secret, url.Values{"grant_type": {"client_credentials"}})
+	r := e.TokenRequest(t, id, secret, url.Values{"grant_type": {"client_credentials"}})
 	if r.Status != http.StatusOK {
 		t.Fatalf("%s at t0+%s: want a token, got %s", what, e.clock.Now().Sub(e.t0), r)
 	}
@@ -171,11 +156,11 @@ func (e clockEnv) works(t *testing.T, id, secret, what string) {
 // current clock.
 func (e clockEnv) refused(t *testing.T, id, secret, what string) {
 	t.Helper()
-	r := e.tokenRequest(t, id, secret, url.Values{"grant_type": {"client_credentials"}})
+	r := e.TokenRequest(t, id, secret, url.Values{"grant_type": {"client_credentials"}})
 	if r.Status != http.StatusUnauthorized {
 		t.Fatalf("%s at t0+%s: want 401 invalid_client, got %s", what, e.clock.Now().Sub(e.t0), r)
 	}
-	checkOAuthError(t, r, http.StatusUnauthorized, "invalid_client")
+	servertest.CheckOAuthError(t, r, http.StatusUnauthorized, "invalid_client")
 }
 
 func wantTime(t *testing.T, what string, got *time.Time, want time.Time) {
@@ -196,15 +181,19 @@ func wantNull(t *testing.T, what string, got *time.Time) {
 }
 
 func TestRotateGracePeriod(t *testing.T) {
-	e := newClockEnv(t)
-	k := e.createKey(t, "acme", "Production sync", permAccounting)
+	forEachBackend(t, testRotateGracePeriod)
+}
+
+func testRotateGracePeriod(t *testing.T, b servertest.Backend) {
+	e := newClockEnvOn(t, b)
+	k := e.CreateKey(t, "acme", "Production sync", permAccounting)
 	old := k.ClientSecret
 
 	// A new key was never rotated.
 	fresh := e.getKey(t, "acme", k.ClientID)
 	wantNull(t, "secret_rotated_at of a new key", fresh.SecretRotatedAt)
 	wantNull(t, "previous_secret_expires_at of a new key", fresh.PreviousSecretExpiresAt)
-	hashBefore := e.storedKey(t, k.ClientID).SecretHash
+	hashBefore := e.StoredKey(t, k.ClientID).SecretHash
 
 	rot := e.rotate(t, "acme", k.ClientID, nil) // no body: the default 24h
 	if rot.ClientSecret == old {
@@ -217,7 +206,7 @@ func TestRotateGracePeriod(t *testing.T) {
 	wantTime(t, "secret_rotated_at", rot.SecretRotatedAt, e.t0)
 	wantTime(t, "previous_secret_expires_at", rot.PreviousSecretExpiresAt, e.t0.Add(24*time.Hour))
 
-	st := e.storedKey(t, k.ClientID)
+	st := e.StoredKey(t, k.ClientID)
 	if !bytes.Equal(st.PreviousSecretHash, hashBefore) || bytes.Equal(st.SecretHash, hashBefore) || len(st.SecretHash) == 0 {
 		t.Fatal("stored hashes: the previous hash must be the one current before the rotation, the current one new")
 	}
@@ -254,13 +243,17 @@ func TestRotateGracePeriod(t *testing.T) {
 }
 
 func TestRotateTwiceEndsTheOldestAtOnce(t *testing.T) {
-	e := newClockEnv(t)
-	k := e.createKey(t, "acme", "Dashboards", permVisualization)
+	forEachBackend(t, testRotateTwiceEndsTheOldestAtOnce)
+}
+
+func testRotateTwiceEndsTheOldestAtOnce(t *testing.T, b servertest.Backend) {
+	e := newClockEnvOn(t, b)
+	k := e.CreateKey(t, "acme", "Dashboards", permVisualization)
 	s1 := k.ClientSecret
 
 	r2 := e.rotate(t, "acme", k.ClientID, map[string]any{"grace_period": "24h"})
 	s2 := r2.ClientSecret
-	h2 := e.storedKey(t, k.ClientID).SecretHash
+	h2 := e.StoredKey(t, k.ClientID).SecretHash
 
 	e.at(time.Hour) // well inside the first grace period
 	e.works(t, k.ClientID, s1, "first secret before the second rotation")
@@ -271,7 +264,7 @@ func TestRotateTwiceEndsTheOldestAtOnce(t *testing.T) {
 	}
 	wantTime(t, "secret_rotated_at after the second rotation", r3.SecretRotatedAt, e.t0.Add(time.Hour))
 	wantTime(t, "previous_secret_expires_at after the second rotation", r3.PreviousSecretExpiresAt, e.t0.Add(13*time.Hour))
-	if st := e.storedKey(t, k.ClientID); !bytes.Equal(st.PreviousSecretHash, h2) {
+	if st := e.StoredKey(t, k.ClientID); !bytes.Equal(st.PreviousSecretHash, h2) {
 		t.Fatal("after the second rotation the previous hash must be the second secret's")
 	}
 
@@ -299,7 +292,7 @@ func TestRotateTwiceEndsTheOldestAtOnce(t *testing.T) {
 
 func TestRotateGraceZeroEndsTheOldSecretAtOnce(t *testing.T) {
 	e := newClockEnv(t)
-	k := e.createKey(t, "acme", "Leaked", permAccounting)
+	k := e.CreateKey(t, "acme", "Leaked", permAccounting)
 	old := k.ClientSecret
 	e.works(t, k.ClientID, old, "secret before the rotation")
 
@@ -309,7 +302,7 @@ func TestRotateGraceZeroEndsTheOldSecretAtOnce(t *testing.T) {
 	wantTime(t, "secret_rotated_at", rot.SecretRotatedAt, e.t0)
 	wantNull(t, "previous_secret_expires_at after grace 0", rot.PreviousSecretExpiresAt)
 	wantNull(t, "get previous_secret_expires_at after grace 0", e.getKey(t, "acme", k.ClientID).PreviousSecretExpiresAt)
-	if st := e.storedKey(t, k.ClientID); len(st.PreviousSecretHash) != 0 || !st.PreviousSecretExpiresAt.IsZero() {
+	if st := e.StoredKey(t, k.ClientID); len(st.PreviousSecretHash) != 0 || !st.PreviousSecretExpiresAt.IsZero() {
 		t.Fatalf("grace 0 left a previous secret: %d-byte hash, expiry %s", len(st.PreviousSecretHash), st.PreviousSecretExpiresAt)
 	}
 
@@ -326,7 +319,7 @@ func TestRotateGraceZeroEndsTheOldSecretAtOnce(t *testing.T) {
 
 func TestRotateGracePeriodForms(t *testing.T) {
 	e := newClockEnv(t)
-	k := e.createKey(t, "acme", "Forms", permVisualization)
+	k := e.CreateKey(t, "acme", "Forms", permVisualization)
 	for _, c := range []struct {
 		name  string
 		body  any
@@ -342,7 +335,7 @@ func TestRotateGracePeriodForms(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.rotate(t, "acme", k.ClientID, c.body)
 			wantTime(t, "previous_secret_expires_at", r.PreviousSecretExpiresAt, e.t0.Add(c.grace))
-			if st := e.storedKey(t, k.ClientID); !st.PreviousSecretExpiresAt.Equal(e.t0.Add(c.grace)) {
+			if st := e.StoredKey(t, k.ClientID); !st.PreviousSecretExpiresAt.Equal(e.t0.Add(c.grace)) {
 				t.Fatalf("stored expiry %s, want t0+%s", st.PreviousSecretExpiresAt, c.grace)
 			}
 		})
@@ -362,20 +355,20 @@ func (e clockEnv) fullSnapshot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	sort.Strings(lines)
-	return e.snapshot(t) + strings.Join(lines, "\n")
+	return e.Snapshot(t) + strings.Join(lines, "\n")
 }
 
 // assertFullyUnchanged compares fullSnapshot with before, right away and
-// again after a last-used flush tick has passed.
+// again after a last-used flush.
 func (e clockEnv) assertFullyUnchanged(t *testing.T, before string) {
 	t.Helper()
 	if after := e.fullSnapshot(t); after != before {
 		t.Errorf("the store changed:\nbefore:\n%s\nafter:\n%s", before, after)
 		return
 	}
-	time.Sleep(flushWait)
+	e.FlushLastUsed(t)
 	if after := e.fullSnapshot(t); after != before {
-		t.Errorf("the store changed after a last-used flush tick:\nbefore:\n%s\nafter:\n%s", before, after)
+		t.Errorf("the store changed after a last-used flush:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
 
@@ -383,14 +376,14 @@ func (e clockEnv) assertFullyUnchanged(t *testing.T, before string) {
 // (none when empty) and body.
 func (e clockEnv) rawRequest(t *testing.T, tok, method, path, contentType, body string) response {
 	t.Helper()
-	req := e.newRequest(t, method, path, strings.NewReader(body))
+	req := e.NewRequest(t, method, path, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	return e.do(t, req)
+	return e.Do(t, req)
 }
 
 // checkProblemDetail is checkProblem (management_test.go) plus phrases the
@@ -409,8 +402,8 @@ func checkProblemDetail(t *testing.T, r response, status int, detail ...string) 
 // store exactly as it was (hashes included) and the secrets working.
 func TestRotateBadRequestsChangeNothing(t *testing.T) {
 	e := newClockEnv(t)
-	k := e.createKey(t, "acme", "Production sync", permAccounting)
-	other := e.createKey(t, "globex", "Other team", permAccounting)
+	k := e.CreateKey(t, "acme", "Production sync", permAccounting)
+	other := e.CreateKey(t, "globex", "Other team", permAccounting)
 	// A live previous secret that a wrongly applied rotation would move.
 	rot := e.rotate(t, "acme", k.ClientID, map[string]any{"grace_period": "2h"})
 
@@ -418,10 +411,10 @@ func TestRotateBadRequestsChangeNothing(t *testing.T) {
 	// first, or a last-used flush would show as a change. Later uses fall
 	// in the one-minute coalescing window and are not written during the
 	// test.
-	admin := e.adminToken(t)
-	teamTok := e.token(t, k.ClientID, rot.ClientSecret, "").AccessToken
-	e.waitLastUsed(t, e.AdminID)
-	e.waitLastUsed(t, k.ClientID)
+	admin := e.AdminToken(t)
+	teamTok := e.Token(t, k.ClientID, rot.ClientSecret, "").AccessToken
+	e.AssertLastUsedStored(t, e.AdminID)
+	e.AssertLastUsedStored(t, k.ClientID)
 
 	path := rotatePath("acme", k.ClientID)
 	const rangeDetail = "from 0s to 168h"
@@ -512,9 +505,13 @@ func TestRotateBadRequestsChangeNothing(t *testing.T) {
 // store; afterwards exactly one secret is current and at most one other
 // (the one current just before the last write) still works.
 func TestRotateConcurrent(t *testing.T) {
-	e := newClockEnv(t)
-	k := e.createKey(t, "acme", "Busy", permVisualization)
-	admin := e.adminToken(t)
+	forEachBackend(t, testRotateConcurrent)
+}
+
+func testRotateConcurrent(t *testing.T, b servertest.Backend) {
+	e := newClockEnvOn(t, b)
+	k := e.CreateKey(t, "acme", "Busy", permVisualization)
+	admin := e.AdminToken(t)
 	const n = 8
 	secrets := make([]string, n)
 	var wg sync.WaitGroup
@@ -522,7 +519,7 @@ func TestRotateConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			r := e.api(t, admin, http.MethodPost, rotatePath("acme", k.ClientID), nil)
+			r := e.API(t, admin, http.MethodPost, rotatePath("acme", k.ClientID), nil)
 			if r.Status != http.StatusOK {
 				t.Errorf("rotation %d: %s", i, r)
 				return
@@ -541,7 +538,7 @@ func TestRotateConcurrent(t *testing.T) {
 	}
 	working := 0
 	for _, s := range append(secrets, k.ClientSecret) {
-		r := e.tokenRequest(t, k.ClientID, s, url.Values{"grant_type": {"client_credentials"}})
+		r := e.TokenRequest(t, k.ClientID, s, url.Values{"grant_type": {"client_credentials"}})
 		if r.Status == http.StatusOK {
 			working++
 		}

@@ -5,7 +5,9 @@ package server_test
 // default) accepts two keys' tokens; one key is deleted through the
 // management API; within the list's ttl (1 s here) plus keygate's own
 // 1 s cache, that key's same, unexpired token is refused with a clear
-// reason, while the other key's token is still accepted.
+// reason, while the other key's token is still accepted. keygate and the
+// resource server read one test clock, which the test moves instead of
+// waiting.
 
 import (
 	"context"
@@ -50,14 +52,14 @@ func TestStatusListEndToEndWithVerify(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	admin := e.adminToken(t)
-	a := e.createKeyWith(t, admin, "acme", "a", permAccounting)
-	b := e.createKeyWith(t, admin, "beta", "b", permVisualization)
-	tokA := e.token(t, a.ClientID, a.ClientSecret, "").AccessToken
-	tokB := e.token(t, b.ClientID, b.ClientSecret, "").AccessToken
-	tokB2 := e.token(t, b.ClientID, b.ClientSecret, "").AccessToken
+	admin := e.AdminToken(t)
+	a := e.CreateKeyWith(t, admin, "acme", "a", permAccounting)
+	b := e.CreateKeyWith(t, admin, "beta", "b", permVisualization)
+	tokA := e.Token(t, a.ClientID, a.ClientSecret, "").AccessToken
+	tokB := e.Token(t, b.ClientID, b.ClientSecret, "").AccessToken
+	tokB2 := e.Token(t, b.ClientID, b.ClientSecret, "").AccessToken
 
-	v, err := verify.New(ctx, verify.Options{Issuer: e.URL, Audience: e.URL})
+	v, err := verify.New(ctx, verify.Options{Issuer: e.URL, Audience: e.URL, Now: e.Clock.Now})
 	if err != nil {
 		t.Fatalf("verify.New over loopback: %v", err)
 	}
@@ -86,8 +88,8 @@ func TestStatusListEndToEndWithVerify(t *testing.T) {
 		t.Fatalf("revoke B2: %s", r)
 	}
 
-	deleted := time.Now()
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
+	deleted := e.Clock.Now()
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete A: %s", r)
 	}
 	if exp := time.Unix(claimInt(t, irPayload(t, tokA), "exp"), 0); time.Until(exp) < 5*time.Minute {
@@ -95,20 +97,20 @@ func TestStatusListEndToEndWithVerify(t *testing.T) {
 	}
 
 	// ttl 1 s at the resource server + at most 1 s of keygate's own cache;
-	// poll every 200 ms for up to 3 s.
+	// try every 200 ms of the clock for up to 3 s.
 	reason := verify.Reason(verify.ErrRevoked)
 	var status int
 	var hdr http.Header
 	var body map[string]string
 	refused := false
-	for deadline := deleted.Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := deleted.Add(3 * time.Second); e.Clock.Now().Before(deadline); e.Clock.Advance(200 * time.Millisecond) {
 		status, hdr, body = rsCall(t, client, rs.URL, tokA)
 		if status != http.StatusOK {
 			refused = true
 			break
 		}
 	}
-	took := time.Since(deleted)
+	took := e.Clock.Now().Sub(deleted)
 	if !refused {
 		t.Fatalf("A's token still accepted %v after A was deleted (status list ttl 1 s)", took)
 	}
@@ -139,13 +141,13 @@ func TestStatusListEndToEndWithVerify(t *testing.T) {
 
 	// A key created after the deletion (its index is in the cached list's
 	// block) is accepted at once.
-	c := e.createKeyWith(t, admin, "acme", "c", permAccounting)
-	tokC := e.token(t, c.ClientID, c.ClientSecret, "").AccessToken
+	c := e.CreateKeyWith(t, admin, "acme", "c", permAccounting)
+	tokC := e.Token(t, c.ClientID, c.ClientSecret, "").AccessToken
 	if status, _, body := rsCall(t, client, rs.URL, tokC); status != http.StatusOK {
 		t.Errorf("a new key's token: %d %v, want 200", status, body)
 	}
 	// A stays refused.
-	time.Sleep(1100 * time.Millisecond)
+	e.Clock.Advance(1100 * time.Millisecond)
 	if status, _, _ := rsCall(t, client, rs.URL, tokA); status != http.StatusUnauthorized {
 		t.Errorf("A's token a second later: %d, want 401", status)
 	}

@@ -17,7 +17,6 @@ import (
 	"io"
 	"math/bits"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -181,21 +181,45 @@ func (e *testEnv) statusList(tb testing.TB) servedList {
 	return fetchStatusList(tb, e.Client, e.URL)
 }
 
+// listWithin fetches e's list and, while bit idx is still 0, moves e's
+// clock on by up to d in 100 ms steps, fetching again each time. It fails
+// the test if the bit is still 0 after d, and returns the list that has it.
+func listWithin(tb testing.TB, e *testEnv, d time.Duration, idx int64) servedList {
+	tb.Helper()
+	var waited time.Duration
+	for {
+		l := e.statusList(tb)
+		if l.bit(tb, idx) == 1 {
+			tb.Logf("bit %d set in the served list %v (server clock) after the change", idx, waited)
+			return l
+		}
+		if waited >= d {
+			tb.Fatalf("bit %d still 0 in the served list %v (server clock) after the change", idx, waited)
+		}
+		e.Clock.Advance(100 * time.Millisecond)
+		waited += 100 * time.Millisecond
+	}
+}
+
 func TestStatusClaimInAccessTokens(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, server.Options{})
-	admin := e.adminToken(t)
-	a := e.createKeyWith(t, admin, "acme", "a", permAccounting)
-	b := e.createKeyWith(t, admin, "acme", "b", permAccounting)
-	c := e.createKeyWith(t, admin, "beta", "c", permVisualization)
+	forEachBackend(t, testStatusClaimInAccessTokens)
+}
+
+func testStatusClaimInAccessTokens(t *testing.T, backend servertest.Backend) {
+	e := startEnv(t, servertest.Config{Backend: backend})
+	admin := e.AdminToken(t)
+	a := e.CreateKeyWith(t, admin, "acme", "a", permAccounting)
+	b := e.CreateKeyWith(t, admin, "acme", "b", permAccounting)
+	c := e.CreateKeyWith(t, admin, "beta", "c", permVisualization)
 	uri := e.URL + "/statuslists/1"
 
 	seen := map[int64]string{}
 	for _, k := range []struct {
 		name, id, secret string
 	}{{"admin", e.AdminID, e.AdminSecret}, {"a", a.ClientID, a.ClientSecret}, {"b", b.ClientID, b.ClientSecret}, {"c", c.ClientID, c.ClientSecret}} {
-		idx1, uri1 := statusRef(t, e.token(t, k.id, k.secret, "").AccessToken)
-		idx2, uri2 := statusRef(t, e.token(t, k.id, k.secret, "").AccessToken)
+		idx1, uri1 := statusRef(t, e.Token(t, k.id, k.secret, "").AccessToken)
+		idx2, uri2 := statusRef(t, e.Token(t, k.id, k.secret, "").AccessToken)
 		if uri1 != uri || uri2 != uri {
 			t.Errorf("%s: status uri %q, %q, want %q", k.name, uri1, uri2, uri)
 		}
@@ -209,20 +233,20 @@ func TestStatusClaimInAccessTokens(t *testing.T) {
 			t.Errorf("%s and %s share idx %d", k.name, other, idx1)
 		}
 		seen[idx1] = k.name
-		if stored := e.storedKey(t, k.id).StatusIndex; stored != idx1 {
+		if stored := e.StoredKey(t, k.id).StatusIndex; stored != idx1 {
 			t.Errorf("%s: stored status index %d, token says %d", k.name, stored, idx1)
 		}
 	}
 	// A narrowed token carries the key's index too.
-	if idx, _ := statusRef(t, e.token(t, a.ClientID, a.ClientSecret, "accounting:read").AccessToken); idx != e.storedKey(t, a.ClientID).StatusIndex {
+	if idx, _ := statusRef(t, e.Token(t, a.ClientID, a.ClientSecret, "accounting:read").AccessToken); idx != e.StoredKey(t, a.ClientID).StatusIndex {
 		t.Errorf("narrowed token idx %d", idx)
 	}
 	// Indices are never reused: a key created after a deletion gets a new one.
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+b.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+b.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %s", r)
 	}
-	d := e.createKeyWith(t, admin, "acme", "d", permAccounting)
-	idx, _ := statusRef(t, e.token(t, d.ClientID, d.ClientSecret, "").AccessToken)
+	d := e.CreateKeyWith(t, admin, "acme", "d", permAccounting)
+	idx, _ := statusRef(t, e.Token(t, d.ClientID, d.ClientSecret, "").AccessToken)
 	if _, dup := seen[idx]; dup {
 		t.Errorf("new key d got idx %d, already used by %s", idx, seen[idx])
 	}
@@ -232,11 +256,15 @@ func TestStatusClaimInAccessTokens(t *testing.T) {
 // team and admin keys alike, get an index at the next start, once.
 func TestStatusIndexBackfill(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, server.Options{})
+	forEachBackend(t, testStatusIndexBackfill)
+}
+
+func testStatusIndexBackfill(t *testing.T, b servertest.Backend) {
+	e := startEnv(t, servertest.Config{Backend: b})
 	ctx := context.Background()
-	admin := e.adminToken(t)
-	known := e.createKeyWith(t, admin, "acme", "known", permVisualization)
-	hash := e.storedKey(t, known.ClientID).SecretHash
+	admin := e.AdminToken(t)
+	known := e.CreateKeyWith(t, admin, "acme", "known", permVisualization)
+	hash := e.StoredKey(t, known.ClientID).SecretHash
 
 	var legacy []string
 	for _, team := range []string{"legacy", "legacy", "other", ""} {
@@ -257,14 +285,14 @@ func TestStatusIndexBackfill(t *testing.T) {
 		legacy = append(legacy, id)
 	}
 	// Before a restart, their tokens simply carry no status.
-	if c := irPayload(t, e.token(t, legacy[0], known.ClientSecret, "").AccessToken); c["status"] != nil {
+	if c := irPayload(t, e.Token(t, legacy[0], known.ClientSecret, "").AccessToken); c["status"] != nil {
 		t.Logf("a legacy key's token already carries status %v before the backfill", c["status"])
 	}
 
-	e.newServer(t, server.Options{}) // a restart on the same store
+	e.second(t, server.Options{}) // another start on the same store; e serves on
 	indices := map[int64]string{}
 	for _, id := range append([]string{e.AdminID, known.ClientID}, legacy...) {
-		k := e.storedKey(t, id)
+		k := e.StoredKey(t, id)
 		if k.StatusIndex < 1 {
 			t.Errorf("key %s (team %q) has status index %d after the backfill", id, k.TeamID, k.StatusIndex)
 			continue
@@ -287,23 +315,23 @@ func TestStatusIndexBackfill(t *testing.T) {
 	// the key per request), admin key included.
 	for _, id := range legacy {
 		secret := known.ClientSecret
-		idx, _ := statusRef(t, e.token(t, id, secret, "").AccessToken)
-		if want := e.storedKey(t, id).StatusIndex; idx != want {
+		idx, _ := statusRef(t, e.Token(t, id, secret, "").AccessToken)
+		if want := e.StoredKey(t, id).StatusIndex; idx != want {
 			t.Errorf("token of %s: idx %d, want %d", id, idx, want)
 		}
 	}
-	if idx, _ := statusRef(t, e.adminToken(t)); idx != e.storedKey(t, e.AdminID).StatusIndex {
+	if idx, _ := statusRef(t, e.AdminToken(t)); idx != e.StoredKey(t, e.AdminID).StatusIndex {
 		t.Errorf("admin token idx %d", idx)
 	}
 
 	// Another start changes nothing: the backfill is idempotent.
 	before := map[string]int64{}
 	for _, id := range indices {
-		before[id] = e.storedKey(t, id).StatusIndex
+		before[id] = e.StoredKey(t, id).StatusIndex
 	}
-	e.newServer(t, server.Options{})
+	e.second(t, server.Options{})
 	for id, idx := range before {
-		if got := e.storedKey(t, id).StatusIndex; got != idx {
+		if got := e.StoredKey(t, id).StatusIndex; got != idx {
 			t.Errorf("key %s: index %d became %d on a second start", id, idx, got)
 		}
 	}
@@ -321,23 +349,27 @@ func TestStatusIndexBackfillOperatorAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newTestEnv(t, server.Options{AdminClientID: "ops-admin", AdminClientSecret: secret})
-	idx, _ := statusRef(t, e.adminToken(t))
-	if idx < 1 || idx != e.storedKey(t, "ops-admin").StatusIndex {
-		t.Errorf("operator admin key idx %d, stored %d", idx, e.storedKey(t, "ops-admin").StatusIndex)
+	idx, _ := statusRef(t, e.AdminToken(t))
+	if idx < 1 || idx != e.StoredKey(t, "ops-admin").StatusIndex {
+		t.Errorf("operator admin key idx %d, stored %d", idx, e.StoredKey(t, "ops-admin").StatusIndex)
 	}
 }
 
 func TestStatusListEndpoint(t *testing.T) {
 	t.Parallel()
+	forEachBackend(t, testStatusListEndpoint)
+}
+
+func testStatusListEndpoint(t *testing.T, backend servertest.Backend) {
 	const ttl = 7 * time.Second
-	e := newTestEnv(t, server.Options{StatusListTTL: ttl})
-	admin := e.adminToken(t)
-	a := e.createKeyWith(t, admin, "acme", "a", permAccounting)
-	b := e.createKeyWith(t, admin, "acme", "b", permAccounting)
-	c := e.createKeyWith(t, admin, "beta", "c", permVisualization)
-	idxA, _ := statusRef(t, e.token(t, a.ClientID, a.ClientSecret, "").AccessToken)
-	idxB, _ := statusRef(t, e.token(t, b.ClientID, b.ClientSecret, "").AccessToken)
-	idxC, _ := statusRef(t, e.token(t, c.ClientID, c.ClientSecret, "").AccessToken)
+	e := startEnv(t, servertest.Config{Options: server.Options{StatusListTTL: ttl}, Backend: backend})
+	admin := e.AdminToken(t)
+	a := e.CreateKeyWith(t, admin, "acme", "a", permAccounting)
+	b := e.CreateKeyWith(t, admin, "acme", "b", permAccounting)
+	c := e.CreateKeyWith(t, admin, "beta", "c", permVisualization)
+	idxA, _ := statusRef(t, e.Token(t, a.ClientID, a.ClientSecret, "").AccessToken)
+	idxB, _ := statusRef(t, e.Token(t, b.ClientID, b.ClientSecret, "").AccessToken)
+	idxC, _ := statusRef(t, e.Token(t, c.ClientID, c.ClientSecret, "").AccessToken)
 	idxAdmin, _ := statusRef(t, admin)
 
 	l := e.statusList(t)
@@ -376,24 +408,12 @@ func TestStatusListEndpoint(t *testing.T) {
 		t.Errorf("bits %v set before any deletion", s)
 	}
 
-	// Delete A: its bit is set within 1 s, no other bit is.
-	start := time.Now()
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
+	// Delete A: its bit is set within 1 s (of the server's clock), no
+	// other bit is.
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %s", r)
 	}
-	var after servedList
-	ok := waitFor(1500*time.Millisecond, func() bool {
-		after = e.statusList(t)
-		return after.bit(t, idxA) == 1
-	})
-	took := time.Since(start)
-	if !ok {
-		t.Fatalf("bit %d of the deleted key still 0 %v after the delete", idxA, took)
-	}
-	if took > time.Second+250*time.Millisecond { // 1 s plus the polling and the delete itself
-		t.Errorf("the deletion showed in the served list after %v, want within 1 s", took)
-	}
-	t.Logf("deletion visible in the served list after %v", took)
+	after := listWithin(t, e, time.Second, idxA)
 	if s := after.setBits(); !slices.Equal(s, []int64{idxA}) {
 		t.Errorf("set bits %v, want only the deleted key's %d", s, idxA)
 	}
@@ -401,26 +421,24 @@ func TestStatusListEndpoint(t *testing.T) {
 		t.Error("another key's bit changed")
 	}
 	// The other keys still get tokens with their own index; A gets none.
-	if idx, _ := statusRef(t, e.token(t, b.ClientID, b.ClientSecret, "").AccessToken); idx != idxB {
+	if idx, _ := statusRef(t, e.Token(t, b.ClientID, b.ClientSecret, "").AccessToken); idx != idxB {
 		t.Errorf("b's idx %d after a's deletion, want %d", idx, idxB)
 	}
 	// Deleting B too: both bits, for good (indices are never reused).
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+b.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+b.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %s", r)
 	}
-	if !waitFor(1500*time.Millisecond, func() bool { after = e.statusList(t); return after.bit(t, idxB) == 1 }) {
-		t.Fatal("second deletion never showed")
-	}
+	after = listWithin(t, e, time.Second, idxB)
 	if s := after.setBits(); !slices.Equal(s, []int64{min(idxA, idxB), max(idxA, idxB)}) {
 		t.Errorf("set bits %v, want %d and %d", s, idxA, idxB)
 	}
 	// A refused delete (unknown key, wrong team) sets nothing.
 	for _, p := range []string{"/v1/teams/beta/keys/" + a.ClientID, "/v1/teams/acme/keys/kgc_nothere", "/v1/teams/acme/keys/" + c.ClientID} {
-		if r := e.api(t, admin, http.MethodDelete, p, nil); r.Status != http.StatusNotFound {
+		if r := e.API(t, admin, http.MethodDelete, p, nil); r.Status != http.StatusNotFound {
 			t.Errorf("DELETE %s: %s, want 404", p, r)
 		}
 	}
-	time.Sleep(1100 * time.Millisecond) // past any server-side caching
+	e.Clock.Advance(1100 * time.Millisecond) // past any server-side caching
 	if s := e.statusList(t).setBits(); len(s) != 2 {
 		t.Errorf("set bits %v after refused deletes, want only %d and %d", s, idxA, idxB)
 	}
@@ -431,23 +449,21 @@ func TestStatusListEndpoint(t *testing.T) {
 func TestStatusListOtherInstance(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{})
-	admin := e.adminToken(t)
-	a := e.createKeyWith(t, admin, "acme", "a", permAccounting)
-	idxA := e.storedKey(t, a.ClientID).StatusIndex
+	admin := e.AdminToken(t)
+	a := e.CreateKeyWith(t, admin, "acme", "a", permAccounting)
+	idxA := e.StoredKey(t, a.ClientID).StatusIndex
 
-	clock := newIRClock()
-	srv2 := e.newServer(t, server.Options{Now: clock.Now})
-	ts2 := httptest.NewServer(srv2)
-	defer ts2.Close()
-	if fetchStatusList(t, e.Client, ts2.URL).bit(t, idxA) != 0 {
+	clock := servertest.NewClock(time.Now().UTC().Truncate(time.Second))
+	e2 := e.second(t, server.Options{Now: clock.Now})
+	if fetchStatusList(t, e.Client, e2.URL).bit(t, idxA) != 0 {
 		t.Fatal("bit set before the delete")
 	}
-	if r := e.api(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %s", r)
 	}
 	// The second instance may serve its cached list for < 1 s.
-	clock.Add(time.Second)
-	if fetchStatusList(t, e.Client, ts2.URL).bit(t, idxA) != 1 {
+	clock.Advance(time.Second)
+	if fetchStatusList(t, e.Client, e2.URL).bit(t, idxA) != 1 {
 		t.Error("1 s after the delete, the other instance still serves the key's bit as 0")
 	}
 }
@@ -456,8 +472,8 @@ func TestStatusListOtherInstance(t *testing.T) {
 // every revoked bit, in whole blocks of 2^20 entries.
 func TestStatusListGrowsInBlocks(t *testing.T) {
 	t.Parallel()
-	clock := newIRClock()
-	e := newTestEnv(t, server.Options{Now: clock.Now})
+	clock := servertest.NewClock(time.Now().UTC().Truncate(time.Second))
+	e := startEnv(t, servertest.Config{Clock: clock})
 	ctx := context.Background()
 	for _, c := range []struct {
 		idx       int64
@@ -471,8 +487,8 @@ func TestStatusListGrowsInBlocks(t *testing.T) {
 		if err := e.Store.RevokeStatus(ctx, c.idx); err != nil {
 			t.Fatal(err)
 		}
-		clock.Add(2 * time.Second) // past the server-side cache
-		r := e.do(t, e.newRequest(t, http.MethodGet, "/statuslists/1", nil))
+		clock.Advance(2 * time.Second) // past the server-side cache
+		r := e.Do(t, e.NewRequest(t, http.MethodGet, "/statuslists/1", nil))
 		l := e.statusList(t)
 		if len(l.Bits) != c.wantBytes {
 			t.Errorf("after revoking %d: list of %d bytes, want %d", c.idx, len(l.Bits), c.wantBytes)
@@ -488,7 +504,7 @@ func TestStatusListGrowsInBlocks(t *testing.T) {
 func TestStatusListAggregationAndMetadata(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{})
-	r := e.do(t, e.newRequest(t, http.MethodGet, "/statuslists", nil))
+	r := e.Do(t, e.NewRequest(t, http.MethodGet, "/statuslists", nil))
 	if r.Status != http.StatusOK {
 		t.Fatalf("aggregation: %s", r)
 	}
@@ -504,15 +520,15 @@ func TestStatusListAggregationAndMetadata(t *testing.T) {
 	}
 	// Only GET (HEAD as gin allows) on the list endpoints.
 	for _, p := range []string{"/statuslists", "/statuslists/1"} {
-		if r := e.do(t, e.newRequest(t, http.MethodPost, p, strings.NewReader("x"))); r.Status != http.StatusMethodNotAllowed {
+		if r := e.Do(t, e.NewRequest(t, http.MethodPost, p, strings.NewReader("x"))); r.Status != http.StatusMethodNotAllowed {
 			t.Errorf("POST %s: %d, want 405", p, r.Status)
 		}
 	}
-	if r := e.do(t, e.newRequest(t, http.MethodGet, "/statuslists/2", nil)); r.Status != http.StatusNotFound {
+	if r := e.Do(t, e.NewRequest(t, http.MethodGet, "/statuslists/2", nil)); r.Status != http.StatusNotFound {
 		t.Errorf("GET /statuslists/2: %d, want 404", r.Status)
 	}
 
-	r = e.do(t, e.newRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
+	r = e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
 		t.Fatalf("%v: %s", err, r.Body)
@@ -555,9 +571,7 @@ func TestStatusListAggregationAndMetadata(t *testing.T) {
 // cache before each fetch). Every request succeeds; the latencies are
 // reported and bounded loosely. Not parallel: it measures time.
 func TestStatusListBuildDoesNotBlockTokens(t *testing.T) {
-	var offset atomic.Int64
-	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	e := newTestEnv(t, server.Options{Now: now})
+	e := newTestEnv(t, server.Options{})
 	ctx := context.Background()
 	// A list of 4 blocks (4 Mi entries) with revoked bits spread over it, so
 	// every rebuild compresses 512 KiB.
@@ -570,8 +584,8 @@ func TestStatusListBuildDoesNotBlockTokens(t *testing.T) {
 	if err := e.Store.RevokeStatus(ctx, 4<<20-1); err != nil {
 		t.Fatal(err)
 	}
-	admin := e.adminToken(t)
-	k := e.createKeyWith(t, admin, "acme", "load", permAccounting)
+	admin := e.AdminToken(t)
+	k := e.CreateKeyWith(t, admin, "acme", "load", permAccounting)
 	if got := len(e.statusList(t).Bits); got != 4*slBlockBytes {
 		t.Fatalf("list of %d bytes, want 4 blocks", got)
 	}
@@ -596,7 +610,7 @@ func TestStatusListBuildDoesNotBlockTokens(t *testing.T) {
 						return
 					}
 					start := time.Now()
-					r := e.tokenRequest(t, k.ClientID, k.ClientSecret, urlValues("grant_type", "client_credentials"))
+					r := e.TokenRequest(t, k.ClientID, k.ClientSecret, urlValues("grant_type", "client_credentials"))
 					d := time.Since(start)
 					if r.Status != http.StatusOK {
 						failed.Add(1)
@@ -629,7 +643,7 @@ func TestStatusListBuildDoesNotBlockTokens(t *testing.T) {
 		// One after another, each with the clock moved past the 1 s cache,
 		// so each GET rebuilds the list while tokens are being requested.
 		for i := 0; i < 20; i++ {
-			offset.Add(int64(1100 * time.Millisecond))
+			e.Clock.Advance(1100 * time.Millisecond)
 			start := time.Now()
 			resp, err := e.Client.Get(e.URL + "/statuslists/1")
 			if err != nil {

@@ -2,7 +2,7 @@ package server_test
 
 // Bad token requests: each gets the status and RFC 6749 §5.2 error it should,
 // and leaves the store exactly as it was (last_used_at included, checked
-// again after a last-used flush tick).
+// again after a last-used flush).
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -34,18 +34,24 @@ type tokenFixture struct {
 
 func newTokenFixture(tb testing.TB) *tokenFixture {
 	tb.Helper()
-	e := newTestEnv(tb, server.Options{})
-	f := &tokenFixture{e: e, admin: e.adminToken(tb)}
-	f.acct = e.createKeyWith(tb, f.admin, "acme", "accounting", permAccounting)
-	f.viz = e.createKeyWith(tb, f.admin, "acme", "viz", permVisualization)
-	f.deleted = e.createKeyWith(tb, f.admin, "acme", "gone", permAccounting)
-	if r := e.api(tb, f.admin, http.MethodDelete, "/v1/teams/acme/keys/"+f.deleted.ClientID, nil); r.Status != http.StatusNoContent {
+	return newTokenFixtureOn(tb, servertest.Bolt())
+}
+
+// newTokenFixtureOn is newTokenFixture on the backend b.
+func newTokenFixtureOn(tb testing.TB, b servertest.Backend) *tokenFixture {
+	tb.Helper()
+	e := startEnv(tb, servertest.Config{Backend: b})
+	f := &tokenFixture{e: e, admin: e.AdminToken(tb)}
+	f.acct = e.CreateKeyWith(tb, f.admin, "acme", "accounting", permAccounting)
+	f.viz = e.CreateKeyWith(tb, f.admin, "acme", "viz", permVisualization)
+	f.deleted = e.CreateKeyWith(tb, f.admin, "acme", "gone", permAccounting)
+	if r := e.API(tb, f.admin, http.MethodDelete, "/v1/teams/acme/keys/"+f.deleted.ClientID, nil); r.Status != http.StatusNoContent {
 		tb.Fatalf("delete: %s", r)
 	}
 	f.allSecrets = []string{e.AdminSecret, f.acct.ClientSecret, f.viz.ClientSecret, f.deleted.ClientSecret}
-	// The admin key's first use is written at the next flush tick; let that
-	// land now so it cannot pass for a change made by the request under test.
-	e.waitLastUsed(tb, e.AdminID)
+	// The admin key's first use is written at the next last-used flush; run
+	// it now so it cannot pass for a change made by the request under test.
+	e.AssertLastUsedStored(tb, e.AdminID)
 	return f
 }
 
@@ -77,7 +83,7 @@ func (f *tokenFixture) send(tb testing.TB, rr rawTokenRequest) response {
 			body = io.MultiReader(body) // unknown length: chunked encoding
 		}
 	}
-	req := f.e.newRequest(tb, method, path, body)
+	req := f.e.NewRequest(tb, method, path, body)
 	switch rr.contentType {
 	case "":
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -88,7 +94,7 @@ func (f *tokenFixture) send(tb testing.TB, rr rawTokenRequest) response {
 	if rr.auth != "" {
 		req.Header.Set("Authorization", rr.auth)
 	}
-	return f.e.do(tb, req)
+	return f.e.Do(tb, req)
 }
 
 func form(kv ...string) string {
@@ -121,7 +127,7 @@ func TestTokenBadRequests(t *testing.T) {
 		code   string
 		check  func(t *testing.T, r response)
 	}
-	basicA := func(f *tokenFixture) string { return basicAuth(f.acct.ClientID, f.acct.ClientSecret) }
+	basicA := func(f *tokenFixture) string { return servertest.BasicAuth(f.acct.ClientID, f.acct.ClientSecret) }
 	valid := func(f *tokenFixture) rawTokenRequest {
 		return rawTokenRequest{auth: basicA(f), body: form("grant_type", cc)}
 	}
@@ -227,7 +233,7 @@ func TestTokenBadRequests(t *testing.T) {
 		}), 400, "unsupported_grant_type", nil},
 		{"grant_type in another case", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", "Client_Credentials") }), 400, "unsupported_grant_type", nil},
 		{"password grant with a wrong secret (grant type decides before credentials)", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.acct.ClientID, f.viz.ClientSecret), body: form("grant_type", "password", "username", "u", "password", "p")}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.acct.ClientID, f.viz.ClientSecret), body: form("grant_type", "password", "username", "u", "password", "p")}
 		}, 400, "unsupported_grant_type", nil},
 
 		// Client authentication.
@@ -256,25 +262,25 @@ func TestTokenBadRequests(t *testing.T) {
 		// oauth2.ClientPasswordVerifier), len(GetSecret()) == 0 would skip the
 		// check and this wrong secret would get a token. It must be 401.
 		{"wrong secret (Basic)", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.acct.ClientID, "kgs_wrong"), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.acct.ClientID, "kgs_wrong"), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"wrong secret (form)", func(f *tokenFixture) rawTokenRequest {
 			return rawTokenRequest{body: form("grant_type", cc, "client_id", f.acct.ClientID, "client_secret", "wrong")}
 		}, 401, "invalid_client", nil},
 		{"wrong secret for the admin key", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.e.AdminID, f.acct.ClientSecret), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.e.AdminID, f.acct.ClientSecret), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"secret of another key", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.acct.ClientID, f.viz.ClientSecret), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.acct.ClientID, f.viz.ClientSecret), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"unknown client_id", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth("kgc_unknownunknownunknown0000", f.acct.ClientSecret), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth("kgc_unknownunknownunknown0000", f.acct.ClientSecret), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"client_id in another case", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(strings.ToUpper(f.acct.ClientID), f.acct.ClientSecret), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(strings.ToUpper(f.acct.ClientID), f.acct.ClientSecret), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"deleted key", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.deleted.ClientID, f.deleted.ClientSecret), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.deleted.ClientID, f.deleted.ClientSecret), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"client_id without secret", func(f *tokenFixture) rawTokenRequest {
 			return rawTokenRequest{body: form("grant_type", cc, "client_id", f.acct.ClientID)}
@@ -283,22 +289,22 @@ func TestTokenBadRequests(t *testing.T) {
 			return rawTokenRequest{body: form("grant_type", cc, "client_secret", f.acct.ClientSecret)}
 		}, 401, "invalid_client", nil},
 		{"secret with a bad checksum", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.acct.ClientID, badChecksum(f.acct.ClientSecret)), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.acct.ClientID, badChecksum(f.acct.ClientSecret)), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 		{"secret with a trailing newline", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.acct.ClientID, f.acct.ClientSecret+"\n"), body: form("grant_type", cc)}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.acct.ClientID, f.acct.ClientSecret+"\n"), body: form("grant_type", cc)}
 		}, 401, "invalid_client", nil},
 
 		// Scope: decided only after authentication.
 		{"over-broad scope", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.viz.ClientID, f.viz.ClientSecret), body: form("grant_type", cc, "scope", "accounting:read")}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.viz.ClientID, f.viz.ClientSecret), body: form("grant_type", cc, "scope", "accounting:read")}
 		}, 400, "invalid_scope", nil},
 		{"partly over-broad scope", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.viz.ClientID, f.viz.ClientSecret), body: form("grant_type", cc, "scope", "visualizations:read accounting:read")}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.viz.ClientID, f.viz.ClientSecret), body: form("grant_type", cc, "scope", "visualizations:read accounting:read")}
 		}, 400, "invalid_scope", nil},
 		{"keys:admin asked by a team key", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", "keys:admin") }), 400, "invalid_scope", nil},
 		{"team scope asked by the admin key", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", cc, "scope", "accounting:read")}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", cc, "scope", "accounting:read")}
 		}, 400, "invalid_scope", nil},
 		{"unknown scope", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", "payroll:read") }), 400, "invalid_scope", nil},
 		{"scope with a double space", with(func(f *tokenFixture, r *rawTokenRequest) {
@@ -313,13 +319,13 @@ func TestTokenBadRequests(t *testing.T) {
 		{"scope with a backslash", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", `common\read`) }), 400, "invalid_scope", nil},
 		{"scope only a space", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", " ") }), 400, "invalid_scope", nil},
 		{"wrong secret and over-broad scope (authentication first)", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.viz.ClientID, "wrong"), body: form("grant_type", cc, "scope", "accounting:read")}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.viz.ClientID, "wrong"), body: form("grant_type", cc, "scope", "accounting:read")}
 		}, 401, "invalid_client", nil},
 		{"unknown client and malformed scope (authentication first)", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth("kgc_nobody", "wrong"), body: form("grant_type", cc, "scope", "a  b")}
+			return rawTokenRequest{auth: servertest.BasicAuth("kgc_nobody", "wrong"), body: form("grant_type", cc, "scope", "a  b")}
 		}, 401, "invalid_client", nil},
 		{"deleted key and keys:admin (authentication first)", func(f *tokenFixture) rawTokenRequest {
-			return rawTokenRequest{auth: basicAuth(f.deleted.ClientID, f.deleted.ClientSecret), body: form("grant_type", cc, "scope", "keys:admin")}
+			return rawTokenRequest{auth: servertest.BasicAuth(f.deleted.ClientID, f.deleted.ClientSecret), body: form("grant_type", cc, "scope", "keys:admin")}
 		}, 401, "invalid_client", nil},
 	}
 	if len(cases) < 25 {
@@ -328,15 +334,16 @@ func TestTokenBadRequests(t *testing.T) {
 
 	// Each case gets its own store, so "nothing changed" is attributable to
 	// that one request. The cases run concurrently (plain goroutines, not
-	// t.Parallel, so the flush wait overlaps whatever -parallel is).
+	// t.Parallel, so the cases' store set-ups overlap whatever -parallel
+	// is).
 	var wg sync.WaitGroup
 	for _, c := range cases {
 		wg.Go(func() {
 			t.Run(c.name, func(t *testing.T) {
 				f := newTokenFixture(t)
-				before := f.e.snapshot(t)
+				before := f.e.Snapshot(t)
 				r := f.send(t, c.req(f))
-				checkOAuthError(t, r, c.status, c.code)
+				servertest.CheckOAuthError(t, r, c.status, c.code)
 				if c.check != nil {
 					c.check(t, r)
 				}
@@ -348,7 +355,7 @@ func TestTokenBadRequests(t *testing.T) {
 				if strings.Contains(string(r.Body), "kgs_") || strings.Contains(string(r.Body), "goroutine") {
 					t.Errorf("the error body carries a secret or a stack: %s", r.Body)
 				}
-				f.e.assertUnchanged(t, before)
+				f.e.AssertUnchanged(t, before)
 			})
 		})
 	}
@@ -358,13 +365,17 @@ func TestTokenBadRequests(t *testing.T) {
 // TestTokenSameClientIDInBasicAndForm is the positive control for the "two
 // authentication methods" cases: a form client_id equal to the Basic one is
 // allowed. It also proves the "nothing changed" check can see a use: a
-// successful exchange changes last_used_at within a flush tick.
+// successful exchange changes last_used_at by the next last-used flush.
 func TestTokenSameClientIDInBasicAndForm(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t)
-	before := f.e.snapshot(t)
+	forEachBackend(t, testTokenSameClientIDInBasicAndForm)
+}
+
+func testTokenSameClientIDInBasicAndForm(t *testing.T, b servertest.Backend) {
+	f := newTokenFixtureOn(t, b)
+	before := f.e.Snapshot(t)
 	r := f.send(t, rawTokenRequest{
-		auth: basicAuth(f.acct.ClientID, f.acct.ClientSecret),
+		auth: servertest.BasicAuth(f.acct.ClientID, f.acct.ClientSecret),
 		body: form("grant_type", "client_credentials", "client_id", f.acct.ClientID),
 	})
 	if r.Status != http.StatusOK {
@@ -377,13 +388,14 @@ func TestTokenSameClientIDInBasicAndForm(t *testing.T) {
 	if r.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("Cache-Control %q", r.Header.Get("Cache-Control"))
 	}
-	if !waitFor(2*time.Second, func() bool { return f.e.snapshot(t) != before }) {
-		t.Fatal("a successful exchange did not change last_used_at: the unchanged-store check would be blind")
+	f.e.FlushLastUsed(t)
+	if f.e.Snapshot(t) == before {
+		t.Fatal("a successful exchange did not change last_used_at by the next last-used flush: the unchanged-store check would be blind")
 	}
-	if f.e.storedKey(t, f.acct.ClientID).LastUsedAt.IsZero() {
+	if f.e.StoredKey(t, f.acct.ClientID).LastUsedAt.IsZero() {
 		t.Error("last_used_at of the used key is still zero")
 	}
-	if !f.e.storedKey(t, f.viz.ClientID).LastUsedAt.IsZero() {
+	if !f.e.StoredKey(t, f.viz.ClientID).LastUsedAt.IsZero() {
 		t.Error("last_used_at of an unused key changed")
 	}
 }
@@ -392,12 +404,16 @@ func TestTokenSameClientIDInBasicAndForm(t *testing.T) {
 // secret hash authenticates until PreviousSecretExpiresAt, not after.
 func TestTokenPreviousSecret(t *testing.T) {
 	t.Parallel()
-	f := newTokenFixture(t)
+	forEachBackend(t, testTokenPreviousSecret)
+}
+
+func testTokenPreviousSecret(t *testing.T, b servertest.Backend) {
+	f := newTokenFixtureOn(t, b)
 	e := f.e
 	ctx := context.Background()
 	// The hasher is internal; borrow a real hash: the viz key's secret
 	// becomes the acct key's "previous" secret.
-	vizHash := e.storedKey(t, f.viz.ClientID).SecretHash
+	vizHash := e.StoredKey(t, f.viz.ClientID).SecretHash
 	setPrevious := func(expires time.Time) {
 		t.Helper()
 		if _, err := e.Store.UpdateKey(ctx, f.acct.ClientID, func(k store.Key) (store.Key, error) {
@@ -411,7 +427,7 @@ func TestTokenPreviousSecret(t *testing.T) {
 	set, _ := e.fetchJWKS(t)
 
 	setPrevious(time.Now().Add(time.Hour))
-	tr := e.token(t, f.acct.ClientID, f.viz.ClientSecret, "")
+	tr := e.Token(t, f.acct.ClientID, f.viz.ClientSecret, "")
 	v := verifyJWT(t, set, tr.AccessToken, "ES256")
 	if v.Claims["sub"] != f.acct.ClientID {
 		t.Errorf("sub %v, want the key the previous secret belongs to (%s)", v.Claims["sub"], f.acct.ClientID)
@@ -420,18 +436,18 @@ func TestTokenPreviousSecret(t *testing.T) {
 		t.Errorf("scope %v: the previous secret must grant the key's own scopes", v.Claims["scope"])
 	}
 	// The current secret works alongside it.
-	e.token(t, f.acct.ClientID, f.acct.ClientSecret, "")
+	e.Token(t, f.acct.ClientID, f.acct.ClientSecret, "")
 	// Later uses coalesce for a minute, so once the first is stored the
 	// store stays put unless a new request is wrongly counted.
-	e.waitLastUsed(t, f.acct.ClientID)
+	e.AssertLastUsedStored(t, f.acct.ClientID)
 
 	setPrevious(time.Now().Add(-time.Second))
-	before := e.snapshot(t)
-	r := e.tokenRequest(t, f.acct.ClientID, f.viz.ClientSecret, url.Values{"grant_type": {"client_credentials"}})
-	checkOAuthError(t, r, 401, "invalid_client")
-	e.assertUnchanged(t, before)
+	before := e.Snapshot(t)
+	r := e.TokenRequest(t, f.acct.ClientID, f.viz.ClientSecret, url.Values{"grant_type": {"client_credentials"}})
+	servertest.CheckOAuthError(t, r, 401, "invalid_client")
+	e.AssertUnchanged(t, before)
 	// The current secret is unaffected by the expiry.
-	e.token(t, f.acct.ClientID, f.acct.ClientSecret, "")
+	e.Token(t, f.acct.ClientID, f.acct.ClientSecret, "")
 }
 
 // TestTokenAcceptedVariants: well-formed requests in their legitimate
@@ -441,14 +457,14 @@ func TestTokenAcceptedVariants(t *testing.T) {
 	f := newTokenFixture(t)
 	id, secret := f.acct.ClientID, f.acct.ClientSecret
 	cases := map[string]rawTokenRequest{
-		"charset parameter":         {contentType: "application/x-www-form-urlencoded; charset=UTF-8", auth: basicAuth(id, secret), body: form("grant_type", "client_credentials")},
-		"upper-case media type":     {contentType: "Application/X-WWW-Form-Urlencoded", auth: basicAuth(id, secret), body: form("grant_type", "client_credentials")},
-		"lower-case basic scheme":   {auth: "basic " + basicAuth(id, secret)[len("Basic "):], body: form("grant_type", "client_credentials")},
+		"charset parameter":         {contentType: "application/x-www-form-urlencoded; charset=UTF-8", auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials")},
+		"upper-case media type":     {contentType: "Application/X-WWW-Form-Urlencoded", auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials")},
+		"lower-case basic scheme":   {auth: "basic " + servertest.BasicAuth(id, secret)[len("Basic "):], body: form("grant_type", "client_credentials")},
 		"form credentials":          {body: form("client_id", id, "client_secret", secret, "grant_type", "client_credentials")},
-		"unknown extra parameter":   {auth: basicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", "https://api.example.com")},
-		"empty scope":               {auth: basicAuth(id, secret), body: form("grant_type", "client_credentials", "scope", "")},
-		"chunked body":              {auth: basicAuth(id, secret), body: form("grant_type", "client_credentials"), chunked: true},
-		"admin key asks keys:admin": {auth: basicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", "client_credentials", "scope", "keys:admin")},
+		"unknown extra parameter":   {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", "https://api.example.com")},
+		"empty scope":               {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "scope", "")},
+		"chunked body":              {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials"), chunked: true},
+		"admin key asks keys:admin": {auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", "client_credentials", "scope", "keys:admin")},
 	}
 	set, _ := f.e.fetchJWKS(t)
 	jtis := map[string]string{}

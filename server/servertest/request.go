@@ -130,7 +130,7 @@ func (e *Env) API(t testing.TB, tok, method, path string, body any) Response {
 	return e.Do(t, req)
 }
 
-// Key is the management API's view of a key (docs/ARCHITECTURE.md).
+// Key is the management API's view of a key (the README's API section).
 type Key struct {
 	ClientID     string     `json:"client_id"`
 	TeamID       string     `json:"team_id"`
