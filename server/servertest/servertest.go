@@ -42,13 +42,18 @@ const (
 // server.Options{}, nil) starts.
 type Config struct {
 	// Options go to server.New. Store, MasterKey and LastUsedTicks are the
-	// harness's to set; so is Now, which is Clock's. An empty Issuer
-	// becomes the server's URL. The admin key: see GeneratedAdmin.
+	// harness's to set (see Backend and MasterKey); so is Now, which is
+	// Clock's. An empty Issuer becomes the server's URL. The admin key:
+	// see GeneratedAdmin.
 	Options server.Options
 	// Backend holds the data; the zero value is Bolt().
 	Backend Backend
 	// Clock is the keygate's clock; nil means a new NewWallClock().
 	Clock *Clock
+	// MasterKey seals the store's secrets; nil means a fresh one. Set it to
+	// start keygate on data written earlier with a known master key (a
+	// seeded store, say).
+	MasterKey *masterkey.Key
 	// Wrap, when non-nil, sees every request to Env.URL first (to count
 	// them, say), for the first server and every restart.
 	Wrap func(http.Handler) http.Handler
@@ -122,7 +127,7 @@ func StartMany(t testing.TB, cfg Config, n int) []*Env {
 	}
 	opts := cfg.Options
 	if opts.Store != nil || opts.MasterKey != nil || opts.Now != nil || opts.LastUsedTicks != nil {
-		t.Fatal("servertest: Options.Store, MasterKey, Now and LastUsedTicks are the harness's (use Config.Backend and Config.Clock)")
+		t.Fatal("servertest: Options.Store, MasterKey, Now and LastUsedTicks are the harness's (use Config.Backend, Config.MasterKey and Config.Clock)")
 	}
 	if cfg.GeneratedAdmin && (opts.AdminClientID != "" || opts.AdminClientSecret != "") {
 		t.Fatal("servertest: GeneratedAdmin with an admin key in Options")
@@ -144,13 +149,15 @@ func StartMany(t testing.TB, cfg Config, n int) []*Env {
 		backend = Bolt()
 	}
 	first, another := backend.open(t)
-	enc, err := masterkey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := masterkey.Parse(enc)
-	if err != nil {
-		t.Fatal(err)
+	mk := cfg.MasterKey
+	if mk == nil {
+		enc, err := masterkey.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mk, err = masterkey.Parse(enc); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clock := cfg.Clock
 	if clock == nil {
@@ -202,7 +209,7 @@ func StartMany(t testing.TB, cfg Config, n int) []*Env {
 	}
 	for i, e := range envs {
 		e.AdminID, e.AdminSecret = adminID, adminSecret
-		e.serve(t, srvs[i], ticks[i], opts.Now)
+		e.serve(srvs[i], ticks[i], opts.Now)
 	}
 	if adminID == "" {
 		t.Fatal("servertest: a first start on empty data generated no admin key")
@@ -255,7 +262,7 @@ func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options
 // serve puts srv behind e.URL until e's test ends: then the HTTP server
 // stops first and srv closes after it, writing pending last-used times.
 // now is srv's clock when it is not e.Clock.
-func (e *Env) serve(t testing.TB, srv *server.Server, ticks chan time.Time, now func() time.Time) {
+func (e *Env) serve(srv *server.Server, ticks chan time.Time, now func() time.Time) {
 	var once sync.Once
 	closeSrv := func() { once.Do(srv.Close) }
 	e.tb.Cleanup(func() {
@@ -292,7 +299,7 @@ func (e *Env) Restart(t testing.TB, opts server.Options) *server.Server {
 	if err != nil {
 		t.Fatalf("servertest: restart: %v", err)
 	}
-	e.serve(t, srv, ticks, opts.Now)
+	e.serve(srv, ticks, opts.Now)
 	return srv
 }
 
@@ -323,7 +330,7 @@ func (e *Env) TrySecond(t testing.TB, opts server.Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.serve(t, srv, ticks, opts.Now)
+	s.serve(srv, ticks, opts.Now)
 	return s, nil
 }
 

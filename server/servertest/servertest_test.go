@@ -12,6 +12,7 @@ import (
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 func init() {
@@ -177,4 +178,26 @@ func TestFlushLastUsedFollowsRestart(t *testing.T) {
 	k := e.CreateKey(t, "acme", "k", "accounting_api")
 	e.Token(t, k.ClientID, k.ClientSecret, "")
 	e.AssertLastUsedStored(t, k.ClientID)
+}
+
+// TestStartOnDataWrittenEarlier: with Config.MasterKey, a keygate starts on
+// a store another one wrote, and its keys work there.
+func TestStartOnDataWrittenEarlier(t *testing.T) {
+	st := storetest.NewMemStore()
+	first := servertest.StartWith(t, servertest.Config{Backend: servertest.Existing(st)})
+	k := first.CreateKey(t, "acme", "k", "accounting_api")
+	first.Server.Close()
+
+	again := servertest.StartWith(t, servertest.Config{
+		Backend:   servertest.Existing(st),
+		MasterKey: first.MasterKey,
+		Options:   server.Options{AdminClientID: first.AdminID, AdminClientSecret: first.AdminSecret},
+	})
+	if again.MasterKey != first.MasterKey {
+		t.Fatal("Config.MasterKey was not used")
+	}
+	again.Token(t, k.ClientID, k.ClientSecret, "")
+	if l := again.ListKeys(t, again.AdminToken(t), "acme"); len(l.Keys) != 1 || l.Keys[0].ClientID != k.ClientID {
+		t.Fatalf("the second keygate lists %+v, want the key the first created", l.Keys)
+	}
 }
