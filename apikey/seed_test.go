@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +13,7 @@ import (
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/scopes"
-	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/bolt"
 )
@@ -166,19 +163,11 @@ func TestSeedFreshStore(t *testing.T) {
 		t.Fatalf("team load-000010: %d keys (%v)", len(keys), err)
 	}
 
-	srv, err := server.New(ctx, server.Options{Store: st, MasterKey: mk, Issuer: "http://keygate.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	// A keygate started on the seeded store issues tokens for seeded keys.
+	env := servertest.StartWith(t, servertest.Config{Backend: servertest.Existing(st), MasterKey: mk})
 	for _, c := range []apikey.SeedCredential{res.Credentials[0], res.Credentials[39]} {
-		req := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "access_token") {
-			t.Fatalf("token for seeded key %s: %d %s", c.ClientID, rec.Code, rec.Body)
+		if tok := env.Token(t, c.ClientID, c.ClientSecret, ""); tok.AccessToken == "" {
+			t.Fatalf("no token for seeded key %s", c.ClientID)
 		}
 	}
 

@@ -33,14 +33,16 @@ type callerLimits struct {
 	limiters  sync.Map // client ID → *rate.Limiter
 }
 
-func (l *callerLimits) allow(clientID string) (bool, time.Duration) {
+// allow takes one request from the caller's bucket at now (the server's
+// clock), or says how long until one is free.
+func (l *callerLimits) allow(clientID string, now time.Time) (bool, time.Duration) {
 	v, ok := l.limiters.Load(clientID)
 	if !ok {
 		v, _ = l.limiters.LoadOrStore(clientID, rate.NewLimiter(l.perSecond, l.burst))
 	}
-	r := v.(*rate.Limiter).Reserve()
-	if d := r.Delay(); d > 0 {
-		r.Cancel()
+	r := v.(*rate.Limiter).ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
 		return false, d
 	}
 	return true, 0
@@ -88,7 +90,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if allowed, wait := t.s.introspectLimits.allow(caller.ClientID); !allowed {
+	if allowed, wait := t.s.introspectLimits.allow(caller.ClientID, t.s.cfg.Now()); !allowed {
 		c.Header("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
 		writeJSON(c.Writer, http.StatusTooManyRequests, map[string]string{"error": "invalid_request",
 			"error_description": "too many introspection requests from this client; retry later"})

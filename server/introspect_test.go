@@ -414,40 +414,22 @@ func TestIntrospectBadRequests(t *testing.T) {
 	checkActive(t, "after the bad requests", e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok), tok)
 }
 
-// TestIntrospectThrottle: 5 per second per caller; the 6th quick call gets
-// 429 with Retry-After, and other callers are not affected. Not parallel:
-// it measures time.
+// TestIntrospectThrottle: 5 per second per caller; the 6th call in the
+// same instant gets 429 with Retry-After, other callers are not affected,
+// and the caller is served again once a token has refilled. The limiter
+// reads keygate's clock, which the fixture holds still and the test moves.
 func TestIntrospectThrottle(t *testing.T) {
+	t.Parallel()
 	f := newIRFixture(t, server.Options{IntrospectionRate: 5})
 	e := f.e
 	tok := e.Token(t, f.acme.ClientID, f.acme.ClientSecret, "").AccessToken
-	// Authenticate once outside the measured burst (connection set-up).
-	checkActive(t, "warm-up (call 1)", e.introspect(t, f.acme2.ClientID, f.acme2.ClientSecret, tok), tok)
-
-	start := time.Now()
+	checkActive(t, "another caller first", e.introspect(t, f.acme2.ClientID, f.acme2.ClientSecret, tok), tok)
 	for i := 1; i <= 5; i++ {
 		checkActive(t, "call "+strconv.Itoa(i), e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok), tok)
 	}
-	sixth := e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok)
-	elapsed := time.Since(start)
-	var throttled response
-	switch {
-	case sixth.Status == http.StatusTooManyRequests:
-		throttled = sixth
-	case elapsed < 190*time.Millisecond:
-		// Less than one token refilled at 5/s: the 6th must be refused.
-		t.Fatalf("6th call within %v: %s, want 429", elapsed, sixth)
-	default:
-		// A slow machine refilled a token; keep calling quickly.
-		t.Logf("6 calls took %v; calling until throttled", elapsed)
-		for i := 0; i < 30 && throttled.Status == 0; i++ {
-			if r := e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok); r.Status == http.StatusTooManyRequests {
-				throttled = r
-			}
-		}
-		if throttled.Status == 0 {
-			t.Fatal("36 calls at full speed with a limit of 5/s, never throttled")
-		}
+	throttled := e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok)
+	if throttled.Status != http.StatusTooManyRequests {
+		t.Fatalf("6th call in the same instant with a limit of 5/s: %s, want 429", throttled)
 	}
 	ra, err := strconv.Atoi(throttled.Header.Get("Retry-After"))
 	if err != nil || ra < 1 {
@@ -469,8 +451,16 @@ func TestIntrospectThrottle(t *testing.T) {
 	checkInactive(t, "beta while acme is throttled", e.introspect(t, f.beta.ClientID, f.beta.ClientSecret, tok))
 	checkActive(t, "admin while acme is throttled", e.introspect(t, e.AdminID, e.AdminSecret, tok), tok)
 
+	// A refused call takes nothing from the bucket: at 5/s one request is
+	// free again 200 ms later, not before.
+	f.clock.Advance(199 * time.Millisecond)
+	if r := e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("199 ms later: %s, want 429", r)
+	}
+	f.clock.Advance(time.Millisecond)
+	checkActive(t, "acme 200 ms later", e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok), tok)
 	// After Retry-After, acme is served again.
-	time.Sleep(time.Duration(ra) * time.Second)
+	f.clock.Advance(time.Duration(ra) * time.Second)
 	checkActive(t, "acme after Retry-After", e.introspect(t, f.acme.ClientID, f.acme.ClientSecret, tok), tok)
 
 	// An unauthenticated caller is refused with 401, not counted against

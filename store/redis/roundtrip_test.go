@@ -185,14 +185,14 @@ func testTokenOneRoundTripWith(t *testing.T, c goredis.UniversalClient, wire *wi
 		t.Fatalf("create: %d %s", a.Status, a.Raw)
 	}
 	id, secret := a.str("client_id"), a.str("client_secret")
-	// First use: its last-used time is written at the next flush tick
-	// (≤ 250 ms); later uses coalesce for a minute. Let that happen first so
-	// the window below is quiet — anything that still runs in the
-	// background is attributed to the background, not guessed at.
+	// First use: its last-used time is written at the next flush tick;
+	// later uses coalesce for a minute. Let that happen first so the window
+	// below is quiet — anything that still runs in the background is
+	// attributed to the background, not guessed at.
 	if a := kg.token(id, secret); a.Status != http.StatusOK {
 		t.Fatalf("warm-up token: %d %s", a.Status, a.Raw)
 	}
-	time.Sleep(600 * time.Millisecond)
+	kg.FlushLastUsed(t)
 
 	window := func(name string, n int, req func() answer, wantStatus int) {
 		t.Helper()
