@@ -32,4 +32,3 @@ func OAuthClient(ctx context.Context, s *Server, id string) interface {
 } {
 	return oauthClient{ctx: ctx, keys: s.keys, id: id}
 }
-
