@@ -334,9 +334,11 @@ func TestCancelEndsEarly(t *testing.T) {
 		t.Errorf("cancelled run took %v, Duration %v, %d successes", el, res.Duration, res.Successes)
 	}
 	// Requests due after the cancel (about 30 000 over the configured
-	// minute) must not count as unsent; a few due before it may, when the
-	// race detector and a busy machine slow the generator down.
-	if res.Unsent > 50 {
+	// minute) must not count as unsent; those due before it may, when the
+	// race detector and a busy machine slow the generator down — at most
+	// the 150 due in the 300 ms before the cancel (57 were seen on a loaded
+	// CI machine).
+	if res.Unsent > 150 {
 		t.Errorf("cancelled open loop reports %d unsent: due requests must be counted up to the cancel only", res.Unsent)
 	}
 }
