@@ -67,8 +67,8 @@ type Options struct {
 	// Catalog is the permission catalog. Default scopes.Default().
 	Catalog *scopes.Catalog
 
-	// AdminClientID and AdminClientSecret, when both set, make sure this
-	// admin key exists with this secret. Otherwise an admin key is generated
+	// AdminClientID and AdminClientSecret, when either is set, make sure
+	// this admin key exists with this secret (both must then be valid). Otherwise an admin key is generated
 	// on the first start (see GeneratedAdmin).
 	AdminClientID     string
 	AdminClientSecret string
