@@ -79,7 +79,7 @@ func (s *Server) metadata(c *gin.Context) {
 		GrantTypesSupported:                       []string{"client_credentials"},
 		ResponseTypesSupported:                    []string{}, // no authorization endpoint
 		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post"},
-		ScopesSupported:                           s.cfg.Catalog.AllScopes(),
+		ScopesSupported:                           s.keys.Catalog().AllScopes(),
 		AccessTokenSigningAlgValuesSupported:      []string{s.keys.KeySet().Signer().Alg()},
 		StatusListAggregationEndpoint:             iss + "/statuslists",
 		IntrospectionEndpoint:                     iss + "/oauth/introspect",

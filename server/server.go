@@ -125,20 +125,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = config.DefaultTokenTTL
 	}
-	if opts.SigningAlg == "" {
-		opts.SigningAlg = config.DefaultSigningAlg
-	}
-	if opts.MaxKeysPerTeam <= 0 {
-		opts.MaxKeysPerTeam = config.DefaultMaxKeysPerTeam
-	}
 	if opts.IntrospectionRate <= 0 {
 		opts.IntrospectionRate = config.DefaultIntrospectionRate
 	}
 	if opts.StatusListTTL <= 0 {
 		opts.StatusListTTL = config.DefaultStatusListTTL
-	}
-	if opts.Catalog == nil {
-		opts.Catalog = scopes.Default()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,6 +137,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// The rules of keys fill in their own defaults (catalog, team limit,
+	// signing algorithm); the server reads them back from the Service.
 	keys, err := apikey.Open(ctx, apikey.Config{
 		Store:             opts.Store,
 		MasterKey:         opts.MasterKey,
