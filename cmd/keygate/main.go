@@ -18,11 +18,14 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// isTerminal reports whether a stream is a terminal (nil: never, as in
+	// tests that do not set it).
+	isTerminal func(io.Writer) bool
 }
 
 // processEnv is the real process's environment and standard streams.
 func processEnv() env {
-	return env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	return env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, isTerminal: writerIsTerminal}
 }
 
 func main() {

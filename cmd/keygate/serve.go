@@ -117,7 +117,8 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	}
 	defer srv.Close()
 	if admin, ok := srv.GeneratedAdmin(); ok {
-		if err := showAdminCredentials(admin, cfg, stderr, log); err != nil {
+		terminal := e.isTerminal != nil && e.isTerminal(stderr)
+		if err := showAdminCredentials(admin, cfg, stderr, terminal, log); err != nil {
 			return err
 		}
 	}
@@ -188,33 +189,81 @@ func loadMasterKey(dataDir string, getenv func(string) string, log *slog.Logger)
 	return k, nil
 }
 
-// showAdminCredentials shows a generated admin key once: on the terminal
-// when a person is watching, otherwise in a 0600 file so the secret never
-// lands in a log collector.
-func showAdminCredentials(admin server.AdminCredentials, cfg config.Config, stderr io.Writer, log *slog.Logger) error {
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(stderr, "\nCreated the first admin key. The secret is shown only now; store it safely.\n\n"+
-			"  KEYGATE_ADMIN_CLIENT_ID=%s\n  KEYGATE_ADMIN_CLIENT_SECRET=%s\n\n", admin.ClientID, admin.ClientSecret)
-		return nil
-	}
-	path := filepath.Join(cfg.DataDir, adminCredentialsFile)
-	data, err := json.MarshalIndent(struct {
-		server.AdminCredentials
-		TokenURL string `json:"token_url"`
-	}{admin, cfg.Issuer + "/oauth/token"}, "", "  ")
+// showAdminCredentials shows a generated admin key once, and always keeps it
+// in a 0600 file for the keygate CLI (--admin-credentials-file, or the
+// data-dir fallback when the file's token_url matches --url). On a terminal
+// the ID and secret are printed for the person watching; otherwise only the
+// file's path is logged, so the secret never lands in a log collector. Both
+// ways end with a shell-ready export line that names the file, never the
+// secret, which would otherwise land in the shell's history.
+func showAdminCredentials(admin server.AdminCredentials, cfg config.Config, stderr io.Writer, terminal bool, log *slog.Logger) error {
+	path, err := writeAdminCredentials(admin, cfg)
 	if err != nil {
 		return err
 	}
+	// The variable the CLI reads the file's path from (cmd/keygate/keys.go).
+	export := "export KEYGATE_ADMIN_CREDENTIALS_FILE=" + shellQuote(path)
+	if terminal {
+		fmt.Fprintf(stderr, "\nCreated the first admin key. The secret is shown only now; store it safely.\n\n"+
+			"  KEYGATE_ADMIN_CLIENT_ID=%s\n  KEYGATE_ADMIN_CLIENT_SECRET=%s\n\n"+
+			"Both are also in %s (readable only by you), for the keygate CLI:\n\n"+
+			"  %s\n\n", admin.ClientID, admin.ClientSecret, path, export)
+		return nil
+	}
+	log.Warn("created the first admin key; its credentials are in a file readable only by this user, which the keygate CLI reads: keep it safe, or store them elsewhere and delete the file",
+		"file", path, "cli", export)
+	return nil
+}
+
+// writeAdminCredentials writes admin's ID and secret, with the token URL they
+// are valid at, to <data_dir>/admin-credentials.json (0600) and returns the
+// file's absolute path. The token URL lets the CLI refuse to send the secret
+// to any other server.
+func writeAdminCredentials(admin server.AdminCredentials, cfg config.Config) (string, error) {
+	path, err := filepath.Abs(filepath.Join(cfg.DataDir, adminCredentialsFile))
+	if err != nil {
+		return "", fmt.Errorf("admin credentials file: %w", err)
+	}
+	data, err := json.MarshalIndent(struct {
+		server.AdminCredentials
+		TokenURL string `json:"token_url"`
+	}{admin, strings.TrimSuffix(cfg.Issuer, "/") + "/oauth/token"}, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode admin credentials: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("write admin credentials: %w", err)
+		return "", fmt.Errorf("write admin credentials: %w", err)
 	}
 	_, werr := f.Write(append(data, '\n'))
 	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("write admin credentials %s: %w", path, err)
+		return "", fmt.Errorf("write admin credentials %s: %w", path, err)
 	}
-	log.Warn("created the first admin key; its credentials are in a file readable only by this user: read them, then delete the file", "file", path)
-	return nil
+	return path, nil
+}
+
+// shellQuote returns s as one POSIX shell word: unchanged when it holds only
+// characters no shell treats specially, else in single quotes (a ' inside
+// becomes '\”), so the printed export line can be pasted as it is.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,@%=", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// writerIsTerminal reports whether w is a terminal: the real check behind
+// env.isTerminal.
+func writerIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // servePprof serves the runtime profiles on their own listener, so they are

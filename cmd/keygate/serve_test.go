@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -518,5 +519,150 @@ func TestServeRejectsInvalidSetting(t *testing.T) {
 	_, err = loadConfigWith(t, map[string]string{"KEYGATE_SIGNING_ALG": "none"}, "--data-dir", dir)
 	if err == nil || !strings.Contains(err.Error(), "signing_alg") || !strings.Contains(err.Error(), `"none"`) || !strings.Contains(err.Error(), "KEYGATE_SIGNING_ALG") {
 		t.Fatalf("env KEYGATE_SIGNING_ALG=none: %v", err)
+	}
+}
+
+// startFirstServe starts serve on a fresh data dir dir, with stderr taken
+// for a terminal or not, and returns it with the admin credentials file.
+func startFirstServe(t *testing.T, dir string, terminal bool) (*running, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	cfg, err := loadConfig(t, "--data-dir", dir, "--listen", addr, "--issuer", "http://"+addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv(nil)
+	e.isTerminal = func(io.Writer) bool { return terminal }
+	return startServeOn(t, cfg, e, storeBackends), "http://" + addr
+}
+
+// exportedPath runs line in sh, as a person pasting it would, and returns
+// what it set KEYGATE_ADMIN_CREDENTIALS_FILE to.
+func exportedPath(t *testing.T, line string) string {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", line+"\nprintf %s \"$KEYGATE_ADMIN_CREDENTIALS_FILE\"").Output()
+	if err != nil {
+		t.Fatalf("sh -c %q: %v", line, err)
+	}
+	return string(out)
+}
+
+// logRecords are the slog lines of a serve log (the terminal block is not).
+func logRecords(log string) []string {
+	var recs []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.HasPrefix(l, "time=") {
+			recs = append(recs, l)
+		}
+	}
+	return recs
+}
+
+func TestServeAdminCredentialsOnTerminal(t *testing.T) {
+	t.Parallel()
+	// A data dir a shell would split or misread: the export line must quote it.
+	dir := filepath.Join(t.TempDir(), "it's a dir")
+	s, base := startFirstServe(t, dir, true)
+	admin, _ := readAdminFile(t, dir) // 0600, JSON
+	if !strings.HasPrefix(admin.ClientID, credential.ClientIDPrefix) {
+		t.Fatalf("client_id %q", admin.ClientID)
+	}
+	if err := credential.CheckSecretFormat(admin.ClientSecret); err != nil {
+		t.Fatalf("client_secret in the file: %v", err)
+	}
+	if admin.TokenURL != base+"/oauth/token" {
+		t.Fatalf("token_url %q, want %s/oauth/token", admin.TokenURL, base)
+	}
+	// The credentials in the file are the ones that work.
+	teamToken(t, base, admin.ClientID, admin.ClientSecret)
+
+	out := s.log.String()
+	for _, want := range []string{
+		"\n  KEYGATE_ADMIN_CLIENT_ID=" + admin.ClientID + "\n",
+		"\n  KEYGATE_ADMIN_CLIENT_SECRET=" + admin.ClientSecret + "\n",
+		"shown only now",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terminal output lacks %q:\n%s", want, out)
+		}
+	}
+	var exports []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "export ") {
+			exports = append(exports, strings.TrimSpace(l))
+		}
+	}
+	if len(exports) != 1 {
+		t.Fatalf("want one export line, got %q in:\n%s", exports, out)
+	}
+	if strings.Contains(exports[0], admin.ClientSecret) {
+		t.Fatal("the export line carries the secret")
+	}
+	if got, want := exportedPath(t, exports[0]), filepath.Join(dir, adminCredentialsFile); got != want {
+		t.Fatalf("pasting %q exports %q, want %q", exports[0], got, want)
+	}
+	for _, rec := range logRecords(out) {
+		if strings.Contains(rec, admin.ClientSecret) {
+			t.Errorf("log line carries the secret: %s", rec)
+		}
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeAdminCredentialsWithoutTerminal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, base := startFirstServe(t, dir, false)
+	admin, _ := readAdminFile(t, dir)
+	if admin.TokenURL != base+"/oauth/token" {
+		t.Fatalf("token_url %q, want %s/oauth/token", admin.TokenURL, base)
+	}
+	teamToken(t, base, admin.ClientID, admin.ClientSecret)
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	log := s.log.String()
+	if strings.Contains(log, admin.ClientSecret) {
+		t.Fatalf("the admin secret appears in the log:\n%s", log)
+	}
+	if strings.Contains(log, "KEYGATE_ADMIN_CLIENT_ID=") {
+		t.Errorf("the terminal block was written to a non-terminal:\n%s", log)
+	}
+	path := filepath.Join(dir, adminCredentialsFile)
+	var found bool
+	for _, rec := range logRecords(log) {
+		if strings.Contains(rec, firstAdminLog) {
+			found = true
+			for _, want := range []string{"file=" + path, `cli="export KEYGATE_ADMIN_CREDENTIALS_FILE=` + path + `"`} {
+				if !strings.Contains(rec, want) {
+					t.Errorf("log line lacks %s:\n%s", want, rec)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no %q log line:\n%s", firstAdminLog, log)
+	}
+	if got := exportedPath(t, "export KEYGATE_ADMIN_CREDENTIALS_FILE="+path); got != path {
+		t.Fatalf("exported %q", got)
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"/tmp/plain/admin-credentials.json", "/tmp/with space", "it's", "$HOME", "`id`", "a\"b", "a\\b", "x;y", "*", "~", "", "new\nline"} {
+		q := shellQuote(s)
+		out, err := exec.Command("sh", "-c", "printf %s "+q).Output()
+		if err != nil {
+			t.Fatalf("sh -c printf %%s %s: %v", q, err)
+		}
+		if string(out) != s {
+			t.Errorf("shellQuote(%q) = %s, which the shell reads as %q", s, q, out)
+		}
+	}
+	if q := shellQuote("/tmp/plain/admin-credentials.json"); q != "/tmp/plain/admin-credentials.json" {
+		t.Errorf("a plain path was quoted: %s", q)
 	}
 }
