@@ -38,6 +38,7 @@ type benchFlags struct {
 	credentialsFile                string
 	createKey                      bool
 	adminClientID, adminSecretFile string
+	adminCredentialsFile           string
 	team                           string
 	endpoint                       string
 	duration, timeout              time.Duration
@@ -71,9 +72,11 @@ Credentials are a team key's, not the admin's: --client-id with
 --client-secret-file (or --client-secret), or --credentials-file with one
 "client_id secret" pair a line to spread the load over many keys
 round-robin. --create-key instead creates a key in team "bench" with admin
-credentials (--admin-client-id and --admin-client-secret-file, else
-KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET) and deletes it
-afterwards. The JWKS endpoint needs no credentials; introspection asks about
+credentials, found as "keygate keys" finds them (--admin-credentials-file,
+or --admin-client-id with --admin-client-secret-file; else
+KEYGATE_ADMIN_CREDENTIALS_FILE, KEYGATE_ADMIN_CLIENT_ID and
+KEYGATE_ADMIN_CLIENT_SECRET, or <data_dir>/admin-credentials.json) and
+deletes it afterwards. The JWKS endpoint needs no credentials; introspection asks about
 a token fetched once with the first credential.
 
 --floor serves the floor instead: the cheapest token endpoint possible —
@@ -104,6 +107,7 @@ when no request succeeded.`,
 	fl.BoolVar(&f.createKey, "create-key", false, `create a key in team "bench" with admin credentials, delete it afterwards`)
 	fl.StringVar(&f.adminClientID, "admin-client-id", "", "admin client ID for --create-key (env "+envAdminClientID+")")
 	fl.StringVar(&f.adminSecretFile, "admin-client-secret-file", "", "file holding the admin secret for --create-key (env "+envAdminClientSecret+")")
+	fl.StringVar(&f.adminCredentialsFile, flagAdminCredentialsFile, "", "for --create-key: "+adminCredentialsFileUsage)
 	fl.StringVar(&f.team, "team", benchTeam, "team --create-key creates its key in")
 	fl.StringVar(&f.endpoint, "endpoint", loadgen.EndpointToken, "endpoint to load: token, jwks or introspect")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long to send requests")
@@ -211,6 +215,14 @@ func (f *benchFlags) credentials(ctx context.Context, cmd *cobra.Command, baseUR
 	return nil, noop, nil
 }
 
+// mustOrigin is originOf for a URL already checked, or the text itself.
+func mustOrigin(raw string) string {
+	if o, err := originOf(raw); err == nil {
+		return o
+	}
+	return raw
+}
+
 // readCredentialsFile reads "client_id secret" lines; blank lines and lines
 // starting with # are skipped.
 func readCredentialsFile(name string) ([]loadgen.Credential, error) {
@@ -245,23 +257,20 @@ func readCredentialsFile(name string) ([]loadgen.Credential, error) {
 // bench team; cleanup deletes it even when the run was interrupted.
 func (f *benchFlags) createBenchKey(ctx context.Context, cmd *cobra.Command, baseURL string) ([]loadgen.Credential, func(), error) {
 	noop := func() {}
-	id := firstNonEmpty(f.adminClientID, f.getenv(envAdminClientID))
-	secret := ""
-	if f.adminSecretFile != "" {
-		b, err := os.ReadFile(f.adminSecretFile)
-		if err != nil {
-			return nil, noop, fmt.Errorf("read --admin-client-secret-file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
+	a, err := resolveAdmin(cmd, adminInput{
+		url: f.url, clientID: f.adminClientID, clientSecretFile: f.adminSecretFile,
+		credentialsFile: f.adminCredentialsFile, getenv: f.getenv,
+		idFlag: "--admin-client-id", secretFlag: "--admin-client-secret", secretFileFlag: "--admin-client-secret-file",
+	})
+	if err != nil {
+		return nil, noop, fmt.Errorf("--create-key needs admin credentials: %w", err)
 	}
-	if secret == "" {
-		secret = f.getenv(envAdminClientSecret)
+	// An admin credentials file may have supplied the URL: the key must be
+	// created on the keygate being benched.
+	if ao, _ := originOf(a.url); ao != mustOrigin(baseURL) {
+		return nil, noop, fmt.Errorf("--create-key: the admin credentials are for %s, but the bench runs against %s; pass --url %s", a.url, baseURL, a.url)
 	}
-	if id == "" || secret == "" {
-		return nil, noop, errors.New("--create-key needs admin credentials: --admin-client-id and --admin-client-secret-file, or " +
-			envAdminClientID + " and " + envAdminClientSecret)
-	}
-	c := client.New(client.Config{URL: baseURL, ClientID: id, ClientSecret: secret})
+	c := client.New(client.Config{URL: a.url, ClientID: a.id, ClientSecret: a.secret})
 	name := "keygate bench " + time.Now().UTC().Format("2006-01-02T15:04:05Z")
 	k, err := c.CreateKey(ctx, f.team, name, []string{"accounting_api"})
 	if err != nil {

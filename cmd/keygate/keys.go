@@ -5,19 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
 )
 
-const envURL = "KEYGATE_URL"
+const (
+	envURL                    = "KEYGATE_URL"
+	envAdminCredentialsFile   = "KEYGATE_ADMIN_CREDENTIALS_FILE"
+	flagAdminCredentialsFile  = "admin-credentials-file"
+	adminCredentialsFileUsage = "JSON file of admin credentials as serve writes it (env " + envAdminCredentialsFile + ")"
+)
 
 // defaultURL is where a keygate started without settings answers.
 var defaultURL = config.DefaultIssuer(config.DefaultListen)
@@ -26,7 +36,8 @@ var defaultURL = config.DefaultIssuer(config.DefaultListen)
 // environment the defaults of the unset ones come from.
 type keysFlags struct {
 	url, clientID, clientSecret, clientSecretFile string
-	json                                          bool
+	adminCredentialsFile, dataDir                 string
+	json, quiet                                   bool
 	getenv                                        func(string) string
 }
 
@@ -37,15 +48,28 @@ func keysCommand(e env) *cobra.Command {
 		Short: "Manage API keys through a running server's management API",
 		Long: `Manage API keys through a running keygate's management API.
 
-Admin credentials come from --client-id and --client-secret-file (or
---client-secret, which other users can see in the process list), else from
-KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
+Admin credentials come from, in this order:
+  1. --admin-credentials-file FILE, the JSON file serve writes
+     (<data_dir>/admin-credentials.json), or --client-id with
+     --client-secret-file (or --client-secret, which other users can see in
+     the process list);
+  2. KEYGATE_ADMIN_CREDENTIALS_FILE, else KEYGATE_ADMIN_CLIENT_ID with
+     KEYGATE_ADMIN_CLIENT_SECRET;
+  3. <data_dir>/admin-credentials.json (data_dir as serve resolves it:
+     --data-dir, KEYGATE_DATA_DIR, the config file, else ./keygate-data).
+A credentials file is used only with the keygate it belongs to: when --url
+(or KEYGATE_URL) is set, its origin must be the origin of the file's
+token_url; an explicitly given file supplies the URL when neither is set.
+
+--url may omit the scheme: 127.0.0.1:8080 means http://127.0.0.1:8080.`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.url, "url", "", "keygate base URL (env "+envURL+", default "+defaultURL+")")
 	pf.StringVar(&f.clientID, "client-id", "", "admin client ID (env "+envAdminClientID+")")
 	pf.StringVar(&f.clientSecret, "client-secret", "", "admin client secret; visible in the process list, prefer --client-secret-file (env "+envAdminClientSecret+")")
-	pf.StringVar(&f.clientSecretFile, "client-secret-file", "", "file holding the admin client secret")
+	pf.StringVar(&f.clientSecretFile, "client-secret-file", "", "file holding the admin client secret (the secret alone)")
+	pf.StringVar(&f.adminCredentialsFile, flagAdminCredentialsFile, "", adminCredentialsFileUsage)
+	pf.StringVar(&f.dataDir, "data-dir", "", "serve's data directory, where admin-credentials.json is looked for when no credentials are given (env KEYGATE_DATA_DIR, default "+config.DefaultDataDir+")")
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 
 	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
@@ -54,26 +78,219 @@ KEYGATE_ADMIN_CLIENT_ID and KEYGATE_ADMIN_CLIENT_SECRET.`,
 }
 
 func (f *keysFlags) client(cmd *cobra.Command) (*client.Client, error) {
-	url := firstNonEmpty(f.url, f.getenv(envURL), defaultURL)
-	id := firstNonEmpty(f.clientID, f.getenv(envAdminClientID))
-	secret := f.clientSecret
-	if secret != "" {
-		fmt.Fprintln(cmd.ErrOrStderr(), "warning: --client-secret is visible to other users in the process list; prefer --client-secret-file or "+envAdminClientSecret)
+	a, err := resolveAdmin(cmd, adminInput{
+		url: f.url, clientID: f.clientID, clientSecret: f.clientSecret, clientSecretFile: f.clientSecretFile,
+		credentialsFile: f.adminCredentialsFile, dataDir: f.dataDir, getenv: f.getenv,
+		idFlag: "--client-id", secretFlag: "--client-secret", secretFileFlag: "--client-secret-file",
+	})
+	if err != nil {
+		return nil, err
 	}
-	if f.clientSecretFile != "" {
-		b, err := os.ReadFile(f.clientSecretFile)
+	return client.New(client.Config{URL: a.url, ClientID: a.id, ClientSecret: a.secret}), nil
+}
+
+// adminInput is what a command was given to find admin credentials with:
+// its flags (whose names differ between keys and bench) and the
+// environment.
+type adminInput struct {
+	url                                      string
+	clientID, clientSecret, clientSecretFile string
+	credentialsFile, dataDir                 string
+	getenv                                   func(string) string
+	// Flag names, for messages.
+	idFlag, secretFlag, secretFileFlag string
+}
+
+// adminCreds are resolved admin credentials and the URL to use them with.
+type adminCreds struct {
+	url, id, secret string
+}
+
+// adminCredentialsJSON is the file serve writes (cmd/keygate/serve.go,
+// showAdminCredentials).
+type adminCredentialsJSON struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	TokenURL     string `json:"token_url"`
+}
+
+// resolveAdmin finds admin credentials in the order keysCommand's help
+// gives. A credentials file's secret is only ever sent to the keygate the
+// file names (its token_url's origin), so that a file of one instance is
+// not offered to another.
+func resolveAdmin(cmd *cobra.Command, in adminInput) (adminCreds, error) {
+	rawURL := firstNonEmpty(in.url, in.getenv(envURL))
+	urlSource := "--url"
+	if in.url == "" {
+		urlSource = envURL
+	}
+	flagCreds := in.clientID != "" || in.clientSecret != "" || in.clientSecretFile != ""
+	if flagCreds && in.credentialsFile != "" {
+		return adminCreds{}, fmt.Errorf("use either --%s or %s with %s, not both", flagAdminCredentialsFile, in.idFlag, in.secretFileFlag)
+	}
+	fromFile := func(path, how string, explicit bool) (adminCreds, error) {
+		c, err := readAdminCredentialsFile(path, how)
 		if err != nil {
-			return nil, fmt.Errorf("read --client-secret-file: %w", err)
+			return adminCreds{}, err
 		}
-		secret = strings.TrimSpace(string(b))
+		origin, err := originOf(c.TokenURL)
+		if err != nil {
+			return adminCreds{}, fmt.Errorf("%s %s: its token_url %q is not a URL", how, path, c.TokenURL)
+		}
+		if rawURL == "" {
+			if explicit {
+				// The base URL is the token URL without the token endpoint's
+				// path (an issuer may have a path of its own).
+				base := strings.TrimSuffix(strings.TrimRight(c.TokenURL, "/"), "/oauth/token")
+				return adminCreds{url: base, id: c.ClientID, secret: c.ClientSecret}, nil
+			}
+			rawURL, urlSource = defaultURL, "the default URL"
+		}
+		u, err := normalizeURL(rawURL, urlSource)
+		if err != nil {
+			return adminCreds{}, err
+		}
+		if uo, _ := originOf(u); uo != origin {
+			return adminCreds{}, fmt.Errorf("the admin credentials in %s belong to the keygate at %s (their token_url), not to %s (%s); "+
+				"pass --url %s, or give the credentials of %s with --%s or %s and %s",
+				path, origin, u, urlSource, origin, u, flagAdminCredentialsFile, in.idFlag, in.secretFileFlag)
+		}
+		return adminCreds{url: u, id: c.ClientID, secret: c.ClientSecret}, nil
+	}
+
+	switch {
+	case in.credentialsFile != "":
+		return fromFile(in.credentialsFile, "--"+flagAdminCredentialsFile, true)
+	case !flagCreds && in.getenv(envAdminCredentialsFile) != "":
+		return fromFile(in.getenv(envAdminCredentialsFile), envAdminCredentialsFile, true)
+	}
+
+	id := firstNonEmpty(in.clientID, in.getenv(envAdminClientID))
+	secret := in.clientSecret
+	if secret != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is visible to other users in the process list; prefer %s or %s\n", in.secretFlag, in.secretFileFlag, envAdminClientSecret)
+	}
+	if in.clientSecretFile != "" {
+		s, err := readSecretFile(in.clientSecretFile, in.secretFileFlag)
+		if err != nil {
+			return adminCreds{}, err
+		}
+		secret = s
 	}
 	if secret == "" {
-		secret = f.getenv(envAdminClientSecret)
+		secret = in.getenv(envAdminClientSecret)
 	}
-	if id == "" || secret == "" {
-		return nil, errors.New("admin credentials missing: set " + envAdminClientID + " and " + envAdminClientSecret + ", or pass --client-id and --client-secret-file")
+	if id != "" && secret != "" {
+		u, err := normalizeURL(firstNonEmpty(rawURL, defaultURL), urlSource)
+		if err != nil {
+			return adminCreds{}, err
+		}
+		return adminCreds{url: u, id: id, secret: secret}, nil
 	}
-	return client.New(client.Config{URL: url, ClientID: id, ClientSecret: secret}), nil
+	missing := "admin credentials missing: pass --" + flagAdminCredentialsFile + " (the file serve writes) or " + in.idFlag + " and " + in.secretFileFlag +
+		", or set " + envAdminCredentialsFile + ", or " + envAdminClientID + " and " + envAdminClientSecret
+	if id != "" || secret != "" || flagCreds {
+		return adminCreds{}, errors.New(missing)
+	}
+	// Nothing given at all: serve's own file, if there is one.
+	path, err := defaultAdminCredentialsPath(in.dataDir, in.getenv)
+	if err != nil {
+		return adminCreds{}, fmt.Errorf("%s (looking for serve's admin-credentials.json: %w)", missing, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return adminCreds{}, fmt.Errorf("%s (no %s either)", missing, path)
+	}
+	return fromFile(path, "the default credentials file", false)
+}
+
+// defaultAdminCredentialsPath is <data_dir>/admin-credentials.json, with
+// data_dir resolved as serve resolves it (config.Load: flag, environment,
+// config file, default).
+func defaultAdminCredentialsPath(dataDirFlag string, getenv func(string) string) (string, error) {
+	fs := pflag.NewFlagSet("keys", pflag.ContinueOnError)
+	fs.String("data-dir", "", "")
+	if dataDirFlag != "" {
+		if err := fs.Set("data-dir", dataDirFlag); err != nil {
+			return "", err
+		}
+	}
+	cfg, err := config.Load(fs, getenv)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cfg.DataDir, adminCredentialsFile), nil
+}
+
+// readAdminCredentialsFile reads the JSON file serve writes; how names
+// where the path came from, for messages. Its secret never appears in one.
+func readAdminCredentialsFile(path, how string) (adminCredentialsJSON, error) {
+	var c adminCredentialsJSON
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("read %s: %w", how, err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%s %s does not hold admin credentials as serve writes them (JSON with client_id, client_secret and token_url)", how, path)
+	}
+	switch {
+	case c.ClientID == "" || c.ClientSecret == "" || c.TokenURL == "":
+		return c, fmt.Errorf("%s %s lacks client_id, client_secret or token_url", how, path)
+	case credential.CheckSecretFormat(c.ClientSecret) != nil:
+		return c, fmt.Errorf("%s %s: its client_secret is not a keygate secret (kgs_…)", how, path)
+	}
+	return c, nil
+}
+
+// readSecretFile reads a file that holds a secret alone. The JSON file
+// serve writes is refused with a pointer to the flag that reads it, rather
+// than sent as a secret (which the server would answer with invalid_client).
+func readSecretFile(path, flag string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", flag, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if strings.HasPrefix(s, "{") {
+		return "", fmt.Errorf("%s %s holds JSON, not a secret alone; for the admin credentials file serve writes, use --%s %s", flag, path, flagAdminCredentialsFile, path)
+	}
+	if credential.CheckSecretFormat(s) != nil {
+		return "", fmt.Errorf("%s %s does not hold a keygate secret (kgs_ followed by 49 letters and digits)", flag, path)
+	}
+	return s, nil
+}
+
+// normalizeURL checks a keygate base URL; one without a scheme
+// (127.0.0.1:8080) is taken as http://. from names the flag or variable it
+// came from.
+func normalizeURL(raw, from string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%s %q is not a keygate URL: want http://host:port or https://host", from, raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// originOf is scheme://host[:port] of a URL, lower-cased, without a default
+// port.
+func originOf(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("not an absolute URL")
+	}
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host, nil
 }
 
 func firstNonEmpty(vals ...string) string {
