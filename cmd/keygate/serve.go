@@ -168,22 +168,86 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	return nil
 }
 
-// loadMasterKey prefers KEYGATE_MASTER_KEY; on the embedded store it can
-// fall back to a generated key file in the data dir.
-func loadMasterKey(dataDir string, getenv func(string) string, log *slog.Logger) (*masterkey.Key, error) {
-	if v := getenv(envMasterKey); v != "" {
+// envMasterKeyFile names a file holding the master key, as an alternative
+// to KEYGATE_MASTER_KEY: systemd's LoadCredential and Kubernetes Secret
+// volumes hand secrets over as files, which keeps the key out of the
+// process environment (readable in /proc by the same user, inherited by
+// children). See deploy/systemd/keygate.service.
+const envMasterKeyFile = "KEYGATE_MASTER_KEY_FILE"
+
+// maxMasterKeyFileBytes bounds what is read from KEYGATE_MASTER_KEY_FILE:
+// a base64 key of 32 bytes is 44 characters, so anything much larger is the
+// wrong file, and reading it whole would be pointless.
+const maxMasterKeyFileBytes = 4 << 10
+
+// masterKeyConfigured reports whether the environment names a master key,
+// in the variable or in a file, so a store shared by several instances can
+// insist on one before anything is opened.
+func masterKeyConfigured(getenv func(string) string) bool {
+	return getenv(envMasterKey) != "" || getenv(envMasterKeyFile) != ""
+}
+
+// masterKeyFromEnv reads the master key from KEYGATE_MASTER_KEY or the file
+// KEYGATE_MASTER_KEY_FILE names; nil, nil when neither is set. Setting both
+// is refused rather than one silently winning: with two keys around, a store
+// sealed with the wrong one would fail later with a less obvious error.
+// Errors name the variable and the file, never the content.
+func masterKeyFromEnv(getenv func(string) string) (*masterkey.Key, error) {
+	v, path := getenv(envMasterKey), getenv(envMasterKeyFile)
+	switch {
+	case v != "" && path != "":
+		return nil, fmt.Errorf("both %s and %s are set: set only one, so that it is clear which master key the store is sealed with", envMasterKey, envMasterKeyFile)
+	case v != "":
 		k, err := masterkey.Parse(v)
 		if err != nil {
 			return nil, fmt.Errorf("invalid %s: %w", envMasterKey, err)
 		}
 		return k, nil
+	case path != "":
+		b, err := readMasterKeyFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", envMasterKeyFile, err)
+		}
+		k, err := masterkey.Parse(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("invalid %s %s: %w", envMasterKeyFile, path, err)
+		}
+		return k, nil
+	}
+	return nil, nil
+}
+
+// readMasterKeyFile reads at most maxMasterKeyFileBytes of path; a larger
+// file is refused. The error names the file, never what is in it.
+func readMasterKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read master key file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMasterKeyFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read master key file %s: %w", path, err)
+	}
+	if len(b) > maxMasterKeyFileBytes {
+		return nil, fmt.Errorf("master key file %s is larger than %d bytes: not a master key (want the base64 of %d random bytes, e.g. from `openssl rand -base64 32`)", path, maxMasterKeyFileBytes, masterkey.Size)
+	}
+	return b, nil
+}
+
+// loadMasterKey prefers KEYGATE_MASTER_KEY or KEYGATE_MASTER_KEY_FILE; on
+// the embedded store it can fall back to a generated key file in the data
+// dir.
+func loadMasterKey(dataDir string, getenv func(string) string, log *slog.Logger) (*masterkey.Key, error) {
+	if k, err := masterKeyFromEnv(getenv); k != nil || err != nil {
+		return k, err
 	}
 	k, created, err := masterkey.LoadOrCreate(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if created {
-		log.Warn("generated a master key; back it up, or set KEYGATE_MASTER_KEY and delete the file: without it the stored secrets cannot be read",
+		log.Warn("generated a master key; back it up, or set KEYGATE_MASTER_KEY (or KEYGATE_MASTER_KEY_FILE) and delete the file: without it the stored secrets cannot be read",
 			"file", filepath.Join(dataDir, masterkey.FileName))
 	}
 	return k, nil

@@ -26,8 +26,8 @@ type backend struct {
 	// serve --help.
 	help string
 	// sharedMasterKey: several instances share the store, so the master key
-	// must come from KEYGATE_MASTER_KEY (a key file generated on one machine
-	// would not be the others').
+	// must come from KEYGATE_MASTER_KEY or KEYGATE_MASTER_KEY_FILE (a key
+	// file generated in one instance's data dir would not be the others').
 	sharedMasterKey bool
 	open            func(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error)
 }
@@ -87,8 +87,8 @@ func (b backends) open(ctx context.Context, cfg config.Config, getenv func(strin
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown store %q: allowed values are %s", cfg.Store, strings.Join(b.names(), ", "))
 	}
-	if be.sharedMasterKey && getenv(envMasterKey) == "" {
-		return nil, nil, fmt.Errorf("%s is required with store %s: every instance must use the same master key (generate one with `openssl rand -base64 32`)", envMasterKey, cfg.Store)
+	if be.sharedMasterKey && !masterKeyConfigured(getenv) {
+		return nil, nil, fmt.Errorf("%s (or %s, a file holding it) is required with store %s: every instance must use the same master key (generate one with `openssl rand -base64 32`)", envMasterKey, envMasterKeyFile, cfg.Store)
 	}
 	mk, err := loadMasterKey(cfg.DataDir, getenv, log)
 	if err != nil {
