@@ -163,6 +163,14 @@ func (c *Client) GetKey(ctx context.Context, team, clientID string) (*Key, error
 	return &out, c.do(ctx, http.MethodGet, teamPath(team)+"/"+url.PathEscape(clientID), nil, http.StatusOK, &out)
 }
 
+// Key returns a team key by its client ID alone, whatever its team (GET
+// /v1/keys/{client_id}); its TeamID says which team holds it. An admin key,
+// like an unknown ID, is a 404 *Error.
+func (c *Client) Key(ctx context.Context, clientID string) (*Key, error) {
+	var out Key
+	return &out, c.do(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(clientID), nil, http.StatusOK, &out)
+}
+
 // DeleteKey deletes one key of team; it gets no token from then on.
 func (c *Client) DeleteKey(ctx context.Context, team, clientID string) error {
 	return c.do(ctx, http.MethodDelete, teamPath(team)+"/"+url.PathEscape(clientID), nil, http.StatusNoContent, nil)

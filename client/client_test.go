@@ -8,6 +8,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -65,7 +66,13 @@ func TestUnreachable(t *testing.T) {
 	url := ts.URL
 	ts.Close() // nothing listens there now
 	c := client.New(client.Config{URL: url, ClientID: "a", ClientSecret: "b", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
-	if _, err := c.ListKeys(ctxT(t), "acme"); err == nil {
+	_, err := c.ListKeys(ctxT(t), "acme")
+	if err == nil {
 		t.Fatal("no error from a closed server")
+	}
+	// The dial error stays in the chain, so a caller can say "not running".
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "dial" {
+		t.Fatalf("error %v (%T) does not wrap the dial error", err, err)
 	}
 }

@@ -455,3 +455,36 @@ func TestTeamsFollowsPages(t *testing.T) {
 		t.Fatalf("a prefix no team ID can start with: %v", err)
 	}
 }
+
+// Key finds a team key by its client ID alone; an admin key or an unknown
+// ID is the server's 404.
+func TestKeyByID(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	created, err := c.CreateKey(ctx, "globex", "by id", []string{"accounting_api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Key(ctx, created.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := c.GetKey(ctx, "globex", created.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) || got.TeamID != "globex" {
+		t.Fatalf("Key = %+v, GetKey = %+v", got, want)
+	}
+	for _, id := range []string{adminID, "kgc_unknown", "a b"} {
+		_, err := c.Key(ctx, id)
+		if ce := asError(t, err); ce.Status != http.StatusNotFound || !strings.Contains(ce.Detail, "no team has a key") {
+			t.Errorf("Key(%q): %+v", id, ce)
+		}
+	}
+	// A slash makes another path, which no route serves: 404 all the same.
+	if _, err := c.Key(ctx, "a/b"); asError(t, err).Status != http.StatusNotFound {
+		t.Errorf("Key(a/b): %v", err)
+	}
+}

@@ -50,6 +50,7 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	v1 := r.Group("/v1", noStore, s.requireAdmin)
 	v1.GET("/teams", s.listTeams)
 	v1.GET("/permissions", s.listPermissions)
+	v1.GET("/keys/:client_id", s.getKeyByID)
 	keys := v1.Group("/teams/:team_id/keys", validTeam)
 	keys.POST("", s.createKey)
 	keys.GET("", s.listKeys)
@@ -344,6 +345,25 @@ func (s *Server) getKey(c *gin.Context) {
 	k, err := s.keys.Get(c.Request.Context(), team, id)
 	if err != nil {
 		s.keyProblem(c, team, id, err)
+		return
+	}
+	c.JSON(http.StatusOK, s.view(k))
+}
+
+// getKeyByID answers GET /v1/keys/{client_id}: a team key found by its
+// client ID alone (the ID carries its team's tag: one store read), in the
+// same shape as GET /v1/teams/{team_id}/keys/{client_id}. An admin key is
+// not found here, as an unknown ID is.
+func (s *Server) getKeyByID(c *gin.Context) {
+	id := c.Param("client_id")
+	k, err := s.keys.GetByID(c.Request.Context(), id)
+	if errors.Is(err, apikey.ErrNotFound) {
+		problem(c, http.StatusNotFound, problemNotFound, fmt.Sprintf(
+			"no team has a key %q; list the teams with GET /v1/teams and a team's keys with GET /v1/teams/{team_id}/keys", truncate(id, 80)))
+		return
+	}
+	if err != nil {
+		s.storeProblem(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, s.view(k))
