@@ -277,7 +277,7 @@ func BindFlagsFor(fs *pflag.FlagSet, stores []string) {
 		case s.str != nil:
 			fs.String(s.flagName(), *s.str(&d), usage)
 		case s.dur != nil:
-			fs.Duration(s.flagName(), *s.dur(&d), usage)
+			fs.Var(NewDurationValue(*s.dur(&d), new(time.Duration)), s.flagName(), usage)
 		case s.num != nil:
 			fs.Int(s.flagName(), *s.num(&d), usage)
 		}
@@ -341,7 +341,13 @@ func LoadFor(fs *pflag.FlagSet, getenv func(string) string, stores []string) (Co
 			case s.str != nil:
 				*s.str(&c), err = fs.GetString(s.flagName())
 			case s.dur != nil:
-				*s.dur(&c), err = fs.GetDuration(s.flagName())
+				// BindFlags's flags take days too; a caller's own
+				// pflag duration flag is read as pflag reads it.
+				if dv, ok := fs.Lookup(s.flagName()).Value.(*DurationValue); ok {
+					*s.dur(&c) = dv.Duration()
+				} else {
+					*s.dur(&c), err = fs.GetDuration(s.flagName())
+				}
 			case s.num != nil:
 				*s.num(&c), err = fs.GetInt(s.flagName())
 			}
@@ -363,9 +369,9 @@ func LoadFor(fs *pflag.FlagSet, getenv func(string) string, stores []string) (Co
 func (s setting) parse(c *Config, raw string) error {
 	switch {
 	case s.dur != nil:
-		d, err := time.ParseDuration(raw)
+		d, err := ParseDuration(raw)
 		if err != nil {
-			return fmt.Errorf("want a Go duration such as 15m")
+			return err
 		}
 		*s.dur(c) = d
 	case s.num != nil:
