@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
@@ -77,16 +80,13 @@ token_url; an explicitly given file supplies the URL when neither is set.
 	return cmd
 }
 
-func (f *keysFlags) client(cmd *cobra.Command) (*client.Client, error) {
-	a, err := resolveAdmin(cmd, adminInput{
+// admin finds the admin credentials and the URL to use them with.
+func (f *keysFlags) admin(cmd *cobra.Command) (adminCreds, error) {
+	return resolveAdmin(cmd, adminInput{
 		url: f.url, clientID: f.clientID, clientSecret: f.clientSecret, clientSecretFile: f.clientSecretFile,
 		credentialsFile: f.adminCredentialsFile, dataDir: f.dataDir, getenv: f.getenv,
 		idFlag: "--client-id", secretFlag: "--client-secret", secretFileFlag: "--client-secret-file",
 	})
-	if err != nil {
-		return nil, err
-	}
-	return client.New(client.Config{URL: a.url, ClientID: a.id, ClientSecret: a.secret}), nil
 }
 
 // adminInput is what a command was given to find admin credentials with:
@@ -308,38 +308,137 @@ func (f *keysFlags) teamCommand(team *string, fn func(cmd *cobra.Command, c *cli
 	run := f.command(fn)
 	return func(cmd *cobra.Command, args []string) error {
 		if *team == "" {
-			return errors.New("--team is required")
+			return fmt.Errorf("%s needs --team T; list the teams with `keygate keys teams`", cmd.CommandPath())
 		}
 		return run(cmd, args)
 	}
 }
 
-// command runs fn with a management client.
+// command runs fn with a management client, and words its errors for the
+// command line.
 func (f *keysFlags) command(fn func(cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		c, err := f.client(cmd)
+		if f.json && f.quiet {
+			return errors.New("use either --json or --quiet, not both")
+		}
+		a, err := f.admin(cmd)
 		if err != nil {
 			return err
 		}
-		return fn(cmd, c, args)
+		c := client.New(client.Config{URL: a.url, ClientID: a.id, ClientSecret: a.secret})
+		return cliError(fn(cmd, c, args), a.url)
 	}
+}
+
+// cliError words an error of the management API for the command line: a
+// connection failure says keygate is not reachable and which settings name
+// it, and problem details that point at HTTP routes point at the CLI
+// commands that call them instead.
+func cliError(err error, baseURL string) error {
+	if err == nil {
+		return nil
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) {
+		return fmt.Errorf("cannot reach keygate at %s — is it running? (--url, %s)", baseURL, envURL)
+	}
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		out := *ce
+		out.Detail = routesToCommands(ce.Detail)
+		return &out
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("keygate at %s did not answer: %v", baseURL, ue.Err)
+	}
+	return err
+}
+
+// routeWords maps the routes the management API's problem details mention
+// to the commands that call them, most specific first.
+var routeWords = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`GET /v1/teams/\{team_id\}/keys\b`), "`keygate keys list --team T`"},
+	{regexp.MustCompile(`GET /v1/teams/([^\s/]+)/keys\b`), "`keygate keys list --team $1`"},
+	{regexp.MustCompile(`GET /v1/teams\b`), "`keygate keys teams`"},
+	{regexp.MustCompile(`GET /v1/permissions\b`), "`keygate keys permissions`"},
+}
+
+func routesToCommands(detail string) string {
+	for _, r := range routeWords {
+		detail = r.re.ReplaceAllString(detail, r.with)
+	}
+	return detail
+}
+
+// oneArg accepts exactly one argument, named name (as in the command's
+// usage), and says what is missing in words rather than cobra's "accepts 1
+// arg(s), received 0".
+func oneArg(name, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch len(args) {
+		case 1:
+			return nil
+		case 0:
+			return fmt.Errorf("%s needs %s (%s): %s", cmd.CommandPath(), name, what, cmd.UseLine())
+		default:
+			return fmt.Errorf("%s takes one %s, not %d arguments: %s", cmd.CommandPath(), name, len(args), cmd.UseLine())
+		}
+	}
+}
+
+// noArgs refuses arguments, naming the first.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q: %s", cmd.CommandPath(), args[0], cmd.UseLine())
+	}
+	return nil
+}
+
+// permissionList is --permission's values as a list: the flag repeats, and
+// each value may hold several IDs separated by commas, as keys list prints
+// them.
+func permissionList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func keysCreateCommand(f *keysFlags) *cobra.Command {
 	var team, name string
 	var perms []string
 	cmd := &cobra.Command{
-		Use:   "create --team T --name N --permission P [--permission P…]",
+		Use:   "create --team T --name N --permission P[,P…]",
 		Short: "Create an API key; its secret is printed once",
-		Args:  cobra.NoArgs,
+		Long: `Create an API key in team T; its secret is printed once.
+
+--permission takes permission IDs (see keygate keys permissions), repeated or
+separated by commas: --permission a,b is --permission a --permission b.
+
+--quiet prints two lines for scripts: the client ID, then the secret.`,
+		Args: noArgs,
 		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, _ []string) error {
-			k, err := c.CreateKey(cmd.Context(), team, name, perms)
+			k, err := c.CreateKey(cmd.Context(), team, name, permissionList(perms))
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if f.json {
+			switch {
+			case f.json:
 				return writeJSON(out, k)
+			case f.quiet:
+				_, err := fmt.Fprintf(out, "%s\n%s\n", k.ClientID, k.ClientSecret)
+				return err
 			}
 			writeKeyTable(out, []client.Key{k.Key})
 			fmt.Fprintf(out, "\nclient_secret: %s\n\nStore the secret now: it cannot be shown again.\n", k.ClientSecret)
@@ -348,7 +447,8 @@ func keysCreateCommand(f *keysFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	cmd.Flags().StringVar(&name, "name", "", "key name, 1–64 characters")
-	cmd.Flags().StringArrayVar(&perms, "permission", nil, "permission ID from the catalog (repeatable), e.g. accounting_api")
+	cmd.Flags().StringArrayVar(&perms, "permission", nil, "permission IDs from the catalog, repeatable or comma-separated, e.g. accounting_api,visualization_sdk")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client ID and, on the next line, the secret")
 	return cmd
 }
 
@@ -357,15 +457,24 @@ func keysListCommand(f *keysFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list --team T",
 		Short: "List a team's API keys",
-		Args:  cobra.NoArgs,
+		Long: `List a team's API keys, oldest first.
+
+--quiet prints only their client IDs, one a line.`,
+		Args: noArgs,
 		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			l, err := c.ListKeys(cmd.Context(), team)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if f.json {
+			switch {
+			case f.json:
 				return writeJSON(out, l)
+			case f.quiet:
+				for _, k := range l.Keys {
+					fmt.Fprintln(out, k.ClientID)
+				}
+				return nil
 			}
 			writeKeyTable(out, l.Keys)
 			fmt.Fprintf(out, "\n%d of %d keys used\n", len(l.Keys), l.MaxKeys)
@@ -373,17 +482,41 @@ func keysListCommand(f *keysFlags) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client IDs, one a line")
 	return cmd
 }
+
+// findKey looks a key up for get, delete and rotate. Without --team its
+// client ID finds it whatever its team; with --team it must be that team's:
+// a key of another team is refused with the team it belongs to, before
+// anything is changed.
+func findKey(cmd *cobra.Command, c *client.Client, team, id string) (*client.Key, error) {
+	ctx := cmd.Context()
+	if team == "" {
+		return c.Key(ctx, id)
+	}
+	k, err := c.GetKey(ctx, team, id)
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Status == http.StatusNotFound {
+		if other, oerr := c.Key(ctx, id); oerr == nil {
+			return nil, fmt.Errorf("key %s belongs to team %s, not --team %s; nothing was changed (omit --team, or pass --team %s)", id, other.TeamID, team, other.TeamID)
+		}
+	}
+	return k, err
+}
+
+const clientIDWhat = "the key's client ID, as keygate keys list shows it"
 
 func keysGetCommand(f *keysFlags) *cobra.Command {
 	var team string
 	cmd := &cobra.Command{
-		Use:   "get --team T CLIENT_ID",
+		Use:   "get [--team T] CLIENT_ID",
 		Short: "Show one API key",
-		Args:  cobra.ExactArgs(1),
-		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, args []string) error {
-			k, err := c.GetKey(cmd.Context(), team, args[0])
+		Long: `Show one API key. Its client ID finds it whatever its team; --team, if
+given, must be the key's team.`,
+		Args: oneArg("CLIENT_ID", clientIDWhat),
+		RunE: f.command(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			k, err := findKey(cmd, c, team, args[0])
 			if err != nil {
 				return err
 			}
@@ -395,49 +528,71 @@ func keysGetCommand(f *keysFlags) *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	cmd.Flags().StringVar(&team, "team", "", "team ID (optional: the key's team, checked)")
 	return cmd
 }
 
 func keysRotateCommand(f *keysFlags) *cobra.Command {
 	var team string
 	var grace time.Duration
+	graceFlag := config.NewDurationValue(24*time.Hour, &grace)
 	cmd := &cobra.Command{
-		Use:   "rotate --team T [--grace-period 24h] CLIENT_ID",
+		Use:   "rotate [--team T] [--grace-period 24h] CLIENT_ID",
 		Short: "Give an API key a new secret, printed once; the old one works for a grace period",
 		Long: `Give an API key a new secret, printed once.
 
-The old secret keeps working for --grace-period (0s to 168h, default 24h) so
-running integrations can switch over; --grace-period 0s ends it at once. A key
-has at most two working secrets: rotating again during a grace period ends the
-oldest secret at once.`,
-		Args: cobra.ExactArgs(1),
-		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, args []string) error {
+The old secret keeps working for --grace-period (0s to 7d, default 24h; Go
+durations such as 36h or 90m, or days such as 7d or 1d12h) so running
+integrations can switch over; --grace-period 0s ends it at once. A key has at
+most two working secrets: rotating again during a grace period ends the
+oldest secret at once. --team, if given, must be the key's team.`,
+		Args: oneArg("CLIENT_ID", clientIDWhat),
+		RunE: f.command(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			var gp *time.Duration
 			if cmd.Flags().Changed("grace-period") {
+				if grace < 0 || grace > apikey.MaxGracePeriod {
+					return fmt.Errorf("--grace-period %s is out of range: want 0s to %s (%dh)", graceFlag, formatDays(apikey.MaxGracePeriod), apikey.MaxGracePeriod/time.Hour)
+				}
 				gp = &grace
 			}
-			k, err := c.RotateKey(cmd.Context(), team, args[0], gp)
+			k, err := findKey(cmd, c, team, args[0])
+			if err != nil {
+				return err
+			}
+			// The API takes Go durations: days go as hours (grace.String()).
+			r, err := c.RotateKey(cmd.Context(), k.TeamID, k.ClientID, gp)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if f.json {
-				return writeJSON(out, k)
+				return writeJSON(out, r)
 			}
-			writeKeyTable(out, []client.Key{k.Key})
-			fmt.Fprintf(out, "\nclient_secret: %s\n\nStore the secret now: it cannot be shown again.\n", k.ClientSecret)
-			if k.PreviousSecretExpiresAt != nil {
-				fmt.Fprintf(out, "The old secret keeps working until %s; switch your integration to the new one before then.\n", formatTime(*k.PreviousSecretExpiresAt))
+			writeKeyTable(out, []client.Key{r.Key})
+			fmt.Fprintf(out, "\nclient_secret: %s\n\nStore the secret now: it cannot be shown again.\n", r.ClientSecret)
+			if r.PreviousSecretExpiresAt != nil {
+				given := "24h, the default"
+				if gp != nil {
+					given = graceFlag.String() // as the user wrote it
+				}
+				fmt.Fprintf(out, "The old secret keeps working until %s (grace period %s); switch your integration to the new one before then.\n", formatTime(*r.PreviousSecretExpiresAt), given)
 			} else {
 				fmt.Fprintln(out, "The old secret no longer works.")
 			}
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&team, "team", "", "team ID")
-	cmd.Flags().DurationVar(&grace, "grace-period", 24*time.Hour, "how long the old secret keeps working, 0s to 168h")
+	cmd.Flags().StringVar(&team, "team", "", "team ID (optional: the key's team, checked)")
+	cmd.Flags().Var(graceFlag, "grace-period", "how long the old secret keeps working, 0s to 7d (e.g. 36h, 7d)")
 	return cmd
+}
+
+// formatDays writes d in days when it is whole days (168h is "7d").
+func formatDays(d time.Duration) string {
+	if d > 0 && d%config.Day == 0 {
+		return fmt.Sprintf("%dd", d/config.Day)
+	}
+	return d.String()
 }
 
 // writeRotation adds a key's rotation state below its table, if it has any.
@@ -455,21 +610,27 @@ func formatTime(t time.Time) string { return t.Local().Format(time.DateTime + " 
 func keysDeleteCommand(f *keysFlags) *cobra.Command {
 	var team string
 	cmd := &cobra.Command{
-		Use:   "delete --team T CLIENT_ID",
+		Use:   "delete [--team T] CLIENT_ID",
 		Short: "Delete an API key; it gets no token from then on",
-		Args:  cobra.ExactArgs(1),
-		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, args []string) error {
-			if err := c.DeleteKey(cmd.Context(), team, args[0]); err != nil {
+		Long: `Delete an API key; it gets no token from then on. Its client ID finds it
+whatever its team; --team, if given, must be the key's team.`,
+		Args: oneArg("CLIENT_ID", clientIDWhat),
+		RunE: f.command(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			k, err := findKey(cmd, c, team, args[0])
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteKey(cmd.Context(), k.TeamID, k.ClientID); err != nil {
 				return err
 			}
 			if f.json {
-				return writeJSON(cmd.OutOrStdout(), map[string]string{"deleted": args[0]})
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"deleted": k.ClientID})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", k.ClientID)
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&team, "team", "", "team ID")
+	cmd.Flags().StringVar(&team, "team", "", "team ID (optional: the key's team, checked)")
 	return cmd
 }
 
@@ -483,16 +644,22 @@ each holds of the per-team maximum.
 
 Teams are implicit: a team exists while it holds keys, so a team whose last
 key was deleted is not listed. --prefix lists only the teams whose ID starts
-with it.`,
-		Args: cobra.NoArgs,
+with it. --quiet prints only the team IDs, one a line.`,
+		Args: noArgs,
 		RunE: f.command(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			l, err := c.Teams(cmd.Context(), prefix)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if f.json {
+			switch {
+			case f.json:
 				return writeJSON(out, l)
+			case f.quiet:
+				for _, t := range l.Teams {
+					fmt.Fprintln(out, t.TeamID)
+				}
+				return nil
 			}
 			if len(l.Teams) == 0 && prefix != "" {
 				fmt.Fprintf(out, "No team whose ID starts with %q holds API keys.\n", prefix)
@@ -511,6 +678,7 @@ with it.`,
 		}),
 	}
 	cmd.Flags().StringVar(&prefix, "prefix", "", "list only teams whose ID starts with this")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the team IDs, one a line")
 	return cmd
 }
 
@@ -522,7 +690,7 @@ func keysPermissionsCommand(f *keysFlags) *cobra.Command {
 given, in catalog order: the IDs to pass to "keys create --permission", with
 their names, descriptions and the OAuth scopes each grants. Operator-only
 permissions are not listed.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: f.command(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			l, err := c.Permissions(cmd.Context())
 			if err != nil {

@@ -121,19 +121,37 @@ func TestCLIKeysRotate(t *testing.T) {
 		t.Fatalf("rotate --grace-period 0s: %v\n%s", err, out)
 	}
 
-	// Server errors come through as the server's detail.
-	_, _, err = run(t, keysArgs(e, "rotate", "--team", "acme", "--grace-period", "169h", id)...)
-	if err == nil || !strings.Contains(err.Error(), "168h") {
-		t.Fatalf("--grace-period 169h: %v", err)
+	// Refusals: out of range (checked before anything is sent, echoed as
+	// written), another team's --team, no client ID; nothing changes.
+	before := snapshot(t, e)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--grace-period", "169h", id}, "--grace-period 169h is out of range: want 0s to 7d (168h)"},
+		{[]string{"--grace-period", "8d", id}, "--grace-period 8d is out of range: want 0s to 7d (168h)"},
+		{[]string{"--grace-period", "-1d", id}, "--grace-period -1d is out of range: want 0s to 7d (168h)"},
+		{[]string{"--team", "globex", id}, "key " + id + " belongs to team acme, not --team globex; nothing was changed (omit --team, or pass --team acme)"},
+		{[]string{"--team", "acme"}, "keygate keys rotate needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys rotate [--team T] [--grace-period 24h] CLIENT_ID [flags]"},
+	} {
+		stdout, stderr, code := runMain(t, keysArgs(e, "rotate", c.args...)...)
+		if code != 1 || stdout != "" || stderr != "keygate: "+c.want+"\n" {
+			t.Errorf("rotate %v: exit %d stdout %q stderr %q\nwant %q", c.args, code, stdout, stderr, c.want)
+		}
 	}
-	_, _, err = run(t, keysArgs(e, "rotate", "--team", "globex", id)...)
-	if err == nil || !strings.Contains(err.Error(), "team globex has no key") {
-		t.Fatalf("rotate under another team: %v", err)
+	if after := snapshot(t, e); after != before {
+		t.Fatalf("a refused rotate changed the store:\n%s\n%s", before, after)
 	}
-	if _, _, err = run(t, keysArgs(e, "rotate", id)...); err == nil || !strings.Contains(err.Error(), "--team") {
-		t.Fatalf("rotate without --team: %v", err)
+
+	// Without --team, and in days: the grace period is echoed as written.
+	out, _, err = run(t, keysArgs(e, "rotate", "--grace-period", "7d", id)...)
+	if err != nil || !regexp.MustCompile(`The old secret keeps working until .+ \(grace period 7d\)`).MatchString(out) {
+		t.Fatalf("rotate --grace-period 7d without --team: %v\n%s", err, out)
 	}
-	if _, _, err = run(t, keysArgs(e, "rotate", "--team", "acme")...); err == nil {
-		t.Fatal("rotate without a client ID succeeded")
+	out, _, err = run(t, keysArgs(e, "get", "--json", id)...)
+	var k client.Key
+	if err != nil || json.Unmarshal([]byte(out), &k) != nil || k.PreviousSecretExpiresAt == nil || k.SecretRotatedAt == nil ||
+		k.PreviousSecretExpiresAt.Sub(*k.SecretRotatedAt) != 7*24*time.Hour {
+		t.Fatalf("the 7d grace period was not sent as 168h: %v\n%s", err, out)
 	}
 }
