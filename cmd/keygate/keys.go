@@ -59,7 +59,8 @@ Admin credentials come from, in this order:
   2. KEYGATE_ADMIN_CREDENTIALS_FILE, else KEYGATE_ADMIN_CLIENT_ID with
      KEYGATE_ADMIN_CLIENT_SECRET;
   3. <data_dir>/admin-credentials.json (data_dir as serve resolves it:
-     --data-dir, KEYGATE_DATA_DIR, the config file, else ./keygate-data).
+     --data-dir, KEYGATE_DATA_DIR, the file KEYGATE_CONFIG names, else
+     ./keygate-data).
 A credentials file is used only with the keygate it belongs to: when --url
 (or KEYGATE_URL) is set, its origin must be the origin of the file's
 token_url; an explicitly given file supplies the URL when neither is set.

@@ -130,6 +130,8 @@ func TestCLIKeysRotate(t *testing.T) {
 	}{
 		{[]string{"--grace-period", "169h", id}, "--grace-period 169h is out of range: want 0s to 7d (168h)"},
 		{[]string{"--grace-period", "8d", id}, "--grace-period 8d is out of range: want 0s to 7d (168h)"},
+		{[]string{"--grace-period", "10d", id}, "--grace-period 10d is out of range: want 0s to 7d (168h)"},
+		{[]string{"--grace-period", "200h", id}, "--grace-period 200h is out of range: want 0s to 7d (168h)"},
 		{[]string{"--grace-period", "-1d", id}, "--grace-period -1d is out of range: want 0s to 7d (168h)"},
 		{[]string{"--team", "globex", id}, "key " + id + " belongs to team acme, not --team globex; nothing was changed (omit --team, or pass --team acme)"},
 		{[]string{"--team", "acme"}, "keygate keys rotate needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys rotate [--team T] [--grace-period 24h] CLIENT_ID [flags]"},
