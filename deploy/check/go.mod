@@ -5,6 +5,7 @@ go 1.26.8
 replace github.com/keygate/keygate => ../..
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/gin-gonic/gin v1.12.0
 	github.com/keygate/keygate v0.0.0-00010101000000-000000000000
 	k8s.io/api v0.37.2

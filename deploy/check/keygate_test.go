@@ -128,4 +128,3 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
-
