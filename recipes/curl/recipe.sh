@@ -32,10 +32,10 @@ decode() { jq -R "split(\".\")[$1] | gsub(\"-\"; \"+\") | gsub(\"_\"; \"/\") | @
 header=$(decode 0) claims=$(decode 1)
 jq -c '{typ, alg, kid}' <<<"$header"
 jq -c '{iss, aud, sub, team_id, scope, exp}' <<<"$claims"
-jq -e '.typ == "at+jwt" and .alg == "ES256"' <<<"$header" >/dev/null || fail "header is not at+jwt / ES256: $header"
+jq -e '.typ == "at+jwt" and .alg == "ES256"' <<<"$header" >/dev/null || fail "header is not at+jwt / ES256: $(jq -c . <<<"$header")"
 jq -e --arg iss "$KEYGATE_ISSUER" --arg aud "$KEYGATE_AUDIENCE" \
   '.iss == $iss and ([.aud] | flatten | any(. == $aud))' <<<"$claims" >/dev/null ||
-  fail "unexpected iss or aud: $claims"
+  fail "unexpected iss or aud: $(jq -c . <<<"$claims")"
 
 # 3. Call an API with it; the API verifies the token offline.
 code=$(status "$RECIPE_API_URL/invoices" -H "Authorization: Bearer $TOKEN")

@@ -56,6 +56,22 @@ done
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "the Node recipe needs Node 20 or later (openid-client 6), found $(node --version)"
 
+# docs/recipes.md quotes the recipes: every block after an "excerpt" marker
+# must still be in the file it names, word for word.
+"$python" - docs/recipes.md <<'PY' || die "docs/recipes.md quotes code that is no longer in the recipes (see above)"
+import re, sys
+doc = open(sys.argv[1]).read()
+blocks = re.findall(r"<!-- excerpt: (\S+) -->\n```\w*\n(.*?)```\n", doc, re.S)
+if not blocks:
+    sys.exit("no excerpt markers found")
+stale = [path for path, code in blocks if code not in open(path).read()]
+for path in stale:
+    print(f"recipes: an excerpt of {path} in docs/recipes.md is not in {path}", file=sys.stderr)
+if stale:
+    sys.exit(1)
+print(f"recipes: docs/recipes.md's {len(blocks)} excerpts match the recipes")
+PY
+
 # node_modules is current when npm's record of what it installed matches the
 # lock file; under CI always install afresh.
 if [ "${CI:-}" = true ] || ! cmp -s <(jq -S '.packages | del(.[""])' recipes/node/package-lock.json 2>/dev/null) \
