@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -128,3 +129,5 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
