@@ -32,6 +32,10 @@ REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub", "client_id", "jti"]
 TIMEOUT = 10  # seconds, for every call to keygate
 
 
+class WrongTokenType(jwt.InvalidTokenError):
+    """A JWT that is not an access token (its typ is not at+jwt)."""
+
+
 def env(name):
     value = os.environ.get(name)
     if not value:
@@ -64,7 +68,7 @@ class Verifier:
         # or any other JWT signed by the same keys would pass (RFC 9068 §4).
         typ = jwt.get_unverified_header(token).get("typ", "")
         if typ.lower() not in ACCESS_TOKEN_TYPES:
-            raise jwt.InvalidTokenError(f"not an access token (typ {typ!r})")
+            raise WrongTokenType(f"not an access token (typ {typ!r})")
         key = self.jwks.get_signing_key_from_jwt(token)
         return jwt.decode(
             token,
@@ -113,7 +117,7 @@ def client(issuer, audience):
         ("a tampered signature", verifier, tamper_signature(token["access_token"]),
          jwt.InvalidSignatureError),
         ("a keygate JWT that is no access token (the status list, typ statuslist+jwt)",
-         verifier, status_list.text.strip(), jwt.InvalidTokenError),
+         verifier, status_list.text.strip(), WrongTokenType),
     ]
     for what, v, tok, want in cases:
         try:
