@@ -9,6 +9,10 @@
 # keygate's tokens (here: `recipe api` of recipes/go, which serves
 # GET /invoices with scope accounting:read, and GET /other-api/invoices for
 # another audience).
+#
+# Only keygate's Go package verify (what that API uses) enforces keygate's
+# token status list. Other verifiers (jose, PyJWT, gateways) accept a deleted
+# key's tokens until they expire: keep token_ttl short, or introspect (step 4).
 set -euo pipefail
 : "${KEYGATE_ISSUER:?}" "${KEYGATE_AUDIENCE:?}" "${KEYGATE_CLIENT_ID:?}" "${KEYGATE_CLIENT_SECRET:?}" "${RECIPE_API_URL:?}"
 
