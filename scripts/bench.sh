@@ -38,7 +38,7 @@ need() { command -v "$1" >/dev/null || { echo "bench.sh: $1 is required" >&2; ex
 need redis-server; need python3; need curl
 
 echo "building keygate into $WORK" >&2
-go build -o "$KG" ./cmd/keygate
+go build -ldflags "-X main.revision=$(git rev-parse HEAD 2>/dev/null || true)" -o "$KG" ./cmd/keygate
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
