@@ -3,7 +3,11 @@ package server
 // Hooks into the server's internals for the external tests (package
 // server_test), which start keygate through the one harness, servertest.
 
-import "context"
+import (
+	"context"
+
+	"github.com/gin-gonic/gin"
+)
 
 // LockStatusList holds the status list builder's lock, as a build that
 // never ends would, until unlock is called.
@@ -32,3 +36,7 @@ func OAuthClient(ctx context.Context, s *Server, id string) interface {
 } {
 	return oauthClient{ctx: ctx, keys: s.keys, id: id}
 }
+
+// Routes are the method and path of every route the server's gin router
+// mounts, for the test that holds the OpenAPI document to them.
+func Routes(s *Server) gin.RoutesInfo { return s.handler.(*gin.Engine).Routes() }

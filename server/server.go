@@ -19,7 +19,8 @@
 //	problem.go     RFC 9457 answers of the management API
 //	httplog.go     access log and panic recovery
 //
-// The web console (package console) is mounted at /console/.
+// The web console (package console) is mounted at /console/, the OpenAPI
+// description (package openapi) at /openapi.json.
 package server
 
 import (
@@ -38,6 +39,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/lastused"
+	"github.com/keygate/keygate/openapi"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/verify"
@@ -207,6 +209,9 @@ func (s *Server) routes() http.Handler {
 	r.GET("/statuslists", s.statusListAggregation)
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	// The OpenAPI description of all of the above and the management API;
+	// server/openapi_test.go holds it to these routes.
+	r.GET(openapi.Path, gin.WrapH(openapi.Handler()))
 
 	s.mountManagement(r)
 
