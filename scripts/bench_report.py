@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns scripts/bench.sh's results (JSON lines from `keygate bench --json`)
-into the markdown report the README's performance section shows."""
+into the markdown report docs/performance.md shows."""
 import datetime
 import json
 import os

@@ -19,8 +19,8 @@ import (
 )
 
 // tokenAllocBudget is what one token request may allocate in the server.
-// Measured after the optimisations recorded in the README: ES256 102,
-// EdDSA 39 (Go 1.26, bbolt). ES256 spends about 60 of them inside
+// Measured after the optimisations recorded in docs/performance.md: ES256
+// 96, EdDSA 33 (Go 1.26, bbolt). ES256 spends about 60 of them inside
 // crypto/ecdsa (its DRBG and big-number work); the rest are the bbolt read
 // and record decoding (~12), go-oauth2's token info, signing buffers and
 // the answer. The budget leaves a few percent for toolchain drift; raise it

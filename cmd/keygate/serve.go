@@ -50,8 +50,9 @@ func serveCommand(e env, stores backends) *cobra.Command {
 
 ` + stores.help() + `
 Settings come from defaults < --config YAML file < KEYGATE_* environment < flags.
-Secrets come only from the environment: KEYGATE_MASTER_KEY (else generated into
-the data dir; required with a shared store), KEYGATE_ADMIN_CLIENT_ID and
+Secrets come only from the environment: KEYGATE_MASTER_KEY or
+KEYGATE_MASTER_KEY_FILE (else generated into the data dir; one of them is
+required with a shared store), KEYGATE_ADMIN_CLIENT_ID and
 KEYGATE_ADMIN_CLIENT_SECRET.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -137,7 +138,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
-		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(),
+		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(), "revision", revisionString(),
 		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix)
 
 	errc := make(chan error, 1)
