@@ -50,9 +50,8 @@ generator such as keygate bench.
 The store and master key are found exactly as serve finds them: --config,
 KEYGATE_* environment and flags (--store, --data-dir, --redis-url, …), and
 KEYGATE_MASTER_KEY, KEYGATE_MASTER_KEY_FILE or the data dir's key file. A
-bbolt store is locked by a
-running serve: stop it, seed, start it again. On Redis, seed can run beside
-running servers.`,
+bbolt store is locked by a running serve: stop it, seed, start it again. On
+Redis, seed can run beside running servers.`,
 		Example: `  keygate seed --keys 1000000 --record 10000 --out creds.txt`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
