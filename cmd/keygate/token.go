@@ -196,6 +196,25 @@ func oauthRefusal(what, code, description string) error {
 	return errors.New(msg)
 }
 
+// postTokenArg sends the token that arg names (or stdin's, for "-") to path
+// with the key's credentials and returns keygate's answer; what names the
+// call in errors.
+func (f *tokenFlags) postTokenArg(cmd *cobra.Command, arg, path, what string) (map[string]any, error) {
+	k, err := f.key(cmd)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := f.tokenArg(cmd, arg)
+	if err != nil {
+		return nil, err
+	}
+	var answer map[string]any
+	if err := postToken(cmd.Context(), k, path, what, tok, &answer); err != nil {
+		return nil, err
+	}
+	return answer, nil
+}
+
 func tokenIntrospectCommand(f *tokenFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "introspect TOKEN|-",
@@ -209,16 +228,8 @@ TOKEN - reads the token from stdin, which keeps it out of the process list.
 Prints a table, or keygate's answer with --json.`,
 		Args: oneArg("TOKEN", "the access token, or - to read it from stdin"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := f.key(cmd)
+			answer, err := f.postTokenArg(cmd, args[0], "/oauth/introspect", "the introspection")
 			if err != nil {
-				return err
-			}
-			tok, err := f.tokenArg(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			var answer map[string]any
-			if err := postToken(cmd.Context(), k, "/oauth/introspect", "the introspection", tok, &answer); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -267,22 +278,13 @@ As RFC 7009 says, a token that is already invalid or expired needs no
 revocation and is answered the same way. TOKEN - reads the token from stdin.`,
 		Args: oneArg("TOKEN", "the access token, or - to read it from stdin"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := f.key(cmd)
-			if err != nil {
-				return err
-			}
-			tok, err := f.tokenArg(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			var answer map[string]any
-			if err := postToken(cmd.Context(), k, "/oauth/revoke", "the revocation", tok, &answer); err != nil {
+			if _, err := f.postTokenArg(cmd, args[0], "/oauth/revoke", "the revocation"); err != nil {
 				return err
 			}
 			if f.json {
 				return writeJSON(cmd.OutOrStdout(), map[string]bool{"revoked": true})
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), "revoked (keygate answers the same for a token that was already invalid or expired)")
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "revoked (keygate answers the same for a token that was already invalid or expired)")
 			return err
 		},
 	}
