@@ -173,6 +173,10 @@ type Config struct {
 	// PprofListen, when set, serves net/http/pprof on its own listener
 	// (never on the public one). Off by default; bind it to loopback.
 	PprofListen string `yaml:"pprof_listen"`
+	// MetricsListen, when set, serves Prometheus metrics at /metrics on its
+	// own listener, so the public address never exposes them. Off by
+	// default (docs/metrics.md).
+	MetricsListen string `yaml:"metrics_listen"`
 	// Permissions, when non-nil, replaces the default permission catalog.
 	// It can only come from the file: a catalog does not fit in a flag.
 	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
@@ -242,6 +246,7 @@ var settings = []setting{
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
+	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
 }
 
 func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
@@ -489,6 +494,14 @@ func (c *Config) validate(stores []string) error {
 	if c.PprofListen != "" {
 		if err := checkListen(c.PprofListen); err != nil {
 			return c.invalid("pprof_listen", "want host:port, e.g. 127.0.0.1:6060")
+		}
+	}
+	if c.MetricsListen != "" {
+		if err := checkListen(c.MetricsListen); err != nil {
+			return c.invalid("metrics_listen", "want host:port, e.g. 127.0.0.1:9090"+err.Error())
+		}
+		if c.MetricsListen == c.Listen || c.MetricsListen == c.PprofListen {
+			return c.invalid("metrics_listen", "must differ from listen and pprof_listen: metrics need a listener of their own")
 		}
 	}
 	if c.RedisKeyCache < 0 || c.RedisKeyCache > MaxRedisKeyCache {

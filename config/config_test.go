@@ -70,6 +70,7 @@ func TestDefaults(t *testing.T) {
 				{"log_format", c.LogFormat, "text"},
 				{"shutdown_timeout", c.ShutdownTimeout, 10 * time.Second},
 				{"file", c.File, ""},
+				{"metrics_listen", c.MetricsListen, ""}, // metrics are off by default
 			}
 			for _, ch := range checks {
 				if ch.got != ch.want {
@@ -254,6 +255,7 @@ store_timeout: 500ms
 redis_key_cache: 5s
 status_list_ttl: 30s
 introspection_rate: 250
+metrics_listen: "0.0.0.0:9464"
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
@@ -261,6 +263,7 @@ introspection_rate: 250
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
 		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250,
+		MetricsListen: "0.0.0.0:9464",
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -331,6 +334,12 @@ func TestValidationErrors(t *testing.T) {
 			[]string{`invalid listen ":0"`, "1 to 65535"}},
 		{"listen bad host", []string{"--listen", "a b:80"}, nil,
 			[]string{`invalid listen "a b:80"`, "host:port"}},
+		{"metrics_listen nonsense", []string{"--metrics-listen", "9090"}, nil,
+			[]string{`invalid metrics_listen "9090"`, "want host:port, e.g. 127.0.0.1:9090", "--metrics-listen"}},
+		{"metrics_listen bad port", nil, map[string]string{"KEYGATE_METRICS_LISTEN": "127.0.0.1:70000"},
+			[]string{`invalid metrics_listen "127.0.0.1:70000"`, "1 to 65535", "KEYGATE_METRICS_LISTEN"}},
+		{"metrics_listen same as listen", []string{"--listen", "127.0.0.1:8080", "--metrics-listen", "127.0.0.1:8080"}, nil,
+			[]string{`invalid metrics_listen "127.0.0.1:8080"`, "must differ from listen"}},
 		{"issuer scheme", []string{"--issuer", "ftp://x"}, nil,
 			[]string{`invalid issuer "ftp://x"`, "absolute http or https URL without query or fragment"}},
 		{"issuer query", []string{"--issuer", "https://x/?a=b"}, nil,
@@ -703,5 +712,18 @@ func TestLoadForStores(t *testing.T) {
 	}
 	if u := flags(t).Lookup("store").Usage; !strings.Contains(u, "bolt, redis") {
 		t.Errorf("BindFlags --store help %q", u)
+	}
+}
+
+// metrics_listen reaches Config from the environment and from a flag, and
+// the flag wins, as for every setting.
+func TestMetricsListenLayers(t *testing.T) {
+	c := mustLoad(t, nil, map[string]string{"KEYGATE_METRICS_LISTEN": "127.0.0.1:9464"})
+	if c.MetricsListen != "127.0.0.1:9464" {
+		t.Errorf("from the environment: %q", c.MetricsListen)
+	}
+	c = mustLoad(t, flags(t, "--metrics-listen", ":9465"), map[string]string{"KEYGATE_METRICS_LISTEN": "127.0.0.1:9464"})
+	if c.MetricsListen != ":9465" {
+		t.Errorf("flag over environment: %q", c.MetricsListen)
 	}
 }

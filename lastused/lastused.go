@@ -51,6 +51,16 @@ type Options struct {
 	Ticks <-chan time.Time
 	// Logger receives flush failures; nil discards.
 	Logger *slog.Logger
+	// Observer, when set, hears of every flush (for metrics: package
+	// metrics satisfies it). nil observes nothing.
+	Observer Observer
+}
+
+// Observer hears of each flush: how many keys still have a use not yet
+// stored after it (deferred by coalescing, or a failed write), and how long
+// its store write took (0 when there was nothing to write).
+type Observer interface {
+	LastUsedFlushed(pending int, took time.Duration)
 }
 
 type entry struct {
@@ -66,6 +76,7 @@ type Tracker struct {
 	entries sync.Map // client ID → *entry
 	store   Store
 	log     *slog.Logger
+	obs     Observer
 	flushMu sync.Mutex // serialises flushes (loop vs Close), never taken by Record
 	now     func() time.Time
 	ticks   <-chan time.Time
@@ -79,6 +90,7 @@ func New(st Store, opts Options) *Tracker {
 	t := &Tracker{
 		store: st,
 		log:   opts.Logger,
+		obs:   opts.Observer,
 		now:   opts.Now,
 		ticks: opts.Ticks,
 		stop:  make(chan struct{}),
@@ -147,6 +159,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	defer t.flushMu.Unlock()
 	batch := map[string]time.Time{}
 	entries := map[string]*entry{}
+	deferred := 0 // pending uses this flush leaves for a later one
 	t.entries.Range(func(k, v any) bool {
 		id, e := k.(string), v.(*entry)
 		used, written := e.used.Load(), e.written.Load()
@@ -154,6 +167,8 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		case used > written && (final || written == 0 || now.UnixNano()-e.wroteAt.Load() >= int64(Coalesce)):
 			batch[id] = time.Unix(0, used).UTC()
 			entries[id] = e
+		case used > written:
+			deferred++
 		case used != 0 && used <= written && now.UnixNano()-used > int64(Idle):
 			// A use recorded into this entry while it is being dropped is
 			// lost; the next use re-creates it. Only last_used_at lags.
@@ -162,11 +177,23 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		return true
 	})
 	if len(batch) == 0 {
+		if t.obs != nil {
+			t.obs.LastUsedFlushed(deferred, 0)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
-	if err := t.store.TouchKeys(ctx, batch); err != nil {
+	start := time.Now() // the real clock: the flush's own cost, whatever now says
+	err := t.store.TouchKeys(ctx, batch)
+	if t.obs != nil {
+		pending := deferred
+		if err != nil {
+			pending += len(batch)
+		}
+		t.obs.LastUsedFlushed(pending, time.Since(start))
+	}
+	if err != nil {
 		// Not fatal: the uses stay pending and are retried next tick. Only
 		// the count is logged, so the log carries no key material.
 		t.log.Warn("last-used flush failed; will retry", "keys", len(batch), "err", err)

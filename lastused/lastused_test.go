@@ -598,3 +598,42 @@ func BenchmarkRecordParallel(b *testing.B) {
 		}
 	})
 }
+
+// flushReport is one call of an Observer.
+type flushReport struct {
+	pending int
+	took    time.Duration
+}
+
+type chanObserver chan flushReport
+
+func (c chanObserver) LastUsedFlushed(pending int, took time.Duration) {
+	c <- flushReport{pending, took}
+}
+
+func TestObserverHearsPendingAndFlushTime(t *testing.T) {
+	obs := make(chanObserver, 16)
+	h := start(t, lastused.Options{Observer: obs})
+	// Each tick's barrier key is itself a first use, written at once, so it
+	// never counts as pending; the observer is called after the store
+	// write, so the test reads its report from the channel, not from a race.
+	h.tr.Record("k", time.Time{}, t0)
+	h.tick(t0.Add(lastused.Tick))
+	if r := <-obs; r.pending != 0 || r.took <= 0 {
+		t.Fatalf("after writing every use: pending %d, took %v; want 0 and > 0", r.pending, r.took)
+	}
+
+	h.tr.Record("k", time.Time{}, t0.Add(10*time.Second)) // inside k's window: deferred
+	h.tick(t0.Add(10*time.Second + lastused.Tick))
+	if r := <-obs; r.pending != 1 {
+		t.Fatalf("a use inside the coalescing window: pending %d, want 1", r.pending)
+	}
+
+	h.st.setErr(errors.New("store down"))
+	h.tr.Record("new", time.Time{}, t0.Add(11*time.Second))
+	h.tick(t0.Add(11*time.Second + lastused.Tick))
+	// k deferred, plus "new" and the barrier whose write failed.
+	if r := <-obs; r.pending != 3 {
+		t.Fatalf("failed write: pending %d, want 3", r.pending)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 )
@@ -41,10 +42,27 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.status = code }
 
+// TestTokenAllocationBudget runs with metrics off and on: the metrics of
+// the token path (HTTP count and duration, token outcome) are resolved
+// before the first request, so they must fit the same budget.
 func TestTokenAllocationBudget(t *testing.T) {
+	for _, withMetrics := range []bool{false, true} {
+		name := "metrics off"
+		if withMetrics {
+			name = "metrics on"
+		}
+		t.Run(name, func(t *testing.T) { tokenAllocationBudget(t, withMetrics) })
+	}
+}
+
+func tokenAllocationBudget(t *testing.T, withMetrics bool) {
 	for alg, budget := range tokenAllocBudget {
 		t.Run(alg, func(t *testing.T) {
-			e := newTestEnv(t, server.Options{SigningAlg: alg})
+			opts := server.Options{SigningAlg: alg}
+			if withMetrics {
+				opts.Metrics = metrics.New(metrics.BuildInfo{})
+			}
+			e := newTestEnv(t, opts)
 			k := e.CreateKey(t, "bench", "bench", permAccounting)
 			auth := servertest.BasicAuth(k.ClientID, k.ClientSecret)
 			body := []byte(benchTokenBody)

@@ -6,7 +6,27 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/keygate/keygate/metrics"
 )
+
+// httpMetrics records every request's count and duration under its route
+// pattern (gin's FullPath), never its path: a path can carry a team or
+// client ID, and random paths from a scanner would each make a series.
+// Requests that matched no route, or a route only by another method (a
+// 405), count under unmatched. The routes' metrics are resolved before the
+// first request (routes), so this costs a map read and a few atomic adds.
+func httpMetrics(routes map[string]*metrics.Route, unmatched *metrics.Route) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		rm := routes[c.FullPath()]
+		if rm == nil {
+			rm = unmatched
+		}
+		rm.Observe(c.Request.Method, c.Writer.Status(), time.Since(start))
+	}
+}
 
 // accessLog logs each request at debug level: method, path, status and
 // duration. Never the query string, headers or body — they may hold

@@ -39,6 +39,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/lastused"
+	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/openapi"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
@@ -88,6 +89,11 @@ type Options struct {
 	// only after the previous flush returned, so a test that sends a second
 	// tick on an unbuffered channel knows the first flush has completed.
 	LastUsedTicks <-chan time.Time
+
+	// Metrics, when set, records HTTP, token, status-list and last-used
+	// metrics (served by the caller on a listener of its own: see
+	// cmd/keygate/serve.go). nil records nothing and adds no middleware.
+	Metrics *metrics.Metrics
 }
 
 // Server serves keygate's HTTP API. Create it with New; call Close after the
@@ -170,7 +176,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.lastUsed = lastused.New(opts.Store, lastused.Options{Now: opts.Now, Ticks: opts.LastUsedTicks, Logger: opts.Logger})
+	luOpts := lastused.Options{Now: opts.Now, Ticks: opts.LastUsedTicks, Logger: opts.Logger}
+	if opts.Metrics != nil {
+		luOpts.Observer = opts.Metrics // not a typed nil in an interface: lastused checks for nil
+	}
+	s.lastUsed = lastused.New(opts.Store, luOpts)
 	s.token = tokenEndpoint{s: s}
 	s.handler = s.routes()
 	return s, nil
@@ -198,6 +208,13 @@ func (s *Server) routes() http.Handler {
 		panic(err) // nil is always valid
 	}
 	r.Use(recovery(s.log), accessLog(s.log))
+	var routeMetrics map[string]*metrics.Route
+	if s.cfg.Metrics != nil {
+		// Filled below, once every route is registered and before the
+		// first request; read-only afterwards.
+		routeMetrics = map[string]*metrics.Route{}
+		r.Use(httpMetrics(routeMetrics, s.cfg.Metrics.Route(metrics.Unmatched)))
+	}
 
 	r.Any("/oauth/token", s.token.handle)
 	r.Any("/oauth/introspect", s.token.introspect)
@@ -231,6 +248,13 @@ func (s *Server) routes() http.Handler {
 		problem(c, http.StatusMethodNotAllowed, "urn:keygate:problem:method-not-allowed",
 			c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
+	if routeMetrics != nil {
+		for _, ri := range r.Routes() {
+			if _, ok := routeMetrics[ri.Path]; !ok {
+				routeMetrics[ri.Path] = s.cfg.Metrics.Route(ri.Path)
+			}
+		}
+	}
 	return r
 }
 

@@ -152,6 +152,7 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	c.token, c.builtAt = []byte(tok), now
+	s.cfg.Metrics.StatusListBuilt(listSize(l), now) // nil-safe
 	return c.token, nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/server"
 )
 
@@ -98,6 +99,13 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	}
 	defer st.Close()
 
+	// Metrics exist only when they are served: without metrics_listen
+	// nothing is recorded (server.Options.Metrics nil).
+	var met *metrics.Metrics
+	if cfg.MetricsListen != "" {
+		met = metrics.New(metrics.BuildInfo{Version: versionString(), Revision: revisionString()})
+	}
+
 	srv, err := server.New(ctx, server.Options{
 		Store:             st,
 		MasterKey:         mk,
@@ -112,6 +120,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		AdminClientID:     e.getenv(envAdminClientID),
 		AdminClientSecret: e.getenv(envAdminClientSecret),
 		Logger:            log,
+		Metrics:           met,
 	})
 	if err != nil {
 		return err
@@ -150,6 +159,16 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 			return err
 		}
 		defer stopPprof()
+	}
+	if met != nil {
+		ms, err := serveMetrics(cfg.MetricsListen, met, log)
+		if err != nil {
+			hs.Close()
+			return err
+		}
+		// Stopped with the main server (below), after it has drained, so
+		// the last scrape can still see the requests of the drain.
+		defer ms.Close()
 	}
 	select {
 	case err := <-errc:
@@ -348,4 +367,27 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	go ps.Serve(ln)
 	log.Info("pprof serving", "addr", ln.Addr().String())
 	return func() { ps.Close() }, nil
+}
+
+// serveMetrics serves Prometheus metrics at /metrics on a listener of their
+// own, so the address clients reach never exposes them (docs/metrics.md).
+func serveMetrics(addr string, met *metrics.Metrics, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", met.Handler())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	ms := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxRequestHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go ms.Serve(ln)
+	log.Info("metrics serving", "addr", ln.Addr().String(), "path", "/metrics")
+	return ms, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/metrics/metricstest"
 )
 
 // syncBuffer is a log sink the server goroutines write while the test reads.
@@ -664,5 +665,50 @@ func TestShellQuote(t *testing.T) {
 	}
 	if q := shellQuote("/tmp/plain/admin-credentials.json"); q != "/tmp/plain/admin-credentials.json" {
 		t.Errorf("a plain path was quoted: %s", q)
+	}
+}
+
+// With metrics_listen, serve answers /metrics there (and only there: the
+// main listener keeps its 404), counts requests, and closes the metrics
+// listener when it stops.
+func TestServeMetricsListener(t *testing.T) {
+	addr, maddr := freeAddr(t), freeAddr(t)
+	cfg, err := loadConfig(t, "--data-dir", t.TempDir(), "--listen", addr, "--metrics-listen", maddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startServeWith(t, cfg, nil)
+	scrapeURL := "http://" + maddr + "/metrics"
+	before := metricstest.Get(t, scrapeURL)
+	if v := before.Value("keygate_build_info", map[string]string{"version": versionString(), "revision": revisionString()}); v != 1 {
+		t.Errorf("keygate_build_info = %v, want 1 labelled with this build", v)
+	}
+	resp, err := httpc.Get(r.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the main listener: %d, want 404", resp.StatusCode)
+	}
+	after := metricstest.Get(t, scrapeURL)
+	healthz := map[string]string{"route": "/healthz", "method": "GET", "code": "200"}
+	if d := after.Value("keygate_http_requests_total", healthz) - before.Value("keygate_http_requests_total", healthz); d != 0 {
+		t.Errorf("healthz count moved by %v between scrapes without a health check", d)
+	}
+	if after.Value("keygate_http_requests_total", healthz) < 1 {
+		t.Error("the start-up health check is not counted")
+	}
+	if d := after.Value("keygate_http_requests_total", map[string]string{"route": "unmatched", "code": "404"}) -
+		before.Value("keygate_http_requests_total", map[string]string{"route": "unmatched", "code": "404"}); d != 1 {
+		t.Errorf("GET /metrics on the main listener counted %v times as unmatched 404, want 1", d)
+	}
+
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", maddr, time.Second); err == nil {
+		c.Close()
+		t.Error("the metrics listener still accepts connections after serve returned")
 	}
 }

@@ -1,0 +1,67 @@
+package metrics_test
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/metrics"
+	"github.com/keygate/keygate/metrics/metricstest"
+)
+
+func scrape(t *testing.T, m *metrics.Metrics) metricstest.Scrape {
+	t.Helper()
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return metricstest.Parse(t, bytes.NewReader(w.Body.Bytes()))
+}
+
+// A nil *Metrics records nothing and never panics: code that records need
+// not check whether metrics are on.
+func TestNilMetricsRecordNothing(t *testing.T) {
+	var m *metrics.Metrics
+	m.TokenOutcome("issued")
+	m.LastUsedFlushed(3, time.Second)
+	m.StatusListBuilt(8, time.Now())
+	m.Route("/x").Observe("GET", 200, time.Millisecond)
+}
+
+func TestRouteLabels(t *testing.T) {
+	m := metrics.New(metrics.BuildInfo{})
+	r := m.Route("/r")
+	r.Observe("GET", 200, time.Millisecond)     // resolved in advance
+	r.Observe("BREW", 418, time.Millisecond)    // odd method, uncommon code
+	r.Observe("DELETE", 1234, time.Millisecond) // not a status code
+	s := scrape(t, m)
+	for _, c := range []struct {
+		labels map[string]string
+		want   float64
+	}{
+		{map[string]string{"route": "/r", "method": "GET", "code": "200"}, 1},
+		{map[string]string{"route": "/r", "method": "other", "code": "418"}, 1},
+		{map[string]string{"route": "/r", "method": "DELETE", "code": "0"}, 1},
+		{map[string]string{"route": "/r"}, 3},
+	} {
+		if got := s.Value("keygate_http_requests_total", c.labels); got != c.want {
+			t.Errorf("keygate_http_requests_total%v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if got := s.Value("keygate_http_request_duration_seconds", map[string]string{"route": "/r", "method": "other"}); got != 1 {
+		t.Errorf("duration count of method other = %v, want 1", got)
+	}
+}
+
+func TestTokenOutcomeClosedSet(t *testing.T) {
+	m := metrics.New(metrics.BuildInfo{})
+	m.TokenOutcome("issued")
+	m.TokenOutcome("kgc_not_an_outcome")
+	s := scrape(t, m)
+	if got := s.Value("keygate_token_requests_total", map[string]string{"outcome": "other"}); got != 1 {
+		t.Errorf("an unknown outcome counted %v times as other, want 1", got)
+	}
+	if got := len(s["keygate_token_requests_total"].GetMetric()); got != len(metrics.TokenOutcomes) {
+		t.Errorf("%d outcome series, want exactly the %d of TokenOutcomes", got, len(metrics.TokenOutcomes))
+	}
+}
