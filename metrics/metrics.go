@@ -82,8 +82,11 @@ type Metrics struct {
 	tokenRequests *prometheus.CounterVec
 	tokenByCode   map[string]prometheus.Counter
 
-	storeDuration *prometheus.HistogramVec
-	keyCache      *prometheus.CounterVec
+	storeDuration  *prometheus.HistogramVec
+	keyCache       *prometheus.CounterVec
+	keyCacheHit    prometheus.Counter
+	keyCacheMiss   prometheus.Counter
+	keyCacheBypass prometheus.Counter
 
 	lastUsedPending prometheus.Gauge
 	lastUsedFlush   prometheus.Histogram
@@ -136,10 +139,13 @@ func New(bi BuildInfo) *Metrics {
 	}, []string{"operation", "backend", "result"})
 	m.keyCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "redis", Name: "key_cache_requests_total",
-		Help: "Key record reads served from the Redis key cache (hit) or from Redis (miss).",
+		Help: "Key record reads of the Redis key cache: hit (from memory), miss (not cached: read from Redis), bypassed (cache not in use: read from Redis).",
 	}, []string{"result"})
 	f(m.storeDuration)
 	f(m.keyCache)
+	m.keyCacheHit = m.keyCache.WithLabelValues("hit")
+	m.keyCacheMiss = m.keyCache.WithLabelValues("miss")
+	m.keyCacheBypass = m.keyCache.WithLabelValues("bypassed")
 
 	m.lastUsedPending = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "last_used", Name: "pending",
@@ -268,18 +274,52 @@ func (m *Metrics) TokenOutcome(outcome string) {
 	c.Inc()
 }
 
-// StoreObserver returns the observer of one store operation on one backend
-// for the given result ("ok" or "error"); resolve it once per operation.
-func (m *Metrics) StoreObserver(operation, backend, result string) prometheus.Observer {
-	return m.storeDuration.WithLabelValues(operation, backend, result)
+// StoreOp is the latency metric of one store operation on one backend,
+// resolved once (package storemetrics holds one per operation).
+type StoreOp struct{ ok, failed prometheus.Observer }
+
+// StoreOp resolves the latency metric of operation (a store method's name
+// in snake case) on backend ("bolt", "redis").
+func (m *Metrics) StoreOp(operation, backend string) StoreOp {
+	return StoreOp{
+		ok:     m.storeDuration.WithLabelValues(operation, backend, "ok"),
+		failed: m.storeDuration.WithLabelValues(operation, backend, "error"),
+	}
 }
 
-// KeyCacheCounters returns the hit and miss counters resolved once, for the
-// hook of the Redis key cache (store/redis/cache.go), which runs on every
-// token request.
-func (m *Metrics) KeyCacheCounters() (hit, miss func()) {
-	h, mi := m.keyCache.WithLabelValues("hit"), m.keyCache.WithLabelValues("miss")
-	return h.Inc, mi.Inc
+// Since records one call that started at start and ended with err. A
+// not-found answer is an answer, not a failure: callers pass it as nil.
+func (o StoreOp) Since(start time.Time, err error) {
+	if err != nil {
+		o.failed.Observe(time.Since(start).Seconds())
+		return
+	}
+	o.ok.Observe(time.Since(start).Seconds())
+}
+
+// KeyCacheHit, KeyCacheMiss and KeyCacheBypassed count one read of the
+// Redis key cache (store/redis/cache.go's KeyCacheObserver): served from
+// memory, read from Redis because the record was not cached (or had
+// expired), or read from Redis because the cache was not in use (its
+// invalidation subscription unconfirmed).
+func (m *Metrics) KeyCacheHit() {
+	if m != nil {
+		m.keyCacheHit.Inc()
+	}
+}
+
+// KeyCacheMiss: see KeyCacheHit.
+func (m *Metrics) KeyCacheMiss() {
+	if m != nil {
+		m.keyCacheMiss.Inc()
+	}
+}
+
+// KeyCacheBypassed: see KeyCacheHit.
+func (m *Metrics) KeyCacheBypassed() {
+	if m != nil {
+		m.keyCacheBypass.Inc()
+	}
 }
 
 // LastUsedFlushed records one last-used flush: how many keys are still

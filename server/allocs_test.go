@@ -12,11 +12,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 
 	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
+	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/store/storemetrics"
 )
 
 // tokenAllocBudget is what one token request may allocate in the server.
@@ -58,11 +61,20 @@ func TestTokenAllocationBudget(t *testing.T) {
 func tokenAllocationBudget(t *testing.T, withMetrics bool) {
 	for alg, budget := range tokenAllocBudget {
 		t.Run(alg, func(t *testing.T) {
-			opts := server.Options{SigningAlg: alg}
+			cfg := servertest.Config{Options: server.Options{SigningAlg: alg}}
 			if withMetrics {
-				opts.Metrics = metrics.New(metrics.BuildInfo{})
+				// As `keygate serve` runs with metrics_listen: metrics in the
+				// server and the store measured (cmd/keygate/serve.go).
+				met := metrics.New(metrics.BuildInfo{})
+				cfg.Options.Metrics = met
+				b, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { b.Close() })
+				cfg.Backend = servertest.Existing(storemetrics.Wrap(b, "bolt", met))
 			}
-			e := newTestEnv(t, opts)
+			e := startEnv(t, cfg)
 			k := e.CreateKey(t, "bench", "bench", permAccounting)
 			auth := servertest.BasicAuth(k.ClientID, k.ClientSecret)
 			body := []byte(benchTokenBody)

@@ -11,6 +11,8 @@ import (
 	"github.com/keygate/keygate/metrics/metricstest"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
+	"github.com/keygate/keygate/store/storemetrics"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 // metricsEnv starts keygate with a Metrics value and serves that value's
@@ -20,7 +22,9 @@ func metricsEnv(t *testing.T, opts server.Options) (*testEnv, *metrics.Metrics, 
 	t.Helper()
 	met := metrics.New(metrics.BuildInfo{Version: "v0.0.0-test", Revision: "abc123"})
 	opts.Metrics = met
-	e := newTestEnv(t, opts)
+	// The store measured as `keygate serve` measures it (storemetrics).
+	st := storemetrics.Wrap(storetest.NewMemStore(), "memory", met)
+	e := startEnv(t, servertest.Config{Options: opts, Backend: servertest.Existing(st)})
 	ms := httptest.NewServer(met.Handler())
 	t.Cleanup(ms.Close)
 	return e, met, ms.URL + "/metrics"
@@ -92,6 +96,17 @@ func TestMetricsMoveWithRequests(t *testing.T) {
 		{"keygate_http_request_duration_seconds", map[string]string{"route": "/oauth/token", "method": "POST"}, 3},
 		{"keygate_http_request_duration_seconds", map[string]string{"route": "/v1/teams/:team_id/keys", "method": "GET"}, 1},
 	})
+	// Store calls: three token requests read their key (the wrong secret
+	// and the bad scope too), the key list one list, the flush one write.
+	for _, c := range []struct {
+		op   string
+		want float64
+	}{{"get_key", 3}, {"list_keys", 1}, {"touch_keys", 1}, {"status_list", 1}} {
+		l := map[string]string{"operation": c.op, "backend": "memory", "result": "ok"}
+		if d := after.Value("keygate_store_operation_duration_seconds", l) - before.Value("keygate_store_operation_duration_seconds", l); d < c.want {
+			t.Errorf("store %s calls observed: %v, want ≥ %v", c.op, d, c.want)
+		}
+	}
 	// The flush wrote the issued token's last use.
 	if n := after.Value("keygate_last_used_flush_duration_seconds", nil) - before.Value("keygate_last_used_flush_duration_seconds", nil); n < 1 {
 		t.Errorf("last-used flushes observed: %v, want ≥ 1 after FlushLastUsed", n)

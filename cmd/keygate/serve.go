@@ -26,6 +26,8 @@ import (
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store/redis"
+	"github.com/keygate/keygate/store/storemetrics"
 )
 
 const (
@@ -104,6 +106,12 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	var met *metrics.Metrics
 	if cfg.MetricsListen != "" {
 		met = metrics.New(metrics.BuildInfo{Version: versionString(), Revision: revisionString()})
+		if kc, ok := st.(keyCacheObservable); ok {
+			kc.ObserveKeyCache(met) // before the first request: store/redis/cache.go
+		}
+		// Measured from here on; the deferred Close above closes the
+		// store inside, which is the same store.
+		st = storemetrics.Wrap(st, cfg.Store, met)
 	}
 
 	srv, err := server.New(ctx, server.Options{
@@ -367,6 +375,13 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	go ps.Serve(ln)
 	log.Info("pprof serving", "addr", ln.Addr().String())
 	return func() { ps.Close() }, nil
+}
+
+// keyCacheObservable is the Redis store's key cache hook
+// (store/redis/cache.go), found by type assertion because serve opens
+// whichever backend the configuration names.
+type keyCacheObservable interface {
+	ObserveKeyCache(redis.KeyCacheObserver)
 }
 
 // serveMetrics serves Prometheus metrics at /metrics on a listener of their

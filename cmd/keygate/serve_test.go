@@ -691,7 +691,16 @@ func TestServeMetricsListener(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/metrics on the main listener: %d, want 404", resp.StatusCode)
 	}
+	resp, err = httpc.Get(r.base + "/readyz") // one store ping
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	after := metricstest.Get(t, scrapeURL)
+	ping := map[string]string{"operation": "ping", "backend": "bolt"}
+	if d := after.Value("keygate_store_operation_duration_seconds", ping) - before.Value("keygate_store_operation_duration_seconds", ping); d != 1 {
+		t.Errorf("store pings observed: %v, want 1 for one /readyz", d)
+	}
 	healthz := map[string]string{"route": "/healthz", "method": "GET", "code": "200"}
 	if d := after.Value("keygate_http_requests_total", healthz) - before.Value("keygate_http_requests_total", healthz); d != 0 {
 		t.Errorf("healthz count moved by %v between scrapes without a health check", d)

@@ -40,8 +40,9 @@ type keyCache struct {
 	maxAge  time.Duration
 	entries sync.Map // client ID → *cacheEntry (pointers: CompareAndDelete needs comparable values)
 	size    atomic.Int64
-	live    atomic.Bool   // subscribed and answering: invalidations arrive
-	epoch   atomic.Uint64 // bumped by every invalidation and every loss
+	live    atomic.Bool                      // subscribed and answering: invalidations arrive
+	epoch   atomic.Uint64                    // bumped by every invalidation and every loss
+	obs     atomic.Pointer[KeyCacheObserver] // nil: reads are not reported
 	cancel  context.CancelFunc
 	ps      *goredis.PubSub
 	done    chan struct{}
@@ -68,6 +69,29 @@ func (s *Store) EnableKeyCache(maxAge time.Duration) {
 // KeyCacheLive reports whether the key cache is on and in use (its
 // invalidation subscription is confirmed and answering).
 func (s *Store) KeyCacheLive() bool { return s.cache != nil && s.cache.live.Load() }
+
+// KeyCacheObserver hears of every read of the key cache, for metrics
+// (package metrics satisfies it): a hit, a miss (not cached, or expired), or
+// a read that bypassed the cache because its subscription is not confirmed.
+// Called on the token path: the methods must be quick and not block.
+type KeyCacheObserver interface {
+	KeyCacheHit()
+	KeyCacheMiss()
+	KeyCacheBypassed()
+}
+
+// ObserveKeyCache reports the key cache's reads to o (nil stops). Without
+// the key cache (EnableKeyCache not called) it does nothing.
+func (s *Store) ObserveKeyCache(o KeyCacheObserver) {
+	if s.cache == nil {
+		return
+	}
+	if o == nil {
+		s.cache.obs.Store(nil)
+		return
+	}
+	s.cache.obs.Store(&o)
+}
 
 func (c *keyCache) close() {
 	c.cancel()
@@ -155,11 +179,18 @@ func (c *keyCache) invalidate(clientID string) {
 
 // get returns a fresh copy of a cached record.
 func (c *keyCache) get(clientID string, now time.Time) (store.Key, bool) {
+	obs := c.obs.Load()
 	if !c.live.Load() {
+		if obs != nil {
+			(*obs).KeyCacheBypassed()
+		}
 		return store.Key{}, false
 	}
 	v, ok := c.entries.Load(clientID)
 	if !ok {
+		if obs != nil {
+			(*obs).KeyCacheMiss()
+		}
 		return store.Key{}, false
 	}
 	e := v.(*cacheEntry)
@@ -167,7 +198,13 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, bool) {
 		if c.entries.CompareAndDelete(clientID, v) {
 			c.size.Add(-1)
 		}
+		if obs != nil {
+			(*obs).KeyCacheMiss()
+		}
 		return store.Key{}, false
+	}
+	if obs != nil {
+		(*obs).KeyCacheHit()
 	}
 	return cloneKey(e.key), true
 }
