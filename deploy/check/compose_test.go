@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,6 +88,20 @@ func composeProblems(p *types.Project, known map[string]bool) (problems []string
 		if !slices.Contains(svc.Expose, port) {
 			bad("%s: expose %v lacks keygate's listen port %s", name, svc.Expose, port)
 		}
+		// Metrics on, reachable by a scraper on the compose network, and
+		// never published on the host or behind the load balancer.
+		if _, mport, err := net.SplitHostPort(cfg.MetricsListen); cfg.MetricsListen == "" || err != nil {
+			bad("%s: metrics are off or metrics_listen %q is not host:port", name, cfg.MetricsListen)
+		} else {
+			if !slices.Contains(svc.Expose, mport) {
+				bad("%s: expose %v lacks the metrics port %s", name, svc.Expose, mport)
+			}
+			for _, pc := range svc.Ports {
+				if pc.Target == mustPort(mport) && pc.Published != "" {
+					bad("%s: the metrics port %s is published on the host", name, mport)
+				}
+			}
+		}
 		if !strings.HasPrefix(cfg.Issuer, "http://localhost:") || !slices.Contains(published, strings.TrimPrefix(cfg.Issuer, "http://localhost:")) {
 			bad("%s: issuer %s is not the load balancer's published port %v", name, cfg.Issuer, published)
 		}
@@ -111,6 +126,11 @@ func composeProblems(p *types.Project, known map[string]bool) (problems []string
 		}
 	}
 	return problems, healthPaths
+}
+
+func mustPort(p string) uint32 {
+	n, _ := strconv.Atoi(p)
+	return uint32(n)
 }
 
 func composeEnv(t *testing.T) map[string]string {
@@ -160,6 +180,7 @@ func TestComposeCheckCatchesMistakes(t *testing.T) {
 		{"127.0.0.1:8080/readyz", "127.0.0.1:8080/ready", "" /* checked against keygate below */},
 		{"KEYGATE_ISSUER: http://localhost:8080", "KEYGATE_ISSUER: http://localhost:9090", "is not the load balancer's published port"},
 		{"KEYGATE_STORE: redis", "KEYGATE_STORE: bolt", `store "bolt", want redis`},
+		{"    - \"9464\"\n", "", `expose [8080] lacks the metrics port 9464`},
 	}
 	kg := startKeygate(t, server.Options{})
 	for _, tt := range tests {

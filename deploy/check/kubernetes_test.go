@@ -320,6 +320,56 @@ func (o overlay) problems(m manifests, known map[string]bool) (problems []string
 		}
 	}
 
+	// Metrics: on, on every interface of the pod, on a container port
+	// named metrics that a NetworkPolicy lets in, and on no Service (the
+	// Service faces clients; Prometheus scrapes the pods).
+	var metricsPort *corev1.ContainerPort
+	for i, p := range c.Ports {
+		if p.Name == "metrics" {
+			metricsPort = &c.Ports[i]
+		}
+	}
+	switch host, port, err := net.SplitHostPort(cfg.MetricsListen); {
+	case cfg.MetricsListen == "":
+		bad("metrics are off: set KEYGATE_METRICS_LISTEN")
+	case err != nil:
+		bad("metrics_listen %q: %v", cfg.MetricsListen, err)
+	case host != "0.0.0.0" && host != "" && host != "::":
+		bad("metrics_listen %q: Prometheus reaches the pod's IP, not loopback; listen on 0.0.0.0", cfg.MetricsListen)
+	case metricsPort == nil:
+		bad("container %s has no port named metrics", c.Name)
+	case itoa(metricsPort.ContainerPort) != port:
+		bad("container port metrics is %d, but keygate serves metrics on %s", metricsPort.ContainerPort, cfg.MetricsListen)
+	}
+	if metricsPort != nil {
+		isMetrics := func(p intstr.IntOrString) bool {
+			return (p.Type == intstr.String && p.StrVal == "metrics") || (p.Type == intstr.Int && p.IntVal == metricsPort.ContainerPort)
+		}
+		for _, s := range m.services {
+			for _, p := range s.Spec.Ports {
+				if isMetrics(p.TargetPort) {
+					bad("Service %s carries the metrics port: keep /metrics off the client-facing Service", s.Name)
+				}
+			}
+		}
+		metricsIn := false
+		for _, np := range m.netpols {
+			for _, in := range np.Spec.Ingress {
+				for _, p := range in.Ports {
+					if p.Port != nil && isMetrics(*p.Port) {
+						metricsIn = true
+					}
+				}
+			}
+		}
+		if !metricsIn {
+			bad("no NetworkPolicy lets Prometheus in on the metrics port")
+		}
+		if a := w.pod.Annotations; a["prometheus.io/port"] != itoa(metricsPort.ContainerPort) {
+			bad("pod annotation prometheus.io/port %q is not the metrics port %d", a["prometheus.io/port"], metricsPort.ContainerPort)
+		}
+	}
+
 	// Resources and the container's security context.
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		if q, ok := c.Resources.Requests[r]; !ok || q.IsZero() {
@@ -507,6 +557,9 @@ func TestKubernetesCheckCatchesMistakes(t *testing.T) {
 		{"capability kept", "- ALL", "- NET_RAW", "capabilities: want drop [ALL]"},
 		{"a real master key", "master-key: REPLACE-ME-with-openssl-rand-base64-32", "master-key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "holds a real master key"},
 		{"data dir not mounted", "mountPath: /data", "mountPath: /srv", "nothing is mounted at the data dir /data"},
+		{"metrics off", "KEYGATE_METRICS_LISTEN: 0.0.0.0:9464", "KEYGATE_METRICS_LISTEN: \"\"", "metrics are off"},
+		{"metrics port not the metrics_listen port", "containerPort: 9464", "containerPort: 9465", "container port metrics is 9465, but keygate serves metrics on 0.0.0.0:9464"},
+		{"metrics on the Service", "targetPort: http", "targetPort: metrics", "Service keygate carries the metrics port"},
 		{"a kind the check does not know", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgetx", "a kind this check does not know"},
 	}
 	for _, tt := range tests {
