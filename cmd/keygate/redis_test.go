@@ -22,6 +22,7 @@ import (
 
 	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/metrics/metricstest"
 )
 
 // redisVars is the environment of the instances of one Redis test: a fresh
@@ -305,5 +306,54 @@ func TestServeRedisUnreachable(t *testing.T) {
 	// Nothing answers on the port.
 	if _, err := httpc.Get("http://" + addr + "/healthz"); err == nil {
 		t.Error("something serves on the port after the refused start")
+	}
+}
+
+// On Redis with metrics_listen, every key read of the token path shows
+// twice: as a store get_key on backend redis, and as one key-cache read
+// (hit, miss, or bypassed while the cache's subscription is unconfirmed).
+func TestServeRedisMetrics(t *testing.T) {
+	vars := redisVars(t)
+	prefix := redistest.Prefix(t, redistest.Require(t), "cmd")
+	addr, maddr, dir := freeAddr(t), freeAddr(t), t.TempDir()
+	cfg, err := loadConfig(t, append(redisArgs(dir, addr, "http://"+addr, redistest.URL(), prefix), "--metrics-listen", maddr)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startServeWith(t, cfg, vars)
+	admin, _ := readAdminFile(t, dir)
+	scrapeURL := "http://" + maddr + "/metrics"
+	getKey := map[string]string{"operation": "get_key", "backend": "redis"}
+	reads := func(s metricstest.Scrape) float64 {
+		return s.Value("keygate_redis_key_cache_requests_total", nil)
+	}
+	before := metricstest.Get(t, scrapeURL)
+	const tokens = 3
+	for range tokens {
+		req, err := http.NewRequest(http.MethodPost, r.base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(admin.ClientID, admin.ClientSecret)
+		resp, err := httpc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("admin token: %d", resp.StatusCode)
+		}
+	}
+	after := metricstest.Get(t, scrapeURL)
+	gets := after.Value("keygate_store_operation_duration_seconds", getKey) - before.Value("keygate_store_operation_duration_seconds", getKey)
+	if gets < tokens {
+		t.Errorf("get_key on redis observed %v times for %d tokens", gets, tokens)
+	}
+	if d := reads(after) - reads(before); d != gets {
+		t.Errorf("key-cache reads moved by %v, store get_key by %v: every read goes through the cache", d, gets)
+	}
+	if d := after.Value("keygate_token_requests_total", map[string]string{"outcome": "issued"}) - before.Value("keygate_token_requests_total", map[string]string{"outcome": "issued"}); d != tokens {
+		t.Errorf("issued tokens counted %v, want %d", d, tokens)
 	}
 }
