@@ -12,8 +12,9 @@
 // A nil *Metrics is valid everywhere and records nothing, so that code on
 // the hot path needs no second branch; the server skips its middleware
 // altogether when it has no Metrics. The children of labelled metrics that
-// the hot path uses are resolved once (Route, TokenOutcome), never per
-// request: WithLabelValues hashes its labels and may allocate.
+// the hot path uses are resolved once and kept (Route, StoreOp,
+// TokenOutcome), never per request: WithLabelValues hashes its labels and
+// may allocate.
 //
 // The package imports no HTTP framework: the server, the store decorator
 // (package storemetrics), lastused and the Redis key cache record through
@@ -24,6 +25,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,8 +66,9 @@ var TokenOutcomes = []string{
 const OtherOutcome = "other"
 
 // commonCodes are the status codes whose counters each route resolves in
-// advance; any other code is looked up when it happens (rare by definition).
-var commonCodes = []int{200, 201, 204, 302, 304, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503}
+// keeps after their first use; any other code is looked up each time it
+// happens (rare by definition).
+var commonCodes = [...]int{200, 201, 204, 302, 304, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503}
 
 // BuildInfo labels keygate_build_info.
 type BuildInfo struct {
@@ -186,31 +189,38 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Route is a route's HTTP metrics, resolved once: observing a request is
-// a few atomic adds, with no label hashing or allocation.
+// Route is a route's HTTP metrics. Each series (method, code) is resolved
+// the first time it is used and kept: afterwards observing a request is an
+// atomic load and a few atomic adds, with no label hashing or allocation.
+// Series appear only once used, so a scrape does not carry every
+// route × method × code combination at 0.
 type Route struct {
 	m        *Metrics
 	route    string
-	duration [8]prometheus.Observer  // by methodIndex
-	requests [8][]prometheus.Counter // by methodIndex, then commonCodes index
+	duration [8]lazy[prometheus.Observer]                  // by MethodIndex
+	requests [8][len(commonCodes)]lazy[prometheus.Counter] // by MethodIndex, then commonCodes index
 }
 
-// Route resolves the HTTP metrics of one route pattern (use Unmatched for
+// lazy is a child of a metric vector, resolved on first use. Two first
+// uses at once both resolve it; WithLabelValues returns the same child.
+type lazy[T any] struct{ p atomic.Pointer[T] }
+
+func (l *lazy[T]) get(resolve func() T) T {
+	if p := l.p.Load(); p != nil {
+		return *p
+	}
+	v := resolve()
+	l.p.Store(&v)
+	return v
+}
+
+// Route returns the HTTP metrics of one route pattern (use Unmatched for
 // requests that matched none). Call it when routes are registered.
 func (m *Metrics) Route(pattern string) *Route {
 	if m == nil {
 		return nil
 	}
-	r := &Route{m: m, route: pattern}
-	for i := range r.duration {
-		method := methodLabel(i)
-		r.duration[i] = m.httpDuration.WithLabelValues(pattern, method)
-		r.requests[i] = make([]prometheus.Counter, len(commonCodes))
-		for j, code := range commonCodes {
-			r.requests[i][j] = m.httpRequests.WithLabelValues(pattern, method, strconv.Itoa(code))
-		}
-	}
-	return r
+	return &Route{m: m, route: pattern}
 }
 
 // Observe records one answered request.
@@ -219,10 +229,14 @@ func (r *Route) Observe(method string, code int, d time.Duration) {
 		return
 	}
 	mi := MethodIndex(method)
-	r.duration[mi].Observe(d.Seconds())
+	r.duration[mi].get(func() prometheus.Observer {
+		return r.m.httpDuration.WithLabelValues(r.route, methodLabel(mi))
+	}).Observe(d.Seconds())
 	for j, c := range commonCodes {
 		if c == code {
-			r.requests[mi][j].Inc()
+			r.requests[mi][j].get(func() prometheus.Counter {
+				return r.m.httpRequests.WithLabelValues(r.route, methodLabel(mi), strconv.Itoa(code))
+			}).Inc()
 			return
 		}
 	}
@@ -274,27 +288,35 @@ func (m *Metrics) TokenOutcome(outcome string) {
 	c.Inc()
 }
 
-// StoreOp is the latency metric of one store operation on one backend,
-// resolved once (package storemetrics holds one per operation).
-type StoreOp struct{ ok, failed prometheus.Observer }
+// StoreOp is the latency metric of one store operation on one backend
+// (package storemetrics holds one per operation). Its two series, ok and
+// error, are resolved on first use, so operations a backend never sees
+// add nothing to the scrape.
+type StoreOp struct {
+	m                  *Metrics
+	operation, backend string
+	ok, failed         lazy[prometheus.Observer]
+}
 
-// StoreOp resolves the latency metric of operation (a store method's name
+// StoreOp returns the latency metric of operation (a store method's name
 // in snake case) on backend ("bolt", "redis").
-func (m *Metrics) StoreOp(operation, backend string) StoreOp {
-	return StoreOp{
-		ok:     m.storeDuration.WithLabelValues(operation, backend, "ok"),
-		failed: m.storeDuration.WithLabelValues(operation, backend, "error"),
-	}
+func (m *Metrics) StoreOp(operation, backend string) *StoreOp {
+	return &StoreOp{m: m, operation: operation, backend: backend}
 }
 
 // Since records one call that started at start and ended with err. A
 // not-found answer is an answer, not a failure: callers pass it as nil.
-func (o StoreOp) Since(start time.Time, err error) {
+func (o *StoreOp) Since(start time.Time, err error) {
+	took := time.Since(start).Seconds()
 	if err != nil {
-		o.failed.Observe(time.Since(start).Seconds())
+		o.failed.get(func() prometheus.Observer {
+			return o.m.storeDuration.WithLabelValues(o.operation, o.backend, "error")
+		}).Observe(took)
 		return
 	}
-	o.ok.Observe(time.Since(start).Seconds())
+	o.ok.get(func() prometheus.Observer {
+		return o.m.storeDuration.WithLabelValues(o.operation, o.backend, "ok")
+	}).Observe(took)
 }
 
 // KeyCacheHit, KeyCacheMiss and KeyCacheBypassed count one read of the

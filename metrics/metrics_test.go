@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,5 +64,34 @@ func TestTokenOutcomeClosedSet(t *testing.T) {
 	}
 	if got := len(s["keygate_token_requests_total"].GetMetric()); got != len(metrics.TokenOutcomes) {
 		t.Errorf("%d outcome series, want exactly the %d of TokenOutcomes", got, len(metrics.TokenOutcomes))
+	}
+}
+
+// Series appear on first use: a route no one called adds nothing to the
+// scrape, and concurrent first uses of one series count every request.
+func TestRouteSeriesOnFirstUse(t *testing.T) {
+	m := metrics.New(metrics.BuildInfo{})
+	m.Route("/unused")
+	r := m.Route("/busy")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Observe("POST", 200, time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	s := scrape(t, m)
+	if got := s.Value("keygate_http_requests_total", map[string]string{"route": "/busy", "method": "POST", "code": "200"}); got != 8 {
+		t.Errorf("8 concurrent first uses counted %v", got)
+	}
+	s.LabelValues(func(metric, label, value string) {
+		if label == "route" && value == "/unused" {
+			t.Errorf("%s has a series for a route never called", metric)
+		}
+	})
+	if n := len(s["keygate_http_requests_total"].GetMetric()); n != 1 {
+		t.Errorf("%d request series after one kind of request, want 1", n)
 	}
 }

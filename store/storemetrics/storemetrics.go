@@ -1,8 +1,9 @@
 // Package storemetrics measures the latency of every store call: a
 // store.Store that forwards each call to another and records its duration
 // in keygate_store_operation_duration_seconds{operation, backend, result}
-// (docs/metrics.md). The metric of each operation is resolved once, in
-// Wrap, so a call costs two clock readings and an atomic add.
+// (docs/metrics.md). The metric of each operation is made in Wrap and its
+// series resolved on first use, so a call costs two clock readings, an
+// atomic load and an atomic add.
 //
 // The optional interfaces callers find by type assertion are forwarded
 // exactly when the wrapped store has them: store.BulkLoader (apikey's seed
@@ -50,7 +51,7 @@ type keyCacheLiveness interface{ KeyCacheLive() bool }
 // "redis"). The result has the optional interfaces st has, and no others.
 func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 	w := &Store{st: st}
-	op := func(name string) metrics.StoreOp { return m.StoreOp(name, backend) }
+	op := func(name string) *metrics.StoreOp { return m.StoreOp(name, backend) }
 	w.ops = ops{
 		createKey: op(OpCreateKey), getKey: op(OpGetKey), listKeys: op(OpListKeys), teams: op(OpTeams),
 		forEachKey: op(OpForEachKey), updateKey: op(OpUpdateKey), deleteKey: op(OpDeleteKey),
@@ -78,7 +79,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 type ops struct {
 	createKey, getKey, listKeys, teams, forEachKey, updateKey, deleteKey, touchKeys,
 	createSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
-	statusList, denyToken, tokenDenied, ping, createKeys, nextStatusIndices metrics.StoreOp
+	statusList, denyToken, tokenDenied, ping, createKeys, nextStatusIndices *metrics.StoreOp
 }
 
 // Store is a measured store.Store.
