@@ -198,9 +198,6 @@ func (s *Service) MaxKeysPerTeam() int { return s.cfg.MaxKeysPerTeam }
 // Catalog is the permission catalog in force.
 func (s *Service) Catalog() *scopes.Catalog { return s.cfg.Catalog }
 
-// Now reads the Service's clock, the one every rule of time here uses.
-func (s *Service) Now() time.Time { return s.cfg.Now() }
-
 // resolved is a permission set's scopes, as a list and joined.
 type resolved struct {
 	list   []string
@@ -262,8 +259,8 @@ func (s *Service) GrantScope(k store.Key, requested string) (string, error) {
 	return scopes.Join(want), nil
 }
 
-// HasScope reports whether k holds scope sc.
-func (s *Service) HasScope(k store.Key, sc string) bool {
+// hasScope reports whether k holds scope sc.
+func (s *Service) hasScope(k store.Key, sc string) bool {
 	list, err := s.Scopes(k)
 	if err != nil {
 		return false

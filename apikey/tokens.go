@@ -60,7 +60,7 @@ func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (b
 	if caller.IsAdmin() || caller.TeamID != "" && caller.TeamID == t.TeamID {
 		return true, nil
 	}
-	return s.HasScope(caller, IntrospectScope), nil
+	return s.hasScope(caller, IntrospectScope), nil
 }
 
 // Revoke puts the caller's own token on the deny list until it expires
