@@ -107,8 +107,8 @@ type adminCreds struct {
 	url, id, secret string
 }
 
-// adminCredentialsJSON is the file serve writes (cmd/keygate/serve.go,
-// showAdminCredentials).
+// adminCredentialsJSON is the admin credentials file: serve writes it
+// (writeAdminCredentials in serve.go) and the keys commands read it.
 type adminCredentialsJSON struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`

@@ -145,15 +145,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
-		MaxHeaderBytes:    maxRequestHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	hs := newHTTPServer(srv, log)
 	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
 		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(), "revision", revisionString(),
 		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix)
@@ -316,10 +308,11 @@ func writeAdminCredentials(admin server.AdminCredentials, cfg config.Config) (st
 	if err != nil {
 		return "", fmt.Errorf("admin credentials file: %w", err)
 	}
-	data, err := json.MarshalIndent(struct {
-		server.AdminCredentials
-		TokenURL string `json:"token_url"`
-	}{admin, strings.TrimSuffix(cfg.Issuer, "/") + "/oauth/token"}, "", "  ")
+	data, err := json.MarshalIndent(adminCredentialsJSON{
+		ClientID:     admin.ClientID,
+		ClientSecret: admin.ClientSecret,
+		TokenURL:     strings.TrimSuffix(cfg.Issuer, "/") + "/oauth/token",
+	}, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("encode admin credentials: %w", err)
 	}
@@ -384,6 +377,20 @@ type keyCacheObservable interface {
 	ObserveKeyCache(redis.KeyCacheObserver)
 }
 
+// newHTTPServer is an http.Server for h with the limits every listener of
+// keygate keeps (slow clients, header size), logging its own errors at debug.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxRequestHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
 // serveMetrics serves Prometheus metrics at /metrics on a listener of their
 // own, so the address clients reach never exposes them (docs/metrics.md).
 func serveMetrics(addr string, met *metrics.Metrics, log *slog.Logger) (*http.Server, error) {
@@ -393,15 +400,7 @@ func serveMetrics(addr string, met *metrics.Metrics, log *slog.Logger) (*http.Se
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
-	ms := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
-		MaxHeaderBytes:    maxRequestHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	ms := newHTTPServer(mux, log)
 	go ms.Serve(ln)
 	log.Info("metrics serving", "addr", ln.Addr().String(), "path", "/metrics")
 	return ms, nil
