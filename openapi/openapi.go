@@ -14,7 +14,7 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"net/http"
-	"strings"
+	"time"
 )
 
 // Path is where keygate serves the document.
@@ -37,33 +37,15 @@ var etag = func() string {
 // Document returns a copy of the document.
 func Document() []byte { return bytes.Clone(document) }
 
-// Handler serves the document as application/json with an ETag; a request
-// whose If-None-Match lists that tag gets 304 and no body.
+// Handler serves the document as application/json with an ETag. The
+// conditional-request rules (If-None-Match → 304 without a body, HEAD) are
+// net/http's ServeContent, as for the console's assets.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Cache-Control", cacheControl)
 		h.Set("ETag", etag)
-		if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
 		h.Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(document)
-		}
+		http.ServeContent(w, r, Path, time.Time{}, bytes.NewReader(document))
 	})
-}
-
-// etagMatch is If-None-Match's weak comparison (RFC 9110 §13.1.2) against
-// one strong ETag: "*" or any listed tag equal to it, W/ ignored.
-func etagMatch(header, tag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || strings.TrimPrefix(t, "W/") == tag {
-			return true
-		}
-	}
-	return false
 }
