@@ -48,7 +48,9 @@ type clock struct{ t atomic.Int64 }
 func (c *clock) now() time.Time          { return time.Unix(0, c.t.Load()).UTC() }
 func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
 
-func openTestService(t *testing.T) (*Service, *failingGets, *clock) {
+// FreshStore is an empty bbolt store no keygate has opened, and a new
+// master key. It is exported for this package's external tests (seed_test.go).
+func FreshStore(t *testing.T) (*bolt.Store, *masterkey.Key) {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
 	if err != nil {
@@ -63,6 +65,12 @@ func openTestService(t *testing.T) (*Service, *failingGets, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, mk
+}
+
+func openTestService(t *testing.T) (*Service, *failingGets, *clock) {
+	t.Helper()
+	st, mk := FreshStore(t)
 	clk := &clock{}
 	clk.t.Store(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC).UnixNano())
 	fs := &failingGets{Store: st}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,31 +17,11 @@ import (
 	"github.com/keygate/keygate/store/bolt"
 )
 
-// freshStore is an empty bbolt store no keygate has opened, and a new
-// master key.
-func freshStore(t *testing.T) (*bolt.Store, *masterkey.Key) {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	enc, err := masterkey.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := masterkey.Parse(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, mk
-}
-
 // openService opens the rules of keys on a fresh bbolt store, as a server
 // start does (pepper, signing key, admin key).
 func openService(t *testing.T) (*apikey.Service, *bolt.Store, *masterkey.Key) {
 	t.Helper()
-	st, mk := freshStore(t)
+	st, mk := apikey.FreshStore(t)
 	svc, err := apikey.Open(context.Background(), apikey.Config{Store: st, MasterKey: mk})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +126,7 @@ func TestSeedIntoRunningStore(t *testing.T) {
 // pepper), then starts a server on it.
 func TestSeedFreshStore(t *testing.T) {
 	ctx := context.Background()
-	st, mk := freshStore(t)
+	st, mk := apikey.FreshStore(t)
 	res, err := apikey.Seed(ctx, st, mk, apikey.SeedOptions{Keys: 40, Record: 40, KeysPerTeam: 4, TeamPrefix: "load-"})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +174,7 @@ func (f *failingBulk) CreateKeys(ctx context.Context, keys []store.Key) error {
 
 func TestSeedRefusals(t *testing.T) {
 	ctx := context.Background()
-	st, mk := freshStore(t)
+	st, mk := apikey.FreshStore(t)
 
 	for name, tc := range map[string]struct {
 		st   store.Store
