@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keygate/keygate/credential"
@@ -147,6 +148,93 @@ func (s *Service) Rotate(ctx context.Context, team, clientID string, grace time.
 		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
 	}
 	return k, secret, nil
+}
+
+// KeyChange is a change to a team key's settings (PATCH's merge patch):
+// a nil field is left as it is. Permissions replaces the whole list.
+type KeyChange struct {
+	Name        *string
+	Permissions *[]string
+	// GrantOperatorPermissions consents to operator-only permissions that
+	// Permissions adds; ones the key already holds need no new consent. It
+	// is not stored: each change that adds one asks again.
+	GrantOperatorPermissions bool
+}
+
+// Update applies ch to the team's key in one atomic read-modify-write and
+// returns the key as stored, with the names of the fields whose value
+// changed ("name", "permissions"; none for a change that changes nothing).
+// Input is checked before anything is written (*InvalidError); a key of
+// another team is ErrNotFound. A new permission list applies from the key's
+// next token: the token path reads the key on every request, and tokens
+// already issued keep their scope until they expire.
+func (s *Service) Update(ctx context.Context, team, clientID string, ch KeyChange) (store.Key, []string, error) {
+	var name string
+	if ch.Name != nil {
+		n, err := ValidateName(*ch.Name)
+		if err != nil {
+			return store.Key{}, nil, err
+		}
+		name = n
+	}
+	var perms []string
+	if ch.Permissions != nil {
+		perms = append([]string{}, (*ch.Permissions)...)
+		// Structure first (empty list, duplicates, unknown IDs), with
+		// operator-only IDs allowed: whether this key may take them depends
+		// on what it holds, which only the atomic step below can see.
+		if err := s.cfg.Catalog.ValidateIDs(perms, true); err != nil {
+			return store.Key{}, nil, &InvalidError{Detail: err.Error()}
+		}
+	}
+	var changed []string
+	k, err := s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
+		changed = changed[:0] // UpdateKey may run this more than once
+		if k.TeamID != team {
+			return store.Key{}, errOtherTeam
+		}
+		if ch.Name != nil && name != k.Name {
+			k.Name = name
+			changed = append(changed, "name")
+		}
+		if ch.Permissions != nil {
+			if !ch.GrantOperatorPermissions {
+				if err := s.checkOperatorConsent(k.Permissions, perms); err != nil {
+					return store.Key{}, err
+				}
+			}
+			if !slices.Equal(perms, k.Permissions) {
+				k.Permissions = append([]string{}, perms...)
+				changed = append(changed, "permissions")
+			}
+		}
+		return k, nil
+	})
+	var inv *InvalidError
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
+		return store.Key{}, nil, ErrNotFound
+	case errors.As(err, &inv):
+		return store.Key{}, nil, err
+	case err != nil:
+		return store.Key{}, nil, fmt.Errorf("update key %s: %w", clientID, err)
+	}
+	return k, append([]string(nil), changed...), nil
+}
+
+// checkOperatorConsent refuses a permission list that adds an
+// operator-only permission the key does not hold yet: that needs the
+// operator's explicit consent, as at creation.
+func (s *Service) checkOperatorConsent(held, want []string) error {
+	for _, id := range want {
+		if slices.Contains(held, id) {
+			continue
+		}
+		if p, ok := s.cfg.Catalog.Lookup(id); ok && p.OperatorOnly {
+			return invalid("permission %q is operator-only; adding it to a key needs \"grant_operator_permissions\": true in the same request", id)
+		}
+	}
+	return nil
 }
 
 // Delete removes the team's key. Its status bit is set first, then the

@@ -154,3 +154,93 @@ func TestNameAndTeamRules(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdate: a change renames a key and replaces its permissions in one
+// write, reports exactly the fields whose value changed, and the key's next
+// token carries the new scope; refused changes change nothing.
+func TestUpdate(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := openTestService(t)
+	k, secret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "sync", Permissions: []string{"visualization_sdk"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, perms := " Nightly sync ", []string{"accounting_api", "visualization_sdk"}
+	got, changed, err := svc.Update(ctx, "acme", k.ClientID, KeyChange{Name: &name, Permissions: &perms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "Nightly sync" || !reflect.DeepEqual(got.Permissions, perms) || !reflect.DeepEqual(changed, []string{"name", "permissions"}) {
+		t.Fatalf("updated key %q %v, changed %v", got.Name, got.Permissions, changed)
+	}
+	stored, err := st.GetKey(ctx, k.ClientID)
+	if err != nil || stored.Name != "Nightly sync" || !reflect.DeepEqual(stored.Permissions, perms) {
+		t.Fatalf("stored %+v, %v", stored, err)
+	}
+	if !reflect.DeepEqual(stored.SecretHash, k.SecretHash) || stored.StatusIndex != k.StatusIndex || !stored.CreatedAt.Equal(k.CreatedAt) {
+		t.Fatal("an update touched the secret, status index or creation time")
+	}
+	// The next token: authenticate with the unchanged secret, grant the scope.
+	authed, _, err := svc.Authenticate(ctx, k.ClientID, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope, err := svc.GrantScope(authed, "")
+	if err != nil || !strings.Contains(scope, "banking:write") {
+		t.Fatalf("scope after the update: %q, %v", scope, err)
+	}
+	// The same values again change nothing, and say so.
+	if _, changed, err := svc.Update(ctx, "acme", k.ClientID, KeyChange{Name: &name, Permissions: &perms}); err != nil || len(changed) != 0 {
+		t.Fatalf("repeated update: changed %v, %v", changed, err)
+	}
+}
+
+func TestUpdateRefusalsChangeNothing(t *testing.T) {
+	ctx := context.Background()
+	svc, st, _ := openTestService(t)
+	k, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "sync", Permissions: []string{"accounting_api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "rs", Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := keysOf(t, st)
+	str := func(s string) *string { return &s }
+	list := func(s ...string) *[]string { return &s }
+	var inv *InvalidError
+	for _, tc := range []struct {
+		what     string
+		team, id string
+		ch       KeyChange
+		want     error // nil: an *InvalidError
+	}{
+		{"empty name", "acme", k.ClientID, KeyChange{Name: str("  ")}, nil},
+		{"long name", "acme", k.ClientID, KeyChange{Name: str(strings.Repeat("n", MaxNameLen+1))}, nil},
+		{"no permissions", "acme", k.ClientID, KeyChange{Permissions: list()}, nil},
+		{"unknown permission", "acme", k.ClientID, KeyChange{Permissions: list("payroll")}, nil},
+		{"duplicate permission", "acme", k.ClientID, KeyChange{Permissions: list("visualization_sdk", "visualization_sdk")}, nil},
+		{"operator-only without consent", "acme", k.ClientID, KeyChange{Permissions: list("accounting_api", "token_introspection")}, nil},
+		{"valid name, bad permissions", "acme", k.ClientID, KeyChange{Name: str("renamed"), Permissions: list("payroll")}, nil},
+		{"another team's key", "other", k.ClientID, KeyChange{Name: str("renamed")}, ErrNotFound},
+		{"unknown key", "acme", "kgc_acme_nokey", KeyChange{Name: str("renamed")}, ErrNotFound},
+	} {
+		_, changed, err := svc.Update(ctx, tc.team, tc.id, tc.ch)
+		if tc.want == nil && !errors.As(err, &inv) || tc.want != nil && !errors.Is(err, tc.want) || changed != nil {
+			t.Errorf("%s: err %v, changed %v", tc.what, err, changed)
+		}
+	}
+	if after := keysOf(t, st); !reflect.DeepEqual(before, after) {
+		t.Fatal("refused updates changed the store")
+	}
+	// An operator-only permission the key already holds needs no new
+	// consent; adding one does, and with it the change goes through.
+	if _, _, err := svc.Update(ctx, "acme", rs.ClientID, KeyChange{Permissions: list("token_introspection", "accounting_api")}); err != nil {
+		t.Fatalf("keeping a held operator-only permission: %v", err)
+	}
+	got, _, err := svc.Update(ctx, "acme", k.ClientID, KeyChange{Permissions: list("token_introspection"), GrantOperatorPermissions: true})
+	if err != nil || !reflect.DeepEqual(got.Permissions, []string{"token_introspection"}) {
+		t.Fatalf("operator-only permission with consent: %v, %v", got.Permissions, err)
+	}
+}

@@ -55,6 +55,7 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	keys.POST("", s.createKey)
 	keys.GET("", s.listKeys)
 	keys.GET("/:client_id", s.getKey)
+	keys.PATCH("/:client_id", s.updateKey)
 	keys.DELETE("/:client_id", s.deleteKey)
 	keys.POST("/:client_id/rotate", s.rotateKey)
 }
@@ -424,6 +425,11 @@ func decodeJSON(c *gin.Context, v any) bool {
 		problem(c, http.StatusUnsupportedMediaType, problemMediaType, "send the body as JSON with Content-Type: application/json")
 		return false
 	}
+	return decodeBody(c, v)
+}
+
+// decodeBody is decodeJSON after the content type was checked.
+func decodeBody(c *gin.Context, v any) bool {
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxManagementBody+1))
 	if err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, "could not read the request body")
@@ -459,6 +465,8 @@ func jsonProblem(err error, v any) string {
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return "the body must be a JSON object, not a JSON " + typ.Value
 	case errors.As(err, &typ):
 		return fmt.Sprintf("field %q has the wrong type (want %s)", typ.Field, typ.Type)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

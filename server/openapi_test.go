@@ -376,7 +376,13 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	c.do(t, "POST", "/oauth/introspect", formHeader(key.ClientID, key.ClientSecret), "", http.StatusBadRequest, false)
 	c.do(t, "POST", "/v1/teams/acme/keys/"+key.ClientID+"/rotate", jsonBody(admin), `{"grace_period":"1h"}`, ok, true)
 	c.do(t, "POST", "/v1/teams/acme/keys/"+key.ClientID+"/rotate", jsonBody(admin), `{"grace_period":"10d"}`, http.StatusBadRequest, true)
+	mergePatch := http.Header{"Authorization": {"Bearer " + admin}, "Content-Type": {"application/merge-patch+json"}}
+	c.do(t, "PATCH", "/v1/teams/acme/keys/"+key.ClientID, mergePatch, `{"name":"Nightly sync","permissions":["accounting_api","visualization_sdk"]}`, ok, true)
+	c.do(t, "PATCH", "/v1/teams/acme/keys/"+key.ClientID, mergePatch, `{"name":null}`, http.StatusBadRequest, false)
+	c.do(t, "PATCH", "/v1/teams/acme/keys/"+key.ClientID, jsonBody(admin), `{"name":"x"}`, http.StatusUnsupportedMediaType, false)
+	c.do(t, "PATCH", "/v1/teams/acme/keys/kgc_nokey", mergePatch, `{"name":"x"}`, http.StatusNotFound, true)
 	c.do(t, "POST", "/oauth/revoke", formHeader(key.ClientID, key.ClientSecret), "token="+tr.AccessToken, ok, true)
+	c.do(t, "POST", "/v1/teams/acme/keys/"+key.ClientID+"/rotate", jsonBody(admin), `{"grace_period":"7d"}`, ok, true)
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNoContent, true)
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNotFound, true)
 }

@@ -16,16 +16,17 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keygate/keygate/apikey"
+	"github.com/keygate/keygate/config"
 )
 
 const (
 	gracePeriodField = "grace_period"
-	gracePeriodRange = `grace_period must be a duration from 0s to 168h, e.g. "24h"`
+	gracePeriodRange = `grace_period must be a duration from 0s to 7d (168h), e.g. "24h" or "7d"`
 )
 
 func (s *Server) rotateKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
-	grace, ok := rotateGracePeriod(c)
+	grace, given, ok := rotateGracePeriod(c)
 	if !ok {
 		return
 	}
@@ -34,7 +35,7 @@ func (s *Server) rotateKey(c *gin.Context) {
 		s.keyProblem(c, team, id, err)
 		return
 	}
-	s.log.Info("management: key secret rotated", "team_id", team, "client_id", id, "grace_period", grace.String())
+	s.log.Info("management: key secret rotated", "team_id", team, "client_id", id, "grace_period", given)
 	c.JSON(http.StatusOK, createdKeyView{keyView: s.view(k), ClientSecret: secret})
 }
 
@@ -42,22 +43,23 @@ func (s *Server) rotateKey(c *gin.Context) {
 // body (with or without a content type) means the default; anything else must
 // be a JSON object, checked by decodeJSON (content type, size, UTF-8, one
 // object), whose only field is grace_period. It answers with a problem and
-// returns false on bad input.
-func rotateGracePeriod(c *gin.Context) (time.Duration, bool) {
+// returns false on bad input. given is the period as the request wrote it
+// ("7d" stays "7d"), for the log.
+func rotateGracePeriod(c *gin.Context) (grace time.Duration, given string, ok bool) {
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxManagementBody+1))
 	if err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, "could not read the request body")
-		return 0, false
+		return 0, "", false
 	}
 	if len(body) == 0 {
-		return apikey.DefaultGracePeriod, true
+		return apikey.DefaultGracePeriod, "default", true
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	// A map, not a struct: decodeJSON's unknown-field message names the
 	// create request's fields, so unknown fields are reported here instead.
 	var fields map[string]json.RawMessage
 	if !decodeJSON(c, &fields) {
-		return 0, false
+		return 0, "", false
 	}
 	unknown := make([]string, 0, len(fields))
 	for name := range fields {
@@ -69,25 +71,27 @@ func rotateGracePeriod(c *gin.Context) (time.Duration, bool) {
 		sort.Strings(unknown)
 		problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf(
 			`unknown field %q; the only field allowed is "grace_period" (or send no body for the default of 24h)`, truncate(unknown[0], 80)))
-		return 0, false
+		return 0, "", false
 	}
 	raw, ok := fields[gracePeriodField]
 	if !ok || string(raw) == "null" {
-		return apikey.DefaultGracePeriod, true
+		return apikey.DefaultGracePeriod, "default", true
 	}
 	var text string
 	if err := json.Unmarshal(raw, &text); err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, "grace_period is not a JSON string; "+gracePeriodRange)
-		return 0, false
+		return 0, "", false
 	}
-	d, err := time.ParseDuration(text)
+	// keygate's one duration syntax (config.ParseDuration): Go durations
+	// and days, so "7d" means here what it means in the config and the CLI.
+	d, err := config.ParseDuration(text)
 	if err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("grace_period %q is not a duration; %s", truncate(text, 40), gracePeriodRange))
-		return 0, false
+		return 0, "", false
 	}
 	if apikey.CheckGracePeriod(d) != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf("grace_period %q is out of range; %s", truncate(text, 40), gracePeriodRange))
-		return 0, false
+		return 0, "", false
 	}
-	return d, true
+	return d, text, true
 }

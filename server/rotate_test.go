@@ -330,6 +330,8 @@ func TestRotateGracePeriodForms(t *testing.T) {
 		{"null grace_period", `{"grace_period": null}`, 24 * time.Hour},
 		{"90 minutes", map[string]any{"grace_period": "1h30m"}, 90 * time.Minute},
 		{"maximum", map[string]any{"grace_period": "168h"}, 168 * time.Hour},
+		{"maximum in days", map[string]any{"grace_period": "7d"}, 168 * time.Hour},
+		{"days and hours", map[string]any{"grace_period": "1d12h"}, 36 * time.Hour},
 		{"one second", map[string]any{"grace_period": "1s"}, time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -417,7 +419,7 @@ func TestRotateBadRequestsChangeNothing(t *testing.T) {
 	e.AssertLastUsedStored(t, k.ClientID)
 
 	path := rotatePath("acme", k.ClientID)
-	const rangeDetail = "from 0s to 168h"
+	const rangeDetail = "from 0s to 7d (168h)"
 	for _, c := range []struct {
 		name   string
 		tok    string
@@ -429,6 +431,8 @@ func TestRotateBadRequestsChangeNothing(t *testing.T) {
 	}{
 		{name: "negative", body: `{"grace_period": "-1s"}`, status: 400, detail: []string{rangeDetail, `"-1s"`}},
 		{name: "over a week", body: `{"grace_period": "169h"}`, status: 400, detail: []string{rangeDetail, `"169h"`}},
+		{name: "over a week in days", body: `{"grace_period": "8d"}`, status: 400, detail: []string{rangeDetail, `"8d" is out of range`}},
+		{name: "days then a negative part", body: `{"grace_period": "1d-2h"}`, status: 400, detail: []string{rangeDetail, `"1d-2h" is not a duration`}},
 		{name: "just over a week", body: `{"grace_period": "168h0m0.000000001s"}`, status: 400, detail: []string{rangeDetail}},
 		{name: "not a duration", body: `{"grace_period": "abc"}`, status: 400, detail: []string{rangeDetail, `"abc"`}},
 		{name: "empty string", body: `{"grace_period": ""}`, status: 400, detail: []string{rangeDetail}},
@@ -442,7 +446,7 @@ func TestRotateBadRequestsChangeNothing(t *testing.T) {
 		{name: "malformed JSON", body: `{"grace_period": "24h"`, status: 400},
 		{name: "two objects", body: `{"grace_period": "1h"} {"grace_period": "2h"}`, status: 400},
 		{name: "not UTF-8", body: "{\"grace_period\": \"1h\xff\"}", status: 400, detail: []string{"UTF-8"}},
-		{name: "an array", body: `["24h"]`, status: 400},
+		{name: "an array", body: `["24h"]`, status: 400, detail: []string{"must be a JSON object, not a JSON array"}},
 		{name: "whitespace only", body: " ", status: 400},
 		{name: "form body", ctype: "application/x-www-form-urlencoded", body: "grace_period=1h", status: 415, detail: []string{"application/json"}},
 		{name: "text body", ctype: "text/plain", body: `{"grace_period": "1h"}`, status: 415, detail: []string{"application/json"}},

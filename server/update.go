@@ -1,0 +1,126 @@
+package server
+
+// Changing a key: PATCH /v1/teams/{team_id}/keys/{client_id} with an RFC
+// 7396 JSON merge patch. The rules (name, permission list, operator-only
+// consent, atomic write) are apikey.Service.Update's; this file reads the
+// patch. Fields are read one by one rather than into a struct because a
+// merge patch gives null a meaning (remove the member) that a struct would
+// lose: neither field of a key can be removed, and saying so beats
+// ignoring it.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keygate/keygate/apikey"
+)
+
+const mergePatchType = "application/merge-patch+json"
+
+// patchFields are the members a key's merge patch may hold, as the error
+// for an unknown member lists them. Later settings of a key join here.
+var patchFields = []string{"name", "permissions", "grant_operator_permissions"}
+
+func (s *Server) updateKey(c *gin.Context) {
+	team, id := c.Param("team_id"), c.Param("client_id")
+	ch, ok := readKeyPatch(c)
+	if !ok {
+		return
+	}
+	k, changed, err := s.keys.Update(c.Request.Context(), team, id, ch)
+	var inv *apikey.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		problem(c, http.StatusBadRequest, problemInvalid, inv.Detail)
+		return
+	case err != nil:
+		s.keyProblem(c, team, id, err)
+		return
+	}
+	if len(changed) > 0 {
+		s.log.Info("management: key updated", "team_id", team, "client_id", id, "changed", changed)
+	}
+	c.JSON(http.StatusOK, s.view(k))
+}
+
+// readKeyPatch reads a key's merge patch into an apikey.KeyChange, or
+// answers with a problem and returns false. Each member must have its
+// type: a wrong one is refused, not coerced.
+func readKeyPatch(c *gin.Context) (apikey.KeyChange, bool) {
+	var ch apikey.KeyChange
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != mergePatchType {
+		// RFC 5789 §2.2: a 415 to a PATCH says which patch formats work.
+		c.Header("Accept-Patch", mergePatchType)
+		problem(c, http.StatusUnsupportedMediaType, problemMediaType,
+			"send the change as a JSON merge patch (RFC 7396) with Content-Type: "+mergePatchType)
+		return ch, false
+	}
+	var members map[string]json.RawMessage
+	if !decodeBody(c, &members) {
+		return ch, false
+	}
+	if members == nil { // the body was the JSON literal null
+		problem(c, http.StatusBadRequest, problemInvalid, "the patch must be a JSON object of the fields to change")
+		return ch, false
+	}
+	names := make([]string, 0, len(members))
+	for name := range members {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the first bad member is the same on every try
+	for _, name := range names {
+		raw := members[name]
+		isNull := string(raw) == "null"
+		var bad string
+		switch name {
+		case "name":
+			var v string
+			if isNull {
+				bad = `"name" cannot be removed: a key always has a name; send the new name`
+			} else if json.Unmarshal(raw, &v) != nil {
+				bad = `"name" must be a JSON string`
+			}
+			ch.Name = &v
+		case "permissions":
+			var v []string
+			if isNull {
+				bad = `"permissions" cannot be removed: send the whole new list of permission IDs`
+			} else if json.Unmarshal(raw, &v) != nil || v == nil {
+				bad = `"permissions" must be a JSON array of permission IDs; it replaces the whole list`
+			}
+			ch.Permissions = &v
+		case "grant_operator_permissions":
+			if json.Unmarshal(raw, &ch.GrantOperatorPermissions) != nil || isNull {
+				bad = `"grant_operator_permissions" must be true or false`
+			}
+		default:
+			bad = fmt.Sprintf("unknown field %q; a key's patch may hold %s", truncate(name, 80), quotedList(patchFields))
+		}
+		if bad != "" {
+			problem(c, http.StatusBadRequest, problemInvalid, bad)
+			return ch, false
+		}
+	}
+	if ch.GrantOperatorPermissions && ch.Permissions == nil {
+		problem(c, http.StatusBadRequest, problemInvalid,
+			`"grant_operator_permissions" consents to operator-only permissions in the same patch's "permissions"; this patch has none`)
+		return ch, false
+	}
+	return ch, true
+}
+
+func quotedList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
