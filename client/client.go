@@ -176,9 +176,43 @@ func (c *Client) DeleteKey(ctx context.Context, team, clientID string) error {
 	return c.do(ctx, http.MethodDelete, teamPath(team)+"/"+url.PathEscape(clientID), nil, http.StatusNoContent, nil)
 }
 
+// KeyUpdate is a change to a key for UpdateKey: what is set changes, the
+// rest stays as it is.
+type KeyUpdate struct {
+	// Name, when not nil, is the key's new name.
+	Name *string
+	// Permissions, when not nil, replaces the key's whole permission list.
+	// It applies from the key's next token.
+	Permissions []string
+	// GrantOperatorPermissions consents to operator-only permissions that
+	// Permissions adds (the server refuses them otherwise).
+	GrantOperatorPermissions bool
+}
+
+// UpdateKey changes a key of team (PATCH, an RFC 7396 merge patch) and
+// returns it as stored. A zero KeyUpdate changes nothing.
+func (c *Client) UpdateKey(ctx context.Context, team, clientID string, u KeyUpdate) (*Key, error) {
+	patch := map[string]any{}
+	if u.Name != nil {
+		patch["name"] = *u.Name
+	}
+	if u.Permissions != nil {
+		patch["permissions"] = u.Permissions
+	}
+	if u.GrantOperatorPermissions {
+		patch["grant_operator_permissions"] = true
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return nil, err
+	}
+	var out Key
+	return &out, c.send(ctx, http.MethodPatch, teamPath(team)+"/"+url.PathEscape(clientID), "application/merge-patch+json", body, http.StatusOK, &out)
+}
+
 // RotateKey gives a key of team a new secret, returned once in
 // CreatedKey.ClientSecret. The old secret keeps working for gracePeriod (0 to
-// 168h; 0 ends it at once); nil means the server's default of 24h. Rotating
+// 7 days; 0 ends it at once); nil means the server's default of 24h. Rotating
 // again during a grace period ends the older secret at once.
 func (c *Client) RotateKey(ctx context.Context, team, clientID string, gracePeriod *time.Duration) (*CreatedKey, error) {
 	var body []byte
@@ -235,6 +269,11 @@ func (c *Client) Permissions(ctx context.Context) (*PermissionList, error) {
 func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	return c.send(ctx, method, path, "application/json", body, want, out)
+}
+
+// send is do with the body's content type.
+func (c *Client) send(ctx context.Context, method, path, contentType string, body []byte, want int, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -244,7 +283,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, want 
 		return err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)

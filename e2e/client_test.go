@@ -288,7 +288,7 @@ func TestRotateKey(t *testing.T) {
 	// Out of range: the server's 400 detail says the allowed range.
 	bad := -time.Second
 	ce := asError(t, func() error { _, err := c.RotateKey(ctx, "acme", created.ClientID, &bad); return err }())
-	if ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "0s to 168h") {
+	if ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "0s to 7d") {
 		t.Fatalf("grace -1s: %+v", ce)
 	}
 	// Another team's path: 404.
@@ -487,4 +487,52 @@ func TestKeyByID(t *testing.T) {
 	if _, err := c.Key(ctx, "a/b"); asError(t, err).Status != http.StatusNotFound {
 		t.Errorf("Key(a/b): %v", err)
 	}
+}
+
+func TestUpdateKey(t *testing.T) {
+	e := startServer(t)
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
+	created, err := c.CreateKey(ctx, "acme", "Sync", []string{"visualization_sdk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "Nightly sync"
+	got, err := c.UpdateKey(ctx, "acme", created.ClientID, client.KeyUpdate{Name: &name, Permissions: []string{"accounting_api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != name || !reflect.DeepEqual(got.Permissions, []string{"accounting_api"}) || !reflect.DeepEqual(got.Scopes, scopesOf(t, "accounting_api")) {
+		t.Fatalf("updated key %+v", got)
+	}
+	// A zero update changes nothing and answers the key.
+	same, err := c.UpdateKey(ctx, "acme", created.ClientID, client.KeyUpdate{})
+	if err != nil || same.Name != name {
+		t.Fatalf("zero update: %+v, %v", same, err)
+	}
+	// Operator-only: refused without consent, granted with it.
+	ce := asError(t, func() error {
+		_, err := c.UpdateKey(ctx, "acme", created.ClientID, client.KeyUpdate{Permissions: []string{"token_introspection"}})
+		return err
+	}())
+	if ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "grant_operator_permissions") {
+		t.Fatalf("operator-only without consent: %+v", ce)
+	}
+	if got, err := c.UpdateKey(ctx, "acme", created.ClientID, client.KeyUpdate{Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true}); err != nil ||
+		!reflect.DeepEqual(got.Permissions, []string{"token_introspection"}) {
+		t.Fatalf("operator-only with consent: %+v, %v", got, err)
+	}
+	if _, err := c.UpdateKey(ctx, "globex", created.ClientID, client.KeyUpdate{Name: &name}); asError(t, err).Status != http.StatusNotFound {
+		t.Fatalf("update under another team: %v", err)
+	}
+}
+
+// scopesOf is what the default catalog grants for one permission.
+func scopesOf(t *testing.T, perm string) []string {
+	t.Helper()
+	p, ok := scopes.Default().Lookup(perm)
+	if !ok {
+		t.Fatalf("no permission %s", perm)
+	}
+	return p.Scopes
 }

@@ -76,7 +76,7 @@ token_url; an explicitly given file supplies the URL when neither is set.
 	pf.StringVar(&f.dataDir, "data-dir", "", "serve's data directory, where admin-credentials.json is looked for when no credentials are given (env KEYGATE_DATA_DIR, default "+config.DefaultDataDir+")")
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 
-	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
+	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysUpdateCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
 		keysTeamsCommand(&f), keysPermissionsCommand(&f))
 	return cmd
 }
@@ -533,6 +533,66 @@ given, must be the key's team.`,
 	return cmd
 }
 
+func keysUpdateCommand(f *keysFlags) *cobra.Command {
+	var team, name string
+	var perms []string
+	var grantOperator bool
+	cmd := &cobra.Command{
+		Use:   "update [--team T] [--name N] [--permission P[,P…]] CLIENT_ID",
+		Short: "Rename an API key or replace its permissions",
+		Long: `Rename an API key (--name) or replace its whole permission list
+(--permission, repeated or separated by commas), or both in one change. A new
+permission list applies from the key's next token; tokens already issued keep
+their scope until they expire. The secret does not change.
+
+Adding an operator-only permission (such as token_introspection) needs
+--grant-operator-permissions. --team, if given, must be the key's team.`,
+		Args: oneArg("CLIENT_ID", clientIDWhat),
+		RunE: f.command(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			var u client.KeyUpdate
+			if cmd.Flags().Changed("name") {
+				u.Name = &name
+			}
+			if cmd.Flags().Changed("permission") {
+				if u.Permissions = permissionList(perms); len(u.Permissions) == 0 {
+					return errors.New("--permission is empty; give the key's whole new list of permission IDs (see keygate keys permissions)")
+				}
+			}
+			if u.Name == nil && u.Permissions == nil {
+				return fmt.Errorf("%s needs --name or --permission (or both): nothing to change", cmd.CommandPath())
+			}
+			if grantOperator && u.Permissions == nil {
+				return errors.New("--grant-operator-permissions applies to the permissions given with --permission; there are none")
+			}
+			u.GrantOperatorPermissions = grantOperator
+			k, err := findKey(cmd, c, team, args[0])
+			if err != nil {
+				return err
+			}
+			got, err := c.UpdateKey(cmd.Context(), k.TeamID, k.ClientID, u)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch {
+			case f.json:
+				return writeJSON(out, got)
+			case f.quiet:
+				_, err := fmt.Fprintln(out, got.ClientID)
+				return err
+			}
+			writeKeyTable(out, []client.Key{*got})
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&team, "team", "", "team ID (optional: the key's team, checked)")
+	cmd.Flags().StringVar(&name, "name", "", "the key's new name, 1–64 characters")
+	cmd.Flags().StringArrayVar(&perms, "permission", nil, "the whole new list of permission IDs, repeatable or comma-separated")
+	cmd.Flags().BoolVar(&grantOperator, "grant-operator-permissions", false, "consent to operator-only permissions that --permission adds")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client ID")
+	return cmd
+}
+
 func keysRotateCommand(f *keysFlags) *cobra.Command {
 	var team string
 	var grace time.Duration
@@ -560,7 +620,8 @@ oldest secret at once. --team, if given, must be the key's team.`,
 			if err != nil {
 				return err
 			}
-			// The API takes Go durations: days go as hours (grace.String()).
+			// client.RotateKey sends the Go form (7d as 168h0m0s), which every
+			// keygate version reads; the text as written is echoed below.
 			r, err := c.RotateKey(cmd.Context(), k.TeamID, k.ClientID, gp)
 			if err != nil {
 				return err

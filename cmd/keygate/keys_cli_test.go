@@ -170,3 +170,64 @@ func TestCLIKeysPermissionListAndQuiet(t *testing.T) {
 		t.Fatal("a refused create changed the store")
 	}
 }
+
+func TestCLIKeysUpdate(t *testing.T) {
+	t.Parallel()
+	e := startCLIServer(t)
+	k := createKey(t, e, "globex", "visualization_sdk")
+
+	// Rename and a new list, found by client ID alone; the table shows both.
+	out, _, err := run(t, keysArgs(e, "update", k.ClientID, "--name", "Nightly sync", "--permission", "accounting_api,visualization_sdk")...)
+	if err != nil || !strings.Contains(out, "Nightly sync") || !strings.Contains(out, "accounting_api,visualization_sdk") || strings.Contains(out, "kgs_") {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	// The secret is unchanged and the next token has the new scope.
+	if got := tokenScope(t, e.url, k.ClientID, k.ClientSecret); !strings.Contains(got, "accounting:write") {
+		t.Fatalf("scope after update: %q", got)
+	}
+	out, _, err = run(t, keysArgs(e, "update", "-q", "--team", "globex", k.ClientID, "--permission", "visualization_sdk")...)
+	if err != nil || out != k.ClientID+"\n" {
+		t.Fatalf("update -q printed %q, %v", out, err)
+	}
+	out, _, err = run(t, keysArgs(e, "update", "--json", k.ClientID, "--name", "Viz")...)
+	var got client.Key
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || got.Name != "Viz" || strings.Join(got.Permissions, ",") != "visualization_sdk" {
+		t.Fatalf("update --json: %v\n%s", err, out)
+	}
+
+	// Refusals, each as the process prints it; nothing changes.
+	before := snapshot(t, e)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{keysArgs(e, "update", k.ClientID),
+			"keygate keys update needs --name or --permission (or both): nothing to change"},
+		{keysArgs(e, "update", k.ClientID, "--permission", " , "),
+			"--permission is empty; give the key's whole new list of permission IDs (see keygate keys permissions)"},
+		{keysArgs(e, "update", k.ClientID, "--name", "x", "--grant-operator-permissions"),
+			"--grant-operator-permissions applies to the permissions given with --permission; there are none"},
+		{keysArgs(e, "update", "--name", "x"),
+			"keygate keys update needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys update [--team T] [--name N] [--permission P[,P…]] CLIENT_ID [flags]"},
+		{keysArgs(e, "update", "--team", "acme", k.ClientID, "--name", "x"),
+			"key " + k.ClientID + " belongs to team globex, not --team acme; nothing was changed (omit --team, or pass --team globex)"},
+		{keysArgs(e, "update", k.ClientID, "--name", "  "),
+			`"name" must not be empty: give the key a name people will recognise`},
+		{keysArgs(e, "update", k.ClientID, "--permission", "accounting_api,nope"),
+			`unknown permission "nope": valid permissions are accounting_api, visualization_sdk`},
+		{keysArgs(e, "update", k.ClientID, "--permission", "token_introspection"),
+			`permission "token_introspection" is operator-only; adding it to a key needs "grant_operator_permissions": true in the same request`},
+		{keysArgs(e, "update", "kgc_nosuchkey", "--name", "x"),
+			"no team has a key \"kgc_nosuchkey\"; list the teams with `keygate keys teams` and a team's keys with `keygate keys list --team T`"},
+	} {
+		wantExit(t, c.want, c.args...)
+	}
+	if after := snapshot(t, e); after != before {
+		t.Fatalf("a refused update changed the store:\n%s\n%s", before, after)
+	}
+	// With consent the operator-only permission is granted.
+	out, _, err = run(t, keysArgs(e, "update", k.ClientID, "--permission", "token_introspection", "--grant-operator-permissions")...)
+	if err != nil || !strings.Contains(out, "token_introspection") {
+		t.Fatalf("update with consent: %v\n%s", err, out)
+	}
+}

@@ -19,6 +19,23 @@ var secretLineRe = regexp.MustCompile(`client_secret: (kgs_\S+)`)
 // credentials (HTTP Basic) and returns the status.
 func tokenStatus(t *testing.T, base, id, secret string) int {
 	t.Helper()
+	status, _ := tokenAnswer(t, base, id, secret)
+	return status
+}
+
+// tokenScope is the scope of the token a key's credentials get, or fails
+// the test.
+func tokenScope(t *testing.T, base, id, secret string) string {
+	t.Helper()
+	status, scope := tokenAnswer(t, base, id, secret)
+	if status != http.StatusOK {
+		t.Fatalf("token for %s: status %d", id, status)
+	}
+	return scope
+}
+
+func tokenAnswer(t *testing.T, base, id, secret string) (status int, scope string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +46,16 @@ func tokenStatus(t *testing.T, base, id, secret string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var tr struct {
+		Scope string `json:"scope"`
+	}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+			t.Fatalf("token answer: %v", err)
+		}
+	}
+	return resp.StatusCode, tr.Scope
 }
 
 func TestCLIKeysRotate(t *testing.T) {
