@@ -127,7 +127,15 @@ func runBench(ctx context.Context, cmd *cobra.Command, f *benchFlags) error {
 			return fmt.Errorf("--%s only applies with --floor", name)
 		}
 	}
-	baseURL := firstNonEmpty(f.url, f.getenv(envURL), defaultURL)
+	from := "--url"
+	if f.url == "" {
+		from = envURL
+	}
+	// As the keys commands: 127.0.0.1:8080 means http://127.0.0.1:8080.
+	baseURL, err := normalizeURL(firstNonEmpty(f.url, f.getenv(envURL), defaultURL), from)
+	if err != nil {
+		return err
+	}
 	stderr := cmd.ErrOrStderr()
 	cfg := loadgen.Config{
 		URL: baseURL, Endpoint: f.endpoint, Duration: f.duration, Connections: f.connections,

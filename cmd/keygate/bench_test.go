@@ -130,7 +130,8 @@ func TestBenchCredentialsFileHuman(t *testing.T) {
 func TestBenchJWKSAndIntrospect(t *testing.T) {
 	t.Parallel()
 	e := servertest.Start(t, server.Options{IntrospectionRate: 1_000_000}, nil)
-	stdout, stderr, err := run(t, "bench", "--url", e.URL, "--endpoint", "jwks", "--duration", "300ms", "--connections", "2", "--json")
+	// A URL without its scheme is http://, as for the keys commands.
+	stdout, stderr, err := run(t, "bench", "--url", strings.TrimPrefix(e.URL, "http://"), "--endpoint", "jwks", "--duration", "300ms", "--connections", "2", "--json")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
@@ -241,6 +242,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"bench", "--credentials-file", emptyCreds}, "no credentials"},
 		{[]string{"bench", "--listen", "127.0.0.1:0", "--endpoint", "jwks"}, "only applies with --floor"},
 		{[]string{"bench", "--connections", "0", "--endpoint", "jwks"}, "--connections"},
+		{[]string{"bench", "--url", "ftp://example.com", "--endpoint", "jwks"}, `--url "ftp://example.com" is not a keygate URL`},
 		{[]string{"bench", "--floor", "--signing-alg", "HS256", "--listen", "127.0.0.1:0"}, "unsupported signing algorithm"},
 	} {
 		_, _, err := run(t, c.args...)
