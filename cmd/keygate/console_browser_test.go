@@ -638,6 +638,22 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("a key deleted in the console still gets a token (err %v)", err)
 	}
 
+	// Rotate with the console's longest grace period, "7 days", which it
+	// sends as "7d" (the API takes days): the old secret works a week.
+	p.run(t, "rotate for a week", chromedp.Click(chromedp.CSS(rowSel(xssID)+" button.rotate")),
+		chromedp.WaitVisible(chromedp.CSS("#rotate-dialog[open]")),
+		chromedp.SetValue(chromedp.CSS("#rotate-grace"), "7d"),
+		chromedp.Click(chromedp.CSS("#rotate-confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
+	if got := p.text(t, "#secret-grace"); got == "" {
+		t.Error("a rotation with a grace period shows no note of the old secret's end")
+	}
+	closeSecret(t, p)
+	if k, err := admin.GetKey(ctx, "acme", xssID); err != nil || k.PreviousSecretExpiresAt == nil ||
+		k.PreviousSecretExpiresAt.Sub(*k.SecretRotatedAt) != 7*24*time.Hour {
+		t.Errorf("after the console's 7-day rotation: %+v, %v", k, err)
+	}
+
 	// Rotate: the same lightbox, with a new secret that works; grace 0
 	// ends the old one at once.
 	p.run(t, "rotate", chromedp.Click(chromedp.CSS(rowSel(xssID)+" button.rotate")),
