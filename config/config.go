@@ -29,6 +29,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/keygate/keygate/clientaddr"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/signing"
 )
@@ -52,7 +53,23 @@ const (
 	DefaultRedisKeyCache     = 10 * time.Second
 	DefaultStatusListTTL     = time.Minute
 	DefaultIntrospectionRate = 100
+	// DefaultAccessLog logs every management API request: few, and each
+	// one changes or reads keys.
+	DefaultAccessLog = AccessLogAll
+	// DefaultAccessLogOAuth logs only refused /oauth/* requests: a line per
+	// issued token would cost the token path its throughput.
+	DefaultAccessLogOAuth = AccessLogErrors
 )
+
+// Values of access_log and access_log_oauth.
+const (
+	AccessLogAll    = "all"    // every request
+	AccessLogErrors = "errors" // requests answered with a status of 400 or more
+	AccessLogOff    = "off"    // none
+)
+
+// AccessLogModes are the allowed values of access_log and access_log_oauth.
+var AccessLogModes = []string{AccessLogAll, AccessLogErrors, AccessLogOff}
 
 // Store backends that config knows settings for. Which backends a program
 // can actually open is its own business: it passes their names to
@@ -177,10 +194,21 @@ type Config struct {
 	// own listener, so the public address never exposes them. Off by
 	// default (docs/metrics.md).
 	MetricsListen string `yaml:"metrics_listen"`
+	// TrustedProxies are the proxies (CIDRs or single addresses) whose
+	// X-Forwarded-For and X-Request-Id keygate believes (package
+	// clientaddr has the rule). Empty: the TCP peer is the source of every
+	// request.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AccessLog logs management API requests at info: all, errors or off.
+	AccessLog string `yaml:"access_log"`
+	// AccessLogOAuth is AccessLog for /oauth/*; by default only refusals.
+	AccessLogOAuth string `yaml:"access_log_oauth"`
 	// Permissions, when non-nil, replaces the default permission catalog.
 	// It can only come from the file: a catalog does not fit in a flag.
 	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
 
+	// TrustedProxyPrefixes is TrustedProxies parsed, built by Validate.
+	TrustedProxyPrefixes []netip.Prefix `yaml:"-"`
 	// Catalog is built by Validate: from Permissions when set, else the
 	// default catalog (a Catalog set by hand is kept when Permissions is nil).
 	Catalog *scopes.Catalog `yaml:"-"`
@@ -215,6 +243,8 @@ func Default() Config {
 		RedisKeyCache:     DefaultRedisKeyCache,
 		StatusListTTL:     DefaultStatusListTTL,
 		IntrospectionRate: DefaultIntrospectionRate,
+		AccessLog:         DefaultAccessLog,
+		AccessLogOAuth:    DefaultAccessLogOAuth,
 	}
 }
 
@@ -225,6 +255,9 @@ type setting struct {
 	str        func(*Config) *string
 	dur        func(*Config) *time.Duration
 	num        func(*Config) *int
+	// list is a list setting: a YAML sequence (or one comma-separated
+	// string), comma-separated in the environment, a repeatable flag.
+	list func(*Config) *[]string
 }
 
 var settings = []setting{
@@ -247,6 +280,9 @@ var settings = []setting{
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
+	{key: "trusted_proxies", usage: "proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For and X-Request-Id are believed (default none)", list: func(c *Config) *[]string { return &c.TrustedProxies }},
+	{key: "access_log", usage: "info-level access log of the management API: " + strings.Join(AccessLogModes, ", "), str: func(c *Config) *string { return &c.AccessLog }},
+	{key: "access_log_oauth", usage: "info-level access log of /oauth/*: " + strings.Join(AccessLogModes, ", "), str: func(c *Config) *string { return &c.AccessLogOAuth }},
 }
 
 func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
@@ -285,6 +321,8 @@ func BindFlagsFor(fs *pflag.FlagSet, stores []string) {
 			fs.Var(NewDurationValue(*s.dur(&d), new(time.Duration)), s.flagName(), usage)
 		case s.num != nil:
 			fs.Int(s.flagName(), *s.num(&d), usage)
+		case s.list != nil:
+			fs.StringSlice(s.flagName(), *s.list(&d), usage)
 		}
 	}
 }
@@ -355,6 +393,11 @@ func LoadFor(fs *pflag.FlagSet, getenv func(string) string, stores []string) (Co
 				}
 			case s.num != nil:
 				*s.num(&c), err = fs.GetInt(s.flagName())
+			case s.list != nil:
+				var l []string
+				if l, err = fs.GetStringSlice(s.flagName()); err == nil {
+					*s.list(&c) = splitList(strings.Join(l, ","))
+				}
 			}
 			if err != nil {
 				return Config{}, fmt.Errorf("flag --%s: %v", s.flagName(), err)
@@ -385,6 +428,8 @@ func (s setting) parse(c *Config, raw string) error {
 			return fmt.Errorf("want a whole number such as 5")
 		}
 		*s.num(c) = n
+	case s.list != nil:
+		*s.list(c) = splitList(raw)
 	default:
 		*s.str(c) = raw
 	}
@@ -395,9 +440,23 @@ func (c *Config) setOrigin(s setting, where string) {
 	c.origins[s.key] = origin{where: where, value: c.display(s)}
 }
 
+// splitList reads a list setting's text: comma-separated, blanks around
+// entries and empty entries dropped.
+func splitList(raw string) []string {
+	var out []string
+	for _, e := range strings.Split(raw, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // display renders a setting's current value the way errors quote it.
 func (c *Config) display(s setting) string {
 	switch {
+	case s.list != nil:
+		return strconv.Quote(strings.Join(*s.list(c), ","))
 	case s.dur != nil:
 		return strconv.Quote(s.dur(c).String())
 	case s.num != nil:
@@ -512,6 +571,20 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.IntrospectionRate < MinIntrospectionRate || c.IntrospectionRate > MaxIntrospectionRate {
 		return c.invalid("introspection_rate", fmt.Sprintf("must be between %d and %d", MinIntrospectionRate, MaxIntrospectionRate))
+	}
+	c.TrustedProxyPrefixes = nil
+	for _, e := range c.TrustedProxies {
+		p, err := clientaddr.ParsePrefix(e)
+		if err != nil {
+			return c.invalid("trusted_proxies", "entry "+err.Error())
+		}
+		c.TrustedProxyPrefixes = append(c.TrustedProxyPrefixes, p)
+	}
+	if !canonical(&c.AccessLog, AccessLogModes) {
+		return c.invalid("access_log", "allowed values are "+strings.Join(AccessLogModes, ", "))
+	}
+	if !canonical(&c.AccessLogOAuth, AccessLogModes) {
+		return c.invalid("access_log_oauth", "allowed values are "+strings.Join(AccessLogModes, ", "))
 	}
 	if !validRedisPrefix(c.RedisPrefix) {
 		return c.invalid("redis_prefix", "use 1–64 characters of A-Z a-z 0-9 : . _ - (no braces: they would break Redis Cluster hash tags)")

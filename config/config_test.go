@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -70,7 +71,10 @@ func TestDefaults(t *testing.T) {
 				{"log_format", c.LogFormat, "text"},
 				{"shutdown_timeout", c.ShutdownTimeout, 10 * time.Second},
 				{"file", c.File, ""},
-				{"metrics_listen", c.MetricsListen, ""}, // metrics are off by default
+				{"metrics_listen", c.MetricsListen, ""},                                     // metrics are off by default
+				{"trusted_proxies", len(c.TrustedProxies) + len(c.TrustedProxyPrefixes), 0}, // no proxy is trusted by default
+				{"access_log", c.AccessLog, "all"},
+				{"access_log_oauth", c.AccessLogOAuth, "errors"},
 			}
 			for _, ch := range checks {
 				if ch.got != ch.want {
@@ -256,6 +260,9 @@ redis_key_cache: 5s
 status_list_ttl: 30s
 introspection_rate: 250
 metrics_listen: "0.0.0.0:9464"
+trusted_proxies: [10.0.0.0/8, "::ffff:192.0.2.7"]
+access_log: errors
+access_log_oauth: "off"
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
@@ -263,7 +270,9 @@ metrics_listen: "0.0.0.0:9464"
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
 		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250,
-		MetricsListen: "0.0.0.0:9464",
+		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
+		AccessLog: "errors", AccessLogOAuth: "off",
+		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -374,6 +383,14 @@ func TestValidationErrors(t *testing.T) {
 			[]string{`invalid KEYGATE_SHUTDOWN_TIMEOUT "30"`, "Go duration"}},
 		{"env int", nil, map[string]string{"KEYGATE_MAX_KEYS_PER_TEAM": "five"},
 			[]string{`invalid KEYGATE_MAX_KEYS_PER_TEAM "five"`, "whole number"}},
+		{"trusted_proxies bad CIDR", nil, map[string]string{"KEYGATE_TRUSTED_PROXIES": "10.0.0.0/8, 10.0.0.0/33"},
+			[]string{`invalid trusted_proxies "10.0.0.0/8,10.0.0.0/33" (from KEYGATE_TRUSTED_PROXIES)`, `entry "10.0.0.0/33" is not a CIDR such as 10.0.0.0/8`}},
+		{"trusted_proxies host name", []string{"--trusted-proxies", "lb.internal"}, nil,
+			[]string{`invalid trusted_proxies "lb.internal" (from --trusted-proxies)`, `"lb.internal" is not an IP address or a CIDR`}},
+		{"access_log", []string{"--access-log", "some"}, nil,
+			[]string{`invalid access_log "some" (from --access-log)`, "allowed values are all, errors, off"}},
+		{"access_log_oauth", nil, map[string]string{"KEYGATE_ACCESS_LOG_OAUTH": "verbose"},
+			[]string{`invalid access_log_oauth "verbose" (from KEYGATE_ACCESS_LOG_OAUTH)`, "allowed values are all, errors, off"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -630,6 +647,8 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		RedisKeyCache:     DefaultRedisKeyCache,
 		StatusListTTL:     DefaultStatusListTTL,
 		IntrospectionRate: DefaultIntrospectionRate,
+		AccessLog:         DefaultAccessLog,
+		AccessLogOAuth:    DefaultAccessLogOAuth,
 	}
 	// A new setting with a default must get its constant here too: want
 	// would lack it and the comparison fail.
@@ -725,5 +744,55 @@ func TestMetricsListenLayers(t *testing.T) {
 	c = mustLoad(t, flags(t, "--metrics-listen", ":9465"), map[string]string{"KEYGATE_METRICS_LISTEN": "127.0.0.1:9464"})
 	if c.MetricsListen != ":9465" {
 		t.Errorf("flag over environment: %q", c.MetricsListen)
+	}
+}
+
+// trusted_proxies reaches Config as a list from every layer (YAML list or
+// comma-separated string, the environment, a repeated or comma-separated
+// flag), later layers replacing earlier ones whole; the parsed prefixes
+// follow it.
+func TestTrustedProxiesLayers(t *testing.T) {
+	prefixes := func(c Config) string {
+		var out []string
+		for _, p := range c.TrustedProxyPrefixes {
+			out = append(out, p.String())
+		}
+		return strings.Join(out, " ")
+	}
+	file := writeFile(t, "trusted_proxies:\n  - 10.0.0.0/8\n  - fd00::/8\n")
+	c := mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": file})
+	if got := prefixes(c); got != "10.0.0.0/8 fd00::/8" {
+		t.Errorf("from a YAML list: %q", got)
+	}
+	c = mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": writeFile(t, "trusted_proxies: 10.0.0.0/8, 192.0.2.7\n")})
+	if got := prefixes(c); got != "10.0.0.0/8 192.0.2.7/32" {
+		t.Errorf("from a YAML string: %q", got)
+	}
+	c = mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": file, "KEYGATE_TRUSTED_PROXIES": " 172.16.0.0/12 ,, ::1 "})
+	if got := prefixes(c); got != "172.16.0.0/12 ::1/128" || !slices.Equal(c.TrustedProxies, []string{"172.16.0.0/12", "::1"}) {
+		t.Errorf("environment over file: %q %q", got, c.TrustedProxies)
+	}
+	c = mustLoad(t, flags(t, "--trusted-proxies", "10.1.0.0/16", "--trusted-proxies", "10.2.0.0/16,10.3.0.0/16"),
+		map[string]string{"KEYGATE_TRUSTED_PROXIES": "172.16.0.0/12"})
+	if got := prefixes(c); got != "10.1.0.0/16 10.2.0.0/16 10.3.0.0/16" {
+		t.Errorf("flags over environment: %q", got)
+	}
+	if u := flags(t).Lookup("trusted-proxies").Usage; !strings.Contains(u, "KEYGATE_TRUSTED_PROXIES") {
+		t.Errorf("--trusted-proxies help %q", u)
+	}
+	_, err := Load(nil, env(map[string]string{"KEYGATE_CONFIG": writeFile(t, "trusted_proxies:\n  - [10.0.0.0/8]\n")}))
+	if err == nil || !strings.Contains(err.Error(), "invalid trusted_proxies") || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a nested list: %v", err)
+	}
+	_, err = Load(nil, env(map[string]string{"KEYGATE_CONFIG": writeFile(t, "trusted_proxies:\n  - 10.0.0.0/8\n  - nope\n")}))
+	if err == nil || !strings.Contains(err.Error(), `invalid trusted_proxies "10.0.0.0/8,nope" (from config file`) {
+		t.Errorf("a bad entry in the file: %v", err)
+	}
+}
+
+func TestAccessLogSettings(t *testing.T) {
+	c := mustLoad(t, flags(t, "--access-log", "OFF"), map[string]string{"KEYGATE_ACCESS_LOG_OAUTH": "All"})
+	if c.AccessLog != AccessLogOff || c.AccessLogOAuth != AccessLogAll {
+		t.Errorf("access_log %q, access_log_oauth %q", c.AccessLog, c.AccessLogOAuth)
 	}
 }

@@ -81,6 +81,18 @@ func (c *Config) loadFile(path string) error {
 		if isNull(v) {
 			continue // `key:` with no value leaves the setting to other layers
 		}
+		if s.list != nil && v.Kind == yaml.SequenceNode {
+			var l []string
+			for _, e := range v.Content {
+				if e = deref(e); e.Kind != yaml.ScalarNode {
+					return fmt.Errorf("invalid %s in %s: want a list of single values", s.key, where)
+				}
+				l = append(l, e.Value)
+			}
+			*s.list(c) = splitList(strings.Join(l, ","))
+			c.setOrigin(s, where)
+			continue
+		}
 		if v.Kind != yaml.ScalarNode {
 			return fmt.Errorf("invalid %s in %s: want a single value, not a list or mapping", s.key, where)
 		}
