@@ -80,3 +80,22 @@ func ValidateAdminCredentials(id, secret string) error {
 	}
 	return nil
 }
+
+// LoggableClientID reports whether s, sent as a client ID, may be written
+// to a log: it has the form of a client ID (a generated kgc_ ID, or an
+// operator-chosen admin ID) and not of a secret. Integrators paste secrets
+// into the client ID field; such a value must never reach a log.
+func LoggableClientID(s string) bool {
+	return adminClientIDPattern.MatchString(s) && !MayHoldSecret(s) // generated IDs fit the pattern too
+}
+
+// MayHoldSecret reports whether s, a value a caller sent in a field that is
+// not a credential (a client ID, an X-Request-Id), might be a credential all
+// the same and so must not be logged: it holds the secret prefix (in any
+// case), is a secret without its prefix, or starts like a JWT (base64 of
+// `{"`).
+func MayHoldSecret(s string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(credential.SecretPrefix)) ||
+		strings.HasPrefix(s, "eyJ") ||
+		credential.CheckSecretFormat(credential.SecretPrefix+s) == nil
+}

@@ -54,12 +54,12 @@ func (l *callerLimits) allow(clientID string, now time.Time) (bool, time.Duratio
 func (t *tokenEndpoint) clientRequest(c *gin.Context) (form clientForm, caller store.Key, ok bool) {
 	f, creds, oerr := parseClientForm(c.Writer, c.Request)
 	if oerr != nil {
-		writeOAuthError(c.Writer, oerr)
+		oauthFail(c, "", oerr)
 		return clientForm{}, store.Key{}, false
 	}
 	caller, _, err := t.s.keys.Authenticate(c.Request.Context(), creds.id, creds.secret)
 	if err != nil {
-		writeOAuthError(c.Writer, t.s.authError(err))
+		oauthFail(c, creds.id, t.s.authError(c, err))
 		return clientForm{}, store.Key{}, false
 	}
 	return f, caller, true
@@ -92,13 +92,14 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	}
 	if allowed, wait := t.s.introspectLimits.allow(caller.ClientID, t.s.cfg.Now()); !allowed {
 		c.Header("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+		refused(c, "invalid_request", caller.ClientID)
 		writeJSON(c.Writer, http.StatusTooManyRequests, map[string]string{"error": "invalid_request",
 			"error_description": "too many introspection requests from this client; retry later"})
 		return
 	}
 	token := form.token
 	if token == "" {
-		writeOAuthError(c.Writer, invalidRequest("the token parameter is missing"))
+		oauthFail(c, caller.ClientID, invalidRequest("the token parameter is missing"))
 		return
 	}
 	ctx := c.Request.Context()
@@ -109,7 +110,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	}
 	active, err := t.s.keys.TokenActive(ctx, tokenOf(claims), caller)
 	if err != nil {
-		writeOAuthError(c.Writer, t.s.storeError(err))
+		oauthFail(c, caller.ClientID, t.s.storeError(c, err))
 		return
 	}
 	if !active {
@@ -135,7 +136,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 	}
 	token := form.token
 	if token == "" {
-		writeOAuthError(c.Writer, invalidRequest("the token parameter is missing"))
+		oauthFail(c, caller.ClientID, invalidRequest("the token parameter is missing"))
 		return
 	}
 	ctx := c.Request.Context()
@@ -147,10 +148,10 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 	}
 	switch err := t.s.keys.Revoke(ctx, tokenOf(claims), caller); {
 	case errors.Is(err, apikey.ErrNotOwner):
-		writeOAuthError(c.Writer, errNotOwner)
+		oauthFail(c, caller.ClientID, errNotOwner)
 		return
 	case err != nil:
-		writeOAuthError(c.Writer, t.s.storeError(err))
+		oauthFail(c, caller.ClientID, t.s.storeError(c, err))
 		return
 	}
 	writeJSON(c.Writer, http.StatusOK, struct{}{})

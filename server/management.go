@@ -404,7 +404,7 @@ func keyNotFound(c *gin.Context, team, id string) {
 // log only.
 func (s *Server) storeProblem(c *gin.Context, err error) {
 	if apikey.Unavailable(err) {
-		s.log.Warn("management: store unavailable", "err", err)
+		s.reqLog(c).Warn("management: store unavailable", "err", err)
 		c.Header("Retry-After", "1")
 		problem(c, http.StatusServiceUnavailable, problemUnavailable, "the key store is temporarily unavailable; retry shortly")
 		return
@@ -413,7 +413,7 @@ func (s *Server) storeProblem(c *gin.Context, err error) {
 }
 
 func (s *Server) internalProblem(c *gin.Context, err error) {
-	s.log.Error("management: internal error", "path", c.Request.URL.Path, "err", err)
+	s.reqLog(c).Error("management: internal error", "route", c.FullPath(), "err", err)
 	problem(c, http.StatusInternalServerError, problemInternal, "keygate could not complete the request; the server log has details")
 }
 

@@ -28,9 +28,12 @@ type problemJSON struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
+	// RequestID is the extension member naming the request's ID.
+	RequestID string `json:"request_id"`
 }
 
-// checkProblem asserts status, media type and a complete problem body.
+// checkProblem asserts status, media type and a complete problem body,
+// whose request_id is the answer's X-Request-Id.
 func checkProblem(tb testing.TB, r response, status int) problemJSON {
 	tb.Helper()
 	if r.Status != status {
@@ -46,8 +49,8 @@ func checkProblem(tb testing.TB, r response, status int) problemJSON {
 	if err := json.Unmarshal(r.Body, &fields); err != nil {
 		tb.Fatalf("problem body is not JSON: %v: %s", err, r.Body)
 	}
-	if got := keysOf(fields); !slices.Equal(got, []string{"detail", "status", "title", "type"}) {
-		tb.Errorf("problem members %v, want type, title, status, detail", got)
+	if got := keysOf(fields); !slices.Equal(got, []string{"detail", "request_id", "status", "title", "type"}) {
+		tb.Errorf("problem members %v, want type, title, status, detail, request_id", got)
 	}
 	var p problemJSON
 	if err := json.Unmarshal(r.Body, &p); err != nil {
@@ -61,6 +64,9 @@ func checkProblem(tb testing.TB, r response, status int) problemJSON {
 	}
 	if p.Type == "" || strings.TrimSpace(p.Detail) == "" {
 		tb.Errorf("problem without type or detail: %s", r.Body)
+	}
+	if id := r.Header.Get("X-Request-Id"); p.RequestID == "" || p.RequestID != id {
+		tb.Errorf("problem request_id %q, X-Request-Id %q: want the same ID", p.RequestID, id)
 	}
 	// Actionable: more than a word or two.
 	if len(strings.Fields(p.Detail)) < 4 {

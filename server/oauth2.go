@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/gin-gonic/gin"
 	"github.com/go-oauth2/oauth2/v4"
 	oerrors "github.com/go-oauth2/oauth2/v4/errors"
 
@@ -119,6 +120,15 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	_ = writeJSON(w, status, oauthErrorBody{Error: e.code.Error(), Description: e.description})
 }
 
+// oauthFail answers a request to an OAuth endpoint with e, noting the error
+// code and the client ID the request sent (if known) for its access log
+// line. The body stays RFC 6749 §5.2's, with no member of keygate's own:
+// the request ID is in the X-Request-Id header.
+func oauthFail(c *gin.Context, clientID string, e *oauthError) {
+	refused(c, e.code.Error(), clientID)
+	writeOAuthError(c.Writer, e)
+}
+
 type oauthErrorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
@@ -136,7 +146,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // after it) to the answer: invalid_client for bad credentials, 503 when the
 // store did not answer, 500 otherwise. The store's error goes to the log
 // only.
-func (s *Server) authError(err error) *oauthError {
+func (s *Server) authError(c *gin.Context, err error) *oauthError {
 	switch {
 	case errors.Is(err, apikey.ErrInvalidClient):
 		return errInvalidClient
@@ -144,16 +154,16 @@ func (s *Server) authError(err error) *oauthError {
 		// The client hung up; nobody will read the answer.
 		return errUnavailable
 	default:
-		return s.storeError(err)
+		return s.storeError(c, err)
 	}
 }
 
 // storeError turns a store failure into a §5.2 error without details.
-func (s *Server) storeError(err error) *oauthError {
+func (s *Server) storeError(c *gin.Context, err error) *oauthError {
 	if apikey.Unavailable(err) {
-		s.log.Warn("oauth: store unavailable", "err", err)
+		s.reqLog(c).Warn("oauth: store unavailable", "err", err)
 		return errUnavailable
 	}
-	s.log.Error("oauth: store error", "err", err)
+	s.reqLog(c).Error("oauth: store error", "err", err)
 	return errServer
 }

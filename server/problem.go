@@ -13,6 +13,9 @@ type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
+	// RequestID is the request's ID (its X-Request-Id), an RFC 9457 §3.2
+	// extension member: what a person quotes to find the log lines.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // problem answers with application/problem+json and stops the chain.
@@ -20,7 +23,8 @@ func problem(c *gin.Context, status int, typ, detail string) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Content-Type", "application/problem+json")
 	c.Abort()
+	refused(c, typ, "")
 	// PureJSON: details quote things like "<token>"; HTML-escaping them
 	// would make the text harder to read and buys nothing in an API.
-	c.PureJSON(status, Problem{Type: typ, Title: http.StatusText(status), Status: status, Detail: detail})
+	c.PureJSON(status, Problem{Type: typ, Title: http.StatusText(status), Status: status, Detail: detail, RequestID: requestID(c)})
 }

@@ -35,7 +35,7 @@ func (s *Server) rotateKey(c *gin.Context) {
 		s.keyProblem(c, team, id, err)
 		return
 	}
-	s.log.Info("management: key secret rotated", "team_id", team, "client_id", id, "grace_period", given)
+	s.reqLog(c).Info("management: key secret rotated", "team_id", team, "client_id", id, "grace_period", given)
 	c.JSON(http.StatusOK, createdKeyView{keyView: s.view(k), ClientSecret: secret})
 }
 

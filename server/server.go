@@ -17,7 +17,8 @@
 //	               admin bearer-token checks
 //	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
 //	problem.go     RFC 9457 answers of the management API
-//	httplog.go     access log and panic recovery
+//	httplog.go     access log (rate-limited for refusals) and panic recovery
+//	requestid.go   request IDs, X-Request-Id, source addresses
 //
 // The web console (package console) is mounted at /console/, the OpenAPI
 // description (package openapi) at /openapi.json.
@@ -27,15 +28,19 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/apikey"
+	"github.com/keygate/keygate/clientaddr"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/lastused"
@@ -90,6 +95,16 @@ type Options struct {
 	// tick on an unbuffered channel knows the first flush has completed.
 	LastUsedTicks <-chan time.Time
 
+	// TrustedProxies are the proxies whose X-Forwarded-For and X-Request-Id
+	// are believed (config's trusted_proxies, parsed). Empty: none; the
+	// TCP peer is the source of every request.
+	TrustedProxies []netip.Prefix
+	// AccessLog and AccessLogOAuth are the modes of the info-level access
+	// log (config.AccessLogAll, …Errors, …Off) for the management API and
+	// for /oauth/*. Default config.DefaultAccessLog, …OAuth.
+	AccessLog      string
+	AccessLogOAuth string
+
 	// Metrics, when set, records HTTP, token, status-list and last-used
 	// metrics (served by the caller on a listener of its own: see
 	// cmd/keygate/serve.go). nil records nothing and adds no middleware.
@@ -113,6 +128,10 @@ type Server struct {
 	statusListURI    string
 	introspectLimits *callerLimits
 	token            tokenEndpoint
+
+	proxies    *clientaddr.Proxies
+	requestIDs *requestIDs
+	access     *accessLog
 }
 
 // AdminCredentials are an admin key's client ID and its secret.
@@ -145,6 +164,21 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.AccessLog == "" {
+		opts.AccessLog = config.DefaultAccessLog
+	}
+	if opts.AccessLogOAuth == "" {
+		opts.AccessLogOAuth = config.DefaultAccessLogOAuth
+	}
+	for _, mode := range []string{opts.AccessLog, opts.AccessLogOAuth} {
+		if !slices.Contains(config.AccessLogModes, mode) {
+			return nil, fmt.Errorf("server: access log mode %q is not one of %v", mode, config.AccessLogModes)
+		}
+	}
+	ids, err := newRequestIDs()
+	if err != nil {
+		return nil, err
+	}
 	// The rules of keys fill in their own defaults (catalog, team limit,
 	// signing algorithm); the server reads them back from the Service.
 	keys, err := apikey.Open(ctx, apikey.Config{
@@ -163,7 +197,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: opts, keys: keys, store: opts.Store, log: opts.Logger, statusListURI: opts.Issuer + statusListPath,
-		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate}}
+		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate},
+		proxies:          clientaddr.FromPrefixes(opts.TrustedProxies), requestIDs: ids}
+	s.access = newAccessLog(s)
 	s.verifier, err = verify.New(ctx, verify.Options{
 		Issuer:   opts.Issuer,
 		Audience: opts.Audience,
@@ -197,17 +233,21 @@ func (s *Server) GeneratedAdmin() (AdminCredentials, bool) { return s.keys.Gener
 // drained; the store stays open (its owner closes it).
 func (s *Server) Close() {
 	s.lastUsed.Close()
+	s.access.flush()
 }
 
 func (s *Server) routes() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	// Trust no proxy headers unless configured: otherwise any client could
-	// put an arbitrary address into the logs via X-Forwarded-For.
+	// gin trusts no proxy and c.ClientIP() is never called: the source
+	// address is sourceAddr's (package clientaddr, trusted_proxies), whose
+	// rule gin does not implement.
 	if err := r.SetTrustedProxies(nil); err != nil {
 		panic(err) // nil is always valid
 	}
-	r.Use(recovery(s.log), accessLog(s.log))
+	// The access log first, so the request has its ID before anything
+	// else runs and a panic caught by recovery is still logged with it.
+	r.Use(s.access.handle, s.recovery)
 	var routeMetrics map[string]*metrics.Route
 	if s.cfg.Metrics != nil {
 		// Filled below, once every route is registered and before the
@@ -269,7 +309,7 @@ func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readiness: store does not answer", "err", err)
+		s.reqLog(c).Warn("readiness: store does not answer", "err", err)
 		c.Header("Cache-Control", "no-store")
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "detail": "the key store does not answer"})
 		return

@@ -115,7 +115,7 @@ func (s *Server) statusList(c *gin.Context) {
 			c.Data(http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("status list temporarily unavailable\n"))
 			return
 		}
-		s.log.Error("status list", "err", err)
+		s.reqLog(c).Error("status list", "err", err)
 		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("status list unavailable\n"))
 		return
 	}

@@ -59,28 +59,28 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	w, r := c.Writer, c.Request
 	form, creds, oerr := parseTokenRequest(w, r)
 	if oerr != nil {
-		t.fail(w, oerr)
+		t.fail(c, creds.id, oerr)
 		return
 	}
 	key, now, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
 	if err != nil {
-		t.fail(w, t.s.authError(err))
+		t.fail(c, creds.id, t.s.authError(c, err))
 		return
 	}
 	scope, err := t.s.keys.GrantScope(key, form.scope)
 	switch {
 	case errors.Is(err, apikey.ErrInvalidScope):
-		t.fail(w, errInvalidScope)
+		t.fail(c, key.ClientID, errInvalidScope)
 		return
 	case err != nil:
-		t.s.log.Error("token endpoint: resolve scopes", "client_id", key.ClientID, "err", err)
-		t.fail(w, errServer)
+		t.s.reqLog(c).Error("token endpoint: resolve scopes", "client_id", key.ClientID, "err", err)
+		t.fail(c, key.ClientID, errServer)
 		return
 	}
 	tok, err := t.sign(key, scope, now)
 	if err != nil {
-		t.s.log.Error("token endpoint: sign", "err", err)
-		t.fail(w, errServer)
+		t.s.reqLog(c).Error("token endpoint: sign", "err", err)
+		t.fail(c, key.ClientID, errServer)
 		return
 	}
 	t.s.lastUsed.Record(key.ClientID, key.LastUsedAt, now)
@@ -94,9 +94,10 @@ const outcomeIssued = "issued"
 
 // fail answers the token request with e and counts its error code (a
 // constant string of go-oauth2's, so the count allocates nothing).
-func (t *tokenEndpoint) fail(w http.ResponseWriter, e *oauthError) {
+// clientID is the one the request sent, if known, for the access log.
+func (t *tokenEndpoint) fail(c *gin.Context, clientID string, e *oauthError) {
 	t.s.cfg.Metrics.TokenOutcome(e.code.Error())
-	writeOAuthError(w, e)
+	oauthFail(c, clientID, e)
 }
 
 // sign builds the RFC 9068 claims of a token for key with scope, issued at
@@ -135,14 +136,16 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clie
 	if err != nil {
 		return clientForm{}, clientCredentials{}, err
 	}
+	// Refusals past this point carry the client ID (not the secret), for
+	// the access log line.
 	switch gt := form.grantType; {
 	case gt == "":
-		return clientForm{}, clientCredentials{}, invalidRequest("grant_type is missing; use grant_type=client_credentials")
+		return clientForm{}, clientCredentials{id: creds.id}, invalidRequest("grant_type is missing; use grant_type=client_credentials")
 	case gt != grantClientCredentials:
-		return clientForm{}, clientCredentials{}, errUnsupportedGrant
+		return clientForm{}, clientCredentials{id: creds.id}, errUnsupportedGrant
 	}
 	if creds.id == "" || creds.secret == "" {
-		return clientForm{}, clientCredentials{}, errInvalidClient
+		return clientForm{}, clientCredentials{id: creds.id}, errInvalidClient
 	}
 	return form, creds, nil
 }

@@ -127,6 +127,9 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		Catalog:           cfg.Catalog,
 		AdminClientID:     e.getenv(envAdminClientID),
 		AdminClientSecret: e.getenv(envAdminClientSecret),
+		TrustedProxies:    cfg.TrustedProxyPrefixes,
+		AccessLog:         cfg.AccessLog,
+		AccessLogOAuth:    cfg.AccessLogOAuth,
 		Logger:            log,
 		Metrics:           met,
 	})
@@ -148,7 +151,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	hs := newHTTPServer(srv, log)
 	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
 		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(), "revision", revisionString(),
-		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix)
+		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix, "trusted_proxies", len(cfg.TrustedProxyPrefixes))
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
