@@ -40,3 +40,14 @@ func OAuthClient(ctx context.Context, s *Server, id string) interface {
 // Routes are the method and path of every route the server's gin router
 // mounts, for the test that holds the OpenAPI document to them.
 func Routes(s *Server) gin.RoutesInfo { return s.handler.(*gin.Engine).Routes() }
+
+// SetAccessLogBurst replaces the access log's limit of lines of refused
+// requests per source (a burst, then one a second), for tests whose flow
+// refuses more requests than the default burst and must see every line.
+// Call it before the first request.
+func SetAccessLogBurst(s *Server, burst int) {
+	s.access.limits = newLineLimiter(s.cfg.Now, burst, accessLogEvery, accessLogSources)
+}
+
+// AccessLogBurst is the default burst of that limit.
+const AccessLogBurst = accessLogBurst

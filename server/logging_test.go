@@ -1,8 +1,11 @@
 package server_test
 
-// A full flow with logging at debug level: the log must show that requests
-// were logged, and must hold no secret, Basic header, access token, stored
-// secret hash, pepper or query string.
+// A full flow with logging at debug level and every access line on (both
+// access logs at all, no rate limit in reach, a trusted proxy so that
+// X-Forwarded-For is read): the log must show that requests were logged,
+// and must hold no secret, Basic header, access token, stored secret hash,
+// pepper or query string, even where a caller put a secret in a field that
+// is logged (client_id, X-Request-Id, X-Forwarded-For).
 
 import (
 	"context"
@@ -11,12 +14,14 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
@@ -40,7 +45,10 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newTestEnv(t, server.Options{Logger: logger, AdminClientID: "log-admin", AdminClientSecret: adminSecret})
+	e := newTestEnv(t, server.Options{Logger: logger, AdminClientID: "log-admin", AdminClientSecret: adminSecret,
+		AccessLog: config.AccessLogAll, AccessLogOAuth: config.AccessLogAll,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}})
+	server.SetAccessLogBurst(e.Server, 1000)
 	ctx := context.Background()
 
 	var forbidden []string // every sensitive value the flow handles
@@ -81,6 +89,25 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	servertest.CheckOAuthError(t, e.Do(t, req), 400, "invalid_request")
 	servertest.CheckOAuthError(t, e.Do(t, e.NewRequest(t, http.MethodGet, "/oauth/token?client_secret="+key.ClientSecret, nil)), 405, "invalid_request")
+	// The secret pasted into the client ID field, with and without its
+	// prefix; sent as X-Request-Id and in X-Forwarded-For.
+	for _, id := range []string{key.ClientSecret, key.ClientSecret[len(credential.SecretPrefix):]} {
+		servertest.CheckOAuthError(t, e.TokenRequest(t, "", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {key.ClientSecret}}), 401, "invalid_client")
+		servertest.CheckOAuthError(t, e.TokenRequest(t, id, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
+	}
+	for _, h := range []string{"X-Request-Id", "X-Forwarded-For"} {
+		req := e.NewRequest(t, http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", servertest.BasicAuth(key.ClientID, wrong))
+		req.Header.Set(h, key.ClientSecret)
+		servertest.CheckOAuthError(t, e.Do(t, req), 401, "invalid_client")
+		req = e.NewRequest(t, http.MethodGet, "/v1/teams/acme/keys", nil)
+		req.Header.Set(h, key.ClientSecret[len(credential.SecretPrefix):])
+		req.Header.Set("Authorization", "Bearer "+admin)
+		if r := e.Do(t, req); r.Status != 200 {
+			t.Errorf("list with %s: %s", h, r)
+		}
+	}
 
 	// Management: list, bad tokens, a team token, delete.
 	e.ListKeys(t, admin, "acme")
@@ -148,11 +175,14 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 
 	out := logs.String()
-	if strings.Count(out, `"msg":"request"`) < 15 || !strings.Contains(out, `"path":"/oauth/token"`) || !strings.Contains(out, `"path":"/v1/teams/acme/keys"`) {
-		t.Fatalf("the debug access log did not log the flow's requests (logging was off?):\n%s", out)
+	if strings.Count(out, `"msg":"request"`) < 25 || !strings.Contains(out, `"route":"/oauth/token"`) || !strings.Contains(out, `"route":"/v1/teams/:team_id/keys"`) {
+		t.Fatalf("the access log did not log the flow's requests (logging was off?):\n%s", out)
 	}
-	if !strings.Contains(out, `"path":"/healthz"`) {
-		t.Errorf("the /healthz request was not logged")
+	if !strings.Contains(out, `"route":"/healthz"`) {
+		t.Errorf("the /healthz request was not logged at debug")
+	}
+	if strings.Count(out, `"client_id":"`+key.ClientID+`"`) < 6 {
+		t.Errorf("the token requests' lines do not name the key's client ID (so the test proves little)")
 	}
 	for _, s := range forbidden {
 		if s != "" && strings.Contains(out, s) {

@@ -19,9 +19,9 @@ package server
 //
 // An incoming X-Request-Id is adopted only from a trusted proxy
 // (trusted_proxies) and only when it is 1–64 characters of A-Z a-z 0-9
-// . _ -; from anyone else it is logged as client_request_id, when it has
-// that form, and a new ID is made, so a caller cannot forge the
-// correlation of audit events.
+// . _ - and could not be a credential; from anyone else it is logged as
+// client_request_id, when it has that form, and a new ID is made, so a
+// caller cannot forge the correlation of audit events.
 
 import (
 	"crypto/aes"
@@ -59,11 +59,16 @@ type requestIDs struct {
 	n     atomic.Uint64
 }
 
+// newRequestIDs draws the key: the only randomness request IDs take.
 func newRequestIDs() (*requestIDs, error) {
 	var key [16]byte
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, fmt.Errorf("request ids: %w", err)
 	}
+	return requestIDsWithKey(key)
+}
+
+func requestIDsWithKey(key [16]byte) (*requestIDs, error) {
 	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		return nil, fmt.Errorf("request ids: %w", err)
@@ -109,9 +114,11 @@ func validRequestID(s string) bool {
 // adoptRequestID is the adoption rule: the incoming X-Request-Id values
 // (incoming, as the request's header map holds them) are taken as the
 // request's ID only when there is exactly one, it is well-formed, and the
-// peer that sent it is a trusted proxy.
+// peer that sent it is a trusted proxy. A proxy that does not set the
+// header passes on the client's, and the ID goes into every log line, so
+// a value that might be a credential is never adopted either.
 func adoptRequestID(incoming []string, peerTrusted bool) bool {
-	return peerTrusted && len(incoming) == 1 && validRequestID(incoming[0])
+	return peerTrusted && len(incoming) == 1 && validRequestID(incoming[0]) && !apikey.MayHoldSecret(incoming[0])
 }
 
 // assignRequestID gives the request its ID before any handler runs: the

@@ -35,6 +35,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keygate/keygate/apikey"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/store"
 )
 
@@ -82,6 +83,11 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.s.reqLog(c).Error("token endpoint: sign", "err", err)
 		t.fail(c, key.ClientID, errServer)
 		return
+	}
+	if t.s.access.oauth == config.AccessLogAll {
+		// Its access line names the key; by default there is no line, and
+		// no context map to fill.
+		c.Set(callerIDKey, key.ClientID)
 	}
 	t.s.lastUsed.Record(key.ClientID, key.LastUsedAt, now)
 	t.s.cfg.Metrics.TokenOutcome(outcomeIssued) // nil-safe
