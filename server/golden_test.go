@@ -9,7 +9,9 @@ package server_test
 //
 // Only values that are the same on every run appear in the requests' answers:
 // the issuer is fixed, path IDs are chosen here, and client IDs and secrets
-// never appear in a refusal.
+// never appear in a refusal. The request ID, new on every request, is
+// written as {request_id} wherever it appears (X-Request-Id, a problem's
+// request_id) once the test has checked it is one ID of keygate's form.
 
 import (
 	"context"
@@ -22,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +36,10 @@ import (
 var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // goldenHeaders are the response headers a client or cache acts on.
-var goldenHeaders = []string{"Allow", "Cache-Control", "Content-Type", "Location", "Pragma", "Retry-After", "WWW-Authenticate"}
+var goldenHeaders = []string{"Allow", "Cache-Control", "Content-Type", "Location", "Pragma", "Retry-After", "WWW-Authenticate", "X-Request-Id"}
+
+// goldenRequestID is a request ID as keygate makes them.
+var goldenRequestID = regexp.MustCompile(`^[0-9a-z]{26}$`)
 
 type goldenRequest struct {
 	name        string
@@ -247,6 +253,14 @@ func TestGoldenHTTP(t *testing.T) {
 	var out strings.Builder
 	for _, g := range cases {
 		resp, body := send(g)
+		rid := resp.Header.Get("X-Request-Id")
+		if !goldenRequestID.MatchString(rid) {
+			t.Errorf("%s: X-Request-Id %q is not a request ID", g.name, rid)
+		}
+		if rid != "" {
+			resp.Header.Set("X-Request-Id", "{request_id}")
+			body = []byte(strings.ReplaceAll(string(body), rid, "{request_id}"))
+		}
 		fmt.Fprintf(&out, "=== %s\n%s %s\n", g.name, g.method, ids.Replace(g.path))
 		fmt.Fprintf(&out, "status: %d\n", resp.StatusCode)
 		for _, h := range goldenHeaders {
