@@ -45,7 +45,7 @@ func (s *Server) updateKey(c *gin.Context) {
 		return
 	}
 	if len(changed) > 0 {
-		s.log.Info("management: key updated", "team_id", team, "client_id", id, "changed", changed)
+		s.reqLog(c).Info("management: key updated", "team_id", team, "client_id", id, "changed", changed)
 	}
 	c.JSON(http.StatusOK, s.view(k))
 }
