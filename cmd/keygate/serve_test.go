@@ -721,3 +721,59 @@ func TestServeMetricsListener(t *testing.T) {
 		t.Error("the metrics listener still accepts connections after serve returned")
 	}
 }
+
+// serve hands trusted_proxies and the access log modes to the server: from
+// a trusted proxy (loopback here) the X-Request-Id is kept and the source
+// is the client in X-Forwarded-For; access_log_oauth all logs an issued
+// token, access_log off leaves the management API unlogged.
+func TestServeAccessLogSettings(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	vars := map[string]string{"KEYGATE_TRUSTED_PROXIES": "127.0.0.1, ::1", "KEYGATE_ACCESS_LOG_OAUTH": "all"}
+	cfg, err := loadConfigWith(t, vars, "--data-dir", t.TempDir(), "--listen", addr, "--access-log", "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServeWith(t, cfg, vars)
+	req, err := http.NewRequest(http.MethodPost, s.base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("nobody", "wrong")
+	req.Header.Set("X-Request-Id", "edge-42")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Request-Id") != "edge-42" {
+		t.Fatalf("token request: %d, X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	resp, err = httpc.Get(s.base + "/v1/permissions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	var token, management int
+	for _, l := range logRecords(s.log.String()) {
+		if strings.Contains(l, "msg=request") && strings.Contains(l, "route=/oauth/token") {
+			token++
+			for _, want := range []string{"request_id=edge-42", "source=203.0.113.9", "status=401", "error=invalid_client", "client_id=nobody"} {
+				if !strings.Contains(l, want) {
+					t.Errorf("token line %q lacks %s", l, want)
+				}
+			}
+		}
+		if strings.Contains(l, "msg=request") && strings.Contains(l, "route=/v1/") {
+			management++
+		}
+	}
+	if token != 1 || management != 0 {
+		t.Errorf("%d token lines and %d management lines, want 1 and 0 (access_log off):\n%s", token, management, s.log)
+	}
+}
