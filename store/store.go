@@ -219,6 +219,8 @@ type Store interface {
 
 	// Close releases the backend. The store must not be used afterwards.
 	Close() error
+
+	UsageStore // usage per key (below)
 }
 
 // BulkLoader is an optional fast path a backend may offer for writing many
@@ -271,6 +273,147 @@ func CheckBatch(keys []Key) error {
 			return fmt.Errorf("key %s: %w (given twice)", k.ClientID, ErrAlreadyExists)
 		}
 		seen[k.ClientID] = struct{}{}
+	}
+	return nil
+}
+
+// ---- Usage per key ------------------------------------------------------
+//
+// Usage is kept outside the key records, so writing it never changes a key
+// (and never invalidates a cached one): per team, one counter pair (tokens
+// issued, failed authentications) per key per bucket. Each use counts in
+// an hourly bucket and in the daily bucket of the same UTC day; the hourly
+// ones are kept for UsageHourRetention after their hour ends, the daily ones
+// for UsageDayRetention after their day ends. Only buckets with activity
+// exist. Usage of a deleted key stays until it ages out, so a team's total
+// keeps counting it.
+
+// Granularity is the width of a usage bucket.
+type Granularity int
+
+const (
+	// Hour buckets start on the full hour (UTC).
+	Hour Granularity = iota + 1
+	// Day buckets start at midnight UTC.
+	Day
+)
+
+// Retention of usage buckets, counted from the end of the bucket.
+const (
+	UsageHourRetention = 48 * time.Hour
+	UsageDayRetention  = 35 * 24 * time.Hour
+)
+
+// Size is the width of one bucket: an hour or a day.
+func (g Granularity) Size() time.Duration {
+	if g == Day {
+		return 24 * time.Hour
+	}
+	return time.Hour
+}
+
+// Retention is how long a bucket of g is kept after it ends.
+func (g Granularity) Retention() time.Duration {
+	if g == Day {
+		return UsageDayRetention
+	}
+	return UsageHourRetention
+}
+
+// Truncate returns the start of the bucket of g that holds t, in UTC.
+func (g Granularity) Truncate(t time.Time) time.Time {
+	// UTC hours and days are whole multiples of their size since the Unix
+	// epoch (no leap seconds in Go's time), so Truncate is exact.
+	return t.UTC().Truncate(g.Size())
+}
+
+// Valid reports whether g is Hour or Day.
+func (g Granularity) Valid() bool { return g == Hour || g == Day }
+
+func (g Granularity) String() string {
+	switch g {
+	case Hour:
+		return "hour"
+	case Day:
+		return "day"
+	}
+	return fmt.Sprintf("Granularity(%d)", int(g))
+}
+
+// UsageKept reports whether a bucket of g starting at start is still kept
+// at now: it has not begun after now and ended less than g's retention
+// before now. Every backend decides by it, so Usage answers the same
+// whether or not PruneUsage has run yet.
+func UsageKept(g Granularity, start, now time.Time) bool {
+	return !start.After(now) && now.Before(start.Add(g.Size()+g.Retention()))
+}
+
+// UsageDelta is what one flush adds to one key's counters for one hour.
+type UsageDelta struct {
+	TeamID   string
+	ClientID string
+	// Hour is any time in the hour the uses fell in; the backend truncates.
+	Hour     time.Time
+	Tokens   int64 // access tokens issued
+	Failures int64 // failed authentications (a known client ID, a wrong secret)
+}
+
+// UsageQuery selects usage for Store.Usage.
+type UsageQuery struct {
+	TeamID      string
+	Granularity Granularity
+	// From and To select the buckets whose start lies in [From, To).
+	From, To time.Time
+	// Now decides retention (UsageKept): buckets not kept at Now are never
+	// returned, whether or not they are still stored.
+	Now time.Time
+}
+
+// UsageBucket is one key's counters in one bucket.
+type UsageBucket struct {
+	ClientID string
+	Start    time.Time // UTC
+	Tokens   int64
+	Failures int64
+}
+
+// UsageStore is the part of Store that keeps usage per key.
+type UsageStore interface {
+	// AddUsage adds each delta's counts to its key's hourly bucket and to
+	// the daily bucket of the same UTC day, in the delta's team; buckets no
+	// longer kept at now (UsageKept) are skipped. Increments are atomic, so
+	// concurrent calls (several instances) add up. A delta with an empty
+	// team or client ID, a client ID without the team's tag
+	// (CheckClientID) or a negative count fails the call with ErrInvalid
+	// before anything is written. A call that fails otherwise may have
+	// added part of the batch.
+	AddUsage(ctx context.Context, now time.Time, deltas []UsageDelta) error
+
+	// Usage returns the team's buckets of q.Granularity selected by q, kept
+	// at q.Now, ordered by start, then client ID; only buckets with a
+	// non-zero counter exist. No usage yields an empty, non-nil list.
+	// ErrInvalid for an invalid granularity.
+	Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error)
+
+	// PruneUsage removes the buckets of every team that are no longer kept
+	// at now. A backend whose buckets expire by themselves (Redis, with a
+	// time to live set from the writer's clock) may do nothing.
+	PruneUsage(ctx context.Context, now time.Time) error
+}
+
+// CheckUsage is AddUsage's validation, for backends. It reads nothing and
+// writes nothing.
+func CheckUsage(deltas []UsageDelta) error {
+	for i, d := range deltas {
+		switch {
+		case d.TeamID == "":
+			return fmt.Errorf("usage %d of %d: %w: empty team ID", i+1, len(deltas), ErrInvalid)
+		case d.Tokens < 0 || d.Failures < 0:
+			return fmt.Errorf("usage %d of %d: %w: negative count", i+1, len(deltas), ErrInvalid)
+		}
+		if err := CheckClientID(Key{ClientID: d.ClientID, TeamID: d.TeamID}); err != nil {
+			return fmt.Errorf("usage %d of %d: %w", i+1, len(deltas), err)
+		}
 	}
 	return nil
 }

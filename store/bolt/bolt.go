@@ -24,6 +24,10 @@
 //	            (bucket sequence)              the last status index handed out
 //	deny        jti → expiry                   revoked access tokens; expiry is
 //	                                           unix ms, 8 bytes big-endian
+//	usage       "t"+team ID → nested bucket    usage per key (usage.go), made on
+//	            'h'|'d' + start (unix s, 8 B   first use: hourly and daily counters,
+//	            big-endian) + client ID →      outside the key records; pruned by
+//	            tokens, failures (8 B each)    PruneUsage
 //
 // The team index exists so that counting a team's keys (for the limit) and
 // listing them cost the size of the team, not of the whole store. Admin keys
@@ -47,6 +51,7 @@
 //	records.go  the on-disk records and their encoding
 //	status.go   the status list and the deny list
 //	bulk.go     store.BulkLoader, for seeding
+//	usage.go    usage per key (store.UsageStore)
 package bolt
 
 import (

@@ -18,6 +18,11 @@
 //	P{kg}:keys:changed     pub/sub channel: IDs of changed keys (cache.go)
 //	Pdeny:<jti>            string with expiry: a revoked access token
 //	                       (no hash tag: deny entries spread over the cluster)
+//	P{t}:usage:<h|d>:<start>:<team_id>
+//	                       hash with expiry: usage of a team's keys in one
+//	                       hour or UTC day (start in unix seconds); fields
+//	                       t:<client_id> (tokens), f:<client_id> (failed
+//	                       authentications); usage.go
 //
 // The tag t of a key is credential.TagOf(client_id): the team-derived tag
 // that keygate's client IDs carry. So the token endpoint finds a key from
@@ -48,6 +53,7 @@
 //	            and the deny list (DenyToken, TokenDenied)
 //	bulk.go     store.BulkLoader, for seeding
 //	cache.go    the optional local key cache and its pub/sub invalidation
+//	usage.go    usage per key (store.UsageStore)
 package redis
 
 import (

@@ -60,6 +60,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 		revokeStatus: op(OpRevokeStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
 		tokenDenied: op(OpTokenDenied), ping: op(OpPing),
 	}
+	w.usage = newUsageOps(op)
 	bulk, isBulk := st.(store.BulkLoader)
 	live, hasLive := st.(keyCacheLiveness)
 	if isBulk {
@@ -84,8 +85,9 @@ type ops struct {
 
 // Store is a measured store.Store.
 type Store struct {
-	st  store.Store
-	ops ops
+	st    store.Store
+	ops   ops
+	usage usageOps
 }
 
 // Unwrap returns the store inside.

@@ -26,6 +26,7 @@ type MemStore struct {
 	nextIndex  int64
 	revoked    []byte
 	deny       map[string]time.Time
+	usage      map[string]map[memBucket]memCounts // team → bucket → counts
 }
 
 var _ store.Store = (*MemStore)(nil)
