@@ -23,6 +23,11 @@ import (
 // does not say which matched, or whether the client exists. Unknown ID,
 // empty secret, wrong secret and deleted key all return ErrInvalidClient;
 // a store failure returns the store's error, wrapped.
+//
+// With ErrInvalidClient for a client ID the store knows (a wrong or expired
+// secret), the returned key carries that key's ClientID, TeamID and
+// LastUsedAt and nothing else, so the caller can count the failure against
+// the key (package lastused); for an unknown ID it is the zero Key.
 func (s *Service) Authenticate(ctx context.Context, clientID, secret string) (store.Key, time.Time, error) {
 	if clientID == "" || secret == "" {
 		return store.Key{}, time.Time{}, ErrInvalidClient
@@ -34,6 +39,9 @@ func (s *Service) Authenticate(ctx context.Context, clientID, secret string) (st
 	}
 	now := s.cfg.Now()
 	if !s.secretMatches(k, known, secret, now) {
+		if known {
+			return store.Key{ClientID: k.ClientID, TeamID: k.TeamID, LastUsedAt: k.LastUsedAt}, time.Time{}, ErrInvalidClient
+		}
 		return store.Key{}, time.Time{}, ErrInvalidClient
 	}
 	return k, now, nil

@@ -128,8 +128,14 @@ func TestAuthenticateGuards(t *testing.T) {
 		if err == nil && k.ClientID != tc.id {
 			t.Errorf("%s: authenticated as %s", tc.name, k.ClientID)
 		}
-		if err != nil && k.ClientID != "" {
-			t.Errorf("%s: a refused authentication returned key %s", tc.name, k.ClientID)
+		// A refused known key comes back as its identity only (to count the
+		// failure against it); an unknown one as nothing.
+		known := err != nil && tc.secret != "" && (tc.id == acct.ClientID || tc.id == viz.ClientID)
+		switch {
+		case known && (k.ClientID != tc.id || k.TeamID != "acme" || k.SecretHash != nil || k.Name != "" || k.Permissions != nil):
+			t.Errorf("%s: refused known key returned %+v, want its client ID and team only", tc.name, k)
+		case err != nil && !known && k.ClientID != "":
+			t.Errorf("%s: a refused authentication of an unknown key returned key %s", tc.name, k.ClientID)
 		}
 		if got := h.n.Load(); got != tc.hmacs {
 			t.Errorf("%s: %d HMACs, want %d", tc.name, got, tc.hmacs)

@@ -1,5 +1,5 @@
-// Package lastused keeps the last_used_at of API keys without putting a store
-// write on the token path.
+// Package lastused keeps the last_used_at of API keys, and their usage
+// counts, without putting a store write on the token path.
 //
 // Writing last_used_at on every token would put a synchronous store write on
 // the hot path. Instead the token path records uses in memory (an atomic
@@ -10,6 +10,17 @@
 //     admin who just handed out a key sees it come alive;
 //   - afterwards at most one write per key per Coalesce interval;
 //   - everything pending is flushed on Close.
+//
+// Usage (tokens issued and failed authentications per key per hour) rides
+// on the same entries: the token path adds to per-key atomic counters, and
+// every flush collects them into the hour of its own clock reading (so a
+// use made in the last tick before the hour turns may count in the next
+// hour: at most one Tick late) and writes everything collected in one
+// store.UsageStore.AddUsage call. Counts that could not be written stay
+// pending and are retried with their hour, so a failed write that the
+// store had partly applied may count that part twice; none is lost while
+// the process lives. Once per hour of the flush clock the tracker also
+// asks the store to prune usage past its retention.
 package lastused
 
 import (
@@ -18,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keygate/keygate/store"
 )
 
 const (
@@ -37,6 +50,8 @@ const flushTimeout = 5 * time.Second
 // Store is what the tracker writes to (store.Store satisfies it).
 type Store interface {
 	TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error
+	AddUsage(ctx context.Context, now time.Time, deltas []store.UsageDelta) error
+	PruneUsage(ctx context.Context, now time.Time) error
 }
 
 // Options configures a Tracker. The zero value is production behaviour.
@@ -69,7 +84,41 @@ type entry struct {
 	// wroteAt is when that value was stored (by anyone, as far as we know),
 	// the start of the coalescing window.
 	wroteAt atomic.Int64
+
+	// teamID is the key's team, set once at creation; usage is counted
+	// only for team keys (admin keys have no team to report it to).
+	teamID string
+	// tokens and failures are counts not yet collected by a flush. A
+	// dropped entry has both at dropped, so a count can never land in an
+	// entry after its last collection (see addLive).
+	tokens, failures atomic.Int64
+	failedAt         atomic.Int64 // unix nanos of the latest failure seen here
 }
+
+// dropped marks the counters of an entry removed from the map.
+const dropped = -1
+
+// addLive adds one to n unless n's entry was dropped; false means the
+// caller must count in the entry that replaces it.
+func addLive(n *atomic.Int64) bool {
+	for {
+		c := n.Load()
+		if c == dropped {
+			return false
+		}
+		if n.CompareAndSwap(c, c+1) {
+			return true
+		}
+	}
+}
+
+// usageKey is one key's usage in one hour, as the flush collects it.
+type usageKey struct {
+	clientID, teamID string
+	hour             int64 // unix seconds of the hour's start
+}
+
+type usageCounts struct{ tokens, failures int64 }
 
 // Tracker batches last-used writes. Create it with New and stop it with Close.
 type Tracker struct {
@@ -83,6 +132,11 @@ type Tracker struct {
 	stop    chan struct{}
 	done    chan struct{}
 	closing sync.Once
+
+	// Owned by the flush (under flushMu): usage collected but not yet
+	// written, and the hour of the last successful prune.
+	pending    map[usageKey]usageCounts
+	prunedHour int64
 }
 
 // New starts a tracker writing to st. Call Close to stop it.
@@ -95,6 +149,8 @@ func New(st Store, opts Options) *Tracker {
 		ticks: opts.Ticks,
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
+
+		pending: map[usageKey]usageCounts{},
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -106,24 +162,15 @@ func New(st Store, opts Options) *Tracker {
 	return t
 }
 
-// Record notes a successful token exchange at now; stored is the key's
+// Record notes a successful token exchange at now by a key of teamID (""
+// for an admin key, whose tokens are not counted); stored is the key's
 // last_used_at as loaded from the store for this request. Safe for
-// concurrent use; lock-free.
-func (t *Tracker) Record(clientID string, stored, now time.Time) {
-	v, ok := t.entries.Load(clientID)
-	if !ok {
-		e := &entry{}
-		if !stored.IsZero() {
-			// The store already holds this use, so the coalescing window
-			// runs from it: a process that has just started (or another
-			// replica) does not rewrite a key the store shows as written
-			// moments ago.
-			e.written.Store(stored.UnixNano())
-			e.wroteAt.Store(stored.UnixNano())
-		}
-		v, _ = t.entries.LoadOrStore(clientID, e)
+// concurrent use; lock-free, and allocation-free once the key has an entry.
+func (t *Tracker) Record(clientID, teamID string, stored, now time.Time) {
+	e := t.entry(clientID, teamID, stored)
+	for teamID != "" && !addLive(&e.tokens) {
+		e = t.entry(clientID, teamID, stored) // dropped meanwhile: count in its successor
 	}
-	e := v.(*entry)
 	n := now.UnixNano()
 	for {
 		cur := e.used.Load()
@@ -133,6 +180,45 @@ func (t *Tracker) Record(clientID string, stored, now time.Time) {
 			return
 		}
 	}
+}
+
+// RecordFailure notes a failed authentication at now of a known key (a
+// wrong or expired secret; unknown client IDs are not counted, so guessing
+// IDs cannot grow the tracker). It changes no last-used time. Safe for
+// concurrent use; lock-free.
+func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) {
+	if teamID == "" {
+		return
+	}
+	e := t.entry(clientID, teamID, stored)
+	for !addLive(&e.failures) {
+		e = t.entry(clientID, teamID, stored)
+	}
+	n := now.UnixNano()
+	for {
+		cur := e.failedAt.Load()
+		if cur >= n || e.failedAt.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// entry returns the key's entry, making it on first use.
+func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
+	if v, ok := t.entries.Load(clientID); ok {
+		return v.(*entry)
+	}
+	e := &entry{teamID: teamID}
+	if !stored.IsZero() {
+		// The store already holds this use, so the coalescing window
+		// runs from it: a process that has just started (or another
+		// replica) does not rewrite a key the store shows as written
+		// moments ago.
+		e.written.Store(stored.UnixNano())
+		e.wroteAt.Store(stored.UnixNano())
+	}
+	v, _ := t.entries.LoadOrStore(clientID, e)
+	return v.(*entry)
 }
 
 func (t *Tracker) loop() {
@@ -153,29 +239,68 @@ func (t *Tracker) loop() {
 	}
 }
 
-// flush writes due entries (all pending ones when final).
+// flush writes the usage collected and the due last-used times (all
+// pending ones when final), then prunes old usage once per hour.
 func (t *Tracker) flush(now time.Time, final bool) {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
+	hour := now.UTC().Truncate(time.Hour).Unix()
+	collect := func(id string, e *entry, tokens, failures int64) {
+		if tokens <= 0 && failures <= 0 {
+			return
+		}
+		k := usageKey{clientID: id, teamID: e.teamID, hour: hour}
+		c := t.pending[k]
+		c.tokens += max(tokens, 0)
+		c.failures += max(failures, 0)
+		t.pending[k] = c
+	}
 	batch := map[string]time.Time{}
 	entries := map[string]*entry{}
 	deferred := 0 // pending uses this flush leaves for a later one
 	t.entries.Range(func(k, v any) bool {
 		id, e := k.(string), v.(*entry)
+		if e.teamID != "" {
+			collect(id, e, e.tokens.Swap(0), e.failures.Swap(0))
+		}
 		used, written := e.used.Load(), e.written.Load()
+		last := max(used, e.failedAt.Load())
 		switch {
 		case used > written && (final || written == 0 || now.UnixNano()-e.wroteAt.Load() >= int64(Coalesce)):
 			batch[id] = time.Unix(0, used).UTC()
 			entries[id] = e
 		case used > written:
 			deferred++
-		case used != 0 && used <= written && now.UnixNano()-used > int64(Idle):
-			// A use recorded into this entry while it is being dropped is
-			// lost; the next use re-creates it. Only last_used_at lags.
-			t.entries.CompareAndDelete(k, v)
+		case last != 0 && now.UnixNano()-last > int64(Idle):
+			// A last use recorded into this entry while it is being dropped
+			// is lost; the next use re-creates it. Only last_used_at lags.
+			// Counts are not lost: marking them dropped, after the entry
+			// left the map, collects the last ones and sends any later
+			// Record to the successor entry.
+			if t.entries.CompareAndDelete(k, v) && e.teamID != "" {
+				collect(id, e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
+			}
 		}
 		return true
 	})
+	// Usage first: a test that waits for TouchKeys (the flush's barrier in
+	// lastused's tests) then knows the usage was written too.
+	t.writeUsage(now)
+	t.touch(now, batch, entries, deferred)
+	if final || hour == t.prunedHour {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := t.store.PruneUsage(ctx, now); err != nil {
+		t.log.Warn("usage prune failed; will retry", "err", err)
+		return
+	}
+	t.prunedHour = hour
+}
+
+// touch writes the due last-used times.
+func (t *Tracker) touch(now time.Time, batch map[string]time.Time, entries map[string]*entry, deferred int) {
 	if len(batch) == 0 {
 		if t.obs != nil {
 			t.obs.LastUsedFlushed(deferred, 0)
@@ -203,6 +328,34 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		e.written.Store(batch[id].UnixNano())
 		e.wroteAt.Store(now.UnixNano())
 	}
+}
+
+// writeUsage writes every collected count in one AddUsage call. Hours the
+// store would no longer keep are dropped first, so a long outage cannot
+// grow the pending counts without bound.
+func (t *Tracker) writeUsage(now time.Time) {
+	if len(t.pending) == 0 {
+		return
+	}
+	deltas := make([]store.UsageDelta, 0, len(t.pending))
+	for k, c := range t.pending {
+		h := time.Unix(k.hour, 0).UTC()
+		if !store.UsageKept(store.Day, store.Day.Truncate(h), now) {
+			delete(t.pending, k)
+			continue
+		}
+		deltas = append(deltas, store.UsageDelta{TeamID: k.teamID, ClientID: k.clientID, Hour: h, Tokens: c.tokens, Failures: c.failures})
+	}
+	if len(deltas) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := t.store.AddUsage(ctx, now, deltas); err != nil {
+		t.log.Warn("usage flush failed; will retry", "keys", len(deltas), "err", err)
+		return
+	}
+	clear(t.pending)
 }
 
 // Close stops the loop and writes everything pending (idempotent). A

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/lastused"
+	"github.com/keygate/keygate/store"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -34,6 +35,29 @@ type fakeStore struct {
 	waits     map[string]chan struct{} // barrier key → closed when seen
 	gate      chan struct{}            // when set, TouchKeys waits for it
 	entered   chan struct{}            // when set, signalled as TouchKeys waits on gate
+
+	usageErr   error                // returned by AddUsage while set
+	usage      [][]store.UsageDelta // successful AddUsage batches
+	usageCalls int
+	prunes     []time.Time // PruneUsage calls that succeeded
+}
+
+func (s *fakeStore) AddUsage(ctx context.Context, now time.Time, deltas []store.UsageDelta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.usageCalls++
+	if s.usageErr != nil {
+		return s.usageErr
+	}
+	s.usage = append(s.usage, slices.Clone(deltas))
+	return nil
+}
+
+func (s *fakeStore) PruneUsage(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prunes = append(s.prunes, now)
+	return nil
 }
 
 func (s *fakeStore) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {
@@ -138,7 +162,7 @@ func (h *harness) tick(at time.Time) {
 	h.barriers++
 	barrier := fmt.Sprintf("%s%d", barrierPrefix, h.barriers)
 	seen := h.st.wait(barrier)
-	h.tr.Record(barrier, time.Time{}, at)
+	h.tr.Record(barrier, "", time.Time{}, at)
 	h.ticks <- at
 	<-seen
 }
@@ -189,7 +213,7 @@ func TestFirstUseWrittenAtNextTick(t *testing.T) {
 	h.tick(t0)
 	h.expect("tick before any use")
 
-	h.tr.Record("key-new", time.Time{}, t0.Add(time.Second))
+	h.tr.Record("key-new", "", time.Time{}, t0.Add(time.Second))
 	h.tick(t0.Add(time.Second + time.Nanosecond))
 	h.expect("first tick after the first use", batch{"key-new": t0.Add(time.Second)})
 }
@@ -197,17 +221,17 @@ func TestFirstUseWrittenAtNextTick(t *testing.T) {
 func TestCoalescing(t *testing.T) {
 	t.Run("after a write", func(t *testing.T) {
 		h := start(t, lastused.Options{})
-		h.tr.Record("k", time.Time{}, t0)
+		h.tr.Record("k", "", time.Time{}, t0)
 		wroteAt := t0.Add(lastused.Tick)
 		h.tick(wroteAt)
 		h.expect("first use", batch{"k": t0})
 
-		h.tr.Record("k", time.Time{}, t0.Add(10*time.Second))
+		h.tr.Record("k", "", time.Time{}, t0.Add(10*time.Second))
 		h.tick(t0.Add(10*time.Second + lastused.Tick))
 		h.expect("use 10s after the write")
 
-		h.tr.Record("k", time.Time{}, t0.Add(30*time.Second))
-		h.tr.Record("k", time.Time{}, t0.Add(40*time.Second))
+		h.tr.Record("k", "", time.Time{}, t0.Add(30*time.Second))
+		h.tr.Record("k", "", time.Time{}, t0.Add(40*time.Second))
 		h.tick(wroteAt.Add(lastused.Coalesce - time.Nanosecond))
 		h.expect("just before the window ends")
 
@@ -216,7 +240,7 @@ func TestCoalescing(t *testing.T) {
 
 		// The next window runs from that write.
 		wroteAt = wroteAt.Add(lastused.Coalesce)
-		h.tr.Record("k", time.Time{}, wroteAt.Add(time.Second))
+		h.tr.Record("k", "", time.Time{}, wroteAt.Add(time.Second))
 		h.tick(wroteAt.Add(lastused.Tick))
 		h.tick(wroteAt.Add(lastused.Coalesce - time.Nanosecond))
 		h.expect("inside the second window")
@@ -230,8 +254,8 @@ func TestCoalescing(t *testing.T) {
 	t.Run("stored value opens the window", func(t *testing.T) {
 		h := start(t, lastused.Options{})
 		stored := t0.Add(-20 * time.Second)
-		h.tr.Record("recent", stored, t0)
-		h.tr.Record("old", t0.Add(-lastused.Coalesce), t0)
+		h.tr.Record("recent", "", stored, t0)
+		h.tr.Record("old", "", t0.Add(-lastused.Coalesce), t0)
 		h.tick(t0.Add(lastused.Tick))
 		h.expect("next tick: only the key stored a window ago", batch{"old": t0})
 
@@ -244,7 +268,7 @@ func TestCoalescing(t *testing.T) {
 
 func TestIdleDrop(t *testing.T) {
 	h := start(t, lastused.Options{})
-	h.tr.Record("k", time.Time{}, t0)
+	h.tr.Record("k", "", time.Time{}, t0)
 	h.tick(t0.Add(lastused.Tick))
 	h.expect("first use", batch{"k": t0})
 
@@ -254,7 +278,7 @@ func TestIdleDrop(t *testing.T) {
 	// would take its window from that stored value and wait.
 	h.tick(t0.Add(lastused.Idle))
 	use := t0.Add(lastused.Idle)
-	h.tr.Record("k", use, use)
+	h.tr.Record("k", "", use, use)
 	h.tick(use.Add(lastused.Tick))
 	h.expect("entry idle exactly Idle is kept", batch{"k": use})
 
@@ -264,7 +288,7 @@ func TestIdleDrop(t *testing.T) {
 	h.expect("dropping writes nothing")
 	stored := use.Add(lastused.Idle)
 	use2 := stored.Add(time.Second)
-	h.tr.Record("k", stored, use2)
+	h.tr.Record("k", "", stored, use2)
 	h.tick(use2.Add(lastused.Tick))
 	h.expect("re-created entry is in the stored value's window")
 	h.tick(stored.Add(lastused.Coalesce))
@@ -272,12 +296,12 @@ func TestIdleDrop(t *testing.T) {
 
 	// A re-created entry whose stored value is out of its window, or which
 	// was never stored, is written at the next tick.
-	h.tr.Record("other", time.Time{}, use2)
+	h.tr.Record("other", "", time.Time{}, use2)
 	h.tick(use2.Add(lastused.Tick))
 	h.expect("other first use", batch{"other": use2})
 	h.tick(use2.Add(lastused.Idle + lastused.Tick))
 	use3 := use2.Add(lastused.Idle + time.Second)
-	h.tr.Record("other", use2, use3)
+	h.tr.Record("other", "", use2, use3)
 	h.tick(use3.Add(lastused.Tick))
 	h.expect("other re-created", batch{"other": use3})
 }
@@ -287,8 +311,8 @@ func TestFailedTouchKeepsPending(t *testing.T) {
 	h := start(t, lastused.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	h.st.setErr(errors.New("store down"))
 
-	h.tr.Record("client-alpha", time.Time{}, t0)
-	h.tr.Record("client-beta", t0.Add(-2*lastused.Coalesce), t0)
+	h.tr.Record("client-alpha", "", time.Time{}, t0)
+	h.tr.Record("client-beta", "", t0.Add(-2*lastused.Coalesce), t0)
 	h.tick(t0.Add(lastused.Tick))
 	h.expect("store failing")
 	failed := h.st.takeFailed()
@@ -304,7 +328,7 @@ func TestFailedTouchKeepsPending(t *testing.T) {
 	// Still failing long after: pending entries are never dropped as idle.
 	h.tick(t0.Add(lastused.Idle + time.Second))
 	h.expect("store still failing")
-	h.tr.Record("client-alpha", time.Time{}, t0.Add(5*time.Second))
+	h.tr.Record("client-alpha", "", time.Time{}, t0.Add(5*time.Second))
 
 	h.st.setErr(nil)
 	recovered := t0.Add(lastused.Idle + 2*time.Second)
@@ -312,7 +336,7 @@ func TestFailedTouchKeepsPending(t *testing.T) {
 	h.expect("store recovered", batch{"client-alpha": t0.Add(5 * time.Second), "client-beta": t0})
 
 	// The window runs from the successful write, not the failed attempts.
-	h.tr.Record("client-alpha", time.Time{}, recovered.Add(time.Second))
+	h.tr.Record("client-alpha", "", time.Time{}, recovered.Add(time.Second))
 	h.tick(recovered.Add(lastused.Tick))
 	h.expect("inside the window of the successful write")
 
@@ -331,18 +355,18 @@ func TestCloseWritesPending(t *testing.T) {
 	closeAt := t0.Add(10 * time.Second)
 	var clockReads int
 	h := start(t, lastused.Options{Now: func() time.Time { clockReads++; return closeAt }})
-	h.tr.Record("a", time.Time{}, t0)
+	h.tr.Record("a", "", time.Time{}, t0)
 	h.tick(t0.Add(lastused.Tick))
 	h.expect("first use", batch{"a": t0})
 
-	h.tr.Record("a", time.Time{}, t0.Add(5*time.Second))           // in the window of the write above
-	h.tr.Record("b", t0.Add(-time.Second), t0.Add(6*time.Second))  // in the window of its stored value
-	h.tr.Record("c", time.Time{}, t0.Add(7*time.Second))           // never used, not yet ticked
-	h.tr.Record("d", t0.Add(-time.Second), t0.Add(-2*time.Second)) // nothing newer than stored
+	h.tr.Record("a", "", time.Time{}, t0.Add(5*time.Second))           // in the window of the write above
+	h.tr.Record("b", "", t0.Add(-time.Second), t0.Add(6*time.Second))  // in the window of its stored value
+	h.tr.Record("c", "", time.Time{}, t0.Add(7*time.Second))           // never used, not yet ticked
+	h.tr.Record("d", "", t0.Add(-time.Second), t0.Add(-2*time.Second)) // nothing newer than stored
 	h.tick(t0.Add(8 * time.Second))
 	h.expect("before close", batch{"c": t0.Add(7 * time.Second)})
 
-	h.tr.Record("c", time.Time{}, t0.Add(9*time.Second))
+	h.tr.Record("c", "", time.Time{}, t0.Add(9*time.Second))
 	h.tr.Close()
 	h.expect("close", batch{"a": t0.Add(5 * time.Second), "b": t0.Add(6 * time.Second), "c": t0.Add(9 * time.Second)})
 	if clockReads != 1 {
@@ -364,7 +388,7 @@ func TestCloseWritesPending(t *testing.T) {
 
 func TestConcurrentCloseWritesOnce(t *testing.T) {
 	h := start(t, lastused.Options{Now: func() time.Time { return t0 }})
-	h.tr.Record("a", time.Time{}, t0)
+	h.tr.Record("a", "", time.Time{}, t0)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(h.tr.Close)
@@ -377,7 +401,7 @@ func TestDefaultTickerAndLogger(t *testing.T) {
 	st := &fakeStore{}
 	tr := lastused.New(st, lastused.Options{})
 	use := time.Now()
-	tr.Record("a", time.Time{}, use)
+	tr.Record("a", "", time.Time{}, use)
 	tr.Close()
 	// The real ticker may or may not have fired before Close; either way
 	// the use is written exactly once.
@@ -398,7 +422,7 @@ func TestDefaultTickerAndLogger(t *testing.T) {
 
 func TestFlushContextHasTimeout(t *testing.T) {
 	h := start(t, lastused.Options{})
-	h.tr.Record("a", time.Time{}, t0)
+	h.tr.Record("a", "", time.Time{}, t0)
 	h.tick(t0.Add(lastused.Tick))
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
@@ -420,7 +444,7 @@ func TestNextTickWaitsForFlush(t *testing.T) {
 	ticks := make(chan time.Time)
 	tr := lastused.New(st, lastused.Options{Ticks: ticks})
 	defer tr.Close()
-	tr.Record("a", time.Time{}, t0)
+	tr.Record("a", "", time.Time{}, t0)
 	ticks <- t0
 	<-st.entered // the flush is inside TouchKeys
 	select {
@@ -442,12 +466,12 @@ func TestNextTickWaitsForFlush(t *testing.T) {
 func TestRecordMonotonic(t *testing.T) {
 	t.Run("sequential", func(t *testing.T) {
 		h := start(t, lastused.Options{})
-		h.tr.Record("a", time.Time{}, t0.Add(2*time.Second))
-		h.tr.Record("a", time.Time{}, t0.Add(time.Second))
+		h.tr.Record("a", "", time.Time{}, t0.Add(2*time.Second))
+		h.tr.Record("a", "", time.Time{}, t0.Add(time.Second))
 		h.tick(t0.Add(3 * time.Second))
 		h.expect("older use after newer", batch{"a": t0.Add(2 * time.Second)})
 
-		h.tr.Record("a", time.Time{}, t0.Add(time.Second))
+		h.tr.Record("a", "", time.Time{}, t0.Add(time.Second))
 		h.tr.Close()
 		h.expect("older use than the one written")
 	})
@@ -468,7 +492,7 @@ func TestRecordMonotonic(t *testing.T) {
 						j = uses - 1 - i
 					}
 					at := t0.Add(time.Duration(j*goroutines+g) * time.Millisecond)
-					h.tr.Record(keys[(i+g)%len(keys)], time.Time{}, at)
+					h.tr.Record(keys[(i+g)%len(keys)], "", time.Time{}, at)
 				}
 			})
 		}
@@ -537,7 +561,7 @@ func TestRecordConcurrentFirstUses(t *testing.T) {
 			}
 			wg.Go(func() {
 				<-begin
-				h.tr.Record(id, time.Time{}, at)
+				h.tr.Record(id, "", time.Time{}, at)
 			})
 		}
 		close(begin)
@@ -557,11 +581,11 @@ func TestRecordConcurrentFirstUses(t *testing.T) {
 
 func TestRecordExistingEntryDoesNotAllocate(t *testing.T) {
 	h := start(t, lastused.Options{})
-	h.tr.Record("a", time.Time{}, t0)
+	h.tr.Record("a", "", time.Time{}, t0)
 	at := t0
 	allocs := testing.AllocsPerRun(1000, func() {
 		at = at.Add(time.Nanosecond)
-		h.tr.Record("a", time.Time{}, at)
+		h.tr.Record("a", "", time.Time{}, at)
 	})
 	if allocs != 0 {
 		t.Errorf("Record of an existing entry: %v allocs, want 0", allocs)
@@ -571,12 +595,12 @@ func TestRecordExistingEntryDoesNotAllocate(t *testing.T) {
 func BenchmarkRecord(b *testing.B) {
 	tr := lastused.New(&fakeStore{}, lastused.Options{Ticks: make(chan time.Time)})
 	defer tr.Close()
-	tr.Record("a", time.Time{}, t0)
+	tr.Record("a", "", time.Time{}, t0)
 	at := t0
 	b.ReportAllocs()
 	for b.Loop() {
 		at = at.Add(time.Nanosecond)
-		tr.Record("a", time.Time{}, at)
+		tr.Record("a", "", time.Time{}, at)
 	}
 }
 
@@ -585,7 +609,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 	defer tr.Close()
 	keys := []string{"a", "b", "c", "d"}
 	for _, k := range keys {
-		tr.Record(k, time.Time{}, t0)
+		tr.Record(k, "", time.Time{}, t0)
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -593,7 +617,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			at = at.Add(time.Nanosecond)
-			tr.Record(keys[i%len(keys)], time.Time{}, at)
+			tr.Record(keys[i%len(keys)], "", time.Time{}, at)
 			i++
 		}
 	})
@@ -617,20 +641,20 @@ func TestObserverHearsPendingAndFlushTime(t *testing.T) {
 	// Each tick's barrier key is itself a first use, written at once, so it
 	// never counts as pending; the observer is called after the store
 	// write, so the test reads its report from the channel, not from a race.
-	h.tr.Record("k", time.Time{}, t0)
+	h.tr.Record("k", "", time.Time{}, t0)
 	h.tick(t0.Add(lastused.Tick))
 	if r := <-obs; r.pending != 0 || r.took <= 0 {
 		t.Fatalf("after writing every use: pending %d, took %v; want 0 and > 0", r.pending, r.took)
 	}
 
-	h.tr.Record("k", time.Time{}, t0.Add(10*time.Second)) // inside k's window: deferred
+	h.tr.Record("k", "", time.Time{}, t0.Add(10*time.Second)) // inside k's window: deferred
 	h.tick(t0.Add(10*time.Second + lastused.Tick))
 	if r := <-obs; r.pending != 1 {
 		t.Fatalf("a use inside the coalescing window: pending %d, want 1", r.pending)
 	}
 
 	h.st.setErr(errors.New("store down"))
-	h.tr.Record("new", time.Time{}, t0.Add(11*time.Second))
+	h.tr.Record("new", "", time.Time{}, t0.Add(11*time.Second))
 	h.tick(t0.Add(11*time.Second + lastused.Tick))
 	// k deferred, plus "new" and the barrier whose write failed.
 	if r := <-obs; r.pending != 3 {

@@ -14,8 +14,8 @@ package server
 //	answer        writeAccessToken, or writeOAuthError for any refusal
 //
 // Nothing here parses PEM, writes to disk or takes a process-wide lock: the
-// key set is an atomic load and the last-used time is recorded in memory
-// (package lastused) and written in the background.
+// key set is an atomic load and the last-used time and usage counts are
+// recorded in memory (package lastused) and written in the background.
 
 import (
 	"bytes"
@@ -65,6 +65,7 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	}
 	key, now, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
 	if err != nil {
+		t.s.recordAuthFailure(key)
 		t.fail(c, creds.id, t.s.authError(c, err))
 		return
 	}
@@ -89,7 +90,7 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		// no context map to fill.
 		c.Set(callerIDKey, key.ClientID)
 	}
-	t.s.lastUsed.Record(key.ClientID, key.LastUsedAt, now)
+	t.s.lastUsed.Record(key.ClientID, key.TeamID, key.LastUsedAt, now)
 	t.s.cfg.Metrics.TokenOutcome(outcomeIssued) // nil-safe
 	writeAccessToken(w, tok, int64(t.s.cfg.TokenTTL/time.Second), scope)
 }
@@ -385,4 +386,13 @@ func newJTI() (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// recordAuthFailure counts a refused client authentication against the key
+// when the client ID was a known one (Authenticate then returns its
+// identity); unknown IDs are not counted, so guessing cannot grow anything.
+func (s *Server) recordAuthFailure(k store.Key) {
+	if k.ClientID != "" {
+		s.lastUsed.RecordFailure(k.ClientID, k.TeamID, k.LastUsedAt, s.cfg.Now())
+	}
 }

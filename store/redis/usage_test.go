@@ -33,7 +33,7 @@ func TestUsageBucketsExpire(t *testing.T) {
 	}
 	tag := "{" + credential.TeamTag("team-a") + "}"
 	for name, want := range map[string]time.Duration{
-		prefix + tag + ":usage:h:" + itoa(hour.Unix()) + ":team-a": hour.Add(time.Hour + store.UsageHourRetention).Sub(now),
+		prefix + tag + ":usage:h:" + itoa(hour.Unix()) + ":team-a":                                        hour.Add(time.Hour + store.UsageHourRetention).Sub(now),
 		prefix + tag + ":usage:d:" + itoa(time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC).Unix()) + ":team-a": time.Date(2024, 5, 2, 0, 0, 0, 0, time.UTC).Add(store.UsageDayRetention).Sub(now),
 	} {
 		ttl, err := c.PTTL(ctx, name).Result()

@@ -1,0 +1,204 @@
+package lastused_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/lastused"
+	"github.com/keygate/keygate/store"
+)
+
+// settle runs one flush at at and returns once it has completed entirely,
+// pruning included: the loop takes a second tick only once the first flush
+// returned. (tick alone suffices for usage, which a flush writes before its
+// TouchKeys barrier.) The second flush, at the same time, runs on while the
+// test goes on.
+func (h *harness) settle(at time.Time) {
+	h.t.Helper()
+	h.tick(at)
+	h.ticks <- at
+}
+
+// usageSums adds up every successful AddUsage batch per key and hour.
+type usageSum struct {
+	team             string
+	tokens, failures int64
+}
+
+func (s *fakeStore) usageSums() (map[string]usageSum, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]usageSum{}
+	for _, b := range s.usage {
+		for _, d := range b {
+			k := d.ClientID + "@" + d.Hour.UTC().Format("15h")
+			u := out[k]
+			u.team = d.TeamID
+			u.tokens += d.Tokens
+			u.failures += d.Failures
+			out[k] = u
+		}
+	}
+	return out, len(s.usage)
+}
+
+func TestUsageCountedAndWrittenInOneBatch(t *testing.T) {
+	h := start(t, lastused.Options{})
+	for range 3 {
+		h.tr.Record("a", "team-1", time.Time{}, t0)
+	}
+	h.tr.Record("b", "team-2", t0.Add(-time.Hour), t0)
+	h.tr.RecordFailure("a", "team-1", time.Time{}, t0)
+	h.tr.RecordFailure("a", "team-1", time.Time{}, t0)
+	h.tr.RecordFailure("c", "team-1", time.Time{}, t0) // a key that only fails
+	h.tr.Record("admin", "", time.Time{}, t0)          // admin keys: no usage
+	h.tr.RecordFailure("admin", "", time.Time{}, t0)
+	h.tick(t0.Add(time.Second))
+
+	sums, batches := h.st.usageSums()
+	want := map[string]usageSum{
+		"a@12h": {"team-1", 3, 2},
+		"b@12h": {"team-2", 1, 0},
+		"c@12h": {"team-1", 0, 1},
+	}
+	if batches != 1 || fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Fatalf("usage written in %d batches: %v, want one batch %v", batches, sums, want)
+	}
+	// A failure changes no last-used time: "c" is not in any TouchKeys batch.
+	for _, b := range h.st.takeOK() {
+		if _, ok := b["c"]; ok {
+			t.Fatalf("a failed authentication touched last_used_at: %s", fmtBatches([]batch{b}))
+		}
+	}
+	// Nothing new: no further AddUsage call.
+	h.tick(t0.Add(2 * time.Second))
+	if _, n := h.st.usageSums(); n != 1 {
+		t.Fatalf("%d AddUsage batches after an idle flush, want still 1", n)
+	}
+}
+
+// TestUsageHourIsTheFlushHour: counts belong to the hour of the flush that
+// collects them, at most one tick after the use.
+func TestUsageHourIsTheFlushHour(t *testing.T) {
+	h := start(t, lastused.Options{})
+	h.tr.Record("a", "team-1", time.Time{}, t0.Add(-time.Second))
+	h.tick(t0.Add(-100 * time.Millisecond)) // 11:59:59.9
+	h.tr.Record("a", "team-1", time.Time{}, t0.Add(-50*time.Millisecond))
+	h.tick(t0.Add(150 * time.Millisecond)) // 12:00:00.15
+	sums, _ := h.st.usageSums()
+	want := map[string]usageSum{"a@11h": {"team-1", 1, 0}, "a@12h": {"team-1", 1, 0}}
+	if fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Fatalf("usage %v, want %v", sums, want)
+	}
+}
+
+// TestUsageFailedWriteRetriedWithItsHour: counts the store refused stay
+// pending, keep the hour they were collected in, and are written with the
+// next successful flush.
+func TestUsageFailedWriteRetriedWithItsHour(t *testing.T) {
+	h := start(t, lastused.Options{})
+	h.st.mu.Lock()
+	h.st.usageErr = errors.New("store down")
+	h.st.mu.Unlock()
+	h.tr.Record("a", "team-1", time.Time{}, t0)
+	h.tick(t0.Add(time.Second))
+	h.tick(t0.Add(time.Hour + time.Second)) // still down, an hour later
+	h.st.mu.Lock()
+	h.st.usageErr = nil
+	calls := h.st.usageCalls
+	h.st.mu.Unlock()
+	if calls != 2 {
+		t.Fatalf("%d AddUsage calls while down, want 2 (one per flush with counts)", calls)
+	}
+	h.tr.Record("a", "team-1", time.Time{}, t0.Add(2*time.Hour))
+	h.tick(t0.Add(2*time.Hour + time.Second))
+	sums, batches := h.st.usageSums()
+	want := map[string]usageSum{"a@12h": {"team-1", 1, 0}, "a@14h": {"team-1", 1, 0}}
+	if batches != 1 || fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Fatalf("after recovery: %d batches %v, want one batch %v", batches, sums, want)
+	}
+}
+
+// TestUsageConcurrentExact: many goroutines counting tokens and failures
+// while flushes run and drop idle entries (every tick is more than Idle
+// after the uses it sees) lose and double nothing. Run with -race.
+func TestUsageConcurrentExact(t *testing.T) {
+	h := start(t, lastused.Options{})
+	const goroutines, perG = 8, 2000
+	keys := []string{"k0", "k1", "k2"}
+	var wg sync.WaitGroup
+	begin := make(chan struct{})
+	for g := range goroutines {
+		wg.Go(func() {
+			<-begin
+			for i := range perG {
+				id := keys[(g+i)%len(keys)]
+				if i%4 == 0 {
+					h.tr.RecordFailure(id, "team-1", time.Time{}, t0)
+				} else {
+					h.tr.Record(id, "team-1", time.Time{}, t0)
+				}
+			}
+		})
+	}
+	close(begin)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	at := t0
+	ticks := 0
+loop:
+	for {
+		select {
+		case <-done:
+			break loop
+		default:
+		}
+		at = at.Add(3 * time.Minute) // > Idle: idle entries are dropped
+		h.ticks <- at
+		ticks++
+	}
+	h.tr.Close()
+	sums, _ := h.st.usageSums()
+	var tokens, failures int64
+	for _, s := range sums {
+		tokens += s.tokens
+		failures += s.failures
+	}
+	const total = goroutines * perG
+	if tokens != total*3/4 || failures != total/4 {
+		t.Fatalf("after %d concurrent flushes: %d tokens, %d failures; want %d and %d", ticks, tokens, failures, total*3/4, total/4)
+	}
+}
+
+func TestUsagePrunedOncePerHour(t *testing.T) {
+	h := start(t, lastused.Options{})
+	for _, at := range []time.Duration{0, 10 * time.Minute, 59 * time.Minute, 61 * time.Minute, 62 * time.Minute} {
+		h.settle(t0.Add(at))
+	}
+	h.st.mu.Lock()
+	prunes := h.st.prunes
+	h.st.mu.Unlock()
+	want := []time.Time{t0, t0.Add(61 * time.Minute)}
+	if fmt.Sprint(prunes) != fmt.Sprint(want) {
+		t.Fatalf("pruned at %v, want %v", prunes, want)
+	}
+}
+
+func TestRecordWithUsageDoesNotAllocate(t *testing.T) {
+	h := start(t, lastused.Options{})
+	h.tr.Record("a", "team-1", time.Time{}, t0)
+	at := t0
+	allocs := testing.AllocsPerRun(1000, func() {
+		at = at.Add(time.Nanosecond)
+		h.tr.Record("a", "team-1", time.Time{}, at)
+		h.tr.RecordFailure("a", "team-1", time.Time{}, at)
+	})
+	if allocs != 0 {
+		t.Errorf("Record and RecordFailure of an existing entry: %v allocs, want 0", allocs)
+	}
+}
+
+var _ lastused.Store = store.Store(nil)
