@@ -58,6 +58,7 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	keys.PATCH("/:client_id", s.updateKey)
 	keys.DELETE("/:client_id", s.deleteKey)
 	keys.POST("/:client_id/rotate", s.rotateKey)
+	v1.GET("/teams/:team_id/usage", validTeam, s.teamUsage)
 }
 
 // noStore: management responses may describe keys; no cache may keep them.

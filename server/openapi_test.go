@@ -383,6 +383,13 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	c.do(t, "PATCH", "/v1/teams/acme/keys/kgc_nokey", mergePatch, `{"name":"x"}`, http.StatusNotFound, true)
 	c.do(t, "POST", "/oauth/revoke", formHeader(key.ClientID, key.ClientSecret), "token="+tr.AccessToken, ok, true)
 	c.do(t, "POST", "/v1/teams/acme/keys/"+key.ClientID+"/rotate", jsonBody(admin), `{"grace_period":"7d"}`, ok, true)
+	c.do(t, "POST", "/oauth/token", formHeader(key.ClientID, "kgs_wrong"), grant, http.StatusUnauthorized, true)
+	e.FlushLastUsed(t)
+	c.do(t, "GET", "/v1/teams/acme/usage", bearer(admin), "", ok, true)
+	c.do(t, "GET", "/v1/teams/acme/usage?granularity=hour", bearer(admin), "", ok, true)
+	c.do(t, "GET", "/v1/teams/acme/usage?granularity=week", bearer(admin), "", http.StatusBadRequest, false)
+	c.do(t, "GET", "/v1/teams/acme/usage?granularity=hour&from=2000-01-01", bearer(admin), "", http.StatusBadRequest, true)
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNoContent, true)
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNotFound, true)
+	c.do(t, "GET", "/v1/teams/acme/usage", bearer(admin), "", ok, true) // a deleted key's usage
 }
