@@ -266,6 +266,74 @@ func (c *Client) Permissions(ctx context.Context) (*PermissionList, error) {
 	return &out, c.do(ctx, http.MethodGet, "/v1/permissions", nil, http.StatusOK, &out)
 }
 
+// UsageOptions selects a usage report. Zero values take the server's
+// defaults: by day, the last 30 days (today included); by hour, the last 24
+// hours; up to the end of the current hour or day.
+type UsageOptions struct {
+	// Granularity is "hour" or "day" ("" for day).
+	Granularity string
+	// From and To are RFC 3339 times or dates (YYYY-MM-DD, UTC); a date in
+	// To means the end of that day. The server aligns them to whole
+	// buckets and refuses a From more than 48 hours back by hour or 35
+	// days back by day.
+	From, To string
+}
+
+// UsageCounts are tokens issued and failed authentications (a known client
+// ID with a wrong or expired secret).
+type UsageCounts struct {
+	Tokens                int64 `json:"tokens"`
+	FailedAuthentications int64 `json:"failed_authentications"`
+}
+
+// UsageBucket is the counts of one hour or UTC day.
+type UsageBucket struct {
+	Start time.Time `json:"start"`
+	UsageCounts
+}
+
+// KeyUsage is one key's usage over the range.
+type KeyUsage struct {
+	ClientID string `json:"client_id"`
+	// Name is nil for a deleted key, whose usage stays until it ages out.
+	Name    *string `json:"name"`
+	Deleted bool    `json:"deleted"`
+	UsageCounts
+	// Buckets are the buckets with activity, oldest first.
+	Buckets []UsageBucket `json:"buckets"`
+}
+
+// Usage is a team's usage per key over [From, To).
+type Usage struct {
+	TeamID      string    `json:"team_id"`
+	Granularity string    `json:"granularity"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	// Total and Buckets are the whole team's, deleted keys included.
+	Total   UsageCounts   `json:"total"`
+	Buckets []UsageBucket `json:"buckets"`
+	// Keys are every current key, oldest first, then deleted keys with
+	// usage in the range.
+	Keys []KeyUsage `json:"keys"`
+}
+
+// Usage reports a team's usage per key: tokens issued and failed
+// authentications by hour or by UTC day.
+func (c *Client) Usage(ctx context.Context, team string, opts UsageOptions) (*Usage, error) {
+	q := url.Values{}
+	for name, v := range map[string]string{"granularity": opts.Granularity, "from": opts.From, "to": opts.To} {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	path := "/v1/teams/" + url.PathEscape(team) + "/usage"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out Usage
+	return &out, c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out)
+}
+
 func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, want int, out any) error {

@@ -536,3 +536,36 @@ func scopesOf(t *testing.T, perm string) []string {
 	}
 	return p.Scopes
 }
+
+// TestUsage: the client reads the usage the server counted, and a refused
+// query comes back as the server's problem.
+func TestUsage(t *testing.T) {
+	// A stopped clock, so "today" cannot turn while the test runs.
+	clock := servertest.NewClock(time.Now())
+	e := servertest.StartWith(t, servertest.Config{Options: server.Options{AdminClientID: adminID, AdminClientSecret: newSecret(t)}, Clock: clock})
+	ctx := ctxT(t)
+	c := client.New(client.Config{URL: e.URL, ClientID: adminID, ClientSecret: e.AdminSecret})
+	k, err := c.CreateKey(ctx, "globex", "metered", []string{"accounting_api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Token(t, k.ClientID, k.ClientSecret, "")
+	e.Token(t, k.ClientID, k.ClientSecret, "")
+	e.FlushLastUsed(t)
+	u, err := c.Usage(ctx, "globex", client.UsageOptions{Granularity: "hour"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Granularity != "hour" || u.Total.Tokens != 2 || len(u.Keys) != 1 || u.Keys[0].ClientID != k.ClientID ||
+		u.Keys[0].Name == nil || *u.Keys[0].Name != "metered" || len(u.Keys[0].Buckets) != 1 || u.Keys[0].Buckets[0].Tokens != 2 {
+		t.Fatalf("usage %+v", u)
+	}
+	day := clock.Now().UTC().Format(time.DateOnly)
+	if u, err := c.Usage(ctx, "globex", client.UsageOptions{From: day, To: day}); err != nil || u.Total.Tokens != 2 || u.Granularity != "day" {
+		t.Fatalf("usage of today by day: %+v, %v", u, err)
+	}
+	_, err = c.Usage(ctx, "globex", client.UsageOptions{Granularity: "week"})
+	if ce := asError(t, err); ce.Status != http.StatusBadRequest || !strings.Contains(ce.Detail, "must be hour or day") {
+		t.Fatalf("bad granularity: %+v", ce)
+	}
+}
