@@ -77,7 +77,7 @@ token_url; an explicitly given file supplies the URL when neither is set.
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
 
 	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysUpdateCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
-		keysTeamsCommand(&f), keysPermissionsCommand(&f))
+		keysTeamsCommand(&f), keysPermissionsCommand(&f), keysUsageCommand(&f))
 	return cmd
 }
 
