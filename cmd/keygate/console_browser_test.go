@@ -488,7 +488,7 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// The list behind the lightbox already shows the key, never used.
 	p.run(t, "new row", chromedp.WaitReady(chromedp.CSS(rowSel(id))))
-	if got := p.text(t, rowSel(id)+" .last-used"); got != "never" {
+	if got := p.text(t, rowSel(id)+" .last-used .when"); got != "never" {
 		t.Errorf("last used of a fresh key %q, want never", got)
 	}
 	if got := p.text(t, rowSel(id)+" .permissions"); got != accounting.Name {
@@ -579,7 +579,7 @@ func TestConsoleBrowser(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("last used still %q 10 s after the key got a token", p.text(t, rowSel(id)+" .last-used"))
+			t.Fatalf("last used still %q 10 s after the key got a token", p.text(t, rowSel(id)+" .last-used .when"))
 		}
 	}
 	if at, err := time.Parse(time.RFC3339, lastUsed); err != nil || time.Since(at) > time.Minute {

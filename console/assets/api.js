@@ -145,3 +145,5 @@ export const createKey = (team, name, perms) =>
 export const deleteKey = (team, id) => call("DELETE", `/v1/teams/${seg(team)}/keys/${seg(id)}`);
 export const rotateKey = (team, id, grace) =>
   call("POST", `/v1/teams/${seg(team)}/keys/${seg(id)}/rotate`, { grace_period: grace });
+/** The team's usage per key by UTC day, over the server's default range (the last 30 days). */
+export const usage = (team) => call("GET", `/v1/teams/${seg(team)}/usage?granularity=day`);

@@ -4,7 +4,7 @@
 
 import * as api from "./api.js";
 import * as dialogs from "./dialogs.js";
-import { byId, el, setError, setText, show } from "./dom.js";
+import { byId, el, setError, setText, show, svgEl } from "./dom.js";
 import { MAX_NAME_LENGTH, nameError, teamError, teamPrefixOK } from "./validate.js";
 
 const state = {
@@ -17,6 +17,7 @@ const state = {
   secret: null, // what the secret dialog shows, until it is closed
   expiredWhileSecret: "", // a session that lapsed while a secret was shown
   target: null, // the key a delete or rotate dialog is about
+  usage: null, // the team's usage by day (usageByDay), null when it could not be read
 };
 
 const views = {
@@ -246,6 +247,7 @@ async function openTeam(team) {
   history.replaceState(null, "", `#team=${encodeURIComponent(team)}`);
   setText(byId("keys-team"), team);
   state.keys = [];
+  state.usage = null;
   renderKeys();
   showView("keys");
   await refreshKeys();
@@ -256,6 +258,8 @@ async function openTeam(team) {
 
 async function refreshKeys() {
   const error = byId("keys-error");
+  // Usage is an extra: if it cannot be read, the keys still show.
+  const usage = api.usage(state.team).then(usageByDay, () => null);
   try {
     const body = await api.listKeys(state.team);
     state.keys = body.keys;
@@ -264,7 +268,76 @@ async function refreshKeys() {
   } catch (err) {
     report(err, error);
   }
+  state.usage = await usage;
   renderKeys();
+}
+
+// ---- usage -----------------------------------------------------------
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Turns the API's usage answer (active buckets only) into one count of
+ * tokens per day of its range, per key and for the whole team.
+ */
+function usageByDay(u) {
+  const from = Date.parse(u.from);
+  const days = Math.max(1, Math.round((Date.parse(u.to) - from) / DAY_MS));
+  const series = (buckets) => {
+    const out = new Array(days).fill(0);
+    for (const b of buckets) {
+      const i = Math.round((Date.parse(b.start) - from) / DAY_MS);
+      if (i >= 0 && i < days) out[i] += b.tokens;
+    }
+    return out;
+  };
+  const keys = new Map();
+  for (const k of u.keys) {
+    keys.set(k.client_id, { days: series(k.buckets), tokens: k.tokens, failures: k.failed_authentications });
+  }
+  const team = { days: series(u.buckets), tokens: u.total.tokens, failures: u.total.failed_authentications };
+  return { days, keys, team };
+}
+
+function plural(n, one, many) {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+}
+
+function usageLabel(u, days) {
+  let text = `${plural(u.tokens, "token", "tokens")} in the last ${days} days`;
+  if (u.failures > 0) text += `, ${plural(u.failures, "failed authentication", "failed authentications")}`;
+  return text;
+}
+
+/**
+ * A small bar chart of tokens per day, oldest day first: inline SVG with
+ * role img and the total as its accessible name and tooltip. Bars are
+ * scaled to the busiest day; data-tokens carries the series.
+ */
+function usageChart(u, days) {
+  const label = usageLabel(u, days);
+  const h = 16;
+  const max = Math.max(1, ...u.days);
+  const bars = u.days.map((n, i) => {
+    const bh = n > 0 ? Math.max(2, Math.round((n / max) * h)) : 0;
+    return bh ? svgEl("rect", { class: "bar", x: i * 1.5, y: h - bh, width: 1, height: bh }) : null;
+  });
+  return svgEl("svg", {
+    class: "spark", role: "img", "aria-label": label, viewBox: `0 0 ${days * 1.5} ${h + 1}`,
+    width: days * 1.5, height: h + 1, "data-tokens": u.days.join(","), "data-total": u.tokens,
+  },
+  svgEl("title", {}, label),
+  svgEl("line", { class: "axis", x1: 0, y1: h + 0.5, x2: days * 1.5, y2: h + 0.5 }),
+  ...bars);
+}
+
+/** A key's usage under its last-used time: the chart and the total. */
+function usageCell(u) {
+  if (!state.usage) return el("span", { className: "muted", title: "Usage could not be loaded" }, "–");
+  const days = state.usage.days;
+  const data = u || { days: new Array(days).fill(0), tokens: 0, failures: 0 };
+  return el("span", { className: "usage-cell" }, usageChart(data, days),
+    el("span", { className: "usage-total", "aria-hidden": "true" }, data.tokens.toLocaleString()));
 }
 
 function permissionNames(ids) {
@@ -278,7 +351,9 @@ function renderKeys() {
       el("td", { className: "name", "data-label": "Name" }, k.name),
       el("td", { className: "client-id", "data-label": "Client ID" }, el("code", {}, k.client_id)),
       el("td", { className: "created", "data-label": "Created" }, timeText(k.created_at)),
-      el("td", { className: "last-used", "data-label": "Last used" }, k.last_used_at ? timeText(k.last_used_at) : "never"),
+      el("td", { className: "last-used", "data-label": "Last used" },
+        el("span", { className: "when" }, k.last_used_at ? timeText(k.last_used_at) : "never"),
+        usageCell(state.usage && state.usage.keys.get(k.client_id))),
       el("td", { className: "permissions", "data-label": "Permissions" },
         el("ul", {}, ...permissionNames(k.permissions).map((n) => el("li", {}, n)))),
       el("td", { className: "key-actions" },
@@ -291,6 +366,14 @@ function renderKeys() {
 
   const n = state.keys.length;
   setText(byId("key-usage"), `${n} of ${state.maxKeys} keys used`);
+  const team = byId("team-usage");
+  if (state.usage) {
+    team.replaceChildren(el("span", {}, `Team: ${usageLabel(state.usage.team, state.usage.days)}`), " ",
+      usageChart(state.usage.team, state.usage.days));
+  } else {
+    team.replaceChildren();
+  }
+  show(team, state.usage !== null);
   const full = n >= state.maxKeys;
   const generate = byId("generate");
   generate.disabled = full;

@@ -49,3 +49,21 @@ export function setError(node, message) {
   setText(node, message || "");
   node.hidden = !message;
 }
+
+/**
+ * Creates an SVG element: attrs are set as attributes, children are
+ * strings (text) or nodes, as for el. The SVG namespace is read off the
+ * empty <svg id="svg-namespace"> the HTML parser made in index.html, so
+ * the scripts carry no absolute URL (console_test.go holds them to that).
+ */
+export function svgEl(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(byId("svg-namespace").namespaceURI, tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v !== undefined && v !== null && v !== false) node.setAttribute(k, String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return node;
+}
