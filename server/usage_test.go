@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 )
 
@@ -282,4 +283,34 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestUsageAddsUpAcrossInstances: two instances on one store, each with
+// its own in-memory counts and its own flushes, add up in the store.
+func TestUsageAddsUpAcrossInstances(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b servertest.Backend) {
+		e1 := startUsageEnv(t, b)
+		e2 := e1.second(t, server.Options{})
+		k := e1.CreateKey(t, "acme", "sync", permAccounting)
+		for range 3 {
+			e1.Token(t, k.ClientID, k.ClientSecret, "")
+		}
+		for range 2 {
+			e2.Token(t, k.ClientID, k.ClientSecret, "")
+		}
+		e2.wrongSecret(t, k.ClientID)
+		e1.FlushLastUsed(t)
+		e2.FlushLastUsed(t)
+		// A second round on both, in another flush each: batches add up too.
+		e1.Token(t, k.ClientID, k.ClientSecret, "")
+		e2.Token(t, k.ClientID, k.ClientSecret, "")
+		e1.FlushLastUsed(t)
+		e2.FlushLastUsed(t)
+		for _, e := range []*testEnv{e1, e2} {
+			u := e.usage(t, "acme", "granularity=hour")
+			if u.Total != (usageCountsJSON{7, 1}) || len(u.Buckets) != 1 {
+				t.Errorf("usage seen from %s: %+v, want 7 tokens and 1 failure in one hour", e.URL, u)
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,3 +88,50 @@ func TestUsageDoesNotInvalidateKeyCache(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestUsageAddsUpAcrossInstances: two stores with their own connections
+// (two keygate instances) adding to the same buckets at once lose nothing.
+func TestUsageAddsUpAcrossInstances(t *testing.T) {
+	c := redistest.Require(t)
+	prefix := redistest.Prefix(t, c, "")
+	c2 := redistest.NewClient(t)
+	a, err := redis.New(c, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := redis.New(c2, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	id := storetest.ID("team-a", "k1")
+	const calls = 50
+	errs := make(chan error, 2*calls)
+	var wg sync.WaitGroup
+	for _, s := range []*redis.Store{a, b} {
+		wg.Go(func() {
+			for range calls {
+				errs <- s.AddUsage(ctx, now, []store.UsageDelta{{TeamID: "team-a", ClientID: id, Hour: now, Tokens: 2, Failures: 1}})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []*redis.Store{a, b} {
+		for _, g := range []store.Granularity{store.Hour, store.Day} {
+			got, err := s.Usage(ctx, store.UsageQuery{TeamID: "team-a", Granularity: g, From: g.Truncate(now), To: now.Add(time.Second), Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].Tokens != 4*calls || got[0].Failures != 2*calls {
+				t.Fatalf("by %v: %+v, want %d tokens and %d failures", g, got, 4*calls, 2*calls)
+			}
+		}
+	}
+}
