@@ -51,11 +51,11 @@ func (m *markedStore) GetKey(ctx context.Context, id string) (store.Key, error) 
 	return m.Store.GetKey(ctx, id)
 }
 
-func (m *markedStore) CreateKey(ctx context.Context, k store.Key, max int) error {
+func (m *markedStore) CreateKey(ctx context.Context, k store.Key, max int, audit ...store.AuditEvent) error {
 	if err := m.fail("CreateKey"); err != nil {
 		return err
 	}
-	return m.Store.CreateKey(ctx, k, max)
+	return m.Store.CreateKey(ctx, k, max, audit...)
 }
 
 func (m *markedStore) ListKeys(ctx context.Context, team string) ([]store.Key, error) {
@@ -72,18 +72,18 @@ func (m *markedStore) Teams(ctx context.Context, q store.TeamQuery) ([]store.Tea
 	return m.Store.Teams(ctx, q)
 }
 
-func (m *markedStore) UpdateKey(ctx context.Context, id string, f func(store.Key) (store.Key, error)) (store.Key, error) {
+func (m *markedStore) UpdateKey(ctx context.Context, id string, f func(store.Key) (store.Key, error), audit ...store.AuditEvent) (store.Key, error) {
 	if err := m.fail("UpdateKey"); err != nil {
 		return store.Key{}, err
 	}
-	return m.Store.UpdateKey(ctx, id, f)
+	return m.Store.UpdateKey(ctx, id, f, audit...)
 }
 
-func (m *markedStore) DeleteKey(ctx context.Context, team, id string) error {
+func (m *markedStore) DeleteKey(ctx context.Context, team, id string, audit ...store.AuditEvent) error {
 	if err := m.fail("DeleteKey"); err != nil {
 		return err
 	}
-	return m.Store.DeleteKey(ctx, team, id)
+	return m.Store.DeleteKey(ctx, team, id, audit...)
 }
 
 func (m *markedStore) NextStatusIndex(ctx context.Context) (int64, error) {

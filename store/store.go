@@ -11,9 +11,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keygate/keygate/credential"
@@ -146,7 +148,11 @@ type Store interface {
 	// instead. The check and the insert are one atomic step. ErrAlreadyExists
 	// when the client ID is taken; ErrInvalid when the ID does not carry the
 	// team's tag. Returns only once the key is durable.
-	CreateKey(ctx context.Context, k Key, maxPerTeam int) error
+	//
+	// audit, at most one event (see AuditStore), is appended to the key's
+	// team's audit trail in the same atomic step: both are written or
+	// neither. Its TeamID and ClientID must be k's (else ErrInvalid).
+	CreateKey(ctx context.Context, k Key, maxPerTeam int, audit ...AuditEvent) error
 
 	// GetKey returns the key with that client ID, or ErrNotFound.
 	GetKey(ctx context.Context, clientID string) (Key, error)
@@ -171,11 +177,20 @@ type Store interface {
 	// UpdateKey atomically replaces the key with update(current). If update
 	// returns an error nothing changes and that error is returned. The client
 	// ID and team ID cannot be changed. ErrNotFound when absent.
-	UpdateKey(ctx context.Context, clientID string, update func(Key) (Key, error)) (Key, error)
+	//
+	// audit, at most one event, is appended in the same atomic step as the
+	// change, with its Fields set to ChangedFields(current, new); nothing
+	// is appended when nothing is written (update's error, not found).
+	UpdateKey(ctx context.Context, clientID string, update func(Key) (Key, error), audit ...AuditEvent) (Key, error)
 
 	// DeleteKey removes the key if it belongs to teamID; ErrNotFound if it
 	// does not exist or belongs to another team (nothing changes then).
-	DeleteKey(ctx context.Context, teamID, clientID string) error
+	//
+	// audit, at most one event, is appended in the same atomic step as the
+	// removal, with its StatusIndex set to the removed key's: the status
+	// bit the caller set before (RevokeStatus lives in another Redis
+	// Cluster slot, so it cannot be part of this step; it is idempotent).
+	DeleteKey(ctx context.Context, teamID, clientID string, audit ...AuditEvent) error
 
 	// TouchKeys advances LastUsedAt of each listed key to the given time,
 	// never moving it backwards. Unknown client IDs are ignored: a key may be
@@ -221,6 +236,8 @@ type Store interface {
 	Close() error
 
 	UsageStore // usage per key (below)
+	// The audit trail (#13): see AuditStore.
+	AuditStore
 }
 
 // BulkLoader is an optional fast path a backend may offer for writing many
@@ -416,4 +433,263 @@ func CheckUsage(deltas []UsageDelta) error {
 		}
 	}
 	return nil
+}
+
+// ---- Audit trail (#13) ----
+//
+// Every change of a key is recorded as an AuditEvent in its team's trail,
+// written by the same atomic step as the change (CreateKey, UpdateKey,
+// DeleteKey take the event); events that change no key (a revoked token, a
+// refused management call) are appended alone. Each team's trail is read
+// newest first with a cursor; an operator-wide stream of all teams is fed
+// from the teams' trails and may lag behind them (MoveAudit) but loses
+// nothing. Events never hold a secret, a hash, a token or a pepper.
+
+// AuditAction is what an event records; the set is closed (ValidAuditAction).
+type AuditAction string
+
+// The audit actions.
+const (
+	AuditKeyCreated   AuditAction = "key.created"
+	AuditKeyUpdated   AuditAction = "key.updated"
+	AuditKeyRotated   AuditAction = "key.rotated"
+	AuditKeyDeleted   AuditAction = "key.deleted"
+	AuditTokenRevoked AuditAction = "token.revoked"
+	// AuditAuthFailed is a management API call refused for lack of
+	// authority; Count says how many were folded into one event.
+	AuditAuthFailed AuditAction = "management.auth_failed"
+)
+
+// AuditActions lists every action, in the order of the constants above.
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed}
+
+// ValidAuditAction reports whether a is one of AuditActions.
+func ValidAuditAction(a AuditAction) bool {
+	for _, x := range AuditActions {
+		if a == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Actor types.
+const (
+	ActorAdminKey = "admin_key"
+	ActorTeamKey  = "team_key"
+	ActorSystem   = "system"
+)
+
+// Outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeDenied  = "denied"
+)
+
+// AuditActor is who acted. OnBehalfOf and Via leave room for delegation
+// (a console user acting through a session, an exchanged token).
+type AuditActor struct {
+	Type       string // ActorAdminKey, ActorTeamKey or ActorSystem
+	ID         string // a client ID; empty when unknown (a bad token)
+	OnBehalfOf string
+	Via        string
+}
+
+// AuditEvent is one entry of the audit trail.
+type AuditEvent struct {
+	// Seq is the event's cursor in the view it was read from, assigned by
+	// the store in the committing step (never a clock reading). Ignored on
+	// writes.
+	Seq int64
+	// ID is unique and sortable (a ULID), made by the caller.
+	ID     string
+	Time   time.Time
+	Action AuditAction
+	Actor  AuditActor
+	// TeamID is the team whose trail holds the event ("" for admin keys and
+	// for calls that name no team).
+	TeamID string
+	// ClientID is the key acted on, if any.
+	ClientID   string
+	RequestID  string
+	SourceAddr string
+	UserAgent  string
+	Outcome    string // OutcomeSuccess or OutcomeDenied
+	// Fields names what a key.updated or key.rotated changed (see
+	// ChangedFields); Reason says why a call was denied.
+	Fields []string
+	Reason string
+	// Count is how many occurrences the event stands for (≥ 1).
+	Count int
+	// StatusIndex, on key.deleted, is the status list bit set before the
+	// removal.
+	StatusIndex int64
+}
+
+// AuditQuery selects events. The zero value selects the newest
+// DefaultAuditLimit events of every action.
+type AuditQuery struct {
+	// TeamID keeps one team's events; only Store.AllAuditEvents reads it
+	// (AuditEvents takes the team as an argument). HasTeam tells team ""
+	// (admin keys) from no filter.
+	TeamID  string
+	HasTeam bool
+	// Actions keeps events with one of these actions; empty keeps all.
+	Actions []AuditAction
+	// Since (inclusive) and Until (exclusive) bound the event time; zero
+	// means unbounded.
+	Since, Until time.Time
+	// After continues a page: only events with Seq < After. 0 starts at the
+	// newest.
+	After int64
+	// NewerThan keeps only events with Seq > NewerThan (polling for new
+	// events).
+	NewerThan int64
+	// Limit bounds the page, 1…MaxAuditLimit; 0 means DefaultAuditLimit.
+	Limit int
+}
+
+// Page sizes and the work bound of one audit read.
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 1000
+	// MaxAuditScan bounds how many events one read examines, so a filter
+	// that matches little cannot make one call walk a whole trail: the page
+	// then comes back short (even empty) with Next set.
+	MaxAuditScan = 10000
+	// AuditPruneSlack: see AuditStore.PruneAudit.
+	AuditPruneSlack = 10 * time.Minute
+)
+
+// AuditPage is one page of events, newest first.
+type AuditPage struct {
+	Events []AuditEvent
+	// Next is the After of the following page; 0 when no older event can
+	// match. A page may be short, even empty, while Next is not 0.
+	Next int64
+}
+
+// Matches reports whether ev passes q's filters (not the cursor bounds).
+func (q AuditQuery) Matches(ev AuditEvent) bool {
+	if q.HasTeam && ev.TeamID != q.TeamID {
+		return false
+	}
+	if len(q.Actions) > 0 {
+		found := false
+		for _, a := range q.Actions {
+			found = found || a == ev.Action
+		}
+		if !found {
+			return false
+		}
+	}
+	if !q.Since.IsZero() && ev.Time.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && !ev.Time.Before(q.Until) {
+		return false
+	}
+	return true
+}
+
+// PageLimit is q.Limit with the default applied and the range enforced.
+func (q AuditQuery) PageLimit() (int, error) {
+	switch {
+	case q.Limit == 0:
+		return DefaultAuditLimit, nil
+	case q.Limit < 1 || q.Limit > MaxAuditLimit:
+		return 0, fmt.Errorf("%w: audit page limit %d is outside 1…%d", ErrInvalid, q.Limit, MaxAuditLimit)
+	}
+	return q.Limit, nil
+}
+
+// AuditStore is the audit part of Store.
+type AuditStore interface {
+	// AppendAudit appends an event that goes with no key change (a revoked
+	// token, a refused call) to its team's trail. Durable on return.
+	AppendAudit(ctx context.Context, ev AuditEvent) error
+
+	// AuditEvents returns a page of one team's trail ("" for admin keys and
+	// team-less events), newest first. Every event committed before the
+	// call is visible.
+	AuditEvents(ctx context.Context, teamID string, q AuditQuery) (AuditPage, error)
+
+	// AllAuditEvents returns a page of the operator-wide stream of every
+	// team, newest first: in the order events reached the stream, which
+	// keeps each team's trail order but may interleave teams otherwise
+	// than they committed. Its Seq cursors are its own (not those of
+	// AuditEvents), and a new event always gets a higher one, so polling
+	// with NewerThan misses nothing. It may lag behind the teams' trails
+	// until MoveAudit has run, but every event reaches it once.
+	AllAuditEvents(ctx context.Context, q AuditQuery) (AuditPage, error)
+
+	// MoveAudit feeds the operator-wide stream: once it returns without
+	// error, every event committed before it was called is in the stream.
+	// It returns how many events it moved (0 on a backend whose stream
+	// never lags). Safe to run from several instances at once.
+	MoveAudit(ctx context.Context) (int, error)
+
+	// PruneAudit removes events older than before from the trails and the
+	// stream. Each is walked from its oldest event and the walk stops at the
+	// first event stamped AuditPruneSlack or more after before: events are
+	// appended in about time order (clocks of instances differ a little,
+	// the mover visits slots one after another), so one that sits behind a
+	// much newer event waits for a later prune. It returns how many it
+	// removed; it may stop early after a bounded amount of work, and is
+	// called again until it returns 0.
+	PruneAudit(ctx context.Context, before time.Time) (int, error)
+}
+
+// CheckAuditEvent is the validation backends apply to an event before
+// writing it. teamID and clientID, when not nil, are what the event must
+// name (the key it goes with).
+func CheckAuditEvent(ev AuditEvent, teamID, clientID *string) error {
+	switch {
+	case ev.ID == "":
+		return fmt.Errorf("%w: audit event without ID", ErrInvalid)
+	case ev.Time.IsZero():
+		return fmt.Errorf("%w: audit event %s without time", ErrInvalid, ev.ID)
+	case !ValidAuditAction(ev.Action):
+		return fmt.Errorf("%w: audit event %s has unknown action %q", ErrInvalid, ev.ID, ev.Action)
+	case teamID != nil && ev.TeamID != *teamID:
+		return fmt.Errorf("%w: audit event %s names team %q, the key is in %q", ErrInvalid, ev.ID, ev.TeamID, *teamID)
+	case clientID != nil && ev.ClientID != *clientID:
+		return fmt.Errorf("%w: audit event %s names key %q, not %q", ErrInvalid, ev.ID, ev.ClientID, *clientID)
+	}
+	return nil
+}
+
+// OneAuditEvent returns the single event of a variadic audit argument, or
+// nil; more than one is ErrInvalid.
+func OneAuditEvent(audit []AuditEvent) (*AuditEvent, error) {
+	switch len(audit) {
+	case 0:
+		return nil, nil
+	case 1:
+		ev := audit[0]
+		return &ev, nil
+	}
+	return nil, fmt.Errorf("%w: %d audit events for one change, want at most one", ErrInvalid, len(audit))
+}
+
+// ChangedFields names what differs between two versions of a key, in the
+// management API's vocabulary: name, permissions, secret (the current
+// secret), previous_secret (the one kept during a grace period). Times
+// that only follow those changes (secret_rotated_at) and last use are not
+// reported.
+func ChangedFields(old, new Key) []string {
+	out := []string{}
+	if old.Name != new.Name {
+		out = append(out, "name")
+	}
+	if !slices.Equal(old.Permissions, new.Permissions) {
+		out = append(out, "permissions")
+	}
+	if !bytes.Equal(old.SecretHash, new.SecretHash) {
+		out = append(out, "secret")
+	}
+	if !bytes.Equal(old.PreviousSecretHash, new.PreviousSecretHash) || !old.PreviousSecretExpiresAt.Equal(new.PreviousSecretExpiresAt) {
+		out = append(out, "previous_secret")
+	}
+	return out
 }

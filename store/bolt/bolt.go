@@ -28,6 +28,10 @@
 //	            'h'|'d' + start (unix s, 8 B   first use: hourly and daily counters,
 //	            big-endian) + client ID →      outside the key records; pruned by
 //	            tokens, failures (8 B each)    PruneUsage
+//	audit       seq → audit event              the audit trail of every team
+//	            (bucket sequence)              (audit.go); seq is 8 bytes
+//	                                           big-endian, the event's cursor
+//	auditteams  "t"+team ID → nested bucket    per-team index: seq → ""
 //
 // The team index exists so that counting a team's keys (for the limit) and
 // listing them cost the size of the team, not of the whole store. Admin keys
@@ -52,6 +56,7 @@
 //	status.go   the status list and the deny list
 //	bulk.go     store.BulkLoader, for seeding
 //	usage.go    usage per key (store.UsageStore)
+//	audit.go    the audit trail
 package bolt
 
 import (
@@ -155,7 +160,7 @@ func Open(path string, opts ...Options) (*Store, error) {
 		case string(v) != schemaVersion:
 			return fmt.Errorf("data format version %q is not the one this keygate understands (%q); use the keygate version that wrote it", v, schemaVersion)
 		}
-		for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning, bucketStatus, bucketDeny} {
+		for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning, bucketStatus, bucketDeny, bucketAudit, bucketAuditTeams} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -227,9 +232,16 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 // CreateKey implements store.Store. The existence check, the team count and
 // both writes happen in one write transaction, which is what makes the limit
 // hold under concurrency.
-func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) error {
+func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audit ...store.AuditEvent) error {
 	if err := store.CheckClientID(k); err != nil {
 		return fmt.Errorf("create key: %w", err)
+	}
+	ev, err := store.OneAuditEvent(audit)
+	if err == nil && ev != nil {
+		err = store.CheckAuditEvent(*ev, &k.TeamID, &k.ClientID)
+	}
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
 	}
 	val, err := encodeKey(k)
 	if err != nil {
@@ -254,7 +266,10 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) erro
 		if err := team.Put(id, []byte{}); err != nil {
 			return err
 		}
-		return keys.Put(id, val)
+		if err := keys.Put(id, val); err != nil {
+			return err
+		}
+		return appendAudit(tx, ev)
 	})
 	if err != nil {
 		return fmt.Errorf("create key %s: %w", k.ClientID, err)
@@ -435,10 +450,14 @@ var errIdentity = errors.New("client ID and team ID cannot be changed")
 // transaction, so it must be quick and must not call the store (that would
 // deadlock on bbolt's single writer lock). An error from update is returned
 // as it is, unwrapped, since it is the caller's own.
-func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error), audit ...store.AuditEvent) (store.Key, error) {
+	ev, err := store.OneAuditEvent(audit)
+	if err != nil {
+		return store.Key{}, fmt.Errorf("update key %s: %w", clientID, err)
+	}
 	var out store.Key
 	var updateErr error
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
 		cur, err := getKey(tx, clientID)
 		if err != nil {
 			return err
@@ -458,6 +477,16 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 		if err := tx.Bucket(bucketKeys).Put([]byte(clientID), val); err != nil {
 			return err
 		}
+		if ev != nil {
+			e := *ev
+			if err := store.CheckAuditEvent(e, &cur.TeamID, &clientID); err != nil {
+				return err
+			}
+			e.Fields = store.ChangedFields(cur, next)
+			if err := appendAudit(tx, &e); err != nil {
+				return err
+			}
+		}
 		// Decoding what was written returns exactly what GetKey would (UTC
 		// times) and shares no memory with update's result.
 		out, err = decodeKey(val)
@@ -474,8 +503,15 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 
 // DeleteKey implements store.Store. The team check uses the record itself,
 // not the index, so a wrong team can never delete anything.
-func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ...store.AuditEvent) error {
+	ev, err := store.OneAuditEvent(audit)
+	if err == nil && ev != nil {
+		err = store.CheckAuditEvent(*ev, &teamID, &clientID)
+	}
+	if err != nil {
+		return fmt.Errorf("delete key %s of team %q: %w", clientID, teamID, err)
+	}
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
 		k, err := getKey(tx, clientID)
 		if err != nil {
 			return err
@@ -486,6 +522,13 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
 		id := []byte(clientID)
 		if err := tx.Bucket(bucketKeys).Delete(id); err != nil {
 			return err
+		}
+		if ev != nil {
+			e := *ev
+			e.StatusIndex = k.StatusIndex
+			if err := appendAudit(tx, &e); err != nil {
+				return err
+			}
 		}
 		teams := tx.Bucket(bucketTeams)
 		name := teamBucket(teamID)

@@ -17,7 +17,8 @@ import (
 
 // createScript inserts a key unless its ID exists or its team is full.
 // KEYS: key hash, team index. ARGV: rec, team, lu, score, client ID, max.
-var createScript = goredis.NewScript(`
+// With an audit event, KEYS[3..6] and ARGV[7..9] are auditLua's.
+var createScript = goredis.NewScript(auditLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 local max = tonumber(ARGV[6])
 if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return 'limit' end
@@ -27,13 +28,21 @@ else
   redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'team', ARGV[2], 'lu', ARGV[3])
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+if #KEYS > 2 then audit(3, 7) end
 return 'ok'
 `)
 
 // CreateKey implements store.Store.
-func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) error {
+func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audit ...store.AuditEvent) error {
 	if err := store.CheckClientID(k); err != nil {
 		return fmt.Errorf("create key: %w", err)
+	}
+	ev, err := store.OneAuditEvent(audit)
+	if err == nil && ev != nil {
+		err = store.CheckAuditEvent(*ev, &k.TeamID, &k.ClientID)
+	}
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
 	}
 	rec, err := encodeRecord(k)
 	if err != nil {
@@ -43,10 +52,18 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) erro
 	if !k.LastUsedAt.IsZero() {
 		lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
 	}
+	keys := []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID)}
+	args := []any{rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0)}
+	if ev != nil {
+		a, err := auditArgs(*ev)
+		if err != nil {
+			return fmt.Errorf("create key %s: %w", k.ClientID, err)
+		}
+		keys, args = append(keys, s.auditKeys(k.TeamID)...), append(args, a...)
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	res, err := createScript.Run(ctx, s.rdb, []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID)},
-		rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0)).Text()
+	res, err := createScript.Run(ctx, s.rdb, keys, args...).Text()
 	if err != nil {
 		return fail(ctx, "create key "+k.ClientID, err)
 	}
@@ -240,7 +257,11 @@ func globEscape(s string) string {
 // UpdateKey implements store.Store with WATCH/MULTI: if the key changes
 // between the read and the write (a concurrent update or last-use write),
 // the transaction fails and is retried with the new value.
-func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error), audit ...store.AuditEvent) (store.Key, error) {
+	ev, err := store.OneAuditEvent(audit)
+	if err != nil {
+		return store.Key{}, fmt.Errorf("update key %s: %w", clientID, err)
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	name := s.keyKey(clientID)
@@ -267,6 +288,17 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 		if err != nil {
 			return err
 		}
+		var auditArgv []any
+		if ev != nil {
+			e := *ev
+			if err := store.CheckAuditEvent(e, &cur.TeamID, &clientID); err != nil {
+				return err
+			}
+			e.Fields = store.ChangedFields(cur, next)
+			if auditArgv, err = auditArgs(e); err != nil {
+				return err
+			}
+		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			if next.LastUsedAt.IsZero() {
 				p.HSet(ctx, name, "rec", rec)
@@ -276,6 +308,12 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 			}
 			// In the same transaction: every instance's cache drops it.
 			p.Publish(ctx, s.keysChannel(), clientID)
+			if auditArgv != nil {
+				// The event's keys share the key's slot; EVAL (not EVALSHA,
+				// which could fail NOSCRIPT inside MULTI) runs in the
+				// transaction, so change and event commit together.
+				appendAuditScript.Eval(ctx, p, s.auditKeys(cur.TeamID), auditArgv...)
+			}
 			return nil
 		})
 		if err != nil {
@@ -287,7 +325,7 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	if s.cache != nil {
 		defer s.cache.invalidate(clientID)
 	}
-	err := s.watch(ctx, name, txf)
+	err = s.watch(ctx, name, txf)
 	switch {
 	case updateErr != nil:
 		return store.Key{}, updateErr
@@ -303,35 +341,79 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 // KEYS: key hash, team index. ARGV: team, client ID.
 // ARGV[3] is the invalidation channel: the delete and its announcement are
 // one atomic step.
-var deleteScript = goredis.NewScript(`
+// With an audit event, ARGV[4] is the status index the event names, which
+// must still be the key's (else 2: read again), and KEYS[3..6], ARGV[5..7]
+// are auditLua's: the removal writes its own key.deleted event.
+var deleteScript = goredis.NewScript(auditLua + `
 if redis.call('HGET', KEYS[1], 'team') ~= ARGV[1] then return 0 end
+if #KEYS > 2 then
+  local r = cjson.decode(redis.call('HGET', KEYS[1], 'rec'))
+  if (tonumber(r.status_index) or 0) ~= tonumber(ARGV[4]) then return 2 end
+end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
+if #KEYS > 2 then audit(3, 5) end
 return 1
 `)
 
-// DeleteKey implements store.Store.
-func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
+// maxDeleteReads bounds how often DeleteKey reads a key again whose status
+// index changed under it (only the start-up backfill gives one).
+const maxDeleteReads = 3
+
+// DeleteKey implements store.Store. With an audit event, the key is read
+// first for the status index the event names, and the script removes it
+// only if that is still the index.
+func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ...store.AuditEvent) error {
 	if credential.TagOf(clientID) != credential.TeamTag(teamID) {
 		// Keys are filed under their team's tag (store.CheckClientID), so
 		// this ID cannot belong to this team — and the two Redis keys would
 		// be in different Cluster slots.
 		return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
 	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	ev, err := store.OneAuditEvent(audit)
+	if err == nil && ev != nil {
+		err = store.CheckAuditEvent(*ev, &teamID, &clientID)
+	}
+	if err != nil {
+		return fmt.Errorf("delete key %s: %w", clientID, err)
+	}
 	if s.cache != nil {
 		defer s.cache.invalidate(clientID)
 	}
-	n, err := deleteScript.Run(ctx, s.rdb, []string{s.keyKey(clientID), s.teamKey(teamID)}, teamID, clientID, s.keysChannel()).Int()
-	if err != nil {
-		return fail(ctx, "delete key "+clientID, err)
+	for range maxDeleteReads {
+		keys := []string{s.keyKey(clientID), s.teamKey(teamID)}
+		args := []any{teamID, clientID, s.keysChannel()}
+		if ev != nil {
+			k, err := s.readKey(ctx, clientID)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != teamID) {
+				return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
+			}
+			if err != nil {
+				return fmt.Errorf("delete key %s: %w", clientID, err)
+			}
+			e := *ev
+			e.StatusIndex = k.StatusIndex
+			a, err := auditArgs(e)
+			if err != nil {
+				return fmt.Errorf("delete key %s: %w", clientID, err)
+			}
+			keys = append(keys, s.auditKeys(teamID)...)
+			args = append(append(args, k.StatusIndex), a...)
+		}
+		octx, cancel := s.op(ctx)
+		n, err := deleteScript.Run(octx, s.rdb, keys, args...).Int()
+		cancel()
+		switch {
+		case err != nil:
+			return fail(octx, "delete key "+clientID, err)
+		case n == 0:
+			return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
+		case n == 1:
+			return nil
+		}
 	}
-	if n == 0 {
-		return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
-	}
-	return nil
+	return fmt.Errorf("delete key %s: %w (status index kept changing)", clientID, errAuditChanged)
 }
 
 // touchScript moves lu forward, never back, and never recreates a key

@@ -26,6 +26,18 @@ func (s *Store) signingKey() string              { return s.prefix + "{kg}:signi
 func (s *Store) statusNextKey() string           { return s.prefix + "{kg}:status:next" }
 func (s *Store) statusBitsKey() string           { return s.prefix + "{kg}:status:bits" }
 func (s *Store) keysChannel() string             { return s.prefix + "{kg}:keys:changed" }
+
+// The audit trail (audit.go). slot is a tag of slotTag's.
+func (s *Store) auditTrailKey(teamID string) string {
+	return s.prefix + "{" + credential.TeamTag(teamID) + "}:audit:" + teamID
+}
+func (s *Store) auditSeqKey(slot string) string    { return s.prefix + "{" + slot + "}:audit:seq" }
+func (s *Store) auditOutboxKey(slot string) string { return s.prefix + "{" + slot + "}:audit:outbox" }
+func (s *Store) auditTeamsKey(slot string) string  { return s.prefix + "{" + slot + "}:audit:teams" }
+func (s *Store) auditAllKey() string               { return s.prefix + "{kg}:audit:all" }
+func (s *Store) auditNextKey() string              { return s.prefix + "{kg}:audit:next" }
+func (s *Store) auditMovedKey() string             { return s.prefix + "{kg}:audit:moved" }
+
 func (s *Store) denyKey(jti string) string {
 	return s.prefix + "deny:" + jti
 }

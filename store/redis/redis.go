@@ -24,6 +24,19 @@
 //	                       t:<client_id> (tokens), f:<client_id> (failed
 //	                       authentications); usage.go
 //
+// The audit trail (audit.go); s is a slot's tag (on Cluster one tag per
+// slot that hashes to it, else kg):
+//
+//	P{t}:audit:<team_id>   sorted set: the team's events (JSON) scored by
+//	                       their slot sequence number, the cursor
+//	P{s}:audit:seq         counter: the slot's last sequence number
+//	P{s}:audit:outbox      sorted set: events not yet in the stream
+//	P{s}:audit:teams       sorted set: teams with events, scored by the
+//	                       time of their oldest one (unix ms), for pruning
+//	P{kg}:audit:all        sorted set: the operator-wide stream, scored by
+//	                       P{kg}:audit:next (counter)
+//	P{kg}:audit:moved      hash: slot tag → highest slot sequence moved
+//
 // The tag t of a key is credential.TagOf(client_id): the team-derived tag
 // that keygate's client IDs carry. So the token endpoint finds a key from
 // its ID alone, in one round trip (HMGET), and the key and its team's index
@@ -52,6 +65,7 @@
 //	status.go   the status list (NextStatusIndex, RevokeStatus, StatusList)
 //	            and the deny list (DenyToken, TokenDenied)
 //	bulk.go     store.BulkLoader, for seeding
+//	audit.go    the audit trail: team trails, outboxes, the stream
 //	cache.go    the optional local key cache and its pub/sub invalidation
 //	usage.go    usage per key (store.UsageStore)
 package redis
@@ -100,6 +114,9 @@ type Store struct {
 	prefix  string
 	timeout time.Duration
 	owned   bool // Close closes rdb
+	// cluster: rdb is a Cluster client, so the audit trail keeps an outbox
+	// per slot (audit.go).
+	cluster bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -141,7 +158,8 @@ func New(rdb goredis.UniversalClient, prefix string, timeout time.Duration) (*St
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Store{rdb: rdb, prefix: prefix, timeout: timeout}, nil
+	_, cluster := rdb.(*goredis.ClusterClient)
+	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, cluster: cluster}, nil
 }
 
 // Close implements store.Store.

@@ -41,6 +41,12 @@ const (
 	OpPing              = "ping"
 	OpCreateKeys        = "create_keys"
 	OpNextStatusIndices = "next_status_indices"
+
+	OpAppendAudit    = "append_audit"
+	OpAuditEvents    = "audit_events"
+	OpAllAuditEvents = "all_audit_events"
+	OpMoveAudit      = "move_audit"
+	OpPruneAudit     = "prune_audit"
 )
 
 // keyCacheLiveness is the Redis store's report on its key cache
@@ -59,6 +65,8 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 		updateSigningKeys: op(OpUpdateSigningKeys), nextStatusIndex: op(OpNextStatusIndex),
 		revokeStatus: op(OpRevokeStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
 		tokenDenied: op(OpTokenDenied), ping: op(OpPing),
+		appendAudit: op(OpAppendAudit), auditEvents: op(OpAuditEvents), allAuditEvents: op(OpAllAuditEvents),
+		moveAudit: op(OpMoveAudit), pruneAudit: op(OpPruneAudit),
 	}
 	w.usage = newUsageOps(op)
 	bulk, isBulk := st.(store.BulkLoader)
@@ -80,7 +88,8 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 type ops struct {
 	createKey, getKey, listKeys, teams, forEachKey, updateKey, deleteKey, touchKeys,
 	createSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
-	statusList, denyToken, tokenDenied, ping, createKeys, nextStatusIndices *metrics.StoreOp
+	statusList, denyToken, tokenDenied, ping, createKeys, nextStatusIndices,
+	appendAudit, auditEvents, allAuditEvents, moveAudit, pruneAudit *metrics.StoreOp
 }
 
 // Store is a measured store.Store.
@@ -102,9 +111,9 @@ func failure(err error) error {
 	return err
 }
 
-func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int) error {
+func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audit ...store.AuditEvent) error {
 	start := time.Now()
-	err := s.st.CreateKey(ctx, k, maxPerTeam)
+	err := s.st.CreateKey(ctx, k, maxPerTeam, audit...)
 	s.ops.createKey.Since(start, err)
 	return err
 }
@@ -138,18 +147,53 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 	return err
 }
 
-func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error), audit ...store.AuditEvent) (store.Key, error) {
 	start := time.Now()
-	k, err := s.st.UpdateKey(ctx, clientID, update)
+	k, err := s.st.UpdateKey(ctx, clientID, update, audit...)
 	s.ops.updateKey.Since(start, failure(err))
 	return k, err
 }
 
-func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string) error {
+func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ...store.AuditEvent) error {
 	start := time.Now()
-	err := s.st.DeleteKey(ctx, teamID, clientID)
+	err := s.st.DeleteKey(ctx, teamID, clientID, audit...)
 	s.ops.deleteKey.Since(start, failure(err))
 	return err
+}
+
+func (s *Store) AppendAudit(ctx context.Context, ev store.AuditEvent) error {
+	start := time.Now()
+	err := s.st.AppendAudit(ctx, ev)
+	s.ops.appendAudit.Since(start, err)
+	return err
+}
+
+func (s *Store) AuditEvents(ctx context.Context, teamID string, q store.AuditQuery) (store.AuditPage, error) {
+	start := time.Now()
+	p, err := s.st.AuditEvents(ctx, teamID, q)
+	s.ops.auditEvents.Since(start, err)
+	return p, err
+}
+
+func (s *Store) AllAuditEvents(ctx context.Context, q store.AuditQuery) (store.AuditPage, error) {
+	start := time.Now()
+	p, err := s.st.AllAuditEvents(ctx, q)
+	s.ops.allAuditEvents.Since(start, err)
+	return p, err
+}
+
+func (s *Store) MoveAudit(ctx context.Context) (int, error) {
+	start := time.Now()
+	n, err := s.st.MoveAudit(ctx)
+	s.ops.moveAudit.Since(start, err)
+	return n, err
+}
+
+func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int, error) {
+	start := time.Now()
+	n, err := s.st.PruneAudit(ctx, before)
+	s.ops.pruneAudit.Since(start, err)
+	return n, err
 }
 
 func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {

@@ -27,6 +27,9 @@ type MemStore struct {
 	revoked    []byte
 	deny       map[string]time.Time
 	usage      map[string]map[memBucket]memCounts // team → bucket → counts
+
+	audit    []store.AuditEvent // oldest first; Seq is the index + 1 + pruned
+	auditSeq int64
 }
 
 var _ store.Store = (*MemStore)(nil)
@@ -78,9 +81,18 @@ func (m *MemStore) lock(ctx context.Context) (func(), error) {
 	return m.mu.Unlock, nil
 }
 
-func (m *MemStore) CreateKey(ctx context.Context, k store.Key, max int) error {
+func (m *MemStore) CreateKey(ctx context.Context, k store.Key, max int, audit ...store.AuditEvent) error {
 	if err := store.CheckClientID(k); err != nil {
 		return err
+	}
+	ev, err := store.OneAuditEvent(audit)
+	if err != nil {
+		return err
+	}
+	if ev != nil {
+		if err := store.CheckAuditEvent(*ev, &k.TeamID, &k.ClientID); err != nil {
+			return err
+		}
 	}
 	unlock, err := m.lock(ctx)
 	if err != nil {
@@ -100,6 +112,7 @@ func (m *MemStore) CreateKey(ctx context.Context, k store.Key, max int) error {
 		return store.ErrTeamLimit
 	}
 	m.keys[k.ClientID] = cloneKey(k)
+	m.appendAudit(ev)
 	return nil
 }
 
@@ -178,7 +191,11 @@ func (m *MemStore) ForEachKey(ctx context.Context, fn func(store.Key) error) err
 	return nil
 }
 
-func (m *MemStore) UpdateKey(ctx context.Context, id string, update func(store.Key) (store.Key, error)) (store.Key, error) {
+func (m *MemStore) UpdateKey(ctx context.Context, id string, update func(store.Key) (store.Key, error), audit ...store.AuditEvent) (store.Key, error) {
+	ev, err := store.OneAuditEvent(audit)
+	if err != nil {
+		return store.Key{}, err
+	}
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return store.Key{}, err
@@ -195,21 +212,125 @@ func (m *MemStore) UpdateKey(ctx context.Context, id string, update func(store.K
 	if next.ClientID != cur.ClientID || next.TeamID != cur.TeamID {
 		return store.Key{}, errors.New("identity cannot change")
 	}
+	if ev != nil {
+		if err := store.CheckAuditEvent(*ev, &cur.TeamID, &id); err != nil {
+			return store.Key{}, err
+		}
+		ev.Fields = store.ChangedFields(cur, next)
+	}
 	m.keys[id] = cloneKey(next)
+	m.appendAudit(ev)
 	return cloneKey(next), nil
 }
 
-func (m *MemStore) DeleteKey(ctx context.Context, team, id string) error {
+func (m *MemStore) DeleteKey(ctx context.Context, team, id string, audit ...store.AuditEvent) error {
+	ev, err := store.OneAuditEvent(audit)
+	if err != nil {
+		return err
+	}
+	if ev != nil {
+		if err := store.CheckAuditEvent(*ev, &team, &id); err != nil {
+			return err
+		}
+	}
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if k, ok := m.keys[id]; !ok || k.TeamID != team {
+	k, ok := m.keys[id]
+	if !ok || k.TeamID != team {
 		return fmt.Errorf("delete %s: %w", id, store.ErrNotFound)
 	}
 	delete(m.keys, id)
+	if ev != nil {
+		ev.StatusIndex = k.StatusIndex
+	}
+	m.appendAudit(ev)
 	return nil
+}
+
+// appendAudit appends ev (nil: nothing) under the lock the caller holds.
+func (m *MemStore) appendAudit(ev *store.AuditEvent) {
+	if ev == nil {
+		return
+	}
+	m.auditSeq++
+	e := cloneEvent(*ev)
+	e.Seq = m.auditSeq
+	m.audit = append(m.audit, e)
+}
+
+func cloneEvent(ev store.AuditEvent) store.AuditEvent {
+	ev.Fields = slices.Clone(ev.Fields)
+	ev.Time = utc(ev.Time)
+	return ev
+}
+
+func (m *MemStore) AppendAudit(ctx context.Context, ev store.AuditEvent) error {
+	if err := store.CheckAuditEvent(ev, nil, nil); err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m.appendAudit(&ev)
+	return nil
+}
+
+// AuditEvents and AllAuditEvents read the one list: the operator-wide
+// stream of this store never lags, and both views share its cursors.
+func (m *MemStore) AuditEvents(ctx context.Context, team string, q store.AuditQuery) (store.AuditPage, error) {
+	q.TeamID, q.HasTeam = team, true
+	return m.readAudit(ctx, q, func(ev store.AuditEvent) bool { return ev.TeamID == team })
+}
+
+func (m *MemStore) AllAuditEvents(ctx context.Context, q store.AuditQuery) (store.AuditPage, error) {
+	return m.readAudit(ctx, q, func(store.AuditEvent) bool { return true })
+}
+
+// readAudit pages through the events in (a team's trail: the events of
+// other teams are not part of it, and do not count as examined).
+func (m *MemStore) readAudit(ctx context.Context, q store.AuditQuery, in func(store.AuditEvent) bool) (store.AuditPage, error) {
+	p, err := store.NewAuditPager(q)
+	if err != nil {
+		return store.AuditPage{}, err
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return store.AuditPage{}, err
+	}
+	defer unlock()
+	for i := len(m.audit) - 1; i >= 0; i-- {
+		if in(m.audit[i]) && !p.Offer(cloneEvent(m.audit[i])) {
+			break
+		}
+	}
+	return p.Page(), nil
+}
+
+func (m *MemStore) MoveAudit(ctx context.Context) (int, error) { return 0, ctx.Err() }
+
+func (m *MemStore) PruneAudit(ctx context.Context, before time.Time) (int, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	n, stop := 0, before.Add(store.AuditPruneSlack)
+	m.audit = slices.DeleteFunc(m.audit, func(ev store.AuditEvent) bool {
+		if !ev.Time.Before(stop) {
+			stop = time.Time{} // the walk ends here: keep the rest
+		}
+		if !stop.IsZero() && ev.Time.Before(before) {
+			n++
+			return true
+		}
+		return false
+	})
+	return n, nil
 }
 
 func (m *MemStore) TouchKeys(ctx context.Context, used map[string]time.Time) error {
