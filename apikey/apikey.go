@@ -124,6 +124,8 @@ type Service struct {
 	scopeCache sync.Map // permission set → resolved
 
 	generatedAdmin *AdminCredentials
+
+	failures failures // refused management calls not yet stored (audit.go)
 }
 
 // secretHasher is credential.Hasher as the Service uses it; a test counts

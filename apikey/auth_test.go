@@ -88,19 +88,19 @@ func openTestService(t *testing.T) (*Service, *failingGets, *clock) {
 func TestAuthenticateGuards(t *testing.T) {
 	ctx := context.Background()
 	svc, _, clk := openTestService(t)
-	acct, acctSecret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "accounting", Permissions: []string{"accounting_api"}})
+	acct, acctSecret, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "accounting", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	viz, vizSecret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "viz", Permissions: []string{"visualization_sdk"}})
+	viz, vizSecret, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "viz", Permissions: []string{"visualization_sdk"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone, goneSecret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "gone", Permissions: []string{"accounting_api"}})
+	gone, goneSecret, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "gone", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Delete(ctx, "acme", gone.ClientID); err != nil {
+	if err := svc.Delete(ctx, testReq, "acme", gone.ClientID); err != nil {
 		t.Fatal(err)
 	}
 	h := &countingHasher{secretHasher: svc.hasher}
@@ -144,7 +144,7 @@ func TestAuthenticateGuards(t *testing.T) {
 
 	// A rotation's previous secret works until its grace period ends, on
 	// the Service's clock, and the reading returned is that clock's.
-	_, newSecret, err := svc.Rotate(ctx, "acme", acct.ClientID, time.Hour)
+	_, newSecret, err := svc.Rotate(ctx, testReq, "acme", acct.ClientID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestAuthenticateGuards(t *testing.T) {
 func TestAuthenticateStoreFailure(t *testing.T) {
 	ctx := context.Background()
 	svc, fs, _ := openTestService(t)
-	k, secret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	k, secret, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}

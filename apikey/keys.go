@@ -26,8 +26,9 @@ type NewKey struct {
 // nowhere else: show it once. Input is checked first (team ID, name,
 // permissions: *InvalidError); the team limit is enforced atomically by the
 // store (ErrTeamLimit), never by counting here; and Create returns only
-// once the store holds the key durably.
-func (s *Service) Create(ctx context.Context, nk NewKey) (store.Key, string, error) {
+// once the store holds the key durably, with its key.created event (one
+// atomic step: see store.Store.CreateKey).
+func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key, string, error) {
 	if !ValidTeamID(nk.Team) {
 		return store.Key{}, "", invalid("team id %q is not valid: %s", nk.Team, TeamIDRule)
 	}
@@ -62,7 +63,8 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (store.Key, string, err
 		SecretHash:  s.hasher.Hash(secret),
 		StatusIndex: idx,
 	}
-	switch err := s.store.CreateKey(ctx, k, s.cfg.MaxKeysPerTeam); {
+	ev := s.newEvent(by, store.AuditKeyCreated, k.TeamID, k.ClientID)
+	switch err := s.store.CreateKey(ctx, k, s.cfg.MaxKeysPerTeam, ev); {
 	case errors.Is(err, store.ErrTeamLimit):
 		return store.Key{}, "", ErrTeamLimit
 	case errors.Is(err, store.ErrAlreadyExists):
@@ -70,6 +72,7 @@ func (s *Service) Create(ctx context.Context, nk NewKey) (store.Key, string, err
 	case err != nil:
 		return store.Key{}, "", fmt.Errorf("create key in team %s: %w", nk.Team, err)
 	}
+	s.logAudit(ctx, ev)
 	return k, secret, nil
 }
 
@@ -112,8 +115,9 @@ var errOtherTeam = errors.New("key belongs to another team")
 // so a running integration can switch without an outage. A key has at most
 // two live secrets: rotating again during a grace period makes the
 // then-current secret the previous one, which ends the older one at once.
-// Grace 0 ends the old secret at once.
-func (s *Service) Rotate(ctx context.Context, team, clientID string, grace time.Duration) (store.Key, string, error) {
+// Grace 0 ends the old secret at once. The key.rotated event is written
+// with the change.
+func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string, grace time.Duration) (store.Key, string, error) {
 	if err := CheckGracePeriod(grace); err != nil {
 		return store.Key{}, "", err
 	}
@@ -122,11 +126,16 @@ func (s *Service) Rotate(ctx context.Context, team, clientID string, grace time.
 		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
 	}
 	newHash := s.hasher.Hash(secret)
-	now := s.cfg.Now().UTC()
+	ev := s.newEvent(by, store.AuditKeyRotated, team, clientID)
+	now := ev.Time
 	// One atomic read-modify-write: the hash that becomes the previous one is
 	// the hash current at the moment of the write, even when two rotations
-	// race. The function is pure, as UpdateKey requires (it may run twice).
+	// race. The function is pure, as UpdateKey requires (it may run twice),
+	// but for remembering the version it was given: the last run is the one
+	// committed, and the log line names what changed from it.
+	var old store.Key
 	k, err := s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
+		old = k
 		if k.TeamID != team {
 			return store.Key{}, errOtherTeam
 		}
@@ -140,13 +149,16 @@ func (s *Service) Rotate(ctx context.Context, team, clientID string, grace time.
 		k.SecretHash = append([]byte(nil), newHash...)
 		k.SecretRotatedAt = now
 		return k, nil
-	})
+	}, ev)
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
 		return store.Key{}, "", ErrNotFound
 	case err != nil:
 		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
 	}
+	// The store filled the stored event's fields from the same two versions.
+	ev.Fields = store.ChangedFields(old, k)
+	s.logAudit(ctx, ev)
 	return k, secret, nil
 }
 
@@ -168,7 +180,7 @@ type KeyChange struct {
 // another team is ErrNotFound. A new permission list applies from the key's
 // next token: the token path reads the key on every request, and tokens
 // already issued keep their scope until they expire.
-func (s *Service) Update(ctx context.Context, team, clientID string, ch KeyChange) (store.Key, []string, error) {
+func (s *Service) Update(ctx context.Context, by Request, team, clientID string, ch KeyChange) (store.Key, []string, error) {
 	var name string
 	if ch.Name != nil {
 		n, err := ValidateName(*ch.Name)
@@ -188,6 +200,9 @@ func (s *Service) Update(ctx context.Context, team, clientID string, ch KeyChang
 		}
 	}
 	var changed []string
+	// The key.updated event is written with the change; the store names
+	// the changed fields in it as changed does (store.ChangedFields).
+	ev := s.newEvent(by, store.AuditKeyUpdated, team, clientID)
 	k, err := s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
 		changed = changed[:0] // UpdateKey may run this more than once
 		if k.TeamID != team {
@@ -209,7 +224,7 @@ func (s *Service) Update(ctx context.Context, team, clientID string, ch KeyChang
 			}
 		}
 		return k, nil
-	})
+	}, ev)
 	var inv *InvalidError
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
@@ -219,6 +234,8 @@ func (s *Service) Update(ctx context.Context, team, clientID string, ch KeyChang
 	case err != nil:
 		return store.Key{}, nil, fmt.Errorf("update key %s: %w", clientID, err)
 	}
+	ev.Fields = append([]string{}, changed...)
+	s.logAudit(ctx, ev)
 	return k, append([]string(nil), changed...), nil
 }
 
@@ -242,7 +259,10 @@ func (s *Service) checkOperatorConsent(held, want []string) error {
 // servers anyway and the caller retries; the other order could leave a
 // deleted key's tokens accepted offline. The token endpoint reads the store
 // on every request, so the key gets no token from the moment this returns.
-func (s *Service) Delete(ctx context.Context, team, clientID string) error {
+// The key.deleted event is written by the removal itself and names the
+// status bit (which lives apart from the key on Redis Cluster, so it cannot
+// share the removal's atomic step; setting it again is harmless).
+func (s *Service) Delete(ctx context.Context, by Request, team, clientID string) error {
 	k, err := s.Get(ctx, team, clientID)
 	if err != nil {
 		return err
@@ -252,11 +272,14 @@ func (s *Service) Delete(ctx context.Context, team, clientID string) error {
 			return fmt.Errorf("revoke status of key %s: %w", clientID, err)
 		}
 	}
-	switch err := s.store.DeleteKey(ctx, team, clientID); {
+	ev := s.newEvent(by, store.AuditKeyDeleted, team, clientID)
+	switch err := s.store.DeleteKey(ctx, team, clientID, ev); {
 	case errors.Is(err, store.ErrNotFound):
 		return ErrNotFound
 	case err != nil:
 		return fmt.Errorf("delete key %s: %w", clientID, err)
 	}
+	ev.StatusIndex = k.StatusIndex
+	s.logAudit(ctx, ev)
 	return nil
 }

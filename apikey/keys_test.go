@@ -36,7 +36,7 @@ func TestCreateRefusalsChangeNothing(t *testing.T) {
 		{Team: "acme", Name: "a", Permissions: []string{"payroll"}},
 		{Team: "acme", Name: "a", Permissions: []string{"token_introspection"}},
 	} {
-		if _, secret, err := svc.Create(ctx, nk); !errors.As(err, &inv) || secret != "" {
+		if _, secret, err := svc.Create(ctx, testReq, nk); !errors.As(err, &inv) || secret != "" {
 			t.Errorf("%+v: err %v, secret %q; want an *InvalidError and no secret", nk, err, secret)
 		}
 	}
@@ -44,7 +44,7 @@ func TestCreateRefusalsChangeNothing(t *testing.T) {
 		t.Fatalf("refused creates changed the store: %d keys before, %d after", len(before), len(after))
 	}
 	// The operator's explicit consent grants an operator-only permission.
-	if _, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "rs", Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true}); err != nil {
+	if _, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "rs", Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true}); err != nil {
 		t.Fatalf("operator-only permission with consent: %v", err)
 	}
 }
@@ -53,19 +53,19 @@ func TestCreateTeamLimit(t *testing.T) {
 	ctx := context.Background()
 	svc, st, _ := openTestService(t)
 	for i := range svc.MaxKeysPerTeam() {
-		k, secret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "k", Permissions: []string{"accounting_api"}})
+		k, secret, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "k", Permissions: []string{"accounting_api"}})
 		if err != nil || secret == "" || k.StatusIndex == 0 || k.TeamID != "acme" || !strings.HasPrefix(k.ClientID, "kgc_") {
 			t.Fatalf("key %d: %+v, %v", i, k, err)
 		}
 	}
 	before := keysOf(t, st)
-	if _, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "k", Permissions: []string{"accounting_api"}}); !errors.Is(err, ErrTeamLimit) {
+	if _, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "k", Permissions: []string{"accounting_api"}}); !errors.Is(err, ErrTeamLimit) {
 		t.Fatalf("over the limit: %v", err)
 	}
 	if after := keysOf(t, st); !reflect.DeepEqual(before, after) {
 		t.Fatal("a create refused for the limit changed the store")
 	}
-	if _, _, err := svc.Create(ctx, NewKey{Team: "other", Name: "k", Permissions: []string{"accounting_api"}}); err != nil {
+	if _, _, err := svc.Create(ctx, testReq, NewKey{Team: "other", Name: "k", Permissions: []string{"accounting_api"}}); err != nil {
 		t.Fatalf("another team: %v", err)
 	}
 }
@@ -75,7 +75,7 @@ func TestCreateTeamLimit(t *testing.T) {
 func TestTeamIsTheScope(t *testing.T) {
 	ctx := context.Background()
 	svc, st, _ := openTestService(t)
-	k, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	k, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +83,13 @@ func TestTeamIsTheScope(t *testing.T) {
 	if _, err := svc.Get(ctx, "other", k.ClientID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get from another team: %v", err)
 	}
-	if _, _, err := svc.Rotate(ctx, "other", k.ClientID, time.Hour); !errors.Is(err, ErrNotFound) {
+	if _, _, err := svc.Rotate(ctx, testReq, "other", k.ClientID, time.Hour); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Rotate from another team: %v", err)
 	}
-	if err := svc.Delete(ctx, "other", k.ClientID); !errors.Is(err, ErrNotFound) {
+	if err := svc.Delete(ctx, testReq, "other", k.ClientID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Delete from another team: %v", err)
 	}
-	if _, _, err := svc.Rotate(ctx, "acme", k.ClientID, MaxGracePeriod+time.Second); !errors.As(err, new(*InvalidError)) {
+	if _, _, err := svc.Rotate(ctx, testReq, "acme", k.ClientID, MaxGracePeriod+time.Second); !errors.As(err, new(*InvalidError)) {
 		t.Errorf("Rotate with a grace period over the maximum: %v", err)
 	}
 	if after := keysOf(t, st); !reflect.DeepEqual(before, after) {
@@ -109,11 +109,11 @@ func TestTeamIsTheScope(t *testing.T) {
 func TestDeleteRevokesStatus(t *testing.T) {
 	ctx := context.Background()
 	svc, st, _ := openTestService(t)
-	k, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	k, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Delete(ctx, "acme", k.ClientID); err != nil {
+	if err := svc.Delete(ctx, testReq, "acme", k.ClientID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.GetKey(ctx, k.ClientID); !errors.Is(err, store.ErrNotFound) {
@@ -126,7 +126,7 @@ func TestDeleteRevokesStatus(t *testing.T) {
 	if int64(len(l.Revoked)) <= k.StatusIndex/8 || l.Revoked[k.StatusIndex/8]&(1<<(k.StatusIndex%8)) == 0 {
 		t.Fatalf("status bit %d of the deleted key is not set", k.StatusIndex)
 	}
-	if err := svc.Delete(ctx, "acme", k.ClientID); !errors.Is(err, ErrNotFound) {
+	if err := svc.Delete(ctx, testReq, "acme", k.ClientID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
@@ -161,12 +161,12 @@ func TestNameAndTeamRules(t *testing.T) {
 func TestUpdate(t *testing.T) {
 	ctx := context.Background()
 	svc, st, _ := openTestService(t)
-	k, secret, err := svc.Create(ctx, NewKey{Team: "acme", Name: "sync", Permissions: []string{"visualization_sdk"}})
+	k, secret, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "sync", Permissions: []string{"visualization_sdk"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	name, perms := " Nightly sync ", []string{"accounting_api", "visualization_sdk"}
-	got, changed, err := svc.Update(ctx, "acme", k.ClientID, KeyChange{Name: &name, Permissions: &perms})
+	got, changed, err := svc.Update(ctx, testReq, "acme", k.ClientID, KeyChange{Name: &name, Permissions: &perms})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestUpdate(t *testing.T) {
 		t.Fatalf("scope after the update: %q, %v", scope, err)
 	}
 	// The same values again change nothing, and say so.
-	if _, changed, err := svc.Update(ctx, "acme", k.ClientID, KeyChange{Name: &name, Permissions: &perms}); err != nil || len(changed) != 0 {
+	if _, changed, err := svc.Update(ctx, testReq, "acme", k.ClientID, KeyChange{Name: &name, Permissions: &perms}); err != nil || len(changed) != 0 {
 		t.Fatalf("repeated update: changed %v, %v", changed, err)
 	}
 }
@@ -198,11 +198,11 @@ func TestUpdate(t *testing.T) {
 func TestUpdateRefusalsChangeNothing(t *testing.T) {
 	ctx := context.Background()
 	svc, st, _ := openTestService(t)
-	k, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "sync", Permissions: []string{"accounting_api"}})
+	k, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "sync", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "rs", Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true})
+	rs, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "rs", Permissions: []string{"token_introspection"}, GrantOperatorPermissions: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestUpdateRefusalsChangeNothing(t *testing.T) {
 		{"another team's key", "other", k.ClientID, KeyChange{Name: str("renamed")}, ErrNotFound},
 		{"unknown key", "acme", "kgc_acme_nokey", KeyChange{Name: str("renamed")}, ErrNotFound},
 	} {
-		_, changed, err := svc.Update(ctx, tc.team, tc.id, tc.ch)
+		_, changed, err := svc.Update(ctx, testReq, tc.team, tc.id, tc.ch)
 		if tc.want == nil && !errors.As(err, &inv) || tc.want != nil && !errors.Is(err, tc.want) || changed != nil {
 			t.Errorf("%s: err %v, changed %v", tc.what, err, changed)
 		}
@@ -236,11 +236,14 @@ func TestUpdateRefusalsChangeNothing(t *testing.T) {
 	}
 	// An operator-only permission the key already holds needs no new
 	// consent; adding one does, and with it the change goes through.
-	if _, _, err := svc.Update(ctx, "acme", rs.ClientID, KeyChange{Permissions: list("token_introspection", "accounting_api")}); err != nil {
+	if _, _, err := svc.Update(ctx, testReq, "acme", rs.ClientID, KeyChange{Permissions: list("token_introspection", "accounting_api")}); err != nil {
 		t.Fatalf("keeping a held operator-only permission: %v", err)
 	}
-	got, _, err := svc.Update(ctx, "acme", k.ClientID, KeyChange{Permissions: list("token_introspection"), GrantOperatorPermissions: true})
+	got, _, err := svc.Update(ctx, testReq, "acme", k.ClientID, KeyChange{Permissions: list("token_introspection"), GrantOperatorPermissions: true})
 	if err != nil || !reflect.DeepEqual(got.Permissions, []string{"token_introspection"}) {
 		t.Fatalf("operator-only permission with consent: %v, %v", got.Permissions, err)
 	}
 }
+
+// testReq is the request the package's tests act as.
+var testReq = Request{Actor: store.AuditActor{Type: store.ActorAdminKey, ID: "test-admin"}, SourceAddr: "192.0.2.1", UserAgent: "apikey-test"}

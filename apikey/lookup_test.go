@@ -12,11 +12,11 @@ import (
 func TestGetByID(t *testing.T) {
 	ctx := context.Background()
 	svc, st, _ := openTestService(t)
-	acme, _, err := svc.Create(ctx, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	acme, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	globex, _, err := svc.Create(ctx, NewKey{Team: "globex", Name: "g", Permissions: []string{"accounting_api"}})
+	globex, _, err := svc.Create(ctx, testReq, NewKey{Team: "globex", Name: "g", Permissions: []string{"accounting_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}

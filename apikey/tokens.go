@@ -64,15 +64,36 @@ func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (b
 }
 
 // Revoke puts the caller's own token on the deny list until it expires
-// (every instance sees it). ErrNotOwner for another client's token.
-func (s *Service) Revoke(ctx context.Context, t Token, caller store.Key) error {
+// (every instance sees it), then records token.revoked in the key's team's
+// audit trail. ErrNotOwner for another client's token. The two writes are
+// not one atomic step (the deny list is spread over Redis Cluster, not
+// filed by team): if the event cannot be written, the error makes the
+// caller retry, and revoking again is harmless. by.Actor is filled from
+// caller when empty.
+func (s *Service) Revoke(ctx context.Context, by Request, t Token, caller store.Key) error {
 	if t.ClientID != caller.ClientID {
 		return ErrNotOwner
 	}
 	if err := s.store.DenyToken(ctx, t.ID, t.ExpiresAt); err != nil {
 		return fmt.Errorf("deny token: %w", err)
 	}
+	if by.Actor.Type == "" {
+		by.Actor = KeyActor(caller)
+	}
+	ev := s.newEvent(by, store.AuditTokenRevoked, t.TeamID, t.ClientID)
+	if err := s.store.AppendAudit(ctx, ev); err != nil {
+		return fmt.Errorf("record token revocation: %w", err)
+	}
+	s.logAudit(ctx, ev)
 	return nil
+}
+
+// KeyActor is the audit actor of a key acting with its own credentials.
+func KeyActor(k store.Key) store.AuditActor {
+	if k.IsAdmin() {
+		return store.AuditActor{Type: store.ActorAdminKey, ID: k.ClientID}
+	}
+	return store.AuditActor{Type: store.ActorTeamKey, ID: k.ClientID}
 }
 
 // CheckAdminToken decides whether a verified token with the admin scope

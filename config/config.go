@@ -59,6 +59,15 @@ const (
 	// DefaultAccessLogOAuth logs only refused /oauth/* requests: a line per
 	// issued token would cost the token path its throughput.
 	DefaultAccessLogOAuth = AccessLogErrors
+	DefaultAuditRetention = 90 * Day
+)
+
+// The audit trail's background work (apikey.AuditWorker): how often it
+// stores folded refused calls and feeds the operator-wide event stream
+// (the stream's lag), and the least time between two prunes.
+const (
+	AuditTick       = 5 * time.Second
+	AuditPruneEvery = time.Hour
 )
 
 // Values of access_log and access_log_oauth.
@@ -104,6 +113,9 @@ const (
 	MaxIntrospectionRate = 100000
 
 	MaxRedisKeyCache = time.Minute
+
+	MinAuditRetention = Day
+	MaxAuditRetention = 3650 * Day
 
 	MinStoreTimeout = 50 * time.Millisecond
 	MaxStoreTimeout = 30 * time.Second
@@ -187,6 +199,9 @@ type Config struct {
 	// IntrospectionRate is the per-caller limit of /oauth/introspect, in
 	// requests per second.
 	IntrospectionRate int `yaml:"introspection_rate"`
+	// AuditRetention is how long audit events are kept (docs/audit.md);
+	// older ones are pruned in the background.
+	AuditRetention time.Duration `yaml:"audit_retention"`
 	// PprofListen, when set, serves net/http/pprof on its own listener
 	// (never on the public one). Off by default; bind it to loopback.
 	PprofListen string `yaml:"pprof_listen"`
@@ -245,6 +260,7 @@ func Default() Config {
 		IntrospectionRate: DefaultIntrospectionRate,
 		AccessLog:         DefaultAccessLog,
 		AccessLogOAuth:    DefaultAccessLogOAuth,
+		AuditRetention:    DefaultAuditRetention,
 	}
 }
 
@@ -278,6 +294,7 @@ var settings = []setting{
 	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
+	{key: "audit_retention", usage: "how long audit events are kept, 1d to 3650d (days: 90d)", dur: func(c *Config) *time.Duration { return &c.AuditRetention }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
 	{key: "trusted_proxies", usage: "proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For and X-Request-Id are believed (default none)", list: func(c *Config) *[]string { return &c.TrustedProxies }},
@@ -568,6 +585,9 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.StatusListTTL < MinStatusListTTL || c.StatusListTTL > MaxStatusListTTL {
 		return c.invalid("status_list_ttl", fmt.Sprintf("must be between %s and %s", MinStatusListTTL, MaxStatusListTTL))
+	}
+	if c.AuditRetention < MinAuditRetention || c.AuditRetention > MaxAuditRetention {
+		return c.invalid("audit_retention", "must be between 1d and 3650d, e.g. 90d")
 	}
 	if c.IntrospectionRate < MinIntrospectionRate || c.IntrospectionRate > MaxIntrospectionRate {
 		return c.invalid("introspection_rate", fmt.Sprintf("must be between %d and %d", MinIntrospectionRate, MaxIntrospectionRate))

@@ -259,6 +259,7 @@ store_timeout: 500ms
 redis_key_cache: 5s
 status_list_ttl: 30s
 introspection_rate: 250
+audit_retention: 30d
 metrics_listen: "0.0.0.0:9464"
 trusted_proxies: [10.0.0.0/8, "::ffff:192.0.2.7"]
 access_log: errors
@@ -273,6 +274,7 @@ access_log_oauth: "off"
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
 		AccessLog: "errors", AccessLogOAuth: "off",
 		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
+		AuditRetention:       30 * Day,
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -649,6 +651,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		IntrospectionRate: DefaultIntrospectionRate,
 		AccessLog:         DefaultAccessLog,
 		AccessLogOAuth:    DefaultAccessLogOAuth,
+		AuditRetention:    DefaultAuditRetention,
 	}
 	// A new setting with a default must get its constant here too: want
 	// would lack it and the comparison fail.
@@ -678,6 +681,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		{"store_timeout", DefaultStoreTimeout, MinStoreTimeout, MaxStoreTimeout},
 		{"shutdown_timeout", DefaultShutdownTimeout, MinShutdownTimeout, MaxShutdownTimeout},
 		{"redis_key_cache", DefaultRedisKeyCache, 0, MaxRedisKeyCache},
+		{"audit_retention", DefaultAuditRetention, MinAuditRetention, MaxAuditRetention},
 		{"max_keys_per_team", DefaultMaxKeysPerTeam, MinMaxKeysPerTeam, MaxMaxKeysPerTeam},
 		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
 	} {

@@ -51,6 +51,8 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	v1.GET("/teams", s.listTeams)
 	v1.GET("/permissions", s.listPermissions)
 	v1.GET("/keys/:client_id", s.getKeyByID)
+	v1.GET("/events", s.listEvents)
+	v1.GET("/teams/:team_id/events", validTeam, s.listTeamEvents)
 	keys := v1.Group("/teams/:team_id/keys", validTeam)
 	keys.POST("", s.createKey)
 	keys.GET("", s.listKeys)
@@ -73,6 +75,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	const realm = `Bearer realm="keygate"`
 	auth := c.GetHeader("Authorization")
 	if auth == "" {
+		s.authFailed(c, nil, apikey.DeniedNoToken)
 		c.Header("WWW-Authenticate", realm)
 		problem(c, http.StatusUnauthorized, problemUnauthorized,
 			"send an admin access token: Authorization: Bearer <token> (get one at /oauth/token with an admin key)")
@@ -80,17 +83,20 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	}
 	const prefix = "bearer "
 	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		s.authFailed(c, nil, apikey.DeniedBadToken)
 		c.Header("WWW-Authenticate", realm+`, error="invalid_request"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the Authorization header must use the Bearer scheme")
 		return
 	}
 	claims, err := s.verifyOwn(c.Request.Context(), strings.TrimSpace(auth[len(prefix):]))
 	if err != nil {
+		s.authFailed(c, nil, apikey.DeniedBadToken)
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+verify.Reason(err)+"); get a new one at /oauth/token")
 		return
 	}
 	if !claims.HasScope(scopes.AdminScope) {
+		s.authFailed(c, claims, apikey.DeniedScope)
 		c.Header("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scopes.AdminScope+`"`)
 		problem(c, http.StatusForbidden, problemForbidden, "this token lacks the keys:admin scope; use an admin key's token")
 		return
@@ -99,10 +105,12 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	// /oauth/revoke stops opening the API: one store read or two per call.
 	switch err := s.keys.CheckAdminToken(c.Request.Context(), tokenOf(claims)); {
 	case errors.Is(err, apikey.ErrKeyGone):
+		s.authFailed(c, claims, apikey.DeniedKeyGone)
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the admin key this token was issued to no longer exists")
 		return
 	case errors.Is(err, apikey.ErrRevoked):
+		s.authFailed(c, claims, apikey.DeniedTokenRevoked)
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "this access token was revoked; get a new one at /oauth/token")
 		return
@@ -199,7 +207,7 @@ func (s *Server) createKey(c *gin.Context) {
 		problem(c, http.StatusBadRequest, problemInvalid, `"name" is required: give the key a name people will recognise, e.g. "Production sync"`)
 		return
 	}
-	k, secret, err := s.keys.Create(c.Request.Context(), apikey.NewKey{
+	k, secret, err := s.keys.Create(c.Request.Context(), requestMeta(c), apikey.NewKey{
 		Team:                     team,
 		Name:                     *req.Name,
 		Permissions:              req.Permissions,
@@ -373,7 +381,7 @@ func (s *Server) getKeyByID(c *gin.Context) {
 
 func (s *Server) deleteKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
-	err := s.keys.Delete(c.Request.Context(), team, id)
+	err := s.keys.Delete(c.Request.Context(), requestMeta(c), team, id)
 	// The key's status bit may be set even when the delete failed after it:
 	// the next status list request rebuilds the list either way.
 	s.statusLists.invalidate()

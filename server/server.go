@@ -16,6 +16,8 @@
 //	management.go  /v1/teams, /v1/permissions, /v1/teams/{team_id}/keys…,
 //	               admin bearer-token checks
 //	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
+//	events.go      GET /v1/events, /v1/teams/{team_id}/events (the audit
+//	               trail) and requestMeta, who and where for its events
 //	problem.go     RFC 9457 answers of the management API
 //	httplog.go     access log (rate-limited for refusals) and panic recovery
 //	requestid.go   request IDs, X-Request-Id, source addresses
@@ -104,6 +106,13 @@ type Options struct {
 	// for /oauth/*. Default config.DefaultAccessLog, …OAuth.
 	AccessLog      string
 	AccessLogOAuth string
+	// AuditRetention is how long audit events are kept. Default
+	// config.DefaultAuditRetention.
+	AuditRetention time.Duration
+	// AuditTicks drives the audit trail's background work (apikey.AuditWorker:
+	// folded refused calls, the operator-wide stream, pruning): each value is
+	// one round at that time. nil means a real ticker of config.AuditTick.
+	AuditTicks <-chan time.Time
 
 	// Metrics, when set, records HTTP, token, status-list and last-used
 	// metrics (served by the caller on a listener of its own: see
@@ -119,6 +128,7 @@ type Server struct {
 	store    store.Store // what the rules of keys do not cover: readiness, the status list
 	log      *slog.Logger
 	lastUsed *lastused.Tracker
+	audit    *apikey.AuditWorker
 	verifier *verify.Verifier
 	handler  http.Handler
 
@@ -217,6 +227,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		luOpts.Observer = opts.Metrics // not a typed nil in an interface: lastused checks for nil
 	}
 	s.lastUsed = lastused.New(opts.Store, luOpts)
+	s.audit = keys.StartAudit(apikey.AuditOptions{Retention: opts.AuditRetention, Ticks: opts.AuditTicks})
 	s.token = tokenEndpoint{s: s}
 	s.handler = s.routes()
 	return s, nil
@@ -229,11 +240,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // created any. The secret exists nowhere else: show it once.
 func (s *Server) GeneratedAdmin() (AdminCredentials, bool) { return s.keys.GeneratedAdmin() }
 
-// Close writes pending last-used times. Call it after the HTTP server has
-// drained; the store stays open (its owner closes it).
+// Close writes pending last-used times and folded audit events. Call it
+// after the HTTP server has drained; the store stays open (its owner
+// closes it).
 func (s *Server) Close() {
 	s.lastUsed.Close()
 	s.access.flush()
+	s.audit.Close()
 }
 
 func (s *Server) routes() http.Handler {

@@ -478,6 +478,9 @@ const (
 	ActorAdminKey = "admin_key"
 	ActorTeamKey  = "team_key"
 	ActorSystem   = "system"
+	// ActorAnonymous is a caller that proved no identity (a refused call
+	// without a valid token).
+	ActorAnonymous = "anonymous"
 )
 
 // Outcomes.
@@ -489,7 +492,7 @@ const (
 // AuditActor is who acted. OnBehalfOf and Via leave room for delegation
 // (a console user acting through a session, an exchanged token).
 type AuditActor struct {
-	Type       string // ActorAdminKey, ActorTeamKey or ActorSystem
+	Type       string // ActorAdminKey, ActorTeamKey, ActorSystem or ActorAnonymous
 	ID         string // a client ID; empty when unknown (a bad token)
 	OnBehalfOf string
 	Via        string

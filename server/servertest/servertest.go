@@ -91,7 +91,7 @@ type Env struct {
 	handler atomic.Pointer[http.Handler]
 
 	mu       sync.Mutex
-	ticks    chan time.Time // the current server's last-used ticks
+	ticks    serverTicks // the current server's tick channels
 	now      func() time.Time
 	closeSrv func() // closes the current server, once
 }
@@ -126,8 +126,8 @@ func StartMany(t testing.TB, cfg Config, n int) []*Env {
 		t.Fatalf("servertest: StartMany with n = %d", n)
 	}
 	opts := cfg.Options
-	if opts.Store != nil || opts.MasterKey != nil || opts.Now != nil || opts.LastUsedTicks != nil {
-		t.Fatal("servertest: Options.Store, MasterKey, Now and LastUsedTicks are the harness's (use Config.Backend, Config.MasterKey and Config.Clock)")
+	if opts.Store != nil || opts.MasterKey != nil || opts.Now != nil || opts.LastUsedTicks != nil || opts.AuditTicks != nil {
+		t.Fatal("servertest: Options.Store, MasterKey, Now, LastUsedTicks and AuditTicks are the harness's (use Config.Backend, Config.MasterKey and Config.Clock)")
 	}
 	if cfg.GeneratedAdmin && (opts.AdminClientID != "" || opts.AdminClientSecret != "") {
 		t.Fatal("servertest: GeneratedAdmin with an admin key in Options")
@@ -182,7 +182,7 @@ func StartMany(t testing.TB, cfg Config, n int) []*Env {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	srvs := make([]*server.Server, n)
-	ticks := make([]chan time.Time, n)
+	ticks := make([]serverTicks, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, e := range envs {
@@ -237,7 +237,7 @@ func newEnv(t testing.TB, st store.Store, mk *masterkey.Key, clock *Clock, anoth
 
 // newServer runs server.New for this instance on st. opts.MasterKey, when
 // set, replaces the env's (to see a wrong one refused).
-func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options) (*server.Server, chan time.Time, error) {
+func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options) (*server.Server, serverTicks, error) {
 	opts.Store = st
 	if opts.MasterKey == nil {
 		opts.MasterKey = e.MasterKey
@@ -249,20 +249,26 @@ func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options
 		opts.Now = e.Clock.Now
 	}
 	// Unbuffered: a send returns only once the server's flush loop took
-	// it, which FlushLastUsed relies on.
-	ticks := make(chan time.Time)
-	opts.LastUsedTicks = ticks
+	// it, which FlushLastUsed and AuditTick rely on.
+	ticks := serverTicks{lastUsed: make(chan time.Time), audit: make(chan time.Time)}
+	opts.LastUsedTicks, opts.AuditTicks = ticks.lastUsed, ticks.audit
 	srv, err := server.New(ctx, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("server.New: %w", err)
+		return nil, serverTicks{}, fmt.Errorf("server.New: %w", err)
 	}
 	return srv, ticks, nil
+}
+
+// serverTicks are the tick channels the harness drives a server's
+// background work with.
+type serverTicks struct {
+	lastUsed, audit chan time.Time
 }
 
 // serve puts srv behind e.URL until e's test ends: then the HTTP server
 // stops first and srv closes after it, writing pending last-used times.
 // now is srv's clock when it is not e.Clock.
-func (e *Env) serve(srv *server.Server, ticks chan time.Time, now func() time.Time) {
+func (e *Env) serve(srv *server.Server, ticks serverTicks, now func() time.Time) {
 	var once sync.Once
 	closeSrv := func() { once.Do(srv.Close) }
 	e.tb.Cleanup(func() {
@@ -342,16 +348,34 @@ func (e *Env) TrySecond(t testing.TB, opts server.Options) (*Env, error) {
 func (e *Env) FlushLastUsed(t testing.TB) {
 	t.Helper()
 	e.mu.Lock()
-	ticks, now := e.ticks, e.now
+	ticks, now := e.ticks.lastUsed, e.now
 	e.mu.Unlock()
-	at := now()
+	sendTwice(t, ticks, now(), "last-used")
+}
+
+// AuditTick runs one round of the server's audit work (store folded refused
+// calls whose minute has passed, feed the operator-wide event stream, prune
+// when an hour has passed since the last prune) at the clock's current
+// time, and returns once it has completed, as FlushLastUsed does.
+func (e *Env) AuditTick(t testing.TB) {
+	t.Helper()
+	e.mu.Lock()
+	ticks, now := e.ticks.audit, e.now
+	e.mu.Unlock()
+	sendTwice(t, ticks, now(), "audit")
+}
+
+// sendTwice sends at twice on an unbuffered tick channel: when the second
+// send returns, the round of the first has completed.
+func sendTwice(t testing.TB, ticks chan time.Time, at time.Time, what string) {
+	t.Helper()
 	timeout := time.NewTimer(tickTimeout)
 	defer timeout.Stop()
 	for range 2 {
 		select {
 		case ticks <- at:
 		case <-timeout.C:
-			t.Fatalf("servertest: the server took no last-used tick in %v (closed, or its flush hangs)", tickTimeout)
+			t.Fatalf("servertest: the server took no %s tick in %v (closed, or its work hangs)", what, tickTimeout)
 		}
 	}
 }

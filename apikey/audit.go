@@ -1,0 +1,333 @@
+package apikey
+
+// The audit trail's rules (#13): who did what, from where. Every change of a
+// key carries its event into the store, which writes both in one atomic
+// step; events that change no key (a revoked token, a refused management
+// call) are appended alone. Each stored event is also one log line with
+// audit=true, so a log shipper gets them without polling. Refused calls
+// are folded: at most one stored event per source address and client ID
+// per minute, with a count (AuditWorker flushes them).
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/store"
+)
+
+// Request says who asks and from where, for the audit trail. Front ends
+// fill it from their own request (server: requestMeta).
+type Request struct {
+	Actor      store.AuditActor
+	RequestID  string
+	SourceAddr string
+	// UserAgent is truncated to MaxUserAgent bytes in the event.
+	UserAgent string
+}
+
+// MaxUserAgent bounds the user agent kept in an event.
+const MaxUserAgent = 200
+
+// AdminRequest is a request by the admin key clientID.
+func AdminRequest(clientID string) Request {
+	return Request{Actor: store.AuditActor{Type: store.ActorAdminKey, ID: clientID}}
+}
+
+// SystemRequest is an action of keygate itself (a command run by the
+// operator on the store, say).
+func SystemRequest(via string) Request {
+	return Request{Actor: store.AuditActor{Type: store.ActorSystem, Via: via}}
+}
+
+// newEvent fills in what every event carries: a ULID (sortable, made from
+// the Service's clock), the time, who and from where.
+func (s *Service) newEvent(by Request, action store.AuditAction, team, clientID string) store.AuditEvent {
+	now := s.cfg.Now().UTC()
+	return store.AuditEvent{
+		ID:         ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		Time:       now,
+		Action:     action,
+		Actor:      by.Actor,
+		TeamID:     team,
+		ClientID:   clientID,
+		RequestID:  by.RequestID,
+		SourceAddr: by.SourceAddr,
+		UserAgent:  truncateUTF8(by.UserAgent, MaxUserAgent),
+		Outcome:    store.OutcomeSuccess,
+		Count:      1,
+	}
+}
+
+// truncateUTF8 cuts s to at most n bytes on a rune boundary.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// logAudit writes the log line of a stored event: one line, audit=true,
+// the event's fields and nothing else (an event holds no secret).
+func (s *Service) logAudit(ctx context.Context, ev store.AuditEvent) {
+	attrs := []slog.Attr{
+		slog.Bool("audit", true),
+		slog.String("event_id", ev.ID),
+		slog.String("action", string(ev.Action)),
+		slog.String("outcome", ev.Outcome),
+		slog.String("actor_type", ev.Actor.Type),
+		slog.String("actor_id", ev.Actor.ID),
+		slog.String("team_id", ev.TeamID),
+		slog.String("client_id", ev.ClientID),
+		slog.String("request_id", ev.RequestID),
+		slog.String("source", ev.SourceAddr),
+		slog.String("user_agent", ev.UserAgent),
+	}
+	if ev.Actor.OnBehalfOf != "" || ev.Actor.Via != "" {
+		attrs = append(attrs, slog.String("on_behalf_of", ev.Actor.OnBehalfOf), slog.String("via", ev.Actor.Via))
+	}
+	if len(ev.Fields) > 0 {
+		attrs = append(attrs, slog.Any("fields", ev.Fields))
+	}
+	if ev.Reason != "" {
+		attrs = append(attrs, slog.String("reason", ev.Reason))
+	}
+	if ev.Count > 1 {
+		attrs = append(attrs, slog.Int("count", ev.Count))
+	}
+	if ev.StatusIndex > 0 {
+		attrs = append(attrs, slog.Int64("status_index", ev.StatusIndex))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "audit: "+string(ev.Action), attrs...)
+}
+
+// TeamEvents reads a page of a team's audit trail ("" for admin keys and
+// refused calls that name no team).
+func (s *Service) TeamEvents(ctx context.Context, team string, q store.AuditQuery) (store.AuditPage, error) {
+	if team != "" && !ValidTeamID(team) {
+		return store.AuditPage{}, invalid("team id %q is not valid: %s", team, TeamIDRule)
+	}
+	p, err := s.store.AuditEvents(ctx, team, q)
+	if err != nil {
+		return store.AuditPage{}, fmt.Errorf("audit events of team %s: %w", team, err)
+	}
+	return p, nil
+}
+
+// AllEvents reads a page of the operator-wide stream (which may lag the
+// teams' trails by one AuditWorker tick).
+func (s *Service) AllEvents(ctx context.Context, q store.AuditQuery) (store.AuditPage, error) {
+	p, err := s.store.AllAuditEvents(ctx, q)
+	if err != nil {
+		return store.AuditPage{}, fmt.Errorf("audit events: %w", err)
+	}
+	return p, nil
+}
+
+// Reasons a management call is refused (store.AuditEvent.Reason).
+const (
+	DeniedNoToken      = "no_token"
+	DeniedBadToken     = "invalid_token"
+	DeniedScope        = "insufficient_scope"
+	DeniedKeyGone      = "key_gone"
+	DeniedTokenRevoked = "token_revoked"
+)
+
+// FoldWindow is how long refused calls from one source address and client
+// ID are folded into one stored event.
+const FoldWindow = time.Minute
+
+// maxFolds bounds the folding table; failures beyond it are folded into
+// one event per window with no source address, so a flood of addresses
+// cannot grow memory.
+const maxFolds = 10000
+
+type foldKey struct{ source, clientID string }
+
+type fold struct {
+	ev    store.AuditEvent
+	first time.Time
+}
+
+// failures folds refused calls until AuditWorker flushes them.
+type failures struct {
+	mu    sync.Mutex
+	folds map[foldKey]*fold
+}
+
+// AuthFailed records a management call refused for lack of authority,
+// filed under team "" (refused calls are the operator's concern, whatever
+// team the path named).
+// Nothing is written here: the call is folded with others from the same
+// source address and client ID and stored, with its count, by the next
+// AuditWorker tick a FoldWindow after the first (so a guessing attack
+// costs one store write per minute per address, not one per guess).
+func (s *Service) AuthFailed(by Request, reason string) {
+	now := s.cfg.Now()
+	k := foldKey{by.SourceAddr, by.Actor.ID}
+	s.failures.mu.Lock()
+	defer s.failures.mu.Unlock()
+	if s.failures.folds == nil {
+		s.failures.folds = map[foldKey]*fold{}
+	}
+	if f, ok := s.failures.folds[k]; ok {
+		f.ev.Count++
+		return
+	}
+	if len(s.failures.folds) >= maxFolds {
+		k = foldKey{}
+		by.SourceAddr, by.Actor.ID, by.UserAgent, by.RequestID = "", "", "", ""
+		if f, ok := s.failures.folds[k]; ok {
+			f.ev.Count++
+			return
+		}
+	}
+	ev := s.newEvent(by, store.AuditAuthFailed, "", "")
+	ev.Outcome, ev.Reason = store.OutcomeDenied, reason
+	s.failures.folds[k] = &fold{ev: ev, first: now}
+}
+
+// flushFailures stores the folds whose window has passed at now (all of
+// them when all is set, at shutdown). A fold the store refused is kept
+// for the next tick.
+func (s *Service) flushFailures(ctx context.Context, now time.Time, all bool) error {
+	s.failures.mu.Lock()
+	var due []*fold
+	for k, f := range s.failures.folds {
+		if all || !now.Before(f.first.Add(FoldWindow)) {
+			due = append(due, f)
+			delete(s.failures.folds, k)
+		}
+	}
+	s.failures.mu.Unlock()
+	var firstErr error
+	for i, f := range due {
+		if err := s.store.AppendAudit(ctx, f.ev); err != nil {
+			s.failures.mu.Lock()
+			for _, g := range due[i:] {
+				k := foldKey{g.ev.SourceAddr, g.ev.Actor.ID}
+				if cur, ok := s.failures.folds[k]; ok {
+					cur.ev.Count += g.ev.Count
+					cur.first = g.first
+				} else {
+					s.failures.folds[k] = g
+				}
+			}
+			s.failures.mu.Unlock()
+			firstErr = fmt.Errorf("store refused-call audit events: %w", err)
+			break
+		}
+		s.logAudit(ctx, f.ev)
+	}
+	return firstErr
+}
+
+// AuditOptions configures an AuditWorker. The zero value is production
+// behaviour.
+type AuditOptions struct {
+	// Retention is how long events are kept. Default
+	// config.DefaultAuditRetention.
+	Retention time.Duration
+	// Ticks drives the work: each value is one round at that time (fold
+	// flush, stream move, and a prune when PruneEvery has passed since the
+	// last). nil means a ticker of config.AuditTick. The next tick is taken
+	// only after a round returned, so with an unbuffered channel a sender
+	// knows that when its second send returns, the first round is done.
+	Ticks <-chan time.Time
+	// PruneEvery is the least time between two prunes. Default
+	// config.AuditPruneEvery.
+	PruneEvery time.Duration
+}
+
+// AuditWorker is the background side of the audit trail: it stores folded
+// refused calls, feeds the operator-wide stream (store.MoveAudit) and
+// prunes events past retention. Stop it with Close.
+type AuditWorker struct {
+	s         *Service
+	opts      AuditOptions
+	lastPrune time.Time
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
+	ticker    *time.Ticker
+}
+
+// roundTimeout bounds one round's store calls.
+const roundTimeout = 30 * time.Second
+
+// StartAudit starts the Service's AuditWorker.
+func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
+	if opts.Retention <= 0 {
+		opts.Retention = config.DefaultAuditRetention
+	}
+	if opts.PruneEvery <= 0 {
+		opts.PruneEvery = config.AuditPruneEvery
+	}
+	w := &AuditWorker{s: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	if w.opts.Ticks == nil {
+		w.ticker = time.NewTicker(config.AuditTick)
+		w.opts.Ticks = w.ticker.C
+	}
+	go w.loop()
+	return w
+}
+
+func (w *AuditWorker) loop() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-w.opts.Ticks:
+			w.round(now, false)
+		}
+	}
+}
+
+// round does one tick's work; failures are logged and retried next tick.
+func (w *AuditWorker) round(now time.Time, final bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
+	defer cancel()
+	if err := w.s.flushFailures(ctx, now, final); err != nil {
+		w.s.log.Warn("audit: storing refused calls failed; kept for the next round", "err", err)
+	}
+	if _, err := w.s.store.MoveAudit(ctx); err != nil {
+		w.s.log.Warn("audit: feeding the operator-wide event stream failed; retried next round", "err", err)
+	}
+	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {
+		return
+	}
+	w.lastPrune = now
+	before := now.Add(-w.opts.Retention)
+	for ctx.Err() == nil {
+		n, err := w.s.store.PruneAudit(ctx, before)
+		if err != nil {
+			w.s.log.Warn("audit: pruning old events failed; retried later", "err", err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// Close stops the worker and stores every folded refused call.
+func (w *AuditWorker) Close() {
+	w.once.Do(func() {
+		close(w.stop)
+		<-w.done
+		if w.ticker != nil {
+			w.ticker.Stop()
+		}
+		w.round(w.s.cfg.Now(), true)
+	})
+}
