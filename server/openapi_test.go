@@ -392,4 +392,13 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNoContent, true)
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNotFound, true)
 	c.do(t, "GET", "/v1/teams/acme/usage", bearer(admin), "", ok, true) // a deleted key's usage
+
+	// The audit trail of all of the above.
+	e.AuditTick(t) // refused calls stored, the operator-wide stream fed
+	c.do(t, "GET", "/v1/teams/acme/events?limit=2", bearer(admin), "", ok, true)
+	c.do(t, "GET", "/v1/teams/acme/events?action=key.created,key.deleted&since=2000-01-01T00:00:00Z", bearer(admin), "", ok, true)
+	c.do(t, "GET", "/v1/events", bearer(admin), "", ok, true)
+	c.do(t, "GET", "/v1/events?team_id=&action=management.auth_failed", bearer(admin), "", ok, true)
+	c.do(t, "GET", "/v1/events?action=key.made", bearer(admin), "", http.StatusBadRequest, false)
+	c.do(t, "GET", "/v1/teams/acme/events?until=yesterday", bearer(admin), "", http.StatusBadRequest, false)
 }
