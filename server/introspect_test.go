@@ -497,6 +497,17 @@ func checkRevokeOK(tb testing.TB, what string, r response) {
 	}
 }
 
+// withoutEvents is a Snapshot without its audit events.
+func withoutEvents(snap string) string {
+	var keep []string
+	for _, line := range strings.Split(snap, "\n") {
+		if !strings.HasPrefix(line, `{"Seq":`) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
 // revokeState is what a revocation may change: the stored keys and signing
 // keys, the status list, and the deny list entries of the given jtis.
 func (e *testEnv) revokeState(tb testing.TB, jtis ...string) string {
@@ -593,12 +604,17 @@ func testRevoke(t *testing.T, b servertest.Backend) {
 	checkRevokeOK(t, "client_secret_post with hint", e.oauthPost(t, "/oauth/revoke", "", "", url.Values{
 		"token": {tok}, "token_type_hint": {"access_token"}, "client_id": {f.acme.ClientID}, "client_secret": {f.acme.ClientSecret},
 	}))
-	// Revocation changes the deny list only: keys and the status list stay.
+	// Revocation changes the deny list and records one token.revoked event:
+	// keys and the status list stay.
 	e.FlushLastUsed(t) // fresh's last-used time
 	snapBefore := e.revokeState(t)
 	checkRevokeOK(t, "the other token", e.revoke(t, f.acme.ClientID, f.acme.ClientSecret, other))
-	if got := e.revokeState(t); got != snapBefore {
+	got := e.revokeState(t)
+	if withoutEvents(got) != withoutEvents(snapBefore) {
 		t.Errorf("revocation changed keys or the status list:\nbefore:\n%s\nafter:\n%s", snapBefore, got)
+	}
+	if added := strings.Count(got, `"Action":"token.revoked"`) - strings.Count(snapBefore, `"Action":"token.revoked"`); added != 1 || strings.Count(got, `{"Seq":`) != strings.Count(snapBefore, `{"Seq":`)+1 {
+		t.Errorf("revocation recorded %d token.revoked events (want 1) among its changes:\nbefore:\n%s\nafter:\n%s", added, snapBefore, got)
 	}
 	if d, err := e.Store.TokenDenied(context.Background(), jtiOf(t, other)); err != nil || !d {
 		t.Errorf("revoked jti not on the store's deny list: %v %v", d, err)

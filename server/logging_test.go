@@ -135,18 +135,68 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 	note("SENTINEL")
 
+	// Rotation (a new secret), a rename, a token revoked by its key.
+	var rotated servertest.Key
+	if r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+key.ClientID+"/rotate", `{"grace_period":"1h"}`); r.Status != 200 || json.Unmarshal(r.Body, &rotated) != nil || rotated.ClientSecret == "" {
+		t.Fatalf("rotate: %s", r)
+	}
+	note(rotated.ClientSecret, servertest.BasicAuth(key.ClientID, rotated.ClientSecret)[len("Basic "):])
+	patch := e.NewRequest(t, http.MethodPatch, "/v1/teams/acme/keys/"+key.ClientID, strings.NewReader(`{"name":"renamed"}`))
+	patch.Header.Set("Content-Type", "application/merge-patch+json")
+	patch.Header.Set("Authorization", "Bearer "+admin)
+	if r := e.Do(t, patch); r.Status != 200 {
+		t.Fatalf("rename: %s", r)
+	}
+	revokeForm := url.Values{"token": {team}}
+	rq := e.NewRequest(t, http.MethodPost, "/oauth/revoke", strings.NewReader(revokeForm.Encode()))
+	rq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rq.Header.Set("Authorization", servertest.BasicAuth(key.ClientID, rotated.ClientSecret))
+	if r := e.Do(t, rq); r.Status != 200 {
+		t.Fatalf("revoke: %s", r)
+	}
+
 	e.AssertLastUsedStored(t, key.ClientID)
 	deletedHash := e.StoredKey(t, key.ClientID).SecretHash
+	previousHash := e.StoredKey(t, key.ClientID).PreviousSecretHash
 	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+key.ClientID, nil); r.Status != 204 {
 		t.Errorf("delete: %s", r)
 	}
 	// A token request after delete, then the final flush.
 	servertest.CheckOAuthError(t, e.TokenRequest(t, key.ClientID, key.ClientSecret, url.Values{"grant_type": {"client_credentials"}}), 401, "invalid_client")
-	e.Server.Close()
 
-	// Stored hashes (the deleted key's was read before it went) and the
+	// The audit events of the flow, as the API shows them; the refused
+	// management calls are stored by the Close below.
+	e.AuditTick(t)
+	var events strings.Builder
+	for _, p := range []string{"/v1/events", "/v1/teams/acme/events", "/v1/events?team_id="} {
+		r := e.API(t, admin, http.MethodGet, p, nil)
+		if r.Status != 200 {
+			t.Fatalf("GET %s: %s", p, r)
+		}
+		events.Write(r.Body)
+	}
+	e.Server.Close()
+	if _, err := e.Store.MoveAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := e.Store.AllAuditEvents(ctx, store.AuditQuery{Limit: store.MaxAuditLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events.Write(raw)
+	for _, want := range []store.AuditAction{store.AuditKeyCreated, store.AuditKeyRotated, store.AuditKeyUpdated, store.AuditTokenRevoked, store.AuditKeyDeleted, store.AuditAuthFailed} {
+		if !strings.Contains(events.String(), string(want)) {
+			t.Errorf("the flow's audit events lack %s", want)
+		}
+	}
+
+	// Stored hashes (the deleted key's were read before it went) and the
 	// pepper.
-	hashes := [][]byte{deletedHash}
+	hashes := [][]byte{deletedHash, previousHash}
 	if err := e.Store.ForEachKey(ctx, func(k store.Key) error {
 		hashes = append(hashes, k.SecretHash)
 		if len(k.PreviousSecretHash) > 0 {
@@ -174,7 +224,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		note(encodings(h)...)
 	}
 
-	out := logs.String()
+	if n := strings.Count(logs.String(), `"audit":true`); n < 6 {
+		t.Errorf("%d audit log lines, want one per audit event of the flow (6 at least)", n)
+	}
+	// Audit events are checked like log lines.
+	out := logs.String() + "\n" + events.String()
 	if strings.Count(out, `"msg":"request"`) < 25 || !strings.Contains(out, `"route":"/oauth/token"`) || !strings.Contains(out, `"route":"/v1/teams/:team_id/keys"`) {
 		t.Fatalf("the access log did not log the flow's requests (logging was off?):\n%s", out)
 	}

@@ -11,8 +11,8 @@ import (
 )
 
 // Snapshot renders everything in the store a request could change: every
-// key with all its fields (last-used time and secret hashes included) and
-// the signing key set. Equal snapshots mean an unchanged store.
+// key with all its fields (last-used time and secret hashes included), the
+// signing key set and the audit events. Equal snapshots mean an unchanged store.
 func (e *Env) Snapshot(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
@@ -46,6 +46,27 @@ func (e *Env) Snapshot(t testing.TB) string {
 	}
 	if err := enc.Encode(sk); err != nil {
 		t.Fatal(err)
+	}
+	// The audit trail: the operator-wide stream holds every team's events
+	// once fed, so a refused request that recorded an event shows too.
+	if _, err := e.Store.MoveAudit(ctx); err != nil {
+		t.Fatalf("snapshot audit events: %v", err)
+	}
+	q := store.AuditQuery{Limit: store.MaxAuditLimit}
+	for {
+		page, err := e.Store.AllAuditEvents(ctx, q)
+		if err != nil {
+			t.Fatalf("snapshot audit events: %v", err)
+		}
+		for _, ev := range page.Events {
+			if err := enc.Encode(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if page.Next == 0 {
+			break
+		}
+		q.After = page.Next
 	}
 	return b.String()
 }
