@@ -334,6 +334,128 @@ func (c *Client) Usage(ctx context.Context, team string, opts UsageOptions) (*Us
 	return &out, c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out)
 }
 
+// Event is an audit event as the management API shows it (docs/audit.md).
+type Event struct {
+	ID            string     `json:"id"`
+	Cursor        string     `json:"cursor"`
+	Time          time.Time  `json:"time"`
+	Action        string     `json:"action"`
+	Outcome       string     `json:"outcome"`
+	Actor         EventActor `json:"actor"`
+	TeamID        string     `json:"team_id"`
+	ClientID      string     `json:"client_id"`
+	RequestID     string     `json:"request_id"`
+	SourceAddress string     `json:"source_address"`
+	UserAgent     string     `json:"user_agent"`
+	Fields        []string   `json:"fields"`
+	Reason        string     `json:"reason,omitempty"`
+	Count         int        `json:"count"`
+	StatusIndex   int64      `json:"status_index,omitempty"`
+}
+
+// EventActor is who acted: type admin_key, team_key, system or anonymous.
+type EventActor struct {
+	Type       string `json:"type"`
+	ID         string `json:"id"`
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+	Via        string `json:"via,omitempty"`
+}
+
+// EventQuery selects audit events. The zero value is the newest page of
+// every action.
+type EventQuery struct {
+	// Team, with AllTeams false, reads that team's trail; with AllTeams,
+	// Team (when HasTeam) filters the operator-wide stream.
+	Team     string
+	AllTeams bool
+	HasTeam  bool
+	// Actions keeps only these actions (key.created, …); empty keeps all.
+	Actions []string
+	// Since (inclusive) and Until (exclusive); zero is unbounded.
+	Since, Until time.Time
+	// After continues with older events: a page's Next.
+	After string
+	// NewerThan keeps only events after this cursor (polling).
+	NewerThan string
+	// Limit is the page size, 1–1000; 0 is the server's default (100).
+	Limit int
+}
+
+// EventPage is one page of events, newest first. Next, when not empty, is
+// the After of the following (older) page; a page may be short, even
+// empty, while Next is set.
+type EventPage struct {
+	Events []Event `json:"events"`
+	Next   *string `json:"next"`
+}
+
+// Events reads one page of audit events: a team's trail
+// (GET /v1/teams/{team}/events) or, with q.AllTeams, the operator-wide
+// stream (GET /v1/events).
+func (c *Client) Events(ctx context.Context, q EventQuery) (*EventPage, error) {
+	v := url.Values{}
+	if len(q.Actions) > 0 {
+		v.Set("action", strings.Join(q.Actions, ","))
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339))
+	}
+	if q.After != "" {
+		v.Set("after", q.After)
+	}
+	if q.NewerThan != "" {
+		v.Set("newer_than", q.NewerThan)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	path := "/v1/teams/" + url.PathEscape(q.Team) + "/events"
+	if q.AllTeams {
+		path = "/v1/events"
+		if q.HasTeam {
+			v.Set("team_id", q.Team)
+		}
+	}
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	out := EventPage{Events: []Event{}}
+	return &out, c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out)
+}
+
+// NewEvents returns every event newer than the cursor after (all of them,
+// up to a page of limit, when after is ""), oldest first, and the cursor
+// to poll with next: how `keygate events --follow` polls. It follows the
+// pages down to after, so a burst larger than one page is not cut.
+func (c *Client) NewEvents(ctx context.Context, q EventQuery, after string) ([]Event, string, error) {
+	q.NewerThan, q.After = after, ""
+	var out []Event
+	newest := after
+	for {
+		page, err := c.Events(ctx, q)
+		if err != nil {
+			return nil, after, err
+		}
+		for _, ev := range page.Events {
+			if newest == after {
+				newest = ev.Cursor
+			}
+			out = append(out, ev)
+		}
+		if page.Next == nil || after == "" {
+			break
+		}
+		q.After = *page.Next
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, newest, nil
+}
+
 func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, want int, out any) error {

@@ -67,7 +67,16 @@ token_url; an explicitly given file supplies the URL when neither is set.
 
 --url may omit the scheme: 127.0.0.1:8080 means http://127.0.0.1:8080.`,
 	}
-	pf := cmd.PersistentFlags()
+	f.bindFlags(cmd.PersistentFlags())
+
+	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysUpdateCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
+		keysTeamsCommand(&f), keysPermissionsCommand(&f), keysUsageCommand(&f))
+	return cmd
+}
+
+// bindFlags defines the connection flags (and --json) on fs: the keys
+// commands and events share them.
+func (f *keysFlags) bindFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&f.url, "url", "", "keygate base URL (env "+envURL+", default "+defaultURL+")")
 	pf.StringVar(&f.clientID, "client-id", "", "admin client ID (env "+envAdminClientID+")")
 	pf.StringVar(&f.clientSecret, "client-secret", "", "admin client secret; visible in the process list, prefer --client-secret-file (env "+envAdminClientSecret+")")
@@ -75,10 +84,6 @@ token_url; an explicitly given file supplies the URL when neither is set.
 	pf.StringVar(&f.adminCredentialsFile, flagAdminCredentialsFile, "", adminCredentialsFileUsage)
 	pf.StringVar(&f.dataDir, "data-dir", "", "serve's data directory, where admin-credentials.json is looked for when no credentials are given (env KEYGATE_DATA_DIR, default "+config.DefaultDataDir+")")
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of a table")
-
-	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysUpdateCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
-		keysTeamsCommand(&f), keysPermissionsCommand(&f), keysUsageCommand(&f))
-	return cmd
 }
 
 // admin finds the admin credentials and the URL to use them with.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -21,6 +22,10 @@ type env struct {
 	// isTerminal reports whether a stream is a terminal (nil: never, as in
 	// tests that do not set it).
 	isTerminal func(io.Writer) bool
+	// newTicker starts the ticks `events --follow` polls on and returns
+	// how to stop them (nil: a time.Ticker). A test sends its own ticks
+	// and ends the follow by closing the channel.
+	newTicker func(time.Duration) (<-chan time.Time, func())
 }
 
 // processEnv is the real process's environment and standard streams.
@@ -48,6 +53,6 @@ func rootCommand(e env) *cobra.Command {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), tokenCommand(e), benchCommand(e), secretCommand(), versionCommand())
+	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), eventsCommand(e), tokenCommand(e), benchCommand(e), secretCommand(), versionCommand())
 	return root
 }
