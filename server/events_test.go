@@ -313,3 +313,31 @@ func TestAuditEventPagesAndBadQueries(t *testing.T) {
 	}
 	e.AssertUnchanged(t, before)
 }
+
+// Events older than audit_retention are pruned by the audit rounds, on the
+// server's clock; newer ones stay, in the team's trail and the stream.
+func TestAuditRetention(t *testing.T) {
+	for _, b := range []servertest.Backend{servertest.Bolt(), servertest.Redis()} {
+		t.Run(b.Name(), func(t *testing.T) {
+			clk := servertest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			e := startEnv(t, servertest.Config{Clock: clk, Backend: b, Options: server.Options{AuditRetention: 48 * time.Hour}})
+			old := e.CreateKey(t, "acme", "old", permAccounting)
+			clk.Advance(24 * time.Hour)
+			kept := e.CreateKey(t, "acme", "kept", permAccounting)
+			admin := e.AdminToken(t)
+			e.AuditTick(t)
+			if n := len(getEvents(t, e.Env, admin, "/v1/events?team_id=acme").Events); n != 2 {
+				t.Fatalf("%d events before the retention passed, want 2", n)
+			}
+			clk.Advance(24*time.Hour + time.Minute) // old's event is 48h01m old
+			e.AuditTick(t)
+			admin = e.AdminToken(t)
+			for _, p := range []string{"/v1/teams/acme/events", "/v1/events?team_id=acme"} {
+				evs := getEvents(t, e.Env, admin, p).Events
+				if len(evs) != 1 || evs[0].ClientID != kept.ClientID {
+					t.Fatalf("GET %s after the retention of %s's event: %+v, want only %s's", p, old.ClientID, evs, kept.ClientID)
+				}
+			}
+		})
+	}
+}
