@@ -13,6 +13,8 @@
 //	GrantScope     the scope a token for a key may carry
 //	Create, Get, List, Rotate, Delete, Teams   the lifecycle of team keys
 //	Seed           millions of keys through the store's bulk path
+//	TeamEvents, AllEvents, AuthFailed, StartAudit   the audit trail (audit.go):
+//	               every change above also records who made it, atomically
 //
 // Errors callers branch on are sentinels (ErrInvalidClient, ErrNotFound,
 // ErrTeamLimit, ErrConflict) or *InvalidError, whose message is written for
