@@ -1,0 +1,106 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// failingAppends refuses AppendAudit while armed.
+type failingAppends struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingAppends) AppendAudit(ctx context.Context, ev store.AuditEvent) error {
+	if f.fail.Load() {
+		return store.ErrUnavailable
+	}
+	return f.Store.AppendAudit(ctx, ev)
+}
+
+func refusals(t *testing.T, st store.Store) map[string]store.AuditEvent {
+	t.Helper()
+	page, err := st.AuditEvents(context.Background(), "", store.AuditQuery{Actions: []store.AuditAction{store.AuditAuthFailed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]store.AuditEvent{}
+	for _, ev := range page.Events {
+		out[ev.SourceAddr+"|"+ev.Actor.ID] = ev
+	}
+	return out
+}
+
+// Refused calls fold per source address and client ID until their minute
+// is over; past the table's bound they fold into one event without an
+// address; a fold the store refused is kept, count and all, for the next
+// round.
+func TestAuthFailuresFold(t *testing.T) {
+	ctx := context.Background()
+	st, mk := FreshStore(t)
+	fa := &failingAppends{Store: st}
+	clk := &clock{}
+	clk.t.Store(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC).UnixNano())
+	svc, err := Open(ctx, Config{Store: fa, MasterKey: mk, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.failures.max = 3
+	anon := func(src string) Request {
+		return Request{Actor: store.AuditActor{Type: store.ActorAnonymous}, SourceAddr: src, UserAgent: "ua"}
+	}
+	for range 4 {
+		svc.AuthFailed(anon("192.0.2.1"), DeniedBadToken)
+	}
+	svc.AuthFailed(Request{Actor: store.AuditActor{Type: store.ActorTeamKey, ID: "kgc_x"}, SourceAddr: "192.0.2.1"}, DeniedScope)
+	svc.AuthFailed(anon("192.0.2.2"), DeniedNoToken)
+	svc.AuthFailed(anon("192.0.2.3"), DeniedNoToken) // over the bound: folded without address
+	svc.AuthFailed(anon("192.0.2.4"), DeniedNoToken) // likewise
+
+	clk.advance(FoldWindow - time.Second)
+	if err := svc.flushFailures(ctx, clk.now(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := refusals(t, st); len(got) != 0 {
+		t.Fatalf("stored before the minute was over: %v", got)
+	}
+	clk.advance(time.Second)
+	fa.fail.Store(true)
+	if err := svc.flushFailures(ctx, clk.now(), false); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("flush into a failing store: %v", err)
+	}
+	svc.AuthFailed(anon("192.0.2.1"), DeniedBadToken) // meanwhile, one more
+	fa.fail.Store(false)
+	if err := svc.flushFailures(ctx, clk.now(), false); err != nil {
+		t.Fatal(err)
+	}
+	got := refusals(t, st)
+	want := map[string]int{"192.0.2.1|": 5, "192.0.2.1|kgc_x": 1, "192.0.2.2|": 1, "|": 2}
+	if len(got) != len(want) {
+		t.Fatalf("stored refusals %v, want %v", got, want)
+	}
+	for k, n := range want {
+		ev, ok := got[k]
+		if !ok || ev.Count != n || ev.Outcome != store.OutcomeDenied || ev.TeamID != "" {
+			t.Errorf("refusals of %q: %+v, want count %d", k, ev, n)
+		}
+	}
+	if ev := got["|"]; ev.UserAgent != "" || ev.Reason != DeniedNoToken {
+		t.Errorf("overflow fold keeps details of one caller: %+v", ev)
+	}
+	if ev := got["192.0.2.1|kgc_x"]; ev.Actor.Type != store.ActorTeamKey || ev.Reason != DeniedScope {
+		t.Errorf("team key's refusal: %+v", ev)
+	}
+	// Nothing is left to store.
+	if err := svc.flushFailures(ctx, clk.now().Add(time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	if again := refusals(t, st); len(again) != len(got) {
+		t.Fatalf("a second flush stored more: %d events, then %d", len(got), len(again))
+	}
+}
