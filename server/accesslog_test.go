@@ -354,7 +354,7 @@ func TestRequestIDInEveryLine(t *testing.T) {
 			lines = append(lines, l["msg"].(string))
 		}
 	}
-	if strings.Join(lines, "|") != "management: key secret rotated|request" {
-		t.Errorf("lines with the rotation's request_id: %q, want the rotation's and the access line", lines)
+	if strings.Join(lines, "|") != "audit: key.rotated|management: key secret rotated|request" {
+		t.Errorf("lines with the rotation's request_id: %q, want the audit line, the rotation's and the access line", lines)
 	}
 }

@@ -7,7 +7,6 @@ package server
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,16 +21,13 @@ import (
 
 // requestMeta is who made the request and from where, for the audit trail:
 // the admin key of a verified management token (none on the OAuth
-// endpoints, where apikey names the authenticated key), the source address
-// and the user agent. The source is the connection's peer address and the
-// request ID is empty until request IDs and trusted proxies exist (#13
-// items 4 and 6): this is the one function to change then.
-func requestMeta(c *gin.Context) apikey.Request {
-	r := apikey.Request{UserAgent: c.Request.UserAgent()}
-	if host, _, err := net.SplitHostPort(c.Request.RemoteAddr); err == nil {
-		r.SourceAddr = host
-	} else {
-		r.SourceAddr = c.Request.RemoteAddr
+// endpoints, where apikey names the authenticated key), the request's ID
+// (requestid.go), its source address by the trusted_proxies rule and its
+// user agent.
+func (s *Server) requestMeta(c *gin.Context) apikey.Request {
+	r := apikey.Request{UserAgent: c.Request.UserAgent(), RequestID: requestID(c)}
+	if a := s.sourceAddr(c); a.IsValid() {
+		r.SourceAddr = a.String()
 	}
 	if v, ok := c.Get(claimsKey); ok {
 		if claims, ok := v.(*verify.Claims); ok {
@@ -52,7 +48,7 @@ func claimsActor(claims *verify.Claims) store.AuditActor {
 // authFailed records a refused management call (folded per source and
 // client by apikey: at most one stored event a minute for each).
 func (s *Server) authFailed(c *gin.Context, claims *verify.Claims, reason string) {
-	by := requestMeta(c)
+	by := s.requestMeta(c)
 	if claims != nil {
 		by.Actor = claimsActor(claims)
 	} else {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -82,29 +83,36 @@ func TestAuditEventPerAction(t *testing.T) {
 			admin := e.AdminToken(t)
 
 			k := e.CreateKeyWith(t, admin, "acme", "sync", permAccounting)
-			if r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+k.ClientID+"/rotate", `{"grace_period":"1h"}`); r.Status != 200 {
+			// The request ID of each change's answer, to find in its event.
+			var reqIDs []string // rotate, rename, revoke, delete
+			r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+k.ClientID+"/rotate", `{"grace_period":"1h"}`)
+			if r.Status != 200 {
 				t.Fatalf("rotate: %s", r)
 			}
+			reqIDs = append(reqIDs, r.Header.Get("X-Request-Id"))
 			patch := e.NewRequest(t, http.MethodPatch, "/v1/teams/acme/keys/"+k.ClientID, strings.NewReader(`{"name":"renamed"}`))
 			patch.Header.Set("Content-Type", "application/merge-patch+json")
 			patch.Header.Set("Authorization", "Bearer "+admin)
 			patch.Header.Set("User-Agent", "audit-test/1 "+strings.Repeat("x", 300))
-			if r := e.Do(t, patch); r.Status != 200 {
+			if r = e.Do(t, patch); r.Status != 200 {
 				t.Fatalf("rename: %s", r)
 			}
+			reqIDs = append(reqIDs, r.Header.Get("X-Request-Id"))
 			// The key revokes one of its own tokens (it rotated: the secret
 			// of the create is the previous one, still live for an hour).
 			tok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
 			rq := e.NewRequest(t, http.MethodPost, "/oauth/revoke", strings.NewReader(url.Values{"token": {tok}}.Encode()))
 			rq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			rq.Header.Set("Authorization", servertest.BasicAuth(k.ClientID, k.ClientSecret))
-			if r := e.Do(t, rq); r.Status != 200 {
+			if r = e.Do(t, rq); r.Status != 200 {
 				t.Fatalf("revoke: %s", r)
 			}
+			reqIDs = append(reqIDs, r.Header.Get("X-Request-Id"))
 			statusIndex := e.StoredKey(t, k.ClientID).StatusIndex
-			if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+k.ClientID, nil); r.Status != 204 {
+			if r = e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+k.ClientID, nil); r.Status != 204 {
 				t.Fatalf("delete: %s", r)
 			}
+			reqIDs = append(reqIDs, r.Header.Get("X-Request-Id"))
 
 			// Refused changes leave no event: over the team limit, a
 			// missing key, bad input.
@@ -158,6 +166,15 @@ func TestAuditEventPerAction(t *testing.T) {
 				if ev.ClientID != k.ClientID {
 					t.Errorf("%s names key %s, want %s", ev.Action, ev.ClientID, k.ClientID)
 				}
+			}
+			// Newest first: delete, revoke, rename, rotate; then the create.
+			for i, want := range []string{reqIDs[3], reqIDs[2], reqIDs[1], reqIDs[0]} {
+				if ev := got[2+i]; want == "" || ev.RequestID != want {
+					t.Errorf("%s has request ID %q, its answer said %q", ev.Action, ev.RequestID, want)
+				}
+			}
+			if created := got[6]; len(created.RequestID) != 26 {
+				t.Errorf("key.created has request ID %q", created.RequestID)
 			}
 			if del := got[2]; del.StatusIndex != statusIndex || statusIndex == 0 {
 				t.Errorf("key.deleted names status index %d, the key had %d", del.StatusIndex, statusIndex)
@@ -337,6 +354,41 @@ func TestAuditRetention(t *testing.T) {
 				if len(evs) != 1 || evs[0].ClientID != kept.ClientID {
 					t.Fatalf("GET %s after the retention of %s's event: %+v, want only %s's", p, old.ClientID, evs, kept.ClientID)
 				}
+			}
+		})
+	}
+}
+
+// Behind a trusted proxy, events name the client's address from
+// X-Forwarded-For and the proxy's request ID; a caller that is not a
+// trusted proxy can set neither.
+func TestAuditSourceBehindProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		proxies    []netip.Prefix
+		wantSource string
+		adopted    bool
+	}{
+		{"trusted proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, "203.0.113.7", true},
+		{"no trusted proxy", nil, "127.0.0.1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, server.Options{TrustedProxies: tc.proxies})
+			admin := e.AdminToken(t)
+			req := e.NewRequest(t, http.MethodPost, "/v1/teams/acme/keys", strings.NewReader(`{"name":"k","permissions":["accounting_api"]}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+admin)
+			req.Header.Set("X-Forwarded-For", "203.0.113.7")
+			req.Header.Set("X-Request-Id", "proxy-req-42")
+			if r := e.Do(t, req); r.Status != http.StatusCreated {
+				t.Fatalf("create: %s", r)
+			}
+			evs := getEvents(t, e.Env, admin, "/v1/teams/acme/events").Events
+			if len(evs) != 1 {
+				t.Fatalf("events: %+v", evs)
+			}
+			if ev := evs[0]; ev.SourceAddress != tc.wantSource || (ev.RequestID == "proxy-req-42") != tc.adopted {
+				t.Errorf("event source %q, request ID %q; want source %s, proxy's ID adopted: %v", ev.SourceAddress, ev.RequestID, tc.wantSource, tc.adopted)
 			}
 		})
 	}

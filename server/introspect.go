@@ -147,7 +147,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 		writeJSON(c.Writer, http.StatusOK, struct{}{})
 		return
 	}
-	switch err := t.s.keys.Revoke(ctx, requestMeta(c), tokenOf(claims), caller); {
+	switch err := t.s.keys.Revoke(ctx, t.s.requestMeta(c), tokenOf(claims), caller); {
 	case errors.Is(err, apikey.ErrNotOwner):
 		oauthFail(c, caller.ClientID, errNotOwner)
 		return

@@ -207,7 +207,7 @@ func (s *Server) createKey(c *gin.Context) {
 		problem(c, http.StatusBadRequest, problemInvalid, `"name" is required: give the key a name people will recognise, e.g. "Production sync"`)
 		return
 	}
-	k, secret, err := s.keys.Create(c.Request.Context(), requestMeta(c), apikey.NewKey{
+	k, secret, err := s.keys.Create(c.Request.Context(), s.requestMeta(c), apikey.NewKey{
 		Team:                     team,
 		Name:                     *req.Name,
 		Permissions:              req.Permissions,
@@ -381,7 +381,7 @@ func (s *Server) getKeyByID(c *gin.Context) {
 
 func (s *Server) deleteKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
-	err := s.keys.Delete(c.Request.Context(), requestMeta(c), team, id)
+	err := s.keys.Delete(c.Request.Context(), s.requestMeta(c), team, id)
 	// The key's status bit may be set even when the delete failed after it:
 	// the next status list request rebuilds the list either way.
 	s.statusLists.invalidate()

@@ -1,7 +1,8 @@
 package server
 
 // Request IDs and source addresses: what every log line, problem body and
-// (later) audit event of a request carries to correlate them.
+// audit event (events.go, requestMeta) of a request carries to correlate
+// them.
 //
 // An ID is AES-128 of a per-server counter under a key drawn from
 // crypto/rand once, when the server is built, written as 26 characters of

@@ -30,7 +30,7 @@ func (s *Server) rotateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	k, secret, err := s.keys.Rotate(c.Request.Context(), requestMeta(c), team, id, grace)
+	k, secret, err := s.keys.Rotate(c.Request.Context(), s.requestMeta(c), team, id, grace)
 	if err != nil {
 		s.keyProblem(c, team, id, err)
 		return

@@ -34,7 +34,7 @@ func (s *Server) updateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	k, changed, err := s.keys.Update(c.Request.Context(), requestMeta(c), team, id, ch)
+	k, changed, err := s.keys.Update(c.Request.Context(), s.requestMeta(c), team, id, ch)
 	var inv *apikey.InvalidError
 	switch {
 	case errors.As(err, &inv):
