@@ -142,6 +142,9 @@ type TeamCount struct {
 //   - A cancelled context makes an operation fail; ErrUnavailable is for a
 //     backend that does not answer.
 type Store interface {
+	// WebhookStates keeps webhook delivery positions (see its block below).
+	WebhookStates
+
 	// CreateKey inserts k. When maxPerTeam > 0 and k belongs to a team, it
 	// fails with ErrTeamLimit if the team already holds maxPerTeam keys; for
 	// an admin key (empty TeamID) maxPerTeam bounds the number of admin keys
@@ -695,4 +698,45 @@ func ChangedFields(old, new Key) []string {
 		out = append(out, "previous_secret")
 	}
 	return out
+}
+
+// ---- Webhook delivery state ------------------------------------------------
+//
+// Package webhook delivers the operator-wide event stream to each configured
+// endpoint and keeps here, per endpoint, how far it got, so that a restart
+// neither loses an event nor delivers again one the receiver acknowledged.
+
+// WebhookState is one webhook endpoint's delivery state. The zero value is
+// an endpoint that has delivered nothing and is not failing.
+type WebhookState struct {
+	// Delivered is the stream cursor (sequence) of the last event the
+	// endpoint acknowledged or was not subscribed to; delivery resumes
+	// after it.
+	Delivered uint64
+	// Attempts counts the failed attempts to deliver the event after
+	// Delivered; 0 when none failed.
+	Attempts int
+	// NextAttempt is when that event may be tried again; zero means at once.
+	NextAttempt time.Time
+	// FailingSince is the first failure of the current run of failures
+	// (zero while the endpoint is healthy): the give-up clock.
+	FailingSince time.Time
+	// Disabled stops delivery to the endpoint until an operator re-enables
+	// it; DisabledAt and DisabledReason say when and why (a reason is
+	// written by keygate, never a receiver's answer).
+	Disabled       bool
+	DisabledAt     time.Time
+	DisabledReason string
+}
+
+// WebhookStates is the part of Store that keeps WebhookState, keyed by an
+// endpoint ID (a stable hash of the endpoint's URL chosen by the caller).
+// A write replaces the whole state and is durable when it returns; the
+// same time rules as the rest of Store apply.
+type WebhookStates interface {
+	// WebhookState returns the endpoint's state, or the zero state when
+	// none was saved (an unknown endpoint is not an error).
+	WebhookState(ctx context.Context, endpoint string) (WebhookState, error)
+	// SaveWebhookState replaces the endpoint's state with s.
+	SaveWebhookState(ctx context.Context, endpoint string, s WebhookState) error
 }

@@ -32,6 +32,8 @@
 //	            (bucket sequence)              (audit.go); seq is 8 bytes
 //	                                           big-endian, the event's cursor
 //	auditteams  "t"+team ID → nested bucket    per-team index: seq → ""
+//	webhooks    endpoint ID → JSON state       webhook delivery positions
+//	            (created by the first save)    (webhook.go)
 //
 // The team index exists so that counting a team's keys (for the limit) and
 // listing them cost the size of the team, not of the whole store. Admin keys
@@ -57,6 +59,7 @@
 //	bulk.go     store.BulkLoader, for seeding
 //	usage.go    usage per key (store.UsageStore)
 //	audit.go    the audit trail
+//	webhook.go  webhook delivery state
 package bolt
 
 import (

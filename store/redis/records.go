@@ -38,6 +38,9 @@ func (s *Store) auditAllKey() string               { return s.prefix + "{kg}:aud
 func (s *Store) auditNextKey() string              { return s.prefix + "{kg}:audit:next" }
 func (s *Store) auditMovedKey() string             { return s.prefix + "{kg}:audit:moved" }
 
+func (s *Store) webhookKey(endpoint string) string {
+	return s.prefix + "{kg}:webhook:" + endpoint
+}
 func (s *Store) denyKey(jti string) string {
 	return s.prefix + "deny:" + jti
 }

@@ -16,6 +16,7 @@
 //	P{kg}:status:next      counter: the last status list index handed out
 //	P{kg}:status:bits      bitmap: revoked status indices
 //	P{kg}:keys:changed     pub/sub channel: IDs of changed keys (cache.go)
+//	P{kg}:webhook:<id>     string: a webhook endpoint's delivery state (JSON)
 //	Pdeny:<jti>            string with expiry: a revoked access token
 //	                       (no hash tag: deny entries spread over the cluster)
 //	P{t}:usage:<h|d>:<start>:<team_id>
@@ -66,6 +67,7 @@
 //	            and the deny list (DenyToken, TokenDenied)
 //	bulk.go     store.BulkLoader, for seeding
 //	audit.go    the audit trail: team trails, outboxes, the stream
+//	webhook.go  webhook delivery state (WebhookState, SaveWebhookState)
 //	cache.go    the optional local key cache and its pub/sub invalidation
 //	usage.go    usage per key (store.UsageStore)
 package redis

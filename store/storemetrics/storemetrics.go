@@ -69,6 +69,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 		moveAudit: op(OpMoveAudit), pruneAudit: op(OpPruneAudit),
 	}
 	w.usage = newUsageOps(op)
+	w.webhook = newWebhookOps(op)
 	bulk, isBulk := st.(store.BulkLoader)
 	live, hasLive := st.(keyCacheLiveness)
 	if isBulk {
@@ -94,9 +95,10 @@ type ops struct {
 
 // Store is a measured store.Store.
 type Store struct {
-	st    store.Store
-	ops   ops
-	usage usageOps
+	st      store.Store
+	ops     ops
+	usage   usageOps
+	webhook webhookOps // webhook.go
 }
 
 // Unwrap returns the store inside.

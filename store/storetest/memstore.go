@@ -30,6 +30,7 @@ type MemStore struct {
 
 	audit    []store.AuditEvent // oldest first; Seq is the index + 1 + pruned
 	auditSeq int64
+	webhooks map[string]store.WebhookState // made on first save (memstore_webhook.go)
 }
 
 var _ store.Store = (*MemStore)(nil)

@@ -99,6 +99,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 	cases = append(cases, usageCases...)
 	cases = append(cases, auditCases...)
+	cases = append(cases, webhookCases...) // webhook.go
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newStore(t))

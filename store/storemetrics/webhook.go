@@ -1,0 +1,37 @@
+package storemetrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/keygate/keygate/metrics"
+	"github.com/keygate/keygate/store"
+)
+
+// The operation label's values of the webhook delivery state.
+const (
+	OpWebhookState     = "webhook_state"
+	OpSaveWebhookState = "save_webhook_state"
+)
+
+// webhookOps are the measured webhook-state calls, kept apart from ops so
+// that the webhook block of the store contract stays one block here too.
+type webhookOps struct{ get, save *metrics.StoreOp }
+
+func newWebhookOps(op func(string) *metrics.StoreOp) webhookOps {
+	return webhookOps{get: op(OpWebhookState), save: op(OpSaveWebhookState)}
+}
+
+func (s *Store) WebhookState(ctx context.Context, endpoint string) (store.WebhookState, error) {
+	start := time.Now()
+	st, err := s.st.WebhookState(ctx, endpoint)
+	s.webhook.get.Since(start, err)
+	return st, err
+}
+
+func (s *Store) SaveWebhookState(ctx context.Context, endpoint string, st store.WebhookState) error {
+	start := time.Now()
+	err := s.st.SaveWebhookState(ctx, endpoint, st)
+	s.webhook.save.Since(start, err)
+	return err
+}
