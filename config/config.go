@@ -218,9 +218,15 @@ type Config struct {
 	AccessLog string `yaml:"access_log"`
 	// AccessLogOAuth is AccessLog for /oauth/*; by default only refusals.
 	AccessLogOAuth string `yaml:"access_log_oauth"`
+	// WebhookGiveUp is how long a webhook endpoint may fail every attempt
+	// before it is disabled (docs/webhooks.md).
+	WebhookGiveUp time.Duration `yaml:"webhook_give_up"`
 	// Permissions, when non-nil, replaces the default permission catalog.
 	// It can only come from the file: a catalog does not fit in a flag.
 	Permissions []scopes.Permission `yaml:"permissions,omitempty"`
+	// Webhooks are the endpoints the audit event stream is delivered to
+	// (config/webhook.go). Only from the file.
+	Webhooks []Webhook `yaml:"webhooks,omitempty"`
 
 	// TrustedProxyPrefixes is TrustedProxies parsed, built by Validate.
 	TrustedProxyPrefixes []netip.Prefix `yaml:"-"`
@@ -261,6 +267,7 @@ func Default() Config {
 		AccessLog:         DefaultAccessLog,
 		AccessLogOAuth:    DefaultAccessLogOAuth,
 		AuditRetention:    DefaultAuditRetention,
+		WebhookGiveUp:     DefaultWebhookGiveUp,
 	}
 }
 
@@ -300,6 +307,7 @@ var settings = []setting{
 	{key: "trusted_proxies", usage: "proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For and X-Request-Id are believed (default none)", list: func(c *Config) *[]string { return &c.TrustedProxies }},
 	{key: "access_log", usage: "info-level access log of the management API: " + strings.Join(AccessLogModes, ", "), str: func(c *Config) *string { return &c.AccessLog }},
 	{key: "access_log_oauth", usage: "info-level access log of /oauth/*: " + strings.Join(AccessLogModes, ", "), str: func(c *Config) *string { return &c.AccessLogOAuth }},
+	{key: "webhook_give_up", usage: "how long a webhook endpoint may fail before it is disabled, " + MinWebhookGiveUp.String() + " to 30d", dur: func(c *Config) *time.Duration { return &c.WebhookGiveUp }},
 }
 
 func (s setting) flagName() string { return strings.ReplaceAll(s.key, "_", "-") }
@@ -423,6 +431,9 @@ func LoadFor(fs *pflag.FlagSet, getenv func(string) string, stores []string) (Co
 		}
 	}
 
+	if err := c.loadWebhookSecrets(getenv); err != nil {
+		return Config{}, err
+	}
 	if err := c.validate(stores); err != nil {
 		return Config{}, err
 	}
@@ -616,6 +627,10 @@ func (c *Config) validate(stores []string) error {
 		if _, explicit := c.origins["issuer"]; !explicit {
 			return fmt.Errorf("issuer is required with store redis: every instance behind one load balancer must use the same issuer (set KEYGATE_ISSUER or --issuer)")
 		}
+	}
+
+	if err := c.validateWebhooks(); err != nil {
+		return err
 	}
 
 	switch {

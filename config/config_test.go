@@ -264,6 +264,7 @@ metrics_listen: "0.0.0.0:9464"
 trusted_proxies: [10.0.0.0/8, "::ffff:192.0.2.7"]
 access_log: errors
 access_log_oauth: "off"
+webhook_give_up: 2d
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
@@ -275,6 +276,7 @@ access_log_oauth: "off"
 		AccessLog: "errors", AccessLogOAuth: "off",
 		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
 		AuditRetention:       30 * Day,
+		WebhookGiveUp:        2 * Day,
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -289,7 +291,7 @@ func TestSettingsMatchStructTags(t *testing.T) {
 	rt := reflect.TypeFor[Config]()
 	for i := 0; i < rt.NumField(); i++ {
 		tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("yaml"), ",")
-		if tag != "" && tag != "-" && tag != "permissions" {
+		if tag != "" && tag != "-" && tag != "permissions" && tag != "webhooks" {
 			tags = append(tags, tag)
 		}
 	}
@@ -652,6 +654,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		AccessLog:         DefaultAccessLog,
 		AccessLogOAuth:    DefaultAccessLogOAuth,
 		AuditRetention:    DefaultAuditRetention,
+		WebhookGiveUp:     DefaultWebhookGiveUp,
 	}
 	// A new setting with a default must get its constant here too: want
 	// would lack it and the comparison fail.

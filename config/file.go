@@ -57,7 +57,7 @@ func (c *Config) loadFile(path string) error {
 	for _, s := range settings {
 		known = append(known, s.key)
 	}
-	known = append(known, "permissions")
+	known = append(known, "permissions", "webhooks")
 
 	seen := map[string]int{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -71,6 +71,12 @@ func (c *Config) loadFile(path string) error {
 		if k.Value == "permissions" {
 			if err := c.loadPermissions(path, v); err != nil {
 				return fmt.Errorf("invalid permissions: %w", err)
+			}
+			continue
+		}
+		if k.Value == "webhooks" {
+			if err := c.loadWebhooks(path, v); err != nil {
+				return fmt.Errorf("invalid webhooks: %w", err)
 			}
 			continue
 		}
