@@ -16,7 +16,7 @@ var Rules = []Rule{
 		Why: "the rules of API keys, the stores and the client are used without an HTTP server: " +
 			"they may not pull in gin, the server or the command; move the code that needs them up into server or cmd",
 		Packages: []string{
-			K + "/store/...", K + "/apikey/...", K + "/lastused/...",
+			K + "/store/...", K + "/apikey/...", K + "/lastused/...", K + "/webhook/...",
 			K + "/scopes", K + "/credential", K + "/signing", K + "/masterkey", K + "/config", K + "/clientaddr",
 			K + "/client/...",
 		},
