@@ -96,6 +96,8 @@ type Metrics struct {
 
 	statusListSize      prometheus.Gauge
 	statusListUpdatedAt prometheus.Gauge
+
+	webhookBacklog *prometheus.GaugeVec // webhook.go
 }
 
 // New creates the metrics on a fresh registry, with the Go runtime and
@@ -171,6 +173,7 @@ func New(bi BuildInfo) *Metrics {
 	f(m.lastUsedFlush)
 	f(m.statusListSize)
 	f(m.statusListUpdatedAt)
+	m.webhookBacklog = newWebhookBacklog(f)
 	return m
 }
 

@@ -26,6 +26,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.TokenOutcome("issued")
 	m.LastUsedFlushed(3, time.Second)
 	m.StatusListBuilt(8, time.Now())
+	m.WebhookBacklog(0, 3)
 	m.Route("/x").Observe("GET", 200, time.Millisecond)
 }
 
@@ -93,5 +94,23 @@ func TestRouteSeriesOnFirstUse(t *testing.T) {
 	})
 	if n := len(s["keygate_http_requests_total"].GetMetric()); n != 1 {
 		t.Errorf("%d request series after one kind of request, want 1", n)
+	}
+}
+
+// The webhook backlog is one series per endpoint index, set to the latest
+// report.
+func TestWebhookBacklog(t *testing.T) {
+	m := metrics.New(metrics.BuildInfo{})
+	m.WebhookBacklog(0, 7)
+	m.WebhookBacklog(1, 2)
+	m.WebhookBacklog(0, 3)
+	s := scrape(t, m)
+	for endpoint, want := range map[string]float64{"0": 3, "1": 2} {
+		if got := s.Value("keygate_webhook_backlog_events", map[string]string{"endpoint": endpoint}); got != want {
+			t.Errorf("keygate_webhook_backlog_events{endpoint=%q} = %v, want %v", endpoint, got, want)
+		}
+	}
+	if n := len(s["keygate_webhook_backlog_events"].GetMetric()); n != 2 {
+		t.Errorf("%d backlog series for two endpoints", n)
 	}
 }

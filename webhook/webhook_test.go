@@ -23,10 +23,14 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/store/bolt"
 	"github.com/keygate/keygate/store/storetest"
 	"github.com/keygate/keygate/webhook"
 )
+
+// package metrics records the backlog this package reports.
+var _ webhook.Observer = (*metrics.Metrics)(nil)
 
 // ---- test doubles: a stream, a clock, a receiver ---------------------------
 
