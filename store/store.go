@@ -704,10 +704,13 @@ func ChangedFields(old, new Key) []string {
 //
 // Package webhook delivers the operator-wide event stream to each configured
 // endpoint and keeps here, per endpoint, how far it got, so that a restart
-// neither loses an event nor delivers again one the receiver acknowledged.
+// neither loses an event nor delivers again one the receiver acknowledged,
+// and so that several instances sharing a store take turns (a lease) instead
+// of each delivering every event.
 
 // WebhookState is one webhook endpoint's delivery state. The zero value is
-// an endpoint that has delivered nothing and is not failing.
+// an endpoint that has delivered nothing, is not failing and is not being
+// delivered to.
 type WebhookState struct {
 	// Delivered is the stream cursor (sequence) of the last event the
 	// endpoint acknowledged or was not subscribed to; delivery resumes
@@ -721,22 +724,29 @@ type WebhookState struct {
 	// FailingSince is the first failure of the current run of failures
 	// (zero while the endpoint is healthy): the give-up clock.
 	FailingSince time.Time
-	// Disabled stops delivery to the endpoint until an operator re-enables
-	// it; DisabledAt and DisabledReason say when and why (a reason is
+	// Disabled stops delivery to the endpoint until an operator enables it
+	// again; DisabledAt and DisabledReason say when and why (a reason is
 	// written by keygate, never a receiver's answer).
 	Disabled       bool
 	DisabledAt     time.Time
 	DisabledReason string
+	// Owner is the dispatcher (one per endpoint per keygate instance)
+	// delivering to the endpoint until LeaseUntil; empty when none is.
+	Owner      string
+	LeaseUntil time.Time
 }
 
 // WebhookStates is the part of Store that keeps WebhookState, keyed by an
 // endpoint ID (a stable hash of the endpoint's URL chosen by the caller).
-// A write replaces the whole state and is durable when it returns; the
-// same time rules as the rest of Store apply.
 type WebhookStates interface {
 	// WebhookState returns the endpoint's state, or the zero state when
 	// none was saved (an unknown endpoint is not an error).
 	WebhookState(ctx context.Context, endpoint string) (WebhookState, error)
-	// SaveWebhookState replaces the endpoint's state with s.
-	SaveWebhookState(ctx context.Context, endpoint string, s WebhookState) error
+	// UpdateWebhookState atomically replaces the endpoint's state with
+	// update(current), current being the zero state when none was saved,
+	// and returns what it stored; durable when it returns. If update
+	// returns an error nothing changes and that error is returned. update
+	// follows the rules of UpdateKey's (quick, no store calls, no side
+	// effects: it may run more than once).
+	UpdateWebhookState(ctx context.Context, endpoint string, update func(WebhookState) (WebhookState, error)) (WebhookState, error)
 }

@@ -18,6 +18,17 @@
 // whose attempts have all failed for Options.GiveUp is disabled (saved, so
 // it stays disabled across restarts) and Options.OnDisabled is called.
 //
+// Several instances sharing a store (Redis) each run a dispatcher per
+// endpoint; they take turns through a lease kept in the endpoint's state.
+// A round reads the state afresh, and only a dispatcher that takes the
+// lease (free, expired or its own) delivers; it renews it with each event
+// recorded and gives it up at the end of the round. Every write is an
+// atomic update that applies only while the writer holds the lease, so an
+// instance that stalled past it cannot undo its successor's progress. An
+// instance that dies holding the lease delays the endpoint by at most
+// the lease (MinLease, or three request timeouts). Disabling and Enable
+// are seen by every instance at its next round.
+//
 // Nothing else waits on a dispatcher: API handlers only append events to
 // the stream, so a receiver that is down or hangs costs its own goroutine
 // one request timeout per attempt and nothing more. Memory is bounded: the
@@ -32,6 +43,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -39,7 +51,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -82,11 +94,13 @@ type Source interface {
 // State is one endpoint's delivery state, as the store keeps it.
 type State = store.WebhookState
 
-// StateStore keeps delivery states durably; store.Store is one.
+// StateStore keeps delivery states durably; store.Store is one (see
+// store.WebhookStates for the contract).
 type StateStore interface {
 	// WebhookState returns the zero State for an endpoint never saved.
 	WebhookState(ctx context.Context, endpoint string) (State, error)
-	SaveWebhookState(ctx context.Context, endpoint string, s State) error
+	// UpdateWebhookState atomically replaces the state with update(current).
+	UpdateWebhookState(ctx context.Context, endpoint string, update func(State) (State, error)) (State, error)
 }
 
 // Observer hears, after each tick of a dispatcher, how many events of the
@@ -181,7 +195,8 @@ type Options struct {
 	// delay in [d/2, d].
 	Jitter func(d time.Duration) time.Duration
 	// OnDisabled is called, from the dispatcher's goroutine, once the state
-	// of an endpoint that gave up is saved. nil calls nothing.
+	// of an endpoint that gave up is saved (by the one instance that made
+	// the attempt). nil calls nothing.
 	OnDisabled func(Endpoint, State)
 	// Observer hears of the backlog after each round; nil hears nothing.
 	Observer Observer
@@ -225,7 +240,7 @@ func defaultJitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + mrand.N(d/2+1)
 }
 
 // Dispatcher delivers the stream to one endpoint. Create it with New (or
@@ -238,18 +253,23 @@ type Dispatcher struct {
 	client *http.Client
 	opts   Options
 	log    *slog.Logger
+	// id names this dispatcher as the owner of the endpoint's lease: random,
+	// so that instances sharing a store, and a restarted process, differ.
+	id    string
+	lease time.Duration
 
-	// mu is held for a whole round, and by Enable: state is the dispatcher's
-	// own copy of what the store holds.
-	mu     sync.Mutex
-	state  State
-	loaded bool
+	warnedDisabled bool // the loop's own: log a disabled endpoint once
 
 	ctx    context.Context // cancelled by Close: aborts a request in flight
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
 }
+
+// MinLease is the shortest lease a dispatcher takes on its endpoint: long
+// enough for an attempt (it is renewed after each delivered event), short
+// enough that another instance takes over soon after one dies.
+const MinLease = 30 * time.Second
 
 // New starts a dispatcher for ep. Call Close to stop it.
 func New(ep Endpoint, src Source, states StateStore, opts Options) (*Dispatcher, error) {
@@ -288,8 +308,10 @@ func New(ep Endpoint, src Source, states StateStore, opts Options) (*Dispatcher,
 			// events to an address the operator never configured.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		log:  opts.Logger,
-		done: make(chan struct{}),
+		log:   opts.Logger,
+		id:    rand.Text()[:16],
+		lease: max(MinLease, 3*opts.Timeout),
+		done:  make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -308,8 +330,8 @@ func New(ep Endpoint, src Source, states StateStore, opts Options) (*Dispatcher,
 func (d *Dispatcher) Endpoint() Endpoint { return d.ep }
 
 // Close stops the dispatcher, aborting a request in flight (its event is
-// not counted as failed and is sent again by the next dispatcher).
-// Idempotent.
+// not counted as failed and is sent again) and giving up its lease, so a
+// restarted keygate resumes at once. Idempotent.
 func (d *Dispatcher) Close() {
 	d.once.Do(func() {
 		d.cancel()
@@ -334,87 +356,143 @@ func (d *Dispatcher) loop(ticks <-chan time.Time) {
 	}
 }
 
+// Refusals of the dispatcher's own update functions; nothing is written.
+var (
+	errNotDue    = errors.New("not due, disabled or leased to another instance")
+	errLostLease = errors.New("the endpoint's lease passed to another instance")
+)
+
+// busy reports why a round must not deliver now, nil when it may.
+func (d *Dispatcher) busy(s State, now time.Time) error {
+	if s.Disabled || now.Before(s.NextAttempt) || s.Owner != "" && s.Owner != d.id && now.Before(s.LeaseUntil) {
+		return errNotDue
+	}
+	return nil
+}
+
 // round delivers what is due, in order, until an attempt fails or the
-// batch is done, then reports the backlog.
+// batch is done, then reports the backlog. The state is read from the
+// store every round, so a change made elsewhere (another instance, Enable)
+// is seen; every change is an atomic update fenced by the lease.
 func (d *Dispatcher) round() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.load(); err != nil {
+	st, err := d.get()
+	if err != nil {
 		d.log.Warn("webhook: cannot read delivery state; will retry", "err", err)
 		return
 	}
-	defer d.report()
+	defer func() { d.report(st.Delivered) }()
+	if st.Disabled && !d.warnedDisabled {
+		d.log.Warn("webhook: endpoint is disabled; nothing is delivered to it", "disabled_at", st.DisabledAt, "reason", st.DisabledReason)
+	}
+	d.warnedDisabled = st.Disabled
 	now := d.opts.Now()
-	if d.state.Disabled || now.Before(d.state.NextAttempt) {
+	if d.busy(st, now) != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, storeTimeout)
-	events, err := d.src.EventsAfter(ctx, d.state.Delivered, d.opts.Batch)
+	events, err := d.src.EventsAfter(ctx, st.Delivered, d.opts.Batch)
 	cancel()
 	if err != nil {
 		d.log.Warn("webhook: cannot read the event stream; will retry", "err", err)
 		return
 	}
-	skipped := false // filtered-out events passed since the last save
+	if len(events) == 0 {
+		return // idle: no write
+	}
+	claimed, err := d.update(func(s State) (State, error) {
+		if err := d.busy(s, now); err != nil {
+			return s, err
+		}
+		s.Owner, s.LeaseUntil = d.id, now.Add(d.lease)
+		return s, nil
+	})
+	if err != nil {
+		if !errors.Is(err, errNotDue) {
+			d.log.Warn("webhook: cannot take the endpoint's lease; will retry", "err", err)
+		}
+		return
+	}
+	st = claimed
+	defer d.release()
+
+	var passed uint64 // the last unsubscribed event passed since the last write
 	for _, ev := range events {
-		if ev.Seq <= d.state.Delivered {
-			continue // a Source that repeats itself must not move the cursor back
+		if ev.Seq <= st.Delivered {
+			continue // delivered meanwhile, or a Source that repeats itself
 		}
 		if !d.ep.Wants(ev.Type) {
-			d.state.Delivered, skipped = ev.Seq, true
+			passed = ev.Seq
 			continue
 		}
 		err := d.deliver(ev)
 		if err != nil && d.ctx.Err() != nil {
 			return // closing aborted it: not the receiver's failure
 		}
+		now := d.opts.Now()
 		if err != nil {
-			d.failed(ev, err)
+			if next, ferr := d.failed(st, ev, err, now); ferr == nil {
+				st = next
+			}
 			return
 		}
-		if d.state.Attempts > 0 {
-			d.log.Info("webhook: delivered after failed attempts", "event_id", ev.ID, "attempts", d.state.Attempts+1)
+		if st.Attempts > 0 {
+			d.log.Info("webhook: delivered after failed attempts", "event_id", ev.ID, "attempts", st.Attempts+1)
 		}
-		d.state = State{Delivered: ev.Seq}
-		d.save()
-		skipped = false
+		next, err := d.update(d.fenced(func(State) State {
+			return State{Delivered: ev.Seq, Owner: d.id, LeaseUntil: now.Add(d.lease)}
+		}))
+		if err != nil {
+			// Sent at least once; the receiver may get it again.
+			d.log.Warn("webhook: cannot record a delivery; stopping this round", "event_id", ev.ID, "err", err)
+			return
+		}
+		st, passed = next, 0
 	}
-	if skipped {
-		d.save()
+	if passed > st.Delivered {
+		if next, err := d.update(d.fenced(func(s State) State { s.Delivered = passed; return s })); err == nil {
+			st = next
+		}
 	}
 }
 
-// load reads the state from the store once; afterwards the dispatcher's
-// copy is the truth (it is the endpoint's only writer).
-func (d *Dispatcher) load() error {
-	if d.loaded {
-		return nil
+// fenced turns a change into an update that applies only while this
+// dispatcher holds the lease, so an instance that lost it (it stalled
+// past its lease) cannot overwrite its successor's progress.
+func (d *Dispatcher) fenced(change func(State) State) func(State) (State, error) {
+	return func(s State) (State, error) {
+		if s.Owner != d.id {
+			return s, errLostLease
+		}
+		return change(s), nil
 	}
+}
+
+func (d *Dispatcher) get() (State, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, storeTimeout)
 	defer cancel()
-	st, err := d.states.WebhookState(ctx, d.ep.ID)
-	if err != nil {
-		return err
-	}
-	d.state, d.loaded = st, true
-	if st.Disabled {
-		d.log.Warn("webhook: endpoint is disabled; nothing is delivered to it", "disabled_at", st.DisabledAt, "reason", st.DisabledReason)
-	}
-	return nil
+	return d.states.WebhookState(ctx, d.ep.ID)
 }
 
-// save writes the state. A failed write is logged and tried again with the
-// next change: until then a restart would resend what was acknowledged
-// since the last write (at least once).
-func (d *Dispatcher) save() {
+// update runs on a context of its own, so a round's last write (and the
+// lease's release) still happens while Close is aborting the round.
+func (d *Dispatcher) update(fn func(State) (State, error)) (State, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if err := d.states.SaveWebhookState(ctx, d.ep.ID, d.state); err != nil {
-		d.log.Warn("webhook: cannot save delivery state", "delivered", d.state.Delivered, "err", err)
+	return d.states.UpdateWebhookState(ctx, d.ep.ID, fn)
+}
+
+// release gives up the lease at the end of a round that took it.
+func (d *Dispatcher) release() {
+	_, err := d.update(d.fenced(func(s State) State {
+		s.Owner, s.LeaseUntil = "", time.Time{}
+		return s
+	}))
+	if err != nil && !errors.Is(err, errLostLease) {
+		d.log.Warn("webhook: cannot release the endpoint's lease; it expires by itself", "err", err)
 	}
 }
 
-func (d *Dispatcher) report() {
+func (d *Dispatcher) report(delivered uint64) {
 	if d.opts.Observer == nil {
 		return
 	}
@@ -425,37 +503,46 @@ func (d *Dispatcher) report() {
 		return
 	}
 	var backlog uint64
-	if head > d.state.Delivered {
-		backlog = head - d.state.Delivered
+	if head > delivered {
+		backlog = head - delivered
 	}
 	d.opts.Observer.WebhookBacklog(d.ep.Index, backlog)
 }
 
 // failed records a failed attempt at ev: the next one is scheduled, or the
 // endpoint disabled once it has failed for GiveUp.
-func (d *Dispatcher) failed(ev Event, err error) {
-	now := d.opts.Now()
-	s := &d.state
-	s.Attempts++
-	if s.FailingSince.IsZero() {
-		s.FailingSince = now
-	}
-	if failing := now.Sub(s.FailingSince); failing >= d.opts.GiveUp {
-		s.Disabled, s.DisabledAt, s.NextAttempt = true, now, time.Time{}
-		s.DisabledReason = fmt.Sprintf("every delivery attempt failed for %s (%d attempts on event %s; last: %v)",
-			failing.Round(time.Second), s.Attempts, ev.ID, err)
-		d.save()
-		d.log.Error("webhook: endpoint disabled: every attempt failed for webhook_give_up", "event_id", ev.ID,
-			"attempts", s.Attempts, "failing_since", s.FailingSince, "err", err)
-		if d.opts.OnDisabled != nil {
-			d.opts.OnDisabled(d.ep, *s)
+func (d *Dispatcher) failed(st State, ev Event, cause error, now time.Time) (State, error) {
+	delay := d.opts.Jitter(Backoff(st.Attempts + 1)) // drawn once, outside the update, which may run twice
+	next, err := d.update(d.fenced(func(s State) State {
+		s.Attempts++
+		if s.FailingSince.IsZero() {
+			s.FailingSince = now
 		}
-		return
+		if failing := now.Sub(s.FailingSince); failing >= d.opts.GiveUp {
+			s.Disabled, s.DisabledAt, s.NextAttempt = true, now, time.Time{}
+			s.DisabledReason = fmt.Sprintf("every delivery attempt failed for %s (%d attempts on event %s; last: %v)",
+				failing.Round(time.Second), s.Attempts, ev.ID, cause)
+			return s
+		}
+		s.NextAttempt = now.Add(delay)
+		return s
+	}))
+	if err != nil {
+		d.log.Warn("webhook: delivery failed and cannot be recorded", "event_id", ev.ID, "err", cause, "store_err", err)
+		return st, err
 	}
-	s.NextAttempt = now.Add(d.opts.Jitter(Backoff(s.Attempts)))
-	d.save()
-	d.log.Warn("webhook: delivery failed; will retry", "event_id", ev.ID, "attempt", s.Attempts,
-		"next_attempt", s.NextAttempt, "err", err)
+	if next.Disabled {
+		d.log.Error("webhook: endpoint disabled: every attempt failed for webhook_give_up", "event_id", ev.ID,
+			"attempts", next.Attempts, "failing_since", next.FailingSince, "err", cause)
+		d.warnedDisabled = true
+		if d.opts.OnDisabled != nil {
+			d.opts.OnDisabled(d.ep, next)
+		}
+		return next, nil
+	}
+	d.log.Warn("webhook: delivery failed; will retry", "event_id", ev.ID, "attempt", next.Attempts,
+		"next_attempt", next.NextAttempt, "err", cause)
+	return next, nil
 }
 
 // payload is the body of a delivery, as the Standard Webhooks
@@ -523,21 +610,18 @@ func sendError(err error) error {
 
 // Enable re-enables a disabled endpoint: its failures are forgotten and
 // delivery resumes with the first event it has not acknowledged. A no-op
-// for an endpoint that is not disabled.
+// for an endpoint that is not disabled. Every instance sees it at its next
+// round.
 func (d *Dispatcher) Enable(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.load(); err != nil {
+	st, err := d.states.UpdateWebhookState(ctx, d.ep.ID, func(s State) (State, error) {
+		if !s.Disabled {
+			return s, nil
+		}
+		return State{Delivered: s.Delivered}, nil
+	})
+	if err != nil {
 		return fmt.Errorf("enable webhook %d: %w", d.ep.Index, err)
 	}
-	if !d.state.Disabled {
-		return nil
-	}
-	next := State{Delivered: d.state.Delivered}
-	if err := d.states.SaveWebhookState(ctx, d.ep.ID, next); err != nil {
-		return fmt.Errorf("enable webhook %d: %w", d.ep.Index, err)
-	}
-	d.state = next
-	d.log.Info("webhook: endpoint enabled again")
+	d.log.Info("webhook: endpoint enabled", "delivered", st.Delivered)
 	return nil
 }

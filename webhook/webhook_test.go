@@ -866,3 +866,129 @@ func writeConfig(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// Instances sharing a store (Redis) take turns on an endpoint through its
+// lease: each event reaches the receiver once, an instance never sends
+// while another holds the lease, a dead instance's lease expires, and a
+// change made by one (disabling) is seen by the other at its next round.
+func TestInstancesShareAnEndpoint(t *testing.T) {
+	a := newHarness(t, storetest.NewMemStore())
+	b := newHarness(t, a.states)
+	b.src, b.clock = a.src, a.clock
+	rcv := newReceiver(t)
+	ep := a.endpoint(0, rcv.URL)
+	optsA := a.options()
+	optsA.Timeout = 300 * time.Millisecond
+	a.start(ep, optsA)
+	b.start(ep, b.options())
+	for i := 0; i < 3; i++ {
+		a.src.add("key.created", `{}`)
+	}
+	a.round(0)
+	b.round(0)
+	if got := rcv.ids(); !slices.Equal(got, []string{"evt_0001", "evt_0002", "evt_0003"}) {
+		t.Fatalf("receiver got %v from two instances, want each event once", got)
+	}
+
+	// While A's attempt hangs, A holds the lease and B sends nothing.
+	rcv.mu.Lock()
+	rcv.hang = true
+	rcv.mu.Unlock()
+	for len(rcv.entered) > 0 {
+		<-rcv.entered // the earlier requests'
+	}
+	e4 := a.src.add("key.deleted", `{}`)
+	a.tick(0)
+	<-rcv.entered
+	if s := a.state(ep); s.Owner == "" || !s.LeaseUntil.After(a.clock.Now()) {
+		t.Errorf("state during A's attempt %+v, want a lease held", s)
+	}
+	b.round(0)
+	if n := len(rcv.requests()); n != 4 {
+		t.Errorf("B sent while A held the lease: %d requests, want 4", n)
+	}
+	a.wait(0) // A's attempt timed out
+	s := a.state(ep)
+	if s.Attempts != 1 || s.Owner != "" {
+		t.Fatalf("state after A's failed attempt %+v, want one failure and the lease released", s)
+	}
+
+	// B takes over when the event is due.
+	rcv.mu.Lock()
+	rcv.hang = false
+	rcv.mu.Unlock()
+	a.clock.Set(s.NextAttempt)
+	b.round(0)
+	if got := rcv.ids(); len(got) != 5 || got[4] != e4.ID {
+		t.Fatalf("receiver got %v, want B to deliver %s", got, e4.ID)
+	}
+
+	// An instance that died holding the lease blocks the endpoint until the
+	// lease expires, no longer.
+	e5 := a.src.add("key.rotated", `{}`)
+	dead := a.clock.Now().Add(webhook.MinLease)
+	if _, err := a.states.UpdateWebhookState(context.Background(), ep.ID, func(s webhook.State) (webhook.State, error) {
+		s.Owner, s.LeaseUntil = "dead-instance", dead
+		return s, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.round(0)
+	a.round(0)
+	if n := len(rcv.requests()); n != 5 {
+		t.Errorf("sent %d requests while a dead instance's lease ran, want 5", n)
+	}
+	a.clock.Set(dead)
+	b.round(0)
+	if got := rcv.ids(); len(got) != 6 || got[5] != e5.ID {
+		t.Errorf("receiver got %v, want %s once the lease expired", got, e5.ID)
+	}
+
+	// Disabled in the store (by any instance): both stop at their next round.
+	if _, err := a.states.UpdateWebhookState(context.Background(), ep.ID, func(s webhook.State) (webhook.State, error) {
+		s.Disabled = true
+		return s, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a.src.add("key.created", `{}`)
+	a.round(0)
+	b.round(0)
+	if n := len(rcv.requests()); n != 6 {
+		t.Errorf("%d requests to an endpoint disabled by another instance, want still 6", n)
+	}
+}
+
+// An instance that stalls past its lease (here: a hung attempt while the
+// clock moves on) cannot overwrite what the instance that took over
+// recorded.
+func TestStalledInstanceCannotOverwrite(t *testing.T) {
+	a := newHarness(t, storetest.NewMemStore())
+	b := newHarness(t, a.states)
+	b.src, b.clock = a.src, a.clock
+	rcv := newReceiver(t)
+	ep := a.endpoint(0, rcv.URL)
+	optsA := a.options()
+	optsA.Timeout = 300 * time.Millisecond
+	a.start(ep, optsA)
+	b.start(ep, b.options())
+	e1 := a.src.add("key.created", `{}`)
+
+	rcv.mu.Lock()
+	rcv.hang = true
+	rcv.mu.Unlock()
+	a.tick(0)
+	<-rcv.entered
+	rcv.mu.Lock()
+	rcv.hang = false
+	rcv.mu.Unlock()
+	a.clock.Set(t0.Add(webhook.MinLease)) // A's lease has run out
+	b.round(0)
+	a.wait(0) // A's attempt times out; its failure must not be recorded
+	if s := a.state(ep); s != (webhook.State{Delivered: e1.Seq}) {
+		t.Errorf("state %+v, want B's delivery of %d and nothing of A's stale failure", s, e1.Seq)
+	}
+	if got := rcv.ids(); !slices.Equal(got, []string{e1.ID, e1.ID}) {
+		t.Errorf("receiver got %v, want A's hung attempt and B's delivery", got)
+	}
+}

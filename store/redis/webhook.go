@@ -22,49 +22,97 @@ type webhookRecord struct {
 	Disabled       bool      `json:"disabled,omitempty"`
 	DisabledAt     time.Time `json:"disabled_at,omitzero"`
 	DisabledReason string    `json:"disabled_reason,omitempty"`
+	Owner          string    `json:"owner,omitempty"`
+	LeaseUntil     time.Time `json:"lease_until,omitzero"`
 }
 
-// WebhookState implements store.Store: one GET of the endpoint's own name,
-// so on Cluster it is a single-slot read.
-func (s *Store) WebhookState(ctx context.Context, endpoint string) (store.WebhookState, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	b, err := s.rdb.Get(ctx, s.webhookKey(endpoint)).Bytes()
+func encodeWebhookState(s store.WebhookState) ([]byte, error) {
+	return json.Marshal(webhookRecord{
+		Delivered: s.Delivered, Attempts: s.Attempts,
+		NextAttempt: utc(s.NextAttempt), FailingSince: utc(s.FailingSince),
+		Disabled: s.Disabled, DisabledAt: utc(s.DisabledAt), DisabledReason: s.DisabledReason,
+		Owner: s.Owner, LeaseUntil: utc(s.LeaseUntil),
+	})
+}
+
+func decodeWebhookState(b []byte) (store.WebhookState, error) {
+	var r webhookRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return store.WebhookState{}, err
+	}
+	return store.WebhookState{
+		Delivered: r.Delivered, Attempts: r.Attempts,
+		NextAttempt: utc(r.NextAttempt), FailingSince: utc(r.FailingSince),
+		Disabled: r.Disabled, DisabledAt: utc(r.DisabledAt), DisabledReason: r.DisabledReason,
+		Owner: r.Owner, LeaseUntil: utc(r.LeaseUntil),
+	}, nil
+}
+
+func (s *Store) readWebhookState(ctx context.Context, c goredis.Cmdable, endpoint string) (store.WebhookState, error) {
+	b, err := c.Get(ctx, s.webhookKey(endpoint)).Bytes()
 	if errors.Is(err, goredis.Nil) {
 		return store.WebhookState{}, nil
 	}
 	if err != nil {
 		return store.WebhookState{}, fail(ctx, "webhook state "+endpoint, err)
 	}
-	var r webhookRecord
-	if err := json.Unmarshal(b, &r); err != nil {
+	st, err := decodeWebhookState(b)
+	if err != nil {
 		return store.WebhookState{}, fmt.Errorf("webhook state %s: %w", endpoint, err)
 	}
-	return store.WebhookState{
-		Delivered: r.Delivered, Attempts: r.Attempts,
-		NextAttempt: utc(r.NextAttempt), FailingSince: utc(r.FailingSince),
-		Disabled: r.Disabled, DisabledAt: utc(r.DisabledAt), DisabledReason: r.DisabledReason,
-	}, nil
+	return st, nil
 }
 
-// SaveWebhookState implements store.Store: one SET, a blind overwrite (the
-// state of an endpoint has one writer, its dispatcher).
-func (s *Store) SaveWebhookState(ctx context.Context, endpoint string, st store.WebhookState) error {
+// WebhookState implements store.Store: one GET of the endpoint's own name.
+func (s *Store) WebhookState(ctx context.Context, endpoint string) (store.WebhookState, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	return s.readWebhookState(ctx, s.rdb, endpoint)
+}
+
+// UpdateWebhookState implements store.Store with WATCH/MULTI on the
+// endpoint's one name, so on Cluster it is a single-slot transaction;
+// concurrent updates (several instances competing for the lease) retry.
+func (s *Store) UpdateWebhookState(ctx context.Context, endpoint string, update func(store.WebhookState) (store.WebhookState, error)) (store.WebhookState, error) {
 	if endpoint == "" {
-		return fmt.Errorf("save webhook state: %w: empty endpoint ID", store.ErrInvalid)
-	}
-	val, err := json.Marshal(webhookRecord{
-		Delivered: st.Delivered, Attempts: st.Attempts,
-		NextAttempt: utc(st.NextAttempt), FailingSince: utc(st.FailingSince),
-		Disabled: st.Disabled, DisabledAt: utc(st.DisabledAt), DisabledReason: st.DisabledReason,
-	})
-	if err != nil {
-		return fmt.Errorf("save webhook state %s: %w", endpoint, err)
+		return store.WebhookState{}, fmt.Errorf("update webhook state: %w: empty endpoint ID", store.ErrInvalid)
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	if err := s.rdb.Set(ctx, s.webhookKey(endpoint), val, 0).Err(); err != nil {
-		return fail(ctx, "save webhook state "+endpoint, err)
+	name := s.webhookKey(endpoint)
+	var out []byte
+	var updateErr error
+	txf := func(tx *goredis.Tx) error {
+		cur, err := s.readWebhookState(ctx, tx, endpoint)
+		if err != nil {
+			return err
+		}
+		next, err := update(cur)
+		if err != nil {
+			updateErr = err
+			return nil
+		}
+		b, err := encodeWebhookState(next)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, name, b, 0)
+			return nil
+		}); err != nil {
+			return err
+		}
+		out = b
+		return nil
 	}
-	return nil
+	err := s.watch(ctx, name, txf)
+	switch {
+	case updateErr != nil:
+		return store.WebhookState{}, updateErr
+	case errors.Is(err, store.ErrUnavailable):
+		return store.WebhookState{}, err
+	case err != nil:
+		return store.WebhookState{}, fail(ctx, "update webhook state "+endpoint, err)
+	}
+	return decodeWebhookState(out)
 }

@@ -10,16 +10,16 @@ import (
 
 // The operation label's values of the webhook delivery state.
 const (
-	OpWebhookState     = "webhook_state"
-	OpSaveWebhookState = "save_webhook_state"
+	OpWebhookState       = "webhook_state"
+	OpUpdateWebhookState = "update_webhook_state"
 )
 
 // webhookOps are the measured webhook-state calls, kept apart from ops so
 // that the webhook block of the store contract stays one block here too.
-type webhookOps struct{ get, save *metrics.StoreOp }
+type webhookOps struct{ get, update *metrics.StoreOp }
 
 func newWebhookOps(op func(string) *metrics.StoreOp) webhookOps {
-	return webhookOps{get: op(OpWebhookState), save: op(OpSaveWebhookState)}
+	return webhookOps{get: op(OpWebhookState), update: op(OpUpdateWebhookState)}
 }
 
 func (s *Store) WebhookState(ctx context.Context, endpoint string) (store.WebhookState, error) {
@@ -29,9 +29,9 @@ func (s *Store) WebhookState(ctx context.Context, endpoint string) (store.Webhoo
 	return st, err
 }
 
-func (s *Store) SaveWebhookState(ctx context.Context, endpoint string, st store.WebhookState) error {
+func (s *Store) UpdateWebhookState(ctx context.Context, endpoint string, update func(store.WebhookState) (store.WebhookState, error)) (store.WebhookState, error) {
 	start := time.Now()
-	err := s.st.SaveWebhookState(ctx, endpoint, st)
-	s.webhook.save.Since(start, err)
-	return err
+	st, err := s.st.UpdateWebhookState(ctx, endpoint, update)
+	s.webhook.update.Since(start, err)
+	return st, err
 }

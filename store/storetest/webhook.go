@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ var webhookCases = []struct {
 	{"WebhookState/UnknownEndpointIsZero", testWebhookStateUnknown},
 	{"WebhookState/RoundTrip", testWebhookStateRoundTrip},
 	{"WebhookState/OverwriteReplacesWhole", testWebhookStateOverwrite},
+	{"WebhookState/FuncErrorChangesNothing", testWebhookStateFuncError},
+	{"WebhookState/ConcurrentNoLostUpdates", testWebhookStateConcurrent},
 	{"WebhookState/CancelledContextChangesNothing", testWebhookStateCancelled},
 }
 
@@ -32,6 +35,8 @@ func fullWebhookState(n int) store.WebhookState {
 		Disabled:       true,
 		DisabledAt:     at(120 + n),
 		DisabledReason: fmt.Sprintf("failing for 3 days (%d)", n),
+		Owner:          fmt.Sprintf("instance-%d", n),
+		LeaseUntil:     at(30 + n),
 	}
 }
 
@@ -58,6 +63,12 @@ func webhookStateDiff(want, got store.WebhookState) []string {
 	if want.DisabledReason != got.DisabledReason {
 		d = append(d, fmt.Sprintf("DisabledReason: got %q, want %q", got.DisabledReason, want.DisabledReason))
 	}
+	if want.Owner != got.Owner {
+		d = append(d, fmt.Sprintf("Owner: got %q, want %q", got.Owner, want.Owner))
+	}
+	if s := timeDiff(want.LeaseUntil, got.LeaseUntil); s != "" {
+		d = append(d, "LeaseUntil: "+s)
+	}
 	return d
 }
 
@@ -70,6 +81,17 @@ func mustWebhookState(t testing.TB, s store.Store, endpoint string) store.Webhoo
 	return st
 }
 
+// saveWebhookState replaces the state with st and checks what the update
+// returned.
+func saveWebhookState(t testing.TB, s store.Store, endpoint string, st store.WebhookState) {
+	t.Helper()
+	got, err := s.UpdateWebhookState(context.Background(), endpoint, func(store.WebhookState) (store.WebhookState, error) { return st, nil })
+	if err != nil {
+		t.Fatalf("UpdateWebhookState(%s): %v", endpoint, err)
+	}
+	assertWebhookState(t, "state UpdateWebhookState returned", st, got)
+}
+
 func assertWebhookState(t testing.TB, what string, want, got store.WebhookState) {
 	t.Helper()
 	if d := webhookStateDiff(want, got); len(d) > 0 {
@@ -78,51 +100,102 @@ func assertWebhookState(t testing.TB, what string, want, got store.WebhookState)
 }
 
 func testWebhookStateUnknown(t *testing.T, s store.Store) {
-	got := mustWebhookState(t, s, "ep_never_saved")
-	assertWebhookState(t, "state of an endpoint never saved", store.WebhookState{}, got)
+	assertWebhookState(t, "state of an endpoint never saved", store.WebhookState{}, mustWebhookState(t, s, "ep_never_saved"))
+	var seen store.WebhookState
+	seen.Attempts = -1
+	if _, err := s.UpdateWebhookState(context.Background(), "ep_new", func(cur store.WebhookState) (store.WebhookState, error) {
+		seen = cur
+		cur.Delivered = 7
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	assertWebhookState(t, "current state given to the first update", store.WebhookState{}, seen)
+	assertWebhookState(t, "state after the first update", store.WebhookState{Delivered: 7}, mustWebhookState(t, s, "ep_new"))
 }
 
 func testWebhookStateRoundTrip(t *testing.T, s store.Store) {
-	ctx := context.Background()
 	a, b := fullWebhookState(1), fullWebhookState(2)
 	b.Disabled, b.DisabledAt, b.DisabledReason = false, time.Time{}, "" // a failing, still enabled endpoint
-	if err := s.SaveWebhookState(ctx, "ep_a", a); err != nil {
-		t.Fatalf("SaveWebhookState(ep_a): %v", err)
-	}
-	if err := s.SaveWebhookState(ctx, "ep_b", b); err != nil {
-		t.Fatalf("SaveWebhookState(ep_b): %v", err)
-	}
+	saveWebhookState(t, s, "ep_a", a)
+	saveWebhookState(t, s, "ep_b", b)
 	assertWebhookState(t, "ep_a", a, mustWebhookState(t, s, "ep_a"))
 	assertWebhookState(t, "ep_b (saved after ep_a: endpoints are separate)", b, mustWebhookState(t, s, "ep_b"))
 	assertWebhookState(t, "an endpoint never saved, beside saved ones", store.WebhookState{}, mustWebhookState(t, s, "ep_c"))
+	// The update function sees what is stored.
+	var seen store.WebhookState
+	if _, err := s.UpdateWebhookState(context.Background(), "ep_a", func(cur store.WebhookState) (store.WebhookState, error) {
+		seen = cur
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	assertWebhookState(t, "current state given to update", a, seen)
 }
 
 func testWebhookStateOverwrite(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	if err := s.SaveWebhookState(ctx, "ep_a", fullWebhookState(1)); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhookState(t, s, "ep_a", fullWebhookState(1))
 	// A healthy state after a failing one: every failure field must go,
 	// not only the ones the new state sets.
 	healthy := store.WebhookState{Delivered: 1<<40 + 2}
-	if err := s.SaveWebhookState(ctx, "ep_a", healthy); err != nil {
-		t.Fatalf("SaveWebhookState(ep_a) again: %v", err)
-	}
+	saveWebhookState(t, s, "ep_a", healthy)
 	assertWebhookState(t, "ep_a after the overwrite", healthy, mustWebhookState(t, s, "ep_a"))
+}
+
+func testWebhookStateFuncError(t *testing.T, s store.Store) {
+	saved := fullWebhookState(1)
+	saveWebhookState(t, s, "ep_a", saved)
+	got, err := s.UpdateWebhookState(context.Background(), "ep_a", func(cur store.WebhookState) (store.WebhookState, error) {
+		cur.Delivered, cur.Owner = 1, "intruder"
+		return cur, errBoom
+	})
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("UpdateWebhookState with a refusing function: error %v, want the function's", err)
+	}
+	assertWebhookState(t, "state returned by a refused update", store.WebhookState{}, got)
+	assertWebhookState(t, "ep_a after a refused update", saved, mustWebhookState(t, s, "ep_a"))
+	if _, err := s.UpdateWebhookState(context.Background(), "ep_b", func(store.WebhookState) (store.WebhookState, error) {
+		return fullWebhookState(2), errBoom
+	}); !errors.Is(err, errBoom) {
+		t.Fatalf("refused first update: %v", err)
+	}
+	assertWebhookState(t, "an endpoint whose first update was refused", store.WebhookState{}, mustWebhookState(t, s, "ep_b"))
+}
+
+// Several instances compete for an endpoint's lease through updates: none
+// may be lost.
+func testWebhookStateConcurrent(t *testing.T, s store.Store) {
+	const n = 10
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		_, errs[i] = s.UpdateWebhookState(context.Background(), "ep_a", func(cur store.WebhookState) (store.WebhookState, error) {
+			cur.Attempts++
+			cur.Owner = fmt.Sprintf("instance-%d", i)
+			return cur, nil
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent update %d: %v", i, err)
+		}
+	}
+	if got := mustWebhookState(t, s, "ep_a"); got.Attempts != n {
+		t.Fatalf("after %d concurrent increments Attempts = %d (lost updates)", n, got.Attempts)
+	}
 }
 
 func testWebhookStateCancelled(t *testing.T, s store.Store) {
 	saved := fullWebhookState(1)
-	if err := s.SaveWebhookState(context.Background(), "ep_a", saved); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhookState(t, s, "ep_a", saved)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.SaveWebhookState(ctx, "ep_a", store.WebhookState{Delivered: 1}); err == nil {
-		t.Error("SaveWebhookState with a cancelled context: got nil error")
+	if _, err := s.UpdateWebhookState(ctx, "ep_a", func(store.WebhookState) (store.WebhookState, error) {
+		return store.WebhookState{Delivered: 1}, nil
+	}); err == nil {
+		t.Error("UpdateWebhookState with a cancelled context: got nil error")
 	}
 	if _, err := s.WebhookState(ctx, "ep_a"); err == nil {
 		t.Error("WebhookState with a cancelled context: got nil error")
 	}
-	assertWebhookState(t, "ep_a after a cancelled save", saved, mustWebhookState(t, s, "ep_a"))
+	assertWebhookState(t, "ep_a after a cancelled update", saved, mustWebhookState(t, s, "ep_a"))
 }
