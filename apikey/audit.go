@@ -133,6 +133,20 @@ func (s *Service) AllEvents(ctx context.Context, q store.AuditQuery) (store.Audi
 	return p, nil
 }
 
+// WebhookDisabled records that keygate stopped delivering to a webhook
+// endpoint (package webhook gave up on it), as an event of the system with
+// no team. reason names the endpoint by its index and ID, never its URL
+// (which may carry a token) or a receiver's answer.
+func (s *Service) WebhookDisabled(ctx context.Context, reason string) error {
+	ev := s.newEvent(SystemRequest("webhook"), store.AuditWebhookDisabled, "", "")
+	ev.Outcome, ev.Reason = store.OutcomeDenied, reason
+	if err := s.store.AppendAudit(ctx, ev); err != nil {
+		return fmt.Errorf("audit event %s: %w", ev.Action, err)
+	}
+	s.logAudit(ctx, ev)
+	return nil
+}
+
 // Reasons a management call is refused (store.AuditEvent.Reason).
 const (
 	DeniedNoToken      = "no_token"
@@ -251,6 +265,12 @@ type AuditOptions struct {
 	// PruneEvery is the least time between two prunes. Default
 	// config.AuditPruneEvery.
 	PruneEvery time.Duration
+	// Hold, when set, returns the time of the oldest event a reader of the
+	// stream still needs (webhook delivery: the first event an endpoint has
+	// not acknowledged); zero when none is needed. Pruning then keeps
+	// everything from AuditPruneSlack before it, whatever the retention:
+	// an undelivered event is never pruned. An error skips the prune.
+	Hold func(ctx context.Context) (time.Time, error)
 }
 
 // AuditWorker is the background side of the audit trail: it stores folded
@@ -313,6 +333,18 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 	}
 	w.lastPrune = now
 	before := now.Add(-w.opts.Retention)
+	if w.opts.Hold != nil {
+		held, err := w.opts.Hold(ctx)
+		if err != nil {
+			w.s.log.Warn("audit: could not tell which events are still undelivered; pruning later", "err", err)
+			return
+		}
+		// Events reach the stream in about time order (store.PruneAudit):
+		// one behind the held event is at most AuditPruneSlack older.
+		if !held.IsZero() && held.Add(-store.AuditPruneSlack).Before(before) {
+			before = held.Add(-store.AuditPruneSlack)
+		}
+	}
 	for ctx.Err() == nil {
 		n, err := w.s.store.PruneAudit(ctx, before)
 		if err != nil {

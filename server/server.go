@@ -16,11 +16,13 @@
 //	management.go  /v1/teams, /v1/permissions, /v1/teams/{team_id}/keys…,
 //	               admin bearer-token checks
 //	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
+//	update.go      PATCH /v1/teams/{team_id}/keys/{client_id} (merge patch)
 //	events.go      GET /v1/events, /v1/teams/{team_id}/events (the audit
 //	               trail) and requestMeta, who and where for its events
 //	problem.go     RFC 9457 answers of the management API
 //	httplog.go     access log (rate-limited for refusals) and panic recovery
 //	requestid.go   request IDs, X-Request-Id, source addresses
+//	webhooks.go    the audit stream delivered to webhooks (package webhook)
 //
 // The web console (package console) is mounted at /console/, the OpenAPI
 // description (package openapi) at /openapi.json.
@@ -51,6 +53,7 @@ import (
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/verify"
+	"github.com/keygate/keygate/webhook"
 )
 
 // Options configures a Server. Store and MasterKey are required; every other
@@ -114,6 +117,14 @@ type Options struct {
 	// one round at that time. nil means a real ticker of config.AuditTick.
 	AuditTicks <-chan time.Time
 
+	// Webhooks are the endpoints the operator-wide audit event stream is
+	// delivered to (package webhook, docs/webhooks.md); none when empty.
+	Webhooks []config.Webhook
+	// Webhook tunes their delivery (GiveUp, Ticks, Timeout…). Its Now,
+	// Logger, Observer and OnDisabled default to the server's clock, logger,
+	// metrics and an audit event.
+	Webhook webhook.Options
+
 	// Metrics, when set, records HTTP, token, status-list and last-used
 	// metrics (served by the caller on a listener of its own: see
 	// cmd/keygate/serve.go). nil records nothing and adds no middleware.
@@ -129,6 +140,8 @@ type Server struct {
 	log      *slog.Logger
 	lastUsed *lastused.Tracker
 	audit    *apikey.AuditWorker
+	webhooks *webhook.Service
+	events   webhook.AuditSource // the stream webhooks deliver
 	verifier *verify.Verifier
 	handler  http.Handler
 
@@ -227,7 +240,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		luOpts.Observer = opts.Metrics // not a typed nil in an interface: lastused checks for nil
 	}
 	s.lastUsed = lastused.New(opts.Store, luOpts)
-	s.audit = keys.StartAudit(apikey.AuditOptions{Retention: opts.AuditRetention, Ticks: opts.AuditTicks})
+	auditOpts := apikey.AuditOptions{Retention: opts.AuditRetention, Ticks: opts.AuditTicks}
+	if len(opts.Webhooks) > 0 {
+		if err := s.startWebhooks(); err != nil {
+			s.lastUsed.Close()
+			return nil, err
+		}
+		auditOpts.Hold = s.undelivered
+	}
+	s.audit = keys.StartAudit(auditOpts)
 	s.token = tokenEndpoint{s: s}
 	s.handler = s.routes()
 	return s, nil
@@ -244,6 +265,9 @@ func (s *Server) GeneratedAdmin() (AdminCredentials, bool) { return s.keys.Gener
 // after the HTTP server has drained; the store stays open (its owner
 // closes it).
 func (s *Server) Close() {
+	if s.webhooks != nil {
+		s.webhooks.Close() // aborts a delivery in flight; it is retried on the next start
+	}
 	s.lastUsed.Close()
 	s.access.flush()
 	s.audit.Close()

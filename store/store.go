@@ -461,10 +461,14 @@ const (
 	// AuditAuthFailed is a management API call refused for lack of
 	// authority; Count says how many were folded into one event.
 	AuditAuthFailed AuditAction = "management.auth_failed"
+	// AuditWebhookDisabled is a webhook endpoint keygate stopped
+	// delivering to after it failed every attempt for webhook_give_up
+	// (package webhook); Reason names the endpoint by index and ID.
+	AuditWebhookDisabled AuditAction = "webhook.disabled"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {

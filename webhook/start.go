@@ -13,16 +13,12 @@ type Service struct {
 	states      StateStore
 }
 
-// Start starts one dispatcher per endpoint of cfg.Webhooks (none when the
-// setting is empty), with cfg.WebhookGiveUp unless opts.GiveUp is set, and
-// returns at once: delivery runs in the dispatchers' goroutines only. Call
-// Close to stop them.
-func Start(cfg config.Config, src Source, states StateStore, opts Options) (*Service, error) {
-	if opts.GiveUp == 0 {
-		opts.GiveUp = cfg.WebhookGiveUp
-	}
+// Start starts one dispatcher per endpoint of hooks (the webhooks setting;
+// none when it is empty) and returns at once: delivery runs in the
+// dispatchers' goroutines only. Call Close to stop them.
+func Start(hooks []config.Webhook, src Source, states StateStore, opts Options) (*Service, error) {
 	s := &Service{states: states}
-	for i, h := range cfg.Webhooks {
+	for i, h := range hooks {
 		ep := Endpoint{Index: i, ID: EndpointID(h.URL), URL: h.URL, Secret: h.Secret, Events: h.Events}
 		d, err := New(ep, src, states, opts)
 		if err != nil {

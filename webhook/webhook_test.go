@@ -785,7 +785,9 @@ func TestStartFromConfig(t *testing.T) {
 	for i := range cfg.Webhooks {
 		h.ticks[i], h.rounds[i] = make(chan time.Time), make(chan uint64, 100)
 	}
-	svc, err := webhook.Start(cfg, h.src, h.states, h.options())
+	opts := h.options()
+	opts.GiveUp = cfg.WebhookGiveUp
+	svc, err := webhook.Start(cfg.Webhooks, h.src, h.states, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -817,7 +819,7 @@ func TestStartFromConfig(t *testing.T) {
 	b.set(http.StatusOK)
 	cfg.Webhooks[0], cfg.Webhooks[1] = cfg.Webhooks[1], cfg.Webhooks[0]
 	h.clock.Set(t0.Add(time.Hour))
-	svc, err = webhook.Start(cfg, h.src, h.states, h.options())
+	svc, err = webhook.Start(cfg.Webhooks, h.src, h.states, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/store/redis"
 	"github.com/keygate/keygate/store/storemetrics"
+	"github.com/keygate/keygate/webhook"
 )
 
 const (
@@ -131,6 +132,8 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		TrustedProxies:    cfg.TrustedProxyPrefixes,
 		AccessLog:         cfg.AccessLog,
 		AccessLogOAuth:    cfg.AccessLogOAuth,
+		Webhooks:          cfg.Webhooks,
+		Webhook:           webhook.Options{GiveUp: cfg.WebhookGiveUp},
 		Logger:            log,
 		Metrics:           met,
 	})
@@ -152,7 +155,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	hs := newHTTPServer(srv, log)
 	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
 		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(), "revision", revisionString(),
-		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix, "trusted_proxies", len(cfg.TrustedProxyPrefixes))
+		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix, "trusted_proxies", len(cfg.TrustedProxyPrefixes), "webhooks", len(cfg.Webhooks))
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
