@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
@@ -23,9 +24,11 @@ import (
 
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/webhook"
 )
 
 // encodings of b a log line might carry.
@@ -45,14 +48,26 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every way an event leaves keygate: the log, the audit API, a webhook,
+	// a metrics scrape.
+	recv := newReceiver(t)
+	hookSecret, whsec := webhookSecret(t)
+	hooks := &hookTicks{}
+	met := metrics.New(metrics.BuildInfo{Version: "test", Revision: "test"})
 	e := newTestEnv(t, server.Options{Logger: logger, AdminClientID: "log-admin", AdminClientSecret: adminSecret,
 		AccessLog: config.AccessLogAll, AccessLogOAuth: config.AccessLogAll,
-		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}})
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		Webhooks:       []config.Webhook{{URL: recv.URL, Secret: hookSecret}},
+		Webhook:        webhook.Options{Ticks: hooks.ticks},
+		Metrics:        met,
+	})
 	server.SetAccessLogBurst(e.Server, 1000)
 	ctx := context.Background()
 
 	var forbidden []string // every sensitive value the flow handles
 	note := func(vals ...string) { forbidden = append(forbidden, vals...) }
+	note(whsec)
+	note(encodings(hookSecret)...)
 	noteToken := func(tok string) {
 		note(tok)
 		parts := strings.Split(tok, ".")
@@ -175,6 +190,30 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 		events.Write(r.Body)
 	}
+	// The webhook gets every event of the stream so far; its bodies are
+	// checked like log lines.
+	for range 10 {
+		before := len(recv.got())
+		hooks.round(t, 0)
+		if len(recv.got()) == before {
+			break
+		}
+	}
+	var hookBodies strings.Builder
+	for _, d := range recv.got() {
+		hookBodies.Write(d.body)
+		hookBodies.WriteByte('\n')
+	}
+	if !strings.Contains(hookBodies.String(), `"key.deleted"`) {
+		t.Fatalf("the webhook did not get the flow's events: %s", hookBodies.String())
+	}
+	events.WriteString(hookBodies.String())
+	scrape := httptest.NewRecorder()
+	met.Handler().ServeHTTP(scrape, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(scrape.Body.String(), "keygate_token_requests_total") {
+		t.Fatalf("the metrics scrape lacks the token counter:\n%s", scrape.Body.String())
+	}
+	events.WriteString(scrape.Body.String())
 	e.Server.Close()
 	if _, err := e.Store.MoveAudit(ctx); err != nil {
 		t.Fatal(err)
@@ -227,7 +266,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if n := strings.Count(logs.String(), `"audit":true`); n < 6 {
 		t.Errorf("%d audit log lines, want one per audit event of the flow (6 at least)", n)
 	}
-	// Audit events are checked like log lines.
+	// Audit events, webhook bodies and the metrics scrape are checked like
+	// log lines.
 	out := logs.String() + "\n" + events.String()
 	if strings.Count(out, `"msg":"request"`) < 25 || !strings.Contains(out, `"route":"/oauth/token"`) || !strings.Contains(out, `"route":"/v1/teams/:team_id/keys"`) {
 		t.Fatalf("the access log did not log the flow's requests (logging was off?):\n%s", out)
