@@ -98,7 +98,14 @@ type Metrics struct {
 	statusListUpdatedAt prometheus.Gauge
 
 	webhookBacklog *prometheus.GaugeVec // webhook.go
+
+	throttled map[string]prometheus.Counter // by ThrottledEndpoints
 }
+
+// ThrottledEndpoints are the values of keygate_throttled_requests_total's
+// endpoint label: where keygate refuses a caller over a rate limit (today
+// /oauth/introspect's introspection_rate). A closed set.
+var ThrottledEndpoints = []string{"introspect"}
 
 // New creates the metrics on a fresh registry, with the Go runtime and
 // process collectors and keygate_build_info.
@@ -135,6 +142,16 @@ func New(bi BuildInfo) *Metrics {
 	m.tokenByCode = make(map[string]prometheus.Counter, len(TokenOutcomes))
 	for _, o := range TokenOutcomes {
 		m.tokenByCode[o] = m.tokenRequests.WithLabelValues(o) // every outcome shows from the start, at 0
+	}
+
+	throttled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "throttled_requests_total",
+		Help: "Requests refused with 429 over a rate limit, by endpoint.",
+	}, []string{"endpoint"})
+	f(throttled)
+	m.throttled = make(map[string]prometheus.Counter, len(ThrottledEndpoints))
+	for _, e := range ThrottledEndpoints {
+		m.throttled[e] = throttled.WithLabelValues(e)
 	}
 
 	m.storeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -289,6 +306,17 @@ func (m *Metrics) TokenOutcome(outcome string) {
 		c = m.tokenByCode[OtherOutcome]
 	}
 	c.Inc()
+}
+
+// Throttled counts a request refused over a rate limit at endpoint (one
+// of ThrottledEndpoints; any other value is not counted).
+func (m *Metrics) Throttled(endpoint string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.throttled[endpoint]; ok {
+		c.Inc()
+	}
 }
 
 // StoreOp is the latency metric of one store operation on one backend

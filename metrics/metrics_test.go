@@ -27,6 +27,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.LastUsedFlushed(3, time.Second)
 	m.StatusListBuilt(8, time.Now())
 	m.WebhookBacklog(0, 3)
+	m.Throttled("introspect")
 	m.Route("/x").Observe("GET", 200, time.Millisecond)
 }
 
@@ -112,5 +113,21 @@ func TestWebhookBacklog(t *testing.T) {
 	}
 	if n := len(s["keygate_webhook_backlog_events"].GetMetric()); n != 2 {
 		t.Errorf("%d backlog series for two endpoints", n)
+	}
+}
+
+func TestThrottledClosedSet(t *testing.T) {
+	m := metrics.New(metrics.BuildInfo{})
+	if got := scrape(t, m).Value("keygate_throttled_requests_total", map[string]string{"endpoint": "introspect"}); got != 0 {
+		t.Fatalf("introspect throttled before any request: %v", got)
+	}
+	m.Throttled("introspect")
+	m.Throttled("kgc_not_an_endpoint")
+	s := scrape(t, m)
+	if got := s.Value("keygate_throttled_requests_total", map[string]string{"endpoint": "introspect"}); got != 1 {
+		t.Errorf("introspect throttled = %v, want 1", got)
+	}
+	if got := s.Value("keygate_throttled_requests_total", nil); got != 1 {
+		t.Errorf("all throttled = %v, want 1 (an unknown endpoint is not a label value)", got)
 	}
 }

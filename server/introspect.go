@@ -93,6 +93,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	}
 	if allowed, wait := t.s.introspectLimits.allow(caller.ClientID, t.s.cfg.Now()); !allowed {
 		c.Header("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+		t.s.cfg.Metrics.Throttled("introspect") // nil-safe
 		refused(c, "invalid_request", caller.ClientID)
 		writeJSON(c.Writer, http.StatusTooManyRequests, map[string]string{"error": "invalid_request",
 			"error_description": "too many introspection requests from this client; retry later"})

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/metrics/metricstest"
@@ -163,4 +164,26 @@ func checkClosedLabels(t *testing.T, s metricstest.Scrape, teams ...string) {
 			}
 		}
 	})
+}
+
+// TestMetricsThrottled: an introspection refused over introspection_rate
+// counts under keygate_throttled_requests_total{endpoint="introspect"}.
+func TestMetricsThrottled(t *testing.T) {
+	met := metrics.New(metrics.BuildInfo{})
+	clk := servertest.NewClock(time.Now().UTC().Truncate(time.Second)) // stopped: the bucket does not refill
+	e := &testEnv{servertest.StartWith(t, servertest.Config{Clock: clk, Options: server.Options{Metrics: met, IntrospectionRate: 1}})}
+	ms := httptest.NewServer(met.Handler())
+	t.Cleanup(ms.Close)
+	k := e.CreateKey(t, "acme", "rs", permAccounting)
+	tok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
+	before := metricstest.Get(t, ms.URL+"/metrics")
+	if r := e.introspect(t, k.ClientID, k.ClientSecret, tok); r.Status != http.StatusOK {
+		t.Fatalf("first introspection: %s", r)
+	}
+	if r := e.introspect(t, k.ClientID, k.ClientSecret, tok); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("second introspection in the same instant at 1/s: %s", r)
+	}
+	after := metricstest.Get(t, ms.URL+"/metrics")
+	checkDeltas(t, before, after, []delta{{"keygate_throttled_requests_total", map[string]string{"endpoint": "introspect"}, 1}})
+	checkClosedLabels(t, after, "acme")
 }
