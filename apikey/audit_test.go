@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store"
 )
 
@@ -102,5 +103,68 @@ func TestAuthFailuresFold(t *testing.T) {
 	}
 	if again := refusals(t, st); len(again) != len(got) {
 		t.Fatalf("a second flush stored more: %d events, then %d", len(got), len(again))
+	}
+}
+
+// TestAdminKeyChangesAreAudited: the admin key a start creates, and a
+// changed configured secret, are audit events of the system; a start with
+// the secret already stored writes nothing.
+func TestAdminKeyChangesAreAudited(t *testing.T) {
+	ctx := context.Background()
+	st, mk := FreshStore(t)
+	first, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(secret string) *Service {
+		t.Helper()
+		svc, err := Open(ctx, Config{Store: st, MasterKey: mk, AdminClientID: "ops-admin", AdminClientSecret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	adminEvents := func() []store.AuditEvent {
+		t.Helper()
+		p, err := st.AuditEvents(ctx, "", store.AuditQuery{Limit: store.MaxAuditLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Events // newest first
+	}
+	open(first)
+	evs := adminEvents()
+	if len(evs) != 1 || evs[0].Action != store.AuditKeyCreated || evs[0].ClientID != "ops-admin" ||
+		evs[0].Actor.Type != store.ActorSystem || evs[0].Actor.Via != "bootstrap" {
+		t.Fatalf("after the first start: %+v", evs)
+	}
+	open(first) // the same secret: no change, no event
+	if n := len(adminEvents()); n != 1 {
+		t.Fatalf("a restart with the stored secret wrote %d events, want none", n-1)
+	}
+	svc := open(second)
+	evs = adminEvents()
+	if len(evs) != 2 || evs[0].Action != store.AuditKeyRotated || evs[0].ClientID != "ops-admin" || evs[0].Actor.Via != "bootstrap" {
+		t.Fatalf("after a start with a new secret: %+v", evs)
+	}
+	if _, _, err := svc.Authenticate(ctx, "ops-admin", first); !errors.Is(err, ErrInvalidClient) {
+		t.Fatalf("the replaced admin secret still authenticates: %v", err)
+	}
+	if _, _, err := svc.Authenticate(ctx, "ops-admin", second); err != nil {
+		t.Fatalf("the new admin secret: %v", err)
+	}
+
+	// A generated admin key (no admin configured, an empty store).
+	st2, mk2 := FreshStore(t)
+	if _, err := Open(ctx, Config{Store: st2, MasterKey: mk2}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st2.AuditEvents(ctx, "", store.AuditQuery{Limit: 10})
+	if err != nil || len(p.Events) != 1 || p.Events[0].Action != store.AuditKeyCreated || p.Events[0].Actor.Via != "bootstrap" {
+		t.Fatalf("generated admin key: %+v, %v", p.Events, err)
 	}
 }

@@ -6,9 +6,11 @@ package apikey
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/signing"
@@ -94,25 +96,41 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 		hash := s.hasher.Hash(s.cfg.AdminClientSecret)
 		k := store.Key{ClientID: s.cfg.AdminClientID, Name: "admin", CreatedAt: now, SecretHash: hash}
 		// No status index here: the key may exist already; the backfill
-		// after ensureAdmin gives a new one its index.
-		err := s.store.CreateKey(ctx, k, 0)
+		// after ensureAdmin gives a new one its index. Admin-key changes
+		// are audit events of the system, written with the change.
+		created := s.newEvent(bootstrapRequest, store.AuditKeyCreated, "", k.ClientID)
+		err := s.store.CreateKey(ctx, k, 0, created)
 		if !errors.Is(err, store.ErrAlreadyExists) {
 			if err != nil {
 				return fmt.Errorf("create admin key %s: %w", k.ClientID, err)
 			}
+			s.logAudit(ctx, created)
 			return nil
 		}
+		// Every start sets the configured secret; only a different one is
+		// a change (a new secret, or the end of a rotation's old one), and
+		// only a change is written and recorded.
+		rotated := s.newEvent(bootstrapRequest, store.AuditKeyRotated, "", k.ClientID)
 		_, err = s.store.UpdateKey(ctx, k.ClientID, func(old store.Key) (store.Key, error) {
 			if !old.IsAdmin() {
 				return old, fmt.Errorf("client id %s belongs to team %s and cannot be an admin key", old.ClientID, old.TeamID)
 			}
+			if subtle.ConstantTimeCompare(old.SecretHash, hash) == 1 && len(old.PreviousSecretHash) == 0 {
+				return old, errAdminUnchanged
+			}
 			old.SecretHash = hash
 			old.PreviousSecretHash = nil
+			old.PreviousSecretExpiresAt = time.Time{}
+			old.SecretRotatedAt = now
 			return old, nil
-		})
-		if err != nil {
+		}, rotated)
+		switch {
+		case errors.Is(err, errAdminUnchanged):
+			return nil
+		case err != nil:
 			return fmt.Errorf("update admin key %s: %w", k.ClientID, err)
 		}
+		s.logAudit(ctx, rotated)
 		return nil
 	}
 	admins, err := s.store.ListKeys(ctx, "")
@@ -131,15 +149,25 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 		return err
 	}
 	k := store.Key{ClientID: id, Name: "admin", CreatedAt: now, SecretHash: s.hasher.Hash(secret)}
-	switch err := s.store.CreateKey(ctx, k, 1); {
+	created := s.newEvent(bootstrapRequest, store.AuditKeyCreated, "", k.ClientID)
+	switch err := s.store.CreateKey(ctx, k, 1, created); {
 	case errors.Is(err, store.ErrTeamLimit):
 		return nil // another instance created the first admin key
 	case err != nil:
 		return fmt.Errorf("create admin key: %w", err)
 	}
+	s.logAudit(ctx, created)
 	s.generatedAdmin = &AdminCredentials{ClientID: id, ClientSecret: secret}
 	return nil
 }
+
+// bootstrapRequest is who changes admin keys at start: keygate itself,
+// from its configuration.
+var bootstrapRequest = SystemRequest("bootstrap")
+
+// errAdminUnchanged: the configured admin secret is the stored one; returned
+// from inside UpdateKey so that nothing (no event either) is written.
+var errAdminUnchanged = errors.New("admin key unchanged")
 
 // checkKeys walks every stored key once at start: it refuses to start when
 // a key holds a permission the catalog no longer has (its tokens would

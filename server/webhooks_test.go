@@ -144,9 +144,19 @@ func TestWebhookDelivery(t *testing.T) {
 			}
 			clk := servertest.NewClock(time.Now().UTC().Truncate(time.Second))
 			e := startEnv(t, servertest.Config{Clock: clk, Backend: b, Options: opts})
+			// The admin key's creation at start is the stream's first event.
+			e.AuditTick(t) // the operator-wide stream, on Redis
+			hooks.round(t, 0)
+			if got := recv.got(); len(got) != 1 || decodePayload(t, got[0]).Type != "key.created" {
+				t.Fatalf("after the start: %d deliveries, want the admin key's key.created", len(got))
+			}
+			recv.mu.Lock()
+			recv.requests = nil
+			recv.mu.Unlock()
+
 			admin := e.AdminToken(t)
 			k := e.CreateKeyWith(t, admin, "acme", "Hooked", permAccounting)
-			e.AuditTick(t) // the operator-wide stream, on Redis
+			e.AuditTick(t)
 			hooks.round(t, 0)
 
 			got := recv.got()
@@ -161,12 +171,12 @@ func TestWebhookDelivery(t *testing.T) {
 				t.Fatalf("the delivery's signature does not verify with the Standard Webhooks library: %v", err)
 			}
 			p := decodePayload(t, got[0])
-			stream := getEvents(t, e.Env, admin, "/v1/events?action=key.created")
+			stream := getEvents(t, e.Env, admin, "/v1/events?action=key.created&team_id=acme")
 			if p.Type != "key.created" || len(stream.Events) != 1 || got[0].header.Get("webhook-id") != stream.Events[0].ID {
 				t.Fatalf("delivered %s %s, stream %+v", p.Type, got[0].header.Get("webhook-id"), stream.Events)
 			}
 			// The data is the event as the API shows it, field for field.
-			raw := e.API(t, admin, http.MethodGet, "/v1/events?action=key.created", nil)
+			raw := e.API(t, admin, http.MethodGet, "/v1/events?action=key.created&team_id=acme", nil)
 			var page struct {
 				Events []json.RawMessage `json:"events"`
 			}

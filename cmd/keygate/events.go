@@ -196,6 +196,9 @@ func writeEventTable(w io.Writer, evs []client.Event, header bool) {
 		if ev.Actor.ID != "" {
 			actor += " " + ev.Actor.ID
 		}
+		if ev.Actor.Via != "" {
+			actor += " via " + ev.Actor.Via
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", formatTime(ev.Time), ev.Action, actor,
 			dash(ev.TeamID), dash(ev.ClientID), dash(ev.SourceAddress), eventDetail(ev))
 	}
