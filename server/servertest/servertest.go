@@ -344,7 +344,10 @@ func (e *Env) TrySecond(t testing.TB, opts server.Options) (*Env, error) {
 // clock's current time and returns once it has completed: it sends that
 // time twice on the server's unbuffered tick channel, and the server takes
 // a tick only after the previous flush returned. (The second tick's flush,
-// at the same time, finds nothing new unless a token is issued meanwhile.)
+// at the same time, finds nothing new unless a token is issued meanwhile —
+// and then counts that token's usage in the hour of this call's clock: a
+// test that moves the clock to another hour calls FlushLastUsed again
+// before its next tokens.)
 func (e *Env) FlushLastUsed(t testing.TB) {
 	t.Helper()
 	e.mu.Lock()
