@@ -138,6 +138,7 @@ func TestHandlerServesAssets(t *testing.T) {
 		{console.Prefix + "index.html", "index.html", "text/html"},
 		{console.Prefix + "app.js", "app.js", "text/javascript"},
 		{console.Prefix + "api.js", "api.js", "text/javascript"},
+		{console.Prefix + "activity.js", "activity.js", "text/javascript"},
 		{console.Prefix + "dom.js", "dom.js", "text/javascript"},
 		{console.Prefix + "dialogs.js", "dialogs.js", "text/javascript"},
 		{console.Prefix + "validate.js", "validate.js", "text/javascript"},

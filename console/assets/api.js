@@ -131,13 +131,16 @@ export async function tokenEndpoint() {
 
 const seg = encodeURIComponent;
 
-/** A page of teams: {prefix, after, limit}, each optional. */
-export const teams = (q = {}) => {
+/** "?a=1&b=2" of q's non-empty entries, "" when there are none. */
+function query(q) {
   const params = new URLSearchParams();
-  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));
+  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== null && v !== "") params.set(k, String(v));
   const qs = params.toString();
-  return call("GET", qs ? `/v1/teams?${qs}` : "/v1/teams");
-};
+  return qs ? `?${qs}` : "";
+}
+
+/** A page of teams: {prefix, after, limit}, each optional. */
+export const teams = (q = {}) => call("GET", `/v1/teams${query(q)}`);
 export const permissions = () => call("GET", "/v1/permissions");
 export const listKeys = (team) => call("GET", `/v1/teams/${seg(team)}/keys`);
 export const createKey = (team, name, perms) =>
@@ -147,3 +150,9 @@ export const rotateKey = (team, id, grace) =>
   call("POST", `/v1/teams/${seg(team)}/keys/${seg(id)}/rotate`, { grace_period: grace });
 /** The team's usage per key by UTC day, over the server's default range (the last 30 days). */
 export const usage = (team) => call("GET", `/v1/teams/${seg(team)}/usage?granularity=day`);
+/**
+ * A page of the team's audit trail, newest first: {action, after, limit},
+ * each optional. The answer is {events, next}; follow next (the after of
+ * the older page) until it is null.
+ */
+export const events = (team, q = {}) => call("GET", `/v1/teams/${seg(team)}/events${query(q)}`);

@@ -1,13 +1,16 @@
 // The "Developers > API Keys" page: sign in with an admin key, choose a
-// team, then list, generate, rotate and delete its API keys. All data goes
-// through api.js; all rendering through dom.js (text only, never HTML).
+// team, then list, generate, rotate and delete its API keys, or read its
+// activity (activity.js). All data goes through api.js; all rendering
+// through dom.js (text only, never HTML).
 
+import * as activity from "./activity.js";
 import * as api from "./api.js";
 import * as dialogs from "./dialogs.js";
 import { byId, el, setError, setText, show, svgEl } from "./dom.js";
 import { MAX_NAME_LENGTH, nameError, teamError, teamPrefixOK } from "./validate.js";
 
 const state = {
+  section: "keys", // which page of a team: "keys" or "activity"
   team: "",
   keys: [],
   maxKeys: 5,
@@ -24,7 +27,24 @@ const views = {
   signin: byId("signin-view"),
   team: byId("team-view"),
   keys: byId("keys-view"),
+  activity: byId("activity-view"),
 };
+
+// The navigation's pages: their link and title.
+const sections = {
+  keys: { link: byId("nav-api-keys"), title: "API Keys" },
+  activity: { link: byId("nav-activity"), title: "Activity" },
+};
+
+function setSection(name) {
+  state.section = name;
+  for (const [n, s] of Object.entries(sections)) {
+    if (n === name) s.link.setAttribute("aria-current", "page");
+    else s.link.removeAttribute("aria-current");
+  }
+  setText(byId("page-title"), sections[name].title);
+  document.title = `${sections[name].title} · keygate`;
+}
 
 const when = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
@@ -125,6 +145,7 @@ byId("sign-out").addEventListener("click", () => {
   state.keys = [];
   // Leave none of the last team's data in the (hidden) page.
   renderKeys();
+  activity.clear();
   byId("team-list").replaceChildren();
   show(byId("team-more"), false);
   history.replaceState(null, "", location.pathname);
@@ -143,13 +164,19 @@ async function loadCatalog() {
 
 // ---- teams -----------------------------------------------------------
 
+// The address names the team and page: #team=acme, #team=acme&view=activity.
 function teamFromHash() {
-  const m = /^#team=(.+)$/.exec(location.hash);
+  const m = /^#team=([^&]+)(&view=activity)?$/.exec(location.hash);
+  if (m && m[2]) setSection("activity");
   try {
     return m ? decodeURIComponent(m[1]) : "";
   } catch {
     return ""; // a mangled link: pick the team instead
   }
+}
+
+function teamHash(team) {
+  return `#team=${encodeURIComponent(team)}${state.section === "activity" ? "&view=activity" : ""}`;
 }
 
 const TEAM_PAGE = 50;
@@ -231,20 +258,35 @@ byId("team-form").addEventListener("submit", (event) => {
 });
 
 byId("switch-team").addEventListener("click", () => showTeams());
-byId("nav-api-keys").addEventListener("click", (event) => {
-  event.preventDefault();
-  if (!views.signin.hidden) {
-    byId("signin-id").focus();
-    return;
-  }
-  // A lapsed session surfaces here as SessionExpired: sign-in, then back.
-  if (state.team) openTeam(state.team);
-  else showTeams();
-});
+byId("activity-switch-team").addEventListener("click", () => showTeams());
 
+for (const [name, s] of Object.entries(sections)) {
+  s.link.addEventListener("click", (event) => {
+    event.preventDefault();
+    setSection(name);
+    if (!views.signin.hidden) {
+      byId("signin-id").focus();
+      return;
+    }
+    // A lapsed session surfaces here as SessionExpired: sign-in, then back.
+    if (state.team) openTeam(state.team);
+    else showTeams();
+  });
+}
+
+activity.setup((err, node) => report(err, node));
+
+/** Opens the team on the current page of the navigation. */
 async function openTeam(team) {
   state.team = team;
-  history.replaceState(null, "", `#team=${encodeURIComponent(team)}`);
+  history.replaceState(null, "", teamHash(team));
+  if (state.section === "activity") {
+    showView("activity");
+    await activity.open(team);
+    // Unless a lapsed session sent the operator to sign in meanwhile.
+    if (!views.activity.hidden) byId("main").focus();
+    return;
+  }
   setText(byId("keys-team"), team);
   state.keys = [];
   state.usage = null;
