@@ -43,6 +43,7 @@ const view = {
   action: "",
   next: null, // the after= of the next older page; null when there is none
   seq: 0, // drops answers to a superseded load (another team or filter)
+  loading: false,
   names: null, // client ID → name of the team's current keys; null when unknown
 };
 
@@ -55,7 +56,9 @@ export function setup(onError) {
     view.action = byId("activity-action").value;
     load(false);
   });
-  byId("activity-more").addEventListener("click", () => load(true));
+  byId("activity-more").addEventListener("click", () => {
+    if (!view.loading) load(true);
+  });
 }
 
 /** Shows the team's newest events (with the filter as it is). */
@@ -107,8 +110,11 @@ async function load(more) {
   let after = more ? view.next : null;
   const got = [];
   let next = null;
+  // aria-disabled rather than disabled: a disabled button loses focus,
+  // and a keyboard user pressing Load older again would start from the top.
+  view.loading = true;
   table.setAttribute("aria-busy", "true");
-  button.disabled = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     for (let i = 0; i <= EXTRA_REQUESTS; i++) {
       const body = await api.events(team, { action, after, limit: size - got.length });
@@ -123,8 +129,9 @@ async function load(more) {
     return;
   } finally {
     if (seq === view.seq) {
+      view.loading = false;
       table.setAttribute("aria-busy", "false");
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
     }
   }
   setError(error, "");
