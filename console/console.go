@@ -1,6 +1,7 @@
 // Package console is keygate's web console: the "Developers > API Keys"
 // page, where an operator signs in with an admin key, picks a team, and
-// generates, lists, rotates and deletes that team's API keys.
+// generates, lists, rotates and deletes that team's API keys, and its
+// "Activity" page, that team's audit trail.
 //
 // The page is plain HTML, CSS and ES modules embedded in the binary (no
 // build step, no CDN, no third-party request). It talks only to keygate's
