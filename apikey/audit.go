@@ -275,7 +275,8 @@ type AuditOptions struct {
 
 // AuditWorker is the background side of the audit trail: it stores folded
 // refused calls, feeds the operator-wide stream (store.MoveAudit) and
-// prunes events past retention. Stop it with Close.
+// prunes events past retention; it also prunes the deny list's expired
+// entries. Stop it with Close.
 type AuditWorker struct {
 	s         *Service
 	opts      AuditOptions
@@ -327,6 +328,19 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 	}
 	if _, err := w.s.store.MoveAudit(ctx); err != nil {
 		w.s.log.Warn("audit: feeding the operator-wide event stream failed; retried next round", "err", err)
+	}
+	// The deny list's expired entries go here, off the request path
+	// (store.PruneDeniedTokens): a bounded batch per call until none is
+	// left.
+	for ctx.Err() == nil {
+		n, err := w.s.store.PruneDeniedTokens(ctx, now)
+		if err != nil {
+			w.s.log.Warn("pruning expired revocations failed; retried next round", "err", err)
+			break
+		}
+		if n < store.MaxDenyPrune {
+			break
+		}
 	}
 	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {
 		return

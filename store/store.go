@@ -232,6 +232,14 @@ type Store interface {
 	// TokenDenied reports whether jti is on the deny list (and not expired).
 	TokenDenied(ctx context.Context, jti string) (bool, error)
 
+	// PruneDeniedTokens removes deny-list entries that expired at or before
+	// now, at most MaxDenyPrune per call, and returns how many it removed
+	// (call again until 0). Neither DenyToken nor TokenDenied walks the
+	// list, so their cost does not grow with it; this is the background
+	// round's work (apikey.AuditWorker). A backend whose entries expire by
+	// themselves (Redis TTLs) returns 0.
+	PruneDeniedTokens(ctx context.Context, now time.Time) (int, error)
+
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 
@@ -558,6 +566,10 @@ type AuditQuery struct {
 	// Limit bounds the page, 1…MaxAuditLimit; 0 means DefaultAuditLimit.
 	Limit int
 }
+
+// MaxDenyPrune bounds one PruneDeniedTokens call: one short write
+// transaction at a time.
+const MaxDenyPrune = 1000
 
 // Page sizes and the work bound of one audit read.
 const (

@@ -24,6 +24,9 @@
 //	            (bucket sequence)              the last status index handed out
 //	deny        jti → expiry                   revoked access tokens; expiry is
 //	                                           unix ms, 8 bytes big-endian
+//	deny_expiry expiry ‖ jti → ""              the deny list by expiry, so the
+//	                                           background prune reads only
+//	                                           what it removes (status.go)
 //	usage       "t"+team ID → nested bucket    usage per key (usage.go), made on
 //	            'h'|'d' + start (unix s, 8 B   first use: hourly and daily counters,
 //	            big-endian) + client ID →      outside the key records; pruned by
@@ -106,6 +109,10 @@ var (
 	bucketSigning    = []byte("signing")
 	bucketStatus     = []byte("status") // "bits": revoked bitmap; sequence: last index
 	bucketDeny       = []byte("deny")   // jti → expiry (unix ms, 8 bytes big-endian)
+	// bucketDenyExpiry indexes the deny list by expiry: expiry (8 bytes
+	// big-endian) ‖ jti → nothing, so pruning reads expired entries in
+	// order from the first, never the whole list (status.go).
+	bucketDenyExpiry = []byte("deny_expiry")
 
 	metaSchema    = []byte("schema")
 	signingRecKey = []byte("set")
@@ -168,7 +175,7 @@ func Open(path string, opts ...Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return indexDenyList(tx)
 	})
 	if err != nil {
 		db.Close()

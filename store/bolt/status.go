@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -65,41 +66,95 @@ func (s *Store) StatusList(ctx context.Context) (store.StatusList, error) {
 	return out, nil
 }
 
-// DenyToken implements store.Store. Expired entries are pruned in the same
-// transaction, so the bucket holds only tokens that could still be used.
+// DenyToken implements store.Store: two puts (the entry and its expiry
+// index), O(log n) in the list's size; expired entries are left to
+// PruneDeniedTokens, outside the request path.
 func (s *Store) DenyToken(ctx context.Context, jti string, until time.Time) error {
 	if jti == "" {
 		return fmt.Errorf("deny token: %w: empty jti", store.ErrInvalid)
 	}
-	now := time.Now().UnixMilli()
+	if until.UnixMilli() <= time.Now().UnixMilli() {
+		return nil // already expired: nothing to deny
+	}
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketDeny)
-		var expired [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			if len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now {
-				expired = append(expired, append([]byte{}, k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range expired {
-			if err := b.Delete(k); err != nil {
+		deny, index := tx.Bucket(bucketDeny), tx.Bucket(bucketDenyExpiry)
+		if old := deny.Get([]byte(jti)); len(old) == 8 {
+			// Denied before with another expiry: its index entry goes.
+			if err := index.Delete(denyIndexKey(old, jti)); err != nil {
 				return err
 			}
 		}
-		if until.UnixMilli() <= now {
-			return nil // already expired: nothing to deny
-		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(until.UnixMilli()))
-		return b.Put([]byte(jti), v[:])
+		if err := deny.Put([]byte(jti), v[:]); err != nil {
+			return err
+		}
+		return index.Put(denyIndexKey(v[:], jti), nil)
 	})
 	if err != nil {
 		return fmt.Errorf("deny token: %w", err)
 	}
 	return nil
+}
+
+// denyIndexKey is an entry's key in bucketDenyExpiry: its expiry as
+// stored, then the jti.
+func denyIndexKey(expiry []byte, jti string) []byte {
+	return append(append(make([]byte, 0, 8+len(jti)), expiry...), jti...)
+}
+
+// PruneDeniedTokens implements store.Store: expired entries are the first
+// ones of the expiry index, so a call reads only what it removes. Freed
+// pages are reused by later writes, so the file stops growing once the
+// list's size is steady.
+func (s *Store) PruneDeniedTokens(ctx context.Context, now time.Time) (int, error) {
+	cut := now.UnixMilli()
+	n := 0
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		n = 0
+		deny, c := tx.Bucket(bucketDeny), tx.Bucket(bucketDenyExpiry).Cursor()
+		for k, _ := c.First(); k != nil && n < store.MaxDenyPrune; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > cut {
+				break
+			}
+			jti := k[8:]
+			// The entry goes only if it is the one indexed here (a jti
+			// denied again later has a newer expiry and its own index key).
+			if v := deny.Get(jti); bytes.Equal(v, k[:8]) {
+				if err := deny.Delete(jti); err != nil {
+					return err
+				}
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune deny list: %w", err)
+	}
+	return n, nil
+}
+
+// indexDenyList creates the expiry index, and fills it once for a file
+// written before the index existed (its deny entries live at most a token
+// lifetime, so the walk is short).
+func indexDenyList(tx *bbolt.Tx) error {
+	if tx.Bucket(bucketDenyExpiry) != nil {
+		return nil
+	}
+	index, err := tx.CreateBucket(bucketDenyExpiry)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketDeny).ForEach(func(k, v []byte) error {
+		if len(v) != 8 {
+			return nil
+		}
+		return index.Put(denyIndexKey(v, string(k)), nil)
+	})
 }
 
 // TokenDenied implements store.Store.

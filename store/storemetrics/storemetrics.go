@@ -38,6 +38,7 @@ const (
 	OpStatusList        = "status_list"
 	OpDenyToken         = "deny_token"
 	OpTokenDenied       = "token_denied"
+	OpPruneDenied       = "prune_denied_tokens"
 	OpPing              = "ping"
 	OpCreateKeys        = "create_keys"
 	OpNextStatusIndices = "next_status_indices"
@@ -64,7 +65,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 		touchKeys: op(OpTouchKeys), createSingleton: op(OpCreateSingleton), signingKeys: op(OpSigningKeys),
 		updateSigningKeys: op(OpUpdateSigningKeys), nextStatusIndex: op(OpNextStatusIndex),
 		revokeStatus: op(OpRevokeStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
-		tokenDenied: op(OpTokenDenied), ping: op(OpPing),
+		tokenDenied: op(OpTokenDenied), pruneDenied: op(OpPruneDenied), ping: op(OpPing),
 		appendAudit: op(OpAppendAudit), auditEvents: op(OpAuditEvents), allAuditEvents: op(OpAllAuditEvents),
 		moveAudit: op(OpMoveAudit), pruneAudit: op(OpPruneAudit),
 	}
@@ -89,7 +90,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 type ops struct {
 	createKey, getKey, listKeys, teams, forEachKey, updateKey, deleteKey, touchKeys,
 	createSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
-	statusList, denyToken, tokenDenied, ping, createKeys, nextStatusIndices,
+	statusList, denyToken, tokenDenied, pruneDenied, ping, createKeys, nextStatusIndices,
 	appendAudit, auditEvents, allAuditEvents, moveAudit, pruneAudit *metrics.StoreOp
 }
 
@@ -252,6 +253,13 @@ func (s *Store) DenyToken(ctx context.Context, jti string, until time.Time) erro
 	err := s.st.DenyToken(ctx, jti, until)
 	s.ops.denyToken.Since(start, err)
 	return err
+}
+
+func (s *Store) PruneDeniedTokens(ctx context.Context, now time.Time) (int, error) {
+	start := time.Now()
+	n, err := s.st.PruneDeniedTokens(ctx, now)
+	s.ops.pruneDenied.Since(start, err)
+	return n, err
 }
 
 func (s *Store) TokenDenied(ctx context.Context, jti string) (bool, error) {

@@ -436,6 +436,25 @@ func (m *MemStore) DenyToken(ctx context.Context, jti string, until time.Time) e
 	return nil
 }
 
+func (m *MemStore) PruneDeniedTokens(ctx context.Context, now time.Time) (int, error) {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	n := 0
+	for jti, until := range m.deny {
+		if n == store.MaxDenyPrune {
+			break
+		}
+		if !until.After(now) {
+			delete(m.deny, jti)
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (m *MemStore) TokenDenied(ctx context.Context, jti string) (bool, error) {
 	unlock, err := m.lock(ctx)
 	if err != nil {

@@ -93,6 +93,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"StatusList/RevokeSetsBitLSBFirst", testStatusRevoke},
 		{"StatusList/IndexRoundTripsOnKey", testStatusIndexOnKey},
 		{"DenyList/UntilExpiry", testDenyList},
+		{"DenyList/Prune", testDenyPrune},
 		{"ReturnedValuesAreCopies", testReturnedCopies},
 		{"CancelledContext", testCancelledContext},
 		{"Ping", testPing},
@@ -1643,6 +1644,55 @@ func testStatusIndexOnKey(t *testing.T, s store.Store) {
 	if got := mustList(t, s, "team-a")[0].StatusIndex; got != 7 {
 		t.Fatalf("StatusIndex in list after update: %d, want 7", got)
 	}
+}
+
+// testDenyPrune: PruneDeniedTokens removes exactly the entries expired at
+// its time, oldest first, and keeps a jti denied again with a later expiry.
+func testDenyPrune(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	for jti, d := range map[string]time.Duration{"p-1h": time.Hour, "p-2h": 2 * time.Hour, "p-3h": 3 * time.Hour, "p-again": time.Hour} {
+		if err := s.DenyToken(ctx, jti, now.Add(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Denied again, with a later expiry: the first expiry no longer applies.
+	if err := s.DenyToken(ctx, "p-again", now.Add(4*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, want map[string]bool) {
+		t.Helper()
+		for jti, w := range want {
+			got, err := s.TokenDenied(ctx, jti)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != w {
+				t.Errorf("%s: TokenDenied(%s) = %v, want %v", when, jti, got, w)
+			}
+		}
+	}
+	// The backend's own expiry (Redis TTLs) may make pruning a no-op; what
+	// counts is what is denied afterwards, and that nothing live goes.
+	n, err := s.PruneDeniedTokens(ctx, now.Add(90*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 && n != 1 {
+		t.Errorf("prune at +90m removed %d entries, want 1 (p-1h) or 0 for a backend that expires entries itself", n)
+	}
+	live := map[string]bool{"p-2h": true, "p-3h": true, "p-again": true}
+	if n == 1 {
+		live["p-1h"] = false
+	}
+	check("after the prune at +90m", live)
+	if n, err := s.PruneDeniedTokens(ctx, now.Add(90*time.Minute)); err != nil || n != 0 {
+		t.Errorf("a second prune at the same time removed %d (%v), want 0", n, err)
+	}
+	if _, err := s.PruneDeniedTokens(ctx, now.Add(150*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	check("after the prune at +150m", map[string]bool{"p-3h": true, "p-again": true})
 }
 
 // testDenyList: a denied jti is reported until its expiry, then not; other
