@@ -53,6 +53,9 @@ const (
 	DefaultRedisKeyCache     = 10 * time.Second
 	DefaultStatusListTTL     = time.Minute
 	DefaultIntrospectionRate = 100
+	// DefaultRevocationRate is revocation_rate's default: a revocation is
+	// a store write, so it is limited per caller like introspection.
+	DefaultRevocationRate = 100
 	// DefaultAccessLog logs every management API request: few, and each
 	// one changes or reads keys.
 	DefaultAccessLog = AccessLogAll
@@ -111,6 +114,8 @@ const (
 
 	MinIntrospectionRate = 1
 	MaxIntrospectionRate = 100000
+	MinRevocationRate    = 1
+	MaxRevocationRate    = 100000
 
 	MaxRedisKeyCache = time.Minute
 
@@ -199,6 +204,9 @@ type Config struct {
 	// IntrospectionRate is the per-caller limit of /oauth/introspect, in
 	// requests per second.
 	IntrospectionRate int `yaml:"introspection_rate"`
+	// RevocationRate is the per-caller limit of /oauth/revoke, in requests
+	// per second.
+	RevocationRate int `yaml:"revocation_rate"`
 	// AuditRetention is how long audit events are kept (docs/audit.md);
 	// older ones are pruned in the background.
 	AuditRetention time.Duration `yaml:"audit_retention"`
@@ -264,6 +272,7 @@ func Default() Config {
 		RedisKeyCache:     DefaultRedisKeyCache,
 		StatusListTTL:     DefaultStatusListTTL,
 		IntrospectionRate: DefaultIntrospectionRate,
+		RevocationRate:    DefaultRevocationRate,
 		AccessLog:         DefaultAccessLog,
 		AccessLogOAuth:    DefaultAccessLogOAuth,
 		AuditRetention:    DefaultAuditRetention,
@@ -301,6 +310,7 @@ var settings = []setting{
 	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
+	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
 	{key: "audit_retention", usage: "how long audit events are kept, 1d to 3650d (days: 90d)", dur: func(c *Config) *time.Duration { return &c.AuditRetention }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
@@ -602,6 +612,9 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.IntrospectionRate < MinIntrospectionRate || c.IntrospectionRate > MaxIntrospectionRate {
 		return c.invalid("introspection_rate", fmt.Sprintf("must be between %d and %d", MinIntrospectionRate, MaxIntrospectionRate))
+	}
+	if c.RevocationRate < MinRevocationRate || c.RevocationRate > MaxRevocationRate {
+		return c.invalid("revocation_rate", fmt.Sprintf("must be between %d and %d", MinRevocationRate, MaxRevocationRate))
 	}
 	c.TrustedProxyPrefixes = nil
 	for _, e := range c.TrustedProxies {

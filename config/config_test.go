@@ -259,6 +259,7 @@ store_timeout: 500ms
 redis_key_cache: 5s
 status_list_ttl: 30s
 introspection_rate: 250
+revocation_rate: 20
 audit_retention: 30d
 metrics_listen: "0.0.0.0:9464"
 trusted_proxies: [10.0.0.0/8, "::ffff:192.0.2.7"]
@@ -271,7 +272,7 @@ webhook_give_up: 2d
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
-		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250,
+		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
 		AccessLog: "errors", AccessLogOAuth: "off",
 		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
@@ -651,6 +652,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		RedisKeyCache:     DefaultRedisKeyCache,
 		StatusListTTL:     DefaultStatusListTTL,
 		IntrospectionRate: DefaultIntrospectionRate,
+		RevocationRate:    DefaultRevocationRate,
 		AccessLog:         DefaultAccessLog,
 		AccessLogOAuth:    DefaultAccessLogOAuth,
 		AuditRetention:    DefaultAuditRetention,
@@ -687,6 +689,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		{"audit_retention", DefaultAuditRetention, MinAuditRetention, MaxAuditRetention},
 		{"max_keys_per_team", DefaultMaxKeysPerTeam, MinMaxKeysPerTeam, MaxMaxKeysPerTeam},
 		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
+		{"revocation_rate", DefaultRevocationRate, MinRevocationRate, MaxRevocationRate},
 	} {
 		if r.v < r.min || r.v > r.max {
 			t.Errorf("default %s %d outside %d..%d", r.name, r.v, r.min, r.max)

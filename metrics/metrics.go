@@ -103,9 +103,10 @@ type Metrics struct {
 }
 
 // ThrottledEndpoints are the values of keygate_throttled_requests_total's
-// endpoint label: where keygate refuses a caller over a rate limit (today
-// /oauth/introspect's introspection_rate). A closed set.
-var ThrottledEndpoints = []string{"introspect"}
+// endpoint label: where keygate refuses a caller over a rate limit
+// (/oauth/introspect's introspection_rate, /oauth/revoke's
+// revocation_rate). A closed set.
+var ThrottledEndpoints = []string{"introspect", "revoke"}
 
 // New creates the metrics on a fresh registry, with the Go runtime and
 // process collectors and keygate_build_info.

@@ -25,8 +25,9 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// callerLimits throttles introspection per authenticated caller, so one
-// key cannot turn keygate into a token oracle or starve the others.
+// callerLimits throttles introspection or revocation per authenticated
+// caller, so one key cannot turn keygate into a token oracle, fill the deny
+// list at will, or starve the others.
 type callerLimits struct {
 	perSecond rate.Limit
 	burst     int
@@ -47,6 +48,25 @@ func (l *callerLimits) allow(clientID string, now time.Time) (bool, time.Duratio
 	}
 	return true, 0
 }
+
+// throttled takes one request of the caller from limits and, when none is
+// left, answers 429 with Retry-After (the body as RFC 6749 §5.2 errors
+// are) and counts it under endpoint ("introspect", "revoke": the
+// metrics.ThrottledEndpoints).
+func (t *tokenEndpoint) throttled(c *gin.Context, limits *callerLimits, endpoint, clientID string) bool {
+	allowed, wait := limits.allow(clientID, t.s.cfg.Now())
+	if allowed {
+		return false
+	}
+	c.Header("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+	t.s.cfg.Metrics.Throttled(endpoint) // nil-safe
+	refused(c, "invalid_request", clientID)
+	writeJSON(c.Writer, http.StatusTooManyRequests, map[string]string{"error": "invalid_request",
+		"error_description": "too many " + throttledWhat[endpoint] + " requests from this client; retry later"})
+	return true
+}
+
+var throttledWhat = map[string]string{"introspect": "introspection", "revoke": "revocation"}
 
 // clientRequest parses and authenticates a request to an endpoint a key
 // calls with its credentials (apikey.Service.Authenticate, as at the token
@@ -91,12 +111,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if allowed, wait := t.s.introspectLimits.allow(caller.ClientID, t.s.cfg.Now()); !allowed {
-		c.Header("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
-		t.s.cfg.Metrics.Throttled("introspect") // nil-safe
-		refused(c, "invalid_request", caller.ClientID)
-		writeJSON(c.Writer, http.StatusTooManyRequests, map[string]string{"error": "invalid_request",
-			"error_description": "too many introspection requests from this client; retry later"})
+	if t.throttled(c, t.s.introspectLimits, "introspect", caller.ClientID) {
 		return
 	}
 	token := form.token
@@ -134,6 +149,9 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 func (t *tokenEndpoint) revoke(c *gin.Context) {
 	form, caller, ok := t.clientRequest(c)
 	if !ok {
+		return
+	}
+	if t.throttled(c, t.s.revokeLimits, "revoke", caller.ClientID) {
 		return
 	}
 	token := form.token

@@ -89,6 +89,9 @@ type Options struct {
 	// IntrospectionRate is the per-caller request limit of
 	// /oauth/introspect, per second. Default config.DefaultIntrospectionRate.
 	IntrospectionRate int
+	// RevocationRate is the per-caller request limit of /oauth/revoke, per
+	// second. Default config.DefaultRevocationRate.
+	RevocationRate int
 
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
@@ -150,6 +153,7 @@ type Server struct {
 	// token path should not concatenate it per request.
 	statusListURI    string
 	introspectLimits *callerLimits
+	revokeLimits     *callerLimits
 	token            tokenEndpoint
 
 	proxies    *clientaddr.Proxies
@@ -177,6 +181,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.IntrospectionRate <= 0 {
 		opts.IntrospectionRate = config.DefaultIntrospectionRate
+	}
+	if opts.RevocationRate <= 0 {
+		opts.RevocationRate = config.DefaultRevocationRate
 	}
 	if opts.StatusListTTL <= 0 {
 		opts.StatusListTTL = config.DefaultStatusListTTL
@@ -221,6 +228,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{cfg: opts, keys: keys, store: opts.Store, log: opts.Logger, statusListURI: opts.Issuer + statusListPath,
 		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate},
+		revokeLimits:     &callerLimits{perSecond: rate.Limit(opts.RevocationRate), burst: opts.RevocationRate},
 		proxies:          clientaddr.FromPrefixes(opts.TrustedProxies), requestIDs: ids}
 	s.access = newAccessLog(s)
 	s.verifier, err = verify.New(ctx, verify.Options{

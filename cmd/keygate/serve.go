@@ -125,6 +125,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		MaxKeysPerTeam:    cfg.MaxKeysPerTeam,
 		StatusListTTL:     cfg.StatusListTTL,
 		IntrospectionRate: cfg.IntrospectionRate,
+		RevocationRate:    cfg.RevocationRate,
 		AuditRetention:    cfg.AuditRetention,
 		Catalog:           cfg.Catalog,
 		AdminClientID:     e.getenv(envAdminClientID),
