@@ -197,10 +197,12 @@ type createKeyRequest struct {
 	GrantOperatorPermissions bool `json:"grant_operator_permissions"`
 }
 
+var createFields = structFields(&createKeyRequest{})
+
 func (s *Server) createKey(c *gin.Context) {
 	team := c.Param("team_id")
 	var req createKeyRequest
-	if !decodeJSON(c, &req) {
+	if !decodeJSON(c, &req, createFields) {
 		return
 	}
 	if req.Name == nil {
@@ -426,19 +428,35 @@ func (s *Server) internalProblem(c *gin.Context, err error) {
 	problem(c, http.StatusInternalServerError, problemInternal, "keygate could not complete the request; the server log has details")
 }
 
-// decodeJSON reads a single JSON object with no unknown fields into v, or
-// answers with a problem and returns false.
-func decodeJSON(c *gin.Context, v any) bool {
+// bodyFields is what a management request body may hold: the members of
+// its one JSON object, named exactly, and the detail of the answer to any
+// other member (each endpoint says what it takes).
+type bodyFields struct {
+	names   []string
+	unknown func(name string) string
+}
+
+// structFields is bodyFields for decoding into the struct v points to.
+func structFields(v any) bodyFields {
+	names := jsonFields(v)
+	return bodyFields{names: names, unknown: func(name string) string {
+		return fmt.Sprintf("the body is not the expected JSON object: unknown field %q; allowed fields are %s", name, quotedList(names))
+	}}
+}
+
+// decodeJSON reads a single JSON object holding only the members of f
+// into v, or answers with a problem and returns false.
+func decodeJSON(c *gin.Context, v any, f bodyFields) bool {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
 		problem(c, http.StatusUnsupportedMediaType, problemMediaType, "send the body as JSON with Content-Type: application/json")
 		return false
 	}
-	return decodeBody(c, v)
+	return decodeBody(c, v, f)
 }
 
 // decodeBody is decodeJSON after the content type was checked.
-func decodeBody(c *gin.Context, v any) bool {
+func decodeBody(c *gin.Context, v any, f bodyFields) bool {
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxManagementBody+1))
 	if err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, "could not read the request body")
@@ -454,42 +472,73 @@ func decodeBody(c *gin.Context, v any) bool {
 		problem(c, http.StatusBadRequest, problemInvalid, "the body is not valid UTF-8: send JSON encoded as UTF-8 (RFC 8259)")
 		return false
 	}
+	var unknown *unknownFieldError
+	switch err := checkStrictJSON(body, f.names); {
+	case errors.As(err, &unknown):
+		problem(c, http.StatusBadRequest, problemInvalid, f.unknown(unknown.name))
+		return false
+	case err != nil:
+		problem(c, http.StatusBadRequest, problemInvalid, "the body is not the expected JSON object: "+err.Error())
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		problem(c, http.StatusBadRequest, problemInvalid, "the body is not the expected JSON object: "+jsonProblem(err, v))
 		return false
 	}
-	if dec.More() {
-		problem(c, http.StatusBadRequest, problemInvalid, "the body must hold exactly one JSON object")
-		return false
-	}
 	return true
 }
 
-// jsonProblem describes a decoding error without echoing the body.
+// jsonProblem describes a decoding error of a body checkStrictJSON passed,
+// without echoing the body or naming a Go type.
 func jsonProblem(err error, v any) string {
-	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	case errors.As(err, &typ) && typ.Field == "":
-		return "the body must be a JSON object, not a JSON " + typ.Value
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q has the wrong type (want %s)", typ.Field, typ.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return strings.TrimPrefix(err.Error(), "json: ") + "; allowed fields are " + jsonFields(v)
-	case errors.Is(err, io.EOF):
-		return "the body is empty"
+	if errors.As(err, &typ) && typ.Field != "" {
+		name, _, _ := strings.Cut(typ.Field, ".")
+		return fmt.Sprintf("field %q must be %s", name, jsonFieldKind(v, name))
+	}
+	return "malformed JSON"
+}
+
+// jsonFieldKind says in JSON's words what the field of the struct v points
+// to with JSON name name holds.
+func jsonFieldKind(v any, name string) string {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	for i := 0; i < t.NumField(); i++ {
+		if n, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); n == name {
+			return jsonKindOf(t.Field(i).Type)
+		}
+	}
+	return "of another JSON type"
+}
+
+func jsonKindOf(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		if e := t.Elem(); e.Kind() == reflect.String {
+			return "an array of strings"
+		}
+		return "an array"
 	default:
-		return "malformed JSON"
+		return "a JSON object"
 	}
 }
 
-// jsonFields lists the JSON field names of the struct v points to, for
-// an error that says what a request may contain.
-func jsonFields(v any) string {
+// jsonFields lists the JSON field names of the struct v points to.
+func jsonFields(v any) []string {
 	t := reflect.TypeOf(v)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -498,10 +547,10 @@ func jsonFields(v any) string {
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {
-			names = append(names, strconv.Quote(name))
+			names = append(names, name)
 		}
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 func truncate(s string, n int) string {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -23,6 +22,11 @@ const (
 	gracePeriodField = "grace_period"
 	gracePeriodRange = `grace_period must be a duration from 0s to 7d (168h), e.g. "24h" or "7d"`
 )
+
+// rotateFields: a rotation's body holds grace_period and nothing else.
+var rotateFields = bodyFields{names: []string{gracePeriodField}, unknown: func(name string) string {
+	return fmt.Sprintf(`unknown field %q; the only field allowed is "grace_period" (or send no body for the default of 24h)`, name)
+}}
 
 func (s *Server) rotateKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
@@ -42,7 +46,8 @@ func (s *Server) rotateKey(c *gin.Context) {
 // rotateGracePeriod reads the optional body {"grace_period": "24h"}. An empty
 // body (with or without a content type) means the default; anything else must
 // be a JSON object, checked by decodeJSON (content type, size, UTF-8, one
-// object), whose only field is grace_period. It answers with a problem and
+// object, strict JSON), whose only field is grace_period; null is not an
+// object and is refused, not read as the default. It answers with a problem and
 // returns false on bad input. given is the period as the request wrote it
 // ("7d" stays "7d"), for the log.
 func rotateGracePeriod(c *gin.Context) (grace time.Duration, given string, ok bool) {
@@ -55,22 +60,8 @@ func rotateGracePeriod(c *gin.Context) (grace time.Duration, given string, ok bo
 		return apikey.DefaultGracePeriod, "default", true
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
-	// A map, not a struct: decodeJSON's unknown-field message names the
-	// create request's fields, so unknown fields are reported here instead.
 	var fields map[string]json.RawMessage
-	if !decodeJSON(c, &fields) {
-		return 0, "", false
-	}
-	unknown := make([]string, 0, len(fields))
-	for name := range fields {
-		if name != gracePeriodField {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		problem(c, http.StatusBadRequest, problemInvalid, fmt.Sprintf(
-			`unknown field %q; the only field allowed is "grace_period" (or send no body for the default of 24h)`, truncate(unknown[0], 80)))
+	if !decodeJSON(c, &fields, rotateFields) {
 		return 0, "", false
 	}
 	raw, ok := fields[gracePeriodField]

@@ -17,6 +17,8 @@
 //	               admin bearer-token checks
 //	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
 //	update.go      PATCH /v1/teams/{team_id}/keys/{client_id} (merge patch)
+//	strictjson.go  the check every management body passes: one object,
+//	               exact member names, no duplicates, no lone surrogates
 //	events.go      GET /v1/events, /v1/teams/{team_id}/events (the audit
 //	               trail) and requestMeta, who and where for its events
 //	problem.go     RFC 9457 answers of the management API

@@ -28,6 +28,10 @@ const mergePatchType = "application/merge-patch+json"
 // for an unknown member lists them. Later settings of a key join here.
 var patchFields = []string{"name", "permissions", "grant_operator_permissions"}
 
+var patchBody = bodyFields{names: patchFields, unknown: func(name string) string {
+	return fmt.Sprintf("unknown field %q; a key's patch may hold %s", name, quotedList(patchFields))
+}}
+
 func (s *Server) updateKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
 	ch, ok := readKeyPatch(c)
@@ -63,12 +67,10 @@ func readKeyPatch(c *gin.Context) (apikey.KeyChange, bool) {
 			"send the change as a JSON merge patch (RFC 7396) with Content-Type: "+mergePatchType)
 		return ch, false
 	}
+	// decodeBody refuses null, anything but an object, and any member
+	// not in patchFields.
 	var members map[string]json.RawMessage
-	if !decodeBody(c, &members) {
-		return ch, false
-	}
-	if members == nil { // the body was the JSON literal null
-		problem(c, http.StatusBadRequest, problemInvalid, "the patch must be a JSON object of the fields to change")
+	if !decodeBody(c, &members, patchBody) {
 		return ch, false
 	}
 	names := make([]string, 0, len(members))
@@ -101,8 +103,6 @@ func readKeyPatch(c *gin.Context) (apikey.KeyChange, bool) {
 			if json.Unmarshal(raw, &ch.GrantOperatorPermissions) != nil || isNull {
 				bad = `"grant_operator_permissions" must be true or false`
 			}
-		default:
-			bad = fmt.Sprintf("unknown field %q; a key's patch may hold %s", truncate(name, 80), quotedList(patchFields))
 		}
 		if bad != "" {
 			problem(c, http.StatusBadRequest, problemInvalid, bad)
