@@ -81,6 +81,10 @@ var (
 		description: "client authentication failed: unknown client, wrong secret, or deleted key"}
 	errInvalidScope = &oauthError{code: oerrors.ErrInvalidScope,
 		description: "the requested scope is malformed or not granted to this key"}
+	// RFC 6749 §3.3: scope is a list of one or more tokens; a client that
+	// sends it empty meant something, and it is not "everything".
+	errEmptyScope = &oauthError{code: oerrors.ErrInvalidScope,
+		description: "scope is empty: name the scopes you need, or leave the parameter out for every scope of the key"}
 	errUnsupportedGrant = &oauthError{code: oerrors.ErrUnsupportedGrantType,
 		description: "only grant_type=client_credentials is supported"}
 	errServer = &oauthError{code: oerrors.ErrServerError,

@@ -69,6 +69,10 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.fail(c, creds.id, t.s.authError(c, err))
 		return
 	}
+	if form.scope == "" && form.sent(pScope) {
+		t.fail(c, key.ClientID, errEmptyScope)
+		return
+	}
 	scope, err := t.s.keys.GrantScope(key, form.scope)
 	switch {
 	case errors.Is(err, apikey.ErrInvalidScope):

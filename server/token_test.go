@@ -318,6 +318,18 @@ func TestTokenBadRequests(t *testing.T) {
 		}), 400, "invalid_scope", nil},
 		{"scope with a backslash", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", `common\read`) }), 400, "invalid_scope", nil},
 		{"scope only a space", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", " ") }), 400, "invalid_scope", nil},
+		// RFC 6749 §3.3: scope present is one or more scope tokens; empty is
+		// not "all the key may have" (absent is).
+		{"empty scope", with(func(f *tokenFixture, r *rawTokenRequest) { r.body = form("grant_type", cc, "scope", "") }), 400, "invalid_scope", emptyScopeAnswer},
+		{"empty scope, form credentials", func(f *tokenFixture) rawTokenRequest {
+			return rawTokenRequest{body: "grant_type=client_credentials&scope=&client_id=" + f.acct.ClientID + "&client_secret=" + f.acct.ClientSecret}
+		}, 400, "invalid_scope", emptyScopeAnswer},
+		{"empty scope, admin key", func(f *tokenFixture) rawTokenRequest {
+			return rawTokenRequest{auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret), body: "scope&grant_type=client_credentials"}
+		}, 400, "invalid_scope", emptyScopeAnswer},
+		{"unknown client and empty scope (authentication first)", func(f *tokenFixture) rawTokenRequest {
+			return rawTokenRequest{auth: servertest.BasicAuth("kgc_nobody", "wrong"), body: form("grant_type", cc, "scope", "")}
+		}, 401, "invalid_client", nil},
 		{"wrong secret and over-broad scope (authentication first)", func(f *tokenFixture) rawTokenRequest {
 			return rawTokenRequest{auth: servertest.BasicAuth(f.viz.ClientID, "wrong"), body: form("grant_type", cc, "scope", "accounting:read")}
 		}, 401, "invalid_client", nil},
@@ -360,6 +372,15 @@ func TestTokenBadRequests(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// emptyScopeAnswer checks the whole body of the answer to scope=.
+func emptyScopeAnswer(t *testing.T, r response) {
+	t.Helper()
+	const want = `{"error":"invalid_scope","error_description":"scope is empty: name the scopes you need, or leave the parameter out for every scope of the key"}`
+	if got := strings.TrimSpace(string(r.Body)); got != want {
+		t.Errorf("body %s, want %s", got, want)
+	}
 }
 
 // TestTokenSameClientIDInBasicAndForm is the positive control for the "two
@@ -462,7 +483,6 @@ func TestTokenAcceptedVariants(t *testing.T) {
 		"lower-case basic scheme":   {auth: "basic " + servertest.BasicAuth(id, secret)[len("Basic "):], body: form("grant_type", "client_credentials")},
 		"form credentials":          {body: form("client_id", id, "client_secret", secret, "grant_type", "client_credentials")},
 		"unknown extra parameter":   {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", "https://api.example.com")},
-		"empty scope":               {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "scope", "")},
 		"chunked body":              {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials"), chunked: true},
 		"admin key asks keys:admin": {auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", "client_credentials", "scope", "keys:admin")},
 	}
