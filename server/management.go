@@ -48,19 +48,19 @@ const claimsKey = "keygate.claims"
 
 func (s *Server) mountManagement(r *gin.Engine) {
 	v1 := r.Group("/v1", noStore, s.requireAdmin)
-	v1.GET("/teams", s.listTeams)
-	v1.GET("/permissions", s.listPermissions)
-	v1.GET("/keys/:client_id", s.getKeyByID)
-	v1.GET("/events", s.listEvents)
-	v1.GET("/teams/:team_id/events", validTeam, s.listTeamEvents)
+	getHead(v1, "/teams", s.listTeams)
+	getHead(v1, "/permissions", s.listPermissions)
+	getHead(v1, "/keys/:client_id", s.getKeyByID)
+	getHead(v1, "/events", s.listEvents)
+	getHead(v1, "/teams/:team_id/events", validTeam, s.listTeamEvents)
 	keys := v1.Group("/teams/:team_id/keys", validTeam)
 	keys.POST("", s.createKey)
-	keys.GET("", s.listKeys)
-	keys.GET("/:client_id", s.getKey)
+	getHead(keys, "", s.listKeys)
+	getHead(keys, "/:client_id", s.getKey)
 	keys.PATCH("/:client_id", s.updateKey)
 	keys.DELETE("/:client_id", s.deleteKey)
 	keys.POST("/:client_id/rotate", s.rotateKey)
-	v1.GET("/teams/:team_id/usage", validTeam, s.teamUsage)
+	getHead(v1, "/teams/:team_id/usage", validTeam, s.teamUsage)
 }
 
 // noStore: management responses may describe keys; no cache may keep them.

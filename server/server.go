@@ -286,6 +286,12 @@ func (s *Server) Close() {
 func (s *Server) routes() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// No redirect from /v1/teams/ to /v1/teams: gin's is a bare 301 or
+	// 307, without problem+json or no-store, and a 307 invites a client
+	// to send its body (and credentials) again. A path with a stray slash
+	// is a 404 problem like any other unknown path; /console alone is
+	// redirected (NoRoute below).
+	r.RedirectTrailingSlash = false
 	// gin trusts no proxy and c.ClientIP() is never called: the source
 	// address is sourceAddr's (package clientaddr, trusted_proxies), whose
 	// rule gin does not implement.
@@ -307,15 +313,15 @@ func (s *Server) routes() http.Handler {
 	r.Any("/oauth/introspect", s.token.introspect)
 	r.Any("/oauth/revoke", s.token.revoke)
 
-	r.GET("/.well-known/jwks.json", s.jwks)
-	r.GET("/.well-known/oauth-authorization-server", s.metadata)
-	r.GET(statusListPath, s.statusList)
-	r.GET("/statuslists", s.statusListAggregation)
-	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.readyz)
+	getHead(r, "/.well-known/jwks.json", s.jwks)
+	getHead(r, "/.well-known/oauth-authorization-server", s.metadata)
+	getHead(r, statusListPath, s.statusList)
+	getHead(r, "/statuslists", s.statusListAggregation)
+	getHead(r, "/healthz", s.healthz)
+	getHead(r, "/readyz", s.readyz)
 	// The OpenAPI description of all of the above and the management API;
 	// server/openapi_test.go holds it to these routes.
-	r.GET(openapi.Path, gin.WrapH(openapi.Handler()))
+	getHead(r, openapi.Path, gin.WrapH(openapi.Handler()))
 
 	s.mountManagement(r)
 
@@ -323,12 +329,15 @@ func (s *Server) routes() http.Handler {
 	// client; its security headers are set by its own handler, so they
 	// cost the token path nothing.
 	con := gin.WrapH(console.Handler())
-	r.GET("/console/*file", con)
-	r.HEAD("/console/*file", con)
-	toConsole := func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) }
-	r.GET("/", toConsole)
-	r.HEAD("/", toConsole)
+	getHead(r, "/console/*file", con)
+	getHead(r, "/", func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) })
 	r.NoRoute(func(c *gin.Context) {
+		// The one trailing-slash redirect kept: a browser typing /console
+		// gets the console. It is not a route, so it needs no OpenAPI entry.
+		if m := c.Request.Method; c.Request.URL.Path+"/" == console.Prefix && (m == http.MethodGet || m == http.MethodHead) {
+			c.Redirect(http.StatusMovedPermanently, console.Prefix)
+			return
+		}
 		problem(c, http.StatusNotFound, "urn:keygate:problem:not-found", "no such endpoint: "+c.Request.URL.Path)
 	})
 	r.NoMethod(func(c *gin.Context) {
@@ -343,6 +352,14 @@ func (s *Server) routes() http.Handler {
 		}
 	}
 	return r
+}
+
+// getHead mounts handlers for GET and for HEAD, which RFC 9110 §9.3.2
+// requires wherever GET is served and gin does not derive. The handlers
+// run as for GET; net/http drops the body of a HEAD answer and keeps its
+// headers (Content-Length included when the body fits its buffer).
+func getHead(r gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
+	r.Match([]string{http.MethodGet, http.MethodHead}, path, handlers...)
 }
 
 func (s *Server) healthz(c *gin.Context) {
