@@ -182,6 +182,7 @@ func TestGoldenHTTP(t *testing.T) {
 		tok("over-broad scope", goldenRequest{contentType: formCT, auth: basic(viz.ClientID, viz.ClientSecret), body: form("grant_type", cc, "scope", "banking:write")}),
 		tok("keys:admin asked by a team key", goldenRequest{contentType: formCT, auth: bA, body: form("grant_type", cc, "scope", "keys:admin")}),
 		tok("malformed scope", goldenRequest{contentType: formCT, auth: bA, body: form("grant_type", cc, "scope", "common:read  banking:read")}),
+		tok("empty scope", goldenRequest{contentType: formCT, auth: bA, body: form("grant_type", cc, "scope", "")}),
 		tok("wrong secret and over-broad scope", goldenRequest{contentType: formCT, auth: basic(viz.ClientID, acct.ClientSecret), body: form("grant_type", cc, "scope", "banking:write")}),
 
 		tok("introspect: GET", goldenRequest{method: http.MethodGet, path: "/oauth/introspect", auth: bA}),
@@ -246,6 +247,21 @@ func TestGoldenHTTP(t *testing.T) {
 		mgmt("teams: unknown parameter", http.MethodGet, "/v1/teams?page=2", "", admin, ""),
 		mgmt("teams: repeated parameter", http.MethodGet, "/v1/teams?limit=1&limit=2", "", admin, ""),
 		mgmt("permissions: team key", http.MethodGet, "/v1/permissions", "", vizBearer, ""),
+		mgmt("create: a brace after the object", http.MethodPost, keys, jsonCT, admin, `{"name":"x","permissions":["accounting_api"]}}`),
+		mgmt("create: brackets and text after the object", http.MethodPost, keys, jsonCT, admin, `{"name":"x","permissions":["accounting_api"]}]]]xyz`),
+		mgmt("create: null", http.MethodPost, keys, jsonCT, admin, `null`),
+		mgmt("create: duplicate member", http.MethodPost, keys, jsonCT, admin, `{"name":"x","permissions":["accounting_api"],"name":"y"}`),
+		mgmt("create: upper-case field name", http.MethodPost, keys, jsonCT, admin, `{"name":"x","permissions":["token_introspection"],"GRANT_OPERATOR_PERMISSIONS":true}`),
+		mgmt("create: lone surrogate", http.MethodPost, keys, jsonCT, admin, `{"name":"a\ud800","permissions":["accounting_api"]}`),
+		mgmt("create: permissions not an array", http.MethodPost, keys, jsonCT, admin, `{"name":"x","permissions":"accounting_api"}`),
+		mgmt("rotate: null", http.MethodPost, keys+"/"+acct.ClientID+"/rotate", jsonCT, admin, `null`),
+		mgmt("patch: duplicate member", http.MethodPatch, keys+"/"+acct.ClientID, "application/merge-patch+json", admin, `{"name":"x","name":"y"}`),
+		mgmt("trailing slash: GET /v1/teams/", http.MethodGet, "/v1/teams/", "", admin, ""),
+		mgmt("trailing slash: POST a key", http.MethodPost, keys+"/", jsonCT, admin, `{"name":"x","permissions":["accounting_api"]}`),
+		mgmt("PUT a key", http.MethodPut, keys+"/"+acct.ClientID, jsonCT, admin, `{}`),
+		goldenRequest{name: "discovery: HEAD /healthz", method: http.MethodHead, path: "/healthz"},
+		goldenRequest{name: "discovery: HEAD /.well-known/jwks.json", method: http.MethodHead, path: "/.well-known/jwks.json"},
+		goldenRequest{name: "discovery: DELETE /healthz", method: http.MethodDelete, path: "/healthz"},
 	)
 
 	// Generated client IDs are named, so the file is the same on every run.
