@@ -100,7 +100,9 @@ func tokenError(err error, started, open bool) error {
 	var syn *json.SyntaxError
 	switch {
 	case errors.As(err, &syn):
-		return fmt.Errorf("syntax error at byte %d", syn.Offset)
+		// Token's offset is mostly the bad byte's index (one less inside a
+		// literal or an escape): "near", counted from 1 as elsewhere.
+		return fmt.Errorf("syntax error near byte %d", syn.Offset+1)
 	case errors.Is(err, io.EOF) && !started:
 		return errors.New("the body is empty")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), open:
