@@ -256,10 +256,13 @@ func parseBasic(h string) (id, secret string, ok bool) {
 	if id, err = url.QueryUnescape(string(rawID)); err != nil {
 		return "", "", false
 	}
+	if id == "" {
+		return "", "", false // a refusal returns no secret, so none can leak
+	}
 	if secret, err = url.QueryUnescape(string(rawSecret)); err != nil {
 		return "", "", false
 	}
-	return id, secret, id != ""
+	return id, secret, true
 }
 
 // Header values shared by every answer; net/http only reads them.
