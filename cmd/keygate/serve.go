@@ -267,9 +267,32 @@ func readMasterKeyFile(path string) ([]byte, error) {
 // the embedded store it can fall back to a generated key file in the data
 // dir.
 func loadMasterKey(dataDir string, getenv func(string) string, log *slog.Logger) (*masterkey.Key, error) {
-	if k, err := masterKeyFromEnv(getenv); k != nil || err != nil {
+	if k, err := masterKeyFromEnvLogged(getenv, log); k != nil || err != nil {
 		return k, err
 	}
+	return generatedMasterKey(dataDir, log)
+}
+
+// masterKeyFromEnvLogged is masterKeyFromEnv, warning when the key file can
+// be read by group or others. Only a warning: Kubernetes mounts secret
+// volumes 0644 unless told otherwise, and whoever can read the mount can
+// usually read the secret through the API anyway.
+func masterKeyFromEnvLogged(getenv func(string) string, log *slog.Logger) (*masterkey.Key, error) {
+	k, err := masterKeyFromEnv(getenv)
+	if k == nil || err != nil {
+		return k, err
+	}
+	if path := getenv(envMasterKeyFile); path != "" {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the master key file is readable by group or others: restrict it (chmod 600, or defaultMode: 0400 on a Kubernetes secret volume)",
+				"file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		}
+	}
+	return k, nil
+}
+
+// generatedMasterKey reads <dataDir>/master.key, generating it when absent.
+func generatedMasterKey(dataDir string, log *slog.Logger) (*masterkey.Key, error) {
 	k, created, err := masterkey.LoadOrCreate(dataDir)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/store/bolt"
 	"github.com/keygate/keygate/store/redis"
 )
 
@@ -30,6 +28,10 @@ type backend struct {
 	// file generated in one instance's data dir would not be the others').
 	sharedMasterKey bool
 	open            func(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error)
+	// openWithKey, when set, replaces open and the master key's loading:
+	// the embedded store decides from what its data directory holds
+	// whether a master key may be generated (boltstart.go).
+	openWithKey func(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) (store.Store, *masterkey.Key, error)
 }
 
 // backends maps the store setting's values to the stores they open.
@@ -39,10 +41,8 @@ type backends map[string]backend
 // store is added. The store setting accepts exactly these names.
 var storeBackends = backends{
 	config.StoreBolt: {
-		help: "embedded bbolt database in --data-dir, for one instance",
-		open: func(_ context.Context, cfg config.Config, _ *slog.Logger) (store.Store, error) {
-			return bolt.Open(filepath.Join(cfg.DataDir, dbFileName))
-		},
+		help:        "embedded bbolt database in --data-dir, for one instance",
+		openWithKey: openBolt,
 	},
 	config.StoreRedis: {
 		help:            "Redis at --redis-url, shared by several instances; needs " + envMasterKey + " and --issuer",
@@ -89,6 +89,9 @@ func (b backends) open(ctx context.Context, cfg config.Config, getenv func(strin
 	}
 	if be.sharedMasterKey && !masterKeyConfigured(getenv) {
 		return nil, nil, fmt.Errorf("%s (or %s, a file holding it) is required with store %s: every instance must use the same master key (generate one with `openssl rand -base64 32`)", envMasterKey, envMasterKeyFile, cfg.Store)
+	}
+	if be.openWithKey != nil {
+		return be.openWithKey(ctx, cfg, getenv, log)
 	}
 	mk, err := loadMasterKey(cfg.DataDir, getenv, log)
 	if err != nil {

@@ -71,6 +71,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"time"
 
@@ -88,7 +89,7 @@ const DefaultLockTimeout = time.Second
 
 // ErrLocked is returned (wrapped) by Open when another process holds the
 // file.
-var ErrLocked = errors.New("locked by another keygate process?")
+var ErrLocked = errors.New("in use by another keygate")
 
 // Options tunes Open. The zero value is what keygate uses.
 type Options struct {
@@ -149,6 +150,18 @@ func Open(path string, opts ...Options) (*Store, error) {
 		timeout = DefaultLockTimeout
 	}
 
+	// A damaged file is refused before bbolt maps it: reading a page past
+	// the end of a truncated file would be a SIGBUS, not an error.
+	if f, err := os.Open(path); err == nil {
+		fi, err := f.Stat()
+		if err == nil && fi.Size() > 0 {
+			err = checkFile(f, fi.Size())
+		}
+		f.Close()
+		if err != nil {
+			return nil, damaged(path, err)
+		}
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w (gave up waiting for the file lock after %v)", path, ErrLocked, timeout)

@@ -159,7 +159,7 @@ func TestSecondOpenFailsFast(t *testing.T) {
 	if !errors.Is(err, ErrLocked) {
 		t.Errorf("second Open: error %v does not wrap ErrLocked", err)
 	}
-	if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, "locked by another keygate process?") {
+	if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, "in use by another keygate") {
 		t.Errorf("second Open: error %q does not name the file and the likely cause", msg)
 	}
 	if elapsed > DefaultLockTimeout+time.Second {
