@@ -101,6 +101,14 @@ type Config struct {
 	// on the first start (see Service.GeneratedAdmin).
 	AdminClientID     string
 	AdminClientSecret string
+	// KeepNewAdmin, when set, is given a generated first admin's
+	// credentials before the key is stored, to keep the secret durably (a
+	// 0600 file): a crash after the key is stored must not leave an admin
+	// whose secret nobody has. An error stops Open with no key stored.
+	// undo is called when the key is then not stored (another instance
+	// created the first admin first, or the store failed), to take back
+	// what was kept.
+	KeepNewAdmin func(AdminCredentials) (undo func() error, err error)
 
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger

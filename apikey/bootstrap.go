@@ -148,16 +148,32 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	creds := AdminCredentials{ClientID: id, ClientSecret: secret}
+	undo := func() error { return nil }
+	if s.cfg.KeepNewAdmin != nil {
+		u, err := s.cfg.KeepNewAdmin(creds)
+		if err != nil {
+			return fmt.Errorf("first admin key not created: %w", err)
+		}
+		if u != nil {
+			undo = u
+		}
+	}
 	k := store.Key{ClientID: id, Name: "admin", CreatedAt: now, SecretHash: s.hasher.Hash(secret)}
 	created := s.newEvent(bootstrapRequest, store.AuditKeyCreated, "", k.ClientID)
 	switch err := s.store.CreateKey(ctx, k, 1, created); {
 	case errors.Is(err, store.ErrTeamLimit):
-		return nil // another instance created the first admin key
+		// Another instance created the first admin key: what was kept
+		// for this one names a key that does not exist.
+		if err := undo(); err != nil {
+			return fmt.Errorf("another instance created the first admin key; taking back this start's credentials: %w", err)
+		}
+		return nil
 	case err != nil:
-		return fmt.Errorf("create admin key: %w", err)
+		return errors.Join(fmt.Errorf("create admin key: %w", err), undo())
 	}
 	s.logAudit(ctx, created)
-	s.generatedAdmin = &AdminCredentials{ClientID: id, ClientSecret: secret}
+	s.generatedAdmin = &creds
 	return nil
 }
 

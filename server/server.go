@@ -87,6 +87,9 @@ type Options struct {
 	// on the first start (see GeneratedAdmin).
 	AdminClientID     string
 	AdminClientSecret string
+	// KeepNewAdmin keeps a generated first admin's secret before
+	// the key is stored: see apikey.Config.KeepNewAdmin.
+	KeepNewAdmin func(AdminCredentials) (undo func() error, err error)
 
 	// IntrospectionRate is the per-caller request limit of
 	// /oauth/introspect, per second. Default config.DefaultIntrospectionRate.
@@ -222,6 +225,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		TokenTTL:          opts.TokenTTL,
 		AdminClientID:     opts.AdminClientID,
 		AdminClientSecret: opts.AdminClientSecret,
+		KeepNewAdmin:      opts.KeepNewAdmin,
 		Logger:            opts.Logger,
 		Now:               opts.Now,
 	})

@@ -115,6 +115,24 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		st = storemetrics.Wrap(st, cfg.Store, met)
 	}
 
+	// A generated first admin's credentials are in their 0600 file before
+	// the key is stored, so no crash leaves an admin whose secret nobody
+	// has; the file is removed again when the key is not stored.
+	var adminFile string
+	keepAdmin := func(admin server.AdminCredentials) (func() error, error) {
+		path, err := writeAdminCredentials(admin, cfg)
+		if err != nil {
+			return nil, err
+		}
+		adminFile = path
+		return func() error {
+			adminFile = ""
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("remove admin credentials: %w", err)
+			}
+			return nil
+		}, nil
+	}
 	srv, err := server.New(ctx, server.Options{
 		Store:             st,
 		MasterKey:         mk,
@@ -130,6 +148,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		Catalog:           cfg.Catalog,
 		AdminClientID:     e.getenv(envAdminClientID),
 		AdminClientSecret: e.getenv(envAdminClientSecret),
+		KeepNewAdmin:      keepAdmin,
 		TrustedProxies:    cfg.TrustedProxyPrefixes,
 		AccessLog:         cfg.AccessLog,
 		AccessLogOAuth:    cfg.AccessLogOAuth,
@@ -144,9 +163,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	defer srv.Close()
 	if admin, ok := srv.GeneratedAdmin(); ok {
 		terminal := e.isTerminal != nil && e.isTerminal(stderr)
-		if err := showAdminCredentials(admin, cfg, stderr, terminal, log); err != nil {
-			return err
-		}
+		showAdminCredentials(admin, adminFile, stderr, terminal, log)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -304,18 +321,14 @@ func generatedMasterKey(dataDir string, log *slog.Logger) (*masterkey.Key, error
 	return k, nil
 }
 
-// showAdminCredentials shows a generated admin key once, and always keeps it
-// in a 0600 file for the keygate CLI (--admin-credentials-file, or the
-// data-dir fallback when the file's token_url matches --url). On a terminal
-// the ID and secret are printed for the person watching; otherwise only the
-// file's path is logged, so the secret never lands in a log collector. Both
-// ways end with a shell-ready export line that names the file, never the
-// secret, which would otherwise land in the shell's history.
-func showAdminCredentials(admin server.AdminCredentials, cfg config.Config, stderr io.Writer, terminal bool, log *slog.Logger) error {
-	path, err := writeAdminCredentials(admin, cfg)
-	if err != nil {
-		return err
-	}
+// showAdminCredentials shows a generated admin key once; it is already kept
+// in the 0600 file path for the keygate CLI (--admin-credentials-file, or
+// the data-dir fallback when the file's token_url matches --url). On a
+// terminal the ID and secret are printed for the person watching; otherwise
+// only the file's path is logged, so the secret never lands in a log
+// collector. Both ways end with a shell-ready export line that names the
+// file, never the secret, which would otherwise land in the shell's history.
+func showAdminCredentials(admin server.AdminCredentials, path string, stderr io.Writer, terminal bool, log *slog.Logger) {
 	// The variable the CLI reads the file's path from (cmd/keygate/keys.go).
 	export := "export KEYGATE_ADMIN_CREDENTIALS_FILE=" + shellQuote(path)
 	if terminal {
@@ -323,11 +336,10 @@ func showAdminCredentials(admin server.AdminCredentials, cfg config.Config, stde
 			"  KEYGATE_ADMIN_CLIENT_ID=%s\n  KEYGATE_ADMIN_CLIENT_SECRET=%s\n\n"+
 			"Both are also in %s (readable only by you), for the keygate CLI:\n\n"+
 			"  %s\n\n", admin.ClientID, admin.ClientSecret, path, export)
-		return nil
+		return
 	}
 	log.Warn("created the first admin key; its credentials are in a file readable only by this user, which the keygate CLI reads: keep it safe, or store them elsewhere and delete the file",
 		"file", path, "cli", export)
-	return nil
 }
 
 // writeAdminCredentials writes admin's ID and secret, with the token URL they
@@ -354,6 +366,11 @@ func writeAdminCredentials(admin server.AdminCredentials, cfg config.Config) (st
 	_, werr := f.Write(append(data, '\n'))
 	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 		return "", fmt.Errorf("write admin credentials %s: %w", path, err)
+	}
+	// The file must outlive a crash right after the key is stored.
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return path, nil
 }

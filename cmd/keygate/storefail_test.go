@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/bolt"
 )
 
@@ -326,5 +327,38 @@ func TestServeAfterInterruptedFirstStart(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestServeStoresNoAdminWhoseSecretIsLost: the first admin's credentials
+// are written to their 0600 file before the key is stored; when the file
+// cannot be written, serve stops and no admin key exists.
+func TestServeStoresNoAdminWhoseSecretIsLost(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	// A directory where the file should be: the write fails.
+	creds := filepath.Join(dir, adminCredentialsFile)
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// An interrupted first start's store, so the directory is not taken
+	// for one that held a store (admin-credentials.json exists).
+	st, err := bolt.Open(filepath.Join(dir, dbFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	err, _ = serveRefused(t, dir, nil)
+	if want := "first admin key not created: write admin credentials: open " + creds + ": is a directory"; err.Error() != want {
+		t.Errorf("error:\n %s\nwant:\n %s", err, want)
+	}
+	st, err = bolt.Open(filepath.Join(dir, dbFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	if err := st.ForEachKey(context.Background(), func(store.Key) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("%d keys stored (%v), want none: an admin whose secret nobody has", n, err)
 	}
 }
