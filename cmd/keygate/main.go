@@ -53,6 +53,6 @@ func rootCommand(e env) *cobra.Command {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), eventsCommand(e), tokenCommand(e), benchCommand(e), secretCommand(), versionCommand())
+	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), eventsCommand(e), tokenCommand(e), benchCommand(e), storeCommand(), secretCommand(), versionCommand())
 	return root
 }

@@ -107,6 +107,20 @@ func newestMetaPages(t *testing.T, b []byte, pageSize int) int {
 	return int(pgid)
 }
 
+// newestRoot is the root bucket's page of the newer meta page (its first
+// field, at byte 16 of the meta).
+func newestRoot(t *testing.T, b []byte, pageSize int) int {
+	t.Helper()
+	var root, txid uint64
+	for _, off := range []int{0, pageSize} {
+		m := b[off+16:]
+		if tx := binary.NativeEndian.Uint64(m[48:]); tx >= txid {
+			txid, root = tx, binary.NativeEndian.Uint64(m[16:])
+		}
+	}
+	return int(root)
+}
+
 // TestServeRefusesDamagedStore: a short, truncated or garbled keygate.db
 // stops serve with one line naming the file and what to do, before bbolt
 // maps it (a truncated file would fault with SIGBUS and kill this test),
@@ -134,6 +148,15 @@ func TestServeRefusesDamagedStore(t *testing.T) {
 			b[pageSize+16+20] ^= 0xff
 			return b
 		}, func([]byte) string { return "no valid meta page" }},
+		// Sound meta pages, a root page that is neither branch nor leaf:
+		// bbolt panics reading it, which start-up reports as damage.
+		{"root page damaged", func(b []byte) []byte {
+			b[newestRoot(t, b, pageSize)*pageSize+8] ^= 0xff
+			return b
+		}, func(b []byte) string {
+			root := newestRoot(t, b, pageSize)
+			return fmt.Sprintf("assertion failed: page %d: has unexpected type/flags: %x", root, binary.NativeEndian.Uint16(b[root*pageSize+8:]))
+		}},
 		{"not a database", func([]byte) []byte { return []byte(strings.Repeat("not bbolt ", 2000)) },
 			func([]byte) string { return "no valid meta page" }},
 	} {

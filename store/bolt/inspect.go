@@ -117,6 +117,30 @@ func checkFile(f *os.File, size int64) error {
 	return nil
 }
 
+// fileContents is Missing or Empty, or Fresh for a file whose meta pages
+// check out (what it holds is left to the caller to read).
+func fileContents(path string) (Contents, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Missing, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open store %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		return Empty, nil
+	}
+	if err := checkFile(f, fi.Size()); err != nil {
+		return 0, damaged(path, err)
+	}
+	return Fresh, nil
+}
+
 // Inspect reports what the store file at path holds without writing to it:
 // the file is checked before bbolt maps it, then opened read-only (waiting
 // at most lockTimeout for another process's lock; zero or negative means
@@ -125,26 +149,8 @@ func Inspect(path string, lockTimeout time.Duration) (Contents, error) {
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultLockTimeout
 	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Missing, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("open store %s: %w", path, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return 0, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if fi.Size() == 0 {
-		f.Close()
-		return Empty, nil
-	}
-	err = checkFile(f, fi.Size())
-	f.Close()
-	if err != nil {
-		return 0, damaged(path, err)
+	if c, err := fileContents(path); err != nil || c != Fresh {
+		return c, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: lockTimeout})
 	if errors.Is(err, bbolt.ErrTimeout) {
@@ -155,7 +161,14 @@ func Inspect(path string, lockTimeout time.Duration) (Contents, error) {
 	}
 	defer db.Close()
 	contents := Fresh
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *bbolt.Tx) (err error) {
+		// bbolt panics on a page that is not what the tree says it is;
+		// beyond the meta pages that is damage too, not a crash of serve.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%v", r)
+			}
+		}()
 		for _, name := range [][]byte{bucketKeys, bucketSingletons} {
 			if b := tx.Bucket(name); b != nil {
 				if k, _ := b.Cursor().First(); k != nil {
@@ -169,4 +182,37 @@ func Inspect(path string, lockTimeout time.Duration) (Contents, error) {
 		return 0, damaged(path, err)
 	}
 	return contents, nil
+}
+
+// Check is the full consistency check of the store file at path (every
+// page reachable, none both used and free, keys in order): the file check of
+// Inspect first, then bbolt's own check in a read-only transaction. It
+// reads every page, so it belongs to `keygate store check`, not to every
+// start. problems is empty when the file is sound; err is for a file that
+// could not be checked at all (missing, damaged, locked).
+func Check(path string, lockTimeout time.Duration) (problems []error, err error) {
+	switch c, err := fileContents(path); {
+	case err != nil:
+		return nil, err
+	case c == Missing || c == Empty:
+		return nil, fmt.Errorf("store file %s is %s", path, map[Contents]string{Missing: "missing", Empty: "empty"}[c])
+	}
+	if lockTimeout <= 0 {
+		lockTimeout = DefaultLockTimeout
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("store file %s is %w (gave up waiting for its lock after %v)", path, ErrLocked, lockTimeout)
+	}
+	if err != nil {
+		return nil, damaged(path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		for e := range tx.Check() {
+			problems = append(problems, e)
+		}
+		return nil
+	})
+	return problems, err
 }
