@@ -71,6 +71,12 @@ type Key struct {
 	// all its tokens; 0 means none assigned yet (indices start at 1 and are
 	// never reused).
 	StatusIndex int64 `json:"status_index"`
+	// PreviousStatusIndex is the status index of the secret generation a
+	// rotation replaced (each generation has its own, so cutting one off
+	// leaves the other working): tokens minted with the previous secret
+	// carry it. 0 when there is none, or once it was revoked at the end of
+	// the grace period (apikey sets its bit then).
+	PreviousStatusIndex int64 `json:"previous_status_index"`
 }
 
 // IsAdmin reports whether the key is an admin key (outside any team).

@@ -25,6 +25,7 @@ type keyRecord struct {
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
 	StatusIndex             int64     `json:"status_index,omitempty"`
+	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
 }
 
 type signingKeyRecord struct {
@@ -68,6 +69,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		PreviousSecretExpiresAt: utc(k.PreviousSecretExpiresAt),
 		SecretRotatedAt:         utc(k.SecretRotatedAt),
 		StatusIndex:             k.StatusIndex,
+		PreviousStatusIndex:     k.PreviousStatusIndex,
 	})
 }
 
@@ -88,6 +90,7 @@ func decodeKey(b []byte) (store.Key, error) {
 		PreviousSecretExpiresAt: utc(r.PreviousSecretExpiresAt),
 		SecretRotatedAt:         utc(r.SecretRotatedAt),
 		StatusIndex:             r.StatusIndex,
+		PreviousStatusIndex:     r.PreviousStatusIndex,
 	}, nil
 }
 

@@ -57,6 +57,7 @@ type record struct {
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
 	StatusIndex             int64     `json:"status_index,omitempty"`
+	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
 }
 
 func encodeRecord(k store.Key) (string, error) {
@@ -69,6 +70,7 @@ func encodeRecord(k store.Key) (string, error) {
 		PreviousSecretExpiresAt: k.PreviousSecretExpiresAt.UTC(),
 		SecretRotatedAt:         k.SecretRotatedAt.UTC(),
 		StatusIndex:             k.StatusIndex,
+		PreviousStatusIndex:     k.PreviousStatusIndex,
 	})
 	return string(b), err
 }
@@ -95,6 +97,7 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		PreviousSecretExpiresAt: utc(r.PreviousSecretExpiresAt),
 		SecretRotatedAt:         utc(r.SecretRotatedAt),
 		StatusIndex:             r.StatusIndex,
+		PreviousStatusIndex:     r.PreviousStatusIndex,
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
 		ms, err := strconv.ParseInt(lu, 10, 64)

@@ -92,6 +92,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"StatusList/IndicesUniqueUnderConcurrency", testStatusIndexConcurrent},
 		{"StatusList/RevokeSetsBitLSBFirst", testStatusRevoke},
 		{"StatusList/IndexRoundTripsOnKey", testStatusIndexOnKey},
+		{"StatusList/PreviousIndexRoundTripsOnKey", testPreviousStatusIndexOnKey},
 		{"DenyList/UntilExpiry", testDenyList},
 		{"DenyList/Prune", testDenyPrune},
 		{"ReturnedValuesAreCopies", testReturnedCopies},
@@ -152,6 +153,7 @@ func newKey(t testing.TB, name, teamID string, created time.Time) store.Key {
 		PreviousSecretExpiresAt: created.Add(24 * time.Hour),
 		SecretRotatedAt:         created.Add(time.Minute),
 		StatusIndex:             int64(len(name)) * 7,
+		PreviousStatusIndex:     int64(len(name))*7 + 3,
 	}
 }
 
@@ -222,6 +224,9 @@ func keyDiff(want, got store.Key) []string {
 	}
 	if want.StatusIndex != got.StatusIndex {
 		d = append(d, fmt.Sprintf("StatusIndex: got %d, want %d", got.StatusIndex, want.StatusIndex))
+	}
+	if want.PreviousStatusIndex != got.PreviousStatusIndex {
+		d = append(d, fmt.Sprintf("PreviousStatusIndex: got %d, want %d", got.PreviousStatusIndex, want.PreviousStatusIndex))
 	}
 	// Hash values are not printed: a test log is no place for them either.
 	if !bytes.Equal(want.SecretHash, got.SecretHash) {
@@ -1693,6 +1698,62 @@ func testDenyPrune(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	check("after the prune at +150m", map[string]bool{"p-3h": true, "p-again": true})
+}
+
+// testPreviousStatusIndexOnKey: the previous secret generation's status
+// index (a rotation's) survives create, updates of other fields, a change
+// and a reset to 0, on every read path.
+func testPreviousStatusIndexOnKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := newKey(t, "kg_prevstatus", "team-a", at(0))
+	k.StatusIndex, k.PreviousStatusIndex = 500, 499
+	mustCreate(t, s, k, 0)
+	if got := mustGet(t, s, k.ClientID); got.StatusIndex != 500 || got.PreviousStatusIndex != 499 {
+		t.Fatalf("indices after create: %d/%d, want 500/499", got.StatusIndex, got.PreviousStatusIndex)
+	}
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.Name = "renamed"
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, k.ClientID).PreviousStatusIndex; got != 499 {
+		t.Fatalf("PreviousStatusIndex after an update of another field: %d, want 499", got)
+	}
+	got, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.PreviousStatusIndex, c.StatusIndex = c.StatusIndex, 501
+		return c, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.StatusIndex != 501 || got.PreviousStatusIndex != 500 {
+		t.Fatalf("UpdateKey result: %d/%d, want 501/500", got.StatusIndex, got.PreviousStatusIndex)
+	}
+	if l := mustList(t, s, "team-a"); len(l) != 1 || l[0].PreviousStatusIndex != 500 {
+		t.Fatalf("ListKeys after update: %+v, want one key with previous index 500", l)
+	}
+	seen := int64(-1)
+	if err := s.ForEachKey(ctx, func(c store.Key) error {
+		if c.ClientID == k.ClientID {
+			seen = c.PreviousStatusIndex
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 500 {
+		t.Fatalf("ForEachKey saw previous index %d, want 500", seen)
+	}
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.PreviousStatusIndex = 0
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, k.ClientID); got.PreviousStatusIndex != 0 || got.StatusIndex != 501 {
+		t.Fatalf("indices after clearing the previous one: %d/%d, want 501/0", got.StatusIndex, got.PreviousStatusIndex)
+	}
 }
 
 // testDenyList: a denied jti is reported until its expiry, then not; other
