@@ -271,16 +271,28 @@ type AuditOptions struct {
 	// everything from AuditPruneSlack before it, whatever the retention:
 	// an undelivered event is never pruned. An error skips the prune.
 	Hold func(ctx context.Context) (time.Time, error)
+	// GenerationsEvery is the least time between two
+	// Service.RevokeEndedGenerations runs (which walk every key): how late,
+	// at most, the status bit of a secret whose grace period ended is set,
+	// to within one tick. Default DefaultGenerationsEvery.
+	GenerationsEvery time.Duration
 }
+
+// DefaultGenerationsEvery: see AuditOptions.GenerationsEvery. Tokens minted
+// with a secret in its grace period expire with it whatever this is
+// (Auth.TokenExpiry); the bit is for the tokens minted before the rotation.
+const DefaultGenerationsEvery = time.Minute
 
 // AuditWorker is the background side of the audit trail: it stores folded
 // refused calls, feeds the operator-wide stream (store.MoveAudit) and
 // prunes events past retention; it also prunes the deny list's expired
-// entries. Stop it with Close.
+// entries, and sets the status bits of secrets whose grace period ended
+// (Service.RevokeEndedGenerations). Stop it with Close.
 type AuditWorker struct {
 	s         *Service
 	opts      AuditOptions
 	lastPrune time.Time
+	lastGens  time.Time
 	stop      chan struct{}
 	done      chan struct{}
 	once      sync.Once
@@ -297,6 +309,9 @@ func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
 	}
 	if opts.PruneEvery <= 0 {
 		opts.PruneEvery = config.AuditPruneEvery
+	}
+	if opts.GenerationsEvery <= 0 {
+		opts.GenerationsEvery = DefaultGenerationsEvery
 	}
 	w := &AuditWorker{s: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	if w.opts.Ticks == nil {
@@ -340,6 +355,13 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 		}
 		if n < store.MaxDenyPrune {
 			break
+		}
+	}
+	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.opts.GenerationsEvery) {
+		if _, err := w.s.RevokeEndedGenerations(ctx, now); err != nil {
+			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)
+		} else {
+			w.lastGens = now
 		}
 	}
 	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {

@@ -149,7 +149,7 @@ func TestAuthenticateGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, secret := range []string{acctSecret, newSecret} {
-		if _, now, err := svc.Authenticate(ctx, acct.ClientID, secret); err != nil || !now.Equal(clk.now()) {
+		if _, now, err := svc.Authenticate(ctx, acct.ClientID, secret); err != nil || !now.Now.Equal(clk.now()) {
 			t.Fatalf("during grace: err %v, now %v (clock %v)", err, now, clk.now())
 		}
 	}

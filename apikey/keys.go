@@ -1,6 +1,7 @@
 package apikey
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,29 @@ var errOtherTeam = errors.New("key belongs to another team")
 // then-current secret the previous one, which ends the older one at once.
 // Grace 0 ends the old secret at once. The key.rotated event is written
 // with the change.
+//
+// Each secret generation has a status index of its own, and the tokens
+// minted with a secret name its generation's (Auth.StatusIndex), so ending
+// a secret cuts off its tokens at resource servers too. The order:
+//
+//  1. a new index is allocated (store-wide counter, outside the key's
+//     atomic step, as Create does: a refused rotate burns it, harmlessly);
+//  2. one UpdateKey writes the new hash and index and records the replaced
+//     generation's index as PreviousStatusIndex — with grace 0 too, where
+//     no previous secret stays live: the record then says "this index
+//     still has to be set", durably;
+//  3. the bits of every generation that ended are set: the replaced one
+//     for grace 0, and the older one a rotation during a grace period
+//     ends. Only then does Rotate answer success.
+//
+// Why this order is safe: from step 2 on the old secret gets no token (the
+// token endpoint reads the key on every request) and introspection calls
+// its tokens inactive (GenerationLive reads the key). If step 3 fails the
+// caller gets an error, and the ended index is still on the record: a
+// retried rotate sets it (it ends PreviousStatusIndex whatever the grace),
+// and so does the next RevokeEndedGenerations round, which also sets the
+// index of a grace period that ran out. The other order (bits first) could
+// cut off a secret whose rotation then failed.
 func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string, grace time.Duration) (store.Key, string, error) {
 	if err := CheckGracePeriod(grace); err != nil {
 		return store.Key{}, "", err
@@ -126,6 +150,10 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
 	}
 	newHash := s.hasher.Hash(secret)
+	idx, err := s.store.NextStatusIndex(ctx)
+	if err != nil {
+		return store.Key{}, "", fmt.Errorf("allocate status index: %w", err)
+	}
 	ev := s.newEvent(by, store.AuditKeyRotated, team, clientID)
 	now := ev.Time
 	// One atomic read-modify-write: the hash that becomes the previous one is
@@ -146,7 +174,9 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 			k.PreviousSecretHash = nil
 			k.PreviousSecretExpiresAt = time.Time{}
 		}
+		k.PreviousStatusIndex = k.StatusIndex
 		k.SecretHash = append([]byte(nil), newHash...)
+		k.StatusIndex = idx
 		k.SecretRotatedAt = now
 		return k, nil
 	}, ev)
@@ -156,11 +186,75 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 	case err != nil:
 		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
 	}
+	ended := []int64{old.PreviousStatusIndex}
+	if grace == 0 {
+		ended = append(ended, old.StatusIndex)
+	}
+	for _, i := range ended {
+		if i == 0 {
+			continue // a key from before status lists (or none recorded)
+		}
+		if err := s.store.RevokeStatus(ctx, i); err != nil {
+			return store.Key{}, "", fmt.Errorf("rotate key %s: revoke status of the ended secret: %w", clientID, err)
+		}
+	}
 	// The store filled the stored event's fields from the same two versions.
 	ev.Fields = store.ChangedFields(old, k)
 	s.logAudit(ctx, ev)
 	return k, secret, nil
 }
+
+// RevokeEndedGenerations is the background half of Rotate: it sets the
+// status bit of every key's previous secret generation that is no longer
+// live at now (a grace period that ran out, or a grace-0 rotation whose
+// own revoke failed) and then clears the key's PreviousStatusIndex, so
+// each index is set once. It returns how many it set. A failure on one key
+// is returned after the others were tried; running it again is harmless
+// (RevokeStatus is idempotent, the clear is conditional). It walks every
+// key (store.ForEachKey), so AuditWorker runs it at most every
+// AuditOptions.GenerationsEvery.
+func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (int, error) {
+	type ended struct {
+		clientID string
+		idx      int64
+	}
+	var due []ended
+	err := s.store.ForEachKey(ctx, func(k store.Key) error {
+		if k.PreviousStatusIndex != 0 && !PreviousSecretLive(k, now) {
+			due = append(due, ended{k.ClientID, k.PreviousStatusIndex})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("find ended secret generations: %w", err)
+	}
+	n := 0
+	var firstErr error
+	for _, e := range due {
+		if err := s.store.RevokeStatus(ctx, e.idx); err != nil {
+			firstErr = cmp.Or(firstErr, fmt.Errorf("revoke status of key %s's ended secret: %w", e.clientID, err))
+			continue
+		}
+		n++
+		// The bit is set: forget the index, unless a rotation in between
+		// recorded another one (whose own time will come).
+		_, err := s.store.UpdateKey(ctx, e.clientID, func(k store.Key) (store.Key, error) {
+			if k.PreviousStatusIndex != e.idx {
+				return store.Key{}, errGenerationMoved
+			}
+			k.PreviousStatusIndex = 0
+			return k, nil
+		})
+		if err != nil && !errors.Is(err, errGenerationMoved) && !errors.Is(err, store.ErrNotFound) {
+			firstErr = cmp.Or(firstErr, fmt.Errorf("clear key %s's ended status index: %w", e.clientID, err))
+		}
+	}
+	return n, firstErr
+}
+
+// errGenerationMoved: the key's previous generation changed since the walk
+// saw it; returned from inside UpdateKey so that nothing is written.
+var errGenerationMoved = errors.New("previous secret generation changed")
 
 // KeyChange is a change to a team key's settings (PATCH's merge patch):
 // a nil field is left as it is. Permissions replaces the whole list.
@@ -254,10 +348,12 @@ func (s *Service) checkOperatorConsent(held, want []string) error {
 	return nil
 }
 
-// Delete removes the team's key. Its status bit is set first, then the
-// record goes: if the delete then fails, the key is cut off at resource
-// servers anyway and the caller retries; the other order could leave a
-// deleted key's tokens accepted offline. The token endpoint reads the store
+// Delete removes the team's key. Its status bits are set first — the
+// current secret generation's and, when one is recorded, the previous
+// one's (live during a grace period, or ended and not yet set: see
+// Rotate) — then the record goes: if the delete then fails, the key is cut
+// off at resource servers anyway and the caller retries; the other order
+// could leave a deleted key's tokens accepted offline. The token endpoint reads the store
 // on every request, so the key gets no token from the moment this returns.
 // The key.deleted event is written by the removal itself and names the
 // status bit (which lives apart from the key on Redis Cluster, so it cannot
@@ -267,9 +363,11 @@ func (s *Service) Delete(ctx context.Context, by Request, team, clientID string)
 	if err != nil {
 		return err
 	}
-	if k.StatusIndex > 0 {
-		if err := s.store.RevokeStatus(ctx, k.StatusIndex); err != nil {
-			return fmt.Errorf("revoke status of key %s: %w", clientID, err)
+	for _, idx := range []int64{k.StatusIndex, k.PreviousStatusIndex} {
+		if idx > 0 {
+			if err := s.store.RevokeStatus(ctx, idx); err != nil {
+				return fmt.Errorf("revoke status of key %s: %w", clientID, err)
+			}
 		}
 	}
 	ev := s.newEvent(by, store.AuditKeyDeleted, team, clientID)

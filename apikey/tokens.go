@@ -23,6 +23,9 @@ type Token struct {
 	ClientID  string
 	TeamID    string
 	ExpiresAt time.Time
+	// StatusIndex is the token's status list index: the secret generation
+	// it was minted with (0: the token names none).
+	StatusIndex int64
 }
 
 var (
@@ -36,8 +39,9 @@ var (
 )
 
 // TokenActive decides the parts of RFC 7662 "active" that a signature
-// cannot: the key still exists in the token's team, the token was not
-// revoked, and the caller may see it (a key sees its own team's tokens;
+// cannot: the key still exists in the token's team, the secret generation
+// the token was minted with is still live (GenerationLive), the token was
+// not revoked, and the caller may see it (a key sees its own team's tokens;
 // admin keys and keys with IntrospectScope see all).
 func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (bool, error) {
 	owner, err := s.store.GetKey(ctx, t.ClientID)
@@ -47,7 +51,7 @@ func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (b
 	if err != nil {
 		return false, fmt.Errorf("load key %s: %w", t.ClientID, err)
 	}
-	if owner.TeamID != t.TeamID {
+	if owner.TeamID != t.TeamID || !GenerationLive(owner, t.StatusIndex, s.cfg.Now()) {
 		return false, nil
 	}
 	denied, err := s.store.TokenDenied(ctx, t.ID)
@@ -61,6 +65,23 @@ func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (b
 		return true, nil
 	}
 	return s.hasScope(caller, IntrospectScope), nil
+}
+
+// GenerationLive reports whether the secret generation with status index
+// idx is still live on k at now: k's current one, or its previous one
+// during the grace period. Every generation that is not live has had (or
+// is about to have: Rotate, RevokeEndedGrace) its status bit set, so this
+// is the status list's answer read from the key alone, without the
+// window between a rotation and its bit. A token naming no index (0)
+// predates status lists and is judged by its key alone.
+func GenerationLive(k store.Key, idx int64, now time.Time) bool {
+	switch {
+	case idx == 0 || idx == k.StatusIndex:
+		return true
+	case idx == k.PreviousStatusIndex:
+		return PreviousSecretLive(k, now)
+	}
+	return false
 }
 
 // Revoke puts the caller's own token on the deny list until it expires

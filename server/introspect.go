@@ -8,7 +8,8 @@ package server
 // sees it) until the token expires. Only introspection consults that list:
 // resource servers that verify offline keep accepting a revoked token until
 // it expires. To cut a key off everywhere, delete it (the status list) or
-// rotate its secret with grace period 0.
+// rotate its secret (each secret generation has its own status index, set
+// when that secret ends).
 
 import (
 	"errors"

@@ -399,7 +399,7 @@ func (s *Server) verifyOwn(ctx context.Context, token string) (*verify.Claims, e
 
 // tokenOf is what the rules of tokens need of verified claims.
 func tokenOf(c *verify.Claims) apikey.Token {
-	return apikey.Token{ID: c.ID, ClientID: c.ClientID, TeamID: c.TeamID, ExpiresAt: c.ExpiresAt}
+	return apikey.Token{ID: c.ID, ClientID: c.ClientID, TeamID: c.TeamID, ExpiresAt: c.ExpiresAt, StatusIndex: c.StatusIndex}
 }
 
 // ownKeys lets the management API verify admin tokens against this

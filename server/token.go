@@ -63,7 +63,7 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.fail(c, creds.id, oerr)
 		return
 	}
-	key, now, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
+	key, auth, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
 	if err != nil {
 		t.s.recordAuthFailure(key)
 		t.fail(c, creds.id, t.s.authError(c, err))
@@ -83,7 +83,7 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.fail(c, key.ClientID, errServer)
 		return
 	}
-	tok, err := t.sign(key, scope, now)
+	tok, err := t.sign(key, scope, auth)
 	if err != nil {
 		t.s.reqLog(c).Error("token endpoint: sign", "err", err)
 		t.fail(c, key.ClientID, errServer)
@@ -94,9 +94,10 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		// no context map to fill.
 		c.Set(callerIDKey, key.ClientID)
 	}
-	t.s.lastUsed.Record(key.ClientID, key.TeamID, key.LastUsedAt, now)
+	t.s.lastUsed.Record(key.ClientID, key.TeamID, key.LastUsedAt, auth.Now)
 	t.s.cfg.Metrics.TokenOutcome(outcomeIssued) // nil-safe
-	writeAccessToken(w, tok, int64(t.s.cfg.TokenTTL/time.Second), scope)
+	// expires_in follows exp, shortened for a secret in its grace period.
+	writeAccessToken(w, tok, int64(auth.TokenExpiry(t.s.cfg.TokenTTL).Sub(auth.Now)/time.Second), scope)
 }
 
 // outcomeIssued is keygate_token_requests_total's outcome of a token
@@ -112,22 +113,25 @@ func (t *tokenEndpoint) fail(c *gin.Context, clientID string, e *oauthError) {
 }
 
 // sign builds the RFC 9068 claims of a token for key with scope, issued at
-// now (the clock reading Authenticate judged the secret by), and signs them
-// with the current signing key.
-func (t *tokenEndpoint) sign(key store.Key, scope string, now time.Time) (string, error) {
+// auth.Now (the clock reading Authenticate judged the secret by), and signs
+// them with the current signing key. The status claim names the secret
+// generation that authenticated (auth.StatusIndex), and a token minted with
+// a previous secret expires no later than that secret.
+func (t *tokenEndpoint) sign(key store.Key, scope string, auth apikey.Auth) (string, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return "", err
 	}
+	now := auth.Now
 	var status *statusClaim
-	if key.StatusIndex > 0 {
-		status = &statusClaim{StatusList: statusListRef{Idx: key.StatusIndex, URI: t.s.statusListURI}}
+	if auth.StatusIndex > 0 {
+		status = &statusClaim{StatusList: statusListRef{Idx: auth.StatusIndex, URI: t.s.statusListURI}}
 	}
 	claims := accessClaims{
 		Issuer:    t.s.cfg.Issuer,
 		Subject:   key.ClientID,
 		Audience:  t.s.cfg.Audience,
-		ExpiresAt: now.Add(t.s.cfg.TokenTTL).Unix(),
+		ExpiresAt: auth.TokenExpiry(t.s.cfg.TokenTTL).Unix(),
 		IssuedAt:  now.Unix(),
 		NotBefore: now.Unix(),
 		ID:        jti,

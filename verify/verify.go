@@ -163,6 +163,10 @@ type Claims struct {
 	IssuedAt  time.Time
 	NotBefore time.Time
 	ID        string
+	// StatusIndex is the token's index in its Token Status List (the
+	// status claim's idx), 0 when the token names none. For keygate it
+	// names the secret generation the token was minted with.
+	StatusIndex int64
 }
 
 // HasScope reports whether the token grants scope.
@@ -415,6 +419,13 @@ func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
 	}
 	if tc.NotBefore != nil {
 		c.NotBefore = tc.NotBefore.Time
+	}
+	if tc.Status != nil {
+		// A malformed claim is refused by the status check (unless
+		// IgnoreStatus); here it just names no index.
+		if _, idx, err := parseStatusClaim(tc.Status); err == nil {
+			c.StatusIndex = int64(idx)
+		}
 	}
 	return c, nil
 }
