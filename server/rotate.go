@@ -35,6 +35,9 @@ func (s *Server) rotateKey(c *gin.Context) {
 		return
 	}
 	k, secret, err := s.keys.Rotate(c.Request.Context(), s.requestMeta(c), team, id, grace)
+	// A rotation may set status bits (the generations it ends), even when
+	// it then fails: the next status list request rebuilds the list.
+	s.statusLists.invalidate()
 	if err != nil {
 		s.keyProblem(c, team, id, err)
 		return
