@@ -1109,3 +1109,29 @@ func BenchmarkVerifyWithStatus(b *testing.B) {
 		}
 	}
 }
+
+// TestClaimsStatusIndex: Claims.StatusIndex is the status claim's idx, 0
+// without a claim or with a malformed one (which IgnoreStatus lets pass).
+func TestClaimsStatusIndex(t *testing.T) {
+	f := newStatusFixture(t, statuses16())
+	v := f.verifier(t, func(o *verify.Options) { o.IgnoreStatus = true })
+	for _, c := range []struct {
+		name   string
+		status any
+		want   int64
+	}{
+		{"idx 7", map[string]any{"status_list": map[string]any{"idx": 7, "uri": f.uri()}}, 7},
+		{"idx 0", map[string]any{"status_list": map[string]any{"idx": 0, "uri": f.uri()}}, 0},
+		{"no status claim", nil, 0},
+		{"malformed", "junk", 0},
+		{"negative idx", map[string]any{"status_list": map[string]any{"idx": -1, "uri": f.uri()}}, 0},
+	} {
+		if got := mustVerify(t, v, f.tokenFor(t, c.status)).StatusIndex; got != c.want {
+			t.Errorf("%s: StatusIndex %d, want %d", c.name, got, c.want)
+		}
+	}
+	// With the status check on, too.
+	if got := mustVerify(t, f.verifier(t, nil), f.token(t, 2)).StatusIndex; got != 2 {
+		t.Errorf("enforced, idx 2: StatusIndex %d", got)
+	}
+}
