@@ -2,11 +2,13 @@ package server
 
 // The Token Status List (IETF draft-ietf-oauth-status-list): how a deleted
 // key's outstanding tokens stop working at resource servers that verify
-// offline. Every key has one index, shared by all its tokens (keygate
-// revokes keys, not single tokens, at resource servers: one bit per key
-// keeps the list small — a million keys fit in 128 KiB before compression —
-// and a token's status follows its key). Access tokens name the index; the
-// list, a signed JWT, says which indices are revoked.
+// offline. Every secret generation of a key has one index, shared by all
+// the tokens minted with that secret (keygate revokes keys and secrets, not
+// single tokens, at resource servers: a bit per secret keeps the list small
+// — a million keys fit in 128 KiB before compression — and a token's status
+// follows its secret: apikey.Service.Rotate and Delete set the bits). Access
+// tokens name the index; the list, a signed JWT, says which indices are
+// revoked.
 
 import (
 	"bytes"

@@ -67,9 +67,10 @@ type Key struct {
 	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
 	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
 
-	// StatusIndex is the key's position in the Token Status List, shared by
-	// all its tokens; 0 means none assigned yet (indices start at 1 and are
-	// never reused).
+	// StatusIndex is the current secret's position in the Token Status
+	// List, shared by all the tokens minted with it (a rotation gives the
+	// new secret a new one); 0 means none assigned yet (indices start at 1
+	// and are never reused).
 	StatusIndex int64 `json:"status_index"`
 	// PreviousStatusIndex is the status index of the secret generation a
 	// rotation replaced (each generation has its own, so cutting one off
