@@ -217,6 +217,43 @@ const maxWatchRetries = 100
 // whenever a concurrent write to name made its transaction fail. A txf that
 // refuses the change returns nil and reports why on its own, so the refusal
 // ends the loop like a success.
+// updateValue is the optimistic read-modify-write of the one string key
+// name (WATCH, read, MULTI SET, retried by watch): next reads the current
+// value through tx and returns the new encoding; its refusal (the
+// caller's update function failing) comes back as refused, with nothing
+// written. what names the value in errors.
+func (s *Store) updateValue(ctx context.Context, name, what string, next func(tx *goredis.Tx) (b []byte, refused, err error)) ([]byte, error) {
+	var out []byte
+	var refusal error
+	err := s.watch(ctx, name, func(tx *goredis.Tx) error {
+		b, refused, err := next(tx)
+		if err != nil {
+			return err
+		}
+		if refused != nil {
+			refusal = refused
+			return nil
+		}
+		if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, name, b, 0)
+			return nil
+		}); err != nil {
+			return err
+		}
+		out = b
+		return nil
+	})
+	switch {
+	case refusal != nil:
+		return nil, refusal
+	case errors.Is(err, store.ErrUnavailable):
+		return nil, err
+	case err != nil:
+		return nil, fail(ctx, "update "+what, err)
+	}
+	return out, nil
+}
+
 func (s *Store) watch(ctx context.Context, name string, txf func(*goredis.Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		err := s.rdb.Watch(ctx, txf, name)

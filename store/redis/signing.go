@@ -68,40 +68,20 @@ func normalizeSigning(ks *store.SigningKeys) {
 func (s *Store) UpdateSigningKeys(ctx context.Context, update func(store.SigningKeys) (store.SigningKeys, error)) (store.SigningKeys, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	name := s.signingKey()
-	var out []byte
-	var updateErr error
-	txf := func(tx *goredis.Tx) error {
+	out, err := s.updateValue(ctx, s.signingKey(), "signing keys", func(tx *goredis.Tx) ([]byte, error, error) {
 		cur, err := s.readSigning(ctx, tx)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		next, err := update(cur)
 		if err != nil {
-			updateErr = err
-			return nil
+			return nil, err, nil
 		}
 		b, err := json.Marshal(next)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, name, b, 0)
-			return nil
-		}); err != nil {
-			return err
-		}
-		out = b
-		return nil
-	}
-	err := s.watch(ctx, name, txf)
-	switch {
-	case updateErr != nil:
-		return store.SigningKeys{}, updateErr
-	case errors.Is(err, store.ErrUnavailable):
+		return b, nil, err
+	})
+	if err != nil {
 		return store.SigningKeys{}, err
-	case err != nil:
-		return store.SigningKeys{}, fail(ctx, "update signing keys", err)
 	}
 	var ks store.SigningKeys
 	if err := json.Unmarshal(out, &ks); err != nil {

@@ -79,40 +79,20 @@ func (s *Store) UpdateWebhookState(ctx context.Context, endpoint string, update 
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	name := s.webhookKey(endpoint)
-	var out []byte
-	var updateErr error
-	txf := func(tx *goredis.Tx) error {
+	out, err := s.updateValue(ctx, s.webhookKey(endpoint), "webhook state "+endpoint, func(tx *goredis.Tx) ([]byte, error, error) {
 		cur, err := s.readWebhookState(ctx, tx, endpoint)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		next, err := update(cur)
 		if err != nil {
-			updateErr = err
-			return nil
+			return nil, err, nil
 		}
 		b, err := encodeWebhookState(next)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.Set(ctx, name, b, 0)
-			return nil
-		}); err != nil {
-			return err
-		}
-		out = b
-		return nil
-	}
-	err := s.watch(ctx, name, txf)
-	switch {
-	case updateErr != nil:
-		return store.WebhookState{}, updateErr
-	case errors.Is(err, store.ErrUnavailable):
+		return b, nil, err
+	})
+	if err != nil {
 		return store.WebhookState{}, err
-	case err != nil:
-		return store.WebhookState{}, fail(ctx, "update webhook state "+endpoint, err)
 	}
 	return decodeWebhookState(out)
 }
