@@ -82,17 +82,24 @@ func openBench(b *testing.B) *Store {
 }
 
 // seedDenyList writes n live deny entries (and their expiry index) in
-// transactions of 50 000.
-func seedDenyList(b *testing.B, st *Store, n int) {
+// transactions of 50 000, expiring a day from now.
+func seedDenyList(b testing.TB, st *Store, n int) {
 	b.Helper()
-	exp := uint64(time.Now().Add(24 * time.Hour).UnixMilli())
+	seedDenyListUntil(b, st, n, time.Now().Add(24*time.Hour), "seed")
+}
+
+// seedDenyListUntil writes n deny entries named prefix-N expiring from
+// until on, one millisecond apart.
+func seedDenyListUntil(b testing.TB, st *Store, n int, until time.Time, prefix string) {
+	b.Helper()
+	exp := uint64(until.UnixMilli())
 	for done := 0; done < n; {
 		err := st.db.Update(func(tx *bbolt.Tx) error {
 			deny, index := tx.Bucket(bucketDeny), tx.Bucket(bucketDenyExpiry)
 			for end := min(done+50_000, n); done < end; done++ {
 				var v [8]byte
 				binary.BigEndian.PutUint64(v[:], exp+uint64(done))
-				jti := fmt.Sprintf("seed-%09d", done)
+				jti := fmt.Sprintf("%s-%09d", prefix, done)
 				if err := deny.Put([]byte(jti), v[:]); err != nil {
 					return err
 				}
