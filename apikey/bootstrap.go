@@ -96,8 +96,9 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 		hash := s.hasher.Hash(s.cfg.AdminClientSecret)
 		k := store.Key{ClientID: s.cfg.AdminClientID, Name: "admin", CreatedAt: now, SecretHash: hash}
 		// No status index here: the key may exist already; the backfill
-		// after ensureAdmin gives a new one its index. Admin-key changes
-		// are audit events of the system, written with the change.
+		// after ensureAdmin gives a new one its index (a changed secret
+		// gets one in setAdminSecret). Admin-key changes are audit events
+		// of the system, written with the change.
 		created := s.newEvent(bootstrapRequest, store.AuditKeyCreated, "", k.ClientID)
 		err := s.store.CreateKey(ctx, k, 0, created)
 		if !errors.Is(err, store.ErrAlreadyExists) {
@@ -107,31 +108,7 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 			s.logAudit(ctx, created)
 			return nil
 		}
-		// Every start sets the configured secret; only a different one is
-		// a change (a new secret, or the end of a rotation's old one), and
-		// only a change is written and recorded.
-		rotated := s.newEvent(bootstrapRequest, store.AuditKeyRotated, "", k.ClientID)
-		_, err = s.store.UpdateKey(ctx, k.ClientID, func(old store.Key) (store.Key, error) {
-			if !old.IsAdmin() {
-				return old, fmt.Errorf("client id %s belongs to team %s and cannot be an admin key", old.ClientID, old.TeamID)
-			}
-			if subtle.ConstantTimeCompare(old.SecretHash, hash) == 1 && len(old.PreviousSecretHash) == 0 {
-				return old, errAdminUnchanged
-			}
-			old.SecretHash = hash
-			old.PreviousSecretHash = nil
-			old.PreviousSecretExpiresAt = time.Time{}
-			old.SecretRotatedAt = now
-			return old, nil
-		}, rotated)
-		switch {
-		case errors.Is(err, errAdminUnchanged):
-			return nil
-		case err != nil:
-			return fmt.Errorf("update admin key %s: %w", k.ClientID, err)
-		}
-		s.logAudit(ctx, rotated)
-		return nil
+		return s.setAdminSecret(ctx, k.ClientID, hash, now)
 	}
 	admins, err := s.store.ListKeys(ctx, "")
 	if err != nil {
@@ -175,6 +152,69 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 	s.logAudit(ctx, created)
 	s.generatedAdmin = &creds
 	return nil
+}
+
+// setAdminSecret makes hash the configured admin key's secret. Every start
+// sets the configured secret; only a different one is a change (a new
+// secret, or the end of a rotation's old one), and only a change is
+// written and recorded. A new secret is a new generation, as a grace-0
+// Rotate makes one: a status index of its own, and the replaced
+// generations' bits set, so the old secret's tokens are cut off too (the
+// same order as Rotate: the record first, keeping the ended index as
+// PreviousStatusIndex until its bit is set; RevokeEndedGenerations sets it
+// if this start cannot).
+func (s *Service) setAdminSecret(ctx context.Context, clientID string, hash []byte, now time.Time) error {
+	stored, err := s.store.GetKey(ctx, clientID)
+	if err != nil {
+		return fmt.Errorf("read admin key %s: %w", clientID, err)
+	}
+	if adminUnchanged(stored, hash) {
+		return nil // the common start: no index to allocate
+	}
+	idx, err := s.store.NextStatusIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("allocate status index for admin key %s: %w", clientID, err)
+	}
+	rotated := s.newEvent(bootstrapRequest, store.AuditKeyRotated, "", clientID)
+	var old store.Key
+	_, err = s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
+		old = k
+		if !k.IsAdmin() {
+			return k, fmt.Errorf("client id %s belongs to team %s and cannot be an admin key", k.ClientID, k.TeamID)
+		}
+		if adminUnchanged(k, hash) {
+			return k, errAdminUnchanged // another instance's start set it
+		}
+		k.SecretHash = hash
+		k.PreviousSecretHash = nil
+		k.PreviousSecretExpiresAt = time.Time{}
+		k.SecretRotatedAt = now
+		k.PreviousStatusIndex = k.StatusIndex
+		k.StatusIndex = idx
+		return k, nil
+	}, rotated)
+	switch {
+	case errors.Is(err, errAdminUnchanged):
+		return nil
+	case err != nil:
+		return fmt.Errorf("update admin key %s: %w", clientID, err)
+	}
+	for _, i := range []int64{old.PreviousStatusIndex, old.StatusIndex} {
+		if i == 0 {
+			continue // a key from before status lists
+		}
+		if err := s.store.RevokeStatus(ctx, i); err != nil {
+			return fmt.Errorf("admin key %s: revoke status of the replaced secret: %w", clientID, err)
+		}
+	}
+	s.logAudit(ctx, rotated)
+	return nil
+}
+
+// adminUnchanged reports whether k already has exactly the configured
+// secret (and no previous one still live or pending).
+func adminUnchanged(k store.Key, hash []byte) bool {
+	return subtle.ConstantTimeCompare(k.SecretHash, hash) == 1 && len(k.PreviousSecretHash) == 0
 }
 
 // bootstrapRequest is who changes admin keys at start: keygate itself,

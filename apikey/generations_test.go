@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store"
 )
 
@@ -246,4 +247,67 @@ func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
 	if !revoked(t, st, k0.StatusIndex) {
 		t.Fatal("bit of a generation whose grace ended not set by the round after GenerationsEvery")
 	}
+}
+
+// TestConfiguredAdminSecretIsANewGeneration: a start with a different
+// configured admin secret gives the admin key a new status index and sets
+// the replaced one's bit, as a grace-0 rotation does, so tokens minted with
+// the old secret are cut off; a start with the same secret changes nothing.
+func TestConfiguredAdminSecretIsANewGeneration(t *testing.T) {
+	ctx := context.Background()
+	st, mk := FreshStore(t)
+	first, second := mustSecret(t), mustSecret(t)
+	open := func(secret string) *Service {
+		t.Helper()
+		svc, err := Open(ctx, Config{Store: st, MasterKey: mk, AdminClientID: "ops-admin", AdminClientSecret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	index := func() int64 {
+		t.Helper()
+		k, err := st.GetKey(ctx, "ops-admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.StatusIndex
+	}
+	open(first)
+	i1 := index()
+	if i1 == 0 || revoked(t, st, i1) {
+		t.Fatalf("first start: index %d (revoked %v)", i1, revoked(t, st, i1))
+	}
+	open(first)
+	if got := index(); got != i1 {
+		t.Fatalf("a restart with the same secret moved the index %d → %d", i1, got)
+	}
+	svc := open(second)
+	i2 := index()
+	if i2 == i1 || i2 == 0 {
+		t.Fatalf("a new configured secret kept index %d (now %d)", i1, i2)
+	}
+	if !revoked(t, st, i1) {
+		t.Fatalf("the replaced secret's index %d is not revoked", i1)
+	}
+	if revoked(t, st, i2) {
+		t.Fatalf("the new secret's index %d is revoked", i2)
+	}
+	_, auth, err := svc.Authenticate(ctx, "ops-admin", second)
+	if err != nil || auth.StatusIndex != i2 {
+		t.Fatalf("the new secret authenticates with index %d (%v), want %d", auth.StatusIndex, err, i2)
+	}
+	open(second)
+	if got := index(); got != i2 {
+		t.Fatalf("a restart with the new secret moved the index %d → %d", i2, got)
+	}
+}
+
+func mustSecret(t *testing.T) string {
+	t.Helper()
+	s, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
