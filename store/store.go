@@ -13,6 +13,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -78,6 +79,13 @@ type Key struct {
 	// carry it. 0 when there is none, or once it was revoked at the end of
 	// the grace period (apikey sets its bit then).
 	PreviousStatusIndex int64 `json:"previous_status_index"`
+
+	// SecretSuspendedAt, when not zero, is when the current secret was
+	// reported leaked (POST /v1/leaked-secrets): its generation is cut off
+	// (status bit set) and SecretHash no longer is the HMAC of any secret
+	// (apikey.SuspendedHash), so only a rotation, which clears this, gives
+	// the key a working secret again.
+	SecretSuspendedAt time.Time `json:"secret_suspended_at"`
 }
 
 // IsAdmin reports whether the key is an admin key (outside any team).
@@ -247,6 +255,20 @@ type Store interface {
 	// themselves (Redis TTLs) returns 0.
 	PruneDeniedTokens(ctx context.Context, now time.Time) (int, error)
 
+	// KeyBySecretHash returns the key whose SecretHash or
+	// PreviousSecretHash equals hash (an HMAC of a reported secret; see
+	// POST /v1/leaked-secrets), or ErrNotFound. A backend keeps an index
+	// from every non-empty SecretHash and PreviousSecretHash of its keys to
+	// the key's client ID, maintained by CreateKey, CreateKeys (BulkLoader),
+	// UpdateKey (an update that changes either hash) and DeleteKey, and
+	// built on open for keys written before it existed. The answer is
+	// always checked against the key as stored now, so an index entry left
+	// behind by an interrupted write (Redis Cluster cannot write a key and
+	// an entry in another slot atomically) finds nothing. Whether the
+	// previous secret is still live is the caller's to judge. The work
+	// does not depend on whether hash is found beyond the read of the key.
+	KeyBySecretHash(ctx context.Context, hash []byte) (Key, error)
+
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 
@@ -310,6 +332,51 @@ func CheckBatch(keys []Key) error {
 		seen[k.ClientID] = struct{}{}
 	}
 	return nil
+}
+
+// SecretHashes are the index entries of k for KeyBySecretHash: its
+// non-empty SecretHash and PreviousSecretHash (shared, not copied).
+func SecretHashes(k Key) [][]byte {
+	var out [][]byte
+	for _, h := range [][]byte{k.SecretHash, k.PreviousSecretHash} {
+		if len(h) > 0 {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// SecretIndexChanges is what an update from old to new does to the secret
+// index: the hashes new holds and old did not (to add), and the hashes
+// old held and new does not (to remove). For backends.
+func SecretIndexChanges(old, new Key) (add, remove [][]byte) {
+	oldH, newH := SecretHashes(old), SecretHashes(new)
+	has := func(list [][]byte, h []byte) bool {
+		return slices.ContainsFunc(list, func(x []byte) bool { return bytes.Equal(x, h) })
+	}
+	for _, h := range newH {
+		if !has(oldH, h) {
+			add = append(add, h)
+		}
+	}
+	for _, h := range oldH {
+		if !has(newH, h) {
+			remove = append(remove, h)
+		}
+	}
+	return add, remove
+}
+
+// HoldsSecretHash reports whether hash is k's SecretHash or
+// PreviousSecretHash, comparing in constant time: the check every
+// KeyBySecretHash makes on the key its index names.
+func HoldsSecretHash(k Key, hash []byte) bool {
+	if len(hash) == 0 {
+		return false
+	}
+	cur := subtle.ConstantTimeCompare(k.SecretHash, hash)
+	prev := subtle.ConstantTimeCompare(k.PreviousSecretHash, hash)
+	return cur|prev == 1
 }
 
 // ---- Usage per key ------------------------------------------------------
@@ -480,10 +547,15 @@ const (
 	// delivering to after it failed every attempt for webhook_give_up
 	// (package webhook); Reason names the endpoint by index and ID.
 	AuditWebhookDisabled AuditAction = "webhook.disabled"
+	// AuditSecretLeaked is a key's secret reported leaked (POST
+	// /v1/leaked-secrets): its generation was cut off. Fields names which
+	// secret ("secret" for the current one, "previous_secret" for the one
+	// kept during a grace period), as ChangedFields does.
+	AuditSecretLeaked AuditAction = "key.secret_leaked"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {

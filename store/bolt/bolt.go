@@ -37,6 +37,11 @@
 //	auditteams  "t"+team ID → nested bucket    per-team index: seq → ""
 //	webhooks    endpoint ID → JSON state       webhook delivery positions
 //	            (created by the first save)    (webhook.go)
+//	secrets     HMAC(pepper, secret) → client  the secret index for
+//	            ID, current and previous       KeyBySecretHash (secrets.go),
+//	            secret of every key            written with each key change;
+//	                                           built by the first Open of a
+//	                                           file that lacks it
 //
 // The team index exists so that counting a team's keys (for the limit) and
 // listing them cost the size of the team, not of the whole store. Admin keys
@@ -188,6 +193,9 @@ func Open(path string, opts ...Options) (*Store, error) {
 				return err
 			}
 		}
+		if err := buildSecretIndex(tx); err != nil {
+			return err
+		}
 		return indexDenyList(tx)
 	})
 	if err != nil {
@@ -290,6 +298,9 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 			return err
 		}
 		if err := keys.Put(id, val); err != nil {
+			return err
+		}
+		if err := indexSecrets(tx, store.Key{}, k); err != nil {
 			return err
 		}
 		return appendAudit(tx, ev)
@@ -500,6 +511,9 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 		if err := tx.Bucket(bucketKeys).Put([]byte(clientID), val); err != nil {
 			return err
 		}
+		if err := indexSecrets(tx, cur, next); err != nil {
+			return err
+		}
 		if ev != nil {
 			e := *ev
 			if err := store.CheckAuditEvent(e, &cur.TeamID, &clientID); err != nil {
@@ -544,6 +558,9 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 		}
 		id := []byte(clientID)
 		if err := tx.Bucket(bucketKeys).Delete(id); err != nil {
+			return err
+		}
+		if err := indexSecrets(tx, k, store.Key{}); err != nil {
 			return err
 		}
 		if ev != nil {

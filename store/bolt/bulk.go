@@ -68,6 +68,11 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 				return err
 			}
 		}
+		for _, k := range keys {
+			if err := indexSecrets(tx, store.Key{}, k); err != nil {
+				return err
+			}
+		}
 		// The team index, one team bucket at a time.
 		slices.SortFunc(entries, func(a, b entry) int {
 			if c := bytes.Compare(a.team, b.team); c != 0 {

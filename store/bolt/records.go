@@ -26,6 +26,7 @@ type keyRecord struct {
 	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
 	StatusIndex             int64     `json:"status_index,omitempty"`
 	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
+	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
 }
 
 type signingKeyRecord struct {
@@ -70,6 +71,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		SecretRotatedAt:         utc(k.SecretRotatedAt),
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
+		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
 	})
 }
 
@@ -91,6 +93,7 @@ func decodeKey(b []byte) (store.Key, error) {
 		SecretRotatedAt:         utc(r.SecretRotatedAt),
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
+		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
 	}, nil
 }
 

@@ -89,6 +89,24 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		}
 	}
 
+	// The secret index before the keys (another slot: see secrets.go).
+	for start := 0; start < len(keys); start += bulkChunk {
+		end := min(start+bulkChunk, len(keys))
+		octx, cancel := s.op(ctx)
+		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
+			for _, k := range keys[start:end] {
+				for _, h := range store.SecretHashes(k) {
+					p.Set(octx, s.secretKey(h), k.ClientID, 0)
+				}
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			return fail(ctx, "create keys: secret index (no key written)", err)
+		}
+	}
+
 	// Pass 2: insert. EVALSHA in a pipeline cannot fall back to EVAL, so the
 	// script must be cached on every node first.
 	lctx, cancel := s.op(ctx)

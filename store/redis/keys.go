@@ -61,18 +61,27 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 		}
 		keys, args = append(keys, s.auditKeys(k.TeamID)...), append(args, a...)
 	}
-	ctx, cancel := s.op(ctx)
+	// The secret index first (another slot: see secrets.go).
+	if err := s.writeSecretIndex(ctx, k.ClientID, store.SecretHashes(k)); err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
+	}
+	octx, cancel := s.op(ctx)
 	defer cancel()
-	res, err := createScript.Run(ctx, s.rdb, keys, args...).Text()
+	res, err := createScript.Run(octx, s.rdb, keys, args...).Text()
 	if err != nil {
-		return fail(ctx, "create key "+k.ClientID, err)
+		return fail(octx, "create key "+k.ClientID, err)
 	}
 	switch res {
 	case "ok":
 		return nil
 	case "exists":
+		// The entries may be the existing key's own (an admin key
+		// ensured on every start): left as they are.
 		return fmt.Errorf("create key %s: %w", k.ClientID, store.ErrAlreadyExists)
 	case "limit":
+		// Fresh hashes of a key that is not stored: best effort (an entry
+		// left behind finds nothing).
+		_ = s.dropSecretIndex(ctx, k.ClientID, store.SecretHashes(k))
 		if k.TeamID == "" {
 			return fmt.Errorf("create key %s: %w: there are already %d admin keys", k.ClientID, store.ErrTeamLimit, maxPerTeam)
 		}
@@ -267,7 +276,9 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	name := s.keyKey(clientID)
 	var out store.Key
 	var updateErr error
+	var dropped [][]byte // the committed run's hashes the key let go of
 	txf := func(tx *goredis.Tx) error {
+		dropped = nil
 		vals, err := tx.HMGet(ctx, name, "rec", "team", "lu").Result()
 		if err != nil {
 			return err
@@ -288,6 +299,13 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 		if err != nil {
 			return err
 		}
+		// New hashes are indexed before the key holds them, old ones
+		// dropped after it let go of them (secrets.go).
+		add, remove := store.SecretIndexChanges(cur, next)
+		if err := s.writeSecretIndex(ctx, clientID, add); err != nil {
+			return err
+		}
+		dropped = remove
 		var auditArgv []any
 		if ev != nil {
 			e := *ev
@@ -334,6 +352,9 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	case err != nil:
 		return store.Key{}, fail(ctx, "update key "+clientID, err)
 	}
+	// The change is committed: an entry this fails to drop names a key
+	// without that hash, which finds nothing (KeyBySecretHash checks).
+	_ = s.dropSecretIndex(ctx, clientID, dropped)
 	return roundTrip(out)
 }
 
@@ -384,14 +405,16 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 	for range maxDeleteReads {
 		keys := []string{s.keyKey(clientID), s.teamKey(teamID)}
 		args := []any{teamID, clientID, s.keysChannel()}
+		// Read first: for the status index the event names, and for the
+		// secret index entries to drop after the removal (secrets.go).
+		k, err := s.readKey(ctx, clientID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != teamID) {
+			return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("delete key %s: %w", clientID, err)
+		}
 		if ev != nil {
-			k, err := s.readKey(ctx, clientID)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != teamID) {
-				return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("delete key %s: %w", clientID, err)
-			}
 			e := *ev
 			e.StatusIndex = k.StatusIndex
 			a, err := auditArgs(e)
@@ -410,6 +433,9 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 		case n == 0:
 			return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
 		case n == 1:
+			// Best effort: an entry left behind names a deleted key and
+			// finds nothing.
+			_ = s.dropSecretIndex(ctx, clientID, store.SecretHashes(k))
 			return nil
 		}
 	}

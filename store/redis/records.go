@@ -58,6 +58,7 @@ type record struct {
 	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
 	StatusIndex             int64     `json:"status_index,omitempty"`
 	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
+	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
 }
 
 func encodeRecord(k store.Key) (string, error) {
@@ -71,6 +72,7 @@ func encodeRecord(k store.Key) (string, error) {
 		SecretRotatedAt:         k.SecretRotatedAt.UTC(),
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
+		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
 	})
 	return string(b), err
 }
@@ -98,6 +100,7 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		SecretRotatedAt:         utc(r.SecretRotatedAt),
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
+		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
 		ms, err := strconv.ParseInt(lu, 10, 64)

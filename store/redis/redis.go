@@ -19,6 +19,10 @@
 //	P{kg}:webhook:<id>     string: a webhook endpoint's delivery state (JSON)
 //	Pdeny:<jti>            string with expiry: a revoked access token
 //	                       (no hash tag: deny entries spread over the cluster)
+//	Psecret:<hex hash>     string: the client ID holding that secret hash,
+//	                       current or previous (no hash tag; secrets.go says
+//	                       why it is written before and removed after the key)
+//	P{kg}:secret:indexed   string: "1" once every key has its entries
 //	P{t}:usage:<h|d>:<start>:<team_id>
 //	                       hash with expiry: usage of a team's keys in one
 //	                       hour or UTC day (start in unix seconds); fields
@@ -69,6 +73,7 @@
 //	audit.go    the audit trail: team trails, outboxes, the stream
 //	webhook.go  webhook delivery state (WebhookState, SaveWebhookState)
 //	cache.go    the optional local key cache and its pub/sub invalidation
+//	secrets.go  the secret index (KeyBySecretHash) and its backfill
 //	usage.go    usage per key (store.UsageStore)
 package redis
 
@@ -139,6 +144,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.owned = true
 	if err := s.Ping(ctx); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
+	}
+	if err := s.BackfillSecretIndex(ctx); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}

@@ -40,6 +40,7 @@ const (
 	OpTokenDenied       = "token_denied"
 	OpPruneDenied       = "prune_denied_tokens"
 	OpPing              = "ping"
+	OpKeyBySecretHash   = "key_by_secret_hash"
 	OpCreateKeys        = "create_keys"
 	OpNextStatusIndices = "next_status_indices"
 
@@ -67,7 +68,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 		revokeStatus: op(OpRevokeStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
 		tokenDenied: op(OpTokenDenied), pruneDenied: op(OpPruneDenied), ping: op(OpPing),
 		appendAudit: op(OpAppendAudit), auditEvents: op(OpAuditEvents), allAuditEvents: op(OpAllAuditEvents),
-		moveAudit: op(OpMoveAudit), pruneAudit: op(OpPruneAudit),
+		moveAudit: op(OpMoveAudit), pruneAudit: op(OpPruneAudit), keyBySecretHash: op(OpKeyBySecretHash),
 	}
 	w.usage = newUsageOps(op)
 	w.webhook = newWebhookOps(op)
@@ -91,7 +92,7 @@ type ops struct {
 	createKey, getKey, listKeys, teams, forEachKey, updateKey, deleteKey, touchKeys,
 	createSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
 	statusList, denyToken, tokenDenied, pruneDenied, ping, createKeys, nextStatusIndices,
-	appendAudit, auditEvents, allAuditEvents, moveAudit, pruneAudit *metrics.StoreOp
+	appendAudit, auditEvents, allAuditEvents, moveAudit, pruneAudit, keyBySecretHash *metrics.StoreOp
 }
 
 // Store is a measured store.Store.
@@ -267,6 +268,13 @@ func (s *Store) TokenDenied(ctx context.Context, jti string) (bool, error) {
 	d, err := s.st.TokenDenied(ctx, jti)
 	s.ops.tokenDenied.Since(start, err)
 	return d, err
+}
+
+func (s *Store) KeyBySecretHash(ctx context.Context, hash []byte) (store.Key, error) {
+	start := time.Now()
+	k, err := s.st.KeyBySecretHash(ctx, hash)
+	s.ops.keyBySecretHash.Since(start, err)
+	return k, err
 }
 
 func (s *Store) Ping(ctx context.Context) error {

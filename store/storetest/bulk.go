@@ -119,6 +119,10 @@ func checkLoaded(t *testing.T, s store.Store, keys []store.Key) {
 		if d := keyDiff(keys[i], got); len(d) > 0 {
 			return fmt.Errorf("key %s differs:\n  %s", keys[i].ClientID, joinLines(d))
 		}
+		// CreateKeys keeps the secret index too.
+		if byHash, err := s.KeyBySecretHash(ctx, keys[i].SecretHash); err != nil || byHash.ClientID != keys[i].ClientID {
+			return fmt.Errorf("KeyBySecretHash of key %s's secret: %q, %v", keys[i].ClientID, byHash.ClientID, err)
+		}
 		return nil
 	})
 	if err != nil {

@@ -31,13 +31,17 @@ type MemStore struct {
 	audit    []store.AuditEvent // oldest first; Seq is the index + 1 + pruned
 	auditSeq int64
 	webhooks map[string]store.WebhookState // made on first save (memstore_webhook.go)
+	// secrets is the index KeyBySecretHash reads: string(hash) → client
+	// ID, for every key's SecretHash and PreviousSecretHash
+	// (memstore_secrets.go).
+	secrets map[string]string
 }
 
 var _ store.Store = (*MemStore)(nil)
 
 // NewMemStore returns an empty store.
 func NewMemStore() *MemStore {
-	return &MemStore{keys: map[string]store.Key{}, singletons: map[string][]byte{}, deny: map[string]time.Time{}}
+	return &MemStore{keys: map[string]store.Key{}, singletons: map[string][]byte{}, deny: map[string]time.Time{}, secrets: map[string]string{}}
 }
 
 func utc(t time.Time) time.Time {
@@ -53,6 +57,7 @@ func cloneKey(k store.Key) store.Key {
 	k.PreviousSecretHash = bytes.Clone(k.PreviousSecretHash)
 	k.CreatedAt, k.LastUsedAt = utc(k.CreatedAt), utc(k.LastUsedAt)
 	k.PreviousSecretExpiresAt, k.SecretRotatedAt = utc(k.PreviousSecretExpiresAt), utc(k.SecretRotatedAt)
+	k.SecretSuspendedAt = utc(k.SecretSuspendedAt)
 	return k
 }
 
@@ -113,6 +118,7 @@ func (m *MemStore) CreateKey(ctx context.Context, k store.Key, max int, audit ..
 		return store.ErrTeamLimit
 	}
 	m.keys[k.ClientID] = cloneKey(k)
+	m.indexSecrets(store.Key{}, k)
 	m.appendAudit(ev)
 	return nil
 }
@@ -220,6 +226,7 @@ func (m *MemStore) UpdateKey(ctx context.Context, id string, update func(store.K
 		ev.Fields = store.ChangedFields(cur, next)
 	}
 	m.keys[id] = cloneKey(next)
+	m.indexSecrets(cur, next)
 	m.appendAudit(ev)
 	return cloneKey(next), nil
 }
@@ -244,6 +251,7 @@ func (m *MemStore) DeleteKey(ctx context.Context, team, id string, audit ...stor
 		return fmt.Errorf("delete %s: %w", id, store.ErrNotFound)
 	}
 	delete(m.keys, id)
+	m.indexSecrets(k, store.Key{})
 	if ev != nil {
 		ev.StatusIndex = k.StatusIndex
 	}

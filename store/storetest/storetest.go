@@ -102,6 +102,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	cases = append(cases, usageCases...)
 	cases = append(cases, auditCases...)
 	cases = append(cases, webhookCases...) // webhook.go
+	cases = append(cases, secretCases...)  // secrets.go
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newStore(t))
@@ -154,6 +155,7 @@ func newKey(t testing.TB, name, teamID string, created time.Time) store.Key {
 		SecretRotatedAt:         created.Add(time.Minute),
 		StatusIndex:             int64(len(name)) * 7,
 		PreviousStatusIndex:     int64(len(name))*7 + 3,
+		SecretSuspendedAt:       created.Add(2 * time.Minute),
 	}
 }
 
@@ -243,6 +245,7 @@ func keyDiff(want, got store.Key) []string {
 		{"LastUsedAt", want.LastUsedAt, got.LastUsedAt},
 		{"PreviousSecretExpiresAt", want.PreviousSecretExpiresAt, got.PreviousSecretExpiresAt},
 		{"SecretRotatedAt", want.SecretRotatedAt, got.SecretRotatedAt},
+		{"SecretSuspendedAt", want.SecretSuspendedAt, got.SecretSuspendedAt},
 	} {
 		if s := timeDiff(f.want, f.got); s != "" {
 			d = append(d, f.name+": "+s)

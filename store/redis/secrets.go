@@ -1,0 +1,163 @@
+package redis
+
+// The secret index (store.Store.KeyBySecretHash):
+//
+//	Psecret:<hex of HMAC(pepper, secret)>   string: the client ID whose
+//	                                        current or previous secret it is
+//	P{kg}:secret:indexed                    string "1": the index holds every
+//	                                        key (BackfillSecretIndex ran)
+//
+// An entry has no hash tag: it is found by the hash alone, so it cannot
+// share the key's slot (the key is filed under its team's tag), and on
+// Cluster no MULTI or script can write both. So an entry is written before
+// the key that needs it (create, bulk create, an update that adds a hash)
+// and removed after the key let go of it (an update that drops a hash,
+// delete), and KeyBySecretHash checks the key's current hashes: whatever
+// fails between the two steps leaves at most an entry that names a key
+// without that hash, which finds nothing. Removal is conditional on the
+// entry still naming the key (a script on the entry's one key).
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/store"
+)
+
+func (s *Store) secretKey(hash []byte) string {
+	return s.prefix + "secret:" + hex.EncodeToString(hash)
+}
+
+func (s *Store) secretIndexedKey() string { return s.prefix + "{kg}:secret:indexed" }
+
+// dropSecretScript deletes an index entry only while it names the key.
+// KEYS: the entry. ARGV: client ID.
+var dropSecretScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// writeSecretIndex points each hash at clientID (one pipeline; on Cluster
+// go-redis splits it by node).
+func (s *Store) writeSecretIndex(ctx context.Context, clientID string, hashes [][]byte) error {
+	if len(hashes) == 0 {
+		return nil
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, h := range hashes {
+			p.Set(ctx, s.secretKey(h), clientID, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(ctx, "write secret index of key "+clientID, err)
+	}
+	return nil
+}
+
+// dropSecretIndex removes the entries of hashes that still name clientID.
+func (s *Store) dropSecretIndex(ctx context.Context, clientID string, hashes [][]byte) error {
+	for _, h := range hashes {
+		octx, cancel := s.op(ctx)
+		err := dropSecretScript.Run(octx, s.rdb, []string{s.secretKey(h)}, clientID).Err()
+		cancel()
+		if err != nil {
+			return fail(octx, "drop secret index entry of key "+clientID, err)
+		}
+	}
+	return nil
+}
+
+// KeyBySecretHash implements store.Store: the entry, then the key it names
+// read from Redis (never from the key cache: the check below must see the
+// key as stored now), and the key's hashes compared with hash.
+func (s *Store) KeyBySecretHash(ctx context.Context, hash []byte) (store.Key, error) {
+	octx, cancel := s.op(ctx)
+	id, err := s.rdb.Get(octx, s.secretKey(hash)).Result()
+	cancel()
+	if errors.Is(err, goredis.Nil) {
+		return store.Key{}, fmt.Errorf("key by secret hash: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Key{}, fail(octx, "key by secret hash", err)
+	}
+	k, err := s.readKey(ctx, id)
+	if err != nil {
+		return store.Key{}, fmt.Errorf("key by secret hash: %w", err)
+	}
+	if !store.HoldsSecretHash(k, hash) {
+		return store.Key{}, fmt.Errorf("key by secret hash: %w (the index entry is stale)", store.ErrNotFound)
+	}
+	return k, nil
+}
+
+// BackfillSecretIndex gives the keys of a store written before the secret
+// index existed their entries; Open runs it. It does nothing once
+// P{kg}:secret:indexed is set, which it sets at the end, so it walks the
+// keys (store.ForEachKey) once per store; instances starting together
+// may both walk, harmlessly (the entries they write are the same, and a
+// key changed meanwhile is covered by its own write: a stale entry finds
+// nothing). Keys written by a keygate that predates the index while this
+// one runs (a rolling upgrade) are not covered: finish the upgrade, then
+// delete P{kg}:secret:indexed and restart one instance to walk again.
+func (s *Store) BackfillSecretIndex(ctx context.Context) error {
+	octx, cancel := s.op(ctx)
+	done, err := s.rdb.Exists(octx, s.secretIndexedKey()).Result()
+	cancel()
+	if err != nil {
+		return fail(octx, "check secret index", err)
+	}
+	if done == 1 {
+		return nil
+	}
+	type entry struct {
+		id   string
+		hash []byte
+	}
+	var pending []entry
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		octx, cancel := s.op(ctx)
+		defer cancel()
+		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
+			for _, e := range pending {
+				p.Set(octx, s.secretKey(e.hash), e.id, 0)
+			}
+			return nil
+		})
+		pending = pending[:0]
+		if err != nil {
+			return fail(octx, "build secret index", err)
+		}
+		return nil
+	}
+	err = s.ForEachKey(ctx, func(k store.Key) error {
+		for _, h := range store.SecretHashes(k) {
+			pending = append(pending, entry{k.ClientID, h})
+		}
+		if len(pending) >= bulkChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("build secret index: %w", err)
+	}
+	octx, cancel = s.op(ctx)
+	defer cancel()
+	if err := s.rdb.Set(octx, s.secretIndexedKey(), "1", 0).Err(); err != nil {
+		return fail(octx, "build secret index: mark done", err)
+	}
+	return nil
+}
