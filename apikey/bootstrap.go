@@ -168,6 +168,11 @@ func (s *Service) setAdminSecret(ctx context.Context, clientID string, hash []by
 	if err != nil {
 		return fmt.Errorf("read admin key %s: %w", clientID, err)
 	}
+	// A secret reported leaked (ReportLeaked) is never set again; a new
+	// one replaces it like any changed secret.
+	if err := leakedAdminSecret(stored, hash); err != nil {
+		return err
+	}
 	if adminUnchanged(stored, hash) {
 		return nil // the common start: no index to allocate
 	}
@@ -182,10 +187,14 @@ func (s *Service) setAdminSecret(ctx context.Context, clientID string, hash []by
 		if !k.IsAdmin() {
 			return k, fmt.Errorf("client id %s belongs to team %s and cannot be an admin key", k.ClientID, k.TeamID)
 		}
+		if err := leakedAdminSecret(k, hash); err != nil {
+			return k, err
+		}
 		if adminUnchanged(k, hash) {
 			return k, errAdminUnchanged // another instance's start set it
 		}
 		k.SecretHash = hash
+		k.SecretSuspendedAt = time.Time{}
 		k.PreviousSecretHash = nil
 		k.PreviousSecretExpiresAt = time.Time{}
 		k.SecretRotatedAt = now

@@ -167,7 +167,9 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 		if k.TeamID != team {
 			return store.Key{}, errOtherTeam
 		}
-		if grace > 0 {
+		// A suspended secret (reported leaked) gets no grace period: it
+		// works nowhere already, and its hash is no secret's.
+		if grace > 0 && !SecretSuspended(k) {
 			k.PreviousSecretHash = append([]byte(nil), k.SecretHash...)
 			k.PreviousSecretExpiresAt = now.Add(grace)
 		} else {
@@ -178,6 +180,7 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 		k.SecretHash = append([]byte(nil), newHash...)
 		k.StatusIndex = idx
 		k.SecretRotatedAt = now
+		k.SecretSuspendedAt = time.Time{}
 		return k, nil
 	}, ev)
 	switch {
@@ -187,7 +190,7 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
 	}
 	ended := []int64{old.PreviousStatusIndex}
-	if grace == 0 {
+	if grace == 0 || SecretSuspended(old) {
 		ended = append(ended, old.StatusIndex)
 	}
 	for _, i := range ended {
@@ -206,9 +209,13 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 
 // RevokeEndedGenerations is the background half of Rotate: it sets the
 // status bit of every key's previous secret generation that is no longer
-// live at now (a grace period that ran out, or a grace-0 rotation whose
-// own revoke failed) and then clears the key's PreviousStatusIndex, so
-// each index is set once. It returns how many it set. A failure on one key
+// live at now (a grace period that ran out, a grace-0 rotation whose own
+// revoke failed, or a previous secret reported leaked) and then clears the
+// key's PreviousStatusIndex and PreviousSecretHash (which also takes the
+// ended secret out of the store's secret index), so each index is set
+// once. It also sets the bit of every suspended current generation
+// (ReportLeaked) that is not set yet, reading the status list once. It
+// returns how many it set. A failure on one key
 // is returned after the others were tried; running it again is harmless
 // (RevokeStatus is idempotent, the clear is conditional). It walks every
 // key (store.ForEachKey), so AuditWorker runs it at most every
@@ -219,9 +226,13 @@ func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (in
 		idx      int64
 	}
 	var due []ended
+	var suspended []int64
 	err := s.store.ForEachKey(ctx, func(k store.Key) error {
 		if k.PreviousStatusIndex != 0 && !PreviousSecretLive(k, now) {
 			due = append(due, ended{k.ClientID, k.PreviousStatusIndex})
+		}
+		if SecretSuspended(k) && k.StatusIndex != 0 {
+			suspended = append(suspended, k.StatusIndex)
 		}
 		return nil
 	})
@@ -230,6 +241,17 @@ func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (in
 	}
 	n := 0
 	var firstErr error
+	unset, err := s.suspendedUnset(ctx, suspended)
+	if err != nil {
+		firstErr = fmt.Errorf("find suspended secret generations: %w", err)
+	}
+	for _, idx := range unset {
+		if err := s.store.RevokeStatus(ctx, idx); err != nil {
+			firstErr = cmp.Or(firstErr, fmt.Errorf("revoke status of a suspended secret: %w", err))
+			continue
+		}
+		n++
+	}
 	for _, e := range due {
 		if err := s.store.RevokeStatus(ctx, e.idx); err != nil {
 			firstErr = cmp.Or(firstErr, fmt.Errorf("revoke status of key %s's ended secret: %w", e.clientID, err))
@@ -243,6 +265,9 @@ func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (in
 				return store.Key{}, errGenerationMoved
 			}
 			k.PreviousStatusIndex = 0
+			if !PreviousSecretLive(k, now) {
+				k.PreviousSecretHash = nil
+			}
 			return k, nil
 		})
 		if err != nil && !errors.Is(err, errGenerationMoved) && !errors.Is(err, store.ErrNotFound) {

@@ -70,14 +70,16 @@ func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (b
 // GenerationLive reports whether the secret generation with status index
 // idx is still live on k at now: k's current one, or its previous one
 // during the grace period. Every generation that is not live has had (or
-// is about to have: Rotate, RevokeEndedGrace) its status bit set, so this
-// is the status list's answer read from the key alone, without the
-// window between a rotation and its bit. A token naming no index (0)
-// predates status lists and is judged by its key alone.
+// is about to have: Rotate, RevokeEndedGrace, ReportLeaked) its status
+// bit set, so this is the status list's answer read from the key alone,
+// without the window between a rotation and its bit. The current
+// generation is not live once its secret was reported leaked
+// (SecretSuspended). A token naming no index (0) predates status lists
+// and is judged by its key alone.
 func GenerationLive(k store.Key, idx int64, now time.Time) bool {
 	switch {
 	case idx == 0 || idx == k.StatusIndex:
-		return true
+		return !SecretSuspended(k)
 	case idx == k.PreviousStatusIndex:
 		return PreviousSecretLive(k, now)
 	}
@@ -119,8 +121,10 @@ func KeyActor(k store.Key) store.AuditActor {
 
 // CheckAdminToken decides whether a verified token with the admin scope
 // still opens the management API: its admin key must still exist (a deleted
-// admin key loses access at once, not when its token expires) and the token
-// must not be revoked. ErrKeyGone or ErrRevoked otherwise.
+// admin key loses access at once, not when its token expires), the secret
+// generation it was minted with must still be live (GenerationLive: not
+// reported leaked, not rotated out) and the token must not be revoked.
+// ErrKeyGone or ErrRevoked otherwise.
 func (s *Service) CheckAdminToken(ctx context.Context, t Token) error {
 	k, err := s.store.GetKey(ctx, t.ClientID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !k.IsAdmin()) {
@@ -128,6 +132,9 @@ func (s *Service) CheckAdminToken(ctx context.Context, t Token) error {
 	}
 	if err != nil {
 		return fmt.Errorf("load admin key %s: %w", t.ClientID, err)
+	}
+	if !GenerationLive(k, t.StatusIndex, s.cfg.Now()) {
+		return ErrRevoked
 	}
 	denied, err := s.store.TokenDenied(ctx, t.ID)
 	if err != nil {
