@@ -61,6 +61,8 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	keys.DELETE("/:client_id", s.deleteKey)
 	keys.POST("/:client_id/rotate", s.rotateKey)
 	getHead(v1, "/teams/:team_id/usage", validTeam, s.teamUsage)
+	// Outside the admin group: a report needs no token (leaked.go).
+	s.mountLeaked(r)
 }
 
 // noStore: management responses may describe keys; no cache may keep them.
@@ -145,6 +147,10 @@ type keyView struct {
 	// PreviousSecretExpiresAt is when the secret replaced by the last
 	// rotation stops working; null when there is no such secret any more.
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
+	// SecretSuspendedAt is when the current secret was reported leaked
+	// (POST /v1/leaked-secrets); the key gets no token until it is
+	// rotated. null while the secret is not suspended.
+	SecretSuspendedAt *time.Time `json:"secret_suspended_at"`
 }
 
 type createdKeyView struct {
@@ -184,6 +190,10 @@ func (s *Server) view(k store.Key) keyView {
 	if apikey.PreviousSecretLive(k, s.cfg.Now()) {
 		t := k.PreviousSecretExpiresAt.UTC().Truncate(time.Second)
 		v.PreviousSecretExpiresAt = &t
+	}
+	if apikey.SecretSuspended(k) {
+		t := k.SecretSuspendedAt.UTC().Truncate(time.Second)
+		v.SecretSuspendedAt = &t
 	}
 	return v
 }

@@ -399,6 +399,18 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	c.do(t, "DELETE", "/v1/teams/acme/keys/"+key.ClientID, bearer(admin), "", http.StatusNotFound, true)
 	c.do(t, "GET", "/v1/teams/acme/usage", bearer(admin), "", ok, true) // a deleted key's usage
 
+	// Leaked secrets: both shapes, a refusal; the suspended key's view and
+	// its key.secret_leaked event below.
+	var leaked servertest.Key
+	if err := json.Unmarshal(c.do(t, "POST", "/v1/teams/acme/keys", jsonBody(admin), `{"name":"Leaky","permissions":["accounting_api"]}`, http.StatusCreated, true), &leaked); err != nil {
+		t.Fatal(err)
+	}
+	jsonOnly := http.Header{"Content-Type": {"application/json"}}
+	c.do(t, "POST", "/v1/leaked-secrets", jsonOnly, `[{"token":"`+leaked.ClientSecret+`","type":"keygate_client_secret","url":"https://example.com/x","source":"content"}]`, ok, true)
+	c.do(t, "POST", "/v1/leaked-secrets", jsonOnly, `{"secrets":["kgs_nothing"]}`, ok, true)
+	c.do(t, "POST", "/v1/leaked-secrets", jsonOnly, `{"secrets":[]}`, http.StatusBadRequest, false)
+	c.do(t, "GET", "/v1/keys/"+leaked.ClientID, bearer(admin), "", ok, true)
+
 	// The audit trail of all of the above.
 	e.AuditTick(t) // refused calls stored, the operator-wide stream fed
 	c.do(t, "GET", "/v1/teams/acme/events?limit=2", bearer(admin), "", ok, true)

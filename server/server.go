@@ -159,6 +159,7 @@ type Server struct {
 	statusListURI    string
 	introspectLimits *callerLimits
 	revokeLimits     *callerLimits
+	leakedLimits     *sourceLimits // POST /v1/leaked-secrets (leaked.go)
 	token            tokenEndpoint
 
 	proxies    *clientaddr.Proxies

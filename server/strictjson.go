@@ -30,6 +30,19 @@ func (e *unknownFieldError) Error() string { return fmt.Sprintf("unknown field %
 // object and no lone surrogate escape in any string. A nil error means
 // encoding/json reads the body as a reader of it would.
 func checkStrictJSON(body []byte, fields []string) error {
+	return checkStrict(body, fields, nil)
+}
+
+// checkStrictJSONList is checkStrictJSON for a body that may also be one
+// JSON array of objects, each with members named exactly as in
+// elemFields (POST /v1/leaked-secrets takes either shape).
+func checkStrictJSONList(body []byte, fields, elemFields []string) error {
+	return checkStrict(body, fields, elemFields)
+}
+
+// checkStrict is both: a top-level array is allowed only when elemFields
+// is not nil.
+func checkStrict(body []byte, fields, elemFields []string) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // no float parsing: only the structure matters here
 	type frame struct {
@@ -46,7 +59,13 @@ func checkStrictJSON(body []byte, fields []string) error {
 		}
 		if !started {
 			started = true
-			if d, ok := tok.(json.Delim); !ok || d != '{' {
+			d, ok := tok.(json.Delim)
+			switch {
+			case ok && d == '{':
+			case ok && d == '[' && elemFields != nil:
+			case elemFields != nil:
+				return fmt.Errorf("the body must be a JSON object or array, not %s", jsonKind(tok))
+			default:
 				return fmt.Errorf("the body must be a JSON object, not %s", jsonKind(tok))
 			}
 		}
@@ -58,6 +77,9 @@ func checkStrictJSON(body []byte, fields []string) error {
 				}
 				top.seen[name] = struct{}{}
 				if n == 1 && !slices.Contains(fields, name) {
+					return &unknownFieldError{name: truncate(name, 80)}
+				}
+				if n == 2 && !stack[0].object && !slices.Contains(elemFields, name) {
 					return &unknownFieldError{name: truncate(name, 80)}
 				}
 				top.expectKey = false
@@ -85,7 +107,11 @@ func checkStrictJSON(body []byte, fields []string) error {
 		end := int(dec.InputOffset())
 		if rest := bytes.TrimLeft(body[end:], " \t\r\n"); len(rest) > 0 {
 			// Counted from 1, as json.SyntaxError counts.
-			return fmt.Errorf("the body must hold exactly one JSON object, with nothing after it (byte %d on)", len(body)-len(rest)+1)
+			what := "object"
+			if elemFields != nil {
+				what = "value"
+			}
+			return fmt.Errorf("the body must hold exactly one JSON %s, with nothing after it (byte %d on)", what, len(body)-len(rest)+1)
 		}
 		break
 	}
