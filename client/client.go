@@ -79,6 +79,10 @@ type Key struct {
 	// PreviousSecretExpiresAt is when the secret replaced by the last
 	// rotation stops working; nil when no previous secret works any more.
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
+	// SecretSuspendedAt is when the current secret was reported leaked
+	// (POST /v1/leaked-secrets); nil while it is not suspended. A
+	// suspended key gets no token until it is rotated.
+	SecretSuspendedAt *time.Time `json:"secret_suspended_at"`
 }
 
 // CreatedKey is a new (or rotated) key with its secret, which is never shown

@@ -670,6 +670,9 @@ func writeRotation(w io.Writer, k client.Key) {
 	if k.PreviousSecretExpiresAt != nil {
 		fmt.Fprintf(w, "previous secret works until: %s\n", formatTime(*k.PreviousSecretExpiresAt))
 	}
+	if k.SecretSuspendedAt != nil {
+		fmt.Fprintf(w, "secret suspended: %s (reported leaked; keygate keys rotate gives a working one)\n", formatTime(*k.SecretSuspendedAt))
+	}
 }
 
 func formatTime(t time.Time) string { return t.Local().Format(time.DateTime + " MST") }

@@ -19,6 +19,7 @@ const ACTIONS = {
   "key.created": "Key created",
   "key.rotated": "Secret rotated",
   "key.deleted": "Key deleted",
+  "key.secret_leaked": "Secret reported leaked",
   "token.revoked": "Token revoked",
   "management.auth_failed": "Refused management call",
 };

@@ -390,7 +390,13 @@ function renderKeys() {
   const body = byId("keys-body");
   const rows = state.keys.map((k) =>
     el("tr", { "data-client-id": k.client_id },
-      el("td", { className: "name", "data-label": "Name" }, k.name),
+      el("td", { className: "name", "data-label": "Name" }, k.name,
+        // A secret reported leaked (POST /v1/leaked-secrets) works nowhere
+        // until the key is rotated.
+        k.secret_suspended_at
+          ? el("span", { className: "suspended", title: `Reported leaked ${when.format(new Date(k.secret_suspended_at))}` },
+            "Secret suspended: reported leaked. Rotate to get a working secret.")
+          : null),
       el("td", { className: "client-id", "data-label": "Client ID" }, el("code", {}, k.client_id)),
       el("td", { className: "created", "data-label": "Created" }, timeText(k.created_at)),
       el("td", { className: "last-used", "data-label": "Last used" },
