@@ -41,7 +41,7 @@ stream, which may lag a few seconds behind; with --team T, team T's trail.
 once, until interrupted; with --json it prints one JSON object a line.
 --since and --until take an RFC 3339 time or a duration back from now
 (--since 24h, --since 7d). --action keeps only the given actions
-(key.created, key.updated, key.rotated, key.deleted, token.revoked,
+(key.created, key.updated, key.rotated, key.deleted, key.secret_leaked, token.revoked,
 management.auth_failed); repeat it or separate them with commas.
 
 Credentials and --url as for keygate keys (see keygate keys --help).`,
