@@ -670,6 +670,14 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	closeSecret(t, p)
 
+	// The rotated secret is reported leaked (POST /v1/leaked-secrets, no
+	// token): the list says so once it is read again, below.
+	leak, err := http.Post(base+"/v1/leaked-secrets", "application/json", strings.NewReader(`{"secrets":["`+newSecret+`"]}`))
+	if err != nil || leak.StatusCode != http.StatusOK {
+		t.Fatalf("report the secret leaked: %v %v", leak, err)
+	}
+	leak.Body.Close()
+
 	// The team picker lists teams with their key counts.
 	p.run(t, "switch team", chromedp.Click(chromedp.CSS("#switch-team")),
 		chromedp.WaitVisible(chromedp.CSS(`#team-list button[data-team="acme"]`)))
@@ -679,7 +687,11 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// On expiry the console asks again, then returns to the team.
 	p.run(t, "open acme again", chromedp.Click(chromedp.CSS(`#team-list button[data-team="acme"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#keys-view")))
+		chromedp.WaitVisible(chromedp.CSS("#keys-view")),
+		chromedp.WaitVisible(chromedp.CSS(rowSel(xssID)+" .suspended")))
+	if got := p.text(t, rowSel(xssID)+" .suspended"); got != "Secret suspended: reported leaked. Rotate to get a working secret." {
+		t.Errorf("suspended key's row says %q", got)
+	}
 	evalJS[chromedp.Void](t, p, `(() => { const real = Date.now; Date.now = () => real() + 16 * 60 * 1000; })()`)
 	p.run(t, "expired", chromedp.Click(chromedp.CSS("#nav-api-keys")), chromedp.WaitVisible(chromedp.CSS("#signin-notice")))
 	if got := p.text(t, "#signin-notice"); !strings.Contains(got, "expired") {
