@@ -12,6 +12,7 @@
 //	               and /oauth/revoke)
 //	GrantScope     the scope a token for a key may carry
 //	Create, Get, List, Rotate, Delete, Teams   the lifecycle of team keys
+//	ReportLeaked   cut off the generations of reported secrets (leaked.go)
 //	Seed           millions of keys through the store's bulk path
 //	TeamEvents, AllEvents, AuthFailed, StartAudit   the audit trail (audit.go):
 //	               every change above also records who made it, atomically
