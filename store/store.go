@@ -86,7 +86,24 @@ type Key struct {
 	// (apikey.SuspendedHash), so only a rotation, which clears this, gives
 	// the key a working secret again.
 	SecretSuspendedAt time.Time `json:"secret_suspended_at"`
+
+	// TokenQuota is the key's own issuance quota (package quota); the
+	// zero value means none of its own, so the server's default
+	// (token_quota_per_key) applies.
+	TokenQuota TokenQuota `json:"token_quota"`
 }
+
+// TokenQuota is a key's issuance quota as stored: at most Limit tokens per
+// Per ("hour" or "day"), Mode "enforce" or "log". apikey validates it; the
+// store keeps it as given.
+type TokenQuota struct {
+	Limit int64  `json:"limit"`
+	Per   string `json:"per"`
+	Mode  string `json:"mode"`
+}
+
+// IsZero reports whether q is no quota of the key's own.
+func (q TokenQuota) IsZero() bool { return q == TokenQuota{} }
 
 // IsAdmin reports whether the key is an admin key (outside any team).
 func (k Key) IsAdmin() bool { return k.TeamID == "" }
@@ -791,6 +808,9 @@ func ChangedFields(old, new Key) []string {
 	}
 	if !bytes.Equal(old.PreviousSecretHash, new.PreviousSecretHash) || !old.PreviousSecretExpiresAt.Equal(new.PreviousSecretExpiresAt) {
 		out = append(out, "previous_secret")
+	}
+	if old.TokenQuota != new.TokenQuota {
+		out = append(out, "token_quota")
 	}
 	return out
 }

@@ -14,19 +14,36 @@ import (
 // with nanoseconds, always UTC.
 
 type keyRecord struct {
-	ClientID                string    `json:"client_id"`
-	TeamID                  string    `json:"team_id"`
-	Name                    string    `json:"name"`
-	Permissions             []string  `json:"permissions,omitempty"`
-	CreatedAt               time.Time `json:"created_at"`
-	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
-	SecretHash              []byte    `json:"secret_hash,omitempty"`
-	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
-	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
-	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
-	StatusIndex             int64     `json:"status_index,omitempty"`
-	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
-	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
+	ClientID                string      `json:"client_id"`
+	TeamID                  string      `json:"team_id"`
+	Name                    string      `json:"name"`
+	Permissions             []string    `json:"permissions,omitempty"`
+	CreatedAt               time.Time   `json:"created_at"`
+	LastUsedAt              time.Time   `json:"last_used_at,omitzero"`
+	SecretHash              []byte      `json:"secret_hash,omitempty"`
+	PreviousSecretHash      []byte      `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time   `json:"previous_secret_expires_at,omitzero"`
+	SecretRotatedAt         time.Time   `json:"secret_rotated_at,omitzero"`
+	StatusIndex             int64       `json:"status_index,omitempty"`
+	PreviousStatusIndex     int64       `json:"previous_status_index,omitempty"`
+	SecretSuspendedAt       time.Time   `json:"secret_suspended_at,omitzero"`
+	TokenQuota              quotaRecord `json:"token_quota,omitzero"`
+}
+
+// quotaRecord is a key's own issuance quota; absent when it has none
+// (a value, not a pointer, so decoding a key allocates nothing for it).
+type quotaRecord struct {
+	Limit int64  `json:"limit"`
+	Per   string `json:"per"`
+	Mode  string `json:"mode"`
+}
+
+func toQuotaRecord(q store.TokenQuota) quotaRecord {
+	return quotaRecord{Limit: q.Limit, Per: q.Per, Mode: q.Mode}
+}
+
+func fromQuotaRecord(r quotaRecord) store.TokenQuota {
+	return store.TokenQuota{Limit: r.Limit, Per: r.Per, Mode: r.Mode}
 }
 
 type signingKeyRecord struct {
@@ -72,6 +89,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
+		TokenQuota:              toQuotaRecord(k.TokenQuota),
 	})
 }
 
@@ -94,6 +112,7 @@ func decodeKey(b []byte) (store.Key, error) {
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
+		TokenQuota:              fromQuotaRecord(r.TokenQuota),
 	}, nil
 }
 

@@ -45,24 +45,37 @@ func (s *Store) denyKey(jti string) string {
 	return s.prefix + "deny:" + jti
 }
 
+// quotaKey names an issuance quota counter; name (package quota's) holds
+// the kind, the client or team ID and the window.
+func (s *Store) quotaKey(name string) string { return s.prefix + "quota:" + name }
+
 // record is the stored JSON of a key, without the fields that live beside
 // it in the hash (team, last use) and without the client ID (the key name).
 // A private type: a change to store.Key's JSON tags cannot change the data.
 type record struct {
-	Name                    string    `json:"name"`
-	Permissions             []string  `json:"permissions"`
-	CreatedAt               time.Time `json:"created_at"`
-	SecretHash              []byte    `json:"secret_hash"`
-	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
-	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
-	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
-	StatusIndex             int64     `json:"status_index,omitempty"`
-	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
-	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
+	Name                    string      `json:"name"`
+	Permissions             []string    `json:"permissions"`
+	CreatedAt               time.Time   `json:"created_at"`
+	SecretHash              []byte      `json:"secret_hash"`
+	PreviousSecretHash      []byte      `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time   `json:"previous_secret_expires_at"`
+	SecretRotatedAt         time.Time   `json:"secret_rotated_at"`
+	StatusIndex             int64       `json:"status_index,omitempty"`
+	PreviousStatusIndex     int64       `json:"previous_status_index,omitempty"`
+	SecretSuspendedAt       time.Time   `json:"secret_suspended_at,omitzero"`
+	TokenQuota              quotaRecord `json:"token_quota,omitzero"`
+}
+
+// quotaRecord is a key's own issuance quota; absent when it has none
+// (a value, not a pointer, so decoding a key allocates nothing for it).
+type quotaRecord struct {
+	Limit int64  `json:"limit"`
+	Per   string `json:"per"`
+	Mode  string `json:"mode"`
 }
 
 func encodeRecord(k store.Key) (string, error) {
-	b, err := json.Marshal(record{
+	r := record{
 		Name:                    k.Name,
 		Permissions:             k.Permissions,
 		CreatedAt:               k.CreatedAt.UTC(),
@@ -73,7 +86,9 @@ func encodeRecord(k store.Key) (string, error) {
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
-	})
+		TokenQuota:              quotaRecord{Limit: k.TokenQuota.Limit, Per: k.TokenQuota.Per, Mode: k.TokenQuota.Mode},
+	}
+	b, err := json.Marshal(r)
 	return string(b), err
 }
 
@@ -101,6 +116,7 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
+		TokenQuota:              store.TokenQuota{Limit: r.TokenQuota.Limit, Per: r.TokenQuota.Per, Mode: r.TokenQuota.Mode},
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
 		ms, err := strconv.ParseInt(lu, 10, 64)

@@ -28,6 +28,12 @@
 //	                       hour or UTC day (start in unix seconds); fields
 //	                       t:<client_id> (tokens), f:<client_id> (failed
 //	                       authentications); usage.go
+//	Pquota:<k|t>:<id>:<window>[:over]
+//	                       counter with expiry: tokens leased against an
+//	                       issuance quota of a key (k, client ID) or a team
+//	                       (t, team ID) in one window, and whether its first
+//	                       token over the limit was reported; quota.go
+//	                       (no hash tag: one key per call)
 //
 // The audit trail (audit.go); s is a slot's tag (on Cluster one tag per
 // slot that hashes to it, else kg):
@@ -75,6 +81,7 @@
 //	cache.go    the optional local key cache and its pub/sub invalidation
 //	secrets.go  the secret index (KeyBySecretHash) and its backfill
 //	usage.go    usage per key (store.UsageStore)
+//	quota.go    the shared counters of issuance quotas (quota.Shared)
 package redis
 
 import (

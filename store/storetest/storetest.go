@@ -93,6 +93,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"StatusList/RevokeSetsBitLSBFirst", testStatusRevoke},
 		{"StatusList/IndexRoundTripsOnKey", testStatusIndexOnKey},
 		{"StatusList/PreviousIndexRoundTripsOnKey", testPreviousStatusIndexOnKey},
+		{"TokenQuota/RoundTripsOnKey", testTokenQuotaOnKey},
 		{"DenyList/UntilExpiry", testDenyList},
 		{"DenyList/Prune", testDenyPrune},
 		{"ReturnedValuesAreCopies", testReturnedCopies},
@@ -156,6 +157,7 @@ func newKey(t testing.TB, name, teamID string, created time.Time) store.Key {
 		StatusIndex:             int64(len(name)) * 7,
 		PreviousStatusIndex:     int64(len(name))*7 + 3,
 		SecretSuspendedAt:       created.Add(2 * time.Minute),
+		TokenQuota:              store.TokenQuota{Limit: int64(len(name))*100 + 1, Per: "day", Mode: "log"},
 	}
 }
 
@@ -229,6 +231,9 @@ func keyDiff(want, got store.Key) []string {
 	}
 	if want.PreviousStatusIndex != got.PreviousStatusIndex {
 		d = append(d, fmt.Sprintf("PreviousStatusIndex: got %d, want %d", got.PreviousStatusIndex, want.PreviousStatusIndex))
+	}
+	if want.TokenQuota != got.TokenQuota {
+		d = append(d, fmt.Sprintf("TokenQuota: got %+v, want %+v", got.TokenQuota, want.TokenQuota))
 	}
 	// Hash values are not printed: a test log is no place for them either.
 	if !bytes.Equal(want.SecretHash, got.SecretHash) {
@@ -1756,6 +1761,75 @@ func testPreviousStatusIndexOnKey(t *testing.T, s store.Store) {
 	}
 	if got := mustGet(t, s, k.ClientID); got.PreviousStatusIndex != 0 || got.StatusIndex != 501 {
 		t.Fatalf("indices after clearing the previous one: %d/%d, want 501/0", got.StatusIndex, got.PreviousStatusIndex)
+	}
+}
+
+// testTokenQuotaOnKey: a key's own issuance quota survives create, updates
+// of other fields, a change and a clearing back to none (the zero value),
+// on every read path; a key created without one reads back without one.
+func testTokenQuotaOnKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	none := newKey(t, "kg_noquota", "team-a", at(0))
+	none.TokenQuota = store.TokenQuota{}
+	mustCreate(t, s, none, 0)
+	if got := mustGet(t, s, none.ClientID).TokenQuota; !got.IsZero() {
+		t.Fatalf("a key created without a quota reads back with %+v", got)
+	}
+	k := newKey(t, "kg_quota", "team-a", at(1))
+	k.TokenQuota = store.TokenQuota{Limit: 1000, Per: "hour", Mode: "enforce"}
+	mustCreate(t, s, k, 0)
+	if got := mustGet(t, s, k.ClientID).TokenQuota; got != k.TokenQuota {
+		t.Fatalf("quota after create: %+v, want %+v", got, k.TokenQuota)
+	}
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.Name = "renamed"
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, k.ClientID).TokenQuota; got != k.TokenQuota {
+		t.Fatalf("quota after an update of another field: %+v, want %+v", got, k.TokenQuota)
+	}
+	changed := store.TokenQuota{Limit: 5, Per: "day", Mode: "log"}
+	got, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.TokenQuota = changed
+		return c, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TokenQuota != changed {
+		t.Fatalf("UpdateKey result: %+v, want %+v", got.TokenQuota, changed)
+	}
+	var listed store.TokenQuota
+	for _, c := range mustList(t, s, "team-a") {
+		if c.ClientID == k.ClientID {
+			listed = c.TokenQuota
+		}
+	}
+	if listed != changed {
+		t.Fatalf("ListKeys after update: %+v, want %+v", listed, changed)
+	}
+	var walked store.TokenQuota
+	if err := s.ForEachKey(ctx, func(c store.Key) error {
+		if c.ClientID == k.ClientID {
+			walked = c.TokenQuota
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if walked != changed {
+		t.Fatalf("ForEachKey: %+v, want %+v", walked, changed)
+	}
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
+		c.TokenQuota = store.TokenQuota{}
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, k.ClientID).TokenQuota; !got.IsZero() {
+		t.Fatalf("quota after clearing: %+v, want none", got)
 	}
 }
 
