@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/store"
 )
 
@@ -21,6 +22,13 @@ type NewKey struct {
 	// operator-only permissions (such as token_introspection for a resource
 	// server), which are never offered to teams.
 	GrantOperatorPermissions bool
+
+	// Key policy (docs/ARCHITECTURE.md, "Key policy"); the zero value of
+	// each field is "none of the key's own".
+
+	// TokenQuota is the key's own issuance quota (CheckTokenQuota); the
+	// zero Policy leaves the server's token_quota_per_key in force.
+	TokenQuota quota.Policy
 }
 
 // Create makes a team key and returns it with its secret, which exists
@@ -39,6 +47,9 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 	}
 	if err := s.cfg.Catalog.ValidateIDs(nk.Permissions, nk.GrantOperatorPermissions); err != nil {
 		return store.Key{}, "", &InvalidError{Detail: err.Error()}
+	}
+	if err := CheckTokenQuota(nk.TokenQuota); err != nil {
+		return store.Key{}, "", err
 	}
 	id, err := credential.NewClientID(nk.Team)
 	if err != nil {
@@ -63,6 +74,7 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 		CreatedAt:   s.cfg.Now().UTC(),
 		SecretHash:  s.hasher.Hash(secret),
 		StatusIndex: idx,
+		TokenQuota:  storedQuota(nk.TokenQuota),
 	}
 	ev := s.newEvent(by, store.AuditKeyCreated, k.TeamID, k.ClientID)
 	switch err := s.store.CreateKey(ctx, k, s.cfg.MaxKeysPerTeam, ev); {
@@ -290,11 +302,19 @@ type KeyChange struct {
 	// Permissions adds; ones the key already holds need no new consent. It
 	// is not stored: each change that adds one asks again.
 	GrantOperatorPermissions bool
+
+	// Key policy fields: nil leaves the field as it is; a pointer to the
+	// zero value clears it back to the server's default (a merge patch's
+	// null).
+
+	// TokenQuota replaces the key's own issuance quota.
+	TokenQuota *quota.Policy
 }
 
 // Update applies ch to the team's key in one atomic read-modify-write and
 // returns the key as stored, with the names of the fields whose value
-// changed ("name", "permissions"; none for a change that changes nothing).
+// changed ("name", "permissions", "token_quota"; none for a change that
+// changes nothing).
 // Input is checked before anything is written (*InvalidError); a key of
 // another team is ErrNotFound. A new permission list applies from the key's
 // next token: the token path reads the key on every request, and tokens
@@ -316,6 +336,11 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 		// on what it holds, which only the atomic step below can see.
 		if err := s.cfg.Catalog.ValidateIDs(perms, true); err != nil {
 			return store.Key{}, nil, &InvalidError{Detail: err.Error()}
+		}
+	}
+	if ch.TokenQuota != nil {
+		if err := CheckTokenQuota(*ch.TokenQuota); err != nil {
+			return store.Key{}, nil, err
 		}
 	}
 	var changed []string
@@ -340,6 +365,12 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 			if !slices.Equal(perms, k.Permissions) {
 				k.Permissions = append([]string{}, perms...)
 				changed = append(changed, "permissions")
+			}
+		}
+		if ch.TokenQuota != nil {
+			if q := storedQuota(*ch.TokenQuota); q != k.TokenQuota {
+				k.TokenQuota = q
+				changed = append(changed, "token_quota")
 			}
 		}
 		return k, nil

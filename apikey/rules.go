@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/quota"
+	"github.com/keygate/keygate/store"
 )
 
 // MaxNameLen is the longest key name, in characters.
@@ -68,6 +70,38 @@ func CheckGracePeriod(d time.Duration) error {
 		return invalid("grace period %s is out of range: want 0s to %s", d, MaxGracePeriod)
 	}
 	return nil
+}
+
+// CheckTokenQuota checks a key's own issuance quota (the key policy field
+// token_quota): a limit of 1 to quota.MaxLimit tokens per "hour" or "day",
+// mode "enforce" or "log". The zero Policy (none of the key's own: the
+// server's default applies) is valid. The error names the member at fault.
+func CheckTokenQuota(p quota.Policy) error {
+	if p.IsZero() {
+		return nil
+	}
+	switch err := p.Validate(); err {
+	case nil:
+		return nil
+	case quota.ErrLimit:
+		return invalid(`"token_quota.limit" is %d; use a whole number of tokens from 1 to %d`, p.Limit, quota.MaxLimit)
+	case quota.ErrPeriod:
+		return invalid(`"token_quota.per" must be "hour" or "day" (the window the limit counts in)`)
+	default:
+		return invalid(`"token_quota.mode" must be "enforce" (refuse tokens over the limit) or "log" (issue them and log once per window)`)
+	}
+}
+
+// TokenQuotaOf is a key's own issuance quota as package quota reads it
+// (the zero Policy when it has none). It allocates nothing: the token path
+// calls it.
+func TokenQuotaOf(k store.Key) quota.Policy {
+	q := k.TokenQuota
+	return quota.Policy{Limit: q.Limit, Per: quota.Period(q.Per), Mode: quota.Mode(q.Mode)}
+}
+
+func storedQuota(p quota.Policy) store.TokenQuota {
+	return store.TokenQuota{Limit: p.Limit, Per: string(p.Per), Mode: string(p.Mode)}
 }
 
 // ValidateAdminCredentials checks operator-supplied admin credentials.

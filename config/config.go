@@ -30,6 +30,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/keygate/keygate/clientaddr"
+	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/signing"
 )
@@ -207,6 +208,13 @@ type Config struct {
 	// RevocationRate is the per-caller limit of /oauth/revoke, in requests
 	// per second.
 	RevocationRate int `yaml:"revocation_rate"`
+	// TokenQuotaPerKey is the issuance quota of every team key without one
+	// of its own, TokenQuotaPerTeam the quota of each team's keys
+	// together, in quota.Parse's syntax ("1000/hour", "100000/day:log");
+	// empty or "off" is none. Validate parses them into KeyQuota and
+	// TeamQuota.
+	TokenQuotaPerKey  string `yaml:"token_quota_per_key"`
+	TokenQuotaPerTeam string `yaml:"token_quota_per_team"`
 	// AuditRetention is how long audit events are kept (docs/audit.md);
 	// older ones are pruned in the background.
 	AuditRetention time.Duration `yaml:"audit_retention"`
@@ -236,6 +244,10 @@ type Config struct {
 	// (config/webhook.go). Only from the file.
 	Webhooks []Webhook `yaml:"webhooks,omitempty"`
 
+	// KeyQuota and TeamQuota are TokenQuotaPerKey and TokenQuotaPerTeam
+	// parsed, built by Validate (the zero quota.Policy: none).
+	KeyQuota  quota.Policy `yaml:"-"`
+	TeamQuota quota.Policy `yaml:"-"`
 	// TrustedProxyPrefixes is TrustedProxies parsed, built by Validate.
 	TrustedProxyPrefixes []netip.Prefix `yaml:"-"`
 	// Catalog is built by Validate: from Permissions when set, else the
@@ -311,6 +323,8 @@ var settings = []setting{
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
+	{key: "token_quota_per_key", usage: "issuance quota of each team key without its own: N/hour or N/day, :log to only log (default off)", str: func(c *Config) *string { return &c.TokenQuotaPerKey }},
+	{key: "token_quota_per_team", usage: "issuance quota of each team's keys together: N/hour or N/day, :log to only log (default off)", str: func(c *Config) *string { return &c.TokenQuotaPerTeam }},
 	{key: "audit_retention", usage: "how long audit events are kept, 1d to 3650d (days: 90d)", dur: func(c *Config) *time.Duration { return &c.AuditRetention }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
@@ -615,6 +629,17 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.RevocationRate < MinRevocationRate || c.RevocationRate > MaxRevocationRate {
 		return c.invalid("revocation_rate", fmt.Sprintf("must be between %d and %d", MinRevocationRate, MaxRevocationRate))
+	}
+	for _, q := range []struct {
+		key string
+		raw string
+		out *quota.Policy
+	}{{"token_quota_per_key", c.TokenQuotaPerKey, &c.KeyQuota}, {"token_quota_per_team", c.TokenQuotaPerTeam, &c.TeamQuota}} {
+		p, err := quota.Parse(q.raw)
+		if err != nil {
+			return c.invalid(q.key, "want "+quota.Syntax)
+		}
+		*q.out = p
 	}
 	c.TrustedProxyPrefixes = nil
 	for _, e := range c.TrustedProxies {

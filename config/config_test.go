@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/signing"
 )
@@ -266,6 +267,8 @@ trusted_proxies: [10.0.0.0/8, "::ffff:192.0.2.7"]
 access_log: errors
 access_log_oauth: "off"
 webhook_give_up: 2d
+token_quota_per_key: 1000/hour
+token_quota_per_team: "50000/day:log"
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
@@ -278,6 +281,10 @@ webhook_give_up: 2d
 		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
 		AuditRetention:       30 * Day,
 		WebhookGiveUp:        2 * Day,
+		TokenQuotaPerKey:     "1000/hour",
+		TokenQuotaPerTeam:    "50000/day:log",
+		KeyQuota:             quota.Policy{Limit: 1000, Per: quota.Hour, Mode: quota.Enforce},
+		TeamQuota:            quota.Policy{Limit: 50000, Per: quota.Day, Mode: quota.Log},
 	}
 	c.Catalog, c.File, c.origins = nil, "", nil
 	if !reflect.DeepEqual(c, want) {
@@ -334,6 +341,12 @@ func TestValidationErrors(t *testing.T) {
 		env  map[string]string
 		want []string // substrings of the error
 	}{
+		{"token_quota_per_key no period", []string{"--token-quota-per-key", "1000"}, nil,
+			[]string{`invalid token_quota_per_key "1000"`, "LIMIT/hour or LIMIT/day", "--token-quota-per-key"}},
+		{"token_quota_per_team bad mode", nil, map[string]string{"KEYGATE_TOKEN_QUOTA_PER_TEAM": "10/day:warn"},
+			[]string{`invalid token_quota_per_team "10/day:warn"`, ":log", "KEYGATE_TOKEN_QUOTA_PER_TEAM"}},
+		{"token_quota_per_key zero", []string{"--token-quota-per-key", "0/hour"}, nil,
+			[]string{`invalid token_quota_per_key "0/hour"`}},
 		{"signing_alg", []string{"--signing-alg", "HS256"}, nil,
 			[]string{`invalid signing_alg "HS256"`, "ES256, RS256, EdDSA", "--signing-alg"}},
 		{"token_ttl too short", []string{"--token-ttl", "2s"}, nil,

@@ -181,6 +181,7 @@ export function actionText(ev) {
     const parts = [];
     if (fields.includes("name")) parts.push("Key renamed");
     if (fields.includes("permissions")) parts.push(parts.length ? "permissions changed" : "Permissions changed");
+    if (fields.includes("token_quota")) parts.push(parts.length ? "token quota changed" : "Token quota changed");
     return parts.length ? parts.join(", ") : "Key updated (nothing changed)";
   }
   return ACTIONS[ev.action] || ev.action;
