@@ -151,6 +151,9 @@ type keyView struct {
 	// (POST /v1/leaked-secrets); the key gets no token until it is
 	// rotated. null while the secret is not suspended.
 	SecretSuspendedAt *time.Time `json:"secret_suspended_at"`
+	// TokenQuota is the key's own issuance quota; null when it has none
+	// (the server's token_quota_per_key, if any, applies).
+	TokenQuota *tokenQuotaView `json:"token_quota"`
 }
 
 type createdKeyView struct {
@@ -170,6 +173,7 @@ func (s *Server) view(k store.Key) keyView {
 		Name:        k.Name,
 		Permissions: append([]string{}, k.Permissions...),
 		CreatedAt:   k.CreatedAt.UTC().Truncate(time.Second),
+		TokenQuota:  viewTokenQuota(k.TokenQuota),
 	}
 	if sc, err := s.keys.Scopes(k); err == nil {
 		v.Scopes = sc
@@ -205,6 +209,8 @@ type createKeyRequest struct {
 	// operator-only permissions (such as token_introspection for a
 	// resource server), which are never offered to teams.
 	GrantOperatorPermissions bool `json:"grant_operator_permissions"`
+	// TokenQuota is read by decodeTokenQuota (server/keypolicy.go).
+	TokenQuota json.RawMessage `json:"token_quota"`
 }
 
 var createFields = structFields(&createKeyRequest{})
@@ -219,12 +225,20 @@ func (s *Server) createKey(c *gin.Context) {
 		problem(c, http.StatusBadRequest, problemInvalid, `"name" is required: give the key a name people will recognise, e.g. "Production sync"`)
 		return
 	}
-	k, secret, err := s.keys.Create(c.Request.Context(), s.requestMeta(c), apikey.NewKey{
+	nk := apikey.NewKey{
 		Team:                     team,
 		Name:                     *req.Name,
 		Permissions:              req.Permissions,
 		GrantOperatorPermissions: req.GrantOperatorPermissions,
-	})
+	}
+	if req.TokenQuota != nil {
+		var bad string
+		if nk.TokenQuota, bad = decodeTokenQuota(req.TokenQuota); bad != "" {
+			problem(c, http.StatusBadRequest, problemInvalid, bad)
+			return
+		}
+	}
+	k, secret, err := s.keys.Create(c.Request.Context(), s.requestMeta(c), nk)
 	var inv *apikey.InvalidError
 	switch {
 	case errors.As(err, &inv):

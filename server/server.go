@@ -17,6 +17,7 @@
 //	               admin bearer-token checks
 //	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
 //	update.go      PATCH /v1/teams/{team_id}/keys/{client_id} (merge patch)
+//	quota.go       issuance quotas at the token endpoint (package quota)
 //	strictjson.go  the check every management body passes: one object,
 //	               exact member names, no duplicates, no lone surrogates
 //	events.go      GET /v1/events, /v1/teams/{team_id}/events (the audit
@@ -52,6 +53,7 @@ import (
 	"github.com/keygate/keygate/lastused"
 	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/openapi"
+	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/verify"
@@ -97,6 +99,10 @@ type Options struct {
 	// RevocationRate is the per-caller request limit of /oauth/revoke, per
 	// second. Default config.DefaultRevocationRate.
 	RevocationRate int
+	// TokenQuotaPerKey is the issuance quota of every team key without one
+	// of its own, TokenQuotaPerTeam the quota of each team's keys together
+	// (server/quota.go); the zero quota.Policy is none.
+	TokenQuotaPerKey, TokenQuotaPerTeam quota.Policy
 
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
@@ -161,6 +167,7 @@ type Server struct {
 	revokeLimits     *callerLimits
 	leakedLimits     *sourceLimits // POST /v1/leaked-secrets (leaked.go)
 	token            tokenEndpoint
+	quotas           *quotas
 
 	proxies    *clientaddr.Proxies
 	requestIDs *requestIDs
@@ -265,6 +272,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.audit = keys.StartAudit(auditOpts)
 	s.token = tokenEndpoint{s: s}
+	s.quotas = newQuotas(s, opts.Store)
 	s.handler = s.routes()
 	return s, nil
 }

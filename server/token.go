@@ -9,6 +9,7 @@ package server
 //	authenticate  apikey.Service.Authenticate (the same for introspection
 //	              and revocation)
 //	decide scopes apikey.Service.GrantScope
+//	count         tokenEndpoint.overQuota (server/quota.go): issuance quotas
 //	sign          tokenEndpoint.sign: RFC 9068 claims, appended without
 //	              reflection, signed with the key set parsed at start
 //	answer        writeAccessToken, or writeOAuthError for any refusal
@@ -81,6 +82,9 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	case err != nil:
 		t.s.reqLog(c).Error("token endpoint: resolve scopes", "client_id", key.ClientID, "err", err)
 		t.fail(c, key.ClientID, errServer)
+		return
+	}
+	if t.overQuota(c, key, auth.Now) {
 		return
 	}
 	tok, err := t.sign(key, scope, auth)

@@ -5,8 +5,9 @@ package server
 // consent, atomic write) are apikey.Service.Update's; this file reads the
 // patch. Fields are read one by one rather than into a struct because a
 // merge patch gives null a meaning (remove the member) that a struct would
-// lose: neither field of a key can be removed, and saying so beats
-// ignoring it.
+// lose: a name or a permission list cannot be removed, and saying so beats
+// ignoring it, while a key policy field's null (token_quota) clears it back
+// to the server's default.
 
 import (
 	"encoding/json"
@@ -26,7 +27,7 @@ const mergePatchType = "application/merge-patch+json"
 
 // patchFields are the members a key's merge patch may hold, as the error
 // for an unknown member lists them. Later settings of a key join here.
-var patchFields = []string{"name", "permissions", "grant_operator_permissions"}
+var patchFields = []string{"name", "permissions", "grant_operator_permissions", "token_quota"}
 
 var patchBody = bodyFields{names: patchFields, unknown: func(name string) string {
 	return fmt.Sprintf("unknown field %q; a key's patch may hold %s", name, quotedList(patchFields))
@@ -99,6 +100,11 @@ func readKeyPatch(c *gin.Context) (apikey.KeyChange, bool) {
 				bad = `"permissions" must be a JSON array of permission IDs; it replaces the whole list`
 			}
 			ch.Permissions = &v
+		case "token_quota":
+			// null clears the key's own quota: the zero Policy.
+			p, msg := decodeTokenQuota(raw)
+			bad = msg
+			ch.TokenQuota = &p
 		case "grant_operator_permissions":
 			if json.Unmarshal(raw, &ch.GrantOperatorPermissions) != nil || isNull {
 				bad = `"grant_operator_permissions" must be true or false`
