@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/metrics"
+	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store/bolt"
@@ -56,14 +57,25 @@ func TestTokenAllocationBudget(t *testing.T) {
 		if withMetrics {
 			name = "metrics on"
 		}
-		t.Run(name, func(t *testing.T) { tokenAllocationBudget(t, withMetrics) })
+		t.Run(name, func(t *testing.T) { tokenAllocationBudget(t, withMetrics, false) })
 	}
+	// Issuance quotas (server/quota.go): a key quota and a team quota
+	// cost the RateLimit header value, one allocation.
+	t.Run("quotas on", func(t *testing.T) { tokenAllocationBudget(t, false, true) })
 }
 
-func tokenAllocationBudget(t *testing.T, withMetrics bool) {
+// quotaAllocs is what issuance quotas may add to a token request.
+const quotaAllocs = 1
+
+func tokenAllocationBudget(t *testing.T, withMetrics, withQuotas bool) {
 	for alg, budget := range tokenAllocBudget {
 		t.Run(alg, func(t *testing.T) {
 			cfg := servertest.Config{Options: server.Options{SigningAlg: alg}}
+			if withQuotas {
+				big := quota.Policy{Limit: quota.MaxLimit, Per: quota.Day, Mode: quota.Enforce}
+				cfg.Options.TokenQuotaPerKey, cfg.Options.TokenQuotaPerTeam = big, big
+				budget += quotaAllocs
+			}
 			if withMetrics {
 				// As `keygate serve` runs with metrics_listen: metrics in the
 				// server and the store measured (cmd/keygate/serve.go).
