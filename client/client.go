@@ -83,6 +83,26 @@ type Key struct {
 	// (POST /v1/leaked-secrets); nil while it is not suspended. A
 	// suspended key gets no token until it is rotated.
 	SecretSuspendedAt *time.Time `json:"secret_suspended_at"`
+	// TokenQuota is the key's own issuance quota; nil when it has none (the
+	// server's token_quota_per_key, if any, applies).
+	TokenQuota *TokenQuota `json:"token_quota"`
+}
+
+// TokenQuota is an issuance quota: at most Limit tokens per Per ("hour"
+// or "day"); Mode "enforce" (the default when empty: tokens over the limit
+// are refused with 429) or "log" (issued, and logged once per window).
+type TokenQuota struct {
+	Limit int64  `json:"limit"`
+	Per   string `json:"per"`
+	Mode  string `json:"mode,omitempty"`
+}
+
+// NewKey is what CreateKeyWith creates.
+type NewKey struct {
+	Name        string
+	Permissions []string
+	// TokenQuota, when not nil, is the key's own issuance quota.
+	TokenQuota *TokenQuota
 }
 
 // CreatedKey is a new (or rotated) key with its secret, which is never shown
@@ -147,7 +167,16 @@ func (e *Error) Error() string {
 
 // CreateKey creates a key in team with the given permission IDs.
 func (c *Client) CreateKey(ctx context.Context, team, name string, permissions []string) (*CreatedKey, error) {
-	body, err := json.Marshal(map[string]any{"name": name, "permissions": permissions})
+	return c.CreateKeyWith(ctx, team, NewKey{Name: name, Permissions: permissions})
+}
+
+// CreateKeyWith creates the key nk describes in team.
+func (c *Client) CreateKeyWith(ctx context.Context, team string, nk NewKey) (*CreatedKey, error) {
+	req := map[string]any{"name": nk.Name, "permissions": nk.Permissions}
+	if nk.TokenQuota != nil {
+		req["token_quota"] = nk.TokenQuota
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +220,11 @@ type KeyUpdate struct {
 	// GrantOperatorPermissions consents to operator-only permissions that
 	// Permissions adds (the server refuses them otherwise).
 	GrantOperatorPermissions bool
+	// TokenQuota, when not nil, is the key's new issuance quota;
+	// ClearTokenQuota removes the key's own quota (the server's default
+	// applies again). Setting both is an error.
+	TokenQuota      *TokenQuota
+	ClearTokenQuota bool
 }
 
 // UpdateKey changes a key of team (PATCH, an RFC 7396 merge patch) and
@@ -205,6 +239,14 @@ func (c *Client) UpdateKey(ctx context.Context, team, clientID string, u KeyUpda
 	}
 	if u.GrantOperatorPermissions {
 		patch["grant_operator_permissions"] = true
+	}
+	switch {
+	case u.TokenQuota != nil && u.ClearTokenQuota:
+		return nil, errors.New("KeyUpdate: TokenQuota and ClearTokenQuota are both set")
+	case u.TokenQuota != nil:
+		patch["token_quota"] = u.TokenQuota
+	case u.ClearTokenQuota:
+		patch["token_quota"] = nil // a merge patch's null: remove
 	}
 	body, err := json.Marshal(patch)
 	if err != nil {

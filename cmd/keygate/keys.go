@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/quota"
 )
 
 const (
@@ -421,7 +422,7 @@ func permissionList(vals []string) []string {
 }
 
 func keysCreateCommand(f *keysFlags) *cobra.Command {
-	var team, name string
+	var team, name, tokenQuota string
 	var perms []string
 	cmd := &cobra.Command{
 		Use:   "create --team T --name N --permission P[,P…]",
@@ -431,10 +432,22 @@ func keysCreateCommand(f *keysFlags) *cobra.Command {
 --permission takes permission IDs (see keygate keys permissions), repeated or
 separated by commas: --permission a,b is --permission a --permission b.
 
+--token-quota gives the key an issuance quota of its own, replacing the
+server's token_quota_per_key: 1000/hour, 100000/day, or either with :log
+(count and log once per window, never refuse).
+
 --quiet prints two lines for scripts: the client ID, then the secret.`,
 		Args: noArgs,
 		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, _ []string) error {
-			k, err := c.CreateKey(cmd.Context(), team, name, permissionList(perms))
+			nk := client.NewKey{Name: name, Permissions: permissionList(perms)}
+			if cmd.Flags().Changed("token-quota") {
+				q, err := parseTokenQuota(tokenQuota)
+				if err != nil {
+					return err
+				}
+				nk.TokenQuota = q
+			}
+			k, err := c.CreateKeyWith(cmd.Context(), team, nk)
 			if err != nil {
 				return err
 			}
@@ -454,6 +467,7 @@ separated by commas: --permission a,b is --permission a --permission b.
 	cmd.Flags().StringVar(&team, "team", "", "team ID")
 	cmd.Flags().StringVar(&name, "name", "", "key name, 1–64 characters")
 	cmd.Flags().StringArrayVar(&perms, "permission", nil, "permission IDs from the catalog, repeatable or comma-separated, e.g. accounting_api,visualization_sdk")
+	cmd.Flags().StringVar(&tokenQuota, "token-quota", "", "the key's own issuance quota: N/hour or N/day, :log to only log, e.g. 1000/hour")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client ID and, on the next line, the secret")
 	return cmd
 }
@@ -539,16 +553,20 @@ given, must be the key's team.`,
 }
 
 func keysUpdateCommand(f *keysFlags) *cobra.Command {
-	var team, name string
+	var team, name, tokenQuota string
 	var perms []string
 	var grantOperator bool
 	cmd := &cobra.Command{
-		Use:   "update [--team T] [--name N] [--permission P[,P…]] CLIENT_ID",
-		Short: "Rename an API key or replace its permissions",
+		Use:   "update [--team T] [--name N] [--permission P[,P…]] [--token-quota Q] CLIENT_ID",
+		Short: "Rename an API key, replace its permissions or set its token quota",
 		Long: `Rename an API key (--name) or replace its whole permission list
 (--permission, repeated or separated by commas), or both in one change. A new
 permission list applies from the key's next token; tokens already issued keep
 their scope until they expire. The secret does not change.
+
+--token-quota sets the key's own issuance quota (1000/hour, 100000/day, :log
+to only log); --token-quota off removes it, so the server's
+token_quota_per_key applies again. It applies from the key's next token.
 
 Adding an operator-only permission (such as token_introspection) needs
 --grant-operator-permissions. --team, if given, must be the key's team.`,
@@ -563,8 +581,15 @@ Adding an operator-only permission (such as token_introspection) needs
 					return errors.New("--permission is empty; give the key's whole new list of permission IDs (see keygate keys permissions)")
 				}
 			}
-			if u.Name == nil && u.Permissions == nil {
-				return fmt.Errorf("%s needs --name or --permission (or both): nothing to change", cmd.CommandPath())
+			if cmd.Flags().Changed("token-quota") {
+				q, err := parseTokenQuota(tokenQuota)
+				if err != nil {
+					return err
+				}
+				u.TokenQuota, u.ClearTokenQuota = q, q == nil
+			}
+			if u.Name == nil && u.Permissions == nil && u.TokenQuota == nil && !u.ClearTokenQuota {
+				return fmt.Errorf("%s needs --name, --permission or --token-quota: nothing to change", cmd.CommandPath())
 			}
 			if grantOperator && u.Permissions == nil {
 				return errors.New("--grant-operator-permissions applies to the permissions given with --permission; there are none")
@@ -594,6 +619,7 @@ Adding an operator-only permission (such as token_introspection) needs
 	cmd.Flags().StringVar(&name, "name", "", "the key's new name, 1–64 characters")
 	cmd.Flags().StringArrayVar(&perms, "permission", nil, "the whole new list of permission IDs, repeatable or comma-separated")
 	cmd.Flags().BoolVar(&grantOperator, "grant-operator-permissions", false, "consent to operator-only permissions that --permission adds")
+	cmd.Flags().StringVar(&tokenQuota, "token-quota", "", "the key's own issuance quota: N/hour or N/day, :log to only log; off removes it")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client ID")
 	return cmd
 }
@@ -663,7 +689,22 @@ func formatDays(d time.Duration) string {
 }
 
 // writeRotation adds a key's rotation state below its table, if it has any.
+// parseTokenQuota reads --token-quota (quota.Parse's syntax); "off" is nil.
+func parseTokenQuota(s string) (*client.TokenQuota, error) {
+	p, err := quota.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--token-quota: %v; want %s", err, quota.Syntax)
+	}
+	if p.IsZero() {
+		return nil, nil
+	}
+	return &client.TokenQuota{Limit: p.Limit, Per: string(p.Per), Mode: string(p.Mode)}, nil
+}
+
 func writeRotation(w io.Writer, k client.Key) {
+	if q := k.TokenQuota; q != nil {
+		fmt.Fprintf(w, "\ntoken quota: %d per %s (%s)\n", q.Limit, q.Per, q.Mode)
+	}
 	if k.SecretRotatedAt != nil {
 		fmt.Fprintf(w, "\nsecret rotated: %s\n", formatTime(*k.SecretRotatedAt))
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/quota"
 )
 
 // createKey makes a key through the CLI and returns it with its secret.
@@ -202,13 +203,13 @@ func TestCLIKeysUpdate(t *testing.T) {
 		want string
 	}{
 		{keysArgs(e, "update", k.ClientID),
-			"keygate keys update needs --name or --permission (or both): nothing to change"},
+			"keygate keys update needs --name, --permission or --token-quota: nothing to change"},
 		{keysArgs(e, "update", k.ClientID, "--permission", " , "),
 			"--permission is empty; give the key's whole new list of permission IDs (see keygate keys permissions)"},
 		{keysArgs(e, "update", k.ClientID, "--name", "x", "--grant-operator-permissions"),
 			"--grant-operator-permissions applies to the permissions given with --permission; there are none"},
 		{keysArgs(e, "update", "--name", "x"),
-			"keygate keys update needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys update [--team T] [--name N] [--permission P[,P…]] CLIENT_ID [flags]"},
+			"keygate keys update needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys update [--team T] [--name N] [--permission P[,P…]] [--token-quota Q] CLIENT_ID [flags]"},
 		{keysArgs(e, "update", "--team", "acme", k.ClientID, "--name", "x"),
 			"key " + k.ClientID + " belongs to team globex, not --team acme; nothing was changed (omit --team, or pass --team globex)"},
 		{keysArgs(e, "update", k.ClientID, "--name", "  "),
@@ -229,5 +230,40 @@ func TestCLIKeysUpdate(t *testing.T) {
 	out, _, err = run(t, keysArgs(e, "update", k.ClientID, "--permission", "token_introspection", "--grant-operator-permissions")...)
 	if err != nil || !strings.Contains(out, "token_introspection") {
 		t.Fatalf("update with consent: %v\n%s", err, out)
+	}
+}
+
+// TestCLIKeysTokenQuota: --token-quota at create and update (off removes
+// it), shown by get; a malformed value is refused before anything is sent.
+func TestCLIKeysTokenQuota(t *testing.T) {
+	t.Parallel()
+	e := startCLIServer(t)
+	out, stderr, err := run(t, keysArgs(e, "create", "--json", "--team", "acme", "--name", "q", "--permission", "accounting_api", "--token-quota", "1000/hour")...)
+	var k client.CreatedKey
+	if err != nil || json.Unmarshal([]byte(out), &k) != nil {
+		t.Fatalf("create --token-quota: %v %s\n%s", err, stderr, out)
+	}
+	if q := k.TokenQuota; q == nil || *q != (client.TokenQuota{Limit: 1000, Per: "hour", Mode: "enforce"}) {
+		t.Fatalf("created key's quota %+v", k.TokenQuota)
+	}
+	out, _, err = run(t, keysArgs(e, "update", "--json", k.ClientID, "--token-quota", "50/day:log")...)
+	var got client.Key
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || got.TokenQuota == nil || *got.TokenQuota != (client.TokenQuota{Limit: 50, Per: "day", Mode: "log"}) {
+		t.Fatalf("update --token-quota: %v\n%s", err, out)
+	}
+	out, _, err = run(t, keysArgs(e, "get", k.ClientID)...)
+	if err != nil || !strings.Contains(out, "token quota: 50 per day (log)") {
+		t.Fatalf("get: %v\n%s", err, out)
+	}
+	before := snapshot(t, e)
+	wantExit(t, `--token-quota: "50/week": the period must be "hour" or "day"; want `+quota.Syntax,
+		keysArgs(e, "update", k.ClientID, "--token-quota", "50/week")...)
+	if after := snapshot(t, e); after != before {
+		t.Fatalf("a refused update changed the store")
+	}
+	out, _, err = run(t, keysArgs(e, "update", "--json", k.ClientID, "--token-quota", "off")...)
+	got = client.Key{}
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || got.TokenQuota != nil {
+		t.Fatalf("update --token-quota off: %v\n%s", err, out)
 	}
 }

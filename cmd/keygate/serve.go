@@ -144,6 +144,8 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		StatusListTTL:     cfg.StatusListTTL,
 		IntrospectionRate: cfg.IntrospectionRate,
 		RevocationRate:    cfg.RevocationRate,
+		TokenQuotaPerKey:  cfg.KeyQuota,
+		TokenQuotaPerTeam: cfg.TeamQuota,
 		AuditRetention:    cfg.AuditRetention,
 		Catalog:           cfg.Catalog,
 		AdminClientID:     e.getenv(envAdminClientID),
