@@ -398,7 +398,7 @@ func checkKeyShape(tb testing.TB, raw json.RawMessage, withSecret bool) map[stri
 	if err := json.Unmarshal(raw, &m); err != nil {
 		tb.Fatalf("key JSON: %v: %s", err, raw)
 	}
-	want := []string{"client_id", "created_at", "last_used_at", "name", "permissions", "previous_secret_expires_at", "scopes", "secret_rotated_at", "secret_suspended_at", "team_id"}
+	want := []string{"client_id", "created_at", "last_used_at", "name", "permissions", "previous_secret_expires_at", "scopes", "secret_rotated_at", "secret_suspended_at", "team_id", "token_quota"}
 	if withSecret {
 		want = append(want, "client_secret")
 		slices.Sort(want)
