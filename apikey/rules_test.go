@@ -1,11 +1,13 @@
 package apikey_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/quota"
 )
 
 // A client ID field may be logged only when it holds something shaped like
@@ -56,6 +58,28 @@ func TestMayHoldSecret(t *testing.T) {
 	for _, s := range []string{"req-1", "0f8fad5b-d9cb-469f-a165-70867728950e", "kgc_abc", ""} {
 		if apikey.MayHoldSecret(s) {
 			t.Errorf("%q is taken for a credential", s)
+		}
+	}
+}
+
+func TestCheckTokenQuota(t *testing.T) {
+	for p, want := range map[quota.Policy]string{
+		{}:                                     "",
+		{1, quota.Hour, quota.Enforce}:         "",
+		{quota.MaxLimit, quota.Day, quota.Log}: "",
+		{0, quota.Hour, quota.Enforce}:         `"token_quota.limit" is 0; use a whole number of tokens from 1 to 1000000000`,
+		{quota.MaxLimit + 1, quota.Day, quota.Log}: `"token_quota.limit" is 1000000001; use a whole number of tokens from 1 to 1000000000`,
+		{5, "week", quota.Enforce}:                 `"token_quota.per" must be "hour" or "day" (the window the limit counts in)`,
+		{5, quota.Hour, "warn"}:                    `"token_quota.mode" must be "enforce" (refuse tokens over the limit) or "log" (issue them and log once per window)`,
+		{5, quota.Hour, ""}:                        `"token_quota.mode" must be "enforce"`,
+	} {
+		err := apikey.CheckTokenQuota(p)
+		var inv *apikey.InvalidError
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("CheckTokenQuota(%+v) = %v, want nil", p, err)
+		case want != "" && (!errors.As(err, &inv) || !strings.HasPrefix(inv.Detail, want)):
+			t.Errorf("CheckTokenQuota(%+v) = %v, want an *InvalidError starting %q", p, err, want)
 		}
 	}
 }
