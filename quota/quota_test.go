@@ -277,3 +277,16 @@ func BenchmarkTakeLocal(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkTakeSerial is the cost of counting one token on one instance,
+// without contention: what a quota adds to a token request (twice with a
+// key and a team quota).
+func BenchmarkTakeSerial(b *testing.B) {
+	l := New(Options{})
+	p := Policy{MaxLimit, Day, Enforce}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Take(ctx, PerKey, "kgc_abcdef", p, t0)
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/quota"
@@ -147,5 +149,48 @@ func BenchmarkTokenEndpointQuota(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkTokenEndpointQuotaAB measures the cost of quotas as a ratio on
+// a shared, noisy machine: it alternates batches of token requests between
+// a keygate without quotas and one with a key and a team quota (the most
+// work: two counts, both RateLimit items) in one loop, so both see the
+// same load, and reports the median batch of each and their ratio.
+func BenchmarkTokenEndpointQuotaAB(b *testing.B) {
+	for _, alg := range []string{"EdDSA", "ES256"} {
+		b.Run(alg, func(b *testing.B) {
+			big := quota.Policy{Limit: quota.MaxLimit, Per: quota.Day, Mode: quota.Enforce}
+			hOff, authOff := benchTokenSetup(b, alg)
+			on := newTestEnv(b, server.Options{SigningAlg: alg, TokenQuotaPerKey: big, TokenQuotaPerTeam: big})
+			k := on.CreateKey(b, "bench", "bench", permAccounting)
+			hOn, authOn := http.Handler(on.Server), servertest.BasicAuth(k.ClientID, k.ClientSecret)
+			const batch = 50
+			var off, with []float64
+			run := func(h http.Handler, auth string) float64 {
+				start := time.Now()
+				for range batch {
+					if code, body := tokenOnce(h, auth); code != http.StatusOK {
+						b.Fatalf("status %d: %s", code, body)
+					}
+				}
+				return float64(time.Since(start).Nanoseconds()) / batch
+			}
+			for i := 0; b.Loop(); i++ {
+				if i%2 == 0 {
+					off = append(off, run(hOff, authOff))
+					with = append(with, run(hOn, authOn))
+				} else {
+					with = append(with, run(hOn, authOn))
+					off = append(off, run(hOff, authOff))
+				}
+			}
+			slices.Sort(off)
+			slices.Sort(with)
+			mOff, mWith := off[len(off)/2], with[len(with)/2]
+			b.ReportMetric(mOff, "ns/token_no_quota")
+			b.ReportMetric(mWith, "ns/token_quota")
+			b.ReportMetric(mWith/mOff, "ratio")
+		})
 	}
 }
