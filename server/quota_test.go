@@ -307,3 +307,35 @@ func TestTokenQuotaSharedOnRedis(t *testing.T) {
 		t.Fatalf("%d tokens issued by two instances, want %d..%d", issued, limit-maxStranded, limit)
 	}
 }
+
+// TestTokenQuotaLogOnceOnRedis: in log mode two instances on one Redis
+// write one warning between them per key and window.
+func TestTokenQuotaLogOnceOnRedis(t *testing.T) {
+	logs := &syncBuffer{}
+	opts := server.Options{SigningAlg: "EdDSA", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		TokenQuotaPerKey: quota.Policy{Limit: 10, Per: quota.Hour, Mode: quota.Log}}
+	e := startQuotaEnv(t, opts, servertest.Redis())
+	e2 := e.second(t, opts)
+	k := e.CreateKey(t, "acme", "logged", permAccounting)
+	for i := range 40 {
+		env := e
+		if i%2 == 1 {
+			env = e2
+		}
+		env.Token(t, k.ClientID, k.ClientSecret, "")
+	}
+	if n := strings.Count(logs.String(), "token quota of a key exceeded"); n != 1 {
+		t.Fatalf("%d warnings from two instances for 30 tokens over the quota, want 1", n)
+	}
+	e.Clock.Advance(time.Hour)
+	for i := range 12 {
+		env := e
+		if i%2 == 1 {
+			env = e2
+		}
+		env.Token(t, k.ClientID, k.ClientSecret, "")
+	}
+	if n := strings.Count(logs.String(), "token quota of a key exceeded"); n != 2 {
+		t.Fatalf("%d warnings after the next hour's tokens over the quota, want 2", n)
+	}
+}
