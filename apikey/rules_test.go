@@ -64,14 +64,14 @@ func TestMayHoldSecret(t *testing.T) {
 
 func TestCheckTokenQuota(t *testing.T) {
 	for p, want := range map[quota.Policy]string{
-		{}:                                     "",
-		{1, quota.Hour, quota.Enforce}:         "",
-		{quota.MaxLimit, quota.Day, quota.Log}: "",
-		{0, quota.Hour, quota.Enforce}:         `"token_quota.limit" is 0; use a whole number of tokens from 1 to 1000000000`,
-		{quota.MaxLimit + 1, quota.Day, quota.Log}: `"token_quota.limit" is 1000000001; use a whole number of tokens from 1 to 1000000000`,
-		{5, "week", quota.Enforce}:                 `"token_quota.per" must be "hour" or "day" (the window the limit counts in)`,
-		{5, quota.Hour, "warn"}:                    `"token_quota.mode" must be "enforce" (refuse tokens over the limit) or "log" (issue them and log once per window)`,
-		{5, quota.Hour, ""}:                        `"token_quota.mode" must be "enforce"`,
+		{}: "",
+		{Limit: 1, Per: quota.Hour, Mode: quota.Enforce}:             "",
+		{Limit: quota.MaxLimit, Per: quota.Day, Mode: quota.Log}:     "",
+		{Limit: 0, Per: quota.Hour, Mode: quota.Enforce}:             `"token_quota.limit" is 0; use a whole number of tokens from 1 to 1000000000`,
+		{Limit: quota.MaxLimit + 1, Per: quota.Day, Mode: quota.Log}: `"token_quota.limit" is 1000000001; use a whole number of tokens from 1 to 1000000000`,
+		{Limit: 5, Per: "week", Mode: quota.Enforce}:                 `"token_quota.per" must be "hour" or "day" (the window the limit counts in)`,
+		{Limit: 5, Per: quota.Hour, Mode: "warn"}:                    `"token_quota.mode" must be "enforce" (refuse tokens over the limit) or "log" (issue them and log once per window)`,
+		{Limit: 5, Per: quota.Hour, Mode: ""}:                        `"token_quota.mode" must be "enforce"`,
 	} {
 		err := apikey.CheckTokenQuota(p)
 		var inv *apikey.InvalidError
