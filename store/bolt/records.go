@@ -14,36 +14,64 @@ import (
 // with nanoseconds, always UTC.
 
 type keyRecord struct {
-	ClientID                string      `json:"client_id"`
-	TeamID                  string      `json:"team_id"`
-	Name                    string      `json:"name"`
-	Permissions             []string    `json:"permissions,omitempty"`
-	CreatedAt               time.Time   `json:"created_at"`
-	LastUsedAt              time.Time   `json:"last_used_at,omitzero"`
-	SecretHash              []byte      `json:"secret_hash,omitempty"`
-	PreviousSecretHash      []byte      `json:"previous_secret_hash,omitempty"`
-	PreviousSecretExpiresAt time.Time   `json:"previous_secret_expires_at,omitzero"`
-	SecretRotatedAt         time.Time   `json:"secret_rotated_at,omitzero"`
-	StatusIndex             int64       `json:"status_index,omitempty"`
-	PreviousStatusIndex     int64       `json:"previous_status_index,omitempty"`
-	SecretSuspendedAt       time.Time   `json:"secret_suspended_at,omitzero"`
-	TokenQuota              quotaRecord `json:"token_quota,omitzero"`
+	ClientID                string    `json:"client_id"`
+	TeamID                  string    `json:"team_id"`
+	Name                    string    `json:"name"`
+	Permissions             []string  `json:"permissions,omitempty"`
+	CreatedAt               time.Time `json:"created_at"`
+	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
+	SecretHash              []byte    `json:"secret_hash,omitempty"`
+	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
+	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
+	StatusIndex             int64     `json:"status_index,omitempty"`
+	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
+	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
+	quotaRecord                       // flattened: token_quota_limit, …_per, …_mode
 }
 
-// quotaRecord is a key's own issuance quota; absent when it has none
-// (a value, not a pointer, so decoding a key allocates nothing for it).
+// quotaRecord is a key's own issuance quota, its members absent when it
+// has none. It is embedded in the key's record, so its members sit beside
+// the others: a nested object would cost the token path's decoding of
+// every key with a quota an allocation (the JSON scanner's stack).
 type quotaRecord struct {
-	Limit int64  `json:"limit"`
-	Per   string `json:"per"`
-	Mode  string `json:"mode"`
+	Limit int64     `json:"token_quota_limit,omitempty"`
+	Per   quotaWord `json:"token_quota_per,omitempty"`
+	Mode  quotaWord `json:"token_quota_mode,omitempty"`
+}
+
+// quotaWord is a quota's period or mode as stored. The token path reads
+// the key on every request, so the words keygate writes decode to
+// constants instead of new strings: a key with a quota costs no more
+// allocations to read than one without.
+type quotaWord string
+
+func (w *quotaWord) UnmarshalJSON(b []byte) error {
+	switch string(b) { // no allocation: compared, not converted
+	case `"hour"`:
+		*w = "hour"
+	case `"day"`:
+		*w = "day"
+	case `"enforce"`:
+		*w = "enforce"
+	case `"log"`:
+		*w = "log"
+	default:
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*w = quotaWord(s)
+	}
+	return nil
 }
 
 func toQuotaRecord(q store.TokenQuota) quotaRecord {
-	return quotaRecord{Limit: q.Limit, Per: q.Per, Mode: q.Mode}
+	return quotaRecord{Limit: q.Limit, Per: quotaWord(q.Per), Mode: quotaWord(q.Mode)}
 }
 
 func fromQuotaRecord(r quotaRecord) store.TokenQuota {
-	return store.TokenQuota{Limit: r.Limit, Per: r.Per, Mode: r.Mode}
+	return store.TokenQuota{Limit: r.Limit, Per: string(r.Per), Mode: string(r.Mode)}
 }
 
 type signingKeyRecord struct {
@@ -89,7 +117,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
-		TokenQuota:              toQuotaRecord(k.TokenQuota),
+		quotaRecord:             toQuotaRecord(k.TokenQuota),
 	})
 }
 
@@ -112,7 +140,7 @@ func decodeKey(b []byte) (store.Key, error) {
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
-		TokenQuota:              fromQuotaRecord(r.TokenQuota),
+		TokenQuota:              fromQuotaRecord(r.quotaRecord),
 	}, nil
 }
 

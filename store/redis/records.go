@@ -53,25 +53,53 @@ func (s *Store) quotaKey(name string) string { return s.prefix + "quota:" + name
 // it in the hash (team, last use) and without the client ID (the key name).
 // A private type: a change to store.Key's JSON tags cannot change the data.
 type record struct {
-	Name                    string      `json:"name"`
-	Permissions             []string    `json:"permissions"`
-	CreatedAt               time.Time   `json:"created_at"`
-	SecretHash              []byte      `json:"secret_hash"`
-	PreviousSecretHash      []byte      `json:"previous_secret_hash,omitempty"`
-	PreviousSecretExpiresAt time.Time   `json:"previous_secret_expires_at"`
-	SecretRotatedAt         time.Time   `json:"secret_rotated_at"`
-	StatusIndex             int64       `json:"status_index,omitempty"`
-	PreviousStatusIndex     int64       `json:"previous_status_index,omitempty"`
-	SecretSuspendedAt       time.Time   `json:"secret_suspended_at,omitzero"`
-	TokenQuota              quotaRecord `json:"token_quota,omitzero"`
+	Name                    string    `json:"name"`
+	Permissions             []string  `json:"permissions"`
+	CreatedAt               time.Time `json:"created_at"`
+	SecretHash              []byte    `json:"secret_hash"`
+	PreviousSecretHash      []byte    `json:"previous_secret_hash,omitempty"`
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at"`
+	SecretRotatedAt         time.Time `json:"secret_rotated_at"`
+	StatusIndex             int64     `json:"status_index,omitempty"`
+	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
+	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
+	quotaRecord                       // flattened: token_quota_limit, …_per, …_mode
 }
 
-// quotaRecord is a key's own issuance quota; absent when it has none
-// (a value, not a pointer, so decoding a key allocates nothing for it).
+// quotaRecord is a key's own issuance quota, its members absent when it
+// has none. It is embedded in the key's record, so its members sit beside
+// the others: a nested object would cost the token path's decoding of
+// every key with a quota an allocation (the JSON scanner's stack).
 type quotaRecord struct {
-	Limit int64  `json:"limit"`
-	Per   string `json:"per"`
-	Mode  string `json:"mode"`
+	Limit int64     `json:"token_quota_limit,omitempty"`
+	Per   quotaWord `json:"token_quota_per,omitempty"`
+	Mode  quotaWord `json:"token_quota_mode,omitempty"`
+}
+
+// quotaWord is a quota's period or mode as stored. The token path reads
+// the key on every request, so the words keygate writes decode to
+// constants instead of new strings: a key with a quota costs no more
+// allocations to read than one without.
+type quotaWord string
+
+func (w *quotaWord) UnmarshalJSON(b []byte) error {
+	switch string(b) { // no allocation: compared, not converted
+	case `"hour"`:
+		*w = "hour"
+	case `"day"`:
+		*w = "day"
+	case `"enforce"`:
+		*w = "enforce"
+	case `"log"`:
+		*w = "log"
+	default:
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*w = quotaWord(s)
+	}
+	return nil
 }
 
 func encodeRecord(k store.Key) (string, error) {
@@ -86,7 +114,7 @@ func encodeRecord(k store.Key) (string, error) {
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
-		TokenQuota:              quotaRecord{Limit: k.TokenQuota.Limit, Per: k.TokenQuota.Per, Mode: k.TokenQuota.Mode},
+		quotaRecord:             quotaRecord{Limit: k.TokenQuota.Limit, Per: quotaWord(k.TokenQuota.Per), Mode: quotaWord(k.TokenQuota.Mode)},
 	}
 	b, err := json.Marshal(r)
 	return string(b), err
@@ -116,7 +144,7 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
-		TokenQuota:              store.TokenQuota{Limit: r.TokenQuota.Limit, Per: r.TokenQuota.Per, Mode: r.TokenQuota.Mode},
+		TokenQuota:              store.TokenQuota{Limit: r.quotaRecord.Limit, Per: string(r.quotaRecord.Per), Mode: string(r.quotaRecord.Mode)},
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
 		ms, err := strconv.ParseInt(lu, 10, 64)
