@@ -147,10 +147,12 @@ func (l *Limiter) sweep(now time.Time) {
 }
 
 // Take counts one token of id (a client ID or a team ID, per kind) against
-// p at now. A zero p takes nothing and allows. When the token is later
-// not issued (another quota refused it), Return gives it back.
+// p at now. A zero p takes nothing and allows, and so does a policy that
+// could not have passed Validate (a hand-edited record must not stop the
+// token path). When the token is later not issued (another quota refused
+// it), Return gives it back.
 func (l *Limiter) Take(ctx context.Context, kind Kind, id string, p Policy, now time.Time) Decision {
-	if p.IsZero() {
+	if p.Limit <= 0 || p.Per.Duration() == 0 {
 		return Decision{Allowed: true}
 	}
 	win, end := window(p.Per, now)
@@ -300,7 +302,7 @@ func (l *Limiter) firstOverShared(ctx context.Context, kind Kind, id string, win
 // key's allowed it). With a Shared counter it goes back to this
 // instance's lease.
 func (l *Limiter) Return(kind Kind, id string, p Policy, now time.Time) {
-	if p.IsZero() {
+	if p.Limit <= 0 || p.Per.Duration() == 0 {
 		return
 	}
 	win, _ := window(p.Per, now)

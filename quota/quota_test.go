@@ -248,6 +248,11 @@ func TestNoEntryForZeroPolicy(t *testing.T) {
 	if _, ok := l.entries[PerKey].Load("k"); ok {
 		t.Fatal("zero policy made an entry")
 	}
+	for _, p := range []Policy{{5, "week", Enforce}, {0, Hour, Enforce}, {-1, Day, Log}} {
+		if d := l.Take(context.Background(), PerKey, "k", p, t0); !d.Allowed {
+			t.Fatalf("invalid policy %+v refused: %+v", p, d)
+		}
+	}
 }
 
 func TestSweep(t *testing.T) {
