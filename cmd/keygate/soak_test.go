@@ -222,7 +222,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("after %s idle and a GC: %s", idle, after)
 
 	total := run.total() - warmCounts
-	t.Logf("traffic: %d requests in %s (%.0f/s), %d tokens issued in the whole run; answers by kind:",
+	t.Logf("traffic: %d requests in %s (%.0f/s), %d tokens issued in the whole run; answers by kind, warm-up included:",
 		total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), run.tokens.Load())
 	kinds := slices.Sorted(func(yield func(string) bool) {
 		for k := range run.counts {
