@@ -438,6 +438,10 @@ func keyNotFound(c *gin.Context, team, id string) {
 // in time, 500 otherwise. The detail is a constant; the error goes to the
 // log only.
 func (s *Server) storeProblem(c *gin.Context, err error) {
+	if s.clientGone(c, err) {
+		problem(c, http.StatusServiceUnavailable, problemUnavailable, "the request was canceled")
+		return
+	}
 	if apikey.Unavailable(err) {
 		s.reqLog(c).Warn("management: store unavailable", "err", err)
 		c.Header("Retry-After", "1")

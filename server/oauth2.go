@@ -154,16 +154,28 @@ func (s *Server) authError(c *gin.Context, err error) *oauthError {
 	switch {
 	case errors.Is(err, apikey.ErrInvalidClient):
 		return errInvalidClient
-	case errors.Is(err, context.Canceled):
-		// The client hung up; nobody will read the answer.
-		return errUnavailable
 	default:
 		return s.storeError(c, err)
 	}
 }
 
+// clientGone reports whether err is the request's own cancellation: the
+// client hung up while the store worked. Nobody reads the answer and
+// nothing is wrong with keygate, so it is logged at debug, never as an
+// error a client could produce at will (the soak test saw them).
+func (s *Server) clientGone(c *gin.Context, err error) bool {
+	if !errors.Is(err, context.Canceled) || c.Request.Context().Err() == nil {
+		return false
+	}
+	s.reqLog(c).Debug("client went away during the request", "route", c.FullPath())
+	return true
+}
+
 // storeError turns a store failure into a §5.2 error without details.
 func (s *Server) storeError(c *gin.Context, err error) *oauthError {
+	if s.clientGone(c, err) {
+		return errUnavailable
+	}
 	if apikey.Unavailable(err) {
 		s.reqLog(c).Warn("oauth: store unavailable", "err", err)
 		return errUnavailable
