@@ -133,6 +133,10 @@ type Tracker struct {
 	done    chan struct{}
 	closing sync.Once
 
+	// decoy takes RecordUnknownFailure's work: never in entries, never
+	// collected or written.
+	decoy entry
+
 	// Owned by the flush (under flushMu): usage collected but not yet
 	// written, and the hour of the last successful prune.
 	pending    map[usageKey]usageCounts
@@ -194,6 +198,26 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 	for !addLive(&e.failures) {
 		e = t.entry(clientID, teamID, stored)
 	}
+	n := now.UnixNano()
+	for {
+		cur := e.failedAt.Load()
+		if cur >= n || e.failedAt.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// RecordUnknownFailure does for a failed authentication of an unknown
+// client ID the work RecordFailure does for a known team key's, on an entry
+// of its own that is never stored: unknown IDs count nowhere (so guessing
+// IDs cannot grow the tracker), yet the failure costs the same, so the time
+// of a refusal does not tell whether the ID exists. (A known admin key's
+// failure costs nothing here, so the caller skips this for an ID shaped
+// like an admin key's.) Safe for concurrent use; lock-free.
+func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
+	t.entries.Load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
+	e := &t.decoy
+	addLive(&e.failures) // never dropped: always counts
 	n := now.UnixNano()
 	for {
 		cur := e.failedAt.Load()

@@ -3,6 +3,7 @@ package lastused_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,3 +203,33 @@ func TestRecordWithUsageDoesNotAllocate(t *testing.T) {
 }
 
 var _ lastused.Store = store.Store(nil)
+
+// TestUnknownFailureCountsNowhere: RecordUnknownFailure does
+// RecordFailure's work (issue #14 item 8: equal cost for unknown client
+// IDs) and has none of its effects: no usage, no last-used write, no entry
+// (so guessing IDs cannot grow the tracker) — and a real key's counts are
+// untouched by it, even one of the same ID.
+func TestUnknownFailureCountsNowhere(t *testing.T) {
+	h := start(t, lastused.Options{})
+	h.tr.RecordFailure("known", "team-1", time.Time{}, t0)
+	for i := range 1000 {
+		h.tr.RecordUnknownFailure(fmt.Sprintf("guess-%d", i), t0)
+	}
+	h.tr.RecordUnknownFailure("known", t0)
+	if n := h.tr.Len(); n != 1 {
+		t.Fatalf("the tracker holds %d entries after 1000 unknown IDs failed, want 1 (the known key)", n)
+	}
+	h.tick(t0.Add(time.Second))
+	sums, _ := h.st.usageSums()
+	want := map[string]usageSum{"known@12h": {"team-1", 0, 1}}
+	if fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Fatalf("usage %v, want only the known key's one failure %v", sums, want)
+	}
+	for _, b := range h.st.takeOK() {
+		for id := range b {
+			if !strings.HasPrefix(id, barrierPrefix) {
+				t.Fatalf("a failed authentication touched last_used_at: %s", fmtBatches([]batch{b}))
+			}
+		}
+	}
+}

@@ -80,7 +80,7 @@ func (t *tokenEndpoint) clientRequest(c *gin.Context) (form clientForm, caller s
 	}
 	caller, _, err := t.s.keys.Authenticate(c.Request.Context(), creds.id, creds.secret)
 	if err != nil {
-		t.s.recordAuthFailure(caller)
+		t.s.recordAuthFailure(creds.id, caller)
 		oauthFail(c, creds.id, t.s.authError(c, err))
 		return clientForm{}, store.Key{}, false
 	}

@@ -66,7 +66,7 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	}
 	key, auth, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
 	if err != nil {
-		t.s.recordAuthFailure(key)
+		t.s.recordAuthFailure(creds.id, key)
 		t.fail(c, creds.id, t.s.authError(c, err))
 		return
 	}
@@ -404,10 +404,21 @@ func newJTI() (string, error) {
 }
 
 // recordAuthFailure counts a refused client authentication against the key
-// when the client ID was a known one (Authenticate then returns its
-// identity); unknown IDs are not counted, so guessing cannot grow anything.
-func (s *Server) recordAuthFailure(k store.Key) {
-	if k.ClientID != "" {
-		s.lastUsed.RecordFailure(k.ClientID, k.TeamID, k.LastUsedAt, s.cfg.Now())
+// when clientID was a known one (Authenticate then returns its identity,
+// k); unknown IDs are not counted, so guessing cannot grow anything — but
+// they cost the same work (lastused.Tracker.RecordUnknownFailure), so the
+// time of a refusal does not say which (docs/ARCHITECTURE.md, "Equal cost
+// for unknown client IDs").
+func (s *Server) recordAuthFailure(clientID string, k store.Key) {
+	if clientID == "" {
+		return // no ID, nothing to tell
+	}
+	now := s.cfg.Now()
+	switch {
+	case k.ClientID != "":
+		s.lastUsed.RecordFailure(k.ClientID, k.TeamID, k.LastUsedAt, now)
+	case !store.DecoyAdmin(clientID):
+		// (A known admin key's failure is not counted and costs nothing.)
+		s.lastUsed.RecordUnknownFailure(clientID, now)
 	}
 }

@@ -108,6 +108,51 @@ func (q TokenQuota) IsZero() bool { return q == TokenQuota{} }
 // IsAdmin reports whether the key is an admin key (outside any team).
 func (k Key) IsAdmin() bool { return k.TeamID == "" }
 
+// DecoyKey is the record a backend's GetKey decodes (or copies) when it
+// finds no key, so that a missing client ID costs what a present one does:
+// an admin key's when admin is true, else a team key's, each with the
+// field sizes of a typical key of its kind that has been used. An ID's
+// kind shows in the ID itself (DecoyAdmin), so matching the decoy to it
+// hides nothing the ID did not already say. No client ID can name a decoy
+// (its ID does not carry its team's tag). Each call returns a fresh copy.
+func DecoyKey(admin bool) Key {
+	k := Key{
+		ClientID:    "kgc_decoy00000000000000000000000",
+		TeamID:      "decoy-team",
+		Name:        "decoy key",
+		Permissions: []string{"accounting_api"},
+		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		LastUsedAt:  time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC),
+		SecretHash: []byte{
+			0x5d, 0x1c, 0x3a, 0x9e, 0x42, 0x77, 0x0b, 0xe1, 0x8f, 0x26, 0xc4, 0x13, 0x6a, 0xd0, 0x95, 0x3f,
+			0x71, 0xb8, 0x2e, 0x04, 0xca, 0x59, 0x86, 0xf7, 0x1d, 0x63, 0xa2, 0x38, 0xef, 0x4b, 0x90, 0x07,
+		},
+		StatusIndex: 1,
+	}
+	if admin {
+		// As apikey's bootstrap makes them: no team, no permissions.
+		k.TeamID, k.Name, k.Permissions = "", "admin", nil
+	}
+	return k
+}
+
+// KeyNotFound is GetKey's ErrNotFound for clientID ("get key <id>: not
+// found"), its text made only when read: a missing key must not cost more
+// than a present one either (GetKey).
+func KeyNotFound(clientID string) error { return &keyNotFound{clientID} }
+
+type keyNotFound struct{ clientID string }
+
+func (e *keyNotFound) Error() string { return "get key " + e.clientID + ": " + ErrNotFound.Error() }
+func (e *keyNotFound) Unwrap() error { return ErrNotFound }
+
+// adminTag is the tag admin keys' IDs carry.
+var adminTag = credential.TeamTag("")
+
+// DecoyAdmin reports which decoy (DecoyKey) stands in for a missing
+// clientID: an admin key's when the ID has an admin key's tag.
+func DecoyAdmin(clientID string) bool { return credential.TagOf(clientID) == adminTag }
+
 // SigningKey is one JWT signing key pair. The private key is sealed by the
 // caller (AES-256-GCM under the master key); the store only keeps bytes.
 type SigningKey struct {
@@ -190,6 +235,12 @@ type Store interface {
 	CreateKey(ctx context.Context, k Key, maxPerTeam int, audit ...AuditEvent) error
 
 	// GetKey returns the key with that client ID, or ErrNotFound.
+	//
+	// A missing ID costs what a present one does: the backend does a found
+	// record's work (a round trip, a decode, a copy) on DecoyKey's record
+	// before it answers ErrNotFound, and a cache of records caches absence
+	// too, so client authentication's timing does not tell which IDs
+	// exist (docs/ARCHITECTURE.md, "Equal cost for unknown client IDs").
 	GetKey(ctx context.Context, clientID string) (Key, error)
 
 	// ListKeys returns the keys of one team (teamID "" lists admin keys),

@@ -328,12 +328,38 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		k, err = getKey(tx, clientID)
+		if errors.Is(err, store.ErrNotFound) {
+			// A missing key costs what a present one does: the same
+			// decode, of the decoy (store.Store's GetKey).
+			_, _ = decodeKey(decoyRecords[b2i(store.DecoyAdmin(clientID))])
+		}
 		return err
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Key{}, store.KeyNotFound(clientID)
+	case err != nil:
 		return store.Key{}, fmt.Errorf("get key %s: %w", clientID, err)
 	}
 	return k, nil
+}
+
+// decoyRecords are store.DecoyKey(false) and (true) as this package
+// stores keys.
+var decoyRecords = [2][]byte{must(encodeKey(store.DecoyKey(false))), must(encodeKey(store.DecoyKey(true)))}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // getKey decodes the stored record, which yields a copy: nothing returned

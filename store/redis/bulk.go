@@ -27,10 +27,11 @@ const bulkChunk = 1000
 //     EXISTS for every key: if any ID is taken, the call fails with
 //     ErrAlreadyExists and writes nothing.
 //  2. The insert, with the same script as CreateKey minus the team limit
-//     (EXISTS, HSET, ZADD as one atomic step per key), so an existing key
-//     is never overwritten even if someone created it after pass 1. Such a
-//     late collision fails the call with ErrAlreadyExists once the pass has
-//     finished: every other key of the call is written.
+//     (EXISTS, HSET, ZADD and the key caches' invalidation as one atomic
+//     step per key), so an existing key is never overwritten even if
+//     someone created it after pass 1. Such a late collision fails the call
+//     with ErrAlreadyExists once the pass has finished: every other key of
+//     the call is written.
 //
 // If Redis stops answering during pass 2 (ErrUnavailable) or the context
 // ends, the chunks sent before are written, the chunk in flight may be in
@@ -109,6 +110,14 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 
 	// Pass 2: insert. EVALSHA in a pipeline cannot fall back to EVAL, so the
 	// script must be cached on every node first.
+	if s.cache != nil {
+		// This instance reads its own writes at once, messages or not.
+		defer func() {
+			for _, k := range keys {
+				s.cache.invalidate(k.ClientID)
+			}
+		}()
+	}
 	lctx, cancel := s.op(ctx)
 	err := s.loadScript(lctx, createScript)
 	cancel()
@@ -124,7 +133,7 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 			for i, e := range entries[start:end] {
 				k := keys[start+i]
 				cmds = append(cmds, createScript.EvalSha(octx, p, []string{e.keyKey, e.teamKey},
-					e.rec, k.TeamID, e.lu, millis(k.CreatedAt), k.ClientID, 0))
+					e.rec, k.TeamID, e.lu, millis(k.CreatedAt), k.ClientID, 0, s.keysChannel()))
 			}
 			return nil
 		})

@@ -13,6 +13,17 @@ package redis
 // subscription again (a new "subscribe" after a reconnect, or the answer to
 // a ping on the connection that hung). Entries also expire after maxAge, a backstop should a
 // message ever be lost. Reads that race an invalidation are not cached.
+//
+// The cache keeps absences too: a client ID Redis did not have is
+// remembered as absent, so an unknown ID costs what a cached known one does
+// (a map read and a copy, of store.DecoyKey) instead of a round trip, and
+// the time of a refusal does not tell which IDs exist. Creating a key
+// publishes its ID like any other change, so an instance that remembered
+// the ID as absent finds the new key as soon as the message arrives (at
+// worst after maxAge, like a lost invalidation). Absences have a bound of
+// their own (keyCacheMaxAbsent, the oldest making room), separate from the
+// records': a flood of unknown IDs can neither evict a record nor keep one
+// from being cached.
 
 import (
 	"context"
@@ -32,26 +43,56 @@ const (
 	DefaultKeyCacheMaxAge = 10 * time.Second
 	// keyCacheMaxEntries bounds memory: past it new records are not cached.
 	keyCacheMaxEntries = 200_000
+	// keyCacheMaxAbsent bounds the absences remembered (about 100 bytes
+	// each); past it the oldest makes room.
+	keyCacheMaxAbsent = 1 << 16
 	// keyCachePing is how often an idle subscription is checked.
 	keyCachePing = 500 * time.Millisecond
 )
 
 type keyCache struct {
-	maxAge  time.Duration
-	entries sync.Map // client ID → *cacheEntry (pointers: CompareAndDelete needs comparable values)
-	size    atomic.Int64
-	live    atomic.Bool                      // subscribed and answering: invalidations arrive
-	epoch   atomic.Uint64                    // bumped by every invalidation and every loss
-	obs     atomic.Pointer[KeyCacheObserver] // nil: reads are not reported
-	cancel  context.CancelFunc
-	ps      *goredis.PubSub
-	done    chan struct{}
+	maxAge time.Duration
+	// entries maps a client ID to a *cacheEntry (a record) or an
+	// *absentEntry (Redis had none); pointers, since CompareAndDelete
+	// needs comparable values. One map for both, so a known and an
+	// unknown ID cost the same read.
+	entries sync.Map
+	size    atomic.Int64 // the *cacheEntry values
+	// absent is a ring of the absences in the order they were cached: the
+	// n-th takes slot n mod len(absent) and removes the one it displaces
+	// from entries (unless that one was replaced or removed meanwhile), so
+	// at most len(absent) are cached. The oldest goes first: an entry's
+	// age, not its use, decides its life here, so oldest-inserted is
+	// least-recently-refreshed. Lock-free, like the rest of the read path.
+	absent     []atomic.Pointer[absentEntry]
+	absentNext atomic.Uint64
+	live       atomic.Bool                      // subscribed and answering: invalidations arrive
+	epoch      atomic.Uint64                    // bumped by every invalidation and every loss
+	obs        atomic.Pointer[KeyCacheObserver] // nil: reads are not reported
+	cancel     context.CancelFunc
+	ps         *goredis.PubSub
+	done       chan struct{}
 }
 
 type cacheEntry struct {
 	key store.Key
 	at  time.Time
 }
+
+// absentEntry records that Redis had no key with this ID at time at.
+type absentEntry struct {
+	clientID string
+	at       time.Time
+}
+
+// cacheResult is what the cache knows of a client ID.
+type cacheResult int
+
+const (
+	notCached    cacheResult = iota // read Redis
+	cachedKey                       // the record
+	cachedAbsent                    // Redis had no such key
+)
 
 // EnableKeyCache turns on the local cache of key records (see the top of
 // cache.go). maxAge ≤ 0 means DefaultKeyCacheMaxAge. Close stops it.
@@ -60,7 +101,8 @@ func (s *Store) EnableKeyCache(maxAge time.Duration) {
 		maxAge = DefaultKeyCacheMaxAge
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &keyCache{maxAge: maxAge, cancel: cancel, done: make(chan struct{})}
+	c := &keyCache{maxAge: maxAge, cancel: cancel, done: make(chan struct{}),
+		absent: make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
 	c.ps = s.rdb.Subscribe(ctx, s.keysChannel())
 	s.cache = c
 	go c.listen(ctx, c.ps)
@@ -71,8 +113,9 @@ func (s *Store) EnableKeyCache(maxAge time.Duration) {
 func (s *Store) KeyCacheLive() bool { return s.cache != nil && s.cache.live.Load() }
 
 // KeyCacheObserver hears of every read of the key cache, for metrics
-// (package metrics satisfies it): a hit, a miss (not cached, or expired), or
-// a read that bypassed the cache because its subscription is not confirmed.
+// (package metrics satisfies it): a hit (a record, or an ID known to be
+// absent), a miss (not cached, or expired), or a read that bypassed the
+// cache because its subscription is not confirmed.
 // Called on the token path: the methods must be quick and not block.
 type KeyCacheObserver interface {
 	KeyCacheHit()
@@ -163,63 +206,118 @@ func (c *keyCache) drop() {
 func (c *keyCache) flush() {
 	c.epoch.Add(1)
 	c.entries.Range(func(k, _ any) bool {
-		if _, ok := c.entries.LoadAndDelete(k); ok {
-			c.size.Add(-1)
-		}
+		c.remove(k.(string))
 		return true
 	})
 }
 
 func (c *keyCache) invalidate(clientID string) {
 	c.epoch.Add(1)
-	if _, ok := c.entries.LoadAndDelete(clientID); ok {
-		c.size.Add(-1)
+	c.remove(clientID)
+}
+
+// remove drops what the cache holds for clientID.
+func (c *keyCache) remove(clientID string) {
+	if v, ok := c.entries.LoadAndDelete(clientID); ok {
+		if _, rec := v.(*cacheEntry); rec {
+			c.size.Add(-1)
+		}
 	}
 }
 
-// get returns a fresh copy of a cached record.
-func (c *keyCache) get(clientID string, now time.Time) (store.Key, bool) {
+// get returns what the cache knows of clientID: a fresh copy of its record
+// (cachedKey), that Redis had none (cachedAbsent: the same work, on a copy
+// of the decoy), or nothing (notCached).
+func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) {
 	obs := c.obs.Load()
 	if !c.live.Load() {
 		if obs != nil {
 			(*obs).KeyCacheBypassed()
 		}
-		return store.Key{}, false
+		return store.Key{}, notCached
 	}
 	v, ok := c.entries.Load(clientID)
 	if !ok {
 		if obs != nil {
 			(*obs).KeyCacheMiss()
 		}
-		return store.Key{}, false
+		return store.Key{}, notCached
 	}
-	e := v.(*cacheEntry)
-	if now.Sub(e.at) >= c.maxAge || now.Before(e.at) {
-		if c.entries.CompareAndDelete(clientID, v) {
+	// The two kinds take the same steps: age check, observer, copy.
+	var (
+		at  time.Time
+		rec *store.Key
+		r   cacheResult
+	)
+	switch e := v.(type) {
+	case *cacheEntry:
+		at, rec, r = e.at, &e.key, cachedKey
+	case *absentEntry:
+		at, rec, r = e.at, &decoyKeys[b2i(store.DecoyAdmin(clientID))], cachedAbsent
+	}
+	if now.Sub(at) >= c.maxAge || now.Before(at) {
+		if c.entries.CompareAndDelete(clientID, v) && r == cachedKey {
 			c.size.Add(-1)
 		}
 		if obs != nil {
 			(*obs).KeyCacheMiss()
 		}
-		return store.Key{}, false
+		return store.Key{}, notCached
 	}
 	if obs != nil {
 		(*obs).KeyCacheHit()
 	}
-	return cloneKey(e.key), true
+	k := cloneKey(*rec)
+	if r == cachedAbsent {
+		return store.Key{}, r
+	}
+	return k, r
 }
 
-// put caches k unless an invalidation happened since epoch was read.
+// put caches k unless an invalidation happened since epoch was read. It
+// replaces an absence cached for the ID.
 func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
-	if !c.live.Load() || c.epoch.Load() != epoch || c.size.Load() >= keyCacheMaxEntries {
+	if !c.live.Load() || c.epoch.Load() != epoch {
 		return
 	}
-	if _, loaded := c.entries.Swap(k.ClientID, &cacheEntry{key: cloneKey(k), at: now}); !loaded {
-		c.size.Add(1)
+	if c.size.Load() >= keyCacheMaxEntries {
+		// Full: not cached, but an absence cached for the ID must go.
+		if v, ok := c.entries.Load(k.ClientID); ok {
+			if _, abs := v.(*absentEntry); abs {
+				c.entries.CompareAndDelete(k.ClientID, v)
+			}
+		}
+		return
+	}
+	old, _ := c.entries.Swap(k.ClientID, &cacheEntry{key: cloneKey(k), at: now})
+	if _, rec := old.(*cacheEntry); !rec {
+		c.size.Add(1) // new, or in place of an absence
 	}
 	// An invalidation may have slipped in between the check and the store.
 	if c.epoch.Load() != epoch {
 		c.invalidate(k.ClientID)
+	}
+}
+
+// putAbsent caches that Redis has no key clientID, unless an invalidation
+// happened since epoch was read (the key may have been created since the
+// read) or the cache holds something for the ID already.
+func (c *keyCache) putAbsent(clientID string, epoch uint64, now time.Time) {
+	if !c.live.Load() || c.epoch.Load() != epoch {
+		return
+	}
+	e := &absentEntry{clientID: clientID, at: now}
+	if _, loaded := c.entries.LoadOrStore(clientID, e); loaded {
+		return
+	}
+	slot := &c.absent[(c.absentNext.Add(1)-1)%uint64(len(c.absent))]
+	if old := slot.Swap(e); old != nil {
+		c.entries.CompareAndDelete(old.clientID, old)
+	}
+	// An invalidation (this key's creation, say) may have slipped in
+	// between the check and the store.
+	if c.epoch.Load() != epoch {
+		c.invalidate(clientID)
 	}
 }
 

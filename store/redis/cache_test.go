@@ -246,3 +246,73 @@ func TestKeyCacheEntriesExpire(t *testing.T) {
 		time.Sleep(150 * time.Millisecond) // let the entry expire
 	}
 }
+
+// TestKeyCacheAbsenceInvalidatedByCreate: an unknown ID is cached as
+// absent (repeated lookups send no HMGET, as for a cached record), and a
+// key created with that ID — on another instance, one by one or in bulk,
+// or on this one — is found within 1 s (as soon as the creation's
+// invalidation arrives; at once on the instance that created it).
+func TestKeyCacheAbsenceInvalidatedByCreate(t *testing.T) {
+	redistest.Require(t)
+	prefix := redistest.RandomPrefix(t, "")
+	a, _, ca := instance(t, prefix)
+	redistest.Cleanup(t, ca, prefix)
+	b, hb, _ := instance(t, prefix)
+	ctx := context.Background()
+
+	cacheAbsent := func(s *redis.Store, h *hmgetCounter, id string) {
+		t.Helper()
+		for range 2 { // the first reads Redis and caches the absence
+			if _, err := s.GetKey(ctx, id); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("GetKey of the unknown %s: %v, want ErrNotFound", id, err)
+			}
+		}
+		before := h.n.Load()
+		for range 50 {
+			if _, err := s.GetKey(ctx, id); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("GetKey of the unknown %s: %v, want ErrNotFound", id, err)
+			}
+		}
+		if n := h.n.Load() - before; n != 0 {
+			t.Fatalf("50 GetKeys of an unknown ID sent %d HMGETs, want 0 (its absence cached, like a record)", n)
+		}
+	}
+	foundWithin := func(s *redis.Store, id string, bound time.Duration) {
+		t.Helper()
+		start := time.Now()
+		for {
+			k, err := s.GetKey(ctx, id)
+			if err == nil && k.ClientID == id {
+				t.Logf("%s found %v after its creation", id, time.Since(start))
+				return
+			}
+			if time.Since(start) > bound {
+				t.Fatalf("%s still not found %v after its creation (err %v)", id, time.Since(start), err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+
+	one := cacheKey(t, "acme")
+	cacheAbsent(b, hb, one.ClientID)
+	if err := a.CreateKey(ctx, one, 5); err != nil {
+		t.Fatal(err)
+	}
+	foundWithin(b, one.ClientID, time.Second)
+
+	bulk := cacheKey(t, "bulk")
+	cacheAbsent(b, hb, bulk.ClientID)
+	if err := a.CreateKeys(ctx, []store.Key{bulk}); err != nil {
+		t.Fatal(err)
+	}
+	foundWithin(b, bulk.ClientID, time.Second)
+
+	own := cacheKey(t, "own")
+	cacheAbsent(b, hb, own.ClientID)
+	if err := b.CreateKey(ctx, own, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetKey(ctx, own.ClientID); err != nil {
+		t.Fatalf("the instance that created %s does not find it at once: %v", own.ClientID, err)
+	}
+}

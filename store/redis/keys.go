@@ -16,8 +16,10 @@ import (
 )
 
 // createScript inserts a key unless its ID exists or its team is full.
-// KEYS: key hash, team index. ARGV: rec, team, lu, score, client ID, max.
-// With an audit event, KEYS[3..6] and ARGV[7..9] are auditLua's.
+// KEYS: key hash, team index. ARGV: rec, team, lu, score, client ID, max,
+// the invalidation channel: the creation is announced in the same atomic
+// step, so every key cache drops a record of the ID's absence (cache.go).
+// With an audit event, KEYS[3..6] and ARGV[8..10] are auditLua's.
 var createScript = goredis.NewScript(auditLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 local max = tonumber(ARGV[6])
@@ -28,7 +30,8 @@ else
   redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'team', ARGV[2], 'lu', ARGV[3])
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-if #KEYS > 2 then audit(3, 7) end
+redis.call('PUBLISH', ARGV[7], ARGV[5])
+if #KEYS > 2 then audit(3, 8) end
 return 'ok'
 `)
 
@@ -53,7 +56,7 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 		lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
 	}
 	keys := []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID)}
-	args := []any{rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0)}
+	args := []any{rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0), s.keysChannel()}
 	if ev != nil {
 		a, err := auditArgs(*ev)
 		if err != nil {
@@ -64,6 +67,10 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 	// The secret index first (another slot: see secrets.go).
 	if err := s.writeSecretIndex(ctx, k.ClientID, store.SecretHashes(k)); err != nil {
 		return fmt.Errorf("create key %s: %w", k.ClientID, err)
+	}
+	if s.cache != nil {
+		// This instance reads its own write at once, message or not.
+		defer s.cache.invalidate(k.ClientID)
 	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
@@ -93,16 +100,26 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 
 // GetKey implements store.Store: one HMGET, the token endpoint's only
 // round trip.
+//
+// A missing key costs what a present one does (store.Store's GetKey): the
+// same round trip and decode (of the decoy) without the cache, and with it
+// the same cache read and copy, since the cache keeps absences too.
 func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) {
 	if c := s.cache; c != nil {
 		now := time.Now()
-		if k, ok := c.get(clientID, now); ok {
+		switch k, r := c.get(clientID, now); r {
+		case cachedKey:
 			return k, nil
+		case cachedAbsent:
+			return store.Key{}, store.KeyNotFound(clientID)
 		}
 		epoch := c.epoch.Load()
 		k, err := s.readKey(ctx, clientID)
-		if err == nil {
+		switch {
+		case err == nil:
 			c.put(k, epoch, now)
+		case errors.Is(err, store.ErrNotFound):
+			c.putAbsent(clientID, epoch, now)
 		}
 		return k, err
 	}
@@ -119,9 +136,33 @@ func (s *Store) readKey(ctx context.Context, clientID string) (store.Key, error)
 	}
 	k, err := decodeKey(clientID, vals)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Key{}, fmt.Errorf("get key %s: %w", clientID, store.ErrNotFound)
+		d := b2i(store.DecoyAdmin(clientID))
+		_, _ = decodeKey(decoyKeys[d].ClientID, decoyFields[d]) // a found record's work
+		return store.Key{}, store.KeyNotFound(clientID)
 	}
 	return k, err
+}
+
+// decoyKeys are store.DecoyKey(false) and (true), decoyFields their hash
+// fields as HMGET returns them (rec, team, lu).
+var (
+	decoyKeys   = [2]store.Key{store.DecoyKey(false), store.DecoyKey(true)}
+	decoyFields = [2][]any{decoyHash(decoyKeys[0]), decoyHash(decoyKeys[1])}
+)
+
+func decoyHash(k store.Key) []any {
+	rec, err := encodeRecord(k)
+	if err != nil {
+		panic(err)
+	}
+	return []any{rec, k.TeamID, strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ListKeys implements store.Store: the team index, then the keys in one
