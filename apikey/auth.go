@@ -47,7 +47,10 @@ func (a Auth) TokenExpiry(ttl time.Duration) time.Time {
 // The secret is checked against the current hash and, during a rotation's
 // grace period, the previous one: one HMAC and two constant-time compares,
 // always — for an unknown ID too, against nothing — so the answer's timing
-// does not say which matched, or whether the client exists. Unknown ID,
+// does not say which matched, or whether the client exists. The lookup
+// before it costs the same for a missing ID (store.Store's GetKey), and so
+// does the caller's bookkeeping of a failure (docs/ARCHITECTURE.md, "Equal
+// cost for unknown client IDs"). Unknown ID,
 // empty secret, wrong secret and deleted key all return ErrInvalidClient;
 // a store failure returns the store's error, wrapped.
 //
