@@ -114,7 +114,7 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		// This instance reads its own writes at once, messages or not.
 		defer func() {
 			for _, k := range keys {
-				s.cache.invalidate(k.ClientID)
+				s.cache.created(k.ClientID)
 			}
 		}()
 	}
@@ -133,7 +133,7 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 			for i, e := range entries[start:end] {
 				k := keys[start+i]
 				cmds = append(cmds, createScript.EvalSha(octx, p, []string{e.keyKey, e.teamKey},
-					e.rec, k.TeamID, e.lu, millis(k.CreatedAt), k.ClientID, 0, s.keysChannel()))
+					e.rec, k.TeamID, e.lu, millis(k.CreatedAt), k.ClientID, 0, s.keysCreatedChannel()))
 			}
 			return nil
 		})

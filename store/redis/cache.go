@@ -20,7 +20,8 @@ package redis
 // the time of a refusal does not tell which IDs exist. Creating a key
 // publishes its ID like any other change, so an instance that remembered
 // the ID as absent finds the new key as soon as the message arrives (at
-// worst after maxAge, like a lost invalidation). Absences have a bound of
+// worst after maxAge, like a lost invalidation). Creations have a channel
+// of their own: they drop absences only, never a cached record. Absences have a bound of
 // their own (keyCacheMaxAbsent, the oldest making room), separate from the
 // records': a flood of unknown IDs can neither evict a record nor keep one
 // from being cached.
@@ -66,12 +67,17 @@ type keyCache struct {
 	// least-recently-refreshed. Lock-free, like the rest of the read path.
 	absent     []atomic.Pointer[absentEntry]
 	absentNext atomic.Uint64
-	live       atomic.Bool                      // subscribed and answering: invalidations arrive
-	epoch      atomic.Uint64                    // bumped by every invalidation and every loss
-	obs        atomic.Pointer[KeyCacheObserver] // nil: reads are not reported
-	cancel     context.CancelFunc
-	ps         *goredis.PubSub
-	done       chan struct{}
+	live       atomic.Bool   // subscribed and answering: invalidations arrive
+	epoch      atomic.Uint64 // bumped by every invalidation and every loss
+	// absentEpoch is epoch for absences: bumped by every creation as
+	// well. A creation cannot make a cached record stale, so it leaves
+	// records (and epoch) alone.
+	absentEpoch    atomic.Uint64
+	createdChannel string                           // its messages announce creations (created)
+	obs            atomic.Pointer[KeyCacheObserver] // nil: reads are not reported
+	cancel         context.CancelFunc
+	ps             *goredis.PubSub
+	done           chan struct{}
 }
 
 type cacheEntry struct {
@@ -103,7 +109,8 @@ func (s *Store) EnableKeyCache(maxAge time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &keyCache{maxAge: maxAge, cancel: cancel, done: make(chan struct{}),
 		absent: make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
-	c.ps = s.rdb.Subscribe(ctx, s.keysChannel())
+	c.createdChannel = s.keysCreatedChannel()
+	c.ps = s.rdb.Subscribe(ctx, s.keysChannel(), c.createdChannel)
 	s.cache = c
 	go c.listen(ctx, c.ps)
 }
@@ -181,7 +188,11 @@ func (c *keyCache) listen(ctx context.Context, ps *goredis.PubSub) {
 					c.live.Store(true)
 				}
 			case *goredis.Message:
-				c.invalidate(m.Payload)
+				if m.Channel == c.createdChannel {
+					c.created(m.Payload)
+				} else {
+					c.invalidate(m.Payload)
+				}
 			case *goredis.Pong:
 				// After a hang the connection never broke, so no new
 				// "subscribe" confirmation will come: the answer to our
@@ -205,6 +216,7 @@ func (c *keyCache) drop() {
 
 func (c *keyCache) flush() {
 	c.epoch.Add(1)
+	c.absentEpoch.Add(1)
 	c.entries.Range(func(k, _ any) bool {
 		c.remove(k.(string))
 		return true
@@ -213,7 +225,18 @@ func (c *keyCache) flush() {
 
 func (c *keyCache) invalidate(clientID string) {
 	c.epoch.Add(1)
+	c.absentEpoch.Add(1)
 	c.remove(clientID)
+}
+
+// created drops an absence cached for clientID, whose key now exists.
+func (c *keyCache) created(clientID string) {
+	c.absentEpoch.Add(1)
+	if v, ok := c.entries.Load(clientID); ok {
+		if _, abs := v.(*absentEntry); abs {
+			c.entries.CompareAndDelete(clientID, v)
+		}
+	}
 }
 
 // remove drops what the cache holds for clientID.
@@ -300,10 +323,11 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 }
 
 // putAbsent caches that Redis has no key clientID, unless an invalidation
-// happened since epoch was read (the key may have been created since the
-// read) or the cache holds something for the ID already.
+// or a creation happened since absentEpoch was read as epoch (the key may
+// have been created since the read) or the cache holds something for the
+// ID already.
 func (c *keyCache) putAbsent(clientID string, epoch uint64, now time.Time) {
-	if !c.live.Load() || c.epoch.Load() != epoch {
+	if !c.live.Load() || c.absentEpoch.Load() != epoch {
 		return
 	}
 	e := &absentEntry{clientID: clientID, at: now}
@@ -314,10 +338,10 @@ func (c *keyCache) putAbsent(clientID string, epoch uint64, now time.Time) {
 	if old := slot.Swap(e); old != nil {
 		c.entries.CompareAndDelete(old.clientID, old)
 	}
-	// An invalidation (this key's creation, say) may have slipped in
-	// between the check and the store.
-	if c.epoch.Load() != epoch {
-		c.invalidate(clientID)
+	// A creation of this key may have slipped in between the check and
+	// the store.
+	if c.absentEpoch.Load() != epoch {
+		c.created(clientID)
 	}
 }
 

@@ -43,7 +43,7 @@ func TestKeyCacheAbsencesBounded(t *testing.T) {
 	}
 	const flood = 3 * keyCacheMaxAbsent
 	for i := range flood {
-		c.putAbsent(fmt.Sprintf("guess-%d", i), c.epoch.Load(), now)
+		c.putAbsent(fmt.Sprintf("guess-%d", i), c.absentEpoch.Load(), now)
 	}
 	for i := range records {
 		if _, r := c.get(fmt.Sprintf("rec-%d", i), now); r != cachedKey {
@@ -75,13 +75,13 @@ func TestKeyCacheAbsencesBounded(t *testing.T) {
 func TestKeyCacheRecordReplacesAbsence(t *testing.T) {
 	c := liveCache()
 	now := time.Now()
-	c.putAbsent("new-key", c.epoch.Load(), now)
+	c.putAbsent("new-key", c.absentEpoch.Load(), now)
 	if _, r := c.get("new-key", now); r != cachedAbsent {
 		t.Fatalf("before: %v, want cached absent", r)
 	}
 	c.put(store.Key{ClientID: "new-key", SecretHash: []byte{1}}, c.epoch.Load(), now)
 	for i := range keyCacheMaxAbsent {
-		c.putAbsent(fmt.Sprintf("guess-%d", i), c.epoch.Load(), now) // wraps the ring past new-key's slot
+		c.putAbsent(fmt.Sprintf("guess-%d", i), c.absentEpoch.Load(), now) // wraps the ring past new-key's slot
 	}
 	if k, r := c.get("new-key", now); r != cachedKey || k.ClientID != "new-key" {
 		t.Fatalf("after the ring wrapped: %v %v, want the record", k.ClientID, r)
@@ -89,13 +89,17 @@ func TestKeyCacheRecordReplacesAbsence(t *testing.T) {
 	if n := c.size.Load(); n != 1 {
 		t.Fatalf("size %d, want 1", n)
 	}
-	// An invalidation between the read and the caching of an absence (the
-	// key's creation, published) keeps it out.
-	epoch := c.epoch.Load()
-	c.invalidate("created-meanwhile")
+	// A creation between the read and the caching of an absence keeps it
+	// out; a creation leaves a cached record alone.
+	epoch := c.absentEpoch.Load()
+	c.created("created-meanwhile")
 	c.putAbsent("created-meanwhile", epoch, now)
 	if _, r := c.get("created-meanwhile", now); r != notCached {
-		t.Fatalf("an absence read before an invalidation was cached: %v", r)
+		t.Fatalf("an absence read before a creation was cached: %v", r)
+	}
+	c.created("new-key")
+	if _, r := c.get("new-key", now); r != cachedKey {
+		t.Fatalf("a creation message dropped a cached record: %v", r)
 	}
 }
 
@@ -107,7 +111,7 @@ func TestKeyCacheAbsenceCostsARecordsCopy(t *testing.T) {
 	k := store.DecoyKey(false)
 	k.ClientID = "kgc_known"
 	c.put(k, c.epoch.Load(), now)
-	c.putAbsent("kgc_unknown", c.epoch.Load(), now)
+	c.putAbsent("kgc_unknown", c.absentEpoch.Load(), now)
 	known := testing.AllocsPerRun(100, func() { c.get("kgc_known", now) })
 	unknown := testing.AllocsPerRun(100, func() { c.get("kgc_unknown", now) })
 	if known != unknown || known == 0 {

@@ -17,8 +17,8 @@ import (
 
 // createScript inserts a key unless its ID exists or its team is full.
 // KEYS: key hash, team index. ARGV: rec, team, lu, score, client ID, max,
-// the invalidation channel: the creation is announced in the same atomic
-// step, so every key cache drops a record of the ID's absence (cache.go).
+// the creation channel: the creation is announced in the same atomic step,
+// so every key cache drops a record of the ID's absence (cache.go).
 // With an audit event, KEYS[3..6] and ARGV[8..10] are auditLua's.
 var createScript = goredis.NewScript(auditLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
@@ -56,7 +56,7 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 		lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
 	}
 	keys := []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID)}
-	args := []any{rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0), s.keysChannel()}
+	args := []any{rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0), s.keysCreatedChannel()}
 	if ev != nil {
 		a, err := auditArgs(*ev)
 		if err != nil {
@@ -70,7 +70,7 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 	}
 	if s.cache != nil {
 		// This instance reads its own write at once, message or not.
-		defer s.cache.invalidate(k.ClientID)
+		defer s.cache.created(k.ClientID)
 	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
@@ -113,13 +113,13 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 		case cachedAbsent:
 			return store.Key{}, store.KeyNotFound(clientID)
 		}
-		epoch := c.epoch.Load()
+		epoch, absentEpoch := c.epoch.Load(), c.absentEpoch.Load()
 		k, err := s.readKey(ctx, clientID)
 		switch {
 		case err == nil:
 			c.put(k, epoch, now)
 		case errors.Is(err, store.ErrNotFound):
-			c.putAbsent(clientID, epoch, now)
+			c.putAbsent(clientID, absentEpoch, now)
 		}
 		return k, err
 	}

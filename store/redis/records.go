@@ -26,6 +26,7 @@ func (s *Store) signingKey() string              { return s.prefix + "{kg}:signi
 func (s *Store) statusNextKey() string           { return s.prefix + "{kg}:status:next" }
 func (s *Store) statusBitsKey() string           { return s.prefix + "{kg}:status:bits" }
 func (s *Store) keysChannel() string             { return s.prefix + "{kg}:keys:changed" }
+func (s *Store) keysCreatedChannel() string      { return s.prefix + "{kg}:keys:created" }
 
 // The audit trail (audit.go). slot is a tag of slotTag's.
 func (s *Store) auditTrailKey(teamID string) string {

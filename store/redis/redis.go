@@ -16,6 +16,7 @@
 //	P{kg}:status:next      counter: the last status list index handed out
 //	P{kg}:status:bits      bitmap: revoked status indices
 //	P{kg}:keys:changed     pub/sub channel: IDs of changed keys (cache.go)
+//	P{kg}:keys:created     pub/sub channel: IDs of created keys (cache.go)
 //	P{kg}:webhook:<id>     string: a webhook endpoint's delivery state (JSON)
 //	Pdeny:<jti>            string with expiry: a revoked access token
 //	                       (no hash tag: deny entries spread over the cluster)
