@@ -87,7 +87,9 @@ func TestClientHangUpIsNotAnError(t *testing.T) {
 	}
 	st.method = "DenyToken"
 	if code := send(http.MethodPost, "/oauth/revoke", "application/x-www-form-urlencoded", url.Values{"token": {tok}}.Encode(),
-		func(r *http.Request) { r.Header.Set("Authorization", servertest.BasicAuth(key.ClientID, key.ClientSecret)) }); code != http.StatusServiceUnavailable {
+		func(r *http.Request) {
+			r.Header.Set("Authorization", servertest.BasicAuth(key.ClientID, key.ClientSecret))
+		}); code != http.StatusServiceUnavailable {
 		t.Errorf("revoke abandoned by its client: status %d, want 503", code)
 	}
 	st.method = ""

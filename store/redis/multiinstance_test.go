@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,11 +93,16 @@ func (m miRedis) keys(t testing.TB) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var out []string
+	var (
+		mu  sync.Mutex // ForEachMaster scans the masters concurrently
+		out []string
+	)
 	scan := func(ctx context.Context, c goredis.Cmdable) error {
 		iter := c.Scan(ctx, 0, m.prefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
+			mu.Lock()
 			out = append(out, iter.Val())
+			mu.Unlock()
 		}
 		return iter.Err()
 	}
