@@ -64,6 +64,18 @@ const (
 	// issued token would cost the token path its throughput.
 	DefaultAccessLogOAuth = AccessLogErrors
 	DefaultAuditRetention = 90 * Day
+	// DefaultHSTSMaxAge is a year, the least the browsers' preload lists
+	// accept.
+	DefaultHSTSMaxAge = 365 * Day
+	// DefaultMaxConnections stays well below the file descriptors a
+	// process gets (Go raises the soft limit to the hard one, 524288 under
+	// systemd), so connections alone cannot take the descriptors the store
+	// needs, and far above what a busy deployment holds: clients and load
+	// balancers keep a few pooled connections each.
+	DefaultMaxConnections = 10000
+	// DefaultIdleTimeout is how long a keep-alive connection may wait for
+	// its next request.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 // The audit trail's background work (apikey.AuditWorker): how often it
@@ -123,6 +135,11 @@ const (
 	MinAuditRetention = Day
 	MaxAuditRetention = 3650 * Day
 
+	MaxHSTSMaxAge     = 730 * Day
+	MaxMaxConnections = 1000000
+	MinIdleTimeout    = time.Second
+	MaxIdleTimeout    = time.Hour
+
 	MinStoreTimeout = 50 * time.Millisecond
 	MaxStoreTimeout = 30 * time.Second
 
@@ -161,10 +178,26 @@ var (
 type Config struct {
 	// Listen is the host:port the HTTP server binds.
 	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are PEM files of the certificate (with its chain)
+	// and its private key: when set, keygate serves HTTPS on Listen, and
+	// reloads them when they change (package certfile). Both or neither.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// HSTSMaxAge is the max-age of the Strict-Transport-Security header,
+	// sent only as HSTS says; 0 sends none.
+	HSTSMaxAge time.Duration `yaml:"hsts_max_age"`
+	// HSTSIncludeSubdomains adds includeSubDomains to it.
+	HSTSIncludeSubdomains bool `yaml:"hsts_include_subdomains"`
+	// MaxConnections bounds the connections open at once on Listen; past
+	// it new ones wait to be accepted. 0 is unlimited.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout is how long a keep-alive connection may stay idle.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// DataDir holds the embedded database and generated files.
 	DataDir string `yaml:"data_dir"`
 	// Issuer is the iss of tokens and of RFC 8414 metadata. Empty means
-	// "http://" + Listen, with "localhost" for an unspecified host. Validate
+	// "http://" + Listen ("https://" with TLSCert), with "localhost" for
+	// an unspecified host. Validate
 	// removes a trailing slash, because RFC 8414 builds the metadata URL
 	// from it and resource servers compare iss byte for byte: one canonical
 	// spelling avoids a mismatch that depends on how someone typed it.
@@ -271,6 +304,9 @@ type origin struct {
 func Default() Config {
 	return Config{
 		Listen:            DefaultListen,
+		HSTSMaxAge:        DefaultHSTSMaxAge,
+		MaxConnections:    DefaultMaxConnections,
+		IdleTimeout:       DefaultIdleTimeout,
 		DataDir:           DefaultDataDir,
 		TokenTTL:          DefaultTokenTTL,
 		SigningAlg:        DefaultSigningAlg,
@@ -302,10 +338,18 @@ type setting struct {
 	// list is a list setting: a YAML sequence (or one comma-separated
 	// string), comma-separated in the environment, a repeatable flag.
 	list func(*Config) *[]string
+	// flag is a yes/no setting: true or false, a flag without a value.
+	flag func(*Config) *bool
 }
 
 var settings = []setting{
 	{key: "listen", usage: "host:port to serve HTTP on", str: func(c *Config) *string { return &c.Listen }},
+	{key: "tls_cert", usage: "PEM file of the TLS certificate (and chain): serve HTTPS, reloading it when it changes or on SIGHUP (needs tls_key)", str: func(c *Config) *string { return &c.TLSCert }},
+	{key: "tls_key", usage: "PEM file of the TLS certificate's private key (needs tls_cert)", str: func(c *Config) *string { return &c.TLSKey }},
+	{key: "hsts_max_age", usage: "max-age of Strict-Transport-Security, sent when serving TLS for an https issuer named by a host name (0 = none), up to 730d", dur: func(c *Config) *time.Duration { return &c.HSTSMaxAge }},
+	{key: "hsts_include_subdomains", usage: "add includeSubDomains to Strict-Transport-Security", flag: func(c *Config) *bool { return &c.HSTSIncludeSubdomains }},
+	{key: "max_connections", usage: fmt.Sprintf("connections open at once on listen, 0 (unlimited) to %d", MaxMaxConnections), num: func(c *Config) *int { return &c.MaxConnections }},
+	{key: "idle_timeout", usage: "how long a keep-alive connection may stay idle, " + MinIdleTimeout.String() + " to " + MaxIdleTimeout.String(), dur: func(c *Config) *time.Duration { return &c.IdleTimeout }},
 	{key: "data_dir", usage: "directory for the embedded database", str: func(c *Config) *string { return &c.DataDir }},
 	{key: "issuer", usage: "token and metadata issuer URL (default http://<listen>)", str: func(c *Config) *string { return &c.Issuer }},
 	{key: "audience", usage: "aud claim of access tokens (default: the issuer)", str: func(c *Config) *string { return &c.Audience }},
@@ -372,6 +416,8 @@ func BindFlagsFor(fs *pflag.FlagSet, stores []string) {
 			fs.Int(s.flagName(), *s.num(&d), usage)
 		case s.list != nil:
 			fs.StringSlice(s.flagName(), *s.list(&d), usage)
+		case s.flag != nil:
+			fs.Bool(s.flagName(), *s.flag(&d), usage)
 		}
 	}
 }
@@ -447,6 +493,8 @@ func LoadFor(fs *pflag.FlagSet, getenv func(string) string, stores []string) (Co
 				if l, err = fs.GetStringSlice(s.flagName()); err == nil {
 					*s.list(&c) = splitList(strings.Join(l, ","))
 				}
+			case s.flag != nil:
+				*s.flag(&c), err = fs.GetBool(s.flagName())
 			}
 			if err != nil {
 				return Config{}, fmt.Errorf("flag --%s: %v", s.flagName(), err)
@@ -482,6 +530,12 @@ func (s setting) parse(c *Config, raw string) error {
 		*s.num(c) = n
 	case s.list != nil:
 		*s.list(c) = splitList(raw)
+	case s.flag != nil:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		*s.flag(c) = b
 	default:
 		*s.str(c) = raw
 	}
@@ -513,6 +567,8 @@ func (c *Config) display(s setting) string {
 		return strconv.Quote(s.dur(c).String())
 	case s.num != nil:
 		return strconv.Itoa(*s.num(c))
+	case s.flag != nil:
+		return strconv.FormatBool(*s.flag(c))
 	case s.key == "redis_url":
 		return strconv.Quote(redactURL(*s.str(c)))
 	default:
@@ -562,8 +618,15 @@ func (c *Config) validate(stores []string) error {
 		return c.invalid("data_dir", "must be a directory path")
 	}
 
+	if err := c.validateServing(); err != nil {
+		return err
+	}
+
 	if c.Issuer == "" {
 		c.Issuer = DefaultIssuer(c.Listen)
+		if c.TLSCert != "" {
+			c.Issuer = "https://" + strings.TrimPrefix(c.Issuer, "http://")
+		}
 	} else {
 		iss, ok := canonicalIssuer(c.Issuer)
 		if !ok {

@@ -76,6 +76,11 @@ func TestDefaults(t *testing.T) {
 				{"trusted_proxies", len(c.TrustedProxies) + len(c.TrustedProxyPrefixes), 0}, // no proxy is trusted by default
 				{"access_log", c.AccessLog, "all"},
 				{"access_log_oauth", c.AccessLogOAuth, "errors"},
+				{"tls_cert", c.TLSCert + c.TLSKey, ""}, // plain HTTP by default
+				{"hsts_max_age", c.HSTSMaxAge, 365 * 24 * time.Hour},
+				{"hsts_include_subdomains", c.HSTSIncludeSubdomains, false},
+				{"max_connections", c.MaxConnections, 10000},
+				{"idle_timeout", c.IdleTimeout, 2 * time.Minute},
 			}
 			for _, ch := range checks {
 				if ch.got != ch.want {
@@ -244,6 +249,12 @@ func TestConfigFilePath(t *testing.T) {
 func TestAllYAMLKeys(t *testing.T) {
 	c := mustLoad(t, nil, map[string]string{"KEYGATE_CONFIG": writeFile(t, `
 listen: "0.0.0.0:9443"
+tls_cert: /etc/keygate/tls.crt
+tls_key: /etc/keygate/tls.key
+hsts_max_age: 30d
+hsts_include_subdomains: true
+max_connections: 500
+idle_timeout: 30s
 data_dir: /var/lib/keygate
 issuer: https://auth.example.com
 audience: https://api.example.com
@@ -271,7 +282,8 @@ token_quota_per_key: 1000/hour
 token_quota_per_team: "50000/day:log"
 `)})
 	want := Config{
-		Listen: "0.0.0.0:9443", DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
+		Listen: "0.0.0.0:9443", TLSCert: "/etc/keygate/tls.crt", TLSKey: "/etc/keygate/tls.key", HSTSMaxAge: 30 * Day,
+		HSTSIncludeSubdomains: true, MaxConnections: 500, IdleTimeout: 30 * time.Second, DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
@@ -461,7 +473,7 @@ func TestFileErrors(t *testing.T) {
 		want       []string
 	}{
 		{"unknown key", "listen: 127.0.0.1:8080\nlisen: :9000\n",
-			[]string{`unknown setting "lisen"`, "line 2", "known settings are listen, data_dir"}},
+			[]string{`unknown setting "lisen"`, "line 2", "known settings are listen, tls_cert, tls_key"}},
 		{"duplicate key", "listen: 127.0.0.1:8080\nlisten: :9000\n",
 			[]string{`"listen" appears twice`, "line 2", "first on line 1"}},
 		{"bad duration", "token_ttl: 900\n",
@@ -652,6 +664,9 @@ func TestRedisKeyCacheDefault(t *testing.T) {
 func TestDefaultIsTheConstants(t *testing.T) {
 	want := Config{
 		Listen:            DefaultListen,
+		HSTSMaxAge:        DefaultHSTSMaxAge,
+		MaxConnections:    DefaultMaxConnections,
+		IdleTimeout:       DefaultIdleTimeout,
 		DataDir:           DefaultDataDir,
 		TokenTTL:          DefaultTokenTTL,
 		SigningAlg:        DefaultSigningAlg,
@@ -700,6 +715,9 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		{"shutdown_timeout", DefaultShutdownTimeout, MinShutdownTimeout, MaxShutdownTimeout},
 		{"redis_key_cache", DefaultRedisKeyCache, 0, MaxRedisKeyCache},
 		{"audit_retention", DefaultAuditRetention, MinAuditRetention, MaxAuditRetention},
+		{"hsts_max_age", DefaultHSTSMaxAge, 0, MaxHSTSMaxAge},
+		{"idle_timeout", DefaultIdleTimeout, MinIdleTimeout, MaxIdleTimeout},
+		{"max_connections", DefaultMaxConnections, 0, MaxMaxConnections},
 		{"max_keys_per_team", DefaultMaxKeysPerTeam, MinMaxKeysPerTeam, MaxMaxKeysPerTeam},
 		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
 		{"revocation_rate", DefaultRevocationRate, MinRevocationRate, MaxRevocationRate},
