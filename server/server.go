@@ -123,6 +123,10 @@ type Options struct {
 	// for /oauth/*. Default config.DefaultAccessLog, …OAuth.
 	AccessLog      string
 	AccessLogOAuth string
+	// HSTS, when set, is the Strict-Transport-Security value of every
+	// answer, errors included (config.Config.HSTS says when; cmd/keygate
+	// passes it). Empty sends none.
+	HSTS string
 	// AuditRetention is how long audit events are kept. Default
 	// config.DefaultAuditRetention.
 	AuditRetention time.Duration
@@ -274,7 +278,20 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.token = tokenEndpoint{s: s}
 	s.quotas = newQuotas(s, opts.Store)
 	s.handler = s.routes()
+	if opts.HSTS != "" {
+		s.handler = strictTransportSecurity(opts.HSTS, s.handler)
+	}
 	return s, nil
+}
+
+// strictTransportSecurity sets the header before anything else runs, so
+// that every answer has it: gin's 404 and 405, a recovered panic's 500,
+// the console's files.
+func strictTransportSecurity(value string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", value)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP makes Server an http.Handler.
