@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/loadgen"
 	"github.com/keygate/keygate/signing"
 )
@@ -372,7 +373,7 @@ func serveFloor(ctx context.Context, ln net.Listener, h http.Handler, alg string
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
+		IdleTimeout:       config.DefaultIdleTimeout,
 		MaxHeaderBytes:    maxRequestHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug),
 	}

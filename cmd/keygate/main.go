@@ -26,6 +26,11 @@ type env struct {
 	// how to stop them (nil: a time.Ticker). A test sends its own ticks
 	// and ends the follow by closing the channel.
 	newTicker func(time.Duration) (<-chan time.Time, func())
+	// certTicks and certReloads drive serve's reloading of tls_cert and
+	// tls_key (package certfile): a look at the files per tick, a reload
+	// per signal. nil: a ticker of certfile.CheckEvery, and SIGHUP.
+	certTicks   <-chan time.Time
+	certReloads <-chan os.Signal
 }
 
 // processEnv is the real process's environment and standard streams.

@@ -19,8 +19,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 	"golang.org/x/term"
 
+	"github.com/keygate/keygate/certfile"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/console"
 	"github.com/keygate/keygate/masterkey"
@@ -41,7 +43,6 @@ const (
 	maxRequestHeaderBytes = 16 << 10
 	httpReadTimeout       = 10 * time.Second
 	httpWriteTimeout      = 30 * time.Second
-	httpIdleTimeout       = 2 * time.Minute
 )
 
 // serveCommand is `keygate serve` on the stores in stores (storeBackends
@@ -92,6 +93,19 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	stderr := e.stderr
 	log := newLogger(cfg, stderr)
 	gin.SetMode(gin.ReleaseMode)
+
+	// The certificate first: a wrong path stops serve before anything is
+	// opened or created.
+	var certs *certfile.Reloader
+	if cfg.ServesTLS() {
+		var err error
+		if certs, err = certfile.Load(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			return err
+		}
+	} else if cfg.PlainHTTPBehindHTTPS() {
+		log.Warn("the issuer is https but keygate serves plain HTTP and trusts no proxy: set tls_cert and tls_key, "+
+			"or list the proxy that terminates TLS in trusted_proxies", "issuer", cfg.Issuer, "listen", cfg.Listen)
+	}
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -152,6 +166,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		AdminClientSecret: e.getenv(envAdminClientSecret),
 		KeepNewAdmin:      keepAdmin,
 		TrustedProxies:    cfg.TrustedProxyPrefixes,
+		HSTS:              cfg.HSTS(),
 		AccessLog:         cfg.AccessLog,
 		AccessLogOAuth:    cfg.AccessLogOAuth,
 		Webhooks:          cfg.Webhooks,
@@ -172,13 +187,26 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	hs := newHTTPServer(srv, log)
-	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
+	if cfg.MaxConnections > 0 {
+		// Past the limit, Accept waits: new connections queue in the
+		// kernel's backlog until one of the open ones closes.
+		ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	}
+	hs := newHTTPServer(srv, log, cfg.IdleTimeout)
+	log.Info("keygate serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "tls", certs != nil, "hsts", cfg.HSTS() != "",
 		"store", cfg.Store, "data_dir", cfg.DataDir, "signing_alg", cfg.SigningAlg, "version", versionString(), "revision", revisionString(),
-		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix, "trusted_proxies", len(cfg.TrustedProxyPrefixes), "webhooks", len(cfg.Webhooks))
+		"console", strings.TrimSuffix(cfg.Issuer, "/")+console.Prefix, "trusted_proxies", len(cfg.TrustedProxyPrefixes), "webhooks", len(cfg.Webhooks),
+		"max_connections", cfg.MaxConnections, "idle_timeout", cfg.IdleTimeout)
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	if certs != nil {
+		hs.TLSConfig = certs.TLSConfig()
+		stopReloads := reloadCertificates(ctx, certs, e)
+		defer stopReloads()
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
 	if cfg.PprofListen != "" {
 		stopPprof, err := servePprof(cfg.PprofListen, log)
 		if err != nil {
@@ -188,7 +216,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		defer stopPprof()
 	}
 	if met != nil {
-		ms, err := serveMetrics(cfg.MetricsListen, met, log)
+		ms, err := serveMetrics(cfg.MetricsListen, met, log, cfg.IdleTimeout)
 		if err != nil {
 			hs.Close()
 			return err
@@ -428,14 +456,15 @@ type keyCacheObservable interface {
 }
 
 // newHTTPServer is an http.Server for h with the limits every listener of
-// keygate keeps (slow clients, header size), logging its own errors at debug.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+// keygate keeps (slow clients, header size, idle keep-alive connections:
+// idle_timeout), logging its own errors at debug.
+func newHTTPServer(h http.Handler, log *slog.Logger, idle time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
+		IdleTimeout:       idle,
 		MaxHeaderBytes:    maxRequestHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -443,15 +472,47 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 
 // serveMetrics serves Prometheus metrics at /metrics on a listener of their
 // own, so the address clients reach never exposes them (docs/metrics.md).
-func serveMetrics(addr string, met *metrics.Metrics, log *slog.Logger) (*http.Server, error) {
+func serveMetrics(addr string, met *metrics.Metrics, log *slog.Logger, idle time.Duration) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", met.Handler())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
-	ms := newHTTPServer(mux, log)
+	ms := newHTTPServer(mux, log, idle)
 	go ms.Serve(ln)
 	log.Info("metrics serving", "addr", ln.Addr().String(), "path", "/metrics")
 	return ms, nil
+}
+
+// reloadCertificates keeps certs current until ctx ends or the returned
+// stop is called: a look at the files every certfile.CheckEvery, and a
+// reload on SIGHUP (e.certTicks and e.certReloads instead, when set).
+// SIGHUP is caught only here, when keygate serves TLS: otherwise it keeps
+// its default meaning.
+func reloadCertificates(ctx context.Context, certs *certfile.Reloader, e env) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ticks, signals := e.certTicks, e.certReloads
+	var stops []func()
+	if ticks == nil {
+		t := time.NewTicker(certfile.CheckEvery)
+		ticks, stops = t.C, append(stops, t.Stop)
+	}
+	if signals == nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		signals, stops = hup, append(stops, func() { signal.Stop(hup) })
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		certs.Run(ctx, ticks, signals)
+	}()
+	return func() {
+		cancel()
+		<-done
+		for _, f := range stops {
+			f()
+		}
+	}
 }

@@ -104,6 +104,12 @@ func startServeOn(t *testing.T, cfg config.Config, e env, stores backends) *runn
 // until the test ends and waits until base+"/healthz" answers.
 func startRunning(t *testing.T, base string, run func(ctx context.Context, log io.Writer) error) *running {
 	t.Helper()
+	return startRunningClient(t, httpc, base, run)
+}
+
+// startRunningClient is startRunning asking for /healthz with client.
+func startRunningClient(t *testing.T, client *http.Client, base string, run func(ctx context.Context, log io.Writer) error) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{base: base, log: &syncBuffer{}, cancel: cancel, errc: make(chan error, 1)}
 	go func() { r.errc <- run(ctx, r.log) }()
@@ -122,7 +128,7 @@ func startRunning(t *testing.T, base string, run func(ctx context.Context, log i
 			t.Fatalf("serve returned before it was healthy: %v\nlog:\n%s", err, r.log)
 		default:
 		}
-		resp, err := httpc.Get(r.base + "/healthz")
+		resp, err := client.Get(r.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
