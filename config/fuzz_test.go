@@ -27,6 +27,7 @@ func FuzzLoadFile(f *testing.F) {
 		"trusted_proxies: [10.0.0.0/8, '::1']\n", "listen: [a]\n", "a: &x 1\nb: *x\n",
 		"token_ttl: 1m\ntoken_ttl: 2m\n", "--- \n...\n---\n", "permissions:\n  - id: x\n",
 		"webhooks:\n  - url: http://x\n", "{}", "[]", "",
+		"tls_cert: a.pem\ntls_key: b.pem\nhsts_include_subdomains: yes\n", "max_connections: -1\nidle_timeout: 0s\nhsts_max_age: 731d\n",
 	} {
 		f.Add(s)
 	}
