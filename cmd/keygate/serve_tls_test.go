@@ -33,6 +33,13 @@ type tlsServe struct {
 // whose files hold a certificate with serial 1 of a CA of the test's own.
 func startTLSServe(t *testing.T, args ...string) *tlsServe {
 	t.Helper()
+	return startTLSServeWith(t, true, args...)
+}
+
+// startTLSServeWith is startTLSServe; with injectSignals false, serve
+// catches the process's real SIGHUP.
+func startTLSServeWith(t *testing.T, injectSignals bool, args ...string) *tlsServe {
+	t.Helper()
 	dir := t.TempDir()
 	s := &tlsServe{ca: certfiletest.NewCA(t), certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"),
 		ticks: make(chan time.Time), reloads: make(chan os.Signal)}
@@ -44,7 +51,10 @@ func startTLSServe(t *testing.T, args ...string) *tlsServe {
 		t.Fatal(err)
 	}
 	e := testEnv(nil)
-	e.certTicks, e.certReloads = s.ticks, s.reloads
+	e.certTicks = s.ticks
+	if injectSignals {
+		e.certReloads = s.reloads
+	}
 	s.running = startRunningClient(t, s.client(t), "https://"+addr, func(ctx context.Context, log io.Writer) error {
 		e.stderr = log
 		return serve(ctx, cfg, e, storeBackends)
@@ -168,6 +178,31 @@ func TestServeTLS(t *testing.T) {
 	}
 	if strings.Contains(log, "trusts no proxy") {
 		t.Errorf("warned about plain HTTP while serving TLS:\n%s", log)
+	}
+}
+
+// serve catches the real SIGHUP while it serves TLS, and reloads on it.
+func TestServeTLSReloadsOnSIGHUP(t *testing.T) {
+	// Not parallel: the signal goes to the whole test process, which only
+	// this serve catches.
+	s := startTLSServeWith(t, false)
+	s.ca.Issue(t, 2).Write(t, s.certFile, s.keyFile) // no tick: only the signal loads it
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// Signals arrive asynchronously: wait for the reload's line, a while at most.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.log.String(), "TLS certificate reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload within 5s of SIGHUP:\n%s", s.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, serial, _ := get(t, s.client(t), s.base+"/healthz"); serial != 2 {
+		t.Errorf("after SIGHUP: serial %d, want 2", serial)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
 	}
 }
 
