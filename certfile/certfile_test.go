@@ -335,3 +335,39 @@ func TestRunTicksAndSignals(t *testing.T) {
 		t.Fatal("Run did not return after ctx ended")
 	}
 }
+
+// BenchmarkCheckUnchanged is the cost of one tick when nothing changed:
+// two small files read and hashed.
+func BenchmarkCheckUnchanged(b *testing.B) {
+	dir := b.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	certfiletest.NewCA(b).Issue(b, 1).Write(b, certFile, keyFile)
+	r, err := certfile.Load(certFile, keyFile, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := r.Check(); !errors.Is(err, certfile.ErrUnchanged) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGetCertificate is what a handshake pays to learn the
+// certificate: an atomic load.
+func BenchmarkGetCertificate(b *testing.B) {
+	dir := b.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	certfiletest.NewCA(b).Issue(b, 1).Write(b, certFile, keyFile)
+	r, err := certfile.Load(certFile, keyFile, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if c, _ := r.GetCertificate(nil); c == nil {
+				b.Fatal("no certificate")
+			}
+		}
+	})
+}
