@@ -10,6 +10,7 @@ require (
 	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/go-oauth2/oauth2/v4 v4.5.4
 	github.com/golang-jwt/jwt/v5 v5.3.1
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/keygate/keygate/client v0.0.0-00010101000000-000000000000
 	github.com/keygate/keygate/verify v0.0.0-00010101000000-000000000000
 	github.com/oklog/ulid/v2 v2.1.1

@@ -147,6 +147,33 @@ func (s *Service) WebhookDisabled(ctx context.Context, reason string) error {
 	return nil
 }
 
+// Reasons of an auth.throttled event (store.AuditAuthThrottled).
+const (
+	ThrottledClient = "client" // one source's failures for one client ID
+	ThrottledSource = "source" // one source's failures for any client IDs
+)
+
+// AuthThrottled records that failed client authentication from by's
+// source started being throttled (package throttle; one event per
+// episode): reason ThrottledClient for the client ID of key (its team's
+// trail when the key exists, else no team and no client ID, so no
+// caller's text is stored) or ThrottledSource (no team). The actor is
+// anonymous: nobody proved an identity.
+func (s *Service) AuthThrottled(ctx context.Context, by Request, key store.Key, reason string) error {
+	by.Actor = store.AuditActor{Type: store.ActorAnonymous}
+	team, id := "", ""
+	if reason == ThrottledClient {
+		team, id = key.TeamID, key.ClientID
+	}
+	ev := s.newEvent(by, store.AuditAuthThrottled, team, id)
+	ev.Outcome, ev.Reason = store.OutcomeDenied, reason
+	if err := s.store.AppendAudit(ctx, ev); err != nil {
+		return fmt.Errorf("audit event %s: %w", ev.Action, err)
+	}
+	s.logAudit(ctx, ev)
+	return nil
+}
+
 // Reasons a management call is refused (store.AuditEvent.Reason).
 const (
 	DeniedNoToken      = "no_token"

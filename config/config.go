@@ -57,6 +57,16 @@ const (
 	// DefaultRevocationRate is revocation_rate's default: a revocation is
 	// a store write, so it is limited per caller like introspection.
 	DefaultRevocationRate = 100
+	// Throttling of failed client authentication (package throttle): a
+	// (source, client ID) pair may fail DefaultAuthFailureBurst times at
+	// once, then DefaultAuthFailureRate times a second; a source, for any
+	// client IDs, DefaultAuthFailureSourceBurst at once, then
+	// DefaultAuthFailureSourceRate a second. A working integration fails
+	// never, so it never meets them.
+	DefaultAuthFailureBurst       = 20
+	DefaultAuthFailureRate        = 1
+	DefaultAuthFailureSourceBurst = 200
+	DefaultAuthFailureSourceRate  = 10
 	// DefaultAccessLog logs every management API request: few, and each
 	// one changes or reads keys.
 	DefaultAccessLog = AccessLogAll
@@ -129,6 +139,11 @@ const (
 	MaxIntrospectionRate = 100000
 	MinRevocationRate    = 1
 	MaxRevocationRate    = 100000
+	// auth_failure_burst and auth_failure_source_burst: 0 turns the bucket
+	// off (the pair's 0 turns throttling off altogether).
+	MaxAuthFailureBurst = 100000
+	MinAuthFailureRate  = 1
+	MaxAuthFailureRate  = 100000
 
 	MaxRedisKeyCache = time.Minute
 
@@ -248,6 +263,18 @@ type Config struct {
 	// TeamQuota.
 	TokenQuotaPerKey  string `yaml:"token_quota_per_key"`
 	TokenQuotaPerTeam string `yaml:"token_quota_per_team"`
+	// AuthFailureBurst and AuthFailureRate are the token bucket of failed
+	// client authentications per (source address, client ID) at
+	// /oauth/token, /oauth/introspect, /oauth/revoke and the management
+	// API (package throttle): failures at once, then per second. A
+	// burst of 0 turns throttling off.
+	AuthFailureBurst int `yaml:"auth_failure_burst"`
+	AuthFailureRate  int `yaml:"auth_failure_rate"`
+	// AuthFailureSourceBurst and AuthFailureSourceRate are the looser
+	// bucket per source address, for failures of any client IDs; it never
+	// blocks a pair that succeeded recently. A burst of 0 turns it off.
+	AuthFailureSourceBurst int `yaml:"auth_failure_source_burst"`
+	AuthFailureSourceRate  int `yaml:"auth_failure_source_rate"`
 	// AuditRetention is how long audit events are kept (docs/audit.md);
 	// older ones are pruned in the background.
 	AuditRetention time.Duration `yaml:"audit_retention"`
@@ -303,28 +330,32 @@ type origin struct {
 // because they derive from the final Listen; Validate fills them in.
 func Default() Config {
 	return Config{
-		Listen:            DefaultListen,
-		HSTSMaxAge:        DefaultHSTSMaxAge,
-		MaxConnections:    DefaultMaxConnections,
-		IdleTimeout:       DefaultIdleTimeout,
-		DataDir:           DefaultDataDir,
-		TokenTTL:          DefaultTokenTTL,
-		SigningAlg:        DefaultSigningAlg,
-		MaxKeysPerTeam:    DefaultMaxKeysPerTeam,
-		LogLevel:          DefaultLogLevel,
-		LogFormat:         DefaultLogFormat,
-		ShutdownTimeout:   DefaultShutdownTimeout,
-		Store:             DefaultStore,
-		RedisPrefix:       DefaultRedisPrefix,
-		StoreTimeout:      DefaultStoreTimeout,
-		RedisKeyCache:     DefaultRedisKeyCache,
-		StatusListTTL:     DefaultStatusListTTL,
-		IntrospectionRate: DefaultIntrospectionRate,
-		RevocationRate:    DefaultRevocationRate,
-		AccessLog:         DefaultAccessLog,
-		AccessLogOAuth:    DefaultAccessLogOAuth,
-		AuditRetention:    DefaultAuditRetention,
-		WebhookGiveUp:     DefaultWebhookGiveUp,
+		Listen:                 DefaultListen,
+		HSTSMaxAge:             DefaultHSTSMaxAge,
+		MaxConnections:         DefaultMaxConnections,
+		IdleTimeout:            DefaultIdleTimeout,
+		DataDir:                DefaultDataDir,
+		TokenTTL:               DefaultTokenTTL,
+		SigningAlg:             DefaultSigningAlg,
+		MaxKeysPerTeam:         DefaultMaxKeysPerTeam,
+		LogLevel:               DefaultLogLevel,
+		LogFormat:              DefaultLogFormat,
+		ShutdownTimeout:        DefaultShutdownTimeout,
+		Store:                  DefaultStore,
+		RedisPrefix:            DefaultRedisPrefix,
+		StoreTimeout:           DefaultStoreTimeout,
+		RedisKeyCache:          DefaultRedisKeyCache,
+		StatusListTTL:          DefaultStatusListTTL,
+		IntrospectionRate:      DefaultIntrospectionRate,
+		RevocationRate:         DefaultRevocationRate,
+		AccessLog:              DefaultAccessLog,
+		AccessLogOAuth:         DefaultAccessLogOAuth,
+		AuditRetention:         DefaultAuditRetention,
+		WebhookGiveUp:          DefaultWebhookGiveUp,
+		AuthFailureBurst:       DefaultAuthFailureBurst,
+		AuthFailureRate:        DefaultAuthFailureRate,
+		AuthFailureSourceBurst: DefaultAuthFailureSourceBurst,
+		AuthFailureSourceRate:  DefaultAuthFailureSourceRate,
 	}
 }
 
@@ -369,6 +400,10 @@ var settings = []setting{
 	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
 	{key: "token_quota_per_key", usage: "issuance quota of each team key without its own: N/hour or N/day, :log to only log (default off)", str: func(c *Config) *string { return &c.TokenQuotaPerKey }},
 	{key: "token_quota_per_team", usage: "issuance quota of each team's keys together: N/hour or N/day, :log to only log (default off)", str: func(c *Config) *string { return &c.TokenQuotaPerTeam }},
+	{key: "auth_failure_burst", usage: fmt.Sprintf("failed client authentications a (source address, client ID) may make at once before it is throttled, 0 (throttling off) to %d", MaxAuthFailureBurst), num: func(c *Config) *int { return &c.AuthFailureBurst }},
+	{key: "auth_failure_rate", usage: fmt.Sprintf("failed client authentications per second a throttled (source address, client ID) may make, %d to %d", MinAuthFailureRate, MaxAuthFailureRate), num: func(c *Config) *int { return &c.AuthFailureRate }},
+	{key: "auth_failure_source_burst", usage: fmt.Sprintf("failed client authentications of any client IDs a source address may make at once, 0 (off) to %d", MaxAuthFailureBurst), num: func(c *Config) *int { return &c.AuthFailureSourceBurst }},
+	{key: "auth_failure_source_rate", usage: fmt.Sprintf("failed client authentications per second a throttled source address may make, %d to %d", MinAuthFailureRate, MaxAuthFailureRate), num: func(c *Config) *int { return &c.AuthFailureSourceRate }},
 	{key: "audit_retention", usage: "how long audit events are kept, 1d to 3650d (days: 90d)", dur: func(c *Config) *time.Duration { return &c.AuditRetention }},
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
@@ -703,6 +738,22 @@ func (c *Config) validate(stores []string) error {
 			return c.invalid(q.key, "want "+quota.Syntax)
 		}
 		*q.out = p
+	}
+	for _, b := range []struct {
+		key string
+		v   int
+	}{{"auth_failure_burst", c.AuthFailureBurst}, {"auth_failure_source_burst", c.AuthFailureSourceBurst}} {
+		if b.v < 0 || b.v > MaxAuthFailureBurst {
+			return c.invalid(b.key, fmt.Sprintf("must be between 0 (off) and %d", MaxAuthFailureBurst))
+		}
+	}
+	for _, r := range []struct {
+		key string
+		v   int
+	}{{"auth_failure_rate", c.AuthFailureRate}, {"auth_failure_source_rate", c.AuthFailureSourceRate}} {
+		if r.v < MinAuthFailureRate || r.v > MaxAuthFailureRate {
+			return c.invalid(r.key, fmt.Sprintf("must be between %d and %d", MinAuthFailureRate, MaxAuthFailureRate))
+		}
 	}
 	c.TrustedProxyPrefixes = nil
 	for _, e := range c.TrustedProxies {

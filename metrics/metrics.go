@@ -105,8 +105,10 @@ type Metrics struct {
 // ThrottledEndpoints are the values of keygate_throttled_requests_total's
 // endpoint label: where keygate refuses a caller over a rate limit
 // (/oauth/introspect's introspection_rate, /oauth/revoke's
-// revocation_rate). A closed set.
-var ThrottledEndpoints = []string{"introspect", "revoke"}
+// revocation_rate) or throttles failed authentication (package throttle:
+// /oauth/token, /oauth/introspect, /oauth/revoke and the management API,
+// "management"). A closed set.
+var ThrottledEndpoints = []string{"token", "introspect", "revoke", "management"}
 
 // New creates the metrics on a fresh registry, with the Go runtime and
 // process collectors and keygate_build_info.

@@ -14,7 +14,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -59,11 +58,8 @@ func (t *tokenEndpoint) throttled(c *gin.Context, limits *callerLimits, endpoint
 	if allowed {
 		return false
 	}
-	c.Header("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
 	t.s.cfg.Metrics.Throttled(endpoint) // nil-safe
-	refused(c, "invalid_request", clientID)
-	writeJSON(c.Writer, http.StatusTooManyRequests, map[string]string{"error": "invalid_request",
-		"error_description": "too many " + throttledWhat[endpoint] + " requests from this client; retry later"})
+	writeThrottled(c, wait, clientID, "too many "+throttledWhat[endpoint]+" requests from this client; retry later")
 	return true
 }
 
@@ -71,19 +67,26 @@ var throttledWhat = map[string]string{"introspect": "introspection", "revoke": "
 
 // clientRequest parses and authenticates a request to an endpoint a key
 // calls with its credentials (apikey.Service.Authenticate, as at the token
-// endpoint); on failure it has answered.
-func (t *tokenEndpoint) clientRequest(c *gin.Context) (form clientForm, caller store.Key, ok bool) {
+// endpoint, and throttled as there: endpoint names it for the metric); on
+// failure it has answered.
+func (t *tokenEndpoint) clientRequest(c *gin.Context, endpoint string) (form clientForm, caller store.Key, ok bool) {
 	f, creds, oerr := parseClientForm(c.Writer, c.Request)
 	if oerr != nil {
 		oauthFail(c, "", oerr)
 		return clientForm{}, store.Key{}, false
 	}
+	pair := t.s.authPair(c, creds.id)
+	if t.s.oauthThrottled(c, pair, endpoint, creds.id) {
+		return clientForm{}, store.Key{}, false
+	}
 	caller, _, err := t.s.keys.Authenticate(c.Request.Context(), creds.id, creds.secret)
 	if err != nil {
 		t.s.recordAuthFailure(creds.id, caller)
+		t.s.throttleFailure(c, pair, caller, err)
 		oauthFail(c, creds.id, t.s.authError(c, err))
 		return clientForm{}, store.Key{}, false
 	}
+	t.s.authThrottle.Succeeded(pair)
 	return f, caller, true
 }
 
@@ -108,7 +111,7 @@ type introspection struct {
 var inactive = introspection{Active: false}
 
 func (t *tokenEndpoint) introspect(c *gin.Context) {
-	form, caller, ok := t.clientRequest(c)
+	form, caller, ok := t.clientRequest(c, "introspect")
 	if !ok {
 		return
 	}
@@ -148,7 +151,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 
 // revoke is RFC 7009: a key revokes one of its own tokens.
 func (t *tokenEndpoint) revoke(c *gin.Context) {
-	form, caller, ok := t.clientRequest(c)
+	form, caller, ok := t.clientRequest(c, "revoke")
 	if !ok {
 		return
 	}

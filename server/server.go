@@ -56,6 +56,7 @@ import (
 	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/throttle"
 	"github.com/keygate/keygate/verify"
 	"github.com/keygate/keygate/webhook"
 )
@@ -103,6 +104,20 @@ type Options struct {
 	// of its own, TokenQuotaPerTeam the quota of each team's keys together
 	// (server/quota.go); the zero quota.Policy is none.
 	TokenQuotaPerKey, TokenQuotaPerTeam quota.Policy
+
+	// AuthFailureBurst and AuthFailureRate are the token bucket of failed
+	// client authentications per (source address, client ID), per second
+	// (package throttle, throttle.go here). Defaults
+	// config.DefaultAuthFailureBurst, …Rate; a negative burst turns
+	// throttling off. AuthFailureSourceBurst and AuthFailureSourceRate are
+	// the looser bucket per source address (defaults config's; negative:
+	// off).
+	AuthFailureBurst, AuthFailureRate             int
+	AuthFailureSourceBurst, AuthFailureSourceRate int
+	// AuthFailureShared, when set, counts failures together with other
+	// instances (store/redis: Store.AuthFailures); nil counts on this
+	// instance only.
+	AuthFailureShared throttle.Shared
 
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
@@ -172,6 +187,10 @@ type Server struct {
 	leakedLimits     *sourceLimits // POST /v1/leaked-secrets (leaked.go)
 	token            tokenEndpoint
 	quotas           *quotas
+	// authThrottle throttles failed client authentication (nil: off);
+	// stopThrottle ends its listener of other instances' notices.
+	authThrottle *throttle.Limiter
+	stopThrottle context.CancelFunc
 
 	proxies    *clientaddr.Proxies
 	requestIDs *requestIDs
@@ -275,6 +294,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		auditOpts.Hold = s.undelivered
 	}
 	s.audit = keys.StartAudit(auditOpts)
+	s.startAuthThrottle()
 	s.token = tokenEndpoint{s: s}
 	s.quotas = newQuotas(s, opts.Store)
 	s.handler = s.routes()
@@ -309,6 +329,7 @@ func (s *Server) Close() {
 		s.webhooks.Close() // aborts a delivery in flight; it is retried on the next start
 	}
 	s.lastUsed.Close()
+	s.stopThrottle()
 	s.access.flush()
 	s.audit.Close()
 }

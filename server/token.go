@@ -64,12 +64,20 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.fail(c, creds.id, oerr)
 		return
 	}
+	// Throttled: refused before the secret is evaluated (server/throttle.go).
+	pair := t.s.authPair(c, creds.id)
+	if t.s.oauthThrottled(c, pair, "token", creds.id) {
+		t.s.cfg.Metrics.TokenOutcome("invalid_request") // nil-safe
+		return
+	}
 	key, auth, err := t.s.keys.Authenticate(r.Context(), creds.id, creds.secret)
 	if err != nil {
 		t.s.recordAuthFailure(creds.id, key)
+		t.s.throttleFailure(c, pair, key, err)
 		t.fail(c, creds.id, t.s.authError(c, err))
 		return
 	}
+	t.s.authThrottle.Succeeded(pair)
 	if form.scope == "" && form.sent(pScope) {
 		t.fail(c, key.ClientID, errEmptyScope)
 		return

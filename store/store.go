@@ -620,10 +620,16 @@ const (
 	// secret ("secret" for the current one, "previous_secret" for the one
 	// kept during a grace period), as ChangedFields does.
 	AuditSecretLeaked AuditAction = "key.secret_leaked"
+	// AuditAuthThrottled is the start of a throttle of failed client
+	// authentication (package throttle): one event per episode, not per
+	// failure. Reason is "client" (a source's failures for one client ID,
+	// named in ClientID when the key exists) or "source" (a source's
+	// failures for any client IDs).
+	AuditAuthThrottled AuditAction = "auth.throttled"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {

@@ -173,6 +173,11 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		Webhook:           webhook.Options{GiveUp: cfg.WebhookGiveUp},
 		Logger:            log,
 		Metrics:           met,
+		// auth_failure_*: 0 in the config is "off", which Options spells -1.
+		AuthFailureBurst:       offIfZero(cfg.AuthFailureBurst),
+		AuthFailureRate:        cfg.AuthFailureRate,
+		AuthFailureSourceBurst: offIfZero(cfg.AuthFailureSourceBurst),
+		AuthFailureSourceRate:  cfg.AuthFailureSourceRate,
 	})
 	if err != nil {
 		return err
@@ -515,4 +520,13 @@ func reloadCertificates(ctx context.Context, certs *certfile.Reloader, e env) (s
 			f()
 		}
 	}
+}
+
+// offIfZero maps a burst setting's 0 (off) to server.Options' -1 (off;
+// there 0 means the default).
+func offIfZero(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
