@@ -280,6 +280,10 @@ access_log_oauth: "off"
 webhook_give_up: 2d
 token_quota_per_key: 1000/hour
 token_quota_per_team: "50000/day:log"
+auth_failure_burst: 0
+auth_failure_rate: 2
+auth_failure_source_burst: 500
+auth_failure_source_rate: 50
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", TLSCert: "/etc/keygate/tls.crt", TLSKey: "/etc/keygate/tls.key", HSTSMaxAge: 30 * Day,
@@ -288,6 +292,7 @@ token_quota_per_team: "50000/day:log"
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
 		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
+		AuthFailureBurst: 0, AuthFailureRate: 2, AuthFailureSourceBurst: 500, AuthFailureSourceRate: 50,
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
 		AccessLog: "errors", AccessLogOAuth: "off",
 		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
