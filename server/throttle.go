@@ -33,9 +33,6 @@ import (
 	"github.com/keygate/keygate/verify"
 )
 
-// problemThrottled is the management API's 429.
-const problemThrottled = "urn:keygate:problem:throttled"
-
 // throttledDescription is the one text of every throttled answer: it does
 // not say whether the pair or the source is throttled, nor whether the
 // client ID exists.
@@ -166,18 +163,5 @@ func bearerFailureCounts(err error) bool {
 			return false
 		}
 	}
-	return true
-}
-
-// managementThrottled answers the management API's 429 (problem+json)
-// when the pair may not authenticate now.
-func (s *Server) managementThrottled(c *gin.Context, p throttle.Pair) bool {
-	wait := s.authThrottle.Check(p)
-	if wait <= 0 {
-		return false
-	}
-	s.cfg.Metrics.Throttled("management") // nil-safe
-	c.Header("Retry-After", retryAfter(wait))
-	problem(c, http.StatusTooManyRequests, problemThrottled, throttledDescription)
 	return true
 }
