@@ -90,13 +90,28 @@ func (s *Server) requireAdmin(c *gin.Context) {
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the Authorization header must use the Bearer scheme")
 		return
 	}
-	claims, err := s.verifyOwn(c.Request.Context(), strings.TrimSpace(auth[len(prefix):]))
+	token := strings.TrimSpace(auth[len(prefix):])
+	// Throttled before any verification (server/throttle.go): the pair is
+	// the source and the client_id the token claims.
+	pair := s.authPair(c, bearerClaimedID(token))
+	if wait := s.authThrottle.Check(pair); wait > 0 {
+		s.cfg.Metrics.Throttled("management") // nil-safe
+		c.Header("Retry-After", retryAfter(wait))
+		problem(c, http.StatusTooManyRequests, problemRateLimited, throttledDescription)
+		return
+	}
+	claims, err := s.verifyOwn(c.Request.Context(), token)
 	if err != nil {
+		if bearerFailureCounts(err) {
+			// A forged or garbage token is a guess; an expired one is not.
+			s.throttleFailure(c, pair, store.Key{}, apikey.ErrInvalidClient)
+		}
 		s.authFailed(c, nil, apikey.DeniedBadToken)
 		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+verify.Reason(err)+"); get a new one at /oauth/token")
 		return
 	}
+	s.authThrottle.Succeeded(pair) // a genuine token: its pair is no guesser
 	if !claims.HasScope(scopes.AdminScope) {
 		s.authFailed(c, claims, apikey.DeniedScope)
 		c.Header("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scopes.AdminScope+`"`)
