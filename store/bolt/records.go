@@ -35,39 +35,13 @@ type keyRecord struct {
 // the others: a nested object would cost the token path's decoding of
 // every key with a quota an allocation (the JSON scanner's stack).
 type quotaRecord struct {
-	Limit int64     `json:"token_quota_limit,omitempty"`
-	Per   quotaWord `json:"token_quota_per,omitempty"`
-	Mode  quotaWord `json:"token_quota_mode,omitempty"`
-}
-
-// quotaWord is a quota's period or mode as stored. The token path reads
-// the key on every request, so the words keygate writes decode to
-// constants instead of new strings: a key with a quota costs no more
-// allocations to read than one without.
-type quotaWord string
-
-func (w *quotaWord) UnmarshalJSON(b []byte) error {
-	switch string(b) { // no allocation: compared, not converted
-	case `"hour"`:
-		*w = "hour"
-	case `"day"`:
-		*w = "day"
-	case `"enforce"`:
-		*w = "enforce"
-	case `"log"`:
-		*w = "log"
-	default:
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*w = quotaWord(s)
-	}
-	return nil
+	Limit int64           `json:"token_quota_limit,omitempty"`
+	Per   store.QuotaWord `json:"token_quota_per,omitempty"`
+	Mode  store.QuotaWord `json:"token_quota_mode,omitempty"`
 }
 
 func toQuotaRecord(q store.TokenQuota) quotaRecord {
-	return quotaRecord{Limit: q.Limit, Per: quotaWord(q.Per), Mode: quotaWord(q.Mode)}
+	return quotaRecord{Limit: q.Limit, Per: store.QuotaWord(q.Per), Mode: store.QuotaWord(q.Mode)}
 }
 
 func fromQuotaRecord(r quotaRecord) store.TokenQuota {

@@ -72,35 +72,9 @@ type record struct {
 // the others: a nested object would cost the token path's decoding of
 // every key with a quota an allocation (the JSON scanner's stack).
 type quotaRecord struct {
-	Limit int64     `json:"token_quota_limit,omitempty"`
-	Per   quotaWord `json:"token_quota_per,omitempty"`
-	Mode  quotaWord `json:"token_quota_mode,omitempty"`
-}
-
-// quotaWord is a quota's period or mode as stored. The token path reads
-// the key on every request, so the words keygate writes decode to
-// constants instead of new strings: a key with a quota costs no more
-// allocations to read than one without.
-type quotaWord string
-
-func (w *quotaWord) UnmarshalJSON(b []byte) error {
-	switch string(b) { // no allocation: compared, not converted
-	case `"hour"`:
-		*w = "hour"
-	case `"day"`:
-		*w = "day"
-	case `"enforce"`:
-		*w = "enforce"
-	case `"log"`:
-		*w = "log"
-	default:
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*w = quotaWord(s)
-	}
-	return nil
+	Limit int64           `json:"token_quota_limit,omitempty"`
+	Per   store.QuotaWord `json:"token_quota_per,omitempty"`
+	Mode  store.QuotaWord `json:"token_quota_mode,omitempty"`
 }
 
 func encodeRecord(k store.Key) (string, error) {
@@ -115,7 +89,7 @@ func encodeRecord(k store.Key) (string, error) {
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
-		quotaRecord:             quotaRecord{Limit: k.TokenQuota.Limit, Per: quotaWord(k.TokenQuota.Per), Mode: quotaWord(k.TokenQuota.Mode)},
+		quotaRecord:             quotaRecord{Limit: k.TokenQuota.Limit, Per: store.QuotaWord(k.TokenQuota.Per), Mode: store.QuotaWord(k.TokenQuota.Mode)},
 	}
 	b, err := json.Marshal(r)
 	return string(b), err
