@@ -393,7 +393,10 @@ func TestConsoleBrowser(t *testing.T) {
 	shots := screenshotDir(t)
 	p := newBrowser(t, 1280, 900)
 	admin := client.New(client.Config{URL: base, ClientID: adminID, ClientSecret: adminSecret})
-	ctx := ctxFor(t)
+	// The whole test's API calls share this bound: the browser's 3 minutes,
+	// not ctxFor's 15 s, which a loaded CI machine outlasts (22 s seen).
+	ctx, cancelCtx := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancelCtx)
 	catalog := scopes.Default()
 	accounting, _ := catalog.Lookup("accounting_api")
 
