@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"context"
+	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"net/http"
 	"net/url"
@@ -12,6 +15,7 @@ import (
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/bolt"
 )
 
 // TestTokenThrottledPair: after auth_failure_burst wrong secrets from one
@@ -103,5 +107,108 @@ func TestManagementThrottle(t *testing.T) {
 	}
 	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("the admin key changed:\n%+v\n%+v", before, after)
+	}
+}
+
+// countingGets counts GetKey calls: Authenticate's one store read, so a
+// throttled request that never reads the key was never evaluated.
+type countingGets struct {
+	store.Store
+	gets atomic.Int64
+}
+
+func (c *countingGets) GetKey(ctx context.Context, id string) (store.Key, error) {
+	c.gets.Add(1)
+	return c.Store.GetKey(ctx, id)
+}
+
+// TestThrottleBeforeEvaluation: once a pair is throttled, /oauth/token,
+// /oauth/introspect and /oauth/revoke answer it 429 with Retry-After and
+// the §5.2 body without reading the key — its correct secret included —
+// so a guesser makes keygate do no work and learns nothing.
+func TestThrottleBeforeEvaluation(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	st := &countingGets{Store: bs}
+	e := startEnv(t, servertest.Config{Backend: servertest.Existing(st),
+		Options: server.Options{AuthFailureBurst: 2, AuthFailureRate: 1, AuthFailureSourceBurst: -1}})
+	k := e.CreateKey(t, "acme", "sync", permAccounting)
+	tok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
+	post := func(path, secret string, form url.Values) servertest.Response {
+		t.Helper()
+		req := e.NewRequest(t, http.MethodPost, path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", servertest.BasicAuth(k.ClientID, secret))
+		return e.Do(t, req)
+	}
+	for i := range 2 {
+		if r := post("/oauth/introspect", "kgs_wrong", url.Values{"token": {tok}}); r.Status != http.StatusUnauthorized {
+			t.Fatalf("wrong secret %d: %s, want 401", i+1, r)
+		}
+	}
+	want := `{"error":"invalid_request","error_description":"too many failed client authentications from this address; retry later"}` + "\n"
+	before := st.gets.Load()
+	for _, c := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/oauth/token", url.Values{"grant_type": {"client_credentials"}}},
+		{"/oauth/introspect", url.Values{"token": {tok}}},
+		{"/oauth/revoke", url.Values{"token": {tok}}},
+	} {
+		r := post(c.path, k.ClientSecret, c.form)
+		if r.Status != http.StatusTooManyRequests || string(r.Body) != want || r.Header.Get("Retry-After") != "1" {
+			t.Errorf("%s with the correct secret while throttled: %d %q Retry-After %q; want 429 %q Retry-After 1",
+				c.path, r.Status, r.Body, r.Header.Get("Retry-After"), want)
+		}
+	}
+	if n := st.gets.Load() - before; n != 0 {
+		t.Errorf("throttled requests read the key %d times, want 0 (the secret must not be evaluated)", n)
+	}
+	// The revocation was refused: the token is still good.
+	if denied, err := bs.TokenDenied(context.Background(), jtiOf(t, tok)); err != nil || denied {
+		t.Errorf("a throttled revocation denied the token (%v, %v)", denied, err)
+	}
+	// After the refill (1/s on the server's clock) the key works again.
+	e.Clock.Advance(2 * time.Second)
+	if r := post("/oauth/token", k.ClientSecret, url.Values{"grant_type": {"client_credentials"}}); r.Status != http.StatusOK {
+		t.Fatalf("after the bucket refilled: %s, want 200", r)
+	}
+}
+
+// TestSourceThrottleSparesRecentSuccess: failures naming many client IDs
+// from one address throttle the address (enumeration), but a key that
+// succeeded from there recently keeps working — one misconfigured
+// integration behind a NAT does not lock out the others there — while a
+// key that has not is refused until the source's bucket refills.
+func TestSourceThrottleSparesRecentSuccess(t *testing.T) {
+	e := newTestEnv(t, server.Options{AuthFailureBurst: 100, AuthFailureRate: 1, AuthFailureSourceBurst: 3, AuthFailureSourceRate: 1})
+	busy := e.CreateKey(t, "acme", "busy", permAccounting)
+	quiet := e.CreateKey(t, "acme", "quiet", permAccounting)
+	grant := url.Values{"grant_type": {"client_credentials"}}
+	if r := e.TokenRequest(t, busy.ClientID, busy.ClientSecret, grant); r.Status != http.StatusOK {
+		t.Fatalf("busy key: %s", r)
+	}
+	for i := range 3 {
+		id := "kgc_unknown" + strings.Repeat("x", i+1)
+		if r := e.TokenRequest(t, id, "kgs_wrong", grant); r.Status != http.StatusUnauthorized {
+			t.Fatalf("unknown id %d: %s, want 401", i+1, r)
+		}
+	}
+	if r := e.TokenRequest(t, "kgc_unknown-next", "kgs_wrong", grant); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("the next unknown id from a throttled address: %s, want 429", r)
+	}
+	if r := e.TokenRequest(t, busy.ClientID, busy.ClientSecret, grant); r.Status != http.StatusOK {
+		t.Fatalf("a key that succeeded from the address: %s, want 200", r)
+	}
+	if r := e.TokenRequest(t, quiet.ClientID, quiet.ClientSecret, grant); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("a key with no recent success from the throttled address: %s, want 429", r)
+	}
+	e.Clock.Advance(2 * time.Second)
+	if r := e.TokenRequest(t, quiet.ClientID, quiet.ClientSecret, grant); r.Status != http.StatusOK {
+		t.Fatalf("after the source's bucket refilled: %s, want 200", r)
 	}
 }
