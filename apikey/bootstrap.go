@@ -208,13 +208,8 @@ func (s *Service) setAdminSecret(ctx context.Context, clientID string, hash []by
 	case err != nil:
 		return fmt.Errorf("update admin key %s: %w", clientID, err)
 	}
-	for _, i := range []int64{old.PreviousStatusIndex, old.StatusIndex} {
-		if i == 0 {
-			continue // a key from before status lists
-		}
-		if err := s.store.RevokeStatus(ctx, i); err != nil {
-			return fmt.Errorf("admin key %s: revoke status of the replaced secret: %w", clientID, err)
-		}
+	if err := s.revokeEnded(ctx, []int64{old.PreviousStatusIndex, old.StatusIndex}); err != nil {
+		return fmt.Errorf("admin key %s: %w", clientID, err)
 	}
 	s.logAudit(ctx, rotated)
 	return nil

@@ -205,18 +205,28 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 	if grace == 0 || SecretSuspended(old) {
 		ended = append(ended, old.StatusIndex)
 	}
-	for _, i := range ended {
-		if i == 0 {
-			continue // a key from before status lists (or none recorded)
-		}
-		if err := s.store.RevokeStatus(ctx, i); err != nil {
-			return store.Key{}, "", fmt.Errorf("rotate key %s: revoke status of the ended secret: %w", clientID, err)
-		}
+	if err := s.revokeEnded(ctx, ended); err != nil {
+		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
 	}
 	// The store filled the stored event's fields from the same two versions.
 	ev.Fields = store.ChangedFields(old, k)
 	s.logAudit(ctx, ev)
 	return k, secret, nil
+}
+
+// revokeEnded sets the status bits of the secret generations a change of
+// secret ended (Rotate, a new configured admin secret); 0 is a key from
+// before status lists, or none recorded.
+func (s *Service) revokeEnded(ctx context.Context, indices []int64) error {
+	for _, i := range indices {
+		if i == 0 {
+			continue
+		}
+		if err := s.store.RevokeStatus(ctx, i); err != nil {
+			return fmt.Errorf("revoke status of the ended secret: %w", err)
+		}
+	}
+	return nil
 }
 
 // RevokeEndedGenerations is the background half of Rotate: it sets the
