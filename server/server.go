@@ -111,13 +111,10 @@ type Options struct {
 	// config.DefaultAuthFailureBurst, …Rate; a negative burst turns
 	// throttling off. AuthFailureSourceBurst and AuthFailureSourceRate are
 	// the looser bucket per source address (defaults config's; negative:
-	// off).
+	// off). On a store shared by instances (Redis) the instances count
+	// failures together (server/throttle.go).
 	AuthFailureBurst, AuthFailureRate             int
 	AuthFailureSourceBurst, AuthFailureSourceRate int
-	// AuthFailureShared, when set, counts failures together with other
-	// instances (store/redis: Store.AuthFailures); nil counts on this
-	// instance only.
-	AuthFailureShared throttle.Shared
 
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger

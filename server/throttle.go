@@ -38,8 +38,9 @@ import (
 // client ID exists.
 const throttledDescription = "too many failed client authentications from this address; retry later"
 
-// startAuthThrottle builds the throttle from the options and, with a
-// shared store, starts listening to the other instances' notices.
+// startAuthThrottle builds the throttle from the options and, on a store
+// that instances share (Redis), counts failures there and starts listening
+// to the other instances' notices.
 func (s *Server) startAuthThrottle() {
 	o := s.cfg
 	setting := func(v, def int) int {
@@ -58,9 +59,13 @@ func (s *Server) startAuthThrottle() {
 	if pair.Burst == 0 {
 		source = throttle.Bucket{} // auth_failure_burst 0: throttling off altogether
 	}
-	s.authThrottle = throttle.New(throttle.Config{Pair: pair, Source: source, Now: o.Now, Shared: o.AuthFailureShared, Logger: o.Logger})
+	cfg := throttle.Config{Pair: pair, Source: source, Now: o.Now, Logger: o.Logger}
+	if st, ok := storeFeature[store.SharedThrottle](o.Store); ok {
+		cfg.Shared = sharedThrottle{st}
+	}
+	s.authThrottle = throttle.New(cfg)
 	s.stopThrottle = func() {}
-	if s.authThrottle == nil || o.AuthFailureShared == nil {
+	if s.authThrottle == nil || cfg.Shared == nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -70,6 +75,35 @@ func (s *Server) startAuthThrottle() {
 		s.authThrottle.Listen(ctx)
 	}()
 	s.stopThrottle = func() { cancel(); <-done }
+}
+
+// sharedThrottle is throttle.Shared on a store.SharedThrottle: the same
+// buckets under package store's names, so that store knows nothing of the
+// throttle. Only the failure path comes here.
+type sharedThrottle struct{ st store.SharedThrottle }
+
+func (sh sharedThrottle) AddFailures(ctx context.Context, now time.Time, source string, adds []throttle.SharedAdd) ([]throttle.SharedState, error) {
+	fs := make([]store.ThrottleFailure, len(adds))
+	for i, a := range adds {
+		fs[i] = store.ThrottleFailure{Bucket: a.Key, Every: a.Every, Threshold: a.Threshold, Span: a.Span}
+	}
+	bs, err := sh.st.AddThrottleFailures(ctx, now, source, fs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]throttle.SharedState, len(bs))
+	for i, b := range bs {
+		out[i] = throttle.SharedState{TAT: b.TAT, Started: b.Started}
+	}
+	return out, nil
+}
+
+func (sh sharedThrottle) Announce(ctx context.Context, n throttle.Notice) error {
+	return sh.st.AnnounceThrottle(ctx, n.Key, n.Until)
+}
+
+func (sh sharedThrottle) Listen(ctx context.Context, f func(throttle.Notice)) {
+	sh.st.ListenThrottles(ctx, func(bucket string, until time.Time) { f(throttle.Notice{Key: bucket, Until: until}) })
 }
 
 // authPair is the request's pair for the throttle.

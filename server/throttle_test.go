@@ -12,6 +12,9 @@ import (
 	"net/url"
 	"testing"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
@@ -210,5 +213,136 @@ func TestSourceThrottleSparesRecentSuccess(t *testing.T) {
 	e.Clock.Advance(2 * time.Second)
 	if r := e.TokenRequest(t, quiet.ClientID, quiet.ClientSecret, grant); r.Status != http.StatusOK {
 		t.Fatalf("after the source's bucket refilled: %s, want 200", r)
+	}
+}
+
+// throttleCommands counts the commands a Redis client sends that touch the
+// shared throttle (its script's keys, its channel), pipelined or not.
+type throttleCommands struct{ n atomic.Int64 }
+
+func (h *throttleCommands) count(cmd goredis.Cmder) {
+	for _, a := range cmd.Args() {
+		if s, ok := a.(string); ok && strings.Contains(s, "throttle") {
+			h.n.Add(1)
+			return
+		}
+	}
+}
+func (h *throttleCommands) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *throttleCommands) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h *throttleCommands) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		for _, c := range cmds {
+			h.count(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestThrottleSharedOnRedis: two instances on one Redis count failed
+// authentications together. Wrong secrets spread over both add up to one
+// burst; the instance that did not see the last of them refuses the pair
+// too — by the shared count when it fails there itself, and by the
+// announcement over pub/sub when it does not — with its correct secret;
+// exactly one auth.throttled event is written between them; and a request
+// that authenticates sends Redis nothing of the throttle.
+func TestThrottleSharedOnRedis(t *testing.T) {
+	c := redistest.Require(t)
+	prefix := redistest.Prefix(t, c, "")
+	var hooks []*throttleCommands
+	backend := servertest.RedisOn(func(t testing.TB) goredis.UniversalClient {
+		cl := redistest.NewClient(t)
+		h := &throttleCommands{}
+		cl.AddHook(h)
+		hooks = append(hooks, h) // instances start one after the other
+		return cl
+	}, prefix)
+	opts := server.Options{AuthFailureBurst: 4, AuthFailureRate: 1, AuthFailureSourceBurst: -1}
+	a := startEnv(t, servertest.Config{Options: opts, Backend: backend, Clock: servertest.NewClock(quotaT0)})
+	b := a.second(t, opts)
+	hb := hooks[len(hooks)-1]
+	channel := prefix + "{kg}:throttle"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := c.PubSubNumSub(context.Background(), channel).Result()
+		if err == nil && n[channel] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("two instances not listening for throttles within 5 s: %v, %v", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	k := a.CreateKey(t, "acme", "shared", permAccounting)
+	grant := url.Values{"grant_type": {"client_credentials"}}
+
+	// Successes on B: no throttle traffic at all.
+	before := hb.n.Load()
+	for range 5 {
+		if r := b.TokenRequest(t, k.ClientID, k.ClientSecret, grant); r.Status != http.StatusOK {
+			t.Fatalf("correct secret on B: %s", r)
+		}
+	}
+	if n := hb.n.Load() - before; n != 0 {
+		t.Fatalf("five successful authentications sent %d throttle commands to Redis, want 0", n)
+	}
+
+	// Three wrong secrets, A B A: each instance alone is under the burst
+	// of 4, together one short of it.
+	for i, e := range []*testEnv{a, b, a} {
+		if r := e.TokenRequest(t, k.ClientID, "kgs_wrong", grant); r.Status != http.StatusUnauthorized {
+			t.Fatalf("wrong secret %d: %s, want 401", i+1, r)
+		}
+	}
+	if r := b.TokenRequest(t, k.ClientID, k.ClientSecret, grant); r.Status != http.StatusOK {
+		t.Fatalf("correct secret after 3 of 4 failures: %s, want 200", r)
+	}
+	// The 4th, on B, spends the shared burst: B refuses at once (the
+	// shared count), A once the announcement arrives.
+	if r := b.TokenRequest(t, k.ClientID, "kgs_wrong", grant); r.Status != http.StatusUnauthorized {
+		t.Fatalf("wrong secret 4: %s, want 401", r)
+	}
+	if r := b.TokenRequest(t, k.ClientID, k.ClientSecret, grant); r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "1" {
+		t.Fatalf("B, correct secret, shared burst spent: %s (Retry-After %q), want 429, Retry-After 1", r, r.Header.Get("Retry-After"))
+	}
+	// A saw two of the four failures; only the announcement can tell it.
+	// Pub/sub delivery is asynchronous: bounded wait for it.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		r := a.TokenRequest(t, k.ClientID, k.ClientSecret, grant)
+		if r.Status == http.StatusTooManyRequests {
+			break
+		}
+		if r.Status != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("A, correct secret, after B announced the throttle: %d, want 429 within 5 s", r.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The team's trail: on Redis the operator-wide stream is fed later,
+	// by the audit worker's MoveAudit.
+	events, err := a.Store.(store.AuditStore).AuditEvents(context.Background(), "acme", store.AuditQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	throttled := 0
+	for _, ev := range events.Events {
+		if ev.Action == store.AuditAuthThrottled {
+			throttled++
+		}
+	}
+	if throttled != 1 {
+		t.Fatalf("%d auth.throttled events from two instances for one episode, want 1", throttled)
+	}
+	// The shared bucket refills on the clock both instances read.
+	a.Clock.Advance(2 * time.Second)
+	for name, e := range map[string]*testEnv{"A": a, "B": b} {
+		if r := e.TokenRequest(t, k.ClientID, k.ClientSecret, grant); r.Status != http.StatusOK {
+			t.Fatalf("%s after the refill: %s, want 200", name, r)
+		}
 	}
 }

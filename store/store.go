@@ -348,6 +348,48 @@ type Store interface {
 	AuditStore
 }
 
+// SharedThrottle is an optional feature of a store that several instances
+// share (Redis): the buckets of package throttle's failed-authentication
+// throttle, counted together, and a broadcast of throttles, so that a
+// guesser who spreads attempts over the instances behind a load balancer
+// meets one limit. Only failures reach it: a request that authenticates
+// reads its instance's memory alone. server/throttle.go adapts it to
+// throttle.Shared; a store without it leaves each instance to count its
+// own failures.
+type SharedThrottle interface {
+	// AddThrottleFailures adds one failure to each of the buckets fs, all
+	// in one atomic step on the caller's clock (the GCRA of package
+	// throttle), and returns the buckets after. The buckets of one call
+	// are those of one failure; group names what they have in common (the
+	// source), for a backend that places data by it (a Redis Cluster's
+	// slot).
+	AddThrottleFailures(ctx context.Context, now time.Time, group string, fs []ThrottleFailure) ([]ThrottleBucket, error)
+	// AnnounceThrottle tells every instance listening that bucket is
+	// empty until until.
+	AnnounceThrottle(ctx context.Context, bucket string, until time.Time) error
+	// ListenThrottles calls f for every announcement of any instance, this
+	// one included, until ctx ends.
+	ListenThrottles(ctx context.Context, f func(bucket string, until time.Time))
+}
+
+// ThrottleFailure is one failure to add to the shared bucket named Bucket,
+// whose limits are Every (one failure is forgiven per interval),
+// Threshold (how far the bucket's theoretical arrival time may run ahead
+// of now before it is empty) and Span (how long an episode of throttling
+// lasts after the bucket was last found empty).
+type ThrottleFailure struct {
+	Bucket                 string
+	Every, Threshold, Span time.Duration
+}
+
+// ThrottleBucket is a shared bucket after a failure: its theoretical
+// arrival time, and whether that failure emptied it at the start of a new
+// episode (exactly one caller hears Started for an episode).
+type ThrottleBucket struct {
+	TAT     time.Time
+	Started bool
+}
+
 // BulkLoader is an optional fast path a backend may offer for writing many
 // keys at once: seeding a store for a benchmark (`keygate seed`) or a
 // migration run by an operator. It is not for the management API: it

@@ -121,10 +121,12 @@ type Config struct {
 // Shared is what several instances hold in common: the failure counts and
 // a broadcast of throttles. store/redis implements it on Redis.
 type Shared interface {
-	// AddFailures adds a failure to each bucket of adds, each atomically
+	// AddFailures adds a failure to each bucket of adds, atomically
 	// (GCRA, as described in the package comment, on the caller's now),
-	// and returns their new states, in one round trip.
-	AddFailures(ctx context.Context, now time.Time, adds []SharedAdd) ([]SharedState, error)
+	// and returns their new states, in one round trip. The buckets are
+	// one failure's, all of source (a Redis Cluster keeps them in one
+	// slot by it).
+	AddFailures(ctx context.Context, now time.Time, source string, adds []SharedAdd) ([]SharedState, error)
 	// Announce tells every instance that a bucket is empty until a time.
 	Announce(ctx context.Context, n Notice) error
 	// Listen calls f for every notice announced by any instance (this one
@@ -425,7 +427,7 @@ func (l *Limiter) Failed(ctx context.Context, p Pair) Started {
 		adds = append(adds, SharedAdd{Key: p.src.key(), Every: l.cfg.Source.Every, Threshold: l.cfg.Source.threshold(), Span: l.cfg.Source.span()})
 		bs, lims, started = append(bs, sb), append(lims, l.cfg.Source), append(started, &st.Source)
 	}
-	states, err := l.cfg.Shared.AddFailures(ctx, now, adds)
+	states, err := l.cfg.Shared.AddFailures(ctx, now, p.src.keyAddr(), adds)
 	if err != nil || len(states) != len(adds) {
 		l.warn("throttle: counting a failed authentication in the shared store failed; counting it on this instance only", err)
 		return local

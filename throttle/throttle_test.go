@@ -232,7 +232,7 @@ type memShared struct {
 	listen []func(Notice)
 }
 
-func (m *memShared) AddFailures(_ context.Context, now time.Time, adds []SharedAdd) ([]SharedState, error) {
+func (m *memShared) AddFailures(_ context.Context, now time.Time, _ string, adds []SharedAdd) ([]SharedState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]SharedState, len(adds))

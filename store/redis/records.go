@@ -158,3 +158,13 @@ func millis(t time.Time) int64 {
 	}
 	return t.UnixMilli()
 }
+
+// throttleKey names a shared failed-authentication bucket (throttle.go)
+// in its group's slot; bucket is package throttle's name for it
+// ("p/<source>/<id hash>" or "s/<source>"), group its source, neither a
+// secret nor containing braces. throttleChannel carries the throttles
+// instances announce.
+func (s *Store) throttleKey(group, bucket string) string {
+	return s.prefix + "{t:" + group + "}:throttle:" + bucket
+}
+func (s *Store) throttleChannel() string          { return s.prefix + "{kg}:throttle" }
