@@ -167,4 +167,4 @@ func millis(t time.Time) int64 {
 func (s *Store) throttleKey(group, bucket string) string {
 	return s.prefix + "{t:" + group + "}:throttle:" + bucket
 }
-func (s *Store) throttleChannel() string          { return s.prefix + "{kg}:throttle" }
+func (s *Store) throttleChannel() string { return s.prefix + "{kg}:throttle" }
