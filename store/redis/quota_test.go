@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/store/redis"
 )
@@ -17,16 +16,7 @@ var _ quota.Shared = (*redis.Store)(nil)
 // instances' clients), gets its time to live once, when it is made, and
 // two Limiters on it never allow more than an enforced limit together.
 func TestAddQuota(t *testing.T) {
-	c := redistest.Require(t)
-	prefix := redistest.Prefix(t, c, "")
-	a, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := redis.New(redistest.NewClient(t), prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, prefix, a, b := twoInstances(t)
 	ctx := context.Background()
 	if v, err := a.AddQuota(ctx, "k:x:1", 10, time.Hour); err != nil || v != 10 {
 		t.Fatalf("first add: %d, %v", v, err)

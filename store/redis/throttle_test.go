@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/redis"
@@ -20,16 +22,7 @@ var _ store.SharedThrottle = (*redis.Store)(nil)
 // microseconds across the Lua doubles; the key expires when the bucket is
 // full again; and buckets of one call are independent.
 func TestSharedThrottleBuckets(t *testing.T) {
-	c := redistest.Require(t)
-	prefix := redistest.Prefix(t, c, "")
-	a, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := redis.New(redistest.NewClient(t), prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, prefix, a, b := twoInstances(t)
 	ctx := context.Background()
 	// Burst 3 at one a second: threshold 2 s, span 3 s.
 	pair := store.ThrottleFailure{Bucket: "p/192.0.2.1/abc", Every: time.Second, Threshold: 2 * time.Second, Span: 3 * time.Second}
@@ -126,16 +119,7 @@ func TestSharedThrottleStartedOnce(t *testing.T) {
 // nanosecond; a message in another form on the channel is ignored; a
 // listener returns when its context ends.
 func TestThrottleAnnouncements(t *testing.T) {
-	c := redistest.Require(t)
-	prefix := redistest.Prefix(t, c, "")
-	a, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := redis.New(redistest.NewClient(t), prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, prefix, a, b := twoInstances(t)
 	type heard struct {
 		bucket string
 		until  time.Time
@@ -186,4 +170,21 @@ func TestThrottleAnnouncements(t *testing.T) {
 	}
 	cancel()
 	done.Wait()
+}
+
+// twoInstances is two stores on one fresh prefix, each with a client of
+// its own (two keygate instances), and the first one's client.
+func twoInstances(t *testing.T) (c goredis.UniversalClient, prefix string, a, b *redis.Store) {
+	t.Helper()
+	rc := redistest.Require(t)
+	prefix = redistest.Prefix(t, rc, "")
+	a, err := redis.New(rc, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = redis.New(redistest.NewClient(t), prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, prefix, a, b
 }
