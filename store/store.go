@@ -964,3 +964,27 @@ type WebhookStates interface {
 	// effects: it may run more than once).
 	UpdateWebhookState(ctx context.Context, endpoint string, update func(WebhookState) (WebhookState, error)) (WebhookState, error)
 }
+
+// ---- Export between stores (keygate store export, package storeio) ----
+
+// Exporter is an optional feature of a backend: reading, for `keygate
+// store export`, what no contract method lists (the singletons, the deny
+// list, every team's audit trail). Every backend of keygate has it;
+// callers find it through wrappers that Unwrap (storemetrics). Its methods
+// only read: they work on a store opened read-only (bolt.OpenReadOnly).
+type Exporter interface {
+	// Singletons returns every value CreateSingleton stored, by name; none
+	// yields an empty, non-nil map.
+	Singletons(ctx context.Context) (map[string][]byte, error)
+
+	// ForEachDenied calls fn for every deny-list entry (DenyToken) that has
+	// not expired at now, in no particular order, stopping at the first
+	// error fn returns. until is the entry's expiry, to the millisecond.
+	ForEachDenied(ctx context.Context, now time.Time, fn func(jti string, until time.Time) error) error
+
+	// ForEachAuditEvent calls fn for every event of every team's trail
+	// (AuditEvents), each team's oldest first (teams in no particular
+	// order, possibly interleaved), stopping at the first error fn
+	// returns. The events' Seq is their cursor in the team's trail.
+	ForEachAuditEvent(ctx context.Context, fn func(AuditEvent) error) error
+}

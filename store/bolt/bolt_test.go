@@ -314,3 +314,10 @@ func TestForEachKeyDeletingAsItGoes(t *testing.T) {
 		t.Fatalf("%d keys left", len(ks))
 	}
 }
+
+func TestExportConformance(t *testing.T) {
+	storetest.RunExport(t, func(t *testing.T) storetest.ExportStore {
+		s, _ := openTemp(t)
+		return s
+	})
+}

@@ -120,6 +120,10 @@ type Options struct {
 	// Timeout bounds each call (dial, read, write and the whole operation);
 	// it replaces any timeouts given in the URL. Zero means DefaultTimeout.
 	Timeout time.Duration
+	// ReadOnly opens without the writes Open otherwise makes (the secret
+	// index's backfill), for `keygate store export`; it does not stop the
+	// caller from writing.
+	ReadOnly bool
 }
 
 // Store is a store.Store on Redis.
@@ -155,7 +159,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}
-	if err := s.BackfillSecretIndex(ctx); err != nil {
+	if err := s.backfillUnlessReadOnly(ctx, opts.ReadOnly); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}

@@ -35,3 +35,14 @@ func TestOpenURL(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestExportConformance(t *testing.T) {
+	c := redistest.Require(t)
+	storetest.RunExport(t, func(t *testing.T) storetest.ExportStore {
+		s, err := redis.New(c, redistest.Prefix(t, c, ""), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

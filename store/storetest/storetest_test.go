@@ -14,3 +14,7 @@ import (
 func TestReference(t *testing.T) {
 	Run(t, func(t *testing.T) store.Store { return NewMemStore() })
 }
+
+func TestReferenceExport(t *testing.T) {
+	RunExport(t, func(t *testing.T) ExportStore { return NewMemStore() })
+}
