@@ -1,0 +1,169 @@
+package storeio
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"math/bits"
+	"slices"
+	"time"
+
+	"github.com/keygate/keygate/store"
+)
+
+// ExportOptions tune Export.
+type ExportOptions struct {
+	// Source names the backend in the header ("bolt", "redis").
+	Source string
+	// Now is the export's clock (header time, which deny entries are
+	// live); nil means time.Now.
+	Now func() time.Time
+}
+
+// feature finds an optional feature of st, looking through wrappers that
+// Unwrap (store/storemetrics).
+func feature[T any](st store.Store) (T, bool) {
+	for st != nil {
+		if f, ok := st.(T); ok {
+			return f, true
+		}
+		u, ok := st.(interface{ Unwrap() store.Store })
+		if !ok {
+			break
+		}
+		st = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// Export writes the whole of st to w as a stream (see the package
+// comment). It only reads st. On an error the stream is incomplete (it
+// lacks its end line), so an import refuses it.
+func Export(ctx context.Context, w io.Writer, st store.Store, opts ExportOptions) (Summary, error) {
+	var sum Summary
+	ex, ok := feature[store.Exporter](st)
+	if !ok {
+		return sum, fmt.Errorf("export: %w", ErrUnsupported)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	write := func(what string, v any) error {
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("export: write %s: %w", what, err)
+		}
+		return nil
+	}
+
+	before, err := st.StatusList(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+	if err := write(kindHeader, headerLine{Kind: kindHeader, Format: Format, Version: Version, Source: opts.Source,
+		ExportedAt: now().UTC(), StatusCounter: before.Allocated}); err != nil {
+		return sum, err
+	}
+
+	singletons, err := ex.Singletons(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+	for _, name := range sortedNames(singletons) {
+		if err := write("singleton "+name, singletonLine{Kind: kindSingleton, Name: name, Value: singletons[name]}); err != nil {
+			return sum, err
+		}
+		sum.Singletons++
+	}
+
+	sk, err := st.SigningKeys(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+	// The whole set as one JSON value: whatever store.SigningKeys holds
+	// travels without this package knowing its fields.
+	raw, err := json.Marshal(sk)
+	if err != nil {
+		return sum, fmt.Errorf("export: encode signing keys: %w", err)
+	}
+	if err := write(kindSigning, signingLine{Kind: kindSigning, Keys: raw}); err != nil {
+		return sum, err
+	}
+
+	err = st.ForEachKey(ctx, func(k store.Key) error {
+		sum.Keys++
+		return write("key "+k.ClientID, toKeyLine(k))
+	})
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+
+	// After the keys: a key deleted during the walk had its bit set
+	// before it went, so it is revoked here even if the walk saw it.
+	sl, err := st.StatusList(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+	sum.StatusAllocated, sum.RevokedBits = sl.Allocated, countBits(sl.Revoked)
+	if err := write(kindStatus, statusLine{Kind: kindStatus, Allocated: sl.Allocated, Revoked: trimZeros(sl.Revoked)}); err != nil {
+		return sum, err
+	}
+
+	err = ex.ForEachDenied(ctx, now(), func(jti string, until time.Time) error {
+		sum.Denied++
+		return write("deny entry", denyLine{Kind: kindDeny, JTI: jti, Until: until.UTC()})
+	})
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+
+	err = ex.ForEachAuditEvent(ctx, func(ev store.AuditEvent) error {
+		rec, err := store.EncodeAuditEvent(ev)
+		if err != nil {
+			return err
+		}
+		sum.AuditEvents++
+		return write("audit event "+ev.ID, auditLine{Kind: kindAudit, Event: rec})
+	})
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+
+	if err := write(kindEnd, endLine{Kind: kindEnd, Singletons: sum.Singletons, Keys: sum.Keys, Denied: sum.Denied, AuditEvents: sum.AuditEvents}); err != nil {
+		return sum, err
+	}
+	if err := bw.Flush(); err != nil {
+		return sum, fmt.Errorf("export: write: %w", err)
+	}
+	return sum, nil
+}
+
+func sortedNames(m map[string][]byte) []string {
+	// Sorted so that two exports of one store are the same stream.
+	return slices.Sorted(maps.Keys(m))
+}
+
+func countBits(b []byte) int {
+	n := 0
+	for _, x := range b {
+		n += bits.OnesCount8(x)
+	}
+	return n
+}
+
+// trimZeros drops the bitmap's trailing zero bytes: a backend may keep
+// more than its set bits need (Redis grows by SETBIT), the meaning is the
+// same.
+func trimZeros(b []byte) []byte {
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	return b
+}

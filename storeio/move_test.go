@@ -1,0 +1,179 @@
+package storeio_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/apikey"
+	"github.com/keygate/keygate/internal/redistest"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/store/redis"
+	"github.com/keygate/keygate/storeio"
+)
+
+const issuer = "https://keygate.test"
+
+// emptyBolt and emptyRedis are import targets nobody started.
+func emptyBolt(t *testing.T) store.Store {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func emptyRedis(t *testing.T) store.Store {
+	c := redistest.Require(t)
+	st, err := redis.New(c, redistest.Prefix(t, c, ""), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func introspect(t *testing.T, e *servertest.Env, tok string) bool {
+	t.Helper()
+	req := e.NewRequest(t, http.MethodPost, "/oauth/introspect", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(e.AdminID, e.AdminSecret)
+	r := e.Do(t, req)
+	if r.Status != http.StatusOK {
+		t.Fatalf("introspect: %s", r)
+	}
+	return bytes.Contains(r.Body, []byte(`"active":true`))
+}
+
+func get(t *testing.T, e *servertest.Env, path string) []byte {
+	t.Helper()
+	r := e.Do(t, e.NewRequest(t, http.MethodGet, path, nil))
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, r)
+	}
+	return r.Body
+}
+
+// TestMoveBetweenBackends moves a used store from bbolt to Redis and from
+// Redis to bbolt, through Export and Import on the real stores, and starts
+// keygate on the target with the same master key and issuer: every secret
+// still authenticates, tokens issued before the move verify (same JWKS),
+// a revoked token stays revoked, the status list is the same (a deleted
+// key's bit still set) and the team limit still holds.
+func TestMoveBetweenBackends(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		from   servertest.Backend
+		source string
+		to     func(*testing.T) store.Store
+	}{
+		{"bolt-to-redis", servertest.Bolt(), "bolt", emptyRedis},
+		{"redis-to-bolt", servertest.Redis(), "redis", emptyBolt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			opts := server.Options{Issuer: issuer, MaxKeysPerTeam: 5}
+			src := servertest.StartWith(t, servertest.Config{Backend: tc.from, Options: opts})
+			admin := src.AdminToken(t)
+			var keys []servertest.Key
+			for i := 0; i < 5; i++ {
+				keys = append(keys, src.CreateKeyWith(t, admin, "acme", "k"+string(rune('a'+i)), "accounting_api"))
+			}
+			gone := src.CreateKeyWith(t, admin, "other", "gone", "accounting_api")
+			goneKey, err := src.Store.GetKey(ctx, gone.ClientID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := src.API(t, admin, http.MethodDelete, "/v1/teams/other/keys/"+gone.ClientID, nil); r.Status != http.StatusNoContent {
+				t.Fatalf("delete key: %s", r)
+			}
+			live := src.Token(t, keys[0].ClientID, keys[0].ClientSecret, "").AccessToken
+			revoked := src.Token(t, keys[1].ClientID, keys[1].ClientSecret, "").AccessToken
+			req := src.NewRequest(t, http.MethodPost, "/oauth/revoke", strings.NewReader(url.Values{"token": {revoked}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(keys[1].ClientID, keys[1].ClientSecret)
+			if r := src.Do(t, req); r.Status != http.StatusOK {
+				t.Fatalf("revoke: %s", r)
+			}
+			if !introspect(t, src, live) || introspect(t, src, revoked) {
+				t.Fatal("source: the live token must be active, the revoked one not")
+			}
+			srcJWKS := get(t, src, "/.well-known/jwks.json")
+			srcStatus, err := src.Store.StatusList(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			var stream bytes.Buffer
+			sum, err := storeio.Export(ctx, &stream, src.Store, storeio.ExportOptions{Source: tc.source})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Keys != 6 || sum.Denied != 1 || sum.Singletons != 1 || sum.AuditEvents == 0 {
+				t.Errorf("export summary %+v: want 6 keys (5 and the admin), 1 deny entry, the pepper, some audit events", sum)
+			}
+			for _, secret := range [][]byte{[]byte(keys[0].ClientSecret), []byte(src.AdminSecret), []byte(live)} {
+				if bytes.Contains(stream.Bytes(), secret) {
+					t.Fatal("the stream holds a secret or a token")
+				}
+			}
+
+			target := tc.to(t)
+			check := func(singletons map[string][]byte, sk store.SigningKeys) error {
+				return apikey.CheckSealed(src.MasterKey, singletons, sk, time.Now())
+			}
+			isum, err := storeio.Import(ctx, bytes.NewReader(stream.Bytes()), target, storeio.ImportOptions{CheckSecrets: check})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isum.Keys != 6 || isum.Denied != 1 || isum.AuditEvents != sum.AuditEvents || isum.RevokedBits != sum.RevokedBits {
+				t.Errorf("import summary %+v, export %+v", isum, sum)
+			}
+
+			dstStatus, err := target.StatusList(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dstStatus.Allocated != srcStatus.Allocated || !bytes.Equal(trim(dstStatus.Revoked), trim(srcStatus.Revoked)) {
+				t.Fatalf("status list: target %d %x, source %d %x", dstStatus.Allocated, dstStatus.Revoked, srcStatus.Allocated, srcStatus.Revoked)
+			}
+			if i := goneKey.StatusIndex; dstStatus.Revoked[i/8]&(1<<(i%8)) == 0 {
+				t.Errorf("the deleted key's bit %d is not set on the target", i)
+			}
+
+			dst := servertest.StartWith(t, servertest.Config{Backend: servertest.Existing(target), MasterKey: src.MasterKey,
+				Options: server.Options{Issuer: issuer, MaxKeysPerTeam: 5, AdminClientID: src.AdminID, AdminClientSecret: src.AdminSecret}})
+			if got := get(t, dst, "/.well-known/jwks.json"); !bytes.Equal(got, srcJWKS) {
+				t.Errorf("JWKS differs:\n%s\n%s", got, srcJWKS)
+			}
+			for _, k := range keys {
+				if tok := dst.Token(t, k.ClientID, k.ClientSecret, "").AccessToken; !introspect(t, dst, tok) {
+					t.Errorf("key %s: a token from the target is not active", k.ClientID)
+				}
+			}
+			if !introspect(t, dst, live) {
+				t.Error("a token issued before the move does not verify on the target")
+			}
+			if introspect(t, dst, revoked) {
+				t.Error("a token revoked before the move is active on the target")
+			}
+			r := dst.API(t, dst.AdminToken(t), http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "sixth", "permissions": []string{"accounting_api"}})
+			if r.Status != http.StatusConflict || !bytes.Contains(r.Body, []byte("limit")) {
+				t.Errorf("a 6th key in a team limited to 5 on the target: %s, want 409 naming the limit", r)
+			}
+			if n := len(dst.ListKeys(t, dst.AdminToken(t), "acme").Keys); n != 5 {
+				t.Errorf("team acme has %d keys on the target, want 5", n)
+			}
+		})
+	}
+}
+
+func trim(b []byte) []byte { return bytes.TrimRight(b, "\x00") }
