@@ -122,7 +122,9 @@ func TestImportRefusesBadStreams(t *testing.T) {
 		target := emptyBolt(t)
 		before := dump(t, target)
 		_, err = storeio.Import(context.Background(), strings.NewReader(all), target, storeio.ImportOptions{
-			CheckSecrets: func(s map[string][]byte, sk store.SigningKeys) error { return apikey.CheckSealed(mk, s, sk, time.Now()) },
+			CheckSecrets: func(s map[string][]byte, sk store.SigningKeys) error {
+				return apikey.CheckSealed(mk, s, sk, time.Now())
+			},
 		})
 		if err == nil || !strings.Contains(err.Error(), "master key does not open the store's pepper") {
 			t.Fatalf("got %v, want a refusal naming the master key", err)
