@@ -11,7 +11,7 @@ import (
 )
 
 // storeCommand is `keygate store`: tools for the embedded store's file.
-func storeCommand() *cobra.Command {
+func storeCommand(e env) *cobra.Command {
 	cmd := &cobra.Command{Use: "store", Short: "Check the embedded store's file"}
 	dataDir := config.Default().DataDir
 	check := &cobra.Command{
@@ -41,5 +41,6 @@ Exits non-zero, listing the problems, when the file is not sound.`,
 	}
 	check.Flags().StringVar(&dataDir, "data-dir", dataDir, "the data directory holding keygate.db")
 	cmd.AddCommand(check)
+	cmd.AddCommand(storeExportCommand(e), storeImportCommand(e))
 	return cmd
 }
