@@ -212,4 +212,3 @@ func checkStoreSecrets(ctx context.Context, st store.Store, mk *masterkey.Key) e
 	}
 	return apikey.CheckSealed(mk, singletons, keys, time.Now())
 }
-
