@@ -122,6 +122,16 @@ func TestClusterConformance(t *testing.T) {
 	// be cached on every master.
 	storetest.RunBulk(t, func(t *testing.T) storetest.BulkStore { return newBulkStore(t, cc) })
 
+	// Export's reads: the deny list spread over the masters, the audit
+	// trails found through every slot's team index.
+	storetest.RunExport(t, func(t *testing.T) storetest.ExportStore {
+		s, err := redis.New(cc, redistest.Prefix(t, cc, ""), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+
 	t.Run("Sharding/TeamsSpreadOverMasters", func(t *testing.T) {
 		testClusterSharding(t, cl, cc)
 	})
