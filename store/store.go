@@ -969,9 +969,10 @@ type WebhookStates interface {
 
 // Exporter is an optional feature of a backend: reading, for `keygate
 // store export`, what no contract method lists (the singletons, the deny
-// list, every team's audit trail). Every backend of keygate has it;
-// callers find it through wrappers that Unwrap (storemetrics). Its methods
-// only read: they work on a store opened read-only (bolt.OpenReadOnly).
+// list, every team's audit trail, the webhook states). Every backend of
+// keygate has it; callers find it through wrappers that Unwrap
+// (storemetrics). Its methods only read: they work on a store opened
+// read-only (bolt.OpenReadOnly).
 type Exporter interface {
 	// Singletons returns every value CreateSingleton stored, by name; none
 	// yields an empty, non-nil map.
@@ -987,4 +988,9 @@ type Exporter interface {
 	// order, possibly interleaved), stopping at the first error fn
 	// returns. The events' Seq is their cursor in the team's trail.
 	ForEachAuditEvent(ctx context.Context, fn func(AuditEvent) error) error
+
+	// ForEachWebhookState calls fn for every saved webhook state
+	// (UpdateWebhookState), in no particular order, stopping at the first
+	// error fn returns.
+	ForEachWebhookState(ctx context.Context, fn func(endpoint string, st WebhookState) error) error
 }

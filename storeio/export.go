@@ -124,19 +124,32 @@ func Export(ctx context.Context, w io.Writer, st store.Store, opts ExportOptions
 		return sum, fmt.Errorf("export: %w", err)
 	}
 
+	streamSeqs, err := streamCursors(ctx, st)
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
 	err = ex.ForEachAuditEvent(ctx, func(ev store.AuditEvent) error {
 		rec, err := store.EncodeAuditEvent(ev)
 		if err != nil {
 			return err
 		}
 		sum.AuditEvents++
-		return write("audit event "+ev.ID, auditLine{Kind: kindAudit, Event: rec})
+		return write("audit event "+ev.ID, auditLine{Kind: kindAudit, Event: rec, StreamSeq: streamSeqs[ev.ID]})
 	})
 	if err != nil {
 		return sum, fmt.Errorf("export: %w", err)
 	}
 
-	if err := write(kindEnd, endLine{Kind: kindEnd, Singletons: sum.Singletons, Keys: sum.Keys, Denied: sum.Denied, AuditEvents: sum.AuditEvents}); err != nil {
+	err = ex.ForEachWebhookState(ctx, func(ep string, ws store.WebhookState) error {
+		sum.Webhooks++
+		return write("webhook state", webhookLine{Kind: kindWebhook, Endpoint: ep, Delivered: ws.Delivered,
+			Disabled: ws.Disabled, DisabledAt: ws.DisabledAt, DisabledReason: ws.DisabledReason})
+	})
+	if err != nil {
+		return sum, fmt.Errorf("export: %w", err)
+	}
+
+	if err := write(kindEnd, endLine{Kind: kindEnd, Singletons: sum.Singletons, Keys: sum.Keys, Denied: sum.Denied, AuditEvents: sum.AuditEvents, Webhooks: sum.Webhooks}); err != nil {
 		return sum, err
 	}
 	if err := bw.Flush(); err != nil {
@@ -166,4 +179,38 @@ func trimZeros(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// streamEvents returns st's operator-wide audit stream (AllAuditEvents),
+// oldest first.
+func streamEvents(ctx context.Context, st store.Store) ([]store.AuditEvent, error) {
+	var out []store.AuditEvent
+	q := store.AuditQuery{Limit: store.MaxAuditLimit}
+	for {
+		page, err := st.AllAuditEvents(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Events...)
+		if page.Next == 0 {
+			break
+		}
+		q.After = page.Next
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// streamCursors maps each event ID of st's operator-wide stream to its
+// cursor there.
+func streamCursors(ctx context.Context, st store.Store) (map[string]int64, error) {
+	evs, err := streamEvents(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(evs))
+	for _, ev := range evs {
+		out[ev.ID] = ev.Seq
+	}
+	return out, nil
 }

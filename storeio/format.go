@@ -20,10 +20,14 @@
 //	status        once: {"allocated":N,"revoked":<base64 bitmap, LSB
 //	              first>} — read after the keys
 //	deny          one per live deny-list entry: {"jti":…,"until":…}
-//	audit         one per audit event: {"event":<store.EncodeAuditEvent>},
-//	              each team's events oldest first
-//	end           once: the number of singleton, key, deny and audit
-//	              lines, so a stream cut at a line boundary is refused
+//	audit         one per audit event: {"event":<store.EncodeAuditEvent>,
+//	              "stream_seq":N}, each team's events oldest first; N is
+//	              the event's cursor in the source's operator-wide stream
+//	webhook       one per webhook endpoint's state: {"endpoint":…,
+//	              "delivered":N,"disabled":…} — N a stream_seq
+//	end           once: the number of singleton, key, deny, audit and
+//	              webhook lines, so a stream cut at a line boundary is
+//	              refused
 //
 // Nothing secret leaves the store in the clear: the pepper and the signing
 // keys stay sealed under the master key, which does not change across a
@@ -36,12 +40,16 @@
 // counter to the status line's allocated, which is at least every
 // exported key's index.
 //
+// Webhook positions are cursors into the operator-wide event stream,
+// which the target numbers anew: import moves each endpoint to the last
+// event of the target's stream up to which every event had been delivered
+// on the source, so no event is skipped and few are sent again.
+//
 // What is not moved: usage counters and issuance quota windows (history
 // that ages out within 35 days; a quota's current window starts afresh),
-// failed-authentication throttle buckets (seconds to minutes of state), and
-// webhook delivery positions (cursors into the source's event stream, which
-// the target numbers anew). Teams have no records of their own: they are
-// their keys, and the per-team key limit is configuration.
+// failed-authentication throttle buckets (seconds to minutes of state), a
+// webhook's retry state and lease. Teams have no records of their own: they
+// are their keys, and the per-team key limit is configuration.
 //
 // # Version
 //
@@ -87,11 +95,12 @@ const (
 	kindStatus    = "status"
 	kindDeny      = "deny"
 	kindAudit     = "audit"
+	kindWebhook   = "webhook"
 	kindEnd       = "end"
 )
 
 // rank orders the kinds; once marks the kinds that appear exactly once.
-var rank = map[string]int{kindHeader: 0, kindSingleton: 1, kindSigning: 2, kindKey: 3, kindStatus: 4, kindDeny: 5, kindAudit: 6, kindEnd: 7}
+var rank = map[string]int{kindHeader: 0, kindSingleton: 1, kindSigning: 2, kindKey: 3, kindStatus: 4, kindDeny: 5, kindAudit: 6, kindWebhook: 7, kindEnd: 8}
 var once = map[string]bool{kindHeader: true, kindSigning: true, kindStatus: true, kindEnd: true}
 
 type headerLine struct {
@@ -170,6 +179,22 @@ type denyLine struct {
 type auditLine struct {
 	Kind  string          `json:"kind"`
 	Event json.RawMessage `json:"event"`
+	// StreamSeq is the event's cursor in the source's operator-wide
+	// stream (AllAuditEvents), 0 when it had not reached it yet: what
+	// webhook positions are counted in.
+	StreamSeq int64 `json:"stream_seq"`
+}
+
+// webhookLine is an endpoint's delivery position and whether it is
+// disabled. The retry state and the lease are not moved: they belong to
+// the source's dispatchers.
+type webhookLine struct {
+	Kind           string    `json:"kind"`
+	Endpoint       string    `json:"endpoint"`
+	Delivered      uint64    `json:"delivered"`
+	Disabled       bool      `json:"disabled"`
+	DisabledAt     time.Time `json:"disabled_at"`
+	DisabledReason string    `json:"disabled_reason"`
 }
 
 type endLine struct {
@@ -178,6 +203,7 @@ type endLine struct {
 	Keys        int    `json:"keys"`
 	Denied      int    `json:"denied"`
 	AuditEvents int    `json:"audit_events"`
+	Webhooks    int    `json:"webhooks"`
 }
 
 // Summary counts what an export wrote or an import read and wrote.
@@ -186,6 +212,7 @@ type Summary struct {
 	Keys        int
 	Denied      int // deny-list entries (an import skips those expired since)
 	AuditEvents int
+	Webhooks    int // webhook endpoints' delivery states
 	// StatusAllocated is the status-index counter; RevokedBits the number
 	// of set bits of the status list.
 	StatusAllocated int64

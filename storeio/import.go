@@ -38,6 +38,7 @@ type Stream struct {
 	singletons map[string][]byte
 	signing    store.SigningKeys
 	status     statusLine
+	webhooks   []webhookLine
 	end        endLine
 	spool      *os.File
 	opts       ImportOptions
@@ -309,12 +310,29 @@ func (s *Stream) check(r io.Reader) error {
 			if err := store.CheckAuditEvent(ev, nil, nil); err != nil {
 				return corrupt(n, "%v", err)
 			}
+			if l.StreamSeq < 0 {
+				return corrupt(n, "negative stream_seq")
+			}
 			audit++
+		case kindWebhook:
+			var l webhookLine
+			if err := decodeStrict(line, &l); err != nil {
+				return corrupt(n, "webhook state: %v", err)
+			}
+			if l.Endpoint == "" {
+				return corrupt(n, "webhook state without an endpoint")
+			}
+			for _, w := range s.webhooks {
+				if w.Endpoint == l.Endpoint {
+					return corrupt(n, "webhook endpoint %s given twice", l.Endpoint)
+				}
+			}
+			s.webhooks = append(s.webhooks, l)
 		case kindEnd:
 			if err := decodeStrict(line, &s.end); err != nil {
 				return corrupt(n, "end: %v", err)
 			}
-			got := endLine{Kind: kindEnd, Singletons: len(s.singletons), Keys: keys, Denied: denied, AuditEvents: audit}
+			got := endLine{Kind: kindEnd, Singletons: len(s.singletons), Keys: keys, Denied: denied, AuditEvents: audit, Webhooks: len(s.webhooks)}
 			if s.end != got {
 				return corrupt(n, "the end line counts %+v, the stream holds %+v", s.end, got)
 			}
@@ -387,6 +405,7 @@ func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoade
 		return nil
 	}
 	var events []store.AuditEvent
+	sourceSeq := map[string]int64{} // event ID → its cursor in the source's stream
 	_, err = lines(spool, func(n int, line []byte) error {
 		var k struct {
 			Kind string `json:"kind"`
@@ -441,6 +460,9 @@ func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoade
 			if err != nil {
 				return fmt.Errorf("import: line %d: %w", n, err)
 			}
+			if l.StreamSeq > 0 {
+				sourceSeq[ev.ID] = l.StreamSeq
+			}
 			events = append(events, ev)
 			if len(events) >= batch {
 				return appendEvents(ctx, st, &events, &sum)
@@ -468,7 +490,43 @@ func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoade
 			break
 		}
 	}
+	if err := s.writeWebhooks(ctx, st, sourceSeq, &sum); err != nil {
+		return sum, err
+	}
 	return sum, nil
+}
+
+// writeWebhooks saves each endpoint's state with its position translated
+// into the target's stream: the last event of that stream up to which
+// every event had been delivered on the source (its cursor there at most
+// the endpoint's), so nothing undelivered is skipped; an event the source
+// had delivered but that comes after one it had not is sent again.
+func (s *Stream) writeWebhooks(ctx context.Context, st store.Store, sourceSeq map[string]int64, sum *Summary) error {
+	if len(s.webhooks) == 0 {
+		return nil
+	}
+	evs, err := streamEvents(ctx, st)
+	if err != nil {
+		return fmt.Errorf("import webhook states: %w", err)
+	}
+	for _, w := range s.webhooks {
+		var delivered uint64
+		for _, ev := range evs {
+			src := sourceSeq[ev.ID]
+			if src == 0 || uint64(src) > w.Delivered {
+				break
+			}
+			delivered = uint64(ev.Seq)
+		}
+		_, err := st.UpdateWebhookState(ctx, w.Endpoint, func(store.WebhookState) (store.WebhookState, error) {
+			return store.WebhookState{Delivered: delivered, Disabled: w.Disabled, DisabledAt: w.DisabledAt, DisabledReason: w.DisabledReason}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("import webhook state %s: %w", w.Endpoint, err)
+		}
+		sum.Webhooks++
+	}
+	return nil
 }
 
 func appendEvents(ctx context.Context, st store.Store, events *[]store.AuditEvent, sum *Summary) error {

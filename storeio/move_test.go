@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,25 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if !introspect(t, src, live) || introspect(t, src, revoked) {
 				t.Fatal("source: the live token must be active, the revoked one not")
 			}
+			// Webhook positions: one endpoint has delivered the whole
+			// stream, one stopped half-way, one is disabled.
+			src.AuditTick(t) // feed the operator-wide stream (Redis)
+			srcStream := allEvents(t, src.Store)
+			if len(srcStream) < 4 {
+				t.Fatalf("the source stream holds %d events", len(srcStream))
+			}
+			half := srcStream[len(srcStream)/2].Seq
+			disabledAt := time.Now().UTC().Truncate(time.Millisecond)
+			hooks := map[string]store.WebhookState{
+				"ep-caught-up": {Delivered: uint64(srcStream[len(srcStream)-1].Seq), Attempts: 2, Owner: "old-instance", LeaseUntil: disabledAt},
+				"ep-half":      {Delivered: uint64(half)},
+				"ep-disabled":  {Delivered: uint64(half), Disabled: true, DisabledAt: disabledAt, DisabledReason: "gave up"},
+			}
+			for ep, ws := range hooks {
+				if _, err := src.Store.UpdateWebhookState(ctx, ep, func(store.WebhookState) (store.WebhookState, error) { return ws, nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
 			srcJWKS := get(t, src, "/.well-known/jwks.json")
 			srcStatus, err := src.Store.StatusList(ctx)
 			if err != nil {
@@ -117,7 +137,7 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.Keys != 6 || sum.Denied != 1 || sum.Singletons != 1 || sum.AuditEvents == 0 {
+			if sum.Keys != 6 || sum.Denied != 1 || sum.Singletons != 1 || sum.AuditEvents == 0 || sum.Webhooks != 3 {
 				t.Errorf("export summary %+v: want 6 keys (5 and the admin), 1 deny entry, the pepper, some audit events", sum)
 			}
 			for _, secret := range [][]byte{[]byte(keys[0].ClientSecret), []byte(src.AdminSecret), []byte(live)} {
@@ -134,7 +154,7 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if isum.Keys != 6 || isum.Denied != 1 || isum.AuditEvents != sum.AuditEvents || isum.RevokedBits != sum.RevokedBits {
+			if isum.Keys != 6 || isum.Denied != 1 || isum.AuditEvents != sum.AuditEvents || isum.RevokedBits != sum.RevokedBits || isum.Webhooks != 3 {
 				t.Errorf("import summary %+v, export %+v", isum, sum)
 			}
 
@@ -147,6 +167,38 @@ func TestMoveBetweenBackends(t *testing.T) {
 			}
 			if i := goneKey.StatusIndex; dstStatus.Revoked[i/8]&(1<<(i%8)) == 0 {
 				t.Errorf("the deleted key's bit %d is not set on the target", i)
+			}
+
+			// Each endpoint's position in the target's stream: nothing the
+			// source had not delivered comes at or before it; the caught-up
+			// one is at the end.
+			srcSeq := map[string]int64{}
+			for _, ev := range srcStream {
+				srcSeq[ev.ID] = ev.Seq
+			}
+			dstStream := allEvents(t, target)
+			if len(dstStream) != len(srcStream) {
+				t.Fatalf("the target stream holds %d events, the source's %d", len(dstStream), len(srcStream))
+			}
+			for ep, want := range hooks {
+				got, err := target.WebhookState(ctx, ep)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ev := range dstStream {
+					if ev.Seq <= int64(got.Delivered) && srcSeq[ev.ID] > int64(want.Delivered) {
+						t.Errorf("%s: event %s (source cursor %d, not delivered) is at or before the target position %d", ep, ev.ID, srcSeq[ev.ID], got.Delivered)
+					}
+				}
+				if got.Disabled != want.Disabled || got.DisabledReason != want.DisabledReason || !got.DisabledAt.Equal(want.DisabledAt) || got.Owner != "" || got.Attempts != 0 {
+					t.Errorf("%s: target state %+v, source %+v (disabled kept, lease and retries dropped)", ep, got, want)
+				}
+			}
+			if got, err := target.WebhookState(ctx, "ep-caught-up"); err != nil || got.Delivered != uint64(dstStream[len(dstStream)-1].Seq) {
+				t.Errorf("the caught-up endpoint is at %d (%v), want the end of the target stream %d", got.Delivered, err, dstStream[len(dstStream)-1].Seq)
+			}
+			if got, err := target.WebhookState(ctx, "ep-half"); err != nil || got.Delivered == 0 {
+				t.Errorf("the half-way endpoint starts again from the beginning (%v)", err)
 			}
 
 			dst := servertest.StartWith(t, servertest.Config{Backend: servertest.Existing(target), MasterKey: src.MasterKey,
@@ -177,3 +229,23 @@ func TestMoveBetweenBackends(t *testing.T) {
 }
 
 func trim(b []byte) []byte { return bytes.TrimRight(b, "\x00") }
+
+// allEvents is st's operator-wide stream, oldest first.
+func allEvents(t *testing.T, st store.Store) []store.AuditEvent {
+	t.Helper()
+	var out []store.AuditEvent
+	q := store.AuditQuery{Limit: store.MaxAuditLimit}
+	for {
+		page, err := st.AllAuditEvents(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, page.Events...)
+		if page.Next == 0 {
+			break
+		}
+		q.After = page.Next
+	}
+	slices.Reverse(out)
+	return out
+}

@@ -41,8 +41,9 @@ func storeExportCommand(e env) *cobra.Command {
 		Use:   "export",
 		Short: "Write the whole store to stdout as a portable stream, to import into another backend",
 		Long: `Write the whole store — keys with their secret hashes, the sealed pepper and
-signing keys, the status list, the deny list and the audit trail — to stdout
-as a versioned JSON Lines stream (docs/export.md), for ` + "`keygate store import`" + `.
+signing keys, the status list, the deny list, the audit trail and webhook
+positions — to stdout as a versioned JSON Lines stream (docs/export.md), for
+` + "`keygate store import`" + `.
 
 The store is found as serve finds it (--store, --data-dir, --redis-url,
 --redis-prefix, KEYGATE_* variables, --config) and only read: a missing
@@ -75,7 +76,7 @@ impersonate keygate with the master key: keep it as you keep backups.`,
 				return err
 			}
 			log.Info("exported the store", "from", where, "keys", sum.Keys, "revoked_status_bits", sum.RevokedBits,
-				"status_indices", sum.StatusAllocated, "deny_entries", sum.Denied, "audit_events", sum.AuditEvents)
+				"status_indices", sum.StatusAllocated, "deny_entries", sum.Denied, "audit_events", sum.AuditEvents, "webhooks", sum.Webhooks)
 			return nil
 		},
 	}
@@ -136,7 +137,7 @@ with the same master key and issuer.`,
 				return err
 			}
 			log.Info("imported the store", "into", cfg.Store, "keys", sum.Keys, "revoked_status_bits", sum.RevokedBits,
-				"status_indices", sum.StatusAllocated, "deny_entries", sum.Denied, "audit_events", sum.AuditEvents)
+				"status_indices", sum.StatusAllocated, "deny_entries", sum.Denied, "audit_events", sum.AuditEvents, "webhooks", sum.Webhooks)
 			return nil
 		},
 	}

@@ -163,3 +163,32 @@ func (s *Store) ForEachAuditEvent(ctx context.Context, fn func(store.AuditEvent)
 		}
 	}
 }
+
+// ForEachWebhookState implements store.Exporter. The bucket exists only
+// once a state was saved.
+func (s *Store) ForEachWebhookState(ctx context.Context, fn func(string, store.WebhookState) error) error {
+	states := map[string]store.WebhookState{}
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketWebhooks)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			st, err := decodeWebhookState(v)
+			if err != nil {
+				return fmt.Errorf("webhook state %s: %w", k, err)
+			}
+			states[string(k)] = st
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("read webhook states: %w", err)
+	}
+	for ep, st := range states {
+		if err := fn(ep, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -145,3 +145,26 @@ func (s *Store) forEachTrailEvent(ctx context.Context, team string, fn func(stor
 		}
 	}
 }
+
+// ForEachWebhookState implements store.Exporter: the states share the
+// {kg} slot; SCAN finds their names.
+func (s *Store) ForEachWebhookState(ctx context.Context, fn func(string, store.WebhookState) error) error {
+	head := s.webhookKey("")
+	names, err := s.scanNames(ctx, globEscape(head)+"*")
+	if err != nil {
+		return fail(ctx, "read webhook states", err)
+	}
+	for _, n := range names {
+		ep := strings.TrimPrefix(n, head)
+		octx, cancel := s.op(ctx)
+		st, err := s.readWebhookState(octx, s.rdb, ep)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if err := fn(ep, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -24,6 +24,7 @@ func RunExport(t *testing.T, newStore func(t *testing.T) ExportStore) {
 	t.Run("Export/Singletons", func(t *testing.T) { testExportSingletons(t, newStore(t)) })
 	t.Run("Export/DenyList", func(t *testing.T) { testExportDenyList(t, newStore(t)) })
 	t.Run("Export/AuditEvents", func(t *testing.T) { testExportAudit(t, newStore(t)) })
+	t.Run("Export/WebhookStates", func(t *testing.T) { testExportWebhookStates(t, newStore(t)) })
 }
 
 func testExportSingletons(t *testing.T, s ExportStore) {
@@ -164,6 +165,47 @@ func testExportAudit(t *testing.T, s ExportStore) {
 		}
 		if !slices.Equal(gotIDs, wantIDs) {
 			t.Errorf("team %q: events in order %v, want %v", team, gotIDs, wantIDs)
+		}
+	}
+}
+
+func testExportWebhookStates(t *testing.T, s ExportStore) {
+	ctx := context.Background()
+	visit := func() map[string]store.WebhookState {
+		got := map[string]store.WebhookState{}
+		err := s.ForEachWebhookState(ctx, func(ep string, st store.WebhookState) error {
+			if _, dup := got[ep]; dup {
+				t.Errorf("endpoint %s visited twice", ep)
+			}
+			got[ep] = st
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := visit(); len(got) != 0 {
+		t.Fatalf("empty store: visited %v", got)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	want := map[string]store.WebhookState{
+		"ep-one": {Delivered: 42, Attempts: 3, NextAttempt: at.Add(time.Minute), FailingSince: at, Owner: "inst-1", LeaseUntil: at.Add(time.Second)},
+		"ep-two": {Delivered: 7, Disabled: true, DisabledAt: at, DisabledReason: "gave up"},
+	}
+	for ep, st := range want {
+		if _, err := s.UpdateWebhookState(ctx, ep, func(store.WebhookState) (store.WebhookState, error) { return st, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := visit()
+	if len(got) != len(want) {
+		t.Fatalf("visited %v, want %v", got, want)
+	}
+	for ep, st := range want {
+		if g := got[ep]; !g.NextAttempt.Equal(st.NextAttempt) || !g.FailingSince.Equal(st.FailingSince) || !g.DisabledAt.Equal(st.DisabledAt) || !g.LeaseUntil.Equal(st.LeaseUntil) ||
+			g.Delivered != st.Delivered || g.Attempts != st.Attempts || g.Disabled != st.Disabled || g.DisabledReason != st.DisabledReason || g.Owner != st.Owner {
+			t.Errorf("endpoint %s: got %+v, want %+v", ep, g, st)
 		}
 	}
 }

@@ -64,3 +64,22 @@ func (m *MemStore) ForEachAuditEvent(ctx context.Context, fn func(store.AuditEve
 	}
 	return nil
 }
+
+// ForEachWebhookState implements store.Exporter.
+func (m *MemStore) ForEachWebhookState(ctx context.Context, fn func(string, store.WebhookState) error) error {
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	states := make(map[string]store.WebhookState, len(m.webhooks))
+	for ep, st := range m.webhooks {
+		states[ep] = cloneWebhookState(st)
+	}
+	unlock()
+	for ep, st := range states {
+		if err := fn(ep, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
