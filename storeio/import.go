@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -75,8 +77,9 @@ func (s *Stream) Close() error {
 }
 
 // Import writes the checked stream into st, which must be empty: no key,
-// no singleton (pepper), no signing key and no status index handed out,
-// else ErrNotEmpty and nothing is written. It writes through the bulk path
+// no signing key, no status index handed out and none of the stream's
+// singletons (the pepper) with another value, else ErrNotEmpty and
+// nothing is written. It writes through the bulk path
 // (store.BulkLoader): singletons, signing keys, the status-index counter,
 // the keys, the status bits, the deny list and the audit events. A failure
 // while writing (the backend went away) leaves a partial store: import
@@ -92,7 +95,7 @@ func (s *Stream) Import(ctx context.Context, st store.Store) (Summary, error) {
 	if !ok {
 		return sum, fmt.Errorf("import: %w: cannot check that the target is empty (store.Exporter)", ErrUnsupported)
 	}
-	if err := checkEmpty(ctx, st, ex); err != nil {
+	if err := checkEmpty(ctx, st, ex, s.singletons); err != nil {
 		return sum, err
 	}
 	if _, err := s.spool.Seek(0, io.SeekStart); err != nil {
@@ -119,8 +122,11 @@ func Import(ctx context.Context, r io.Reader, st store.Store, opts ImportOptions
 	return s.Import(ctx, st)
 }
 
-// checkEmpty refuses a target that holds any part of a store.
-func checkEmpty(ctx context.Context, st store.Store, ex store.Exporter) error {
+// checkEmpty refuses a target that holds any part of a store: keys,
+// signing keys, a status index handed out, or a singleton of the stream's
+// (the pepper) with another value. Singletons the stream does not carry
+// are left alone: a backend may record some of its own when it opens.
+func checkEmpty(ctx context.Context, st store.Store, ex store.Exporter, want map[string][]byte) error {
 	refuse := func(what string) error {
 		return fmt.Errorf("import refused, nothing written: %w: it holds %s; import only into a store that was never started", ErrNotEmpty, what)
 	}
@@ -128,8 +134,10 @@ func checkEmpty(ctx context.Context, st store.Store, ex store.Exporter) error {
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	if len(singletons) > 0 {
-		return refuse("a pepper")
+	for _, name := range slices.Sorted(maps.Keys(singletons)) {
+		if w, ok := want[name]; ok && !bytes.Equal(w, singletons[name]) {
+			return refuse("a " + name)
+		}
 	}
 	sk, err := st.SigningKeys(ctx)
 	if err != nil {
@@ -355,7 +363,8 @@ func (s *Stream) check(r io.Reader) error {
 func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoader, now time.Time) (Summary, error) {
 	spool, opts := s.spool, s.opts
 	var sum Summary
-	for name, v := range s.singletons {
+	for _, name := range slices.Sorted(maps.Keys(s.singletons)) {
+		v := s.singletons[name]
 		stored, err := st.CreateSingleton(ctx, name, v)
 		if err != nil {
 			return sum, fmt.Errorf("import singleton %s: %w", name, err)

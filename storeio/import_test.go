@@ -341,3 +341,25 @@ func TestImportFailingHalfWaySaysWhatIsLeft(t *testing.T) {
 		t.Errorf("a second import into the partial store: %v, want ErrNotEmpty", err)
 	}
 }
+
+// TestImportLeavesOtherSingletonsAlone: a singleton the stream does not
+// carry (a record a backend writes when it opens) does not make the target
+// "not empty", and stays as it was.
+func TestImportLeavesOtherSingletonsAlone(t *testing.T) {
+	_, lines := source(t)
+	target := emptyBolt(t)
+	ctx := context.Background()
+	if _, err := target.CreateSingleton(ctx, "backend-record", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storeio.Import(ctx, strings.NewReader(strings.Join(lines, "")), target, storeio.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := target.(store.Exporter).Singletons(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got["backend-record"]) != "v1" || len(got["pepper"]) == 0 {
+		t.Errorf("singletons after the import: %q", got)
+	}
+}
