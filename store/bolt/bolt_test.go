@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -320,4 +321,55 @@ func TestExportConformance(t *testing.T) {
 		s, _ := openTemp(t)
 		return s
 	})
+}
+
+// TestOpenReadOnly: reads work, writes fail, the file stays byte for byte
+// what it was, and a missing or empty file is fs.ErrNotExist naming it.
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	if _, err := s.CreateSingleton(ctx, "pepper", []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ro.Singletons(ctx)
+	if err != nil || string(got["pepper"]) != "sealed" {
+		t.Fatalf("Singletons = %q, %v", got, err)
+	}
+	if _, err := ro.NextStatusIndex(ctx); err == nil {
+		t.Error("a write on a read-only store succeeded")
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("OpenReadOnly changed the file")
+	}
+
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "keygate.db")
+	if _, err := OpenReadOnly(missing); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing file: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("OpenReadOnly created %d files", len(entries))
+	}
+	if err := os.WriteFile(missing, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReadOnly(missing); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty file: %v", err)
+	}
 }

@@ -46,3 +46,38 @@ func TestExportConformance(t *testing.T) {
 		return s
 	})
 }
+
+// TestOpenReadOnlyWritesNothing: Open writes the secret index's marker on
+// a prefix that lacks it; with ReadOnly (keygate store export) it writes
+// nothing at all.
+func TestOpenReadOnlyWritesNothing(t *testing.T) {
+	c := redistest.Require(t)
+	ctx := context.Background()
+	count := func(prefix string) int {
+		n := 0
+		iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		for iter.Next(ctx) {
+			n++
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, readOnly := range []bool{true, false} {
+		prefix := redistest.Prefix(t, c, "")
+		s, err := redis.Open(ctx, redis.Options{URL: redistest.URL(), Prefix: prefix, ReadOnly: readOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Singletons(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if n := count(prefix); readOnly && n != 0 {
+			t.Errorf("ReadOnly Open wrote %d names under %s", n, prefix)
+		} else if !readOnly && n == 0 {
+			t.Error("Open wrote no secret index marker: this test no longer shows what ReadOnly spares")
+		}
+	}
+}
