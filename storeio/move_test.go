@@ -3,6 +3,7 @@ package storeio_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -96,6 +97,17 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if r := src.API(t, admin, http.MethodDelete, "/v1/teams/other/keys/"+gone.ClientID, nil); r.Status != http.StatusNoContent {
 				t.Fatalf("delete key: %s", r)
 			}
+			// A rotated key: both secret generations must survive.
+			r := src.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+keys[4].ClientID+"/rotate", map[string]string{"grace_period": "1h"})
+			if r.Status != http.StatusOK {
+				t.Fatalf("rotate: %s", r)
+			}
+			var rotated servertest.Key
+			if err := json.Unmarshal(r.Body, &rotated); err != nil || rotated.ClientSecret == "" {
+				t.Fatalf("rotate answer %s: %v", r.Body, err)
+			}
+			oldSecret := keys[4].ClientSecret
+			keys[4].ClientSecret = rotated.ClientSecret
 			live := src.Token(t, keys[0].ClientID, keys[0].ClientSecret, "").AccessToken
 			revoked := src.Token(t, keys[1].ClientID, keys[1].ClientSecret, "").AccessToken
 			req := src.NewRequest(t, http.MethodPost, "/oauth/revoke", strings.NewReader(url.Values{"token": {revoked}}.Encode()))
@@ -211,13 +223,16 @@ func TestMoveBetweenBackends(t *testing.T) {
 					t.Errorf("key %s: a token from the target is not active", k.ClientID)
 				}
 			}
+			if tok := dst.Token(t, keys[4].ClientID, oldSecret, "").AccessToken; !introspect(t, dst, tok) {
+				t.Error("the previous secret of a key rotated before the move does not work during its grace period")
+			}
 			if !introspect(t, dst, live) {
 				t.Error("a token issued before the move does not verify on the target")
 			}
 			if introspect(t, dst, revoked) {
 				t.Error("a token revoked before the move is active on the target")
 			}
-			r := dst.API(t, dst.AdminToken(t), http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "sixth", "permissions": []string{"accounting_api"}})
+			r = dst.API(t, dst.AdminToken(t), http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "sixth", "permissions": []string{"accounting_api"}})
 			if r.Status != http.StatusConflict || !bytes.Contains(r.Body, []byte("limit")) {
 				t.Errorf("a 6th key in a team limited to 5 on the target: %s, want 409 naming the limit", r)
 			}
