@@ -81,7 +81,8 @@ func (s *Stream) Close() error {
 // singletons (the pepper) with another value, else ErrNotEmpty and
 // nothing is written. It writes through the bulk path
 // (store.BulkLoader): singletons, signing keys, the status-index counter,
-// the keys, the status bits, the deny list and the audit events. A failure
+// the keys, the status bits, the deny list, the audit events and the
+// webhook states. A failure
 // while writing (the backend went away) leaves a partial store: import
 // again into an empty one (a new data directory, a fresh Redis prefix) —
 // the error says so.
