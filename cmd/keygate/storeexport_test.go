@@ -82,7 +82,7 @@ func TestStoreExportImportCLI(t *testing.T) {
 	if _, stderr, err := runStdin(t, stream, vars, append([]string{"store", "import"}, redisFlags...)...); err != nil {
 		t.Fatalf("import into redis: %v (%s)", err, stderr)
 	}
-	if _, _, err := runStdin(t, stream, vars, append([]string{"store", "import"}, redisFlags...)...); err == nil || !strings.Contains(err.Error(), "holds a pepper") {
+	if _, _, err := runStdin(t, stream, vars, append([]string{"store", "import"}, redisFlags...)...); err == nil || !strings.Contains(err.Error(), "target store is not empty: it holds signing keys") {
 		t.Fatalf("a second import into the same prefix: %v, want a refusal", err)
 	}
 	cfgB, err := loadConfig(t, append(redisFlags, "--listen", addr, "--data-dir", t.TempDir())...)
