@@ -68,6 +68,7 @@
 //	usage.go    usage per key (store.UsageStore)
 //	audit.go    the audit trail
 //	webhook.go  webhook delivery state
+//	backup.go   online backup: a consistent copy of the file
 package bolt
 
 import (
