@@ -147,6 +147,19 @@ func (s *Service) WebhookDisabled(ctx context.Context, reason string) error {
 	return nil
 }
 
+// StoreBackedUp records that by is being handed a copy of the whole store
+// (GET /v1/store/backup), in the trail of no team. It is written before
+// the copy is taken, so the copy holds its own record, and a backup whose
+// record cannot be written is not handed out.
+func (s *Service) StoreBackedUp(ctx context.Context, by Request) error {
+	ev := s.newEvent(by, store.AuditStoreBackedUp, "", "")
+	if err := s.store.AppendAudit(ctx, ev); err != nil {
+		return fmt.Errorf("audit event %s: %w", ev.Action, err)
+	}
+	s.logAudit(ctx, ev)
+	return nil
+}
+
 // Reasons of an auth.throttled event (store.AuditAuthThrottled).
 const (
 	ThrottledClient = "client" // one source's failures for one client ID

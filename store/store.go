@@ -668,10 +668,14 @@ const (
 	// named in ClientID when the key exists) or "source" (a source's
 	// failures for any client IDs).
 	AuditAuthThrottled AuditAction = "auth.throttled"
+	// AuditStoreBackedUp is a copy of the whole store handed to an admin
+	// (GET /v1/store/backup): every key's hash, the sealed pepper and
+	// signing keys left keygate, so who took it is on record.
+	AuditStoreBackedUp AuditAction = "store.backed_up"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {
