@@ -502,6 +502,55 @@ func (c *Client) NewEvents(ctx context.Context, q EventQuery, after string) ([]E
 	return out, newest, nil
 }
 
+// Backup writes a consistent copy of keygate's embedded store, as of one
+// moment, to w (GET /v1/store/backup) and returns its size. Restoring is
+// putting the copy in a data directory as keygate.db and starting keygate
+// with the same master key. The copy holds every key's secret hashes and
+// the sealed pepper and signing keys: keep it as carefully as the data
+// directory.
+//
+// A store without an online backup (Redis) is a *Error with status 404.
+// Config's timeout does not bound the transfer (a large store takes longer
+// than any fixed timeout): ctx does. A transfer cut short is an error, and
+// whatever reached w is then not a usable copy.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	const path = "/v1/store/backup"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/octet-stream, application/problem+json")
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, transportError(http.MethodGet, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return 0, fmt.Errorf("GET %s: read answer: %w", path, err)
+		}
+		return 0, problemOf(resp.StatusCode, data)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
+		return 0, fmt.Errorf("GET %s: unexpected answer of type %q, not a store file", path, ct)
+	}
+	if resp.ContentLength < 0 {
+		// Without a length a cut transfer cannot be told from a whole one.
+		return 0, fmt.Errorf("GET %s: the answer has no Content-Length", path)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && n != resp.ContentLength {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return n, fmt.Errorf("GET %s: the backup was cut short after %d of %d bytes: %w", path, n, resp.ContentLength, err)
+	}
+	return n, nil
+}
+
 func teamPath(team string) string { return "/v1/teams/" + url.PathEscape(team) + "/keys" }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
@@ -524,12 +573,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return &Error{Status: re.Response.StatusCode, Title: re.ErrorCode,
-				Detail: "could not get an admin token: " + re.ErrorCode + ": " + re.ErrorDescription}
-		}
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return transportError(method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -537,12 +581,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode != want {
-		e := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Detail == "" {
-			e.Title = http.StatusText(resp.StatusCode)
-		}
-		e.Status = resp.StatusCode
-		return e
+		return problemOf(resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -551,4 +590,26 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 		return fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// transportError is a failed round trip: *Error when the admin token could
+// not be had.
+func transportError(method, path string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return &Error{Status: re.Response.StatusCode, Title: re.ErrorCode,
+			Detail: "could not get an admin token: " + re.ErrorCode + ": " + re.ErrorDescription}
+	}
+	return fmt.Errorf("%s %s: %w", method, path, err)
+}
+
+// problemOf is the *Error of an answer with an unexpected status: its
+// problem details, or the status alone.
+func problemOf(status int, data []byte) *Error {
+	e := &Error{Status: status}
+	if json.Unmarshal(data, e) != nil || e.Detail == "" {
+		e.Title = http.StatusText(status)
+	}
+	e.Status = status
+	return e
 }

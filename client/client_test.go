@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,5 +75,58 @@ func TestUnreachable(t *testing.T) {
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "dial" {
 		t.Fatalf("error %v (%T) does not wrap the dial error", err, err)
+	}
+}
+
+// Backup refuses what is not a whole store file: a body cut short of its
+// Content-Length, an answer of another type, and a problem (a store
+// without a backup) as *client.Error.
+func TestBackupRefusesIncompleteCopies(t *testing.T) {
+	var mode atomic.Value // string; the server's goroutines read it
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/oauth/token" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"access_token":"x","token_type":"Bearer","expires_in":60}`))
+			return
+		}
+		switch mode.Load() {
+		case "short":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", "100")
+			w.Write(make([]byte, 50))
+			// The handler returns: the server closes the connection short.
+		case "html":
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte("<html>a login page</html>"))
+		case "redis":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"type":"urn:keygate:problem:not-found","title":"Not Found","status":404,"detail":"this keygate's store has no online backup"}`))
+		case "whole":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write([]byte("0123456789"))
+		}
+	}))
+	defer ts.Close()
+	c := client.New(client.Config{URL: ts.URL, ClientID: "a", ClientSecret: "b"})
+	var buf strings.Builder
+
+	mode.Store("short")
+	if _, err := c.Backup(ctxT(t), &buf); err == nil || !strings.Contains(err.Error(), "cut short after 50 of 100 bytes") {
+		t.Fatalf("a body cut short: %v", err)
+	}
+	mode.Store("html")
+	if _, err := c.Backup(ctxT(t), &buf); err == nil || !strings.Contains(err.Error(), `"text/html"`) {
+		t.Fatalf("an HTML answer: %v", err)
+	}
+	mode.Store("redis")
+	ce := asError(t, func() error { _, err := c.Backup(ctxT(t), &buf); return err }())
+	if ce.Status != http.StatusNotFound || !strings.Contains(ce.Detail, "no online backup") {
+		t.Fatalf("a 404 problem: %+v", ce)
+	}
+	mode.Store("whole")
+	buf.Reset()
+	if n, err := c.Backup(ctxT(t), &buf); err != nil || n != 10 || buf.String() != "0123456789" {
+		t.Fatalf("a whole copy: %d %q %v", n, buf.String(), err)
 	}
 }
