@@ -14,6 +14,7 @@ import (
 func storeCommand(e env) *cobra.Command {
 	cmd := &cobra.Command{Use: "store", Short: "Check the embedded store's file"}
 	dataDir := config.Default().DataDir
+	cmd.AddCommand(storeBackupCommand(e))
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Check every page of <data-dir>/keygate.db (read-only)",
