@@ -25,6 +25,9 @@ import (
 // it.
 type backupStore interface {
 	Backup(ctx context.Context) (r io.ReadCloser, size int64, err error)
+	// BackupSize is the size of a backup taken now, without taking it
+	// (for HEAD).
+	BackupSize(ctx context.Context) (int64, error)
 }
 
 const (
@@ -53,6 +56,18 @@ func (s *Server) storeBackup(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	if c.Request.Method == http.MethodHead {
+		// The headers of the answer GET would give, without a copy: no data
+		// leaves, so nothing is recorded either.
+		size, err := bs.BackupSize(ctx)
+		if err != nil {
+			s.storeProblem(c, fmt.Errorf("store backup: %w", err))
+			return
+		}
+		setBackupHeaders(c, size)
+		c.Status(http.StatusOK)
+		return
+	}
 	if err := s.keys.StoreBackedUp(ctx, s.requestMeta(c)); err != nil {
 		s.storeProblem(c, err)
 		return
@@ -72,11 +87,7 @@ func (s *Server) storeBackup(c *gin.Context) {
 		s.reqLog(c).Warn("store backup: cannot extend the write deadline; a backup that takes longer than the server's write timeout will be cut off", "err", err)
 		w.rc = nil
 	}
-	h := c.Writer.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.FormatInt(size, 10))
-	h.Set("Content-Disposition", `attachment; filename="keygate-`+s.cfg.Now().UTC().Format("20060102T150405Z")+`.db"`)
-	h.Set("X-Content-Type-Options", "nosniff")
+	setBackupHeaders(c, size)
 	c.Status(http.StatusOK)
 	// Hide the spool's WriteTo so that every write is one chunk, each with
 	// its own deadline.
@@ -88,6 +99,14 @@ func (s *Server) storeBackup(c *gin.Context) {
 		return
 	}
 	s.reqLog(c).Info("store backup sent", "size", size)
+}
+
+func setBackupHeaders(c *gin.Context, size int64) {
+	h := c.Writer.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	h.Set("Content-Disposition", `attachment; filename="keygate-backup.db"`)
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // deadlineWriter moves the connection's write deadline backupWriteIdle

@@ -62,7 +62,7 @@ func getBackup(t *testing.T, e *servertest.Env, tok string) []byte {
 			t.Errorf("backup answer's %s: %q, want %q", h, got, want)
 		}
 	}
-	if cd := r.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, `attachment; filename="keygate-`) || !strings.HasSuffix(cd, `.db"`) {
+	if cd := r.Header.Get("Content-Disposition"); cd != `attachment; filename="keygate-backup.db"` {
 		t.Errorf("backup answer's Content-Disposition: %q", cd)
 	}
 	return r.Body
@@ -412,7 +412,8 @@ func must[T any](v T, err error) T {
 
 // TestStoreBackupRefused: without a token 401, with a team key's token 403,
 // on a store without a backup (the in-memory store, Redis) 404 — each
-// problem+json, and none records a backup.
+// problem+json, and none records a backup; nor does HEAD, which takes no
+// copy.
 func TestStoreBackupRefused(t *testing.T) {
 	e := newTestEnv(t, server.Options{})
 	admin := e.AdminToken(t)
@@ -426,6 +427,11 @@ func TestStoreBackupRefused(t *testing.T) {
 		if r.Status != c.status || r.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s: %s, want %d problem+json", c.name, r, c.status)
 		}
+	}
+	// HEAD says what GET would send, without a copy: nothing is recorded.
+	if r := e.API(t, admin, http.MethodHead, "/v1/store/backup", nil); r.Status != http.StatusOK || r.Header.Get("Content-Length") == "" ||
+		r.Header.Get("Content-Type") != "application/octet-stream" || len(r.Body) != 0 {
+		t.Errorf("HEAD with an admin token: %s %v", r, r.Header)
 	}
 	noBackupRecorded(t, e.Env)
 

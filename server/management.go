@@ -61,7 +61,7 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	keys.DELETE("/:client_id", s.deleteKey)
 	keys.POST("/:client_id/rotate", s.rotateKey)
 	getHead(v1, "/teams/:team_id/usage", validTeam, s.teamUsage)
-	v1.GET("/store/backup", s.storeBackup)
+	getHead(v1, "/store/backup", s.storeBackup)
 	// Outside the admin group: a report needs no token (leaked.go).
 	s.mountLeaked(r)
 }

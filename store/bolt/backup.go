@@ -62,6 +62,19 @@ func (s *Store) Backup(ctx context.Context) (r io.ReadCloser, size int64, err er
 	return sp, size, nil
 }
 
+// BackupSize is the size in bytes of a Backup taken now (with no write in
+// between), without taking it.
+func (s *Store) BackupSize(ctx context.Context) (size int64, err error) {
+	err = s.view(ctx, func(tx *bbolt.Tx) error {
+		size = tx.Size()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("backup size of store %s: %w", s.path, err)
+	}
+	return size, nil
+}
+
 // spool is Backup's temporary copy.
 type spool struct {
 	*os.File

@@ -96,6 +96,9 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if size, err := s.BackupSize(ctx); err != nil || size <= 0 {
+		t.Fatalf("BackupSize: %d, %v", size, err)
+	}
 	last := 0
 	for round := range 5 {
 		before := int(committed.Load())
@@ -156,9 +159,16 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 func TestBackupLeavesNothingBehind(t *testing.T) {
 	s, path := openTemp(t)
 	dir := filepath.Dir(path)
-	r, _, err := s.Backup(context.Background())
+	want, err := s.BackupSize(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	r, size, err := s.Backup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != want {
+		t.Fatalf("Backup wrote %d bytes, BackupSize said %d", size, want)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
