@@ -9,7 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/keygate/keygate/client"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
@@ -161,5 +166,86 @@ func TestCLIStoreBackupRefused(t *testing.T) {
 	page, err := e.Store.AuditEvents(context.Background(), "", store.AuditQuery{Actions: []store.AuditAction{store.AuditStoreBackedUp}})
 	if err != nil || len(page.Events) != 0 {
 		t.Fatalf("store.backed_up events after refused backups: %+v (%v)", page.Events, err)
+	}
+}
+
+// TestStoreBackupRestoreWithServe is the README's procedure with the real
+// serve (metrics on, so the store is wrapped by storemetrics): a key made,
+// a backup taken with the CLI, serve stopped; the copy put in a new data
+// directory as keygate.db is refused without the master key and served
+// with it (the old directory's master.key put beside it), the key's secret
+// getting a token there.
+func TestStoreBackupRestoreWithServe(t *testing.T) {
+	t.Parallel()
+	secret, err := credential.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := map[string]string{envAdminClientID: "ops-admin", envAdminClientSecret: secret}
+	secretFile := filepath.Join(t.TempDir(), "admin-secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(dataDir string) (config.Config, *running) {
+		cfg, err := loadConfig(t, "--data-dir", dataDir, "--listen", freeAddr(t), "--metrics-listen", freeAddr(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, startServeWith(t, cfg, admin)
+	}
+	oldDir := t.TempDir()
+	_, old := start(oldDir)
+	conn := func(r *running) []string {
+		return []string{"--url", r.base, "--client-id", "ops-admin", "--client-secret-file", secretFile}
+	}
+	out, stderr, err := run(t, append([]string{"keys", "create", "--json", "--team", "acme", "--name", "k", "--permission", "accounting_api"}, conn(old)...)...)
+	var k client.CreatedKey
+	if err != nil || json.Unmarshal([]byte(out), &k) != nil {
+		t.Fatalf("keys create: %v (%s)\n%s", err, stderr, out)
+	}
+	keySecret := filepath.Join(t.TempDir(), "key-secret")
+	if err := os.WriteFile(keySecret, []byte(k.ClientSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "keygate-backup.db")
+	if _, stderr, err := run(t, append([]string{"store", "backup", backup}, conn(old)...)...); err != nil {
+		t.Fatalf("store backup from serve: %v (%s)", err, stderr)
+	}
+	if err := old.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	newDir := t.TempDir()
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(backup, filepath.Join(newDir, dbFileName))
+	cfg, err := loadConfig(t, "--data-dir", newDir, "--listen", freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := serve(ctx, cfg, testEnv(admin), storeBackends); err == nil || !strings.Contains(err.Error(), "holds keys but no master key was found") {
+		t.Fatalf("serve on the restored copy without its master key: %v", err)
+	}
+	if got := dirEntries(t, newDir); strings.Join(got, ",") != dbFileName {
+		t.Fatalf("the refused start left %q in the data directory", got)
+	}
+
+	copyFile(filepath.Join(oldDir, masterkey.FileName), filepath.Join(newDir, masterkey.FileName))
+	_, restored := start(newDir)
+	if _, stderr, err := run(t, "token", "--url", restored.base, "--client-id", k.ClientID, "--client-secret-file", keySecret); err != nil {
+		t.Fatalf("the key's secret at the restored keygate: %v (%s)", err, stderr)
+	}
+	out, _, err = run(t, append([]string{"keys", "get", "--json", k.ClientID}, conn(restored)...)...)
+	if err != nil || !strings.Contains(out, `"team_id": "acme"`) {
+		t.Fatalf("keys get at the restored keygate: %v\n%s", err, out)
 	}
 }
