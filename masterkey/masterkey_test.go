@@ -2,8 +2,11 @@ package masterkey_test
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -275,5 +278,172 @@ func TestLoadOrCreateConcurrent(t *testing.T) {
 				t.Fatalf("round %d: caller %d ended up with another key: %v", r, i+1, err)
 			}
 		}
+	}
+}
+
+// legacySeal seals the way keygate did before the sealed format had a
+// version (nonce, ciphertext; the purpose alone as associated data): what
+// stores written by earlier versions hold.
+func legacySeal(t *testing.T, raw []byte, purpose string, plain []byte) []byte {
+	t.Helper()
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := randomBytes(t, aead.NonceSize())
+	return aead.Seal(nonce, nonce, plain, []byte(purpose))
+}
+
+func rawKey(t *testing.T) ([]byte, *masterkey.Key) {
+	t.Helper()
+	raw := randomBytes(t, masterkey.Size)
+	return raw, mustParse(t, base64.StdEncoding.EncodeToString(raw))
+}
+
+func TestOpenUnversioned(t *testing.T) {
+	raw, k := rawKey(t)
+	_, other := rawKey(t)
+	plain := randomBytes(t, 48)
+	for i := range 50 {
+		old := legacySeal(t, raw, "pepper", plain)
+		got, err := k.Open("pepper", old)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("unversioned value %d does not open: %v", i, err)
+		}
+		// ... as the previous key of a rotation too.
+		if got, err := other.WithPrevious(k).Open("pepper", old); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("unversioned value %d does not open under the previous key: %v", i, err)
+		}
+		if _, err := k.Open("signing-key:x", old); !errors.Is(err, masterkey.ErrOpen) {
+			t.Fatalf("unversioned value opened as another purpose: %v", err)
+		}
+		if _, err := other.Open("pepper", old); !errors.Is(err, masterkey.ErrOpen) {
+			t.Fatalf("unversioned value opened under another key: %v", err)
+		}
+	}
+	// A nonce that happens to start with the versioned mark (once in 2^24
+	// values) still opens.
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := append([]byte("kg\x01"), randomBytes(t, aead.NonceSize()-3)...)
+	old := aead.Seal(bytes.Clone(nonce), nonce, plain, []byte("p"))
+	if _, ok := masterkey.SealedBy(old); !ok {
+		t.Fatal("the crafted nonce does not look versioned")
+	}
+	if got, err := k.Open("p", old); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("an unversioned value whose nonce starts like a header does not open: %v", err)
+	}
+}
+
+func TestSealedFormatBindsKeyID(t *testing.T) {
+	_, a := rawKey(t)
+	_, b := rawKey(t)
+	plain := []byte("signing key bytes")
+	sealed, err := a.Seal("signing-key:k1", plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := masterkey.SealedBy(sealed)
+	if !ok || id != a.ID() {
+		t.Fatalf("SealedBy = %q, %v; want %q, true", id, ok, a.ID())
+	}
+	if len(a.ID()) != 16 || a.ID() == b.ID() {
+		t.Fatalf("IDs %q and %q: want 16 hex digits, different keys different IDs", a.ID(), b.ID())
+	}
+	if got, err := a.Open("signing-key:k1", sealed); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("round trip: %v", err)
+	}
+	// Another purpose.
+	if _, err := a.Open("signing-key:k2", sealed); !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatalf("opened as another purpose: %v", err)
+	}
+	if _, err := a.Open("pepper", sealed); !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatalf("opened as the pepper: %v", err)
+	}
+	// Another key: named in the error, by ID only.
+	_, err = b.Open("signing-key:k1", sealed)
+	var unknown *masterkey.UnknownKeyError
+	if !errors.As(err, &unknown) || !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatalf("opened under another key, or not reported as an unknown key: %v", err)
+	}
+	if unknown.SealedBy != a.ID() || len(unknown.Held) != 1 || unknown.Held[0] != b.ID() {
+		t.Fatalf("UnknownKeyError = %+v; want sealed by %s, held %s", unknown, a.ID(), b.ID())
+	}
+	// Tampering with the ID: set it to the other key's ID (which b holds),
+	// or to anything else.
+	bID, _ := hex.DecodeString(b.ID())
+	swapped := bytes.Clone(sealed)
+	copy(swapped[3:11], bID)
+	if _, err := b.Open("signing-key:k1", swapped); !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatalf("a value whose ID was changed to the opener's opened: %v", err)
+	}
+	if _, err := a.Open("signing-key:k1", swapped); !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatalf("a value whose ID was changed opened under its real key: %v", err)
+	}
+	for i := 0; i < 11; i++ {
+		tampered := bytes.Clone(sealed)
+		tampered[i] ^= 0x80
+		if _, err := a.Open("signing-key:k1", tampered); !errors.Is(err, masterkey.ErrOpen) {
+			t.Fatalf("header byte %d changed: %v", i, err)
+		}
+	}
+	// Stripping the header (a downgrade to the unversioned format) fails.
+	if _, err := a.Open("signing-key:k1", sealed[11:]); !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatalf("the value without its header opened: %v", err)
+	}
+	// The error names IDs, never key material or plaintext.
+	if strings.Contains(err.Error(), string(plain)) {
+		t.Fatal("error contains the plaintext")
+	}
+}
+
+func TestWithPrevious(t *testing.T) {
+	_, oldKey := rawKey(t)
+	_, newKey := rawKey(t)
+	_, stranger := rawKey(t)
+	both := newKey.WithPrevious(oldKey)
+	if both.ID() != newKey.ID() || both.Previous().ID() != oldKey.ID() {
+		t.Fatalf("WithPrevious: ID %s previous %s", both.ID(), both.Previous().ID())
+	}
+	if newKey.Previous() != nil {
+		t.Fatal("WithPrevious changed its receiver")
+	}
+	byOld, _ := oldKey.Seal("pepper", []byte("p"))
+	byNew, _ := newKey.Seal("pepper", []byte("p"))
+	for name, v := range map[string][]byte{"old": byOld, "new": byNew} {
+		if got, err := both.Open("pepper", v); err != nil || string(got) != "p" {
+			t.Fatalf("value sealed under the %s key does not open during the rotation: %v", name, err)
+		}
+	}
+	// Sealing during a rotation uses the new key only.
+	s, _ := both.Seal("pepper", []byte("p"))
+	if id, _ := masterkey.SealedBy(s); id != newKey.ID() {
+		t.Fatalf("sealed during a rotation under %s, want the new key %s", id, newKey.ID())
+	}
+	if _, err := oldKey.Open("pepper", s); !errors.Is(err, masterkey.ErrOpen) {
+		t.Fatal("the old key opens what was sealed during the rotation")
+	}
+	// Holding picks one key out, sealing under it.
+	h, ok := both.Holding(oldKey.ID())
+	if !ok || h.ID() != oldKey.ID() || h.Previous() != nil {
+		t.Fatalf("Holding(old) = %v, %v", h, ok)
+	}
+	if _, ok := both.Holding(stranger.ID()); ok {
+		t.Fatal("Holding a key that is not held")
+	}
+	byStranger, _ := stranger.Seal("pepper", []byte("p"))
+	var unknown *masterkey.UnknownKeyError
+	if _, err := both.Open("pepper", byStranger); !errors.As(err, &unknown) || len(unknown.Held) != 2 || unknown.SealedBy != stranger.ID() {
+		t.Fatalf("a third key's value: %v (%+v)", err, unknown)
 	}
 }
