@@ -176,6 +176,12 @@ type SigningKeys struct {
 	// Active signs new tokens. Nil only before the first start.
 	Active  *SigningKey         `json:"active"`
 	Retired []RetiredSigningKey `json:"retired"`
+	// MasterKeyID is the ID (masterkey.Key.ID) of the master key every
+	// private key of the set is sealed under; empty in a set written before
+	// sets recorded it. Whoever adds a sealed key checks it in the same
+	// update (signing.CheckMasterKey), so an instance still holding a
+	// master key the store was rotated away from cannot add one.
+	MasterKeyID string `json:"master_key_id,omitempty"`
 }
 
 // StatusList is the stored state of the Token Status List.
@@ -288,6 +294,16 @@ type Store interface {
 	// own if it won, the earlier one otherwise. Used for process-wide
 	// one-of-a-kind secrets such as the pepper.
 	CreateSingleton(ctx context.Context, name string, value []byte) (stored []byte, err error)
+
+	// CompareAndSwapSingleton replaces the value stored under name with
+	// value only if the stored one is old, byte for byte, in one atomic
+	// step, and reports whether it did: of concurrent swaps from the same
+	// old value exactly one wins. ErrNotFound when nothing is stored under
+	// name; ErrInvalid for an empty value. Durable when it returns true.
+	// Used to re-seal the pepper under a new master key
+	// (apikey.RotateMasterKey) without ever replacing a value it did not
+	// read.
+	CompareAndSwapSingleton(ctx context.Context, name string, old, value []byte) (swapped bool, err error)
 
 	// SigningKeys returns the current signing key set (zero value before the
 	// first start).

@@ -687,6 +687,34 @@ func (s *Store) CreateSingleton(ctx context.Context, name string, value []byte) 
 	return out, nil
 }
 
+// CompareAndSwapSingleton implements store.Store: the comparison and the
+// write are one write transaction.
+func (s *Store) CompareAndSwapSingleton(ctx context.Context, name string, old, value []byte) (bool, error) {
+	if name == "" {
+		return false, fmt.Errorf("swap singleton: %w: empty name", store.ErrInvalid)
+	}
+	if len(value) == 0 {
+		return false, fmt.Errorf("swap singleton %s: %w: empty value", name, store.ErrInvalid)
+	}
+	swapped := false
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSingletons)
+		cur := b.Get([]byte(name))
+		if cur == nil {
+			return store.ErrNotFound
+		}
+		if !bytes.Equal(cur, old) {
+			return nil
+		}
+		swapped = true
+		return b.Put([]byte(name), bytes.Clone(value))
+	})
+	if err != nil {
+		return false, fmt.Errorf("swap singleton %s: %w", name, err)
+	}
+	return swapped, nil
+}
+
 // SigningKeys implements store.Store.
 func (s *Store) SigningKeys(ctx context.Context) (store.SigningKeys, error) {
 	var out store.SigningKeys

@@ -63,6 +63,8 @@ type retiredRecord struct {
 type signingRecord struct {
 	Active  *signingKeyRecord `json:"active,omitempty"`
 	Retired []retiredRecord   `json:"retired,omitempty"`
+	// MasterKeyID: store.SigningKeys.MasterKeyID.
+	MasterKeyID string `json:"master_key_id,omitempty"`
 }
 
 // utc normalises a time for storage. Zero stays the canonical zero, so that
@@ -127,7 +129,7 @@ func fromSigningKeyRecord(r signingKeyRecord) store.SigningKey {
 }
 
 func encodeSigning(s store.SigningKeys) ([]byte, error) {
-	var r signingRecord
+	r := signingRecord{MasterKeyID: s.MasterKeyID}
 	if s.Active != nil {
 		a := toSigningKeyRecord(*s.Active)
 		r.Active = &a
@@ -143,7 +145,7 @@ func decodeSigning(b []byte) (store.SigningKeys, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return store.SigningKeys{}, err
 	}
-	var s store.SigningKeys
+	s := store.SigningKeys{MasterKeyID: r.MasterKeyID}
 	if r.Active != nil {
 		a := fromSigningKeyRecord(*r.Active)
 		s.Active = &a

@@ -73,7 +73,7 @@
 //	keys.go     CreateKey, GetKey, ListKeys, ForEachKey, UpdateKey,
 //	            DeleteKey, TouchKeys, and the Lua scripts they run
 //	teams.go    Teams
-//	signing.go  CreateSingleton, SigningKeys, UpdateSigningKeys
+//	signing.go  CreateSingleton, CompareAndSwapSingleton, SigningKeys, UpdateSigningKeys
 //	status.go   the status list (NextStatusIndex, RevokeStatus, StatusList)
 //	            and the deny list (DenyToken, TokenDenied)
 //	bulk.go     store.BulkLoader, for seeding

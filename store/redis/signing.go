@@ -31,6 +31,33 @@ func (s *Store) CreateSingleton(ctx context.Context, name string, value []byte) 
 	return []byte(v), nil
 }
 
+// swapSingletonScript: GET, compare, SET; -1 when nothing is stored.
+var swapSingletonScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`)
+
+// CompareAndSwapSingleton implements store.Store: one script, so the
+// comparison and the write are one atomic step.
+func (s *Store) CompareAndSwapSingleton(ctx context.Context, name string, old, value []byte) (bool, error) {
+	if len(value) == 0 {
+		return false, fmt.Errorf("swap singleton %s: %w: empty value", name, store.ErrInvalid)
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	n, err := swapSingletonScript.Run(ctx, s.rdb, []string{s.singletonKey(name)}, old, value).Int()
+	if err != nil {
+		return false, fail(ctx, "swap singleton "+name, err)
+	}
+	if n < 0 {
+		return false, fmt.Errorf("swap singleton %s: %w", name, store.ErrNotFound)
+	}
+	return n == 1, nil
+}
+
 // SigningKeys implements store.Store.
 func (s *Store) SigningKeys(ctx context.Context) (store.SigningKeys, error) {
 	ctx, cancel := s.op(ctx)

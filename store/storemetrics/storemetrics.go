@@ -31,6 +31,7 @@ const (
 	OpDeleteKey         = "delete_key"
 	OpTouchKeys         = "touch_keys"
 	OpCreateSingleton   = "create_singleton"
+	OpSwapSingleton     = "compare_and_swap_singleton"
 	OpSigningKeys       = "signing_keys"
 	OpUpdateSigningKeys = "update_signing_keys"
 	OpNextStatusIndex   = "next_status_index"
@@ -63,7 +64,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 	w.ops = ops{
 		createKey: op(OpCreateKey), getKey: op(OpGetKey), listKeys: op(OpListKeys), teams: op(OpTeams),
 		forEachKey: op(OpForEachKey), updateKey: op(OpUpdateKey), deleteKey: op(OpDeleteKey),
-		touchKeys: op(OpTouchKeys), createSingleton: op(OpCreateSingleton), signingKeys: op(OpSigningKeys),
+		touchKeys: op(OpTouchKeys), createSingleton: op(OpCreateSingleton), swapSingleton: op(OpSwapSingleton), signingKeys: op(OpSigningKeys),
 		updateSigningKeys: op(OpUpdateSigningKeys), nextStatusIndex: op(OpNextStatusIndex),
 		revokeStatus: op(OpRevokeStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
 		tokenDenied: op(OpTokenDenied), pruneDenied: op(OpPruneDenied), ping: op(OpPing),
@@ -90,7 +91,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 
 type ops struct {
 	createKey, getKey, listKeys, teams, forEachKey, updateKey, deleteKey, touchKeys,
-	createSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
+	createSingleton, swapSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
 	statusList, denyToken, tokenDenied, pruneDenied, ping, createKeys, nextStatusIndices,
 	appendAudit, auditEvents, allAuditEvents, moveAudit, pruneAudit, keyBySecretHash *metrics.StoreOp
 }
@@ -212,6 +213,13 @@ func (s *Store) CreateSingleton(ctx context.Context, name string, value []byte) 
 	v, err := s.st.CreateSingleton(ctx, name, value)
 	s.ops.createSingleton.Since(start, err)
 	return v, err
+}
+
+func (s *Store) CompareAndSwapSingleton(ctx context.Context, name string, old, value []byte) (bool, error) {
+	start := time.Now()
+	ok, err := s.st.CompareAndSwapSingleton(ctx, name, old, value)
+	s.ops.swapSingleton.Since(start, err)
+	return ok, err
 }
 
 func (s *Store) SigningKeys(ctx context.Context) (store.SigningKeys, error) {

@@ -68,7 +68,7 @@ func cloneSigningKey(k store.SigningKey) store.SigningKey {
 }
 
 func cloneSigning(s store.SigningKeys) store.SigningKeys {
-	var out store.SigningKeys
+	out := store.SigningKeys{MasterKeyID: s.MasterKeyID}
 	if s.Active != nil {
 		a := cloneSigningKey(*s.Active)
 		out.Active = &a
@@ -386,6 +386,26 @@ func (m *MemStore) CreateSingleton(ctx context.Context, name string, v []byte) (
 	}
 	m.singletons[name] = bytes.Clone(v)
 	return bytes.Clone(v), nil
+}
+
+func (m *MemStore) CompareAndSwapSingleton(ctx context.Context, name string, old, v []byte) (bool, error) {
+	if len(v) == 0 {
+		return false, fmt.Errorf("swap singleton %s: %w: empty value", name, store.ErrInvalid)
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	cur, ok := m.singletons[name]
+	if !ok {
+		return false, fmt.Errorf("swap singleton %s: %w", name, store.ErrNotFound)
+	}
+	if !bytes.Equal(cur, old) {
+		return false, nil
+	}
+	m.singletons[name] = bytes.Clone(v)
+	return true, nil
 }
 
 func (m *MemStore) SigningKeys(ctx context.Context) (store.SigningKeys, error) {

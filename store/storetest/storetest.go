@@ -84,6 +84,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TouchKeys/UnknownIDsIgnored", testTouchUnknown},
 		{"Singleton/FirstWins", testSingleton},
 		{"Singleton/Concurrent", testSingletonConcurrent},
+		{"Singleton/CompareAndSwap", testSingletonSwap},
+		{"Singleton/CompareAndSwapConcurrent", testSingletonSwapConcurrent},
 		{"SigningKeys/EmptyStore", testSigningEmpty},
 		{"SigningKeys/RoundTrip", testSigningRoundTrip},
 		{"SigningKeys/FuncErrorChangesNothing", testSigningFuncError},
@@ -1202,6 +1204,109 @@ func testSingletonConcurrent(t *testing.T, s store.Store) {
 	}
 }
 
+func mustSingleton(t *testing.T, s store.Store, name string) []byte {
+	t.Helper()
+	// CreateSingleton with a value never stored returns what is stored.
+	got, err := s.CreateSingleton(context.Background(), name, []byte("storetest: probe, never stored"))
+	if err != nil {
+		t.Fatalf("read singleton %s: %v", name, err)
+	}
+	return got
+}
+
+func testSingletonSwap(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	first, second, third, other := randomBytes(t, 32), randomBytes(t, 32), randomBytes(t, 32), randomBytes(t, 32)
+
+	// Nothing stored: ErrNotFound, and nothing is created.
+	ok, err := s.CompareAndSwapSingleton(ctx, "pepper", nil, first)
+	wantErr(t, "CompareAndSwapSingleton of a missing singleton", err, store.ErrNotFound)
+	if ok {
+		t.Fatal("CompareAndSwapSingleton of a missing singleton reported a swap")
+	}
+	if got, err := s.CreateSingleton(ctx, "pepper", first); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("CreateSingleton after a refused swap: %v; the swap created a value", err)
+	}
+	if _, err := s.CreateSingleton(ctx, "other", other); err != nil {
+		t.Fatal(err)
+	}
+
+	// A stale old value: no swap, nothing changes.
+	for _, stale := range [][]byte{second, nil, first[:31], append(bytes.Clone(first), 0)} {
+		ok, err = s.CompareAndSwapSingleton(ctx, "pepper", stale, third)
+		if err != nil || ok {
+			t.Fatalf("CompareAndSwapSingleton from a stale value (%d bytes): %v, %v; want false, nil", len(stale), ok, err)
+		}
+		if got := mustSingleton(t, s, "pepper"); !bytes.Equal(got, first) {
+			t.Fatal("a swap from a stale value changed the singleton")
+		}
+	}
+	// An empty value: ErrInvalid, nothing changes.
+	ok, err = s.CompareAndSwapSingleton(ctx, "pepper", first, nil)
+	wantErr(t, "CompareAndSwapSingleton to an empty value", err, store.ErrInvalid)
+	if ok || !bytes.Equal(mustSingleton(t, s, "pepper"), first) {
+		t.Fatal("a swap to an empty value changed the singleton")
+	}
+
+	// The current value: swapped; the caller's buffers are not the store's.
+	oldBuf, newBuf := bytes.Clone(first), bytes.Clone(second)
+	ok, err = s.CompareAndSwapSingleton(ctx, "pepper", oldBuf, newBuf)
+	if err != nil || !ok {
+		t.Fatalf("CompareAndSwapSingleton from the stored value: %v, %v; want true, nil", ok, err)
+	}
+	newBuf[0] ^= 0xff
+	if got := mustSingleton(t, s, "pepper"); !bytes.Equal(got, second) {
+		t.Fatal("after a swap the singleton is not the new value (or the caller's buffer reached the store)")
+	}
+	// The old value no longer swaps.
+	if ok, err := s.CompareAndSwapSingleton(ctx, "pepper", first, third); err != nil || ok {
+		t.Fatalf("swap from the replaced value: %v, %v; want false, nil", ok, err)
+	}
+	if got := mustSingleton(t, s, "other"); !bytes.Equal(got, other) {
+		t.Fatal("a swap of one singleton changed another")
+	}
+	// Swapping to the same value is allowed (a re-run).
+	if ok, err := s.CompareAndSwapSingleton(ctx, "pepper", second, second); err != nil || !ok {
+		t.Fatalf("swap to the same value: %v, %v; want true, nil", ok, err)
+	}
+}
+
+func testSingletonSwapConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 10
+	start := randomBytes(t, 32)
+	if _, err := s.CreateSingleton(ctx, "pepper", start); err != nil {
+		t.Fatal(err)
+	}
+	offered := make([][]byte, n)
+	for i := range offered {
+		offered[i] = randomBytes(t, 32)
+	}
+	swapped := make([]bool, n)
+	errs := make([]error, n)
+	concurrently(n, func(i int) {
+		swapped[i], errs[i] = s.CompareAndSwapSingleton(ctx, "pepper", start, offered[i])
+	})
+	winner := -1
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("swapper %d: %v", i, errs[i])
+		}
+		if swapped[i] {
+			if winner >= 0 {
+				t.Fatalf("swappers %d and %d both swapped from the same value", winner, i)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no concurrent swap won")
+	}
+	if got := mustSingleton(t, s, "pepper"); !bytes.Equal(got, offered[winner]) {
+		t.Fatalf("stored value is not the winner's (swapper %d)", winner)
+	}
+}
+
 // --- Signing keys ---------------------------------------------------------
 
 func newSigningKey(t testing.TB, kid string, created time.Time) store.SigningKey {
@@ -1220,6 +1325,9 @@ func signingDiff(want, got store.SigningKeys) []string {
 		if s := timeDiff(w.CreatedAt, g.CreatedAt); s != "" {
 			d = append(d, what+": CreatedAt: "+s)
 		}
+	}
+	if want.MasterKeyID != got.MasterKeyID {
+		d = append(d, fmt.Sprintf("MasterKeyID: got %q, want %q", got.MasterKeyID, want.MasterKeyID))
 	}
 	switch {
 	case (want.Active == nil) != (got.Active == nil):
@@ -1266,6 +1374,7 @@ func testSigningRoundTrip(t *testing.T, s store.Store) {
 			{SigningKey: newSigningKey(t, "kid-2", at(200)), PublishUntil: at(1200)},
 			{SigningKey: newSigningKey(t, "kid-1", at(100)), PublishUntil: at(1100)},
 		},
+		MasterKeyID: "0123456789abcdef",
 	}
 	var seen store.SigningKeys
 	got, err := s.UpdateSigningKeys(ctx, func(cur store.SigningKeys) (store.SigningKeys, error) {
@@ -1300,7 +1409,7 @@ func testSigningRoundTrip(t *testing.T, s store.Store) {
 	}
 	want = store.SigningKeys{Active: &next, Retired: []store.RetiredSigningKey{
 		{SigningKey: active, PublishUntil: at(1300)}, want.Retired[0],
-	}}
+	}, MasterKeyID: want.MasterKeyID}
 	assertSigning(t, "UpdateSigningKeys result after rotation", want, got)
 	got, _ = s.SigningKeys(ctx)
 	assertSigning(t, "SigningKeys after rotation", want, got)
@@ -1501,6 +1610,10 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"DeleteKey", func() error { return s.DeleteKey(ctx, "team-a", "kg_ctx") }},
 		{"TouchKeys", func() error { return s.TouchKeys(ctx, map[string]time.Time{"kg_ctx": at(5)}) }},
 		{"CreateSingleton", func() error { _, err := s.CreateSingleton(ctx, "pepper", []byte("x")); return err }},
+		{"CompareAndSwapSingleton", func() error {
+			_, err := s.CompareAndSwapSingleton(ctx, "pepper", []byte("x"), []byte("y"))
+			return err
+		}},
 		{"SigningKeys", func() error { _, err := s.SigningKeys(ctx); return err }},
 		{"UpdateSigningKeys", func() error {
 			_, err := s.UpdateSigningKeys(ctx, func(k store.SigningKeys) (store.SigningKeys, error) { return k, nil })
