@@ -110,15 +110,21 @@ func Ensure(ctx context.Context, ks KeyStore, mk *masterkey.Key, alg string, tok
 		return store.SigningKeys{}, fmt.Errorf("load signing keys: %w", err)
 	}
 	var candidate store.SigningKey
+	var sealer *masterkey.Key
 	if cur.Active == nil || cur.Active.Alg != alg {
 		// Generate outside the update: RSA generation takes a while and the
 		// update function may run more than once on optimistic backends.
-		if candidate, err = NewStoredKey(mk, alg, now); err != nil {
+		// It is sealed under the store's master key (SealingKey), which the
+		// update checks again.
+		if sealer, err = SealingKey(cur, mk); err != nil {
+			return store.SigningKeys{}, err
+		}
+		if candidate, err = NewStoredKey(sealer, alg, now); err != nil {
 			return store.SigningKeys{}, err
 		}
 	}
 	return ks.UpdateSigningKeys(ctx, func(old store.SigningKeys) (store.SigningKeys, error) {
-		next := store.SigningKeys{Active: old.Active}
+		next := store.SigningKeys{Active: old.Active, MasterKeyID: old.MasterKeyID}
 		for _, r := range old.Retired {
 			if r.PublishUntil.After(now) {
 				next.Retired = append(next.Retired, r)
@@ -132,6 +138,10 @@ func Ensure(ctx context.Context, ks KeyStore, mk *masterkey.Key, alg string, tok
 			// update; refuse rather than sign with an unexpected key.
 			return old, fmt.Errorf("signing keys changed concurrently; restart to pick up the current set")
 		}
+		if err := CheckMasterKey(old, sealer); err != nil {
+			return old, err
+		}
+		next.MasterKeyID = sealer.ID()
 		if old.Active != nil {
 			next.Retired = append(next.Retired, store.RetiredSigningKey{
 				SigningKey:   *old.Active,
