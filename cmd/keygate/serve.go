@@ -57,8 +57,9 @@ func serveCommand(e env, stores backends) *cobra.Command {
 Settings come from defaults < --config YAML file < KEYGATE_* environment < flags.
 Secrets come only from the environment: KEYGATE_MASTER_KEY or
 KEYGATE_MASTER_KEY_FILE (else generated into the data dir; one of them is
-required with a shared store), KEYGATE_ADMIN_CLIENT_ID and
-KEYGATE_ADMIN_CLIENT_SECRET.`,
+required with a shared store), KEYGATE_MASTER_KEY_PREVIOUS (or _FILE) during
+a master-key rotation (see keygate master-key rotate), KEYGATE_ADMIN_CLIENT_ID
+and KEYGATE_ADMIN_CLIENT_SECRET.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadFor(cmd.Flags(), e.getenv, stores.names())
@@ -180,7 +181,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		AuthFailureSourceRate:  cfg.AuthFailureSourceRate,
 	})
 	if err != nil {
-		return err
+		return masterKeyRotatedError(err)
 	}
 	defer srv.Close()
 	if admin, ok := srv.GeneratedAdmin(); ok {
@@ -267,34 +268,80 @@ func masterKeyConfigured(getenv func(string) string) bool {
 	return getenv(envMasterKey) != "" || getenv(envMasterKeyFile) != ""
 }
 
+// envMasterKeyPrevious and envMasterKeyPreviousFile name, during a
+// master-key rotation, the key the store was sealed under before: keygate
+// opens what either key sealed and seals only under the new one (see
+// cmd/keygate/masterkey.go and README "Rotating the master key").
+const (
+	envMasterKeyPrevious     = "KEYGATE_MASTER_KEY_PREVIOUS"
+	envMasterKeyPreviousFile = "KEYGATE_MASTER_KEY_PREVIOUS_FILE"
+)
+
 // masterKeyFromEnv reads the master key from KEYGATE_MASTER_KEY or the file
 // KEYGATE_MASTER_KEY_FILE names; nil, nil when neither is set. Setting both
 // is refused rather than one silently winning: with two keys around, a store
 // sealed with the wrong one would fail later with a less obvious error.
+// KEYGATE_MASTER_KEY_PREVIOUS (or _PREVIOUS_FILE), during a rotation, adds
+// the old key (masterkey.Key.WithPrevious); it needs a new key beside it.
 // Errors name the variable and the file, never the content.
 func masterKeyFromEnv(getenv func(string) string) (*masterkey.Key, error) {
-	v, path := getenv(envMasterKey), getenv(envMasterKeyFile)
+	k, err := keyFromEnv(getenv, envMasterKey, envMasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := keyFromEnv(getenv, envMasterKeyPrevious, envMasterKeyPreviousFile)
+	switch {
+	case err != nil:
+		return nil, err
+	case prev == nil:
+		return k, nil
+	case k == nil:
+		return nil, fmt.Errorf("%s is set but %s is not: the previous master key is only for a rotation, beside the new key in %s (or %s)", envMasterKeyPrevious, envMasterKey, envMasterKey, envMasterKeyFile)
+	case prev.ID() == k.ID():
+		return nil, fmt.Errorf("%s is the same key as %s (ID %s): during a rotation it is the old key, the one the store was sealed under", envMasterKeyPrevious, envMasterKey, k.ID())
+	}
+	return k.WithPrevious(prev), nil
+}
+
+// keyFromEnv reads a master key from the variable name or the file
+// fileVar names; nil, nil when neither is set.
+func keyFromEnv(getenv func(string) string, name, fileVar string) (*masterkey.Key, error) {
+	v, path := getenv(name), getenv(fileVar)
 	switch {
 	case v != "" && path != "":
-		return nil, fmt.Errorf("both %s and %s are set: set only one, so that it is clear which master key the store is sealed with", envMasterKey, envMasterKeyFile)
+		return nil, fmt.Errorf("both %s and %s are set: set only one, so that it is clear which master key the store is sealed with", name, fileVar)
 	case v != "":
 		k, err := masterkey.Parse(v)
 		if err != nil {
-			return nil, fmt.Errorf("invalid %s: %w", envMasterKey, err)
+			return nil, fmt.Errorf("invalid %s: %w", name, err)
 		}
 		return k, nil
 	case path != "":
 		b, err := readMasterKeyFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", envMasterKeyFile, err)
+			return nil, fmt.Errorf("%s: %w", fileVar, err)
 		}
 		k, err := masterkey.Parse(string(b))
 		if err != nil {
-			return nil, fmt.Errorf("invalid %s %s: %w", envMasterKeyFile, path, err)
+			return nil, fmt.Errorf("invalid %s %s: %w", fileVar, path, err)
 		}
 		return k, nil
 	}
 	return nil, nil
+}
+
+// masterKeyRotatedError turns a start's failure to open the store's
+// secrets because they are sealed under a master key this instance was not
+// given (the store was re-sealed by `keygate master-key rotate`) into the
+// one line that says what happened and what to do; any other error is
+// returned as it is.
+func masterKeyRotatedError(err error) error {
+	var unknown *masterkey.UnknownKeyError
+	if !errors.As(err, &unknown) {
+		return err
+	}
+	return fmt.Errorf("the master key was rotated: the store is sealed under master key %s, which this instance was not given (it has %s); start it with the new master key in %s or %s",
+		unknown.SealedBy, strings.Join(unknown.Held, " and "), envMasterKey, envMasterKeyFile)
 }
 
 // readMasterKeyFile reads at most maxMasterKeyFileBytes of path; a larger
@@ -334,11 +381,17 @@ func masterKeyFromEnvLogged(getenv func(string) string, log *slog.Logger) (*mast
 	if k == nil || err != nil {
 		return k, err
 	}
-	if path := getenv(envMasterKeyFile); path != "" {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("the master key file is readable by group or others: restrict it (chmod 600, or defaultMode: 0400 on a Kubernetes secret volume)",
-				"file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+	for _, name := range []string{envMasterKeyFile, envMasterKeyPreviousFile} {
+		if path := getenv(name); path != "" {
+			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				log.Warn("the master key file is readable by group or others: restrict it (chmod 600, or defaultMode: 0400 on a Kubernetes secret volume)",
+					"file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+			}
 		}
+	}
+	if prev := k.Previous(); prev != nil {
+		log.Info("master-key rotation: opening secrets sealed under the previous master key too; drop it once `keygate master-key rotate` has run",
+			"master_key_id", k.ID(), "previous_master_key_id", prev.ID())
 	}
 	return k, nil
 }
