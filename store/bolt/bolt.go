@@ -176,6 +176,23 @@ func Open(path string, opts ...Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
+	// A file that needs no setup is not written at all (a write transaction
+	// commits a new meta page even when it changes nothing): opening a
+	// store to read it, or for a change that is then refused (a master-key
+	// rotation with the wrong key), leaves the file as it was, byte for
+	// byte.
+	ready := false
+	err = db.View(func(tx *bbolt.Tx) error {
+		ready = setUp(tx)
+		return nil
+	})
+	if err != nil || ready {
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+		return &Store{db: db, path: path, forEachBatch: defaultForEachBatch}, nil
+	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -204,6 +221,21 @@ func Open(path string, opts ...Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch}, nil
+}
+
+// setUp reports whether tx's file already has what Open's setup makes: the
+// current schema version, every bucket, and the indices built once.
+func setUp(tx *bbolt.Tx) bool {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil || string(meta.Get(metaSchema)) != schemaVersion {
+		return false
+	}
+	for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning, bucketStatus, bucketDeny, bucketAudit, bucketAuditTeams, bucketSecrets, bucketDenyExpiry} {
+		if tx.Bucket(name) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Close releases the file lock. It waits for running transactions.
@@ -670,7 +702,21 @@ func (s *Store) CreateSingleton(ctx context.Context, name string, value []byte) 
 		return nil, fmt.Errorf("create singleton %s: empty value", name)
 	}
 	var out []byte
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	// Read first: a singleton is created once and read at every start,
+	// and a read writes nothing to the file.
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketSingletons).Get([]byte(name)); v != nil {
+			out = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil || out != nil {
+		if err != nil {
+			return nil, fmt.Errorf("create singleton %s: %w", name, err)
+		}
+		return out, nil
+	}
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketSingletons)
 		if v := b.Get([]byte(name)); v != nil {
 			out = bytes.Clone(v)

@@ -373,3 +373,41 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Errorf("empty file: %v", err)
 	}
 }
+
+// Opening a store that needs no setup, reading it and reading an existing
+// singleton write nothing: the file stays the same byte for byte (a
+// master-key rotation refused for a wrong key relies on it).
+func TestOpenAndReadsDoNotWrite(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSingleton(ctx, "pepper", []byte("pepper-bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.CreateSingleton(ctx, "pepper", []byte("other")); err != nil || string(got) != "pepper-bytes" {
+		t.Fatalf("CreateSingleton of an existing singleton: %q, %v", got, err)
+	}
+	if _, err := s.SigningKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("open, reads and close changed the file (%v)", err)
+	}
+}
