@@ -232,3 +232,58 @@ func TestServeWithMasterKeyFile(t *testing.T) {
 		t.Fatalf("restart with the same key in KEYGATE_MASTER_KEY: %v", err)
 	}
 }
+
+// During a rotation the previous key comes from KEYGATE_MASTER_KEY_PREVIOUS
+// or its _FILE twin, beside the new key; refusals name the variable, never
+// the content.
+func TestMasterKeyPreviousFromEnv(t *testing.T) {
+	newEnc, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEnc, err := masterkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, _ := masterkey.Parse(newEnc)
+	oldKey, _ := masterkey.Parse(oldEnc)
+	for name, vars := range map[string]map[string]string{
+		"variable": {envMasterKey: newEnc, envMasterKeyPrevious: oldEnc},
+		"file":     {envMasterKeyFile: writeKeyFile(t, newEnc), envMasterKeyPreviousFile: writeKeyFile(t, oldEnc)},
+	} {
+		k, err := loadMasterKey(t.TempDir(), testEnv(vars).getenv, discardLogger())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if k.ID() != newKey.ID() || k.Previous() == nil || k.Previous().ID() != oldKey.ID() {
+			t.Fatalf("%s: key %s with previous %v; want %s with previous %s", name, k.ID(), k.Previous(), newKey.ID(), oldKey.ID())
+		}
+	}
+	const leaky = "s3cr3t!value!that-is-not-a-key"
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"previous alone", map[string]string{envMasterKeyPrevious: oldEnc}, "KEYGATE_MASTER_KEY_PREVIOUS is set but KEYGATE_MASTER_KEY is not"},
+		{"same key", map[string]string{envMasterKey: newEnc, envMasterKeyPrevious: newEnc}, "KEYGATE_MASTER_KEY_PREVIOUS is the same key as KEYGATE_MASTER_KEY"},
+		{"both previous", map[string]string{envMasterKey: newEnc, envMasterKeyPrevious: oldEnc, envMasterKeyPreviousFile: writeKeyFile(t, oldEnc)},
+			"both KEYGATE_MASTER_KEY_PREVIOUS and KEYGATE_MASTER_KEY_PREVIOUS_FILE are set"},
+		{"invalid previous", map[string]string{envMasterKey: newEnc, envMasterKeyPrevious: leaky}, "invalid KEYGATE_MASTER_KEY_PREVIOUS"},
+	} {
+		dir := t.TempDir()
+		_, err := loadMasterKey(dir, testEnv(tc.vars).getenv, discardLogger())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+			continue
+		}
+		for _, secret := range []string{leaky, newEnc, oldEnc} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: error %q shows key material", tc.name, err)
+			}
+		}
+		if names := dirEntries(t, dir); len(names) != 0 {
+			t.Errorf("%s: a refusal left %v in the data dir", tc.name, names)
+		}
+	}
+}
