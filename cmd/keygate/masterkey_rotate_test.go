@@ -33,8 +33,8 @@ func genKey(t *testing.T) (string, *masterkey.Key) {
 // rotatedStartError is the one line a start with only the old master key
 // fails with after a rotation to newID.
 func rotatedStartError(newID, oldID string) string {
-	return "the master key was rotated: the store is sealed under master key " + newID +
-		", which this instance was not given (it has " + oldID + "); start it with the new master key in KEYGATE_MASTER_KEY or KEYGATE_MASTER_KEY_FILE"
+	return "the store is sealed under master key " + newID + ", which this instance was not given (it has " + oldID +
+		"): after a master-key rotation, start it with the new master key in KEYGATE_MASTER_KEY or KEYGATE_MASTER_KEY_FILE; during one, give it the old key too in KEYGATE_MASTER_KEY_PREVIOUS until `keygate master-key rotate` has finished"
 }
 
 // storedSecrets opens the bbolt store in dir (serve stopped) and returns
@@ -159,6 +159,14 @@ func TestMasterKeyRotateBolt(t *testing.T) {
 			assertFileUnchanged(tc.name)
 		})
 	}
+
+	// The new key alone before the rotation: refused with the same line,
+	// the other way round, and nothing written.
+	err = serve(ctxFor(t), cfg, testEnv(withVars(admin, envMasterKey, newEnc)), storeBackends)
+	if want := rotatedStartError(oldKey.ID(), newKey.ID()); err == nil || err.Error() != want {
+		t.Fatalf("start with the new key alone before the rotation: %v\nwant: %s", err, want)
+	}
+	assertFileUnchanged("a refused start")
 
 	// The rotation.
 	stdout, _, err := runWith(t, map[string]string{envMasterKey: newEnc, envMasterKeyPrevious: oldEnc}, "master-key", "rotate", "--data-dir", dir)

@@ -340,8 +340,8 @@ func masterKeyRotatedError(err error) error {
 	if !errors.As(err, &unknown) {
 		return err
 	}
-	return fmt.Errorf("the master key was rotated: the store is sealed under master key %s, which this instance was not given (it has %s); start it with the new master key in %s or %s",
-		unknown.SealedBy, strings.Join(unknown.Held, " and "), envMasterKey, envMasterKeyFile)
+	return fmt.Errorf("the store is sealed under master key %s, which this instance was not given (it has %s): after a master-key rotation, start it with the new master key in %s or %s; during one, give it the old key too in %s until `keygate master-key rotate` has finished",
+		unknown.SealedBy, strings.Join(unknown.Held, " and "), envMasterKey, envMasterKeyFile, envMasterKeyPrevious)
 }
 
 // readMasterKeyFile reads at most maxMasterKeyFileBytes of path; a larger
