@@ -77,7 +77,11 @@ func CheckMasterKey(set store.SigningKeys, sealer *masterkey.Key) error {
 // set is changed.
 func Reseal(set store.SigningKeys, mk *masterkey.Key) (store.SigningKeys, error) {
 	sealer, _ := mk.Holding(mk.ID()) // never the previous key
-	out := store.SigningKeys{MasterKeyID: sealer.ID()}
+	// A copy of set with every sealed key replaced: any other field of the
+	// set or of a key is kept as it is.
+	out := set
+	out.MasterKeyID = sealer.ID()
+	out.Retired = nil
 	reseal := func(k store.SigningKey) (store.SigningKey, error) {
 		der, err := mk.Open(sealPurpose(k.KID), k.PrivateKeySealed)
 		if err != nil {

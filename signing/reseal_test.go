@@ -12,20 +12,27 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// twoKeySet is a stored set under oldKey: an ES256 key that signs and a
-// retired EdDSA one still published.
+// twoKeySet stores a set sealed under oldKey: an ES256 key that signs and
+// a retired EdDSA one still published.
 func twoKeySet(t *testing.T, st *storeWithHook, oldKey *masterkey.Key, now time.Time) store.SigningKeys {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := signing.Ensure(ctx, st, oldKey, signing.EdDSA, time.Hour, now); err != nil {
-		t.Fatal(err)
-	}
-	set, err := signing.Ensure(ctx, st, oldKey, signing.ES256, time.Hour, now)
+	active, err := signing.NewStoredKey(oldKey, signing.ES256, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.Active == nil || len(set.Retired) != 1 || set.MasterKeyID != oldKey.ID() {
-		t.Fatalf("fixture: %+v", set)
+	retired, err := signing.NewStoredKey(oldKey, signing.EdDSA, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := st.UpdateSigningKeys(context.Background(), func(store.SigningKeys) (store.SigningKeys, error) {
+		return store.SigningKeys{
+			Active:      &active,
+			Retired:     []store.RetiredSigningKey{{SigningKey: retired, PublishUntil: now.Add(time.Hour)}},
+			MasterKeyID: oldKey.ID(),
+		}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return set
 }
