@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/credential"
@@ -1014,3 +1015,116 @@ type Exporter interface {
 	// error fn returns.
 	ForEachWebhookState(ctx context.Context, fn func(endpoint string, st WebhookState) error) error
 }
+
+// ---- Schema versions and formats (issue 15 item 5) -------------------------
+//
+// A store records the schema version of its layout (store/bolt/schema.go,
+// store/redis/schema.go): a keygate refuses a store of a newer version and
+// migrates an older one. Within a version, a Format names one way of
+// encoding a record that an older keygate of the same version cannot read
+// (a sealed blob bound to a master-key ID, signing keys with states): such a
+// record is written only once every keygate that may read the store reads
+// that format, which the store records as the formats it may hold.
+
+// Format names a record encoding that not every keygate of the current
+// schema version reads. Names are short lowercase words ("sealed-v2").
+type Format string
+
+// ReadableFormats are the formats this build reads. A change that adds a
+// format adds it here in the same commit as its reader, and writes it only
+// where its FormatGate says Writable.
+var ReadableFormats = []Format{}
+
+// FormatGate is asked by code about to write a record in a Format that
+// older keygates cannot read. Stores that have one implement it (found
+// through wrappers' Unwrap, as for BulkLoader): bbolt (one process: every
+// readable format is writable once recorded in the file) and Redis (only
+// formats every live instance announced it reads). Without a gate (the
+// memory store), write only the formats every keygate reads.
+type FormatGate interface {
+	// Writable reports whether records in format f may be written now.
+	Writable(f Format) bool
+}
+
+// CompatChecker is a store shared by running keygates (store/redis): each
+// instance announces the formats it reads and learns which may be written.
+// server calls Check at start and every few seconds, and Leave on Close.
+type CompatChecker interface {
+	FormatGate
+	// Check renews this instance's heartbeat and refreshes the writable
+	// formats; an error wrapping ErrUnreadableFormat means the store now
+	// holds a format this build cannot read and the instance must stop.
+	Check(ctx context.Context) error
+	// Leave removes this instance's heartbeat (a clean shutdown), so the
+	// others need not wait for it to expire.
+	Leave(ctx context.Context) error
+}
+
+var (
+	// ErrNewerSchema: the store was written by a newer keygate
+	// (a *SchemaError says which versions).
+	ErrNewerSchema = errors.New("store written by a newer keygate")
+	// ErrUnreadableFormat: the store may hold records in a format this
+	// keygate cannot read (a *FormatError says which).
+	ErrUnreadableFormat = errors.New("store holds a format this keygate cannot read")
+)
+
+// SchemaError is the refusal of a store whose schema version is newer than
+// the one this build knows; its message names both.
+type SchemaError struct{ Store, Known int }
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("the store has schema version %d, newer than this keygate's %d: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md", e.Store, e.Known)
+}
+
+func (e *SchemaError) Unwrap() error { return ErrNewerSchema }
+
+// FormatError is the refusal of a store that may hold records in formats
+// this build cannot read.
+type FormatError struct{ Missing []Format }
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("the store may hold records in format %s, which this keygate cannot read: run a keygate release that reads it; see the upgrade and rollback procedure in README.md", strings.Join(formatStrings(e.Missing), ", "))
+}
+
+func (e *FormatError) Unwrap() error { return ErrUnreadableFormat }
+
+func formatStrings(fs []Format) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// MissingFormats returns the formats of required not in readable, sorted.
+func MissingFormats(required, readable []Format) []Format {
+	var out []Format
+	for _, f := range required {
+		if !slices.Contains(readable, f) {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// FormatGateOf finds the store's FormatGate through wrappers; without one,
+// a gate under which no new format is writable.
+func FormatGateOf(st Store) FormatGate {
+	for st != nil {
+		if g, ok := st.(FormatGate); ok {
+			return g
+		}
+		u, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		st = u.Unwrap()
+	}
+	return noGate{}
+}
+
+type noGate struct{}
+
+func (noGate) Writable(Format) bool { return false }

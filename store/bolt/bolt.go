@@ -15,7 +15,9 @@
 //
 // Open creates these top-level buckets:
 //
-//	meta        "schema" → "1"                 format version, checked on open
+//	meta        "schema" → "2"                 schema version and the record
+//	            "formats" → JSON array         formats the file may hold,
+//	                                           checked on open (schema.go)
 //	keys        client ID → JSON key record    the source of truth
 //	teams       "t"+team ID → nested bucket    per-team index: client ID → ""
 //	singletons  name → raw bytes               create-if-absent (the pepper)
@@ -69,6 +71,7 @@
 //	audit.go    the audit trail
 //	webhook.go  webhook delivery state
 //	backup.go   online backup: a consistent copy of the file
+//	schema.go   schema versions, migrations and the formats record
 package bolt
 
 import (
@@ -104,10 +107,6 @@ type Options struct {
 	LockTimeout time.Duration
 }
 
-// schemaVersion is bumped when the on-disk layout changes incompatibly, so
-// that an older binary refuses a newer file instead of misreading it.
-const schemaVersion = "1"
-
 var (
 	bucketMeta       = []byte("meta")
 	bucketKeys       = []byte("keys")
@@ -137,6 +136,8 @@ type Store struct {
 	// forEachBatch is a field, not the constant, so tests can cross batch
 	// boundaries without writing hundreds of keys.
 	forEachBatch int
+	// formats are the record formats the file may hold (schema.go).
+	formats []store.Format
 }
 
 // Open opens or creates the store file at path (mode 0600: it holds secret
@@ -176,66 +177,34 @@ func Open(path string, opts ...Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
-	// A file that needs no setup is not written at all (a write transaction
-	// commits a new meta page even when it changes nothing): opening a
-	// store to read it, or for a change that is then refused (a master-key
-	// rotation with the wrong key), leaves the file as it was, byte for
-	// byte.
+	// Read first (schema.go): a newer or unreadable file is refused
+	// without a byte written, and a file that is up to date is not written
+	// at all (a write transaction commits a new meta page even when it
+	// changes nothing): opening a store to read it, or for a change that is
+	// then refused (a master-key rotation with the wrong key), leaves the
+	// file as it was, byte for byte.
+	var formats []store.Format
 	ready := false
 	err = db.View(func(tx *bbolt.Tx) error {
-		ready = setUp(tx)
+		st, err := readSchema(tx)
+		if err != nil {
+			return err
+		}
+		ready, formats = upToDate(tx, st), st.formats
 		return nil
 	})
-	if err != nil || ready {
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open store %s: %w", path, err)
-		}
-		return &Store{db: db, path: path, forEachBatch: defaultForEachBatch}, nil
+	if err == nil && !ready {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			var err error
+			formats, err = setUp(tx)
+			return err
+		})
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		switch v := meta.Get(metaSchema); {
-		case v == nil:
-			if err := meta.Put(metaSchema, []byte(schemaVersion)); err != nil {
-				return err
-			}
-		case string(v) != schemaVersion:
-			return fmt.Errorf("data format version %q is not the one this keygate understands (%q); use the keygate version that wrote it", v, schemaVersion)
-		}
-		for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning, bucketStatus, bucketDeny, bucketAudit, bucketAuditTeams} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		if err := buildSecretIndex(tx); err != nil {
-			return err
-		}
-		return indexDenyList(tx)
-	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch}, nil
-}
-
-// setUp reports whether tx's file already has what Open's setup makes: the
-// current schema version, every bucket, and the indices built once.
-func setUp(tx *bbolt.Tx) bool {
-	meta := tx.Bucket(bucketMeta)
-	if meta == nil || string(meta.Get(metaSchema)) != schemaVersion {
-		return false
-	}
-	for _, name := range [][]byte{bucketKeys, bucketTeams, bucketSingletons, bucketSigning, bucketStatus, bucketDeny, bucketAudit, bucketAuditTeams, bucketSecrets, bucketDenyExpiry} {
-		if tx.Bucket(name) == nil {
-			return false
-		}
-	}
-	return true
+	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch, formats: formats}, nil
 }
 
 // Close releases the file lock. It waits for running transactions.

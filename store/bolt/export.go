@@ -54,12 +54,16 @@ func OpenReadOnly(path string, opts ...Options) (*Store, error) {
 		return nil, damaged(path, err)
 	}
 	err = db.View(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
+		if tx.Bucket(bucketMeta) == nil {
 			return errors.New("no meta bucket: not a keygate store")
 		}
-		if v := meta.Get(metaSchema); string(v) != schemaVersion {
-			return fmt.Errorf("data format version %q is not the one this keygate understands (%q); use the keygate version that wrote it", v, schemaVersion)
+		// A newer or unreadable file is refused (schema.go); an older
+		// one is read as it is, unmigrated: what export reads has not
+		// changed since version 1.
+		if st, err := readSchema(tx); err != nil {
+			return err
+		} else if st.version == 0 {
+			return errors.New("no schema version: not a keygate store")
 		}
 		// The buckets Open creates: a file that lacks one was never
 		// opened by a keygate that reads it, and reading would panic.

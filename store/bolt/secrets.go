@@ -39,8 +39,9 @@ func indexSecrets(tx *bbolt.Tx, old, new store.Key) error {
 }
 
 // buildSecretIndex creates the index on a file written before it existed:
-// Open calls it in its start-up transaction, so it runs once (the bucket's
-// presence says the index is complete) and is all or nothing.
+// the migration to schema 2 (schema.go) calls it in Open's one write
+// transaction, so it is all or nothing. A version-1 file written by a
+// keygate that already kept the index has the bucket, and nothing is done.
 func buildSecretIndex(tx *bbolt.Tx) error {
 	if tx.Bucket(bucketSecrets) != nil {
 		return nil

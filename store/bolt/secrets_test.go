@@ -11,8 +11,9 @@ import (
 	"github.com/keygate/keygate/store/storetest"
 )
 
-// A file written before the secret index existed (its bucket dropped here)
-// gets the index at the next Open, in the start-up transaction.
+// A version-1 file written before the secret index existed (its bucket
+// dropped here) gets the index at the next Open, by the migration to
+// schema 2.
 func TestSecretIndexBuiltOnOpen(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTemp(t)
@@ -28,7 +29,12 @@ func TestSecretIndexBuiltOnOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketSecrets) }); err != nil {
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Put(metaSchema, []byte("1")); err != nil {
+			return err
+		}
+		return tx.DeleteBucket(bucketSecrets)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

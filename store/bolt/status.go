@@ -138,8 +138,8 @@ func (s *Store) PruneDeniedTokens(ctx context.Context, now time.Time) (int, erro
 	return n, nil
 }
 
-// indexDenyList creates the expiry index, and fills it once for a file
-// written before the index existed (its deny entries live at most a token
+// indexDenyList creates the expiry index, and fills it for a file written
+// before the index existed (the migration to schema 2, schema.go) (its deny entries live at most a token
 // lifetime, so the walk is short).
 func indexDenyList(tx *bbolt.Tx) error {
 	if tx.Bucket(bucketDenyExpiry) != nil {
