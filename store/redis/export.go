@@ -16,13 +16,6 @@ import (
 
 var _ store.Exporter = (*Store)(nil)
 
-func (s *Store) backfillUnlessReadOnly(ctx context.Context, readOnly bool) error {
-	if readOnly {
-		return nil
-	}
-	return s.BackfillSecretIndex(ctx)
-}
-
 // scanNames SCANs every master (all of them on Cluster) for the names
 // matching pattern and returns them, each once (SCAN may repeat a name).
 func (s *Store) scanNames(ctx context.Context, pattern string) ([]string, error) {

@@ -24,6 +24,10 @@
 //	                       current or previous (no hash tag; secrets.go says
 //	                       why it is written before and removed after the key)
 //	P{kg}:secret:indexed   string: "1" once every key has its entries
+//	P{kg}:schema…, P{kg}:instances…, P{kg}:formats
+//	                       the schema version, migration progress and
+//	                       lease, heartbeats and the formats the store may
+//	                       hold (schema.go)
 //	P{t}:usage:<h|d>:<start>:<team_id>
 //	                       hash with expiry: usage of a team's keys in one
 //	                       hour or UTC day (start in unix seconds); fields
@@ -83,6 +87,8 @@
 //	secrets.go  the secret index (KeyBySecretHash) and its backfill
 //	usage.go    usage per key (store.UsageStore)
 //	quota.go    the shared counters of issuance quotas (quota.Shared)
+//	schema.go   the schema version, online migrations, heartbeats and the
+//	            compatibility record (store.CompatChecker)
 package redis
 
 import (
@@ -124,6 +130,8 @@ type Options struct {
 	// index's backfill), for `keygate store export`; it does not stop the
 	// caller from writing.
 	ReadOnly bool
+	// Schema tunes the compatibility record (schema.go); zero: defaults.
+	Schema SchemaOptions
 }
 
 // Store is a store.Store on Redis.
@@ -136,6 +144,7 @@ type Store struct {
 	// cluster: rdb is a Cluster client, so the audit trail keeps an outbox
 	// per slot (audit.go).
 	cluster bool
+	compat  *compat // schema.go; nil until first used
 }
 
 var _ store.Store = (*Store)(nil)
@@ -159,7 +168,25 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}
-	if err := s.backfillUnlessReadOnly(ctx, opts.ReadOnly); err != nil {
+	// A newer schema is refused before anything is written; then this
+	// instance joins the compatibility record (refused if the store may
+	// hold a format it cannot read) and migrates an older store (schema.go).
+	// Read-only (export) checks the same and writes nothing: no heartbeat,
+	// no migration.
+	s.SetSchemaOptions(opts.Schema)
+	if _, err := s.SchemaVersion(ctx); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
+	}
+	if opts.ReadOnly {
+		if err := s.checkFormatsReadOnly(ctx); err != nil {
+			rdb.Close()
+			return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
+		}
+	} else if err := s.Check(ctx); err != nil {
+		if !errors.Is(err, store.ErrUnreadableFormat) {
+			_ = s.Leave(ctx)
+		}
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}
