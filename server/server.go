@@ -146,6 +146,12 @@ type Options struct {
 	// folded refused calls, the operator-wide stream, pruning): each value is
 	// one round at that time. nil means a real ticker of config.AuditTick.
 	AuditTicks <-chan time.Time
+	// CompatTicks drives the checks of a shared store's compatibility
+	// record (compat.go): each value is one check. nil means a real ticker
+	// of DefaultCompatTick. OnIncompatible is called once if a check finds
+	// the store requires a format this build cannot read.
+	CompatTicks    <-chan time.Time
+	OnIncompatible func(error)
 
 	// Webhooks are the endpoints the operator-wide audit event stream is
 	// delivered to (package webhook, docs/webhooks.md); none when empty.
@@ -188,6 +194,7 @@ type Server struct {
 	// stopThrottle ends its listener of other instances' notices.
 	authThrottle *throttle.Limiter
 	stopThrottle context.CancelFunc
+	compat       *compatWatch // nil: the store has no compatibility record
 
 	proxies    *clientaddr.Proxies
 	requestIDs *requestIDs
@@ -292,6 +299,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.audit = keys.StartAudit(auditOpts)
 	s.startAuthThrottle()
+	s.startCompat()
 	s.token = tokenEndpoint{s: s}
 	s.quotas = newQuotas(s, opts.Store)
 	s.handler = s.routes()
@@ -327,6 +335,7 @@ func (s *Server) Close() {
 	}
 	s.lastUsed.Close()
 	s.stopThrottle()
+	s.closeCompat()
 	s.access.flush()
 	s.audit.Close()
 }
@@ -420,6 +429,11 @@ func (s *Server) healthz(c *gin.Context) {
 func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), time.Second)
 	defer cancel()
+	if s.incompatible() {
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "detail": "the store requires a record format this keygate cannot read"})
+		return
+	}
 	if err := s.store.Ping(ctx); err != nil {
 		s.reqLog(c).Warn("readiness: store does not answer", "err", err)
 		c.Header("Cache-Control", "no-store")

@@ -148,7 +148,16 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 			return nil
 		}, nil
 	}
+	// A shared store that comes to require a record format this build
+	// cannot read (server/compat.go) stops serve: see the select below.
+	incompatible := make(chan error, 1)
 	srv, err := server.New(ctx, server.Options{
+		OnIncompatible: func(err error) {
+			select {
+			case incompatible <- err:
+			default:
+			}
+		},
 		Store:             st,
 		MasterKey:         mk,
 		Issuer:            cfg.Issuer,
@@ -231,10 +240,12 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		// the last scrape can still see the requests of the drain.
 		defer ms.Close()
 	}
+	var stopErr error
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
+	case stopErr = <-incompatible:
 	}
 	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -246,7 +257,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		log.Warn("http server", "err", err)
 	}
 	log.Info("stopped")
-	return nil
+	return stopErr
 }
 
 // envMasterKeyFile names a file holding the master key, as an alternative

@@ -252,6 +252,11 @@ func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options
 	// it, which FlushLastUsed and AuditTick rely on.
 	ticks := serverTicks{lastUsed: make(chan time.Time), audit: make(chan time.Time)}
 	opts.LastUsedTicks, opts.AuditTicks = ticks.lastUsed, ticks.audit
+	if opts.CompatTicks == nil {
+		// No compatibility checks unless a test drives them: a real
+		// ticker would run store checks behind the test's back.
+		opts.CompatTicks = make(chan time.Time)
+	}
 	srv, err := server.New(ctx, opts)
 	if err != nil {
 		return nil, serverTicks{}, fmt.Errorf("server.New: %w", err)

@@ -1,0 +1,91 @@
+package server_test
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/redistest"
+	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/server/servertest"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/redis"
+)
+
+// An older keygate (reading only format test-a) serves next to a newer one
+// (test-a and test-b) on one Redis. While the older one checks in, the newer
+// one may not write test-b; when the older one's heartbeat has lapsed
+// (paused past the TTL) the newer one may, and the older one's next check
+// stops it: /readyz answers 503 and OnIncompatible is called, once.
+func TestOlderInstanceStopsWhenStoreMovesOn(t *testing.T) {
+	c := redistest.Require(t)
+	prefix := redistest.Prefix(t, c, "")
+	clock := servertest.NewClock(time.Now())
+	open := func(id string, formats ...store.Format) *redis.Store {
+		s, err := redis.New(c, prefix, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetSchemaOptions(redis.SchemaOptions{InstanceID: id, Formats: formats, Now: clock.Now, HeartbeatTTL: 30 * time.Second})
+		return s
+	}
+	oldStore, newStore := open("old", "test-a"), open("new", "test-a", "test-b")
+
+	oldTicks := make(chan time.Time)
+	stopped := make(chan error, 2)
+	old := servertest.StartWith(t, servertest.Config{
+		Backend: servertest.Existing(oldStore),
+		Clock:   clock,
+		Options: server.Options{CompatTicks: oldTicks, OnIncompatible: func(err error) { stopped <- err }},
+	})
+	newTicks := make(chan time.Time)
+	servertest.StartWith(t, servertest.Config{
+		Backend:   servertest.Existing(newStore),
+		Clock:     clock,
+		MasterKey: old.MasterKey,
+		Options:   server.Options{CompatTicks: newTicks},
+	})
+	gate := store.FormatGateOf(newStore)
+	tick := func(ch chan time.Time) { ch <- clock.Now(); ch <- clock.Now() } // the second send returns once the first check ran
+
+	tick(oldTicks)
+	tick(newTicks)
+	if !gate.Writable("test-a") || gate.Writable("test-b") {
+		t.Fatalf("both alive: test-a %v, test-b %v; want true, false", gate.Writable("test-a"), gate.Writable("test-b"))
+	}
+	clock.Advance(31 * time.Second) // the old instance paused past its TTL
+	tick(newTicks)
+	if !gate.Writable("test-b") {
+		t.Fatal("test-b not writable after the old heartbeat expired")
+	}
+	if r := readyz(t, old); r != http.StatusOK {
+		t.Fatalf("old readyz before its check: %d", r)
+	}
+	tick(oldTicks)
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, store.ErrUnreadableFormat) {
+			t.Fatalf("OnIncompatible got %v", err)
+		}
+	default:
+		t.Fatal("the old instance's check did not call OnIncompatible")
+	}
+	if r := readyz(t, old); r != http.StatusServiceUnavailable {
+		t.Fatalf("old readyz after the refused check: %d, want 503", r)
+	}
+	tick(oldTicks)
+	if len(stopped) != 0 {
+		t.Fatal("OnIncompatible called again")
+	}
+}
+
+func readyz(t *testing.T, e *servertest.Env) int {
+	t.Helper()
+	resp, err := e.Client.Get(e.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
