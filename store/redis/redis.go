@@ -172,7 +172,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// instance joins the compatibility record (refused if the store may
 	// hold a format it cannot read) and migrates an older store (schema.go).
 	// Read-only (export) checks the same and writes nothing: no heartbeat,
-	// no migration.
+	// no migration. Check runs without ctx's deadline (serve gives
+	// connecting 10 s): a first start may migrate a large store, each call
+	// still bounded by the store's timeout, its progress kept if it fails.
 	s.SetSchemaOptions(opts.Schema)
 	if _, err := s.SchemaVersion(ctx); err != nil {
 		rdb.Close()
@@ -183,7 +185,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 		}
-	} else if err := s.Check(ctx); err != nil {
+	} else if err := s.Check(context.WithoutCancel(ctx)); err != nil {
 		if !errors.Is(err, store.ErrUnreadableFormat) {
 			_ = s.Leave(ctx)
 		}
