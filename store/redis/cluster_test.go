@@ -138,6 +138,9 @@ func TestClusterConformance(t *testing.T) {
 	t.Run("OpenURL/ClusterMode", func(t *testing.T) {
 		testClusterOpenURL(t, cl, cc)
 	})
+	t.Run("Schema/MigrateAndCheck", func(t *testing.T) {
+		testClusterSchema(t, cl, cc)
+	})
 	t.Run("TokenEndpoint/OneRoundTrip", func(t *testing.T) {
 		testTokenOneRoundTrip(t, cl.newClusterClient(t))
 	})
