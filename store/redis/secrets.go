@@ -98,14 +98,13 @@ func (s *Store) KeyBySecretHash(ctx context.Context, hash []byte) (store.Key, er
 }
 
 // BackfillSecretIndex gives the keys of a store written before the secret
-// index existed their entries; Open runs it. It does nothing once
-// P{kg}:secret:indexed is set, which it sets at the end, so it walks the
-// keys (store.ForEachKey) once per store; instances starting together
-// may both walk, harmlessly (the entries they write are the same, and a
-// key changed meanwhile is covered by its own write: a stale entry finds
-// nothing). Keys written by a keygate that predates the index while this
-// one runs (a rolling upgrade) are not covered: finish the upgrade, then
-// delete P{kg}:secret:indexed and restart one instance to walk again.
+// index existed their entries, in one walk. Open no longer runs it: the
+// migration to schema 1 does the same walk resumably (schema.go). It does
+// nothing once P{kg}:secret:indexed is set, which it sets at the end.
+// Keys written by a keygate that predates the index while newer ones run
+// (a rolling upgrade) are not covered: finish the upgrade, then delete
+// P{kg}:secret:indexed and P{kg}:schema and restart one instance, whose
+// migration walks again.
 func (s *Store) BackfillSecretIndex(ctx context.Context) error {
 	octx, cancel := s.op(ctx)
 	done, err := s.rdb.Exists(octx, s.secretIndexedKey()).Result()
