@@ -13,9 +13,10 @@ import (
 )
 
 // A store written before the secret index existed (its entries and marker
-// deleted here) gets them from BackfillSecretIndex, which Open runs; a
-// second run with the marker set writes nothing; an entry left stale (a
-// write interrupted between the entry and the key) finds nothing.
+// deleted here) gets them from BackfillSecretIndex (the walk the schema 1
+// migration also makes); a second run with the marker set writes nothing;
+// an entry left stale (a write interrupted between the entry and the key)
+// finds nothing.
 func TestSecretIndexBackfill(t *testing.T) {
 	c := redistest.Require(t)
 	ctx := context.Background()
