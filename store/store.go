@@ -162,6 +162,11 @@ type SigningKey struct {
 	// PrivateKeySealed is the encrypted PKCS #8 DER private key.
 	PrivateKeySealed []byte    `json:"private_key_sealed"`
 	CreatedAt        time.Time `json:"created_at"`
+	// SignsFrom is when the key starts (started) signing: a next key is
+	// published ahead of it, and every instance switches to it by its clock
+	// at this absolute time. Zero in records written before key states
+	// existed: the active key then signed from CreatedAt (signing.Resolve).
+	SignsFrom time.Time `json:"signs_from,omitzero"`
 }
 
 // RetiredSigningKey is a key that no longer signs but whose public half is
@@ -169,12 +174,25 @@ type SigningKey struct {
 type RetiredSigningKey struct {
 	SigningKey
 	PublishUntil time.Time `json:"publish_until"`
+	// RetiredAt is when it stopped signing (zero in records written before
+	// key states existed).
+	RetiredAt time.Time `json:"retired_at,omitzero"`
 }
 
 // SigningKeys is the whole signing key set, stored and updated as one record
-// so that changing the active key and retiring the old one is atomic.
+// so that every change of state (a next key published, promoted, a key
+// retired, removed or revoked) is one atomic compare-and-set every instance
+// agrees on.
+//
+// Compatibility: the record is {"active": …, "retired": […]} as before key
+// states; "next", "signs_from" and "retired_at" are only added. A record
+// written by older code loads with no next key and zero times, which
+// signing.Resolve reads as "the active key signs since it was created"; a
+// record written by this code and read by older code loses only the next
+// key (it was not signing) and the times.
 type SigningKeys struct {
-	// Active signs new tokens. Nil only before the first start.
+	// Active signs new tokens: the "current" key. Nil only before the first
+	// start.
 	Active  *SigningKey         `json:"active"`
 	Retired []RetiredSigningKey `json:"retired"`
 	// MasterKeyID is the ID (masterkey.Key.ID) of the master key every
@@ -183,6 +201,9 @@ type SigningKeys struct {
 	// update (signing.CheckMasterKey), so an instance still holding a
 	// master key the store was rotated away from cannot add one.
 	MasterKeyID string `json:"master_key_id,omitempty"`
+	// Next is published but does not sign until its SignsFrom; then it
+	// replaces Active, which is retired. Nil when no rotation is scheduled.
+	Next *SigningKey `json:"next,omitempty"`
 }
 
 // StatusList is the stored state of the Token Status List.

@@ -53,18 +53,23 @@ type signingKeyRecord struct {
 	Alg              string    `json:"alg"`
 	PrivateKeySealed []byte    `json:"private_key_sealed"`
 	CreatedAt        time.Time `json:"created_at"`
+	SignsFrom        time.Time `json:"signs_from,omitzero"`
 }
 
 type retiredRecord struct {
 	signingKeyRecord
 	PublishUntil time.Time `json:"publish_until"`
+	RetiredAt    time.Time `json:"retired_at,omitzero"`
 }
 
+// signingRecord: next and the times were added with key states; records
+// written before them decode with none (see store.SigningKeys).
 type signingRecord struct {
 	Active  *signingKeyRecord `json:"active,omitempty"`
 	Retired []retiredRecord   `json:"retired,omitempty"`
 	// MasterKeyID: store.SigningKeys.MasterKeyID.
-	MasterKeyID string `json:"master_key_id,omitempty"`
+	MasterKeyID string            `json:"master_key_id,omitempty"`
+	Next        *signingKeyRecord `json:"next,omitempty"`
 }
 
 // utc normalises a time for storage. Zero stays the canonical zero, so that
@@ -121,11 +126,11 @@ func decodeKey(b []byte) (store.Key, error) {
 }
 
 func toSigningKeyRecord(k store.SigningKey) signingKeyRecord {
-	return signingKeyRecord{KID: k.KID, Alg: k.Alg, PrivateKeySealed: k.PrivateKeySealed, CreatedAt: utc(k.CreatedAt)}
+	return signingKeyRecord{KID: k.KID, Alg: k.Alg, PrivateKeySealed: k.PrivateKeySealed, CreatedAt: utc(k.CreatedAt), SignsFrom: utc(k.SignsFrom)}
 }
 
 func fromSigningKeyRecord(r signingKeyRecord) store.SigningKey {
-	return store.SigningKey{KID: r.KID, Alg: r.Alg, PrivateKeySealed: r.PrivateKeySealed, CreatedAt: utc(r.CreatedAt)}
+	return store.SigningKey{KID: r.KID, Alg: r.Alg, PrivateKeySealed: r.PrivateKeySealed, CreatedAt: utc(r.CreatedAt), SignsFrom: utc(r.SignsFrom)}
 }
 
 func encodeSigning(s store.SigningKeys) ([]byte, error) {
@@ -135,7 +140,11 @@ func encodeSigning(s store.SigningKeys) ([]byte, error) {
 		r.Active = &a
 	}
 	for _, k := range s.Retired {
-		r.Retired = append(r.Retired, retiredRecord{toSigningKeyRecord(k.SigningKey), utc(k.PublishUntil)})
+		r.Retired = append(r.Retired, retiredRecord{toSigningKeyRecord(k.SigningKey), utc(k.PublishUntil), utc(k.RetiredAt)})
+	}
+	if s.Next != nil {
+		n := toSigningKeyRecord(*s.Next)
+		r.Next = &n
 	}
 	return json.Marshal(r)
 }
@@ -151,7 +160,11 @@ func decodeSigning(b []byte) (store.SigningKeys, error) {
 		s.Active = &a
 	}
 	for _, k := range r.Retired {
-		s.Retired = append(s.Retired, store.RetiredSigningKey{SigningKey: fromSigningKeyRecord(k.signingKeyRecord), PublishUntil: utc(k.PublishUntil)})
+		s.Retired = append(s.Retired, store.RetiredSigningKey{SigningKey: fromSigningKeyRecord(k.signingKeyRecord), PublishUntil: utc(k.PublishUntil), RetiredAt: utc(k.RetiredAt)})
+	}
+	if r.Next != nil {
+		n := fromSigningKeyRecord(*r.Next)
+		s.Next = &n
 	}
 	return s, nil
 }

@@ -82,12 +82,20 @@ func (s *Store) readSigning(ctx context.Context, c goredis.Cmdable) (store.Signi
 }
 
 func normalizeSigning(ks *store.SigningKeys) {
+	one := func(k *store.SigningKey) {
+		k.CreatedAt = utc(k.CreatedAt)
+		k.SignsFrom = utc(k.SignsFrom)
+	}
 	if ks.Active != nil {
-		ks.Active.CreatedAt = utc(ks.Active.CreatedAt)
+		one(ks.Active)
+	}
+	if ks.Next != nil {
+		one(ks.Next)
 	}
 	for i := range ks.Retired {
-		ks.Retired[i].CreatedAt = utc(ks.Retired[i].CreatedAt)
+		one(&ks.Retired[i].SigningKey)
 		ks.Retired[i].PublishUntil = utc(ks.Retired[i].PublishUntil)
+		ks.Retired[i].RetiredAt = utc(ks.Retired[i].RetiredAt)
 	}
 }
 

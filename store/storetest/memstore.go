@@ -64,6 +64,7 @@ func cloneKey(k store.Key) store.Key {
 func cloneSigningKey(k store.SigningKey) store.SigningKey {
 	k.PrivateKeySealed = bytes.Clone(k.PrivateKeySealed)
 	k.CreatedAt = utc(k.CreatedAt)
+	k.SignsFrom = utc(k.SignsFrom)
 	return k
 }
 
@@ -74,7 +75,11 @@ func cloneSigning(s store.SigningKeys) store.SigningKeys {
 		out.Active = &a
 	}
 	for _, r := range s.Retired {
-		out.Retired = append(out.Retired, store.RetiredSigningKey{SigningKey: cloneSigningKey(r.SigningKey), PublishUntil: utc(r.PublishUntil)})
+		out.Retired = append(out.Retired, store.RetiredSigningKey{SigningKey: cloneSigningKey(r.SigningKey), PublishUntil: utc(r.PublishUntil), RetiredAt: utc(r.RetiredAt)})
+	}
+	if s.Next != nil {
+		n := cloneSigningKey(*s.Next)
+		out.Next = &n
 	}
 	return out
 }

@@ -88,6 +88,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Singleton/CompareAndSwapConcurrent", testSingletonSwapConcurrent},
 		{"SigningKeys/EmptyStore", testSigningEmpty},
 		{"SigningKeys/RoundTrip", testSigningRoundTrip},
+		{"SigningKeys/StatesRoundTrip", testSigningStatesRoundTrip},
 		{"SigningKeys/FuncErrorChangesNothing", testSigningFuncError},
 		{"SigningKeys/ConcurrentFirstStart", testSigningConcurrent},
 		{"SigningKeys/ConcurrentNoLostUpdates", testSigningConcurrentUpdates},
@@ -1325,15 +1326,24 @@ func signingDiff(want, got store.SigningKeys) []string {
 		if s := timeDiff(w.CreatedAt, g.CreatedAt); s != "" {
 			d = append(d, what+": CreatedAt: "+s)
 		}
+		if s := timeDiff(w.SignsFrom, g.SignsFrom); s != "" {
+			d = append(d, what+": SignsFrom: "+s)
+		}
 	}
 	if want.MasterKeyID != got.MasterKeyID {
 		d = append(d, fmt.Sprintf("MasterKeyID: got %q, want %q", got.MasterKeyID, want.MasterKeyID))
 	}
 	switch {
 	case (want.Active == nil) != (got.Active == nil):
-		d = append(d, fmt.Sprintf("Active: got %v, want %v", got.Active, want.Active))
+		d = append(d, fmt.Sprintf("Active: got %v, want %v", got.Active != nil, want.Active != nil))
 	case want.Active != nil:
 		one("Active", *want.Active, *got.Active)
+	}
+	switch {
+	case (want.Next == nil) != (got.Next == nil):
+		d = append(d, fmt.Sprintf("Next: got %v, want %v", got.Next != nil, want.Next != nil))
+	case want.Next != nil:
+		one("Next", *want.Next, *got.Next)
 	}
 	if len(want.Retired) != len(got.Retired) {
 		return append(d, fmt.Sprintf("Retired: got %d keys, want %d", len(got.Retired), len(want.Retired)))
@@ -1344,6 +1354,9 @@ func signingDiff(want, got store.SigningKeys) []string {
 		if s := timeDiff(want.Retired[i].PublishUntil, got.Retired[i].PublishUntil); s != "" {
 			d = append(d, what+": PublishUntil: "+s)
 		}
+		if s := timeDiff(want.Retired[i].RetiredAt, got.Retired[i].RetiredAt); s != "" {
+			d = append(d, what+": RetiredAt: "+s)
+		}
 	}
 	return d
 }
@@ -1353,6 +1366,40 @@ func assertSigning(t testing.TB, what string, want, got store.SigningKeys) {
 	if d := signingDiff(want, got); len(d) > 0 {
 		t.Fatalf("%s: signing keys differ:\n  %s", what, joinLines(d))
 	}
+}
+
+// testSigningStatesRoundTrip: a next key and the transition times (signs
+// from, retired at) survive the store, and a later update that promotes the
+// next key replaces them whole.
+func testSigningStatesRoundTrip(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	active := newSigningKey(t, "kid-cur", at(100))
+	active.SignsFrom = at(150)
+	next := newSigningKey(t, "kid-next", at(200))
+	next.SignsFrom = at(3800)
+	retired := store.RetiredSigningKey{SigningKey: newSigningKey(t, "kid-old", at(10)), PublishUntil: at(1200), RetiredAt: at(150)}
+	retired.SignsFrom = at(20)
+	want := store.SigningKeys{Active: &active, Next: &next, Retired: []store.RetiredSigningKey{retired}}
+	got, err := s.UpdateSigningKeys(ctx, func(store.SigningKeys) (store.SigningKeys, error) { return want, nil })
+	if err != nil {
+		t.Fatalf("UpdateSigningKeys: %v", err)
+	}
+	assertSigning(t, "UpdateSigningKeys result with a next key", want, got)
+	got, err = s.SigningKeys(ctx)
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	assertSigning(t, "SigningKeys with a next key", want, got)
+
+	promoted := store.SigningKeys{Active: &next, Retired: []store.RetiredSigningKey{{SigningKey: active, PublishUntil: at(5000), RetiredAt: at(3800)}, retired}}
+	if _, err := s.UpdateSigningKeys(ctx, func(cur store.SigningKeys) (store.SigningKeys, error) {
+		assertSigning(t, "update func's argument", want, cur)
+		return promoted, nil
+	}); err != nil {
+		t.Fatalf("UpdateSigningKeys (promote): %v", err)
+	}
+	got, _ = s.SigningKeys(ctx)
+	assertSigning(t, "SigningKeys after promoting the next key", promoted, got)
 }
 
 func testSigningEmpty(t *testing.T, s store.Store) {
