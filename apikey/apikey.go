@@ -96,6 +96,18 @@ type Config struct {
 	// TokenTTL is the access token lifetime; a retired signing key stays
 	// published at least this long. Default config.DefaultTokenTTL.
 	TokenTTL time.Duration
+	// LongestTokenLifetime is the longest lifetime of anything signed with
+	// a signing key (access tokens, status list tokens): a retired key
+	// stays published that long plus a margin. Default TokenTTL; never
+	// less than it.
+	LongestTokenLifetime time.Duration
+	// SigningKeyRotation is how long a signing key signs before a
+	// scheduled rotation; 0 means config.DefaultSigningKeyRotation,
+	// negative rotates only when asked or when SigningAlg changes.
+	SigningKeyRotation time.Duration
+	// SigningKeyPrepublish is how long a next signing key is published
+	// before it signs. Default config.DefaultSigningKeyPrepublish.
+	SigningKeyPrepublish time.Duration
 
 	// AdminClientID and AdminClientSecret, when either is set, make sure this
 	// admin key exists with this secret. Otherwise an admin key is generated
@@ -131,6 +143,12 @@ type Service struct {
 	hasher secretHasher
 	keys   atomic.Pointer[signing.KeySet]
 	log    *slog.Logger
+
+	schedule signing.Schedule
+	// reloadMu serialises reloads of the signing key set from the store;
+	// lastKIDReload is when an unknown kid last caused one.
+	reloadMu      sync.Mutex
+	lastKIDReload time.Time
 
 	scopeCache sync.Map // permission set → resolved
 
@@ -169,13 +187,27 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = config.DefaultTokenTTL
 	}
+	cfg.LongestTokenLifetime = max(cfg.LongestTokenLifetime, cfg.TokenTTL)
+	switch {
+	case cfg.SigningKeyRotation == 0:
+		cfg.SigningKeyRotation = config.DefaultSigningKeyRotation
+	case cfg.SigningKeyRotation < 0:
+		cfg.SigningKeyRotation = 0
+	}
+	if cfg.SigningKeyPrepublish <= 0 {
+		cfg.SigningKeyPrepublish = config.DefaultSigningKeyPrepublish
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{cfg: cfg, store: cfg.Store, log: cfg.Logger}
+	s := &Service{cfg: cfg, store: cfg.Store, log: cfg.Logger, schedule: signing.Schedule{
+		Rotation:   cfg.SigningKeyRotation,
+		Prepublish: cfg.SigningKeyPrepublish,
+		Retain:     signing.RetainFor(cfg.LongestTokenLifetime),
+	}}
 
 	needIndex, err := s.checkKeys(ctx)
 	if err != nil {

@@ -1,7 +1,7 @@
 package apikey
 
 // What a start does before the first request: the store's secrets (pepper,
-// signing keys, admin key) and the checks and repairs of stored keys.
+// signing keys: signingkeys.go, admin key) and the checks and repairs of stored keys.
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/credential"
-	"github.com/keygate/keygate/signing"
 	"github.com/keygate/keygate/store"
 )
 
@@ -43,48 +42,6 @@ func loadPepper(ctx context.Context, st store.Store, mk *MasterKey) (*credential
 		return nil, fmt.Errorf("load pepper (is this the master key the store was created with?): %w", err)
 	}
 	return credential.NewHasher(pepper)
-}
-
-// loadSigningKeys makes sure an active key of the configured algorithm
-// exists and parses the key set once, for the token path to use lock-free
-// (it never parses a key).
-func (s *Service) loadSigningKeys(ctx context.Context) error {
-	stored, err := signing.Ensure(ctx, s.store, s.cfg.MasterKey, s.cfg.SigningAlg, s.cfg.TokenTTL, s.cfg.Now())
-	if err != nil {
-		return fmt.Errorf("signing keys: %w", err)
-	}
-	ks, err := signing.Load(stored, s.cfg.MasterKey, s.cfg.Now())
-	if err != nil {
-		return err
-	}
-	s.keys.Store(ks)
-	return nil
-}
-
-// KeySet is the parsed signing key set: an atomic load, for the token path.
-func (s *Service) KeySet() *signing.KeySet { return s.keys.Load() }
-
-// RefreshedKeySet is KeySet, first rebuilt when a retired key's publication
-// time has passed, so the JWKS stops listing it. A store failure keeps the
-// set as it is (logged): publishing a key a little longer is harmless.
-func (s *Service) RefreshedKeySet(ctx context.Context) *signing.KeySet {
-	ks := s.keys.Load()
-	stale := ks.StaleAfter()
-	if stale.IsZero() || s.cfg.Now().Before(stale) {
-		return ks
-	}
-	stored, err := s.store.SigningKeys(ctx)
-	if err != nil {
-		s.log.Warn("refresh signing keys", "err", err)
-		return ks
-	}
-	next, err := signing.Load(stored, s.cfg.MasterKey, s.cfg.Now())
-	if err != nil {
-		s.log.Warn("refresh signing keys", "err", err)
-		return ks
-	}
-	s.keys.CompareAndSwap(ks, next)
-	return next
 }
 
 // ensureAdmin makes sure an admin key exists: the operator's when given,

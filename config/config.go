@@ -53,6 +53,24 @@ const (
 	DefaultStoreTimeout      = time.Second
 	DefaultRedisKeyCache     = 10 * time.Second
 	DefaultStatusListTTL     = time.Minute
+	// DefaultSigningKeyRotation is how long a signing key signs before a
+	// scheduled rotation replaces it (signing_key_rotation; 0: manual).
+	DefaultSigningKeyRotation = 90 * 24 * time.Hour
+	// DefaultSigningKeyPrepublish is how long a next signing key is in the
+	// JWKS before it signs: at least MinSigningKeyPrepublish, never under
+	// an hour.
+	DefaultSigningKeyPrepublish = time.Hour
+	// MinSigningKeyPrepublish is twice the JWKS max-age keygate sends
+	// (300 s, server/discovery.go) plus verify's default
+	// MinRefreshInterval (30 s): a verifier that fetched the JWKS just
+	// before a next key appeared has fetched it again, with one failed
+	// attempt to spare, before the key signs.
+	MinSigningKeyPrepublish = 2*5*time.Minute + 30*time.Second
+	MaxSigningKeyPrepublish = 30 * 24 * time.Hour
+	// MinSigningKeyRotation and MaxSigningKeyRotation bound a scheduled
+	// rotation (0 turns it off).
+	MinSigningKeyRotation = 24 * time.Hour
+	MaxSigningKeyRotation = 3650 * 24 * time.Hour
 	DefaultIntrospectionRate = 100
 	// DefaultRevocationRate is revocation_rate's default: a revocation is
 	// a store write, so it is limited per caller like introspection.
@@ -223,6 +241,13 @@ type Config struct {
 	TokenTTL time.Duration `yaml:"token_ttl"`
 	// SigningAlg is ES256, RS256 or EdDSA, in that spelling.
 	SigningAlg string `yaml:"signing_alg"`
+	// SigningKeyRotation is how long a signing key signs before a scheduled
+	// rotation replaces it; 0 rotates only when asked (keygate
+	// signing-keys rotate) or when signing_alg changes.
+	SigningKeyRotation time.Duration `yaml:"signing_key_rotation"`
+	// SigningKeyPrepublish is how long a next signing key is in the JWKS
+	// before it signs, MinSigningKeyPrepublish..MaxSigningKeyPrepublish.
+	SigningKeyPrepublish time.Duration `yaml:"signing_key_prepublish"`
 	// MaxKeysPerTeam is the per-team key limit.
 	MaxKeysPerTeam int `yaml:"max_keys_per_team"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
@@ -337,6 +362,8 @@ func Default() Config {
 		DataDir:                DefaultDataDir,
 		TokenTTL:               DefaultTokenTTL,
 		SigningAlg:             DefaultSigningAlg,
+		SigningKeyRotation:     DefaultSigningKeyRotation,
+		SigningKeyPrepublish:   DefaultSigningKeyPrepublish,
 		MaxKeysPerTeam:         DefaultMaxKeysPerTeam,
 		LogLevel:               DefaultLogLevel,
 		LogFormat:              DefaultLogFormat,
@@ -386,6 +413,8 @@ var settings = []setting{
 	{key: "audience", usage: "aud claim of access tokens (default: the issuer)", str: func(c *Config) *string { return &c.Audience }},
 	{key: "token_ttl", usage: "access token lifetime, " + MinTokenTTL.String() + " to " + MaxTokenTTL.String(), dur: func(c *Config) *time.Duration { return &c.TokenTTL }},
 	{key: "signing_alg", usage: "JWT signing algorithm: " + strings.Join(signing.Algorithms, ", "), str: func(c *Config) *string { return &c.SigningAlg }},
+	{key: "signing_key_rotation", usage: "how long a signing key signs before a scheduled rotation, 0 (manual only) or " + days(MinSigningKeyRotation) + " to " + days(MaxSigningKeyRotation), dur: func(c *Config) *time.Duration { return &c.SigningKeyRotation }},
+	{key: "signing_key_prepublish", usage: "how long a next signing key is published before it signs, " + MinSigningKeyPrepublish.String() + " to " + days(MaxSigningKeyPrepublish), dur: func(c *Config) *time.Duration { return &c.SigningKeyPrepublish }},
 	{key: "max_keys_per_team", usage: fmt.Sprintf("API keys a team may hold, %d to %d", MinMaxKeysPerTeam, MaxMaxKeysPerTeam), num: func(c *Config) *int { return &c.MaxKeysPerTeam }},
 	{key: "log_level", usage: "log level: " + strings.Join(logLevels, ", "), str: func(c *Config) *string { return &c.LogLevel }},
 	{key: "log_format", usage: "log format: " + strings.Join(logFormats, ", "), str: func(c *Config) *string { return &c.LogFormat }},
@@ -681,6 +710,12 @@ func (c *Config) validate(stores []string) error {
 	if !canonical(&c.SigningAlg, signing.Algorithms) {
 		return c.invalid("signing_alg", "allowed values are "+strings.Join(signing.Algorithms, ", "))
 	}
+	if c.SigningKeyPrepublish < MinSigningKeyPrepublish || c.SigningKeyPrepublish > MaxSigningKeyPrepublish {
+		return c.invalid("signing_key_prepublish", fmt.Sprintf("must be between %s (twice the JWKS max-age plus verify's refresh interval) and %s", MinSigningKeyPrepublish, days(MaxSigningKeyPrepublish)))
+	}
+	if r := c.SigningKeyRotation; r != 0 && (r < MinSigningKeyRotation || r > MaxSigningKeyRotation || r <= c.SigningKeyPrepublish) {
+		return c.invalid("signing_key_rotation", fmt.Sprintf("must be 0 (manual only) or between %s and %s, and longer than signing_key_prepublish", days(MinSigningKeyRotation), days(MaxSigningKeyRotation)))
+	}
 	if c.MaxKeysPerTeam < MinMaxKeysPerTeam || c.MaxKeysPerTeam > MaxMaxKeysPerTeam {
 		return c.invalid("max_keys_per_team", fmt.Sprintf("must be between %d and %d", MinMaxKeysPerTeam, MaxMaxKeysPerTeam))
 	}
@@ -885,3 +920,6 @@ func canonical(v *string, allowed []string) bool {
 	}
 	return false
 }
+
+// days spells a whole number of days as the settings take it ("90d").
+func days(d time.Duration) string { return fmt.Sprintf("%dd", d/(24*time.Hour)) }

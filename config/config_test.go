@@ -260,6 +260,8 @@ issuer: https://auth.example.com
 audience: https://api.example.com
 token_ttl: 5m
 signing_alg: EdDSA
+signing_key_rotation: 30d
+signing_key_prepublish: 2h
 max_keys_per_team: 50
 log_level: debug
 log_format: json
@@ -289,6 +291,7 @@ auth_failure_source_rate: 50
 		Listen: "0.0.0.0:9443", TLSCert: "/etc/keygate/tls.crt", TLSKey: "/etc/keygate/tls.key", HSTSMaxAge: 30 * Day,
 		HSTSIncludeSubdomains: true, MaxConnections: 500, IdleTimeout: 30 * time.Second, DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
+		SigningKeyRotation: 30 * Day, SigningKeyPrepublish: 2 * time.Hour,
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
 		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
@@ -366,6 +369,12 @@ func TestValidationErrors(t *testing.T) {
 			[]string{`invalid token_quota_per_key "0/hour"`}},
 		{"signing_alg", []string{"--signing-alg", "HS256"}, nil,
 			[]string{`invalid signing_alg "HS256"`, "ES256, RS256, EdDSA", "--signing-alg"}},
+		{"signing_key_prepublish", []string{"--signing-key-prepublish", "5m"}, nil,
+			[]string{`invalid signing_key_prepublish`, "10m30s", "--signing-key-prepublish"}},
+		{"signing_key_rotation", []string{"--signing-key-rotation", "12h"}, nil,
+			[]string{`invalid signing_key_rotation`, "0 (manual only)", "--signing-key-rotation"}},
+		{"signing_key_rotation not longer than prepublish", []string{"--signing-key-rotation", "2d", "--signing-key-prepublish", "3d"}, nil,
+			[]string{`invalid signing_key_rotation`, "longer than signing_key_prepublish"}},
 		{"token_ttl too short", []string{"--token-ttl", "2s"}, nil,
 			[]string{`invalid token_ttl "2s"`, "between 1m0s and 24h0m0s"}},
 		{"token_ttl too long", nil, map[string]string{"KEYGATE_TOKEN_TTL": "25h"},
@@ -675,6 +684,8 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		DataDir:                DefaultDataDir,
 		TokenTTL:               DefaultTokenTTL,
 		SigningAlg:             DefaultSigningAlg,
+		SigningKeyRotation:     DefaultSigningKeyRotation,
+		SigningKeyPrepublish:   DefaultSigningKeyPrepublish,
 		MaxKeysPerTeam:         DefaultMaxKeysPerTeam,
 		LogLevel:               DefaultLogLevel,
 		LogFormat:              DefaultLogFormat,

@@ -92,7 +92,7 @@ func NewFloorHandler(alg string) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := signing.Load(store.SigningKeys{Active: &sk}, mk, now)
+	ks, err := signing.Load(store.SigningKeys{Active: &sk}, mk, now, 0) // one key: nothing to retire
 	if err != nil {
 		return nil, err
 	}

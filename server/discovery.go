@@ -11,11 +11,13 @@ import (
 // key well within a token lifetime.
 const jwksMaxAge = "public, max-age=300, stale-while-revalidate=60"
 
-// jwks serves the public keys (RFC 7517): the signing key and retired keys
-// whose tokens may still be live. The body and its ETag are computed once
-// per key set; a verifier revalidating with If-None-Match gets a 304.
+// jwks serves the public keys (RFC 7517): the next key (published ahead of
+// signing, so verifiers' caches hold it before its first token), the
+// signing key, and retired keys whose tokens may still be live. The body
+// and its ETag are computed once per key set; a verifier revalidating with
+// If-None-Match gets a 304.
 func (s *Server) jwks(c *gin.Context) {
-	ks := s.keys.RefreshedKeySet(c.Request.Context())
+	ks := s.keys.KeySet()
 	h := c.Writer.Header()
 	h["Cache-Control"] = hdrJWKSCache
 	h["Etag"] = ks.JWKSETag()
@@ -54,7 +56,8 @@ type authorizationServerMetadata struct {
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
-	// RFC 9068 tokens are signed with this one algorithm at a time.
+	// Every published key's algorithm, the signing key's first: during a
+	// change of signing_alg tokens of both are live.
 	AccessTokenSigningAlgValuesSupported []string `json:"access_token_signing_alg_values_supported,omitempty"`
 	// RFC 7662 and RFC 7009: keys authenticate as at the token endpoint.
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
@@ -80,7 +83,7 @@ func (s *Server) metadata(c *gin.Context) {
 		ResponseTypesSupported:                    []string{}, // no authorization endpoint
 		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post"},
 		ScopesSupported:                           s.keys.Catalog().AllScopes(),
-		AccessTokenSigningAlgValuesSupported:      []string{s.keys.KeySet().Signer().Alg()},
+		AccessTokenSigningAlgValuesSupported:      s.keys.PublishedAlgs(),
 		StatusListAggregationEndpoint:             iss + "/statuslists",
 		IntrospectionEndpoint:                     iss + "/oauth/introspect",
 		IntrospectionEndpointAuthMethodsSupported: authMethods,

@@ -62,6 +62,8 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	keys.POST("/:client_id/rotate", s.rotateKey)
 	getHead(v1, "/teams/:team_id/usage", validTeam, s.teamUsage)
 	getHead(v1, "/store/backup", s.storeBackup)
+	getHead(v1, "/signing-keys", s.listSigningKeys)
+	v1.POST("/signing-keys/rotate", s.rotateSigningKeys)
 	// Outside the admin group: a report needs no token (leaked.go).
 	s.mountLeaked(r)
 }

@@ -74,8 +74,22 @@ type Options struct {
 	Audience string
 	// TokenTTL is the access token lifetime. Default config.DefaultTokenTTL.
 	TokenTTL time.Duration
-	// SigningAlg is ES256 (default), RS256 or EdDSA.
+	// SigningAlg is ES256 (default), RS256 or EdDSA. A change goes through
+	// a rotation: a key of the new algorithm is published first and signs
+	// after SigningKeyPrepublish.
 	SigningAlg string
+	// SigningKeyRotation is how long a signing key signs before a scheduled
+	// rotation. Default config.DefaultSigningKeyRotation; negative: only
+	// manual rotations (config's 0).
+	SigningKeyRotation time.Duration
+	// SigningKeyPrepublish is how long a next signing key is in the JWKS
+	// before it signs. Default config.DefaultSigningKeyPrepublish.
+	SigningKeyPrepublish time.Duration
+	// SigningKeyTicks drives the signing keys' background work
+	// (apikey.Service.SigningKeysTick: due transitions, picking up other
+	// instances' changes): each value is one round. nil means a real
+	// ticker of SigningKeyTick.
+	SigningKeyTicks <-chan time.Time
 	// MaxKeysPerTeam bounds a team's keys. Default config.DefaultMaxKeysPerTeam.
 	MaxKeysPerTeam int
 	// StatusListTTL is the ttl of the status list: how long resource
@@ -190,6 +204,8 @@ type Server struct {
 	leakedLimits     *sourceLimits // POST /v1/leaked-secrets (leaked.go)
 	token            tokenEndpoint
 	quotas           *quotas
+	// stopSigningKeys ends the signing keys' background loop and waits.
+	stopSigningKeys func()
 	// authThrottle throttles failed client authentication (nil: off);
 	// stopThrottle ends its listener of other instances' notices.
 	authThrottle *throttle.Limiter
@@ -258,6 +274,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		MaxKeysPerTeam:    opts.MaxKeysPerTeam,
 		SigningAlg:        opts.SigningAlg,
 		TokenTTL:          opts.TokenTTL,
+		// Status list tokens are signed with the same keys and live
+		// longest when the status list ttl is long (statuslist.go).
+		LongestTokenLifetime: max(opts.TokenTTL, statusListLifetime, 2*opts.StatusListTTL),
+		SigningKeyRotation:   opts.SigningKeyRotation,
+		SigningKeyPrepublish: opts.SigningKeyPrepublish,
 		AdminClientID:     opts.AdminClientID,
 		AdminClientSecret: opts.AdminClientSecret,
 		KeepNewAdmin:      opts.KeepNewAdmin,
@@ -298,6 +319,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		auditOpts.Hold = s.undelivered
 	}
 	s.audit = keys.StartAudit(auditOpts)
+	s.stopSigningKeys = s.startSigningKeys(opts.SigningKeyTicks)
 	s.startAuthThrottle()
 	s.startCompat()
 	s.token = tokenEndpoint{s: s}
@@ -334,6 +356,7 @@ func (s *Server) Close() {
 		s.webhooks.Close() // aborts a delivery in flight; it is retried on the next start
 	}
 	s.lastUsed.Close()
+	s.stopSigningKeys()
 	s.stopThrottle()
 	s.closeCompat()
 	s.access.flush()
@@ -464,10 +487,17 @@ func tokenOf(c *verify.Claims) apikey.Token {
 // server's own key set, with no HTTP round trip.
 type ownKeys struct{ keys *apikey.Service }
 
-func (o ownKeys) VerificationKey(_ context.Context, kid string) (crypto.PublicKey, string, error) {
+func (o ownKeys) VerificationKey(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
 	p, ok := o.keys.KeySet().PublicKey(kid)
 	if !ok {
-		return nil, "", verify.ErrUnknownKey
+		// Perhaps another instance just made this key (a rotation now):
+		// read the stored set, at most once a second.
+		if !o.keys.ReloadSigningKeys(ctx) {
+			return nil, "", verify.ErrUnknownKey
+		}
+		if p, ok = o.keys.KeySet().PublicKey(kid); !ok {
+			return nil, "", verify.ErrUnknownKey
+		}
 	}
 	return p.Key, p.Alg, nil
 }

@@ -4,9 +4,10 @@
 //
 // Keys are parsed once, when a KeySet is built; the token path then only
 // calls Signer.Sign, which touches no disk, parses no PEM and takes no lock.
-// The key set is stored as one record so that switching algorithms — a new
-// active key, the old one retired but still published for a token lifetime —
-// is a single atomic update every instance agrees on.
+// The key set is stored as one record so that every change of state (a next
+// key published ahead, promoted, the old one retired but still published for
+// a token lifetime, then removed) is a single atomic update every instance
+// agrees on; states.go has the rules.
 package signing
 
 import (
@@ -24,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -99,61 +102,6 @@ func NewStoredKey(mk *masterkey.Key, alg string, now time.Time) (store.SigningKe
 	return store.SigningKey{KID: kid, Alg: alg, PrivateKeySealed: sealed, CreatedAt: now.UTC()}, nil
 }
 
-// Ensure makes sure the store holds an active key of alg, creating one on
-// first start and when the configured algorithm changed. A replaced key is
-// retired, still published for tokenTTL plus a margin, so tokens it signed
-// keep verifying. Retired keys past their time are pruned. Concurrent first
-// starts agree on one key: the check happens inside the atomic update.
-func Ensure(ctx context.Context, ks KeyStore, mk *masterkey.Key, alg string, tokenTTL time.Duration, now time.Time) (store.SigningKeys, error) {
-	cur, err := ks.SigningKeys(ctx)
-	if err != nil {
-		return store.SigningKeys{}, fmt.Errorf("load signing keys: %w", err)
-	}
-	var candidate store.SigningKey
-	var sealer *masterkey.Key
-	if cur.Active == nil || cur.Active.Alg != alg {
-		// Generate outside the update: RSA generation takes a while and the
-		// update function may run more than once on optimistic backends.
-		// It is sealed under the store's master key (SealingKey), which the
-		// update checks again.
-		if sealer, err = SealingKey(cur, mk); err != nil {
-			return store.SigningKeys{}, err
-		}
-		if candidate, err = NewStoredKey(sealer, alg, now); err != nil {
-			return store.SigningKeys{}, err
-		}
-	}
-	return ks.UpdateSigningKeys(ctx, func(old store.SigningKeys) (store.SigningKeys, error) {
-		next := store.SigningKeys{Active: old.Active, MasterKeyID: old.MasterKeyID}
-		for _, r := range old.Retired {
-			if r.PublishUntil.After(now) {
-				next.Retired = append(next.Retired, r)
-			}
-		}
-		if old.Active != nil && old.Active.Alg == alg {
-			return next, nil
-		}
-		if candidate.KID == "" {
-			// Someone switched the algorithm between our read and this
-			// update; refuse rather than sign with an unexpected key.
-			return old, fmt.Errorf("signing keys changed concurrently; restart to pick up the current set")
-		}
-		if err := CheckMasterKey(old, sealer); err != nil {
-			return old, err
-		}
-		next.MasterKeyID = sealer.ID()
-		if old.Active != nil {
-			next.Retired = append(next.Retired, store.RetiredSigningKey{
-				SigningKey:   *old.Active,
-				PublishUntil: now.Add(tokenTTL + publishSlack).UTC(),
-			})
-		}
-		c := candidate
-		next.Active = &c
-		return next, nil
-	})
-}
-
 // Signer signs tokens with one parsed private key.
 type Signer struct {
 	kid    string
@@ -219,16 +167,25 @@ type PublicKey struct {
 	Key crypto.PublicKey
 }
 
-// KeySet is an immutable, parsed snapshot of the stored signing keys.
+// KeySet is an immutable, parsed snapshot of the stored signing keys as they
+// stand at one moment (Resolve).
 type KeySet struct {
 	signer       *Signer
 	statusSigner *Signer
 	public       map[string]PublicKey
+	algs         []string
 	jwks         []byte
 	etag         []string // strong ETag of jwks, as a header value
-	// stale is when the earliest retired key stops being published; the
-	// snapshot should be rebuilt after it.
-	stale time.Time
+	// parsed are the opened private keys by kid, reused by the next
+	// snapshot so that a transition parses nothing again.
+	parsed map[string]crypto.Signer
+	// stored is the record this snapshot was resolved from, resolved the
+	// set at the snapshot's time, retain the retention it was resolved with.
+	stored, resolved store.SigningKeys
+	retain           time.Duration
+	// changesAt is the next transition in the record (a next key signs, a
+	// retired key leaves): the snapshot must be rebuilt then.
+	changesAt time.Time
 }
 
 // AccessTokenType is the JOSE "typ" of access tokens (RFC 9068 §2.1).
@@ -238,41 +195,82 @@ const AccessTokenType = "at+jwt"
 // (draft-ietf-oauth-status-list).
 const StatusListType = "statuslist+jwt"
 
-// Load opens the stored keys with the master key and parses them.
-func Load(keys store.SigningKeys, mk *masterkey.Key, now time.Time) (*KeySet, error) {
-	if keys.Active == nil {
+// Load opens the stored keys with the master key, resolves them at now
+// (Resolve, with retain for a key retired by a promotion not yet recorded)
+// and parses them.
+func Load(keys store.SigningKeys, mk *masterkey.Key, now time.Time, retain time.Duration) (*KeySet, error) {
+	return load(keys, mk, now, retain, nil)
+}
+
+// Reload is Load reusing the keys this snapshot has already opened: what
+// an instance calls when the record or the clock moved on.
+func (ks *KeySet) Reload(keys store.SigningKeys, mk *masterkey.Key, now time.Time, retain time.Duration) (*KeySet, error) {
+	return load(keys, mk, now, retain, ks.parsed)
+}
+
+func load(keys store.SigningKeys, mk *masterkey.Key, now time.Time, retain time.Duration, parsed map[string]crypto.Signer) (*KeySet, error) {
+	r := Resolve(keys, now, retain)
+	if r.Active == nil {
 		return nil, errors.New("no active signing key in the store")
 	}
-	ks := &KeySet{public: map[string]PublicKey{}}
-	priv, err := openKey(mk, *keys.Active)
+	ks := &KeySet{public: map[string]PublicKey{}, parsed: map[string]crypto.Signer{}, stored: keys, resolved: r, retain: retain}
+	open := func(k store.SigningKey) (crypto.Signer, error) {
+		if p, ok := parsed[k.KID]; ok {
+			// The kid is the public key's thumbprint: the same kid is the
+			// same key pair, however it is sealed now.
+			ks.parsed[k.KID] = p
+			return p, nil
+		}
+		p, err := openKey(mk, k)
+		if err == nil {
+			ks.parsed[k.KID] = p
+		}
+		return p, err
+	}
+	priv, err := open(*r.Active)
 	if err != nil {
 		return nil, err
 	}
-	if ks.signer, err = newSigner(keys.Active.KID, keys.Active.Alg, priv, AccessTokenType); err != nil {
+	if ks.signer, err = newSigner(r.Active.KID, r.Active.Alg, priv, AccessTokenType); err != nil {
 		return nil, err
 	}
-	if ks.statusSigner, err = newSigner(keys.Active.KID, keys.Active.Alg, priv, StatusListType); err != nil {
+	if ks.statusSigner, err = newSigner(r.Active.KID, r.Active.Alg, priv, StatusListType); err != nil {
 		return nil, err
 	}
-	ks.public[keys.Active.KID] = PublicKey{KID: keys.Active.KID, Alg: keys.Active.Alg, Key: priv.Public()}
-	order := []string{keys.Active.KID}
-	for _, r := range keys.Retired {
-		if !r.PublishUntil.After(now) {
-			continue
+	published := []store.SigningKey{*r.Active}
+	ks.algs = []string{r.Active.Alg}
+	if r.Next != nil {
+		published = append(published, *r.Next)
+		ks.changesAt = r.Next.SignsFrom
+	}
+	for _, k := range r.Retired {
+		published = append(published, k.SigningKey)
+		if ks.changesAt.IsZero() || k.PublishUntil.Before(ks.changesAt) {
+			ks.changesAt = k.PublishUntil
 		}
-		p, err := openKey(mk, r.SigningKey)
+	}
+	for _, k := range published {
+		p, err := open(k)
 		if err != nil {
 			return nil, err
 		}
-		ks.public[r.KID] = PublicKey{KID: r.KID, Alg: r.Alg, Key: p.Public()}
-		order = append(order, r.KID)
-		if ks.stale.IsZero() || r.PublishUntil.Before(ks.stale) {
-			ks.stale = r.PublishUntil
+		ks.public[k.KID] = PublicKey{KID: k.KID, Alg: k.Alg, Key: p.Public()}
+		if !slices.Contains(ks.algs, k.Alg) {
+			ks.algs = append(ks.algs, k.Alg)
 		}
 	}
-	jwks := JWKS{Keys: make([]JWK, 0, len(order))}
-	for _, kid := range order {
-		p := ks.public[kid]
+	// The JWKS lists keys in the order they (will) sign, not by state: a
+	// promotion changes no byte of it, so caches and ETags hold across it
+	// and instances a moment apart on their clocks serve the same body.
+	slices.SortFunc(published, func(a, b store.SigningKey) int {
+		if c := a.SignsFrom.Compare(b.SignsFrom); c != 0 {
+			return c
+		}
+		return strings.Compare(a.KID, b.KID)
+	})
+	jwks := JWKS{Keys: make([]JWK, 0, len(published))}
+	for _, k := range published {
+		p := ks.public[k.KID]
 		j, err := NewJWK(p.Key, p.KID, p.Alg)
 		if err != nil {
 			return nil, err
@@ -341,9 +339,20 @@ func (ks *KeySet) JWKS() []byte { return ks.jwks }
 // must not modify it.
 func (ks *KeySet) JWKSETag() []string { return ks.etag }
 
-// StaleAfter is when a retired key in this snapshot stops being published
-// (zero when none will).
-func (ks *KeySet) StaleAfter() time.Time { return ks.stale }
+// ChangesAt is the next transition after this snapshot's moment: a next
+// key starts signing or a retired key leaves the JWKS (zero when none is
+// planned). The snapshot is out of date from then on: Reload it.
+func (ks *KeySet) ChangesAt() time.Time { return ks.changesAt }
+
+// Stored is the record this snapshot was built from.
+func (ks *KeySet) Stored() store.SigningKeys { return ks.stored }
+
+// Resolved is the set as it stood at the snapshot's moment. It holds
+// sealed private keys: describe it (Describe) before showing it.
+func (ks *KeySet) Resolved() store.SigningKeys { return ks.resolved }
+
+// Algs are the algorithms of the published keys, the signing key's first.
+func (ks *KeySet) Algs() []string { return ks.algs }
 
 // JWKS is an RFC 7517 key set.
 type JWKS struct {

@@ -64,7 +64,7 @@ func loadOne(t testing.TB, mk *masterkey.Key, alg string, now time.Time) (*signi
 	if err != nil {
 		t.Fatalf("NewStoredKey(%s): %v", alg, err)
 	}
-	ks, err := signing.Load(store.SigningKeys{Active: &sk}, mk, now)
+	ks, err := signing.Load(store.SigningKeys{Active: &sk}, mk, now, time.Hour)
 	if err != nil {
 		t.Fatalf("Load(%s): %v", alg, err)
 	}
@@ -278,183 +278,13 @@ func TestThumbprintMatchesJOSE(t *testing.T) {
 	}
 }
 
-func TestEnsureLifecycle(t *testing.T) {
-	ctx := context.Background()
-	st := openStore(t)
-	mk := newMasterKey(t)
-	ttl := 15 * time.Minute
-	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-
-	// First start: an active ES256 key, nothing retired.
-	set1, err := signing.Ensure(ctx, st, mk, signing.ES256, ttl, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if set1.Active == nil || set1.Active.Alg != signing.ES256 || set1.Active.KID == "" {
-		t.Fatalf("first Ensure: active %+v", set1.Active)
-	}
-	if len(set1.Retired) != 0 {
-		t.Fatalf("first Ensure retired %d keys", len(set1.Retired))
-	}
-	stored, err := st.SigningKeys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stored.Active == nil || stored.Active.KID != set1.Active.KID {
-		t.Fatal("Ensure's answer is not what the store holds")
-	}
-	esKID := set1.Active.KID
-
-	// Same algorithm again: the same key.
-	set2, err := signing.Ensure(ctx, st, mk, signing.ES256, ttl, t0.Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if set2.Active == nil || set2.Active.KID != esKID || len(set2.Retired) != 0 {
-		t.Fatalf("second Ensure with the same alg replaced the key: %+v", set2)
-	}
-
-	// Switch to EdDSA: a new active key, the ES256 key retired and still published.
-	t1 := t0.Add(2 * time.Hour)
-	set3, err := signing.Ensure(ctx, st, mk, signing.EdDSA, ttl, t1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if set3.Active == nil || set3.Active.Alg != signing.EdDSA || set3.Active.KID == esKID {
-		t.Fatalf("switching alg: active %+v", set3.Active)
-	}
-	if len(set3.Retired) != 1 || set3.Retired[0].KID != esKID || set3.Retired[0].Alg != signing.ES256 {
-		t.Fatalf("switching alg: retired %+v, want the ES256 key", set3.Retired)
-	}
-	until := set3.Retired[0].PublishUntil
-	if until.Before(t1.Add(ttl)) {
-		t.Fatalf("retired key published until %v, before now+ttl %v: live tokens would stop verifying", until, t1.Add(ttl))
-	}
-	if until.After(t1.Add(ttl + 30*time.Minute)) {
-		t.Fatalf("retired key published until %v, far beyond now+ttl %v", until, t1.Add(ttl))
-	}
-	if !until.Equal(t1.Add(ttl + 5*time.Minute)) {
-		t.Errorf("PublishUntil = %v, want now + ttl + 5m slack = %v", until, t1.Add(ttl+5*time.Minute))
-	}
-
-	// Load publishes both, signs with the new one.
-	ks, err := signing.Load(set3, mk, t1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ks.Signer().KID() != set3.Active.KID || ks.Signer().Alg() != signing.EdDSA {
-		t.Fatalf("signer %s/%s, want the EdDSA key", ks.Signer().KID(), ks.Signer().Alg())
-	}
-	jwks := parseJWKS(t, ks.JWKS())
-	if len(jwks.Keys) != 2 || len(jwks.Key(esKID)) != 1 || len(jwks.Key(set3.Active.KID)) != 1 {
-		t.Fatalf("JWKS during the overlap has %d keys, want the active and the retired one", len(jwks.Keys))
-	}
-	assertNoPrivateMembers(t, ks.JWKS())
-	if !ks.StaleAfter().Equal(until) {
-		t.Fatalf("StaleAfter = %v, want %v", ks.StaleAfter(), until)
-	}
-	if _, ok := ks.PublicKey(esKID); !ok {
-		t.Fatal("retired key not available for verification")
-	}
-
-	// A token signed by the retired key (before the switch) verifies with the
-	// published retired JWK.
-	oldKS, err := signing.Load(set2, mk, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldTok, err := oldKS.Signer().Sign(map[string]any{"sub": "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := jose.ParseSigned(oldTok, allAlgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := jws.Verify(jwks.Key(esKID)[0]); err != nil {
-		t.Fatalf("old token does not verify with the retired JWK: %v", err)
-	}
-
-	// Just before PublishUntil it is still published; at and after it, not.
-	if ks, err := signing.Load(set3, mk, until.Add(-time.Second)); err != nil {
-		t.Fatal(err)
-	} else if len(parseJWKS(t, ks.JWKS()).Keys) != 2 {
-		t.Fatal("retired key dropped before PublishUntil")
-	}
-	later := until.Add(time.Second)
-	ksLater, err := signing.Load(set3, mk, later)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lj := parseJWKS(t, ksLater.JWKS())
-	if len(lj.Keys) != 1 || lj.Keys[0].KeyID != set3.Active.KID {
-		t.Fatalf("after PublishUntil the JWKS has %d keys, want only the active one", len(lj.Keys))
-	}
-	if _, ok := ksLater.PublicKey(esKID); ok {
-		t.Fatal("expired retired key still usable for verification")
-	}
-	if !ksLater.StaleAfter().IsZero() {
-		t.Fatal("StaleAfter set with nothing retired")
-	}
-
-	// Ensure after PublishUntil prunes the retired key from the store.
-	set4, err := signing.Ensure(ctx, st, mk, signing.EdDSA, ttl, later)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if set4.Active.KID != set3.Active.KID || len(set4.Retired) != 0 {
-		t.Fatalf("Ensure after PublishUntil: %+v, want the EdDSA key and nothing retired", set4)
-	}
-	if stored, err := st.SigningKeys(ctx); err != nil || len(stored.Retired) != 0 {
-		t.Fatalf("store still holds retired keys: %+v, %v", stored.Retired, err)
-	}
-}
-
-// Switching twice keeps both earlier keys published (each for its window).
-func TestEnsureSwitchTwice(t *testing.T) {
-	ctx := context.Background()
-	st := openStore(t)
-	mk := newMasterKey(t)
-	ttl := 10 * time.Minute
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	a, err := signing.Ensure(ctx, st, mk, signing.ES256, ttl, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := signing.Ensure(ctx, st, mk, signing.EdDSA, ttl, t0.Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := signing.Ensure(ctx, st, mk, signing.RS256, ttl, t0.Add(2*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(c.Retired) != 2 {
-		t.Fatalf("retired %d keys, want 2", len(c.Retired))
-	}
-	ks, err := signing.Load(c, mk, t0.Add(3*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := parseJWKS(t, ks.JWKS())
-	for _, kid := range []string{a.Active.KID, b.Active.KID, c.Active.KID} {
-		if len(set.Key(kid)) != 1 {
-			t.Errorf("kid %s not published", kid)
-		}
-	}
-	// The earliest retirement decides when the snapshot goes stale.
-	if want := t0.Add(time.Minute + ttl + 5*time.Minute); !ks.StaleAfter().Equal(want) {
-		t.Errorf("StaleAfter = %v, want %v", ks.StaleAfter(), want)
-	}
-}
-
 func TestLoadWrongMasterKey(t *testing.T) {
 	mk := newMasterKey(t)
 	sk, err := signing.NewStoredKey(mk, signing.ES256, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = signing.Load(store.SigningKeys{Active: &sk}, newMasterKey(t), time.Now())
+	_, err = signing.Load(store.SigningKeys{Active: &sk}, newMasterKey(t), time.Now(), time.Hour)
 	if !errors.Is(err, masterkey.ErrOpen) {
 		t.Fatalf("Load with another master key: %v, want ErrOpen", err)
 	}
@@ -468,12 +298,12 @@ func TestLoadWrongMasterKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := store.SigningKeys{Active: &sk, Retired: []store.RetiredSigningKey{{SigningKey: other, PublishUntil: time.Now().Add(time.Hour)}}}
-	_, err = signing.Load(keys, mk, time.Now())
+	_, err = signing.Load(keys, mk, time.Now(), time.Hour)
 	if !errors.Is(err, masterkey.ErrOpen) || !strings.Contains(err.Error(), other.KID) {
 		t.Fatalf("Load with an undecryptable retired key: %v", err)
 	}
 
-	if _, err := signing.Load(store.SigningKeys{}, mk, time.Now()); err == nil {
+	if _, err := signing.Load(store.SigningKeys{}, mk, time.Now(), time.Hour); err == nil {
 		t.Fatal("Load of an empty set succeeded")
 	}
 }
@@ -492,19 +322,19 @@ func TestSealedKeyBoundToKID(t *testing.T) {
 	}
 	swapped := b
 	swapped.PrivateKeySealed = a.PrivateKeySealed
-	_, err = signing.Load(store.SigningKeys{Active: &swapped}, mk, time.Now())
+	_, err = signing.Load(store.SigningKeys{Active: &swapped}, mk, time.Now(), time.Hour)
 	if !errors.Is(err, masterkey.ErrOpen) {
 		t.Fatalf("key sealed for %s loaded under kid %s: %v", a.KID, b.KID, err)
 	}
 	renamed := a
 	renamed.KID = "attacker-chosen"
-	if _, err := signing.Load(store.SigningKeys{Active: &renamed}, mk, time.Now()); !errors.Is(err, masterkey.ErrOpen) {
+	if _, err := signing.Load(store.SigningKeys{Active: &renamed}, mk, time.Now(), time.Hour); !errors.Is(err, masterkey.ErrOpen) {
 		t.Fatalf("sealed key loaded under another kid: %v", err)
 	}
 	// A stored alg that does not fit the key type is refused too.
 	wrongAlg := a
 	wrongAlg.Alg = signing.RS256
-	if _, err := signing.Load(store.SigningKeys{Active: &wrongAlg}, mk, time.Now()); err == nil {
+	if _, err := signing.Load(store.SigningKeys{Active: &wrongAlg}, mk, time.Now(), time.Hour); err == nil {
 		t.Fatal("an ES256 key loaded as RS256")
 	}
 }
@@ -523,7 +353,7 @@ func TestEnsureConcurrentFirstStart(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			sets[i], errs[i] = signing.Ensure(ctx, st, mk, signing.ES256, 15*time.Minute, time.Now())
+			sets[i], errs[i] = signing.Ensure(ctx, st, mk, signing.ES256, testSchedule, time.Now())
 		}(i)
 	}
 	close(start)
@@ -549,7 +379,7 @@ func TestEnsureConcurrentFirstStart(t *testing.T) {
 			t.Fatalf("Ensure #%d returned other key material", i)
 		}
 	}
-	if _, err := signing.Load(stored, mk, time.Now()); err != nil {
+	if _, err := signing.Load(stored, mk, time.Now(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -250,12 +250,15 @@ func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options
 	}
 	// Unbuffered: a send returns only once the server's flush loop took
 	// it, which FlushLastUsed and AuditTick rely on.
-	ticks := serverTicks{lastUsed: make(chan time.Time), audit: make(chan time.Time)}
+	ticks := serverTicks{lastUsed: make(chan time.Time), audit: make(chan time.Time), signingKeys: make(chan time.Time)}
 	opts.LastUsedTicks, opts.AuditTicks = ticks.lastUsed, ticks.audit
 	if opts.CompatTicks == nil {
 		// No compatibility checks unless a test drives them: a real
 		// ticker would run store checks behind the test's back.
 		opts.CompatTicks = make(chan time.Time)
+	}
+	if opts.SigningKeyTicks == nil {
+		opts.SigningKeyTicks = ticks.signingKeys
 	}
 	srv, err := server.New(ctx, opts)
 	if err != nil {
@@ -267,7 +270,7 @@ func (e *Env) newServer(ctx context.Context, st store.Store, opts server.Options
 // serverTicks are the tick channels the harness drives a server's
 // background work with.
 type serverTicks struct {
-	lastUsed, audit chan time.Time
+	lastUsed, audit, signingKeys chan time.Time
 }
 
 // serve puts srv behind e.URL until e's test ends: then the HTTP server
@@ -371,6 +374,17 @@ func (e *Env) AuditTick(t testing.TB) {
 	ticks, now := e.ticks.audit, e.now
 	e.mu.Unlock()
 	sendTwice(t, ticks, now(), "audit")
+}
+
+// SigningKeysTick runs one round of the server's signing-key work (apply
+// due transitions, pick up other instances' changes) at the clock's
+// current time and returns once it has completed, as FlushLastUsed does.
+func (e *Env) SigningKeysTick(t testing.TB) {
+	t.Helper()
+	e.mu.Lock()
+	ticks, now := e.ticks.signingKeys, e.now
+	e.mu.Unlock()
+	sendTwice(t, ticks, now(), "signing-keys")
 }
 
 // sendTwice sends at twice on an unbuffered tick channel: when the second
