@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
@@ -452,9 +453,11 @@ func TestScopeNarrowing(t *testing.T) {
 	}
 }
 
-// TestSigningAlgChange: a new signing_alg on the same store makes a new key
-// of that algorithm sign, and the old public key stays published so tokens
-// it signed keep verifying.
+// TestSigningAlgChange: a new signing_alg on the same store goes through a
+// rotation: a key of the new algorithm is published at once and signs
+// after the prepublish period; until then the old key signs, and after it
+// the old public key stays published so tokens it signed keep verifying.
+// The metadata lists both algorithms while both are published.
 func TestSigningAlgChange(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, server.Options{SigningAlg: "ES256"})
@@ -468,9 +471,26 @@ func TestSigningAlgChange(t *testing.T) {
 	if _, ok := srv2.GeneratedAdmin(); ok {
 		t.Error("a restart on a store with an admin key generated another one")
 	}
-
-	newTok := e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken
+	// Published, not signing yet.
 	set, raw := e.fetchJWKS(t)
+	if len(raw) != 2 {
+		t.Fatalf("JWKS right after the change has %d keys, want the ES256 key and the next RS256 key", len(raw))
+	}
+	if v := verifyJWT(t, set, e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken, "ES256"); v.KID != oldKID {
+		t.Errorf("before the prepublish period has passed a token names kid %s, want the old %s", v.KID, oldKID)
+	}
+	r := e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
+	if !strings.Contains(string(r.Body), `"access_token_signing_alg_values_supported":["ES256","RS256"]`) {
+		t.Errorf("metadata during the change: %s", r.Body)
+	}
+
+	// A minute before the switch: still the old key.
+	e.Clock.Advance(config.DefaultSigningKeyPrepublish - time.Minute)
+	oldAdmin = e.AdminToken(t)
+	oldTeam = e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken
+	e.Clock.Advance(time.Minute)
+	newTok := e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken
+	set, raw = e.fetchJWKS(t)
 	nv := verifyJWT(t, set, newTok, "RS256")
 	if nv.KID == oldKID {
 		t.Error("the RS256 token names the old ES256 kid")
@@ -492,13 +512,14 @@ func TestSigningAlgChange(t *testing.T) {
 	if !algs["ES256"] || !algs["RS256"] || len(raw) != 2 {
 		t.Errorf("JWKS after the change has %v, want the RS256 key and the retired ES256 key", raw)
 	}
-	// The management API accepts an admin token signed by the old key.
+	// The management API accepts an admin token signed by the old key
+	// (issued before the switch, still within its lifetime).
 	if r := e.API(t, oldAdmin, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != 200 {
 		t.Errorf("old admin token after the alg change: %s", r)
 	}
-	// The metadata names the new algorithm.
-	r := e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
-	if !strings.Contains(string(r.Body), `"RS256"`) {
+	// The metadata names the new algorithm first, the retired one after.
+	r = e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))
+	if !strings.Contains(string(r.Body), `"access_token_signing_alg_values_supported":["RS256","ES256"]`) {
 		t.Errorf("metadata after the change: %s", r.Body)
 	}
 }
