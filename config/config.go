@@ -40,19 +40,19 @@ import (
 // a zero value elsewhere means the same thing as an unset setting here;
 // Default() is built from them.
 const (
-	DefaultListen            = "127.0.0.1:8080"
-	DefaultDataDir           = "./keygate-data"
-	DefaultTokenTTL          = 15 * time.Minute
-	DefaultSigningAlg        = signing.DefaultAlg
-	DefaultMaxKeysPerTeam    = 5
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "text"
-	DefaultShutdownTimeout   = 10 * time.Second
-	DefaultStore             = StoreBolt
-	DefaultRedisPrefix       = "keygate:"
-	DefaultStoreTimeout      = time.Second
-	DefaultRedisKeyCache     = 10 * time.Second
-	DefaultStatusListTTL     = time.Minute
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultDataDir         = "./keygate-data"
+	DefaultTokenTTL        = 15 * time.Minute
+	DefaultSigningAlg      = signing.DefaultAlg
+	DefaultMaxKeysPerTeam  = 5
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "text"
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultStore           = StoreBolt
+	DefaultRedisPrefix     = "keygate:"
+	DefaultStoreTimeout    = time.Second
+	DefaultRedisKeyCache   = 10 * time.Second
+	DefaultStatusListTTL   = time.Minute
 	// DefaultSigningKeyRotation is how long a signing key signs before a
 	// scheduled rotation replaces it (signing_key_rotation; 0: manual).
 	DefaultSigningKeyRotation = 90 * 24 * time.Hour
@@ -69,8 +69,8 @@ const (
 	MaxSigningKeyPrepublish = 30 * 24 * time.Hour
 	// MinSigningKeyRotation and MaxSigningKeyRotation bound a scheduled
 	// rotation (0 turns it off).
-	MinSigningKeyRotation = 24 * time.Hour
-	MaxSigningKeyRotation = 3650 * 24 * time.Hour
+	MinSigningKeyRotation    = 24 * time.Hour
+	MaxSigningKeyRotation    = 3650 * 24 * time.Hour
 	DefaultIntrospectionRate = 100
 	// DefaultRevocationRate is revocation_rate's default: a revocation is
 	// a store write, so it is limited per caller like introspection.

@@ -22,8 +22,8 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"

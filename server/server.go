@@ -268,22 +268,22 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	// The rules of keys fill in their own defaults (catalog, team limit,
 	// signing algorithm); the server reads them back from the Service.
 	keys, err := apikey.Open(ctx, apikey.Config{
-		Store:             opts.Store,
-		MasterKey:         opts.MasterKey,
-		Catalog:           opts.Catalog,
-		MaxKeysPerTeam:    opts.MaxKeysPerTeam,
-		SigningAlg:        opts.SigningAlg,
-		TokenTTL:          opts.TokenTTL,
+		Store:          opts.Store,
+		MasterKey:      opts.MasterKey,
+		Catalog:        opts.Catalog,
+		MaxKeysPerTeam: opts.MaxKeysPerTeam,
+		SigningAlg:     opts.SigningAlg,
+		TokenTTL:       opts.TokenTTL,
 		// Status list tokens are signed with the same keys and live
 		// longest when the status list ttl is long (statuslist.go).
 		LongestTokenLifetime: max(opts.TokenTTL, statusListLifetime, 2*opts.StatusListTTL),
 		SigningKeyRotation:   opts.SigningKeyRotation,
 		SigningKeyPrepublish: opts.SigningKeyPrepublish,
-		AdminClientID:     opts.AdminClientID,
-		AdminClientSecret: opts.AdminClientSecret,
-		KeepNewAdmin:      opts.KeepNewAdmin,
-		Logger:            opts.Logger,
-		Now:               opts.Now,
+		AdminClientID:        opts.AdminClientID,
+		AdminClientSecret:    opts.AdminClientSecret,
+		KeepNewAdmin:         opts.KeepNewAdmin,
+		Logger:               opts.Logger,
+		Now:                  opts.Now,
 	})
 	if err != nil {
 		return nil, err
