@@ -613,3 +613,55 @@ func problemOf(status int, data []byte) *Error {
 	e.Status = status
 	return e
 }
+
+// SigningKey is one of keygate's token signing keys: public facts only.
+type SigningKey struct {
+	KID   string `json:"kid"`
+	Alg   string `json:"alg"`
+	State string `json:"state"` // "next", "current" or "retired"
+	// CreatedAt is when the key was generated, SignsFrom when it starts
+	// (started) signing.
+	CreatedAt time.Time `json:"created_at"`
+	SignsFrom time.Time `json:"signs_from"`
+	// RetiresAt is when it stops (stopped) signing, nil when not planned.
+	RetiresAt *time.Time `json:"retires_at"`
+	// PublishedUntil is when a retired key leaves the JWKS.
+	PublishedUntil *time.Time `json:"published_until"`
+}
+
+// SigningKeyList is the answer of GET /v1/signing-keys and of a rotation.
+type SigningKeyList struct {
+	Keys []SigningKey `json:"keys"`
+	// RotationSeconds is the rotation schedule (0: manual only),
+	// PrepublishSeconds how long a next key is published before it signs.
+	RotationSeconds   int64 `json:"rotation_seconds"`
+	PrepublishSeconds int64 `json:"prepublish_seconds"`
+}
+
+// SigningKeys lists keygate's signing keys: next, current, then retired.
+func (c *Client) SigningKeys(ctx context.Context) (*SigningKeyList, error) {
+	var out SigningKeyList
+	return &out, c.do(ctx, http.MethodGet, "/v1/signing-keys", nil, http.StatusOK, &out)
+}
+
+// SigningKeyRotation is what RotateSigningKeys does; the zero value is a
+// safe rotation (a next key, published for the prepublish period before it
+// signs).
+type SigningKeyRotation struct {
+	// Now makes the next key (a new one if none waits) sign at once.
+	Now bool `json:"now,omitempty"`
+	// Revoke removes the key with this kid at once: every token it signed
+	// fails.
+	Revoke string `json:"revoke,omitempty"`
+}
+
+// RotateSigningKeys rotates (or revokes) signing keys and returns the keys
+// as they then stand.
+func (c *Client) RotateSigningKeys(ctx context.Context, r SigningKeyRotation) (*SigningKeyList, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var out SigningKeyList
+	return &out, c.do(ctx, http.MethodPost, "/v1/signing-keys/rotate", body, http.StatusOK, &out)
+}

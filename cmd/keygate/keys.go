@@ -373,6 +373,7 @@ var routeWords = []struct {
 	{regexp.MustCompile(`GET /v1/teams/([^\s/]+)/keys\b`), "`keygate keys list --team $1`"},
 	{regexp.MustCompile(`GET /v1/teams\b`), "`keygate keys teams`"},
 	{regexp.MustCompile(`GET /v1/permissions\b`), "`keygate keys permissions`"},
+	{regexp.MustCompile(`GET /v1/signing-keys\b`), "`keygate signing-keys list`"},
 }
 
 func routesToCommands(detail string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,31 +159,34 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 			default:
 			}
 		},
-		Store:             st,
-		MasterKey:         mk,
-		Issuer:            cfg.Issuer,
-		Audience:          cfg.Audience,
-		TokenTTL:          cfg.TokenTTL,
-		SigningAlg:        cfg.SigningAlg,
-		MaxKeysPerTeam:    cfg.MaxKeysPerTeam,
-		StatusListTTL:     cfg.StatusListTTL,
-		IntrospectionRate: cfg.IntrospectionRate,
-		RevocationRate:    cfg.RevocationRate,
-		TokenQuotaPerKey:  cfg.KeyQuota,
-		TokenQuotaPerTeam: cfg.TeamQuota,
-		AuditRetention:    cfg.AuditRetention,
-		Catalog:           cfg.Catalog,
-		AdminClientID:     e.getenv(envAdminClientID),
-		AdminClientSecret: e.getenv(envAdminClientSecret),
-		KeepNewAdmin:      keepAdmin,
-		TrustedProxies:    cfg.TrustedProxyPrefixes,
-		HSTS:              cfg.HSTS(),
-		AccessLog:         cfg.AccessLog,
-		AccessLogOAuth:    cfg.AccessLogOAuth,
-		Webhooks:          cfg.Webhooks,
-		Webhook:           webhook.Options{GiveUp: cfg.WebhookGiveUp},
-		Logger:            log,
-		Metrics:           met,
+		Store:      st,
+		MasterKey:  mk,
+		Issuer:     cfg.Issuer,
+		Audience:   cfg.Audience,
+		TokenTTL:   cfg.TokenTTL,
+		SigningAlg: cfg.SigningAlg,
+		// The setting's 0 (manual only) is the option's negative.
+		SigningKeyRotation:   cmp.Or(cfg.SigningKeyRotation, -1),
+		SigningKeyPrepublish: cfg.SigningKeyPrepublish,
+		MaxKeysPerTeam:       cfg.MaxKeysPerTeam,
+		StatusListTTL:        cfg.StatusListTTL,
+		IntrospectionRate:    cfg.IntrospectionRate,
+		RevocationRate:       cfg.RevocationRate,
+		TokenQuotaPerKey:     cfg.KeyQuota,
+		TokenQuotaPerTeam:    cfg.TeamQuota,
+		AuditRetention:       cfg.AuditRetention,
+		Catalog:              cfg.Catalog,
+		AdminClientID:        e.getenv(envAdminClientID),
+		AdminClientSecret:    e.getenv(envAdminClientSecret),
+		KeepNewAdmin:         keepAdmin,
+		TrustedProxies:       cfg.TrustedProxyPrefixes,
+		HSTS:                 cfg.HSTS(),
+		AccessLog:            cfg.AccessLog,
+		AccessLogOAuth:       cfg.AccessLogOAuth,
+		Webhooks:             cfg.Webhooks,
+		Webhook:              webhook.Options{GiveUp: cfg.WebhookGiveUp},
+		Logger:               log,
+		Metrics:              met,
 		// auth_failure_*: 0 in the config is "off", which Options spells -1.
 		AuthFailureBurst:       offIfZero(cfg.AuthFailureBurst),
 		AuthFailureRate:        cfg.AuthFailureRate,
