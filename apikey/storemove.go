@@ -22,7 +22,9 @@ func CheckSealed(mk *MasterKey, singletons map[string][]byte, keys store.Signing
 	if _, err := mk.Open(pepperName, sealed); err != nil {
 		return fmt.Errorf("the master key does not open the store's pepper (set the master key the store was created with): %w", err)
 	}
-	if _, err := signing.Load(keys, mk, now); err != nil {
+	// The next key is published, so it is opened too; a retention of a
+	// day keeps a key retired by a switch not yet recorded in the check.
+	if _, err := signing.Load(keys, mk, now, signing.RetainFor(24*time.Hour)); err != nil {
 		return fmt.Errorf("the master key does not open the store's signing keys: %w", err)
 	}
 	return nil

@@ -144,7 +144,7 @@ func checkEmpty(ctx context.Context, st store.Store, ex store.Exporter, want map
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	if sk.Active != nil || len(sk.Retired) > 0 {
+	if sk.Active != nil || sk.Next != nil || len(sk.Retired) > 0 {
 		return refuse("signing keys")
 	}
 	errFound := errors.New("found")
