@@ -163,6 +163,14 @@ func TestImportRefusesNonEmptyStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "signing keys"},
+		{"a next signing key only", func(t *testing.T, st store.Store) {
+			_, err := st.UpdateSigningKeys(ctx, func(store.SigningKeys) (store.SigningKeys, error) {
+				return store.SigningKeys{Next: &store.SigningKey{KID: "k2", Alg: "EdDSA", PrivateKeySealed: []byte("x"), CreatedAt: fixedNow, SignsFrom: fixedNow.Add(time.Hour)}}, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, "signing keys"},
 		{"a key only", func(t *testing.T, st store.Store) {
 			if err := st.CreateKey(ctx, storetest.BulkKeys(t, 1, 1, 0)[0], 0); err != nil {
 				t.Fatal(err)
@@ -361,5 +369,33 @@ func TestImportLeavesOtherSingletonsAlone(t *testing.T) {
 	}
 	if string(got["backend-record"]) != "v1" || len(got["pepper"]) == 0 {
 		t.Errorf("singletons after the import: %q", got)
+	}
+}
+
+// TestMoveKeepsNextSigningKey: a next signing key (published, not signing
+// yet) travels with its signs_from, so the target publishes the same JWKS
+// and switches at the same moment.
+func TestMoveKeepsNextSigningKey(t *testing.T) {
+	ctx := context.Background()
+	src := servertest.StartWith(t, servertest.Config{Options: server.Options{Issuer: issuer}})
+	if r := src.API(t, src.AdminToken(t), "POST", "/v1/signing-keys/rotate", `{}`); r.Status != 200 {
+		t.Fatalf("rotate: %s", r)
+	}
+	want, err := src.Store.SigningKeys(ctx)
+	if err != nil || want.Next == nil {
+		t.Fatalf("source keys: %+v, %v", want, err)
+	}
+	var b bytes.Buffer
+	if _, err := storeio.Export(ctx, &b, src.Store, storeio.ExportOptions{Source: "bolt"}); err != nil {
+		t.Fatal(err)
+	}
+	target := emptyBolt(t)
+	if _, err := storeio.Import(ctx, &b, target, storeio.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := target.SigningKeys(ctx)
+	if err != nil || got.Next == nil || got.Next.KID != want.Next.KID || !got.Next.SignsFrom.Equal(want.Next.SignsFrom) ||
+		!bytes.Equal(got.Next.PrivateKeySealed, want.Next.PrivateKeySealed) || got.Active.KID != want.Active.KID {
+		t.Fatalf("moved keys: %+v (%v), want %+v", got, err, want)
 	}
 }
