@@ -861,3 +861,15 @@ func TestAccessLogSettings(t *testing.T) {
 		t.Errorf("access_log %q, access_log_oauth %q", c.AccessLog, c.AccessLogOAuth)
 	}
 }
+
+// TestSigningKeySchedule: 0 turns scheduled rotation off; days work.
+func TestSigningKeySchedule(t *testing.T) {
+	c := mustLoad(t, flags(t, "--signing-key-rotation", "0", "--signing-key-prepublish", "2h"), nil)
+	if c.SigningKeyRotation != 0 || c.SigningKeyPrepublish != 2*time.Hour {
+		t.Fatalf("rotation %v prepublish %v", c.SigningKeyRotation, c.SigningKeyPrepublish)
+	}
+	c = mustLoad(t, nil, map[string]string{"KEYGATE_SIGNING_KEY_ROTATION": "30d"})
+	if c.SigningKeyRotation != 30*Day || c.SigningKeyPrepublish != DefaultSigningKeyPrepublish {
+		t.Fatalf("rotation %v prepublish %v", c.SigningKeyRotation, c.SigningKeyPrepublish)
+	}
+}
