@@ -185,23 +185,38 @@ type Rotation struct {
 // for those reasons.
 func (s *Service) RotateSigningKeys(ctx context.Context, r Rotation) ([]signing.KeyInfo, error) {
 	now := s.cfg.Now()
+	cur, err := s.store.SigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
 	// A key is generated whether or not the update uses it: outside the
-	// update, which may run more than once.
-	candidate, err := signing.NewStoredKey(s.cfg.MasterKey, s.cfg.SigningAlg, now)
+	// update, which may run more than once. It is sealed under the store's
+	// master key, which the update checks again (signing.SealedUnder).
+	sealer, err := signing.SealingKey(cur, s.cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	candidate, err := signing.NewStoredKey(sealer, s.cfg.SigningAlg, now)
 	if err != nil {
 		return nil, err
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	stored, err := s.store.UpdateSigningKeys(ctx, func(old store.SigningKeys) (store.SigningKeys, error) {
+		var next store.SigningKeys
+		var err error
 		switch {
 		case r.Revoke != "":
-			return signing.Revoke(old, now, s.schedule, r.Revoke, candidate)
+			next, err = signing.Revoke(old, now, s.schedule, r.Revoke, candidate)
 		case r.Now:
-			return signing.RotateNow(old, now, s.schedule, candidate)
+			next, err = signing.RotateNow(old, now, s.schedule, candidate)
 		default:
-			return signing.RotateSafe(old, now, s.schedule, candidate)
+			next, err = signing.RotateSafe(old, now, s.schedule, candidate)
 		}
+		if err != nil || !signing.Holds(next, candidate.KID) {
+			return next, err
+		}
+		return signing.SealedUnder(old, next, sealer)
 	})
 	if err != nil {
 		return nil, err

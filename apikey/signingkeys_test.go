@@ -2,10 +2,13 @@ package apikey
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/masterkey"
+	"github.com/keygate/keygate/signing"
 	"github.com/keygate/keygate/store"
 )
 
@@ -69,5 +72,43 @@ func TestUnknownKIDReloadAtMostOnceASecond(t *testing.T) {
 	}
 	if _, ok := svc.KeySet().PublicKey(newKID); !ok || svc.KeySet().Signer().KID() != newKID {
 		t.Fatal("the reload did not pick up the other instance's key")
+	}
+}
+
+// TestRotateSigningKeysAfterMasterKeyRotation: an instance still holding
+// only the master key the store was rotated away from cannot add a signing
+// key by hand (rotate, now, revoke of the current key): refused with
+// signing.ErrMasterKeyChanged, nothing written. After the rotation a key
+// added by an instance with the new key is sealed under it.
+func TestRotateSigningKeysAfterMasterKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	st, oldKey := FreshStore(t)
+	_, newKey := rawMasterKey(t)
+	stale, err := Open(ctx, Config{Store: st, MasterKey: oldKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RotateMasterKey(ctx, st, newKey.WithPrevious(oldKey)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.SigningKeys(ctx)
+	for _, r := range []Rotation{{}, {Now: true}, {Revoke: before.Active.KID}} {
+		if _, err := stale.RotateSigningKeys(ctx, r); !errors.Is(err, signing.ErrMasterKeyChanged) {
+			t.Fatalf("rotation %+v by an instance on the old master key: %v; want ErrMasterKeyChanged", r, err)
+		}
+		if after, _ := st.SigningKeys(ctx); after.Next != nil || after.Active.KID != before.Active.KID {
+			t.Fatalf("a refused rotation %+v changed the set", r)
+		}
+	}
+	fresh, err := Open(ctx, Config{Store: st, MasterKey: newKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.RotateSigningKeys(ctx, Rotation{}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := st.SigningKeys(ctx)
+	if id, _ := masterkey.SealedBy(after.Next.PrivateKeySealed); after.Next == nil || id != newKey.ID() || after.MasterKeyID != newKey.ID() {
+		t.Fatalf("the next key is sealed under %s (set %s), want %s", id, after.MasterKeyID, newKey.ID())
 	}
 }

@@ -68,8 +68,8 @@ func CheckMasterKey(set store.SigningKeys, sealer *masterkey.Key) error {
 	return nil
 }
 
-// Reseal returns set with every sealed private key (the active one and
-// every retired one) opened with mk — its own key or its previous one —
+// Reseal returns set with every sealed private key (the active one, the
+// next one and every retired one) opened with mk — its own key or its previous one —
 // and sealed again under mk's own key, and the set marked as sealed under
 // it. It is pure (no store call), for an UpdateSigningKeys update
 // function, so the whole set changes master key in one atomic step. A key
@@ -98,6 +98,13 @@ func Reseal(set store.SigningKeys, mk *masterkey.Key) (store.SigningKeys, error)
 			return set, err
 		}
 		out.Active = &a
+	}
+	if set.Next != nil {
+		n, err := reseal(*set.Next)
+		if err != nil {
+			return set, err
+		}
+		out.Next = &n
 	}
 	for _, r := range set.Retired {
 		k, err := reseal(r.SigningKey)

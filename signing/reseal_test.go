@@ -15,6 +15,11 @@ import (
 // twoKeySet stores a set sealed under oldKey: an ES256 key that signs and
 // a retired EdDSA one still published.
 func twoKeySet(t *testing.T, st *storeWithHook, oldKey *masterkey.Key, now time.Time) store.SigningKeys {
+	return keySet(t, st, oldKey, now, false)
+}
+
+// keySet is twoKeySet, with a next key too when withNext.
+func keySet(t *testing.T, st *storeWithHook, oldKey *masterkey.Key, now time.Time, withNext bool) store.SigningKeys {
 	t.Helper()
 	active, err := signing.NewStoredKey(oldKey, signing.ES256, now)
 	if err != nil {
@@ -24,9 +29,19 @@ func twoKeySet(t *testing.T, st *storeWithHook, oldKey *masterkey.Key, now time.
 	if err != nil {
 		t.Fatal(err)
 	}
+	next, err := signing.NewStoredKey(oldKey, signing.ES256, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.SignsFrom = now.Add(time.Hour)
 	set, err := st.UpdateSigningKeys(context.Background(), func(store.SigningKeys) (store.SigningKeys, error) {
+		var n *store.SigningKey
+		if withNext {
+			n = &next
+		}
 		return store.SigningKeys{
 			Active:      &active,
+			Next:        n,
 			Retired:     []store.RetiredSigningKey{{SigningKey: retired, PublishUntil: now.Add(time.Hour)}},
 			MasterKeyID: oldKey.ID(),
 		}, nil
@@ -58,8 +73,8 @@ func TestResealEveryKey(t *testing.T) {
 	now := time.Now()
 	oldKey, newKey := newMasterKey(t), newMasterKey(t)
 	st := &storeWithHook{KeyStore: openStore(t)}
-	before := twoKeySet(t, st, oldKey, now)
-	ksBefore, err := signing.Load(before, oldKey, now)
+	before := keySet(t, st, oldKey, now, true)
+	ksBefore, err := signing.Load(before, oldKey, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,26 +97,27 @@ func TestResealEveryKey(t *testing.T) {
 	if after.MasterKeyID != newKey.ID() {
 		t.Fatalf("MasterKeyID after the re-seal = %q, want %q", after.MasterKeyID, newKey.ID())
 	}
-	all := append([]store.SigningKey{*after.Active}, after.Retired[0].SigningKey)
+	all := []store.SigningKey{*after.Active, *after.Next, after.Retired[0].SigningKey}
 	for _, k := range all {
 		if id, _ := masterkey.SealedBy(k.PrivateKeySealed); id != newKey.ID() {
 			t.Fatalf("key %s sealed under %s after the re-seal, want %s", k.KID, id, newKey.ID())
 		}
 	}
-	if after.Active.KID != before.Active.KID || after.Retired[0].KID != before.Retired[0].KID ||
+	if after.Active.KID != before.Active.KID || after.Retired[0].KID != before.Retired[0].KID || after.Next.KID != before.Next.KID ||
+		!after.Next.SignsFrom.Equal(before.Next.SignsFrom) ||
 		!after.Retired[0].PublishUntil.Equal(before.Retired[0].PublishUntil) || !after.Active.CreatedAt.Equal(before.Active.CreatedAt) {
 		t.Fatalf("the re-seal changed more than the sealed bytes: %+v -> %+v", before, after)
 	}
 	// The new key alone opens every key, and they are the same key pairs:
 	// the same JWKS.
-	ksAfter, err := signing.Load(after, newKey, now)
+	ksAfter, err := signing.Load(after, newKey, now, time.Hour)
 	if err != nil {
 		t.Fatalf("Load under the new key alone: %v", err)
 	}
 	if !bytes.Equal(ksAfter.JWKS(), ksBefore.JWKS()) {
 		t.Fatal("the JWKS changed: the re-seal replaced a key pair")
 	}
-	if _, err := signing.Load(after, oldKey, now); !errors.As(err, &unknown) || unknown.SealedBy != newKey.ID() {
+	if _, err := signing.Load(after, oldKey, now, time.Hour); !errors.As(err, &unknown) || unknown.SealedBy != newKey.ID() {
 		t.Fatalf("Load under the old key alone after the re-seal: %v; want an UnknownKeyError naming %s", err, newKey.ID())
 	}
 }
@@ -122,7 +138,7 @@ func TestEnsureChecksStoreMasterKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = signing.Ensure(ctx, st, oldKey, signing.RS256, time.Hour, now)
+		_, err = signing.Ensure(ctx, st, oldKey, signing.RS256, testSchedule, now)
 		if !errors.Is(err, signing.ErrMasterKeyChanged) {
 			t.Fatalf("Ensure with the old key only: %v; want ErrMasterKeyChanged", err)
 		}
@@ -142,7 +158,7 @@ func TestEnsureChecksStoreMasterKey(t *testing.T) {
 		}
 		// This instance holds both keys but made its key under the old
 		// one, the store's when it read the set.
-		_, err := signing.Ensure(ctx, st, rotating, signing.RS256, time.Hour, now)
+		_, err := signing.Ensure(ctx, st, rotating, signing.RS256, testSchedule, now)
 		if !errors.Is(err, signing.ErrMasterKeyChanged) {
 			t.Fatalf("Ensure across a re-seal: %v; want ErrMasterKeyChanged", err)
 		}
@@ -151,28 +167,29 @@ func TestEnsureChecksStoreMasterKey(t *testing.T) {
 			t.Fatalf("a refused Ensure changed the set: %+v", got)
 		}
 		// Started again, it seals under the store's key, now the new one.
-		got, err = signing.Ensure(ctx, st, rotating, signing.RS256, time.Hour, now)
+		got, err = signing.Ensure(ctx, st, rotating, signing.RS256, testSchedule, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id, _ := masterkey.SealedBy(got.Active.PrivateKeySealed); id != newKey.ID() || got.Active.Alg != signing.RS256 {
-			t.Fatalf("new key sealed under %s (alg %s), want %s", id, got.Active.Alg, newKey.ID())
+		// A changed signing_alg publishes the new key as the next key.
+		if id, _ := masterkey.SealedBy(got.Next.PrivateKeySealed); id != newKey.ID() || got.Next.Alg != signing.RS256 {
+			t.Fatalf("new key sealed under %s (alg %s), want %s", id, got.Next.Alg, newKey.ID())
 		}
 	})
 
 	t.Run("during the rotation, before the re-seal", func(t *testing.T) {
 		st := &storeWithHook{KeyStore: openStore(t)}
 		twoKeySet(t, st, oldKey, now)
-		got, err := signing.Ensure(ctx, st, rotating, signing.RS256, time.Hour, now)
+		got, err := signing.Ensure(ctx, st, rotating, signing.RS256, testSchedule, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Sealed under the store's (old) key, so instances not yet given
 		// the new key still read it.
-		if id, _ := masterkey.SealedBy(got.Active.PrivateKeySealed); id != oldKey.ID() || got.MasterKeyID != oldKey.ID() {
+		if id, _ := masterkey.SealedBy(got.Next.PrivateKeySealed); id != oldKey.ID() || got.MasterKeyID != oldKey.ID() {
 			t.Fatalf("key added during the rotation sealed under %s (set: %s), want the old key %s", id, got.MasterKeyID, oldKey.ID())
 		}
-		if _, err := signing.Load(got, oldKey, now); err != nil {
+		if _, err := signing.Load(got, oldKey, now, time.Hour); err != nil {
 			t.Fatalf("an instance with the old key only cannot load the set: %v", err)
 		}
 	})

@@ -75,7 +75,7 @@ func signsFrom(k store.SigningKey) time.Time {
 // is pure and deterministic, so every instance with the same record and
 // clock resolves the same set; writing its result changes nothing for them.
 func Resolve(keys store.SigningKeys, now time.Time, retain time.Duration) store.SigningKeys {
-	out := store.SigningKeys{Retired: slices.Clone(keys.Retired)}
+	out := store.SigningKeys{Retired: slices.Clone(keys.Retired), MasterKeyID: keys.MasterKeyID}
 	if keys.Active != nil {
 		a := *keys.Active
 		a.SignsFrom = signsFrom(a)
@@ -236,15 +236,26 @@ func Ensure(ctx context.Context, ks KeyStore, mk *masterkey.Key, alg string, sch
 	// the update so that a key became due after all.
 	for attempt := 0; ; attempt++ {
 		var candidate *store.SigningKey
+		var sealer *masterkey.Key
 		if needKey {
-			k, err := NewStoredKey(mk, alg, now)
+			// Sealed under the store's master key (SealingKey), which the
+			// update checks again: after a master-key re-seal an instance
+			// still on the old key cannot add one.
+			if sealer, err = SealingKey(cur, mk); err != nil {
+				return store.SigningKeys{}, err
+			}
+			k, err := NewStoredKey(sealer, alg, now)
 			if err != nil {
 				return store.SigningKeys{}, err
 			}
 			candidate = &k
 		}
 		out, err := ks.UpdateSigningKeys(ctx, func(old store.SigningKeys) (store.SigningKeys, error) {
-			return Advance(old, now, sched, alg, candidate)
+			next, err := Advance(old, now, sched, alg, candidate)
+			if err != nil || candidate == nil || !Holds(next, candidate.KID) {
+				return next, err
+			}
+			return SealedUnder(old, next, sealer)
 		})
 		if errors.Is(err, errNeedKey) && attempt == 0 {
 			needKey = true
@@ -255,6 +266,23 @@ func Ensure(ctx context.Context, ks KeyStore, mk *masterkey.Key, alg string, sch
 		}
 		return out, nil
 	}
+}
+
+// Holds reports whether kid is the next or the current key of set.
+func Holds(set store.SigningKeys, kid string) bool {
+	return set.Active != nil && set.Active.KID == kid || set.Next != nil && set.Next.KID == kid
+}
+
+// SealedUnder finishes an update that added a key sealed under sealer: it
+// checks, on the set as stored (old), that sealer is still the set's
+// master key (CheckMasterKey) and records it. Every update function that
+// adds a key ends with it.
+func SealedUnder(old, next store.SigningKeys, sealer *masterkey.Key) (store.SigningKeys, error) {
+	if err := CheckMasterKey(old, sealer); err != nil {
+		return old, err
+	}
+	next.MasterKeyID = sealer.ID()
+	return next, nil
 }
 
 // KeyInfo is what may be shown of a key: never its private half.

@@ -123,7 +123,7 @@ func TestMasterKeyRotateRedisUnderLoad(t *testing.T) {
 	}
 	// The instance still running on the old key alone cannot add a
 	// signing key any more (a changed signing_alg, say).
-	if _, err := signing.Ensure(ctx, first.Store, oldKey, signing.RS256, time.Hour, time.Now()); !errors.Is(err, signing.ErrMasterKeyChanged) {
+	if _, err := signing.Ensure(ctx, first.Store, oldKey, signing.RS256, signing.Schedule{Prepublish: time.Hour, Retain: time.Hour}, time.Now()); !errors.Is(err, signing.ErrMasterKeyChanged) {
 		t.Fatalf("Ensure with the old key after the rotation: %v; want ErrMasterKeyChanged", err)
 	}
 
