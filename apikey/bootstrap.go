@@ -22,19 +22,7 @@ const pepperName = "pepper"
 // pepper on the first start. Concurrent first starts agree on one pepper
 // because the store's create-if-absent decides the winner.
 func loadPepper(ctx context.Context, st store.Store, mk *MasterKey) (*credential.Hasher, error) {
-	fresh := make([]byte, credential.PepperLen)
-	if _, err := rand.Read(fresh); err != nil {
-		return nil, fmt.Errorf("generate pepper: %w", err)
-	}
-	sealed, err := mk.Seal(pepperName, fresh)
-	if err != nil {
-		return nil, err
-	}
-	stored, err := st.CreateSingleton(ctx, pepperName, sealed)
-	if err != nil {
-		return nil, fmt.Errorf("store pepper: %w", err)
-	}
-	pepper, err := mk.Open(pepperName, stored)
+	_, pepper, err := ensurePepper(ctx, st, mk)
 	if err != nil {
 		// A pepper sealed under a master key mk does not hold arrives as
 		// a *masterkey.UnknownKeyError naming it (the store was re-sealed
@@ -42,6 +30,29 @@ func loadPepper(ctx context.Context, st store.Store, mk *MasterKey) (*credential
 		return nil, fmt.Errorf("load pepper (is this the master key the store was created with?): %w", err)
 	}
 	return credential.NewHasher(pepper)
+}
+
+// ensurePepper returns the store's pepper, sealed as stored and opened
+// with mk, storing a fresh one first when there is none: the store's
+// create-if-absent returns whichever was there, so concurrent first
+// starts agree on one.
+func ensurePepper(ctx context.Context, st store.Store, mk *MasterKey) (sealed, pepper []byte, err error) {
+	fresh := make([]byte, credential.PepperLen)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, nil, fmt.Errorf("generate pepper: %w", err)
+	}
+	candidate, err := mk.Seal(pepperName, fresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err = st.CreateSingleton(ctx, pepperName, candidate)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store pepper: %w", err)
+	}
+	if pepper, err = mk.Open(pepperName, sealed); err != nil {
+		return nil, nil, err
+	}
+	return sealed, pepper, nil
 }
 
 // ensureAdmin makes sure an admin key exists: the operator's when given,

@@ -5,13 +5,11 @@ package apikey
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/signing"
 	"github.com/keygate/keygate/store"
@@ -57,23 +55,10 @@ func RotateMasterKey(ctx context.Context, st store.Store, mk *MasterKey) (Master
 	if _, err := signing.Reseal(set, mk); err != nil {
 		return out, err
 	}
-	// Reading the pepper: CreateSingleton returns the stored one. A store
-	// with signing keys has one (a start stores the pepper first); were it
-	// missing, the one stored here is sealed under mk like any first
-	// start's.
-	fresh := make([]byte, credential.PepperLen)
-	if _, err := rand.Read(fresh); err != nil {
-		return out, fmt.Errorf("generate pepper: %w", err)
-	}
-	candidate, err := mk.Seal(pepperName, fresh)
-	if err != nil {
-		return out, err
-	}
-	stored, err := st.CreateSingleton(ctx, pepperName, candidate)
-	if err != nil {
-		return out, fmt.Errorf("read pepper: %w", err)
-	}
-	pepper, err := mk.Open(pepperName, stored)
+	// A store with signing keys has a pepper (a start stores it first);
+	// were it missing, the one stored here is sealed under mk like any
+	// first start's.
+	stored, pepper, err := ensurePepper(ctx, st, mk)
 	if err != nil {
 		return out, fmt.Errorf("re-seal pepper: %w", err)
 	}

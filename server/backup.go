@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/verify"
 )
 
@@ -42,7 +43,7 @@ const (
 )
 
 func (s *Server) storeBackup(c *gin.Context) {
-	bs, ok := storeFeature[backupStore](s.store)
+	bs, ok := store.Feature[backupStore](s.store)
 	if !ok {
 		problem(c, http.StatusNotFound, problemNotFound,
 			"this keygate's store has no online backup (only the embedded store has); back the store up with its own tools, as the README's \"Backup and restore\" describes for Redis")

@@ -36,7 +36,7 @@ type compatWatch struct {
 
 // startCompat runs the checks when the store has a compatibility record.
 func (s *Server) startCompat() {
-	checker, ok := storeFeature[store.CompatChecker](s.store)
+	checker, ok := store.Feature[store.CompatChecker](s.store)
 	if !ok {
 		return
 	}

@@ -51,28 +51,10 @@ func newQuotas(s *Server, st store.Store) *quotas {
 	opts := quota.Options{OnSharedError: func(err error) {
 		s.log.Warn("token quota: the shared counter did not answer; issuing uncounted tokens for a second", "err", err)
 	}}
-	if sh, ok := storeFeature[quota.Shared](st); ok {
+	if sh, ok := store.Feature[quota.Shared](st); ok {
 		opts.Shared = sh
 	}
 	return &quotas{limiter: quota.New(opts), perKey: s.cfg.TokenQuotaPerKey, perTeam: s.cfg.TokenQuotaPerTeam}
-}
-
-// storeFeature finds an optional interface T of the store (quota.Shared,
-// store.SharedThrottle), looking through wrappers (storemetrics) that hide
-// optional interfaces.
-func storeFeature[T any](st store.Store) (T, bool) {
-	for st != nil {
-		if f, ok := st.(T); ok {
-			return f, true
-		}
-		u, ok := st.(interface{ Unwrap() store.Store })
-		if !ok {
-			break
-		}
-		st = u.Unwrap()
-	}
-	var zero T
-	return zero, false
 }
 
 // overQuota counts the token key is about to get against its quotas at

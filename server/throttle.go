@@ -60,7 +60,7 @@ func (s *Server) startAuthThrottle() {
 		source = throttle.Bucket{} // auth_failure_burst 0: throttling off altogether
 	}
 	cfg := throttle.Config{Pair: pair, Source: source, Now: o.Now, Logger: o.Logger}
-	if st, ok := storeFeature[store.SharedThrottle](o.Store); ok {
+	if st, ok := store.Feature[store.SharedThrottle](o.Store); ok {
 		cfg.Shared = sharedThrottle{st}
 	}
 	s.authThrottle = throttle.New(cfg)

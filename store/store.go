@@ -386,6 +386,25 @@ type Store interface {
 	AuditStore
 }
 
+// Feature finds an optional interface T of st (BulkLoader, Exporter,
+// SharedThrottle…), looking through wrappers that Unwrap
+// (store/storemetrics): a wrapper cannot know every optional interface, so
+// it hides them and Unwrap shows what it wraps.
+func Feature[T any](st Store) (T, bool) {
+	for st != nil {
+		if f, ok := st.(T); ok {
+			return f, true
+		}
+		u, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		st = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 // SharedThrottle is an optional feature of a store that several instances
 // share (Redis): the buckets of package throttle's failed-authentication
 // throttle, counted together, and a broadcast of throttles, so that a

@@ -23,29 +23,12 @@ type ExportOptions struct {
 	Now func() time.Time
 }
 
-// feature finds an optional feature of st, looking through wrappers that
-// Unwrap (store/storemetrics).
-func feature[T any](st store.Store) (T, bool) {
-	for st != nil {
-		if f, ok := st.(T); ok {
-			return f, true
-		}
-		u, ok := st.(interface{ Unwrap() store.Store })
-		if !ok {
-			break
-		}
-		st = u.Unwrap()
-	}
-	var zero T
-	return zero, false
-}
-
 // Export writes the whole of st to w as a stream (see the package
 // comment). It only reads st. On an error the stream is incomplete (it
 // lacks its end line), so an import refuses it.
 func Export(ctx context.Context, w io.Writer, st store.Store, opts ExportOptions) (Summary, error) {
 	var sum Summary
-	ex, ok := feature[store.Exporter](st)
+	ex, ok := store.Feature[store.Exporter](st)
 	if !ok {
 		return sum, fmt.Errorf("export: %w", ErrUnsupported)
 	}

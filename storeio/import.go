@@ -88,11 +88,11 @@ func (s *Stream) Close() error {
 // the error says so.
 func (s *Stream) Import(ctx context.Context, st store.Store) (Summary, error) {
 	var sum Summary
-	bulk, ok := feature[store.BulkLoader](st)
+	bulk, ok := store.Feature[store.BulkLoader](st)
 	if !ok {
 		return sum, fmt.Errorf("import: %w: no bulk path (store.BulkLoader)", ErrUnsupported)
 	}
-	ex, ok := feature[store.Exporter](st)
+	ex, ok := store.Feature[store.Exporter](st)
 	if !ok {
 		return sum, fmt.Errorf("import: %w: cannot check that the target is empty (store.Exporter)", ErrUnsupported)
 	}
