@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,21 +16,6 @@ import (
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/verify"
 )
-
-// kidOf is the kid in a compact JWS's header.
-func kidOf(t testing.TB, tok string) string {
-	t.Helper()
-	hdr, _, _ := strings.Cut(tok, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(hdr)
-	if err != nil {
-		t.Fatalf("token header: %v", err)
-	}
-	var h struct{ KID string }
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatalf("token header: %v", err)
-	}
-	return h.KID
-}
 
 // jwksSnapshot fetches the JWKS as a cache would: its kids and the max-age
 // it may be kept.
@@ -176,7 +160,7 @@ func TestSigningKeyCycleZeroFailures(t *testing.T) {
 		}
 
 		tok := e.Token(t, key.ClientID, key.ClientSecret, "").AccessToken
-		kid := kidOf(t, tok)
+		kid := servertest.KID(t, tok)
 		if firstKID == "" {
 			firstKID = kid
 		}

@@ -133,7 +133,7 @@ func TestSigningKeysAPI(t *testing.T) {
 		t.Fatalf("after a safe rotation: %s", body)
 	}
 	next := l.Keys[0].KID
-	if kidOf(t, e.AdminToken(t)) != first {
+	if servertest.KID(t, e.AdminToken(t)) != first {
 		t.Fatal("the next key signs before its time")
 	}
 	// Again: refused while the next key waits.
@@ -157,7 +157,7 @@ func TestSigningKeysAPI(t *testing.T) {
 		t.Fatalf("after a rotation now: %v %s", got, body)
 	}
 	admin = e.AdminToken(t)
-	if kidOf(t, admin) != next {
+	if servertest.KID(t, admin) != next {
 		t.Fatal("after a rotation now the new key does not sign")
 	}
 	if r := e.API(t, oldAdmin, http.MethodGet, "/v1/signing-keys", nil); r.Status != http.StatusOK {
@@ -204,7 +204,7 @@ func TestSigningKeysUnknownKIDReload(t *testing.T) {
 	if r := b.API(t, tok, http.MethodGet, "/v1/signing-keys", nil); r.Status != http.StatusOK {
 		t.Fatalf("the other instance refuses a token of the new key: %s", r)
 	}
-	if kidOf(t, b.AdminToken(t)) != kidOf(t, tok) {
+	if servertest.KID(t, b.AdminToken(t)) != servertest.KID(t, tok) {
 		t.Fatal("after the reload the other instance still signs with the old key")
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -147,27 +145,10 @@ func TestMasterKeyRotateRedisUnderLoad(t *testing.T) {
 	c := first.Second(t, server.Options{MasterKey: newKey})
 	for _, cr := range creds {
 		tok := c.Token(t, cr.id, cr.secret, "")
-		if kid := kidOf(t, tok.AccessToken); kid != kidBefore {
+		if kid := servertest.KID(t, tok.AccessToken); kid != kidBefore {
 			t.Fatalf("after the rotation %s signs, want the same key %s", kid, kidBefore)
 		}
 	}
-}
-
-// kidOf is the kid in a JWT's header.
-func kidOf(t *testing.T, tok string) string {
-	t.Helper()
-	head, _, _ := strings.Cut(tok, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(head)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h struct {
-		KID string `json:"kid"`
-	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatal(err)
-	}
-	return h.KID
 }
 
 // tokenRequest is a client-credentials request to e that fails no test

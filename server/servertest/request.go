@@ -225,3 +225,20 @@ func CheckOAuthError(t testing.TB, r Response, status int, code string) {
 		}
 	}
 }
+
+// KID is the kid in a compact JWS's header (which signing key signed it).
+func KID(t testing.TB, tok string) string {
+	t.Helper()
+	hdr, _, _ := strings.Cut(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(hdr)
+	if err != nil {
+		t.Fatalf("token header: %v", err)
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatalf("token header: %v", err)
+	}
+	return h.KID
+}

@@ -2,10 +2,7 @@ package redis_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,7 +58,7 @@ func testSigningKeyRace(t *testing.T, m miRedis) {
 					t.Errorf("%s: a token from %s fails verification against %s's JWKS: %v", when, name, vname, err)
 				}
 			}
-			kids[name] = kidOfToken(t, tok)
+			kids[name] = servertest.KID(t, tok)
 		}
 		return kids["a"], kids["b"]
 	}
@@ -142,19 +139,4 @@ func testSigningKeyRace(t *testing.T, m miRedis) {
 	if ka, kb := issueAll("at the scheduled switch"); ka != third.KID || kb != third.KID {
 		t.Fatalf("at the scheduled switch tokens name %s and %s, want %s", ka, kb, third.KID)
 	}
-}
-
-// kidOfToken is the kid in a compact JWS's header.
-func kidOfToken(t testing.TB, tok string) string {
-	t.Helper()
-	hdr, _, _ := strings.Cut(tok, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(hdr)
-	if err != nil {
-		t.Fatalf("token header: %v", err)
-	}
-	var h struct{ KID string }
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatalf("token header: %v", err)
-	}
-	return h.KID
 }
