@@ -44,12 +44,22 @@ func (s *Service) loadSigningKeys(ctx context.Context) error {
 // leaves the JWKS — so every instance switches by its clock.
 func (s *Service) KeySet() *signing.KeySet {
 	ks := s.keys.Load()
-	at := ks.ChangesAt()
-	if at.IsZero() {
-		return ks
+	if ks.ChangesAt().IsZero() {
+		return ks // nothing scheduled: no clock reading
 	}
-	now := s.cfg.Now()
-	if now.Before(at) {
+	return s.keySetAt(ks, s.cfg.Now())
+}
+
+// KeySetAt is KeySet for a caller that has read the clock already (the
+// token path signs as of the reading it authenticated by), so the set is
+// judged at the same moment as the token's iat.
+func (s *Service) KeySetAt(now time.Time) *signing.KeySet {
+	return s.keySetAt(s.keys.Load(), now)
+}
+
+func (s *Service) keySetAt(ks *signing.KeySet, now time.Time) *signing.KeySet {
+	at := ks.ChangesAt()
+	if at.IsZero() || now.Before(at) {
 		return ks
 	}
 	next, err := ks.Reload(ks.Stored(), s.cfg.MasterKey, now, s.schedule.Retain)

@@ -152,7 +152,7 @@ func (t *tokenEndpoint) sign(key store.Key, scope string, auth apikey.Auth) (str
 		TeamID:    key.TeamID,
 		Status:    status,
 	}
-	return t.s.keys.KeySet().Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
+	return t.s.keys.KeySetAt(now).Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
 }
 
 // parseTokenRequest applies keygate's checks to the raw request, first
