@@ -269,7 +269,7 @@ return 1
 `)
 
 // migrateSecretIndex (0 → 1) gives every key its secret index entries:
-// what BackfillSecretIndex did at every start of a store without
+// the walk an earlier keygate made at every start of a store without
 // P{kg}:secret:indexed, now once and resumable. A store whose index a
 // keygate already built (the marker set) needs only its version recorded.
 func migrateSecretIndex(ctx context.Context, s *Store, c *compat, after string) error {

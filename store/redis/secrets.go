@@ -5,7 +5,7 @@ package redis
 //	Psecret:<hex of HMAC(pepper, secret)>   string: the client ID whose
 //	                                        current or previous secret it is
 //	P{kg}:secret:indexed                    string "1": the index holds every
-//	                                        key (BackfillSecretIndex ran)
+//	                                        key (the schema 1 migration ran: schema.go)
 //
 // An entry has no hash tag: it is found by the hash alone, so it cannot
 // share the key's slot (the key is filed under its team's tag), and on
@@ -95,68 +95,4 @@ func (s *Store) KeyBySecretHash(ctx context.Context, hash []byte) (store.Key, er
 		return store.Key{}, fmt.Errorf("key by secret hash: %w (the index entry is stale)", store.ErrNotFound)
 	}
 	return k, nil
-}
-
-// BackfillSecretIndex gives the keys of a store written before the secret
-// index existed their entries, in one walk. Open no longer runs it: the
-// migration to schema 1 does the same walk resumably (schema.go). It does
-// nothing once P{kg}:secret:indexed is set, which it sets at the end.
-// Keys written by a keygate that predates the index while newer ones run
-// (a rolling upgrade) are not covered: finish the upgrade, then delete
-// P{kg}:secret:indexed and P{kg}:schema and restart one instance, whose
-// migration walks again.
-func (s *Store) BackfillSecretIndex(ctx context.Context) error {
-	octx, cancel := s.op(ctx)
-	done, err := s.rdb.Exists(octx, s.secretIndexedKey()).Result()
-	cancel()
-	if err != nil {
-		return fail(octx, "check secret index", err)
-	}
-	if done == 1 {
-		return nil
-	}
-	type entry struct {
-		id   string
-		hash []byte
-	}
-	var pending []entry
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		octx, cancel := s.op(ctx)
-		defer cancel()
-		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
-			for _, e := range pending {
-				p.Set(octx, s.secretKey(e.hash), e.id, 0)
-			}
-			return nil
-		})
-		pending = pending[:0]
-		if err != nil {
-			return fail(octx, "build secret index", err)
-		}
-		return nil
-	}
-	err = s.ForEachKey(ctx, func(k store.Key) error {
-		for _, h := range store.SecretHashes(k) {
-			pending = append(pending, entry{k.ClientID, h})
-		}
-		if len(pending) >= bulkChunk {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
-		return fmt.Errorf("build secret index: %w", err)
-	}
-	octx, cancel = s.op(ctx)
-	defer cancel()
-	if err := s.rdb.Set(octx, s.secretIndexedKey(), "1", 0).Err(); err != nil {
-		return fail(octx, "build secret index: mark done", err)
-	}
-	return nil
 }

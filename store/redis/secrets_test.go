@@ -13,8 +13,8 @@ import (
 )
 
 // A store written before the secret index existed (its entries and marker
-// deleted here) gets them from BackfillSecretIndex (the walk the schema 1
-// migration also makes); a second run with the marker set writes nothing;
+// deleted here) gets them from the schema 1 migration (Migrate); a second
+// run writes nothing;
 // an entry left stale (a write interrupted between the entry and the key)
 // finds nothing.
 func TestSecretIndexBackfill(t *testing.T) {
@@ -44,7 +44,7 @@ func TestSecretIndexBackfill(t *testing.T) {
 		t.Fatalf("without its entry a key is found: %v", err)
 	}
 
-	if err := s.BackfillSecretIndex(ctx); err != nil {
+	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
@@ -62,7 +62,7 @@ func TestSecretIndexBackfill(t *testing.T) {
 	if err := c.Del(ctx, entries[0]).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BackfillSecretIndex(ctx); err != nil {
+	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := c.Exists(ctx, entries[0]).Result(); n != 0 {
