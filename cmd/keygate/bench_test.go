@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -206,9 +207,10 @@ func TestBenchFloor(t *testing.T) {
 func TestBenchAllFailing(t *testing.T) {
 	t.Parallel()
 	e := startCLIServer(t)
+	const connections = 2
 	start := time.Now()
 	stdout, _, err := run(t, "bench", "--url", e.url, "--client-id", "kgc_nobody", "--client-secret-file", e.secretFile,
-		"--duration", "300ms", "--connections", "2", "--json")
+		"--duration", "300ms", "--connections", strconv.Itoa(connections), "--json")
 	if err == nil || !strings.Contains(err.Error(), "no request succeeded") {
 		t.Fatalf("err = %v", err)
 	}
@@ -216,9 +218,12 @@ func TestBenchAllFailing(t *testing.T) {
 	// ID) pair has spent auth_failure_burst, then 429 unevaluated. The
 	// server runs on the wall clock, so the bucket gives back one failure
 	// per second of the run (seconds a loaded machine can stretch 300 ms to).
-	refills := int(time.Since(start)/time.Second) * config.DefaultAuthFailureRate
+	// And the throttle is checked before a secret is evaluated and counted
+	// after: each of the other connections may have one request in flight
+	// past the check when the burst is spent (CI saw 21 of 20 in 0.55 s).
+	extra := int(time.Since(start)/time.Second)*config.DefaultAuthFailureRate + connections - 1
 	res := benchResult(t, stdout)
-	if res.Successes != 0 || res.RPS != 0 || res.Errors["401"] == 0 || res.Errors["401"] > int64(config.DefaultAuthFailureBurst+refills) ||
+	if res.Successes != 0 || res.RPS != 0 || res.Errors["401"] == 0 || res.Errors["401"] > int64(config.DefaultAuthFailureBurst+extra) ||
 		res.Errors["401"]+res.Errors["429"] != res.Requests {
 		t.Errorf("want only 401s (at most the failure burst) then 429s, and no throughput: %+v", res)
 	}
