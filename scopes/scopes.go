@@ -20,6 +20,51 @@ import (
 // edit can hand a team the power to manage keys.
 const AdminScope = "keys:admin"
 
+// ReadScope is the scope of read-only admin keys: lists, gets, events and
+// usage of every team, and no change anywhere.
+const ReadScope = "keys:read"
+
+// ManageScope lets a team key manage its own team's keys (the built-in
+// permission KeyManagement). Like every keys:… scope, a token carrying it
+// is a management token (audience <issuer>/v1), never a resource server's.
+const ManageScope = "keys:manage"
+
+// ExchangeScope lets a client exchange its users' tokens from a trusted
+// identity provider for team-bound management tokens (RFC 8693; the
+// built-in permission TokenExchange).
+const ExchangeScope = "tokens:exchange"
+
+// IDs of the built-in operator-only permissions New adds to every catalog.
+// They are keygate's own, so no operator entry can carry keys:… scopes,
+// and an operator's entry may not use these IDs.
+const (
+	KeyManagement = "key_management"
+	TokenExchange = "token_exchange"
+)
+
+// builtin are the entries New appends to every catalog, after the
+// operator's (so the operator's order of choices is unchanged).
+var builtin = []Permission{
+	{
+		ID:           KeyManagement,
+		Name:         "Key management — this team's own keys",
+		Description:  "Lets the key manage its own team's API keys through the management API and console. Granted by admins only, never offered to teams.",
+		Scopes:       []string{ManageScope},
+		OperatorOnly: true,
+	},
+	{
+		ID:           TokenExchange,
+		Name:         "Token exchange — users of trusted identity providers",
+		Description:  "Lets a platform exchange its users' tokens (trusted_issuers) for team-bound management tokens (RFC 8693). Granted by admins only, never offered to teams.",
+		Scopes:       []string{ExchangeScope},
+		OperatorOnly: true,
+	},
+}
+
+// IsManagementScope reports whether scope is one of keygate's keys:…
+// scopes; a token carrying one is for the management API only.
+func IsManagementScope(scope string) bool { return hasReservedRoot(scope, "keys") }
+
 // Sentinel errors, for errors.Is; the wrapped messages carry the detail.
 var (
 	// ErrUnknownPermission: a permission ID that the catalog does not have
@@ -116,6 +161,9 @@ func New(perms []Permission) (*Catalog, error) {
 			}
 			return nil, fmt.Errorf("permission %q: %w", p.ID, err)
 		}
+		if p.ID == KeyManagement || p.ID == TokenExchange {
+			return nil, fmt.Errorf("permission %q: the id is keygate's own built-in permission (added to every catalog); choose another id", p.ID)
+		}
 		if _, dup := c.index[p.ID]; dup {
 			return nil, fmt.Errorf("permission %q: id is used by more than one permission", p.ID)
 		}
@@ -129,6 +177,10 @@ func New(perms []Permission) (*Catalog, error) {
 	}
 	if len(c.offered) == 0 {
 		return nil, errors.New("every permission is operator_only: the catalog must offer at least one permission to teams")
+	}
+	for _, p := range builtin {
+		c.index[p.ID] = len(c.perms)
+		c.perms = append(c.perms, p.clone())
 	}
 	var all []string
 	for _, p := range c.perms {

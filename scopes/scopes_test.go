@@ -18,8 +18,15 @@ var accountingScopes = []string{
 func TestDefaultCatalog(t *testing.T) {
 	c := Default()
 	perms := c.Permissions()
-	if len(perms) != 3 {
-		t.Fatalf("default catalog has %d permissions, want 3", len(perms))
+	if len(perms) != 5 {
+		t.Fatalf("default catalog has %d permissions, want 3 and the 2 built-in ones", len(perms))
+	}
+	// The built-in operator-only entries every catalog ends with.
+	if p := perms[3]; p.ID != KeyManagement || !p.OperatorOnly || !slices.Equal(p.Scopes, []string{ManageScope}) {
+		t.Errorf("permission 3 = %+v, want built-in operator-only key_management with keys:manage", p)
+	}
+	if p := perms[4]; p.ID != TokenExchange || !p.OperatorOnly || !slices.Equal(p.Scopes, []string{ExchangeScope}) {
+		t.Errorf("permission 4 = %+v, want built-in operator-only token_exchange with tokens:exchange", p)
 	}
 	// The operator-only entry for resource servers that introspect: never
 	// offered to teams, never in scopes_supported.
@@ -447,5 +454,37 @@ func BenchmarkSetContainsAll(b *testing.B) {
 		if !s.ContainsAll(req) {
 			b.Fatal("not a subset")
 		}
+	}
+}
+
+// An operator's catalog cannot take the built-in IDs, nor grant keys:…
+// scopes even as operator-only, and every catalog gets the built-ins.
+func TestBuiltinPermissions(t *testing.T) {
+	for _, id := range []string{KeyManagement, TokenExchange} {
+		_, err := New([]Permission{{ID: "a", Name: "A", Scopes: []string{"a:read"}}, {ID: id, Name: "X", Scopes: []string{"x:read"}, OperatorOnly: true}})
+		if err == nil || !strings.Contains(err.Error(), "built-in") {
+			t.Errorf("catalog taking id %s: err = %v, want a refusal naming the built-in", id, err)
+		}
+	}
+	if _, err := New([]Permission{{ID: "a", Name: "A", Scopes: []string{"a:read"}}, {ID: "m", Name: "M", Scopes: []string{ManageScope}, OperatorOnly: true}}); err == nil {
+		t.Error("an operator-only entry with keys:manage was accepted")
+	}
+	c, err := New([]Permission{{ID: "a", Name: "A", Scopes: []string{"a:read"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Resolve([]string{KeyManagement}); !slices.Equal(got, []string{ManageScope}) {
+		t.Errorf("Resolve(key_management) = %v", got)
+	}
+	if err := c.ValidateIDs([]string{KeyManagement}, false); err == nil {
+		t.Error("key_management granted without the operator's flag")
+	}
+	for _, p := range c.Offered() {
+		if p.ID == KeyManagement || p.ID == TokenExchange {
+			t.Errorf("built-in %s offered to teams", p.ID)
+		}
+	}
+	if slices.Contains(c.AllScopes(), ManageScope) || slices.Contains(c.AllScopes(), ExchangeScope) {
+		t.Errorf("AllScopes %v advertises a built-in operator-only scope", c.AllScopes())
 	}
 }

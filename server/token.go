@@ -326,6 +326,10 @@ type accessClaims struct {
 	ClientID  string `json:"client_id"`
 	Scope     string `json:"scope"`
 	TeamID    string `json:"team_id,omitempty"`
+	// Actor and SessionID are set on session tokens only
+	// (server/mgmttoken.go): act.sub (RFC 8693 §4.1) and sid.
+	Actor     string `json:"-"`
+	SessionID string `json:"sid,omitempty"`
 	// Status points at the key's entry in the status list, so resource
 	// servers stop accepting the token once the key is deleted.
 	Status *statusClaim `json:"status,omitempty"`
@@ -355,6 +359,15 @@ func (c *accessClaims) appendJSON(b []byte) []byte {
 	if c.TeamID != "" {
 		b = append(b, `,"team_id":`...)
 		b = appendJSONString(b, c.TeamID)
+	}
+	if c.Actor != "" {
+		b = append(b, `,"act":{"sub":`...)
+		b = appendJSONString(b, c.Actor)
+		b = append(b, '}')
+	}
+	if c.SessionID != "" {
+		b = append(b, `,"sid":`...)
+		b = appendJSONString(b, c.SessionID)
 	}
 	if c.Status != nil {
 		b = append(b, `,"status":{"status_list":{"idx":`...)

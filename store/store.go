@@ -32,6 +32,10 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrTeamLimit: the team already holds the maximum number of keys.
 	ErrTeamLimit = errors.New("team key limit reached")
+	// ErrLastAdmin: DeleteKey of the last full admin key (team "", Role
+	// RoleAdmin); the store refuses it atomically so that concurrent
+	// deletes can never leave no full admin.
+	ErrLastAdmin = errors.New("last full admin key")
 	// ErrInvalid: the record breaks a rule of the contract (see Key).
 	ErrInvalid = errors.New("invalid record")
 	// ErrUnavailable: the backend could not be reached or did not answer in
@@ -92,7 +96,20 @@ type Key struct {
 	// zero value means none of its own, so the server's default
 	// (token_quota_per_key) applies.
 	TokenQuota TokenQuota `json:"token_quota"`
+
+	// Role is an admin key's role (team ""): RoleAdmin ("", every admin
+	// key written before roles existed) or RoleRead. Empty for team keys.
+	// An older keygate ignores it and would read a read-only key as a
+	// full admin: the schema version is raised before the first RoleRead
+	// key is stored (SchemaRaiser).
+	Role string `json:"role,omitempty"`
 }
+
+// Admin key roles (Key.Role).
+const (
+	RoleAdmin = ""     // full admin: scope keys:admin
+	RoleRead  = "read" // read-only admin: scope keys:read
+)
 
 // TokenQuota is a key's issuance quota as stored: at most Limit tokens per
 // Per ("hour" or "day"), Mode "enforce" or "log". apikey validates it; the
@@ -105,6 +122,10 @@ type TokenQuota struct {
 
 // IsZero reports whether q is no quota of the key's own.
 func (q TokenQuota) IsZero() bool { return q == TokenQuota{} }
+
+// IsFullAdmin reports whether the key is a full admin key (DeleteKey
+// refuses to remove the last one: ErrLastAdmin).
+func (k Key) IsFullAdmin() bool { return k.TeamID == "" && k.Role == RoleAdmin }
 
 // IsAdmin reports whether the key is an admin key (outside any team).
 func (k Key) IsAdmin() bool { return k.TeamID == "" }
@@ -299,6 +320,8 @@ type Store interface {
 
 	// DeleteKey removes the key if it belongs to teamID; ErrNotFound if it
 	// does not exist or belongs to another team (nothing changes then).
+	// ErrLastAdmin, with nothing changed, when it is the only full admin
+	// key left (IsFullAdmin): the count and the removal are one atomic step.
 	//
 	// audit, at most one event, is appended in the same atomic step as the
 	// removal, with its StatusIndex set to the removed key's: the status
@@ -1168,3 +1191,88 @@ func FormatGateOf(st Store) FormatGate {
 type noGate struct{}
 
 func (noGate) Writable(Format) bool { return false }
+
+// ---- Management sessions (issue 16) ----------------------------------------
+
+// ManagementSession is the revocable record behind a team-bound management
+// token that no key of the team holds: a console session a platform handed
+// out (POST /v1/teams/{team}/console-sessions) or a token exchanged for a
+// trusted identity provider's (RFC 8693). The token names it in its sid
+// claim and the management API checks it on every call, so deleting the
+// record ends the session at once.
+type ManagementSession struct {
+	ID     string `json:"id"` // "ses_" and 22 characters of base64url randomness
+	TeamID string `json:"team_id"`
+	// User is the person acting (the token's act.sub).
+	User string `json:"user"`
+	// Kind is SessionConsole or SessionExchange.
+	Kind string `json:"kind"`
+	// MintedBy is the client ID of the operator key that minted a console
+	// session, or of the client that exchanged the token.
+	MintedBy  string    `json:"minted_by"`
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is the session token's expiry; the record is worthless
+	// afterwards and PruneSessions removes it.
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Kinds of ManagementSession.
+const (
+	SessionConsole  = "console"
+	SessionExchange = "exchange"
+)
+
+// Sessions keeps management sessions and console sessions' one-time codes.
+// Every backend implements it (found with Feature, through wrappers);
+// storetest runs its contract on each.
+type Sessions interface {
+	// CreateSession stores sess. With a non-empty codeHash (SHA-256 of a
+	// one-time code) it also stores the code, redeemable until codeExpires,
+	// in the same atomic step. ErrAlreadyExists when the ID is taken. audit,
+	// at most one event, is appended to sess.TeamID's trail in that step.
+	CreateSession(ctx context.Context, sess ManagementSession, codeHash []byte, codeExpires time.Time, audit ...AuditEvent) error
+	// RedeemSessionCode removes the code and returns its session, in one
+	// atomic step (a bbolt transaction, Redis GETDEL): of two concurrent
+	// redemptions exactly one succeeds. ErrNotFound for a code that never
+	// existed, was redeemed, or expired at now (an expired one is removed
+	// too), or whose session is gone.
+	RedeemSessionCode(ctx context.Context, codeHash []byte, now time.Time) (ManagementSession, error)
+	// GetSession returns the session, or ErrNotFound. It returns an expired
+	// one as stored: the caller judges ExpiresAt on its own clock.
+	GetSession(ctx context.Context, id string) (ManagementSession, error)
+	// ListSessions returns the team's sessions not expired at now, oldest
+	// first; none is an empty, non-nil list.
+	ListSessions(ctx context.Context, teamID string, now time.Time) ([]ManagementSession, error)
+	// DeleteSession removes the session if it belongs to teamID (its code,
+	// if unredeemed, stops working too); ErrNotFound otherwise, with
+	// nothing changed. audit as for CreateSession.
+	DeleteSession(ctx context.Context, teamID, id string, audit ...AuditEvent) error
+	// DeleteTeamSessions removes every session of the team and returns how
+	// many there were.
+	DeleteTeamSessions(ctx context.Context, teamID string) (int, error)
+	// PruneSessions removes sessions and codes expired at now, in bounded
+	// batches, and returns how many sessions went.
+	PruneSessions(ctx context.Context, now time.Time) (int, error)
+}
+
+// TeamEraser is what team offboarding (DELETE /v1/teams/{team}) needs
+// beyond deleting the team's keys one by one. Every backend implements it.
+type TeamEraser interface {
+	// DeleteTeamUsage removes every usage bucket of the team's keys and of
+	// the team.
+	DeleteTeamUsage(ctx context.Context, teamID string) error
+	// EraseAuditPersonalData blanks SourceAddr, UserAgent and
+	// Actor.OnBehalfOf (user names) in every event of the team's trail and
+	// of the operator-wide stream that belongs to the team, leaving the
+	// events themselves; it returns how many events it changed.
+	EraseAuditPersonalData(ctx context.Context, teamID string) (int, error)
+}
+
+// SchemaRaiser raises the store's recorded schema version, atomically and
+// never downwards, before a record that older keygates would misread is
+// first written (a read-only admin key, which an older keygate would read
+// as a full admin). Every backend implements it; a keygate of an older
+// schema then refuses the store at its next start or compatibility check.
+type SchemaRaiser interface {
+	RaiseSchema(ctx context.Context, version int) error
+}

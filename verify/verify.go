@@ -167,6 +167,13 @@ type Claims struct {
 	// status claim's idx), 0 when the token names none. For keygate it
 	// names the secret generation the token was minted with.
 	StatusIndex int64
+	// Actor is the sub of the token's act claim (RFC 8693 §4.1): the
+	// person acting through a delegated token (keygate's console sessions
+	// and exchanged tokens name the user), "" when the token has none.
+	Actor string
+	// SessionID is the sid claim: keygate's console-session and exchanged
+	// management tokens name the revocable session record behind them.
+	SessionID string
 }
 
 // HasScope reports whether the token grants scope.
@@ -274,8 +281,16 @@ type tokenClaims struct {
 	ClientID  string       `json:"client_id"`
 	Scope     string       `json:"scope"`
 	TeamID    string       `json:"team_id"`
+	Act       *actClaim    `json:"act,omitempty"`
+	SessionID string       `json:"sid,omitempty"`
 	// Status is checked (statuslist.go) only after everything else.
 	Status json.RawMessage `json:"status,omitempty"`
+}
+
+// actClaim is RFC 8693 §4.1's actor; only its sub is read (a nested act,
+// a chain of earlier actors, is informational and ignored).
+type actClaim struct {
+	Subject string `json:"sub"`
 }
 
 type numericDate struct{ jwt.NumericDate }
@@ -416,6 +431,10 @@ func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
 		ExpiresAt: tc.ExpiresAt.Time,
 		IssuedAt:  tc.IssuedAt.Time,
 		ID:        tc.ID,
+		SessionID: tc.SessionID,
+	}
+	if tc.Act != nil {
+		c.Actor = tc.Act.Subject
 	}
 	if tc.NotBefore != nil {
 		c.NotBefore = tc.NotBefore.Time
