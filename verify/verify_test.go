@@ -192,6 +192,28 @@ func TestValidTokens(t *testing.T) {
 	}
 }
 
+// A delegated token (keygate's console sessions and exchanged tokens) names
+// its actor in act.sub (RFC 8693 §4.1) and its session in sid; a token
+// without them leaves both empty (TestValidTokens), and an act that is not
+// an object is refused rather than misread.
+func TestActorAndSession(t *testing.T) {
+	v := newVerifier(t)
+	cl := goodClaims()
+	cl["act"] = map[string]any{"sub": "alice@example.com", "act": map[string]any{"sub": "earlier"}}
+	cl["sid"] = "ses_abc"
+	c, err := v.Verify(context.Background(), sign(t, ecKey, nil, nil, cl))
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if c.Actor != "alice@example.com" || c.SessionID != "ses_abc" {
+		t.Fatalf("Actor, SessionID = %q, %q; want alice@example.com, ses_abc", c.Actor, c.SessionID)
+	}
+	cl["act"] = "alice@example.com"
+	if _, err := v.Verify(context.Background(), sign(t, ecKey, nil, nil, cl)); err == nil {
+		t.Fatal("a string act claim was accepted")
+	}
+}
+
 func TestNewRequiresOptions(t *testing.T) {
 	keys(t)
 	for name, o := range map[string]verify.Options{
