@@ -35,6 +35,12 @@ type MemStore struct {
 	// ID, for every key's SecretHash and PreviousSecretHash
 	// (memstore_secrets.go).
 	secrets map[string]string
+
+	// Management sessions and their one-time codes (memsessions.go), made
+	// on first use; schema is what RaiseSchema recorded.
+	sessions map[string]store.ManagementSession
+	codes    map[string]memCode // string(code hash) →
+	schema   int
 }
 
 var _ store.Store = (*MemStore)(nil)
@@ -272,6 +278,9 @@ func (m *MemStore) DeleteKey(ctx context.Context, team, id string, audit ...stor
 	k, ok := m.keys[id]
 	if !ok || k.TeamID != team {
 		return fmt.Errorf("delete %s: %w", id, store.ErrNotFound)
+	}
+	if k.IsFullAdmin() && m.fullAdmins() == 1 {
+		return fmt.Errorf("delete %s: %w", id, store.ErrLastAdmin)
 	}
 	delete(m.keys, id)
 	m.indexSecrets(k, store.Key{})

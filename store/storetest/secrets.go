@@ -44,6 +44,7 @@ func testSecretIndexLifecycle(t *testing.T, s store.Store) {
 	other := newKey(t, "other", "team-a", at(1))
 	admin := newKey(t, "admin", "", at(2))
 	admin.PreviousSecretHash = nil
+	admin.Role = store.RoleRead // deletable: not the last full admin
 	for _, x := range []store.Key{k, other, admin} {
 		mustCreate(t, s, x, 0)
 	}

@@ -107,6 +107,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	cases = append(cases, auditCases...)
 	cases = append(cases, webhookCases...) // webhook.go
 	cases = append(cases, secretCases...)  // secrets.go
+	cases = append(cases, sessionCases...) // sessions.go
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newStore(t))
@@ -234,6 +235,9 @@ func keyDiff(want, got store.Key) []string {
 	}
 	if want.PreviousStatusIndex != got.PreviousStatusIndex {
 		d = append(d, fmt.Sprintf("PreviousStatusIndex: got %d, want %d", got.PreviousStatusIndex, want.PreviousStatusIndex))
+	}
+	if want.Role != got.Role {
+		d = append(d, fmt.Sprintf("Role: got %q, want %q", got.Role, want.Role))
 	}
 	if want.TokenQuota != got.TokenQuota {
 		d = append(d, fmt.Sprintf("TokenQuota: got %+v, want %+v", got.TokenQuota, want.TokenQuota))
@@ -505,12 +509,17 @@ func testDelete(t *testing.T, s store.Store) {
 	wantErr(t, "second DeleteKey", s.DeleteKey(ctx, "team-a", k.ClientID), store.ErrNotFound)
 
 	admin := newKey(t, "kg_del_admin", "", at(2))
+	keep := newKey(t, "kg_keep_admin", "", at(2))
 	mustCreate(t, s, admin, 0)
+	mustCreate(t, s, keep, 0)
 	if err := s.DeleteKey(ctx, "", admin.ClientID); err != nil {
 		t.Fatalf("DeleteKey of admin key: %v", err)
 	}
 	_, err = s.GetKey(ctx, admin.ClientID)
 	wantErr(t, "GetKey after deleting admin key", err, store.ErrNotFound)
+	// The last full admin key stays (sessions.go tests the rule in full).
+	wantErr(t, "DeleteKey of the last full admin key", s.DeleteKey(ctx, "", keep.ClientID), store.ErrLastAdmin)
+	assertKey(t, "the last full admin key after the refused delete", keep, mustGet(t, s, keep.ClientID))
 
 	// The client ID is free again.
 	mustCreate(t, s, newKey(t, k.ClientID, "team-b", at(3)), 5)
