@@ -1273,6 +1273,16 @@ type TeamEraser interface {
 // first written (a read-only admin key, which an older keygate would read
 // as a full admin). Every backend implements it; a keygate of an older
 // schema then refuses the store at its next start or compatibility check.
+//
+// level is backend-independent: each backend maps it to its own version
+// number (bolt: 2 + level, Redis: 1 + level), and opening a store below a
+// level this build knows does not raise it — only a write that needs the
+// level does, so a store that never holds such a record can still be
+// rolled back to the previous release.
 type SchemaRaiser interface {
-	RaiseSchema(ctx context.Context, version int) error
+	RaiseSchema(ctx context.Context, level int) error
 }
+
+// SchemaLevelAdminRoles is the level of read-only admin keys (Key.Role) and
+// management sessions: raised before the first of them is stored.
+const SchemaLevelAdminRoles = 1

@@ -233,17 +233,17 @@ func (m *MemStore) EraseAuditPersonalData(ctx context.Context, team string) (int
 	return n, nil
 }
 
-func (m *MemStore) RaiseSchema(ctx context.Context, version int) error {
+func (m *MemStore) RaiseSchema(ctx context.Context, level int) error {
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m.schema = max(m.schema, version)
+	m.schema = max(m.schema, level)
 	return nil
 }
 
-// Schema is the version RaiseSchema recorded (0 before any), for tests.
+// Schema is the level RaiseSchema recorded (0 before any), for tests.
 func (m *MemStore) Schema() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
