@@ -278,6 +278,11 @@ func testTeamEraser(t *testing.T, st store.Store) {
 			t.Fatal(err)
 		}
 	}
+	// The operator-wide stream holds copies of both events before the
+	// erasure, so the erasure has to reach them there too.
+	if _, err := st.MoveAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.DeleteTeamUsage(ctx, "team-a"); err != nil {
 		t.Fatalf("DeleteTeamUsage: %v", err)
 	}
@@ -309,6 +314,19 @@ func testTeamEraser(t *testing.T, st store.Store) {
 	}
 	if len(page.Events) != 1 || len(eventDiff(evB, page.Events[0])) > 0 {
 		t.Fatalf("team-b's event changed by team-a's erasure: %+v", page.Events)
+	}
+	page, err = st.AllAuditEvents(ctx, store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := eventIDs(page.Events); !slices.Equal(ids, []string{evB.ID, evA.ID}) {
+		t.Fatalf("operator-wide stream after erasure = %v, want both events kept", ids)
+	}
+	if d := eventDiff(want, page.Events[1]); len(d) > 0 {
+		t.Fatalf("team-a's event in the operator-wide stream not erased: %v", d)
+	}
+	if d := eventDiff(evB, page.Events[0]); len(d) > 0 {
+		t.Fatalf("team-b's event in the operator-wide stream changed by team-a's erasure: %v", d)
 	}
 }
 
