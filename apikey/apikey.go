@@ -249,7 +249,10 @@ type resolved struct {
 	joined string
 }
 
-var adminScopes = resolved{list: []string{scopes.AdminScope}, joined: scopes.AdminScope}
+var (
+	adminScopes     = resolved{list: []string{scopes.AdminScope}, joined: scopes.AdminScope}
+	readAdminScopes = resolved{list: []string{scopes.ReadScope}, joined: scopes.ReadScope}
+)
 
 // Scopes are the OAuth scopes a key holds, resolved from the catalog at
 // issue time, so a catalog change applies to existing keys at once. The
@@ -264,6 +267,10 @@ func (s *Service) Scopes(k store.Key) ([]string, error) {
 // rebuild the same list for every request.
 func (s *Service) resolvedScopes(k store.Key) (resolved, error) {
 	if k.IsAdmin() {
+		// A read-only admin key never gets keys:admin, whatever it asks.
+		if k.Role == store.RoleRead {
+			return readAdminScopes, nil
+		}
 		return adminScopes, nil
 	}
 	var key string

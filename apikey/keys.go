@@ -319,6 +319,9 @@ type KeyChange struct {
 
 	// TokenQuota replaces the key's own issuance quota.
 	TokenQuota *quota.Policy
+	// By, when set, is the team manager making the change: the rules of
+	// managers (managers.go) apply in the same atomic step.
+	By *Manager
 }
 
 // Update applies ch to the team's key in one atomic read-modify-write and
@@ -362,6 +365,9 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 		if k.TeamID != team {
 			return store.Key{}, errOtherTeam
 		}
+		if err := s.checkManagerChange(ch.By, k, ch); err != nil {
+			return store.Key{}, err
+		}
 		if ch.Name != nil && name != k.Name {
 			k.Name = name
 			changed = append(changed, "name")
@@ -386,10 +392,11 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 		return k, nil
 	}, ev)
 	var inv *InvalidError
+	var forb *ForbiddenError
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
 		return store.Key{}, nil, ErrNotFound
-	case errors.As(err, &inv):
+	case errors.As(err, &inv), errors.As(err, &forb):
 		return store.Key{}, nil, err
 	case err != nil:
 		return store.Key{}, nil, fmt.Errorf("update key %s: %w", clientID, err)

@@ -126,22 +126,7 @@ func KeyActor(k store.Key) store.AuditActor {
 // reported leaked, not rotated out) and the token must not be revoked.
 // ErrKeyGone or ErrRevoked otherwise.
 func (s *Service) CheckAdminToken(ctx context.Context, t Token) error {
-	k, err := s.store.GetKey(ctx, t.ClientID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !k.IsAdmin()) {
-		return ErrKeyGone
-	}
-	if err != nil {
-		return fmt.Errorf("load admin key %s: %w", t.ClientID, err)
-	}
-	if !GenerationLive(k, t.StatusIndex, s.cfg.Now()) {
-		return ErrRevoked
-	}
-	denied, err := s.store.TokenDenied(ctx, t.ID)
-	if err != nil {
-		return fmt.Errorf("check deny list: %w", err)
-	}
-	if denied {
-		return ErrRevoked
-	}
-	return nil
+	t.TeamID = ""
+	_, err := s.CheckKeyToken(ctx, t)
+	return err
 }

@@ -22,9 +22,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keygate/keygate/apikey"
-	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/verify"
 )
 
 const maxManagementBody = 64 << 10
@@ -43,11 +41,14 @@ const (
 	problemKeyIDConflict = "urn:keygate:problem:conflict"
 )
 
-// claimsKey is where requireAdmin leaves the verified admin claims.
+// claimsKey is where authenticate (server/authz.go) leaves the verified
+// claims.
 const claimsKey = "keygate.claims"
 
 func (s *Server) mountManagement(r *gin.Engine) {
-	v1 := r.Group("/v1", noStore, s.requireAdmin)
+	// authenticate admits each caller by the route table (server/authz.go).
+	v1 := r.Group("/v1", noStore, s.authenticate)
+	getHead(v1, "/me", s.me)
 	getHead(v1, "/teams", s.listTeams)
 	getHead(v1, "/permissions", s.listPermissions)
 	getHead(v1, "/keys/:client_id", s.getKeyByID)
@@ -71,74 +72,6 @@ func (s *Server) mountManagement(r *gin.Engine) {
 // noStore: management responses may describe keys; no cache may keep them.
 func noStore(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	c.Next()
-}
-
-// requireAdmin accepts only a valid access token with scope keys:admin
-// (RFC 6750 bearer usage) whose admin key still exists.
-func (s *Server) requireAdmin(c *gin.Context) {
-	const realm = `Bearer realm="keygate"`
-	auth := c.GetHeader("Authorization")
-	if auth == "" {
-		s.authFailed(c, nil, apikey.DeniedNoToken)
-		c.Header("WWW-Authenticate", realm)
-		problem(c, http.StatusUnauthorized, problemUnauthorized,
-			"send an admin access token: Authorization: Bearer <token> (get one at /oauth/token with an admin key)")
-		return
-	}
-	const prefix = "bearer "
-	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		s.authFailed(c, nil, apikey.DeniedBadToken)
-		c.Header("WWW-Authenticate", realm+`, error="invalid_request"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the Authorization header must use the Bearer scheme")
-		return
-	}
-	token := strings.TrimSpace(auth[len(prefix):])
-	// Throttled before any verification (server/throttle.go): the pair is
-	// the source and the client_id the token claims.
-	pair := s.authPair(c, bearerClaimedID(token))
-	if wait := s.authThrottle.Check(pair); wait > 0 {
-		s.cfg.Metrics.Throttled("management") // nil-safe
-		c.Header("Retry-After", retryAfter(wait))
-		problem(c, http.StatusTooManyRequests, problemRateLimited, throttledDescription)
-		return
-	}
-	claims, err := s.verifyOwn(c.Request.Context(), token)
-	if err != nil {
-		if bearerFailureCounts(err) {
-			// A forged or garbage token is a guess; an expired one is not.
-			s.throttleFailure(c, pair, store.Key{}, apikey.ErrInvalidClient)
-		}
-		s.authFailed(c, nil, apikey.DeniedBadToken)
-		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the access token is not valid ("+verify.Reason(err)+"); get a new one at /oauth/token")
-		return
-	}
-	s.authThrottle.Succeeded(pair) // a genuine token: its pair is no guesser
-	if !claims.HasScope(scopes.AdminScope) {
-		s.authFailed(c, claims, apikey.DeniedScope)
-		c.Header("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scopes.AdminScope+`"`)
-		problem(c, http.StatusForbidden, problemForbidden, "this token lacks the keys:admin scope; use an admin key's token")
-		return
-	}
-	// A deleted admin key loses access at once, and a token revoked through
-	// /oauth/revoke stops opening the API: one store read or two per call.
-	switch err := s.keys.CheckAdminToken(c.Request.Context(), tokenOf(claims)); {
-	case errors.Is(err, apikey.ErrKeyGone):
-		s.authFailed(c, claims, apikey.DeniedKeyGone)
-		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the admin key this token was issued to no longer exists")
-		return
-	case errors.Is(err, apikey.ErrRevoked):
-		s.authFailed(c, claims, apikey.DeniedTokenRevoked)
-		c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "this access token was revoked; get a new one at /oauth/token")
-		return
-	case err != nil:
-		s.storeProblem(c, err)
-		return
-	}
-	c.Set(claimsKey, claims)
 	c.Next()
 }
 
@@ -243,6 +176,17 @@ func (s *Server) createKey(c *gin.Context) {
 		problem(c, http.StatusBadRequest, problemInvalid, `"name" is required: give the key a name people will recognise, e.g. "Production sync"`)
 		return
 	}
+	if m := callerOf(c).manager(); m != nil {
+		if req.GrantOperatorPermissions {
+			problem(c, http.StatusForbidden, problemForbidden, `a team manager cannot grant operator-only permissions; leave out "grant_operator_permissions"`)
+			return
+		}
+		var forb *apikey.ForbiddenError
+		if err := s.keys.CheckManagerGrant(req.Permissions); errors.As(err, &forb) {
+			problem(c, http.StatusForbidden, problemForbidden, forb.Detail)
+			return
+		}
+	}
 	nk := apikey.NewKey{
 		Team:                     team,
 		Name:                     *req.Name,
@@ -282,6 +226,9 @@ func (s *Server) listKeys(c *gin.Context) {
 	if err != nil {
 		s.storeProblem(c, err)
 		return
+	}
+	if m := callerOf(c).manager(); m != nil {
+		keys = s.keys.VisibleTo(*m, keys)
 	}
 	out := keyListView{Keys: make([]keyView, 0, len(keys)), MaxKeys: s.keys.MaxKeysPerTeam()}
 	for _, k := range keys {
@@ -396,7 +343,7 @@ func (s *Server) listPermissions(c *gin.Context) {
 
 func (s *Server) getKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
-	k, err := s.keys.Get(c.Request.Context(), team, id)
+	k, err := s.keyFor(c, team, id)
 	if err != nil {
 		s.keyProblem(c, team, id, err)
 		return
@@ -411,6 +358,9 @@ func (s *Server) getKey(c *gin.Context) {
 func (s *Server) getKeyByID(c *gin.Context) {
 	id := c.Param("client_id")
 	k, err := s.keys.GetByID(c.Request.Context(), id)
+	if m := callerOf(c).manager(); err == nil && m != nil && !s.keys.Sees(*m, k) {
+		err = apikey.ErrNotFound // another team's key, or one hidden from managers
+	}
 	if errors.Is(err, apikey.ErrNotFound) {
 		problem(c, http.StatusNotFound, problemNotFound, fmt.Sprintf(
 			"no team has a key %q; list the teams with GET /v1/teams and a team's keys with GET /v1/teams/{team_id}/keys", truncate(id, 80)))
@@ -425,6 +375,9 @@ func (s *Server) getKeyByID(c *gin.Context) {
 
 func (s *Server) deleteKey(c *gin.Context) {
 	team, id := c.Param("team_id"), c.Param("client_id")
+	if !s.managerSees(c, team, id) {
+		return
+	}
 	err := s.keys.Delete(c.Request.Context(), s.requestMeta(c), team, id)
 	// The key's status bit may be set even when the delete failed after it:
 	// the next status list request rebuilds the list either way.
@@ -434,6 +387,31 @@ func (s *Server) deleteKey(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// keyFor reads the team's key for the caller: for a team-bound caller, a
+// key it does not see (apikey/managers.go) is ErrNotFound. Delete and
+// rotate check with it first; the check and the change are two steps, so
+// a permission an operator adds in between is not seen (PATCH checks in its
+// atomic step).
+func (s *Server) keyFor(c *gin.Context, team, id string) (store.Key, error) {
+	if m := callerOf(c).manager(); m != nil {
+		return s.keys.GetFor(c.Request.Context(), *m, id)
+	}
+	return s.keys.Get(c.Request.Context(), team, id)
+}
+
+// managerSees answers 404 for a key a team-bound caller does not see and
+// returns false; true for operators, with no store read.
+func (s *Server) managerSees(c *gin.Context, team, id string) bool {
+	if callerOf(c).manager() == nil {
+		return true
+	}
+	if _, err := s.keyFor(c, team, id); err != nil {
+		s.keyProblem(c, team, id, err)
+		return false
+	}
+	return true
 }
 
 // keyProblem answers an error of a call on one key of the path's team:

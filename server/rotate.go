@@ -34,6 +34,9 @@ func (s *Server) rotateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if !s.managerSees(c, team, id) {
+		return
+	}
 	k, secret, err := s.keys.Rotate(c.Request.Context(), s.requestMeta(c), team, id, grace)
 	// A rotation may set status bits (the generations it ends), even when
 	// it then fails: the next status list request rebuilds the list.

@@ -193,7 +193,10 @@ type Server struct {
 	webhooks *webhook.Service
 	events   webhook.AuditSource // the stream webhooks deliver
 	verifier *verify.Verifier
-	handler  http.Handler
+	// mgmtVerifier verifies management API tokens: audience issuer/v1 only
+	// (server/mgmttoken.go).
+	mgmtVerifier *verify.Verifier
+	handler      http.Handler
 
 	statusLists statusLists
 	// statusListURI is every token's status list uri, built once: the
@@ -231,6 +234,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.Audience == "" {
 		opts.Audience = opts.Issuer
+	}
+	if opts.Audience == opts.Issuer+"/v1" {
+		// Resource servers would then accept management tokens.
+		return nil, fmt.Errorf("server: audience %q is the management API's own audience (issuer + \"/v1\"); choose another", opts.Audience)
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = config.DefaultTokenTTL
@@ -303,6 +310,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		IgnoreStatus: true,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.newManagementVerifier(ctx); err != nil {
 		return nil, err
 	}
 	luOpts := lastused.Options{Now: opts.Now, Ticks: opts.LastUsedTicks, Logger: opts.Logger}

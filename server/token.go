@@ -142,7 +142,7 @@ func (t *tokenEndpoint) sign(key store.Key, scope string, auth apikey.Auth) (str
 	claims := accessClaims{
 		Issuer:    t.s.cfg.Issuer,
 		Subject:   key.ClientID,
-		Audience:  t.s.cfg.Audience,
+		Audience:  t.s.tokenAudience(scope),
 		ExpiresAt: auth.TokenExpiry(t.s.cfg.TokenTTL).Unix(),
 		IssuedAt:  now.Unix(),
 		NotBefore: now.Unix(),

@@ -39,11 +39,20 @@ func (s *Server) updateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
+	ch.By = callerOf(c).manager()
+	if ch.By != nil && ch.GrantOperatorPermissions {
+		problem(c, http.StatusForbidden, problemForbidden, `a team manager cannot grant operator-only permissions; leave out "grant_operator_permissions"`)
+		return
+	}
 	k, changed, err := s.keys.Update(c.Request.Context(), s.requestMeta(c), team, id, ch)
 	var inv *apikey.InvalidError
+	var forb *apikey.ForbiddenError
 	switch {
 	case errors.As(err, &inv):
 		problem(c, http.StatusBadRequest, problemInvalid, inv.Detail)
+		return
+	case errors.As(err, &forb):
+		problem(c, http.StatusForbidden, problemForbidden, forb.Detail)
 		return
 	case err != nil:
 		s.keyProblem(c, team, id, err)
