@@ -422,7 +422,7 @@ func TestStoreBackupRefused(t *testing.T) {
 	for _, c := range []struct {
 		name, tok string
 		status    int
-	}{{"no token", "", http.StatusUnauthorized}, {"team key", team, http.StatusForbidden}, {"garbage", "x.y.z", http.StatusUnauthorized}} {
+	}{{"no token", "", http.StatusUnauthorized}, {"team key", team, http.StatusUnauthorized}, {"garbage", "x.y.z", http.StatusUnauthorized}} {
 		r := e.API(t, c.tok, http.MethodGet, "/v1/store/backup", nil)
 		if r.Status != c.status || r.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s: %s, want %d problem+json", c.name, r, c.status)

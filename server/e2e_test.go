@@ -125,6 +125,9 @@ func checkAccessToken(tb testing.TB, e *testEnv, set jose.JSONWebKeySet, tok, al
 	}
 	c := v.Claims
 	want := map[string]any{"iss": e.URL, "aud": e.URL, "sub": clientID, "client_id": clientID, "scope": scope}
+	if strings.HasPrefix(scope, "keys:") || strings.Contains(scope, " keys:") {
+		want["aud"] = e.URL + "/v1" // management tokens: the management API's own audience
+	}
 	if team != "" {
 		want["team_id"] = team
 	}

@@ -223,7 +223,10 @@ func TestAuditAuthFailuresFolded(t *testing.T) {
 	logs := &syncBuffer{}
 	e := startEnv(t, servertest.Config{Clock: clk, Options: server.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))}})
 	admin := e.AdminToken(t)
-	team := e.CreateKeyWith(t, admin, "acme", "k", permAccounting)
+	// A team manager's token on an operator route: a genuine management
+	// token refused for its scope (an ordinary team key's token is not a
+	// management token at all: 401 like garbage).
+	team := e.CreateManager(t, admin, "acme", "k")
 	teamTok := e.Token(t, team.ClientID, team.ClientSecret, "").AccessToken
 	for range 5 {
 		if r := e.API(t, "garbage", http.MethodGet, "/v1/teams", nil); r.Status != 401 {

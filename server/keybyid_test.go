@@ -39,7 +39,7 @@ func TestKeyByID(t *testing.T) {
 		detail         string
 	}{
 		{"no token", f.acme.ClientID, "", http.StatusUnauthorized, ""},
-		{"team token", f.acme.ClientID, "Bearer " + f.teamToken, http.StatusForbidden, ""},
+		{"team token", f.acme.ClientID, "Bearer " + f.teamToken, http.StatusUnauthorized, ""},
 		{"unknown", "kgc_unknown", "Bearer " + f.admin, http.StatusNotFound,
 			`no team has a key "kgc_unknown"; list the teams with GET /v1/teams and a team's keys with GET /v1/teams/{team_id}/keys`},
 		{"admin key", e.AdminID, "Bearer " + f.admin, http.StatusNotFound,

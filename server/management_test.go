@@ -193,12 +193,14 @@ func TestManagementBadRequests(t *testing.T) {
 		}, req: func(f *mgmtFixture) mreq {
 			return mreq{method: http.MethodPost, path: "/v1/teams/acme/keys", auth: bearer(f.admin), body: goodBody}
 		}, status: 401, detail: []string{"expired", "/oauth/token"}, check: wwwAuth(`error="invalid_token"`)},
+		// An ordinary team key's token is for resource servers (aud the
+		// default audience): the management API (aud issuer/v1) refuses it.
 		{name: "team key token (no keys:admin)", req: func(f *mgmtFixture) mreq {
 			return mreq{method: http.MethodPost, path: "/v1/teams/acme/keys", auth: bearer(f.teamToken), body: goodBody}
-		}, status: 403, detail: []string{"keys:admin"}, check: wwwAuth(`error="insufficient_scope"`)},
+		}, status: 401, detail: []string{"wrong audience"}, check: wwwAuth(`error="invalid_token"`)},
 		{name: "team key token deletes its own key", req: func(f *mgmtFixture) mreq {
 			return mreq{method: http.MethodDelete, path: "/v1/teams/acme/keys/" + f.acme.ClientID, auth: bearer(f.teamToken)}
-		}, status: 403, check: wwwAuth(`error="insufficient_scope"`)},
+		}, status: 401, detail: []string{"wrong audience"}, check: wwwAuth(`error="invalid_token"`)},
 		{name: "token of a deleted admin key", setup: func(t *testing.T, f *mgmtFixture) {
 			secret, err := credential.NewSecret()
 			if err != nil {

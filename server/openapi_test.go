@@ -376,7 +376,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	if err := json.Unmarshal(c.do(t, "POST", "/oauth/token", formHeader("", ""), body.Encode(), ok, true), &tr); err != nil {
 		t.Fatal(err)
 	}
-	c.do(t, "GET", "/v1/teams", bearer(tr.AccessToken), "", http.StatusForbidden, true)
+	c.do(t, "GET", "/v1/teams", bearer(tr.AccessToken), "", http.StatusUnauthorized, true) // not a management token (aud)
 	c.do(t, "POST", "/oauth/introspect", formHeader(key.ClientID, key.ClientSecret), "token="+tr.AccessToken, ok, true)
 	c.do(t, "POST", "/oauth/introspect", formHeader(key.ClientID, key.ClientSecret), "token=garbage", ok, true)
 	c.do(t, "POST", "/oauth/introspect", formHeader(key.ClientID, key.ClientSecret), "", http.StatusBadRequest, false)

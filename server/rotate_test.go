@@ -459,7 +459,7 @@ func TestRotateBadRequestsChangeNothing(t *testing.T) {
 		{name: "bad team id", path: rotatePath("-bad", k.ClientID), status: 400, detail: []string{"team id"}},
 		{name: "no admin token", tok: "-", body: `{"grace_period": "1h"}`, status: 401},
 		{name: "no admin token, no body", tok: "-", status: 401},
-		{name: "team key token", tok: teamTok, status: 403, detail: []string{"keys:admin"}},
+		{name: "team key token", tok: teamTok, status: 401, detail: []string{"wrong audience"}},
 		{name: "GET on the rotate path", status: 405},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -477,11 +477,17 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-// verifyOwn verifies a token keygate issued. The verifier's leeway stays,
+// verifyOwn verifies a token keygate issued, for either audience. The verifier's leeway stays,
 // for clock skew between instances on iat and nbf; exp is exact, so an
 // expired token neither introspects as active nor opens the admin API.
 func (s *Server) verifyOwn(ctx context.Context, token string) (*verify.Claims, error) {
 	claims, err := s.verifier.Verify(ctx, token)
+	if errors.Is(err, verify.ErrWrongAudience) {
+		// Genuine (the audience is judged after the signature) and maybe a
+		// management token (aud issuer/v1): introspection and revocation
+		// know those too.
+		claims, err = s.mgmtVerifier.Verify(ctx, token)
+	}
 	if err == nil && !s.cfg.Now().Before(claims.ExpiresAt) {
 		return nil, verify.ErrExpired
 	}

@@ -114,8 +114,8 @@ func TestSigningKeysAPI(t *testing.T) {
 			t.Fatalf("%s changed the keys:\n%s\n%s", c.name, body, after)
 		}
 	}
-	// A team key's token may not rotate.
-	team := e.CreateKey(t, "acme", "t", permVisualization)
+	// A team manager's token may not rotate (an operator route).
+	team := e.CreateManager(t, e.AdminToken(t), "acme", "t", permVisualization)
 	teamTok := e.Token(t, team.ClientID, team.ClientSecret, "").AccessToken
 	if r := e.API(t, teamTok, http.MethodPost, "/v1/signing-keys/rotate", `{}`); r.Status != http.StatusForbidden {
 		t.Fatalf("team token rotates: %s", r)

@@ -207,7 +207,7 @@ func TestUpdateBadRequestsChangeNothing(t *testing.T) {
 		{name: "admin key through a team path", path: keyPath("acme", e.AdminID), body: `{"name": "x"}`, status: 404},
 		{name: "bad team id", path: keyPath("-bad", k.ClientID), body: `{"name": "x"}`, status: 400, detail: []string{"team id"}},
 		{name: "no admin token", tok: "-", body: `{"name": "x"}`, status: 401},
-		{name: "team key token", tok: teamTok, body: `{"name": "x"}`, status: 403, detail: []string{"keys:admin"}},
+		{name: "team key token", tok: teamTok, body: `{"name": "x"}`, status: 401, detail: []string{"wrong audience"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := e.fullSnapshot(t)

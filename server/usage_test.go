@@ -192,7 +192,7 @@ func TestUsageBadParameters(t *testing.T) {
 	if r := e.API(t, "", http.MethodGet, "/v1/teams/acme/usage", nil); r.Status != http.StatusUnauthorized {
 		t.Errorf("no token: %s", r)
 	}
-	if r := e.API(t, e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken, http.MethodGet, "/v1/teams/acme/usage", nil); r.Status != http.StatusForbidden {
+	if r := e.API(t, e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken, http.MethodGet, "/v1/teams/acme/usage", nil); r.Status != http.StatusUnauthorized {
 		t.Errorf("a team key's token: %s", r)
 	}
 	// The edges of the window are accepted; a to in the future is cut.

@@ -162,6 +162,11 @@ func (e *Env) CreateKeyWith(t testing.TB, tok, team, name string, perms ...strin
 	if r.Status != http.StatusCreated {
 		t.Fatalf("create key in %s: %s", team, r)
 	}
+	return decodeKey(t, r)
+}
+
+func decodeKey(t testing.TB, r Response) Key {
+	t.Helper()
 	var k Key
 	if err := json.Unmarshal(r.Body, &k); err != nil {
 		t.Fatalf("create key response: %v: %s", err, r.Body)
