@@ -358,8 +358,13 @@ func (s *Server) getKey(c *gin.Context) {
 func (s *Server) getKeyByID(c *gin.Context) {
 	id := c.Param("client_id")
 	k, err := s.keys.GetByID(c.Request.Context(), id)
-	if m := callerOf(c).manager(); err == nil && m != nil && !s.keys.Sees(*m, k) {
-		err = apikey.ErrNotFound // another team's key, or one hidden from managers
+	if m := callerOf(c).manager(); m != nil && (err == nil || errors.Is(err, apikey.ErrNotFound)) {
+		// Another team's key, one hidden from managers, or none: the same
+		// answer, in the caller's own team's terms.
+		if err != nil || !s.keys.Sees(*m, k) {
+			keyNotFound(c, m.Team, id)
+			return
+		}
 	}
 	if errors.Is(err, apikey.ErrNotFound) {
 		problem(c, http.StatusNotFound, problemNotFound, fmt.Sprintf(
