@@ -152,7 +152,8 @@ func TestCLIStoreBackupRefused(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(k.ClientSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wantExit(t, "this token lacks the keys:admin scope; use an admin key's token",
+	// An ordinary team key's token is no management token (aud).
+	wantExit(t, "the access token is not valid (wrong audience); get a new one at /oauth/token",
 		"store", "backup", file, "--url", e.URL, "--client-id", k.ClientID, "--client-secret-file", secretFile)
 
 	missing := filepath.Join(dir, "no-such-dir", "b.db")
