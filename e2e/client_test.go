@@ -389,8 +389,8 @@ func TestTeamsAndPermissionsWrongAdminSecret(t *testing.T) {
 }
 
 func TestTeamsAndPermissionsTeamKey(t *testing.T) {
-	// A team key gets a token, but not one with keys:admin: the server's
-	// 403 problem details come back.
+	// A team key gets a token, but not a management token (its aud is the
+	// resource servers'): the server's 401 problem details come back.
 	e := startServer(t)
 	ctx := ctxT(t)
 	admin := client.New(client.Config{URL: e.url, ClientID: adminID, ClientSecret: e.secret})
@@ -405,7 +405,7 @@ func TestTeamsAndPermissionsTeamKey(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ce := asError(t, call())
-			if ce.Status != http.StatusForbidden || !strings.Contains(ce.Detail, "keys:admin") || ce.Type == "" || ce.Title == "" {
+			if ce.Status != http.StatusUnauthorized || !strings.Contains(ce.Detail, "wrong audience") || ce.Type == "" || ce.Title == "" {
 				t.Fatalf("team key: %+v", ce)
 			}
 		})

@@ -142,9 +142,19 @@ func TestEndToEndWithKeygate(t *testing.T) {
 				t.Error("no jti")
 			}
 
-			// The admin token verifies too, with keys:admin and no team.
+			// The admin token is a management token: a resource server of
+			// the default audience refuses it; it verifies with the
+			// management API's audience (issuer/v1), with keys:admin and
+			// no team.
 			admin := keygateToken(t, env, env.AdminID, env.AdminSecret)
-			ac, err := v.Verify(ctx, admin)
+			if _, err := v.Verify(ctx, admin); !errors.Is(err, verify.ErrWrongAudience) {
+				t.Fatalf("admin token at a resource server: %v, want wrong audience", err)
+			}
+			mv, err := verify.New(ctx, verify.Options{Issuer: env.URL, Audience: env.URL + "/v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ac, err := mv.Verify(ctx, admin)
 			if err != nil {
 				t.Fatalf("admin token: %v", err)
 			}
@@ -173,8 +183,10 @@ func TestEndToEndWithKeygate(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			wantHits(t, "keygate metadata", &mdHits, 1)
-			wantHits(t, "keygate JWKS", &jwksHits, 1)
+			// Two verifiers read the metadata and the JWKS once each: the
+			// resource server's and the management audience's above.
+			wantHits(t, "keygate metadata", &mdHits, 2)
+			wantHits(t, "keygate JWKS", &jwksHits, 2)
 
 			// Not for another audience; not once tampered with.
 			other, err := verify.New(ctx, verify.Options{Issuer: env.URL, Audience: "https://other-api.example"})
