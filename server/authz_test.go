@@ -148,6 +148,7 @@ type matrixSample struct {
 	contentType string // default application/json when there is a body
 	status      int
 	notFound    string // the other manager's 404 detail, when not the route table's
+	bolt        bool   // needs the embedded store (else memory, which keeps sessions)
 }
 
 // matrixSamples: one per route. "{read}" stands for the read-only admin
@@ -175,7 +176,7 @@ var matrixSamples = map[string]matrixSample{
 	"POST /v1/admin-keys":                                    {body: `{"name":"ops","role":"read"}`, status: 201},
 	"DELETE /v1/admin-keys/:client_id":                       {params: map[string]string{"client_id": "{read}"}, status: 204},
 	"POST /v1/admin-keys/:client_id/rotate":                  {params: map[string]string{"client_id": "{read}"}, status: 200},
-	"GET /v1/store/backup":                                   {status: 200},
+	"GET /v1/store/backup":                                   {status: 200, bolt: true},
 	"GET /v1/signing-keys":                                   {status: 200},
 	"POST /v1/signing-keys/rotate":                           {body: `{}`, status: 200},
 }
@@ -192,10 +193,10 @@ type matrixFixture struct {
 	tokens  map[string]string
 }
 
-func newMatrixFixture(t *testing.T) *matrixFixture {
+func newMatrixFixture(t *testing.T, backend servertest.Backend) *matrixFixture {
 	t.Helper()
 	clk := servertest.NewClock(time.Now().UTC().Truncate(time.Second))
-	f := &matrixFixture{e: startEnv(t, servertest.Config{Clock: clk}), clk: clk, tokens: map[string]string{}}
+	f := &matrixFixture{e: startEnv(t, servertest.Config{Clock: clk, Backend: backend}), clk: clk, tokens: map[string]string{}}
 	e, ctx := f.e, context.Background()
 	f.admin = e.AdminToken(t)
 	f.target = e.CreateKeyWith(t, f.admin, "acme", "target", permAccounting)
@@ -364,7 +365,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 func checkMatrixCell(t *testing.T, row matrixRow, sample matrixSample, who string) {
 	cell := row.cells[who]
-	f := newMatrixFixture(t)
+	backend := servertest.Memory()
+	if sample.bolt {
+		backend = servertest.Bolt()
+	}
+	f := newMatrixFixture(t, backend)
 	if (who == "console session" || who == "exchanged") && !f.sessOK {
 		t.Skip("this store keeps no management sessions yet (store.Sessions)")
 	}
