@@ -20,11 +20,17 @@ import (
 
 // managementAudience is the aud of management tokens and the only audience
 // the management API accepts.
-func (s *Server) managementAudience() string { return s.cfg.Issuer + "/v1" }
+func (s *Server) managementAudience() string {
+	if s.mgmtAudience == "" {
+		return s.cfg.Issuer + "/v1"
+	}
+	return s.mgmtAudience
+}
 
 // newManagementVerifier builds the verifier of management tokens: the
 // same keys and clock as s.verifier, audience issuer/v1 only.
 func (s *Server) newManagementVerifier(ctx context.Context) error {
+	s.mgmtAudience = s.cfg.Issuer + "/v1"
 	v, err := verify.New(ctx, verify.Options{
 		Issuer:       s.cfg.Issuer,
 		Audience:     s.managementAudience(),

@@ -196,6 +196,7 @@ type Server struct {
 	// mgmtVerifier verifies management API tokens: audience issuer/v1 only
 	// (server/mgmttoken.go).
 	mgmtVerifier *verify.Verifier
+	mgmtAudience string // issuer/v1, computed once (the token path compares it per token)
 	handler      http.Handler
 
 	statusLists statusLists
