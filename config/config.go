@@ -328,6 +328,10 @@ type Config struct {
 	// Webhooks are the endpoints the audit event stream is delivered to
 	// (config/webhook.go). Only from the file.
 	Webhooks []Webhook `yaml:"webhooks,omitempty"`
+	// TrustedIssuers are the identity providers whose JWTs may be exchanged
+	// for team-bound management tokens (config/trustedissuer.go). Only from
+	// the file.
+	TrustedIssuers []TrustedIssuer `yaml:"trusted_issuers,omitempty"`
 
 	// KeyQuota and TeamQuota are TokenQuotaPerKey and TokenQuotaPerTeam
 	// parsed, built by Validate (the zero quota.Policy: none).
@@ -817,6 +821,9 @@ func (c *Config) validate(stores []string) error {
 	}
 
 	if err := c.validateWebhooks(); err != nil {
+		return err
+	}
+	if err := c.validateTrustedIssuers(); err != nil {
 		return err
 	}
 

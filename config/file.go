@@ -57,7 +57,7 @@ func (c *Config) loadFile(path string) error {
 	for _, s := range settings {
 		known = append(known, s.key)
 	}
-	known = append(known, "permissions", "webhooks")
+	known = append(known, "permissions", "webhooks", "trusted_issuers")
 
 	seen := map[string]int{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -77,6 +77,12 @@ func (c *Config) loadFile(path string) error {
 		if k.Value == "webhooks" {
 			if err := c.loadWebhooks(path, v); err != nil {
 				return fmt.Errorf("invalid webhooks: %w", err)
+			}
+			continue
+		}
+		if k.Value == "trusted_issuers" {
+			if err := c.loadTrustedIssuers(path, v); err != nil {
+				return fmt.Errorf("invalid trusted_issuers: %w", err)
 			}
 			continue
 		}
