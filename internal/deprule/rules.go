@@ -17,7 +17,7 @@ var Rules = []Rule{
 			"they may not pull in gin, the server or the command; move the code that needs them up into server or cmd",
 		Packages: []string{
 			K + "/store/...", K + "/apikey/...", K + "/lastused/...", K + "/webhook/...",
-			K + "/scopes", K + "/credential", K + "/signing", K + "/masterkey", K + "/config", K + "/clientaddr", K + "/quota", K + "/certfile/...",
+			K + "/scopes", K + "/credential", K + "/signing", K + "/masterkey", K + "/config", K + "/clientaddr", K + "/quota", K + "/certfile/...", K + "/trustedissuer/...",
 			K + "/client/...",
 		},
 		Forbid: []string{gin, K + "/server/...", K + "/cmd/..."},
