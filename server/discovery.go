@@ -79,7 +79,7 @@ func (s *Server) metadata(c *gin.Context) {
 		Issuer:                                    iss,
 		TokenEndpoint:                             iss + "/oauth/token",
 		JWKSURI:                                   iss + "/.well-known/jwks.json",
-		GrantTypesSupported:                       []string{"client_credentials"},
+		GrantTypesSupported:                       s.grantTypes(),
 		ResponseTypesSupported:                    []string{}, // no authorization endpoint
 		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post"},
 		ScopesSupported:                           s.keys.Catalog().AllScopes(),

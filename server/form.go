@@ -12,7 +12,9 @@ import (
 // separately from its value, because "sent empty" and "not sent" differ.
 type clientForm struct {
 	grantType, scope, clientID, clientSecret, token string
-	has                                             uint8 // bit set per param in formParams
+	// RFC 8693 token exchange (server/exchange.go).
+	subjectToken, subjectTokenType, actorToken string
+	has                                        uint8 // bit set per param in formParams
 }
 
 // The parameters clientForm keeps, by bit.
@@ -22,6 +24,9 @@ const (
 	pClientID
 	pClientSecret
 	pToken
+	pSubjectToken
+	pSubjectTokenType
+	pActorToken
 )
 
 var formParams = map[string]uint8{
@@ -30,6 +35,10 @@ var formParams = map[string]uint8{
 	"client_id":     pClientID,
 	"client_secret": pClientSecret,
 	"token":         pToken,
+	// RFC 8693 §2.1.
+	"subject_token":      pSubjectToken,
+	"subject_token_type": pSubjectTokenType,
+	"actor_token":        pActorToken,
 }
 
 func (f *clientForm) sent(p uint8) bool { return f.has&p != 0 }
@@ -89,6 +98,12 @@ func parseForm(body string) (clientForm, string, error) {
 			f.clientSecret = val
 		case pToken:
 			f.token = val
+		case pSubjectToken:
+			f.subjectToken = val
+		case pSubjectTokenType:
+			f.subjectTokenType = val
+		case pActorToken:
+			f.actorToken = val
 		}
 	}
 	return f, "", nil

@@ -57,6 +57,7 @@ import (
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/throttle"
+	"github.com/keygate/keygate/trustedissuer"
 	"github.com/keygate/keygate/verify"
 	"github.com/keygate/keygate/webhook"
 )
@@ -170,6 +171,12 @@ type Options struct {
 	// Webhooks are the endpoints the operator-wide audit event stream is
 	// delivered to (package webhook, docs/webhooks.md); none when empty.
 	Webhooks []config.Webhook
+	// TrustedIssuers are the identity providers whose JWTs a client holding
+	// token_exchange may exchange for team-bound management tokens (RFC
+	// 8693, server/exchange.go); none: that grant is unsupported. Checked
+	// again by New (config.TrustedIssuer.Validate). Their keys are fetched
+	// on first use, never at start.
+	TrustedIssuers []config.TrustedIssuer
 	// Webhook tunes their delivery (GiveUp, Ticks, Timeout…). Its Now,
 	// Logger, Observer and OnDisabled default to the server's clock, logger,
 	// metrics and an audit event.
@@ -219,6 +226,9 @@ type Server struct {
 	proxies    *clientaddr.Proxies
 	requestIDs *requestIDs
 	access     *accessLog
+
+	// exchanger verifies subject tokens of trusted issuers; nil: none.
+	exchanger *trustedissuer.Verifier
 }
 
 // AdminCredentials are an admin key's client ID and its secret.
@@ -301,6 +311,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		revokeLimits:     &callerLimits{perSecond: rate.Limit(opts.RevocationRate), burst: opts.RevocationRate},
 		proxies:          clientaddr.FromPrefixes(opts.TrustedProxies), requestIDs: ids}
 	s.access = newAccessLog(s)
+	if s.exchanger, err = newExchanger(opts); err != nil {
+		return nil, err
+	}
 	s.verifier, err = verify.New(ctx, verify.Options{
 		Issuer:   opts.Issuer,
 		Audience: opts.Audience,

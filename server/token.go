@@ -64,6 +64,10 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.fail(c, creds.id, oerr)
 		return
 	}
+	if form.grantType == grantTokenExchange {
+		t.exchange(c, form, creds) // RFC 8693: server/exchange.go
+		return
+	}
 	// Throttled: refused before the secret is evaluated (server/throttle.go).
 	pair := t.s.authPair(c, creds.id)
 	if t.s.oauthThrottled(c, pair, "token", creds.id) {
@@ -168,7 +172,7 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clie
 	switch gt := form.grantType; {
 	case gt == "":
 		return clientForm{}, clientCredentials{id: creds.id}, invalidRequest("grant_type is missing; use grant_type=client_credentials")
-	case gt != grantClientCredentials:
+	case gt != grantClientCredentials && gt != grantTokenExchange:
 		return clientForm{}, clientCredentials{id: creds.id}, errUnsupportedGrant
 	}
 	if creds.id == "" || creds.secret == "" {

@@ -752,10 +752,14 @@ const (
 	// (GET /v1/store/backup): every key's hash, the sealed pepper and
 	// signing keys left keygate, so who took it is on record.
 	AuditStoreBackedUp AuditAction = "store.backed_up"
+	// AuditSessionCreated is a management session started (issue 16): by
+	// a token exchange (Actor: the exchanging client, OnBehalfOf the user,
+	// Via "token_exchange") in the trail of the session's team.
+	AuditSessionCreated AuditAction = "session.created"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp, AuditSessionCreated}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {

@@ -184,6 +184,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		AccessLog:            cfg.AccessLog,
 		AccessLogOAuth:       cfg.AccessLogOAuth,
 		Webhooks:             cfg.Webhooks,
+		TrustedIssuers:       cfg.TrustedIssuers,
 		Webhook:              webhook.Options{GiveUp: cfg.WebhookGiveUp},
 		Logger:               log,
 		Metrics:              met,
