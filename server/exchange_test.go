@@ -18,8 +18,12 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+	oaconfig "github.com/pb33f/libopenapi-validator/config"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/openapi"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
@@ -486,4 +490,27 @@ func publicPEM(t *testing.T, idp *trustedissuertest.IdP) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// The exchange's answers and requests match the OpenAPI document.
+func TestOpenAPIMatchesTokenExchange(t *testing.T) {
+	doc, err := libopenapi.NewDocument(openapi.Document())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, errs := validator.NewValidator(doc, oaconfig.WithFormatAssertions())
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	e := startExchange(t, servertest.Memory(), nil)
+	c := &liveCheck{e: e.Env, v: v, client: e.Client}
+	form := func(subject string) string {
+		return url.Values{"grant_type": {grantExchange}, "subject_token": {subject}, "subject_token_type": {typeJWT}}.Encode()
+	}
+	c.do(t, "POST", "/oauth/token", formHeader(e.platform.ClientID, e.platform.ClientSecret), form(e.idp.ES256(t, e.claims())), http.StatusOK, true)
+	c.do(t, "POST", "/oauth/token", formHeader(e.plain.ClientID, e.plain.ClientSecret), form(e.idp.ES256(t, e.claims())), http.StatusBadRequest, true)
+	c.do(t, "POST", "/oauth/token", formHeader(e.platform.ClientID, e.platform.ClientSecret), form("not-a-jwt"), http.StatusBadRequest, true)
+	e.idp.Server.Close()
+	e.Clock.Advance(2 * time.Hour) // the cached keys are too old to use
+	c.do(t, "POST", "/oauth/token", formHeader(e.platform.ClientID, e.platform.ClientSecret), form(e.idp.ES256(t, e.claims())), http.StatusServiceUnavailable, true)
 }
