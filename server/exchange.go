@@ -94,6 +94,20 @@ func (s *Server) grantTypes() []string {
 	return []string{grantClientCredentials, grantTokenExchange}
 }
 
+// errUnsupportedGrantExchange is errUnsupportedGrant of a keygate that
+// trusts an issuer, so that its description stays true.
+var errUnsupportedGrantExchange = &oauthError{code: oerrors.ErrUnsupportedGrantType,
+	description: "only grant_type=client_credentials and grant_type=" + grantTokenExchange + " are supported"}
+
+// grantError is e, or its variant naming the exchange grant when an issuer
+// is trusted.
+func (s *Server) grantError(e *oauthError) *oauthError {
+	if e == errUnsupportedGrant && s.exchanger != nil {
+		return errUnsupportedGrantExchange
+	}
+	return e
+}
+
 // exchangeAnswer is RFC 8693 §2.2.1.
 type exchangeAnswer struct {
 	AccessToken     string `json:"access_token"`

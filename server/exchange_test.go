@@ -514,3 +514,14 @@ func TestOpenAPIMatchesTokenExchange(t *testing.T) {
 	e.Clock.Advance(2 * time.Hour) // the cached keys are too old to use
 	c.do(t, "POST", "/oauth/token", formHeader(e.platform.ClientID, e.platform.ClientSecret), form(e.idp.ES256(t, e.claims())), http.StatusServiceUnavailable, true)
 }
+
+// Another grant on a keygate that trusts an issuer is told both grants.
+func TestTokenExchangeOtherGrant(t *testing.T) {
+	e := startExchange(t, servertest.Memory(), nil)
+	r := e.TokenRequest(t, e.platform.ClientID, e.platform.ClientSecret, url.Values{"grant_type": {"password"}})
+	want := `{"error":"unsupported_grant_type","error_description":"only grant_type=client_credentials and grant_type=urn:ietf:params:oauth:grant-type:token-exchange are supported"}` + "\n"
+	servertest.CheckOAuthError(t, r, 400, "unsupported_grant_type")
+	if string(r.Body) != want {
+		t.Errorf("body %s", r.Body)
+	}
+}

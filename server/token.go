@@ -61,7 +61,7 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	w, r := c.Writer, c.Request
 	form, creds, oerr := parseTokenRequest(w, r)
 	if oerr != nil {
-		t.fail(c, creds.id, oerr)
+		t.fail(c, creds.id, t.s.grantError(oerr))
 		return
 	}
 	if form.grantType == grantTokenExchange {
