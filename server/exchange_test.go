@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -52,6 +53,8 @@ type exchangeEnv struct {
 	platform, plain, other keyJSON
 	// member is a key of the team the subject tokens name.
 	member keyJSON
+	// logger, when an edit sets it, receives keygate's log.
+	logger *slog.Logger
 }
 
 // startExchange starts keygate on b trusting one provider for teams
@@ -67,7 +70,7 @@ func startExchange(t *testing.T, b servertest.Backend, edit func(e *exchangeEnv,
 	if edit != nil {
 		edit(ex, &ti)
 	}
-	ex.testEnv = startEnv(t, servertest.Config{Backend: b, Options: server.Options{TrustedIssuers: []config.TrustedIssuer{ti}}})
+	ex.testEnv = startEnv(t, servertest.Config{Backend: b, Options: server.Options{TrustedIssuers: []config.TrustedIssuer{ti}, Logger: ex.logger}})
 	admin := ex.AdminToken(t)
 	ex.platform = ex.createOperatorKey(t, admin, "platform", "platform backend", "token_exchange")
 	ex.other = ex.createOperatorKey(t, admin, "platform", "another backend", "token_exchange")
@@ -523,5 +526,28 @@ func TestTokenExchangeOtherGrant(t *testing.T) {
 	servertest.CheckOAuthError(t, r, 400, "unsupported_grant_type")
 	if string(r.Body) != want {
 		t.Errorf("body %s", r.Body)
+	}
+}
+
+// A refusal's reason is logged for the operator; neither the subject token
+// nor the client's secret ever is.
+func TestTokenExchangeRefusalLogged(t *testing.T) {
+	logs := &syncBuffer{}
+	e := startExchange(t, servertest.Memory(), func(e *exchangeEnv, _ *config.TrustedIssuer) {
+		e.logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	subject := e.idp.ES256(t, e.with(func(c jwt.MapClaims) { c["aud"] = "someone-else" }))
+	if r := e.exchange(t, e.platform, subject, typeJWT); r.Status != 400 {
+		t.Fatalf("wrong audience: %s", r)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"token exchange: subject token refused"`) || !strings.Contains(out, "wrong audience") || !strings.Contains(out, e.platform.ClientID) {
+		t.Errorf("no log line with the reason and the client: %s", out)
+	}
+	sig := subject[strings.LastIndexByte(subject, '.')+1:]
+	for _, leak := range []string{subject, sig, e.platform.ClientSecret} {
+		if strings.Contains(out, leak) {
+			t.Errorf("the log holds a credential")
+		}
 	}
 }

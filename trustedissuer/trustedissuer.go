@@ -249,7 +249,7 @@ func parseReason(err error) string {
 		return "not valid yet (nbf)"
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "issued in the future (iat)"
-	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "unverifiable"
 	}
 	return "malformed"
