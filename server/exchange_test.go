@@ -419,6 +419,15 @@ func TestTokenExchangeIssuerUnreachable(t *testing.T) {
 	}
 	// keygate serves its own clients all the while.
 	e.Token(t, e.member.ClientID, e.member.ClientSecret, "")
+
+	// A provider down from the start does not stop keygate from starting
+	// (nothing is fetched at start) or from being ready.
+	down := startExchange(t, servertest.Memory(), func(e *exchangeEnv, _ *config.TrustedIssuer) { e.idp.Server.Close() })
+	if r := down.Do(t, down.NewRequest(t, http.MethodGet, "/readyz", nil)); r.Status != http.StatusOK {
+		t.Errorf("/readyz, provider down since before the start: %s", r)
+	}
+	r = down.exchange(t, down.platform, down.idp.ES256(t, down.claims()), typeJWT)
+	servertest.CheckOAuthError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
 }
 
 // The metadata lists the grant when an issuer is trusted, and only then;
