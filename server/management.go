@@ -65,6 +65,8 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	getHead(v1, "/store/backup", s.storeBackup)
 	getHead(v1, "/signing-keys", s.listSigningKeys)
 	v1.POST("/signing-keys/rotate", s.rotateSigningKeys)
+	s.mountAdminKeys(v1)
+	s.mountOffboarding(v1)
 	// Outside the admin group: a report needs no token (leaked.go).
 	s.mountLeaked(r)
 }

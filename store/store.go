@@ -756,10 +756,14 @@ const (
 	// a token exchange (Actor: the exchanging client, OnBehalfOf the user,
 	// Via "token_exchange") in the trail of the session's team.
 	AuditSessionCreated AuditAction = "session.created"
+	// AuditTeamDeleted is a team offboarded (DELETE /v1/teams/{team}):
+	// its keys, sessions and usage removed (each key also has its
+	// key.deleted event); Reason holds the counts.
+	AuditTeamDeleted AuditAction = "team.deleted"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp, AuditSessionCreated}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp, AuditSessionCreated, AuditTeamDeleted}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {
