@@ -58,6 +58,6 @@ func rootCommand(e env) *cobra.Command {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), signingKeysCommand(e), eventsCommand(e), tokenCommand(e), benchCommand(e), storeCommand(e), masterKeyCommand(e), secretCommand(), versionCommand())
+	root.AddCommand(serveCommand(e, storeBackends), seedCommand(e), keysCommand(e), adminKeysCommand(e), teamsCommand(e), signingKeysCommand(e), eventsCommand(e), tokenCommand(e), benchCommand(e), storeCommand(e), masterKeyCommand(e), secretCommand(), versionCommand())
 	return root
 }
