@@ -21,14 +21,11 @@ const (
 	AdminRoleRead = "read"
 )
 
-// ReadRoleSchema is the store schema version raised (store.SchemaRaiser)
+// ReadRoleSchema is the store schema level raised (store.SchemaRaiser)
 // before the first read-only admin key is written: an older keygate
 // ignores Key.Role and would take such a key for a full admin, so it must
 // refuse the store instead.
-//
-// TODO(integrator): keep equal to the version the store helper's
-// RaiseSchema documents for roles (not yet on main when this was written).
-const ReadRoleSchema = 3
+const ReadRoleSchema = store.SchemaLevelAdminRoles
 
 var (
 	// ErrEnvironmentManaged: the admin key named by KEYGATE_ADMIN_CLIENT_ID
@@ -95,7 +92,7 @@ func (s *Service) CreateAdminKey(ctx context.Context, by Request, nk NewAdminKey
 			return store.Key{}, "", errors.New("create read-only admin key: the store cannot record a schema version (store.SchemaRaiser); an older keygate would read the key as a full admin")
 		}
 		if err := raiser.RaiseSchema(ctx, ReadRoleSchema); err != nil {
-			return store.Key{}, "", fmt.Errorf("raise store schema to %d before a read-only admin key: %w", ReadRoleSchema, err)
+			return store.Key{}, "", fmt.Errorf("raise store schema to level %d before a read-only admin key: %w", ReadRoleSchema, err)
 		}
 	}
 	id, err := credential.NewClientID("")
