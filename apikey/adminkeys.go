@@ -84,15 +84,8 @@ func (s *Service) CreateAdminKey(ctx context.Context, by Request, nk NewAdminKey
 		return store.Key{}, "", invalid(`"role" must be %q (every change) or %q (read only), not %q`, AdminRoleFull, AdminRoleRead, truncateUTF8(nk.Role, 40))
 	}
 	if role == store.RoleRead {
-		// Raised on every read-only create, not only the first: raising is
-		// idempotent and never lowers the version, and counting the
-		// existing read-only keys would race with a concurrent create.
-		raiser, ok := store.Feature[store.SchemaRaiser](s.store)
-		if !ok {
-			return store.Key{}, "", errors.New("create read-only admin key: the store cannot record a schema version (store.SchemaRaiser); an older keygate would read the key as a full admin")
-		}
-		if err := raiser.RaiseSchema(ctx, ReadRoleSchema); err != nil {
-			return store.Key{}, "", fmt.Errorf("raise store schema to level %d before a read-only admin key: %w", ReadRoleSchema, err)
+		if err := s.requireSchemaLevel(ctx, ReadRoleSchema, "create read-only admin key"); err != nil {
+			return store.Key{}, "", err
 		}
 	}
 	id, err := credential.NewClientID("")

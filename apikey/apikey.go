@@ -145,6 +145,9 @@ type Service struct {
 	log    *slog.Logger
 
 	schedule signing.Schedule
+	// schemaLevel is the store schema level this process raised
+	// (requireSchemaLevel, schema.go).
+	schemaLevel atomic.Int32
 	// reloadMu serialises reloads of the signing key set from the store;
 	// lastKIDReload is when an unknown kid last caused one.
 	reloadMu      sync.Mutex

@@ -31,6 +31,9 @@ func (s *Service) ExchangeSession(ctx context.Context, by Request, client store.
 	if !ValidTeamID(teamID) || !expires.After(now) {
 		return store.ManagementSession{}, invalid("an exchanged session needs a valid team and a future expiry")
 	}
+	if err := s.requireSchemaLevel(ctx, store.SchemaLevelAdminRoles, "create exchange session"); err != nil {
+		return store.ManagementSession{}, err
+	}
 	id, err := newExchangeSessionID()
 	if err != nil {
 		return store.ManagementSession{}, err

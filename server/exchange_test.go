@@ -246,6 +246,11 @@ func TestTokenExchange(t *testing.T) {
 					if ev.Actor.ID != e.platform.ClientID || ev.Actor.OnBehalfOf != "alice@example.com" || ev.Actor.Via != "token_exchange" || ev.TeamID != "acme-eu" {
 						t.Errorf("event %+v", ev)
 					}
+					// A session is a record an older keygate would ignore:
+					// the store's schema was raised before it was written.
+					if m, ok := e.Store.(interface{ Schema() int }); ok && m.Schema() < store.SchemaLevelAdminRoles {
+						t.Errorf("store schema level %d after an exchange, want %d", m.Schema(), store.SchemaLevelAdminRoles)
+					}
 				})
 			}
 			// One fetch of the provider's keys served all three.
