@@ -142,6 +142,11 @@ type keyLine struct {
 	PreviousStatusIndex     int64            `json:"previous_status_index"`
 	SecretSuspendedAt       time.Time        `json:"secret_suspended_at"`
 	TokenQuota              store.TokenQuota `json:"token_quota"`
+	// Role is omitted for full admins and team keys, so only a stream
+	// holding a read-only admin key has it, and an importer that does not
+	// know it refuses that stream (unknown fields are refused) rather than
+	// make the key a full admin.
+	Role string `json:"role,omitempty"`
 }
 
 func toKeyLine(k store.Key) keyLine {
@@ -150,7 +155,7 @@ func toKeyLine(k store.Key) keyLine {
 		CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, SecretHash: k.SecretHash, PreviousSecretHash: k.PreviousSecretHash,
 		PreviousSecretExpiresAt: k.PreviousSecretExpiresAt, SecretRotatedAt: k.SecretRotatedAt,
 		StatusIndex: k.StatusIndex, PreviousStatusIndex: k.PreviousStatusIndex,
-		SecretSuspendedAt: k.SecretSuspendedAt, TokenQuota: k.TokenQuota,
+		SecretSuspendedAt: k.SecretSuspendedAt, TokenQuota: k.TokenQuota, Role: k.Role,
 	}
 }
 
@@ -160,7 +165,7 @@ func (l keyLine) key() store.Key {
 		CreatedAt: l.CreatedAt, LastUsedAt: l.LastUsedAt, SecretHash: l.SecretHash, PreviousSecretHash: l.PreviousSecretHash,
 		PreviousSecretExpiresAt: l.PreviousSecretExpiresAt, SecretRotatedAt: l.SecretRotatedAt,
 		StatusIndex: l.StatusIndex, PreviousStatusIndex: l.PreviousStatusIndex,
-		SecretSuspendedAt: l.SecretSuspendedAt, TokenQuota: l.TokenQuota,
+		SecretSuspendedAt: l.SecretSuspendedAt, TokenQuota: l.TokenQuota, Role: l.Role,
 	}
 }
 

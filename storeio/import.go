@@ -403,9 +403,23 @@ func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoade
 		batch = 10000
 	}
 	var keys []store.Key
+	raised := false
 	flush := func() error {
 		if len(keys) == 0 {
 			return nil
+		}
+		// A read-only admin key is what an older keygate would misread
+		// (as a full admin): raise the schema level before the first one
+		// lands, as apikey does for a create.
+		if !raised && slices.ContainsFunc(keys, func(k store.Key) bool { return k.Role != store.RoleAdmin }) {
+			r, ok := store.Feature[store.SchemaRaiser](st)
+			if !ok {
+				return fmt.Errorf("import keys: %w: a read-only admin key needs a store that records schema levels (store.SchemaRaiser)", ErrUnsupported)
+			}
+			if err := r.RaiseSchema(ctx, store.SchemaLevelAdminRoles); err != nil {
+				return fmt.Errorf("import keys: raise the schema level: %w", err)
+			}
+			raised = true
 		}
 		if err := bulk.CreateKeys(ctx, keys); err != nil {
 			return fmt.Errorf("import keys: %w", err)

@@ -399,3 +399,47 @@ func TestMoveKeepsNextSigningKey(t *testing.T) {
 		t.Fatalf("moved keys: %+v (%v), want %+v", got, err, want)
 	}
 }
+
+// noRaise is a bulk-loading, exporting store that cannot record schema
+// levels (no RaiseSchema, no Unwrap to find one).
+type noRaise struct {
+	store.Store
+	store.BulkLoader
+	store.Exporter
+}
+
+func hideRaise(st store.Store) noRaise {
+	return noRaise{st, st.(store.BulkLoader), st.(store.Exporter)}
+}
+
+// TestReadOnlyAdminKeyTravels: a read-only admin key keeps its role
+// through export and import, and lands only in a store that records
+// schema levels (an older keygate reading it would take it for a full
+// admin); a stream without one needs no such store.
+func TestReadOnlyAdminKeyTravels(t *testing.T) {
+	src, plain := source(t)
+	if _, err := storeio.Import(context.Background(), strings.NewReader(strings.Join(plain, "")), hideRaise(emptyBolt(t)), storeio.ImportOptions{}); err != nil {
+		t.Fatalf("a stream without read-only keys into a store without levels: %v", err)
+	}
+	admin := src.AdminToken(t)
+	r := src.API(t, admin, "POST", "/v1/admin-keys", map[string]any{"name": "auditor", "role": "read"})
+	if r.Status != 201 {
+		t.Fatalf("create read-only admin key: %s", r)
+	}
+	stream := dump(t, src.Store)
+	if !strings.Contains(stream, `"role":"read"`) {
+		t.Fatal("the read-only key's role is not in the stream")
+	}
+	target := emptyBolt(t)
+	_, err := storeio.Import(context.Background(), strings.NewReader(stream), hideRaise(target), storeio.ImportOptions{})
+	if !errors.Is(err, storeio.ErrUnsupported) || !strings.Contains(err.Error(), "read-only admin key") {
+		t.Fatalf("import into a store without levels: %v, want ErrUnsupported naming the read-only key", err)
+	}
+	target = emptyBolt(t)
+	if _, err := storeio.Import(context.Background(), strings.NewReader(stream), target, storeio.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, target); got != stream {
+		t.Errorf("the target exports otherwise than the source:\n got %s\nwant %s", got, stream)
+	}
+}
