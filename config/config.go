@@ -315,6 +315,10 @@ type Config struct {
 	// clientaddr has the rule). Empty: the TCP peer is the source of every
 	// request.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ConsoleFrameAncestors is the console's CSP frame-ancestors source
+	// list: 'none' (the default) or origins allowed to embed the console
+	// in an iframe (config/frameancestors.go has the rule).
+	ConsoleFrameAncestors string `yaml:"console_frame_ancestors"`
 	// AccessLog logs management API requests at info: all, errors or off.
 	AccessLog string `yaml:"access_log"`
 	// AccessLogOAuth is AccessLog for /oauth/*; by default only refusals.
@@ -380,6 +384,7 @@ func Default() Config {
 		IntrospectionRate:      DefaultIntrospectionRate,
 		RevocationRate:         DefaultRevocationRate,
 		AccessLog:              DefaultAccessLog,
+		ConsoleFrameAncestors:  FrameAncestorsNone,
 		AccessLogOAuth:         DefaultAccessLogOAuth,
 		AuditRetention:         DefaultAuditRetention,
 		WebhookGiveUp:          DefaultWebhookGiveUp,
@@ -441,6 +446,7 @@ var settings = []setting{
 	{key: "pprof_listen", usage: "host:port for a separate /debug/pprof listener (off when empty; use loopback)", str: func(c *Config) *string { return &c.PprofListen }},
 	{key: "metrics_listen", usage: "host:port for a separate Prometheus /metrics listener (off when empty)", str: func(c *Config) *string { return &c.MetricsListen }},
 	{key: "trusted_proxies", usage: "proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For and X-Request-Id are believed (default none)", list: func(c *Config) *[]string { return &c.TrustedProxies }},
+	{key: "console_frame_ancestors", usage: "origins (space-separated https://host[:port], or http loopback) that may embed the console in an iframe (default 'none')", str: func(c *Config) *string { return &c.ConsoleFrameAncestors }},
 	{key: "access_log", usage: "info-level access log of the management API: " + strings.Join(AccessLogModes, ", "), str: func(c *Config) *string { return &c.AccessLog }},
 	{key: "access_log_oauth", usage: "info-level access log of /oauth/*: " + strings.Join(AccessLogModes, ", "), str: func(c *Config) *string { return &c.AccessLogOAuth }},
 	{key: "webhook_give_up", usage: "how long a webhook endpoint may fail before it is disabled, " + MinWebhookGiveUp.String() + " to 30d", dur: func(c *Config) *time.Duration { return &c.WebhookGiveUp }},
@@ -801,6 +807,9 @@ func (c *Config) validate(stores []string) error {
 			return c.invalid("trusted_proxies", "entry "+err.Error())
 		}
 		c.TrustedProxyPrefixes = append(c.TrustedProxyPrefixes, p)
+	}
+	if err := checkFrameAncestors(&c.ConsoleFrameAncestors); err != nil {
+		return c.invalid("console_frame_ancestors", err.Error())
 	}
 	if !canonical(&c.AccessLog, AccessLogModes) {
 		return c.invalid("access_log", "allowed values are "+strings.Join(AccessLogModes, ", "))

@@ -279,6 +279,7 @@ metrics_listen: "0.0.0.0:9464"
 trusted_proxies: [10.0.0.0/8, "::ffff:192.0.2.7"]
 access_log: errors
 access_log_oauth: "off"
+console_frame_ancestors: "https://platform.example http://localhost:3000"
 webhook_give_up: 2d
 token_quota_per_key: 1000/hour
 token_quota_per_team: "50000/day:log"
@@ -297,7 +298,7 @@ auth_failure_source_rate: 50
 		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
 		AuthFailureBurst: 0, AuthFailureRate: 2, AuthFailureSourceBurst: 500, AuthFailureSourceRate: 50,
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
-		AccessLog: "errors", AccessLogOAuth: "off",
+		AccessLog: "errors", AccessLogOAuth: "off", ConsoleFrameAncestors: "https://platform.example http://localhost:3000",
 		TrustedProxyPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")},
 		AuditRetention:       30 * Day,
 		WebhookGiveUp:        2 * Day,
@@ -701,6 +702,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		RevocationRate:         DefaultRevocationRate,
 		AccessLog:              DefaultAccessLog,
 		AccessLogOAuth:         DefaultAccessLogOAuth,
+		ConsoleFrameAncestors:  FrameAncestorsNone,
 		AuditRetention:         DefaultAuditRetention,
 		WebhookGiveUp:          DefaultWebhookGiveUp,
 		AuthFailureBurst:       DefaultAuthFailureBurst,
