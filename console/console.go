@@ -60,8 +60,26 @@ type file struct {
 }
 
 // Handler serves the console's files under Prefix. Anything else below
-// Prefix is 404; the page itself is index.html.
-func Handler() http.Handler {
+// Prefix is 404; the page itself is index.html. No page may frame it.
+func Handler() http.Handler { return HandlerFor("") }
+
+// PolicyFor is ContentSecurityPolicy with frame-ancestors set to
+// frameAncestors (config's console_frame_ancestors, already checked:
+// 'none' or origins); "" is 'none'.
+func PolicyFor(frameAncestors string) string {
+	if frameAncestors == "" || frameAncestors == "'none'" {
+		return ContentSecurityPolicy
+	}
+	return strings.Replace(ContentSecurityPolicy, "frame-ancestors 'none'", "frame-ancestors "+frameAncestors, 1)
+}
+
+// HandlerFor is Handler for a console the origins of frameAncestors may
+// embed. X-Frame-Options cannot name an origin (ALLOW-FROM is gone from
+// browsers), and DENY would override the CSP in older ones, so it is sent
+// only while nobody may frame the console.
+func HandlerFor(frameAncestors string) http.Handler {
+	csp := PolicyFor(frameAncestors)
+	deny := csp == ContentSecurityPolicy
 	files := map[string]file{}
 	err := fs.WalkDir(assets, "assets", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -89,8 +107,10 @@ func Handler() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", ContentSecurityPolicy)
-		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", csp)
+		if deny {
+			h.Set("X-Frame-Options", "DENY")
+		}
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")

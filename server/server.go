@@ -68,6 +68,10 @@ type Options struct {
 	Store     store.Store
 	MasterKey *apikey.MasterKey
 
+	// ConsoleFrameAncestors is config's console_frame_ancestors (checked
+	// there): the origins that may frame the console; "" is 'none'.
+	ConsoleFrameAncestors string
+
 	// Issuer is the iss of every token and the base of advertised URLs.
 	// Default config.DefaultIssuer(config.DefaultListen).
 	Issuer string
@@ -432,7 +436,7 @@ func (s *Server) routes() http.Handler {
 	// The console is static files that call the API above like any other
 	// client; its security headers are set by its own handler, so they
 	// cost the token path nothing.
-	con := gin.WrapH(console.Handler())
+	con := gin.WrapH(console.HandlerFor(s.cfg.ConsoleFrameAncestors))
 	getHead(r, "/console/*file", con)
 	getHead(r, "/", func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) })
 	r.NoRoute(func(c *gin.Context) {
