@@ -67,6 +67,7 @@ func (s *Server) mountManagement(r *gin.Engine) {
 	v1.POST("/signing-keys/rotate", s.rotateSigningKeys)
 	s.mountAdminKeys(v1)
 	s.mountOffboarding(v1)
+	s.mountConsoleSessions(v1)
 	// Outside the admin group: a report needs no token (leaked.go).
 	s.mountLeaked(r)
 }

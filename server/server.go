@@ -438,6 +438,7 @@ func (s *Server) routes() http.Handler {
 	// cost the token path nothing.
 	con := gin.WrapH(console.HandlerFor(s.cfg.ConsoleFrameAncestors))
 	getHead(r, "/console/*file", con)
+	s.mountSessionRedeem(r)
 	getHead(r, "/", func(c *gin.Context) { c.Redirect(http.StatusFound, console.Prefix) })
 	r.NoRoute(func(c *gin.Context) {
 		// The one trailing-slash redirect kept: a browser typing /console

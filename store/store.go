@@ -760,10 +760,17 @@ const (
 	// its keys, sessions and usage removed (each key also has its
 	// key.deleted event); Reason holds the counts.
 	AuditTeamDeleted AuditAction = "team.deleted"
+	// Console sessions (POST/DELETE /v1/teams/{team}/console-sessions,
+	// POST /console/session): Actor.ID is the key that minted the session
+	// (created, redeemed) or the caller that ended it, Actor.OnBehalfOf the
+	// session's user, Fields the session's ID.
+	AuditConsoleSessionCreated  AuditAction = "console_session.created"
+	AuditConsoleSessionRedeemed AuditAction = "console_session.redeemed"
+	AuditConsoleSessionEnded    AuditAction = "console_session.ended"
 )
 
 // AuditActions lists every action, in the order of the constants above.
-var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp, AuditSessionCreated, AuditTeamDeleted}
+var AuditActions = []AuditAction{AuditKeyCreated, AuditKeyUpdated, AuditKeyRotated, AuditKeyDeleted, AuditTokenRevoked, AuditAuthFailed, AuditWebhookDisabled, AuditSecretLeaked, AuditAuthThrottled, AuditStoreBackedUp, AuditSessionCreated, AuditTeamDeleted, AuditConsoleSessionCreated, AuditConsoleSessionRedeemed, AuditConsoleSessionEnded}
 
 // ValidAuditAction reports whether a is one of AuditActions.
 func ValidAuditAction(a AuditAction) bool {
