@@ -1,9 +1,12 @@
 // The console's only way to the server: keygate's public HTTP API, as any
-// client would use it. The admin access token lives in this module's memory
-// and nowhere else (no localStorage, no sessionStorage, no cookie), so it is
-// gone when the tab closes or reloads, and no other page can read it.
+// client would use it. The access token (an admin's, a team management
+// key's, or a console session's) lives in this module's memory and nowhere
+// else (no localStorage, no sessionStorage, no cookie), so it is gone when
+// the tab closes or reloads, and no other page can read it.
 
-const ADMIN_SCOPE = "keys:admin";
+// Scopes that open the management API: a full admin, a read-only admin, a
+// team's key-management key.
+const MANAGEMENT_SCOPES = ["keys:admin", "keys:read", "keys:manage"];
 
 /** An answer the API refused; message is what to show the operator. */
 export class APIError extends Error {
@@ -20,6 +23,15 @@ export class SessionExpired extends Error {}
 let token = null;
 let expiresAt = 0; // ms since epoch
 let clientID = "";
+// Who the token speaks for: GET /v1/me's answer ({kind, client_id, team_id,
+// user, role, scopes, expires_at}). A team_id means the console shows that
+// team alone.
+let me = null;
+
+/** GET /v1/me's answer for the current token, null when signed out. */
+export function identity() {
+  return me;
+}
 
 /** Whether a token is held and still valid for a few more seconds. */
 export function signedIn() {
@@ -41,6 +53,63 @@ export function signOut() {
   token = null;
   expiresAt = 0;
   clientID = "";
+  me = null;
+}
+
+/**
+ * The token's own claims, read without verifying them: only to show whose
+ * team this is should GET /v1/me be missing (an older keygate). Nothing
+ * is decided on them; the server checks the token on every call.
+ */
+function claimsOf(tok) {
+  try {
+    const part = tok.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return {};
+  }
+}
+
+/** Asks the server who the token is for. */
+async function loadMe() {
+  try {
+    me = await call("GET", "/v1/me");
+  } catch (err) {
+    if (!(err instanceof APIError && (err.status === 404 || err.status === 405))) {
+      signOut();
+      throw err;
+    }
+    const c = claimsOf(token);
+    me = { kind: c.team_id ? "team" : "admin", client_id: c.client_id || clientID, team_id: c.team_id || "", user: (c.act && c.act.sub) || "" };
+  }
+  if (typeof me.team_id !== "string") me.team_id = "";
+}
+
+/**
+ * Redeems a console link's one-time code (POST /console/session, the code
+ * in the body, never in a URL) for the session's token.
+ */
+export async function redeemSession(code) {
+  let res;
+  try {
+    res = await fetch("/console/session", {
+      method: "POST",
+      credentials: "omit",
+      cache: "no-store",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ code }),
+    });
+  } catch {
+    throw new APIError(0, "keygate did not answer. Check your connection and ask for a new link.");
+  }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    throw new APIError(res.status, typeof body.detail === "string" ? body.detail : `The link could not be opened (HTTP ${res.status}).`, body.type || "");
+  }
+  token = body.access_token;
+  expiresAt = Date.now() + Math.max(0, (Number(body.expires_in) || 0) - 5) * 1000;
+  clientID = body.user || "";
+  await loadMe();
 }
 
 /**
@@ -74,13 +143,14 @@ export async function signIn(id, secret) {
     throw new APIError(res.status, body.error_description || `Sign-in failed (HTTP ${res.status}).`, body.error);
   }
   const granted = String(body.scope || "").split(" ");
-  if (!granted.includes(ADMIN_SCOPE)) {
-    throw new APIError(403, "This is a team's API key, not an admin key. Sign in with an admin key.");
+  if (!granted.some((s) => MANAGEMENT_SCOPES.includes(s))) {
+    throw new APIError(403, "This is a team's API key, not an admin key or a key-management key. Sign in with one of those.");
   }
   token = body.access_token;
   // Ask again a little before the real expiry rather than fail a request.
   expiresAt = Date.now() + Math.max(0, (Number(body.expires_in) || 0) - 10) * 1000;
   clientID = id;
+  await loadMe();
 }
 
 /**

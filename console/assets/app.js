@@ -1,6 +1,8 @@
 // The "Developers > API Keys" page: sign in with an admin key, choose a
 // team, then list, generate, rotate and delete its API keys, or read its
-// activity (activity.js). All data goes through api.js; all rendering
+// activity (activity.js). A team-bound caller (a team's key-management key,
+// or a console link a platform handed out: #session=<code>) sees its one
+// team, with no team picker. All data goes through api.js; all rendering
 // through dom.js (text only, never HTML).
 
 import * as activity from "./activity.js";
@@ -9,8 +11,22 @@ import * as dialogs from "./dialogs.js";
 import { byId, el, setError, setText, show, svgEl } from "./dom.js";
 import { MAX_NAME_LENGTH, nameError, teamError, teamPrefixOK } from "./validate.js";
 
+// A console link's one-time code leaves the address bar before anything
+// else happens: not in the history, not in a bookmark, not in a screenshot,
+// not for a script that reads location later. The code is redeemed below.
+const linkCode = (() => {
+  if (!location.hash.startsWith("#session=")) return null;
+  const code = location.hash.slice("#session=".length);
+  history.replaceState(null, "", location.pathname + location.search);
+  return code;
+})();
+
 const state = {
-  section: "keys", // which page of a team: "keys" or "activity"
+  section: "keys",
+  // The one team of a team-bound caller ("" for an operator): no picker.
+  fixedTeam: "",
+  // Signed in through a console link: no sign-in form to come back to.
+  viaLink: false, // which page of a team: "keys" or "activity"
   team: "",
   keys: [],
   maxKeys: 5,
@@ -24,6 +40,7 @@ const state = {
 };
 
 const views = {
+  link: byId("link-view"),
   signin: byId("signin-view"),
   team: byId("team-view"),
   keys: byId("keys-view"),
@@ -54,9 +71,38 @@ function timeText(iso) {
 
 function showView(name) {
   for (const [n, node] of Object.entries(views)) show(node, n === name);
-  const signedIn = name !== "signin";
+  const signedIn = name !== "signin" && name !== "link";
   show(byId("session"), signedIn);
-  setText(byId("session-who"), signedIn ? `Signed in as ${api.who()}` : "");
+  setText(byId("session-who"), signedIn ? whoText() : "");
+  show(byId("sidenav"), name !== "link");
+  // A team-bound caller has one team: nothing to switch to.
+  for (const id of ["switch-team", "activity-switch-team"]) show(byId(id), state.fixedTeam === "");
+}
+
+/** The header: "alice@example.com — team acme" for a console link. */
+function whoText() {
+  const me = api.identity();
+  if (state.fixedTeam === "") return `Signed in as ${api.who()}`;
+  const name = (me && me.user) || (me && me.client_id) || api.who();
+  return `${name} — team ${state.fixedTeam}`;
+}
+
+/** The page of a console link that cannot be (or no longer is) used. */
+function showLink(title, message) {
+  setText(byId("link-title"), title);
+  setText(byId("link-message"), message);
+  showView("link");
+  byId("main").focus();
+}
+
+const LINK_FAILED = "This console link cannot be used";
+const LINK_FAILED_MESSAGE = "The link was already used or has expired: each link opens the console once, within a minute of being made. Ask for a new link where you got this one.";
+
+/** Takes the team of a team-bound caller as the only one. */
+function adoptIdentity() {
+  const me = api.identity();
+  state.fixedTeam = me && me.team_id ? me.team_id : "";
+  if (state.fixedTeam) state.team = state.fixedTeam;
 }
 
 // ---- session ---------------------------------------------------------
@@ -77,6 +123,12 @@ function expire(message) {
     return;
   }
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
+  if (state.viaLink) {
+    // No credentials to sign in again with: the platform hands out links.
+    forgetTeam();
+    showLink("Your console session has ended", "Ask for a new link where you got this one to come back.");
+    return;
+  }
   const notice = byId("signin-notice");
   setText(notice, message);
   show(notice, Boolean(message));
@@ -123,6 +175,7 @@ byId("signin-form").addEventListener("submit", async (event) => {
   }
   secretField.value = "";
   show(byId("signin-notice"), false);
+  adoptIdentity();
   scheduleExpiry();
   try {
     await loadCatalog();
@@ -138,17 +191,26 @@ byId("signin-form").addEventListener("submit", async (event) => {
   }
 });
 
-byId("sign-out").addEventListener("click", () => {
-  api.signOut();
-  clearTimeout(expiryTimer);
+/** Leaves none of the last team's data in the (hidden) page. */
+function forgetTeam() {
   state.team = "";
+  state.fixedTeam = "";
   state.keys = [];
-  // Leave none of the last team's data in the (hidden) page.
   renderKeys();
   activity.clear();
   byId("team-list").replaceChildren();
   show(byId("team-more"), false);
   history.replaceState(null, "", location.pathname);
+}
+
+byId("sign-out").addEventListener("click", () => {
+  api.signOut();
+  clearTimeout(expiryTimer);
+  forgetTeam();
+  if (state.viaLink) {
+    showLink("You are signed out", "Ask for a new link where you got this one to open the console again.");
+    return;
+  }
   setText(byId("signin-notice"), "You are signed out.");
   show(byId("signin-notice"), true);
   showView("signin");
@@ -184,6 +246,10 @@ let teamQuery = { prefix: "", next: null, seq: 0 };
 let teamFilterTimer = 0;
 
 async function showTeams() {
+  if (state.fixedTeam) {
+    await openTeam(state.fixedTeam);
+    return;
+  }
   state.team = "";
   history.replaceState(null, "", location.pathname);
   showView("team");
@@ -263,6 +329,7 @@ byId("activity-switch-team").addEventListener("click", () => showTeams());
 for (const [name, s] of Object.entries(sections)) {
   s.link.addEventListener("click", (event) => {
     event.preventDefault();
+    if (!views.link.hidden) return;
     setSection(name);
     if (!views.signin.hidden) {
       byId("signin-id").focus();
@@ -683,8 +750,44 @@ byId("rotate-form").addEventListener("submit", async (event) => {
 
 // ---- start -----------------------------------------------------------
 
-showView("signin");
-byId("signin-id").focus();
-api.tokenEndpoint().then((url) => {
-  if (!state.tokenURL) state.tokenURL = url;
-});
+/** Opens the console from a link's code: the team, without a sign-in. */
+async function startFromLink(code) {
+  showLink("Opening the console…", "");
+  if (!/^[A-Za-z0-9_-]{1,256}$/.test(code)) {
+    showLink(LINK_FAILED, LINK_FAILED_MESSAGE);
+    return;
+  }
+  try {
+    await api.redeemSession(code);
+  } catch (err) {
+    if (!(err instanceof api.APIError)) console.error(err);
+    showLink(LINK_FAILED, err.status === 400 ? LINK_FAILED_MESSAGE : err.message);
+    return;
+  }
+  state.viaLink = true;
+  adoptIdentity();
+  if (!state.fixedTeam) {
+    api.signOut();
+    showLink(LINK_FAILED, LINK_FAILED_MESSAGE);
+    return;
+  }
+  scheduleExpiry();
+  try {
+    await loadCatalog();
+  } catch (err) {
+    showView("keys");
+    report(err, byId("keys-error"));
+    return;
+  }
+  await openTeam(state.fixedTeam);
+}
+
+if (linkCode !== null) {
+  startFromLink(linkCode);
+} else {
+  showView("signin");
+  byId("signin-id").focus();
+  api.tokenEndpoint().then((url) => {
+    if (!state.tokenURL) state.tokenURL = url;
+  });
+}
