@@ -434,3 +434,38 @@ func TestConsoleSessionRedeemRefusals(t *testing.T) {
 		t.Errorf("after the throttle: %s", r)
 	}
 }
+
+// Of concurrent redemptions of one code exactly one gets a token; the
+// others get the one refusal.
+func TestConsoleSessionRedeemRace(t *testing.T) {
+	e := newSessEnv(t, server.Options{AuthFailureBurst: -1})
+	_, code := e.mint(t, "acme", "alice@example.com", "15m")
+	const n = 8
+	statuses := make(chan int, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			req := e.NewRequest(t, http.MethodPost, "/console/session", strings.NewReader(`{"code":"`+code+`"}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := e.Client.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	close(start)
+	count := map[int]int{}
+	for range n {
+		count[<-statuses]++
+	}
+	if count[http.StatusOK] != 1 || count[http.StatusBadRequest] != n-1 {
+		t.Errorf("statuses %v, want one 200 and %d 400", count, n-1)
+	}
+	if got := len(e.teamEvents(t, "acme", store.AuditConsoleSessionRedeemed)); got != 1 {
+		t.Errorf("%d redeemed events, want 1", got)
+	}
+}
