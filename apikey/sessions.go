@@ -121,6 +121,9 @@ func (s *Service) CreateConsoleSession(ctx context.Context, by Request, team, us
 	if err != nil {
 		return store.ManagementSession{}, "", err
 	}
+	if err := s.requireSchemaLevel(ctx, store.SchemaLevelAdminRoles, "create console session"); err != nil {
+		return store.ManagementSession{}, "", err
+	}
 	id, err := randomToken(16)
 	if err != nil {
 		return store.ManagementSession{}, "", err
