@@ -15,7 +15,7 @@
 //
 // Open creates these top-level buckets:
 //
-//	meta        "schema" → "2"                 schema version and the record
+//	meta        "schema" → "2" (or "3")        schema version and the record
 //	            "formats" → JSON array         formats the file may hold,
 //	                                           checked on open (schema.go)
 //	keys        client ID → JSON key record    the source of truth
@@ -44,6 +44,10 @@
 //	            secret of every key            written with each key change;
 //	                                           built by the first Open of a
 //	                                           file that lacks it
+//	sessions,   management sessions, their     made by the first session
+//	session_codes, one-time codes and a team   (sessions.go); a file holding
+//	session_teams  index                       one, or a read-only admin
+//	                                           key, is version 3
 //
 // The team index exists so that counting a team's keys (for the limit) and
 // listing them cost the size of the team, not of the whole store. Admin keys
@@ -72,6 +76,7 @@
 //	webhook.go  webhook delivery state
 //	backup.go   online backup: a consistent copy of the file
 //	schema.go   schema versions, migrations and the formats record
+//	sessions.go management sessions, team erasure, schema levels
 package bolt
 
 import (
@@ -583,6 +588,14 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 		}
 		if k.TeamID != teamID {
 			return store.ErrNotFound
+		}
+		if k.IsFullAdmin() {
+			// The count and the removal share this transaction.
+			if n, err := fullAdmins(tx, 2); err != nil {
+				return err
+			} else if n < 2 {
+				return store.ErrLastAdmin
+			}
 		}
 		id := []byte(clientID)
 		if err := tx.Bucket(bucketKeys).Delete(id); err != nil {

@@ -211,7 +211,7 @@ func TestUnknownSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaSchema, []byte("3"))
+		return tx.Bucket(bucketMeta).Put(metaSchema, []byte("4"))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestUnknownSchemaRefused(t *testing.T) {
 
 	if s, err := Open(path); err == nil {
 		s.Close()
-		t.Fatal("Open of a file with schema version 3 succeeded")
+		t.Fatal("Open of a file with schema version 4 succeeded")
 	} else if !strings.Contains(err.Error(), "version") {
 		t.Fatalf("Open of a newer file: error %q does not mention the version", err)
 	}

@@ -28,6 +28,10 @@ type keyRecord struct {
 	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
 	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
 	quotaRecord                       // flattened: token_quota_limit, …_per, …_mode
+	// Role: admin keys only; absent for full admins. A file holding a
+	// read-only one is schema version 3 (sessions.go, RaiseSchema), which a
+	// keygate that would ignore the field refuses.
+	Role string `json:"role,omitempty"`
 }
 
 // quotaRecord is a key's own issuance quota, its members absent when it
@@ -99,6 +103,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
 		quotaRecord:             toQuotaRecord(k.TokenQuota),
+		Role:                    k.Role,
 	})
 }
 
@@ -122,6 +127,7 @@ func decodeKey(b []byte) (store.Key, error) {
 		PreviousStatusIndex:     r.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
 		TokenQuota:              fromQuotaRecord(r.quotaRecord),
+		Role:                    r.Role,
 	}, nil
 }
 

@@ -35,6 +35,14 @@ import (
 // store.Format instead (no bump needed: the formats record guards it).
 const schemaVersion = 2
 
+// maxKnownVersion is the newest version this build reads: schemaVersion
+// plus the levels of store.SchemaRaiser it knows (version 3: read-only
+// admin keys and management sessions, sessions.go). Open leaves a file of
+// version 2 at 2; RaiseSchema raises it when such a record is first
+// written, so a file that never holds one still opens in the release
+// before.
+const maxKnownVersion = schemaVersion + store.SchemaLevelAdminRoles
+
 var metaFormats = []byte("formats")
 
 // migration moves a file from version from to from+1 inside tx.
@@ -95,8 +103,8 @@ func readSchema(tx *bbolt.Tx) (schemaState, error) {
 	if err != nil || n < 1 {
 		return st, fmt.Errorf("schema version %q is not a version number (store file damaged?)", v)
 	}
-	if n > schemaVersion {
-		return st, &store.SchemaError{Store: n, Known: schemaVersion}
+	if n > maxKnownVersion {
+		return st, &store.SchemaError{Store: n, Known: maxKnownVersion}
 	}
 	st.version = n
 	if f := meta.Get(metaFormats); f != nil {
@@ -114,7 +122,7 @@ func readSchema(tx *bbolt.Tx) (schemaState, error) {
 // version, every bucket, and every format this build reads recorded (so
 // that Writable can say yes without a write).
 func upToDate(tx *bbolt.Tx, st schemaState) bool {
-	if st.version != schemaVersion {
+	if st.version < schemaVersion {
 		return false
 	}
 	for _, name := range currentBuckets() {
@@ -160,7 +168,7 @@ func setUp(tx *bbolt.Tx) ([]store.Format, error) {
 		}
 		st.version = m.from + 1
 	}
-	if st.version != schemaVersion {
+	if st.version < schemaVersion {
 		return nil, fmt.Errorf("no migration from schema %d to %d", st.version, schemaVersion)
 	}
 	for _, name := range currentBuckets() {
@@ -168,7 +176,8 @@ func setUp(tx *bbolt.Tx) ([]store.Format, error) {
 			return nil, fmt.Errorf("schema %d file lacks bucket %s (store file damaged?)", schemaVersion, name)
 		}
 	}
-	if err := meta.Put(metaSchema, []byte(strconv.Itoa(schemaVersion))); err != nil {
+	// A raised level (version above schemaVersion) stays as it is.
+	if err := meta.Put(metaSchema, []byte(strconv.Itoa(st.version))); err != nil {
 		return nil, err
 	}
 	formats := append([]store.Format{}, st.formats...)
@@ -192,5 +201,9 @@ func setUp(tx *bbolt.Tx) ([]store.Format, error) {
 // hold, which Open made every format this build reads.
 func (s *Store) Writable(f store.Format) bool { return slices.Contains(s.formats, f) }
 
-// SchemaVersion is the file's schema version (after Open: schemaVersion).
+// SchemaVersion is the version Open migrates a file to (a file may be
+// above it, up to MaxSchemaVersion, once RaiseSchema raised it).
 func SchemaVersion() int { return schemaVersion }
+
+// MaxSchemaVersion is the newest file version this build opens.
+func MaxSchemaVersion() int { return maxKnownVersion }

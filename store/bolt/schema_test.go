@@ -185,17 +185,17 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	setMeta(t, path, metaSchema, "3")
+	setMeta(t, path, metaSchema, "4")
 	before := readFile(t, path)
 
 	_, err = Open(path)
-	want := "open store " + path + ": the store has schema version 3, newer than this keygate's 2: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
+	want := "open store " + path + ": the store has schema version 4, newer than this keygate's 3: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Open of a schema 3 file: %v\nwant: %s", err, want)
 	}
 	var se *store.SchemaError
-	if !errors.As(err, &se) || !errors.Is(err, store.ErrNewerSchema) || se.Store != 3 || se.Known != 2 {
-		t.Fatalf("error %v is not a SchemaError{3, 2}", err)
+	if !errors.As(err, &se) || !errors.Is(err, store.ErrNewerSchema) || se.Store != 4 || se.Known != 3 {
+		t.Fatalf("error %v is not a SchemaError{4, 3}", err)
 	}
 	if !bytes.Equal(readFile(t, path), before) {
 		t.Fatal("the refused Open changed the file")
@@ -251,5 +251,58 @@ func setMeta(t *testing.T, path string, key []byte, value string) {
 	defer db.Close()
 	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(key, []byte(value)) }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRaiseSchema: Open leaves a version-2 file at 2 (a release before
+// still opens it); RaiseSchema(level 1) makes it 3, never lowers it, and
+// Open keeps 3; a keygate that knows only 2 refuses it (the message a
+// release before this one gives: TestNewerSchemaRefused's, for 4 here).
+func TestRaiseSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	version := func() string {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v string
+		if err := db.View(func(tx *bbolt.Tx) error { v = string(tx.Bucket(bucketMeta).Get(metaSchema)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if v := version(); v != "2" {
+		t.Fatalf("a new file is version %s, want 2", v)
+	}
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseSchema(ctx, store.SchemaLevelAdminRoles); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseSchema(ctx, 0); err != nil {
+		t.Fatalf("RaiseSchema(0) on a raised file: %v", err)
+	}
+	if err := s.RaiseSchema(ctx, store.SchemaLevelAdminRoles+1); err == nil {
+		t.Fatal("RaiseSchema to a level this build does not know succeeded")
+	}
+	s.Close()
+	if v := version(); v != "3" {
+		t.Fatalf("after RaiseSchema(1) the file is version %s, want 3", v)
+	}
+	if s, err = Open(path); err != nil {
+		t.Fatalf("this build reopening its raised file: %v", err)
+	}
+	s.Close()
+	if v := version(); v != "3" {
+		t.Fatalf("Open lowered the raised version to %s", v)
 	}
 }
