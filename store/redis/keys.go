@@ -412,6 +412,24 @@ if #KEYS > 2 then
   local r = cjson.decode(redis.call('HGET', KEYS[1], 'rec'))
   if (tonumber(r.status_index) or 0) ~= tonumber(ARGV[4]) then return 2 end
 end
+if ARGV[1] == '' then
+  -- Admin keys share one slot (their IDs carry the empty team's tag):
+  -- refuse to remove the last full admin (role absent or "").
+  local function full(name)
+    local v = redis.call('HGET', name, 'rec')
+    if not v then return false end
+    local r = cjson.decode(v)
+    return r.role == nil or r.role == ''
+  end
+  if full(KEYS[1]) then
+    local others = 0
+    local head = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2])
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      if id ~= ARGV[2] and full(head .. id) then others = others + 1; break end
+    end
+    if others == 0 then return 3 end
+  end
+end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
@@ -473,6 +491,8 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 			return fail(octx, "delete key "+clientID, err)
 		case n == 0:
 			return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
+		case n == 3:
+			return fmt.Errorf("delete key %s: %w", clientID, store.ErrLastAdmin)
 		case n == 1:
 			// Best effort: an entry left behind names a deleted key and
 			// finds nothing.

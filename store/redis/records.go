@@ -64,7 +64,9 @@ type record struct {
 	StatusIndex             int64     `json:"status_index,omitempty"`
 	PreviousStatusIndex     int64     `json:"previous_status_index,omitempty"`
 	SecretSuspendedAt       time.Time `json:"secret_suspended_at,omitzero"`
-	quotaRecord                       // flattened: token_quota_limit, …_per, …_mode
+	// Role is read by the delete script (keys.go) to count full admins.
+	Role        string `json:"role,omitempty"`
+	quotaRecord        // flattened: token_quota_limit, …_per, …_mode
 }
 
 // quotaRecord is a key's own issuance quota, its members absent when it
@@ -89,6 +91,7 @@ func encodeRecord(k store.Key) (string, error) {
 		StatusIndex:             k.StatusIndex,
 		PreviousStatusIndex:     k.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
+		Role:                    k.Role,
 		quotaRecord:             quotaRecord{Limit: k.TokenQuota.Limit, Per: store.QuotaWord(k.TokenQuota.Per), Mode: store.QuotaWord(k.TokenQuota.Mode)},
 	}
 	b, err := json.Marshal(r)
@@ -119,6 +122,7 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		StatusIndex:             r.StatusIndex,
 		PreviousStatusIndex:     r.PreviousStatusIndex,
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
+		Role:                    r.Role,
 		TokenQuota:              store.TokenQuota{Limit: r.quotaRecord.Limit, Per: string(r.quotaRecord.Per), Mode: string(r.quotaRecord.Mode)},
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
