@@ -50,9 +50,19 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// schemaVersion is the layout this build writes. Version 0 (no record) is
-// every store written before versions were recorded.
-const schemaVersion = 1
+// schemaVersion is the layout Migrate brings a store to. Version 0 (no
+// record) is every store written before versions were recorded.
+//
+// schemaKnown is the newest version this build reads: 2 (level
+// store.SchemaLevelAdminRoles) adds read-only admin keys (Key.Role) and
+// management sessions, which a version-1 keygate would misread (a read-only
+// key as a full admin). Opening a version-1 store leaves it at 1; only
+// RaiseSchema raises it, before the first such record is written, so a
+// store that never holds one can still go back to the previous release.
+const (
+	schemaVersion = 1
+	schemaKnown   = 2
+)
 
 // Defaults of SchemaOptions.
 const (
@@ -150,8 +160,8 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	if err != nil || n < 1 {
 		return 0, fmt.Errorf("schema version %q at %s is not a version number", v, s.schemaKey())
 	}
-	if n > schemaVersion {
-		return n, &store.SchemaError{Store: n, Known: schemaVersion}
+	if n > schemaKnown {
+		return n, &store.SchemaError{Store: n, Known: schemaKnown}
 	}
 	return n, nil
 }
@@ -181,7 +191,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if v == schemaVersion {
+	if v >= schemaVersion {
 		c.setMigrated()
 		return nil
 	}
@@ -466,3 +476,52 @@ func (s *Store) Leave(ctx context.Context) error {
 }
 
 var _ store.CompatChecker = (*Store)(nil)
+
+var _ store.SchemaRaiser = (*Store)(nil)
+
+// raiseSchemaScript sets the version to ARGV[1] unless it is already as
+// high, and never raises an unmigrated store (below ARGV[2]): the
+// migration's own steps must run first. Returns the version it left.
+var raiseSchemaScript = goredis.NewScript(`
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v < tonumber(ARGV[2]) then return -v - 1 end
+if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]); return tonumber(ARGV[1]) end
+return v
+`)
+
+// RaiseSchema implements store.SchemaRaiser: level L is version 1 + L.
+// A keygate that knows only version 1 refuses the raised store with
+// store.SchemaError at its next start (SchemaVersion). A running one is
+// not told: its periodic Check compares formats and heartbeats, not the
+// version (see docs/redis.md).
+func (s *Store) RaiseSchema(ctx context.Context, level int) error {
+	target := 1 + level
+	if level < 0 || target > schemaKnown {
+		return fmt.Errorf("raise schema to level %d: %w: this build knows version %d at most", level, store.ErrInvalid, schemaKnown)
+	}
+	raise := func() (int, error) {
+		octx, cancel := s.op(ctx)
+		defer cancel()
+		n, err := raiseSchemaScript.Run(octx, s.rdb, []string{s.schemaKey()}, target, schemaVersion).Int()
+		if err != nil {
+			return 0, fail(octx, "raise schema", err)
+		}
+		return n, nil
+	}
+	n, err := raise()
+	if err == nil && n < 0 {
+		// Below version 1 the migration's steps have not run: run them
+		// first (a version-2 store must hold version 1's secret index).
+		if err := s.Migrate(ctx); err != nil {
+			return fmt.Errorf("raise schema to version %d: %w", target, err)
+		}
+		n, err = raise()
+	}
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("raise schema to version %d: the store is at version %d, not migrated yet", target, -n-1)
+	}
+	return nil
+}
