@@ -59,10 +59,11 @@ import (
 // key as a full admin). Opening a version-1 store leaves it at 1; only
 // RaiseSchema raises it, before the first such record is written, so a
 // store that never holds one can still go back to the previous release.
-const (
-	schemaVersion = 1
-	schemaKnown   = 2
-)
+const schemaVersion = 1
+
+// schemaKnown is a variable only so that tests can play a keygate of the
+// previous release (which knew 1).
+var schemaKnown = 2
 
 // Defaults of SchemaOptions.
 const (

@@ -160,13 +160,13 @@ func TestNewerSchemaRefusedRedis(t *testing.T) {
 	c := redistest.Require(t)
 	ctx := context.Background()
 	prefix := redistest.Prefix(t, c, "")
-	if err := c.Set(ctx, prefix+"{kg}:schema", "2", 0).Err(); err != nil {
+	if err := c.Set(ctx, prefix+"{kg}:schema", "3", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Open(ctx, Options{URL: redistest.URL(), Prefix: prefix})
-	want := "open redis store at " + redact(redistest.URL()) + ": the store has schema version 2, newer than this keygate's 1: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
+	want := "open redis store at " + redact(redistest.URL()) + ": the store has schema version 3, newer than this keygate's 2: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
 	if err == nil || err.Error() != want || !errors.Is(err, store.ErrNewerSchema) {
-		t.Fatalf("Open of a schema 2 store: %v\nwant: %s", err, want)
+		t.Fatalf("Open of a schema 3 store: %v\nwant: %s", err, want)
 	}
 	names, _ := c.Keys(ctx, prefix+"*").Result()
 	if len(names) != 1 {
@@ -251,3 +251,101 @@ func TestMixedVersions(t *testing.T) {
 }
 
 func sorted(s []string) []string { slices.Sort(s); return s }
+
+// TestRaiseSchemaRedis: opening a version-1 store leaves it at 1 (so it can
+// still go back to the previous release); RaiseSchema(SchemaLevelAdminRoles)
+// makes it 2, a lower level never lowers it, and a keygate that knows only
+// version 1 then refuses the store at start with store.SchemaError.
+func TestRaiseSchemaRedis(t *testing.T) {
+	c := redistest.Require(t)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t, c, "")
+	open := func() (*Store, error) {
+		return Open(ctx, Options{URL: redistest.URL(), Prefix: prefix})
+	}
+	version := func() string {
+		v, err := c.Get(ctx, prefix+"{kg}:schema").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for range 2 {
+		s, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if v := version(); v != "1" {
+			t.Fatalf("after Open: schema version %s, want 1 (opening must not raise it)", v)
+		}
+	}
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.RaiseSchema(ctx, store.SchemaLevelAdminRoles); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != "2" {
+		t.Fatalf("after RaiseSchema(%d): version %s, want 2", store.SchemaLevelAdminRoles, v)
+	}
+	if err := s.RaiseSchema(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != "2" {
+		t.Fatalf("after RaiseSchema(0): version %s, want 2 (never down)", v)
+	}
+	if err := s.RaiseSchema(ctx, 2); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("RaiseSchema(2), a level this build does not know: %v, want ErrInvalid", err)
+	}
+	if v := version(); v != "2" {
+		t.Fatalf("after the refused RaiseSchema(2): version %s", v)
+	}
+	s2, err := open()
+	if err != nil {
+		t.Fatalf("this build opening the raised store: %v", err)
+	}
+	s2.Close()
+
+	// The previous release knew version 1.
+	schemaKnown = 1
+	defer func() { schemaKnown = 2 }()
+	_, err = open()
+	var se *store.SchemaError
+	if !errors.As(err, &se) || se.Store != 2 || se.Known != 1 {
+		t.Fatalf("a version-1 keygate opening a version-2 store: %v, want a store.SchemaError{2, 1}", err)
+	}
+}
+
+// TestRaiseSchemaConcurrent: raises from several instances at once leave
+// version 2, never anything else (on a migrated store, as Open leaves it).
+func TestRaiseSchemaConcurrent(t *testing.T) {
+	c := redistest.Require(t)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t, c, "")
+	if err := c.Set(ctx, prefix+"{kg}:schema", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		s := instance(t, c, prefix, SchemaOptions{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.RaiseSchema(ctx, i%2)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := c.Get(ctx, prefix+"{kg}:schema").Result(); v != "2" {
+		t.Fatalf("after concurrent raises: version %q, want 2", v)
+	}
+}
