@@ -33,6 +33,14 @@
 //	                       hour or UTC day (start in unix seconds); fields
 //	                       t:<client_id> (tokens), f:<client_id> (failed
 //	                       authentications); usage.go
+//	P{kg}:session:<id>     string with expiry: a management session (JSON)
+//	P{kg}:session-code:<hex hash>
+//	                       string with expiry: a console session's one-time
+//	                       code → "<session id>|<expiry ms>", taken by GETDEL
+//	P{kg}:sessions:<team_id>
+//	                       sorted set: the team's session IDs by creation
+//	P{kg}:sessions         sorted set: every session ID by expiry (pruning);
+//	                       sessions.go
 //	Pquota:<k|t>:<id>:<window>[:over]
 //	                       counter with expiry: tokens leased against an
 //	                       issuance quota of a key (k, client ID) or a team
@@ -86,6 +94,7 @@
 //	cache.go    the optional local key cache and its pub/sub invalidation
 //	secrets.go  the secret index (KeyBySecretHash) and its backfill
 //	usage.go    usage per key (store.UsageStore)
+//	sessions.go store.Sessions (management sessions) and store.TeamEraser
 //	quota.go    the shared counters of issuance quotas (quota.Shared)
 //	schema.go   the schema version, online migrations, heartbeats and the
 //	            compatibility record (store.CompatChecker)
