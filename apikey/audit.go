@@ -397,6 +397,14 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			break
 		}
 	}
+	// Ended management sessions and expired one-time codes: the store
+	// bounds each transaction; their tokens were refused from ExpiresAt on
+	// already (CheckSessionToken reads the clock), so this only frees space.
+	if ss, ok := store.Feature[store.Sessions](w.s.store); ok && !final {
+		if _, err := ss.PruneSessions(ctx, now); err != nil {
+			w.s.log.Warn("pruning ended management sessions failed; retried next round", "err", err)
+		}
+	}
 	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.opts.GenerationsEvery) {
 		if _, err := w.s.RevokeEndedGenerations(ctx, now); err != nil {
 			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)

@@ -311,3 +311,43 @@ func mustSecret(t *testing.T) string {
 	}
 	return s
 }
+
+// TestAuditWorkerPrunesSessions: an ended console session (and its code)
+// leaves the store on the audit worker's next round after its end, driven
+// by injected ticks; a live one stays.
+func TestAuditWorkerPrunesSessions(t *testing.T) {
+	ctx := context.Background()
+	st, mk := FreshStore(t)
+	clk := &clock{}
+	clk.t.Store(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC).UnixNano())
+	svc, err := Open(ctx, Config{Store: st, MasterKey: mk, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, _, err := svc.CreateConsoleSession(ctx, testReq, "acme", "alice@example.com", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, _, err := svc.CreateConsoleSession(ctx, testReq, "acme", "bob@example.com", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, _ := store.Feature[store.Sessions](st)
+	ticks := make(chan time.Time)
+	w := svc.StartAudit(AuditOptions{Ticks: ticks})
+	defer w.Close()
+	t0 := clk.now()
+	ticks <- t0.Add(30 * time.Second)
+	ticks <- t0.Add(30 * time.Second) // returns once the first round is done
+	if _, err := ss.GetSession(ctx, short.ID); err != nil {
+		t.Fatalf("a live session pruned: %v", err)
+	}
+	ticks <- t0.Add(2 * time.Minute)
+	ticks <- t0.Add(2 * time.Minute)
+	if _, err := ss.GetSession(ctx, short.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an ended session after the round: %v, want not found", err)
+	}
+	if _, err := ss.GetSession(ctx, long.ID); err != nil {
+		t.Fatalf("a live session pruned with the ended one: %v", err)
+	}
+}
