@@ -13,7 +13,6 @@ import (
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/store/storetest"
 	"github.com/keygate/keygate/verify"
 )
 
@@ -28,11 +27,9 @@ type sessEnv struct {
 // newSessEnv starts keygate on the in-memory store on a stopped clock.
 func newSessEnv(t *testing.T, opts server.Options) sessEnv {
 	t.Helper()
-	backend := servertest.Memory()
-	if _, ok := store.Store(storetest.NewMemStore()).(store.Sessions); !ok {
-		backend = servertest.Existing(newFakeSessions())
-	}
-	e := startEnv(t, servertest.Config{Options: opts, Backend: backend, Clock: servertest.NewClock(sessT0)})
+	// The embedded store (bolt), keygate's default; every backend passes
+	// store.Sessions' contract in store/storetest.
+	e := startEnv(t, servertest.Config{Options: opts, Clock: servertest.NewClock(sessT0)})
 	return sessEnv{e, e.AdminToken(t)}
 }
 

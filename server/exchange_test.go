@@ -42,7 +42,7 @@ const (
 
 // exchangeBackends are the stores the exchange runs on: those that keep
 // management sessions.
-var exchangeBackends = []servertest.Backend{servertest.Memory()}
+var exchangeBackends = []servertest.Backend{servertest.Memory(), servertest.Bolt(), servertest.Redis()}
 
 type exchangeEnv struct {
 	*testEnv
