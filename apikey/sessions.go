@@ -101,6 +101,11 @@ func (s *Service) sessions() (store.Sessions, error) {
 	return ss, nil
 }
 
+// ViaConsoleSession is the audit Via of what a console session's user does
+// (and of the session's redemption): Actor.ID is the key that minted it,
+// OnBehalfOf the user.
+const ViaConsoleSession = "console_session"
+
 // CreateConsoleSession mints a console session of team for user, lasting
 // ttl, on behalf of by (a full admin: the route's authorization). It
 // returns the session and its one-time code, which only the caller ever
@@ -181,7 +186,7 @@ func (s *Service) RedeemSessionCode(ctx context.Context, by Request, code string
 	if sess.Kind != store.SessionConsole || !now.Before(sess.ExpiresAt) {
 		return store.ManagementSession{}, now, ErrSessionCode
 	}
-	by.Actor = store.AuditActor{Type: store.ActorAdminKey, ID: sess.MintedBy, OnBehalfOf: sess.User, Via: "console_session"}
+	by.Actor = store.AuditActor{Type: store.ActorAdminKey, ID: sess.MintedBy, OnBehalfOf: sess.User, Via: ViaConsoleSession}
 	ev := s.newEvent(by, store.AuditConsoleSessionRedeemed, sess.TeamID, "")
 	ev.Fields = []string{sess.ID}
 	// The code is spent either way; a token whose redemption is not on

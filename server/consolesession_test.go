@@ -466,3 +466,31 @@ func TestConsoleSessionRedeemRace(t *testing.T) {
 		t.Errorf("%d redeemed events, want 1", got)
 	}
 }
+
+// What a console session's user does is on the team's trail as done by the
+// minting admin key on behalf of the user, via the console session.
+func TestConsoleSessionActsOnTheTrail(t *testing.T) {
+	e := newSessEnv(t, server.Options{})
+	_, code := e.mint(t, "acme", "alice@example.com", "15m")
+	r := e.redeem(t, map[string]string{"code": code})
+	if r.Status != http.StatusOK {
+		t.Fatalf("redeem: %s", r)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(r.Body, &tok); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.API(t, tok.AccessToken, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "From the console", "permissions": []string{"accounting_api"}}); r.Status != http.StatusCreated {
+		t.Fatalf("create with the session's token: %s", r)
+	}
+	evs := e.teamEvents(t, "acme", store.AuditKeyCreated)
+	if len(evs) != 1 {
+		t.Fatalf("%d key.created events, want 1", len(evs))
+	}
+	want := store.AuditActor{Type: store.ActorAdminKey, ID: e.AdminID, OnBehalfOf: "alice@example.com", Via: "console_session"}
+	if evs[0].Actor != want {
+		t.Fatalf("actor %+v, want %+v", evs[0].Actor, want)
+	}
+}

@@ -34,6 +34,14 @@ func (s *Server) requestMeta(c *gin.Context) apikey.Request {
 			r.Actor = claimsActor(claims)
 		}
 	}
+	// A session token acts for a person on the authority of the key that
+	// minted it: the event names both (docs/audit.md).
+	switch k := callerOf(c); k.Kind {
+	case callerConsole:
+		r.Actor = store.AuditActor{Type: store.ActorAdminKey, ID: k.ClientID, OnBehalfOf: k.User, Via: apikey.ViaConsoleSession}
+	case callerExchanged:
+		r.Actor = store.AuditActor{Type: store.ActorTeamKey, ID: k.ClientID, OnBehalfOf: k.User, Via: apikey.ViaTokenExchange}
+	}
 	return r
 }
 
