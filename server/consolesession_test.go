@@ -280,6 +280,7 @@ func TestConsoleSessionEnd(t *testing.T) {
 func TestConsoleSessionList(t *testing.T) {
 	e := newSessEnv(t, server.Options{})
 	short, _ := e.mint(t, "acme", "alice@example.com", "1m")
+	e.Clock.Advance(time.Second) // oldest first: distinct creation times
 	long, _ := e.mint(t, "acme", "bob@example.com", "1h")
 	e.mint(t, "globex", "gina@example.com", "1h")
 
