@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store"
 )
 
@@ -88,17 +87,9 @@ func (s *Service) CreateAdminKey(ctx context.Context, by Request, nk NewAdminKey
 			return store.Key{}, "", err
 		}
 	}
-	id, err := credential.NewClientID("")
+	id, secret, idx, err := s.newCredentials(ctx, "")
 	if err != nil {
-		return store.Key{}, "", fmt.Errorf("generate client ID: %w", err)
-	}
-	secret, err := credential.NewSecret()
-	if err != nil {
-		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
-	}
-	idx, err := s.store.NextStatusIndex(ctx)
-	if err != nil {
-		return store.Key{}, "", fmt.Errorf("allocate status index: %w", err)
+		return store.Key{}, "", err
 	}
 	k := store.Key{
 		ClientID:    id,

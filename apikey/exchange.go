@@ -2,8 +2,6 @@ package apikey
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -34,7 +32,7 @@ func (s *Service) ExchangeSession(ctx context.Context, by Request, client store.
 	if err := s.requireSchemaLevel(ctx, store.SchemaLevelAdminRoles, "create exchange session"); err != nil {
 		return store.ManagementSession{}, err
 	}
-	id, err := newExchangeSessionID()
+	id, err := newSessionID()
 	if err != nil {
 		return store.ManagementSession{}, err
 	}
@@ -49,14 +47,4 @@ func (s *Service) ExchangeSession(ctx context.Context, by Request, client store.
 	}
 	s.logAudit(ctx, ev)
 	return sess, nil
-}
-
-// newExchangeSessionID is "ses_" and 22 characters of base64url: 128 bits
-// of randomness, as store.ManagementSession.ID describes.
-func newExchangeSessionID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("session ID: %w", err)
-	}
-	return "ses_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }

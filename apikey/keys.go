@@ -51,20 +51,9 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 	if err := CheckTokenQuota(nk.TokenQuota); err != nil {
 		return store.Key{}, "", err
 	}
-	id, err := credential.NewClientID(nk.Team)
+	id, secret, idx, err := s.newCredentials(ctx, nk.Team)
 	if err != nil {
-		return store.Key{}, "", fmt.Errorf("generate client ID: %w", err)
-	}
-	secret, err := credential.NewSecret()
-	if err != nil {
-		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
-	}
-	// The status index is taken before the create, outside the team's
-	// atomic step (it is a store-wide counter); a create refused for the
-	// team limit burns it, which is harmless.
-	idx, err := s.store.NextStatusIndex(ctx)
-	if err != nil {
-		return store.Key{}, "", fmt.Errorf("allocate status index: %w", err)
+		return store.Key{}, "", err
 	}
 	k := store.Key{
 		ClientID:    id,
@@ -453,4 +442,21 @@ func (s *Service) Delete(ctx context.Context, by Request, team, clientID string)
 	ev.StatusIndex = k.StatusIndex
 	s.logAudit(ctx, ev)
 	return nil
+}
+
+// newCredentials draws a new key's client ID (carrying team's tag), its
+// secret, and its status index. The index is taken before the create,
+// outside the team's atomic step (it is a store-wide counter); a create
+// refused for the team limit burns it, which is harmless.
+func (s *Service) newCredentials(ctx context.Context, team string) (id, secret string, idx int64, err error) {
+	if id, err = credential.NewClientID(team); err != nil {
+		return "", "", 0, fmt.Errorf("generate client ID: %w", err)
+	}
+	if secret, err = credential.NewSecret(); err != nil {
+		return "", "", 0, fmt.Errorf("generate secret: %w", err)
+	}
+	if idx, err = s.store.NextStatusIndex(ctx); err != nil {
+		return "", "", 0, fmt.Errorf("allocate status index: %w", err)
+	}
+	return id, secret, idx, nil
 }

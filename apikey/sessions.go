@@ -129,7 +129,7 @@ func (s *Service) CreateConsoleSession(ctx context.Context, by Request, team, us
 	if err := s.requireSchemaLevel(ctx, store.SchemaLevelAdminRoles, "create console session"); err != nil {
 		return store.ManagementSession{}, "", err
 	}
-	id, err := randomToken(16)
+	id, err := newSessionID()
 	if err != nil {
 		return store.ManagementSession{}, "", err
 	}
@@ -139,7 +139,7 @@ func (s *Service) CreateConsoleSession(ctx context.Context, by Request, team, us
 	}
 	now := s.cfg.Now().UTC()
 	sess := store.ManagementSession{
-		ID:        "ses_" + id,
+		ID:        id,
 		TeamID:    team,
 		User:      user,
 		Kind:      store.SessionConsole,
@@ -249,6 +249,16 @@ func ValidSessionID(id string) bool {
 	}
 	_, err := base64.RawURLEncoding.DecodeString(id[4:])
 	return err == nil
+}
+
+// newSessionID is "ses_" and 22 characters of base64url: 128 bits of
+// randomness (ValidSessionID's shape), for sessions of either kind.
+func newSessionID() (string, error) {
+	id, err := randomToken(16)
+	if err != nil {
+		return "", fmt.Errorf("session ID: %w", err)
+	}
+	return "ses_" + id, nil
 }
 
 // randomToken is n bytes from crypto/rand, base64url without padding.

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -232,24 +231,5 @@ func reservedClaim(name string) bool {
 // (a provider on the same machine, tests): keys fetched in the clear could
 // be replaced on the path, and with them every user's identity.
 func checkJWKSURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !printable(raw) || u.Host == "" || u.Opaque != "" {
-		return errHint("is not an absolute URL, e.g. https://idp.example.com/.well-known/jwks.json")
-	}
-	if u.User != nil {
-		return errHint("must not carry credentials")
-	}
-	if u.Fragment != "" {
-		return errHint("must not have a #fragment")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if loopbackHost(u.Hostname()) {
-			return nil
-		}
-		return errHint("must use https (plain http is allowed only to a loopback host: 127.0.0.0/8, ::1, localhost)")
-	}
-	return errHint("must be an https URL")
+	return checkHTTPSURL(raw, "https://idp.example.com/.well-known/jwks.json", "")
 }

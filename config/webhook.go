@@ -226,12 +226,20 @@ func (c *Config) validateWebhooks() error {
 // host: a plain-http receiver elsewhere would expose the events and let
 // anyone on the path replay them.
 func checkWebhookURL(raw string) error {
+	return checkHTTPSURL(raw, "https://hooks.example.com/keygate", ": receivers authenticate keygate by the signature")
+}
+
+// checkHTTPSURL is the rule of every URL keygate sends to or fetches from:
+// absolute, printable, no credentials (why names the reason, if any) and
+// no fragment, https unless the host is loopback. example is a URL of the
+// right shape for the message.
+func checkHTTPSURL(raw, example, why string) error {
 	u, err := url.Parse(raw)
 	if err != nil || !printable(raw) || u.Host == "" || u.Opaque != "" {
-		return errHint("is not an absolute URL, e.g. https://hooks.example.com/keygate")
+		return errHint("is not an absolute URL, e.g. " + example)
 	}
 	if u.User != nil {
-		return errHint("must not carry credentials: receivers authenticate keygate by the signature")
+		return errHint("must not carry credentials" + why)
 	}
 	if u.Fragment != "" {
 		return errHint("must not have a #fragment")
