@@ -107,7 +107,10 @@ func askKeygate(t *testing.T, issuer string) keygateFacts {
 	if u, err := url.Parse(meta.JWKSURI); err == nil {
 		f.jwksStatus, _ = get(t, kg, u.Path)
 	}
-	tok := kg.AdminToken(t)
+	// A team key's token, what Envoy fronts resource servers for (an
+	// admin token's aud is <issuer>/v1: the management API's alone).
+	k := kg.CreateKey(t, "envoy-check", "resource server check", "accounting_api")
+	tok := kg.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		t.Fatalf("keygate's token is not a JWS: %d parts", len(parts))
