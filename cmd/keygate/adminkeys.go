@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keygate/keygate/apikey"
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
 )
@@ -97,12 +96,9 @@ The key managed by the environment (KEYGATE_ADMIN_CLIENT_ID) is refused:
 change KEYGATE_ADMIN_CLIENT_SECRET and restart instead.`,
 		Args: oneArg("CLIENT_ID", "an admin key's client ID (keygate admin-keys list)"),
 		RunE: f.command(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			var gp *time.Duration
-			if cmd.Flags().Changed("grace-period") {
-				if grace < 0 || grace > apikey.MaxGracePeriod {
-					return fmt.Errorf("--grace-period %s is out of range: want 0s to %s (%dh)", graceFlag, formatDays(apikey.MaxGracePeriod), apikey.MaxGracePeriod/time.Hour)
-				}
-				gp = &grace
+			gp, err := gracePeriodArg(cmd, grace, graceFlag)
+			if err != nil {
+				return err
 			}
 			r, err := c.RotateAdminKey(cmd.Context(), args[0], gp)
 			if err != nil {

@@ -641,12 +641,9 @@ most two working secrets: rotating again during a grace period ends the
 oldest secret at once. --team, if given, must be the key's team.`,
 		Args: oneArg("CLIENT_ID", clientIDWhat),
 		RunE: f.command(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			var gp *time.Duration
-			if cmd.Flags().Changed("grace-period") {
-				if grace < 0 || grace > apikey.MaxGracePeriod {
-					return fmt.Errorf("--grace-period %s is out of range: want 0s to %s (%dh)", graceFlag, formatDays(apikey.MaxGracePeriod), apikey.MaxGracePeriod/time.Hour)
-				}
-				gp = &grace
+			gp, err := gracePeriodArg(cmd, grace, graceFlag)
+			if err != nil {
+				return err
 			}
 			k, err := findKey(cmd, c, team, args[0])
 			if err != nil {
@@ -679,6 +676,19 @@ oldest secret at once. --team, if given, must be the key's team.`,
 	cmd.Flags().StringVar(&team, "team", "", "team ID (optional: the key's team, checked)")
 	cmd.Flags().Var(graceFlag, "grace-period", "how long the old secret keeps working, 0s to 7d (e.g. 36h, 7d)")
 	return cmd
+}
+
+// gracePeriodArg is --grace-period as a rotation sends it: nil when the
+// flag was not given (the server's default applies), else the value,
+// refused here when out of apikey's range.
+func gracePeriodArg(cmd *cobra.Command, grace time.Duration, flag fmt.Stringer) (*time.Duration, error) {
+	if !cmd.Flags().Changed("grace-period") {
+		return nil, nil
+	}
+	if grace < 0 || grace > apikey.MaxGracePeriod {
+		return nil, fmt.Errorf("--grace-period %s is out of range: want 0s to %s (%dh)", flag, formatDays(apikey.MaxGracePeriod), apikey.MaxGracePeriod/time.Hour)
+	}
+	return &grace, nil
 }
 
 // formatDays writes d in days when it is whole days (168h is "7d").
