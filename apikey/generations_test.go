@@ -53,7 +53,7 @@ func revoked(t *testing.T, st store.Store, idx int64) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return idx/8 < int64(len(l.Revoked)) && l.Revoked[idx/8]>>(idx%8)&1 == 1
+	return l.Entry(idx) == store.StatusInvalid
 }
 
 func TestRotateGenerations(t *testing.T) {

@@ -155,7 +155,7 @@ func (s *Service) suspendedUnset(ctx context.Context, idx []int64) ([]int64, err
 	}
 	var out []int64
 	for _, i := range idx {
-		if i/8 >= int64(len(l.Revoked)) || l.Revoked[i/8]>>(i%8)&1 == 0 {
+		if l.Entry(i) != store.StatusInvalid {
 			out = append(out, i)
 		}
 	}

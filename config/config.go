@@ -43,6 +43,9 @@ const (
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultDataDir         = "./keygate-data"
 	DefaultTokenTTL        = 15 * time.Minute
+	// DefaultKeyExpiryWarning: a key is marked as expiring soon a week
+	// before its expires_at.
+	DefaultKeyExpiryWarning = 7 * Day
 	DefaultSigningAlg      = signing.DefaultAlg
 	DefaultMaxKeysPerTeam  = 5
 	DefaultLogLevel        = "info"
@@ -146,6 +149,11 @@ const (
 	// recalled from resource servers that verify offline; deleting a key
 	// only stops new tokens).
 	MaxTokenTTL = 24 * time.Hour
+	// MinMaxKeyLifetime and MaxMaxKeyLifetime bound max_key_lifetime.
+	MinMaxKeyLifetime = Day
+	MaxMaxKeyLifetime = 3650 * Day
+	// MaxKeyExpiryWarning bounds key_expiry_warning.
+	MaxKeyExpiryWarning = 365 * Day
 
 	MinMaxKeysPerTeam = 1
 	MaxMaxKeysPerTeam = 1000
@@ -239,6 +247,25 @@ type Config struct {
 	Audience string `yaml:"audience"`
 	// TokenTTL is the lifetime of access tokens, MinTokenTTL..MaxTokenTTL.
 	TokenTTL time.Duration `yaml:"token_ttl"`
+	// MaxKeyTokenTTL is the longest token_ttl a key of its own may have,
+	// TokenTTL..MaxTokenTTL; 0 (the default) is TokenTTL itself, so no key
+	// gets longer-lived tokens than the server's unless an operator says so.
+	// Validate fills it in.
+	MaxKeyTokenTTL time.Duration `yaml:"max_token_ttl"`
+	// AudiencesAllowed are the audiences keys may be given (a key's
+	// audiences, a token request's RFC 8707 resource): absolute URIs
+	// without a fragment. Empty: every token carries Audience.
+	AudiencesAllowed []string `yaml:"audiences_allowed"`
+	// MaxKeyLifetime, when not 0, bounds every new key's expires_at to its
+	// creation plus this; keys that exist are left as they are.
+	MaxKeyLifetime time.Duration `yaml:"max_key_lifetime"`
+	// KeyExpiryWarning is how long before its expires_at a key is marked
+	// as expiring soon (the API's expiring_soon, the console); 0: never.
+	KeyExpiryWarning time.Duration `yaml:"key_expiry_warning"`
+	// MetadataClaims are the members of a key's metadata copied into its
+	// tokens, under the one claim "metadata". Empty (the default): metadata
+	// never reaches a token.
+	MetadataClaims []string `yaml:"metadata_claims"`
 	// SigningAlg is ES256, RS256 or EdDSA, in that spelling.
 	SigningAlg string `yaml:"signing_alg"`
 	// SigningKeyRotation is how long a signing key signs before a scheduled
@@ -369,6 +396,7 @@ func Default() Config {
 		IdleTimeout:            DefaultIdleTimeout,
 		DataDir:                DefaultDataDir,
 		TokenTTL:               DefaultTokenTTL,
+		KeyExpiryWarning:       DefaultKeyExpiryWarning,
 		SigningAlg:             DefaultSigningAlg,
 		SigningKeyRotation:     DefaultSigningKeyRotation,
 		SigningKeyPrepublish:   DefaultSigningKeyPrepublish,
@@ -421,6 +449,11 @@ var settings = []setting{
 	{key: "issuer", usage: "token and metadata issuer URL (default http://<listen>)", str: func(c *Config) *string { return &c.Issuer }},
 	{key: "audience", usage: "aud claim of access tokens (default: the issuer)", str: func(c *Config) *string { return &c.Audience }},
 	{key: "token_ttl", usage: "access token lifetime, " + MinTokenTTL.String() + " to " + MaxTokenTTL.String(), dur: func(c *Config) *time.Duration { return &c.TokenTTL }},
+	{key: "max_token_ttl", usage: "longest token_ttl a key may be given, token_ttl (the default) to " + MaxTokenTTL.String(), dur: func(c *Config) *time.Duration { return &c.MaxKeyTokenTTL }},
+	{key: "audiences_allowed", usage: "audiences keys may be given and token requests may name as resource (absolute URIs, comma-separated; default none: every token carries audience)", list: func(c *Config) *[]string { return &c.AudiencesAllowed }},
+	{key: "max_key_lifetime", usage: "longest lifetime of a new key (its expires_at), 0 (none, the default) or " + days(MinMaxKeyLifetime) + " to " + days(MaxMaxKeyLifetime), dur: func(c *Config) *time.Duration { return &c.MaxKeyLifetime }},
+	{key: "key_expiry_warning", usage: "how long before its expiry a key is marked as expiring soon, 0 (never) to " + days(MaxKeyExpiryWarning) + " (default 7d)", dur: func(c *Config) *time.Duration { return &c.KeyExpiryWarning }},
+	{key: "metadata_claims", usage: "key metadata members copied into tokens under the claim metadata (comma-separated; default none)", list: func(c *Config) *[]string { return &c.MetadataClaims }},
 	{key: "signing_alg", usage: "JWT signing algorithm: " + strings.Join(signing.Algorithms, ", "), str: func(c *Config) *string { return &c.SigningAlg }},
 	{key: "signing_key_rotation", usage: "how long a signing key signs before a scheduled rotation, 0 (manual only) or " + days(MinSigningKeyRotation) + " to " + days(MaxSigningKeyRotation), dur: func(c *Config) *time.Duration { return &c.SigningKeyRotation }},
 	{key: "signing_key_prepublish", usage: "how long a next signing key is published before it signs, " + MinSigningKeyPrepublish.String() + " to " + days(MaxSigningKeyPrepublish), dur: func(c *Config) *time.Duration { return &c.SigningKeyPrepublish }},
@@ -716,6 +749,24 @@ func (c *Config) validate(stores []string) error {
 
 	if c.TokenTTL < MinTokenTTL || c.TokenTTL > MaxTokenTTL {
 		return c.invalid("token_ttl", fmt.Sprintf("must be between %s and %s", MinTokenTTL, MaxTokenTTL))
+	}
+	if c.MaxKeyTokenTTL == 0 {
+		c.MaxKeyTokenTTL = c.TokenTTL
+	}
+	if c.MaxKeyTokenTTL < c.TokenTTL || c.MaxKeyTokenTTL > MaxTokenTTL {
+		return c.invalid("max_token_ttl", fmt.Sprintf("must be between token_ttl (%s) and %s", c.TokenTTL, MaxTokenTTL))
+	}
+	if err := checkAudiencesAllowed(c.AudiencesAllowed); err != nil {
+		return c.invalid("audiences_allowed", err.Error())
+	}
+	if c.MaxKeyLifetime != 0 && (c.MaxKeyLifetime < MinMaxKeyLifetime || c.MaxKeyLifetime > MaxMaxKeyLifetime) {
+		return c.invalid("max_key_lifetime", "must be 0 (none) or between "+days(MinMaxKeyLifetime)+" and "+days(MaxMaxKeyLifetime)+", e.g. 90d")
+	}
+	if c.KeyExpiryWarning < 0 || c.KeyExpiryWarning > MaxKeyExpiryWarning {
+		return c.invalid("key_expiry_warning", "must be between 0 (never) and "+days(MaxKeyExpiryWarning)+", e.g. 7d")
+	}
+	if err := checkMetadataClaims(c.MetadataClaims); err != nil {
+		return c.invalid("metadata_claims", err.Error())
 	}
 	if !canonical(&c.SigningAlg, signing.Algorithms) {
 		return c.invalid("signing_alg", "allowed values are "+strings.Join(signing.Algorithms, ", "))

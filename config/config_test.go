@@ -259,6 +259,11 @@ data_dir: /var/lib/keygate
 issuer: https://auth.example.com
 audience: https://api.example.com
 token_ttl: 5m
+max_token_ttl: 1h
+audiences_allowed: [https://api.example.com/accounting, "https://api.example.com/banking"]
+max_key_lifetime: 90d
+key_expiry_warning: 14d
+metadata_claims: [tenant, plan]
 signing_alg: EdDSA
 signing_key_rotation: 30d
 signing_key_prepublish: 2h
@@ -292,6 +297,9 @@ auth_failure_source_rate: 50
 		Listen: "0.0.0.0:9443", TLSCert: "/etc/keygate/tls.crt", TLSKey: "/etc/keygate/tls.key", HSTSMaxAge: 30 * Day,
 		HSTSIncludeSubdomains: true, MaxConnections: 500, IdleTimeout: 30 * time.Second, DataDir: "/var/lib/keygate", Issuer: "https://auth.example.com",
 		Audience: "https://api.example.com", TokenTTL: 5 * time.Minute, SigningAlg: "EdDSA",
+		MaxKeyTokenTTL: time.Hour, MaxKeyLifetime: 90 * Day, KeyExpiryWarning: 14 * Day,
+		AudiencesAllowed:   []string{"https://api.example.com/accounting", "https://api.example.com/banking"},
+		MetadataClaims:     []string{"tenant", "plan"},
 		SigningKeyRotation: 30 * Day, SigningKeyPrepublish: 2 * time.Hour,
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
@@ -686,6 +694,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		IdleTimeout:            DefaultIdleTimeout,
 		DataDir:                DefaultDataDir,
 		TokenTTL:               DefaultTokenTTL,
+		KeyExpiryWarning:       DefaultKeyExpiryWarning,
 		SigningAlg:             DefaultSigningAlg,
 		SigningKeyRotation:     DefaultSigningKeyRotation,
 		SigningKeyPrepublish:   DefaultSigningKeyPrepublish,

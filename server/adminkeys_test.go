@@ -72,8 +72,7 @@ func statusBit(t *testing.T, st store.Store, idx int64) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := int(idx / 8)
-	return i < len(sl.Revoked) && sl.Revoked[i]&(1<<(idx%8)) != 0
+	return sl.Entry(idx) == store.StatusInvalid
 }
 
 // schemaStore records RaiseSchema calls (and fails them with err) over a

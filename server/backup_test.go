@@ -97,7 +97,7 @@ func allKeys(t *testing.T, st store.Store) map[string]store.Key {
 }
 
 func bit(l store.StatusList, i int64) bool {
-	return int(i/8) < len(l.Revoked) && l.Revoked[i/8]&(1<<(i%8)) != 0
+	return l.Entry(int64(i)) == store.StatusInvalid
 }
 
 // tokenStatus asks e for a token for id and secret without failing the

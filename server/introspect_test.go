@@ -519,7 +519,7 @@ func (e *testEnv) revokeState(tb testing.TB, jtis ...string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b.WriteString("status allocated " + strconv.FormatInt(sl.Allocated, 10) + " bits " + base64.StdEncoding.EncodeToString(sl.Revoked) + "\n")
+	b.WriteString("status allocated " + strconv.FormatInt(sl.Allocated, 10) + " bits " + base64.StdEncoding.EncodeToString(sl.Statuses) + "\n")
 	for _, j := range jtis {
 		d, err := e.Store.TokenDenied(ctx, j)
 		if err != nil {

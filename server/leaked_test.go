@@ -64,7 +64,7 @@ func dump(t *testing.T, e clockEnv) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.fullSnapshot(t) + fmt.Sprintf("\nstatus list %x (allocated %d)\n", l.Revoked, l.Allocated)
+	return e.fullSnapshot(t) + fmt.Sprintf("\nstatus list %x (allocated %d)\n", l.Statuses, l.Allocated)
 }
 
 func TestLeakedSecretCutsOffCurrentGeneration(t *testing.T) {

@@ -87,7 +87,7 @@ func encodeStatusList(revoked []byte, size int64) (string, error) {
 // listSize rounds the list up to whole blocks covering every allocated
 // index (and any revoked bit), at least one block.
 func listSize(l store.StatusList) int64 {
-	need := max(l.Allocated+1, int64(len(l.Revoked))*8, 1)
+	need := max(l.Allocated+1, int64(len(l.Statuses))*4, 1)
 	return (need + statusListBlock - 1) / statusListBlock * statusListBlock
 }
 
@@ -139,7 +139,7 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load status list: %w", err)
 	}
-	lst, err := encodeStatusList(l.Revoked, listSize(l))
+	lst, err := encodeStatusList(oneBit(l), listSize(l))
 	if err != nil {
 		return nil, fmt.Errorf("encode status list: %w", err)
 	}
@@ -162,4 +162,15 @@ func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
 func (s *Server) statusListAggregation(c *gin.Context) {
 	c.Header("Cache-Control", "public, max-age=3600")
 	c.JSON(http.StatusOK, gin.H{"status_lists": []string{s.statusListURI}})
+}
+
+// oneBit is the 1-bit view of l: an entry that is not VALID reads 1.
+func oneBit(l store.StatusList) []byte {
+	out := make([]byte, (int64(len(l.Statuses))*4+7)/8)
+	for i := int64(0); i < int64(len(l.Statuses))*4; i++ {
+		if l.Entry(i) != store.StatusValid {
+			out[i/8] |= 1 << (i % 8)
+		}
+	}
+	return out
 }

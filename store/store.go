@@ -16,6 +16,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -103,6 +104,41 @@ type Key struct {
 	// full admin: the schema version is raised before the first RoleRead
 	// key is stored (SchemaRaiser).
 	Role string `json:"role,omitempty"`
+
+	// The key policy fields of issue 17 (docs/ARCHITECTURE.md, "Key
+	// policy"). Each one's zero value is "none of the key's own"; an older
+	// keygate would ignore them and issue tokens to a suspended, expired or
+	// restricted key, so apikey raises the schema to SchemaLevelKeyPolicy
+	// before the first of them is written.
+
+	// ExpiresAt, when not zero, is when the key stops getting tokens; a
+	// token's exp is never later.
+	ExpiresAt time.Time `json:"expires_at"`
+	// DisabledAt, when not zero, is when the key was suspended: it gets no
+	// token, and its secret generations' status list entries read
+	// SUSPENDED until it is resumed (which clears this).
+	DisabledAt time.Time `json:"disabled_at"`
+	// TokenTTL is the lifetime of the key's tokens; 0 is the server's
+	// token_ttl.
+	TokenTTL time.Duration `json:"token_ttl"`
+	// Audiences are the audiences the key's tokens may carry (from the
+	// operator's audiences_allowed); the first is the default. Empty: the
+	// server's audience only.
+	Audiences []string `json:"audiences"`
+	// AllowedCIDRs are the source addresses the key may be used from
+	// (masked prefixes, IPv4 ones unmapped); empty: anywhere.
+	AllowedCIDRs []netip.Prefix `json:"allowed_cidrs"`
+	// Metadata is a compact JSON object (at most 1 KiB, 16 members), or
+	// nil. Only the members an operator lists in metadata_claims ever
+	// reach a token, under its one "metadata" claim.
+	Metadata []byte `json:"metadata"`
+}
+
+// HasPolicy reports whether k holds any of the key policy fields an older
+// keygate would ignore (the ones SchemaLevelKeyPolicy guards).
+func (k Key) HasPolicy() bool {
+	return !k.ExpiresAt.IsZero() || !k.DisabledAt.IsZero() || k.TokenTTL != 0 ||
+		len(k.Audiences) > 0 || len(k.AllowedCIDRs) > 0 || len(k.Metadata) > 0
 }
 
 // Admin key roles (Key.Role).
@@ -229,13 +265,41 @@ type SigningKeys struct {
 
 // StatusList is the stored state of the Token Status List.
 type StatusList struct {
-	// Revoked is a bitmap, LSB first (index 0 is the least significant bit
-	// of byte 0, as the status list draft lays it out): a set bit marks a
-	// revoked index. Bytes past its end are all zero.
-	Revoked []byte
+	// Statuses holds 2 bits per index in the draft's layout
+	// (draft-ietf-oauth-status-list §4.1): entries packed least
+	// significant bits first, entry i at bits (2i mod 8) of byte
+	// ⌊2i/8⌋. Each entry is a Status. Bytes past its end are all zero
+	// (VALID).
+	Statuses []byte
 	// Allocated is the highest index NextStatusIndex has handed out.
 	Allocated int64
 }
+
+// Status is one status list entry (draft-ietf-oauth-status-list §7.1).
+type Status uint8
+
+const (
+	// StatusValid: the tokens of the index are valid.
+	StatusValid Status = 0
+	// StatusInvalid: revoked for good (a deleted key, an ended or leaked
+	// secret). Terminal: no later write changes it.
+	StatusInvalid Status = 1
+	// StatusSuspended: the key is suspended; resuming sets StatusValid.
+	StatusSuspended Status = 2
+)
+
+// Entry returns index i's status in a Statuses array (VALID past its end).
+func (l StatusList) Entry(i int64) Status {
+	b := i / 4
+	if i < 0 || b >= int64(len(l.Statuses)) {
+		return StatusValid
+	}
+	return Status(l.Statuses[b] >> (uint(i%4) * 2) & 3)
+}
+
+// MaxStatusIndex bounds status list indices on every backend (Redis keeps
+// the list in one string of at most 512 MiB: 2^31 two-bit entries).
+const MaxStatusIndex = 1<<31 - 1
 
 // TeamQuery selects a page of teams for Store.Teams. The zero value
 // selects every team.
@@ -363,10 +427,18 @@ type Store interface {
 	// create that then fails is simply burned.
 	NextStatusIndex(ctx context.Context) (int64, error)
 
-	// RevokeStatus marks idx revoked in the status list. Idempotent.
+	// RevokeStatus sets idx's entry to StatusInvalid, whatever it was.
+	// Idempotent.
 	RevokeStatus(ctx context.Context, idx int64) error
 
-	// StatusList returns the revoked bitmap and the highest allocated index.
+	// SetStatus writes idx's entry whole (never OR-ed into it) as st,
+	// which is StatusValid or StatusSuspended (suspend and resume), in one
+	// atomic step that leaves an entry already StatusInvalid as it is
+	// (INVALID is terminal; that is not an error). Any other st, or an
+	// index outside 1..MaxStatusIndex, is ErrInvalid and changes nothing.
+	SetStatus(ctx context.Context, idx int64, st Status) error
+
+	// StatusList returns every entry and the highest allocated index.
 	StatusList(ctx context.Context) (StatusList, error)
 
 	// DenyToken puts an access token's jti on the deny list until its
@@ -1010,6 +1082,24 @@ func ChangedFields(old, new Key) []string {
 	if old.TokenQuota != new.TokenQuota {
 		out = append(out, "token_quota")
 	}
+	if !old.ExpiresAt.Equal(new.ExpiresAt) {
+		out = append(out, "expires_at")
+	}
+	if old.DisabledAt.IsZero() != new.DisabledAt.IsZero() {
+		out = append(out, "disabled")
+	}
+	if old.TokenTTL != new.TokenTTL {
+		out = append(out, "token_ttl")
+	}
+	if !slices.Equal(old.Audiences, new.Audiences) {
+		out = append(out, "audiences")
+	}
+	if !slices.Equal(old.AllowedCIDRs, new.AllowedCIDRs) {
+		out = append(out, "allowed_cidrs")
+	}
+	if !bytes.Equal(old.Metadata, new.Metadata) {
+		out = append(out, "metadata")
+	}
 	return out
 }
 
@@ -1301,3 +1391,7 @@ type SchemaRaiser interface {
 // SchemaLevelAdminRoles is the level of read-only admin keys (Key.Role) and
 // management sessions: raised before the first of them is stored.
 const SchemaLevelAdminRoles = 1
+
+// SchemaLevelKeyPolicy is the level of the key policy fields (Key.HasPolicy)
+// and of SUSPENDED status entries: raised before the first is stored.
+const SchemaLevelKeyPolicy = 2

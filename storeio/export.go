@@ -94,8 +94,9 @@ func Export(ctx context.Context, w io.Writer, st store.Store, opts ExportOptions
 	if err != nil {
 		return sum, fmt.Errorf("export: %w", err)
 	}
-	sum.StatusAllocated, sum.RevokedBits = sl.Allocated, countBits(sl.Revoked)
-	if err := write(kindStatus, statusLine{Kind: kindStatus, Allocated: sl.Allocated, Revoked: trimZeros(sl.Revoked)}); err != nil {
+	revokedBits := invalidBitmap(sl)
+	sum.StatusAllocated, sum.RevokedBits = sl.Allocated, countBits(revokedBits)
+	if err := write(kindStatus, statusLine{Kind: kindStatus, Allocated: sl.Allocated, Revoked: trimZeros(revokedBits)}); err != nil {
 		return sum, err
 	}
 
@@ -196,4 +197,15 @@ func streamCursors(ctx context.Context, st store.Store) (map[string]int64, error
 		out[ev.ID] = ev.Seq
 	}
 	return out, nil
+}
+
+// invalidBitmap is the 1-bit bitmap (LSB first) of the INVALID entries of l.
+func invalidBitmap(l store.StatusList) []byte {
+	out := make([]byte, (int64(len(l.Statuses))*4+7)/8)
+	for i := int64(0); i < int64(len(l.Statuses))*4; i++ {
+		if l.Entry(i) == store.StatusInvalid {
+			out[i/8] |= 1 << (i % 8)
+		}
+	}
+	return out
 }

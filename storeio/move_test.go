@@ -174,10 +174,10 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if dstStatus.Allocated != srcStatus.Allocated || !bytes.Equal(trim(dstStatus.Revoked), trim(srcStatus.Revoked)) {
-				t.Fatalf("status list: target %d %x, source %d %x", dstStatus.Allocated, dstStatus.Revoked, srcStatus.Allocated, srcStatus.Revoked)
+			if dstStatus.Allocated != srcStatus.Allocated || !bytes.Equal(trim(dstStatus.Statuses), trim(srcStatus.Statuses)) {
+				t.Fatalf("status list: target %d %x, source %d %x", dstStatus.Allocated, dstStatus.Statuses, srcStatus.Allocated, srcStatus.Statuses)
 			}
-			if i := goneKey.StatusIndex; dstStatus.Revoked[i/8]&(1<<(i%8)) == 0 {
+			if i := goneKey.StatusIndex; dstStatus.Entry(i) != store.StatusInvalid {
 				t.Errorf("the deleted key's bit %d is not set on the target", i)
 			}
 

@@ -253,13 +253,13 @@ func checkCrashedStore(t *testing.T, st store.Store, created map[string]string, 
 		t.Fatal(err)
 	}
 	set := 0
-	for i, b := range sl.Revoked {
-		for bit := range 8 {
-			if b&(1<<bit) == 0 {
-				continue
-			}
+	for idx := range int64(len(sl.Statuses)) * 4 {
+		if sl.Entry(idx) == store.StatusValid {
+			continue
+		}
+		{
 			set++
-			if idx := int64(i*8 + bit); !bitOwners[idx] {
+			if !bitOwners[idx] {
 				t.Errorf("status bit %d is set but belongs to no existing key and to no key.deleted event", idx)
 			}
 		}

@@ -139,7 +139,7 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 		if got, err := c.SigningKeys(ctx); err != nil || got.Active == nil || got.Active.KID != "k1" || !bytes.Equal(got.Active.PrivateKeySealed, sk.Active.PrivateKeySealed) {
 			t.Fatalf("round %d: the backup's signing keys: %+v, %v", round, got, err)
 		}
-		if sl, err := c.StatusList(ctx); err != nil || len(sl.Revoked) <= int(idx/8) || sl.Revoked[idx/8]&(1<<(idx%8)) == 0 {
+		if sl, err := c.StatusList(ctx); err != nil || sl.Entry(int64(idx)) != store.StatusInvalid {
 			t.Fatalf("round %d: status index %d is not revoked in the backup (%v)", round, idx, err)
 		}
 		last = n

@@ -56,7 +56,7 @@ func (s *Store) StatusList(ctx context.Context) (store.StatusList, error) {
 	var out store.StatusList
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketStatus)
-		out.Revoked = append([]byte{}, b.Get(statusBitsKey)...)
+		out.Statuses = legacyToStatuses(b.Get(statusBitsKey))
 		out.Allocated = int64(b.Sequence())
 		return nil
 	})

@@ -56,10 +56,11 @@ func (s *Store) StatusList(ctx context.Context) (store.StatusList, error) {
 		}
 	}
 	if v, ok := vals[1].(string); ok {
-		out.Revoked = make([]byte, len(v))
+		lsb := make([]byte, len(v))
 		for i := 0; i < len(v); i++ {
-			out.Revoked[i] = bits.Reverse8(v[i])
+			lsb[i] = bits.Reverse8(v[i])
 		}
+		out.Statuses = legacyToStatuses(lsb)
 	}
 	return out, nil
 }

@@ -36,6 +36,7 @@ const (
 	OpUpdateSigningKeys = "update_signing_keys"
 	OpNextStatusIndex   = "next_status_index"
 	OpRevokeStatus      = "revoke_status"
+	OpSetStatus         = "set_status"
 	OpStatusList        = "status_list"
 	OpDenyToken         = "deny_token"
 	OpTokenDenied       = "token_denied"
@@ -66,7 +67,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 		forEachKey: op(OpForEachKey), updateKey: op(OpUpdateKey), deleteKey: op(OpDeleteKey),
 		touchKeys: op(OpTouchKeys), createSingleton: op(OpCreateSingleton), swapSingleton: op(OpSwapSingleton), signingKeys: op(OpSigningKeys),
 		updateSigningKeys: op(OpUpdateSigningKeys), nextStatusIndex: op(OpNextStatusIndex),
-		revokeStatus: op(OpRevokeStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
+		revokeStatus: op(OpRevokeStatus), setStatus: op(OpSetStatus), statusList: op(OpStatusList), denyToken: op(OpDenyToken),
 		tokenDenied: op(OpTokenDenied), pruneDenied: op(OpPruneDenied), ping: op(OpPing),
 		appendAudit: op(OpAppendAudit), auditEvents: op(OpAuditEvents), allAuditEvents: op(OpAllAuditEvents),
 		moveAudit: op(OpMoveAudit), pruneAudit: op(OpPruneAudit), keyBySecretHash: op(OpKeyBySecretHash),
@@ -91,7 +92,7 @@ func Wrap(st store.Store, backend string, m *metrics.Metrics) store.Store {
 
 type ops struct {
 	createKey, getKey, listKeys, teams, forEachKey, updateKey, deleteKey, touchKeys,
-	createSingleton, swapSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus,
+	createSingleton, swapSingleton, signingKeys, updateSigningKeys, nextStatusIndex, revokeStatus, setStatus,
 	statusList, denyToken, tokenDenied, pruneDenied, ping, createKeys, nextStatusIndices,
 	appendAudit, auditEvents, allAuditEvents, moveAudit, pruneAudit, keyBySecretHash *metrics.StoreOp
 }
@@ -247,6 +248,13 @@ func (s *Store) RevokeStatus(ctx context.Context, idx int64) error {
 	start := time.Now()
 	err := s.st.RevokeStatus(ctx, idx)
 	s.ops.revokeStatus.Since(start, err)
+	return err
+}
+
+func (s *Store) SetStatus(ctx context.Context, idx int64, st store.Status) error {
+	start := time.Now()
+	err := s.st.SetStatus(ctx, idx, st)
+	s.ops.setStatus.Since(start, err)
 	return err
 }
 

@@ -24,7 +24,7 @@ type MemStore struct {
 	singletons map[string][]byte
 	signing    store.SigningKeys
 	nextIndex  int64
-	revoked    []byte
+	statuses   []byte // 2 bits per status index, store.StatusList's layout
 	deny       map[string]time.Time
 	usage      map[string]map[memBucket]memCounts // team → bucket → counts
 
@@ -64,6 +64,10 @@ func cloneKey(k store.Key) store.Key {
 	k.CreatedAt, k.LastUsedAt = utc(k.CreatedAt), utc(k.LastUsedAt)
 	k.PreviousSecretExpiresAt, k.SecretRotatedAt = utc(k.PreviousSecretExpiresAt), utc(k.SecretRotatedAt)
 	k.SecretSuspendedAt = utc(k.SecretSuspendedAt)
+	k.ExpiresAt, k.DisabledAt = utc(k.ExpiresAt), utc(k.DisabledAt)
+	k.Audiences = slices.Clone(k.Audiences)
+	k.AllowedCIDRs = slices.Clone(k.AllowedCIDRs)
+	k.Metadata = bytes.Clone(k.Metadata)
 	return k
 }
 
@@ -459,7 +463,7 @@ func (m *MemStore) NextStatusIndex(ctx context.Context) (int64, error) {
 }
 
 func (m *MemStore) RevokeStatus(ctx context.Context, idx int64) error {
-	if idx < 0 {
+	if idx < 0 || idx > store.MaxStatusIndex {
 		return store.ErrInvalid
 	}
 	unlock, err := m.lock(ctx)
@@ -467,11 +471,42 @@ func (m *MemStore) RevokeStatus(ctx context.Context, idx int64) error {
 		return err
 	}
 	defer unlock()
-	for int64(len(m.revoked)) <= idx/8 {
-		m.revoked = append(m.revoked, 0)
-	}
-	m.revoked[idx/8] |= 1 << (idx % 8)
+	m.writeStatus(idx, store.StatusInvalid)
 	return nil
+}
+
+func (m *MemStore) SetStatus(ctx context.Context, idx int64, st store.Status) error {
+	if idx < 1 || idx > store.MaxStatusIndex || (st != store.StatusValid && st != store.StatusSuspended) {
+		return store.ErrInvalid
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if (store.StatusList{Statuses: m.statuses}).Entry(idx) == store.StatusInvalid {
+		return nil // terminal
+	}
+	m.writeStatus(idx, st)
+	return nil
+}
+
+// writeStatus sets entry idx whole (both of its bits), growing the array.
+func (m *MemStore) writeStatus(idx int64, st store.Status) {
+	for int64(len(m.statuses)) <= idx/4 {
+		m.statuses = append(m.statuses, 0)
+	}
+	shift := uint(idx%4) * 2
+	m.statuses[idx/4] = m.statuses[idx/4]&^(3<<shift) | byte(st)<<shift
+}
+
+// PokeStatus sets entry idx to any 2-bit value, 3 included, bypassing the
+// contract's rules: for the layout test (storetest.StatusLayout), which
+// needs a value keygate never writes.
+func (m *MemStore) PokeStatus(idx int64, v uint8) {
+	unlock, _ := m.lock(context.Background())
+	defer unlock()
+	m.writeStatus(idx, store.Status(v&3))
 }
 
 func (m *MemStore) StatusList(ctx context.Context) (store.StatusList, error) {
@@ -480,7 +515,7 @@ func (m *MemStore) StatusList(ctx context.Context) (store.StatusList, error) {
 		return store.StatusList{}, err
 	}
 	defer unlock()
-	return store.StatusList{Revoked: bytes.Clone(m.revoked), Allocated: m.nextIndex}, nil
+	return store.StatusList{Statuses: bytes.Clone(m.statuses), Allocated: m.nextIndex}, nil
 }
 
 func (m *MemStore) DenyToken(ctx context.Context, jti string, until time.Time) error {

@@ -1741,17 +1741,18 @@ func testStatusIndexConcurrent(t *testing.T, s store.Store) {
 	}
 }
 
-// testStatusRevoke: revoking sets exactly that bit, least significant bit
-// first, idempotently, far indices included.
+// testStatusRevoke: revoking sets exactly that entry to INVALID, whole
+// (both bits), in the draft's 2-bit layout, idempotently, far indices
+// included.
 func testStatusRevoke(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	l, err := s.StatusList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range l.Revoked {
+	for _, b := range l.Statuses {
 		if b != 0 {
-			t.Fatalf("fresh store: revoked bitmap %x, want all zero", l.Revoked)
+			t.Fatalf("fresh store: statuses %x, want all zero", l.Statuses)
 		}
 	}
 	revoked := []int64{0, 3, 9, 1_000_003}
@@ -1764,32 +1765,28 @@ func testStatusRevoke(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bit := func(idx int64) bool {
-		i := idx / 8
-		return i < int64(len(l.Revoked)) && l.Revoked[i]&(1<<(idx%8)) != 0
-	}
-	want := map[int64]bool{}
+	want := map[int64]store.Status{}
 	for _, idx := range revoked {
-		want[idx] = true
+		want[idx] = store.StatusInvalid
 	}
 	for _, idx := range []int64{0, 1, 2, 3, 4, 7, 8, 9, 10, 1_000_002, 1_000_003, 1_000_004} {
-		if bit(idx) != want[idx] {
-			t.Errorf("index %d: revoked = %v, want %v", idx, bit(idx), want[idx])
+		if got := l.Entry(idx); got != want[idx] {
+			t.Errorf("index %d: status %d, want %d", idx, got, want[idx])
 		}
 	}
-	// The draft's layout: index 0 is the least significant bit of byte 0,
-	// index 3 is bit 3 of byte 0, index 9 is bit 1 of byte 1.
-	if l.Revoked[0] != 0b0000_1001 || l.Revoked[1] != 0b0000_0010 {
-		t.Errorf("first bytes %08b %08b, want 00001001 00000010", l.Revoked[0], l.Revoked[1])
+	// The draft's layout: index 0 is bits 0–1 of byte 0, index 3 bits 6–7
+	// of byte 0, index 9 bits 2–3 of byte 2.
+	if len(l.Statuses) < 3 || l.Statuses[0] != 0b0100_0001 || l.Statuses[1] != 0 || l.Statuses[2] != 0b0000_0100 {
+		t.Errorf("first bytes % 08b, want 01000001 00000000 00000100", l.Statuses[:min(3, len(l.Statuses))])
 	}
 	ones := 0
-	for _, b := range l.Revoked {
+	for _, b := range l.Statuses {
 		for ; b != 0; b &= b - 1 {
 			ones++
 		}
 	}
 	if ones != len(revoked) {
-		t.Errorf("%d bits set, want %d", ones, len(revoked))
+		t.Errorf("%d bits set, want %d (one per revoked entry)", ones, len(revoked))
 	}
 	if err := s.RevokeStatus(ctx, -1); err == nil {
 		t.Error("RevokeStatus(-1): no error")
