@@ -96,6 +96,15 @@ type Config struct {
 	// TokenTTL is the access token lifetime; a retired signing key stays
 	// published at least this long. Default config.DefaultTokenTTL.
 	TokenTTL time.Duration
+	// MaxKeyTokenTTL is the longest token_ttl a key may be given. Default
+	// TokenTTL.
+	MaxKeyTokenTTL time.Duration
+	// AudiencesAllowed are the audiences keys may be given (none: keys
+	// cannot have audiences of their own).
+	AudiencesAllowed []string
+	// MaxKeyLifetime, when not 0, bounds new keys' expires_at
+	// (checkExpiresAt).
+	MaxKeyLifetime time.Duration
 	// LongestTokenLifetime is the longest lifetime of anything signed with
 	// a signing key (access tokens, status list tokens): a retired key
 	// stays published that long plus a margin. Default TokenTTL; never
@@ -190,7 +199,8 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = config.DefaultTokenTTL
 	}
-	cfg.LongestTokenLifetime = max(cfg.LongestTokenLifetime, cfg.TokenTTL)
+	cfg.MaxKeyTokenTTL = max(cfg.MaxKeyTokenTTL, cfg.TokenTTL)
+	cfg.LongestTokenLifetime = max(cfg.LongestTokenLifetime, cfg.MaxKeyTokenTTL)
 	switch {
 	case cfg.SigningKeyRotation == 0:
 		cfg.SigningKeyRotation = config.DefaultSigningKeyRotation

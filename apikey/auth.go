@@ -24,9 +24,17 @@ type Auth struct {
 	// leaves the other's tokens alone.
 	StatusIndex int64
 	// NotAfter, when not zero, is when the matched secret stops working
-	// (the previous secret's grace end): a token minted with it must not
-	// outlive it.
+	// (the previous secret's grace end, the key's expires_at, whichever is
+	// first): a token minted with it must not outlive it.
 	NotAfter time.Time
+}
+
+// earliest is the earlier of two times, a zero one meaning "never".
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // TokenExpiry is when a token minted now for ttl expires: at now+ttl, or
@@ -71,9 +79,9 @@ func (s *Service) Authenticate(ctx context.Context, clientID, secret string) (st
 	cur, prev := s.secretMatches(k, secret, now)
 	switch {
 	case known && cur:
-		return k, Auth{Now: now, StatusIndex: k.StatusIndex}, nil
+		return k, Auth{Now: now, StatusIndex: k.StatusIndex, NotAfter: k.ExpiresAt}, nil
 	case known && prev:
-		a := Auth{Now: now, StatusIndex: k.PreviousStatusIndex, NotAfter: k.PreviousSecretExpiresAt}
+		a := Auth{Now: now, StatusIndex: k.PreviousStatusIndex, NotAfter: earliest(k.PreviousSecretExpiresAt, k.ExpiresAt)}
 		if a.StatusIndex == 0 {
 			// Rotated before generations had indices of their own: the
 			// key's one index is all there is.

@@ -3,6 +3,7 @@ package apikey
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,6 +30,8 @@ type NewKey struct {
 	// TokenQuota is the key's own issuance quota (CheckTokenQuota); the
 	// zero Policy leaves the server's token_quota_per_key in force.
 	TokenQuota quota.Policy
+	// Policy holds the other policy fields (policy.go).
+	Policy Policy
 }
 
 // Create makes a team key and returns it with its secret, which exists
@@ -51,6 +54,11 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 	if err := CheckTokenQuota(nk.TokenQuota); err != nil {
 		return store.Key{}, "", err
 	}
+	now := s.cfg.Now().UTC()
+	pf, err := s.checkPolicy(nk.Policy, now)
+	if err != nil {
+		return store.Key{}, "", err
+	}
 	id, secret, idx, err := s.newCredentials(ctx, nk.Team)
 	if err != nil {
 		return store.Key{}, "", err
@@ -60,10 +68,23 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 		TeamID:      nk.Team,
 		Name:        name,
 		Permissions: append([]string{}, nk.Permissions...),
-		CreatedAt:   s.cfg.Now().UTC(),
+		CreatedAt:   now,
 		SecretHash:  s.hasher.Hash(secret),
 		StatusIndex: idx,
 		TokenQuota:  storedQuota(nk.TokenQuota),
+	}
+	pf.apply(&k, now)
+	if k.HasPolicy() {
+		if err := s.requireSchemaLevel(ctx, store.SchemaLevelKeyPolicy, "store a key policy"); err != nil {
+			return store.Key{}, "", err
+		}
+	}
+	if pf.disabled {
+		// Created suspended: its one generation's entry says so before the
+		// key exists, so no token of it is ever valid offline until resumed.
+		if err := s.store.SetStatus(ctx, idx, store.StatusSuspended); err != nil {
+			return store.Key{}, "", fmt.Errorf("suspend the new key's status entry: %w", err)
+		}
 	}
 	ev := s.newEvent(by, store.AuditKeyCreated, k.TeamID, k.ClientID)
 	switch err := s.store.CreateKey(ctx, k, s.cfg.MaxKeysPerTeam, ev); {
@@ -225,8 +246,10 @@ func (s *Service) revokeEnded(ctx context.Context, indices []int64) error {
 // key's PreviousStatusIndex and PreviousSecretHash (which also takes the
 // ended secret out of the store's secret index), so each index is set
 // once. It also sets the bit of every suspended current generation
-// (ReportLeaked) that is not set yet, reading the status list once. It
-// returns how many it set. A failure on one key
+// (ReportLeaked) that is not set yet, and mends the status entries of a
+// key whose suspension they do not show (a failed or raced
+// syncSuspension), reading the status list once. It returns how many
+// entries or keys it mended. A failure on one key
 // is returned after the others were tried; running it again is harmless
 // (RevokeStatus is idempotent, the clear is conditional). It walks every
 // key (store.ForEachKey), so AuditWorker runs it at most every
@@ -236,14 +259,25 @@ func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (in
 		clientID string
 		idx      int64
 	}
+	// The list is read before the walk: an entry that disagrees with a
+	// record read after it is rewritten (an entry changed in between only
+	// makes a write that was due anyway, or one syncSuspension checks).
+	l, err := s.store.StatusList(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read status list: %w", err)
+	}
 	var due []ended
 	var suspended []int64
-	err := s.store.ForEachKey(ctx, func(k store.Key) error {
+	var mismatched []string // keys whose suspension the entries do not show
+	err = s.store.ForEachKey(ctx, func(k store.Key) error {
 		if k.PreviousStatusIndex != 0 && !PreviousSecretLive(k, now) {
 			due = append(due, ended{k.ClientID, k.PreviousStatusIndex})
 		}
-		if SecretSuspended(k) && k.StatusIndex != 0 {
+		if SecretSuspended(k) && k.StatusIndex != 0 && l.Entry(k.StatusIndex) != store.StatusInvalid {
 			suspended = append(suspended, k.StatusIndex)
+		}
+		if !suspensionShown(k, l) {
+			mismatched = append(mismatched, k.ClientID)
 		}
 		return nil
 	})
@@ -252,13 +286,24 @@ func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (in
 	}
 	n := 0
 	var firstErr error
-	unset, err := s.suspendedUnset(ctx, suspended)
-	if err != nil {
-		firstErr = fmt.Errorf("find suspended secret generations: %w", err)
-	}
-	for _, idx := range unset {
+	for _, idx := range suspended {
 		if err := s.store.RevokeStatus(ctx, idx); err != nil {
 			firstErr = cmp.Or(firstErr, fmt.Errorf("revoke status of a suspended secret: %w", err))
+			continue
+		}
+		n++
+	}
+	for _, id := range mismatched {
+		// Read again: the record decides, as it is now.
+		k, err := s.store.GetKey(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err == nil {
+			err = s.syncSuspension(ctx, k)
+		}
+		if err != nil {
+			firstErr = cmp.Or(firstErr, fmt.Errorf("status entries of key %s's suspension: %w", id, err))
 			continue
 		}
 		n++
@@ -308,6 +353,20 @@ type KeyChange struct {
 
 	// TokenQuota replaces the key's own issuance quota.
 	TokenQuota *quota.Policy
+	// ExpiresAt sets (the zero time: clears) the key's expiry.
+	ExpiresAt *time.Time
+	// Disabled suspends (true) or resumes (false) the key.
+	Disabled *bool
+	// TokenTTL sets (0: clears) the key's own token lifetime.
+	TokenTTL *time.Duration
+	// Audiences replaces (nil inside: clears) the key's audiences.
+	Audiences *[]string
+	// AllowedCIDRs replaces (nil inside: clears) the key's source
+	// addresses, as sent.
+	AllowedCIDRs *[]string
+	// Metadata replaces (nil inside: clears) the key's metadata, a JSON
+	// object as sent.
+	Metadata *json.RawMessage
 	// By, when set, is the team manager making the change: the rules of
 	// managers (managers.go) apply in the same atomic step.
 	By *Manager
@@ -345,6 +404,15 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 			return store.Key{}, nil, err
 		}
 	}
+	policy, err := s.checkPolicyChange(ch)
+	if err != nil {
+		return store.Key{}, nil, err
+	}
+	if ch.setsPolicy() {
+		if err := s.requireSchemaLevel(ctx, store.SchemaLevelKeyPolicy, "store a key policy"); err != nil {
+			return store.Key{}, nil, err
+		}
+	}
 	var changed []string
 	// The key.updated event is written with the change; the store names
 	// the changed fields in it as changed does (store.ChangedFields).
@@ -378,6 +446,11 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 				changed = append(changed, "token_quota")
 			}
 		}
+		more, err := s.applyPolicy(&k, ch, policy, ev.Time)
+		if err != nil {
+			return store.Key{}, err
+		}
+		changed = append(changed, more...)
 		return k, nil
 	}, ev)
 	var inv *InvalidError
@@ -385,10 +458,17 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
 		return store.Key{}, nil, ErrNotFound
-	case errors.As(err, &inv), errors.As(err, &forb):
+	case errors.As(err, &inv), errors.As(err, &forb), errors.Is(err, ErrExpiredFinal):
 		return store.Key{}, nil, err
 	case err != nil:
 		return store.Key{}, nil, fmt.Errorf("update key %s: %w", clientID, err)
+	}
+	if slices.Contains(changed, "disabled") {
+		// The record holds the suspension from here; the status entries
+		// follow, so resource servers checking the list agree.
+		if err := s.syncSuspension(ctx, k); err != nil {
+			return store.Key{}, nil, err
+		}
 	}
 	ev.Fields = append([]string{}, changed...)
 	s.logAudit(ctx, ev)

@@ -142,26 +142,6 @@ func (s *Service) cutOff(ctx context.Context, by Request, k store.Key, h []byte)
 	return true, nil
 }
 
-// suspendedUnset returns the status indices of suspended current
-// generations among keys whose bit is not set in the stored list: what
-// RevokeEndedGenerations still has to set.
-func (s *Service) suspendedUnset(ctx context.Context, idx []int64) ([]int64, error) {
-	if len(idx) == 0 {
-		return nil, nil
-	}
-	l, err := s.store.StatusList(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read status list: %w", err)
-	}
-	var out []int64
-	for _, i := range idx {
-		if l.Entry(i) != store.StatusInvalid {
-			out = append(out, i)
-		}
-	}
-	return out, nil
-}
-
 // leakedAdminSecret is ensureAdmin's refusal to bring back a configured
 // admin secret that was reported leaked.
 func leakedAdminSecret(k store.Key, hash []byte) error {

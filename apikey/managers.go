@@ -113,6 +113,11 @@ func (s *Service) checkManagerChange(m *Manager, k store.Key, ch KeyChange) erro
 	if ch.Permissions != nil && k.ClientID == m.Self && !slices.Equal(*ch.Permissions, k.Permissions) {
 		return &ForbiddenError{Detail: "a team manager cannot change its own key's permissions; ask an operator"}
 	}
+	if k.ClientID == m.Self && ch.changesPolicy() {
+		// An operator's limits on a manager key (expiry, source addresses,
+		// token lifetime…) would mean nothing if the key could lift them.
+		return &ForbiddenError{Detail: "a team manager cannot change its own key's policy (expiry, suspension, token lifetime, audiences, source addresses, metadata, quota); ask an operator"}
+	}
 	if ch.Permissions != nil {
 		return s.CheckManagerGrant(*ch.Permissions)
 	}
@@ -123,8 +128,9 @@ func (s *Service) checkManagerChange(m *Manager, k store.Key, ch KeyChange) erro
 // the key exists and is in the token's team (a deleted key loses access at
 // once), the secret generation it was minted with is live (GenerationLive:
 // not reported leaked, not rotated out) and the token is not on the deny
-// list. It returns the key as stored now. ErrKeyGone or ErrRevoked
-// otherwise.
+// list, and the key is neither expired nor suspended (it loses the API at
+// once). It returns the key as stored now. ErrKeyGone, ErrRevoked,
+// ErrKeyExpired or ErrKeySuspended otherwise.
 func (s *Service) CheckKeyToken(ctx context.Context, t Token) (store.Key, error) {
 	k, err := s.store.GetKey(ctx, t.ClientID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != t.TeamID) {
@@ -133,8 +139,15 @@ func (s *Service) CheckKeyToken(ctx context.Context, t Token) (store.Key, error)
 	if err != nil {
 		return store.Key{}, fmt.Errorf("load key %s: %w", t.ClientID, err)
 	}
-	if !GenerationLive(k, t.StatusIndex, s.cfg.Now()) {
+	now := s.cfg.Now()
+	if !GenerationLive(k, t.StatusIndex, now) {
 		return store.Key{}, ErrRevoked
+	}
+	switch {
+	case KeyExpired(k, now):
+		return store.Key{}, ErrKeyExpired
+	case KeySuspended(k):
+		return store.Key{}, ErrKeySuspended
 	}
 	if err := s.checkDenied(ctx, t.ID); err != nil {
 		return store.Key{}, err

@@ -39,7 +39,8 @@ var (
 )
 
 // TokenActive decides the parts of RFC 7662 "active" that a signature
-// cannot: the key still exists in the token's team, the secret generation
+// cannot: the key still exists in the token's team and is neither expired
+// nor suspended (KeyInForce), the secret generation
 // the token was minted with is still live (GenerationLive), the token was
 // not revoked, and the caller may see it (a key sees its own team's tokens;
 // admin keys and keys with IntrospectScope see all).
@@ -51,7 +52,8 @@ func (s *Service) TokenActive(ctx context.Context, t Token, caller store.Key) (b
 	if err != nil {
 		return false, fmt.Errorf("load key %s: %w", t.ClientID, err)
 	}
-	if owner.TeamID != t.TeamID || !GenerationLive(owner, t.StatusIndex, s.cfg.Now()) {
+	now := s.cfg.Now()
+	if owner.TeamID != t.TeamID || !GenerationLive(owner, t.StatusIndex, now) || !KeyInForce(owner, now) {
 		return false, nil
 	}
 	denied, err := s.store.TokenDenied(ctx, t.ID)

@@ -39,13 +39,14 @@ import (
 // needs a default (server.New, the CLI's default URL, help text), so that
 // a zero value elsewhere means the same thing as an unset setting here;
 // Default() is built from them.
+// DefaultKeyExpiryWarning: a key is marked as expiring soon a week before
+// its expires_at.
+const DefaultKeyExpiryWarning = 7 * Day
+
 const (
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultDataDir         = "./keygate-data"
 	DefaultTokenTTL        = 15 * time.Minute
-	// DefaultKeyExpiryWarning: a key is marked as expiring soon a week
-	// before its expires_at.
-	DefaultKeyExpiryWarning = 7 * Day
 	DefaultSigningAlg      = signing.DefaultAlg
 	DefaultMaxKeysPerTeam  = 5
 	DefaultLogLevel        = "info"

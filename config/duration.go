@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -88,3 +89,12 @@ func (v *DurationValue) Type() string { return "duration" }
 
 // Duration is the parsed value.
 func (v *DurationValue) Duration() time.Duration { return *v.d }
+
+// FormatDuration writes d in the syntax ParseDuration reads, in whole days
+// when it is whole days ("90d"), else Go's form ("36h0m0s").
+func FormatDuration(d time.Duration) string {
+	if d > 0 && d%Day == 0 {
+		return fmt.Sprintf("%dd", d/Day)
+	}
+	return d.String()
+}

@@ -16,7 +16,8 @@ func SignSessionToken(s *Server, sess store.ManagementSession) (string, error) {
 // to the store directly (a read-only admin key before the admin-keys API).
 func SignKeyToken(s *Server, k store.Key, scope string) (string, error) {
 	t := &tokenEndpoint{s: s}
-	return t.sign(k, scope, apikey.Auth{Now: s.cfg.Now(), StatusIndex: k.StatusIndex})
+	aud, _ := s.audienceFor(k, scope, "")
+	return t.sign(k, scope, aud, s.keys.TokenTTL(k), apikey.Auth{Now: s.cfg.Now(), StatusIndex: k.StatusIndex, NotAfter: k.ExpiresAt})
 }
 
 // RouteRules are the method+path keys of the route table (server/authz.go).

@@ -14,7 +14,9 @@ type clientForm struct {
 	grantType, scope, clientID, clientSecret, token string
 	// RFC 8693 token exchange (server/exchange.go).
 	subjectToken, subjectTokenType, actorToken string
-	has                                        uint8 // bit set per param in formParams
+	// RFC 8707 resource indicator.
+	resource string
+	has      uint16 // bit set per param in formParams
 }
 
 // The parameters clientForm keeps, by bit.
@@ -27,9 +29,10 @@ const (
 	pSubjectToken
 	pSubjectTokenType
 	pActorToken
+	pResource
 )
 
-var formParams = map[string]uint8{
+var formParams = map[string]uint16{
 	"grant_type":    pGrantType,
 	"scope":         pScope,
 	"client_id":     pClientID,
@@ -39,9 +42,11 @@ var formParams = map[string]uint8{
 	"subject_token":      pSubjectToken,
 	"subject_token_type": pSubjectTokenType,
 	"actor_token":        pActorToken,
+	// RFC 8707 §2.
+	"resource": pResource,
 }
 
-func (f *clientForm) sent(p uint8) bool { return f.has&p != 0 }
+func (f *clientForm) sent(p uint16) bool { return f.has&p != 0 }
 
 var (
 	errRepeated = errors.New("repeated parameter")
@@ -104,6 +109,8 @@ func parseForm(body string) (clientForm, string, error) {
 			f.subjectTokenType = val
 		case pActorToken:
 			f.actorToken = val
+		case pResource:
+			f.resource = val
 		}
 	}
 	return f, "", nil

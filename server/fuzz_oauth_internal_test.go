@@ -97,8 +97,9 @@ func FuzzParseForm(f *testing.F) {
 				if form.sent(bit) != present {
 					t.Fatalf("parseForm(%q): %s sent=%v, url.ParseQuery present=%v", body, key, form.sent(bit), present)
 				}
-				got := map[uint8]string{pGrantType: form.grantType, pScope: form.scope, pClientID: form.clientID,
-					pClientSecret: form.clientSecret, pToken: form.token}[bit]
+				got := map[uint16]string{pGrantType: form.grantType, pScope: form.scope, pClientID: form.clientID,
+					pClientSecret: form.clientSecret, pToken: form.token, pSubjectToken: form.subjectToken,
+					pSubjectTokenType: form.subjectTokenType, pActorToken: form.actorToken, pResource: form.resource}[bit]
 				if present && got != vs[0] || !present && got != "" {
 					t.Fatalf("parseForm(%q): %s = %q, url.ParseQuery %q", body, key, got, vs)
 				}

@@ -87,3 +87,61 @@ func decodeTokenQuota(raw json.RawMessage) (quota.Policy, string) {
 	}
 	return p, ""
 }
+
+// audienceFor is the aud of a token for key with the granted scope, and
+// whether the request's RFC 8707 resource (empty: none sent) may have it.
+// A management token's audience is the management API's, and a resource
+// may only name that. Otherwise a resource must be one of the key's
+// audiences, or, for a key without audiences, the server's audience;
+// without a resource the key's first audience, else the server's. It
+// allocates nothing: string comparisons over the key's short list.
+func (s *Server) audienceFor(key store.Key, scope, resource string) (string, bool) {
+	base := s.tokenAudience(scope)
+	if base == s.managementAudience() || len(key.Audiences) == 0 {
+		return base, resource == "" || resource == base
+	}
+	if resource == "" {
+		return key.Audiences[0], true
+	}
+	for _, a := range key.Audiences {
+		if a == resource {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// metadataClaim is the value of a token's "metadata" claim for key: an
+// object of the key's metadata members named in metadata_claims, in that
+// order, or nil when none applies (the claim is left out). Only operators
+// choose what reaches tokens, and under this one claim, so no member can
+// pose as a registered or keygate claim. It costs nothing unless both the
+// setting and the key's metadata are there.
+func (s *Server) metadataClaim(key store.Key) []byte {
+	if len(s.cfg.MetadataClaims) == 0 || len(key.Metadata) == 0 {
+		return nil
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(key.Metadata, &members) != nil {
+		return nil // stored by apikey as a compact object: not reached
+	}
+	var out []byte
+	for _, name := range s.cfg.MetadataClaims {
+		v, ok := members[name]
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = append(make([]byte, 0, len(key.Metadata)+2), '{')
+		} else {
+			out = append(out, ',')
+		}
+		out = appendJSONString(out, name)
+		out = append(out, ':')
+		out = append(out, v...)
+	}
+	if out == nil {
+		return nil
+	}
+	return append(out, '}')
+}

@@ -93,7 +93,40 @@ var (
 		description: "the key store is temporarily unavailable; try again shortly"}
 	errNotOwner = &oauthError{code: oerrors.ErrUnauthorizedClient,
 		description: "this token was issued to another client; a client can revoke only its own tokens"}
+
+	// The key policy's refusals, answered only once the secret verified
+	// (apikey.KeyUsable): before that, every refusal is errInvalidClient.
+	errKeyExpired = &oauthError{code: oerrors.ErrInvalidClient,
+		description: "the key has expired; ask for a new key"}
+	errKeySuspended = &oauthError{code: oerrors.ErrInvalidClient,
+		description: "the key is suspended; ask its owner to resume it"}
+	// It names no range: the allowed addresses are the key owner's to know.
+	errSourceRefused = &oauthError{code: oerrors.ErrInvalidClient,
+		description: "the key may not be used from this network address"}
+
+	// RFC 8707 §2: resource indicators.
+	errResourceRepeated = &oauthError{code: errInvalidTarget,
+		description: "resource is given more than once; keygate issues a token for one resource at a time"}
+	errResourceForm = &oauthError{code: errInvalidTarget,
+		description: "resource must be an absolute URI without a fragment"}
+	errResourceRefused = &oauthError{code: errInvalidTarget,
+		description: "this key may not have a token for the requested resource"}
 )
+
+// errInvalidTarget is RFC 8707's error code, which go-oauth2 lacks.
+var errInvalidTarget = errors.New("invalid_target")
+
+// policyError is the answer to a refusal of apikey.KeyUsable.
+func policyError(err error) *oauthError {
+	switch {
+	case errors.Is(err, apikey.ErrKeyExpired):
+		return errKeyExpired
+	case errors.Is(err, apikey.ErrKeySuspended):
+		return errKeySuspended
+	default:
+		return errSourceRefused
+	}
+}
 
 // statusFor is RFC 6749 §5.2's status for each error code; go-oauth2's
 // defaults differ (401 for unsupported_grant_type and unauthorized_client).

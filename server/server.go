@@ -79,6 +79,22 @@ type Options struct {
 	Audience string
 	// TokenTTL is the access token lifetime. Default config.DefaultTokenTTL.
 	TokenTTL time.Duration
+	// MaxKeyTokenTTL is the longest token_ttl a key may have (config's
+	// max_token_ttl). Default TokenTTL.
+	MaxKeyTokenTTL time.Duration
+	// AudiencesAllowed are the audiences keys may be given and token
+	// requests may name as resource (config's audiences_allowed).
+	AudiencesAllowed []string
+	// MaxKeyLifetime bounds new keys' expires_at (config's
+	// max_key_lifetime); 0: no bound.
+	MaxKeyLifetime time.Duration
+	// KeyExpiryWarning is how long before its expiry a key is shown as
+	// expiring soon. Default config.DefaultKeyExpiryWarning; negative:
+	// never (config's 0).
+	KeyExpiryWarning time.Duration
+	// MetadataClaims are the metadata members copied into tokens under
+	// the claim "metadata" (config's metadata_claims); none by default.
+	MetadataClaims []string
 	// SigningAlg is ES256 (default), RS256 or EdDSA. A change goes through
 	// a rotation: a key of the new algorithm is published first and signs
 	// after SigningKeyPrepublish.
@@ -257,6 +273,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = config.DefaultTokenTTL
 	}
+	opts.MaxKeyTokenTTL = max(opts.MaxKeyTokenTTL, opts.TokenTTL)
+	if opts.KeyExpiryWarning == 0 {
+		opts.KeyExpiryWarning = config.DefaultKeyExpiryWarning
+	}
+	for _, a := range opts.AudiencesAllowed {
+		if a == opts.Issuer+"/v1" {
+			return nil, fmt.Errorf("server: audiences_allowed entry %q is the management API's own audience; choose another", a)
+		}
+	}
 	if opts.IntrospectionRate <= 0 {
 		opts.IntrospectionRate = config.DefaultIntrospectionRate
 	}
@@ -296,9 +321,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		MaxKeysPerTeam: opts.MaxKeysPerTeam,
 		SigningAlg:     opts.SigningAlg,
 		TokenTTL:       opts.TokenTTL,
+		MaxKeyTokenTTL: opts.MaxKeyTokenTTL,
 		// Status list tokens are signed with the same keys and live
 		// longest when the status list ttl is long (statuslist.go).
-		LongestTokenLifetime: max(opts.TokenTTL, statusListLifetime, 2*opts.StatusListTTL),
+		LongestTokenLifetime: max(opts.MaxKeyTokenTTL, statusListLifetime, 2*opts.StatusListTTL),
+		AudiencesAllowed:     opts.AudiencesAllowed,
+		MaxKeyLifetime:       opts.MaxKeyLifetime,
 		SigningKeyRotation:   opts.SigningKeyRotation,
 		SigningKeyPrepublish: opts.SigningKeyPrepublish,
 		AdminClientID:        opts.AdminClientID,
@@ -321,8 +349,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.verifier, err = verify.New(ctx, verify.Options{
 		Issuer:   opts.Issuer,
 		Audience: opts.Audience,
-		Keys:     ownKeys{keys},
-		Now:      opts.Now,
+		// Introspection and revocation know tokens of every audience a
+		// key may be given (keypolicy.go).
+		OtherAudiences: opts.AudiencesAllowed,
+		Keys:           ownKeys{keys},
+		Now:            opts.Now,
 		// keygate checks deletion against its own store (admin tokens,
 		// introspection), never by fetching its own status list over HTTP.
 		IgnoreStatus: true,

@@ -82,6 +82,13 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		return
 	}
 	t.s.authThrottle.Succeeded(pair)
+	// Key policy, only now that the secret verified (no policy oracle):
+	// expiry and suspension on the clock the secret was judged by, then
+	// the source address (a prefix check, no allocation).
+	if err := apikey.KeyUsable(key, auth.Now, t.s.sourceAddr(c)); err != nil {
+		t.fail(c, key.ClientID, policyError(err))
+		return
+	}
 	if form.scope == "" && form.sent(pScope) {
 		t.fail(c, key.ClientID, errEmptyScope)
 		return
@@ -96,10 +103,16 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 		t.fail(c, key.ClientID, errServer)
 		return
 	}
+	aud, ok := t.s.audienceFor(key, scope, form.resource)
+	if !ok {
+		t.fail(c, key.ClientID, errResourceRefused)
+		return
+	}
 	if t.overQuota(c, key, auth.Now) {
 		return
 	}
-	tok, err := t.sign(key, scope, auth)
+	ttl := t.s.keys.TokenTTL(key)
+	tok, err := t.sign(key, scope, aud, ttl, auth)
 	if err != nil {
 		t.s.reqLog(c).Error("token endpoint: sign", "err", err)
 		t.fail(c, key.ClientID, errServer)
@@ -112,8 +125,9 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	}
 	t.s.lastUsed.Record(key.ClientID, key.TeamID, key.LastUsedAt, auth.Now)
 	t.s.cfg.Metrics.TokenOutcome(outcomeIssued) // nil-safe
-	// expires_in follows exp, shortened for a secret in its grace period.
-	writeAccessToken(w, tok, int64(auth.TokenExpiry(t.s.cfg.TokenTTL).Sub(auth.Now)/time.Second), scope)
+	// expires_in follows exp: the key's token lifetime, shortened for a
+	// secret in its grace period or a key about to expire.
+	writeAccessToken(w, tok, int64(auth.TokenExpiry(ttl).Sub(auth.Now)/time.Second), scope)
 }
 
 // outcomeIssued is keygate_token_requests_total's outcome of a token
@@ -128,12 +142,13 @@ func (t *tokenEndpoint) fail(c *gin.Context, clientID string, e *oauthError) {
 	oauthFail(c, clientID, e)
 }
 
-// sign builds the RFC 9068 claims of a token for key with scope, issued at
-// auth.Now (the clock reading Authenticate judged the secret by), and signs
-// them with the current signing key. The status claim names the secret
-// generation that authenticated (auth.StatusIndex), and a token minted with
-// a previous secret expires no later than that secret.
-func (t *tokenEndpoint) sign(key store.Key, scope string, auth apikey.Auth) (string, error) {
+// sign builds the RFC 9068 claims of a token for key with scope and
+// audience aud, living ttl from auth.Now (the clock reading Authenticate
+// judged the secret by), and signs them with the current signing key. The
+// status claim names the secret generation that authenticated
+// (auth.StatusIndex), and a token expires no later than the secret it was
+// minted with, nor than its key (auth.NotAfter).
+func (t *tokenEndpoint) sign(key store.Key, scope, aud string, ttl time.Duration, auth apikey.Auth) (string, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return "", err
@@ -146,8 +161,8 @@ func (t *tokenEndpoint) sign(key store.Key, scope string, auth apikey.Auth) (str
 	claims := accessClaims{
 		Issuer:    t.s.cfg.Issuer,
 		Subject:   key.ClientID,
-		Audience:  t.s.tokenAudience(scope),
-		ExpiresAt: auth.TokenExpiry(t.s.cfg.TokenTTL).Unix(),
+		Audience:  aud,
+		ExpiresAt: auth.TokenExpiry(ttl).Unix(),
 		IssuedAt:  now.Unix(),
 		NotBefore: now.Unix(),
 		ID:        jti,
@@ -155,6 +170,7 @@ func (t *tokenEndpoint) sign(key store.Key, scope string, auth apikey.Auth) (str
 		Scope:     scope,
 		TeamID:    key.TeamID,
 		Status:    status,
+		Metadata:  t.s.metadataClaim(key),
 	}
 	return t.s.keys.KeySetAt(now).Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
 }
@@ -177,6 +193,9 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (clientForm, clie
 	}
 	if creds.id == "" || creds.secret == "" {
 		return clientForm{}, clientCredentials{id: creds.id}, errInvalidClient
+	}
+	if form.sent(pResource) && !config.ValidResource(form.resource) {
+		return clientForm{}, clientCredentials{id: creds.id}, errResourceForm
 	}
 	return form, creds, nil
 }
@@ -215,6 +234,8 @@ func parseClientForm(w http.ResponseWriter, r *http.Request) (clientForm, client
 	}
 	form, name, err := parseForm(string(body))
 	switch {
+	case errors.Is(err, errRepeated) && name == "resource":
+		return fail(errResourceRepeated)
 	case errors.Is(err, errRepeated):
 		return fail(invalidRequest("parameter " + strconv.Quote(name) + " is repeated"))
 	case err != nil:
@@ -337,6 +358,9 @@ type accessClaims struct {
 	// Status points at the key's entry in the status list, so resource
 	// servers stop accepting the token once the key is deleted.
 	Status *statusClaim `json:"status,omitempty"`
+	// Metadata is the compact JSON object of the key's metadata members
+	// the operator lists in metadata_claims (keypolicy.go), or nil.
+	Metadata []byte `json:"-"`
 }
 
 // appendJSON encodes the claims as encoding/json would (same member names
@@ -379,6 +403,10 @@ func (c *accessClaims) appendJSON(b []byte) []byte {
 		b = append(b, `,"uri":`...)
 		b = appendJSONString(b, c.Status.StatusList.URI)
 		b = append(b, `}}`...)
+	}
+	if c.Metadata != nil {
+		b = append(b, `,"metadata":`...)
+		b = append(b, c.Metadata...)
 	}
 	return append(b, '}')
 }

@@ -482,7 +482,8 @@ func TestTokenAcceptedVariants(t *testing.T) {
 		"upper-case media type":     {contentType: "Application/X-WWW-Form-Urlencoded", auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials")},
 		"lower-case basic scheme":   {auth: "basic " + servertest.BasicAuth(id, secret)[len("Basic "):], body: form("grant_type", "client_credentials")},
 		"form credentials":          {body: form("client_id", id, "client_secret", secret, "grant_type", "client_credentials")},
-		"unknown extra parameter":   {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", "https://api.example.com")},
+		"unknown extra parameter":   {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "state", "xyz")},
+		"resource of the audience":  {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", f.e.issuer)},
 		"chunked body":              {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials"), chunked: true},
 		"admin key asks keys:admin": {auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", "client_credentials", "scope", "keys:admin")},
 	}

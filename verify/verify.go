@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +98,10 @@ type Options struct {
 	Issuer string
 	// Audience must be one of the token's aud values.
 	Audience string
+	// OtherAudiences are accepted besides Audience: a resource server
+	// known by several names, or keygate itself, which checks tokens of
+	// every audience its keys may be given.
+	OtherAudiences []string
 
 	// JWKSURL skips discovery and fetches keys from this URL.
 	JWKSURL string
@@ -405,7 +410,7 @@ func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
 	}
 	audOK := false
 	for _, a := range tc.Audience {
-		if a == v.opts.Audience {
+		if a == v.opts.Audience || slices.Contains(v.opts.OtherAudiences, a) {
 			audOK = true
 		}
 	}

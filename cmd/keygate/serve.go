@@ -165,6 +165,13 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		Audience:   cfg.Audience,
 		TokenTTL:   cfg.TokenTTL,
 		SigningAlg: cfg.SigningAlg,
+		// Key policy (issue 17); key_expiry_warning's 0 (never) is the
+		// option's negative.
+		MaxKeyTokenTTL:   cfg.MaxKeyTokenTTL,
+		AudiencesAllowed: cfg.AudiencesAllowed,
+		MaxKeyLifetime:   cfg.MaxKeyLifetime,
+		KeyExpiryWarning: cmp.Or(cfg.KeyExpiryWarning, -1),
+		MetadataClaims:   cfg.MetadataClaims,
 		// The setting's 0 (manual only) is the option's negative.
 		SigningKeyRotation:    cmp.Or(cfg.SigningKeyRotation, -1),
 		SigningKeyPrepublish:  cfg.SigningKeyPrepublish,
