@@ -483,7 +483,7 @@ func TestTokenAcceptedVariants(t *testing.T) {
 		"lower-case basic scheme":   {auth: "basic " + servertest.BasicAuth(id, secret)[len("Basic "):], body: form("grant_type", "client_credentials")},
 		"form credentials":          {body: form("client_id", id, "client_secret", secret, "grant_type", "client_credentials")},
 		"unknown extra parameter":   {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "state", "xyz")},
-		"resource of the audience":  {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", f.e.issuer)},
+		"resource of the audience":  {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials", "resource", f.e.URL)},
 		"chunked body":              {auth: servertest.BasicAuth(id, secret), body: form("grant_type", "client_credentials"), chunked: true},
 		"admin key asks keys:admin": {auth: servertest.BasicAuth(f.e.AdminID, f.e.AdminSecret), body: form("grant_type", "client_credentials", "scope", "keys:admin")},
 	}
