@@ -189,6 +189,10 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 		if k.TeamID != team {
 			return store.Key{}, errOtherTeam
 		}
+		if KeyExpired(k, now) {
+			// A new secret would not bring it back: expiry is final.
+			return store.Key{}, ErrExpiredFinal
+		}
 		// A suspended secret (reported leaked) gets no grace period: it
 		// works nowhere already, and its hash is no secret's.
 		if grace > 0 && !SecretSuspended(k) {
@@ -208,6 +212,8 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errOtherTeam):
 		return store.Key{}, "", ErrNotFound
+	case errors.Is(err, ErrExpiredFinal):
+		return store.Key{}, "", err
 	case err != nil:
 		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
 	}

@@ -11,6 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
+
+	"github.com/keygate/keygate/apikey"
+	"github.com/keygate/keygate/config"
 
 	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/store"
@@ -144,4 +148,162 @@ func (s *Server) metadataClaim(key store.Key) []byte {
 		return nil
 	}
 	return append(out, '}')
+}
+
+// policyFields are the policy members of a key's create body and merge
+// patch besides token_quota, read by decodePolicyMember.
+var policyFields = []string{"expires_at", "disabled", "token_ttl", "audiences", "allowed_cidrs", "metadata"}
+
+// decodePolicyMember reads the policy member name of a create body or a
+// merge patch into ch, with its exact JSON type; null clears the field
+// (except "disabled", which is true or false). Ranges and the rest of the
+// rules are apikey's (policy.go). A non-empty string is the problem's
+// detail.
+func decodePolicyMember(name string, raw json.RawMessage, ch *apikey.KeyChange) string {
+	raw = bytes.TrimSpace(raw)
+	isNull := string(raw) == "null"
+	switch name {
+	case "expires_at":
+		var t time.Time
+		if !isNull {
+			var s string
+			var err error
+			if json.Unmarshal(raw, &s) != nil {
+				return `"expires_at" must be a JSON string holding an RFC 3339 time such as "2027-03-01T00:00:00Z", or null for no expiry`
+			}
+			if t, err = time.Parse(time.RFC3339, s); err != nil {
+				return fmt.Sprintf(`"expires_at" (%q) is not an RFC 3339 time such as "2027-03-01T00:00:00Z"`, truncate(s, 80))
+			}
+		}
+		ch.ExpiresAt = &t
+	case "disabled":
+		var b bool
+		if isNull || json.Unmarshal(raw, &b) != nil {
+			return `"disabled" must be true (suspend the key) or false (resume it)`
+		}
+		ch.Disabled = &b
+	case "token_ttl":
+		var d time.Duration
+		switch {
+		case isNull:
+		case len(raw) > 0 && raw[0] == '"':
+			var s string
+			_ = json.Unmarshal(raw, &s)
+			v, err := config.ParseDuration(s)
+			if err != nil {
+				return fmt.Sprintf(`"token_ttl" (%q) is not a duration such as "5m" or "1h"; or send whole seconds as a number`, truncate(s, 80))
+			}
+			d = v
+		default:
+			n, err := strconv.ParseInt(string(raw), 10, 64)
+			if err != nil || n <= 0 || n > int64(config.MaxTokenTTL/time.Second) {
+				return fmt.Sprintf(`"token_ttl" must be whole seconds (a number from %d to %d) or a duration string such as "5m", or null for the server's`,
+					int64(config.MinTokenTTL/time.Second), int64(config.MaxTokenTTL/time.Second))
+			}
+			d = time.Duration(n) * time.Second
+		}
+		ch.TokenTTL = &d
+	case "audiences", "allowed_cidrs":
+		var list []string
+		if !isNull && (len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil) {
+			return fmt.Sprintf(`%q must be a JSON array of strings, or null`, name)
+		}
+		if name == "audiences" {
+			ch.Audiences = &list
+		} else {
+			ch.AllowedCIDRs = &list
+		}
+	case "metadata":
+		var m json.RawMessage
+		if !isNull {
+			if len(raw) == 0 || raw[0] != '{' {
+				return `"metadata" must be a JSON object such as {"tenant": "acme"}, or null`
+			}
+			m = append(json.RawMessage{}, raw...)
+		}
+		ch.Metadata = &m
+	}
+	return ""
+}
+
+// policyOf is a new key's policy from the members a create body set.
+func policyOf(ch apikey.KeyChange) apikey.Policy {
+	var p apikey.Policy
+	if ch.ExpiresAt != nil {
+		p.ExpiresAt = *ch.ExpiresAt
+	}
+	if ch.Disabled != nil {
+		p.Disabled = *ch.Disabled
+	}
+	if ch.TokenTTL != nil {
+		p.TokenTTL = *ch.TokenTTL
+	}
+	if ch.Audiences != nil {
+		p.Audiences = *ch.Audiences
+	}
+	if ch.AllowedCIDRs != nil {
+		p.AllowedCIDRs = *ch.AllowedCIDRs
+	}
+	if ch.Metadata != nil {
+		p.Metadata = *ch.Metadata
+	}
+	return p
+}
+
+// policyView is the policy part of a key's JSON.
+type policyView struct {
+	// ExpiresAt is null for a key that never expires.
+	ExpiresAt *time.Time `json:"expires_at"`
+	// ExpiringSoon: expires_at is within key_expiry_warning, not past.
+	ExpiringSoon bool `json:"expiring_soon"`
+	// Status is "active", "suspended" or "expired" (expiry wins: it is
+	// final).
+	Status     string     `json:"status"`
+	Disabled   bool       `json:"disabled"`
+	DisabledAt *time.Time `json:"disabled_at"`
+	// TokenTTL is in whole seconds; null: the server's token_ttl.
+	TokenTTL *int64 `json:"token_ttl"`
+	// Audiences and AllowedCIDRs are null when the key has none.
+	Audiences    []string        `json:"audiences"`
+	AllowedCIDRs []string        `json:"allowed_cidrs"`
+	Metadata     json.RawMessage `json:"metadata"`
+}
+
+// Key statuses of policyView.Status.
+const (
+	keyActive    = "active"
+	keySuspended = "suspended"
+	keyExpired   = "expired"
+)
+
+func (s *Server) viewPolicy(k store.Key) policyView {
+	now := s.cfg.Now()
+	v := policyView{Status: keyActive, Disabled: apikey.KeySuspended(k)}
+	if !k.ExpiresAt.IsZero() {
+		t := k.ExpiresAt.UTC()
+		v.ExpiresAt = &t
+		v.ExpiringSoon = !apikey.KeyExpired(k, now) && s.cfg.KeyExpiryWarning > 0 && k.ExpiresAt.Sub(now) <= s.cfg.KeyExpiryWarning
+	}
+	if v.Disabled {
+		t := k.DisabledAt.UTC().Truncate(time.Second)
+		v.DisabledAt = &t
+		v.Status = keySuspended
+	}
+	if apikey.KeyExpired(k, now) {
+		v.Status = keyExpired
+	}
+	if k.TokenTTL > 0 {
+		n := int64(k.TokenTTL / time.Second)
+		v.TokenTTL = &n
+	}
+	if len(k.Audiences) > 0 {
+		v.Audiences = append([]string{}, k.Audiences...)
+	}
+	for _, p := range k.AllowedCIDRs {
+		v.AllowedCIDRs = append(v.AllowedCIDRs, p.String())
+	}
+	if len(k.Metadata) > 0 {
+		v.Metadata = append(json.RawMessage{}, k.Metadata...)
+	}
+	return v
 }

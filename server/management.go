@@ -39,6 +39,7 @@ const (
 	problemMediaType     = "urn:keygate:problem:unsupported-media-type"
 	problemBodyTooLarge  = "urn:keygate:problem:body-too-large"
 	problemKeyIDConflict = "urn:keygate:problem:conflict"
+	problemKeyExpired    = "urn:keygate:problem:key-expired"
 )
 
 // claimsKey is where authenticate (server/authz.go) leaves the verified
@@ -108,6 +109,8 @@ type keyView struct {
 	// TokenQuota is the key's own issuance quota; null when it has none
 	// (the server's token_quota_per_key, if any, applies).
 	TokenQuota *tokenQuotaView `json:"token_quota"`
+	// The other policy fields (keypolicy.go).
+	policyView
 }
 
 type createdKeyView struct {
@@ -128,6 +131,7 @@ func (s *Server) view(k store.Key) keyView {
 		Permissions: append([]string{}, k.Permissions...),
 		CreatedAt:   k.CreatedAt.UTC().Truncate(time.Second),
 		TokenQuota:  viewTokenQuota(k.TokenQuota),
+		policyView:  s.viewPolicy(k),
 	}
 	if sc, err := s.keys.Scopes(k); err == nil {
 		v.Scopes = sc
@@ -163,8 +167,34 @@ type createKeyRequest struct {
 	// operator-only permissions (such as token_introspection for a
 	// resource server), which are never offered to teams.
 	GrantOperatorPermissions bool `json:"grant_operator_permissions"`
-	// TokenQuota is read by decodeTokenQuota (server/keypolicy.go).
-	TokenQuota json.RawMessage `json:"token_quota"`
+	// TokenQuota is read by decodeTokenQuota, the other policy members
+	// by decodePolicyMember (server/keypolicy.go).
+	TokenQuota   json.RawMessage `json:"token_quota"`
+	ExpiresAt    json.RawMessage `json:"expires_at"`
+	Disabled     json.RawMessage `json:"disabled"`
+	TokenTTL     json.RawMessage `json:"token_ttl"`
+	Audiences    json.RawMessage `json:"audiences"`
+	AllowedCIDRs json.RawMessage `json:"allowed_cidrs"`
+	Metadata     json.RawMessage `json:"metadata"`
+}
+
+// policy reads the policy members the request holds, or returns the
+// problem's detail.
+func (r *createKeyRequest) policy() (apikey.Policy, string) {
+	var ch apikey.KeyChange
+	for _, m := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"expires_at", r.ExpiresAt}, {"disabled", r.Disabled}, {"token_ttl", r.TokenTTL},
+		{"audiences", r.Audiences}, {"allowed_cidrs", r.AllowedCIDRs}, {"metadata", r.Metadata}} {
+		if m.raw == nil {
+			continue
+		}
+		if bad := decodePolicyMember(m.name, m.raw, &ch); bad != "" {
+			return apikey.Policy{}, bad
+		}
+	}
+	return policyOf(ch), ""
 }
 
 var createFields = structFields(&createKeyRequest{})
@@ -203,6 +233,11 @@ func (s *Server) createKey(c *gin.Context) {
 			return
 		}
 	}
+	var bad string
+	if nk.Policy, bad = req.policy(); bad != "" {
+		problem(c, http.StatusBadRequest, problemInvalid, bad)
+		return
+	}
 	k, secret, err := s.keys.Create(c.Request.Context(), s.requestMeta(c), nk)
 	var inv *apikey.InvalidError
 	switch {
@@ -211,7 +246,7 @@ func (s *Server) createKey(c *gin.Context) {
 		return
 	case errors.Is(err, apikey.ErrTeamLimit):
 		problem(c, http.StatusConflict, problemTeamLimit, fmt.Sprintf(
-			"team %s already has %d API keys, the maximum; delete one before creating another", team, s.keys.MaxKeysPerTeam()))
+			"team %s already has %d API keys, the maximum (suspended and expired keys count too); delete one before creating another", team, s.keys.MaxKeysPerTeam()))
 		return
 	case errors.Is(err, apikey.ErrConflict):
 		problem(c, http.StatusConflict, problemKeyIDConflict, "a key with the generated client ID exists; retry the request")
@@ -219,6 +254,9 @@ func (s *Server) createKey(c *gin.Context) {
 	case err != nil:
 		s.storeProblem(c, err)
 		return
+	}
+	if apikey.KeySuspended(k) {
+		s.statusLists.invalidate() // its entry is SUSPENDED already
 	}
 	c.Header("Location", "/v1/teams/"+team+"/keys/"+k.ClientID)
 	c.JSON(http.StatusCreated, createdKeyView{keyView: s.view(k), ClientSecret: secret})
@@ -426,11 +464,15 @@ func (s *Server) managerSees(c *gin.Context, team, id string) bool {
 // 404 for a key the team does not have (also a key of another team: the
 // path is the scope), else the store's problem.
 func (s *Server) keyProblem(c *gin.Context, team, id string, err error) {
-	if errors.Is(err, apikey.ErrNotFound) {
+	switch {
+	case errors.Is(err, apikey.ErrNotFound):
 		keyNotFound(c, team, id)
-		return
+	case errors.Is(err, apikey.ErrExpiredFinal):
+		problem(c, http.StatusConflict, problemKeyExpired, fmt.Sprintf(
+			"key %s has expired, and expiry is final: its expiry cannot be moved or cleared, nor its secret rotated; create a new key", truncate(id, 80)))
+	default:
+		s.storeProblem(c, err)
 	}
-	s.storeProblem(c, err)
 }
 
 func keyNotFound(c *gin.Context, team, id string) {

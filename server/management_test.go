@@ -288,7 +288,7 @@ func TestManagementBadRequests(t *testing.T) {
 				f.e.CreateKeyWith(t, f.admin, "acme", "filler", permVisualization)
 			}
 		}, req: create("acme", goodBody), status: 409,
-			detail: []string{"team acme already has 5 API keys, the maximum; delete one before creating another"}},
+			detail: []string{"team acme already has 5 API keys, the maximum (suspended and expired keys count too); delete one before creating another"}},
 
 		// Keys addressed wrongly.
 		{name: "GET unknown key", req: func(f *mgmtFixture) mreq {
@@ -400,11 +400,12 @@ func checkKeyShape(tb testing.TB, raw json.RawMessage, withSecret bool) map[stri
 	if err := json.Unmarshal(raw, &m); err != nil {
 		tb.Fatalf("key JSON: %v: %s", err, raw)
 	}
-	want := []string{"client_id", "created_at", "last_used_at", "name", "permissions", "previous_secret_expires_at", "scopes", "secret_rotated_at", "secret_suspended_at", "team_id", "token_quota"}
+	want := []string{"client_id", "created_at", "last_used_at", "name", "permissions", "previous_secret_expires_at", "scopes", "secret_rotated_at", "secret_suspended_at", "team_id", "token_quota",
+		"expires_at", "expiring_soon", "status", "disabled", "disabled_at", "token_ttl", "audiences", "allowed_cidrs", "metadata"}
 	if withSecret {
 		want = append(want, "client_secret")
-		slices.Sort(want)
 	}
+	slices.Sort(want)
 	if got := keysOf(m); !slices.Equal(got, want) {
 		tb.Errorf("key members %v, want %v", got, want)
 	}
@@ -602,7 +603,7 @@ func testManagementTeamLimitConcurrent(t *testing.T, b servertest.Backend) {
 		case http.StatusConflict:
 			limited++
 			var p problemJSON
-			if err := json.Unmarshal(bodies[i], &p); err != nil || p.Detail != "team acme already has 5 API keys, the maximum; delete one before creating another" {
+			if err := json.Unmarshal(bodies[i], &p); err != nil || p.Detail != "team acme already has 5 API keys, the maximum (suspended and expired keys count too); delete one before creating another" {
 				t.Errorf("409 body %s", bodies[i])
 			}
 		default:

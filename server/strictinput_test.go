@@ -23,8 +23,8 @@ func TestStrictJSONBodiesChangeNothing(t *testing.T) {
 		jsonCT  = "application/json"
 		prefix  = "the body is not the expected JSON object: "
 		surr    = "a string has a lone UTF-16 surrogate escape at byte %d; escape a character outside the Basic Multilingual Plane as a surrogate pair (RFC 8259 §7)"
-		createF = `; allowed fields are "name", "permissions", "grant_operator_permissions", "token_quota"`
-		patchF  = `; a key's patch may hold "name", "permissions", "grant_operator_permissions", "token_quota"`
+		createF = `; allowed fields are "name", "permissions", "grant_operator_permissions", "token_quota", "expires_at", "disabled", "token_ttl", "audiences", "allowed_cidrs", "metadata"`
+		patchF  = `; a key's patch may hold "name", "permissions", "grant_operator_permissions", "token_quota", "expires_at", "disabled", "token_ttl", "audiences", "allowed_cidrs", "metadata"`
 	)
 	create, rotate, update := "/v1/teams/acme/keys", rotatePath("acme", k.ClientID), keyPath("acme", k.ClientID)
 	for _, c := range []struct {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,7 +28,7 @@ const mergePatchType = "application/merge-patch+json"
 
 // patchFields are the members a key's merge patch may hold, as the error
 // for an unknown member lists them. Later settings of a key join here.
-var patchFields = []string{"name", "permissions", "grant_operator_permissions", "token_quota"}
+var patchFields = append([]string{"name", "permissions", "grant_operator_permissions", "token_quota"}, policyFields...)
 
 var patchBody = bodyFields{names: patchFields, unknown: func(name string) string {
 	return fmt.Sprintf("unknown field %q; a key's patch may hold %s", name, quotedList(patchFields))
@@ -60,6 +61,10 @@ func (s *Server) updateKey(c *gin.Context) {
 	}
 	if len(changed) > 0 {
 		s.reqLog(c).Info("management: key updated", "team_id", team, "client_id", id, "changed", changed)
+	}
+	if slices.Contains(changed, "disabled") {
+		// Suspended or resumed: this instance's list shows it at once.
+		s.statusLists.invalidate()
 	}
 	c.JSON(http.StatusOK, s.view(k))
 }
@@ -114,6 +119,8 @@ func readKeyPatch(c *gin.Context) (apikey.KeyChange, bool) {
 			p, msg := decodeTokenQuota(raw)
 			bad = msg
 			ch.TokenQuota = &p
+		case "expires_at", "disabled", "token_ttl", "audiences", "allowed_cidrs", "metadata":
+			bad = decodePolicyMember(name, raw, &ch)
 		case "grant_operator_permissions":
 			if json.Unmarshal(raw, &ch.GrantOperatorPermissions) != nil || isNull {
 				bad = `"grant_operator_permissions" must be true or false`
