@@ -167,6 +167,11 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 	if err := CheckGracePeriod(grace); err != nil {
 		return store.Key{}, "", err
 	}
+	// An expired key is refused before an index is taken for nothing (the
+	// update checks again: it may expire in between).
+	if k, err := s.store.GetKey(ctx, clientID); err == nil && k.TeamID == team && KeyExpired(k, s.cfg.Now()) {
+		return store.Key{}, "", ErrExpiredFinal
+	}
 	secret, err := credential.NewSecret()
 	if err != nil {
 		return store.Key{}, "", fmt.Errorf("generate secret: %w", err)
