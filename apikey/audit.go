@@ -194,6 +194,8 @@ const (
 	DeniedScope        = "insufficient_scope"
 	DeniedKeyGone      = "key_gone"
 	DeniedTokenRevoked = "token_revoked"
+	DeniedKeySuspended = "key_suspended"
+	DeniedKeyExpired   = "key_expired"
 )
 
 // FoldWindow is how long refused calls from one source address and client

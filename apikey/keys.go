@@ -59,6 +59,13 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 	if err != nil {
 		return store.Key{}, "", err
 	}
+	var probe store.Key
+	pf.apply(&probe, now)
+	if probe.HasPolicy() {
+		if err := s.requireSchemaLevel(ctx, store.SchemaLevelKeyPolicy, "store a key policy"); err != nil {
+			return store.Key{}, "", err
+		}
+	}
 	id, secret, idx, err := s.newCredentials(ctx, nk.Team)
 	if err != nil {
 		return store.Key{}, "", err
@@ -74,11 +81,6 @@ func (s *Service) Create(ctx context.Context, by Request, nk NewKey) (store.Key,
 		TokenQuota:  storedQuota(nk.TokenQuota),
 	}
 	pf.apply(&k, now)
-	if k.HasPolicy() {
-		if err := s.requireSchemaLevel(ctx, store.SchemaLevelKeyPolicy, "store a key policy"); err != nil {
-			return store.Key{}, "", err
-		}
-	}
 	if pf.disabled {
 		// Created suspended: its one generation's entry says so before the
 		// key exists, so no token of it is ever valid offline until resumed.

@@ -243,6 +243,16 @@ func (s *Server) callerFor(c *gin.Context, claims *verify.Claims) (caller, bool)
 		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
 		problem(c, http.StatusUnauthorized, problemUnauthorized, "this access token was revoked; get a new one at /oauth/token")
 		return k, false
+	case errors.Is(err, apikey.ErrKeySuspended):
+		s.authFailed(c, claims, apikey.DeniedKeySuspended)
+		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "the key this token was issued to is suspended; it opens nothing until it is resumed")
+		return k, false
+	case errors.Is(err, apikey.ErrKeyExpired):
+		s.authFailed(c, claims, apikey.DeniedKeyExpired)
+		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
+		problem(c, http.StatusUnauthorized, problemUnauthorized, "the key this token was issued to has expired")
+		return k, false
 	case err != nil:
 		s.storeProblem(c, err)
 		return k, false

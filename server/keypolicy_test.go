@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 const (
@@ -443,5 +444,280 @@ func TestTokenPolicyMetadataClaims(t *testing.T) {
 	pk := plain.createPolicyKey(t, padmin, map[string]any{"metadata": meta})
 	if claims, _ := issued(t, plain.tokenWith(t, pk.ClientID, pk.ClientSecret, nil, nil)); claims["metadata"] != nil {
 		t.Errorf("metadata claim %v without metadata_claims", claims["metadata"])
+	}
+}
+
+// TestKeyPolicyValidation: every policy field's bad values, at create and
+// in a merge patch, get a 400 problem naming the field and change nothing.
+func TestKeyPolicyValidation(t *testing.T) {
+	e := policyEnv(t, servertest.Memory(), server.Options{MaxKeyLifetime: 30 * 24 * time.Hour})
+	admin := e.AdminToken(t)
+	k := e.createPolicyKey(t, admin, nil)
+	many := make([]string, 33)
+	for i := range many {
+		many[i] = fmt.Sprintf("10.0.%d.0/24", i)
+	}
+	manyJSON, _ := json.Marshal(many)
+	members := make([]string, 17)
+	for i := range members {
+		members[i] = fmt.Sprintf(`"m%d":%d`, i, i)
+	}
+	past := policyEpoch.Add(-time.Hour).Format(time.RFC3339)
+	beyond := policyEpoch.Add(31 * 24 * time.Hour).Format(time.RFC3339)
+	for _, c := range []struct {
+		name, member, value string
+		detail              string // a part of the problem's detail
+	}{
+		{"expires_at in the past", "expires_at", `"` + past + `"`, `"expires_at"`},
+		{"expires_at now", "expires_at", `"` + policyEpoch.Format(time.RFC3339) + `"`, "not in the future"},
+		{"expires_at a number", "expires_at", `1767225600`, `"expires_at" must be a JSON string`},
+		{"expires_at not RFC 3339", "expires_at", `"2027-03-01"`, "not an RFC 3339 time"},
+		{"expires_at beyond max_key_lifetime", "expires_at", `"` + beyond + `"`, "max_key_lifetime (30d)"},
+		{"disabled null", "disabled", `null`, `"disabled" must be true`},
+		{"disabled a string", "disabled", `"yes"`, `"disabled" must be true`},
+		{"disabled a number", "disabled", `1`, `"disabled" must be true`},
+		{"token_ttl too short", "token_ttl", `30`, `"token_ttl"`},
+		{"token_ttl above max_token_ttl", "token_ttl", `"2h"`, "max_token_ttl"},
+		{"token_ttl not whole seconds", "token_ttl", `"90.5s"`, "whole seconds"},
+		{"token_ttl a fraction", "token_ttl", `90.5`, `"token_ttl" must be whole seconds`},
+		{"token_ttl negative", "token_ttl", `-60`, `"token_ttl" must be whole seconds`},
+		{"token_ttl no duration", "token_ttl", `"soon"`, "not a duration"},
+		{"token_ttl a boolean", "token_ttl", `true`, `"token_ttl" must be whole seconds`},
+		{"audiences empty", "audiences", `[]`, `"audiences" must not be empty`},
+		{"audiences not allowed", "audiences", `["https://api.example.com/commerce"]`, "not one of the audiences this server allows"},
+		{"audiences repeated", "audiences", `["` + audAccounting + `","` + audAccounting + `"]`, "listed twice"},
+		{"audiences a string", "audiences", `"` + audAccounting + `"`, `"audiences" must be a JSON array`},
+		{"audiences of numbers", "audiences", `[1]`, `"audiences" must be a JSON array`},
+		{"allowed_cidrs empty", "allowed_cidrs", `[]`, `"allowed_cidrs" must not be empty`},
+		{"allowed_cidrs not an address", "allowed_cidrs", `["300.1.1.1"]`, `"allowed_cidrs[0]"`},
+		{"allowed_cidrs bad prefix", "allowed_cidrs", `["10.0.0.0/33"]`, `"allowed_cidrs[0]"`},
+		{"allowed_cidrs with a zone", "allowed_cidrs", `["fe80::1%eth0"]`, `"allowed_cidrs[0]"`},
+		{"allowed_cidrs over 32", "allowed_cidrs", string(manyJSON), "use at most 32"},
+		{"allowed_cidrs repeated", "allowed_cidrs", `["10.0.0.0/8","10.1.2.3/8"]`, "listed twice"},
+		{"allowed_cidrs a string", "allowed_cidrs", `"10.0.0.0/8"`, `"allowed_cidrs" must be a JSON array`},
+		{"metadata an array", "metadata", `[]`, `"metadata" must be a JSON object`},
+		{"metadata a string", "metadata", `"x"`, `"metadata" must be a JSON object`},
+		{"metadata over 16 members", "metadata", `{` + strings.Join(members, ",") + `}`, "use at most 16"},
+		{"metadata over 1 KiB", "metadata", `{"a":"` + strings.Repeat("x", 1100) + `"}`, "use at most 1024"},
+		{"metadata empty member name", "metadata", `{"":1}`, "member name"},
+	} {
+		for _, op := range []string{"create", "patch"} {
+			t.Run(op+": "+c.name, func(t *testing.T) {
+				before := e.policySnapshot(t)
+				var r response
+				if op == "create" {
+					body := `{"name":"bad","permissions":["accounting_api"],"` + c.member + `":` + c.value + `}`
+					req := e.NewRequest(t, http.MethodPost, "/v1/teams/acme/keys", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Authorization", "Bearer "+admin)
+					r = e.Do(t, req)
+				} else {
+					r = e.patchKey(t, admin, k.ClientID, `{"`+c.member+`":`+c.value+`}`)
+				}
+				p := checkProblem(t, r, http.StatusBadRequest)
+				if p.Type != "urn:keygate:problem:invalid-request" || !strings.Contains(p.Detail, c.detail) {
+					t.Errorf("problem %s %q, want invalid-request naming %q", p.Type, p.Detail, c.detail)
+				}
+				if after := e.policySnapshot(t); after != before {
+					t.Errorf("a refused %s changed the store", op)
+				}
+			})
+		}
+	}
+	// Audiences on a server that allows none.
+	plain := policyEnv(t, servertest.Memory(), server.Options{AudiencesAllowed: []string{}})
+	padmin := plain.AdminToken(t)
+	before := plain.policySnapshot(t)
+	r := plain.API(t, padmin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "x", "permissions": []string{permAccounting}, "audiences": []string{audAccounting}})
+	if p := checkProblem(t, r, http.StatusBadRequest); !strings.Contains(p.Detail, "no audiences_allowed") {
+		t.Errorf("audiences without audiences_allowed: %q", p.Detail)
+	}
+	if plain.policySnapshot(t) != before {
+		t.Error("the refused create changed the store")
+	}
+}
+
+// TestKeyPolicyPatchRoundTrip: every field set by PATCH shows in the key's
+// JSON, null clears it, and an unchanged value writes no event field.
+func TestKeyPolicyPatchRoundTrip(t *testing.T) {
+	e := policyEnv(t, servertest.Memory(), server.Options{})
+	admin := e.AdminToken(t)
+	k := e.createPolicyKey(t, admin, nil)
+	exp := policyEpoch.Add(48 * time.Hour).Format(time.RFC3339)
+	r := e.patchKey(t, admin, k.ClientID, `{"expires_at":"`+exp+`","token_ttl":"10m","audiences":["`+audBanking+`"],"allowed_cidrs":["192.0.2.1","2001:db8:1::/48"],"metadata":{"tenant": "acme"}}`)
+	var v map[string]any
+	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &v) != nil {
+		t.Fatalf("patch: %s", r)
+	}
+	want := map[string]string{
+		"expires_at": `"` + exp + `"`, "token_ttl": `600`, "audiences": `["` + audBanking + `"]`,
+		"allowed_cidrs": `["192.0.2.1/32","2001:db8:1::/48"]`, "metadata": `{"tenant":"acme"}`, "status": `"active"`,
+		"expiring_soon": `true`, // 48 h ahead: within key_expiry_warning (7 days)
+	}
+	for name, w := range want {
+		if got, _ := json.Marshal(v[name]); string(got) != w {
+			t.Errorf("%s = %s, want %s", name, got, w)
+		}
+	}
+	// 12 days ahead: past the warning, not marked.
+	r = e.patchKey(t, admin, k.ClientID, `{"expires_at":"`+policyEpoch.Add(12*24*time.Hour).Format(time.RFC3339)+`"}`)
+	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &v) != nil || v["expiring_soon"] != false {
+		t.Errorf("12 days ahead: expiring_soon %v (%s)", v["expiring_soon"], r)
+	}
+	r = e.patchKey(t, admin, k.ClientID, `{"expires_at":null,"token_ttl":null,"audiences":null,"allowed_cidrs":null,"metadata":null}`)
+	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &v) != nil {
+		t.Fatalf("clear: %s", r)
+	}
+	for _, name := range []string{"expires_at", "token_ttl", "audiences", "allowed_cidrs", "metadata"} {
+		if v[name] != nil {
+			t.Errorf("%s = %v after null, want null", name, v[name])
+		}
+	}
+	sk := e.StoredKey(t, k.ClientID)
+	if sk.HasPolicy() {
+		t.Errorf("stored key still holds a policy after clearing: %+v", sk)
+	}
+}
+
+// TestKeyPolicyMaxLifetime: with max_key_lifetime a key created without an
+// expiry gets the limit, one asking for more is refused naming the limit,
+// the expiry can neither be cleared nor moved past creation plus the limit,
+// and a rotation does not extend it.
+func TestKeyPolicyMaxLifetime(t *testing.T) {
+	const limit = 30 * 24 * time.Hour
+	e := policyEnv(t, servertest.Memory(), server.Options{MaxKeyLifetime: limit})
+	admin := e.AdminToken(t)
+	k := e.createPolicyKey(t, admin, nil)
+	if got := e.StoredKey(t, k.ClientID).ExpiresAt; !got.Equal(policyEpoch.Add(limit)) {
+		t.Fatalf("a key created without expires_at expires %v, want creation + 30d", got)
+	}
+	before := e.policySnapshot(t)
+	if p := checkProblem(t, e.patchKey(t, admin, k.ClientID, `{"expires_at":null}`), http.StatusBadRequest); !strings.Contains(p.Detail, "max_key_lifetime (30d)") {
+		t.Errorf("clearing under max_key_lifetime: %q", p.Detail)
+	}
+	e.Clock.Advance(10 * 24 * time.Hour)
+	admin = e.AdminToken(t)
+	late := policyEpoch.Add(limit + time.Hour).Format(time.RFC3339)
+	if p := checkProblem(t, e.patchKey(t, admin, k.ClientID, `{"expires_at":"`+late+`"}`), http.StatusBadRequest); !strings.Contains(p.Detail, "max_key_lifetime") {
+		t.Errorf("moving past creation + limit: %q", p.Detail)
+	}
+	if e.policySnapshot(t) != before {
+		t.Error("refused changes changed the store")
+	}
+	// Shortening is fine; a rotation keeps the expiry.
+	earlier := policyEpoch.Add(20 * 24 * time.Hour)
+	if r := e.patchKey(t, admin, k.ClientID, `{"expires_at":"`+earlier.Format(time.RFC3339)+`"}`); r.Status != http.StatusOK {
+		t.Fatalf("shorten: %s", r)
+	}
+	if r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+k.ClientID+"/rotate", map[string]any{"grace_period": "0s"}); r.Status != http.StatusOK {
+		t.Fatalf("rotate: %s", r)
+	}
+	if got := e.StoredKey(t, k.ClientID).ExpiresAt; !got.Equal(earlier) {
+		t.Errorf("after a rotation the key expires %v, want %v (a rotation never extends a key)", got, earlier)
+	}
+}
+
+// TestKeyPolicyManagers: a team manager suspends and resumes its team's
+// keys through PATCH, cannot lift its own key's policy, and a manager key
+// that is suspended or expired loses the management API at once.
+func TestKeyPolicyManagers(t *testing.T) {
+	e := policyEnv(t, servertest.Memory(), server.Options{})
+	admin := e.AdminToken(t)
+	mgr := e.CreateManager(t, admin, "acme", "team manager")
+	k := e.createPolicyKey(t, admin, nil)
+	mtok := e.Token(t, mgr.ClientID, mgr.ClientSecret, "").AccessToken
+
+	if r := e.patchKey(t, mtok, k.ClientID, `{"disabled":true}`); r.Status != http.StatusOK {
+		t.Fatalf("manager suspends a team key: %s", r)
+	}
+	if r := e.patchKey(t, mtok, k.ClientID, `{"disabled":false,"allowed_cidrs":["10.0.0.0/8"]}`); r.Status != http.StatusOK {
+		t.Fatalf("manager resumes and restricts a team key: %s", r)
+	}
+	before := e.policySnapshot(t)
+	for _, patch := range []string{`{"disabled":true}`, `{"expires_at":null}`, `{"allowed_cidrs":null}`, `{"token_ttl":"1h"}`, `{"metadata":{"a":1}}`} {
+		if p := checkProblem(t, e.patchKey(t, mtok, mgr.ClientID, patch), http.StatusForbidden); !strings.Contains(p.Detail, "its own key's policy") {
+			t.Errorf("manager patches its own key %s: %q", patch, p.Detail)
+		}
+	}
+	if e.policySnapshot(t) != before {
+		t.Error("refused changes of the manager's own key changed the store")
+	}
+
+	// An operator suspends the manager key: its token stops at once.
+	if r := e.patchKey(t, admin, mgr.ClientID, `{"disabled":true}`); r.Status != http.StatusOK {
+		t.Fatalf("operator suspends the manager: %s", r)
+	}
+	if r := e.API(t, mtok, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusUnauthorized {
+		t.Errorf("a suspended manager's token: %s, want 401", r)
+	}
+	e.patchKey(t, admin, mgr.ClientID, `{"disabled":false}`)
+	mtok = e.Token(t, mgr.ClientID, mgr.ClientSecret, "").AccessToken
+	if r := e.API(t, mtok, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusOK {
+		t.Fatalf("resumed manager: %s", r)
+	}
+	// Expiring under a live token: the token outlives nothing.
+	e.patchKey(t, admin, mgr.ClientID, `{"expires_at":"`+policyEpoch.Add(2*time.Minute).Format(time.RFC3339)+`"}`)
+	e.Clock.Advance(2 * time.Minute)
+	if r := e.API(t, mtok, http.MethodGet, "/v1/teams/acme/keys", nil); r.Status != http.StatusUnauthorized {
+		t.Errorf("an expired manager's token: %s, want 401", r)
+	}
+}
+
+// TestKeyPolicyAdminKeyLosesAPI: an admin key that is suspended or expired
+// (set in the store: admin keys have no PATCH) loses /v1 at once.
+func TestKeyPolicyAdminKeyLosesAPI(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(*store.Key)
+	}{
+		{"suspended", func(k *store.Key) { k.DisabledAt = policyEpoch }},
+		{"expired", func(k *store.Key) { k.ExpiresAt = policyEpoch }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := policyEnv(t, servertest.Memory(), server.Options{})
+			admin := e.AdminToken(t)
+			if r := e.API(t, admin, http.MethodGet, "/v1/teams", nil); r.Status != http.StatusOK {
+				t.Fatalf("admin token: %s", r)
+			}
+			if _, err := e.Store.UpdateKey(context.Background(), e.AdminID, func(k store.Key) (store.Key, error) {
+				c.change(&k)
+				return k, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if r := e.API(t, admin, http.MethodGet, "/v1/teams", nil); r.Status != http.StatusUnauthorized {
+				t.Errorf("a %s admin key's token: %s, want 401", c.name, r)
+			}
+			wantOAuthError(t, e.tokenWith(t, e.AdminID, e.AdminSecret, nil, nil), http.StatusUnauthorized, "invalid_client")
+		})
+	}
+}
+
+// TestKeyPolicyRaisesSchema: the schema is raised to the key policy's level
+// before the first key with a policy is stored, a failed raise stores
+// nothing, and keys without a policy raise nothing.
+func TestKeyPolicyRaisesSchema(t *testing.T) {
+	ss := &schemaStore{Store: storetest.NewMemStore()}
+	e := startEnv(t, servertest.Config{Backend: servertest.Existing(ss), Clock: servertest.NewClock(policyEpoch),
+		Options: server.Options{AudiencesAllowed: []string{audAccounting}}})
+	admin := e.AdminToken(t)
+	plain := e.createPolicyKey(t, admin, nil)
+	if len(ss.raised) != 0 {
+		t.Fatalf("a key without a policy raised the schema: %v", ss.raised)
+	}
+	ss.err = fmt.Errorf("disk full")
+	before := e.policySnapshot(t)
+	r := e.API(t, admin, http.MethodPost, "/v1/teams/acme/keys", map[string]any{"name": "x", "permissions": []string{permAccounting}, "audiences": []string{audAccounting}})
+	checkProblem(t, r, http.StatusInternalServerError)
+	checkProblem(t, e.patchKey(t, admin, plain.ClientID, `{"disabled":true}`), http.StatusInternalServerError)
+	if e.policySnapshot(t) != before {
+		t.Error("a failed raise let a policy be stored")
+	}
+	ss.err = nil
+	if r := e.patchKey(t, admin, plain.ClientID, `{"disabled":true}`); r.Status != http.StatusOK {
+		t.Fatalf("suspend: %s", r)
+	}
+	if len(ss.raised) != 1 || ss.raised[0] != store.SchemaLevelKeyPolicy {
+		t.Errorf("raised %v, want [%d]", ss.raised, store.SchemaLevelKeyPolicy)
 	}
 }
