@@ -57,17 +57,26 @@ func TestTokenAllocationBudget(t *testing.T) {
 		if withMetrics {
 			name = "metrics on"
 		}
-		t.Run(name, func(t *testing.T) { tokenAllocationBudget(t, withMetrics, false) })
+		t.Run(name, func(t *testing.T) { tokenAllocationBudget(t, withMetrics, false, false) })
 	}
 	// Issuance quotas (server/quota.go): a key quota and a team quota
 	// cost the RateLimit header value, one allocation.
-	t.Run("quotas on", func(t *testing.T) { tokenAllocationBudget(t, false, true) })
+	t.Run("quotas on", func(t *testing.T) { tokenAllocationBudget(t, false, true, false) })
+	// Every key policy field set (server/keypolicy.go): the checks
+	// themselves allocate nothing; decoding the record's lists does.
+	t.Run("policy set", func(t *testing.T) { tokenAllocationBudget(t, false, false, true) })
 }
+
+// policyAllocs is what a key with every policy field set may add to a
+// token request: decoding its record's audience and CIDR lists and its
+// metadata (the checks, the audience choice and the expiry allocate
+// nothing; metadata_claims is off, as by default).
+const policyAllocs = 6
 
 // quotaAllocs is what issuance quotas may add to a token request.
 const quotaAllocs = 1
 
-func tokenAllocationBudget(t *testing.T, withMetrics, withQuotas bool) {
+func tokenAllocationBudget(t *testing.T, withMetrics, withQuotas, withPolicy bool) {
 	for alg, budget := range tokenAllocBudget {
 		t.Run(alg, func(t *testing.T) {
 			cfg := servertest.Config{Options: server.Options{SigningAlg: alg}}
@@ -88,8 +97,16 @@ func tokenAllocationBudget(t *testing.T, withMetrics, withQuotas bool) {
 				t.Cleanup(func() { b.Close() })
 				cfg.Backend = servertest.Existing(storemetrics.Wrap(b, "bolt", met))
 			}
+			if withPolicy {
+				cfg.Options.AudiencesAllowed = []string{"https://api.example.com/accounting"}
+				budget += policyAllocs
+			}
 			e := startEnv(t, cfg)
 			k := e.CreateKey(t, "bench", "bench", permAccounting)
+			if withPolicy {
+				// httptest's requests come from 192.0.2.1.
+				k = patchPolicy(t, e, k)
+			}
 			auth := servertest.BasicAuth(k.ClientID, k.ClientSecret)
 			body := []byte(benchTokenBody)
 
@@ -121,4 +138,21 @@ func tokenAllocationBudget(t *testing.T, withMetrics, withQuotas bool) {
 			}
 		})
 	}
+}
+
+// patchPolicy sets every key policy field on k (the request comes from
+// httptest's 192.0.2.1, inside the allowed CIDRs).
+func patchPolicy(t *testing.T, e *testEnv, k keyJSON) keyJSON {
+	t.Helper()
+	req := e.NewRequest(t, http.MethodPatch, "/v1/teams/bench/keys/"+k.ClientID, bytes.NewReader([]byte(`{
+		"expires_at": "2099-01-01T00:00:00Z", "token_ttl": "10m",
+		"audiences": ["https://api.example.com/accounting"],
+		"allowed_cidrs": ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"],
+		"metadata": {"tenant": "acme", "plan": "pro"}}`)))
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("Authorization", "Bearer "+e.AdminToken(t))
+	if r := e.Do(t, req); r.Status != http.StatusOK {
+		t.Fatalf("set the policy: %s", r)
+	}
+	return k
 }
