@@ -817,3 +817,29 @@ func TestNonCanonicalEncodingRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { mustReject(t, v, tc.token, verify.ErrMalformed) })
 	}
 }
+
+// TestOtherAudiences: a verifier given OtherAudiences accepts a token for
+// any of them or for Audience, and still refuses every other audience.
+func TestOtherAudiences(t *testing.T) {
+	keys(t)
+	v, err := verify.New(context.Background(), verify.Options{
+		Issuer: issuer, Audience: audience, OtherAudiences: []string{"https://api.test/banking", "https://api.test/commerce"},
+		Keys: source, Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for aud, want := range map[string]error{
+		audience:                     nil,
+		"https://api.test/banking":   nil,
+		"https://api.test/commerce":  nil,
+		"https://api.test/analytics": verify.ErrWrongAudience,
+		"https://api.test/bank":      verify.ErrWrongAudience,
+	} {
+		c := goodClaims()
+		c["aud"] = aud
+		if _, err := v.Verify(context.Background(), sign(t, ecKey, nil, nil, c)); !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("aud %s: %v, want %v", aud, err, want)
+		}
+	}
+}
