@@ -72,6 +72,9 @@ type Config struct {
 	// latency measured from when each request was due; 0 runs a closed
 	// loop. See the package documentation.
 	Rate float64
+	// Resource, when set, is sent as the token requests' RFC 8707
+	// resource parameter (EndpointToken only).
+	Resource string
 	// IntrospectToken is the token EndpointIntrospect asks about; the
 	// Credentials must be allowed to see it (a key of the same team).
 	IntrospectToken string
@@ -256,6 +259,9 @@ func prepare(cfg Config) ([]target, checkFunc, error) {
 	switch cfg.Endpoint {
 	case EndpointToken:
 		method, path, form, check = http.MethodPost, TokenPath, []byte("grant_type=client_credentials"), hasTokenField
+		if cfg.Resource != "" {
+			form = append(form, "&resource="+url.QueryEscape(cfg.Resource)...)
+		}
 	case EndpointJWKS:
 		method, path, check = http.MethodGet, JWKSPath, hasKeys
 	case EndpointIntrospect:

@@ -148,6 +148,31 @@ func TestKeygateIntrospect(t *testing.T) {
 	checkClean(t, res)
 }
 
+// TestKeygateTokenResource: Config.Resource reaches keygate as the RFC
+// 8707 resource: an audience of the key gets tokens, another is refused
+// (invalid_target: 400, counted as errors, never as throughput).
+func TestKeygateTokenResource(t *testing.T) {
+	t.Parallel()
+	const aud, other = "https://api.example.com/banking", "https://api.example.com/commerce"
+	e := servertest.Start(t, server.Options{AudiencesAllowed: []string{aud, other}}, nil)
+	r := e.API(t, e.AdminToken(t), http.MethodPost, "/v1/teams/bench/keys", map[string]any{
+		"name": "load", "permissions": []string{"accounting_api"}, "audiences": []string{aud}})
+	var k struct{ ClientID, ClientSecret string }
+	if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &struct {
+		ClientID     *string `json:"client_id"`
+		ClientSecret *string `json:"client_secret"`
+	}{&k.ClientID, &k.ClientSecret}) != nil {
+		t.Fatalf("create: %s", r)
+	}
+	creds := []loadgen.Credential{{ID: k.ClientID, Secret: k.ClientSecret}}
+	res := run(t, loadgen.Config{URL: e.URL, Credentials: creds, Resource: aud, Duration: 300 * time.Millisecond, Connections: 2})
+	checkClean(t, res)
+	res = run(t, loadgen.Config{URL: e.URL, Credentials: creds, Resource: other, Duration: 300 * time.Millisecond, Connections: 2})
+	if res.Requests == 0 || res.Errors["400"] != res.Requests || res.Successes != 0 {
+		t.Errorf("resource %s: %d requests, errors %v, successes %d; want every one refused with 400", other, res.Requests, res.Errors, res.Successes)
+	}
+}
+
 func createKeys(t *testing.T, e *servertest.Env, n int) []loadgen.Credential {
 	t.Helper()
 	c := client.New(client.Config{URL: e.URL, ClientID: e.AdminID, ClientSecret: e.AdminSecret})

@@ -14,6 +14,12 @@
 #
 #   scripts/bench.sh                 # full run (~20 min)
 #   DUR=5s RUNS=1 RSS_DUR=30s SEED_KEYS=100000 scripts/bench.sh   # quick look
+#   PARTS=policy scripts/bench.sh    # ES256 floor vs bbolt vs a key with every
+#                                    # policy set (issue 17) only (~3 min)
+#
+# "policy" is keygate on bbolt serving a key with every policy field set
+# (expires_at, token_ttl, audiences with a resource parameter, allowed_cidrs,
+# metadata copied into tokens by metadata_claims).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +28,7 @@ RUNS=${RUNS:-3}
 RSS_DUR=${RSS_DUR:-5m}
 SEED_KEYS=${SEED_KEYS:-1000000}
 SEED_USED=${SEED_USED:-10000}
+PARTS=${PARTS:-all}
 OUT=${OUT:-docs/bench.md}
 WORK=$(mktemp -d /tmp/keygate-bench.XXXXXX)
 KG=$WORK/keygate
@@ -93,6 +100,23 @@ make_key() {
   echo "$f"
 }
 
+# make_policy_key URL — like make_key, for a key with every policy field set
+# (the server runs with audiences_allowed and metadata_claims)
+make_policy_key() {
+  local url=$1 f tok; f=$(mktemp "$WORK/cred.XXXXXX")
+  tok=$(curl -fsS -u "$ADMIN_ID:$ADMIN_SECRET" -d grant_type=client_credentials "$url/oauth/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -fsS -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \
+    -d '{"name": "bench policy", "permissions": ["accounting_api"],
+         "expires_at": "2099-01-01T00:00:00Z", "token_ttl": "10m",
+         "audiences": ["https://api.example.com/accounting", "https://api.example.com/banking"],
+         "allowed_cidrs": ["10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8", "::1/128"],
+         "metadata": {"tenant": "acme", "plan": "pro", "region": "eu"}}' \
+    "$url/v1/teams/bench$RANDOM/keys" |
+    python3 -c 'import json,sys; k=json.load(sys.stdin); print(k["client_id"], k["client_secret"])' >"$f"
+  echo "$f"
+}
+
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 CLK=$(getconf CLK_TCK)
@@ -118,20 +142,48 @@ PY
 }
 
 : >"$RESULTS"
+if [[ $PARTS == policy ]]; then
+  echo "== ES256: floor vs keygate/bbolt vs keygate/bbolt with every key policy set" >&2
+  read -r FLOOR_PID FLOOR_PORT < <(start_floor ES256); PIDS+=("$FLOOR_PID")
+  read -r BOLT_PID BOLT_PORT < <(start_keygate bolt-ES256 bolt ES256); PIDS+=("$BOLT_PID")
+  read -r POL_PID POL_PORT < <(start_keygate policy-ES256 bolt ES256 --audiences-allowed https://api.example.com/accounting \
+    --audiences-allowed https://api.example.com/banking --metadata-claims tenant --metadata-claims plan --max-token-ttl 1h); PIDS+=("$POL_PID")
+  wait_http "http://127.0.0.1:$BOLT_PORT/readyz"; wait_http "http://127.0.0.1:$POL_PORT/readyz"
+  BOLT_CRED=$(make_key "http://127.0.0.1:$BOLT_PORT")
+  POL_CRED=$(make_policy_key "http://127.0.0.1:$POL_PORT")
+  for conns in 16 64; do
+    for run in $(seq 1 "$RUNS"); do
+      run_bench "floor/ES256" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
+      run_bench "bbolt/ES256" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" "$conns"
+      run_bench "floor/ES256" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
+      run_bench "policy/ES256" "$POL_PID" "http://127.0.0.1:$POL_PORT" "$POL_CRED" "$conns" --resource https://api.example.com/banking
+    done
+  done
+  mkdir -p "$(dirname "$OUT")"
+  python3 scripts/bench_report.py "$RESULTS" "$DUR" "$RUNS" >"$OUT"
+  cp "$RESULTS" "${OUT%.md}.jsonl"
+  cat "$OUT"
+  exit 0
+fi
+
 for alg in ES256 EdDSA; do
   echo "== $alg: floor vs keygate/bbolt vs keygate/redis" >&2
   read -r FLOOR_PID FLOOR_PORT < <(start_floor "$alg"); PIDS+=("$FLOOR_PID")
   read -r BOLT_PID BOLT_PORT < <(start_keygate "bolt-$alg" bolt "$alg"); PIDS+=("$BOLT_PID")
   read -r REDIS_KG_PID REDIS_PORT < <(start_keygate "redis-$alg" redis "$alg"); PIDS+=("$REDIS_KG_PID")
-  wait_http "http://127.0.0.1:$BOLT_PORT/readyz"; wait_http "http://127.0.0.1:$REDIS_PORT/readyz"
+  read -r POL_PID POL_PORT < <(start_keygate "policy-$alg" bolt "$alg" --audiences-allowed https://api.example.com/accounting \
+    --audiences-allowed https://api.example.com/banking --metadata-claims tenant --metadata-claims plan --max-token-ttl 1h); PIDS+=("$POL_PID")
+  wait_http "http://127.0.0.1:$BOLT_PORT/readyz"; wait_http "http://127.0.0.1:$REDIS_PORT/readyz"; wait_http "http://127.0.0.1:$POL_PORT/readyz"
   BOLT_CRED=$(make_key "http://127.0.0.1:$BOLT_PORT")
   REDIS_CRED=$(make_key "http://127.0.0.1:$REDIS_PORT")
+  POL_CRED=$(make_policy_key "http://127.0.0.1:$POL_PORT")
   for conns in 16 64; do
     for run in $(seq 1 "$RUNS"); do
       run_bench "floor/$alg" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
       run_bench "bbolt/$alg" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" "$conns"
       run_bench "floor/$alg" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
       run_bench "redis/$alg" "$REDIS_KG_PID" "http://127.0.0.1:$REDIS_PORT" "$REDIS_CRED" "$conns"
+      run_bench "policy/$alg" "$POL_PID" "http://127.0.0.1:$POL_PORT" "$POL_CRED" "$conns" --resource https://api.example.com/banking
     done
   done
   if [[ $alg == ES256 ]] && command -v wrk >/dev/null; then
@@ -181,7 +233,7 @@ PY
     run_bench "jwks/keygate" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" 64 --endpoint jwks
     run_bench "jwks/minimal" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" 64 --endpoint jwks
   fi
-  kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" 2>/dev/null || true
+  kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID" 2>/dev/null || true
 done
 
 echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections)" >&2

@@ -37,6 +37,7 @@ type benchFlags struct {
 	clientID, clientSecret         string
 	clientSecretFile               string
 	credentialsFile                string
+	resource                       string
 	createKey                      bool
 	adminClientID, adminSecretFile string
 	adminCredentialsFile           string
@@ -111,6 +112,7 @@ when no request succeeded.`,
 	fl.StringVar(&f.adminCredentialsFile, flagAdminCredentialsFile, "", "for --create-key: "+adminCredentialsFileUsage)
 	fl.StringVar(&f.team, "team", benchTeam, "team --create-key creates its key in")
 	fl.StringVar(&f.endpoint, "endpoint", loadgen.EndpointToken, "endpoint to load: token, jwks or introspect")
+	fl.StringVar(&f.resource, "resource", "", "RFC 8707 resource parameter of each token request (one of the key's audiences)")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long to send requests")
 	fl.IntVar(&f.connections, "connections", 16, "concurrent connections")
 	fl.Float64Var(&f.rate, "rate", 0, "open loop: requests/s in total on a fixed schedule; 0 = closed loop")
@@ -140,7 +142,10 @@ func runBench(ctx context.Context, cmd *cobra.Command, f *benchFlags) error {
 	stderr := cmd.ErrOrStderr()
 	cfg := loadgen.Config{
 		URL: baseURL, Endpoint: f.endpoint, Duration: f.duration, Connections: f.connections,
-		Rate: f.rate, Timeout: f.timeout,
+		Rate: f.rate, Timeout: f.timeout, Resource: f.resource,
+	}
+	if f.resource != "" && f.endpoint != loadgen.EndpointToken {
+		return errors.New("--resource only applies to --endpoint token")
 	}
 	if f.connections < 1 {
 		return errors.New("--connections must be at least 1")
