@@ -139,6 +139,10 @@ func (t *tokenEndpoint) exchange(c *gin.Context, form clientForm, creds clientCr
 		return
 	}
 	s.authThrottle.Succeeded(pair)
+	if err := apikey.KeyUsable(key, auth.Now, s.sourceAddr(c)); err != nil {
+		t.fail(c, key.ClientID, policyError(err))
+		return
+	}
 	if !slices.Contains(key.Permissions, scopes.TokenExchange) {
 		t.fail(c, key.ClientID, errNoExchangePermission)
 		return

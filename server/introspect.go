@@ -79,7 +79,7 @@ func (t *tokenEndpoint) clientRequest(c *gin.Context, endpoint string) (form cli
 	if t.s.oauthThrottled(c, pair, endpoint, creds.id) {
 		return clientForm{}, store.Key{}, false
 	}
-	caller, _, err := t.s.keys.Authenticate(c.Request.Context(), creds.id, creds.secret)
+	caller, auth, err := t.s.keys.Authenticate(c.Request.Context(), creds.id, creds.secret)
 	if err != nil {
 		t.s.recordAuthFailure(creds.id, caller)
 		t.s.throttleFailure(c, pair, caller, err)
@@ -87,6 +87,11 @@ func (t *tokenEndpoint) clientRequest(c *gin.Context, endpoint string) (form cli
 		return clientForm{}, store.Key{}, false
 	}
 	t.s.authThrottle.Succeeded(pair)
+	// A suspended, expired or out-of-range key gets nothing here either.
+	if err := apikey.KeyUsable(caller, auth.Now, t.s.sourceAddr(c)); err != nil {
+		oauthFail(c, caller.ClientID, policyError(err))
+		return clientForm{}, store.Key{}, false
+	}
 	return f, caller, true
 }
 

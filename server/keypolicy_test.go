@@ -721,3 +721,24 @@ func TestKeyPolicyRaisesSchema(t *testing.T) {
 		t.Errorf("raised %v, want [%d]", ss.raised, store.SchemaLevelKeyPolicy)
 	}
 }
+
+// TestKeyPolicyOtherEndpoints: a suspended key, or one used from outside
+// its addresses, gets nothing from introspection or revocation either.
+func TestKeyPolicyOtherEndpoints(t *testing.T) {
+	e := policyEnv(t, servertest.Memory(), server.Options{})
+	admin := e.AdminToken(t)
+	k := e.createPolicyKey(t, admin, nil)
+	tok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
+	e.patchKey(t, admin, k.ClientID, `{"disabled":true}`)
+	for _, path := range []string{"/oauth/introspect", "/oauth/revoke"} {
+		desc := wantOAuthError(t, e.oauthPost(t, path, k.ClientID, k.ClientSecret, url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
+		if !strings.Contains(desc, "suspended") {
+			t.Errorf("%s by a suspended key: %q", path, desc)
+		}
+	}
+	e.patchKey(t, admin, k.ClientID, `{"disabled":false,"allowed_cidrs":["198.51.100.0/24"]}`)
+	desc := wantOAuthError(t, e.oauthPost(t, "/oauth/introspect", k.ClientID, k.ClientSecret, url.Values{"token": {tok}}), http.StatusUnauthorized, "invalid_client")
+	if !strings.Contains(desc, "address") {
+		t.Errorf("introspection from outside the key's addresses: %q", desc)
+	}
+}
