@@ -427,11 +427,8 @@ func (s *Service) applyPolicy(k *store.Key, ch KeyChange, c checkedChange, now t
 // most; AuditWorker's walk, RevokeEndedGenerations, mends what is left).
 func (s *Service) syncSuspension(ctx context.Context, k store.Key) error {
 	for range 3 {
-		st := store.StatusValid
-		if KeySuspended(k) {
-			st = store.StatusSuspended
-		}
-		for _, idx := range []int64{k.StatusIndex, k.PreviousStatusIndex} {
+		st, gens := suspensionEntries(k)
+		for _, idx := range gens {
 			if idx <= 0 {
 				continue
 			}
@@ -458,11 +455,8 @@ func (s *Service) syncSuspension(ctx context.Context, k store.Key) error {
 // generations in l say what k's suspension says: SUSPENDED while it is
 // suspended, not SUSPENDED otherwise (INVALID always agrees: it is final).
 func suspensionShown(k store.Key, l store.StatusList) bool {
-	want := store.StatusValid
-	if KeySuspended(k) {
-		want = store.StatusSuspended
-	}
-	for _, idx := range []int64{k.StatusIndex, k.PreviousStatusIndex} {
+	want, gens := suspensionEntries(k)
+	for _, idx := range gens {
 		if idx <= 0 {
 			continue
 		}
@@ -471,4 +465,15 @@ func suspensionShown(k store.Key, l store.StatusList) bool {
 		}
 	}
 	return true
+}
+
+// suspensionEntries is what k's suspension asks of its status entries: the
+// status (SUSPENDED while suspended, else VALID) and the indices of its
+// secret generations (0: none).
+func suspensionEntries(k store.Key) (store.Status, [2]int64) {
+	st := store.StatusValid
+	if KeySuspended(k) {
+		st = store.StatusSuspended
+	}
+	return st, [2]int64{k.StatusIndex, k.PreviousStatusIndex}
 }

@@ -124,6 +124,19 @@ func routeRule(method, path string) (access, bool) {
 
 const bearerRealm = `Bearer realm="keygate"`
 
+// tokenRefusals are the live checks' reasons to refuse a genuine token
+// (apikey.Service.CheckKeyToken and the session check): each a 401
+// invalid_token with its audit reason and a constant detail.
+var tokenRefusals = []struct {
+	err            error
+	reason, detail string
+}{
+	{apikey.ErrKeyGone, apikey.DeniedKeyGone, "the key this token was issued to no longer exists"},
+	{apikey.ErrRevoked, apikey.DeniedTokenRevoked, "this access token was revoked; get a new one at /oauth/token"},
+	{apikey.ErrKeySuspended, apikey.DeniedKeySuspended, "the key this token was issued to is suspended; it opens nothing until it is resumed"},
+	{apikey.ErrKeyExpired, apikey.DeniedKeyExpired, "the key this token was issued to has expired"},
+}
+
 // authenticate accepts a valid management token (audience issuer/v1; RFC
 // 6750 bearer usage) whose key or session still stands, and admits its
 // caller to the route by routeAccess.
@@ -232,27 +245,15 @@ func (s *Server) callerFor(c *gin.Context, claims *verify.Claims) (caller, bool)
 			err = apikey.ErrRevoked
 		}
 	}
+	for _, r := range tokenRefusals {
+		if errors.Is(err, r.err) {
+			s.authFailed(c, claims, r.reason)
+			c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
+			problem(c, http.StatusUnauthorized, problemUnauthorized, r.detail)
+			return k, false
+		}
+	}
 	switch {
-	case errors.Is(err, apikey.ErrKeyGone):
-		s.authFailed(c, claims, apikey.DeniedKeyGone)
-		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the key this token was issued to no longer exists")
-		return k, false
-	case errors.Is(err, apikey.ErrRevoked):
-		s.authFailed(c, claims, apikey.DeniedTokenRevoked)
-		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "this access token was revoked; get a new one at /oauth/token")
-		return k, false
-	case errors.Is(err, apikey.ErrKeySuspended):
-		s.authFailed(c, claims, apikey.DeniedKeySuspended)
-		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the key this token was issued to is suspended; it opens nothing until it is resumed")
-		return k, false
-	case errors.Is(err, apikey.ErrKeyExpired):
-		s.authFailed(c, claims, apikey.DeniedKeyExpired)
-		c.Header("WWW-Authenticate", bearerRealm+`, error="invalid_token"`)
-		problem(c, http.StatusUnauthorized, problemUnauthorized, "the key this token was issued to has expired")
-		return k, false
 	case err != nil:
 		s.storeProblem(c, err)
 		return k, false
