@@ -142,32 +142,17 @@ PY
 }
 
 : >"$RESULTS"
-if [[ $PARTS == policy ]]; then
-  echo "== ES256: floor vs keygate/bbolt vs keygate/bbolt with every key policy set" >&2
-  read -r FLOOR_PID FLOOR_PORT < <(start_floor ES256); PIDS+=("$FLOOR_PID")
-  read -r BOLT_PID BOLT_PORT < <(start_keygate bolt-ES256 bolt ES256); PIDS+=("$BOLT_PID")
-  read -r POL_PID POL_PORT < <(start_keygate policy-ES256 bolt ES256 --audiences-allowed https://api.example.com/accounting \
-    --audiences-allowed https://api.example.com/banking --metadata-claims tenant --metadata-claims plan --max-token-ttl 1h); PIDS+=("$POL_PID")
-  wait_http "http://127.0.0.1:$BOLT_PORT/readyz"; wait_http "http://127.0.0.1:$POL_PORT/readyz"
-  BOLT_CRED=$(make_key "http://127.0.0.1:$BOLT_PORT")
-  POL_CRED=$(make_policy_key "http://127.0.0.1:$POL_PORT")
-  for conns in 16 64; do
-    for run in $(seq 1 "$RUNS"); do
-      run_bench "floor/ES256" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
-      run_bench "bbolt/ES256" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" "$conns"
-      run_bench "floor/ES256" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
-      run_bench "policy/ES256" "$POL_PID" "http://127.0.0.1:$POL_PORT" "$POL_CRED" "$conns" --resource https://api.example.com/banking
-    done
-  done
+report() {
   mkdir -p "$(dirname "$OUT")"
   python3 scripts/bench_report.py "$RESULTS" "$DUR" "$RUNS" >"$OUT"
   cp "$RESULTS" "${OUT%.md}.jsonl"
   cat "$OUT"
-  exit 0
-fi
+}
 
-for alg in ES256 EdDSA; do
-  echo "== $alg: floor vs keygate/bbolt vs keygate/redis" >&2
+ALGS=(ES256 EdDSA)
+[[ $PARTS == policy ]] && ALGS=(ES256)
+for alg in "${ALGS[@]}"; do
+  echo "== $alg: floor vs keygate/bbolt vs keygate/redis vs keygate/bbolt with every key policy set" >&2
   read -r FLOOR_PID FLOOR_PORT < <(start_floor "$alg"); PIDS+=("$FLOOR_PID")
   read -r BOLT_PID BOLT_PORT < <(start_keygate "bolt-$alg" bolt "$alg"); PIDS+=("$BOLT_PID")
   read -r REDIS_KG_PID REDIS_PORT < <(start_keygate "redis-$alg" redis "$alg"); PIDS+=("$REDIS_KG_PID")
@@ -182,10 +167,14 @@ for alg in ES256 EdDSA; do
       run_bench "floor/$alg" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
       run_bench "bbolt/$alg" "$BOLT_PID" "http://127.0.0.1:$BOLT_PORT" "$BOLT_CRED" "$conns"
       run_bench "floor/$alg" "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT" "$BOLT_CRED" "$conns"
-      run_bench "redis/$alg" "$REDIS_KG_PID" "http://127.0.0.1:$REDIS_PORT" "$REDIS_CRED" "$conns"
+      [[ $PARTS == policy ]] || run_bench "redis/$alg" "$REDIS_KG_PID" "http://127.0.0.1:$REDIS_PORT" "$REDIS_CRED" "$conns"
       run_bench "policy/$alg" "$POL_PID" "http://127.0.0.1:$POL_PORT" "$POL_CRED" "$conns" --resource https://api.example.com/banking
     done
   done
+  if [[ $PARTS == policy ]]; then
+    kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID" 2>/dev/null || true
+    continue
+  fi
   if [[ $alg == ES256 ]] && command -v wrk >/dev/null; then
     # Cross-check with wrk, a load generator that costs the shared cores far
     # less per request than keygate bench's net/http client: keygate's
@@ -236,6 +225,11 @@ PY
   kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID" 2>/dev/null || true
 done
 
+if [[ $PARTS == policy ]]; then
+  report
+  exit 0
+fi
+
 echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections)" >&2
 for store in bbolt redis; do
   for n in 10 "$SEED_KEYS"; do
@@ -272,7 +266,4 @@ RSS1=$(rss_kb "$P")
 echo "{\"label\":\"rss\",\"rss0_kb\":$RSS0,\"rss1_kb\":$RSS1,\"duration\":\"$RSS_DUR\",\"requests\":$(python3 -c "import json;print(json.load(open('$WORK/rss.json'))['successes'])")}" >>"$RESULTS"
 kill "$P"; wait "$P" 2>/dev/null || true
 
-mkdir -p "$(dirname "$OUT")"
-python3 scripts/bench_report.py "$RESULTS" "$DUR" "$RUNS" >"$OUT"
-cp "$RESULTS" "${OUT%.md}.jsonl"
-cat "$OUT"
+report
