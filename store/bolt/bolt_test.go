@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -211,7 +212,7 @@ func TestUnknownSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaSchema, []byte("4"))
+		return tx.Bucket(bucketMeta).Put(metaSchema, []byte(strconv.Itoa(maxKnownVersion + 1)))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestUnknownSchemaRefused(t *testing.T) {
 
 	if s, err := Open(path); err == nil {
 		s.Close()
-		t.Fatal("Open of a file with schema version 4 succeeded")
+		t.Fatal("Open of a file with a schema version newer than maxKnownVersion succeeded")
 	} else if !strings.Contains(err.Error(), "version") {
 		t.Fatalf("Open of a newer file: error %q does not mention the version", err)
 	}

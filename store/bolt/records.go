@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"encoding/json"
+	"net/netip"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -32,6 +33,35 @@ type keyRecord struct {
 	// read-only one is schema version 3 (sessions.go, RaiseSchema), which a
 	// keygate that would ignore the field refuses.
 	Role string `json:"role,omitempty"`
+	policyRecord
+}
+
+// policyRecord is a key's policy (store.Key's issue 17 fields), each member
+// absent when the key has none, so records without a policy read as
+// before. A file holding one is schema version 4 (RaiseSchema at
+// store.SchemaLevelKeyPolicy), which a keygate that would ignore it
+// refuses.
+type policyRecord struct {
+	ExpiresAt    time.Time       `json:"expires_at,omitzero"`
+	DisabledAt   time.Time       `json:"disabled_at,omitzero"`
+	TokenTTL     time.Duration   `json:"token_ttl_ns,omitempty"`
+	Audiences    []string        `json:"audiences,omitempty"`
+	AllowedCIDRs []netip.Prefix  `json:"allowed_cidrs,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+}
+
+func toPolicyRecord(k store.Key) policyRecord {
+	return policyRecord{ExpiresAt: utc(k.ExpiresAt), DisabledAt: utc(k.DisabledAt), TokenTTL: k.TokenTTL,
+		Audiences: k.Audiences, AllowedCIDRs: k.AllowedCIDRs, Metadata: k.Metadata}
+}
+
+// setPolicy copies r's fields into k.
+func (r policyRecord) setPolicy(k *store.Key) {
+	k.ExpiresAt, k.DisabledAt, k.TokenTTL = utc(r.ExpiresAt), utc(r.DisabledAt), r.TokenTTL
+	k.Audiences, k.AllowedCIDRs = r.Audiences, r.AllowedCIDRs
+	if len(r.Metadata) > 0 {
+		k.Metadata = []byte(r.Metadata)
+	}
 }
 
 // quotaRecord is a key's own issuance quota, its members absent when it
@@ -104,6 +134,7 @@ func encodeKey(k store.Key) ([]byte, error) {
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
 		quotaRecord:             toQuotaRecord(k.TokenQuota),
 		Role:                    k.Role,
+		policyRecord:            toPolicyRecord(k),
 	})
 }
 
@@ -112,7 +143,7 @@ func decodeKey(b []byte) (store.Key, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return store.Key{}, err
 	}
-	return store.Key{
+	k := store.Key{
 		ClientID:                r.ClientID,
 		TeamID:                  r.TeamID,
 		Name:                    r.Name,
@@ -128,7 +159,9 @@ func decodeKey(b []byte) (store.Key, error) {
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
 		TokenQuota:              fromQuotaRecord(r.quotaRecord),
 		Role:                    r.Role,
-	}, nil
+	}
+	r.setPolicy(&k)
+	return k, nil
 }
 
 func toSigningKeyRecord(k store.SigningKey) signingKeyRecord {

@@ -41,7 +41,10 @@ const schemaVersion = 2
 // version 2 at 2; RaiseSchema raises it when such a record is first
 // written, so a file that never holds one still opens in the release
 // before.
-const maxKnownVersion = schemaVersion + store.SchemaLevelAdminRoles
+// Version 4 (store.SchemaLevelKeyPolicy): key policies and SUSPENDED
+// status entries, which a version-3 keygate would ignore (issuing tokens
+// to a suspended, expired or restricted key).
+const maxKnownVersion = schemaVersion + store.SchemaLevelKeyPolicy
 
 var metaFormats = []byte("formats")
 

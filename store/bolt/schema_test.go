@@ -185,17 +185,17 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	setMeta(t, path, metaSchema, "4")
+	setMeta(t, path, metaSchema, "5")
 	before := readFile(t, path)
 
 	_, err = Open(path)
-	want := "open store " + path + ": the store has schema version 4, newer than this keygate's 3: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
+	want := "open store " + path + ": the store has schema version 5, newer than this keygate's 4: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
 	if err == nil || err.Error() != want {
-		t.Fatalf("Open of a schema 3 file: %v\nwant: %s", err, want)
+		t.Fatalf("Open of a schema 5 file: %v\nwant: %s", err, want)
 	}
 	var se *store.SchemaError
-	if !errors.As(err, &se) || !errors.Is(err, store.ErrNewerSchema) || se.Store != 4 || se.Known != 3 {
-		t.Fatalf("error %v is not a SchemaError{4, 3}", err)
+	if !errors.As(err, &se) || !errors.Is(err, store.ErrNewerSchema) || se.Store != 5 || se.Known != 4 {
+		t.Fatalf("error %v is not a SchemaError{5, 4}", err)
 	}
 	if !bytes.Equal(readFile(t, path), before) {
 		t.Fatal("the refused Open changed the file")
@@ -291,7 +291,7 @@ func TestRaiseSchema(t *testing.T) {
 	if err := s.RaiseSchema(ctx, 0); err != nil {
 		t.Fatalf("RaiseSchema(0) on a raised file: %v", err)
 	}
-	if err := s.RaiseSchema(ctx, store.SchemaLevelAdminRoles+1); err == nil {
+	if err := s.RaiseSchema(ctx, store.SchemaLevelKeyPolicy+1); err == nil {
 		t.Fatal("RaiseSchema to a level this build does not know succeeded")
 	}
 	s.Close()
@@ -304,5 +304,20 @@ func TestRaiseSchema(t *testing.T) {
 	s.Close()
 	if v := version(); v != "3" {
 		t.Fatalf("Open lowered the raised version to %s", v)
+	}
+	// Level 2, key policies: version 4, which this build opens and keeps.
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseSchema(ctx, store.SchemaLevelKeyPolicy); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(path); err != nil {
+		t.Fatalf("this build reopening its version-4 file: %v", err)
+	}
+	s.Close()
+	if v := version(); v != "4" {
+		t.Fatalf("after RaiseSchema(2) the file is version %s, want 4", v)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -12,7 +13,18 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-var statusBitsKey = []byte("bits")
+// The status bucket holds two arrays: "bits", the 1-bit bitmap of revoked
+// indices (LSB first) every keygate since status lists writes, and
+// "statuses", the 2-bit entries of store.StatusList (the draft's layout),
+// which SUSPENDED needs. A revocation writes both in its transaction, so a
+// keygate of the release before (which reads only the bitmap) still sees
+// every INVALID index; suspension writes only the 2-bit array; StatusList
+// reads an index whose bit is set as INVALID whatever its entry. No file
+// needs migrating.
+var (
+	statusBitsKey = []byte("bits")
+	statusesKey   = []byte("statuses")
+)
 
 // NextStatusIndex implements store.Store with the status bucket's sequence,
 // which bbolt increments inside the write transaction: unique and never
@@ -30,20 +42,20 @@ func (s *Store) NextStatusIndex(ctx context.Context) (int64, error) {
 	return int64(idx), nil
 }
 
-// RevokeStatus implements store.Store: it sets bit idx (LSB first) of the
-// stored bitmap, growing it as needed.
+// RevokeStatus implements store.Store: bit idx of the bitmap and entry idx
+// of the 2-bit array, in one transaction.
 func (s *Store) RevokeStatus(ctx context.Context, idx int64) error {
-	if idx < 0 {
-		return fmt.Errorf("revoke status %d: %w: negative index", idx, store.ErrInvalid)
+	if idx < 0 || idx > store.MaxStatusIndex {
+		return fmt.Errorf("revoke status %d: %w: index out of range", idx, store.ErrInvalid)
 	}
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketStatus)
-		cur := b.Get(statusBitsKey)
-		byteIdx := int(idx / 8)
-		bits := make([]byte, max(len(cur), byteIdx+1))
-		copy(bits, cur)
-		bits[byteIdx] |= 1 << (idx % 8)
-		return b.Put(statusBitsKey, bits)
+		bits := grown(b.Get(statusBitsKey), int(idx/8)+1)
+		bits[idx/8] |= 1 << (idx % 8)
+		if err := b.Put(statusBitsKey, bits); err != nil {
+			return err
+		}
+		return b.Put(statusesKey, withEntry(b.Get(statusesKey), idx, store.StatusInvalid))
 	})
 	if err != nil {
 		return fmt.Errorf("revoke status %d: %w", idx, err)
@@ -51,12 +63,62 @@ func (s *Store) RevokeStatus(ctx context.Context, idx int64) error {
 	return nil
 }
 
-// StatusList implements store.Store.
+// SetStatus implements store.Store: one read-modify-write of the 2-bit
+// array inside the transaction, leaving an INVALID entry (or a set bit of
+// the bitmap) as it is.
+func (s *Store) SetStatus(ctx context.Context, idx int64, st store.Status) error {
+	if idx < 1 || idx > store.MaxStatusIndex || (st != store.StatusValid && st != store.StatusSuspended) {
+		return fmt.Errorf("set status %d to %d: %w", idx, st, store.ErrInvalid)
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketStatus)
+		l := store.StatusList{Statuses: b.Get(statusesKey)}
+		if bits := b.Get(statusBitsKey); int(idx/8) < len(bits) && bits[idx/8]>>(idx%8)&1 == 1 || l.Entry(idx) == store.StatusInvalid {
+			return nil // INVALID is final
+		}
+		if l.Entry(idx) == st {
+			return nil
+		}
+		return b.Put(statusesKey, withEntry(l.Statuses, idx, st))
+	})
+	if err != nil {
+		return fmt.Errorf("set status %d: %w", idx, err)
+	}
+	return nil
+}
+
+// grown is a copy of cur at least n bytes long (bbolt's values are read-only
+// and live only as long as the transaction).
+func grown(cur []byte, n int) []byte {
+	out := make([]byte, max(len(cur), n))
+	copy(out, cur)
+	return out
+}
+
+// withEntry is a copy of the 2-bit array cur with entry idx set whole to st.
+func withEntry(cur []byte, idx int64, st store.Status) []byte {
+	out := grown(cur, int(idx/4)+1)
+	shift := uint(idx%4) * 2
+	out[idx/4] = out[idx/4]&^(3<<shift) | byte(st)<<shift
+	return out
+}
+
+// pokeStatus writes entry idx as v (any 2-bit value, 3 included) with none
+// of SetStatus's rules: for the layout test of storetest.StatusLayout.
+func (s *Store) pokeStatus(idx int64, v uint8) error {
+	return s.update(context.Background(), func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketStatus)
+		return b.Put(statusesKey, withEntry(b.Get(statusesKey), idx, store.Status(v&3)))
+	})
+}
+
+// StatusList implements store.Store: the 2-bit array with every index the
+// bitmap revokes read as INVALID.
 func (s *Store) StatusList(ctx context.Context) (store.StatusList, error) {
 	var out store.StatusList
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketStatus)
-		out.Statuses = legacyToStatuses(b.Get(statusBitsKey))
+		out.Statuses = mergeRevoked(b.Get(statusesKey), b.Get(statusBitsKey))
 		out.Allocated = int64(b.Sequence())
 		return nil
 	})
@@ -64,6 +126,20 @@ func (s *Store) StatusList(ctx context.Context) (store.StatusList, error) {
 		return store.StatusList{}, fmt.Errorf("status list: %w", err)
 	}
 	return out, nil
+}
+
+// mergeRevoked is a copy of the 2-bit array statuses with every index set
+// in the 1-bit bitmap revoked made INVALID.
+func mergeRevoked(statuses, revoked []byte) []byte {
+	out := grown(statuses, len(revoked)*2)
+	for i, b := range revoked {
+		for ; b != 0; b &= b - 1 {
+			idx := int64(i)*8 + int64(bits.TrailingZeros8(b))
+			shift := uint(idx%4) * 2
+			out[idx/4] = out[idx/4]&^(3<<shift) | byte(store.StatusInvalid)<<shift
+		}
+	}
+	return out
 }
 
 // DenyToken implements store.Store: two puts (the entry and its expiry

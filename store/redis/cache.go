@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -350,6 +351,17 @@ func cloneKey(k store.Key) store.Key {
 	k.SecretHash = append([]byte(nil), k.SecretHash...)
 	if k.PreviousSecretHash != nil {
 		k.PreviousSecretHash = append([]byte(nil), k.PreviousSecretHash...)
+	}
+	// The policy's lists, only where there are any (a key without a policy
+	// costs the token path nothing more).
+	if k.Audiences != nil {
+		k.Audiences = append([]string(nil), k.Audiences...)
+	}
+	if k.AllowedCIDRs != nil {
+		k.AllowedCIDRs = append([]netip.Prefix(nil), k.AllowedCIDRs...)
+	}
+	if k.Metadata != nil {
+		k.Metadata = append([]byte(nil), k.Metadata...)
 	}
 	return k
 }

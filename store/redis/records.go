@@ -3,6 +3,7 @@ package redis
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -25,6 +26,7 @@ func (s *Store) singletonKey(name string) string { return s.prefix + "{kg}:singl
 func (s *Store) signingKey() string              { return s.prefix + "{kg}:signing" }
 func (s *Store) statusNextKey() string           { return s.prefix + "{kg}:status:next" }
 func (s *Store) statusBitsKey() string           { return s.prefix + "{kg}:status:bits" }
+func (s *Store) statusEntriesKey() string        { return s.prefix + "{kg}:status:entries" }
 func (s *Store) keysChannel() string             { return s.prefix + "{kg}:keys:changed" }
 func (s *Store) keysCreatedChannel() string      { return s.prefix + "{kg}:keys:created" }
 
@@ -67,6 +69,21 @@ type record struct {
 	// Role is read by the delete script (keys.go) to count full admins.
 	Role        string `json:"role,omitempty"`
 	quotaRecord        // flattened: token_quota_limit, …_per, …_mode
+	policyRecord
+}
+
+// policyRecord is a key's policy (store.Key's issue 17 fields), each member
+// absent when the key has none, so records without one read as before. A
+// store holding one is schema version 3 (RaiseSchema at
+// store.SchemaLevelKeyPolicy), which a keygate that would ignore it
+// refuses.
+type policyRecord struct {
+	ExpiresAt    time.Time       `json:"expires_at,omitzero"`
+	DisabledAt   time.Time       `json:"disabled_at,omitzero"`
+	TokenTTL     time.Duration   `json:"token_ttl_ns,omitempty"`
+	Audiences    []string        `json:"audiences,omitempty"`
+	AllowedCIDRs []netip.Prefix  `json:"allowed_cidrs,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
 }
 
 // quotaRecord is a key's own issuance quota, its members absent when it
@@ -93,6 +110,8 @@ func encodeRecord(k store.Key) (string, error) {
 		SecretSuspendedAt:       utc(k.SecretSuspendedAt),
 		Role:                    k.Role,
 		quotaRecord:             quotaRecord{Limit: k.TokenQuota.Limit, Per: store.QuotaWord(k.TokenQuota.Per), Mode: store.QuotaWord(k.TokenQuota.Mode)},
+		policyRecord: policyRecord{ExpiresAt: utc(k.ExpiresAt), DisabledAt: utc(k.DisabledAt), TokenTTL: k.TokenTTL,
+			Audiences: k.Audiences, AllowedCIDRs: k.AllowedCIDRs, Metadata: k.Metadata},
 	}
 	b, err := json.Marshal(r)
 	return string(b), err
@@ -124,6 +143,14 @@ func decodeKey(clientID string, vals []any) (store.Key, error) {
 		SecretSuspendedAt:       utc(r.SecretSuspendedAt),
 		Role:                    r.Role,
 		TokenQuota:              store.TokenQuota{Limit: r.quotaRecord.Limit, Per: string(r.quotaRecord.Per), Mode: string(r.quotaRecord.Mode)},
+		ExpiresAt:               utc(r.ExpiresAt),
+		DisabledAt:              utc(r.DisabledAt),
+		TokenTTL:                r.TokenTTL,
+		Audiences:               r.Audiences,
+		AllowedCIDRs:            r.AllowedCIDRs,
+	}
+	if len(r.Metadata) > 0 {
+		k.Metadata = []byte(r.Metadata)
 	}
 	if lu, ok := vals[2].(string); ok && lu != "" {
 		ms, err := strconv.ParseInt(lu, 10, 64)

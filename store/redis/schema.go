@@ -61,9 +61,12 @@ import (
 // store that never holds one can still go back to the previous release.
 const schemaVersion = 1
 
-// schemaKnown is a variable only so that tests can play a keygate of the
-// previous release (which knew 1).
-var schemaKnown = 2
+// Version 3 (store.SchemaLevelKeyPolicy) adds key policies and SUSPENDED
+// status entries, which a version-2 keygate would ignore.
+//
+// schemaKnown is a variable only so that tests can play a keygate of a
+// previous release (which knew 1, or 2).
+var schemaKnown = 1 + store.SchemaLevelKeyPolicy
 
 // Defaults of SchemaOptions.
 const (

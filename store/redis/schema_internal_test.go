@@ -160,13 +160,13 @@ func TestNewerSchemaRefusedRedis(t *testing.T) {
 	c := redistest.Require(t)
 	ctx := context.Background()
 	prefix := redistest.Prefix(t, c, "")
-	if err := c.Set(ctx, prefix+"{kg}:schema", "3", 0).Err(); err != nil {
+	if err := c.Set(ctx, prefix+"{kg}:schema", "4", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Open(ctx, Options{URL: redistest.URL(), Prefix: prefix})
-	want := "open redis store at " + redact(redistest.URL()) + ": the store has schema version 3, newer than this keygate's 2: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
+	want := "open redis store at " + redact(redistest.URL()) + ": the store has schema version 4, newer than this keygate's 3: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
 	if err == nil || err.Error() != want || !errors.Is(err, store.ErrNewerSchema) {
-		t.Fatalf("Open of a schema 3 store: %v\nwant: %s", err, want)
+		t.Fatalf("Open of a schema 4 store: %v\nwant: %s", err, want)
 	}
 	names, _ := c.Keys(ctx, prefix+"*").Result()
 	if len(names) != 1 {
@@ -297,11 +297,11 @@ func TestRaiseSchemaRedis(t *testing.T) {
 	if v := version(); v != "2" {
 		t.Fatalf("after RaiseSchema(0): version %s, want 2 (never down)", v)
 	}
-	if err := s.RaiseSchema(ctx, 2); !errors.Is(err, store.ErrInvalid) {
-		t.Fatalf("RaiseSchema(2), a level this build does not know: %v, want ErrInvalid", err)
+	if err := s.RaiseSchema(ctx, store.SchemaLevelKeyPolicy+1); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("RaiseSchema(%d), a level this build does not know: %v, want ErrInvalid", store.SchemaLevelKeyPolicy+1, err)
 	}
 	if v := version(); v != "2" {
-		t.Fatalf("after the refused RaiseSchema(2): version %s", v)
+		t.Fatalf("after the refused RaiseSchema: version %s", v)
 	}
 	s2, err := open()
 	if err != nil {
@@ -310,12 +310,26 @@ func TestRaiseSchemaRedis(t *testing.T) {
 	s2.Close()
 
 	// The previous release knew version 1.
+	known := schemaKnown
+	defer func() { schemaKnown = known }()
 	schemaKnown = 1
-	defer func() { schemaKnown = 2 }()
 	_, err = open()
 	var se *store.SchemaError
 	if !errors.As(err, &se) || se.Store != 2 || se.Known != 1 {
 		t.Fatalf("a version-1 keygate opening a version-2 store: %v, want a store.SchemaError{2, 1}", err)
+	}
+
+	// Key policies: version 3, which the release before (2) refuses.
+	schemaKnown = known
+	if err := s.RaiseSchema(ctx, store.SchemaLevelKeyPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != "3" {
+		t.Fatalf("after RaiseSchema(%d): version %s, want 3", store.SchemaLevelKeyPolicy, v)
+	}
+	schemaKnown = 2
+	if _, err = open(); !errors.As(err, &se) || se.Store != 3 || se.Known != 2 {
+		t.Fatalf("a version-2 keygate opening a version-3 store: %v, want a store.SchemaError{3, 2}", err)
 	}
 }
 

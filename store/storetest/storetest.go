@@ -38,6 +38,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -94,6 +95,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SigningKeys/ConcurrentNoLostUpdates", testSigningConcurrentUpdates},
 		{"StatusList/IndicesUniqueUnderConcurrency", testStatusIndexConcurrent},
 		{"StatusList/RevokeSetsBitLSBFirst", testStatusRevoke},
+		{"StatusList/SuspendAndResume", testStatusSuspendResume},
+		{"StatusList/InvalidIsFinal", testStatusInvalidFinal},
+		{"StatusList/SetStatusRefusesAndChangesNothing", testStatusSetRefused},
+		{"StatusList/ConcurrentSetAndRevokeEndInvalid", testStatusConcurrent},
 		{"StatusList/IndexRoundTripsOnKey", testStatusIndexOnKey},
 		{"StatusList/PreviousIndexRoundTripsOnKey", testPreviousStatusIndexOnKey},
 		{"TokenQuota/RoundTripsOnKey", testTokenQuotaOnKey},
@@ -162,7 +167,22 @@ func newKey(t testing.TB, name, teamID string, created time.Time) store.Key {
 		PreviousStatusIndex:     int64(len(name))*7 + 3,
 		SecretSuspendedAt:       created.Add(2 * time.Minute),
 		TokenQuota:              store.TokenQuota{Limit: int64(len(name))*100 + 1, Per: "day", Mode: "log"},
+		// Every policy field, so that each case round-trips them too
+		// (testCreateGet checks they stay zero where unset).
+		ExpiresAt:    created.Add(90 * 24 * time.Hour),
+		DisabledAt:   created.Add(3 * time.Minute),
+		TokenTTL:     time.Duration(len(name)) * time.Minute,
+		Audiences:    []string{"https://api.example.com/" + name, "https://api.example.com/banking"},
+		AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")},
+		Metadata:     []byte(`{"tenant":"` + name + `","n":[1,2.5,null],"nested":{"ok":true}}`),
 	}
+}
+
+// withoutPolicy is k with none of the policy fields.
+func withoutPolicy(k store.Key) store.Key {
+	k.ExpiresAt, k.DisabledAt, k.TokenTTL = time.Time{}, time.Time{}, 0
+	k.Audiences, k.AllowedCIDRs, k.Metadata = nil, nil, nil
+	return k
 }
 
 func mustCreate(t testing.TB, s store.Store, k store.Key, max int) {
@@ -242,6 +262,19 @@ func keyDiff(want, got store.Key) []string {
 	if want.TokenQuota != got.TokenQuota {
 		d = append(d, fmt.Sprintf("TokenQuota: got %+v, want %+v", got.TokenQuota, want.TokenQuota))
 	}
+	if want.TokenTTL != got.TokenTTL {
+		d = append(d, fmt.Sprintf("TokenTTL: got %v, want %v", got.TokenTTL, want.TokenTTL))
+	}
+	// nil and empty are the same "none" (a backend may keep either).
+	if !slices.Equal(want.Audiences, got.Audiences) {
+		d = append(d, fmt.Sprintf("Audiences: got %q, want %q", got.Audiences, want.Audiences))
+	}
+	if !slices.Equal(want.AllowedCIDRs, got.AllowedCIDRs) {
+		d = append(d, fmt.Sprintf("AllowedCIDRs: got %v, want %v", got.AllowedCIDRs, want.AllowedCIDRs))
+	}
+	if !bytes.Equal(want.Metadata, got.Metadata) {
+		d = append(d, fmt.Sprintf("Metadata: got %s, want %s", got.Metadata, want.Metadata))
+	}
 	// Hash values are not printed: a test log is no place for them either.
 	if !bytes.Equal(want.SecretHash, got.SecretHash) {
 		d = append(d, "SecretHash differs")
@@ -258,6 +291,8 @@ func keyDiff(want, got store.Key) []string {
 		{"PreviousSecretExpiresAt", want.PreviousSecretExpiresAt, got.PreviousSecretExpiresAt},
 		{"SecretRotatedAt", want.SecretRotatedAt, got.SecretRotatedAt},
 		{"SecretSuspendedAt", want.SecretSuspendedAt, got.SecretSuspendedAt},
+		{"ExpiresAt", want.ExpiresAt, got.ExpiresAt},
+		{"DisabledAt", want.DisabledAt, got.DisabledAt},
 	} {
 		if s := timeDiff(f.want, f.got); s != "" {
 			d = append(d, f.name+": "+s)
@@ -333,7 +368,7 @@ func testCreateGet(t *testing.T, s store.Store) {
 
 	// Never used, never rotated: zero times must stay zero, not turn into
 	// 1970 or year 1 in some zone.
-	admin := newKey(t, "kg_admin1", "", at(1))
+	admin := withoutPolicy(newKey(t, "kg_admin1", "", at(1)))
 	admin.Permissions = []string{"keys:admin"}
 	admin.PreviousSecretHash = nil
 	admin.PreviousSecretExpiresAt = time.Time{}
@@ -344,6 +379,11 @@ func testCreateGet(t *testing.T, s store.Store) {
 	if !got.IsAdmin() {
 		t.Fatalf("admin key came back with TeamID %q", got.TeamID)
 	}
+	// No policy stays no policy: no zero time turned into another, no
+	// empty list or metadata invented.
+	if got.HasPolicy() || got.Audiences != nil || got.AllowedCIDRs != nil || got.Metadata != nil {
+		t.Fatalf("a key stored without a policy came back with one: %+v", got)
+	}
 }
 
 func testCreateDoesNotAliasInput(t *testing.T, s store.Store) {
@@ -352,12 +392,18 @@ func testCreateDoesNotAliasInput(t *testing.T, s store.Store) {
 	want.Permissions = slices.Clone(k.Permissions)
 	want.SecretHash = bytes.Clone(k.SecretHash)
 	want.PreviousSecretHash = bytes.Clone(k.PreviousSecretHash)
+	want.Audiences = slices.Clone(k.Audiences)
+	want.AllowedCIDRs = slices.Clone(k.AllowedCIDRs)
+	want.Metadata = bytes.Clone(k.Metadata)
 	mustCreate(t, s, k, 5)
 
 	// The caller reusing its buffers must not reach into the store.
 	k.Permissions[0] = "mutated"
 	k.SecretHash[0] ^= 0xff
 	k.PreviousSecretHash[0] ^= 0xff
+	k.Audiences[0] = "mutated"
+	k.AllowedCIDRs[0] = netip.MustParsePrefix("10.0.0.0/8")
+	k.Metadata[2] = 'X'
 	assertKey(t, "GetKey after mutating CreateKey's argument", want, mustGet(t, s, k.ClientID))
 }
 
@@ -1790,6 +1836,152 @@ func testStatusRevoke(t *testing.T, s store.Store) {
 	}
 	if err := s.RevokeStatus(ctx, -1); err == nil {
 		t.Error("RevokeStatus(-1): no error")
+	}
+}
+
+// testStatusSuspendResume: SetStatus writes SUSPENDED and VALID whole,
+// touching no other entry.
+func testStatusSuspendResume(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, idx := range []int64{1, 2, 5, 1_000_001} {
+		if err := s.SetStatus(ctx, idx, store.StatusSuspended); err != nil {
+			t.Fatalf("SetStatus(%d, SUSPENDED): %v", idx, err)
+		}
+	}
+	if err := s.SetStatus(ctx, 2, store.StatusValid); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetStatus(ctx, 5, store.StatusSuspended); err != nil { // again: idempotent
+		t.Fatal(err)
+	}
+	l := mustStatusList(t, s)
+	want := map[int64]store.Status{1: store.StatusSuspended, 5: store.StatusSuspended, 1_000_001: store.StatusSuspended}
+	for _, idx := range []int64{0, 1, 2, 3, 4, 5, 6, 1_000_000, 1_000_001, 1_000_002} {
+		if got := l.Entry(idx); got != want[idx] {
+			t.Errorf("index %d: status %d, want %d", idx, got, want[idx])
+		}
+	}
+	// Entry 1 is bits 2–3 of byte 0, entry 5 bits 2–3 of byte 1: 0b10 each.
+	if l.Statuses[0] != 0b0000_1000 || l.Statuses[1] != 0b0000_1000 {
+		t.Errorf("first bytes %08b %08b, want 00001000 00001000", l.Statuses[0], l.Statuses[1])
+	}
+}
+
+// testStatusInvalidFinal: INVALID is terminal — neither a suspension nor a
+// resume changes it — and a revocation overwrites SUSPENDED whole.
+func testStatusInvalidFinal(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.SetStatus(ctx, 7, store.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeStatus(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeStatus(ctx, 9); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []store.Status{store.StatusSuspended, store.StatusValid} {
+		for _, idx := range []int64{7, 9} {
+			if err := s.SetStatus(ctx, idx, st); err != nil {
+				t.Fatalf("SetStatus(%d, %d) of an INVALID entry: %v, want nil (left as it is)", idx, st, err)
+			}
+		}
+	}
+	l := mustStatusList(t, s)
+	for _, idx := range []int64{7, 9} {
+		if got := l.Entry(idx); got != store.StatusInvalid {
+			t.Errorf("index %d: status %d, want INVALID for good", idx, got)
+		}
+	}
+	if l.Entry(8) != store.StatusValid {
+		t.Errorf("index 8 between them: %d", l.Entry(8))
+	}
+}
+
+// testStatusSetRefused: any other status (3 included) and indices outside
+// 1..MaxStatusIndex are ErrInvalid, and nothing changes.
+func testStatusSetRefused(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.SetStatus(ctx, 4, store.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	before := mustStatusList(t, s)
+	for _, c := range []struct {
+		idx int64
+		st  store.Status
+	}{{4, 3}, {4, store.StatusInvalid}, {4, 4}, {4, 255}, {0, store.StatusSuspended}, {-1, store.StatusValid}, {store.MaxStatusIndex + 1, store.StatusSuspended}} {
+		if err := s.SetStatus(ctx, c.idx, c.st); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("SetStatus(%d, %d): %v, want ErrInvalid", c.idx, c.st, err)
+		}
+	}
+	after := mustStatusList(t, s)
+	if !bytes.Equal(bytes.TrimRight(before.Statuses, "\x00"), bytes.TrimRight(after.Statuses, "\x00")) || after.Entry(4) != store.StatusSuspended {
+		t.Errorf("refused calls changed the list: %x → %x", before.Statuses, after.Statuses)
+	}
+}
+
+// testStatusConcurrent: suspensions, resumes and a revocation racing on
+// one index always end INVALID (the revocation is final whenever it lands).
+func testStatusConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for round := range 5 {
+		idx := int64(100 + round)
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				switch {
+				case i == 8:
+					err = s.RevokeStatus(ctx, idx)
+				case i%2 == 0:
+					err = s.SetStatus(ctx, idx, store.StatusSuspended)
+				default:
+					err = s.SetStatus(ctx, idx, store.StatusValid)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got := mustStatusList(t, s).Entry(idx); got != store.StatusInvalid {
+			t.Fatalf("round %d: index %d ends %d, want INVALID", round, idx, got)
+		}
+	}
+}
+
+func mustStatusList(t *testing.T, s store.Store) store.StatusList {
+	t.Helper()
+	l, err := s.StatusList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// StatusLayout is the draft's example of a 2-bit list
+// (draft-ietf-oauth-status-list, "Status List" section, bits 2): the
+// statuses 1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3 at indices 0 to 11 are the
+// bytes 0xC9 0x44 0xF9. keygate never writes 3, so poke writes each entry
+// straight into the backend's own storage; StatusList must read them back
+// as those bytes. Each backend's test calls it with its own poke.
+func StatusLayout(t *testing.T, s store.Store, poke func(idx int64, v uint8) error) {
+	t.Helper()
+	for i, v := range []uint8{1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3} {
+		if err := poke(int64(i), v); err != nil {
+			t.Fatalf("poke(%d, %d): %v", i, v, err)
+		}
+	}
+	l := mustStatusList(t, s)
+	if got := bytes.TrimRight(l.Statuses, "\x00"); !bytes.Equal(got, []byte{0xC9, 0x44, 0xF9}) {
+		t.Fatalf("statuses % X, want C9 44 F9 (the draft's example)", l.Statuses)
+	}
+	for i, want := range []store.Status{1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3} {
+		if got := l.Entry(int64(i)); got != want {
+			t.Errorf("Entry(%d) = %d, want %d", i, got, want)
+		}
 	}
 }
 

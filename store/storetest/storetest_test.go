@@ -18,3 +18,8 @@ func TestReference(t *testing.T) {
 func TestReferenceExport(t *testing.T) {
 	RunExport(t, func(t *testing.T) ExportStore { return NewMemStore() })
 }
+
+func TestReferenceStatusLayout(t *testing.T) {
+	m := NewMemStore()
+	StatusLayout(t, m, func(idx int64, v uint8) error { m.PokeStatus(idx, v); return nil })
+}
