@@ -94,9 +94,9 @@ func Export(ctx context.Context, w io.Writer, st store.Store, opts ExportOptions
 	if err != nil {
 		return sum, fmt.Errorf("export: %w", err)
 	}
-	revokedBits := invalidBitmap(sl)
-	sum.StatusAllocated, sum.RevokedBits = sl.Allocated, countBits(revokedBits)
-	if err := write(kindStatus, statusLine{Kind: kindStatus, Allocated: sl.Allocated, Revoked: trimZeros(revokedBits)}); err != nil {
+	revoked, suspended := entryBitmap(sl, store.StatusInvalid), entryBitmap(sl, store.StatusSuspended)
+	sum.StatusAllocated, sum.RevokedBits, sum.SuspendedBits = sl.Allocated, countBits(revoked), countBits(suspended)
+	if err := write(kindStatus, statusLine{Kind: kindStatus, Allocated: sl.Allocated, Revoked: trimZeros(revoked), Suspended: trimZeros(suspended)}); err != nil {
 		return sum, err
 	}
 
@@ -199,11 +199,12 @@ func streamCursors(ctx context.Context, st store.Store) (map[string]int64, error
 	return out, nil
 }
 
-// invalidBitmap is the 1-bit bitmap (LSB first) of the INVALID entries of l.
-func invalidBitmap(l store.StatusList) []byte {
-	out := make([]byte, (int64(len(l.Statuses))*4+7)/8)
-	for i := int64(0); i < int64(len(l.Statuses))*4; i++ {
-		if l.Entry(i) == store.StatusInvalid {
+// entryBitmap is the 1-bit bitmap (LSB first) of l's entries that are st.
+func entryBitmap(l store.StatusList, st store.Status) []byte {
+	n := int64(len(l.Statuses)) * 4
+	out := make([]byte, (n+7)/8)
+	for i := range n {
+		if l.Entry(i) == st {
 			out[i/8] |= 1 << (i % 8)
 		}
 	}

@@ -62,6 +62,7 @@ package storeio
 import (
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -147,6 +148,17 @@ type keyLine struct {
 	// know it refuses that stream (unknown fields are refused) rather than
 	// make the key a full admin.
 	Role string `json:"role,omitempty"`
+	// The key policy (store.Key's issue 17 fields), each omitted when the
+	// key has none, for the same reason: an importer that does not know
+	// them refuses a stream holding one rather than import a suspended,
+	// expired or restricted key without its restriction. TokenTTL in
+	// whole nanoseconds, as time.Duration.
+	ExpiresAt    time.Time       `json:"expires_at,omitzero"`
+	DisabledAt   time.Time       `json:"disabled_at,omitzero"`
+	TokenTTL     time.Duration   `json:"token_ttl_ns,omitempty"`
+	Audiences    []string        `json:"audiences,omitempty"`
+	AllowedCIDRs []netip.Prefix  `json:"allowed_cidrs,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
 }
 
 func toKeyLine(k store.Key) keyLine {
@@ -156,6 +168,8 @@ func toKeyLine(k store.Key) keyLine {
 		PreviousSecretExpiresAt: k.PreviousSecretExpiresAt, SecretRotatedAt: k.SecretRotatedAt,
 		StatusIndex: k.StatusIndex, PreviousStatusIndex: k.PreviousStatusIndex,
 		SecretSuspendedAt: k.SecretSuspendedAt, TokenQuota: k.TokenQuota, Role: k.Role,
+		ExpiresAt: k.ExpiresAt, DisabledAt: k.DisabledAt, TokenTTL: k.TokenTTL,
+		Audiences: k.Audiences, AllowedCIDRs: k.AllowedCIDRs, Metadata: k.Metadata,
 	}
 }
 
@@ -166,13 +180,19 @@ func (l keyLine) key() store.Key {
 		PreviousSecretExpiresAt: l.PreviousSecretExpiresAt, SecretRotatedAt: l.SecretRotatedAt,
 		StatusIndex: l.StatusIndex, PreviousStatusIndex: l.PreviousStatusIndex,
 		SecretSuspendedAt: l.SecretSuspendedAt, TokenQuota: l.TokenQuota, Role: l.Role,
+		ExpiresAt: l.ExpiresAt, DisabledAt: l.DisabledAt, TokenTTL: l.TokenTTL,
+		Audiences: l.Audiences, AllowedCIDRs: l.AllowedCIDRs, Metadata: []byte(l.Metadata),
 	}
 }
 
 type statusLine struct {
 	Kind      string `json:"kind"`
 	Allocated int64  `json:"allocated"`
+	// Revoked is the bitmap of INVALID indices (LSB first), Suspended the
+	// one of SUSPENDED indices, omitted when there are none (an importer
+	// that does not know it refuses a stream holding one).
 	Revoked   []byte `json:"revoked"`
+	Suspended []byte `json:"suspended,omitempty"`
 }
 
 type denyLine struct {
@@ -218,8 +238,9 @@ type Summary struct {
 	Denied      int // deny-list entries (an import skips those expired since)
 	AuditEvents int
 	Webhooks    int // webhook endpoints' delivery states
-	// StatusAllocated is the status-index counter; RevokedBits the number
-	// of set bits of the status list.
+	// StatusAllocated is the status-index counter; RevokedBits and
+	// SuspendedBits the number of INVALID and SUSPENDED entries.
 	StatusAllocated int64
 	RevokedBits     int
+	SuspendedBits   int
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/bits"
 	"os"
 	"slices"
 	"time"
@@ -403,23 +404,39 @@ func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoade
 		batch = 10000
 	}
 	var keys []store.Key
-	raised := false
+	raised := 0
+	// raise raises the target's schema level to level before the first
+	// record an older keygate would misread lands, as apikey does.
+	raise := func(level int, what string) error {
+		if raised >= level {
+			return nil
+		}
+		r, ok := store.Feature[store.SchemaRaiser](st)
+		if !ok {
+			return fmt.Errorf("import: %w: %s needs a store that records schema levels (store.SchemaRaiser)", ErrUnsupported, what)
+		}
+		if err := r.RaiseSchema(ctx, level); err != nil {
+			return fmt.Errorf("import: raise the schema level: %w", err)
+		}
+		raised = level
+		return nil
+	}
 	flush := func() error {
 		if len(keys) == 0 {
 			return nil
 		}
-		// A read-only admin key is what an older keygate would misread
-		// (as a full admin): raise the schema level before the first one
-		// lands, as apikey does for a create.
-		if !raised && slices.ContainsFunc(keys, func(k store.Key) bool { return k.Role != store.RoleAdmin }) {
-			r, ok := store.Feature[store.SchemaRaiser](st)
-			if !ok {
-				return fmt.Errorf("import keys: %w: a read-only admin key needs a store that records schema levels (store.SchemaRaiser)", ErrUnsupported)
+		// A read-only admin key would be misread as a full admin, a key
+		// policy ignored (tokens for a suspended, expired or restricted
+		// key).
+		if slices.ContainsFunc(keys, func(k store.Key) bool { return k.Role != store.RoleAdmin }) {
+			if err := raise(store.SchemaLevelAdminRoles, "a read-only admin key"); err != nil {
+				return err
 			}
-			if err := r.RaiseSchema(ctx, store.SchemaLevelAdminRoles); err != nil {
-				return fmt.Errorf("import keys: raise the schema level: %w", err)
+		}
+		if slices.ContainsFunc(keys, store.Key.HasPolicy) {
+			if err := raise(store.SchemaLevelKeyPolicy, "a key policy"); err != nil {
+				return err
 			}
-			raised = true
 		}
 		if err := bulk.CreateKeys(ctx, keys); err != nil {
 			return fmt.Errorf("import keys: %w", err)
@@ -461,6 +478,17 @@ func (s *Stream) write(ctx context.Context, st store.Store, bulk store.BulkLoade
 						return fmt.Errorf("import status list: %w", err)
 					}
 					sum.RevokedBits++
+				}
+			}
+			for i, b := range s.status.Suspended {
+				for ; b != 0; b &= b - 1 {
+					if err := raise(store.SchemaLevelKeyPolicy, "a suspended status entry"); err != nil {
+						return err
+					}
+					if err := st.SetStatus(ctx, int64(i)*8+int64(bits.TrailingZeros8(b)), store.StatusSuspended); err != nil {
+						return fmt.Errorf("import status list: %w", err)
+					}
+					sum.SuspendedBits++
 				}
 			}
 		case kindDeny:

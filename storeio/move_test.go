@@ -97,8 +97,21 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if r := src.API(t, admin, http.MethodDelete, "/v1/teams/other/keys/"+gone.ClientID, nil); r.Status != http.StatusNoContent {
 				t.Fatalf("delete key: %s", r)
 			}
+			// A suspended key with a policy: its record and its SUSPENDED
+			// entry must both move.
+			r := src.API(t, admin, http.MethodPost, "/v1/teams/pol/keys", map[string]any{"name": "paused", "permissions": []string{"accounting_api"},
+				"disabled": true, "expires_at": time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339), "token_ttl": 300,
+				"allowed_cidrs": []string{"127.0.0.0/8", "::1/128"}, "metadata": map[string]any{"tenant": "acme"}})
+			var paused servertest.Key
+			if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &paused) != nil {
+				t.Fatalf("create a suspended key: %s", r)
+			}
+			pausedKey, err := src.Store.GetKey(ctx, paused.ClientID)
+			if err != nil || !pausedKey.HasPolicy() {
+				t.Fatalf("stored suspended key %+v, %v", pausedKey, err)
+			}
 			// A rotated key: both secret generations must survive.
-			r := src.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+keys[4].ClientID+"/rotate", map[string]string{"grace_period": "1h"})
+			r = src.API(t, admin, http.MethodPost, "/v1/teams/acme/keys/"+keys[4].ClientID+"/rotate", map[string]string{"grace_period": "1h"})
 			if r.Status != http.StatusOK {
 				t.Fatalf("rotate: %s", r)
 			}
@@ -149,8 +162,8 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.Keys != 6 || sum.Denied != 1 || sum.Singletons != 1 || sum.AuditEvents == 0 || sum.Webhooks != 3 {
-				t.Errorf("export summary %+v: want 6 keys (5 and the admin), 1 deny entry, the pepper, some audit events", sum)
+			if sum.Keys != 7 || sum.Denied != 1 || sum.Singletons != 1 || sum.AuditEvents == 0 || sum.Webhooks != 3 || sum.SuspendedBits != 1 {
+				t.Errorf("export summary %+v: want 7 keys (5, the suspended one and the admin), 1 deny entry, the pepper, some audit events, 1 suspended entry", sum)
 			}
 			for _, secret := range [][]byte{[]byte(keys[0].ClientSecret), []byte(src.AdminSecret), []byte(live)} {
 				if bytes.Contains(stream.Bytes(), secret) {
@@ -166,7 +179,7 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if isum.Keys != 6 || isum.Denied != 1 || isum.AuditEvents != sum.AuditEvents || isum.RevokedBits != sum.RevokedBits || isum.Webhooks != 3 {
+			if isum.Keys != 7 || isum.Denied != 1 || isum.AuditEvents != sum.AuditEvents || isum.RevokedBits != sum.RevokedBits || isum.Webhooks != 3 || isum.SuspendedBits != 1 {
 				t.Errorf("import summary %+v, export %+v", isum, sum)
 			}
 
@@ -179,6 +192,13 @@ func TestMoveBetweenBackends(t *testing.T) {
 			}
 			if i := goneKey.StatusIndex; dstStatus.Entry(i) != store.StatusInvalid {
 				t.Errorf("the deleted key's bit %d is not set on the target", i)
+			}
+			if i := pausedKey.StatusIndex; dstStatus.Entry(i) != store.StatusSuspended {
+				t.Errorf("the suspended key's entry %d is %d on the target, want SUSPENDED", i, dstStatus.Entry(i))
+			}
+			if got, err := target.GetKey(ctx, paused.ClientID); err != nil || !got.ExpiresAt.Equal(pausedKey.ExpiresAt) || !got.DisabledAt.Equal(pausedKey.DisabledAt) ||
+				got.TokenTTL != pausedKey.TokenTTL || !slices.Equal(got.AllowedCIDRs, pausedKey.AllowedCIDRs) || !bytes.Equal(got.Metadata, pausedKey.Metadata) {
+				t.Errorf("the suspended key's policy on the target %+v (%v), source %+v", got, err, pausedKey)
 			}
 
 			// Each endpoint's position in the target's stream: nothing the
