@@ -45,7 +45,7 @@ func TestServeRefusesNewerSchema(t *testing.T) {
 	e := testEnv(nil)
 	e.stderr = &syncBuffer{}
 	err = serve(ctx, cfg, e, storeBackends)
-	want := "open store " + path + ": the store has schema version 7, newer than this keygate's 3: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
+	want := "open store " + path + ": the store has schema version 7, newer than this keygate's 4: run the keygate release that wrote it (or a later one); see the upgrade and rollback procedure in README.md"
 	if err == nil || err.Error() != want {
 		t.Fatalf("serve on a schema 7 file: %v\nwant: %s", err, want)
 	}
