@@ -16,9 +16,10 @@ func LockStatusList(s *Server) (unlock func()) {
 	return s.statusLists.mu.Unlock
 }
 
-// CurrentStatusList is the signed list the status list endpoint serves now.
+// CurrentStatusList is the signed 2-bit list of shard 0, as its endpoint
+// serves it now.
 func CurrentStatusList(ctx context.Context, s *Server) ([]byte, error) {
-	return s.currentStatusList(ctx)
+	return s.currentStatusList(ctx, shardPathPrefix+"0", 0)
 }
 
 // InvalidateStatusList drops the cached list, as a deletion does.

@@ -12,7 +12,7 @@
 //	form.go        the OAuth endpoints' form parsing
 //	introspect.go  POST /oauth/introspect and /oauth/revoke
 //	discovery.go   /.well-known/jwks.json and /.well-known/oauth-authorization-server
-//	statuslist.go  /statuslists/1 and the aggregation document
+//	statuslist.go  /statuslists/1, /statuslists/2bit/{shard} and the aggregation document
 //	management.go  /v1/teams, /v1/permissions, /v1/teams/{team_id}/keys…,
 //	               admin bearer-token checks
 //	rotate.go      POST /v1/teams/{team_id}/keys/{client_id}/rotate
@@ -41,6 +41,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -227,9 +228,9 @@ type Server struct {
 	handler      http.Handler
 
 	statusLists statusLists
-	// statusListURI is every token's status list uri, built once: the
-	// token path should not concatenate it per request.
-	statusListURI    string
+	// shardURIs are the URIs of the 2-bit status lists, by shard
+	// (statusRef in statuslist.go).
+	shardURIs        atomic.Pointer[[]string]
 	introspectLimits *callerLimits
 	revokeLimits     *callerLimits
 	leakedLimits     *sourceLimits // POST /v1/leaked-secrets (leaked.go)
@@ -338,7 +339,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: opts, keys: keys, store: opts.Store, log: opts.Logger, statusListURI: opts.Issuer + statusListPath,
+	s := &Server{cfg: opts, keys: keys, store: opts.Store, log: opts.Logger,
 		introspectLimits: &callerLimits{perSecond: rate.Limit(opts.IntrospectionRate), burst: opts.IntrospectionRate},
 		revokeLimits:     &callerLimits{perSecond: rate.Limit(opts.RevocationRate), burst: opts.RevocationRate},
 		proxies:          clientaddr.FromPrefixes(opts.TrustedProxies), requestIDs: ids}
@@ -454,7 +455,8 @@ func (s *Server) routes() http.Handler {
 
 	getHead(r, "/.well-known/jwks.json", s.jwks)
 	getHead(r, "/.well-known/oauth-authorization-server", s.metadata)
-	getHead(r, statusListPath, s.statusList)
+	getHead(r, legacyListPath, s.statusList)
+	getHead(r, shardPathPrefix+":shard", s.statusShard)
 	getHead(r, "/statuslists", s.statusListAggregation)
 	getHead(r, "/healthz", s.healthz)
 	getHead(r, "/readyz", s.readyz)

@@ -1,22 +1,39 @@
 package server
 
 // The Token Status List (IETF draft-ietf-oauth-status-list): how a deleted
-// key's outstanding tokens stop working at resource servers that verify
-// offline. Every secret generation of a key has one index, shared by all
-// the tokens minted with that secret (keygate revokes keys and secrets, not
-// single tokens, at resource servers: a bit per secret keeps the list small
-// — a million keys fit in 128 KiB before compression — and a token's status
-// follows its secret: apikey.Service.Rotate and Delete set the bits). Access
-// tokens name the index; the list, a signed JWT, says which indices are
-// revoked.
+// or suspended key's outstanding tokens stop working at resource servers
+// that verify offline. Every secret generation of a key has one index,
+// shared by all the tokens minted with that secret (keygate revokes keys
+// and secrets, not single tokens, at resource servers: an entry per secret
+// keeps the lists small — a million keys fit in 256 KiB before
+// compression — and a token's status follows its secret:
+// apikey.Service.Rotate, Delete and Update set the entries). Access tokens
+// name the index; the lists, signed JWTs, say each index's status.
+//
+// Two kinds of list are served (docs/ARCHITECTURE.md, "Status lists"):
+//
+//   - 2-bit lists, the ones tokens name: VALID 0, INVALID 1 (a deleted key,
+//     an ended or leaked secret) and SUSPENDED 2 (a suspended key; resuming
+//     makes it 0 again). Index g lives in shard g / statusShardSize at
+//     g mod statusShardSize, served at /statuslists/2bit/{shard}; a shard
+//     is at most 2 MiB of entries, so even incompressible it stays under
+//     verify's caps (16 MiB inflated, 4 MiB as a token).
+//   - /statuslists/1, the 1-bit list tokens issued before the 2-bit lists
+//     name (and those of an older instance during a rolling upgrade): an
+//     entry there is 1 whenever its status is not VALID, so a suspended
+//     key's old tokens are refused too. It covers the first legacyListMax
+//     indices.
 
 import (
 	"bytes"
 	"compress/zlib"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,13 +44,21 @@ import (
 )
 
 const (
-	// statusListPath is the one list keygate serves.
-	statusListPath = "/statuslists/1"
-	// statusListBlock: the list grows in blocks of this many indices, so a
+	// legacyListPath is the 1-bit list of tokens issued before the 2-bit
+	// lists.
+	legacyListPath = "/statuslists/1"
+	// shardPathPrefix + the shard's number is a 2-bit list.
+	shardPathPrefix = "/statuslists/2bit/"
+	// statusShardSize is how many indices one 2-bit list holds: 2^23
+	// entries are 2 MiB.
+	statusShardSize = 1 << 23
+	// legacyListMax bounds /statuslists/1: 2^24 one-bit entries, 2 MiB.
+	legacyListMax = 1 << 24
+	// statusListBlock: a list grows in blocks of this many indices, so a
 	// resource server's cached list rarely lacks a new key's index.
 	statusListBlock = 1 << 20
-	// statusListMaxAge bounds server-side caching: a deletion shows in the
-	// served list within this time, on every instance.
+	// statusListMaxAge bounds server-side caching: a change shows in the
+	// served lists within this time, on every instance.
 	statusListMaxAge = time.Second
 	// statusListLifetime is the exp of a list token: how long a resource
 	// server may at most rely on one list while keygate is unreachable.
@@ -64,12 +89,10 @@ type encodedBitList struct {
 	Lst  string `json:"lst"`
 }
 
-// encodeStatusList lays out a 1-bit list of size indices (a multiple of 8)
-// from the revoked bitmap, compresses it with zlib (DEFLATE in the ZLIB
-// format) and encodes it base64url without padding (draft §4.1).
-func encodeStatusList(revoked []byte, size int64) (string, error) {
-	raw := make([]byte, size/8)
-	copy(raw, revoked)
+// encodeStatusList compresses a list's raw bytes with zlib (DEFLATE in
+// the ZLIB format) and encodes them base64url without padding (draft
+// §4.1).
+func encodeStatusList(raw []byte) (string, error) {
 	var buf bytes.Buffer
 	zw, err := zlib.NewWriterLevel(&buf, zlib.BestCompression)
 	if err != nil {
@@ -84,39 +107,126 @@ func encodeStatusList(revoked []byte, size int64) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(buf.Bytes()), nil
 }
 
-// listSize rounds the list up to whole blocks covering every allocated
-// index (and any revoked bit), at least one block.
-func listSize(l store.StatusList) int64 {
-	need := max(l.Allocated+1, int64(len(l.Statuses))*4, 1)
-	return (need + statusListBlock - 1) / statusListBlock * statusListBlock
+// listSize rounds n indices up to whole blocks, at least one block, at
+// most limit.
+func listSize(n, limit int64) int64 {
+	return min(max((n+statusListBlock-1)/statusListBlock, 1)*statusListBlock, limit)
 }
 
-// statusLists caches the signed list for at most statusListMaxAge. It is
-// built on demand by the status list endpoint only; the token path never
-// touches it.
+// highest is the highest index l knows of: allocated, or holding a status.
+func highest(l store.StatusList) int64 {
+	return max(l.Allocated, int64(len(l.Statuses))*4-1)
+}
+
+// shardEntries lays out shard n of l: 2 bits per index, the shard's first
+// index at entry 0, sized in blocks to cover every index l knows of.
+func shardEntries(l store.StatusList, n int64) []byte {
+	first := n * statusShardSize
+	size := listSize(highest(l)+1-first, statusShardSize)
+	raw := make([]byte, size/4)
+	if start := first / 4; start < int64(len(l.Statuses)) {
+		copy(raw, l.Statuses[start:]) // a shard starts on a byte: 2^23 is a multiple of 4
+	}
+	return raw
+}
+
+// legacyEntries lays out /statuslists/1: 1 bit per index, set when the
+// index's status is not VALID.
+func legacyEntries(l store.StatusList) []byte {
+	size := listSize(highest(l)+1, legacyListMax)
+	raw := make([]byte, size/8)
+	for i, b := range l.Statuses {
+		for j := range int64(4) {
+			idx := int64(i)*4 + j
+			if b>>(2*j)&3 != 0 && idx < size {
+				raw[idx/8] |= 1 << (idx % 8)
+			}
+		}
+	}
+	return raw
+}
+
+// statusRef is the status claim's reference of global index g: its shard's
+// URI and its index there. The URIs are built once per shard: an atomic
+// load on the token path (a new shard, every 2^23 indices, builds them
+// again).
+func (s *Server) statusRef(g int64) statusListRef {
+	n := g / statusShardSize
+	uris := s.shardURIs.Load()
+	if uris == nil || n >= int64(len(*uris)) {
+		uris = s.growShardURIs(n)
+	}
+	return statusListRef{Idx: g % statusShardSize, URI: (*uris)[n]}
+}
+
+func (s *Server) growShardURIs(n int64) *[]string {
+	for {
+		old := s.shardURIs.Load()
+		var cur []string
+		if old != nil {
+			if n < int64(len(*old)) {
+				return old
+			}
+			cur = *old
+		}
+		next := slices.Clone(cur)
+		for i := int64(len(next)); i <= n; i++ {
+			next = append(next, s.cfg.Issuer+shardPathPrefix+strconv.FormatInt(i, 10))
+		}
+		if s.shardURIs.CompareAndSwap(old, &next) {
+			return &next
+		}
+	}
+}
+
+// statusLists caches each signed list for at most statusListMaxAge. They
+// are built on demand by the status list endpoints only; the token path
+// never touches them.
 type statusLists struct {
-	mu      sync.Mutex
-	token   []byte
-	builtAt time.Time
+	mu    sync.Mutex
+	built map[string]builtList // by path
 }
 
-// invalidate makes the next request rebuild the list (after a deletion on
-// this instance; other instances see it within statusListMaxAge).
+type builtList struct {
+	token []byte
+	at    time.Time
+}
+
+// invalidate makes the next request rebuild the lists (after a change of
+// statuses on this instance; other instances see it within
+// statusListMaxAge).
 func (c *statusLists) invalidate() {
 	c.mu.Lock()
-	c.token = nil
+	clear(c.built)
 	c.mu.Unlock()
 }
 
-// statusList serves the signed list (draft §8.1).
-func (s *Server) statusList(c *gin.Context) {
-	tok, err := s.currentStatusList(c.Request.Context())
-	if err != nil {
-		if apikey.Unavailable(err) {
-			c.Header("Retry-After", "1")
-			c.Data(http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("status list temporarily unavailable\n"))
-			return
-		}
+// statusList serves /statuslists/1 (draft §8.1).
+func (s *Server) statusList(c *gin.Context) { s.serveStatusList(c, legacyListPath, -1) }
+
+// statusShard serves /statuslists/2bit/{shard}; a shard past every index
+// the store knows is 404.
+func (s *Server) statusShard(c *gin.Context) {
+	raw := c.Param("shard")
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != raw || n > store.MaxStatusIndex/statusShardSize {
+		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("no such status list\n"))
+		return
+	}
+	s.serveStatusList(c, shardPathPrefix+raw, n)
+}
+
+func (s *Server) serveStatusList(c *gin.Context, path string, shard int64) {
+	tok, err := s.currentStatusList(c.Request.Context(), path, shard)
+	switch {
+	case errors.Is(err, errNoSuchShard):
+		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("no such status list\n"))
+		return
+	case err != nil && apikey.Unavailable(err):
+		c.Header("Retry-After", "1")
+		c.Data(http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("status list temporarily unavailable\n"))
+		return
+	case err != nil:
 		s.reqLog(c).Error("status list", "err", err)
 		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("status list unavailable\n"))
 		return
@@ -127,50 +237,75 @@ func (s *Server) statusList(c *gin.Context) {
 	c.Data(http.StatusOK, "application/statuslist+jwt", tok)
 }
 
-func (s *Server) currentStatusList(ctx context.Context) ([]byte, error) {
+// errNoSuchShard: a 2-bit list past every index the store knows.
+var errNoSuchShard = errors.New("no such status list shard")
+
+// currentStatusList is the signed list at path: the legacy 1-bit list
+// (shard < 0) or a 2-bit shard, from the cache while fresh.
+func (s *Server) currentStatusList(ctx context.Context, path string, shard int64) ([]byte, error) {
 	c := &s.statusLists
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := s.cfg.Now()
-	if c.token != nil && now.Sub(c.builtAt) < statusListMaxAge && !now.Before(c.builtAt) {
-		return c.token, nil
+	if b, ok := c.built[path]; ok && now.Sub(b.at) < statusListMaxAge && !now.Before(b.at) {
+		return b.token, nil
 	}
 	l, err := s.store.StatusList(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load status list: %w", err)
 	}
-	lst, err := encodeStatusList(oneBit(l), listSize(l))
+	bits, raw := 1, []byte(nil)
+	if shard < 0 {
+		raw = legacyEntries(l)
+	} else {
+		if shard*statusShardSize > highest(l) {
+			return nil, errNoSuchShard
+		}
+		bits, raw = 2, shardEntries(l, shard)
+	}
+	lst, err := encodeStatusList(raw)
 	if err != nil {
 		return nil, fmt.Errorf("encode status list: %w", err)
 	}
 	tok, err := s.keys.KeySet().StatusListSigner().Sign(statusListClaims{
-		Subject:    s.statusListURI,
+		Subject:    s.cfg.Issuer + path,
 		IssuedAt:   now.Unix(),
 		ExpiresAt:  now.Add(max(statusListLifetime, 2*s.cfg.StatusListTTL)).Unix(),
 		TTL:        int64(s.cfg.StatusListTTL / time.Second),
-		StatusList: encodedBitList{Bits: 1, Lst: lst},
+		StatusList: encodedBitList{Bits: bits, Lst: lst},
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.token, c.builtAt = []byte(tok), now
-	s.cfg.Metrics.StatusListBuilt(listSize(l), now) // nil-safe
-	return c.token, nil
-}
-
-// statusListAggregation is the draft's aggregation document (§9.3).
-func (s *Server) statusListAggregation(c *gin.Context) {
-	c.Header("Cache-Control", "public, max-age=3600")
-	c.JSON(http.StatusOK, gin.H{"status_lists": []string{s.statusListURI}})
-}
-
-// oneBit is the 1-bit view of l: an entry that is not VALID reads 1.
-func oneBit(l store.StatusList) []byte {
-	out := make([]byte, (int64(len(l.Statuses))*4+7)/8)
-	for i := int64(0); i < int64(len(l.Statuses))*4; i++ {
-		if l.Entry(i) != store.StatusValid {
-			out[i/8] |= 1 << (i % 8)
-		}
+	if c.built == nil {
+		c.built = map[string]builtList{}
 	}
-	return out
+	c.built[path] = builtList{token: []byte(tok), at: now}
+	s.cfg.Metrics.StatusListBuilt(int64(len(raw)*8/bits), now) // nil-safe
+	return c.built[path].token, nil
+}
+
+// statusListAggregation is the draft's aggregation document (§9.3): the
+// legacy list and every 2-bit shard up to the highest index the store
+// knows.
+func (s *Server) statusListAggregation(c *gin.Context) {
+	l, err := s.store.StatusList(c.Request.Context())
+	if err != nil {
+		if apikey.Unavailable(err) {
+			c.Header("Retry-After", "1")
+			c.Data(http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("status lists temporarily unavailable\n"))
+			return
+		}
+		s.reqLog(c).Error("status list aggregation", "err", err)
+		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("status lists unavailable\n"))
+		return
+	}
+	lists := []string{s.cfg.Issuer + legacyListPath}
+	for n := int64(0); n*statusShardSize <= highest(l); n++ {
+		lists = append(lists, s.statusRef(n*statusShardSize).URI)
+	}
+	// New shards appear as keys are made, every 2^23 indices: an hour's
+	// caching holds nothing back for long.
+	c.Header("Cache-Control", "public, max-age=3600")
+	c.JSON(http.StatusOK, gin.H{"status_lists": lists})
 }

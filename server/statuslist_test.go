@@ -212,7 +212,7 @@ func testStatusClaimInAccessTokens(t *testing.T, backend servertest.Backend) {
 	a := e.CreateKeyWith(t, admin, "acme", "a", permAccounting)
 	b := e.CreateKeyWith(t, admin, "acme", "b", permAccounting)
 	c := e.CreateKeyWith(t, admin, "beta", "c", permVisualization)
-	uri := e.URL + "/statuslists/1"
+	uri := e.URL + "/statuslists/2bit/0" // the first 2-bit shard
 
 	seen := map[int64]string{}
 	for _, k := range []struct {
@@ -515,17 +515,23 @@ func TestStatusListAggregationAndMetadata(t *testing.T) {
 	if err := json.Unmarshal(r.Body, &agg); err != nil {
 		t.Fatalf("%v: %s", err, r.Body)
 	}
-	if want := fmt.Sprintf(`{"status_lists":[%q]}`, e.URL+"/statuslists/1"); len(agg) != 1 || fmt.Sprint(agg["status_lists"]) != fmt.Sprint([]any{e.URL + "/statuslists/1"}) {
+	// The legacy 1-bit list and the one 2-bit shard a small store has.
+	if want := fmt.Sprintf(`{"status_lists":[%q,%q]}`, e.URL+"/statuslists/1", e.URL+"/statuslists/2bit/0"); len(agg) != 1 ||
+		fmt.Sprint(agg["status_lists"]) != fmt.Sprint([]any{e.URL + "/statuslists/1", e.URL + "/statuslists/2bit/0"}) {
 		t.Errorf("aggregation %s, want %s", r.Body, want)
 	}
 	// Only GET (HEAD as gin allows) on the list endpoints.
-	for _, p := range []string{"/statuslists", "/statuslists/1"} {
+	for _, p := range []string{"/statuslists", "/statuslists/1", "/statuslists/2bit/0"} {
 		if r := e.Do(t, e.NewRequest(t, http.MethodPost, p, strings.NewReader("x"))); r.Status != http.StatusMethodNotAllowed {
 			t.Errorf("POST %s: %d, want 405", p, r.Status)
 		}
 	}
-	if r := e.Do(t, e.NewRequest(t, http.MethodGet, "/statuslists/2", nil)); r.Status != http.StatusNotFound {
-		t.Errorf("GET /statuslists/2: %d, want 404", r.Status)
+	// No such list: another number, a shard past every index, a shard
+	// number not in its one spelling.
+	for _, p := range []string{"/statuslists/2", "/statuslists/2bit/1", "/statuslists/2bit/01", "/statuslists/2bit/-1", "/statuslists/2bit/x", "/statuslists/2bit/99999999999999999999"} {
+		if r := e.Do(t, e.NewRequest(t, http.MethodGet, p, nil)); r.Status != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, r.Status)
+		}
 	}
 
 	r = e.Do(t, e.NewRequest(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil))

@@ -156,7 +156,7 @@ func (t *tokenEndpoint) sign(key store.Key, scope, aud string, ttl time.Duration
 	now := auth.Now
 	var status *statusClaim
 	if auth.StatusIndex > 0 {
-		status = &statusClaim{StatusList: statusListRef{Idx: auth.StatusIndex, URI: t.s.statusListURI}}
+		status = &statusClaim{StatusList: t.s.statusRef(auth.StatusIndex)}
 	}
 	claims := accessClaims{
 		Issuer:    t.s.cfg.Issuer,
