@@ -68,10 +68,10 @@ func TestTokenAllocationBudget(t *testing.T) {
 }
 
 // policyAllocs is what a key with every policy field set may add to a
-// token request: decoding its record's audience and CIDR lists and its
+// token request (measured: 10 on bbolt): decoding its record's audience and CIDR lists (each prefix is text to the JSON decoder) and its
 // metadata (the checks, the audience choice and the expiry allocate
 // nothing; metadata_claims is off, as by default).
-const policyAllocs = 6
+const policyAllocs = 10
 
 // quotaAllocs is what issuance quotas may add to a token request.
 const quotaAllocs = 1

@@ -168,7 +168,7 @@ func (g *Guard) reject(status int, code, desc string, err error) *Rejection {
 func Reason(err error) string {
 	for _, reason := range []error{ErrExpired, ErrNotYetValid, ErrIssuedInFuture, ErrWrongIssuer,
 		ErrWrongAudience, ErrUnknownKey, ErrAlgorithm, ErrSignature, ErrWrongType, ErrMissingClaim,
-		ErrTooLarge, ErrKeysUnavailable, ErrInsufficientScope, ErrRevoked, ErrStatusUnavailable} {
+		ErrTooLarge, ErrKeysUnavailable, ErrInsufficientScope, ErrRevoked, ErrSuspended, ErrStatusUnavailable} {
 		if errors.Is(err, reason) {
 			return reason.Error()
 		}

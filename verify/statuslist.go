@@ -3,11 +3,13 @@ package verify
 // Token Status List (draft-ietf-oauth-status-list-21): a keygate access
 // token may carry
 //
-//	"status": {"status_list": {"idx": 42, "uri": "<issuer>/statuslists/1"}}
+//	"status": {"status_list": {"idx": 42, "uri": "<issuer>/statuslists/2bit/0"}}
 //
 // and the list at uri — a JWT of type statuslist+jwt, signed with keygate's
 // token keys — holds a few bits per index; 0 means VALID, anything else
-// (keygate sets 1 when a key is deleted) means the token must be refused.
+// means the token must be refused: 1 (INVALID, keygate's deleted keys and
+// ended secrets) and other values with ErrRevoked, 2 (SUSPENDED, a
+// suspended key, which may be resumed) with ErrSuspended.
 //
 // Once a token's signature and claims have checked out, Verify looks its
 // index up in a cache of that list. The cache works like the key set's:
@@ -77,7 +79,8 @@ const (
 	// maxStatusLists bounds the lists cached (keygate serves one).
 	maxStatusLists = 64
 
-	statusValid = 0x00
+	statusValid     = 0x00
+	statusSuspended = 0x02
 )
 
 // statusLists is a Verifier's cache of status lists, by uri.
@@ -246,7 +249,14 @@ func (s *statusLists) lookup(ctx context.Context, uri string, idx uint64) error 
 	return nil
 }
 
+// revoked is the refusal of a token whose entry is st (not VALID):
+// ErrSuspended for SUSPENDED, ErrRevoked for INVALID and for any other
+// status — 0x03 is the draft's application-specific value, which keygate
+// never writes: a verifier that does not know what it means refuses.
 func revoked(st byte, idx uint64, uri string) error {
+	if st == statusSuspended {
+		return fmt.Errorf("%w: status 0x02 at index %d of %s", ErrSuspended, idx, uri)
+	}
 	return fmt.Errorf("%w: status 0x%02x at index %d of %s", ErrRevoked, st, idx, uri)
 }
 

@@ -375,7 +375,7 @@ func mustRefuse(t testing.TB, v *verify.Verifier, token string, want error) erro
 		t.Fatalf("error %q, want errors.Is %q", err, want)
 	}
 	n := 0
-	for _, r := range slices.Concat(reasons, []error{verify.ErrRevoked, verify.ErrStatusUnavailable}) {
+	for _, r := range slices.Concat(reasons, []error{verify.ErrRevoked, verify.ErrSuspended, verify.ErrStatusUnavailable}) {
 		if errors.Is(err, r) {
 			n++
 		}
@@ -443,8 +443,9 @@ func TestStatusListEnforced(t *testing.T) {
 	wantHits(t, "other requests", &f.otherHits, 0)
 }
 
-// Lists of 2, 4 and 8 bits per entry: any non-zero status (INVALID,
-// SUSPENDED, application-specific) refuses the token.
+// Lists of 2, 4 and 8 bits per entry: any non-zero status refuses the
+// token — SUSPENDED (0x02) with ErrSuspended, INVALID and every other
+// value (application-specific ones included) with ErrRevoked.
 func TestStatusListWiderEntries(t *testing.T) {
 	for _, bits := range []int{2, 4, 8} {
 		t.Run(fmt.Sprintf("%d bits", bits), func(t *testing.T) {
@@ -460,7 +461,14 @@ func TestStatusListWiderEntries(t *testing.T) {
 				if s == 0 {
 					mustVerify(t, v, f.token(t, i))
 				} else {
-					err := mustRefuse(t, v, f.token(t, i), verify.ErrRevoked)
+					want := verify.ErrRevoked
+					if s == 0x02 {
+						want = verify.ErrSuspended
+					}
+					err := mustRefuse(t, v, f.token(t, i), want)
+					if errors.Is(err, verify.ErrRevoked) && errors.Is(err, verify.ErrSuspended) {
+						t.Fatalf("idx %d: %v is both revoked and suspended", i, err)
+					}
 					if want := fmt.Sprintf("status 0x%02x at index %d", s, i); !strings.Contains(err.Error(), want) {
 						t.Fatalf("idx %d: %v, want it to say %q", i, err, want)
 					}
@@ -478,9 +486,12 @@ func TestStatusListDraftTwoBitListServed(t *testing.T) {
 	f.set(func(f *statusFixture) { f.bits, f.lst = 2, &lst })
 	v := f.verifier(t, nil)
 	for i, s := range []byte{1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3} {
-		if s == 0 {
+		switch s {
+		case 0:
 			mustVerify(t, v, f.token(t, i))
-		} else {
+		case 2:
+			mustRefuse(t, v, f.token(t, i), verify.ErrSuspended)
+		default:
 			mustRefuse(t, v, f.token(t, i), verify.ErrRevoked)
 		}
 	}
@@ -1084,6 +1095,7 @@ func TestMiddlewareStatusList(t *testing.T) {
 func TestReasonStatus(t *testing.T) {
 	for err, want := range map[error]string{
 		verify.ErrRevoked:           "token revoked (status list)",
+		verify.ErrSuspended:         "token suspended (status list)",
 		verify.ErrStatusUnavailable: "token status list unavailable",
 	} {
 		for _, e := range []error{err, fmt.Errorf("%w: status 0x01 at index 7 of https://x/statuslists/1", err)} {

@@ -71,9 +71,15 @@ var (
 	ErrMissingClaim      = errors.New("required claim missing")
 	ErrKeysUnavailable   = errors.New("verification keys unavailable")
 	ErrInsufficientScope = errors.New("insufficient scope")
-	// ErrRevoked: the token's entry in its status list is not VALID (the
-	// key was deleted, or the token otherwise revoked or suspended).
+	// ErrRevoked: the token's entry in its status list is INVALID (the
+	// key was deleted, its secret ended) or any status but VALID and
+	// SUSPENDED.
 	ErrRevoked = errors.New("token revoked (status list)")
+	// ErrSuspended: the token's entry in its status list is SUSPENDED
+	// (0x02): its key is suspended. Unlike a revocation it may end — a
+	// resumed key's unexpired tokens are VALID again — so it is refused
+	// now and may be accepted later.
+	ErrSuspended = errors.New("token suspended (status list)")
 	// ErrStatusUnavailable: the token names a status list that cannot be
 	// fetched, does not check out, or has been stale too long, and
 	// Options.StatusFailOpen is not set.
