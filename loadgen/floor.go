@@ -156,7 +156,7 @@ func (f *floor) token(w http.ResponseWriter, r *http.Request) {
 		ClientID:  clientID,
 		Scope:     f.scope,
 		TeamID:    FloorTeamID,
-		Status:    &floorStatus{StatusList: floorStatusRef{Idx: floorStatusIdx, URI: iss + "/statuslists/1"}},
+		Status:    &floorStatus{StatusList: floorStatusRef{Idx: floorStatusIdx, URI: iss + "/statuslists/2bit/0"}},
 	})
 	if err != nil {
 		floorError(w, http.StatusInternalServerError, "server_error")

@@ -152,3 +152,107 @@ func TestStatusListEndToEndWithVerify(t *testing.T) {
 		t.Errorf("A's token a second later: %d, want 401", status)
 	}
 }
+
+// verifyUntil verifies tok with v while moving e's clock on in 200 ms
+// steps, for up to d, until the answer is want (nil: accepted); it fails
+// the test otherwise and returns how long it took.
+func verifyUntil(t *testing.T, e *testEnv, v *verify.Verifier, tok string, d time.Duration, want error) time.Duration {
+	t.Helper()
+	start := e.Clock.Now()
+	for {
+		_, err := v.Verify(context.Background(), tok)
+		if want == nil && err == nil || want != nil && errors.Is(err, want) {
+			return e.Clock.Now().Sub(start)
+		}
+		if e.Clock.Now().Sub(start) >= d {
+			t.Fatalf("after %v: Verify = %v, want %v", d, err, want)
+		}
+		e.Clock.Advance(200 * time.Millisecond)
+	}
+}
+
+// TestStatusListSuspendResumeWithVerify: a key suspended through the API
+// has its outstanding token refused by a verify resource server with
+// ErrSuspended within the list's ttl (1 s) plus keygate's 1 s cache; resumed,
+// the same unexpired token is accepted again; suspended and then deleted,
+// it is ErrRevoked for good. Another key's token is accepted throughout.
+func TestStatusListSuspendResumeWithVerify(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, server.Options{StatusListTTL: time.Second})
+	admin := e.AdminToken(t)
+	a := e.CreateKeyWith(t, admin, "acme", "a", permAccounting)
+	b := e.CreateKeyWith(t, admin, "acme", "b", permAccounting)
+	tokA := e.Token(t, a.ClientID, a.ClientSecret, "").AccessToken
+	tokB := e.Token(t, b.ClientID, b.ClientSecret, "").AccessToken
+	v, err := verify.New(context.Background(), verify.Options{Issuer: e.URL, Audience: e.URL, Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyUntil(t, e, v, tokA, 0, nil)
+
+	patch := func(body string) {
+		t.Helper()
+		req := e.NewRequest(t, http.MethodPatch, "/v1/teams/acme/keys/"+a.ClientID, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+		req.Header.Set("Authorization", "Bearer "+e.AdminToken(t))
+		if r := e.Do(t, req); r.Status != http.StatusOK {
+			t.Fatalf("patch %s: %s", body, r)
+		}
+	}
+	patch(`{"disabled":true}`)
+	took := verifyUntil(t, e, v, tokA, 3*time.Second, verify.ErrSuspended)
+	t.Logf("suspended key's token refused (ErrSuspended) %v after the suspension", took)
+	if _, err := v.Verify(context.Background(), tokA); errors.Is(err, verify.ErrRevoked) {
+		t.Errorf("a suspended key's token is ErrRevoked too: %v", err)
+	}
+	verifyUntil(t, e, v, tokB, 0, nil)
+
+	patch(`{"disabled":false}`)
+	took = verifyUntil(t, e, v, tokA, 3*time.Second, nil)
+	t.Logf("resumed key's token accepted again %v after the resume", took)
+
+	patch(`{"disabled":true}`)
+	verifyUntil(t, e, v, tokA, 3*time.Second, verify.ErrSuspended)
+	if r := e.API(t, e.AdminToken(t), http.MethodDelete, "/v1/teams/acme/keys/"+a.ClientID, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete: %s", r)
+	}
+	verifyUntil(t, e, v, tokA, 3*time.Second, verify.ErrRevoked)
+	verifyUntil(t, e, v, tokB, 0, nil)
+}
+
+// TestStatusListSecondShard: a key whose index is past the first 2^23 is in
+// shard 1 at its index there, its token names that list, and verify
+// accepts it and then refuses it once the key is deleted.
+func TestStatusListSecondShard(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, server.Options{StatusListTTL: time.Second})
+	bulk, ok := e.Store.(interface {
+		NextStatusIndices(ctx context.Context, n int) (int64, error)
+	})
+	if !ok {
+		t.Fatal("the bbolt store has no NextStatusIndices")
+	}
+	if _, err := bulk.NextStatusIndices(context.Background(), 1<<23); err != nil {
+		t.Fatal(err)
+	}
+	admin := e.AdminToken(t)
+	k := e.CreateKeyWith(t, admin, "acme", "far", permAccounting)
+	g := e.StoredKey(t, k.ClientID).StatusIndex
+	if g < 1<<23 {
+		t.Fatalf("status index %d, want past 2^23", g)
+	}
+	tok := e.Token(t, k.ClientID, k.ClientSecret, "").AccessToken
+	idx, uri := statusRef(t, tok)
+	if uri != e.URL+"/statuslists/2bit/1" || idx != g-1<<23 {
+		t.Fatalf("status claim idx %d uri %s, want idx %d of %s/statuslists/2bit/1", idx, uri, g-1<<23, e.URL)
+	}
+	v, err := verify.New(context.Background(), verify.Options{Issuer: e.URL, Audience: e.URL, Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyUntil(t, e, v, tok, 0, nil)
+	if r := e.API(t, admin, http.MethodDelete, "/v1/teams/acme/keys/"+k.ClientID, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete: %s", r)
+	}
+	verifyUntil(t, e, v, tok, 3*time.Second, verify.ErrRevoked)
+}

@@ -1,13 +1,10 @@
-//go:build statuslist_rewrite
-
-// TEMPORARY (issue 17): excluded while the status list moves to 2-bit
-// shards; the commit that serves them rewrites these tests.
-
 package server
 
-// Status list encoding against draft-ietf-oauth-status-list's own test
-// vector and the list size with a million indices. The structural proof
-// that the token endpoint never waits on the status list builder is in
+// Status list layout against draft-ietf-oauth-status-list's own examples
+// (the "Status List" section's 1-bit and 2-bit lists), shards, the legacy
+// 1-bit view, and the sizes: a million indices, and a full shard of
+// incompressible entries under verify's caps. The structural proof that
+// the token endpoint never waits on the status list builder is in
 // statuslist_lock_test.go.
 
 import (
@@ -16,12 +13,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"io"
-	"math/bits"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/bolt"
@@ -33,7 +29,7 @@ func inflateLst(tb testing.TB, lst string) []byte {
 	tb.Helper()
 	z, err := base64.RawURLEncoding.DecodeString(lst)
 	if err != nil {
-		tb.Fatalf("lst %q is not unpadded base64url: %v", lst, err)
+		tb.Fatalf("lst is not unpadded base64url: %v", err)
 	}
 	zr, err := zlib.NewReader(bytes.NewReader(z))
 	if err != nil {
@@ -46,71 +42,68 @@ func inflateLst(tb testing.TB, lst string) []byte {
 	return raw
 }
 
-// packStatuses lays out 1-bit statuses as the draft does (§4.1): status i
-// is bit i%8 (LSB first) of byte i/8.
-func packStatuses(statuses []int) []byte {
-	out := make([]byte, (len(statuses)+7)/8)
-	for i, s := range statuses {
-		if s != 0 {
-			out[i/8] |= 1 << (i % 8)
+// entryOf reads status i of a list of b bits per entry as the draft says
+// (§4.1): entries packed least significant bits first, entry i at bit
+// (i·b mod 8) of byte ⌊i·b/8⌋. Written from the draft's text, not from
+// keygate's code.
+func entryOf(list []byte, b, i int) int {
+	return int(list[i*b/8]>>(i*b%8)) & (1<<b - 1)
+}
+
+// The draft's examples: 1 bit, 16 statuses, bytes B9 A3, lst
+// "eNrbuRgAAhcBXQ"; 2 bits, 12 statuses, bytes C9 44 F9, lst
+// "eNo76fITAAPfAgc".
+func TestStatusListDraftExamples(t *testing.T) {
+	for _, c := range []struct {
+		bits     int
+		statuses []int
+		bytes    []byte
+		lst      string
+	}{
+		{1, []int{1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1}, []byte{0xB9, 0xA3}, "eNrbuRgAAhcBXQ"},
+		{2, []int{1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3}, []byte{0xC9, 0x44, 0xF9}, "eNo76fITAAPfAgc"},
+	} {
+		if got := inflateLst(t, c.lst); !bytes.Equal(got, c.bytes) {
+			t.Errorf("%d bits: the draft's lst decodes to % X, want % X", c.bits, got, c.bytes)
+		}
+		for i, want := range c.statuses {
+			if got := entryOf(c.bytes, c.bits, i); got != want {
+				t.Errorf("%d bits: entry %d = %d, want %d", c.bits, i, got, want)
+			}
+		}
+		// keygate's encoding of those bytes decodes to them (BestCompression:
+		// the string may differ from the draft's).
+		lst, err := encodeStatusList(c.bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.ContainsAny(lst, "=+/") || !bytes.Equal(inflateLst(t, lst), c.bytes) {
+			t.Errorf("%d bits: keygate's lst %q does not decode to % X", c.bits, lst, c.bytes)
 		}
 	}
-	return out
 }
 
-// The draft's example (§4.1, bits 1): 16 statuses, bytes 0xB9 0xA3, lst
-// "eNrbuRgAAhcBXQ".
-var (
-	draftStatuses = []int{1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1}
-	draftBytes    = []byte{0xB9, 0xA3}
-)
-
-const draftLst = "eNrbuRgAAhcBXQ"
-
-func TestStatusListEncodingDraftVector(t *testing.T) {
-	if got := packStatuses(draftStatuses); !bytes.Equal(got, draftBytes) {
-		t.Fatalf("the draft's statuses pack to % X, want % X", got, draftBytes)
-	}
-	// The draft's own lst decodes to the same bytes.
-	if got := inflateLst(t, draftLst); !bytes.Equal(got, draftBytes) {
-		t.Errorf("the draft's lst decodes to % X, want % X", got, draftBytes)
-	}
-	// keygate's encoding of those bytes decodes to them too (keygate uses
-	// BestCompression, so the string may differ from the draft's).
-	lst, err := encodeStatusList(draftBytes, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.ContainsAny(lst, "=+/") {
-		t.Errorf("lst %q is not unpadded base64url", lst)
-	}
-	if got := inflateLst(t, lst); !bytes.Equal(got, draftBytes) {
-		t.Errorf("keygate's lst %q decodes to % X, want % X", lst, got, draftBytes)
-	}
-	t.Logf("keygate lst %q, draft lst %q", lst, draftLst)
-	// The bytes are padded with zeros up to size.
-	lst, err = encodeStatusList(draftBytes, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := inflateLst(t, lst); !bytes.Equal(got, append(append([]byte{}, draftBytes...), 0, 0, 0, 0, 0, 0)) {
-		t.Errorf("padded list decodes to % X", got)
-	}
-}
-
-// TestStoreBitLayoutMatchesDraft: revoking the draft's set statuses in the
-// bbolt store yields the draft's bytes, so the stored bitmap can be served
-// as is.
-func TestStoreBitLayoutMatchesDraft(t *testing.T) {
+// TestStatusListServesStoredEntries: the draft's 2-bit example stored in a
+// real bbolt store through keygate's own writes — its 3s, a value keygate
+// never writes, as INVALID (storetest.StatusLayout stores the 3s raw) — is
+// served in shard 0 as stored, and as 1 bits wherever not VALID in the
+// legacy list.
+func TestStatusListServesStoredEntries(t *testing.T) {
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	ctx := context.Background()
-	for i, s := range draftStatuses {
-		if s == 1 {
+	statuses := []int{1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3}
+	for i, s := range statuses {
+		switch s {
+		case 1, 3:
 			if err := st.RevokeStatus(ctx, int64(i)); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			if err := st.SetStatus(ctx, int64(i), store.StatusSuspended); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -119,101 +112,156 @@ func TestStoreBitLayoutMatchesDraft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(l.Revoked, draftBytes) {
-		t.Errorf("stored bitmap % X, want % X", l.Revoked, draftBytes)
+	shard := shardEntries(l, 0)
+	if len(shard) != statusListBlock/4 {
+		t.Fatalf("shard 0 is %d bytes, want one block of %d", len(shard), statusListBlock/4)
 	}
-	lst, err := encodeStatusList(l.Revoked, listSize(l))
+	legacy := legacyEntries(l)
+	for i, s := range statuses {
+		want := s
+		if s == 3 {
+			want = 1 // stored as INVALID above
+		}
+		if got := entryOf(shard, 2, i); got != want {
+			t.Errorf("shard entry %d = %d, want %d", i, got, want)
+		}
+		if got, notValid := entryOf(legacy, 1, i), b2i(s != 0); got != notValid {
+			t.Errorf("legacy bit %d = %d, want %d", i, got, notValid)
+		}
+	}
+	if bytes.Count(shard[3:], []byte{0}) != len(shard)-3 || bytes.Count(legacy[2:], []byte{0}) != len(legacy)-2 {
+		t.Error("entries past the example are not all VALID")
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestStatusShards: a global index's shard and place, the lists' sizes in
+// blocks, the legacy list's bound.
+func TestStatusShards(t *testing.T) {
+	s := &Server{cfg: Options{Issuer: "https://kg.example"}}
+	for _, c := range []struct {
+		g       int64
+		uri     string
+		idx     int64
+		allocs0 bool
+	}{
+		{1, "https://kg.example/statuslists/2bit/0", 1, true},
+		{statusShardSize - 1, "https://kg.example/statuslists/2bit/0", statusShardSize - 1, true},
+		{statusShardSize, "https://kg.example/statuslists/2bit/1", 0, false},
+		{3*statusShardSize + 5, "https://kg.example/statuslists/2bit/3", 5, false},
+	} {
+		if r := s.statusRef(c.g); r.URI != c.uri || r.Idx != c.idx {
+			t.Errorf("statusRef(%d) = %+v, want %s idx %d", c.g, r, c.uri, c.idx)
+		}
+	}
+	// Known shards: no allocation on the token path.
+	if n := testing.AllocsPerRun(100, func() { _ = s.statusRef(2*statusShardSize + 9) }); n != 0 {
+		t.Errorf("statusRef allocates %v times", n)
+	}
+	for _, c := range []struct {
+		l           store.StatusList
+		shard, want int64 // entries in the shard's list
+	}{
+		{store.StatusList{}, 0, statusListBlock},
+		{store.StatusList{Allocated: statusListBlock - 1}, 0, statusListBlock},
+		{store.StatusList{Allocated: statusListBlock}, 0, 2 * statusListBlock},
+		{store.StatusList{Allocated: 100 * statusListBlock}, 0, statusShardSize},
+		{store.StatusList{Allocated: statusShardSize + 3}, 1, statusListBlock},
+		{store.StatusList{Statuses: make([]byte, statusListBlock/4+1)}, 0, 2 * statusListBlock},
+	} {
+		if got := int64(len(shardEntries(c.l, c.shard))) * 4; got != c.want {
+			t.Errorf("shard %d of allocated %d, %d status bytes: %d entries, want %d", c.shard, c.l.Allocated, len(c.l.Statuses), got, c.want)
+		}
+	}
+	if got := int64(len(legacyEntries(store.StatusList{Allocated: 10 * legacyListMax}))) * 8; got != legacyListMax {
+		t.Errorf("legacy list of a huge store: %d entries, want the bound %d", got, legacyListMax)
+	}
+}
+
+// TestStatusShardUnderVerifyCaps: a full shard of random, incompressible
+// 2-bit entries stays within what verify accepts (16 MiB inflated, 4 MiB
+// as a token), signed as keygate serves it.
+func TestStatusShardUnderVerifyCaps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compresses 2 MiB of random bytes")
+	}
+	statuses := make([]byte, statusShardSize/4)
+	if _, err := rand.Read(statuses); err != nil {
+		t.Fatal(err)
+	}
+	l := store.StatusList{Statuses: statuses, Allocated: statusShardSize - 1}
+	raw := shardEntries(l, 0)
+	if len(raw) != 2<<20 {
+		t.Fatalf("a full shard is %d bytes, want 2 MiB", len(raw))
+	}
+	lst, err := encodeStatusList(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := inflateLst(t, lst)
-	if !bytes.Equal(raw[:2], draftBytes) || bytes.Count(raw[2:], []byte{0}) != len(raw)-2 {
-		t.Errorf("served list starts % X and has other bits set", raw[:2])
+	claims, err := json.Marshal(statusListClaims{Subject: "https://kg.example/statuslists/2bit/0", StatusList: encodedBitList{Bits: 2, Lst: lst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A compact JWS: header and signature (ES256: 64 bytes; RS256 2048:
+	// 256) add under 1 KiB to the base64url payload.
+	token := base64.RawURLEncoding.EncodedLen(len(claims)) + 1024
+	t.Logf("full random shard: %d bytes raw, lst %d bytes, token ≤ %d bytes", len(raw), len(lst), token)
+	if token >= 4<<20 {
+		t.Errorf("a full shard's token would be %d bytes, over verify's 4 MiB", token)
+	}
+	if got := inflateLst(t, lst); !bytes.Equal(got, raw) || len(got) > 16<<20 {
+		t.Errorf("the shard inflates to %d bytes", len(got))
 	}
 }
 
-func TestListSize(t *testing.T) {
-	const block = 1 << 20
-	for _, c := range []struct {
-		l    store.StatusList
-		want int64
-	}{
-		{store.StatusList{}, block},
-		{store.StatusList{Allocated: 1}, block},
-		{store.StatusList{Allocated: 1_000_000}, block},
-		{store.StatusList{Allocated: block - 1}, block}, // index 2^20-1 is the last of block 1
-		{store.StatusList{Allocated: block}, 2 * block},
-		{store.StatusList{Revoked: make([]byte, block/8)}, block},
-		{store.StatusList{Revoked: make([]byte, block/8+1)}, 2 * block},
-		{store.StatusList{Allocated: 5, Revoked: make([]byte, 3*block/8)}, 3 * block},
-	} {
-		got := listSize(c.l)
-		if got != c.want {
-			t.Errorf("listSize(allocated %d, %d bitmap bytes) = %d, want %d", c.l.Allocated, len(c.l.Revoked), got, c.want)
-		}
-		// Every allocated index and every bitmap bit fits.
-		if got <= c.l.Allocated || got < int64(len(c.l.Revoked))*8 || got%8 != 0 {
-			t.Errorf("listSize %d does not cover allocated %d / %d bitmap bytes", got, c.l.Allocated, len(c.l.Revoked))
-		}
-	}
-}
-
-// TestStatusListMillionIndices: a list of 1 000 000 allocated indices with
-// 1000 revoked ones spread over it stays small, and decodes back to
-// exactly those bits.
+// TestStatusListMillionIndices: 1 000 000 allocated indices with 1000
+// revoked and 1000 suspended at random stay one block and a small token.
 func TestStatusListMillionIndices(t *testing.T) {
 	const allocated = 1_000_000
-	revoked := make([]byte, allocated/8+1)
-	var want []int64
-	var rnd [8]byte
-	for len(want) < 1000 {
+	l := store.StatusList{Statuses: make([]byte, allocated/4+1), Allocated: allocated}
+	want := map[int64]int{}
+	var rnd [4]byte
+	for len(want) < 2000 {
 		if _, err := rand.Read(rnd[:]); err != nil {
 			t.Fatal(err)
 		}
-		idx := 1 + int64(uint64(rnd[0])|uint64(rnd[1])<<8|uint64(rnd[2])<<16|uint64(rnd[3])<<24)%allocated
-		if revoked[idx/8]&(1<<(idx%8)) == 0 {
-			revoked[idx/8] |= 1 << (idx % 8)
-			want = append(want, idx)
+		idx := 1 + int64(uint32(rnd[0])|uint32(rnd[1])<<8|uint32(rnd[2])<<16)%allocated
+		if _, dup := want[idx]; dup {
+			continue
 		}
+		st := 1 + len(want)%2 // INVALID and SUSPENDED in turn
+		want[idx] = st
+		l.Statuses[idx/4] |= byte(st) << (2 * (idx % 4))
 	}
-	l := store.StatusList{Revoked: revoked, Allocated: allocated}
-	size := listSize(l)
-	if size != 1<<20 {
-		t.Errorf("list of %d entries for 1e6 indices, want one block of 2^20", size)
+	raw := shardEntries(l, 0)
+	if len(raw) != statusListBlock/4 {
+		t.Errorf("%d bytes for 1e6 indices, want one block", len(raw))
 	}
-	start := time.Now()
-	lst, err := encodeStatusList(l.Revoked, size)
+	lst, err := encodeStatusList(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := time.Since(start)
-	raw := inflateLst(t, lst)
-	if int64(len(raw)) != size/8 {
-		t.Fatalf("decoded %d bytes, want %d", len(raw), size/8)
-	}
-	count := 0
-	for _, b := range raw {
-		count += bits.OnesCount8(b)
-	}
-	if count != len(want) {
-		t.Errorf("%d bits set, want %d", count, len(want))
-	}
-	for _, idx := range want {
-		if raw[idx/8]&(1<<(idx%8)) == 0 {
-			t.Errorf("bit %d lost", idx)
+	got := inflateLst(t, lst)
+	nonZero := 0
+	for i := range len(got) * 4 {
+		if s := entryOf(got, 2, i); s != 0 {
+			nonZero++
+			if want[int64(i)] != s {
+				t.Fatalf("entry %d = %d, want %d", i, s, want[int64(i)])
+			}
 		}
 	}
-	t.Logf("1 000 000 indices (%d-entry list), 1000 revoked at random: lst %d bytes (zlib %d bytes), encoded in %v",
-		size, len(lst), len(lst)*3/4, took)
-	if len(lst) > 16<<10 {
-		t.Errorf("lst is %d bytes, want < 16 KiB", len(lst))
+	if nonZero != len(want) {
+		t.Errorf("%d entries set, want %d", nonZero, len(want))
 	}
-	empty, err := encodeStatusList(nil, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the same list with nothing revoked: lst %d bytes", len(empty))
-	if len(empty) > 1<<10 {
-		t.Errorf("an empty 2^20-entry list encodes to %d bytes, want < 1 KiB", len(empty))
+	t.Logf("1 000 000 indices, 1000 revoked and 1000 suspended: lst %d bytes", len(lst))
+	if len(lst) > 32<<10 {
+		t.Errorf("lst is %d bytes, want < 32 KiB", len(lst))
 	}
 }
