@@ -489,7 +489,7 @@ func TestFloorMatchesKeygate(t *testing.T) {
 			}
 			st, _ := claims["status"].(map[string]any)
 			sl, _ := st["status_list"].(map[string]any)
-			if claims["team_id"] != loadgen.FloorTeamID || claims["sub"] != creds[0].ID || sl["idx"] == nil || sl["uri"] != ts.URL+"/statuslists/1" {
+			if claims["team_id"] != loadgen.FloorTeamID || claims["sub"] != creds[0].ID || sl["idx"] == nil || sl["uri"] != ts.URL+"/statuslists/2bit/0" {
 				t.Errorf("claims %v", claims)
 			}
 			if len(strings.Fields(claims["scope"].(string))) != 10 {
