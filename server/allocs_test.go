@@ -139,20 +139,3 @@ func tokenAllocationBudget(t *testing.T, withMetrics, withQuotas, withPolicy boo
 		})
 	}
 }
-
-// patchPolicy sets every key policy field on k (the request comes from
-// httptest's 192.0.2.1, inside the allowed CIDRs).
-func patchPolicy(t *testing.T, e *testEnv, k keyJSON) keyJSON {
-	t.Helper()
-	req := e.NewRequest(t, http.MethodPatch, "/v1/teams/bench/keys/"+k.ClientID, bytes.NewReader([]byte(`{
-		"expires_at": "2099-01-01T00:00:00Z", "token_ttl": "10m",
-		"audiences": ["https://api.example.com/accounting"],
-		"allowed_cidrs": ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"],
-		"metadata": {"tenant": "acme", "plan": "pro"}}`)))
-	req.Header.Set("Content-Type", "application/merge-patch+json")
-	req.Header.Set("Authorization", "Bearer "+e.AdminToken(t))
-	if r := e.Do(t, req); r.Status != http.StatusOK {
-		t.Fatalf("set the policy: %s", r)
-	}
-	return k
-}

@@ -194,3 +194,35 @@ func BenchmarkTokenEndpointQuotaAB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTokenEndpointPolicy is the cost of a key policy on the token
+// path: the same key without one and with every field set (expiry, token
+// lifetime, two audiences, four CIDRs, metadata copied into tokens by
+// metadata_claims), on bbolt. The README's policy figures come from
+// scripts/bench.sh; this isolates the handler.
+func BenchmarkTokenEndpointPolicy(b *testing.B) {
+	for _, alg := range []string{"EdDSA", "ES256"} {
+		for _, policy := range []bool{false, true} {
+			name := alg + "/plain"
+			if policy {
+				name = alg + "/policy"
+			}
+			b.Run(name, func(b *testing.B) {
+				e := startEnv(b, servertest.Config{Options: server.Options{SigningAlg: alg,
+					AudiencesAllowed: []string{"https://api.example.com/accounting", "https://api.example.com/banking"},
+					MetadataClaims:   []string{"tenant", "plan"}}})
+				k := e.CreateKey(b, "bench", "bench", permAccounting)
+				if policy {
+					patchPolicy(b, e, k)
+				}
+				auth := servertest.BasicAuth(k.ClientID, k.ClientSecret)
+				b.ReportAllocs()
+				for b.Loop() {
+					if code, body := tokenOnce(e.Server, auth); code != http.StatusOK {
+						b.Fatalf("status %d: %s", code, body)
+					}
+				}
+			})
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/apikey"
@@ -120,23 +121,60 @@ func (s *Server) audienceFor(key store.Key, scope, resource string) (string, boo
 // order, or nil when none applies (the claim is left out). Only operators
 // choose what reaches tokens, and under this one claim, so no member can
 // pose as a registered or keygate claim. It costs nothing unless both the
-// setting and the key's metadata are there.
+// setting and the key's metadata are there, and then a map lookup: each
+// distinct metadata's claim is built once (metadataClaims).
 func (s *Server) metadataClaim(key store.Key) []byte {
 	if len(s.cfg.MetadataClaims) == 0 || len(key.Metadata) == 0 {
 		return nil
 	}
+	return s.metadataClaims.claim(key.Metadata, s.cfg.MetadataClaims)
+}
+
+// maxMetadataMemo bounds metadataClaims' memo (distinct metadata values;
+// past it the memo starts over).
+const maxMetadataMemo = 4096
+
+// metadataClaims memoises the "metadata" claim of each distinct metadata
+// value: an immutable map behind an atomic pointer, copied on a miss, so
+// the token path takes no lock and, once a key's metadata was seen,
+// allocates nothing for it.
+type metadataClaims struct {
+	memo atomic.Pointer[map[string][]byte]
+}
+
+func (m *metadataClaims) claim(metadata []byte, names []string) []byte {
+	cur := m.memo.Load()
+	if cur != nil {
+		if v, ok := (*cur)[string(metadata)]; ok {
+			return v
+		}
+	}
+	v := buildMetadataClaim(metadata, names)
+	next := make(map[string][]byte, 1)
+	if cur != nil && len(*cur) < maxMetadataMemo {
+		next = make(map[string][]byte, len(*cur)+1)
+		for k, c := range *cur {
+			next[k] = c
+		}
+	}
+	next[string(metadata)] = v
+	m.memo.CompareAndSwap(cur, &next) // a lost race loses a memo entry, nothing else
+	return v
+}
+
+func buildMetadataClaim(metadata []byte, names []string) []byte {
 	var members map[string]json.RawMessage
-	if json.Unmarshal(key.Metadata, &members) != nil {
+	if json.Unmarshal(metadata, &members) != nil {
 		return nil // stored by apikey as a compact object: not reached
 	}
 	var out []byte
-	for _, name := range s.cfg.MetadataClaims {
+	for _, name := range names {
 		v, ok := members[name]
 		if !ok {
 			continue
 		}
 		if out == nil {
-			out = append(make([]byte, 0, len(key.Metadata)+2), '{')
+			out = append(make([]byte, 0, len(metadata)+2), '{')
 		} else {
 			out = append(out, ',')
 		}

@@ -5,6 +5,7 @@ package server_test
 // not change (keys, signing keys, audit events and the status list).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -741,4 +742,21 @@ func TestKeyPolicyOtherEndpoints(t *testing.T) {
 	if !strings.Contains(desc, "address") {
 		t.Errorf("introspection from outside the key's addresses: %q", desc)
 	}
+}
+
+// patchPolicy sets every key policy field on k (the request comes from
+// httptest's 192.0.2.1, inside the allowed CIDRs).
+func patchPolicy(t testing.TB, e *testEnv, k keyJSON) keyJSON {
+	t.Helper()
+	req := e.NewRequest(t, http.MethodPatch, "/v1/teams/bench/keys/"+k.ClientID, bytes.NewReader([]byte(`{
+		"expires_at": "2099-01-01T00:00:00Z", "token_ttl": "10m",
+		"audiences": ["https://api.example.com/accounting"],
+		"allowed_cidrs": ["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"],
+		"metadata": {"tenant": "acme", "plan": "pro"}}`)))
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("Authorization", "Bearer "+e.AdminToken(t))
+	if r := e.Do(t, req); r.Status != http.StatusOK {
+		t.Fatalf("set the policy: %s", r)
+	}
+	return k
 }

@@ -231,6 +231,7 @@ type Server struct {
 	// shardURIs are the URIs of the 2-bit status lists, by shard
 	// (statusRef in statuslist.go).
 	shardURIs        atomic.Pointer[[]string]
+	metadataClaims   metadataClaims // the "metadata" claim of each key metadata (keypolicy.go)
 	introspectLimits *callerLimits
 	revokeLimits     *callerLimits
 	leakedLimits     *sourceLimits // POST /v1/leaked-secrets (leaked.go)
