@@ -86,6 +86,29 @@ type Key struct {
 	// TokenQuota is the key's own issuance quota; nil when it has none (the
 	// server's token_quota_per_key, if any, applies).
 	TokenQuota *TokenQuota `json:"token_quota"`
+
+	// ExpiresAt is when the key stops getting tokens; nil if never.
+	ExpiresAt *time.Time `json:"expires_at"`
+	// ExpiringSoon: ExpiresAt is within the server's key_expiry_warning
+	// and not yet past.
+	ExpiringSoon bool `json:"expiring_soon"`
+	// Status is "active", "suspended" or "expired" (expired wins over
+	// suspended: expiry is final, suspension is not).
+	Status string `json:"status"`
+	// Disabled is true while the key is suspended (since DisabledAt).
+	Disabled   bool       `json:"disabled"`
+	DisabledAt *time.Time `json:"disabled_at"`
+	// TokenTTL is the key's token lifetime in whole seconds; nil means the
+	// server's token_ttl.
+	TokenTTL *int64 `json:"token_ttl"`
+	// Audiences are the audiences the key's tokens may name; nil: the
+	// server's.
+	Audiences []string `json:"audiences"`
+	// AllowedCIDRs are the source addresses the key may get tokens from;
+	// nil: anywhere.
+	AllowedCIDRs []string `json:"allowed_cidrs"`
+	// Metadata is the key's JSON object of metadata; nil when it has none.
+	Metadata json.RawMessage `json:"metadata"`
 }
 
 // TokenQuota is an issuance quota: at most Limit tokens per Per ("hour"
@@ -103,6 +126,57 @@ type NewKey struct {
 	Permissions []string
 	// TokenQuota, when not nil, is the key's own issuance quota.
 	TokenQuota *TokenQuota
+	Policy
+}
+
+// Policy is a key's policy as CreateKeyWith sends it: a zero field is not
+// sent (the key has none of it).
+type Policy struct {
+	// ExpiresAt, when not zero, is when the key stops getting tokens (in
+	// the future, within the server's max_key_lifetime).
+	ExpiresAt time.Time
+	// Disabled creates the key suspended.
+	Disabled bool
+	// TokenTTL, when not zero, is the key's token lifetime (whole seconds,
+	// within the server's bounds).
+	TokenTTL time.Duration
+	// Audiences, AllowedCIDRs: when not empty, the key's audiences (from
+	// the server's audiences_allowed) and source addresses (at most 32).
+	Audiences    []string
+	AllowedCIDRs []string
+	// Metadata, when not nil, is a JSON object (at most 1 KiB, 16 members).
+	Metadata json.RawMessage
+}
+
+func (p Policy) put(req map[string]any) {
+	if !p.ExpiresAt.IsZero() {
+		req["expires_at"] = p.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if p.Disabled {
+		req["disabled"] = true
+	}
+	if p.TokenTTL != 0 {
+		req["token_ttl"] = ttlSeconds(p.TokenTTL)
+	}
+	if len(p.Audiences) > 0 {
+		req["audiences"] = p.Audiences
+	}
+	if len(p.AllowedCIDRs) > 0 {
+		req["allowed_cidrs"] = p.AllowedCIDRs
+	}
+	if p.Metadata != nil {
+		req["metadata"] = p.Metadata
+	}
+}
+
+// ttlSeconds sends a lifetime as whole seconds when it is one, else as a
+// duration string, so the server refuses a fraction by name rather than
+// the client rounding it silently.
+func ttlSeconds(d time.Duration) any {
+	if d%time.Second == 0 {
+		return int64(d / time.Second)
+	}
+	return d.String()
 }
 
 // CreatedKey is a new (or rotated) key with its secret, which is never shown
@@ -176,6 +250,7 @@ func (c *Client) CreateKeyWith(ctx context.Context, team string, nk NewKey) (*Cr
 	if nk.TokenQuota != nil {
 		req["token_quota"] = nk.TokenQuota
 	}
+	nk.Policy.put(req)
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -225,6 +300,51 @@ type KeyUpdate struct {
 	// applies again). Setting both is an error.
 	TokenQuota      *TokenQuota
 	ClearTokenQuota bool
+
+	// Policy fields. For each, a set value changes it and the Clear… flag
+	// removes it; setting both is an error.
+	ExpiresAt *time.Time // ClearExpiresAt: the key never expires (an expired key cannot be un-expired: 409)
+	// Disabled, when not nil, suspends (true) or resumes (false) the key.
+	Disabled          *bool
+	TokenTTL          *time.Duration
+	Audiences         []string
+	AllowedCIDRs      []string
+	Metadata          json.RawMessage
+	ClearExpiresAt    bool
+	ClearTokenTTL     bool
+	ClearAudiences    bool
+	ClearAllowedCIDRs bool
+	ClearMetadata     bool
+}
+
+// policyPatch adds u's policy fields to a merge patch.
+func (u KeyUpdate) policyPatch(patch map[string]any) error {
+	fields := []struct {
+		name  string
+		set   bool
+		clear bool
+		value func() any
+	}{
+		{"expires_at", u.ExpiresAt != nil, u.ClearExpiresAt, func() any { return u.ExpiresAt.UTC().Format(time.RFC3339) }},
+		{"token_ttl", u.TokenTTL != nil, u.ClearTokenTTL, func() any { return ttlSeconds(*u.TokenTTL) }},
+		{"audiences", u.Audiences != nil, u.ClearAudiences, func() any { return u.Audiences }},
+		{"allowed_cidrs", u.AllowedCIDRs != nil, u.ClearAllowedCIDRs, func() any { return u.AllowedCIDRs }},
+		{"metadata", u.Metadata != nil, u.ClearMetadata, func() any { return u.Metadata }},
+	}
+	for _, f := range fields {
+		switch {
+		case f.set && f.clear:
+			return fmt.Errorf("KeyUpdate: %s is both set and cleared", f.name)
+		case f.set:
+			patch[f.name] = f.value()
+		case f.clear:
+			patch[f.name] = nil
+		}
+	}
+	if u.Disabled != nil {
+		patch["disabled"] = *u.Disabled
+	}
+	return nil
 }
 
 // UpdateKey changes a key of team (PATCH, an RFC 7396 merge patch) and
@@ -248,12 +368,32 @@ func (c *Client) UpdateKey(ctx context.Context, team, clientID string, u KeyUpda
 	case u.ClearTokenQuota:
 		patch["token_quota"] = nil // a merge patch's null: remove
 	}
+	if err := u.policyPatch(patch); err != nil {
+		return nil, err
+	}
 	body, err := json.Marshal(patch)
 	if err != nil {
 		return nil, err
 	}
 	var out Key
 	return &out, c.send(ctx, http.MethodPatch, teamPath(team)+"/"+url.PathEscape(clientID), "application/merge-patch+json", body, http.StatusOK, &out)
+}
+
+// SuspendKey suspends a key of team (PATCH {"disabled": true}): it gets no
+// new token, and its outstanding tokens read SUSPENDED in the status list,
+// so resource servers that check it refuse them once their copy of the
+// list refreshes. ResumeKey undoes it.
+func (c *Client) SuspendKey(ctx context.Context, team, clientID string) (*Key, error) {
+	t := true
+	return c.UpdateKey(ctx, team, clientID, KeyUpdate{Disabled: &t})
+}
+
+// ResumeKey resumes a suspended key of team (PATCH {"disabled": false}):
+// it gets tokens again, and its unexpired tokens issued before the
+// suspension are valid again.
+func (c *Client) ResumeKey(ctx context.Context, team, clientID string) (*Key, error) {
+	f := false
+	return c.UpdateKey(ctx, team, clientID, KeyUpdate{Disabled: &f})
 }
 
 // RotateKey gives a key of team a new secret, returned once in

@@ -7,7 +7,9 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -128,5 +130,72 @@ func TestBackupRefusesIncompleteCopies(t *testing.T) {
 	buf.Reset()
 	if n, err := c.Backup(ctxT(t), &buf); err != nil || n != 10 || buf.String() != "0123456789" {
 		t.Fatalf("a whole copy: %d %q %v", n, buf.String(), err)
+	}
+}
+
+// policyServer is a fake management API that records the last request's
+// method, path and body and answers with a key.
+func policyServer(t *testing.T, got *[]string) *client.Client {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/oauth/token" {
+			w.Write([]byte(`{"access_token":"x","token_type":"Bearer","expires_in":60}`))
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		*got = append(*got, r.Method+" "+r.URL.Path+" "+string(b))
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+		}
+		w.Write([]byte(`{"client_id":"kgc_x","status":"suspended","disabled":true,"expires_at":"2027-03-01T00:00:00Z","expiring_soon":true,"token_ttl":300,"audiences":["https://a.example"],"allowed_cidrs":["10.0.0.0/8"],"metadata":{"tenant":"acme"}}`))
+	}))
+	t.Cleanup(ts.Close)
+	return client.New(client.Config{URL: ts.URL, ClientID: "a", ClientSecret: "b"})
+}
+
+func TestPolicyRequests(t *testing.T) {
+	var got []string
+	c := policyServer(t, &got)
+	ctx := ctxT(t)
+	exp := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	ttl := 5 * time.Minute
+	k, err := c.CreateKeyWith(ctx, "acme", client.NewKey{Name: "n", Permissions: []string{"p"}, Policy: client.Policy{
+		ExpiresAt: exp, TokenTTL: ttl, Audiences: []string{"https://a.example"}, AllowedCIDRs: []string{"10.0.0.0/8"}, Metadata: json.RawMessage(`{"tenant":"acme"}`),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Status != "suspended" || !k.Disabled || !k.ExpiringSoon || k.ExpiresAt == nil || !k.ExpiresAt.Equal(exp) ||
+		k.TokenTTL == nil || *k.TokenTTL != 300 || len(k.Audiences) != 1 || len(k.AllowedCIDRs) != 1 || string(k.Metadata) != `{"tenant":"acme"}` {
+		t.Fatalf("decoded key %+v", k)
+	}
+	if _, err := c.SuspendKey(ctx, "acme", "kgc_x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ResumeKey(ctx, "acme", "kgc_x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateKey(ctx, "acme", "kgc_x", client.KeyUpdate{ClearExpiresAt: true, ClearTokenTTL: true, ClearAudiences: true, ClearAllowedCIDRs: true, ClearMetadata: true}); err != nil {
+		t.Fatal(err)
+	}
+	odd := 1500 * time.Millisecond
+	if _, err := c.UpdateKey(ctx, "acme", "kgc_x", client.KeyUpdate{TokenTTL: &odd}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`POST /v1/teams/acme/keys {"allowed_cidrs":["10.0.0.0/8"],"audiences":["https://a.example"],"expires_at":"2027-03-01T00:00:00Z","metadata":{"tenant":"acme"},"name":"n","permissions":["p"],"token_ttl":300}`,
+		`PATCH /v1/teams/acme/keys/kgc_x {"disabled":true}`,
+		`PATCH /v1/teams/acme/keys/kgc_x {"disabled":false}`,
+		`PATCH /v1/teams/acme/keys/kgc_x {"allowed_cidrs":null,"audiences":null,"expires_at":null,"metadata":null,"token_ttl":null}`,
+		`PATCH /v1/teams/acme/keys/kgc_x {"token_ttl":"1.5s"}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Set and cleared at once: refused before anything is sent.
+	_, err = c.UpdateKey(ctx, "acme", "kgc_x", client.KeyUpdate{ExpiresAt: &exp, ClearExpiresAt: true})
+	if err == nil || !strings.Contains(err.Error(), "expires_at") || len(got) != len(want) {
+		t.Fatalf("err %v, %d requests", err, len(got))
 	}
 }
