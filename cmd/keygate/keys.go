@@ -71,6 +71,7 @@ token_url; an explicitly given file supplies the URL when neither is set.
 	f.bindFlags(cmd.PersistentFlags())
 
 	cmd.AddCommand(keysCreateCommand(&f), keysListCommand(&f), keysGetCommand(&f), keysUpdateCommand(&f), keysDeleteCommand(&f), keysRotateCommand(&f),
+		keysSuspendCommand(&f, false), keysSuspendCommand(&f, true),
 		keysTeamsCommand(&f), keysPermissionsCommand(&f), keysUsageCommand(&f))
 	return cmd
 }
@@ -425,6 +426,7 @@ func permissionList(vals []string) []string {
 func keysCreateCommand(f *keysFlags) *cobra.Command {
 	var team, name, tokenQuota string
 	var perms []string
+	var pol policyFlags
 	cmd := &cobra.Command{
 		Use:   "create --team T --name N --permission P[,P…]",
 		Short: "Create an API key; its secret is printed once",
@@ -437,6 +439,12 @@ separated by commas: --permission a,b is --permission a --permission b.
 server's token_quota_per_key: 1000/hour, 100000/day, or either with :log
 (count and log once per window, never refuse).
 
+Policy: --expires-at (RFC 3339) or --expires-in (90d, 720h) sets when the
+key stops getting tokens; --token-ttl its tokens' lifetime; --audience
+(repeatable) the audiences its tokens may name; --allowed-cidr (repeatable)
+the source addresses it may get tokens from; --metadata a JSON object kept
+with it.
+
 --quiet prints two lines for scripts: the client ID, then the secret.`,
 		Args: noArgs,
 		RunE: f.teamCommand(&team, func(cmd *cobra.Command, c *client.Client, _ []string) error {
@@ -448,6 +456,11 @@ server's token_quota_per_key: 1000/hour, 100000/day, or either with :log
 				}
 				nk.TokenQuota = q
 			}
+			p, err := pol.createPolicy(cmd.Flags(), keysNow())
+			if err != nil {
+				return err
+			}
+			nk.Policy = p
 			k, err := c.CreateKeyWith(cmd.Context(), team, nk)
 			if err != nil {
 				return err
@@ -469,6 +482,7 @@ server's token_quota_per_key: 1000/hour, 100000/day, or either with :log
 	cmd.Flags().StringVar(&name, "name", "", "key name, 1–64 characters")
 	cmd.Flags().StringArrayVar(&perms, "permission", nil, "permission IDs from the catalog, repeatable or comma-separated, e.g. accounting_api,visualization_sdk")
 	cmd.Flags().StringVar(&tokenQuota, "token-quota", "", "the key's own issuance quota: N/hour or N/day, :log to only log, e.g. 1000/hour")
+	pol.bind(cmd.Flags(), false)
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client ID and, on the next line, the secret")
 	return cmd
 }
@@ -546,6 +560,7 @@ given, must be the key's team.`,
 			}
 			writeKeyTable(cmd.OutOrStdout(), []client.Key{*k})
 			writeRotation(cmd.OutOrStdout(), *k)
+			writePolicy(cmd.OutOrStdout(), *k, keysNow())
 			return nil
 		}),
 	}
@@ -557,8 +572,9 @@ func keysUpdateCommand(f *keysFlags) *cobra.Command {
 	var team, name, tokenQuota string
 	var perms []string
 	var grantOperator bool
+	var pol policyFlags
 	cmd := &cobra.Command{
-		Use:   "update [--team T] [--name N] [--permission P[,P…]] [--token-quota Q] CLIENT_ID",
+		Use:   "update [--team T] [--name N] [--permission P[,P…]] [--token-quota Q] [policy flags] CLIENT_ID",
 		Short: "Rename an API key, replace its permissions or set its token quota",
 		Long: `Rename an API key (--name) or replace its whole permission list
 (--permission, repeated or separated by commas), or both in one change. A new
@@ -568,6 +584,11 @@ their scope until they expire. The secret does not change.
 --token-quota sets the key's own issuance quota (1000/hour, 100000/day, :log
 to only log); --token-quota off removes it, so the server's
 token_quota_per_key applies again. It applies from the key's next token.
+
+Policy: --expires-at or --expires-in (not into the past; --no-expiry: never,
+though an expired key cannot be un-expired), --token-ttl (--no-token-ttl),
+--audience (--no-audiences), --allowed-cidr (--no-allowed-cidrs), --metadata
+(--no-metadata). A repeated flag gives the whole new list.
 
 Adding an operator-only permission (such as token_introspection) needs
 --grant-operator-permissions. --team, if given, must be the key's team.`,
@@ -589,8 +610,12 @@ Adding an operator-only permission (such as token_introspection) needs
 				}
 				u.TokenQuota, u.ClearTokenQuota = q, q == nil
 			}
-			if u.Name == nil && u.Permissions == nil && u.TokenQuota == nil && !u.ClearTokenQuota {
-				return fmt.Errorf("%s needs --name, --permission or --token-quota: nothing to change", cmd.CommandPath())
+			policy, err := pol.updatePolicy(cmd.Flags(), keysNow(), &u)
+			if err != nil {
+				return err
+			}
+			if u.Name == nil && u.Permissions == nil && u.TokenQuota == nil && !u.ClearTokenQuota && !policy {
+				return fmt.Errorf("%s needs --name, --permission, --token-quota or a policy flag: nothing to change", cmd.CommandPath())
 			}
 			if grantOperator && u.Permissions == nil {
 				return errors.New("--grant-operator-permissions applies to the permissions given with --permission; there are none")
@@ -621,6 +646,7 @@ Adding an operator-only permission (such as token_introspection) needs
 	cmd.Flags().StringArrayVar(&perms, "permission", nil, "the whole new list of permission IDs, repeatable or comma-separated")
 	cmd.Flags().BoolVar(&grantOperator, "grant-operator-permissions", false, "consent to operator-only permissions that --permission adds")
 	cmd.Flags().StringVar(&tokenQuota, "token-quota", "", "the key's own issuance quota: N/hour or N/day, :log to only log; off removes it")
+	pol.bind(cmd.Flags(), true)
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only the client ID")
 	return cmd
 }
@@ -923,13 +949,15 @@ func writeJSON(w io.Writer, v any) error {
 
 func writeKeyTable(w io.Writer, keys []client.Key) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCLIENT ID\tCREATED\tLAST USED\tPERMISSIONS")
+	fmt.Fprintln(tw, "NAME\tCLIENT ID\tSTATUS\tEXPIRES\tCREATED\tLAST USED\tROTATED\tRESTRICTIONS\tPERMISSIONS")
+	now := keysNow()
 	for _, k := range keys {
 		last := "never"
 		if k.LastUsedAt != nil {
 			last = k.LastUsedAt.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.ClientID, k.CreatedAt.Local().Format(time.DateTime), last, strings.Join(k.Permissions, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.ClientID, keyStatus(k), keyExpires(k, now),
+			k.CreatedAt.Local().Format(time.DateTime), last, keyRotated(k), keyRestrictions(k), strings.Join(k.Permissions, ","))
 	}
 	tw.Flush()
 }

@@ -203,13 +203,13 @@ func TestCLIKeysUpdate(t *testing.T) {
 		want string
 	}{
 		{keysArgs(e, "update", k.ClientID),
-			"keygate keys update needs --name, --permission or --token-quota: nothing to change"},
+			"keygate keys update needs --name, --permission, --token-quota or a policy flag: nothing to change"},
 		{keysArgs(e, "update", k.ClientID, "--permission", " , "),
 			"--permission is empty; give the key's whole new list of permission IDs (see keygate keys permissions)"},
 		{keysArgs(e, "update", k.ClientID, "--name", "x", "--grant-operator-permissions"),
 			"--grant-operator-permissions applies to the permissions given with --permission; there are none"},
 		{keysArgs(e, "update", "--name", "x"),
-			"keygate keys update needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys update [--team T] [--name N] [--permission P[,P…]] [--token-quota Q] CLIENT_ID [flags]"},
+			"keygate keys update needs CLIENT_ID (the key's client ID, as keygate keys list shows it): keygate keys update [--team T] [--name N] [--permission P[,P…]] [--token-quota Q] [policy flags] CLIENT_ID [flags]"},
 		{keysArgs(e, "update", "--team", "acme", k.ClientID, "--name", "x"),
 			"key " + k.ClientID + " belongs to team globex, not --team acme; nothing was changed (omit --team, or pass --team globex)"},
 		{keysArgs(e, "update", k.ClientID, "--name", "  "),
