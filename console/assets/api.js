@@ -162,7 +162,7 @@ export async function signIn(id, secret) {
  * Calls the management API. JSON in, JSON out; a problem+json answer
  * becomes an APIError carrying its detail, a 401 a SessionExpired.
  */
-export async function call(method, path, body) {
+export async function call(method, path, body, contentType = "application/json") {
   if (!signedIn()) {
     signOut();
     throw new SessionExpired("Your session expired. Sign in again.");
@@ -170,7 +170,7 @@ export async function call(method, path, body) {
   const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
   const init = { method, headers, credentials: "omit", cache: "no-store" };
   if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
+    headers["Content-Type"] = contentType;
     init.body = JSON.stringify(body);
   }
   let res;
@@ -223,6 +223,27 @@ export const createKey = (team, name, perms) =>
 export const deleteKey = (team, id) => call("DELETE", `/v1/teams/${seg(team)}/keys/${seg(id)}`);
 export const rotateKey = (team, id, grace) =>
   call("POST", `/v1/teams/${seg(team)}/keys/${seg(id)}/rotate`, { grace_period: grace });
+/**
+ * Suspends (disabled true) or resumes (false) a key: a JSON merge patch,
+ * the only form PATCH takes.
+ */
+export const setDisabled = (team, id, disabled) =>
+  call("PATCH", `/v1/teams/${seg(team)}/keys/${seg(id)}`, { disabled }, "application/merge-patch+json");
+/**
+ * The status list's ttl in seconds (how long a resource server may use its
+ * copy), read from the public list's token; null when it cannot be read.
+ */
+export async function statusListTTL() {
+  try {
+    const res = await fetch("/statuslists/1", { credentials: "omit", cache: "no-store" });
+    if (!res.ok) return null;
+    const payload = (await res.text()).split(".")[1] || "";
+    const claims = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/")));
+    return Number.isInteger(claims.ttl) && claims.ttl > 0 ? claims.ttl : null;
+  } catch {
+    return null;
+  }
+}
 /** The team's usage per key by UTC day, over the server's default range (the last 30 days). */
 export const usage = (team) => call("GET", `/v1/teams/${seg(team)}/usage?granularity=day`);
 /**

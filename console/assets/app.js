@@ -35,7 +35,8 @@ const state = {
   tokenURL: "",
   secret: null, // what the secret dialog shows, until it is closed
   expiredWhileSecret: "", // a session that lapsed while a secret was shown
-  target: null, // the key a delete or rotate dialog is about
+  target: null, // the key a delete, rotate, suspend or resume dialog is about
+  suspend: true, // whether the suspend dialog suspends (else resumes)
   usage: null, // the team's usage by day (usageByDay), null when it could not be read
 };
 
@@ -453,6 +454,55 @@ function permissionNames(ids) {
   return ids.map((id) => (state.catalog.get(id) || { name: id }).name);
 }
 
+const DAY = 24 * 60 * 60 * 1000;
+
+/** "12 days", "5 hours", "3 minutes": ms in its largest whole unit. */
+function span(ms) {
+  if (ms >= DAY) return plural(Math.floor(ms / DAY), "day", "days");
+  if (ms >= 60 * 60 * 1000) return plural(Math.floor(ms / (60 * 60 * 1000)), "hour", "hours");
+  if (ms >= 60 * 1000) return plural(Math.floor(ms / (60 * 1000)), "minute", "minutes");
+  return "under a minute";
+}
+
+const STATUS_TEXT = { active: "Active", suspended: "Suspended", expired: "Expired" };
+
+/**
+ * A key's state: status, expiry (with the near-expiry mark the server
+ * decides from key_expiry_warning), rotation and restrictions.
+ */
+function stateCell(k) {
+  const status = k.status || "active";
+  const parts = [el("span", { className: `status status-${status}` }, STATUS_TEXT[status] || status)];
+  if (k.disabled && k.disabled_at && status === "suspended") {
+    parts.push(el("span", { className: "detail disabled-at" }, "suspended since ", timeText(k.disabled_at)));
+  }
+  let expiry;
+  if (!k.expires_at) {
+    expiry = el("span", { className: "detail expiry" }, "never expires");
+  } else {
+    const left = new Date(k.expires_at).getTime() - Date.now();
+    const text = status === "expired" || left <= 0 ? "expired" : `expires in ${span(left)}`;
+    expiry = el("span", { className: "detail expiry", title: k.expires_at }, text,
+      k.expiring_soon && text !== "expired"
+        ? el("span", { className: "expiring-soon", title: "This key expires soon" }, " ⚠ expires soon")
+        : null);
+  }
+  parts.push(expiry);
+  if (k.secret_rotated_at) {
+    parts.push(el("span", { className: "detail rotation" }, "rotated ", timeText(k.secret_rotated_at),
+      k.previous_secret_expires_at
+        ? el("span", { className: "previous-secret" }, "; previous secret live until ", timeText(k.previous_secret_expires_at))
+        : null));
+  }
+  const limits = [];
+  if (k.audiences && k.audiences.length) limits.push(`audiences: ${k.audiences.join(", ")}`);
+  if (k.allowed_cidrs && k.allowed_cidrs.length) limits.push(`source addresses: ${k.allowed_cidrs.join(", ")}`);
+  if (k.token_ttl) limits.push(`token lifetime: ${k.token_ttl} s`);
+  if (k.metadata && Object.keys(k.metadata).length) limits.push(`metadata: ${JSON.stringify(k.metadata)}`);
+  if (limits.length) parts.push(el("ul", { className: "restrictions" }, ...limits.map((l) => el("li", {}, l))));
+  return parts;
+}
+
 function renderKeys() {
   const body = byId("keys-body");
   const rows = state.keys.map((k) =>
@@ -465,6 +515,7 @@ function renderKeys() {
             "Secret suspended: reported leaked. Rotate to get a working secret.")
           : null),
       el("td", { className: "client-id", "data-label": "Client ID" }, el("code", {}, k.client_id)),
+      el("td", { className: "state", "data-label": "State" }, ...stateCell(k)),
       el("td", { className: "created", "data-label": "Created" }, timeText(k.created_at)),
       el("td", { className: "last-used", "data-label": "Last used" },
         el("span", { className: "when" }, k.last_used_at ? timeText(k.last_used_at) : "never"),
@@ -474,6 +525,9 @@ function renderKeys() {
       el("td", { className: "key-actions" },
         el("div", { className: "row-actions" },
           el("button", { type: "button", className: "rotate", "aria-label": `Rotate the secret of ${k.name}`, on: { click: () => askRotate(k) } }, "Rotate"),
+          k.disabled
+            ? el("button", { type: "button", className: "resume", "aria-label": `Resume ${k.name}`, on: { click: () => askSuspend(k, false) } }, "Resume")
+            : el("button", { type: "button", className: "suspend", "aria-label": `Suspend ${k.name}`, on: { click: () => askSuspend(k, true) } }, "Suspend"),
           el("button", { type: "button", className: "danger delete", "aria-label": `Delete ${k.name}`, on: { click: () => askDelete(k) } }, "Delete")))));
   body.replaceChildren(...rows);
   show(byId("keys-table"), rows.length > 0);
@@ -745,6 +799,48 @@ byId("rotate-form").addEventListener("submit", async (event) => {
     ? `The previous secret keeps working until ${when.format(new Date(rotated.previous_secret_expires_at))}.`
     : "The previous secret no longer works.";
   showSecret("Secret rotated", rotated, rotated.client_secret, grace);
+  await refreshKeys();
+});
+
+// ---- suspend and resume -----------------------------------------------
+
+const suspendDialog = byId("suspend-dialog");
+dialogs.setup(suspendDialog);
+
+/** The status list's ttl as words, fetched once. */
+let ttlWords = null;
+async function statusListTTLWords() {
+  if (ttlWords === null) {
+    const ttl = await api.statusListTTL();
+    ttlWords = ttl ? span(ttl * 1000) : "";
+  }
+  return ttlWords || "the status list's ttl";
+}
+
+async function askSuspend(key, suspend) {
+  state.suspend = suspend;
+  setText(byId("suspend-title"), suspend ? "Suspend API key?" : "Resume API key?");
+  setText(byId("suspend-confirm"), suspend ? "Suspend key" : "Resume key");
+  const within = await statusListTTLWords();
+  setText(byId("suspend-consequence"), suspend
+    ? `It gets no new tokens; its outstanding tokens are refused by resource servers that check the status list within ${within}. Resuming makes its unexpired tokens valid again.`
+    : "It gets tokens again, and its tokens that have not expired are valid again.");
+  openForKey("suspend", key, byId("suspend-cancel"));
+}
+
+byId("suspend-confirm").addEventListener("click", async () => {
+  const key = state.target;
+  if (!key) return;
+  const suspend = state.suspend;
+  try {
+    await whileBusy(byId("suspend-confirm"), () => api.setDisabled(state.team, key.client_id, suspend));
+  } catch (err) {
+    report(err, byId("suspend-error"));
+    return;
+  }
+  state.target = null;
+  dialogs.close(suspendDialog);
+  announce(suspend ? `Suspended ${key.name}.` : `Resumed ${key.name}.`);
   await refreshKeys();
 });
 
