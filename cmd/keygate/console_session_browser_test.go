@@ -107,6 +107,23 @@ func TestConsoleBrowserSession(t *testing.T) {
 		t.Errorf("rotated secret %q", got)
 	}
 	closeSecret(t, p)
+	// A console link's user suspends and resumes the team's key (issue 17):
+	// the action is not hidden in team mode.
+	p.run(t, "suspend from the link",
+		chromedp.Click(chromedp.CSS(rowSel(id)+" button.suspend")),
+		chromedp.WaitVisible(chromedp.CSS("#suspend-dialog[open]")),
+		chromedp.Click(chromedp.CSS("#suspend-confirm")),
+		chromedp.WaitVisible(chromedp.CSS(rowSel(id)+" .status-suspended")),
+		chromedp.Click(chromedp.CSS(rowSel(id)+" button.resume")),
+		chromedp.WaitVisible(chromedp.CSS("#suspend-dialog[open]")),
+		chromedp.Click(chromedp.CSS("#suspend-confirm")),
+		chromedp.WaitVisible(chromedp.CSS(rowSel(id)+" .status-active")))
+	var after struct {
+		Status string `json:"status"`
+	}
+	if s := apiJSON(t, base, tok, http.MethodGet, "/v1/teams/acme/keys/"+id, nil, &after); s != http.StatusOK || after.Status != "active" {
+		t.Errorf("after suspend and resume from the link: HTTP %d, status %q", s, after.Status)
+	}
 	p.run(t, "delete",
 		chromedp.Click(chromedp.CSS(rowSel(id)+" button.delete")),
 		chromedp.WaitVisible(chromedp.CSS("#delete-dialog[open]")),
