@@ -230,6 +230,22 @@ func (p *browserPage) faults(base string) []string {
 	return out
 }
 
+// forgive drops the first logged browser error containing what: one the
+// test caused on purpose (a request the server refuses). It fails the test
+// when there is none, so the refusal is known to have happened.
+func (p *browserPage) forgive(t *testing.T, what string) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, e := range p.errors {
+		if strings.Contains(e, what) {
+			p.errors = append(p.errors[:i:i], p.errors[i+1:]...)
+			return
+		}
+	}
+	t.Errorf("no browser error %q to forgive (errors: %q)", what, p.errors)
+}
+
 // clean fails the test for every fault the page committed.
 func (p *browserPage) clean(t *testing.T, base string) {
 	t.Helper()

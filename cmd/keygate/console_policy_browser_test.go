@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -136,5 +137,47 @@ func TestConsolePolicyState(t *testing.T) {
 	}
 	// And it gets a token again.
 	e.Token(t, plain.ClientID, plain.ClientSecret, "")
+
+	// A policy set from the generate dialog: an address the server refuses
+	// is named and creates nothing; an expiry and source addresses that
+	// hold are stored.
+	// (The team is at its limit: one key goes first.)
+	if r := e.API(t, e.AdminToken(t), http.MethodDelete, "/v1/teams/acme/keys/"+doomed.ClientID, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete: %s", r)
+	}
+	p.run(t, "open acme again", chromedp.Click(chromedp.CSS("#switch-team")),
+		chromedp.WaitVisible(chromedp.CSS("#team-id")),
+		chromedp.SetValue(chromedp.CSS("#team-id"), "acme"), chromedp.Click(chromedp.CSS("#team-submit")),
+		chromedp.WaitNotPresent(chromedp.CSS(rowSel(doomed.ClientID))),
+		chromedp.WaitEnabled(chromedp.CSS("#generate")))
+	before := len(e.ListKeys(t, e.AdminToken(t), "acme").Keys)
+	p.run(t, "generate with a bad address", chromedp.Click(chromedp.CSS("#generate")),
+		chromedp.WaitVisible(chromedp.CSS("#generate-dialog[open] #key-name")),
+		chromedp.SendKeys(chromedp.CSS("#key-name"), "restricted"),
+		chromedp.Click(chromedp.CSS(`#key-perms-list input[value="accounting_api"]`)),
+		chromedp.SetValue(chromedp.CSS("#key-expiry"), "30"),
+		chromedp.SendKeys(chromedp.CSS("#key-cidrs"), "203.0.113.0/24, 300.1.1.1"),
+		chromedp.Click(chromedp.CSS("#generate-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#generate-error")))
+	if got := p.text(t, "#generate-error"); !strings.Contains(got, "allowed_cidrs[1]") {
+		t.Errorf("generate with 300.1.1.1: error %q does not name the address", got)
+	}
+	if n := len(e.ListKeys(t, e.AdminToken(t), "acme").Keys); n != before {
+		t.Fatalf("a refused generate created a key (%d keys, were %d)", n, before)
+	}
+	p.forgive(t, "status of 400")
+	asked := time.Now()
+	p.run(t, "generate with an expiry and addresses",
+		chromedp.SetValue(chromedp.CSS("#key-cidrs"), "203.0.113.0/24, 2001:db8::/32"),
+		chromedp.Click(chromedp.CSS("#generate-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
+	id := p.text(t, "#secret-client-id")
+	k := e.StoredKey(t, id)
+	if d := k.ExpiresAt.Sub(asked.Add(30 * 24 * time.Hour)); d < -time.Minute || d > time.Minute {
+		t.Errorf("a key generated to expire in 30 days expires %v (%v off)", k.ExpiresAt, d)
+	}
+	if fmt.Sprint(k.AllowedCIDRs) != "[203.0.113.0/24 2001:db8::/32]" {
+		t.Errorf("allowed source addresses %v", k.AllowedCIDRs)
+	}
 	p.clean(t, e.URL)
 }

@@ -218,8 +218,9 @@ function query(q) {
 export const teams = (q = {}) => call("GET", `/v1/teams${query(q)}`);
 export const permissions = () => call("GET", "/v1/permissions");
 export const listKeys = (team) => call("GET", `/v1/teams/${seg(team)}/keys`);
-export const createKey = (team, name, perms) =>
-  call("POST", `/v1/teams/${seg(team)}/keys`, { name, permissions: perms });
+/** Creates a key; policy holds optional members (expires_at, allowed_cidrs…). */
+export const createKey = (team, name, perms, policy = {}) =>
+  call("POST", `/v1/teams/${seg(team)}/keys`, { name, permissions: perms, ...policy });
 export const deleteKey = (team, id) => call("DELETE", `/v1/teams/${seg(team)}/keys/${seg(id)}`);
 export const rotateKey = (team, id, grace) =>
   call("POST", `/v1/teams/${seg(team)}/keys/${seg(id)}/rotate`, { grace_period: grace });

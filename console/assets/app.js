@@ -614,6 +614,20 @@ byId("key-name").addEventListener("input", () => {
   if (!byId("key-name-error").hidden) checkName();
 });
 
+// chosenPolicy is the generate dialog's optional policy members: an expiry
+// in whole days from now, and source addresses (the server checks both and
+// names the field it refuses).
+function chosenPolicy() {
+  const policy = {};
+  const days = Number(byId("key-expiry").value);
+  if (days > 0) {
+    policy.expires_at = new Date(Date.now() + days * 86400000).toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+  const cidrs = byId("key-cidrs").value.split(/[\s,]+/).filter(Boolean);
+  if (cidrs.length > 0) policy.allowed_cidrs = cidrs;
+  return policy;
+}
+
 function chosenPermissions() {
   return [...byId("key-perms-list").querySelectorAll("input[name=permission]:checked")].map((n) => n.value);
 }
@@ -635,7 +649,7 @@ byId("generate-form").addEventListener("submit", async (event) => {
   }
   let created;
   try {
-    created = await whileBusy(byId("generate-submit"), () => api.createKey(state.team, byId("key-name").value.trim(), perms));
+    created = await whileBusy(byId("generate-submit"), () => api.createKey(state.team, byId("key-name").value.trim(), perms, chosenPolicy()));
   } catch (err) {
     if (err instanceof api.APIError && err.message.startsWith('"name"')) {
       setError(byId("key-name-error"), err.message);
