@@ -212,7 +212,7 @@ func TestUnknownSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaSchema, []byte(strconv.Itoa(maxKnownVersion + 1)))
+		return tx.Bucket(bucketMeta).Put(metaSchema, []byte(strconv.Itoa(maxKnownVersion+1)))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/redistest"
-	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/storetest"
 )
 
@@ -34,31 +33,15 @@ func TestStatusLayout(t *testing.T) {
 	}
 }
 
-// TestStatusBitmapKept: a revocation still sets the bitmap a keygate of the
-// release before reads (SETBIT's order), and an index revoked only there
-// reads INVALID and stays so.
+// TestStatusBitmapKept: storetest.StatusBitmapKept on "status:bits",
+// in SETBIT's order.
 func TestStatusBitmapKept(t *testing.T) {
 	ctx := context.Background()
 	s := newStatusStore(t)
-	if err := s.RevokeStatus(ctx, 10); err != nil {
-		t.Fatal(err)
-	}
-	if bit, err := s.rdb.GetBit(ctx, s.statusBitsKey(), 10).Result(); err != nil || bit != 1 {
-		t.Fatalf("bitmap bit 10 after RevokeStatus(10): %d, %v", bit, err)
-	}
-	if err := s.rdb.SetBit(ctx, s.statusBitsKey(), 21, 1).Err(); err != nil { // the old way only
-		t.Fatal(err)
-	}
-	if err := s.SetStatus(ctx, 21, store.StatusSuspended); err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.StatusList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for idx, want := range map[int64]store.Status{10: store.StatusInvalid, 21: store.StatusInvalid, 20: store.StatusValid, 22: store.StatusValid} {
-		if got := l.Entry(idx); got != want {
-			t.Errorf("index %d: %d, want %d", idx, got, want)
-		}
-	}
+	storetest.StatusBitmapKept(t, s,
+		func(idx int64) (bool, error) {
+			b, err := s.rdb.GetBit(ctx, s.statusBitsKey(), idx).Result()
+			return b == 1, err
+		},
+		func(idx int64) error { return s.rdb.SetBit(ctx, s.statusBitsKey(), idx, 1).Err() })
 }

@@ -1985,6 +1985,34 @@ func StatusLayout(t *testing.T, s store.Store, poke func(idx int64, v uint8) err
 	}
 }
 
+// StatusBitmapKept holds a backend to its promise to the release before
+// 2-bit entries: RevokeStatus still sets the 1-bit bitmap that release
+// reads, and an index revoked only there (written by that release) reads
+// INVALID and stays so. bit reads the bitmap's bit idx and setBit sets it,
+// each straight in the backend's storage.
+func StatusBitmapKept(t *testing.T, s store.Store, bit func(idx int64) (bool, error), setBit func(idx int64) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.RevokeStatus(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	if set, err := bit(10); err != nil || !set {
+		t.Fatalf("bitmap bit 10 after RevokeStatus(10): %v, %v", set, err)
+	}
+	if err := setBit(21); err != nil { // the old way only
+		t.Fatal(err)
+	}
+	if err := s.SetStatus(ctx, 21, store.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	l := mustStatusList(t, s)
+	for idx, want := range map[int64]store.Status{10: store.StatusInvalid, 21: store.StatusInvalid, 20: store.StatusValid, 22: store.StatusValid} {
+		if got := l.Entry(idx); got != want {
+			t.Errorf("index %d: %d, want %d", idx, got, want)
+		}
+	}
+}
+
 // testStatusIndexOnKey: a key's status index is stored, returned, kept by
 // updates, and listed.
 func testStatusIndexOnKey(t *testing.T, s store.Store) {
