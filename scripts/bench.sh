@@ -171,20 +171,20 @@ for alg in "${ALGS[@]}"; do
       run_bench "policy/$alg" "$POL_PID" "http://127.0.0.1:$POL_PORT" "$POL_CRED" "$conns" --resource https://api.example.com/banking
     done
   done
-  if [[ $PARTS == policy ]]; then
-    kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID" 2>/dev/null || true
-    continue
-  fi
   if [[ $alg == ES256 ]] && command -v wrk >/dev/null; then
     # Cross-check with wrk, a load generator that costs the shared cores far
     # less per request than keygate bench's net/http client: keygate's
     # overhead over the floor shows more plainly.
     echo "== wrk cross-check (ES256, 64 connections)" >&2
     for run in $(seq 1 "$RUNS"); do
-      for t in "floor $FLOOR_PORT $BOLT_CRED" "bbolt $BOLT_PORT $BOLT_CRED" "floor $FLOOR_PORT $BOLT_CRED" "redis $REDIS_PORT $REDIS_CRED"; do
+      targets=("floor $FLOOR_PORT $BOLT_CRED" "bbolt $BOLT_PORT $BOLT_CRED" "floor $FLOOR_PORT $BOLT_CRED" "policy $POL_PORT $POL_CRED")
+      [[ $PARTS == policy ]] || targets+=("floor $FLOOR_PORT $BOLT_CRED" "redis $REDIS_PORT $REDIS_CRED")
+      for t in "${targets[@]}"; do
         read -r name port cred <<<"$t"
         basic=$(awk 'NR==1{printf "%s:%s", $1, $2}' "$cred" | base64 -w0)
-        KEYGATE_BASIC=$basic wrk -t2 -c64 -d"$DUR" --latency -s scripts/wrk-token.lua \
+        resource=""
+        [[ $name == policy ]] && resource=https://api.example.com/banking
+        KEYGATE_BASIC=$basic KEYGATE_RESOURCE=$resource wrk -t2 -c64 -d"$DUR" --latency -s scripts/wrk-token.lua \
           "http://127.0.0.1:$port/oauth/token" >"$WORK/wrk.out"
         python3 - "wrk/$name" "$WORK/wrk.out" >>"$RESULTS" <<'PY'
 import json, re, sys
@@ -203,6 +203,10 @@ PY
         echo "  wrk $name: $(tail -1 "$RESULTS")" >&2
       done
     done
+  fi
+  if [[ $PARTS == policy ]]; then
+    kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID" 2>/dev/null || true
+    continue
   fi
   if [[ $alg == ES256 ]]; then
     # Open loop at half the floor's maximum (ES256, 64 connections, median).

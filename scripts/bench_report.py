@@ -121,8 +121,12 @@ if any(r.get("label", "").startswith("wrk/") for r in rows):
     p("| server | req/s | ratio to floor | p50 ms | p99 ms | errors |")
     p("| --- | ---: | ---: | ---: | ---: | ---: |")
     wf = med("wrk/floor")
-    for name in ("floor", "bbolt", "redis"):
+    for name in ("floor", "bbolt", "redis", "policy"):
         rps = med(f"wrk/{name}")
+        if rps is None:
+            continue
+        if name == "policy" and wf:
+            targets.append((f"wrk: keygate/bbolt, a key with every policy set, ≥ 0.9× floor req/s (ES256, 64 conns)", f"{rps / wf:.2f}×", rps / wf >= 0.9))
         p(f"| {name} | {fmt(rps)} | {fmt(rps / wf if rps and wf else None, 2)} | {fmt(med(f'wrk/{name}', key='p50_ms'), 2)} | "
           f"{fmt(med(f'wrk/{name}', key='p99_ms'), 1)} | {errors(f'wrk/{name}') if name != 'floor' else '—'} |")
 
