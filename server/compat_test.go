@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,8 +61,17 @@ func TestOlderInstanceStopsWhenStoreMovesOn(t *testing.T) {
 	if !gate.Writable("test-b") {
 		t.Fatal("test-b not writable after the old heartbeat expired")
 	}
-	if r := readyz(t, old); r != http.StatusOK {
-		t.Fatalf("old readyz before its check: %d", r)
+	// Readiness pings the store within a second of real time, which a
+	// saturated CI machine can miss: a "does not answer" is asked again
+	// (at most three times); only the format verdict is this test's.
+	for try := 1; ; try++ {
+		r, body := readyzBody(t, old)
+		if r == http.StatusOK {
+			break
+		}
+		if try == 3 || !strings.Contains(body, "does not answer") {
+			t.Fatalf("old readyz before its check: %d %s", r, body)
+		}
 	}
 	tick(oldTicks)
 	select {
@@ -82,10 +93,17 @@ func TestOlderInstanceStopsWhenStoreMovesOn(t *testing.T) {
 
 func readyz(t *testing.T, e *servertest.Env) int {
 	t.Helper()
+	status, _ := readyzBody(t, e)
+	return status
+}
+
+func readyzBody(t *testing.T, e *servertest.Env) (int, string) {
+	t.Helper()
 	resp, err := e.Client.Get(e.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
