@@ -167,6 +167,8 @@ type Service struct {
 	generatedAdmin *AdminCredentials
 
 	failures failures // refused management calls not yet stored (audit.go)
+
+	catalogWarnings outsideCatalogWarnings // keycheck.go
 }
 
 // secretHasher is credential.Hasher as the Service uses it; a test counts
@@ -178,11 +180,11 @@ type secretHasher interface {
 
 var _ secretHasher = (*credential.Hasher)(nil)
 
-// Open prepares the store and returns the Service: it refuses to start when
-// a stored key holds a permission the catalog no longer has, loads (or on a
-// first start creates) the pepper and a signing key of the configured
-// algorithm, makes sure an admin key exists, and gives every key that
-// predates status lists a status index.
+// Open prepares the store and returns the Service: it loads (or on a first
+// start creates) the pepper and a signing key of the configured algorithm,
+// makes sure an admin key exists and that admin keys have a status index.
+// Its cost does not grow with the number of keys: the checks of team keys
+// run in the background and on the token path (keycheck.go).
 func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.MasterKey == nil {
 		return nil, errors.New("apikey: Store and MasterKey are required")
@@ -222,10 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		Retain:     signing.RetainFor(cfg.LongestTokenLifetime),
 	}}
 
-	needIndex, err := s.checkKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	if s.hasher, err = loadPepper(ctx, cfg.Store, cfg.MasterKey); err != nil {
 		return nil, err
 	}
@@ -235,7 +234,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.ensureAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.backfillStatusIndices(ctx, needIndex); err != nil {
+	if err := s.indexAdminKeys(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -297,6 +296,10 @@ func (s *Service) resolvedScopes(k store.Key) (resolved, error) {
 	}
 	list, err := s.cfg.Catalog.Resolve(k.Permissions)
 	if err != nil {
+		if p, bad := s.permissionOutsideCatalog(k); bad {
+			s.warnOutsideCatalog(k, p)
+			return resolved{}, fmt.Errorf("resolve permissions of key %s: %w", k.ClientID, ErrPermissionNotInCatalog)
+		}
 		return resolved{}, fmt.Errorf("resolve permissions of key %s: %w", k.ClientID, err)
 	}
 	r := resolved{list: list, joined: scopes.Join(list)}

@@ -62,6 +62,9 @@ func (a Auth) TokenExpiry(ttl time.Duration) time.Time {
 // empty secret, wrong secret and deleted key all return ErrInvalidClient;
 // a store failure returns the store's error, wrapped.
 //
+// A key whose matching generation has no status index (it predates status
+// lists) gets one here, written before the token exists (keycheck.go).
+//
 // With ErrInvalidClient for a client ID the store knows (a wrong or expired
 // secret), the returned key carries that key's ClientID, TeamID and
 // LastUsedAt and nothing else, so the caller can count the failure against
@@ -79,7 +82,7 @@ func (s *Service) Authenticate(ctx context.Context, clientID, secret string) (st
 	cur, prev := s.secretMatches(k, secret, now)
 	switch {
 	case known && cur:
-		return k, Auth{Now: now, StatusIndex: k.StatusIndex, NotAfter: k.ExpiresAt}, nil
+		return s.ensureStatusIndex(ctx, k, Auth{Now: now, StatusIndex: k.StatusIndex, NotAfter: k.ExpiresAt})
 	case known && prev:
 		a := Auth{Now: now, StatusIndex: k.PreviousStatusIndex, NotAfter: earliest(k.PreviousSecretExpiresAt, k.ExpiresAt)}
 		if a.StatusIndex == 0 {
@@ -87,7 +90,7 @@ func (s *Service) Authenticate(ctx context.Context, clientID, secret string) (st
 			// key's one index is all there is.
 			a.StatusIndex = k.StatusIndex
 		}
-		return k, a, nil
+		return s.ensureStatusIndex(ctx, k, a)
 	case known:
 		return store.Key{ClientID: k.ClientID, TeamID: k.TeamID, LastUsedAt: k.LastUsedAt}, Auth{}, ErrInvalidClient
 	}

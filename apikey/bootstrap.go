@@ -9,7 +9,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/keygate/keygate/credential"
@@ -66,7 +65,7 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 		}
 		hash := s.hasher.Hash(s.cfg.AdminClientSecret)
 		k := store.Key{ClientID: s.cfg.AdminClientID, Name: "admin", CreatedAt: now, SecretHash: hash}
-		// No status index here: the key may exist already; the backfill
+		// No status index here: the key may exist already; indexAdminKeys
 		// after ensureAdmin gives a new one its index (a changed secret
 		// gets one in setAdminSecret). Admin-key changes are audit events
 		// of the system, written with the change.
@@ -200,55 +199,22 @@ var bootstrapRequest = SystemRequest("bootstrap")
 // from inside UpdateKey so that nothing (no event either) is written.
 var errAdminUnchanged = errors.New("admin key unchanged")
 
-// checkKeys walks every stored key once at start: it refuses to start when
-// a key holds a permission the catalog no longer has (its tokens would
-// silently lose scopes), and it returns the keys that still need a status
-// index.
-func (s *Service) checkKeys(ctx context.Context) (needIndex []string, err error) {
-	err = s.store.ForEachKey(ctx, func(k store.Key) error {
-		if k.StatusIndex == 0 {
-			needIndex = append(needIndex, k.ClientID)
-		}
-		if k.IsAdmin() {
-			return nil
-		}
-		for _, p := range k.Permissions {
-			if _, ok := s.cfg.Catalog.Lookup(p); !ok {
-				return fmt.Errorf("key %s (team %s) holds permission %q, which the permission catalog no longer has: add it back to the catalog or delete the key", k.ClientID, k.TeamID, p)
-			}
-		}
-		return nil
-	})
-	return needIndex, err
-}
-
-// backfillStatusIndices gives every key that predates status lists (admin
-// keys included) an index: the keys checkKeys found without one, plus an
-// admin key ensureAdmin may just have created. An index lost to a
-// concurrent start is burned.
-func (s *Service) backfillStatusIndices(ctx context.Context, missing []string) error {
+// indexAdminKeys gives admin keys without a status index one: an admin key
+// ensureAdmin just created, or one that predates status lists. Admin keys
+// are few (one team's index), so this stays on the start path; team keys
+// get theirs on their first token or from the background walk
+// (keycheck.go). An index lost to a concurrent start is burned.
+func (s *Service) indexAdminKeys(ctx context.Context) error {
 	admins, err := s.store.ListKeys(ctx, "")
 	if err != nil {
 		return fmt.Errorf("list admin keys: %w", err)
 	}
 	for _, k := range admins {
-		if k.StatusIndex == 0 && !slices.Contains(missing, k.ClientID) {
-			missing = append(missing, k.ClientID)
+		if k.StatusIndex != 0 {
+			continue
 		}
-	}
-	for _, id := range missing {
-		idx, err := s.store.NextStatusIndex(ctx)
-		if err != nil {
-			return fmt.Errorf("assign status index: %w", err)
-		}
-		_, err = s.store.UpdateKey(ctx, id, func(k store.Key) (store.Key, error) {
-			if k.StatusIndex == 0 {
-				k.StatusIndex = idx
-			}
-			return k, nil
-		})
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("assign status index to %s: %w", id, err)
+		if _, err := s.assignStatusIndex(ctx, k.ClientID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
 		}
 	}
 	return nil

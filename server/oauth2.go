@@ -79,6 +79,11 @@ func httpStatusError(status int, desc string) *oauthError {
 var (
 	errInvalidClient = &oauthError{code: oerrors.ErrInvalidClient,
 		description: "client authentication failed: unknown client, wrong secret, or deleted key"}
+	// A key holding a permission that left the catalog (apikey's
+	// ErrPermissionNotInCatalog): its tokens would silently lose scopes.
+	// Said only after the secret verified, so it tells no stranger anything.
+	errOutsideCatalog = &oauthError{code: oerrors.ErrInvalidClient,
+		description: "this key holds a permission the permission catalog no longer has; an operator must add the permission back to the catalog or delete the key"}
 	errInvalidScope = &oauthError{code: oerrors.ErrInvalidScope,
 		description: "the requested scope is malformed or not granted to this key"}
 	// RFC 6749 §3.3: scope is a list of one or more tokens; a client that

@@ -224,7 +224,8 @@ type Server struct {
 	// mgmtVerifier verifies management API tokens: audience issuer/v1 only
 	// (server/mgmttoken.go).
 	mgmtVerifier *verify.Verifier
-	mgmtAudience string // issuer/v1, computed once (the token path compares it per token)
+	keyCheck     *keyCheck // server/keycheck.go
+	mgmtAudience string    // issuer/v1, computed once (the token path compares it per token)
 	handler      http.Handler
 
 	statusLists statusLists
@@ -383,6 +384,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.stopSigningKeys = s.startSigningKeys(opts.SigningKeyTicks)
 	s.startAuthThrottle()
 	s.startCompat()
+	s.startKeyCheck()
 	s.token = tokenEndpoint{s: s}
 	s.quotas = newQuotas(s, opts.Store)
 	s.handler = s.routes()
@@ -416,6 +418,7 @@ func (s *Server) Close() {
 	if s.webhooks != nil {
 		s.webhooks.Close() // aborts a delivery in flight; it is retried on the next start
 	}
+	s.stopKeyCheck()
 	s.lastUsed.Close()
 	s.stopSigningKeys()
 	s.stopThrottle()

@@ -252,8 +252,11 @@ func testStatusClaimInAccessTokens(t *testing.T, backend servertest.Backend) {
 	}
 }
 
-// TestStatusIndexBackfill: keys that predate status lists (StatusIndex 0),
-// team and admin keys alike, get an index at the next start, once.
+// TestStatusIndexBackfill: keys that predate status lists (StatusIndex 0)
+// get an index without a start walking every key first: a team key on its
+// first token (written before the token exists, so the token carries it),
+// admin keys at start (they are few), every other key from the background
+// walk after a start, once.
 func TestStatusIndexBackfill(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, testStatusIndexBackfill)
@@ -284,12 +287,29 @@ func testStatusIndexBackfill(t *testing.T, b servertest.Backend) {
 		}
 		legacy = append(legacy, id)
 	}
-	// Before a restart, their tokens simply carry no status.
-	if c := irPayload(t, e.Token(t, legacy[0], known.ClientSecret, "").AccessToken); c["status"] != nil {
-		t.Logf("a legacy key's token already carries status %v before the backfill", c["status"])
+	// The first token of a key without an index: the index is written
+	// before the token is signed, and the token carries it.
+	idx0, _ := statusRef(t, e.Token(t, legacy[0], known.ClientSecret, "").AccessToken)
+	if want := e.StoredKey(t, legacy[0]).StatusIndex; want < 1 || idx0 != want {
+		t.Fatalf("first token of a legacy key: status idx %d, stored index %d", idx0, want)
+	}
+	if k := e.StoredKey(t, legacy[1]); k.StatusIndex != 0 {
+		t.Fatalf("key %s got index %d without asking for a token or a start", k.ClientID, k.StatusIndex)
 	}
 
-	e.second(t, server.Options{}) // another start on the same store; e serves on
+	e2 := e.second(t, server.Options{}) // another start on the same store
+	// The admin key is indexed before the start returns; the walk has the
+	// two team keys left (legacy[0] got its index from its token).
+	if k := e.StoredKey(t, legacy[3]); k.StatusIndex < 1 {
+		t.Errorf("admin key %s has no status index after a start", k.ClientID)
+	}
+	report, err := e2.Server.KeyCheck()
+	if err != nil {
+		t.Fatalf("background key check: %v", err)
+	}
+	if report.Indexed != 2 || report.Keys < 6 || report.OutsideCatalogCount != 0 {
+		t.Errorf("background key check: %+v, want 2 indexed of at least 6 keys, none outside the catalog", report)
+	}
 	indices := map[int64]string{}
 	for _, id := range append([]string{e.AdminID, known.ClientID}, legacy...) {
 		k := e.StoredKey(t, id)
@@ -329,7 +349,10 @@ func testStatusIndexBackfill(t *testing.T, b servertest.Backend) {
 	for _, id := range indices {
 		before[id] = e.StoredKey(t, id).StatusIndex
 	}
-	e.second(t, server.Options{})
+	e3 := e.second(t, server.Options{})
+	if r, err := e3.Server.KeyCheck(); err != nil || r.Indexed != 0 {
+		t.Errorf("a third start's walk: %+v, %v; want nothing indexed", r, err)
+	}
 	for id, idx := range before {
 		if got := e.StoredKey(t, id).StatusIndex; got != idx {
 			t.Errorf("key %s: index %d became %d on a second start", id, idx, got)

@@ -98,6 +98,10 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	case errors.Is(err, apikey.ErrInvalidScope):
 		t.fail(c, key.ClientID, errInvalidScope)
 		return
+	case errors.Is(err, apikey.ErrPermissionNotInCatalog):
+		// Logged once per key by apikey, not once per request.
+		t.fail(c, key.ClientID, errOutsideCatalog)
+		return
 	case err != nil:
 		t.s.reqLog(c).Error("token endpoint: resolve scopes", "client_id", key.ClientID, "err", err)
 		t.fail(c, key.ClientID, errServer)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -364,7 +365,11 @@ func TestServeRestartKeepsEverything(t *testing.T) {
 	}
 }
 
-func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
+// TestServeCatalogWithoutStoredPermission: a catalog that lost a stored
+// key's permission no longer stops a start (that check walked every key
+// before /readyz); the key gets no token, saying why, and the log names
+// the key and the permission once however often it asks.
+func TestServeCatalogWithoutStoredPermission(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -377,6 +382,10 @@ func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
 	admin, _ := readAdminFile(t, dir)
 	c := client.New(client.Config{URL: s.base, ClientID: admin.ClientID, ClientSecret: admin.ClientSecret})
 	k, err := c.CreateKey(ctxFor(t), "acme", "Charts", []string{"visualization_sdk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := c.CreateKey(ctxFor(t), "acme", "Books", []string{"accounting_api"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,26 +402,52 @@ func TestServeRefusesCatalogWithoutStoredPermission(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	e := testEnv(nil)
-	e.stderr = &syncBuffer{}
-	err = serve(ctx, cfg2, e, storeBackends)
-	if err == nil {
-		t.Fatal("serve started with a catalog that lacks a stored key's permission")
-	}
-	if ctx.Err() != nil {
-		t.Fatal("serve only returned because the test context ran out")
-	}
-	for _, want := range []string{k.ClientID, "visualization_sdk"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not name %q", err, want)
+	s2 := startServeWith(t, cfg2, nil)
+	for range 3 {
+		status, body := keyTokenAnswer(t, s2.base, k.ClientID, k.ClientSecret)
+		if status != http.StatusUnauthorized || body["error"] != "invalid_client" ||
+			!strings.Contains(fmt.Sprint(body["error_description"]), "permission catalog no longer has") {
+			t.Fatalf("token for a key whose permission left the catalog: %d %v", status, body)
 		}
 	}
-	// Nothing answers on the port.
-	if _, err := httpc.Get("http://" + addr + "/healthz"); err == nil {
-		t.Error("something serves on the port after the refused start")
+	// The key whose permissions are all in the catalog is served.
+	if status, body := keyTokenAnswer(t, s2.base, kept.ClientID, kept.ClientSecret); status != http.StatusOK {
+		t.Fatalf("token for a key with catalog permissions: %d %v", status, body)
 	}
+	// The background walk reports it; one line names the permission.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s2.log.String(), "stored keys checked") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	log := s2.log.String()
+	if !strings.Contains(log, "outside_catalog=1") || !strings.Contains(log, k.ClientID) {
+		t.Errorf("the walk's report does not count and name the key:\n%s", log)
+	}
+	if n := strings.Count(log, "permission=visualization_sdk"); n != 1 {
+		t.Errorf("the key's permission is named in %d log lines, want 1:\n%s", n, log)
+	}
+}
+
+// keyTokenAnswer asks base's token endpoint for a client credentials token
+// and returns the status and the decoded JSON answer.
+func keyTokenAnswer(t *testing.T, base, id, secret string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("token answer %d is not JSON: %v", resp.StatusCode, err)
+	}
+	return resp.StatusCode, body
 }
 
 func TestServeSeedsAdminFromEnv(t *testing.T) {
