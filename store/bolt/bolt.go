@@ -110,6 +110,10 @@ type Options struct {
 	// LockTimeout bounds the wait for the exclusive file lock; zero or
 	// negative means DefaultLockTimeout.
 	LockTimeout time.Duration
+	// KeyCacheSize is how many key records GetKey keeps decoded in memory
+	// (keycache.go): 0 means DefaultKeyCacheSize, negative turns the cache
+	// off.
+	KeyCacheSize int
 }
 
 var (
@@ -143,9 +147,9 @@ type Store struct {
 	forEachBatch int
 	// formats are the record formats the file may hold (schema.go).
 	formats []store.Format
-	// decoded spares GetKey (the token path's read) the JSON decoding of
-	// a record it decoded before (records.go).
-	decoded decodedRecords
+	// cache answers GetKey (the token path's read) from memory while no
+	// write has happened since (keycache.go).
+	cache *keyCache
 }
 
 // Open opens or creates the store file at path (mode 0600: it holds secret
@@ -212,7 +216,7 @@ func Open(path string, opts ...Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch, formats: formats}, nil
+	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch, formats: formats, cache: newKeyCache(o.KeyCacheSize)}, nil
 }
 
 // Close releases the file lock. It waits for running transactions.
@@ -262,6 +266,10 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Every cached key is stale once this write has ended, committed or
+	// not (keycache.go): bumped before update returns, so no caller that
+	// saw the write acknowledged can be served what it replaced.
+	defer s.cache.writes.Add(1)
 	return s.db.Update(func(tx *bbolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -332,21 +340,35 @@ func countUpTo(b *bbolt.Bucket, limit int) int {
 	return n
 }
 
-// GetKey implements store.Store.
+// GetKey implements store.Store. It answers from the key cache when no
+// write has ended since the entry was read (keycache.go), else from a read
+// transaction.
 func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Key{}, fmt.Errorf("get key %s: %w", clientID, err)
+	}
+	epoch := s.cache.writes.Load() // before the transaction: see keycache.go
+	rec, abs := s.cache.lookup(clientID)
+	switch {
+	case rec != nil && rec.epoch == epoch:
+		return cloneKey(rec.key), nil
+	case abs != nil && abs.epoch == epoch:
+		// A missing key costs what a present one does: a copy, of the
+		// decoy (store.Store's GetKey).
+		_ = cloneKey(abs.key)
+		return store.Key{}, store.KeyNotFound(clientID)
+	}
 	var k store.Key
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketKeys).Get([]byte(clientID))
 		if v == nil {
-			// A missing key costs what a present one does: the same
-			// memo lookup and decode (or copy), of the decoy
-			// (store.Store's GetKey).
-			admin := b2i(store.DecoyAdmin(clientID))
-			_, _ = s.decoded.decode(decoyMemoIDs[admin], decoyRecords[admin])
+			// The same steps as a record: a memcmp or a decode, of the
+			// decoy, remembered as an absence.
+			_, _ = s.cache.fill(clientID, decoyRecords[b2i(store.DecoyAdmin(clientID))], abs, epoch, true)
 			return store.ErrNotFound
 		}
 		var err error
-		k, err = s.decoded.decode(clientID, v)
+		k, err = s.cache.fill(clientID, v, rec, epoch, false)
 		return err
 	})
 	switch {
@@ -357,10 +379,6 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 	}
 	return k, nil
 }
-
-// decoyMemoIDs are the decoys' entries in the decoded-record memo: no
-// client ID has a NUL byte.
-var decoyMemoIDs = [2]string{"\x00decoy-team", "\x00decoy-admin"}
 
 // decoyRecords are store.DecoyKey(false) and (true) as this package
 // stores keys.

@@ -78,7 +78,7 @@ func OpenReadOnly(path string, opts ...Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch}, nil
+	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch, cache: newKeyCache(-1)}, nil
 }
 
 // Singletons implements store.Exporter.

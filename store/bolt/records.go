@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -210,47 +208,6 @@ func decodeSigning(b []byte) (store.SigningKeys, error) {
 		s.Next = &n
 	}
 	return s, nil
-}
-
-// maxDecoded bounds decodedRecords: past it the memo starts over.
-const maxDecoded = 16384
-
-// decodedRecords memoises decoded key records by client ID, with the
-// record's bytes: GetKey compares the stored bytes with the memo's (a
-// memcmp of a few hundred bytes) and, when they are equal, returns a copy
-// of the decoded key instead of running encoding/json (5 µs for a plain
-// record, twice that with a key policy). A changed record has other bytes,
-// so it is decoded anew; nothing is invalidated, and nothing can be stale.
-// sync.Map: the token path takes no lock.
-type decodedRecords struct {
-	m sync.Map // client ID → *decodedRecord
-	n atomic.Int64
-}
-
-type decodedRecord struct {
-	raw []byte
-	key store.Key
-}
-
-// decode is decodeKey(raw) for the record of id, from the memo when raw is
-// the record it holds. raw may be bbolt's memory, valid only inside the
-// transaction: the memo keeps a copy.
-func (d *decodedRecords) decode(id string, raw []byte) (store.Key, error) {
-	if v, ok := d.m.Load(id); ok {
-		if r := v.(*decodedRecord); bytes.Equal(r.raw, raw) {
-			return cloneKey(r.key), nil
-		}
-	}
-	k, err := decodeKey(raw)
-	if err != nil {
-		return store.Key{}, err
-	}
-	if d.n.Add(1) > maxDecoded {
-		d.m.Clear()
-		d.n.Store(1)
-	}
-	d.m.Store(id, &decodedRecord{raw: bytes.Clone(raw), key: cloneKey(k)})
-	return k, nil
 }
 
 // cloneKey is a copy of k that shares no memory with it.

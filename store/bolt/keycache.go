@@ -1,0 +1,189 @@
+package bolt
+
+// The key cache: GetKey, the token path's read, answered from memory.
+//
+// A bbolt read transaction per token request (a reader slot, the mmap
+// read lock, a B+tree walk, a copy of the record out of the mapping) kept
+// the embedded store below the floor that Redis, with its cache, reaches.
+// This cache needs no invalidation protocol because bbolt has exactly one
+// writer — this process holds the file lock — and every write goes through
+// Store.update, which bumps writes after its transaction ends. An entry is
+// served only while writes still has the value it had when the entry was
+// read from the file; any write, of any kind, on any path (create, update,
+// rotate, delete, suspend, TouchKeys, the bulk loader, a restore, the
+// schema's migrations, and whatever is added later) makes every entry
+// stale at once. The reader loads writes before it opens its transaction,
+// so an entry read before a commit is tagged with an older value than the
+// bump after that commit: it can never be served after the write returns.
+//
+// A stale entry is not thrown away: the next GetKey of its ID reads the
+// record's bytes in a transaction and, when they are the bytes the entry
+// was decoded from, serves the decoded key again (a memcmp instead of
+// encoding/json, 5–10 µs). Writes are rare next to token requests (the
+// last-used times are written once a minute), so nearly every request is
+// a hit.
+//
+// Equal cost for unknown client IDs (docs/ARCHITECTURE.md): an ID the file
+// does not have is cached as an absence, holding the decoy record
+// (store.DecoyKey), and goes through the same steps as a record — two
+// lookups, a copy on a hit; a transaction and a memcmp or a decode on a
+// miss. Absences have their own bound, so a flood of unknown IDs can
+// neither evict a record nor keep one from being cached.
+//
+// Both tables are sharded LRUs (github.com/hashicorp/golang-lru/v2's
+// simplelru, already used by package throttle), each shard with its own
+// mutex held for one map operation: no lock is process-wide.
+
+import (
+	"bytes"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/keygate/keygate/store"
+)
+
+const (
+	// DefaultKeyCacheSize is how many key records a Store keeps decoded in
+	// memory unless Options.KeyCacheSize says otherwise: about 1 KiB each
+	// (docs/scale.md), so 100 MiB at most.
+	DefaultKeyCacheSize = 100_000
+	// keyCacheAbsent bounds the absences remembered.
+	keyCacheAbsent = 1 << 16
+	keyCacheShards = 32
+)
+
+type keyCache struct {
+	// writes counts write transactions that have ended (Store.update).
+	writes  atomic.Uint64
+	seed    maphash.Seed
+	records [keyCacheShards]cacheShard
+	absent  [keyCacheShards]cacheShard
+	off     bool
+}
+
+type cacheShard struct {
+	mu  sync.Mutex
+	lru *simplelru.LRU[string, *cachedKey]
+}
+
+// cachedKey is one entry. It is never modified once stored (a revalidated
+// entry is replaced by a new one), so a reader may use it after unlocking.
+type cachedKey struct {
+	raw   []byte    // the record's bytes as stored (the decoy's, for an absence)
+	key   store.Key // decoded from raw; never handed out, copies are
+	epoch uint64    // keyCache.writes before raw was read
+}
+
+// newKeyCache returns a cache of size records; size < 0 turns it off (every
+// GetKey reads and decodes the file), 0 means DefaultKeyCacheSize.
+func newKeyCache(size int) *keyCache {
+	c := &keyCache{seed: maphash.MakeSeed()}
+	switch {
+	case size < 0:
+		c.off = true
+		return c
+	case size == 0:
+		size = DefaultKeyCacheSize
+	}
+	perShard := max(1, size/keyCacheShards)
+	for i := range c.records {
+		c.records[i].lru = mustLRU(perShard)
+		c.absent[i].lru = mustLRU(max(1, keyCacheAbsent/keyCacheShards))
+	}
+	return c
+}
+
+func mustLRU(n int) *simplelru.LRU[string, *cachedKey] {
+	l, err := simplelru.NewLRU[string, *cachedKey](n, nil)
+	if err != nil {
+		panic(err) // only for n <= 0
+	}
+	return l
+}
+
+func (c *keyCache) shard(id string) int {
+	return int(maphash.String(c.seed, id) % keyCacheShards)
+}
+
+func (sh *cacheShard) get(id string) *cachedKey {
+	sh.mu.Lock()
+	e, _ := sh.lru.Get(id)
+	sh.mu.Unlock()
+	return e
+}
+
+func (sh *cacheShard) put(id string, e *cachedKey) {
+	sh.mu.Lock()
+	sh.lru.Add(id, e)
+	sh.mu.Unlock()
+}
+
+func (sh *cacheShard) remove(id string) {
+	sh.mu.Lock()
+	sh.lru.Remove(id)
+	sh.mu.Unlock()
+}
+
+// lookup returns id's record and absence entries, either possibly nil or
+// stale. Both tables are always consulted, so a known and an unknown ID
+// cost the same.
+func (c *keyCache) lookup(id string) (rec, abs *cachedKey) {
+	if c.off {
+		return nil, nil
+	}
+	i := c.shard(id)
+	return c.records[i].get(id), c.absent[i].get(id)
+}
+
+// fill returns the key decoded from raw (bbolt's memory: copied here),
+// reusing old's decoding when raw is old's bytes, and caches it at epoch.
+// absent says raw is the decoy standing for an ID the file does not have.
+func (c *keyCache) fill(id string, raw []byte, old *cachedKey, epoch uint64, absent bool) (store.Key, error) {
+	if old != nil && bytes.Equal(old.raw, raw) {
+		if !c.off {
+			c.store(id, &cachedKey{raw: old.raw, key: old.key, epoch: epoch}, absent)
+		}
+		return cloneKey(old.key), nil
+	}
+	k, err := decodeKey(raw)
+	if err != nil {
+		return store.Key{}, err
+	}
+	if !c.off {
+		c.store(id, &cachedKey{raw: bytes.Clone(raw), key: cloneKey(k), epoch: epoch}, absent)
+	}
+	return k, nil
+}
+
+func (c *keyCache) store(id string, e *cachedKey, absent bool) {
+	i := c.shard(id)
+	put, other := &c.records[i], &c.absent[i]
+	if absent {
+		put, other = other, put
+	}
+	put.put(id, e)
+	other.remove(id)
+}
+
+// len is the number of records and absences held.
+func (c *keyCache) len() (records, absences int) {
+	if c.off {
+		return 0, 0
+	}
+	for i := range c.records {
+		for _, sh := range []*cacheShard{&c.records[i], &c.absent[i]} {
+			sh.mu.Lock()
+			n := sh.lru.Len()
+			sh.mu.Unlock()
+			if sh == &c.records[i] {
+				records += n
+			} else {
+				absences += n
+			}
+		}
+	}
+	return records, absences
+}

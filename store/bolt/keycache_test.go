@@ -1,0 +1,313 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/storetest"
+)
+
+// readTxs is how many read transactions the store has started: a GetKey
+// answered from the key cache starts none.
+func readTxs(s *Store) int { return s.db.Stats().TxN }
+
+func cacheKey(team, name string, hash string) store.Key {
+	return store.Key{
+		ClientID: storetest.ID(team, "kg_"+name), TeamID: team, Name: name, Permissions: []string{"accounting_api"},
+		CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), SecretHash: []byte(hash), StatusIndex: 7,
+	}
+}
+
+// TestKeyCacheServesFromMemory: a second GetKey of a key, and of an unknown
+// ID, starts no transaction and returns a copy the caller may change.
+func TestKeyCacheServesFromMemory(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	k := cacheKey("acme", "a", "hash-a")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	unknown := storetest.ID("acme", "kg_nobody")
+	for _, id := range []string{k.ClientID, unknown} {
+		s.GetKey(ctx, id) // fills the cache
+		before := readTxs(s)
+		got, err := s.GetKey(ctx, id)
+		if n := readTxs(s) - before; n != 0 {
+			t.Errorf("cached GetKey(%s) started %d read transactions", id, n)
+		}
+		if id == unknown {
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("unknown ID: %v, want ErrNotFound", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Permissions[0] = "changed"
+		got.SecretHash[0] = 'X'
+		again, _ := s.GetKey(ctx, id)
+		if again.Permissions[0] != "accounting_api" || !bytes.Equal(again.SecretHash, []byte("hash-a")) {
+			t.Errorf("a caller's change to a returned key reached the cache: %+v", again)
+		}
+	}
+	if recs, abs := s.cache.len(); recs != 1 || abs != 1 {
+		t.Errorf("cache holds %d records and %d absences, want 1 and 1", recs, abs)
+	}
+}
+
+// TestKeyCacheInvalidation: after every kind of write that changes a key,
+// the next GetKey returns the stored key, never the cached one — a deleted
+// key is gone, a rotated secret is the new one — with the cache warm before
+// each write.
+func TestKeyCacheInvalidation(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	k := cacheKey("acme", "a", "hash-a")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	warm := func(id string) {
+		t.Helper()
+		s.GetKey(ctx, id)
+		s.GetKey(ctx, id)
+	}
+	get := func(id string) store.Key {
+		t.Helper()
+		got, err := s.GetKey(ctx, id)
+		if err != nil {
+			t.Fatalf("GetKey(%s): %v", id, err)
+		}
+		return got
+	}
+
+	// UpdateKey: a rename and a rotation (new secret, old one kept).
+	warm(k.ClientID)
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(o store.Key) (store.Key, error) {
+		o.Name = "renamed"
+		return o, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(k.ClientID); got.Name != "renamed" {
+		t.Errorf("after UpdateKey: name %q", got.Name)
+	}
+	warm(k.ClientID)
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(o store.Key) (store.Key, error) {
+		o.PreviousSecretHash, o.SecretHash = o.SecretHash, []byte("hash-rotated")
+		o.PreviousSecretExpiresAt = o.CreatedAt.Add(time.Hour)
+		return o, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(k.ClientID); !bytes.Equal(got.SecretHash, []byte("hash-rotated")) || !bytes.Equal(got.PreviousSecretHash, []byte("hash-a")) {
+		t.Errorf("after a rotation: secret %q, previous %q", got.SecretHash, got.PreviousSecretHash)
+	}
+
+	// TouchKeys: the last-used time.
+	warm(k.ClientID)
+	used := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := s.TouchKeys(ctx, map[string]time.Time{k.ClientID: used}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(k.ClientID); !got.LastUsedAt.Equal(used) {
+		t.Errorf("after TouchKeys: last used %v, want %v", got.LastUsedAt, used)
+	}
+
+	// CreateKey and the bulk loader: an ID remembered as absent is found.
+	created := cacheKey("acme", "b", "hash-b")
+	warm(created.ClientID)
+	if err := s.CreateKey(ctx, created, 5); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(created.ClientID); got.Name != "b" {
+		t.Errorf("after CreateKey: %+v", got)
+	}
+	bulk := cacheKey("bulk", "c", "hash-c")
+	warm(bulk.ClientID)
+	if err := s.CreateKeys(ctx, []store.Key{bulk}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(bulk.ClientID); got.Name != "c" {
+		t.Errorf("after CreateKeys: %+v", got)
+	}
+
+	// DeleteKey: the key is gone at once.
+	warm(k.ClientID)
+	if err := s.DeleteKey(ctx, k.TeamID, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(ctx, k.ClientID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a deleted key after DeleteKey: %v, want ErrNotFound", err)
+	}
+
+	// Any write transaction at all, including one that writes the record
+	// directly as a path added later might: nothing needs to remember the
+	// cache.
+	warm(created.ClientID)
+	other := cacheKey("acme", "b", "hash-direct")
+	other.Name = "direct"
+	raw, err := encodeKey(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.update(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketKeys).Put([]byte(created.ClientID), raw)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(created.ClientID); got.Name != "direct" || !bytes.Equal(got.SecretHash, []byte("hash-direct")) {
+		t.Errorf("after a direct write: %+v", got)
+	}
+}
+
+// TestKeyCacheRevalidates: a write elsewhere makes entries stale, and a
+// stale entry whose record did not change is served again after one read
+// of its bytes, without a decode.
+func TestKeyCacheRevalidates(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	k := cacheKey("acme", "a", "hash-a")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	s.GetKey(ctx, k.ClientID)
+	rec, _ := s.cache.lookup(k.ClientID)
+	if err := s.DenyToken(ctx, "some-jti", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	before := readTxs(s)
+	s.GetKey(ctx, k.ClientID)
+	if n := readTxs(s) - before; n != 1 {
+		t.Errorf("GetKey after an unrelated write started %d read transactions, want 1", n)
+	}
+	again, _ := s.cache.lookup(k.ClientID)
+	if again == rec || again.epoch != s.cache.writes.Load() {
+		t.Fatal("the stale entry was not replaced by one of the current epoch")
+	}
+	if &again.raw[0] != &rec.raw[0] {
+		t.Error("an unchanged record was copied (and decoded) again instead of reusing the entry")
+	}
+	before = readTxs(s)
+	s.GetKey(ctx, k.ClientID)
+	if n := readTxs(s) - before; n != 0 {
+		t.Errorf("GetKey after revalidation started %d read transactions", n)
+	}
+}
+
+// TestKeyCacheLinearizable: readers filling the cache concurrently never
+// make a write invisible: once UpdateKey returns, every GetKey that starts
+// afterwards sees it (run with -race).
+func TestKeyCacheLinearizable(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	k := cacheKey("acme", "a", "hash-a")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.GetKey(ctx, k.ClientID)
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 300 {
+		name := fmt.Sprint("name-", i)
+		if _, err := s.UpdateKey(ctx, k.ClientID, func(o store.Key) (store.Key, error) {
+			o.Name = name
+			return o, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if got, _ := s.GetKey(ctx, k.ClientID); got.Name != name {
+				t.Fatalf("after UpdateKey #%d returned, GetKey read name %q", i, got.Name)
+			}
+		}
+	}
+}
+
+// TestKeyCacheBounded: the records and the absences each stay within their
+// bound however many IDs are read, and a recently read key survives a flood
+// of others in its shard only while it is among the most recently used.
+func TestKeyCacheBounded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	s, err := Open(path, Options{KeyCacheSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var keys []store.Key
+	for i := range 500 {
+		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", "h"))
+	}
+	if err := s.CreateKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if got, err := s.GetKey(ctx, k.ClientID); err != nil || got.ClientID != k.ClientID {
+			t.Fatalf("GetKey(%s): %v, %v", k.ClientID, got.ClientID, err)
+		}
+	}
+	for i := range keyCacheAbsent + 1000 {
+		s.GetKey(ctx, storetest.ID("nobody", fmt.Sprint("kg_", i)))
+	}
+	recs, abs := s.cache.len()
+	if recs > 64 || recs < 32 {
+		t.Errorf("cache holds %d records, want at most 64 (and the cache in use)", recs)
+	}
+	if abs > keyCacheAbsent {
+		t.Errorf("cache holds %d absences, want at most %d", abs, keyCacheAbsent)
+	}
+	// Every key is still served correctly, cached or not.
+	for _, k := range keys {
+		if got, err := s.GetKey(ctx, k.ClientID); err != nil || got.ClientID != k.ClientID {
+			t.Fatalf("GetKey(%s) after eviction: %v, %v", k.ClientID, got.ClientID, err)
+		}
+	}
+}
+
+// TestKeyCacheOff: a negative size turns the cache off; every GetKey reads
+// the file.
+func TestKeyCacheOff(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	s, err := Open(path, Options{KeyCacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	k := cacheKey("acme", "a", "hash-a")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	s.GetKey(ctx, k.ClientID)
+	before := readTxs(s)
+	if _, err := s.GetKey(ctx, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if n := readTxs(s) - before; n != 1 {
+		t.Errorf("GetKey with the cache off started %d read transactions, want 1", n)
+	}
+}
