@@ -57,6 +57,11 @@ type Credential struct {
 type Config struct {
 	// URL is the server's base URL, e.g. http://127.0.0.1:8080.
 	URL string
+	// MoreURLs are further base URLs of instances of the same service
+	// (sharing a store): requests go to URL and these in turn, so one load
+	// generator loads them all — three load generators would cost the
+	// shared cores more than one.
+	MoreURLs []string
 	// Endpoint is EndpointToken (default), EndpointJWKS or
 	// EndpointIntrospect.
 	Endpoint string
@@ -143,8 +148,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	tr := &http.Transport{
 		// No Proxy: a benchmark on loopback must not detour through one
 		// configured in the environment.
-		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        cfg.Connections,
+		DialContext: (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		// Every worker may keep a connection to every base URL.
+		MaxIdleConns:        cfg.Connections * (1 + len(cfg.MoreURLs)),
 		MaxIdleConnsPerHost: cfg.Connections,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
@@ -224,6 +230,13 @@ func normalize(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("loadgen: URL %q is not an http(s) base URL", cfg.URL)
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
+	for i, m := range cfg.MoreURLs {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, fmt.Errorf("loadgen: URL %q is not an http(s) base URL", m)
+		}
+		cfg.MoreURLs[i] = strings.TrimRight(m, "/")
+	}
 	switch cfg.Endpoint {
 	case EndpointJWKS:
 	case EndpointToken, EndpointIntrospect:
@@ -272,25 +285,30 @@ func prepare(cfg Config) ([]target, checkFunc, error) {
 	if cfg.Endpoint == EndpointJWKS || len(creds) == 0 {
 		creds = []Credential{{}}
 	}
-	targets := make([]target, len(creds))
-	for i, c := range creds {
-		var body io.Reader = http.NoBody
-		if form != nil {
-			body = bytes.NewReader(form)
+	// Credential by credential, each to every base URL in turn: request n
+	// goes to base n mod len(bases).
+	bases := append([]string{cfg.URL}, cfg.MoreURLs...)
+	targets := make([]target, 0, len(creds)*len(bases))
+	for _, c := range creds {
+		for _, base := range bases {
+			var body io.Reader = http.NoBody
+			if form != nil {
+				body = bytes.NewReader(form)
+			}
+			req, err := http.NewRequest(method, base+path, body)
+			if err != nil {
+				return nil, nil, fmt.Errorf("loadgen: %w", err)
+			}
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("User-Agent", "keygate-bench")
+			if form != nil {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if c.ID != "" {
+				req.Header.Set("Authorization", BasicAuth(c))
+			}
+			targets = append(targets, target{req: req, body: form})
 		}
-		req, err := http.NewRequest(method, cfg.URL+path, body)
-		if err != nil {
-			return nil, nil, fmt.Errorf("loadgen: %w", err)
-		}
-		req.Header.Set("Accept", "application/json")
-		req.Header.Set("User-Agent", "keygate-bench")
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		if c.ID != "" {
-			req.Header.Set("Authorization", BasicAuth(c))
-		}
-		targets[i] = target{req: req, body: form}
 	}
 	return targets, check, nil
 }

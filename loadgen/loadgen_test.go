@@ -101,6 +101,46 @@ func TestFloorToken(t *testing.T) {
 	}
 }
 
+// TestMoreURLs: with further base URLs, requests go to each in turn, so
+// every instance gets its share.
+func TestMoreURLs(t *testing.T) {
+	t.Parallel()
+	h, err := loadgen.NewFloorHandler("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts [3]atomic.Int64
+	var urls []string
+	for i := range counts {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			counts[i].Add(1)
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(ts.Close)
+		urls = append(urls, ts.URL)
+	}
+	res := run(t, loadgen.Config{URL: urls[0], MoreURLs: urls[1:], Endpoint: loadgen.EndpointToken, Credentials: testCred,
+		Duration: 300 * time.Millisecond, Connections: 3, Timeout: 5 * time.Second})
+	checkClean(t, res)
+	var total int64
+	for i := range counts {
+		total += counts[i].Load()
+	}
+	// Requests still in flight when the run ends are served, not counted.
+	if total < 30 || total < res.Requests || total > res.Requests+3 {
+		t.Fatalf("%d requests served, %d counted by the run (3 connections)", total, res.Requests)
+	}
+	for i := range counts {
+		if n := counts[i].Load(); n < total/4 {
+			t.Errorf("instance %d got %d of %d requests, want about a third", i, n, total)
+		}
+	}
+	if _, err := loadgen.Run(context.Background(), loadgen.Config{URL: urls[0], MoreURLs: []string{"ftp://x"}, Credentials: testCred,
+		Duration: time.Second}); err == nil || !strings.Contains(err.Error(), "ftp://x") {
+		t.Errorf("a bad further URL: %v, want an error naming it", err)
+	}
+}
+
 func TestFloorJWKS(t *testing.T) {
 	t.Parallel()
 	ts := startFloor(t, "EdDSA")

@@ -16,11 +16,24 @@
 #   DUR=5s RUNS=1 RSS_DUR=30s SEED_KEYS=100000 scripts/bench.sh   # quick look
 #   PARTS=policy scripts/bench.sh    # ES256 floor vs bbolt vs a key with every
 #                                    # policy set (issue 17) only (~3 min)
+#   PARTS=scale SEED_KEYS=10000000 SEED_USED=1000000 scripts/bench.sh
+#                                    # issue 18 on this machine: N keys vs 10 keys
+#                                    # on bbolt and Redis, load over SEED_USED
+#                                    # distinct keys; seed time, store bytes per
+#                                    # key, time to /readyz, RSS, GET /v1/teams
+#   PARTS=cluster scripts/bench.sh   # three instances vs one on a 3-master
+#                                    # Redis Cluster on loopback, and how long a
+#                                    # deletion takes to reach the other two
+#   PARTS=verify scripts/bench.sh    # package verify, cached vs uncached
+#
+# The full run includes scale (at SEED_KEYS, default 1 000 000), cluster
+# and verify.
 #
 # "policy" is keygate on bbolt serving a key with every policy field set
 # (expires_at, token_ttl, audiences with a resource parameter, allowed_cidrs,
 # metadata copied into tokens by metadata_claims).
 set -euo pipefail
+[[ -n ${BENCH_TRACE:-} ]] && set -x
 cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10s}
@@ -37,17 +50,33 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [[ -n ${BENCH_KEEP:-} ]] && echo "bench.sh: kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null || { echo "bench.sh: $1 is required" >&2; exit 1; }; }
-need redis-server; need python3; need curl
+need redis-server; need redis-cli; need python3; need curl
 
 echo "building keygate into $WORK" >&2
 go build -ldflags "-X main.revision=$(git rev-parse HEAD 2>/dev/null || true)" -o "$KG" ./cmd/keygate
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# cluster_port — a free port whose cluster bus port (port + 10000) is free too
+cluster_port() {
+  python3 - <<'PY'
+import random, socket
+while True:
+    p = random.randint(20000, 45000)
+    try:
+        socks = []
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); socks.append(s)
+        for s in socks: s.close()
+        print(p); break
+    except OSError:
+        for s in socks: s.close()
+PY
+}
 
 wait_http() { # url
   for _ in $(seq 1 1200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -151,6 +180,7 @@ report() {
 
 ALGS=(ES256 EdDSA)
 [[ $PARTS == policy ]] && ALGS=(ES256)
+[[ $PARTS == scale || $PARTS == cluster || $PARTS == verify ]] && ALGS=()
 for alg in "${ALGS[@]}"; do
   echo "== $alg: floor vs keygate/bbolt vs keygate/redis vs keygate/bbolt with every key policy set" >&2
   read -r FLOOR_PID FLOOR_PORT < <(start_floor "$alg"); PIDS+=("$FLOOR_PID")
@@ -234,30 +264,185 @@ if [[ $PARTS == policy ]]; then
   exit 0
 fi
 
-echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections)" >&2
+# admin_token URL — an admin access token
+admin_token() {
+  curl -fsS -u "$ADMIN_ID:$ADMIN_SECRET" -d grant_type=client_credentials "$1/oauth/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# ready_after PID URL T0 — waits for URL to answer 200, echoes the seconds
+# since T0 (date +%s.%N), polling every 10 ms
+ready_after() {
+  local t0=$3
+  for _ in $(seq 1 60000); do
+    if curl -fsS -o /dev/null "$2" 2>/dev/null; then
+      python3 -c "import time; print(round(time.time() - $t0, 3))"
+      return 0
+    fi
+    kill -0 "$1" 2>/dev/null || { echo "bench.sh: keygate exited before $2 answered" >&2; exit 1; }
+    sleep 0.01
+  done
+  echo "bench.sh: $2 did not come up" >&2; exit 1
+}
+
+# teams_ms URL TOKEN QUERY — milliseconds of one GET /v1/teams?QUERY (median of 5)
+teams_ms() {
+  local i out=()
+  for i in 1 2 3 4 5; do
+    out+=("$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $2" "$1/v1/teams?$3")")
+  done
+  python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:])) * 1000, 1))" "${out[@]}"
+}
+
+redis_used() { redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/{print $2+0}'; }
+
+if [[ $PARTS == all || $PARTS == scale ]]; then
+echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections, load over up to $SEED_USED keys)" >&2
 for store in bbolt redis; do
   for n in 10 "$SEED_KEYS"; do
     name=seed-$store-$n
     used=$(( n < SEED_USED ? n : SEED_USED ))
     mkdir -p "$WORK/$name"
     seedenv=()
-    extra=()
     if [[ $store == redis ]]; then
       seedenv=(KEYGATE_STORE=redis KEYGATE_REDIS_URL=redis://127.0.0.1:$RPORT/0 KEYGATE_REDIS_PREFIX=$name:
                KEYGATE_ISSUER=http://127.0.0.1:1)
     fi
+    m0=$(redis_used)
     t0=$(date +%s.%N)
     env "${seedenv[@]}" "$KG" seed --data-dir "$WORK/$name" --keys "$n" --record "$used" --out "$WORK/$name.cred" >&2
     t1=$(date +%s.%N)
-    echo "  seeded $n keys into $store in $(python3 -c "print(round($t1-$t0,1))") s" >&2
+    seed_s=$(python3 -c "print(round($t1-$t0,1))")
+    if [[ $store == redis ]]; then
+      store_bytes=$(( $(redis_used) - m0 ))
+    else
+      store_bytes=$(stat -c %s "$WORK/$name/keygate.db")
+    fi
+    echo "  seeded $n keys into $store in $seed_s s, $store_bytes bytes" >&2
+    t0=$(date +%s.%N)
     read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256)
     PIDS+=("$P")
-    wait_http "http://127.0.0.1:$PORT/readyz"
+    ready_s=$(ready_after "$P" "http://127.0.0.1:$PORT/readyz" "$t0")
+    rss_start=$(rss_kb "$P")
+    echo "  /readyz after $ready_s s, RSS $rss_start kB" >&2
+    tok=$(admin_token "http://127.0.0.1:$PORT")
+    tall=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100")
+    tpre=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100&prefix=bench-1234")
     run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
     run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
+    rss_load=$(rss_kb "$P")
+    echo "{\"label\":\"seed/$store\",\"keys\":$n,\"used\":$used,\"seed_s\":$seed_s,\"store_bytes\":$store_bytes,\"ready_s\":$ready_s,\"rss_start_kb\":$rss_start,\"rss_load_kb\":$rss_load,\"teams_ms\":$tall,\"teams_prefix_ms\":$tpre}" >>"$RESULTS"
     kill "$P"; wait "$P" 2>/dev/null || true
+    [[ $store == redis ]] && redis-cli -p "$RPORT" flushall >/dev/null
+    rm -rf "${WORK:?}/$name"
   done
 done
+fi
+
+if [[ $PARTS == all || $PARTS == cluster ]]; then
+echo "== three instances vs one on a 3-master Redis Cluster (ES256, 64 connections)" >&2
+CPORTS=()
+for i in 1 2 3; do
+  cp_=$(cluster_port); CPORTS+=("$cp_")
+  mkdir -p "$WORK/cluster-$i"
+  redis-server --port "$cp_" --bind 127.0.0.1 --save "" --appendonly no --cluster-enabled yes \
+    --cluster-config-file "$WORK/cluster-$i/nodes.conf" --dir "$WORK/cluster-$i" --logfile "$WORK/cluster-$i/log" &
+  PIDS+=($!)
+done
+for cp_ in "${CPORTS[@]}"; do
+  for _ in $(seq 1 50); do redis-cli -p "$cp_" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+redis-cli --cluster create "127.0.0.1:${CPORTS[0]}" "127.0.0.1:${CPORTS[1]}" "127.0.0.1:${CPORTS[2]}" \
+  --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1 || { cat "$WORK/cluster-create.log" >&2; exit 1; }
+for _ in $(seq 1 100); do
+  redis-cli -p "${CPORTS[0]}" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+done
+CURL="redis://127.0.0.1:${CPORTS[0]}/0?addr=127.0.0.1:${CPORTS[1]}&addr=127.0.0.1:${CPORTS[2]}"
+# start_cluster_keygate NAME — echoes "pid port"
+start_cluster_keygate() {
+  local port; port=$(free_port)
+  mkdir -p "$WORK/$1"
+  env KEYGATE_ADMIN_CLIENT_ID=$ADMIN_ID KEYGATE_ADMIN_CLIENT_SECRET=$ADMIN_SECRET KEYGATE_STORE=redis \
+    KEYGATE_REDIS_URL="$CURL" KEYGATE_REDIS_PREFIX=cl: KEYGATE_ISSUER=http://keygate.example \
+    "$KG" serve --listen "127.0.0.1:$port" --data-dir "$WORK/$1" --signing-alg ES256 --log-level warn >"$WORK/$1/log" 2>&1 &
+  echo "$! $port"
+}
+CL_PIDS=(); CL_PORTS=()
+for i in a b c; do
+  read -r P PORT < <(start_cluster_keygate "cl-$i"); PIDS+=("$P"); CL_PIDS+=("$P"); CL_PORTS+=("$PORT")
+  wait_http "http://127.0.0.1:$PORT/readyz"
+done
+CL_CRED=$(make_key "http://127.0.0.1:${CL_PORTS[0]}")
+for run in $(seq 1 "$RUNS"); do
+  run_bench "cluster1" "${CL_PIDS[0]}" "http://127.0.0.1:${CL_PORTS[0]}" "$CL_CRED" 64
+  # All three from one load generator (--also-url: requests go to each in
+  # turn), so the load generator costs the shared cores what it costs
+  # against one instance.
+  run_bench "cluster3" "${CL_PIDS[0]}" "http://127.0.0.1:${CL_PORTS[0]}" "$CL_CRED" 64 \
+    --also-url "http://127.0.0.1:${CL_PORTS[1]}" --also-url "http://127.0.0.1:${CL_PORTS[2]}"
+done
+# Deletion under load: a victim key is deleted through instance a while all
+# three are loaded; how long until b and c refuse it.
+VICTIM_TEAM=victim$RANDOM
+VTOK=$(admin_token "http://127.0.0.1:${CL_PORTS[0]}")
+read -r VID VSECRET < <(curl -fsS -H "Authorization: Bearer $VTOK" -H 'Content-Type: application/json' \
+  -d '{"name": "victim", "permissions": ["accounting_api"]}' "http://127.0.0.1:${CL_PORTS[0]}/v1/teams/$VICTIM_TEAM/keys" |
+  python3 -c 'import json,sys; k=json.load(sys.stdin); print(k["client_id"], k["client_secret"])')
+for i in 1 2; do # both other instances have it cached
+  curl -fsS -o /dev/null -u "$VID:$VSECRET" -d grant_type=client_credentials "http://127.0.0.1:${CL_PORTS[$i]}/oauth/token"
+done
+"$KG" bench --url "http://127.0.0.1:${CL_PORTS[0]}" --also-url "http://127.0.0.1:${CL_PORTS[1]}" \
+  --also-url "http://127.0.0.1:${CL_PORTS[2]}" --credentials-file "$CL_CRED" --connections 64 --duration 10s --json >/dev/null &
+LOAD_PID=$!
+sleep 3
+python3 - "$VID" "$VSECRET" "$VTOK" "$VICTIM_TEAM" "${CL_PORTS[@]}" >>"$RESULTS" <<'PY'
+import base64, json, sys, time, urllib.request, urllib.error
+vid, vsecret, tok, team, pa, pb, pc = sys.argv[1:]
+basic = base64.b64encode(f"{vid}:{vsecret}".encode()).decode()
+def token_status(port):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/oauth/token", data=b"grant_type=client_credentials",
+                                 headers={"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        return urllib.request.urlopen(req, timeout=5).status
+    except urllib.error.HTTPError as e:
+        return e.code
+req = urllib.request.Request(f"http://127.0.0.1:{pa}/v1/teams/{team}/keys/{vid}", method="DELETE",
+                             headers={"Authorization": "Bearer " + tok})
+urllib.request.urlopen(req, timeout=5)
+t0 = time.monotonic()
+felt = {}
+while len(felt) < 2 and time.monotonic() - t0 < 10:
+    for port in (pb, pc):
+        if port not in felt and token_status(port) == 401:
+            felt[port] = round((time.monotonic() - t0) * 1000, 1)
+print(json.dumps({"label": "cluster-delete", "felt_ms": max(felt.values()) if len(felt) == 2 else None,
+                  "per_instance_ms": list(felt.values())}))
+PY
+echo "  deletion: $(tail -1 "$RESULTS")" >&2
+wait "$LOAD_PID"
+for P in "${CL_PIDS[@]}"; do kill "$P"; done
+fi
+
+if [[ $PARTS == all || $PARTS == verify ]]; then
+echo "== package verify: a repeated token, cached vs verified anew" >&2
+(cd verify && go test -run '^$' -bench 'BenchmarkVerify(Cached)?$' -benchmem -benchtime 2s -count 3 .) >"$WORK/verify.txt" 2>&1 || true
+python3 - "$WORK/verify.txt" >>"$RESULTS" <<'PY'
+import json, re, statistics, sys
+got = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(BenchmarkVerify\w*?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op\s+(\d+) B/op\s+(\d+) allocs/op", line)
+    if m:
+        got.setdefault(m.group(1), []).append((float(m.group(2)), int(m.group(4))))
+for name, vs in got.items():
+    print(json.dumps({"label": "verify/" + name, "ns_op": statistics.median(v[0] for v in vs),
+                      "allocs_op": statistics.median(v[1] for v in vs)}))
+PY
+fi
+
+if [[ $PARTS == scale || $PARTS == cluster || $PARTS == verify ]]; then
+  report
+  exit 0
+fi
 
 echo "== RSS over $RSS_DUR (bbolt, ES256, 64 connections)" >&2
 read -r P PORT < <(start_keygate rss bolt ES256); PIDS+=("$P")

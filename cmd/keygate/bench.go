@@ -34,6 +34,7 @@ const floorShutdownTimeout = 10 * time.Second
 
 type benchFlags struct {
 	url                            string
+	moreURLs                       []string
 	clientID, clientSecret         string
 	clientSecretFile               string
 	credentialsFile                string
@@ -102,6 +103,7 @@ when no request succeeded.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "url", "", "keygate base URL (env "+envURL+", default "+defaultURL+")")
+	fl.StringSliceVar(&f.moreURLs, "also-url", nil, "base URL of another instance sharing the store; requests go to --url and these in turn (repeat or comma-separate)")
 	fl.StringVar(&f.clientID, "client-id", "", "client ID of the key to load with")
 	fl.StringVar(&f.clientSecret, "client-secret", "", "its secret; visible in the process list, prefer --client-secret-file")
 	fl.StringVar(&f.clientSecretFile, "client-secret-file", "", "file holding the key's secret")
@@ -143,6 +145,13 @@ func runBench(ctx context.Context, cmd *cobra.Command, f *benchFlags) error {
 	cfg := loadgen.Config{
 		URL: baseURL, Endpoint: f.endpoint, Duration: f.duration, Connections: f.connections,
 		Rate: f.rate, Timeout: f.timeout, Resource: f.resource,
+	}
+	for _, m := range f.moreURLs {
+		u, err := normalizeURL(m, "--also-url")
+		if err != nil {
+			return err
+		}
+		cfg.MoreURLs = append(cfg.MoreURLs, u)
 	}
 	if f.resource != "" && f.endpoint != loadgen.EndpointToken {
 		return errors.New("--resource only applies to --endpoint token")
