@@ -3,8 +3,10 @@ package verify_test
 // What Verify costs beside the bare signature check it cannot avoid, on the
 // same token: BenchmarkVerify* verify a keygate-shaped access token with
 // keys from a JWKS served over loopback (cached, so no request is made in
-// the loop); BenchmarkRaw* do only the signature primitive on that token's
-// signing input and signature (SHA-256 included, parsing not).
+// the loop) and the cache of verified tokens off; BenchmarkVerifyCached is
+// the same token answered from that cache; BenchmarkRaw* do only the
+// signature primitive on that token's signing input and signature (SHA-256
+// included, parsing not).
 //
 //	go test -run '^$' -bench . -benchmem -benchtime 3s ./verify/
 
@@ -30,10 +32,17 @@ import (
 // the scopes of the accounting_api permission) signed by k, with a Verifier
 // that fetched k's public key from a JWKS over HTTP.
 func benchToken(b *testing.B, k testKey) (*verify.Verifier, string, []byte, []byte) {
+	return benchTokenCache(b, k, -1)
+}
+
+// benchTokenCache is benchToken with a Verifier whose cache of verified
+// tokens has cacheSize (negative: off, so every Verify checks the
+// signature).
+func benchTokenCache(b *testing.B, k testKey, cacheSize int) (*verify.Verifier, string, []byte, []byte) {
 	b.Helper()
 	keys(b)
 	f := newJWKSFixture(b, stdJWKS()...)
-	v, err := verify.New(context.Background(), verify.Options{Issuer: issuer, Audience: audience, JWKSURL: f.jwksURL()})
+	v, err := verify.New(context.Background(), verify.Options{Issuer: issuer, Audience: audience, JWKSURL: f.jwksURL(), CacheSize: cacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,8 +86,24 @@ func benchVerify(b *testing.B, k testKey) {
 	}
 }
 
-// BenchmarkVerify is ES256, keygate's default.
-func BenchmarkVerify(b *testing.B)      { benchVerify(b, ecKey0(b)) }
+// BenchmarkVerify is ES256, keygate's default, with the cache of verified
+// tokens off: the signature is checked every time.
+func BenchmarkVerify(b *testing.B) { benchVerify(b, ecKey0(b)) }
+
+// BenchmarkVerifyCached verifies the same token again and again with the
+// cache on (the default): after the first, every Verify is a hit.
+func BenchmarkVerifyCached(b *testing.B) {
+	v, tok, _, _ := benchTokenCache(b, ecKey0(b), 0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(tok)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
 func BenchmarkVerifyRS256(b *testing.B) { keys(b); benchVerify(b, rsaKey) }
 func BenchmarkVerifyEdDSA(b *testing.B) { keys(b); benchVerify(b, edKey) }
 

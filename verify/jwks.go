@@ -99,6 +99,26 @@ type remoteKeys struct {
 
 	set    atomic.Pointer[keySet]
 	flight flight
+	// gen counts changes of the key set (a kid added, withdrawn or given
+	// another key): the token cache empties itself when it moves.
+	gen atomic.Uint64
+}
+
+func (r *remoteKeys) keyGeneration() uint64 { return r.gen.Load() }
+
+// sameKeys reports whether two key sets hold the same kids with the same
+// keys and algorithms.
+func sameKeys(a, b *keySet) bool {
+	if a == nil || b == nil || len(a.keys) != len(b.keys) {
+		return false
+	}
+	for kid, k := range a.keys {
+		o, ok := b.keys[kid]
+		if !ok || o.alg != k.alg || !sameKey(k.key, o.key) {
+			return false
+		}
+	}
+	return true
 }
 
 // keySet is one fetched JWKS.
@@ -192,7 +212,9 @@ func (r *remoteKeys) refreshInBackground() {
 func (r *remoteKeys) fetchAndStore(ctx context.Context) error {
 	set, err := r.fetch(ctx)
 	if err == nil {
-		r.set.Store(set)
+		if old := r.set.Swap(set); old != nil && !sameKeys(old, set) {
+			r.gen.Add(1)
+		}
 	}
 	return err
 }

@@ -385,7 +385,7 @@ func isStatusListType(typ string) bool {
 // parse verifies a status list token for uri and decodes its list.
 func (s *statusLists) parse(ctx context.Context, uri, token string) (*statusList, error) {
 	var sc statusListClaims
-	if err := s.v.parseJWS(ctx, token, &sc, isStatusListType, errNotStatusList); err != nil {
+	if err := s.v.parseJWS(ctx, token, &sc, isStatusListType, errNotStatusList, nil); err != nil {
 		return nil, err
 	}
 	now := s.v.opts.Now()
