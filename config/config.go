@@ -56,7 +56,12 @@ const (
 	DefaultRedisPrefix     = "keygate:"
 	DefaultStoreTimeout    = time.Second
 	DefaultRedisKeyCache   = 10 * time.Second
-	DefaultStatusListTTL   = time.Minute
+	// DefaultRedisKeyCacheSize is how many key records an instance keeps
+	// cached on Redis: about 770 bytes each (store/redis's
+	// BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about 150 MiB at
+	// most.
+	DefaultRedisKeyCacheSize = 200_000
+	DefaultStatusListTTL     = time.Minute
 	// DefaultSigningKeyRotation is how long a signing key signs before a
 	// scheduled rotation replaces it (signing_key_rotation; 0: manual).
 	DefaultSigningKeyRotation = 90 * 24 * time.Hour
@@ -173,6 +178,10 @@ const (
 	MaxAuthFailureRate  = 100000
 
 	MaxRedisKeyCache = time.Minute
+	// MinRedisKeyCacheSize and MaxRedisKeyCacheSize bound
+	// redis_key_cache_size (MaxRedisKeyCacheSize: about 16 GiB of records).
+	MinRedisKeyCacheSize = 1_000
+	MaxRedisKeyCacheSize = 16_000_000
 
 	MinAuditRetention = Day
 	MaxAuditRetention = 3650 * Day
@@ -299,6 +308,10 @@ type Config struct {
 	// (invalidated at once through Redis pub/sub on any change); 0 turns the
 	// cache off, so every token request reads Redis.
 	RedisKeyCache time.Duration `yaml:"redis_key_cache"`
+	// RedisKeyCacheSize bounds the records kept by that cache; past it the
+	// least recently used give way (CLOCK), so memory stays bounded however
+	// many keys are active.
+	RedisKeyCacheSize int `yaml:"redis_key_cache_size"`
 	// StatusListTTL is how long resource servers may cache the token status
 	// list: the longest a deleted key's unexpired tokens are still accepted
 	// offline.
@@ -409,6 +422,7 @@ func Default() Config {
 		RedisPrefix:            DefaultRedisPrefix,
 		StoreTimeout:           DefaultStoreTimeout,
 		RedisKeyCache:          DefaultRedisKeyCache,
+		RedisKeyCacheSize:      DefaultRedisKeyCacheSize,
 		StatusListTTL:          DefaultStatusListTTL,
 		IntrospectionRate:      DefaultIntrospectionRate,
 		RevocationRate:         DefaultRevocationRate,
@@ -467,6 +481,7 @@ var settings = []setting{
 	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
 	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
+	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
@@ -812,6 +827,9 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.RedisKeyCache < 0 || c.RedisKeyCache > MaxRedisKeyCache {
 		return c.invalid("redis_key_cache", fmt.Sprintf("must be between 0s (off) and %s", MaxRedisKeyCache))
+	}
+	if c.RedisKeyCacheSize < MinRedisKeyCacheSize || c.RedisKeyCacheSize > MaxRedisKeyCacheSize {
+		return c.invalid("redis_key_cache_size", fmt.Sprintf("must be between %d and %d (redis_key_cache: 0s turns the cache off)", MinRedisKeyCacheSize, MaxRedisKeyCacheSize))
 	}
 	if c.StatusListTTL < MinStatusListTTL || c.StatusListTTL > MaxStatusListTTL {
 		return c.invalid("status_list_ttl", fmt.Sprintf("must be between %s and %s", MinStatusListTTL, MaxStatusListTTL))

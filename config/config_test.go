@@ -292,6 +292,7 @@ auth_failure_burst: 0
 auth_failure_rate: 2
 auth_failure_source_burst: 500
 auth_failure_source_rate: 50
+redis_key_cache_size: 1000000
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", TLSCert: "/etc/keygate/tls.crt", TLSKey: "/etc/keygate/tls.key", HSTSMaxAge: 30 * Day,
@@ -303,7 +304,7 @@ auth_failure_source_rate: 50
 		SigningKeyRotation: 30 * Day, SigningKeyPrepublish: 2 * time.Hour,
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
-		RedisKeyCache: 5 * time.Second, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
+		RedisKeyCache: 5 * time.Second, RedisKeyCacheSize: 1_000_000, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
 		AuthFailureBurst: 0, AuthFailureRate: 2, AuthFailureSourceBurst: 500, AuthFailureSourceRate: 50,
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
 		AccessLog: "errors", AccessLogOAuth: "off", ConsoleFrameAncestors: "https://platform.example http://localhost:3000",
@@ -701,6 +702,21 @@ func TestRedisKeyCacheDefault(t *testing.T) {
 	}
 }
 
+// TestRedisKeyCacheSize: 200 000 records by default, settable, bounded.
+func TestRedisKeyCacheSize(t *testing.T) {
+	if c := mustLoad(t, nil, nil); c.RedisKeyCacheSize != 200_000 {
+		t.Fatalf("default redis_key_cache_size %d, want 200000", c.RedisKeyCacheSize)
+	}
+	if c := mustLoad(t, nil, map[string]string{"KEYGATE_REDIS_KEY_CACHE_SIZE": "1500000"}); c.RedisKeyCacheSize != 1_500_000 {
+		t.Fatalf("redis_key_cache_size 1500000: %d", c.RedisKeyCacheSize)
+	}
+	for _, bad := range []string{"999", "16000001", "-1", "0"} {
+		if _, err := Load(nil, env(map[string]string{"KEYGATE_REDIS_KEY_CACHE_SIZE": bad})); err == nil || !strings.Contains(err.Error(), "redis_key_cache_size") {
+			t.Errorf("redis_key_cache_size %s: %v, want refused naming the setting", bad, err)
+		}
+	}
+}
+
 // TestDefaultIsTheConstants: Default() is built from the exported
 // constants that server.New and the CLI use for their zero values, so a
 // default changed in one place is changed everywhere.
@@ -724,6 +740,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		RedisPrefix:            DefaultRedisPrefix,
 		StoreTimeout:           DefaultStoreTimeout,
 		RedisKeyCache:          DefaultRedisKeyCache,
+		RedisKeyCacheSize:      DefaultRedisKeyCacheSize,
 		StatusListTTL:          DefaultStatusListTTL,
 		IntrospectionRate:      DefaultIntrospectionRate,
 		RevocationRate:         DefaultRevocationRate,
@@ -770,6 +787,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		{"idle_timeout", DefaultIdleTimeout, MinIdleTimeout, MaxIdleTimeout},
 		{"max_connections", DefaultMaxConnections, 0, MaxMaxConnections},
 		{"max_keys_per_team", DefaultMaxKeysPerTeam, MinMaxKeysPerTeam, MaxMaxKeysPerTeam},
+		{"redis_key_cache_size", DefaultRedisKeyCacheSize, MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
 		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
 		{"revocation_rate", DefaultRevocationRate, MinRevocationRate, MaxRevocationRate},
 		{"auth_failure_burst", DefaultAuthFailureBurst, 1, MaxAuthFailureBurst},

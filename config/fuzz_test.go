@@ -59,6 +59,7 @@ func FuzzLoadFile(f *testing.F) {
 			{"shutdown_timeout", int64(c.ShutdownTimeout), int64(MinShutdownTimeout), int64(MaxShutdownTimeout)},
 			{"store_timeout", int64(c.StoreTimeout), int64(MinStoreTimeout), int64(MaxStoreTimeout)},
 			{"redis_key_cache", int64(c.RedisKeyCache), 0, int64(MaxRedisKeyCache)},
+			{"redis_key_cache_size", int64(c.RedisKeyCacheSize), MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
 			{"status_list_ttl", int64(c.StatusListTTL), int64(MinStatusListTTL), int64(MaxStatusListTTL)},
 			{"audit_retention", int64(c.AuditRetention), int64(MinAuditRetention), int64(MaxAuditRetention)},
 			{"introspection_rate", int64(c.IntrospectionRate), int64(MinIntrospectionRate), int64(MaxIntrospectionRate)},

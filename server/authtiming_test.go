@@ -104,7 +104,7 @@ func cachedRedis(t *testing.T) servertest.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.EnableKeyCache(time.Minute)
+	st.EnableKeyCache(time.Minute, 0)
 	t.Cleanup(func() { st.Close() })
 	for deadline := time.Now().Add(5 * time.Second); !st.KeyCacheLive(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {

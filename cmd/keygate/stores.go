@@ -51,7 +51,7 @@ var storeBackends = backends{
 			redis.SetLogger(log)
 			ctx, cancel := context.WithTimeout(ctx, redisOpenTimeout)
 			defer cancel()
-			return redis.Open(ctx, redis.Options{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, KeyCache: cfg.RedisKeyCache})
+			return redis.Open(ctx, redis.Options{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, KeyCache: cfg.RedisKeyCache, KeyCacheSize: cfg.RedisKeyCacheSize})
 		},
 	},
 }

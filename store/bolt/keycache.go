@@ -47,8 +47,9 @@ import (
 
 const (
 	// DefaultKeyCacheSize is how many key records a Store keeps decoded in
-	// memory unless Options.KeyCacheSize says otherwise: about 1 KiB each
-	// (docs/scale.md), so 100 MiB at most.
+	// memory unless Options.KeyCacheSize says otherwise: about 700 bytes
+	// each (BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about
+	// 70 MiB at most.
 	DefaultKeyCacheSize = 100_000
 	// keyCacheAbsent bounds the absences remembered.
 	keyCacheAbsent = 1 << 16

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -309,5 +311,43 @@ func TestKeyCacheOff(t *testing.T) {
 	}
 	if n := readTxs(s) - before; n != 1 {
 		t.Errorf("GetKey with the cache off started %d read transactions, want 1", n)
+	}
+}
+
+// BenchmarkKeyCacheBytesPerRecord measures the heap a cached record costs
+// (a key as `keygate seed` makes them), for the bound DefaultKeyCacheSize
+// sets (docs/scale.md):
+//
+//	go test -run '^$' -bench KeyCacheBytesPerRecord ./store/bolt/
+func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		c := newKeyCache(n)
+		now := time.Now()
+		raws := make([][]byte, n)
+		ids := make([]string, n)
+		for i := range raws {
+			k := store.Key{ClientID: fmt.Sprintf("kgc_bench-%06d_%026d", i/5, i), TeamID: fmt.Sprintf("bench-%06d", i/5),
+				Name: fmt.Sprintf("seed %d", i), Permissions: []string{"accounting_api"}, CreatedAt: now,
+				SecretHash: make([]byte, 32), StatusIndex: int64(i + 1)}
+			raw, err := encodeKey(k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			raws[i], ids[i] = raw, k.ClientID
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i, raw := range raws {
+			// The ID as a request brings it: the cache keeps it.
+			if _, err := c.fill(strings.Clone(ids[i]), raw, nil, 0, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/record")
+		runtime.KeepAlive(c)
 	}
 }

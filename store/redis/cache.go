@@ -25,6 +25,14 @@ package redis
 // their own (keyCacheMaxAbsent, the oldest making room), separate from the
 // records': a flood of unknown IDs can neither evict a record nor keep one
 // from being cached.
+//
+// Records are bounded by Options.KeyCacheSize (redis_key_cache_size). Past
+// it a new record takes the place of one that has not been read since the
+// clock hand last passed it (CLOCK, a lock-free approximation of least
+// recently used: a hit sets the entry's reference bit, the hand clears it
+// and gives the entry a second chance), so a million active keys on a
+// cache of 200 000 keep the most used ones cached instead of whichever came
+// first.
 
 import (
 	"context"
@@ -43,8 +51,9 @@ import (
 const (
 	// DefaultKeyCacheMaxAge bounds how long a cached record is used at all.
 	DefaultKeyCacheMaxAge = 10 * time.Second
-	// keyCacheMaxEntries bounds memory: past it new records are not cached.
-	keyCacheMaxEntries = 200_000
+	// DefaultKeyCacheSize is the records cached unless Options.KeyCacheSize
+	// says otherwise (config.DefaultRedisKeyCacheSize).
+	DefaultKeyCacheSize = 200_000
 	// keyCacheMaxAbsent bounds the absences remembered (about 100 bytes
 	// each); past it the oldest makes room.
 	keyCacheMaxAbsent = 1 << 16
@@ -60,6 +69,12 @@ type keyCache struct {
 	// unknown ID cost the same read.
 	entries sync.Map
 	size    atomic.Int64 // the *cacheEntry values
+	// records is the clock: every cached record holds one slot, and a new
+	// record takes the slot under the hand, removing its occupant from
+	// entries (unless that one was replaced or removed meanwhile) — so at
+	// most len(records) are cached.
+	records    []atomic.Pointer[cacheEntry]
+	recordHand atomic.Uint64
 	// absent is a ring of the absences in the order they were cached: the
 	// n-th takes slot n mod len(absent) and removes the one it displaces
 	// from entries (unless that one was replaced or removed meanwhile), so
@@ -82,14 +97,17 @@ type keyCache struct {
 }
 
 type cacheEntry struct {
-	key store.Key
-	at  time.Time
+	clientID string
+	key      store.Key
+	at       time.Time
+	used     atomic.Bool // CLOCK's reference bit, set by a hit
 }
 
 // absentEntry records that Redis had no key with this ID at time at.
 type absentEntry struct {
 	clientID string
 	at       time.Time
+	used     atomic.Bool // set by a hit like a record's, though unread: the same work
 }
 
 // cacheResult is what the cache knows of a client ID.
@@ -102,18 +120,28 @@ const (
 )
 
 // EnableKeyCache turns on the local cache of key records (see the top of
-// cache.go). maxAge ≤ 0 means DefaultKeyCacheMaxAge. Close stops it.
-func (s *Store) EnableKeyCache(maxAge time.Duration) {
-	if maxAge <= 0 {
-		maxAge = DefaultKeyCacheMaxAge
-	}
+// cache.go) for at most size records. maxAge ≤ 0 means
+// DefaultKeyCacheMaxAge, size ≤ 0 DefaultKeyCacheSize. Close stops it.
+func (s *Store) EnableKeyCache(maxAge time.Duration, size int) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &keyCache{maxAge: maxAge, cancel: cancel, done: make(chan struct{}),
-		absent: make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
+	c := newKeyCache(maxAge, size)
+	c.cancel, c.done = cancel, make(chan struct{})
 	c.createdChannel = s.keysCreatedChannel()
 	c.ps = s.rdb.Subscribe(ctx, s.keysChannel(), c.createdChannel)
 	s.cache = c
 	go c.listen(ctx, c.ps)
+}
+
+func newKeyCache(maxAge time.Duration, size int) *keyCache {
+	if maxAge <= 0 {
+		maxAge = DefaultKeyCacheMaxAge
+	}
+	if size <= 0 {
+		size = DefaultKeyCacheSize
+	}
+	return &keyCache{maxAge: maxAge,
+		records: make([]atomic.Pointer[cacheEntry], size),
+		absent:  make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
 }
 
 // KeyCacheLive reports whether the key cache is on and in use (its
@@ -269,15 +297,16 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 	}
 	// The two kinds take the same steps: age check, observer, copy.
 	var (
-		at  time.Time
-		rec *store.Key
-		r   cacheResult
+		at   time.Time
+		rec  *store.Key
+		r    cacheResult
+		used *atomic.Bool
 	)
 	switch e := v.(type) {
 	case *cacheEntry:
-		at, rec, r = e.at, &e.key, cachedKey
+		at, rec, r, used = e.at, &e.key, cachedKey, &e.used
 	case *absentEntry:
-		at, rec, r = e.at, &decoyKeys[b2i(store.DecoyAdmin(clientID))], cachedAbsent
+		at, rec, r, used = e.at, &decoyKeys[b2i(store.DecoyAdmin(clientID))], cachedAbsent, &e.used
 	}
 	if now.Sub(at) >= c.maxAge || now.Before(at) {
 		if c.entries.CompareAndDelete(clientID, v) && r == cachedKey {
@@ -290,6 +319,9 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 	}
 	if obs != nil {
 		(*obs).KeyCacheHit()
+	}
+	if !used.Load() { // a store only when it changes: no cache line bouncing on hot keys
+		used.Store(true)
 	}
 	k := cloneKey(*rec)
 	if r == cachedAbsent {
@@ -304,22 +336,38 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 	if !c.live.Load() || c.epoch.Load() != epoch {
 		return
 	}
-	if c.size.Load() >= keyCacheMaxEntries {
-		// Full: not cached, but an absence cached for the ID must go.
-		if v, ok := c.entries.Load(k.ClientID); ok {
-			if _, abs := v.(*absentEntry); abs {
-				c.entries.CompareAndDelete(k.ClientID, v)
-			}
-		}
-		return
-	}
-	old, _ := c.entries.Swap(k.ClientID, &cacheEntry{key: cloneKey(k), at: now})
+	e := &cacheEntry{clientID: k.ClientID, key: cloneKey(k), at: now}
+	old, _ := c.entries.Swap(k.ClientID, e)
 	if _, rec := old.(*cacheEntry); !rec {
 		c.size.Add(1) // new, or in place of an absence
 	}
+	c.place(e)
 	// An invalidation may have slipped in between the check and the store.
 	if c.epoch.Load() != epoch {
 		c.invalidate(k.ClientID)
+	}
+}
+
+// place gives e a slot of the clock: the first under the hand whose
+// occupant has not been read since the hand last passed, clearing the
+// reference bits it passes (so one turn of the clock always ends it; on
+// average a placement moves the hand about twice). The occupant leaves
+// the cache unless it was replaced or removed meanwhile.
+func (c *keyCache) place(e *cacheEntry) {
+	n := uint64(len(c.records))
+	for skips := uint64(0); ; skips++ {
+		slot := &c.records[(c.recordHand.Add(1)-1)%n]
+		old := slot.Load()
+		if old != nil && skips < n && old.used.Swap(false) {
+			continue // read since the hand last passed: a second chance
+		}
+		if !slot.CompareAndSwap(old, e) {
+			continue // another insertion took this slot first
+		}
+		if old != nil && c.entries.CompareAndDelete(old.clientID, old) {
+			c.size.Add(-1)
+		}
+		return
 	}
 }
 

@@ -2,7 +2,7 @@ package redis
 
 import (
 	"fmt"
-	"sync/atomic"
+	"runtime"
 	"testing"
 	"time"
 
@@ -11,8 +11,11 @@ import (
 
 // liveCache is a key cache as EnableKeyCache makes it, marked live, without
 // Redis: for the bookkeeping of entries alone.
-func liveCache() *keyCache {
-	c := &keyCache{maxAge: time.Minute, absent: make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
+func liveCache() *keyCache { return liveCacheOf(0) }
+
+// liveCacheOf is liveCache holding at most size records.
+func liveCacheOf(size int) *keyCache {
+	c := newKeyCache(time.Minute, size)
 	c.live.Store(true)
 	return c
 }
@@ -116,5 +119,94 @@ func TestKeyCacheAbsenceCostsARecordsCopy(t *testing.T) {
 	unknown := testing.AllocsPerRun(100, func() { c.get("kgc_unknown", now) })
 	if known != unknown || known == 0 {
 		t.Fatalf("a cached record allocates %v times, a cached absence %v: want equal (and not 0)", known, unknown)
+	}
+}
+
+// TestKeyCacheRecordsEvictLeastRecentlyUsed: past its size the cache keeps
+// caching, evicting records not read since the clock hand last passed:
+// recently read records survive a wave of new ones, and the count never
+// exceeds the size.
+func TestKeyCacheRecordsEvictLeastRecentlyUsed(t *testing.T) {
+	const size = 100
+	c := liveCacheOf(size)
+	now := time.Now()
+	put := func(id string) {
+		c.put(store.Key{ClientID: id, SecretHash: []byte{1}}, c.epoch.Load(), now)
+	}
+	for i := range size {
+		put(fmt.Sprintf("old-%d", i))
+	}
+	for i := range size / 2 { // the first half is in use
+		if _, r := c.get(fmt.Sprintf("old-%d", i), now); r != cachedKey {
+			t.Fatalf("old-%d: %v, want cached", i, r)
+		}
+	}
+	for i := range size / 2 {
+		put(fmt.Sprintf("new-%d", i))
+		if recs, _ := c.counts(); recs > size {
+			t.Fatalf("%d records cached, size %d", recs, size)
+		}
+	}
+	for i := range size / 2 {
+		if _, r := c.get(fmt.Sprintf("new-%d", i), now); r != cachedKey {
+			t.Errorf("new-%d: %v, want cached: a full cache must evict, not refuse", i, r)
+		}
+		if _, r := c.get(fmt.Sprintf("old-%d", i), now); r != cachedKey {
+			t.Errorf("old-%d, read before the wave: %v, want still cached", i, r)
+		}
+		if _, r := c.get(fmt.Sprintf("old-%d", size/2+i), now); r != notCached {
+			t.Errorf("old-%d, never read: %v, want evicted", size/2+i, r)
+		}
+	}
+	// Ten times the size of distinct records: still at most size, and the
+	// count the cache keeps agrees with what it holds.
+	for i := range 10 * size {
+		put(fmt.Sprintf("flood-%d", i))
+	}
+	recs, _ := c.counts()
+	if recs > size || int64(recs) != c.size.Load() {
+		t.Fatalf("%d records cached (size counter %d), bound %d", recs, c.size.Load(), size)
+	}
+	// An invalidated record's slot is taken without disturbing the record
+	// cached again under the same ID.
+	put("again")
+	c.invalidate("again")
+	put("again")
+	for i := range 2 * size {
+		if i%3 == 0 {
+			c.get("again", now)
+		}
+		put(fmt.Sprintf("more-%d", i))
+	}
+	if _, r := c.get("again", now); r != cachedKey {
+		t.Errorf("a record read throughout was evicted: %v", r)
+	}
+}
+
+// BenchmarkKeyCacheBytesPerRecord measures the heap a cached record costs
+// (a key as `keygate seed` makes them: one permission, no policy), for the
+// memory bound redis_key_cache_size sets (docs/scale.md):
+//
+//	go test -run '^$' -bench KeyCacheBytesPerRecord ./store/redis/
+func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		c := liveCacheOf(n)
+		now := time.Now()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		// Each record's strings made here, as decoding a reply makes them:
+		// the cache keeps them.
+		for i := range n {
+			k := store.Key{ClientID: fmt.Sprintf("kgc_bench-%06d_%026d", i/5, i), TeamID: fmt.Sprintf("bench-%06d", i/5),
+				Name: fmt.Sprintf("seed %d", i), Permissions: []string{"accounting_api"}, CreatedAt: now,
+				SecretHash: make([]byte, 32), StatusIndex: int64(i + 1)}
+			c.put(k, c.epoch.Load(), now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/record")
+		runtime.KeepAlive(c)
 	}
 }

@@ -24,7 +24,7 @@ func TestConformanceWithKeyCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.EnableKeyCache(0)
+		s.EnableKeyCache(0, 0)
 		t.Cleanup(func() { s.Close() })
 		waitCacheLive(t, s, c, prefix)
 		return s
@@ -62,7 +62,7 @@ func instance(t *testing.T, prefix string) (*redis.Store, *hmgetCounter, *goredi
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.EnableKeyCache(time.Minute)
+	s.EnableKeyCache(time.Minute, 0)
 	t.Cleanup(func() { s.Close(); c.Close() })
 	waitCacheLive(t, s, c, prefix)
 	return s, h, c
@@ -225,7 +225,7 @@ func TestKeyCacheEntriesExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.EnableKeyCache(100 * time.Millisecond)
+	s.EnableKeyCache(100*time.Millisecond, 0)
 	t.Cleanup(func() { s.Close(); c.Close() })
 	waitCacheLive(t, s, c, prefix)
 	ctx := context.Background()

@@ -132,6 +132,9 @@ type Options struct {
 	// invalidated through Redis pub/sub (see cache.go), so the token path
 	// usually needs no round trip. 0 disables it.
 	KeyCache time.Duration
+	// KeyCacheSize bounds the records that cache holds (least recently
+	// used give way); 0 means DefaultKeyCacheSize.
+	KeyCacheSize int
 	// Timeout bounds each call (dial, read, write and the whole operation);
 	// it replaces any timeouts given in the URL. Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -202,7 +205,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}
 	if opts.KeyCache > 0 {
-		s.EnableKeyCache(opts.KeyCache)
+		s.EnableKeyCache(opts.KeyCache, opts.KeyCacheSize)
 	}
 	return s, nil
 }
