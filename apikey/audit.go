@@ -318,7 +318,18 @@ type AuditOptions struct {
 	// at most, the status bit of a secret whose grace period ended is set,
 	// to within one tick. Default DefaultGenerationsEvery.
 	GenerationsEvery time.Duration
+	// TeamsRepairEvery is the least time between two repair walks of a
+	// store's team registry (store.TeamRegistry; Redis): how long, at
+	// most, a drift left by a crash between two writes lasts, to within one
+	// tick. Default DefaultTeamsRepairEvery.
+	TeamsRepairEvery time.Duration
 }
+
+// DefaultTeamsRepairEvery: see AuditOptions.TeamsRepairEvery. A team that
+// gains its first key is listed at once and one that loses its last is
+// unlisted at once; the walk mends what a crash between the key's write and
+// the registry's leaves, so that either shows within a minute.
+const DefaultTeamsRepairEvery = time.Minute
 
 // DefaultGenerationsEvery: see AuditOptions.GenerationsEvery. Tokens minted
 // with a secret in its grace period expire with it whatever this is
@@ -335,6 +346,7 @@ type AuditWorker struct {
 	opts      AuditOptions
 	lastPrune time.Time
 	lastGens  time.Time
+	lastTeams time.Time
 	stop      chan struct{}
 	done      chan struct{}
 	once      sync.Once
@@ -354,6 +366,9 @@ func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
 	}
 	if opts.GenerationsEvery <= 0 {
 		opts.GenerationsEvery = DefaultGenerationsEvery
+	}
+	if opts.TeamsRepairEvery <= 0 {
+		opts.TeamsRepairEvery = DefaultTeamsRepairEvery
 	}
 	w := &AuditWorker{s: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	if w.opts.Ticks == nil {
@@ -412,6 +427,18 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)
 		} else {
 			w.lastGens = now
+		}
+	}
+	if tr, ok := store.Feature[store.TeamRegistry](w.s.store); ok && !final &&
+		(w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
+		switch r, err := tr.RepairTeams(ctx); {
+		case err != nil:
+			w.s.log.Warn("team registry: repair walk failed; retried next round", "err", err)
+		default:
+			w.lastTeams = now
+			if r.Added > 0 || r.Removed > 0 {
+				w.s.log.Info("team registry repaired", "teams", r.Teams, "added", r.Added, "removed", r.Removed)
+			}
 		}
 	}
 	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {

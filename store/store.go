@@ -500,6 +500,29 @@ func Feature[T any](st Store) (T, bool) {
 	return zero, false
 }
 
+// TeamRegistry is an optional feature of a store whose list of teams is
+// kept beside the team indexes and cannot change in the same atomic step
+// as them (Redis Cluster: each team's index in its own slot), so drift is
+// possible — after a crash between the two writes, say — and is repaired
+// by a walk. apikey.AuditWorker runs RepairTeams at most every
+// apikey.DefaultTeamsRepairEvery; until one walk has completed, Teams
+// answers without the registry.
+type TeamRegistry interface {
+	// RepairTeams walks the team indexes and makes the registry agree:
+	// teams with keys added, teams without removed.
+	RepairTeams(ctx context.Context) (TeamRepair, error)
+}
+
+// TeamRepair is what one RepairTeams walk changed.
+type TeamRepair struct {
+	// Walked is false when another instance holds the walk's lease (the
+	// walk is one instance's at a time) and nothing was done.
+	Walked           bool
+	Teams            int // teams with keys found
+	Added, Removed   int
+	RegistryComplete bool // the registry may be used by Teams from now on
+}
+
 // SharedThrottle is an optional feature of a store that several instances
 // share (Redis): the buckets of package throttle's failed-authentication
 // throttle, counted together, and a broadcast of throttles, so that a

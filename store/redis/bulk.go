@@ -151,7 +151,19 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 			}
 		}
 	}
-	if len(late) > 0 {
+	// The teams, after their keys are in their indexes (teamregistry.go).
+	teams := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if len(teams) == 0 || teams[len(teams)-1] != k.TeamID {
+			teams = append(teams, k.TeamID)
+		}
+	}
+	for start := 0; start < len(teams); start += bulkChunk {
+		if err := s.registerTeams(ctx, teams[start:min(start+bulkChunk, len(teams))]...); err != nil {
+			return fmt.Errorf("create keys: every key is written, but not every team is listed yet (the next repair walk lists them): %w", err)
+		}
+	}
+		if len(late) > 0 {
 		return fmt.Errorf("create keys: %d keys (first %s) were created by someone else meanwhile and left as they were, the other %d are written: %w",
 			len(late), late[0], len(keys)-len(late), store.ErrAlreadyExists)
 	}

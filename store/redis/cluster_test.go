@@ -138,6 +138,12 @@ func TestClusterConformance(t *testing.T) {
 	t.Run("OpenURL/ClusterMode", func(t *testing.T) {
 		testClusterOpenURL(t, cl, cc)
 	})
+	t.Run("Teams/RegistryMatchesScan", func(t *testing.T) {
+		testTeamRegistryMatchesScan(t, cc)
+	})
+	t.Run("Teams/RegistryRepair", func(t *testing.T) {
+		testTeamRegistryRepair(t, cc)
+	})
 	t.Run("Schema/MigrateAndCheck", func(t *testing.T) {
 		testClusterSchema(t, cl, cc)
 	})
@@ -274,13 +280,17 @@ func testClusterSharding(t *testing.T, cl *testCluster, cc *goredis.ClusterClien
 			t.Fatalf("SCAN node %d: %v", i, err)
 		}
 	}
-	// One hash per key plus one index per team, and one secret index
-	// entry per key (secrets.go: no hash tag, so they spread too).
-	if want := 2*len(created) + teams; len(seen) != want {
-		t.Fatalf("found %d Redis keys under the prefix across the nodes, want %d (%d key hashes + %d team indexes + %d secret index entries)", len(seen), want, len(created), teams, len(created))
+	// One hash per key plus one index per team, one secret index entry
+	// per key (secrets.go: no hash tag, so they spread too), and the team
+	// registry (teamregistry.go).
+	if want := 2*len(created) + teams + 1; len(seen) != want {
+		t.Fatalf("found %d Redis keys under the prefix across the nodes, want %d (%d key hashes + %d team indexes + %d secret index entries + the team registry)", len(seen), want, len(created), teams, len(created))
+	}
+	if _, ok := seen[prefix+"{kg}:teams"]; !ok {
+		t.Fatal("no team registry")
 	}
 	for name := range seen {
-		if strings.HasPrefix(name, prefix+"secret:") {
+		if strings.HasPrefix(name, prefix+"secret:") || name == prefix+"{kg}:teams" {
 			delete(seen, name)
 		}
 	}

@@ -80,6 +80,10 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 	}
 	switch res {
 	case "ok":
+		// After the key is in its index (teamregistry.go). A failure here
+		// leaves the team unlisted until the next repair walk, but the key
+		// is stored: the create is not failed for it.
+		_ = s.registerTeams(ctx, k.TeamID)
 		return nil
 	case "exists":
 		// The entries may be the existing key's own (an admin key
@@ -497,6 +501,9 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 			// Best effort: an entry left behind names a deleted key and
 			// finds nothing.
 			_ = s.dropSecretIndex(ctx, clientID, store.SecretHashes(k))
+			// Best effort too: a registry entry left behind lists a team
+			// without keys, which Teams skips and RepairTeams removes.
+			_ = s.unregisterIfEmpty(ctx, teamID)
 			return nil
 		}
 	}

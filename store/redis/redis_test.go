@@ -23,6 +23,22 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceTeamRegistry runs the suite on stores whose team registry
+// is built (a repair walk has run), so Teams reads the registry.
+func TestConformanceTeamRegistry(t *testing.T) {
+	c := redistest.Require(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := redis.New(c, redistest.Prefix(t, c, ""), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.RepairTeams(context.Background()); err != nil || !r.RegistryComplete {
+			t.Fatalf("repair walk of an empty store: %+v, %v", r, err)
+		}
+		return s
+	})
+}
+
 func TestOpenURL(t *testing.T) {
 	redistest.Require(t)
 	ctx := context.Background()
