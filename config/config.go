@@ -56,6 +56,10 @@ const (
 	DefaultRedisPrefix     = "keygate:"
 	DefaultStoreTimeout    = time.Second
 	DefaultRedisKeyCache   = 10 * time.Second
+	// DefaultBoltKeyCacheSize is how many key records the embedded store
+	// keeps decoded in memory (bolt.DefaultKeyCacheSize): about 700 bytes
+	// each, so about 70 MiB at most.
+	DefaultBoltKeyCacheSize = 100_000
 	// DefaultRedisKeyCacheSize is how many key records an instance keeps
 	// cached on Redis: about 770 bytes each (store/redis's
 	// BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about 150 MiB at
@@ -179,7 +183,8 @@ const (
 
 	MaxRedisKeyCache = time.Minute
 	// MinRedisKeyCacheSize and MaxRedisKeyCacheSize bound
-	// redis_key_cache_size (MaxRedisKeyCacheSize: about 16 GiB of records).
+	// redis_key_cache_size and bolt_key_cache_size (about 12 GiB of
+	// records at the most).
 	MinRedisKeyCacheSize = 1_000
 	MaxRedisKeyCacheSize = 16_000_000
 
@@ -312,6 +317,9 @@ type Config struct {
 	// least recently used give way (CLOCK), so memory stays bounded however
 	// many keys are active.
 	RedisKeyCacheSize int `yaml:"redis_key_cache_size"`
+	// BoltKeyCacheSize bounds the key records the embedded store keeps
+	// decoded in memory for the token path (store/bolt/keycache.go).
+	BoltKeyCacheSize int `yaml:"bolt_key_cache_size"`
 	// StatusListTTL is how long resource servers may cache the token status
 	// list: the longest a deleted key's unexpired tokens are still accepted
 	// offline.
@@ -423,6 +431,7 @@ func Default() Config {
 		StoreTimeout:           DefaultStoreTimeout,
 		RedisKeyCache:          DefaultRedisKeyCache,
 		RedisKeyCacheSize:      DefaultRedisKeyCacheSize,
+		BoltKeyCacheSize:       DefaultBoltKeyCacheSize,
 		StatusListTTL:          DefaultStatusListTTL,
 		IntrospectionRate:      DefaultIntrospectionRate,
 		RevocationRate:         DefaultRevocationRate,
@@ -482,6 +491,7 @@ var settings = []setting{
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
 	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
 	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
+	{key: "bolt_key_cache_size", usage: fmt.Sprintf("how many key records the embedded store keeps decoded in memory, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.BoltKeyCacheSize }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
@@ -827,6 +837,9 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.RedisKeyCache < 0 || c.RedisKeyCache > MaxRedisKeyCache {
 		return c.invalid("redis_key_cache", fmt.Sprintf("must be between 0s (off) and %s", MaxRedisKeyCache))
+	}
+	if c.BoltKeyCacheSize < MinRedisKeyCacheSize || c.BoltKeyCacheSize > MaxRedisKeyCacheSize {
+		return c.invalid("bolt_key_cache_size", fmt.Sprintf("must be between %d and %d", MinRedisKeyCacheSize, MaxRedisKeyCacheSize))
 	}
 	if c.RedisKeyCacheSize < MinRedisKeyCacheSize || c.RedisKeyCacheSize > MaxRedisKeyCacheSize {
 		return c.invalid("redis_key_cache_size", fmt.Sprintf("must be between %d and %d (redis_key_cache: 0s turns the cache off)", MinRedisKeyCacheSize, MaxRedisKeyCacheSize))

@@ -304,7 +304,7 @@ redis_key_cache_size: 1000000
 		SigningKeyRotation: 30 * Day, SigningKeyPrepublish: 2 * time.Hour,
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
-		RedisKeyCache: 5 * time.Second, RedisKeyCacheSize: 1_000_000, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
+		RedisKeyCache: 5 * time.Second, RedisKeyCacheSize: 1_000_000, BoltKeyCacheSize: DefaultBoltKeyCacheSize, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
 		AuthFailureBurst: 0, AuthFailureRate: 2, AuthFailureSourceBurst: 500, AuthFailureSourceRate: 50,
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
 		AccessLog: "errors", AccessLogOAuth: "off", ConsoleFrameAncestors: "https://platform.example http://localhost:3000",
@@ -702,7 +702,7 @@ func TestRedisKeyCacheDefault(t *testing.T) {
 	}
 }
 
-// TestRedisKeyCacheSize: 200 000 records by default, settable, bounded.
+// TestRedisKeyCacheSize: 200 000 records by default (bbolt: 100 000), settable, bounded.
 func TestRedisKeyCacheSize(t *testing.T) {
 	if c := mustLoad(t, nil, nil); c.RedisKeyCacheSize != 200_000 {
 		t.Fatalf("default redis_key_cache_size %d, want 200000", c.RedisKeyCacheSize)
@@ -714,6 +714,15 @@ func TestRedisKeyCacheSize(t *testing.T) {
 		if _, err := Load(nil, env(map[string]string{"KEYGATE_REDIS_KEY_CACHE_SIZE": bad})); err == nil || !strings.Contains(err.Error(), "redis_key_cache_size") {
 			t.Errorf("redis_key_cache_size %s: %v, want refused naming the setting", bad, err)
 		}
+		if _, err := Load(nil, env(map[string]string{"KEYGATE_BOLT_KEY_CACHE_SIZE": bad})); err == nil || !strings.Contains(err.Error(), "bolt_key_cache_size") {
+			t.Errorf("bolt_key_cache_size %s: %v, want refused naming the setting", bad, err)
+		}
+	}
+	if c := mustLoad(t, nil, nil); c.BoltKeyCacheSize != 100_000 {
+		t.Fatalf("default bolt_key_cache_size %d, want 100000", c.BoltKeyCacheSize)
+	}
+	if c := mustLoad(t, nil, map[string]string{"KEYGATE_BOLT_KEY_CACHE_SIZE": "2000000"}); c.BoltKeyCacheSize != 2_000_000 {
+		t.Fatalf("bolt_key_cache_size 2000000: %d", c.BoltKeyCacheSize)
 	}
 }
 
@@ -741,6 +750,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		StoreTimeout:           DefaultStoreTimeout,
 		RedisKeyCache:          DefaultRedisKeyCache,
 		RedisKeyCacheSize:      DefaultRedisKeyCacheSize,
+		BoltKeyCacheSize:       DefaultBoltKeyCacheSize,
 		StatusListTTL:          DefaultStatusListTTL,
 		IntrospectionRate:      DefaultIntrospectionRate,
 		RevocationRate:         DefaultRevocationRate,
@@ -788,6 +798,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		{"max_connections", DefaultMaxConnections, 0, MaxMaxConnections},
 		{"max_keys_per_team", DefaultMaxKeysPerTeam, MinMaxKeysPerTeam, MaxMaxKeysPerTeam},
 		{"redis_key_cache_size", DefaultRedisKeyCacheSize, MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
+		{"bolt_key_cache_size", DefaultBoltKeyCacheSize, MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
 		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
 		{"revocation_rate", DefaultRevocationRate, MinRevocationRate, MaxRevocationRate},
 		{"auth_failure_burst", DefaultAuthFailureBurst, 1, MaxAuthFailureBurst},

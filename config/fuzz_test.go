@@ -60,6 +60,7 @@ func FuzzLoadFile(f *testing.F) {
 			{"store_timeout", int64(c.StoreTimeout), int64(MinStoreTimeout), int64(MaxStoreTimeout)},
 			{"redis_key_cache", int64(c.RedisKeyCache), 0, int64(MaxRedisKeyCache)},
 			{"redis_key_cache_size", int64(c.RedisKeyCacheSize), MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
+			{"bolt_key_cache_size", int64(c.BoltKeyCacheSize), MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
 			{"status_list_ttl", int64(c.StatusListTTL), int64(MinStatusListTTL), int64(MaxStatusListTTL)},
 			{"audit_retention", int64(c.AuditRetention), int64(MinAuditRetention), int64(MaxAuditRetention)},
 			{"introspection_rate", int64(c.IntrospectionRate), int64(MinIntrospectionRate), int64(MaxIntrospectionRate)},

@@ -320,7 +320,11 @@ for store in bbolt redis; do
     fi
     echo "  seeded $n keys into $store in $seed_s s, $store_bytes bytes" >&2
     t0=$(date +%s.%N)
-    read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256)
+    # Key caches that hold every key the load touches (plus a tenth): the
+    # RSS after the load shows what that costs.
+    csize=$(( used * 11 / 10 < 100000 ? 100000 : used * 11 / 10 ))
+    read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256 \
+      --bolt-key-cache-size "$csize" --redis-key-cache-size "$(( csize < 200000 ? 200000 : csize ))")
     PIDS+=("$P")
     ready_s=$(ready_after "$P" "http://127.0.0.1:$PORT/readyz" "$t0")
     rss_start=$(rss_kb "$P")

@@ -67,7 +67,7 @@ func openBolt(_ context.Context, cfg config.Config, getenv func(string) string, 
 		return nil, nil, fmt.Errorf("master key file %s is readable by group or others (mode %#o): run `chmod 600 %s`",
 			keyPath, keyInfo.Mode().Perm(), keyPath)
 	}
-	st, err := bolt.Open(dbPath)
+	st, err := bolt.Open(dbPath, bolt.Options{KeyCacheSize: cfg.BoltKeyCacheSize})
 	if err != nil {
 		return nil, nil, err
 	}

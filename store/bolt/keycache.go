@@ -47,7 +47,8 @@ import (
 
 const (
 	// DefaultKeyCacheSize is how many key records a Store keeps decoded in
-	// memory unless Options.KeyCacheSize says otherwise: about 700 bytes
+	// memory unless Options.KeyCacheSize says otherwise
+	// (config.DefaultBoltKeyCacheSize, bolt_key_cache_size): about 700 bytes
 	// each (BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about
 	// 70 MiB at most.
 	DefaultKeyCacheSize = 100_000
