@@ -346,15 +346,23 @@ type AuditWorker struct {
 	opts      AuditOptions
 	lastPrune time.Time
 	lastGens  time.Time
+	gensEvery time.Duration // GenerationsEvery, or longer after a long walk
 	lastTeams time.Time
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
-	ticker    *time.Ticker
+	// ctx ends with Close: it bounds the walks, which may take minutes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	ticker *time.Ticker
 }
 
-// roundTimeout bounds one round's store calls.
-const roundTimeout = 30 * time.Second
+// roundTimeout bounds one round's store calls; walkTimeout a walk of every
+// key (paced: pace.go), which at ten million keys takes minutes.
+const (
+	roundTimeout = 30 * time.Second
+	walkTimeout  = 30 * time.Minute
+)
 
 // StartAudit starts the Service's AuditWorker.
 func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
@@ -370,7 +378,8 @@ func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
 	if opts.TeamsRepairEvery <= 0 {
 		opts.TeamsRepairEvery = DefaultTeamsRepairEvery
 	}
-	w := &AuditWorker{s: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &AuditWorker{s: s, opts: opts, gensEvery: opts.GenerationsEvery, stop: make(chan struct{}), done: make(chan struct{})}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
 	if w.opts.Ticks == nil {
 		w.ticker = time.NewTicker(config.AuditTick)
 		w.opts.Ticks = w.ticker.C
@@ -422,16 +431,30 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			w.s.log.Warn("pruning ended management sessions failed; retried next round", "err", err)
 		}
 	}
-	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.opts.GenerationsEvery) {
-		if _, err := w.s.RevokeEndedGenerations(ctx, now); err != nil {
+	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.gensEvery) {
+		// A walk of every key, paced (pace.go): its own deadline, as long
+		// as a paced walk of millions of keys needs, and Close's.
+		start := time.Now()
+		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
+		_, err := w.s.RevokeEndedGenerations(wctx, now)
+		cancel()
+		if err != nil {
 			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)
 		} else {
 			w.lastGens = now
+			// A walk that took long is not repeated at once: the next is
+			// due after GenerationsEvery or the walk's own duration,
+			// whichever is longer (a large store's walks then take about
+			// half the time, paced at a tenth of a core each).
+			w.gensEvery = max(w.opts.GenerationsEvery, time.Since(start))
 		}
 	}
 	if tr, ok := store.Feature[store.TeamRegistry](w.s.store); ok && !final &&
 		(w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
-		switch r, err := tr.RepairTeams(ctx); {
+		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
+		r, err := tr.RepairTeams(wctx)
+		cancel()
+		switch {
 		case err != nil:
 			w.s.log.Warn("team registry: repair walk failed; retried next round", "err", err)
 		default:
@@ -473,6 +496,7 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 // Close stops the worker and stores every folded refused call.
 func (w *AuditWorker) Close() {
 	w.once.Do(func() {
+		w.cancel() // a walk under way ends now; the next start walks again
 		close(w.stop)
 		<-w.done
 		if w.ticker != nil {

@@ -139,8 +139,9 @@ const maxReportedOutsideCatalog = 100
 // at the first store error, returning what it found so far.
 func (s *Service) CheckStoredKeys(ctx context.Context) (KeyCheckReport, error) {
 	var r KeyCheckReport
+	var pace walkPacer // a tenth of a core at most (pace.go)
 	err := s.store.ForEachKey(ctx, func(k store.Key) error {
-		if err := ctx.Err(); err != nil {
+		if err := pace.step(ctx); err != nil {
 			return err
 		}
 		r.Keys++

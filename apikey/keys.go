@@ -282,7 +282,11 @@ func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (in
 	var due []ended
 	var suspended []int64
 	var mismatched []string // keys whose suspension the entries do not show
+	var pace walkPacer      // a tenth of a core at most (pace.go)
 	err = s.store.ForEachKey(ctx, func(k store.Key) error {
+		if err := pace.step(ctx); err != nil {
+			return err
+		}
 		if k.PreviousStatusIndex != 0 && !PreviousSecretLive(k, now) {
 			due = append(due, ended{k.ClientID, k.PreviousStatusIndex})
 		}
