@@ -18,6 +18,18 @@ import (
 	"github.com/keygate/keygate/store/storetest"
 )
 
+// openWithCache opens a store in a temporary directory with a key cache of
+// size records.
+func openWithCache(t *testing.T, size int) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "keygate.db"), Options{KeyCacheSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // readTxs is how many read transactions the store has started: a GetKey
 // answered from the key cache starts none.
 func readTxs(s *Store) int { return s.db.Stats().TxN }
@@ -254,12 +266,7 @@ func TestKeyCacheLinearizable(t *testing.T) {
 // of others in its shard only while it is among the most recently used.
 func TestKeyCacheBounded(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keygate.db")
-	s, err := Open(path, Options{KeyCacheSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openWithCache(t, 64)
 	var keys []store.Key
 	for i := range 500 {
 		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", "h"))
@@ -294,12 +301,7 @@ func TestKeyCacheBounded(t *testing.T) {
 // the file.
 func TestKeyCacheOff(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keygate.db")
-	s, err := Open(path, Options{KeyCacheSize: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openWithCache(t, -1)
 	k := cacheKey("acme", "a", "hash-a")
 	if err := s.CreateKey(ctx, k, 5); err != nil {
 		t.Fatal(err)

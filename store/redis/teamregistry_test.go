@@ -25,6 +25,17 @@ func registryKey(t *testing.T, team string, n int) store.Key {
 		CreatedAt: time.Now().UTC(), SecretHash: []byte(fmt.Sprintf("hash-%s-%d-%s", team, n, id))}
 }
 
+// registryStore is a store under a fresh prefix of c.
+func registryStore(t *testing.T, c goredis.UniversalClient) (*redis.Store, string) {
+	t.Helper()
+	prefix := redistest.Prefix(t, c, "")
+	s, err := redis.New(c, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, prefix
+}
+
 var registryQueries = []store.TeamQuery{
 	{}, {Limit: 3}, {Limit: 3, After: "beta-02"}, {Prefix: "beta-"}, {Prefix: "beta-", Limit: 2},
 	{Prefix: "beta-", After: "beta-03", Limit: 2}, {Prefix: "gamma"}, {After: "zzz"}, {Prefix: "alpha-0", After: "alpha-"},
@@ -40,11 +51,7 @@ func TestTeamRegistryMatchesScan(t *testing.T) {
 
 func testTeamRegistryMatchesScan(t *testing.T, c goredis.UniversalClient) {
 	ctx := context.Background()
-	prefix := redistest.Prefix(t, c, "")
-	s, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, prefix := registryStore(t, c)
 	var emptied []store.Key
 	for i := range 5 {
 		for _, family := range []string{"alpha", "beta"} {
@@ -75,9 +82,11 @@ func testTeamRegistryMatchesScan(t *testing.T, c goredis.UniversalClient) {
 	// The keyspace walk's answers (no walk has built the registry yet).
 	scanned := make([][]store.TeamCount, len(registryQueries))
 	for i, q := range registryQueries {
-		if scanned[i], err = s.Teams(ctx, q); err != nil {
+		got, err := s.Teams(ctx, q)
+		if err != nil {
 			t.Fatal(err)
 		}
+		scanned[i] = got
 	}
 	if len(scanned[0]) != 12 {
 		t.Fatalf("walk lists %d teams, want 12: %v", len(scanned[0]), scanned[0])
@@ -118,11 +127,7 @@ func TestTeamRegistryRepair(t *testing.T) {
 
 func testTeamRegistryRepair(t *testing.T, c goredis.UniversalClient) {
 	ctx := context.Background()
-	prefix := redistest.Prefix(t, c, "")
-	s, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, prefix := registryStore(t, c)
 	for _, team := range []string{"acme", "globex", "initech"} {
 		if err := s.CreateKey(ctx, registryKey(t, team, 0), 5); err != nil {
 			t.Fatal(err)
