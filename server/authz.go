@@ -205,7 +205,7 @@ func (s *Server) callerFor(c *gin.Context, claims *verify.Claims) (caller, bool)
 			return k, s.scopeRefused(c, claims, scopes.ManageScope, "this session token lacks the keys:manage scope of its team")
 		}
 		var sess store.ManagementSession
-		sess, err = s.keys.CheckSessionToken(ctx, tokenOf(claims), claims.SessionID)
+		sess, err = s.keys.CheckSessionToken(ctx, s.tokenOf(claims), claims.SessionID)
 		k.Kind = callerConsole
 		if sess.Kind == store.SessionExchange {
 			k.Kind = callerExchanged
@@ -218,7 +218,7 @@ func (s *Server) callerFor(c *gin.Context, claims *verify.Claims) (caller, bool)
 		}
 	case claims.TeamID == "":
 		var key store.Key
-		key, err = s.keys.CheckKeyToken(ctx, tokenOf(claims))
+		key, err = s.keys.CheckKeyToken(ctx, s.tokenOf(claims))
 		switch {
 		case err != nil:
 		case key.Role == store.RoleRead && (claims.HasScope(scopes.ReadScope) || claims.HasScope(scopes.AdminScope)):
@@ -237,7 +237,7 @@ func (s *Server) callerFor(c *gin.Context, claims *verify.Claims) (caller, bool)
 			return k, s.scopeRefused(c, claims, scopes.ManageScope, "this token lacks the keys:manage scope; use the token of a team key holding key_management")
 		}
 		var key store.Key
-		key, err = s.keys.CheckKeyToken(ctx, tokenOf(claims))
+		key, err = s.keys.CheckKeyToken(ctx, s.tokenOf(claims))
 		k.Kind = callerManager
 		if err == nil && (!apikey.HoldsKeyManagement(key) || apikey.SecretSuspended(key)) {
 			// key_management taken away, or the secret reported leaked:

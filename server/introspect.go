@@ -134,7 +134,7 @@ func (t *tokenEndpoint) introspect(c *gin.Context) {
 		writeJSON(c.Writer, http.StatusOK, inactive)
 		return
 	}
-	active, err := t.s.keys.TokenActive(ctx, tokenOf(claims), caller)
+	active, err := t.s.keys.TokenActive(ctx, t.s.tokenOf(claims), caller)
 	if err != nil {
 		oauthFail(c, caller.ClientID, t.s.storeError(c, err))
 		return
@@ -175,7 +175,7 @@ func (t *tokenEndpoint) revoke(c *gin.Context) {
 		writeJSON(c.Writer, http.StatusOK, struct{}{})
 		return
 	}
-	switch err := t.s.keys.Revoke(ctx, t.s.requestMeta(c), tokenOf(claims), caller); {
+	switch err := t.s.keys.Revoke(ctx, t.s.requestMeta(c), t.s.tokenOf(claims), caller); {
 	case errors.Is(err, apikey.ErrNotOwner):
 		oauthFail(c, caller.ClientID, errNotOwner)
 		return

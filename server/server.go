@@ -550,9 +550,13 @@ func (s *Server) verifyOwn(ctx context.Context, token string) (*verify.Claims, e
 	return claims, err
 }
 
-// tokenOf is what the rules of tokens need of verified claims.
-func tokenOf(c *verify.Claims) apikey.Token {
-	return apikey.Token{ID: c.ID, ClientID: c.ClientID, TeamID: c.TeamID, ExpiresAt: c.ExpiresAt, StatusIndex: c.StatusIndex}
+// tokenOf is what the rules of tokens need of verified claims. The status
+// index is the generation's, counted over every shard: a token names its
+// shard and the index within it (server/statuslist.go), and comparing that
+// with a key's StatusIndex would refuse every token of a generation past
+// the first shard's 2^23 as revoked.
+func (s *Server) tokenOf(c *verify.Claims) apikey.Token {
+	return apikey.Token{ID: c.ID, ClientID: c.ClientID, TeamID: c.TeamID, ExpiresAt: c.ExpiresAt, StatusIndex: s.generationOf(c.StatusList, c.StatusIndex)}
 }
 
 // ownKeys lets the management API verify admin tokens against this

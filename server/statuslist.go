@@ -31,9 +31,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,6 +159,23 @@ func (s *Server) statusRef(g int64) statusListRef {
 		uris = s.growShardURIs(n)
 	}
 	return statusListRef{Idx: g % statusShardSize, URI: (*uris)[n]}
+}
+
+// generationOf is the status index (the secret generation, counted over
+// every shard) of the entry idx of the list uri, as a token of this server
+// names it: statusRef's inverse. The legacy 1-bit list counts from 0 over
+// all indices. A uri of no list of this server's leaves idx as it is (such
+// a token matches no key's generation).
+func (s *Server) generationOf(uri string, idx int64) int64 {
+	rest, ok := strings.CutPrefix(uri, s.cfg.Issuer+shardPathPrefix)
+	if !ok {
+		return idx
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/statusShardSize-1 {
+		return idx
+	}
+	return n*statusShardSize + idx
 }
 
 func (s *Server) growShardURIs(n int64) *[]string {

@@ -185,8 +185,12 @@ type Claims struct {
 	ID        string
 	// StatusIndex is the token's index in its Token Status List (the
 	// status claim's idx), 0 when the token names none. For keygate it
-	// names the secret generation the token was minted with.
+	// names, with StatusList, the secret generation the token was minted
+	// with: keygate's lists are shards, and idx counts within its shard.
 	StatusIndex int64
+	// StatusList is the uri of that list (the status claim's uri), ""
+	// when the token names none.
+	StatusList string
 	// Actor is the sub of the token's act claim (RFC 8693 §4.1): the
 	// person acting through a delegated token (keygate's console sessions
 	// and exchanged tokens name the user), "" when the token has none.
@@ -488,8 +492,8 @@ func (v *Verifier) checkClaims(tc *tokenClaims) (*Claims, error) {
 	if tc.Status != nil {
 		// A malformed claim is refused by the status check (unless
 		// IgnoreStatus); here it just names no index.
-		if _, idx, err := parseStatusClaim(tc.Status); err == nil {
-			c.StatusIndex = int64(idx)
+		if uri, idx, err := parseStatusClaim(tc.Status); err == nil {
+			c.StatusIndex, c.StatusList = int64(idx), uri
 		}
 	}
 	return c, nil
