@@ -148,6 +148,9 @@ make_policy_key() {
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+# anon_kb PID — the resident memory that is not a mapped file (bbolt's file
+# pages are resident too, and the kernel may drop them)
+anon_kb() { awk '/RssAnon/{print $2}' "/proc/$1/status"; }
 CLK=$(getconf CLK_TCK)
 
 RESULTS=$WORK/results.jsonl
@@ -288,8 +291,11 @@ ready_after() {
 # teams_ms URL TOKEN QUERY — milliseconds of one GET /v1/teams?QUERY (median of 5)
 teams_ms() {
   local i out=()
+  local code t
   for i in 1 2 3 4 5; do
-    out+=("$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $2" "$1/v1/teams?$3")")
+    read -r code t < <(curl -sS -o /dev/null -w '%{http_code} %{time_total}' -H "Authorization: Bearer $2" "$1/v1/teams?$3")
+    [[ $code == 200 ]] || { echo "bench.sh: GET /v1/teams?$3 answered $code" >&2; exit 1; }
+    out+=("$t")
   done
   python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:])) * 1000, 1))" "${out[@]}"
 }
@@ -335,7 +341,8 @@ for store in bbolt redis; do
     run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
     run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
     rss_load=$(rss_kb "$P")
-    echo "{\"label\":\"seed/$store\",\"keys\":$n,\"used\":$used,\"seed_s\":$seed_s,\"store_bytes\":$store_bytes,\"ready_s\":$ready_s,\"rss_start_kb\":$rss_start,\"rss_load_kb\":$rss_load,\"teams_ms\":$tall,\"teams_prefix_ms\":$tpre}" >>"$RESULTS"
+    anon_load=$(anon_kb "$P")
+    echo "{\"label\":\"seed/$store\",\"keys\":$n,\"used\":$used,\"seed_s\":$seed_s,\"store_bytes\":$store_bytes,\"ready_s\":$ready_s,\"rss_start_kb\":$rss_start,\"rss_load_kb\":$rss_load,\"anon_load_kb\":$anon_load,\"teams_ms\":$tall,\"teams_prefix_ms\":$tpre}" >>"$RESULTS"
     kill "$P"; wait "$P" 2>/dev/null || true
     [[ $store == redis ]] && redis-cli -p "$RPORT" flushall >/dev/null
     rm -rf "${WORK:?}/$name"
