@@ -266,16 +266,41 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Every cached key is stale once this write has ended, committed or
-	// not (keycache.go): bumped before update returns, so no caller that
-	// saw the write acknowledged can be served what it replaced.
-	defer s.cache.writes.Add(1)
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	var keysRoot uint64
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		keysRoot = uint64(tx.Bucket(bucketKeys).Root())
 		return fn(tx)
 	})
+	// Every cached key is stale once a write that changed a key record has
+	// ended (keycache.go): bumped before update returns, so no caller that
+	// saw the write acknowledged can be served what it replaced.
+	if err != nil || s.keysChangedSince(keysRoot) {
+		s.cache.writes.Add(1)
+	}
+	return err
+}
+
+// keysChangedSince reports whether the keys bucket may differ from the one
+// whose root page was root. bbolt copies on write: a transaction that
+// changes a bucket gives it a new root page, never the one it replaced
+// (freed pages are reused only by later transactions). So an unchanged root
+// means no record changed — the usage counts, the audit trail, the deny
+// list and the rest are written without making a single cached key stale.
+// A bucket kept inline in its parent (root 0: a small store) has no root
+// page to compare, and counts as changed; so does anything unreadable.
+func (s *Store) keysChangedSince(root uint64) bool {
+	if root == 0 {
+		return true
+	}
+	changed := true
+	_ = s.db.View(func(tx *bbolt.Tx) error {
+		changed = uint64(tx.Bucket(bucketKeys).Root()) != root
+		return nil
+	})
+	return changed
 }
 
 // CreateKey implements store.Store. The existence check, the team count and

@@ -7,12 +7,14 @@ package bolt
 // the embedded store below the floor that Redis, with its cache, reaches.
 // This cache needs no invalidation protocol because bbolt has exactly one
 // writer — this process holds the file lock — and every write goes through
-// Store.update, which bumps writes after its transaction ends. An entry is
-// served only while writes still has the value it had when the entry was
-// read from the file; any write, of any kind, on any path (create, update,
-// rotate, delete, suspend, TouchKeys, the bulk loader, a restore, the
-// schema's migrations, and whatever is added later) makes every entry
-// stale at once. The reader loads writes before it opens its transaction,
+// Store.update, which bumps writes after a transaction that changed the keys
+// bucket (its root page moved: Store.keysChangedSince). An entry is served
+// only while writes still has the value it had when the entry was read from
+// the file; any write that changes a key record, on any path (create,
+// update, rotate, delete, suspend, TouchKeys, the bulk loader, the schema's
+// migrations, and whatever is added later), makes every entry stale at
+// once, while the writes beside the token path — usage counts, the audit
+// trail, the deny list — leave them alone. The reader loads writes before it opens its transaction,
 // so an entry read before a commit is tagged with an older value than the
 // bump after that commit: it can never be served after the write returns.
 //

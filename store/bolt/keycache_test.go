@@ -218,16 +218,88 @@ func TestKeyCacheRevalidates(t *testing.T) {
 	}
 }
 
+// TestKeyCacheSurvivesOtherWrites: with a keys bucket of its own pages (a
+// store past a few dozen keys), writes that change no key record — usage
+// counts, the deny list, the audit trail — leave the cache warm, while a
+// change to any key record, even one written straight into the bucket,
+// makes the entries stale.
+func TestKeyCacheSurvivesOtherWrites(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	var keys []store.Key
+	for i := range 300 {
+		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", fmt.Sprint("hash-", i)))
+	}
+	if err := s.CreateKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	k := keys[7]
+	s.GetKey(ctx, k.ClientID)
+	hit := func(what string, want bool) {
+		t.Helper()
+		before := readTxs(s)
+		got, err := s.GetKey(ctx, k.ClientID)
+		if err != nil || got.ClientID != k.ClientID {
+			t.Fatalf("after %s: %v, %v", what, got.ClientID, err)
+		}
+		if served := readTxs(s) == before; served != want {
+			t.Errorf("after %s: served from memory %v, want %v", what, served, want)
+		}
+	}
+	hit("filling", true)
+	if err := s.DenyToken(ctx, "jti-1", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	hit("a deny-list write", true)
+	if err := s.AddUsage(ctx, time.Now(), []store.UsageDelta{{TeamID: k.TeamID, ClientID: k.ClientID, Hour: time.Now(), Tokens: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	hit("a usage write", true)
+	if err := s.AppendAudit(ctx, store.AuditEvent{ID: "01HZX0000000000000000000AA", Time: time.Now().UTC(), Action: store.AuditTokenRevoked, TeamID: k.TeamID, ClientID: k.ClientID}); err != nil {
+		t.Fatal(err)
+	}
+	hit("an audit write", true)
+	other := keys[200]
+	if _, err := s.UpdateKey(ctx, other.ClientID, func(o store.Key) (store.Key, error) {
+		o.Name = "renamed"
+		return o, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hit("another key's update", false) // stale, revalidated by its bytes
+	hit("the revalidation", true)
+	changed := k
+	changed.Name = "written directly"
+	raw, err := encodeKey(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.update(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketKeys).Put([]byte(k.ClientID), raw)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetKey(ctx, k.ClientID); got.Name != "written directly" {
+		t.Fatalf("after a direct write to the keys bucket: name %q", got.Name)
+	}
+}
+
 // TestKeyCacheLinearizable: readers filling the cache concurrently never
 // make a write invisible: once UpdateKey returns, every GetKey that starts
 // afterwards sees it (run with -race).
 func TestKeyCacheLinearizable(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	k := cacheKey("acme", "a", "hash-a")
-	if err := s.CreateKey(ctx, k, 5); err != nil {
+	// Enough keys that the bucket has pages of its own: whether a write
+	// changed it is then told by its root page (keysChangedSince).
+	var keys []store.Key
+	for i := range 300 {
+		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", fmt.Sprint("hash-", i)))
+	}
+	if err := s.CreateKeys(ctx, keys); err != nil {
 		t.Fatal(err)
 	}
+	k := keys[0]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
