@@ -15,7 +15,8 @@ package verify
 //     could collide on purpose.
 //   - Only successes are stored; a refusal is never remembered.
 //   - exp, nbf and iat are checked again on every hit, against the same
-//     clock and leeway; an entry is never kept past its token's exp.
+//     clock and leeway; an entry is never kept past its token's exp (in the
+//     leeway after it, every call is a full check).
 //   - The signing key is asked for again on every hit (an atomic load and
 //     a map lookup for a JWKS) and must be the key that verified the
 //     token: a key withdrawn from the JWKS, or keys that cannot be had
@@ -50,6 +51,7 @@ const cacheShards = 16
 
 type tokenCache struct {
 	shards   [cacheShards]cacheShard
+	nshards  int // cacheShards, or size when smaller: the bound holds at any size
 	perShard int
 	// gen is the key set generation the entries were verified under
 	// (keyGeneration); a different one empties the cache.
@@ -87,14 +89,17 @@ func newTokenCache(size int) *tokenCache {
 	if size == 0 {
 		size = DefaultCacheSize
 	}
-	c := &tokenCache{perShard: max(1, size/cacheShards)}
+	n := min(size, cacheShards)
+	c := &tokenCache{nshards: n, perShard: size / n}
 	for i := range c.shards {
 		c.shards[i].m = make(map[[sha256.Size]byte]*cachedToken)
 	}
 	return c
 }
 
-func (c *tokenCache) shard(h *[sha256.Size]byte) *cacheShard { return &c.shards[h[0]%cacheShards] }
+func (c *tokenCache) shard(h *[sha256.Size]byte) *cacheShard {
+	return &c.shards[int(h[0])%c.nshards]
+}
 
 func (c *tokenCache) get(h *[sha256.Size]byte) *cachedToken {
 	sh := c.shard(h)
@@ -188,9 +193,11 @@ func (v *Verifier) cached(ctx context.Context, h *[sha256.Size]byte) (c *Claims,
 	now := v.opts.Now()
 	leeway := v.opts.Leeway
 	switch {
-	case !now.Before(e.expiresAt.Add(leeway)):
+	case !now.Before(e.expiresAt):
+		// Never kept past exp: within the leeway the full check decides
+		// (and remember does not store it again).
 		v.cache.remove(h)
-		return nil, ErrExpired, true
+		return nil, nil, false
 	case !e.notBefore.IsZero() && now.Add(leeway).Before(e.notBefore):
 		return nil, ErrNotYetValid, true
 	case now.Add(leeway).Before(e.issuedAt):
@@ -210,6 +217,10 @@ func (v *Verifier) cached(ctx context.Context, h *[sha256.Size]byte) (c *Claims,
 // remember stores a token Verify has just accepted, verified with key
 // (kid, alg).
 func (v *Verifier) remember(h *[sha256.Size]byte, c *Claims, kid string, key crypto.PublicKey, alg, statusURI string, statusIdx uint64) {
+	now := v.opts.Now()
+	if !now.Before(c.ExpiresAt) {
+		return // accepted within the leeway past exp: not kept
+	}
 	e := &cachedToken{
 		claims: &Claims{}, kid: kid, key: key, alg: alg,
 		expiresAt: c.ExpiresAt, notBefore: c.NotBefore, issuedAt: c.IssuedAt,
@@ -218,7 +229,7 @@ func (v *Verifier) remember(h *[sha256.Size]byte, c *Claims, kid string, key cry
 	*e.claims = *c
 	e.claims.Audience = slices.Clone(c.Audience)
 	e.claims.Scopes = slices.Clone(c.Scopes)
-	v.cache.put(h, e, v.opts.Now())
+	v.cache.put(h, e, now)
 }
 
 // sameKey reports whether a and b are the same public key: the same value,

@@ -2,9 +2,9 @@ package verify_test
 
 import (
 	"context"
-	"errors"
 	"crypto"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -78,8 +78,16 @@ func TestCacheExpiry(t *testing.T) {
 	c["exp"] = exp.Unix()
 	tok := sign(t, ecKey, nil, nil, c)
 	mustVerify(t, v, tok)
+	clock.Set(exp.Add(-time.Second))
+	mustVerify(t, v, tok)
+	if n := verify.CacheLen(v); n != 1 {
+		t.Fatalf("cache holds %d tokens before exp, want 1", n)
+	}
 	clock.Set(exp.Add(29 * time.Second)) // within the 30 s leeway
 	mustVerify(t, v, tok)
+	if n := verify.CacheLen(v); n != 0 {
+		t.Fatalf("cache holds %d tokens past exp, want none: entries are never kept past exp", n)
+	}
 	clock.Set(exp.Add(30 * time.Second))
 	mustReject(t, v, tok, verify.ErrExpired)
 	if n := verify.CacheLen(v); n != 0 {
@@ -115,6 +123,23 @@ func TestCacheBounded(t *testing.T) {
 	}
 	if n := verify.CacheLen(v); n < 32 {
 		t.Errorf("cache holds only %d tokens after 300 verifications (bound 64)", n)
+	}
+}
+
+// TestCacheBoundBelowShards: a size smaller than the shard count is still
+// the bound.
+func TestCacheBoundBelowShards(t *testing.T) {
+	for _, size := range []int{1, 5, 17} {
+		clock := newFixtureClock(now)
+		v, _ := cachedVerifier(t, clock, size)
+		for i := range 100 {
+			c := goodClaims()
+			c["jti"] = fmt.Sprint("jti-", i)
+			mustVerify(t, v, sign(t, ecKey, nil, nil, c))
+			if n := verify.CacheLen(v); n > size {
+				t.Fatalf("CacheSize %d: cache holds %d tokens", size, n)
+			}
+		}
 	}
 }
 
