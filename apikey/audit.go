@@ -431,6 +431,24 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			w.s.log.Warn("pruning ended management sessions failed; retried next round", "err", err)
 		}
 	}
+	// The team registry's repair first: the generations walk below may
+	// take minutes at millions of keys (paced), and the registry of a store
+	// upgraded to it is only used once a repair has completed it.
+	if tr, ok := store.Feature[store.TeamRegistry](w.s.store); ok && !final &&
+		(w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
+		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
+		r, err := tr.RepairTeams(wctx)
+		cancel()
+		switch {
+		case err != nil:
+			w.s.log.Warn("team registry: repair walk failed; retried next round", "err", err)
+		default:
+			w.lastTeams = now
+			if r.Added > 0 || r.Removed > 0 {
+				w.s.log.Info("team registry repaired", "teams", r.Teams, "added", r.Added, "removed", r.Removed)
+			}
+		}
+	}
 	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.gensEvery) {
 		// A walk of every key, paced (pace.go): its own deadline, as long
 		// as a paced walk of millions of keys needs, and Close's.
@@ -447,21 +465,6 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			// whichever is longer (a large store's walks then take about
 			// half the time, paced at a tenth of a core each).
 			w.gensEvery = max(w.opts.GenerationsEvery, time.Since(start))
-		}
-	}
-	if tr, ok := store.Feature[store.TeamRegistry](w.s.store); ok && !final &&
-		(w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
-		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
-		r, err := tr.RepairTeams(wctx)
-		cancel()
-		switch {
-		case err != nil:
-			w.s.log.Warn("team registry: repair walk failed; retried next round", "err", err)
-		default:
-			w.lastTeams = now
-			if r.Added > 0 || r.Removed > 0 {
-				w.s.log.Info("team registry repaired", "teams", r.Teams, "added", r.Added, "removed", r.Removed)
-			}
 		}
 	}
 	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {
