@@ -30,6 +30,22 @@ func openWithCache(t *testing.T, size int) *Store {
 	return s
 }
 
+// openWithPagedKeys opens a store holding 300 keys: enough that the keys
+// bucket has pages of its own, so whether a write changed it is told by its
+// root page (keysChangedSince) rather than assumed.
+func openWithPagedKeys(t *testing.T) (*Store, []store.Key) {
+	t.Helper()
+	s, _ := openTemp(t)
+	var keys []store.Key
+	for i := range 300 {
+		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", fmt.Sprint("hash-", i)))
+	}
+	if err := s.CreateKeys(context.Background(), keys); err != nil {
+		t.Fatal(err)
+	}
+	return s, keys
+}
+
 // readTxs is how many read transactions the store has started: a GetKey
 // answered from the key cache starts none.
 func readTxs(s *Store) int { return s.db.Stats().TxN }
@@ -225,14 +241,7 @@ func TestKeyCacheRevalidates(t *testing.T) {
 // makes the entries stale.
 func TestKeyCacheSurvivesOtherWrites(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	var keys []store.Key
-	for i := range 300 {
-		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", fmt.Sprint("hash-", i)))
-	}
-	if err := s.CreateKeys(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
+	s, keys := openWithPagedKeys(t)
 	k := keys[7]
 	s.GetKey(ctx, k.ClientID)
 	hit := func(what string, want bool) {
@@ -289,16 +298,7 @@ func TestKeyCacheSurvivesOtherWrites(t *testing.T) {
 // afterwards sees it (run with -race).
 func TestKeyCacheLinearizable(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	// Enough keys that the bucket has pages of its own: whether a write
-	// changed it is then told by its root page (keysChangedSince).
-	var keys []store.Key
-	for i := range 300 {
-		keys = append(keys, cacheKey(fmt.Sprint("team-", i), "k", fmt.Sprint("hash-", i)))
-	}
-	if err := s.CreateKeys(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
+	s, keys := openWithPagedKeys(t)
 	k := keys[0]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
