@@ -244,8 +244,10 @@ func testTokenOneRoundTripWith(t *testing.T, c goredis.UniversalClient, wire *wi
 		}
 		for _, cmd := range bgCmds[len(bgCmds)-bg:] {
 			// Only the last-used flush (and, on a cluster, go-redis's own
-			// slot-map reloads) may run beside the token requests.
-			if !strings.Contains(cmd, "evalsha") && !strings.HasPrefix(cmd, "script") && !strings.HasPrefix(cmd, "cluster") {
+			// slot-map reloads) may run beside the token requests — and the
+			// handshake of a connection the pool opens for them, which is
+			// go-redis's, not the store's (CI saw one on the cluster).
+			if !strings.Contains(cmd, "evalsha") && !strings.HasPrefix(cmd, "script") && !strings.HasPrefix(cmd, "cluster") && !isHandshake(cmd) {
 				t.Errorf("%s: unexpected background command %q during the token requests", name, cmd)
 			}
 		}
