@@ -163,7 +163,7 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 			return fmt.Errorf("create keys: every key is written, but not every team is listed yet (the next repair walk lists them): %w", err)
 		}
 	}
-		if len(late) > 0 {
+	if len(late) > 0 {
 		return fmt.Errorf("create keys: %d keys (first %s) were created by someone else meanwhile and left as they were, the other %d are written: %w",
 			len(late), late[0], len(keys)-len(late), store.ErrAlreadyExists)
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -16,28 +15,14 @@ import (
 
 var _ store.Exporter = (*Store)(nil)
 
-// scanNames SCANs every master (all of them on Cluster) for the names
-// matching pattern and returns them, each once (SCAN may repeat a name).
+// scanNames is scanPages collected: the names matching pattern, each once.
 func (s *Store) scanNames(ctx context.Context, pattern string) ([]string, error) {
-	seen := map[string]bool{}
 	var names []string
-	var mu sync.Mutex // ForEachMaster runs concurrently
-	scan := func(ctx context.Context, c goredis.Cmdable) error {
-		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
-		for iter.Next(ctx) {
-			mu.Lock()
-			if n := iter.Val(); !seen[n] {
-				seen[n] = true
-				names = append(names, n)
-			}
-			mu.Unlock()
-		}
-		return iter.Err()
-	}
-	if cc, ok := s.rdb.(*goredis.ClusterClient); ok {
-		return names, cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return scan(ctx, c) })
-	}
-	return names, scan(ctx, s.rdb)
+	err := s.scanPages(ctx, pattern, func(page []string) error {
+		names = append(names, page...)
+		return nil
+	})
+	return names, err
 }
 
 // Singletons implements store.Exporter: the singletons share the {kg}

@@ -1,9 +1,12 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,53 +225,73 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 	return out, nil
 }
 
-// ForEachKey implements store.Store. It SCANs every master for key hashes,
-// then loads and visits them outside any Redis operation (fn may call the
-// store). SCAN may report a key twice; each is visited once.
+// ForEachKey implements store.Store. It SCANs every master for key hashes
+// and visits each page's keys as it comes, loading them outside any Redis
+// operation (fn may call the store). Memory during a walk is one page plus
+// the set of IDs already visited (walkSeen), not the list of every ID.
 func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
-	ids, err := s.scanIDs(ctx, "key", "")
+	const batch = 200
+	err := s.scanKind(ctx, "key", "", func(ids []string) error {
+		for len(ids) > 0 {
+			n := min(batch, len(ids))
+			octx, cancel := s.op(ctx)
+			keys, err := s.getMany(octx, ids[:n])
+			cancel()
+			if err != nil {
+				return fmt.Errorf("walk keys: %w", err)
+			}
+			for _, k := range keys {
+				if err := fn(k); err != nil {
+					return errStopWalk{err}
+				}
+			}
+			ids = ids[n:]
+		}
+		return nil
+	})
+	var stop errStopWalk
+	if errors.As(err, &stop) {
+		return stop.err
+	}
 	if err != nil {
 		return fail(ctx, "walk keys", err)
-	}
-	const batch = 200
-	for len(ids) > 0 {
-		n := min(batch, len(ids))
-		octx, cancel := s.op(ctx)
-		keys, err := s.getMany(octx, ids[:n])
-		cancel()
-		if err != nil {
-			return fmt.Errorf("walk keys: %w", err)
-		}
-		for _, k := range keys {
-			if err := fn(k); err != nil {
-				return err
-			}
-		}
-		ids = ids[n:]
 	}
 	return nil
 }
 
-// scanIDs SCANs every master (all of them on Cluster) for this store's
-// names of one kind, P{t}:<kind>:<id>, whose ID starts with idPrefix ("" for
-// all), and returns those IDs, each once: SCAN may report a name twice. The
-// prefix is part of the MATCH pattern, so Redis filters the names itself and
-// only matching ones travel; it still visits every name of the keyspace. The
-// walk as a whole has no deadline beyond ctx (its length grows with the
-// keyspace); each SCAN command is bounded by the client's timeouts.
+// errStopWalk carries fn's error out of the scan unwrapped, as
+// store.Store's contract has it returned.
+type errStopWalk struct{ err error }
+
+func (e errStopWalk) Error() string { return e.err.Error() }
+
+// scanIDs is scanKind collected: every ID of one kind, each once. For
+// the team walks, whose callers sort what they find; ForEachKey streams.
 func (s *Store) scanIDs(ctx context.Context, kind, idPrefix string) ([]string, error) {
+	var ids []string
+	err := s.scanKind(ctx, kind, idPrefix, func(page []string) error {
+		ids = append(ids, page...)
+		return nil
+	})
+	return ids, err
+}
+
+// scanKind SCANs (scanPages) for this store's names of one kind,
+// P{t}:<kind>:<id>, whose ID starts with idPrefix ("" for all), and calls
+// page with each page's IDs, each ID once. The prefix is part of the MATCH
+// pattern, so Redis filters the names itself and only matching ones travel;
+// it still visits every name of the keyspace.
+func (s *Store) scanKind(ctx context.Context, kind, idPrefix string, page func([]string) error) error {
 	pattern := globEscape(s.prefix) + "{*}:" + kind + ":" + globEscape(idPrefix) + "*"
 	head := s.prefix + "{"
 	marker := "}:" + kind + ":"
-	seen := map[string]bool{}
-	var ids []string
-	scan := func(ctx context.Context, c goredis.Cmdable) error {
-		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
-		for iter.Next(ctx) {
+	return s.scanPages(ctx, pattern, func(names []string) error {
+		ids := names[:0]
+		for _, name := range names {
 			// The glob's {*} may stretch past the tag's "}" (a name whose ID
 			// holds the marker): the tag ends at the first "}", as Cluster
 			// reads it, and the marker must follow right there.
-			rest, ok := strings.CutPrefix(iter.Val(), head)
+			rest, ok := strings.CutPrefix(name, head)
 			if !ok {
 				continue
 			}
@@ -276,23 +299,125 @@ func (s *Store) scanIDs(ctx context.Context, kind, idPrefix string) ([]string, e
 			if i < 0 || !strings.HasPrefix(rest[i:], marker) {
 				continue
 			}
-			if id := rest[i+len(marker):]; strings.HasPrefix(id, idPrefix) && !seen[id] {
-				seen[id] = true
+			if id := rest[i+len(marker):]; strings.HasPrefix(id, idPrefix) {
 				ids = append(ids, id)
 			}
 		}
-		return iter.Err()
+		if len(ids) == 0 {
+			return nil
+		}
+		return page(ids)
+	})
+}
+
+// scanPages SCANs every master (all of them on Cluster) for the names
+// matching pattern and calls page with each SCAN page's names not reported
+// before, one call at a time (page may call the store; it may reuse the
+// slice). SCAN may report a name twice (when Redis resizes its table
+// mid-walk); walkSeen drops the repeats. The walk as a whole has no
+// deadline beyond ctx (its length grows with the keyspace); each SCAN
+// command is bounded by the client's timeouts.
+func (s *Store) scanPages(ctx context.Context, pattern string, page func([]string) error) error {
+	seen := newWalkSeen()
+	scan := func(ctx context.Context, c goredis.Cmdable) error {
+		var cursor uint64
+		for {
+			names, next, err := c.Scan(ctx, cursor, pattern, 500).Result()
+			if err != nil {
+				return err
+			}
+			fresh := names[:0]
+			for _, n := range names {
+				if seen.add(n) {
+					fresh = append(fresh, n)
+				}
+			}
+			if len(fresh) > 0 {
+				if err := page(fresh); err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
 	}
 	if cc, ok := s.rdb.(*goredis.ClusterClient); ok {
-		var mu sync.Mutex // ForEachMaster runs concurrently; ids is shared
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+		var mu sync.Mutex // ForEachMaster runs concurrently; seen and page are not safe for that
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
 			mu.Lock()
 			defer mu.Unlock()
 			return scan(ctx, c)
 		})
-		return ids, err
 	}
-	return ids, scan(ctx, s.rdb)
+	return scan(ctx, s.rdb)
+}
+
+// walkSeen is the set of IDs a walk has reported, kept as 128-bit hashes
+// (two maphash sums under seeds of this walk's own) rather than as the IDs:
+// the newest in a map, the rest in one sorted slice they are merged into
+// every walkSeenRun IDs. That is 16 bytes per ID (32 while a merge copies
+// the slice), against 100 and more for the IDs in a map, which is what
+// bounds a walk's memory at 10 million keys (docs/scale.md). Two distinct
+// IDs of one walk share a hash with probability about n²/2¹²⁹, 10⁻²⁵ at
+// n = 10⁷; the seeds are random per walk, so no set of IDs can be chosen
+// to collide.
+type walkSeen struct {
+	a, b   maphash.Seed
+	recent map[[2]uint64]struct{}
+	old    [][2]uint64 // sorted
+}
+
+const walkSeenRun = 1 << 16
+
+func newWalkSeen() *walkSeen {
+	return &walkSeen{a: maphash.MakeSeed(), b: maphash.MakeSeed(), recent: map[[2]uint64]struct{}{}}
+}
+
+func compareHash(x, y [2]uint64) int {
+	if c := cmp.Compare(x[0], y[0]); c != 0 {
+		return c
+	}
+	return cmp.Compare(x[1], y[1])
+}
+
+// add records id and reports whether it is new.
+func (w *walkSeen) add(id string) bool {
+	h := [2]uint64{maphash.String(w.a, id), maphash.String(w.b, id)}
+	if _, dup := w.recent[h]; dup {
+		return false
+	}
+	if _, dup := slices.BinarySearchFunc(w.old, h, compareHash); dup {
+		return false
+	}
+	w.recent[h] = struct{}{}
+	if len(w.recent) >= walkSeenRun {
+		w.merge()
+	}
+	return true
+}
+
+// merge moves the recent hashes into the sorted slice.
+func (w *walkSeen) merge() {
+	run := make([][2]uint64, 0, len(w.recent))
+	for h := range w.recent {
+		run = append(run, h)
+	}
+	slices.SortFunc(run, compareHash)
+	merged := make([][2]uint64, 0, len(w.old)+len(run))
+	i, j := 0, 0
+	for i < len(w.old) && j < len(run) {
+		if compareHash(w.old[i], run[j]) < 0 {
+			merged = append(merged, w.old[i])
+			i++
+		} else {
+			merged = append(merged, run[j])
+			j++
+		}
+	}
+	merged = append(append(merged, w.old[i:]...), run[j:]...)
+	w.old = merged
+	clear(w.recent)
 }
 
 // globEscape escapes the glob metacharacters of s byte by byte, so that any
