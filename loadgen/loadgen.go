@@ -66,8 +66,10 @@ type Config struct {
 	// EndpointIntrospect.
 	Endpoint string
 	// Credentials authenticate token and introspection requests with HTTP
-	// Basic, used round-robin so load can be spread over many keys. Not used
-	// for the JWKS.
+	// Basic, used round-robin so load can be spread over many keys: the
+	// n-th request of the run uses the (n mod len)-th, whichever connection
+	// sends it, so every credential is used once per pass. Not used for the
+	// JWKS.
 	Credentials []Credential
 	// Duration is how long requests are sent. Required.
 	Duration time.Duration
@@ -110,6 +112,10 @@ type runner struct {
 	// slot is the next open-loop request to send (request n is due at
 	// start + n×interval).
 	slot atomic.Int64
+	// next is the next closed-loop request: request n goes to target
+	// n mod len(targets), whichever connection sends it, so N requests
+	// visit min(N, len(targets)) targets, each once per pass.
+	next atomic.Int64
 }
 
 // worker is one connection's loop and everything it records. Only the
@@ -120,7 +126,6 @@ type worker struct {
 	ok, errs atomic.Int64
 	_        [48]byte
 
-	id int
 	// abandoned is the open-loop slot this connection took but did not
 	// send because the run was over by then; -1 if none.
 	abandoned int64
@@ -168,7 +173,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	workers := make([]*worker, cfg.Connections)
 	for i := range workers {
 		workers[i] = &worker{
-			id:        i,
 			abandoned: -1,
 			hist:      hdrhistogram.New(histMinMicros, histMaxMicros, histDigits),
 			errors:    map[string]int64{},
@@ -316,11 +320,15 @@ func prepare(cfg Config) ([]target, checkFunc, error) {
 // run is one connection: the closed or open loop until the end.
 func (w *worker) run(ctx context.Context, r *runner) {
 	var timer *time.Timer
-	for n := w.id; ; n++ {
+	for {
 		var due time.Time
 		slot := int64(-1)
-		if r.interval > 0 {
+		var n int64
+		if r.interval <= 0 {
+			n = r.next.Add(1) - 1
+		} else {
 			slot = r.slot.Add(1) - 1
+			n = slot
 			due = r.start.Add(time.Duration(float64(slot) * r.interval))
 			if !due.Before(r.end) {
 				return
@@ -347,7 +355,7 @@ func (w *worker) run(ctx context.Context, r *runner) {
 		if r.interval == 0 {
 			due = now
 		}
-		cause, aborted := w.do(ctx, r, &r.targets[n%len(r.targets)])
+		cause, aborted := w.do(ctx, r, &r.targets[n%int64(len(r.targets))])
 		switch {
 		case aborted:
 			return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -611,4 +612,46 @@ func segment(t *testing.T, tok string, i int) map[string]any {
 
 func sortedKeys(m map[string]any) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// TestCredentialsSpread: in a closed loop, request n uses credential n
+// mod len(Credentials) whichever connection sends it, so a run shorter
+// than one pass over the credentials uses each at most once (a load
+// "over a million keys" really touches that many).
+func TestCredentialsSpread(t *testing.T) {
+	t.Parallel()
+	h, err := loadgen.NewFloorHandler("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _, _ := r.BasicAuth()
+		mu.Lock()
+		seen[id]++
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	creds := make([]loadgen.Credential, 20000)
+	for i := range creds {
+		creds[i] = loadgen.Credential{ID: fmt.Sprintf("kgc_%06d", i), Secret: "secret"}
+	}
+	res := run(t, loadgen.Config{URL: ts.URL, Endpoint: loadgen.EndpointToken, Credentials: creds,
+		Duration: 150 * time.Millisecond, Connections: 4, Timeout: 5 * time.Second})
+	checkClean(t, res)
+	mu.Lock()
+	defer mu.Unlock()
+	if res.Requests < 20 || res.Requests >= int64(len(creds)) {
+		t.Fatalf("%d requests; the test needs more than 20 and fewer than %d", res.Requests, len(creds))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("credential %s used %d times in %d requests, want once", id, n, res.Requests)
+		}
+	}
+	if len(seen) < int(res.Requests) {
+		t.Errorf("%d credentials used by %d requests", len(seen), res.Requests)
+	}
 }
