@@ -16,11 +16,13 @@
 #   DUR=5s RUNS=1 RSS_DUR=30s SEED_KEYS=100000 scripts/bench.sh   # quick look
 #   PARTS=policy scripts/bench.sh    # ES256 floor vs bbolt vs a key with every
 #                                    # policy set (issue 17) only (~3 min)
-#   PARTS=scale SEED_KEYS=10000000 SEED_USED=1000000 scripts/bench.sh
+#   PARTS=scale SEED_KEYS=10000000 SEED_USED=1000000 SCALE_WARM=150s scripts/bench.sh
 #                                    # issue 18 on this machine: N keys vs 10 keys
 #                                    # on bbolt and Redis, load over SEED_USED
 #                                    # distinct keys; seed time, store bytes per
-#                                    # key, time to /readyz, RSS, GET /v1/teams
+#                                    # key, time to /readyz, RSS, GET /v1/teams;
+#                                    # a first run of first uses, then (after a
+#                                    # SCALE_WARM pass, when set) the steady load
 #   PARTS=cluster scripts/bench.sh   # three instances vs one on a 3-master
 #                                    # Redis Cluster on loopback, and how long a
 #                                    # deletion takes to reach the other two
@@ -347,6 +349,17 @@ for store in bbolt redis; do
     tok=$(admin_token "http://127.0.0.1:$PORT")
     tall=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100")
     tpre=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100&prefix=bench-1234")
+    if [[ $n != 10 ]]; then
+      # First uses: a fresh process, each request a key not used before
+      # (a cache miss and a first last-use write).
+      run_bench "cold$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
+      if [[ ${SCALE_WARM:-0} != 0 ]]; then
+        # Then one pass over the loaded keys, not recorded, so the runs
+        # below measure a steady load over all of them.
+        "$KG" bench --url "http://127.0.0.1:$PORT" --credentials-file "$WORK/$name.cred" --connections 64 \
+          --duration "$SCALE_WARM" --json >/dev/null
+      fi
+    fi
     run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
     run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
     rss_load=$(rss_kb "$P")
