@@ -454,6 +454,30 @@ PY
 echo "  deletion: $(tail -1 "$RESULTS")" >&2
 wait "$LOAD_PID"
 for P in "${CL_PIDS[@]}"; do kill "$P"; done
+# GET /v1/teams on the cluster at CLUSTER_TEAMS_KEYS keys, five per team:
+# the team registry's pages come from one slot, the ZCARDs from many.
+CLUSTER_TEAMS_KEYS=${CLUSTER_TEAMS_KEYS:-$SEED_KEYS}
+echo "== GET /v1/teams on the cluster at $CLUSTER_TEAMS_KEYS keys" >&2
+mkdir -p "$WORK/clteams-seed"
+env KEYGATE_STORE=redis KEYGATE_REDIS_URL="$CURL" KEYGATE_REDIS_PREFIX=clteams: KEYGATE_ISSUER=http://keygate.example \
+  "$KG" seed --data-dir "$WORK/clteams-seed" --keys "$CLUSTER_TEAMS_KEYS" --record 1 --out "$WORK/clteams.cred" >&2
+port=$(free_port)
+mkdir -p "$WORK/clteams"
+env KEYGATE_ADMIN_CLIENT_ID=$ADMIN_ID KEYGATE_ADMIN_CLIENT_SECRET=$ADMIN_SECRET KEYGATE_STORE=redis \
+  KEYGATE_REDIS_URL="$CURL" KEYGATE_REDIS_PREFIX=clteams: KEYGATE_ISSUER=http://keygate.example \
+  "$KG" serve --listen "127.0.0.1:$port" --data-dir "$WORK/clteams" --signing-alg ES256 --log-level warn >"$WORK/clteams/log" 2>&1 &
+P=$!; PIDS+=("$P")
+wait_http "http://127.0.0.1:$port/readyz"
+for _ in $(seq 1 600); do # the registry is complete after the first repair walk
+  [[ $(redis-cli -c -p "${CPORTS[0]}" exists "clteams:{kg}:teams:complete") == 1 ]] && break
+  sleep 0.2
+done
+tok=$(admin_token "http://127.0.0.1:$port")
+tall=$(teams_ms "http://127.0.0.1:$port" "$tok" "limit=100")
+tpre=$(teams_ms "http://127.0.0.1:$port" "$tok" "limit=100&prefix=bench-1234")
+echo "{\"label\":\"cluster-teams\",\"keys\":$CLUSTER_TEAMS_KEYS,\"teams_ms\":$tall,\"teams_prefix_ms\":$tpre}" >>"$RESULTS"
+echo "  teams: $tall ms, with a prefix $tpre ms" >&2
+kill "$P"
 fi
 
 if [[ $PARTS == all || $PARTS == verify ]]; then
