@@ -84,6 +84,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -373,6 +374,7 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 		return store.Key{}, fmt.Errorf("get key %s: %w", clientID, err)
 	}
 	epoch := s.cache.writes.Load() // before the transaction: see keycache.go
+	touches := s.cache.touches.Load()
 	rec, abs := s.cache.lookup(clientID)
 	switch {
 	case rec != nil && rec.epoch == epoch:
@@ -389,11 +391,11 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 		if v == nil {
 			// The same steps as a record: a memcmp or a decode, of the
 			// decoy, remembered as an absence.
-			_, _ = s.cache.fill(clientID, decoyRecords[b2i(store.DecoyAdmin(clientID))], abs, epoch, true)
+			_, _ = s.cache.fill(clientID, decoyRecords[b2i(store.DecoyAdmin(clientID))], abs, epoch, touches, true)
 			return store.ErrNotFound
 		}
 		var err error
-		k, err = s.cache.fill(clientID, v, rec, epoch, false)
+		k, err = s.cache.fill(clientID, v, rec, epoch, touches, false)
 		return err
 	})
 	switch {
@@ -687,9 +689,12 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 	return nil
 }
 
-// TouchKeys implements store.Store. The whole batch is one transaction (one
-// fsync), since it is a periodic flush of many keys' usage; keys whose time
-// would not advance are not rewritten.
+// TouchKeys implements store.Store in one write transaction (one fsync for
+// the flush of many keys), the keys in order (neighbouring records share
+// pages); keys whose time would not advance are not rewritten. It is the one write that does
+// not go through Store.update: it changes nothing but last-use times and
+// keeps the key cache valid by replacing the entries of what it wrote
+// (keycache.go), where update would make every entry stale.
 func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("touch keys: %w", err)
@@ -697,20 +702,36 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	if len(lastUsed) == 0 {
 		return nil
 	}
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	type written struct {
+		id  string
+		raw []byte
+		key store.Key
+	}
+	var done []written
+	ids := slices.Sorted(maps.Keys(lastUsed))
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		done = done[:0]
 		keys := tx.Bucket(bucketKeys)
-		for id, used := range lastUsed {
-			k, err := getKey(tx, id)
-			if errors.Is(err, store.ErrNotFound) {
+		for _, id := range ids {
+			v := keys.Get([]byte(id))
+			if v == nil {
 				continue // deleted since it was used
 			}
-			if err != nil {
-				return fmt.Errorf("key %s: %w", id, err)
+			k, ok := s.cache.decoded(id, v)
+			if !ok {
+				var err error
+				if k, err = decodeKey(v); err != nil {
+					return fmt.Errorf("key %s: %w", id, err)
+				}
 			}
+			used := lastUsed[id]
 			if !used.After(k.LastUsedAt) {
 				continue
 			}
-			k.LastUsedAt = used
+			k.LastUsedAt = utc(used) // as decoding val would give it: the cache keeps k
 			val, err := encodeKey(k)
 			if err != nil {
 				return fmt.Errorf("key %s: %w", id, err)
@@ -718,11 +739,18 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 			if err := keys.Put([]byte(id), val); err != nil {
 				return err
 			}
+			done = append(done, written{id, val, k})
 		}
 		return nil
 	})
 	if err != nil {
+		// Nothing was written; stale entries cost a re-read at most.
+		s.cache.writes.Add(1)
 		return fmt.Errorf("touch keys: %w", err)
+	}
+	s.cache.touches.Add(1)
+	for _, w := range done {
+		s.cache.touched(w.id, w.raw, w.key)
 	}
 	return nil
 }

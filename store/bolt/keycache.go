@@ -6,17 +6,28 @@ package bolt
 // read lock, a B+tree walk, a copy of the record out of the mapping) kept
 // the embedded store below the floor that Redis, with its cache, reaches.
 // This cache needs no invalidation protocol because bbolt has exactly one
-// writer — this process holds the file lock — and every write goes through
-// Store.update, which bumps writes after a transaction that changed the keys
+// writer — this process holds the file lock — and every write but
+// TouchKeys (below) goes through Store.update, which bumps writes after a transaction that changed the keys
 // bucket (its root page moved: Store.keysChangedSince). An entry is served
 // only while writes still has the value it had when the entry was read from
 // the file; any write that changes a key record, on any path (create,
-// update, rotate, delete, suspend, TouchKeys, the bulk loader, the schema's
+// update, rotate, delete, suspend, the bulk loader, the schema's
 // migrations, and whatever is added later), makes every entry stale at
 // once, while the writes beside the token path — usage counts, the audit
 // trail, the deny list — leave them alone. The reader loads writes before it opens its transaction,
 // so an entry read before a commit is tagged with an older value than the
 // bump after that commit: it can never be served after the write returns.
+//
+// TouchKeys is the exception: it changes nothing but last-use times, once a
+// minute for every key in use, so under a load spread over many keys it
+// would make the whole cache stale several times a second (docs/scale.md
+// measured a re-read and a decode per token). It bumps touches instead of
+// writes and replaces the entries of the keys it wrote with their new
+// bytes (keyCache.touched). A reader whose transaction began before such a
+// commit may hold the old bytes: it caches them only if touches has not
+// moved since it loaded it, checked under the shard's lock that touched
+// also takes after the bump, so either its entry is there to be replaced or
+// it is not stored at all.
 //
 // A stale entry is not thrown away: the next GetKey of its ID reads the
 // record's bytes in a transaction and, when they are the bytes the entry
@@ -61,7 +72,9 @@ const (
 
 type keyCache struct {
 	// writes counts write transactions that have ended (Store.update).
-	writes  atomic.Uint64
+	writes atomic.Uint64
+	// touches counts TouchKeys commits (see above).
+	touches atomic.Uint64
 	seed    maphash.Seed
 	records [keyCacheShards]cacheShard
 	absent  [keyCacheShards]cacheShard
@@ -125,6 +138,15 @@ func (sh *cacheShard) put(id string, e *cachedKey) {
 	sh.mu.Unlock()
 }
 
+// putUnlessTouched is put, unless touches no longer has the value t.
+func (sh *cacheShard) putUnlessTouched(id string, e *cachedKey, touches *atomic.Uint64, t uint64) {
+	sh.mu.Lock()
+	if touches.Load() == t {
+		sh.lru.Add(id, e)
+	}
+	sh.mu.Unlock()
+}
+
 func (sh *cacheShard) remove(id string) {
 	sh.mu.Lock()
 	sh.lru.Remove(id)
@@ -143,12 +165,13 @@ func (c *keyCache) lookup(id string) (rec, abs *cachedKey) {
 }
 
 // fill returns the key decoded from raw (bbolt's memory: copied here),
-// reusing old's decoding when raw is old's bytes, and caches it at epoch.
+// reusing old's decoding when raw is old's bytes, and caches it at epoch
+// unless touches has moved from t (the values loaded before the read).
 // absent says raw is the decoy standing for an ID the file does not have.
-func (c *keyCache) fill(id string, raw []byte, old *cachedKey, epoch uint64, absent bool) (store.Key, error) {
+func (c *keyCache) fill(id string, raw []byte, old *cachedKey, epoch, t uint64, absent bool) (store.Key, error) {
 	if old != nil && bytes.Equal(old.raw, raw) {
 		if !c.off {
-			c.store(id, &cachedKey{raw: old.raw, key: old.key, epoch: epoch}, absent)
+			c.store(id, &cachedKey{raw: old.raw, key: old.key, epoch: epoch}, t, absent)
 		}
 		return cloneKey(old.key), nil
 	}
@@ -157,19 +180,54 @@ func (c *keyCache) fill(id string, raw []byte, old *cachedKey, epoch uint64, abs
 		return store.Key{}, err
 	}
 	if !c.off {
-		c.store(id, &cachedKey{raw: bytes.Clone(raw), key: cloneKey(k), epoch: epoch}, absent)
+		c.store(id, &cachedKey{raw: bytes.Clone(raw), key: cloneKey(k), epoch: epoch}, t, absent)
 	}
 	return k, nil
 }
 
-func (c *keyCache) store(id string, e *cachedKey, absent bool) {
+func (c *keyCache) store(id string, e *cachedKey, t uint64, absent bool) {
 	i := c.shard(id)
-	put, other := &c.records[i], &c.absent[i]
 	if absent {
-		put, other = other, put
+		// A touch never writes a key the file lacks: no guard needed.
+		c.absent[i].put(id, e)
+		c.records[i].remove(id)
+		return
 	}
-	put.put(id, e)
-	other.remove(id)
+	c.records[i].putUnlessTouched(id, e, &c.touches, t)
+	c.absent[i].remove(id)
+}
+
+// decoded returns the cached decoding of id's record when raw is the bytes
+// it was decoded from, sparing TouchKeys a decode.
+func (c *keyCache) decoded(id string, raw []byte) (store.Key, bool) {
+	if c.off {
+		return store.Key{}, false
+	}
+	sh := &c.records[c.shard(id)]
+	sh.mu.Lock()
+	e, ok := sh.lru.Peek(id)
+	sh.mu.Unlock()
+	if !ok || !bytes.Equal(e.raw, raw) {
+		return store.Key{}, false
+	}
+	return cloneKey(e.key), true
+}
+
+// touched replaces id's entry, if it has one, with the record TouchKeys
+// wrote: raw (owned by the cache from now on) and k decoded from it. The
+// entry keeps its epoch: a stale entry stays stale, now with the bytes the
+// file holds. Called after touches was bumped for the commit that wrote
+// raw.
+func (c *keyCache) touched(id string, raw []byte, k store.Key) {
+	if c.off {
+		return
+	}
+	sh := &c.records[c.shard(id)]
+	sh.mu.Lock()
+	if e, ok := sh.lru.Peek(id); ok {
+		sh.lru.Add(id, &cachedKey{raw: raw, key: k, epoch: e.epoch})
+	}
+	sh.mu.Unlock()
 }
 
 // len is the number of records and absences held.

@@ -415,7 +415,7 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		for i, raw := range raws {
 			// The ID as a request brings it: the cache keeps it.
-			if _, err := c.fill(strings.Clone(ids[i]), raw, nil, 0, false); err != nil {
+			if _, err := c.fill(strings.Clone(ids[i]), raw, nil, 0, 0, false); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -423,5 +423,111 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/record")
 		runtime.KeepAlive(c)
+	}
+}
+
+// TestKeyCacheSurvivesTouches: the last-use flush (TouchKeys) leaves the
+// cache valid: a key whose time it wrote, and every other, is still served
+// from memory, the written one with its new time; a key it wrote that was
+// not cached is read with the new time.
+func TestKeyCacheSurvivesTouches(t *testing.T) {
+	ctx := context.Background()
+	s, keys := openWithPagedKeys(t)
+	k, other, uncached := keys[7], keys[100], keys[250]
+	for _, c := range []store.Key{k, other} {
+		if _, err := s.GetKey(ctx, c.ClientID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := s.TouchKeys(ctx, map[string]time.Time{k.ClientID: used, uncached.ClientID: used}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		key  store.Key
+		used time.Time
+	}{{k, used}, {other, time.Time{}}} {
+		before := readTxs(s)
+		got, err := s.GetKey(ctx, c.key.ClientID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if readTxs(s) != before {
+			t.Errorf("key %s: read from the file after a touch, want served from memory", c.key.Name)
+		}
+		if !got.LastUsedAt.Equal(c.used) {
+			t.Errorf("key %s: last used %v, want %v", c.key.Name, got.LastUsedAt, c.used)
+		}
+	}
+	if got, err := s.GetKey(ctx, uncached.ClientID); err != nil || !got.LastUsedAt.Equal(used) {
+		t.Errorf("a touched key read for the first time: last used %v (%v), want %v", got.LastUsedAt, err, used)
+	}
+}
+
+// TestKeyCacheReadRacingTouch: a read whose transaction began before a
+// touch committed, and that caches what it read after the touch returned,
+// must not cache it: otherwise the old last-use time would be served until
+// the next write. Driven step by step through the cache's own calls.
+func TestKeyCacheReadRacingTouch(t *testing.T) {
+	ctx := context.Background()
+	s, keys := openWithPagedKeys(t)
+	k := keys[9]
+	// The reader: counters loaded, the record read, not yet cached.
+	epoch, touches := s.cache.writes.Load(), s.cache.touches.Load()
+	var raw []byte
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		raw = bytes.Clone(tx.Bucket(bucketKeys).Get([]byte(k.ClientID)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	used := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := s.TouchKeys(ctx, map[string]time.Time{k.ClientID: used}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cache.fill(k.ClientID, raw, nil, epoch, touches, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetKey(ctx, k.ClientID)
+	if err != nil || !got.LastUsedAt.Equal(used) {
+		t.Fatalf("after the touch returned: last used %v (%v), want %v (the racing read's bytes were cached)", got.LastUsedAt, err, used)
+	}
+}
+
+// TestKeyCacheTouchLinearizable: readers filling the cache concurrently
+// never hide a touch: once TouchKeys returns, every GetKey that starts
+// afterwards sees the time it wrote (run with -race).
+func TestKeyCacheTouchLinearizable(t *testing.T) {
+	ctx := context.Background()
+	s, keys := openWithPagedKeys(t)
+	k := keys[3]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.GetKey(ctx, k.ClientID)
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for i := range 300 {
+		used := base.Add(time.Duration(i+1) * time.Second)
+		if err := s.TouchKeys(ctx, map[string]time.Time{k.ClientID: used}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if got, _ := s.GetKey(ctx, k.ClientID); !got.LastUsedAt.Equal(used) {
+				t.Fatalf("after TouchKeys #%d returned, GetKey read last use %v, want %v", i, got.LastUsedAt, used)
+			}
+		}
 	}
 }
