@@ -1,9 +1,19 @@
 package redis
 
 // A local cache of key records for the token path, kept honest by Redis
-// pub/sub: every change to a key record (update, delete, last-use write)
-// publishes the client ID on one channel, in the same atomic step as the
-// change, and every instance drops its copy when the message arrives. A
+// pub/sub: every change to a key record (create, update, delete) publishes
+// the client ID on one channel, in the same atomic step as the change, and
+// every instance drops its copy when the message arrives.
+//
+// Last-use writes are the exception: they publish nothing. They come once
+// a minute for every key in use, so under a load spread over many keys a
+// message each would cost Redis and every instance about one per token
+// (docs/scale.md), to refresh a time the tracker already coalesces to the
+// minute. The writing instance drops its own copies (TouchKeys); another
+// instance's cached last_used_at may lag by up to the entry's age
+// (redis_key_cache, 1 minute at most). Nothing decides on it: the token
+// path only asks whether a key was ever used (package lastused), and a key
+// seen as unused is merely written again. A
 // deleted key is therefore refused by every instance as soon as the message
 // is delivered — milliseconds, well inside the promised second.
 //

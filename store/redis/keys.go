@@ -636,14 +636,13 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 }
 
 // touchScript moves lu forward, never back, and never recreates a key
-// deleted since its use. KEYS: key hash. ARGV: unix ms.
-// ARGV[2] is the invalidation channel, ARGV[3] the client ID.
+// deleted since its use. KEYS: key hash. ARGV: unix ms. It publishes no
+// invalidation (cache.go says why).
 var touchScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
 if tonumber(ARGV[1]) > cur then
   redis.call('HSET', KEYS[1], 'lu', ARGV[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return 1
 `)
@@ -669,7 +668,7 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for id, t := range lastUsed {
-			touchScript.EvalSha(ctx, p, []string{s.keyKey(id)}, t.UnixMilli(), s.keysChannel(), id)
+			touchScript.EvalSha(ctx, p, []string{s.keyKey(id)}, t.UnixMilli())
 		}
 		return nil
 	})
