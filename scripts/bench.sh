@@ -278,10 +278,11 @@ admin_token() {
 # ready_after PID URL T0 — waits for URL to answer 200, echoes the seconds
 # since T0 (date +%s.%N), polling every 10 ms
 ready_after() {
-  local t0=$3
+  local t0=$3 t1
   for _ in $(seq 1 60000); do
     if curl -fsS -o /dev/null "$2" 2>/dev/null; then
-      python3 -c "import time; print(round(time.time() - $t0, 3))"
+      t1=$(date +%s.%N) # before python3 starts: its start-up is not keygate's
+      python3 -c "print(round($t1 - $t0, 3))"
       return 0
     fi
     kill -0 "$1" 2>/dev/null || { echo "bench.sh: keygate exited before $2 answered" >&2; exit 1; }
@@ -327,12 +328,14 @@ for store in bbolt redis; do
       store_bytes=$(stat -c %s "$WORK/$name/keygate.db")
     fi
     echo "  seeded $n keys into $store in $seed_s s, $store_bytes bytes" >&2
-    t0=$(date +%s.%N)
     # Key caches that hold every key the load touches (plus a tenth): the
     # RSS after the load shows what that costs.
     csize=$(( used * 11 / 10 < 100000 ? 100000 : used * 11 / 10 ))
     read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256 \
       --bolt-key-cache-size "$csize" --redis-key-cache-size "$(( csize < 200000 ? 200000 : csize ))")
+    # The clock starts once serve is launched: start_keygate's free_port
+    # (a python3, 0.3 s through a pyenv shim) is not keygate's start.
+    t0=$(date +%s.%N)
     PIDS+=("$P")
     ready_s=$(ready_after "$P" "http://127.0.0.1:$PORT/readyz" "$t0")
     rss_start=$(rss_kb "$P")
