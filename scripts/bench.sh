@@ -490,7 +490,7 @@ python3 - "$WORK/verify.txt" >>"$RESULTS" <<'PY'
 import json, re, statistics, sys
 got = {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(BenchmarkVerify\w*?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op\s+(\d+) B/op\s+(\d+) allocs/op", line)
+    m = re.match(r"(BenchmarkVerify\w*?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op(?:\s+[\d.]+ MB/s)?\s+(\d+) B/op\s+(\d+) allocs/op", line)
     if m:
         got.setdefault(m.group(1), []).append((float(m.group(2)), int(m.group(4))))
 for name, vs in got.items():
