@@ -34,7 +34,6 @@ func (c *scanCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook 
 	}
 }
 
-
 // TestForEachKeyStreams: the walk visits keys while the SCAN is still
 // under way (the first visit comes after one SCAN page, not after all of
 // them), so it never holds every ID at once; and it still visits each of
