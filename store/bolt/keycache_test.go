@@ -293,14 +293,10 @@ func TestKeyCacheSurvivesOtherWrites(t *testing.T) {
 	}
 }
 
-// TestKeyCacheLinearizable: readers filling the cache concurrently never
-// make a write invisible: once UpdateKey returns, every GetKey that starts
-// afterwards sees it (run with -race).
-func TestKeyCacheLinearizable(t *testing.T) {
-	ctx := context.Background()
-	s, keys := openWithPagedKeys(t)
-	k := keys[0]
-	stop := make(chan struct{})
+// readConcurrently keeps four goroutines reading id (filling the cache)
+// until the returned stop is called.
+func readConcurrently(s *Store, id string) (stop func()) {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -308,15 +304,25 @@ func TestKeyCacheLinearizable(t *testing.T) {
 			defer wg.Done()
 			for {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
-					s.GetKey(ctx, k.ClientID)
+					s.GetKey(context.Background(), id)
 				}
 			}
 		}()
 	}
-	defer func() { close(stop); wg.Wait() }()
+	return func() { close(done); wg.Wait() }
+}
+
+// TestKeyCacheLinearizable: readers filling the cache concurrently never
+// make a write invisible: once UpdateKey returns, every GetKey that starts
+// afterwards sees it (run with -race).
+func TestKeyCacheLinearizable(t *testing.T) {
+	ctx := context.Background()
+	s, keys := openWithPagedKeys(t)
+	k := keys[0]
+	defer readConcurrently(s, k.ClientID)()
 	for i := range 300 {
 		name := fmt.Sprint("name-", i)
 		if _, err := s.UpdateKey(ctx, k.ClientID, func(o store.Key) (store.Key, error) {
@@ -501,23 +507,7 @@ func TestKeyCacheTouchLinearizable(t *testing.T) {
 	ctx := context.Background()
 	s, keys := openWithPagedKeys(t)
 	k := keys[3]
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					s.GetKey(ctx, k.ClientID)
-				}
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	defer readConcurrently(s, k.ClientID)()
 	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	for i := range 300 {
 		used := base.Add(time.Duration(i+1) * time.Second)

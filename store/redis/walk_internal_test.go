@@ -34,6 +34,16 @@ func (c *scanCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook 
 	}
 }
 
+// walkStore is a store on c under a fresh prefix.
+func walkStore(t *testing.T, c goredis.UniversalClient) *Store {
+	t.Helper()
+	s, err := New(c, redistest.Prefix(t, c, ""), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestForEachKeyStreams: the walk visits keys while the SCAN is still
 // under way (the first visit comes after one SCAN page, not after all of
 // them), so it never holds every ID at once; and it still visits each of
@@ -41,10 +51,7 @@ func (c *scanCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook 
 func TestForEachKeyStreams(t *testing.T) {
 	ctx := context.Background()
 	c := redistest.Require(t)
-	s, err := New(c, redistest.Prefix(t, c, ""), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := walkStore(t, c)
 	keys := storetest.BulkKeys(t, 600, 5, 0) // 3000 keys: several SCAN pages of 500
 	if err := s.CreateKeys(ctx, keys); err != nil {
 		t.Fatal(err)
@@ -80,17 +87,13 @@ func TestForEachKeyStreams(t *testing.T) {
 // stops the walk.
 func TestForEachKeyReturnsFnError(t *testing.T) {
 	ctx := context.Background()
-	c := redistest.Require(t)
-	s, err := New(c, redistest.Prefix(t, c, ""), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := walkStore(t, redistest.Require(t))
 	if err := s.CreateKeys(ctx, storetest.BulkKeys(t, 10, 5, 0)); err != nil {
 		t.Fatal(err)
 	}
 	stop := &stopErr{}
 	calls := 0
-	err = s.ForEachKey(ctx, func(store.Key) error { calls++; return stop })
+	err := s.ForEachKey(ctx, func(store.Key) error { calls++; return stop })
 	if err != stop || calls != 1 {
 		t.Errorf("ForEachKey = %v after %d calls; want fn's own error after 1", err, calls)
 	}
