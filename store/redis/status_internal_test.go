@@ -9,7 +9,8 @@ import (
 	"github.com/keygate/keygate/store/storetest"
 )
 
-func newStatusStore(t *testing.T) *Store {
+// newTestStore is a store on the test Redis under a fresh prefix.
+func newTestStore(t *testing.T) *Store {
 	t.Helper()
 	c := redistest.Require(t)
 	s, err := New(c, redistest.Prefix(t, c, ""), 2*time.Second)
@@ -25,7 +26,7 @@ func newStatusStore(t *testing.T) *Store {
 // layout.
 func TestStatusLayout(t *testing.T) {
 	ctx := context.Background()
-	s := newStatusStore(t)
+	s := newTestStore(t)
 	storetest.StatusLayout(t, s, func(idx int64, v uint8) error { return s.pokeStatus(ctx, idx, v) })
 	raw, err := s.rdb.Get(ctx, s.statusEntriesKey()).Bytes()
 	if err != nil || string(raw) != "\xC9\x44\xF9" {
@@ -37,7 +38,7 @@ func TestStatusLayout(t *testing.T) {
 // in SETBIT's order.
 func TestStatusBitmapKept(t *testing.T) {
 	ctx := context.Background()
-	s := newStatusStore(t)
+	s := newTestStore(t)
 	storetest.StatusBitmapKept(t, s,
 		func(idx int64) (bool, error) {
 			b, err := s.rdb.GetBit(ctx, s.statusBitsKey(), idx).Result()

@@ -9,11 +9,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/storetest"
 )
@@ -34,30 +32,19 @@ func (c *scanCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook 
 	}
 }
 
-// walkStore is a store on c under a fresh prefix.
-func walkStore(t *testing.T, c goredis.UniversalClient) *Store {
-	t.Helper()
-	s, err := New(c, redistest.Prefix(t, c, ""), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // TestForEachKeyStreams: the walk visits keys while the SCAN is still
 // under way (the first visit comes after one SCAN page, not after all of
 // them), so it never holds every ID at once; and it still visits each of
 // several thousand keys exactly once.
 func TestForEachKeyStreams(t *testing.T) {
 	ctx := context.Background()
-	c := redistest.Require(t)
-	s := walkStore(t, c)
+	s := newTestStore(t)
 	keys := storetest.BulkKeys(t, 600, 5, 0) // 3000 keys: several SCAN pages of 500
 	if err := s.CreateKeys(ctx, keys); err != nil {
 		t.Fatal(err)
 	}
 	var scans scanCounter
-	c.AddHook(&scans)
+	s.rdb.AddHook(&scans)
 	visits := map[string]int{}
 	var scansAtFirst int64
 	if err := s.ForEachKey(ctx, func(k store.Key) error {
@@ -87,7 +74,7 @@ func TestForEachKeyStreams(t *testing.T) {
 // stops the walk.
 func TestForEachKeyReturnsFnError(t *testing.T) {
 	ctx := context.Background()
-	s := walkStore(t, redistest.Require(t))
+	s := newTestStore(t)
 	if err := s.CreateKeys(ctx, storetest.BulkKeys(t, 10, 5, 0)); err != nil {
 		t.Fatal(err)
 	}
