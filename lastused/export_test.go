@@ -7,3 +7,9 @@ func (t *Tracker) Len() int {
 	t.entries.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
+
+// Visits is how many entries the flushes so far have looked at.
+func (t *Tracker) Visits() int64 { return t.visits.Load() }
+
+// SweepEvery is how often a flush ranges over every entry.
+const SweepEvery = sweepEvery

@@ -11,6 +11,13 @@
 //   - afterwards at most one write per key per Coalesce interval;
 //   - everything pending is flushed on Close.
 //
+// A flush visits only the keys used since the last one (a lock-free list
+// their first use after a flush pushes them onto) and those whose
+// coalescing window has just ended (a heap by its end), not every key in
+// use: under a load spread over a million keys, ranging over all of them
+// four times a second cost more CPU than the writes (docs/scale.md). Every
+// sweepEvery the flush ranges over all of them once, to drop idle ones.
+//
 // Usage (tokens issued and failed authentications per key per hour) rides
 // on the same entries: the token path adds to per-key atomic counters, and
 // every flush collects them into the hour of its own clock reading (so a
@@ -24,6 +31,7 @@
 package lastused
 
 import (
+	"container/heap"
 	"context"
 	"log/slog"
 	"sync"
@@ -41,6 +49,9 @@ const (
 	// Idle is how long an entry may go unused before it is dropped, so
 	// deleted or dormant keys do not accumulate in memory.
 	Idle = 2 * Coalesce
+	// sweepEvery is how often a flush ranges over every entry (dropping
+	// idle ones); an entry goes at most sweepEvery after Idle.
+	sweepEvery = Coalesce / 2
 )
 
 // flushTimeout bounds one TouchKeys call, so a hung store delays the next
@@ -79,6 +90,7 @@ type Observer interface {
 }
 
 type entry struct {
+	id      string       // the client ID, the key of entries
 	used    atomic.Int64 // unix nanos of the latest use seen here
 	written atomic.Int64 // unix nanos of the latest use known to be stored
 	// wroteAt is when that value was stored (by anyone, as far as we know),
@@ -93,6 +105,36 @@ type entry struct {
 	// entry after its last collection (see addLive).
 	tokens, failures atomic.Int64
 	failedAt         atomic.Int64 // unix nanos of the latest failure seen here
+
+	// queued: the entry is on the tracker's dirty list (or is the decoy,
+	// which is never put there). Set by whoever pushes it (markDirty), with
+	// next; cleared by the flush that takes it off, after reading next.
+	queued atomic.Bool
+	next   *entry
+	// Owned by the flush: the entry waits in the tracker's heap for its
+	// coalescing window to end; it was dropped from entries.
+	waiting, gone bool
+}
+
+// waitItem is an entry waiting for its coalescing window to end at due
+// (unix nanos).
+type waitItem struct {
+	e   *entry
+	due int64
+}
+
+// waitHeap orders waiting entries by due (container/heap).
+type waitHeap []waitItem
+
+func (h waitHeap) Len() int           { return len(h) }
+func (h waitHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h waitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *waitHeap) Push(x any)        { *h = append(*h, x.(waitItem)) }
+func (h *waitHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
 }
 
 // dropped marks the counters of an entry removed from the map.
@@ -137,10 +179,19 @@ type Tracker struct {
 	// collected or written.
 	decoy entry
 
+	// dirty is the head of the list of entries used since the last flush
+	// (a Treiber stack linked through entry.next).
+	dirty atomic.Pointer[entry]
+
 	// Owned by the flush (under flushMu): usage collected but not yet
 	// written, and the hour of the last successful prune.
 	pending    map[usageKey]usageCounts
 	prunedHour int64
+	waiting    waitHeap
+	lastSweep  int64 // unix nanos of the last flush that ranged over every entry
+	// visits counts the entries flushes have looked at, for the tests of
+	// what a flush costs (export_test.go).
+	visits atomic.Int64
 }
 
 // New starts a tracker writing to st. Call Close to stop it.
@@ -156,6 +207,7 @@ func New(st Store, opts Options) *Tracker {
 
 		pending: map[usageKey]usageCounts{},
 	}
+	t.decoy.queued.Store(true) // markDirty's work on it: one load
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -181,6 +233,23 @@ func (t *Tracker) Record(clientID, teamID string, stored, now time.Time) {
 		// Concurrent requests finish out of order; an older time must never
 		// replace a newer one.
 		if cur >= n || e.used.CompareAndSwap(cur, n) {
+			break
+		}
+	}
+	t.markDirty(e)
+}
+
+// markDirty puts e on the dirty list unless it is there already: one
+// atomic load on the token path once a key was used since the last flush,
+// and a compare-and-swap or two the first time. Lock-free.
+func (t *Tracker) markDirty(e *entry) {
+	if e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
+		return
+	}
+	for {
+		head := t.dirty.Load()
+		e.next = head
+		if t.dirty.CompareAndSwap(head, e) {
 			return
 		}
 	}
@@ -202,9 +271,10 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 	for {
 		cur := e.failedAt.Load()
 		if cur >= n || e.failedAt.CompareAndSwap(cur, n) {
-			return
+			break
 		}
 	}
+	t.markDirty(e)
 }
 
 // RecordUnknownFailure does for a failed authentication of an unknown
@@ -222,9 +292,10 @@ func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
 	for {
 		cur := e.failedAt.Load()
 		if cur >= n || e.failedAt.CompareAndSwap(cur, n) {
-			return
+			break
 		}
 	}
+	t.markDirty(e) // always queued: never listed
 }
 
 // entry returns the key's entry, making it on first use.
@@ -232,7 +303,7 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 	if v, ok := t.entries.Load(clientID); ok {
 		return v.(*entry)
 	}
-	e := &entry{teamID: teamID}
+	e := &entry{id: clientID, teamID: teamID}
 	if !stored.IsZero() {
 		// The store already holds this use, so the coalescing window
 		// runs from it: a process that has just started (or another
@@ -281,32 +352,64 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	}
 	batch := map[string]time.Time{}
 	entries := map[string]*entry{}
-	deferred := 0 // pending uses this flush leaves for a later one
-	t.entries.Range(func(k, v any) bool {
-		id, e := k.(string), v.(*entry)
+	nowN := now.UnixNano()
+	sweep := final || nowN-t.lastSweep >= int64(sweepEvery)
+	visit := func(e *entry) {
+		t.visits.Add(1)
+		if e.gone {
+			return
+		}
 		if e.teamID != "" {
-			collect(id, e, e.tokens.Swap(0), e.failures.Swap(0))
+			collect(e.id, e, e.tokens.Swap(0), e.failures.Swap(0))
 		}
 		used, written := e.used.Load(), e.written.Load()
 		last := max(used, e.failedAt.Load())
 		switch {
-		case used > written && (final || written == 0 || now.UnixNano()-e.wroteAt.Load() >= int64(Coalesce)):
-			batch[id] = time.Unix(0, used).UTC()
-			entries[id] = e
+		case used > written && (final || written == 0 || nowN-e.wroteAt.Load() >= int64(Coalesce)):
+			batch[e.id] = time.Unix(0, used).UTC()
+			entries[e.id] = e
 		case used > written:
-			deferred++
-		case last != 0 && now.UnixNano()-last > int64(Idle):
+			if !e.waiting {
+				e.waiting = true
+				heap.Push(&t.waiting, waitItem{e: e, due: e.wroteAt.Load() + int64(Coalesce)})
+			}
+		case sweep && last != 0 && nowN-last > int64(Idle):
 			// A last use recorded into this entry while it is being dropped
 			// is lost; the next use re-creates it. Only last_used_at lags.
 			// Counts are not lost: marking them dropped, after the entry
 			// left the map, collects the last ones and sends any later
 			// Record to the successor entry.
-			if t.entries.CompareAndDelete(k, v) && e.teamID != "" {
-				collect(id, e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
+			if t.entries.CompareAndDelete(e.id, e) {
+				e.gone = true
+				if e.teamID != "" {
+					collect(e.id, e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
+				}
 			}
 		}
-		return true
-	})
+	}
+	// The keys used since the last flush. next is read before queued is
+	// cleared: from then on a Record may push the entry again.
+	for e := t.dirty.Swap(nil); e != nil; {
+		next := e.next
+		e.next = nil
+		e.queued.Store(false)
+		visit(e)
+		e = next
+	}
+	// The keys whose coalescing window has ended (all of them on Close).
+	for t.waiting.Len() > 0 && (final || t.waiting[0].due <= nowN) {
+		it := heap.Pop(&t.waiting).(waitItem)
+		it.e.waiting = false
+		visit(it.e)
+	}
+	if sweep {
+		t.lastSweep = nowN
+		t.entries.Range(func(_, v any) bool {
+			visit(v.(*entry))
+			return true
+		})
+	}
+	deferred := t.waiting.Len() // pending uses this flush leaves for a later one
 	// Usage first: a test that waits for TouchKeys (the flush's barrier in
 	// lastused's tests) then knows the usage was written too.
 	t.writeUsage(now)
@@ -346,6 +449,9 @@ func (t *Tracker) touch(now time.Time, batch map[string]time.Time, entries map[s
 		// Not fatal: the uses stay pending and are retried next tick. Only
 		// the count is logged, so the log carries no key material.
 		t.log.Warn("last-used flush failed; will retry", "keys", len(batch), "err", err)
+		for _, e := range entries {
+			t.markDirty(e)
+		}
 		return
 	}
 	for id, e := range entries {

@@ -661,3 +661,32 @@ func TestObserverHearsPendingAndFlushTime(t *testing.T) {
 		t.Fatalf("failed write: pending %d, want 3", r.pending)
 	}
 }
+
+// TestFlushVisitsOnlyWhatChanged: between sweeps a flush looks at the keys
+// used since the last one, not at every key in use; a sweep, every
+// SweepEvery, looks at them all (and drops idle ones). A million keys in
+// use cost a flush the keys used in the last quarter second.
+func TestFlushVisitsOnlyWhatChanged(t *testing.T) {
+	h := start(t, lastused.Options{})
+	const n = 1000
+	for i := range n {
+		h.tr.Record(fmt.Sprint("k", i), "team", time.Time{}, t0)
+	}
+	h.tick(t0.Add(lastused.Tick)) // the first uses are written; the first flush sweeps
+	if ok := h.st.takeOK(); len(ok) != 1 || len(ok[0]) != n {
+		t.Fatalf("first flush wrote %v, want one batch of the %d keys", ok, n)
+	}
+	before := h.tr.Visits()
+	h.tr.Record("k7", "team", time.Time{}, t0.Add(2*lastused.Tick))
+	h.tick(t0.Add(3 * lastused.Tick))
+	if got := h.tr.Visits() - before; got != 2 {
+		t.Errorf("a flush after one key's use looked at %d entries, want 2 (the key and the barrier)", got)
+	}
+	h.expect("a use inside the coalescing window")
+
+	before = h.tr.Visits()
+	h.tick(t0.Add(lastused.Tick + lastused.SweepEvery))
+	if got := h.tr.Visits() - before; got < n {
+		t.Errorf("the flush at SweepEvery looked at %d entries, want all %d", got, n)
+	}
+}
