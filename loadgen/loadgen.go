@@ -323,10 +323,8 @@ func (w *worker) run(ctx context.Context, r *runner) {
 	for {
 		var due time.Time
 		slot := int64(-1)
-		var n int64
-		if r.interval <= 0 {
-			n = r.next.Add(1) - 1
-		} else {
+		var n int64 // the request's number: its target is n mod len(targets)
+		if r.interval > 0 {
 			slot = r.slot.Add(1) - 1
 			n = slot
 			due = r.start.Add(time.Duration(float64(slot) * r.interval))
@@ -346,6 +344,8 @@ func (w *worker) run(ctx context.Context, r *runner) {
 					return
 				}
 			}
+		} else {
+			n = r.next.Add(1) - 1
 		}
 		now := time.Now()
 		if !now.Before(r.end) || ctx.Err() != nil {

@@ -264,14 +264,8 @@ func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
 }
 
 func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	var keysRoot uint64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	err := s.commit(ctx, func(tx *bbolt.Tx) error {
 		keysRoot = uint64(tx.Bucket(bucketKeys).Root())
 		return fn(tx)
 	})
@@ -282,6 +276,21 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 		s.cache.writes.Add(1)
 	}
 	return err
+}
+
+// commit runs fn in a write transaction unless ctx is done, before or once
+// the transaction holds the writer lock. Every write starts here: through
+// update, or TouchKeys, which keeps the key cache valid its own way.
+func (s *Store) commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // keysChangedSince reports whether the keys bucket may differ from the one
@@ -691,10 +700,10 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 
 // TouchKeys implements store.Store in one write transaction (one fsync for
 // the flush of many keys), the keys in order (neighbouring records share
-// pages); keys whose time would not advance are not rewritten. It is the one write that does
-// not go through Store.update: it changes nothing but last-use times and
-// keeps the key cache valid by replacing the entries of what it wrote
-// (keycache.go), where update would make every entry stale.
+// pages); keys whose time would not advance are not rewritten. It is the
+// one write that does not go through Store.update: it changes nothing but
+// last-use times and keeps the key cache valid by replacing the entries of
+// what it wrote (keycache.go), where update would make every entry stale.
 func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("touch keys: %w", err)
@@ -709,10 +718,7 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	}
 	var done []written
 	ids := slices.Sorted(maps.Keys(lastUsed))
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	err := s.commit(ctx, func(tx *bbolt.Tx) error {
 		done = done[:0]
 		keys := tx.Bucket(bucketKeys)
 		for _, id := range ids {

@@ -17,12 +17,7 @@ var _ store.Exporter = (*Store)(nil)
 
 // scanNames is scanPages collected: the names matching pattern, each once.
 func (s *Store) scanNames(ctx context.Context, pattern string) ([]string, error) {
-	var names []string
-	err := s.scanPages(ctx, pattern, func(page []string) error {
-		names = append(names, page...)
-		return nil
-	})
-	return names, err
+	return collectPages(func(page func([]string) error) error { return s.scanPages(ctx, pattern, page) })
 }
 
 // Singletons implements store.Exporter: the singletons share the {kg}

@@ -231,6 +231,9 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 // the set of IDs already visited (walkSeen), not the list of every ID.
 func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
 	const batch = 200
+	// visitErr is fn's error (returned as it is, store.Store's contract) or
+	// a failed load: anything else the scan returns is the SCAN's own.
+	var visitErr error
 	err := s.scanKind(ctx, "key", "", func(ids []string) error {
 		for len(ids) > 0 {
 			n := min(batch, len(ids))
@@ -238,42 +241,42 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 			keys, err := s.getMany(octx, ids[:n])
 			cancel()
 			if err != nil {
-				return fmt.Errorf("walk keys: %w", err)
+				visitErr = fmt.Errorf("walk keys: %w", err)
+				return visitErr
 			}
 			for _, k := range keys {
 				if err := fn(k); err != nil {
-					return errStopWalk{err}
+					visitErr = err
+					return err
 				}
 			}
 			ids = ids[n:]
 		}
 		return nil
 	})
-	var stop errStopWalk
-	if errors.As(err, &stop) {
-		return stop.err
-	}
-	if err != nil {
+	switch {
+	case visitErr != nil:
+		return visitErr
+	case err != nil:
 		return fail(ctx, "walk keys", err)
 	}
 	return nil
 }
 
-// errStopWalk carries fn's error out of the scan unwrapped, as
-// store.Store's contract has it returned.
-type errStopWalk struct{ err error }
-
-func (e errStopWalk) Error() string { return e.err.Error() }
-
 // scanIDs is scanKind collected: every ID of one kind, each once. For
 // the team walks, whose callers sort what they find; ForEachKey streams.
 func (s *Store) scanIDs(ctx context.Context, kind, idPrefix string) ([]string, error) {
-	var ids []string
-	err := s.scanKind(ctx, kind, idPrefix, func(page []string) error {
-		ids = append(ids, page...)
+	return collectPages(func(page func([]string) error) error { return s.scanKind(ctx, kind, idPrefix, page) })
+}
+
+// collectPages gathers what a paged walk reports into one slice.
+func collectPages(walk func(page func([]string) error) error) ([]string, error) {
+	var all []string
+	err := walk(func(page []string) error {
+		all = append(all, page...)
 		return nil
 	})
-	return ids, err
+	return all, err
 }
 
 // scanKind SCANs (scanPages) for this store's names of one kind,
