@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -27,8 +26,8 @@ const bulkChunk = 1000
 //     EXISTS for every key: if any ID is taken, the call fails with
 //     ErrAlreadyExists and writes nothing.
 //  2. The insert, with the same script as CreateKey minus the team limit
-//     (EXISTS, HSET, ZADD and the key caches' invalidation as one atomic
-//     step per key), so an existing key is never overwritten even if
+//     (the existence check, the write and the key caches' invalidation as
+//     one atomic step per key), so an existing key is never overwritten even if
 //     someone created it after pass 1. Such a late collision fails the call
 //     with ErrAlreadyExists once the pass has finished: every other key of
 //     the call is written.
@@ -53,19 +52,16 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		return fmt.Errorf("create keys: %w", err)
 	}
 	type entry struct {
-		keyKey, teamKey, rec, lu string
+		keys []string
+		args []any
 	}
 	entries := make([]entry, len(keys))
 	for i, k := range keys {
-		rec, err := encodeRecord(k)
+		ks, args, err := s.createArgs(k, 0)
 		if err != nil {
 			return fmt.Errorf("create keys: key %s: %w", k.ClientID, err)
 		}
-		lu := ""
-		if !k.LastUsedAt.IsZero() {
-			lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
-		}
-		entries[i] = entry{keyKey: s.keyKey(k.ClientID), teamKey: s.teamKey(k.TeamID), rec: rec, lu: lu}
+		entries[i] = entry{keys: ks, args: args}
 	}
 
 	// Pass 1: refuse the whole call if any ID is taken.
@@ -73,9 +69,12 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		end := min(start+bulkChunk, len(keys))
 		octx, cancel := s.op(ctx)
 		cmds := make([]*goredis.IntCmd, 0, end-start)
+		inBucket := make([]*goredis.BoolCmd, 0, end-start)
 		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
-			for _, e := range entries[start:end] {
-				cmds = append(cmds, p.Exists(octx, e.keyKey))
+			for _, k := range keys[start:end] {
+				cmds = append(cmds, p.Exists(octx, s.keyKey(k.ClientID)))
+				bucket, field := s.bucketOf(k.ClientID)
+				inBucket = append(inBucket, p.HExists(octx, bucket, field))
 			}
 			return nil
 		})
@@ -84,7 +83,7 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 			return fail(ctx, "create keys: check for existing IDs (nothing written)", err)
 		}
 		for i, c := range cmds {
-			if c.Val() != 0 {
+			if c.Val() != 0 || inBucket[i].Val() {
 				return fmt.Errorf("create keys: key %s: %w (nothing written)", keys[start+i].ClientID, store.ErrAlreadyExists)
 			}
 		}
@@ -94,10 +93,11 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 	for start := 0; start < len(keys); start += bulkChunk {
 		end := min(start+bulkChunk, len(keys))
 		octx, cancel := s.op(ctx)
+		compact := s.writeCompact()
 		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
 			for _, k := range keys[start:end] {
 				for _, h := range store.SecretHashes(k) {
-					p.Set(octx, s.secretKey(h), k.ClientID, 0)
+					s.queueSecretEntry(octx, p, compact, h, k.ClientID)
 				}
 			}
 			return nil
@@ -130,10 +130,8 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		octx, cancel := s.op(ctx)
 		cmds := make([]*goredis.Cmd, 0, end-start)
 		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
-			for i, e := range entries[start:end] {
-				k := keys[start+i]
-				cmds = append(cmds, createScript.EvalSha(octx, p, []string{e.keyKey, e.teamKey},
-					e.rec, k.TeamID, e.lu, millis(k.CreatedAt), k.ClientID, 0, s.keysCreatedChannel()))
+			for _, e := range entries[start:end] {
+				cmds = append(cmds, createScript.EvalSha(octx, p, e.keys, e.args...))
 			}
 			return nil
 		})

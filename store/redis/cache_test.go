@@ -43,8 +43,20 @@ func (h *hmgetCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook
 		return next(ctx, cmd)
 	}
 }
+
+// ProcessPipelineHook counts a pipeline with HMGETs as one read: until
+// the compact layout's migration is done, a key is read in both layouts in
+// one pipeline.
 func (h *hmgetCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "hmget" {
+				h.n.Add(1)
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // instance is one keygate instance's store: its own client, its own cache.

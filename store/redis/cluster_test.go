@@ -174,12 +174,14 @@ func testClusterMasterDown(t *testing.T, cl *testCluster) {
 	kg := startKeygate(t, st, nil)
 	adminTok := kg.adminToken()
 
-	// nodeOf: the only node that answers EXISTS without MOVED.
+	// nodeOf: the only node that answers EXISTS without MOVED, for the
+	// key's hash in the old layout or its bucket in the compact one.
 	nodeOf := func(id string) int {
 		t.Helper()
 		name := prefix + "{" + credential.TagOf(id) + "}:key:" + id
+		bucket := prefix + "{" + credential.TagOf(id) + "}:k"
 		for i, rc := range cl.clients {
-			if n, err := rc.Exists(ctx, name).Result(); err == nil && n == 1 {
+			if n, err := rc.Exists(ctx, name, bucket).Result(); err == nil && n >= 1 {
 				return i
 			}
 		}

@@ -18,25 +18,71 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// createScript inserts a key unless its ID exists or its team is full.
-// KEYS: key hash, team index. ARGV: rec, team, lu, score, client ID, max,
-// the creation channel: the creation is announced in the same atomic step,
-// so every key cache drops a record of the ID's absence (cache.go).
-// With an audit event, KEYS[3..6] and ARGV[8..10] are auditLua's.
-var createScript = goredis.NewScript(auditLua + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-local max = tonumber(ARGV[6])
-if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return 'limit' end
-if ARGV[3] == '' then
-  redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'team', ARGV[2])
+// createScript inserts a key unless its ID exists in either layout or its
+// team is full (its keys in both counted). KEYS: old key hash, old team
+// index, bucket. ARGV: team, client ID, max, the creation channel (the
+// creation is announced in the same atomic step, so every key cache drops
+// a record of the ID's absence: cache.go), the key's field in the bucket,
+// score (creation, ms), n: 0 writes the old layout with ARGV[8] the JSON
+// record and ARGV[9] the last use, n > 0 writes the compact record whose
+// n chunks follow. With an audit event, KEYS[4..7] and the ARGV after
+// those are auditLua's.
+var createScript = goredis.NewScript(auditLua + compactLua + `
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1 then return 'exists' end
+local max = tonumber(ARGV[3])
+if max > 0 and redis.call('ZCARD', KEYS[2]) + kg_count(KEYS[3], ARGV[1]) >= max then return 'limit' end
+local n = tonumber(ARGV[7])
+local after
+if n == 0 then
+  if ARGV[9] == '' then
+    redis.call('HSET', KEYS[1], 'rec', ARGV[8], 'team', ARGV[1])
+  else
+    redis.call('HSET', KEYS[1], 'rec', ARGV[8], 'team', ARGV[1], 'lu', ARGV[9])
+  end
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
+  after = 10
 else
-  redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'team', ARGV[2], 'lu', ARGV[3])
+  local fs, kv = kg_fields(ARGV[5], n), {}
+  for i = 1, n do kv[2 * i - 1] = fs[i]; kv[2 * i] = ARGV[7 + i] end
+  redis.call('HSET', KEYS[3], unpack(kv))
+  after = 8 + n
 end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-redis.call('PUBLISH', ARGV[7], ARGV[5])
-if #KEYS > 2 then audit(3, 8) end
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+if #KEYS > 3 then audit(4, after) end
 return 'ok'
 `)
+
+// writeCompact reports whether new records go in the compact layout: once
+// every live instance reads it (schema.go's compatibility record).
+func (s *Store) writeCompact() bool { return s.Writable(FormatCompactKeys) }
+
+// createArgs are createScript's KEYS and ARGV for k, without an audit
+// event.
+func (s *Store) createArgs(k store.Key, maxPerTeam int) ([]string, []any, error) {
+	bucket, field := s.bucketOf(k.ClientID)
+	keys := []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID), bucket}
+	args := []any{k.TeamID, k.ClientID, max(maxPerTeam, 0), s.keysCreatedChannel(), field, millis(k.CreatedAt)}
+	if !s.writeCompact() {
+		rec, err := encodeRecord(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		lu := ""
+		if !k.LastUsedAt.IsZero() {
+			lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
+		}
+		return keys, append(args, 0, rec, lu), nil
+	}
+	chunks, err := encodeCompact(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	args = append(args, len(chunks))
+	for _, c := range chunks {
+		args = append(args, c)
+	}
+	return keys, args, nil
+}
 
 // CreateKey implements store.Store.
 func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audit ...store.AuditEvent) error {
@@ -50,16 +96,10 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 	if err != nil {
 		return fmt.Errorf("create key %s: %w", k.ClientID, err)
 	}
-	rec, err := encodeRecord(k)
+	keys, args, err := s.createArgs(k, maxPerTeam)
 	if err != nil {
 		return fmt.Errorf("create key %s: %w", k.ClientID, err)
 	}
-	lu := ""
-	if !k.LastUsedAt.IsZero() {
-		lu = strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)
-	}
-	keys := []string{s.keyKey(k.ClientID), s.teamKey(k.TeamID)}
-	args := []any{rec, k.TeamID, lu, millis(k.CreatedAt), k.ClientID, max(maxPerTeam, 0), s.keysCreatedChannel()}
 	if ev != nil {
 		a, err := auditArgs(*ev)
 		if err != nil {
@@ -105,8 +145,9 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 	}
 }
 
-// GetKey implements store.Store: one HMGET, the token endpoint's only
-// round trip.
+// GetKey implements store.Store: the token endpoint's only round trip (an
+// HMGET of the key's first chunks, and of its old-layout hash in the same
+// pipeline until the migration is done).
 //
 // A missing key costs what a present one does (store.Store's GetKey): the
 // same round trip and decode (of the decoy) without the cache, and with it
@@ -137,23 +178,36 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 func (s *Store) readKey(ctx context.Context, clientID string) (store.Key, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	vals, err := s.rdb.HMGet(ctx, s.keyKey(clientID), "rec", "team", "lu").Result()
-	if err != nil {
-		return store.Key{}, fail(ctx, "get key "+clientID, err)
-	}
-	k, err := decodeKey(clientID, vals)
-	if errors.Is(err, store.ErrNotFound) {
+	k, at, err := s.readOne(ctx, s.rdb, clientID)
+	found := err == nil
+	if found || errors.Is(err, store.ErrNotFound) {
+		// A found record's work for a missing one (the decoy's). While a
+		// key may be in either layout, every read does both layouts'
+		// decoding, the other one on a decoy: an old record decodes JSON,
+		// slower than a compact one, and neither may tell an ID that exists
+		// from one that does not.
 		d := b2i(store.DecoyAdmin(clientID))
-		_, _ = decodeKey(decoyKeys[d].ClientID, decoyFields[d]) // a found record's work
+		if !found || !at.old {
+			if !s.compactOnly.Load() {
+				_, _ = decodeKey(decoyKeys[d].ClientID, decoyFields[d])
+			}
+		}
+		if !found || (at.old && !s.compactOnly.Load()) {
+			_, _ = decodeCompact(decoyKeys[d].ClientID, decoyChunks[d])
+		}
+	}
+	if !found && errors.Is(err, store.ErrNotFound) {
 		return store.Key{}, store.KeyNotFound(clientID)
 	}
 	return k, err
 }
 
-// decoyKeys are store.DecoyKey(false) and (true), decoyFields their hash
-// fields as HMGET returns them (rec, team, lu).
+// decoyKeys are store.DecoyKey(false) and (true), decoyChunks their
+// compact records, decoyFields their old-layout hash fields as HMGET
+// returns them (rec, team, lu).
 var (
 	decoyKeys   = [2]store.Key{store.DecoyKey(false), store.DecoyKey(true)}
+	decoyChunks = [2][]string{mustCompact(decoyKeys[0]), mustCompact(decoyKeys[1])}
 	decoyFields = [2][]any{decoyHash(decoyKeys[0]), decoyHash(decoyKeys[1])}
 )
 
@@ -165,6 +219,14 @@ func decoyHash(k store.Key) []any {
 	return []any{rec, k.TeamID, strconv.FormatInt(k.LastUsedAt.UnixMilli(), 10)}
 }
 
+func mustCompact(k store.Key) []string {
+	c, err := encodeCompact(k)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -172,26 +234,158 @@ func b2i(b bool) int {
 	return 0
 }
 
-// ListKeys implements store.Store: the team index, then the keys in one
-// pipeline (they share the team's slot).
+// keyRead is one key's read in flight: its first chunks, and its
+// old-layout hash unless the migration is done.
+type keyRead struct {
+	id, bucket, field string
+	chunks, old       *goredis.SliceCmd
+}
+
+// keyFound is where a read found a key: old is the old layout, chunks the
+// compact record's (nil for old).
+type keyFound struct {
+	old    bool
+	chunks []string
+}
+
+// queueRead sends (on a client) or queues (on a pipeline) the reads of id.
+func (s *Store) queueRead(ctx context.Context, c goredis.Cmdable, id string) keyRead {
+	r := keyRead{id: id}
+	r.bucket, r.field = s.bucketOf(id)
+	r.chunks = c.HMGet(ctx, r.bucket, chunkFields(r.field, firstRead)...)
+	if !s.compactOnly.Load() {
+		r.old = c.HMGet(ctx, s.keyKey(id), "rec", "team", "lu")
+	}
+	return r
+}
+
+// finishRead decodes what queueRead got, reading through c the chunks of a
+// record longer than firstRead; store.ErrNotFound when the key is in
+// neither layout.
+func (s *Store) finishRead(ctx context.Context, c goredis.Cmdable, r keyRead) (store.Key, keyFound, error) {
+	if err := r.chunks.Err(); err != nil {
+		return store.Key{}, keyFound{}, err
+	}
+	vals := r.chunks.Val()
+	for range 3 {
+		c0, ok := vals[0].(string)
+		if !ok || c0 == "" {
+			break
+		}
+		n := int(c0[0])
+		if n > len(vals) {
+			// A long record: all its chunks again, in one HMGET, so that
+			// they are of one version.
+			var err error
+			if vals, err = c.HMGet(ctx, r.bucket, chunkFields(r.field, n)...).Result(); err != nil {
+				return store.Key{}, keyFound{}, err
+			}
+			continue
+		}
+		chunks := make([]string, n)
+		for i := range n {
+			chunks[i], _ = vals[i].(string)
+		}
+		k, err := decodeCompact(r.id, chunks)
+		return k, keyFound{chunks: chunks}, err
+	}
+	if c0, ok := vals[0].(string); ok && c0 != "" {
+		return store.Key{}, keyFound{}, fmt.Errorf("read key %s: its record kept growing under the read", r.id)
+	}
+	if r.old == nil {
+		return store.Key{}, keyFound{}, store.ErrNotFound
+	}
+	if err := r.old.Err(); err != nil {
+		return store.Key{}, keyFound{}, err
+	}
+	k, err := decodeKey(r.id, r.old.Val())
+	return k, keyFound{old: true}, err
+}
+
+// readOne reads one key in both layouts, in one round trip.
+func (s *Store) readOne(ctx context.Context, c goredis.Cmdable, id string) (store.Key, keyFound, error) {
+	var r keyRead
+	if s.compactOnly.Load() {
+		r = s.queueRead(ctx, c, id)
+	} else if _, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		r = s.queueRead(ctx, p, id)
+		return nil
+	}); err != nil {
+		return store.Key{}, keyFound{}, fail(ctx, "get key "+id, err)
+	}
+	k, at, err := s.finishRead(ctx, c, r)
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, errBadRecord) {
+		return store.Key{}, keyFound{}, fail(ctx, "get key "+id, err)
+	}
+	return k, at, err
+}
+
+// ListKeys implements store.Store: the team's old index and its bucket in
+// one pipeline, then the old-layout keys (they share the team's slot),
+// oldest first.
 func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	ids, err := s.rdb.ZRange(ctx, s.teamKey(teamID), 0, -1).Result()
+	tag := credential.TeamTag(teamID)
+	var idx *goredis.StringSliceCmd
+	var all *goredis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if !s.compactOnly.Load() {
+			idx = p.ZRange(ctx, s.teamKey(teamID), 0, -1)
+		}
+		all = p.HGetAll(ctx, s.bucketKey(tag))
+		return nil
+	})
 	if err != nil {
 		return nil, fail(ctx, "list keys of team "+teamID, err)
 	}
-	keys, err := s.getMany(ctx, ids)
+	keys, err := bucketKeys(tag, all.Val())
 	if err != nil {
 		return nil, fmt.Errorf("list keys of team %s: %w", teamID, err)
 	}
-	// Deleted between the two reads, or a key of another team filed here
-	// (impossible through this package): skip.
-	out := make([]store.Key, 0, len(keys))
-	for _, k := range keys {
-		if k.TeamID == teamID {
-			out = append(out, k)
+	if idx != nil {
+		var ids []string
+		for _, id := range idx.Val() {
+			if !slices.ContainsFunc(keys, func(k store.Key) bool { return k.ClientID == id }) {
+				ids = append(ids, id)
+			}
 		}
+		old, err := s.getMany(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("list keys of team %s: %w", teamID, err)
+		}
+		keys = append(keys, old...)
+	}
+	// Another team whose tag collides shares the bucket; deleted between
+	// the two reads, or a key of another team filed here (impossible
+	// through this package): skip.
+	keys = slices.DeleteFunc(keys, func(k store.Key) bool { return k.TeamID != teamID })
+	slices.SortFunc(keys, func(a, b store.Key) int {
+		if c := cmp.Compare(millis(a.CreatedAt), millis(b.CreatedAt)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ClientID, b.ClientID)
+	})
+	return keys, nil
+}
+
+// bucketKeys decodes every record of a bucket (HGETALL) of tag.
+func bucketKeys(tag string, all map[string]string) ([]store.Key, error) {
+	var out []store.Key
+	for f, c0 := range all {
+		if f == "" || f[0] == 0 || c0 == "" {
+			continue
+		}
+		fields := chunkFields(f, int(c0[0]))
+		chunks := make([]string, len(fields))
+		for i, cf := range fields {
+			chunks[i] = all[cf]
+		}
+		k, err := decodeCompact(idOf(tag, f), chunks)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
 	}
 	return out, nil
 }
@@ -201,10 +395,10 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	cmds := make([]*goredis.SliceCmd, len(ids))
+	reads := make([]keyRead, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HMGet(ctx, s.keyKey(id), "rec", "team", "lu")
+			reads[i] = s.queueRead(ctx, p, id)
 		}
 		return nil
 	})
@@ -212,8 +406,8 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 		return nil, fail(ctx, "load keys", err)
 	}
 	out := make([]store.Key, 0, len(ids))
-	for i, c := range cmds {
-		k, err := decodeKey(ids[i], c.Val())
+	for _, r := range reads {
+		k, _, err := s.finishRead(ctx, s.rdb, r)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
@@ -225,32 +419,72 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 	return out, nil
 }
 
-// ForEachKey implements store.Store. It SCANs every master for key hashes
-// and visits each page's keys as it comes, loading them outside any Redis
+// ForEachKey implements store.Store. It SCANs every master, first (until
+// the migration is done) for old-layout key hashes, then for buckets, and
+// visits each page's keys as it comes, loading them outside any Redis
 // operation (fn may call the store). Memory during a walk is one page plus
 // the set of IDs already visited (walkSeen), not the list of every ID.
+// The old layout goes first: a key the migration moves mid-walk moves to
+// a bucket, so it is either read where it was or found in its bucket
+// later, and the seen set keeps it from being visited twice.
 func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
 	const batch = 200
 	// visitErr is fn's error (returned as it is, store.Store's contract) or
 	// a failed load: anything else the scan returns is the SCAN's own.
 	var visitErr error
-	err := s.scanKind(ctx, "key", "", func(ids []string) error {
-		for len(ids) > 0 {
-			n := min(batch, len(ids))
+	var seen *walkSeen
+	visit := func(keys []store.Key) error {
+		for _, k := range keys {
+			if seen != nil && !seen.add(k.ClientID) {
+				continue
+			}
+			if err := fn(k); err != nil {
+				visitErr = err
+				return err
+			}
+		}
+		return nil
+	}
+	if !s.compactOnly.Load() {
+		seen = newWalkSeen()
+		err := s.scanKind(ctx, "key", "", func(ids []string) error {
+			for len(ids) > 0 {
+				n := min(batch, len(ids))
+				octx, cancel := s.op(ctx)
+				keys, err := s.getMany(octx, ids[:n])
+				cancel()
+				if err != nil {
+					visitErr = fmt.Errorf("walk keys: %w", err)
+					return visitErr
+				}
+				if err := visit(keys); err != nil {
+					return err
+				}
+				ids = ids[n:]
+			}
+			return nil
+		})
+		switch {
+		case visitErr != nil:
+			return visitErr
+		case err != nil:
+			return fail(ctx, "walk keys", err)
+		}
+	}
+	err := s.scanBuckets(ctx, func(tags []string) error {
+		for len(tags) > 0 {
+			n := min(batch/4, len(tags))
 			octx, cancel := s.op(ctx)
-			keys, err := s.getMany(octx, ids[:n])
+			keys, err := s.loadBuckets(octx, tags[:n])
 			cancel()
 			if err != nil {
 				visitErr = fmt.Errorf("walk keys: %w", err)
 				return visitErr
 			}
-			for _, k := range keys {
-				if err := fn(k); err != nil {
-					visitErr = err
-					return err
-				}
+			if err := visit(keys); err != nil {
+				return err
 			}
-			ids = ids[n:]
+			tags = tags[n:]
 		}
 		return nil
 	})
@@ -261,6 +495,52 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 		return fail(ctx, "walk keys", err)
 	}
 	return nil
+}
+
+// scanBuckets SCANs for this store's buckets (P{t}:k) and calls page with
+// each page's tags.
+func (s *Store) scanBuckets(ctx context.Context, page func(tags []string) error) error {
+	head := s.prefix + "{"
+	return s.scanPages(ctx, globEscape(head)+"*}:k", func(names []string) error {
+		tags := names[:0]
+		for _, name := range names {
+			// The tag ends at the first "}", as Cluster reads it.
+			rest, ok := strings.CutPrefix(name, head)
+			if !ok {
+				continue
+			}
+			if i := strings.IndexByte(rest, '}'); i >= 0 && rest[i:] == "}:k" {
+				tags = append(tags, rest[:i])
+			}
+		}
+		if len(tags) == 0 {
+			return nil
+		}
+		return page(tags)
+	})
+}
+
+// loadBuckets reads the buckets of tags in one pipeline.
+func (s *Store) loadBuckets(ctx context.Context, tags []string) ([]store.Key, error) {
+	cmds := make([]*goredis.MapStringStringCmd, len(tags))
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, t := range tags {
+			cmds[i] = p.HGetAll(ctx, s.bucketKey(t))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(ctx, "load buckets", err)
+	}
+	var out []store.Key
+	for i, c := range cmds {
+		keys, err := bucketKeys(tags[i], c.Val())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keys...)
+	}
+	return out, nil
 }
 
 // scanIDs is scanKind collected: every ID of one kind, each once. For
@@ -436,9 +716,13 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// UpdateKey implements store.Store with WATCH/MULTI: if the key changes
-// between the read and the write (a concurrent update or last-use write),
-// the transaction fails and is retried with the new value.
+// UpdateKey implements store.Store with WATCH/MULTI on both of the key's
+// places (its old hash and its bucket): if the key changes between the
+// read and the write (a concurrent update, a last-use write, the
+// migration moving it, or a change to another key of its bucket), the
+// transaction fails and is retried with the new value. A key still in the
+// old layout is moved to its bucket by the same transaction once the
+// compact layout is writable.
 func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(store.Key) (store.Key, error), audit ...store.AuditEvent) (store.Key, error) {
 	ev, err := store.OneAuditEvent(audit)
 	if err != nil {
@@ -447,16 +731,14 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	name := s.keyKey(clientID)
+	bucket, field := s.bucketOf(clientID)
 	var out store.Key
 	var updateErr error
 	var dropped [][]byte // the committed run's hashes the key let go of
 	txf := func(tx *goredis.Tx) error {
 		dropped = nil
-		vals, err := tx.HMGet(ctx, name, "rec", "team", "lu").Result()
-		if err != nil {
-			return err
-		}
-		cur, err := decodeKey(clientID, vals)
+		r := s.queueRead(ctx, tx, clientID)
+		cur, at, err := s.finishRead(ctx, tx, r)
 		if err != nil {
 			return err
 		}
@@ -468,7 +750,14 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 		if next.ClientID != cur.ClientID || next.TeamID != cur.TeamID {
 			return fmt.Errorf("%w: client ID and team cannot change", store.ErrInvalid)
 		}
-		rec, err := encodeRecord(next)
+		compact := !at.old || s.writeCompact()
+		var rec string
+		var chunks []string
+		if compact {
+			chunks, err = encodeCompact(next)
+		} else {
+			rec, err = encodeRecord(next)
+		}
 		if err != nil {
 			return err
 		}
@@ -491,10 +780,25 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 			}
 		}
 		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			if next.LastUsedAt.IsZero() {
+			switch {
+			case compact:
+				fields := chunkFields(field, max(len(chunks), len(at.chunks)))
+				kv := make([]any, 0, 2*len(chunks))
+				for i, c := range chunks {
+					kv = append(kv, fields[i], c)
+				}
+				p.HSet(ctx, bucket, kv...)
+				if len(at.chunks) > len(chunks) {
+					p.HDel(ctx, bucket, fields[len(chunks):]...)
+				}
+				if at.old {
+					p.Del(ctx, name)
+					p.ZRem(ctx, s.teamKey(cur.TeamID), clientID)
+				}
+			case next.LastUsedAt.IsZero():
 				p.HSet(ctx, name, "rec", rec)
 				p.HDel(ctx, name, "lu")
-			} else {
+			default:
 				p.HSet(ctx, name, "rec", rec, "lu", next.LastUsedAt.UnixMilli())
 			}
 			// In the same transaction: every instance's cache drops it.
@@ -516,7 +820,7 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	if s.cache != nil {
 		defer s.cache.invalidate(clientID)
 	}
-	err = s.watch(ctx, name, txf)
+	err = s.watch(ctx, txf, name, bucket)
 	switch {
 	case updateErr != nil:
 		return store.Key{}, updateErr
@@ -531,18 +835,27 @@ func (s *Store) UpdateKey(ctx context.Context, clientID string, update func(stor
 	return roundTrip(out)
 }
 
-// deleteScript removes a key only if it belongs to the given team.
-// KEYS: key hash, team index. ARGV: team, client ID.
-// ARGV[3] is the invalidation channel: the delete and its announcement are
-// one atomic step.
-// With an audit event, ARGV[4] is the status index the event names, which
-// must still be the key's (else 2: read again), and KEYS[3..6], ARGV[5..7]
-// are auditLua's: the removal writes its own key.deleted event.
-var deleteScript = goredis.NewScript(auditLua + `
-if redis.call('HGET', KEYS[1], 'team') ~= ARGV[1] then return 0 end
-if #KEYS > 2 then
-  local r = cjson.decode(redis.call('HGET', KEYS[1], 'rec'))
-  if (tonumber(r.status_index) or 0) ~= tonumber(ARGV[4]) then return 2 end
+// deleteScript removes a key, in whichever layout it is, only if it
+// belongs to the given team. KEYS: old key hash, old team index, bucket.
+// ARGV: team, client ID, the invalidation channel (the delete and its
+// announcement are one atomic step), the key's field in the bucket.
+// With an audit event, ARGV[5] is the status index the event names
+// (checked against an old-layout record) and ARGV[6] the compact record as
+// read, without its last use: the key must still be as read (else 2: read
+// again); KEYS[4..7] and ARGV[7..9] are auditLua's, and the removal writes
+// its own key.deleted event.
+var deleteScript = goredis.NewScript(auditLua + compactLua + `
+local c0 = redis.call('HGET', KEYS[3], ARGV[4])
+local team
+if c0 then team = kg_team(c0) else team = redis.call('HGET', KEYS[1], 'team') end
+if team ~= ARGV[1] then return 0 end
+if #KEYS > 3 then
+  if c0 then
+    if kg_record(KEYS[3], ARGV[4]) ~= ARGV[6] then return 2 end
+  else
+    local r = cjson.decode(redis.call('HGET', KEYS[1], 'rec'))
+    if (tonumber(r.status_index) or 0) ~= tonumber(ARGV[5]) then return 2 end
+  end
 end
 if ARGV[1] == '' then
   -- Admin keys share one slot (their IDs carry the empty team's tag):
@@ -553,21 +866,35 @@ if ARGV[1] == '' then
     local r = cjson.decode(v)
     return r.role == nil or r.role == ''
   end
-  if full(KEYS[1]) then
-    local others = 0
+  local self
+  if c0 then self = kg_role(c0) == '' else self = full(KEYS[1]) end
+  if self then
+    local others = false
     local head = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2])
     for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-      if id ~= ARGV[2] and full(head .. id) then others = others + 1; break end
+      if id ~= ARGV[2] and full(head .. id) then others = true; break end
     end
-    if others == 0 then return 3 end
+    if not others then
+      kg_each(KEYS[3], function(f, c)
+        if f ~= ARGV[4] and kg_team(c) == '' and kg_role(c) == '' then others = true end
+      end)
+    end
+    if not others then return 3 end
   end
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
+kg_del(KEYS[3], ARGV[4])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
-if #KEYS > 2 then audit(3, 5) end
+if #KEYS > 3 then audit(4, 7) end
 return 1
 `)
+
+// withoutLastUse is a compact record as deleteScript's kg_record reads it.
+func withoutLastUse(chunks []string) string {
+	rec := strings.Join(chunks, "")
+	return rec[:1] + rec[headerFixed:]
+}
 
 // maxDeleteReads bounds how often DeleteKey reads a key again whose status
 // index changed under it (only the start-up backfill gives one).
@@ -575,12 +902,12 @@ const maxDeleteReads = 3
 
 // DeleteKey implements store.Store. With an audit event, the key is read
 // first for the status index the event names, and the script removes it
-// only if that is still the index.
+// only if it is still as read.
 func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ...store.AuditEvent) error {
 	if credential.TagOf(clientID) != credential.TeamTag(teamID) {
 		// Keys are filed under their team's tag (store.CheckClientID), so
-		// this ID cannot belong to this team — and the two Redis keys would
-		// be in different Cluster slots.
+		// this ID cannot belong to this team — and the Redis keys would be
+		// in different Cluster slots.
 		return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
 	}
 	ev, err := store.OneAuditEvent(audit)
@@ -593,12 +920,15 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 	if s.cache != nil {
 		defer s.cache.invalidate(clientID)
 	}
+	bucket, field := s.bucketOf(clientID)
 	for range maxDeleteReads {
-		keys := []string{s.keyKey(clientID), s.teamKey(teamID)}
-		args := []any{teamID, clientID, s.keysChannel()}
+		keys := []string{s.keyKey(clientID), s.teamKey(teamID), bucket}
+		args := []any{teamID, clientID, s.keysChannel(), field}
 		// Read first: for the status index the event names, and for the
 		// secret index entries to drop after the removal (secrets.go).
-		k, err := s.readKey(ctx, clientID)
+		octx, cancel := s.op(ctx)
+		k, at, err := s.readOne(octx, s.rdb, clientID)
+		cancel()
 		if errors.Is(err, store.ErrNotFound) || (err == nil && k.TeamID != teamID) {
 			return fmt.Errorf("delete key %s: %w", clientID, store.ErrNotFound)
 		}
@@ -612,10 +942,14 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 			if err != nil {
 				return fmt.Errorf("delete key %s: %w", clientID, err)
 			}
+			rec := ""
+			if !at.old {
+				rec = withoutLastUse(at.chunks)
+			}
 			keys = append(keys, s.auditKeys(teamID)...)
-			args = append(append(args, k.StatusIndex), a...)
+			args = append(append(args, k.StatusIndex, rec), a...)
 		}
-		octx, cancel := s.op(ctx)
+		octx, cancel = s.op(ctx)
 		n, err := deleteScript.Run(octx, s.rdb, keys, args...).Int()
 		cancel()
 		switch {
@@ -638,13 +972,20 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 	return fmt.Errorf("delete key %s: %w (status index kept changing)", clientID, errAuditChanged)
 }
 
-// touchScript moves lu forward, never back, and never recreates a key
-// deleted since its use. KEYS: key hash. ARGV: unix ms. It publishes no
-// invalidation (cache.go says why).
-var touchScript = goredis.NewScript(`
+// touchScript moves a key's last use forward, never back, in whichever
+// layout the key is, and never recreates a key deleted since its use.
+// KEYS: old key hash, bucket. ARGV: unix ms, the key's field. It publishes
+// no invalidation (cache.go says why).
+var touchScript = goredis.NewScript(compactLua + `
+local ms = tonumber(ARGV[1])
+local c0 = redis.call('HGET', KEYS[2], ARGV[2])
+if c0 then
+  if ms > kg_lu(c0) then redis.call('HSET', KEYS[2], ARGV[2], kg_setlu(c0, ms)) end
+  return 1
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
-if tonumber(ARGV[1]) > cur then
+if ms > cur then
   redis.call('HSET', KEYS[1], 'lu', ARGV[1])
 end
 return 1
@@ -671,7 +1012,8 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for id, t := range lastUsed {
-			touchScript.EvalSha(ctx, p, []string{s.keyKey(id)}, t.UnixMilli())
+			bucket, field := s.bucketOf(id)
+			touchScript.EvalSha(ctx, p, []string{s.keyKey(id), bucket}, t.UnixMilli(), field)
 		}
 		return nil
 	})

@@ -107,6 +107,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -157,6 +158,9 @@ type Store struct {
 	// per slot (audit.go).
 	cluster bool
 	compat  *compat // schema.go; nil until first used
+	// compactOnly: the migration to the compact layout is done
+	// (compactmigrate.go), so reads skip the old one.
+	compactOnly atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -287,7 +291,7 @@ const maxWatchRetries = 100
 func (s *Store) updateValue(ctx context.Context, name, what string, next func(tx *goredis.Tx) (b []byte, refused, err error)) ([]byte, error) {
 	var out []byte
 	var refusal error
-	err := s.watch(ctx, name, func(tx *goredis.Tx) error {
+	err := s.watch(ctx, func(tx *goredis.Tx) error {
 		b, refused, err := next(tx)
 		if err != nil {
 			return err
@@ -304,7 +308,7 @@ func (s *Store) updateValue(ctx context.Context, name, what string, next func(tx
 		}
 		out = b
 		return nil
-	})
+	}, name)
 	switch {
 	case refusal != nil:
 		return nil, refusal
@@ -316,9 +320,9 @@ func (s *Store) updateValue(ctx context.Context, name, what string, next func(tx
 	return out, nil
 }
 
-func (s *Store) watch(ctx context.Context, name string, txf func(*goredis.Tx) error) error {
+func (s *Store) watch(ctx context.Context, txf func(*goredis.Tx) error, names ...string) error {
 	for attempt := 0; ; attempt++ {
-		err := s.rdb.Watch(ctx, txf, name)
+		err := s.rdb.Watch(ctx, txf, names...)
 		if !errors.Is(err, goredis.TxFailedErr) || attempt >= maxWatchRetries {
 			return err
 		}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/redis"
@@ -96,4 +98,51 @@ func TestOpenReadOnlyWritesNothing(t *testing.T) {
 			t.Error("Open wrote no secret index marker: this test no longer shows what ReadOnly spares")
 		}
 	}
+}
+
+// TestConformanceCompact runs the suite on stores that write the compact
+// layout (compact.go): "dual" right after the format became writable
+// (reads look in both layouts), "migrated" once the migration found
+// nothing to move (reads look only in buckets).
+func TestConformanceCompact(t *testing.T) {
+	c := redistest.Require(t)
+	for _, migrated := range []bool{false, true} {
+		name := map[bool]string{false: "dual", true: "migrated"}[migrated]
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store {
+				return compactStore(t, c, redistest.Prefix(t, c, ""), migrated)
+			})
+		})
+	}
+}
+
+// compactStore is a store on prefix whose compatibility check made the
+// compact layout writable and, with migrated, whose migration is done
+// (its clock moved past the grace).
+func compactStore(t *testing.T, c goredis.UniversalClient, prefix string, migrated bool) *redis.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := redis.New(c, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	s.SetSchemaOptions(redis.SchemaOptions{Now: func() time.Time { return now }})
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Writable(redis.FormatCompactKeys) {
+		t.Fatal("the compact layout is not writable after a check by the only instance")
+	}
+	if migrated {
+		now = now.Add(redis.DefaultHeartbeatTTL)
+		if err := s.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !s.CompactOnly() {
+			t.Fatal("the migration of an empty store did not finish")
+		}
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

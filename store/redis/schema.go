@@ -83,7 +83,8 @@ type SchemaOptions struct {
 	// InstanceID names this instance's heartbeat. Default: random.
 	InstanceID string
 	// Formats are the formats this instance announces it reads. nil:
-	// store.ReadableFormats. (Tests set fewer to play an older build.)
+	// store.ReadableFormats and FormatCompactKeys. (Tests set fewer to
+	// play an older build.)
 	Formats []store.Format
 	// Now is the clock of heartbeats. Default time.Now. Heartbeats expire
 	// by the clocks of the instances that read them, so clock skew between
@@ -107,6 +108,11 @@ type compat struct {
 	// records; hook, when set (tests), runs before each batch is written.
 	batch int
 	hook  func(ids []string) error
+	// budget bounds the records one Check moves to the compact layout
+	// (0: DefaultMigrationBudget); moved counts those found to move, for
+	// tests (compactmigrate.go).
+	budget int
+	moved  int
 }
 
 // SetSchemaOptions replaces the options of the compatibility record; call
@@ -118,7 +124,7 @@ func (s *Store) SetSchemaOptions(o SchemaOptions) {
 		o.InstanceID = hex.EncodeToString(b[:])
 	}
 	if o.Formats == nil {
-		o.Formats = store.ReadableFormats
+		o.Formats = readableFormats()
 	}
 	o.Formats = slices.Clone(o.Formats)
 	slices.Sort(o.Formats)
@@ -430,9 +436,11 @@ func (s *Store) Check(ctx context.Context) error {
 		return &store.FormatError{Missing: formats}
 	}
 	if !migrated {
-		return s.Migrate(ctx)
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.migrateCompact(ctx)
 }
 
 // checkFormatsReadOnly refuses, without writing, a store that may hold a

@@ -2,6 +2,8 @@ package redis
 
 // The secret index (store.Store.KeyBySecretHash):
 //
+//	Psx:<4 hex>                             the compact layout's buckets
+//	                                        of entries (compact.go)
 //	Psecret:<hex of HMAC(pepper, secret)>   string: the client ID whose
 //	                                        current or previous secret it is
 //	P{kg}:secret:indexed                    string "1": the index holds every
@@ -34,24 +36,34 @@ func (s *Store) secretKey(hash []byte) string {
 
 func (s *Store) secretIndexedKey() string { return s.prefix + "{kg}:secret:indexed" }
 
-// dropSecretScript deletes an index entry only while it names the key.
-// KEYS: the entry. ARGV: client ID.
+// dropSecretScript deletes an old-layout index entry only while it names
+// the key. KEYS: the entry. ARGV: client ID.
 var dropSecretScript = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
+// dropBucketSecretScript is dropSecretScript in the compact layout (the
+// entry's bucket is another name, in another slot). KEYS: the bucket.
+// ARGV: client ID, the entry's field.
+var dropBucketSecretScript = goredis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[1] then return redis.call('HDEL', KEYS[1], ARGV[2]) end
+return 0
+`)
+
 // writeSecretIndex points each hash at clientID (one pipeline; on Cluster
-// go-redis splits it by node).
+// go-redis splits it by node), in the compact layout's buckets once that is
+// writable (compact.go).
 func (s *Store) writeSecretIndex(ctx context.Context, clientID string, hashes [][]byte) error {
 	if len(hashes) == 0 {
 		return nil
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	compact := s.writeCompact()
 	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, h := range hashes {
-			p.Set(ctx, s.secretKey(h), clientID, 0)
+			s.queueSecretEntry(ctx, p, compact, h, clientID)
 		}
 		return nil
 	})
@@ -61,11 +73,25 @@ func (s *Store) writeSecretIndex(ctx context.Context, clientID string, hashes []
 	return nil
 }
 
+// queueSecretEntry queues the index entry of hash in one layout.
+func (s *Store) queueSecretEntry(ctx context.Context, p goredis.Pipeliner, compact bool, hash []byte, clientID string) {
+	if compact {
+		bucket, field := s.secretBucket(hash)
+		p.HSet(ctx, bucket, field, clientID)
+	} else {
+		p.Set(ctx, s.secretKey(hash), clientID, 0)
+	}
+}
+
 // dropSecretIndex removes the entries of hashes that still name clientID.
 func (s *Store) dropSecretIndex(ctx context.Context, clientID string, hashes [][]byte) error {
 	for _, h := range hashes {
+		bucket, field := s.secretBucket(h)
 		octx, cancel := s.op(ctx)
-		err := dropSecretScript.Run(octx, s.rdb, []string{s.secretKey(h)}, clientID).Err()
+		err := dropBucketSecretScript.Run(octx, s.rdb, []string{bucket}, clientID, field).Err()
+		if err == nil && !s.compactOnly.Load() {
+			err = dropSecretScript.Run(octx, s.rdb, []string{s.secretKey(h)}, clientID).Err()
+		}
 		cancel()
 		if err != nil {
 			return fail(octx, "drop secret index entry of key "+clientID, err)
@@ -74,12 +100,17 @@ func (s *Store) dropSecretIndex(ctx context.Context, clientID string, hashes [][
 	return nil
 }
 
-// KeyBySecretHash implements store.Store: the entry, then the key it names
-// read from Redis (never from the key cache: the check below must see the
-// key as stored now), and the key's hashes compared with hash.
+// KeyBySecretHash implements store.Store: the entry (in its bucket, then
+// until the migration is done as an old-layout string), then the key it
+// names read from Redis (never from the key cache: the check below must
+// see the key as stored now), and the key's hashes compared with hash.
 func (s *Store) KeyBySecretHash(ctx context.Context, hash []byte) (store.Key, error) {
+	bucket, field := s.secretBucket(hash)
 	octx, cancel := s.op(ctx)
-	id, err := s.rdb.Get(octx, s.secretKey(hash)).Result()
+	id, err := s.rdb.HGet(octx, bucket, field).Result()
+	if errors.Is(err, goredis.Nil) && !s.compactOnly.Load() {
+		id, err = s.rdb.Get(octx, s.secretKey(hash)).Result()
+	}
 	cancel()
 	if errors.Is(err, goredis.Nil) {
 		return store.Key{}, fmt.Errorf("key by secret hash: %w", store.ErrNotFound)

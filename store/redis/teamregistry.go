@@ -74,15 +74,15 @@ func (s *Store) unregisterIfEmpty(ctx context.Context, team string) error {
 	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
-	n, err := s.rdb.ZCard(octx, s.teamKey(team)).Result()
+	n, err := s.teamKeyCount(octx, team)
 	if err != nil || n > 0 {
 		return err
 	}
 	if err := s.rdb.ZRem(octx, s.teamsKey(), team).Err(); err != nil {
 		return fail(octx, "unregister team "+team, err)
 	}
-	if n, err = s.rdb.ZCard(octx, s.teamKey(team)).Result(); err != nil {
-		return fail(octx, "unregister team "+team, err)
+	if n, err = s.teamKeyCount(octx, team); err != nil {
+		return err
 	}
 	if n > 0 {
 		return s.registerTeams(ctx, team)
@@ -129,7 +129,7 @@ func (s *Store) RepairTeams(ctx context.Context) (store.TeamRepair, error) {
 	if err != nil {
 		return r, fail(ctx, "repair team registry: read", err)
 	}
-	teams, err := s.scanIDs(ctx, "team", "")
+	teams, err := s.scanTeams(ctx, "")
 	if err != nil {
 		return r, fail(ctx, "repair team registry: walk team indexes", err)
 	}

@@ -3,9 +3,11 @@ package redis
 import (
 	"context"
 	"slices"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store"
 )
 
@@ -32,7 +34,7 @@ func (s *Store) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount
 	} else if complete {
 		return s.registeredTeams(ctx, q)
 	}
-	teams, err := s.scanIDs(ctx, "team", q.Prefix)
+	teams, err := s.scanTeams(ctx, q.Prefix)
 	if err != nil {
 		return nil, fail(ctx, "list teams", err)
 	}
@@ -86,7 +88,8 @@ func (s *Store) registeredTeams(ctx context.Context, q store.TeamQuery) ([]store
 	}
 }
 
-// countTeams counts the keys of teams, in order, by pipelined ZCARDs, until
+// countTeams counts the keys of teams, in order, by pipelined
+// teamCountScripts, until
 // limit teams with keys are collected (0: all); a team whose index is empty
 // is skipped.
 func (s *Store) countTeams(ctx context.Context, teams []string, limit int) ([]store.TeamCount, error) {
@@ -100,13 +103,16 @@ func (s *Store) countTeams(ctx context.Context, teams []string, limit int) ([]st
 		chunk := teams[:min(batch, len(teams))]
 		teams = teams[len(chunk):]
 		octx, cancel := s.op(ctx)
-		cmds := make([]*goredis.IntCmd, len(chunk))
-		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
-			for i, id := range chunk {
-				cmds[i] = p.ZCard(octx, s.teamKey(id))
-			}
-			return nil
-		})
+		cmds := make([]*goredis.Cmd, len(chunk))
+		err := s.loadScript(octx, teamCountScript)
+		if err == nil {
+			_, err = s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
+				for i, id := range chunk {
+					cmds[i] = teamCountScript.EvalSha(octx, p, s.teamCountKeys(id), id)
+				}
+				return nil
+			})
+		}
 		cancel()
 		if err != nil {
 			return nil, fail(ctx, "list teams", err)
@@ -115,10 +121,88 @@ func (s *Store) countTeams(ctx context.Context, teams []string, limit int) ([]st
 			if limit > 0 && len(out) >= limit {
 				break
 			}
-			if n := c.Val(); n > 0 {
+			if n, _ := c.Int(); n > 0 {
 				out = append(out, store.TeamCount{TeamID: chunk[i], Keys: int(n)})
 			}
 		}
 	}
 	return out, nil
+}
+
+// teamCountScript counts a team's keys in both layouts. KEYS: the team's
+// old index, its bucket. ARGV: team.
+var teamCountScript = goredis.NewScript(compactLua + `
+return redis.call('ZCARD', KEYS[1]) + kg_count(KEYS[2], ARGV[1])
+`)
+
+func (s *Store) teamCountKeys(team string) []string {
+	return []string{s.teamKey(team), s.bucketKey(credential.TeamTag(team))}
+}
+
+// teamKeyCount is the number of keys of team.
+func (s *Store) teamKeyCount(ctx context.Context, team string) (int, error) {
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	n, err := teamCountScript.Run(octx, s.rdb, s.teamCountKeys(team), team).Int()
+	if err != nil {
+		return 0, fail(octx, "count keys of team "+team, err)
+	}
+	return n, nil
+}
+
+// bucketTeamsScript lists the teams of a bucket's keys. KEYS: the bucket.
+var bucketTeamsScript = goredis.NewScript(compactLua + `
+local seen, out = {}, {}
+kg_each(KEYS[1], function(_, c0)
+  local t = kg_team(c0)
+  if not seen[t] then seen[t] = true; out[#out + 1] = t end
+end)
+return out
+`)
+
+// scanTeams walks the whole keyspace for the IDs of teams with keys, in
+// either layout, starting with prefix; unsorted, each once, the admin
+// index ("") included.
+func (s *Store) scanTeams(ctx context.Context, prefix string) ([]string, error) {
+	var teams []string
+	if !s.compactOnly.Load() {
+		var err error
+		if teams, err = s.scanIDs(ctx, "team", prefix); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.loadScript(ctx, bucketTeamsScript); err != nil {
+		return nil, err
+	}
+	err := s.scanBuckets(ctx, func(tags []string) error {
+		octx, cancel := s.op(ctx)
+		defer cancel()
+		cmds := make([]*goredis.Cmd, len(tags))
+		_, err := s.rdb.Pipelined(octx, func(p goredis.Pipeliner) error {
+			for i, t := range tags {
+				cmds[i] = bucketTeamsScript.EvalSha(octx, p, []string{s.bucketKey(t)})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			found, err := c.StringSlice()
+			if err != nil {
+				return err
+			}
+			for _, t := range found {
+				if strings.HasPrefix(t, prefix) {
+					teams = append(teams, t)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(teams)
+	return slices.Compact(teams), nil
 }
