@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,14 @@ func TestClusterConformance(t *testing.T) {
 		}
 		return s
 	})
+
+	// The compact layout (compact.go): every script of it on one slot.
+	t.Run("Compact", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) store.Store {
+			return compactStore(t, cc, redistest.Prefix(t, cc, ""), true)
+		})
+	})
+	t.Run("Compact/Migration", func(t *testing.T) { testClusterCompactMigration(t, cc) })
 
 	// The bulk path too: its pipelines split by slot and its script must
 	// be cached on every master.
@@ -415,5 +424,65 @@ func testClusterOpenURL(t *testing.T, cl *testCluster, cc *goredis.ClusterClient
 				t.Errorf("keys of 20 teams created through Open(%s) are on %d master(s), want ≥ 2", tc.opts.URL, holding)
 			}
 		})
+	}
+}
+
+// testClusterCompactMigration: keys written in the old layout across the
+// masters are all moved to their buckets by the migration (its walk and
+// scripts on every master), and read the same before and after.
+func testClusterCompactMigration(t *testing.T, cc *goredis.ClusterClient) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t, cc, "")
+	old, err := redis.New(cc, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := storetest.BulkKeys(t, 30, 2, 2)
+	if err := old.CreateKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	s, err := redis.New(cc, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetSchemaOptions(redis.SchemaOptions{Now: func() time.Time { return now }})
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]store.Key{}
+	for _, k := range keys {
+		if before[k.ClientID], err = s.GetKey(ctx, k.ClientID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(redis.DefaultHeartbeatTTL)
+	for i := 0; !s.CompactOnly(); i++ {
+		if i == 5 {
+			t.Fatal("the migration did not finish in 5 checks")
+		}
+		if err := s.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range keys {
+		got, err := s.GetKey(ctx, k.ClientID)
+		if err != nil || !reflect.DeepEqual(got, before[k.ClientID]) {
+			t.Fatalf("%s after the migration: %+v, %v; want %+v", k.ClientID, got, err, before[k.ClientID])
+		}
+		if got, err := s.KeyBySecretHash(ctx, k.SecretHash); err != nil || got.ClientID != k.ClientID {
+			t.Fatalf("%s by its secret hash after the migration: %q, %v", k.ClientID, got.ClientID, err)
+		}
+	}
+	err = cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+		for _, pattern := range []string{prefix + "{*}:key:*", prefix + "{*}:team:*", prefix + "secret:*"} {
+			if left, err := c.Keys(ctx, pattern).Result(); err != nil || len(left) != 0 {
+				return fmt.Errorf("%s: %d names of the old layout left (%v)", pattern, len(left), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
