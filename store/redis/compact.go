@@ -345,9 +345,9 @@ func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 		case tagCreated:
 			k.CreatedAt, err = decodeTime(v)
 		case tagSecretHash:
-			k.SecretHash = []byte(v)
+			k.SecretHash = nonEmpty(v)
 		case tagPreviousSecretHash:
-			k.PreviousSecretHash = []byte(v)
+			k.PreviousSecretHash = nonEmpty(v)
 		case tagPreviousExpires:
 			k.PreviousSecretExpiresAt, err = decodeTime(v)
 		case tagRotated:
@@ -380,7 +380,7 @@ func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 				k.AllowedCIDRs = append(k.AllowedCIDRs, pfx)
 			}
 		case tagMetadata:
-			k.Metadata = []byte(v)
+			k.Metadata = nonEmpty(v)
 		default:
 			return bad(fmt.Sprintf("unknown field %d", tag))
 		}
@@ -389,6 +389,14 @@ func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 		}
 	}
 	return k, nil
+}
+
+// nonEmpty is v's bytes, nil for "" (what the encoder omits).
+func nonEmpty(v string) []byte {
+	if v == "" {
+		return nil
+	}
+	return []byte(v)
 }
 
 func decodeInt(v string) (int64, error) {

@@ -9,8 +9,16 @@
 // braces mark a Cluster hash tag, the part of a name Cluster hashes to pick
 // its slot. records.go builds every one of these names.
 //
-//	P{t}:key:<client_id>   hash: rec (JSON), team, lu (last use, unix ms)
-//	P{t}:team:<team_id>    sorted set: client IDs scored by creation (ms)
+//	P{t}:k                 hash: the records of the keys whose client IDs
+//	                       carry tag t, in chunks of at most 64 bytes, and
+//	                       so the team index too (compact.go)
+//	Psx:<4 hex>            hash: the secret index in 65 536 buckets
+//	                       (compact.go)
+//	P{t}:key:<client_id>   the old layout, read until the migration to the
+//	                       compact one is done (compactmigrate.go):
+//	                       hash: rec (JSON), team, lu (last use, unix ms)
+//	P{t}:team:<team_id>    (old layout) sorted set: client IDs scored by
+//	                       creation (ms)
 //	P{kg}:single:<name>    string: a create-if-absent singleton (pepper)
 //	P{kg}:signing          string: the signing key set (JSON)
 //	P{kg}:status:next      counter: the last status list index handed out
@@ -20,14 +28,17 @@
 //	P{kg}:webhook:<id>     string: a webhook endpoint's delivery state (JSON)
 //	Pdeny:<jti>            string with expiry: a revoked access token
 //	                       (no hash tag: deny entries spread over the cluster)
-//	Psecret:<hex hash>     string: the client ID holding that secret hash,
-//	                       current or previous (no hash tag; secrets.go says
-//	                       why it is written before and removed after the key)
+//	Psecret:<hex hash>     (old layout) string: the client ID holding that
+//	                       secret hash, current or previous (no hash tag;
+//	                       secrets.go says why it is written before and
+//	                       removed after the key)
 //	P{kg}:secret:indexed   string: "1" once every key has its entries
 //	P{kg}:schema…, P{kg}:instances…, P{kg}:formats
 //	                       the schema version, migration progress and
 //	                       lease, heartbeats and the formats the store may
 //	                       hold (schema.go)
+//	P{kg}:keys:compact…, P{kg}:formats:since
+//	                       the compact layout's migration (compactmigrate.go)
 //	P{t}:usage:<h|d>:<start>:<team_id>
 //	                       hash with expiry: usage of a team's keys in one
 //	                       hour or UTC day (start in unix seconds); fields
@@ -64,10 +75,11 @@
 // The tag t of a key is credential.TagOf(client_id): the team-derived tag
 // that keygate's client IDs carry. So the token endpoint finds a key from
 // its ID alone, in one round trip (HMGET), and the key and its team's index
-// always share a hash slot, which lets one Lua script check the team limit
-// and insert atomically even on Redis Cluster. Admin keys (team "") are
-// indexed under P{t}:team: with an empty team ID, t being the empty team's
-// tag. The fixed tag kg puts the process-wide state in one slot, so the
+// (its bucket; in the old layout its team's sorted set) always share a hash
+// slot, which lets one Lua script check the team limit and insert
+// atomically even on Redis Cluster. Admin keys (team "") are in the empty
+// team's tag's bucket (old layout: indexed under P{t}:team: with an empty
+// team ID). The fixed tag kg puts the process-wide state in one slot, so the
 // status counter and bitmap are read together in one MGET. Every multi-key
 // change (create, delete) is a script; read-modify-writes (UpdateKey,
 // UpdateSigningKeys) use WATCH/MULTI and retry.
@@ -81,9 +93,13 @@
 //	redis.go    Store, Options, Open/New/Close/Ping, client construction and
 //	            the call policy: timeouts, retries, the WATCH retry loop,
 //	            error wrapping, script loading
-//	records.go  the names above and the encoding of a key record
+//	records.go  the names above and the old layout's key record (JSON)
+//	compact.go  the compact layout: its names, its record, its Lua helpers
+//	compactmigrate.go
+//	            the migration from the old layout to the compact one
 //	keys.go     CreateKey, GetKey, ListKeys, ForEachKey, UpdateKey,
-//	            DeleteKey, TouchKeys, and the Lua scripts they run
+//	            DeleteKey, TouchKeys, and the Lua scripts they run (each
+//	            handles a key in either layout)
 //	teams.go    Teams
 //	signing.go  CreateSingleton, CompareAndSwapSingleton, SigningKeys, UpdateSigningKeys
 //	status.go   the status list (NextStatusIndex, RevokeStatus, StatusList)
