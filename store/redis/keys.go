@@ -179,24 +179,23 @@ func (s *Store) readKey(ctx context.Context, clientID string) (store.Key, error)
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	k, at, err := s.readOne(ctx, s.rdb, clientID)
-	found := err == nil
-	if found || errors.Is(err, store.ErrNotFound) {
-		// A found record's work for a missing one (the decoy's). While a
-		// key may be in either layout, every read does both layouts'
-		// decoding, the other one on a decoy: an old record decodes JSON,
-		// slower than a compact one, and neither may tell an ID that exists
-		// from one that does not.
+	missing := errors.Is(err, store.ErrNotFound)
+	if err == nil || missing {
+		// A missing key gets a found record's work, on the decoy. While a
+		// key may be in either layout (until the migration is done), every
+		// read does both layouts' decoding, the one it did not find on the
+		// decoy: an old record's JSON decodes ten times slower than a
+		// compact one, and that must not tell an ID that exists from one
+		// that does not.
 		d := b2i(store.DecoyAdmin(clientID))
-		if !found || !at.old {
-			if !s.compactOnly.Load() {
-				_, _ = decodeKey(decoyKeys[d].ClientID, decoyFields[d])
-			}
+		if !s.compactOnly.Load() && (missing || !at.old) {
+			_, _ = decodeKey(decoyKeys[d].ClientID, decoyFields[d])
 		}
-		if !found || (at.old && !s.compactOnly.Load()) {
+		if missing || at.old {
 			_, _ = decodeCompact(decoyKeys[d].ClientID, decoyChunks[d])
 		}
 	}
-	if !found && errors.Is(err, store.ErrNotFound) {
+	if missing {
 		return store.Key{}, store.KeyNotFound(clientID)
 	}
 	return k, err
