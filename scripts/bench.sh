@@ -17,6 +17,7 @@
 #   PARTS=policy scripts/bench.sh    # ES256 floor vs bbolt vs a key with every
 #                                    # policy set (issue 17) only (~3 min)
 #   PARTS=scale SEED_KEYS=10000000 SEED_USED=1000000 SCALE_WARM=150s scripts/bench.sh
+#                                    # (SCALE_STORES=redis: that store only)
 #                                    # issue 18 on this machine: N keys vs 10 keys
 #                                    # on bbolt and Redis, load over SEED_USED
 #                                    # distinct keys; seed time, store bytes per
@@ -307,7 +308,7 @@ redis_used() { redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/{prin
 
 if [[ $PARTS == all || $PARTS == scale ]]; then
 echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections, load over up to $SEED_USED keys)" >&2
-for store in bbolt redis; do
+for store in ${SCALE_STORES:-bbolt redis}; do
   for n in 10 "$SEED_KEYS"; do
     name=seed-$store-$n
     used=$(( n < SEED_USED ? n : SEED_USED ))

@@ -387,3 +387,48 @@ func FuzzDecodeCompact(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenLeavesTheMoveToChecks: a start never waits for the migration's
+// walk. Open of a store whose old records are due to move (the format
+// writable, the grace long over) moves none of them and only learns the
+// state; the next periodic Check moves them.
+func TestOpenLeavesTheMoveToChecks(t *testing.T) {
+	c := redistest.Require(t)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t, c, "")
+	old := instance(t, c, prefix, SchemaOptions{InstanceID: "older", Formats: []store.Format{}})
+	keys := storetest.BulkKeys(t, 2, 2, 0)
+	if err := old.CreateKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.HSet(ctx, old.formatsSinceKey(), string(FormatCompactKeys), time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Options{URL: redistest.URL(), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	oldNames := func() int {
+		names, err := c.Keys(ctx, prefix+"{*}:key:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(names)
+	}
+	if !s.Writable(FormatCompactKeys) {
+		t.Fatal("the compact layout is not writable after Open by the only instance")
+	}
+	if n := oldNames(); n != len(keys) {
+		t.Fatalf("%d old key hashes after Open, want all %d (Open must not move records)", n, len(keys))
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := oldNames(); n != 0 {
+		t.Fatalf("%d old key hashes after a Check past the grace, want 0", n)
+	}
+	if err := s.Check(ctx); err != nil || !s.CompactOnly() {
+		t.Fatalf("the check after the move: %v, compact only %v", err, s.CompactOnly())
+	}
+}

@@ -13,8 +13,9 @@ package redis
 //     of one heartbeat TTL, by which every live instance has seen the
 //     format writable (an instance that has not checked for that long
 //     counts as gone), the instance holding the lease moves the old
-//     records in batches, at most Options' budget per Check: each key with
-//     one script on its slot (its old hash, its old team index entry and
+//     records in batches, at most DefaultMigrationBudget per Check (not
+//     in the check Open runs: a start never waits for the walk), each key
+//     with one script on its slot (its old hash, its old team index entry and
 //     its bucket), each secret index entry written to its bucket before the
 //     old one is dropped. A walk that finds nothing left to move marks the
 //     migration done, and from their next Check on instances read only
@@ -76,7 +77,8 @@ func (s *Store) CompactOnly() bool { return s.compactOnly.Load() }
 var errBudget = errors.New("migration budget used")
 
 // migrateCompact is Check's step of the migration; see the comment above.
-func (s *Store) migrateCompact(ctx context.Context) error {
+// Without move it only learns whether the migration is done.
+func (s *Store) migrateCompact(ctx context.Context, move bool) error {
 	if s.compactOnly.Load() || !s.writeCompact() {
 		return nil
 	}
@@ -102,8 +104,8 @@ func (s *Store) migrateCompact(ctx context.Context) error {
 		s.compactOnly.Store(true)
 		return nil
 	}
-	if now.Sub(time.UnixMilli(since)) < c.opts.HeartbeatTTL {
-		return nil // instances may still write the old layout
+	if !move || now.Sub(time.UnixMilli(since)) < c.opts.HeartbeatTTL {
+		return nil // (or instances may still write the old layout)
 	}
 	octx, cancel = s.op(ctx)
 	got, err := s.rdb.SetNX(octx, s.compactLeaseKey(), c.opts.InstanceID, c.opts.LeaseTTL).Result()

@@ -207,6 +207,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// no migration. Check runs without ctx's deadline (serve gives
 	// connecting 10 s): a first start may migrate a large store, each call
 	// still bounded by the store's timeout, its progress kept if it fails.
+	// The compact layout's migration (compactmigrate.go) is left to the
+	// periodic checks: it walks the keyspace, and a start must not wait
+	// for that.
 	s.SetSchemaOptions(opts.Schema)
 	if _, err := s.SchemaVersion(ctx); err != nil {
 		rdb.Close()
@@ -217,7 +220,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 		}
-	} else if err := s.Check(context.WithoutCancel(ctx)); err != nil {
+	} else if err := s.check(context.WithoutCancel(ctx), false); err != nil {
 		if !errors.Is(err, store.ErrUnreadableFormat) {
 			_ = s.Leave(ctx)
 		}

@@ -396,7 +396,11 @@ return {1, cjson.encode(writable)}
 // formats, then the migration if the store is behind and no other
 // instance is running it. The refusal (a *store.FormatError) drops the
 // writable formats too.
-func (s *Store) Check(ctx context.Context) error {
+func (s *Store) Check(ctx context.Context) error { return s.check(ctx, true) }
+
+// check is Check; move says whether it may move records to the compact
+// layout (not in Open: a start must not wait for a walk of the keyspace).
+func (s *Store) check(ctx context.Context, move bool) error {
 	c := s.schema()
 	now := c.opts.Now()
 	// cjson encodes an empty Lua table as {}, so the arrays travel as
@@ -440,7 +444,7 @@ func (s *Store) Check(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.migrateCompact(ctx)
+	return s.migrateCompact(ctx, move)
 }
 
 // checkFormatsReadOnly refuses, without writing, a store that may hold a
