@@ -444,13 +444,13 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 		}
 		return nil
 	}
-	if !s.compactOnly.Load() {
-		seen = newWalkSeen()
-		err := s.scanKind(ctx, "key", "", func(ids []string) error {
-			for len(ids) > 0 {
-				n := min(batch, len(ids))
+	// phase is one SCAN walk: each page's names loaded, size at a time.
+	phase := func(scan func(page func([]string) error) error, size int, load func(context.Context, []string) ([]store.Key, error)) error {
+		err := scan(func(names []string) error {
+			for len(names) > 0 {
+				n := min(size, len(names))
 				octx, cancel := s.op(ctx)
-				keys, err := s.getMany(octx, ids[:n])
+				keys, err := load(octx, names[:n])
 				cancel()
 				if err != nil {
 					visitErr = fmt.Errorf("walk keys: %w", err)
@@ -459,7 +459,7 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 				if err := visit(keys); err != nil {
 					return err
 				}
-				ids = ids[n:]
+				names = names[n:]
 			}
 			return nil
 		})
@@ -469,31 +469,18 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 		case err != nil:
 			return fail(ctx, "walk keys", err)
 		}
-	}
-	err := s.scanBuckets(ctx, func(tags []string) error {
-		for len(tags) > 0 {
-			n := min(batch/4, len(tags))
-			octx, cancel := s.op(ctx)
-			keys, err := s.loadBuckets(octx, tags[:n])
-			cancel()
-			if err != nil {
-				visitErr = fmt.Errorf("walk keys: %w", err)
-				return visitErr
-			}
-			if err := visit(keys); err != nil {
-				return err
-			}
-			tags = tags[n:]
-		}
 		return nil
-	})
-	switch {
-	case visitErr != nil:
-		return visitErr
-	case err != nil:
-		return fail(ctx, "walk keys", err)
 	}
-	return nil
+	if !s.compactOnly.Load() {
+		seen = newWalkSeen()
+		oldKeys := func(page func([]string) error) error { return s.scanKind(ctx, "key", "", page) }
+		if err := phase(oldKeys, batch, s.getMany); err != nil {
+			return err
+		}
+	}
+	// A bucket holds a team's keys: a quarter as many buckets per load.
+	buckets := func(page func([]string) error) error { return s.scanBuckets(ctx, page) }
+	return phase(buckets, batch/4, s.loadBuckets)
 }
 
 // scanBuckets SCANs for this store's buckets (P{t}:k) and calls page with
