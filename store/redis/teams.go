@@ -12,15 +12,16 @@ import (
 )
 
 // Teams implements store.Store from the team registry (teamregistry.go):
-// a page is a ZRANGEBYLEX and its teams' ZCARDs, milliseconds whatever the
+// a page is a ZRANGEBYLEX and its teams' counts, milliseconds whatever the
 // number of keys. Until a repair walk has built the registry (a store
-// written by an older keygate) it SCANs for team indexes as it used to:
-// the walk grows with the whole keyspace, about 2 s at 1.2M Redis names
-// (1M keys, 200k teams).
+// written by an older keygate) it SCANs for team indexes and buckets as
+// it used to: the walk grows with the whole keyspace, about 2 s at 1.2M
+// Redis names (1M keys, 200k teams).
 //
-// Either way the IDs are filtered (the admin index, P{t}:team: with no
-// team ID, and IDs not after q.After are dropped), sorted, and only then
-// counted, in order, by pipelined ZCARDs of twice the teams still missing
+// Either way the IDs are filtered (the admin index, team ID "", and IDs
+// not after q.After are dropped), sorted, and only then counted, in
+// order, by pipelined teamCountScripts (the team's keys in its bucket and
+// its old index) of twice the teams still missing
 // at a time (at most 1000; 500 without a limit), until q.Limit teams are
 // collected. A team without keys (an index emptied since, a registry
 // entry not yet repaired) counts 0 and is skipped without taking a place
@@ -161,7 +162,7 @@ return out
 `)
 
 // scanTeams walks the whole keyspace for the IDs of teams with keys, in
-// either layout, starting with prefix; unsorted, each once, the admin
+// either layout, starting with prefix; sorted, each once, the admin
 // index ("") included.
 func (s *Store) scanTeams(ctx context.Context, prefix string) ([]string, error) {
 	var teams []string
