@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -431,4 +432,105 @@ func TestOpenLeavesTheMoveToChecks(t *testing.T) {
 	if err := s.Check(ctx); err != nil || !s.CompactOnly() {
 		t.Fatalf("the check after the move: %v, compact only %v", err, s.CompactOnly())
 	}
+}
+
+// TestCompactMigrationUnderWrites: the migration's batches (of 5) run
+// between the writes of another instance, which creates, renames, uses
+// and deletes keys of the same teams; afterwards every key reads as that
+// instance's last write left it, deleted keys stay deleted, and nothing
+// of the old layout is left.
+func TestCompactMigrationUnderWrites(t *testing.T) {
+	c := redistest.Require(t)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t, c, "")
+	clock := &clockAt{now: time.Now()}
+	older := instance(t, c, prefix, SchemaOptions{InstanceID: "older", Formats: []store.Format{}})
+	keys := storetest.BulkKeys(t, 40, 4, 0)
+	if err := older.CreateKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	migrator := instance(t, c, prefix, SchemaOptions{InstanceID: "migrator", Now: clock.Now})
+	writer := instance(t, c, prefix, SchemaOptions{InstanceID: "writer", Now: clock.Now})
+	for _, s := range []*Store{migrator, writer} {
+		if err := s.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.now = clock.now.Add(DefaultHeartbeatTTL)
+	migrator.compat.budget = 5
+	// A batch between every four writes, so that writes land on keys
+	// already moved, keys not moved yet and keys in the batch after.
+	migrate := func() {
+		t.Helper()
+		if err := migrator.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	want := map[string]store.Key{}
+	for _, k := range keys {
+		want[k.ClientID] = k
+	}
+	deleted := map[string]bool{}
+	for i, k := range keys {
+		if i%4 == 0 {
+			migrate()
+		}
+		switch i % 4 {
+		case 0:
+			up, err := writer.UpdateKey(ctx, k.ClientID, func(k store.Key) (store.Key, error) {
+				k.Name = fmt.Sprintf("renamed %d", i)
+				return k, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[k.ClientID] = up
+		case 1:
+			at := time.UnixMilli(2_000_000_000_000 + int64(i)).UTC()
+			if err := writer.TouchKeys(ctx, map[string]time.Time{k.ClientID: at}); err != nil {
+				t.Fatal(err)
+			}
+			w := want[k.ClientID]
+			w.LastUsedAt = at
+			want[k.ClientID] = w
+		case 2:
+			if err := writer.DeleteKey(ctx, k.TeamID, k.ClientID); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, k.ClientID)
+			deleted[k.ClientID] = true
+		case 3:
+			n := storetest.BulkKeys(t, 1, 1, 0)[0]
+			n.TeamID, n.ClientID = k.TeamID, mustID(t, k.TeamID)
+			if err := writer.CreateKey(ctx, n, 5); err != nil {
+				t.Fatal(err)
+			}
+			want[n.ClientID] = n
+		}
+	}
+	if migrator.CompactOnly() {
+		t.Fatal("the migration finished before the last write: the writes did not interleave with it")
+	}
+	for i := 0; !migrator.CompactOnly(); i++ {
+		if i == 100 {
+			t.Fatal("the migration did not finish in 100 more checks")
+		}
+		migrate()
+	}
+	var left []store.Key
+	for _, k := range want {
+		left = append(left, k)
+	}
+	for id := range deleted {
+		if _, err := migrator.GetKey(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("deleted key %s after the migration: %v, want ErrNotFound", id, err)
+		}
+	}
+	for _, pattern := range []string{prefix + "{*}:key:*", prefix + "{*}:team:*", prefix + "secret:*"} {
+		if names, _ := c.Keys(ctx, pattern).Result(); len(names) != 0 {
+			t.Errorf("%d names of the old layout left (%s)", len(names), pattern)
+		}
+	}
+	assertKeys(t, migrator, want, left)
 }
