@@ -123,6 +123,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -172,8 +173,9 @@ type Store struct {
 	owned   bool // Close closes rdb
 	// cluster: rdb is a Cluster client, so the audit trail keeps an outbox
 	// per slot (audit.go).
-	cluster bool
-	compat  *compat // schema.go; nil until first used
+	cluster  bool
+	compat   *compat // schema.go; nil until first used (schema())
+	compatMu sync.Mutex
 	// compactOnly: the migration to the compact layout is done
 	// (compactmigrate.go), so reads skip the old one.
 	compactOnly atomic.Bool

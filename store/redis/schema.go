@@ -137,14 +137,24 @@ func (s *Store) SetSchemaOptions(o SchemaOptions) {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
-	s.compat = &compat{opts: o, batch: 500}
+	c := &compat{opts: o, batch: 500}
+	s.compatMu.Lock()
+	s.compat = c
+	s.compatMu.Unlock()
 }
 
+// schema is the compatibility record's state, made with the default
+// options on first use. Writes ask it (Writable) from any goroutine, so
+// its lazy creation is guarded.
 func (s *Store) schema() *compat {
-	if s.compat == nil {
+	s.compatMu.Lock()
+	c := s.compat
+	s.compatMu.Unlock()
+	if c == nil {
 		s.SetSchemaOptions(SchemaOptions{})
+		return s.schema()
 	}
-	return s.compat
+	return c
 }
 
 func (s *Store) schemaKey() string          { return s.prefix + "{kg}:schema" }
