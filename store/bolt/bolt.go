@@ -252,15 +252,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // started bbolt transaction cannot be interrupted, but none here does I/O
 // beyond the final fsync, so none runs long.
 func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.db.View(func(tx *bbolt.Tx) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+	return inTx(ctx, s.db.View, fn)
 }
 
 func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
@@ -282,10 +274,16 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 // the transaction holds the writer lock. Every write starts here: through
 // update, or TouchKeys, which keeps the key cache valid its own way.
 func (s *Store) commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	return inTx(ctx, s.db.Update, fn)
+}
+
+// inTx runs fn in a transaction of kind (bbolt's View or Update) unless
+// ctx is done, before it starts or once it holds its lock.
+func inTx(ctx context.Context, kind func(func(*bbolt.Tx) error) error, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return kind(func(tx *bbolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

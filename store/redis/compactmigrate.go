@@ -107,20 +107,11 @@ func (s *Store) migrateCompact(ctx context.Context, move bool) error {
 	if !move || now.Sub(time.UnixMilli(since)) < c.opts.HeartbeatTTL {
 		return nil // (or instances may still write the old layout)
 	}
-	octx, cancel = s.op(ctx)
-	got, err := s.rdb.SetNX(octx, s.compactLeaseKey(), c.opts.InstanceID, c.opts.LeaseTTL).Result()
-	cancel()
-	if err != nil {
-		return fail(octx, "migrate to the compact layout: lease", err)
+	release, err := s.takeLease(ctx, s.compactLeaseKey())
+	if err != nil || release == nil {
+		return err
 	}
-	if !got {
-		return nil
-	}
-	defer func() {
-		octx, cancel := s.op(context.WithoutCancel(ctx))
-		defer cancel()
-		_ = releaseLeaseScript.Run(octx, s.rdb, []string{s.compactLeaseKey()}, c.opts.InstanceID).Err()
-	}()
+	defer release()
 	budget := c.budget
 	if budget <= 0 {
 		budget = DefaultMigrationBudget

@@ -215,20 +215,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 		c.setMigrated()
 		return nil
 	}
-	octx, cancel := s.op(ctx)
-	ok, err := s.rdb.SetNX(octx, s.leaseKey(), c.opts.InstanceID, c.opts.LeaseTTL).Result()
-	cancel()
-	if err != nil {
-		return fail(octx, "take the migration lease", err)
+	release, err := s.takeLease(ctx, s.leaseKey())
+	if err != nil || release == nil {
+		return err
 	}
-	if !ok {
-		return nil
-	}
-	defer func() {
-		octx, cancel := s.op(context.WithoutCancel(ctx))
-		defer cancel()
-		_ = releaseLeaseScript.Run(octx, s.rdb, []string{s.leaseKey()}, c.opts.InstanceID).Err()
-	}()
+	defer release()
 	// Read again under the lease: another instance may have finished.
 	if v, err = s.SchemaVersion(ctx); err != nil {
 		return err
@@ -269,6 +260,27 @@ func (c *compat) setMigrated() {
 	c.mu.Lock()
 	c.migrated = true
 	c.mu.Unlock()
+}
+
+// takeLease takes the lease name for this instance, for LeaseTTL; it
+// returns nil, nil when another instance holds it. release drops it only
+// while it is still this instance's.
+func (s *Store) takeLease(ctx context.Context, name string) (release func(), err error) {
+	c := s.schema()
+	octx, cancel := s.op(ctx)
+	ok, err := s.rdb.SetNX(octx, name, c.opts.InstanceID, c.opts.LeaseTTL).Result()
+	cancel()
+	if err != nil {
+		return nil, fail(octx, "take the lease "+name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return func() {
+		octx, cancel := s.op(context.WithoutCancel(ctx))
+		defer cancel()
+		_ = releaseLeaseScript.Run(octx, s.rdb, []string{name}, c.opts.InstanceID).Err()
+	}, nil
 }
 
 // releaseLeaseScript drops the lease only while it is ours.
