@@ -17,13 +17,31 @@ package apikey
 //   - A key without a status index gets one synchronously on its first
 //     successful authentication (Authenticate → ensureStatusIndex): a token
 //     without a status claim could never be revoked offline.
+//
+// The walk itself is skipped when it would find nothing new: a walk that
+// ends with every key inside the catalog records the catalog it checked
+// against (keyCheckMarker, a fingerprint of the catalog's permission IDs),
+// and a start with the same catalog does not walk again. Keys written since
+// were checked against that catalog when they were written, and got a
+// status index at creation. Without this every start of every instance
+// walked the whole store: at 10 000 000 keys, ten minutes of a tenth of a
+// core and its garbage after each deploy (docs/scale.md). A marker that is
+// wrong (a store imported into one that had it, keys written by a binary
+// with another catalog) costs only the early report: both guarantees above
+// hold on the token path whatever the walk did. A seed into a store that
+// was never started records the marker too (Seed): it wrote every key
+// there is, each checked against the catalog and given an index.
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
+	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/store"
 )
 
@@ -127,6 +145,62 @@ type KeyCheckReport struct {
 	// counts them all).
 	OutsideCatalog      []string
 	OutsideCatalogCount int
+	// UpToDate: no walk was needed, a complete one having found every key
+	// inside this catalog before (keyCheckMarker); Keys is then 0.
+	UpToDate bool
+}
+
+// keyCheckMarker names the singleton holding the fingerprint of the catalog
+// the last complete walk found every stored key inside (catalogFingerprint).
+const keyCheckMarker = "keycheck"
+
+// catalogFingerprint identifies c by what the walk checks keys against:
+// the set of permission IDs it knows.
+func catalogFingerprint(c *scopes.Catalog) []byte {
+	var ids []string
+	for _, p := range c.Permissions() {
+		ids = append(ids, p.ID)
+	}
+	slices.Sort(ids)
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	return fmt.Appendf(nil, "catalog-v1 %x", h.Sum(nil))
+}
+
+// checkedAgainst reports whether the marker holds fp. The store has no
+// read of one singleton; a swap of a value for itself succeeds exactly when
+// that value is stored (and writes nothing new).
+func checkedAgainst(ctx context.Context, st store.Store, fp []byte) (bool, error) {
+	same, err := st.CompareAndSwapSingleton(ctx, keyCheckMarker, fp, fp)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return same, err
+}
+
+// markChecked records fp as the catalog every stored key is inside.
+func markChecked(ctx context.Context, st store.Store, fp []byte) error {
+	stored, err := st.CreateSingleton(ctx, keyCheckMarker, fp)
+	if err != nil || bytes.Equal(stored, fp) {
+		return err
+	}
+	// Another catalog's marker: replace it unless it changed meanwhile
+	// (then whoever changed it walked too, and the next start walks again).
+	_, err = st.CompareAndSwapSingleton(ctx, keyCheckMarker, stored, fp)
+	return err
+}
+
+// singletonAbsent reports whether nothing is stored under name, by a swap
+// that can never succeed (no singleton keygate keeps is empty).
+func singletonAbsent(ctx context.Context, st store.Store, name string) (bool, error) {
+	_, err := st.CompareAndSwapSingleton(ctx, name, nil, []byte{0})
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	return false, err
 }
 
 const maxReportedOutsideCatalog = 100
@@ -136,11 +210,23 @@ const maxReportedOutsideCatalog = 100
 // permission the catalog no longer has. It runs in the background after a
 // start (server.New); nothing depends on its having finished, since the
 // token path checks both for the key it serves. It stops at ctx's end or
-// at the first store error, returning what it found so far.
+// at the first store error, returning what it found so far. When a
+// complete walk found every key inside this same catalog before, it walks
+// nothing and says so (UpToDate); a walk that finds every key inside
+// records the catalog for the next start.
 func (s *Service) CheckStoredKeys(ctx context.Context) (KeyCheckReport, error) {
 	var r KeyCheckReport
+	fp := catalogFingerprint(s.cfg.Catalog)
+	done, err := checkedAgainst(ctx, s.store, fp)
+	if err != nil {
+		return r, fmt.Errorf("check stored keys: read the last check: %w", err)
+	}
+	if done {
+		r.UpToDate = true
+		return r, nil
+	}
 	var pace walkPacer // a tenth of a core at most (pace.go)
-	err := s.store.ForEachKey(ctx, func(k store.Key) error {
+	err = s.store.ForEachKey(ctx, func(k store.Key) error {
 		if err := pace.step(ctx); err != nil {
 			return err
 		}
@@ -162,6 +248,11 @@ func (s *Service) CheckStoredKeys(ctx context.Context) (KeyCheckReport, error) {
 	})
 	if err != nil {
 		return r, fmt.Errorf("check stored keys: %w", err)
+	}
+	if r.OutsideCatalogCount == 0 {
+		if err := markChecked(ctx, s.store, fp); err != nil {
+			return r, fmt.Errorf("check stored keys: record the check: %w", err)
+		}
 	}
 	return r, nil
 }

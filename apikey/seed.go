@@ -131,6 +131,16 @@ func Seed(ctx context.Context, st store.Store, mk *MasterKey, opts SeedOptions) 
 	}
 	perms := append([]string{}, opts.Permissions...)
 
+	// A store without a pepper holds no key: when this seed writes every
+	// key there is, each checked against opts.Catalog, the first start
+	// need not walk them again (keycheck.go).
+	fresh := false
+	if opts.Catalog != nil {
+		var err error
+		if fresh, err = singletonAbsent(ctx, st, pepperName); err != nil {
+			return SeedResult{}, fmt.Errorf("seed: %w", err)
+		}
+	}
 	hasher, err := loadPepper(ctx, st, mk)
 	if err != nil {
 		return SeedResult{}, fmt.Errorf("seed: %w", err)
@@ -248,6 +258,11 @@ func Seed(ctx context.Context, st store.Store, mk *MasterKey, opts SeedOptions) 
 		return res, fmt.Errorf("seed: after %d of %d keys: %w", res.Keys, opts.Keys, err)
 	}
 	res.Elapsed = time.Since(start)
+	if fresh {
+		if err := markChecked(ctx, st, catalogFingerprint(opts.Catalog)); err != nil {
+			return res, fmt.Errorf("seed: all %d keys written; recording them as checked (the first start walks them instead): %w", res.Keys, err)
+		}
+	}
 	return res, nil
 }
 

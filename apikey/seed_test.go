@@ -226,3 +226,56 @@ func countKeys(t *testing.T, st store.Store) int {
 	}
 	return n
 }
+
+// TestSeedRecordsTheKeyCheck: a seed into a store that was never started
+// wrote every key there is, each inside the catalog and indexed, so the
+// first start's check walks nothing (keycheck.go); a seed into a store
+// that held keys already does not vouch for them, and the check walks.
+func TestSeedRecordsTheKeyCheck(t *testing.T) {
+	ctx := context.Background()
+
+	st, mk := apikey.FreshStore(t)
+	if _, err := apikey.Seed(ctx, st, mk, apikey.SeedOptions{Keys: 20, Catalog: scopes.Default()}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := apikey.Open(ctx, apikey.Config{Store: st, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := svc.CheckStoredKeys(ctx); err != nil || !r.UpToDate || r.Keys != 0 {
+		t.Errorf("check after a seed into a fresh store: %+v, %v; want no walk", r, err)
+	}
+
+	// The same store checked under a catalog without the seeded
+	// permission: walked, every seeded key reported.
+	var perms []scopes.Permission
+	for _, p := range scopes.Default().Offered() {
+		if p.ID != apikey.DefaultSeedPermissions[0] {
+			perms = append(perms, p)
+		}
+	}
+	narrow, err := scopes.New(perms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc2, err := apikey.Open(ctx, apikey.Config{Store: st, MasterKey: mk, Catalog: narrow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := svc2.CheckStoredKeys(ctx); err != nil || r.UpToDate || r.OutsideCatalogCount != 20 {
+		t.Errorf("check under a catalog without the seeded permission: %+v, %v; want 20 keys reported", r, err)
+	}
+
+	// A seed into a running store (its keys written by others) vouches
+	// for nothing: the first check walks them all.
+	svc3, st3, mk3 := openService(t)
+	if _, err := apikey.Seed(ctx, st3, mk3, apikey.SeedOptions{Keys: 20, Catalog: scopes.Default()}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := svc3.CheckStoredKeys(ctx); err != nil || r.UpToDate || r.Keys < 21 {
+		t.Errorf("check after a seed into a running store: %+v, %v; want every key walked", r, err)
+	}
+	if r, err := svc3.CheckStoredKeys(ctx); err != nil || !r.UpToDate {
+		t.Errorf("the check after that walk: %+v, %v; want no walk", r, err)
+	}
+}

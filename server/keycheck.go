@@ -32,6 +32,8 @@ func (s *Server) startKeyCheck() {
 		switch {
 		case ctx.Err() != nil:
 			// Closed before the walk ended: the next start walks again.
+		case r.UpToDate:
+			s.log.Info("stored keys already checked against this permission catalog; not walked")
 		case err != nil:
 			s.log.Error("stored keys not checked; keys are still checked when they ask for a token", "err", err, "keys_checked", r.Keys)
 		case r.OutsideCatalogCount > 0:

@@ -18,7 +18,8 @@ import (
 // permission is not refused (that check walked every key before the first
 // request); the key gets invalid_client saying why, changes nothing in the
 // store, is logged once however often it asks, and the background walk
-// reports it. Another key of the same team is served.
+// reports it, at every start until the permission is back. Another key of
+// the same team is served.
 func TestKeyOutsideCatalog(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b servertest.Backend) {
@@ -68,6 +69,19 @@ func TestKeyOutsideCatalog(t *testing.T) {
 		}
 		if !strings.Contains(logs.String(), "client_id="+gone.ClientID) {
 			t.Errorf("the log does not name the key:\n%s", logs)
+		}
+
+		// While a key is outside the catalog no walk records the catalog as
+		// checked (apikey's keycheck.go): every start reports it again. A
+		// start with the permission back is a start with the catalog the
+		// first start's walk found every key inside: it walks nothing.
+		e3 := e.second(t, server.Options{Catalog: catalog})
+		if r, err := e3.Server.KeyCheck(); err != nil || r.UpToDate || r.OutsideCatalogCount != 1 {
+			t.Errorf("the next start's check: %+v, %v; want the key reported again", r, err)
+		}
+		e4 := e.second(t, server.Options{})
+		if r, err := e4.Server.KeyCheck(); err != nil || !r.UpToDate || r.Keys != 0 {
+			t.Errorf("a start with the permission back: %+v, %v; want no walk", r, err)
 		}
 	})
 }

@@ -297,6 +297,14 @@ func testStatusIndexBackfill(t *testing.T, b servertest.Backend) {
 		t.Fatalf("key %s got index %d without asking for a token or a start", k.ClientID, k.StatusIndex)
 	}
 
+	// Keys from before status lists come from a store no walk of this
+	// release has checked: its key check marker (apikey's keycheck.go), if
+	// any, names another catalog. (The first start's walk, over the admin
+	// key alone, recorded this one's.)
+	if _, err := e.Server.KeyCheck(); err != nil {
+		t.Fatal(err)
+	}
+	markCheckedAgainstAnotherCatalog(t, e.Store)
 	e2 := e.second(t, server.Options{}) // another start on the same store
 	// The admin key is indexed before the start returns; the walk has the
 	// two team keys left (legacy[0] got its index from its token).
@@ -350,8 +358,13 @@ func testStatusIndexBackfill(t *testing.T, b servertest.Backend) {
 		before[id] = e.StoredKey(t, id).StatusIndex
 	}
 	e3 := e.second(t, server.Options{})
-	if r, err := e3.Server.KeyCheck(); err != nil || r.Indexed != 0 {
-		t.Errorf("a third start's walk: %+v, %v; want nothing indexed", r, err)
+	if r, err := e3.Server.KeyCheck(); err != nil || r.Indexed != 0 || !r.UpToDate {
+		t.Errorf("a third start's check: %+v, %v; want no walk (the second one's found every key indexed and inside the catalog)", r, err)
+	}
+	markCheckedAgainstAnotherCatalog(t, e.Store)
+	e4 := e.second(t, server.Options{})
+	if r, err := e4.Server.KeyCheck(); err != nil || r.Indexed != 0 || r.UpToDate || r.Keys < 6 {
+		t.Errorf("a walk under another catalog: %+v, %v; want every key walked, nothing indexed", r, err)
 	}
 	for id, idx := range before {
 		if got := e.StoredKey(t, id).StatusIndex; got != idx {
@@ -723,4 +736,27 @@ func urlValues(kv ...string) map[string][]string {
 		v[kv[i]] = append(v[kv[i]], kv[i+1])
 	}
 	return v
+}
+
+// markCheckedAgainstAnotherCatalog replaces the key check marker (apikey's
+// keycheck.go) with another catalog's, as a start with another catalog
+// would leave it: the next start walks every key.
+func markCheckedAgainstAnotherCatalog(t *testing.T, st store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	ex, ok := st.(store.Exporter)
+	if !ok {
+		t.Fatalf("store %T has no Singletons", st)
+	}
+	all, err := ex.Singletons(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, ok := all["keycheck"]
+	if !ok {
+		t.Fatal("no key check marker after a complete walk")
+	}
+	if swapped, err := st.CompareAndSwapSingleton(ctx, "keycheck", old, []byte("catalog-v1 another")); err != nil || !swapped {
+		t.Fatalf("replace the key check marker: %v, %v", swapped, err)
+	}
 }

@@ -157,13 +157,19 @@ func TestMoveBetweenBackends(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// The start's check of stored keys records its catalog once it
+			// has walked them (apikey's keycheck.go): wait for it, so the
+			// stream holds that singleton as well as the pepper.
+			if _, err := src.Server.KeyCheck(); err != nil {
+				t.Fatal(err)
+			}
 			var stream bytes.Buffer
 			sum, err := storeio.Export(ctx, &stream, src.Store, storeio.ExportOptions{Source: tc.source})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.Keys != 7 || sum.Denied != 1 || sum.Singletons != 1 || sum.AuditEvents == 0 || sum.Webhooks != 3 || sum.SuspendedBits != 1 {
-				t.Errorf("export summary %+v: want 7 keys (5, the suspended one and the admin), 1 deny entry, the pepper, some audit events, 1 suspended entry", sum)
+			if sum.Keys != 7 || sum.Denied != 1 || sum.Singletons != 2 || sum.AuditEvents == 0 || sum.Webhooks != 3 || sum.SuspendedBits != 1 {
+				t.Errorf("export summary %+v: want 7 keys (5, the suspended one and the admin), 1 deny entry, the pepper and the key check's marker, some audit events, 1 suspended entry", sum)
 			}
 			for _, secret := range [][]byte{[]byte(keys[0].ClientSecret), []byte(src.AdminSecret), []byte(live)} {
 				if bytes.Contains(stream.Bytes(), secret) {
