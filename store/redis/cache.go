@@ -85,6 +85,9 @@ type keyCache struct {
 	// most len(records) are cached.
 	records    []atomic.Pointer[cacheEntry]
 	recordHand atomic.Uint64
+	// sweepHand runs ahead of placements, emptying the slots of records
+	// past maxAge (sweep).
+	sweepHand atomic.Uint64
 	// absent is a ring of the absences in the order they were cached: the
 	// n-th takes slot n mod len(absent) and removes the one it displaces
 	// from entries (unless that one was replaced or removed meanwhile), so
@@ -352,6 +355,7 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 		c.size.Add(1) // new, or in place of an absence
 	}
 	c.place(e)
+	c.sweep(now)
 	// An invalidation may have slipped in between the check and the store.
 	if c.epoch.Load() != epoch {
 		c.invalidate(k.ClientID)
@@ -378,6 +382,32 @@ func (c *keyCache) place(e *cacheEntry) {
 			c.size.Add(-1)
 		}
 		return
+	}
+}
+
+// sweepPerPlace is how many slots each placement also sweeps.
+const sweepPerPlace = 8
+
+// sweep empties the next sweepPerPlace slots under the sweep hand whose
+// records are past maxAge. Such a record is never served (get), yet it
+// kept its slot, and its memory, until a placement took the slot: with a
+// cache sized for a million keys under a load that brings each back every
+// few minutes, nearly every slot held an expired record, a heap of a
+// million pointer-rich records that every garbage collection marked
+// (docs/scale.md). The sweep goes round the clock once every
+// len(records)/sweepPerPlace placements, so what the cache holds follows
+// the keys read within maxAge and that much longer, not its size.
+func (c *keyCache) sweep(now time.Time) {
+	n := uint64(len(c.records))
+	for range sweepPerPlace {
+		slot := &c.records[(c.sweepHand.Add(1)-1)%n]
+		old := slot.Load()
+		if old == nil || now.Sub(old.at) < c.maxAge && !now.Before(old.at) {
+			continue
+		}
+		if slot.CompareAndSwap(old, nil) && c.entries.CompareAndDelete(old.clientID, old) {
+			c.size.Add(-1)
+		}
 	}
 }
 

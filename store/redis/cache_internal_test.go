@@ -183,6 +183,51 @@ func TestKeyCacheRecordsEvictLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// TestKeyCacheSweepsExpiredRecords: records past the cache's age leave it,
+// slot and all, as placements go on, without waiting to be displaced: a
+// cache sized far beyond the keys read within its age holds those keys,
+// not its size in expired records. Records still young stay.
+func TestKeyCacheSweepsExpiredRecords(t *testing.T) {
+	const size = 1000
+	c := liveCacheOf(size) // records live a minute
+	t0 := time.Now()
+	put := func(id string, at time.Time) {
+		c.put(store.Key{ClientID: id, SecretHash: []byte{1}}, c.epoch.Load(), at)
+	}
+	for i := range size - 10 {
+		put(fmt.Sprintf("old-%d", i), t0)
+	}
+	young := t0.Add(90 * time.Second)
+	for i := range 10 {
+		put(fmt.Sprintf("young-%d", i), young)
+	}
+	// Two minutes on, enough placements to take the sweep round the clock
+	// once: a tenth of the size in new records.
+	now := t0.Add(2 * time.Minute)
+	for i := range size/sweepPerPlace + 1 {
+		put(fmt.Sprintf("new-%d", i), now)
+	}
+	held := 0
+	for i := range c.records {
+		if e := c.records[i].Load(); e != nil {
+			held++
+			if e.at.Equal(t0) {
+				t.Fatalf("slot %d still holds %s, expired a minute ago", i, e.clientID)
+			}
+		}
+	}
+	recs, _ := c.counts()
+	want := 10 + size/sweepPerPlace + 1
+	if held != want || recs != want || c.size.Load() != int64(want) {
+		t.Errorf("%d slots held, %d records, size counter %d; want %d (the young and the new)", held, recs, c.size.Load(), want)
+	}
+	for i := range 10 {
+		if _, r := c.get(fmt.Sprintf("young-%d", i), now); r != cachedKey {
+			t.Errorf("young-%d, 30 s old: %v, want cached", i, r)
+		}
+	}
+}
+
 // BenchmarkKeyCacheBytesPerRecord measures the heap a cached record costs
 // (a key as `keygate seed` makes them: one permission, no policy), for the
 // memory bound redis_key_cache_size sets (docs/scale.md):
