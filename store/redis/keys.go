@@ -147,7 +147,8 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 
 // GetKey implements store.Store: the token endpoint's only round trip (an
 // HMGET of the key's first chunks, and of its old-layout hash in the same
-// pipeline until the migration is done).
+// pipeline until the migration is done), shared with the reads of other
+// requests of the moment (readbatch.go).
 //
 // A missing key costs what a present one does (store.Store's GetKey): the
 // same round trip and decode (of the decoy) without the cache, and with it
@@ -178,7 +179,7 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 func (s *Store) readKey(ctx context.Context, clientID string) (store.Key, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	k, at, err := s.readOne(ctx, s.rdb, clientID)
+	k, at, err := s.readBatched(ctx, clientID)
 	missing := errors.Is(err, store.ErrNotFound)
 	if err == nil || missing {
 		// A missing key gets a found record's work, on the decoy. While a

@@ -179,6 +179,8 @@ type Store struct {
 	// compactOnly: the migration to the compact layout is done
 	// (compactmigrate.go), so reads skip the old one.
 	compactOnly atomic.Bool
+	// reads coalesces the token path's reads into pipelines (readbatch.go).
+	reads *readBatcher
 }
 
 var _ store.Store = (*Store)(nil)
@@ -248,11 +250,12 @@ func New(rdb goredis.UniversalClient, prefix string, timeout time.Duration) (*St
 		timeout = DefaultTimeout
 	}
 	_, cluster := rdb.(*goredis.ClusterClient)
-	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, cluster: cluster}, nil
+	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, cluster: cluster, reads: newReadBatcher()}, nil
 }
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	s.reads.close()
 	if s.cache != nil {
 		s.cache.close()
 	}
