@@ -43,9 +43,9 @@ var errStoreClosed = errors.New("redis store closed")
 
 type readBatcher struct {
 	start, closed sync.Once
-	reqs  chan *readReq
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	reqs          chan *readReq
+	stop          chan struct{}
+	wg            sync.WaitGroup
 	// pipelines counts the pipelines sent (for tests).
 	pipelines atomic.Int64
 }
