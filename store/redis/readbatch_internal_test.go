@@ -32,6 +32,8 @@ func batchStore(t *testing.T, hold bool) (*Store, []store.Key) {
 	if hold {
 		s.reads.start.Do(func() {})
 	}
+	// Every read queues, as when readDirectMax reads are in flight already.
+	s.reads.direct.Store(readDirectMax)
 	t.Cleanup(func() { s.Close() })
 	return s, keys
 }
@@ -91,8 +93,8 @@ func TestReadsShareAPipeline(t *testing.T) {
 }
 
 // TestBatchedReadsConcurrent: GetKey from many goroutines at once, known
-// and unknown IDs mixed, through the running workers: every answer is the
-// reader's own (run with -race).
+// and unknown IDs mixed, through the running workers (the direct reads'
+// slots taken): every answer is the reader's own (run with -race).
 func TestBatchedReadsConcurrent(t *testing.T) {
 	s, keys := batchStore(t, false)
 	ctx := context.Background()
@@ -120,7 +122,7 @@ func TestBatchedReadsConcurrent(t *testing.T) {
 // TestBatchedReadGivesUp: a reader whose context ends while its read waits
 // gets the context's error at once; the worker that later reads for a
 // reader gone does not block on it, and serves the next one. After Close a
-// read fails instead of waiting.
+// queued read fails instead of waiting.
 func TestBatchedReadGivesUp(t *testing.T) {
 	s, keys := batchStore(t, true)
 	// A read whose reader has gone: nobody takes its answer.
@@ -149,5 +151,25 @@ func TestBatchedReadGivesUp(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a read after Close did not return")
+	}
+}
+
+// TestLoneReadsGoDirectly: while fewer than readDirectMax reads are in
+// flight, a read is sent as it always was, without a worker: no pipeline
+// of the batcher's, no worker started.
+func TestLoneReadsGoDirectly(t *testing.T) {
+	s, keys := batchStore(t, false)
+	s.reads.direct.Store(0)
+	for _, k := range keys[:5] {
+		got, _, err := s.readBatched(context.Background(), k.ClientID)
+		if err != nil || got.ClientID != k.ClientID {
+			t.Fatalf("read %s: %s, %v", k.ClientID, got.ClientID, err)
+		}
+	}
+	if n := s.reads.pipelines.Load(); n != 0 {
+		t.Errorf("%d pipelines of the batcher for sequential reads, want 0", n)
+	}
+	if n := s.reads.direct.Load(); n != 0 {
+		t.Errorf("%d direct reads still counted in flight, want 0", n)
 	}
 }
