@@ -156,7 +156,7 @@ func TestBatchedReadGivesUp(t *testing.T) {
 
 // TestLoneReadsGoDirectly: while fewer than readDirectMax reads are in
 // flight, a read is sent as it always was, without a worker: no pipeline
-// of the batcher's, no worker started.
+// of the batcher's, and the count of direct reads back to zero after each.
 func TestLoneReadsGoDirectly(t *testing.T) {
 	s, keys := batchStore(t, false)
 	s.reads.direct.Store(0)
