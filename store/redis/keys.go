@@ -314,10 +314,43 @@ func (s *Store) readOne(ctx context.Context, c goredis.Cmdable, id string) (stor
 		return store.Key{}, keyFound{}, fail(ctx, "get key "+id, err)
 	}
 	k, at, err := s.finishRead(ctx, c, r)
-	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, errBadRecord) {
-		return store.Key{}, keyFound{}, fail(ctx, "get key "+id, err)
+	return k, at, readErr(ctx, id, err)
+}
+
+// readErr is a read's error as callers get it: a missing key and a
+// malformed record as they are, anything else (Redis did not answer as it
+// should) through fail.
+func readErr(ctx context.Context, id string, err error) error {
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, errBadRecord) {
+		return err
 	}
-	return k, at, err
+	return fail(ctx, "get key "+id, err)
+}
+
+// readResult is one key's read: the key, where it was found, or readErr's
+// error.
+type readResult struct {
+	k   store.Key
+	at  keyFound
+	err error
+}
+
+// readMany reads ids in one pipeline, each answered as readOne answers.
+func (s *Store) readMany(ctx context.Context, ids []string) []readResult {
+	reads := make([]keyRead, len(ids))
+	// Each command carries its own error, which finishRead reports.
+	_, _ = s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range ids {
+			reads[i] = s.queueRead(ctx, p, id)
+		}
+		return nil
+	})
+	out := make([]readResult, len(ids))
+	for i, r := range reads {
+		k, at, err := s.finishRead(ctx, s.rdb, r)
+		out[i] = readResult{k, at, readErr(ctx, r.id, err)}
+	}
+	return out
 }
 
 // ListKeys implements store.Store: the team's old index and its bucket in
@@ -395,26 +428,15 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]store.Key, error) 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	reads := make([]keyRead, len(ids))
-	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, id := range ids {
-			reads[i] = s.queueRead(ctx, p, id)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fail(ctx, "load keys", err)
-	}
 	out := make([]store.Key, 0, len(ids))
-	for _, r := range reads {
-		k, _, err := s.finishRead(ctx, s.rdb, r)
-		if errors.Is(err, store.ErrNotFound) {
+	for _, r := range s.readMany(ctx, ids) {
+		switch {
+		case errors.Is(r.err, store.ErrNotFound):
 			continue
+		case r.err != nil:
+			return nil, r.err
 		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
+		out = append(out, r.k)
 	}
 	return out, nil
 }

@@ -29,8 +29,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/keygate/keygate/store"
 )
 
@@ -62,12 +60,6 @@ type readReq struct {
 	ctx  context.Context
 	id   string
 	done chan readResult // buffered: a worker never waits for a reader that gave up
-}
-
-type readResult struct {
-	k   store.Key
-	at  keyFound
-	err error
 }
 
 func newReadBatcher() *readBatcher {
@@ -147,20 +139,12 @@ func (b *readBatcher) send(s *Store, batch []*readReq) {
 		batch[0].done <- readResult{k, at, err}
 		return
 	}
-	reads := make([]keyRead, len(batch))
-	// Each command carries its own error, which finishRead reports.
-	_, _ = s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, r := range batch {
-			reads[i] = s.queueRead(ctx, p, r.id)
-		}
-		return nil
-	})
+	ids := make([]string, len(batch))
 	for i, r := range batch {
-		k, at, err := s.finishRead(ctx, s.rdb, reads[i])
-		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, errBadRecord) {
-			err = fail(ctx, "get key "+r.id, err)
-		}
-		r.done <- readResult{k, at, err}
+		ids[i] = r.id
+	}
+	for i, res := range s.readMany(ctx, ids) {
+		batch[i].done <- res
 	}
 }
 

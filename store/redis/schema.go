@@ -118,6 +118,15 @@ type compat struct {
 // SetSchemaOptions replaces the options of the compatibility record; call
 // it before the first Check (Open calls Check; New does not).
 func (s *Store) SetSchemaOptions(o SchemaOptions) {
+	c := newCompat(o)
+	s.compatMu.Lock()
+	s.compat = c
+	s.compatMu.Unlock()
+}
+
+// newCompat is the compatibility record's state for o, its zero fields
+// defaulted.
+func newCompat(o SchemaOptions) *compat {
 	if o.InstanceID == "" {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
@@ -137,24 +146,19 @@ func (s *Store) SetSchemaOptions(o SchemaOptions) {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
-	c := &compat{opts: o, batch: 500}
-	s.compatMu.Lock()
-	s.compat = c
-	s.compatMu.Unlock()
+	return &compat{opts: o, batch: 500}
 }
 
 // schema is the compatibility record's state, made with the default
 // options on first use. Writes ask it (Writable) from any goroutine, so
-// its lazy creation is guarded.
+// it is made under the lock: two first uses at once share one state.
 func (s *Store) schema() *compat {
 	s.compatMu.Lock()
-	c := s.compat
-	s.compatMu.Unlock()
-	if c == nil {
-		s.SetSchemaOptions(SchemaOptions{})
-		return s.schema()
+	defer s.compatMu.Unlock()
+	if s.compat == nil {
+		s.compat = newCompat(SchemaOptions{})
 	}
-	return c
+	return s.compat
 }
 
 func (s *Store) schemaKey() string          { return s.prefix + "{kg}:schema" }
