@@ -61,9 +61,9 @@ import (
 const (
 	// DefaultKeyCacheSize is how many key records a Store keeps decoded in
 	// memory unless Options.KeyCacheSize says otherwise
-	// (config.DefaultBoltKeyCacheSize, bolt_key_cache_size): about 700 bytes
+	// (config.DefaultBoltKeyCacheSize, bolt_key_cache_size): about 630 bytes
 	// each (BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about
-	// 70 MiB at most.
+	// 63 MiB at most.
 	DefaultKeyCacheSize = 100_000
 	// keyCacheAbsent bounds the absences remembered.
 	keyCacheAbsent = 1 << 16
@@ -90,7 +90,7 @@ type cacheShard struct {
 // entry is replaced by a new one), so a reader may use it after unlocking.
 type cachedKey struct {
 	raw   []byte    // the record's bytes as stored (the decoy's, for an absence)
-	key   store.Key // decoded from raw; never handed out, copies are
+	key   store.Key // decoded from raw, packed with it (store.PackKey); never handed out, copies are
 	epoch uint64    // keyCache.writes before raw was read
 }
 
@@ -180,7 +180,13 @@ func (c *keyCache) fill(id string, raw []byte, old *cachedKey, epoch, t uint64, 
 		return store.Key{}, err
 	}
 	if !c.off {
-		c.store(id, &cachedKey{raw: bytes.Clone(raw), key: cloneKey(k), epoch: epoch}, t, absent)
+		packed, praw := store.PackKey(k, raw)
+		c.store(id, &cachedKey{raw: praw, key: packed, epoch: epoch}, t, absent)
+		// A copy of the packed key, not k: what the caller keeps of it
+		// (the last-use tracker keeps the ID and the team for as long as
+		// the key is in use) then shares the packed strings instead of
+		// holding objects of its own.
+		return cloneKey(packed), nil
 	}
 	return k, nil
 }
@@ -193,8 +199,18 @@ func (c *keyCache) store(id string, e *cachedKey, t uint64, absent bool) {
 		c.records[i].remove(id)
 		return
 	}
-	c.records[i].putUnlessTouched(id, e, &c.touches, t)
+	c.records[i].putUnlessTouched(ownID(id, e.key), e, &c.touches, t)
 	c.absent[i].remove(id)
+}
+
+// ownID is id as the map's key for the record k: k's own copy, which
+// shares its packed strings (the request's copy would be one more object),
+// when it is the same ID.
+func ownID(id string, k store.Key) string {
+	if k.ClientID == id {
+		return k.ClientID
+	}
+	return id
 }
 
 // decoded returns the cached decoding of id's record when raw is the bytes
@@ -214,7 +230,7 @@ func (c *keyCache) decoded(id string, raw []byte) (store.Key, bool) {
 }
 
 // touched replaces id's entry, if it has one, with the record TouchKeys
-// wrote: raw (owned by the cache from now on) and k decoded from it. The
+// wrote: raw and k decoded from it (both copied, packed). The
 // entry keeps its epoch: a stale entry stays stale, now with the bytes the
 // file holds. Called after touches was bumped for the commit that wrote
 // raw.
@@ -225,7 +241,11 @@ func (c *keyCache) touched(id string, raw []byte, k store.Key) {
 	sh := &c.records[c.shard(id)]
 	sh.mu.Lock()
 	if e, ok := sh.lru.Peek(id); ok {
-		sh.lru.Add(id, &cachedKey{raw: raw, key: k, epoch: e.epoch})
+		packed, praw := store.PackKey(k, raw)
+		// Removed and added rather than replaced: the map's key is the old
+		// entry's packed ID, which would keep its strings alive.
+		sh.lru.Remove(id)
+		sh.lru.Add(ownID(id, packed), &cachedKey{raw: praw, key: packed, epoch: e.epoch})
 	}
 	sh.mu.Unlock()
 }

@@ -349,8 +349,9 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 	if !c.live.Load() || c.epoch.Load() != epoch {
 		return
 	}
-	e := &cacheEntry{clientID: k.ClientID, key: cloneKey(k), at: now}
-	old, _ := c.entries.Swap(k.ClientID, e)
+	packed, _ := store.PackKey(k, nil) // a few objects for the collector, not a dozen
+	e := &cacheEntry{clientID: packed.ClientID, key: packed, at: now}
+	old, _ := c.entries.Swap(packed.ClientID, e)
 	if _, rec := old.(*cacheEntry); !rec {
 		c.size.Add(1) // new, or in place of an absence
 	}

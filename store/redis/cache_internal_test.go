@@ -240,6 +240,9 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 		now := time.Now()
 		var before, after runtime.MemStats
 		runtime.GC()
+		t0 := time.Now()
+		runtime.GC()
+		gcBefore := time.Since(t0)
 		runtime.ReadMemStats(&before)
 		// Each record's strings made here, as decoding a reply makes them:
 		// the cache keeps them.
@@ -250,8 +253,13 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 			c.put(k, c.epoch.Load(), now)
 		}
 		runtime.GC()
+		t0 = time.Now()
+		runtime.GC() // a collection marks every record (store.PackKey)
+		gcWith := time.Since(t0)
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/record")
+		b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/n, "objects/record")
+		b.ReportMetric(float64(gcWith-gcBefore)/n, "gc-ns/record")
 		runtime.KeepAlive(c)
 	}
 }
