@@ -138,13 +138,22 @@ func (sh *cacheShard) put(id string, e *cachedKey) {
 	sh.mu.Unlock()
 }
 
-// putUnlessTouched is put, unless touches no longer has the value t.
-func (sh *cacheShard) putUnlessTouched(id string, e *cachedKey, touches *atomic.Uint64, t uint64) {
+// putRecord caches the record e under id (ownID), unless touches no
+// longer has the value t. An entry already there is removed, not replaced:
+// the map's key is that entry's packed ID, which would keep the strings of
+// a record that changed alive beside the new one's.
+func (sh *cacheShard) putRecord(id string, e *cachedKey, touches *atomic.Uint64, t uint64) {
 	sh.mu.Lock()
 	if touches.Load() == t {
-		sh.lru.Add(id, e)
+		sh.replace(id, e)
 	}
 	sh.mu.Unlock()
+}
+
+// replace is putRecord's step, under sh.mu.
+func (sh *cacheShard) replace(id string, e *cachedKey) {
+	sh.lru.Remove(id)
+	sh.lru.Add(ownID(id, e.key), e)
 }
 
 func (sh *cacheShard) remove(id string) {
@@ -199,7 +208,7 @@ func (c *keyCache) store(id string, e *cachedKey, t uint64, absent bool) {
 		c.records[i].remove(id)
 		return
 	}
-	c.records[i].putUnlessTouched(ownID(id, e.key), e, &c.touches, t)
+	c.records[i].putRecord(id, e, &c.touches, t)
 	c.absent[i].remove(id)
 }
 
@@ -238,14 +247,11 @@ func (c *keyCache) touched(id string, raw []byte, k store.Key) {
 	if c.off {
 		return
 	}
+	packed, praw := store.PackKey(k, raw) // outside the lock: nearly every key written is cached
 	sh := &c.records[c.shard(id)]
 	sh.mu.Lock()
 	if e, ok := sh.lru.Peek(id); ok {
-		packed, praw := store.PackKey(k, raw)
-		// Removed and added rather than replaced: the map's key is the old
-		// entry's packed ID, which would keep its strings alive.
-		sh.lru.Remove(id)
-		sh.lru.Add(ownID(id, packed), &cachedKey{raw: praw, key: packed, epoch: e.epoch})
+		sh.replace(id, &cachedKey{raw: praw, key: packed, epoch: e.epoch})
 	}
 	sh.mu.Unlock()
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -528,4 +529,50 @@ func TestKeyCacheTouchLinearizable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKeyCacheKeysByThePackedID: the map's key for a cached record is the
+// packed entry's own ID, also after the record changed and after a touch
+// (an entry replaced in place would keep the old entry's ID as the key, and
+// with it the strings of a record no longer cached: docs/scale.md).
+func TestKeyCacheKeysByThePackedID(t *testing.T) {
+	ctx := context.Background()
+	s, keys := openWithPagedKeys(t)
+	k := keys[3]
+	mapKeyIsOwn := func(when string) {
+		t.Helper()
+		sh := &s.cache.records[s.cache.shard(k.ClientID)]
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		for _, id := range sh.lru.Keys() {
+			if id != k.ClientID {
+				continue
+			}
+			e, _ := sh.lru.Peek(id)
+			if unsafe.StringData(id) != unsafe.StringData(e.key.ClientID) {
+				t.Errorf("%s: the map's key is not the entry's packed ID", when)
+			}
+			return
+		}
+		t.Errorf("%s: %s is not cached", when, k.ClientID)
+	}
+	if _, err := s.GetKey(ctx, strings.Clone(k.ClientID)); err != nil {
+		t.Fatal(err)
+	}
+	mapKeyIsOwn("first read")
+	if _, err := s.UpdateKey(ctx, k.ClientID, func(o store.Key) (store.Key, error) {
+		o.Name = "renamed"
+		return o, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetKey(ctx, strings.Clone(k.ClientID))
+	if err != nil || got.Name != "renamed" {
+		t.Fatalf("after the rename: %q, %v", got.Name, err)
+	}
+	mapKeyIsOwn("after the record changed")
+	if err := s.TouchKeys(ctx, map[string]time.Time{k.ClientID: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	mapKeyIsOwn("after a touch")
 }
