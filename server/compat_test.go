@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -32,7 +33,7 @@ func TestOlderInstanceStopsWhenStoreMovesOn(t *testing.T) {
 		s.SetSchemaOptions(redis.SchemaOptions{InstanceID: id, Formats: formats, Now: clock.Now, HeartbeatTTL: 30 * time.Second})
 		return s
 	}
-	oldStore, newStore := open("old", "test-a"), open("new", "test-a", "test-b")
+	oldStore, newStore := checked(open("old", "test-a")), checked(open("new", "test-a", "test-b"))
 
 	oldTicks := make(chan time.Time)
 	stopped := make(chan error, 2)
@@ -49,15 +50,26 @@ func TestOlderInstanceStopsWhenStoreMovesOn(t *testing.T) {
 		Options:   server.Options{CompatTicks: newTicks},
 	})
 	gate := store.FormatGateOf(newStore)
-	tick := func(ch chan time.Time) { ch <- clock.Now(); ch <- clock.Now() } // the second send returns once the first check ran
+	// One check, and no other in flight once it returns: a check still
+	// running when the clock moves would see the old heartbeat lapse
+	// before the test means it to.
+	tick := func(ch chan time.Time, s checkedStore) {
+		t.Helper()
+		ch <- clock.Now()
+		select {
+		case <-s.checked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no check within 10 s of the tick")
+		}
+	}
 
-	tick(oldTicks)
-	tick(newTicks)
+	tick(oldTicks, oldStore)
+	tick(newTicks, newStore)
 	if !gate.Writable("test-a") || gate.Writable("test-b") {
 		t.Fatalf("both alive: test-a %v, test-b %v; want true, false", gate.Writable("test-a"), gate.Writable("test-b"))
 	}
 	clock.Advance(31 * time.Second) // the old instance paused past its TTL
-	tick(newTicks)
+	tick(newTicks, newStore)
 	if !gate.Writable("test-b") {
 		t.Fatal("test-b not writable after the old heartbeat expired")
 	}
@@ -73,22 +85,37 @@ func TestOlderInstanceStopsWhenStoreMovesOn(t *testing.T) {
 			t.Fatalf("old readyz before its check: %d %s", r, body)
 		}
 	}
-	tick(oldTicks)
-	select {
+	tick(oldTicks, oldStore)
+	select { // called after the check returned
 	case err := <-stopped:
 		if !errors.Is(err, store.ErrUnreadableFormat) {
 			t.Fatalf("OnIncompatible got %v", err)
 		}
-	default:
+	case <-time.After(10 * time.Second):
 		t.Fatal("the old instance's check did not call OnIncompatible")
 	}
 	if r := readyz(t, old); r != http.StatusServiceUnavailable {
 		t.Fatalf("old readyz after the refused check: %d, want 503", r)
 	}
-	tick(oldTicks)
+	tick(oldTicks, oldStore)
+	tick(oldTicks, oldStore) // taken once the loop is done with the one before
 	if len(stopped) != 0 {
 		t.Fatal("OnIncompatible called again")
 	}
+}
+
+// checkedStore tells of each compatibility check it completed.
+type checkedStore struct {
+	*redis.Store
+	checked chan struct{}
+}
+
+func checked(s *redis.Store) checkedStore { return checkedStore{s, make(chan struct{}, 8)} }
+
+func (s checkedStore) Check(ctx context.Context) error {
+	err := s.Store.Check(ctx)
+	s.checked <- struct{}{}
+	return err
 }
 
 func readyz(t *testing.T, e *servertest.Env) int {
