@@ -547,13 +547,17 @@ func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error 
 			} else if id, v = c.Seek(after); id != nil && bytes.Equal(id, after) {
 				id, v = c.Next()
 			}
+			var last []byte // valid only inside the transaction
 			for ; id != nil && len(batch) < s.forEachBatch; id, v = c.Next() {
 				k, err := decodeKey(v)
 				if err != nil {
 					return fmt.Errorf("key %s: %w", id, err)
 				}
 				batch = append(batch, k)
-				after = bytes.Clone(id)
+				last = id
+			}
+			if last != nil {
+				after = bytes.Clone(last)
 			}
 			return nil
 		})

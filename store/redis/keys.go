@@ -372,7 +372,7 @@ func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error
 	if err != nil {
 		return nil, fail(ctx, "list keys of team "+teamID, err)
 	}
-	keys, err := bucketKeys(tag, all.Val())
+	keys, err := appendBucketKeys(make([]store.Key, 0, bucketRecords(all.Val())), tag, all.Val())
 	if err != nil {
 		return nil, fmt.Errorf("list keys of team %s: %w", teamID, err)
 	}
@@ -402,17 +402,34 @@ func (s *Store) ListKeys(ctx context.Context, teamID string) ([]store.Key, error
 	return keys, nil
 }
 
-// bucketKeys decodes every record of a bucket (HGETALL) of tag.
-func bucketKeys(tag string, all map[string]string) ([]store.Key, error) {
-	var out []store.Key
+// bucketRecords is how many records a bucket (HGETALL) holds: its fields
+// that are a record's first chunk.
+func bucketRecords(all map[string]string) int {
+	n := 0
+	for f, c0 := range all {
+		if f != "" && f[0] != 0 && c0 != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// appendBucketKeys decodes every record of a bucket (HGETALL) of tag onto
+// out. The walks beside the token path decode every key of the store each
+// round: callers size out with bucketRecords first, since a slice of
+// store.Key grown by doubling allocated several times what the keys
+// themselves do (BenchmarkWalkBuckets).
+func appendBucketKeys(out []store.Key, tag string, all map[string]string) ([]store.Key, error) {
+	var chunks []string
+	var name []byte // a later chunk's field name, "\x00" + its number + f
 	for f, c0 := range all {
 		if f == "" || f[0] == 0 || c0 == "" {
 			continue
 		}
-		fields := chunkFields(f, int(c0[0]))
-		chunks := make([]string, len(fields))
-		for i, cf := range fields {
-			chunks[i] = all[cf]
+		chunks = append(chunks[:0], c0)
+		for i := 1; i < int(c0[0]); i++ {
+			name = append(append(name[:0], 0, byte(i)), f...)
+			chunks = append(chunks, all[string(name)])
 		}
 		k, err := decodeCompact(idOf(tag, f), chunks)
 		if err != nil {
@@ -541,13 +558,15 @@ func (s *Store) loadBuckets(ctx context.Context, tags []string) ([]store.Key, er
 	if err != nil {
 		return nil, fail(ctx, "load buckets", err)
 	}
-	var out []store.Key
+	n := 0
+	for _, c := range cmds {
+		n += bucketRecords(c.Val())
+	}
+	out := make([]store.Key, 0, n)
 	for i, c := range cmds {
-		keys, err := bucketKeys(tags[i], c.Val())
-		if err != nil {
+		if out, err = appendBucketKeys(out, tags[i], c.Val()); err != nil {
 			return nil, err
 		}
-		out = append(out, keys...)
 	}
 	return out, nil
 }
