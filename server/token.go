@@ -10,9 +10,11 @@ package server
 //	              and revocation)
 //	decide scopes apikey.Service.GrantScope
 //	count         tokenEndpoint.overQuota (server/quota.go): issuance quotas
-//	sign          tokenEndpoint.sign: RFC 9068 claims, appended without
-//	              reflection, signed with the key set parsed at start
-//	answer        writeAccessToken, or writeOAuthError for any refusal
+//	sign          tokenEndpoint.appendToken: RFC 9068 claims, appended
+//	              without reflection, signed with the key set parsed at
+//	              start, into a reused tokenScratch
+//	answer        appendAnswer and writeAccessToken, or writeOAuthError for
+//	              any refusal
 //
 // Nothing here parses PEM, writes to disk or takes a process-wide lock: the
 // key set is an atomic load and the last-used time and usage counts are
@@ -115,8 +117,9 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	if t.overQuota(c, key, auth.Now) {
 		return
 	}
-	ttl := t.s.keys.TokenTTL(key)
-	tok, err := t.sign(key, scope, aud, ttl, auth)
+	sc := tokenScratches.Get().(*tokenScratch)
+	defer sc.release()
+	answer, err := t.appendAnswer(sc, key, scope, aud, t.s.keys.TokenTTL(key), auth)
 	if err != nil {
 		t.s.reqLog(c).Error("token endpoint: sign", "err", err)
 		t.fail(c, key.ClientID, errServer)
@@ -129,9 +132,50 @@ func (t *tokenEndpoint) handle(c *gin.Context) {
 	}
 	t.s.lastUsed.Record(key.ClientID, key.TeamID, key.LastUsedAt, auth.Now)
 	t.s.cfg.Metrics.TokenOutcome(outcomeIssued) // nil-safe
-	// expires_in follows exp: the key's token lifetime, shortened for a
-	// secret in its grace period or a key about to expire.
-	writeAccessToken(w, tok, int64(auth.TokenExpiry(ttl).Sub(auth.Now)/time.Second), scope)
+	writeAccessToken(w, answer)
+}
+
+// tokenScratch is the memory a token request writes its claims and its
+// answer into, reused through tokenScratches: a token's few kilobytes were
+// the largest garbage of keygate's own on the token path, and with a
+// million keys in use every byte of garbage costs the collector a share of
+// a walk over them all (docs/scale.md).
+type tokenScratch struct{ claims, answer []byte }
+
+var tokenScratches = sync.Pool{New: func() any { return new(tokenScratch) }}
+
+// maxTokenScratch: a buffer a large answer grew past this (a key with
+// large metadata claims) is not kept for the next request.
+const maxTokenScratch = 16 << 10
+
+// release returns sc for reuse once its answer is written.
+func (sc *tokenScratch) release() {
+	if cap(sc.claims) > maxTokenScratch || cap(sc.answer) > maxTokenScratch {
+		return
+	}
+	sc.claims, sc.answer = sc.claims[:0], sc.answer[:0]
+	tokenScratches.Put(sc)
+}
+
+// appendAnswer builds the RFC 6749 §5.1 answer in sc.answer, appended, not
+// reflected: its values are a compact JWS, a number and validated scope
+// tokens (escaped all the same). expires_in follows exp: the key's token
+// lifetime, shortened for a secret in its grace period or a key about to
+// expire.
+func (t *tokenEndpoint) appendAnswer(sc *tokenScratch, key store.Key, scope, aud string, ttl time.Duration, auth apikey.Auth) ([]byte, error) {
+	b := append(sc.answer[:0], `{"access_token":"`...)
+	b, err := t.appendToken(sc, b, key, scope, aud, ttl, auth)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `","expires_in":`...)
+	b = strconv.AppendInt(b, int64(auth.TokenExpiry(ttl).Sub(auth.Now)/time.Second), 10)
+	b = append(b, `,"scope":`...)
+	b = appendJSONString(b, scope)
+	b = append(b, `,"token_type":"Bearer"}`...)
+	b = append(b, '\n')
+	sc.answer = b
+	return b, nil
 }
 
 // outcomeIssued is keygate_token_requests_total's outcome of a token
@@ -146,16 +190,17 @@ func (t *tokenEndpoint) fail(c *gin.Context, clientID string, e *oauthError) {
 	oauthFail(c, clientID, e)
 }
 
-// sign builds the RFC 9068 claims of a token for key with scope and
+// appendToken builds the RFC 9068 claims of a token for key with scope and
 // audience aud, living ttl from auth.Now (the clock reading Authenticate
-// judged the secret by), and signs them with the current signing key. The
+// judged the secret by), in sc.claims, and appends to dst the token they
+// make, signed with the current signing key. The
 // status claim names the secret generation that authenticated
 // (auth.StatusIndex), and a token expires no later than the secret it was
 // minted with, nor than its key (auth.NotAfter).
-func (t *tokenEndpoint) sign(key store.Key, scope, aud string, ttl time.Duration, auth apikey.Auth) (string, error) {
+func (t *tokenEndpoint) appendToken(sc *tokenScratch, dst []byte, key store.Key, scope, aud string, ttl time.Duration, auth apikey.Auth) ([]byte, error) {
 	jti, err := newJTI()
 	if err != nil {
-		return "", err
+		return dst, err
 	}
 	now := auth.Now
 	var status *statusClaim
@@ -176,7 +221,8 @@ func (t *tokenEndpoint) sign(key store.Key, scope, aud string, ttl time.Duration
 		Status:    status,
 		Metadata:  t.s.metadataClaim(key),
 	}
-	return t.s.keys.KeySetAt(now).Signer().SignPayload(claims.appendJSON(make([]byte, 0, 512)))
+	sc.claims = claims.appendJSON(sc.claims[:0])
+	return t.s.keys.KeySetAt(now).Signer().AppendJWS(dst, sc.claims)
 }
 
 // parseTokenRequest applies keygate's checks to the raw request, first
@@ -317,22 +363,13 @@ var (
 	hdrNoCache = []string{"no-cache"}
 )
 
-// writeAccessToken writes the RFC 6749 §5.1 answer. Every value is known to
-// need no JSON escaping (a compact JWS, a number, validated scope tokens),
-// so the body is appended, not reflected.
-func writeAccessToken(w http.ResponseWriter, token string, expiresIn int64, scope string) {
-	buf := make([]byte, 0, len(token)+len(scope)+96)
-	buf = append(buf, `{"access_token":"`...)
-	buf = append(buf, token...)
-	buf = append(buf, `","expires_in":`...)
-	buf = strconv.AppendInt(buf, expiresIn, 10)
-	buf = append(buf, `,"scope":`...)
-	buf = appendJSONString(buf, scope)
-	buf = append(buf, `,"token_type":"Bearer"}`...)
-	buf = append(buf, '\n')
+// writeAccessToken writes the answer appendAnswer built. Write copies it
+// (into the connection's buffer, or to the connection), so the scratch it
+// lives in can be reused once this returns.
+func writeAccessToken(w http.ResponseWriter, answer []byte) {
 	setJSONNoStore(w.Header())
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf)
+	_, _ = w.Write(answer)
 }
 
 // setJSONNoStore marks an answer as JSON that no cache may keep (RFC 6749

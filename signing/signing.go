@@ -131,17 +131,30 @@ func (s *Signer) Sign(claims any) (string, error) {
 // encodes its claims without reflection).
 func (s *Signer) SignPayload(payload []byte) (string, error) {
 	enc := base64.RawURLEncoding
-	buf := make([]byte, 0, len(s.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
-	buf = append(buf, s.header...)
-	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, payload)
-	sig, err := s.method.Sign(string(buf), s.key)
+	buf, err := s.AppendJWS(make([]byte, 0, len(s.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512)), payload)
 	if err != nil {
-		return "", fmt.Errorf("sign with key %s: %w", s.kid, err)
+		return "", err
 	}
-	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, sig)
 	return string(buf), nil
+}
+
+// AppendJWS appends the compact JWS of payload (claims already encoded as a
+// JSON object) to dst. On error dst comes back as it was. The token path
+// appends into memory it reuses: with a million keys in use the garbage
+// collector's work is a large part of a token's cost, and a token's own
+// bytes were the largest garbage keygate made itself (docs/scale.md).
+func (s *Signer) AppendJWS(dst, payload []byte) ([]byte, error) {
+	enc := base64.RawURLEncoding
+	start := len(dst)
+	dst = append(dst, s.header...)
+	dst = append(dst, '.')
+	dst = enc.AppendEncode(dst, payload)
+	sig, err := s.method.Sign(string(dst[start:]), s.key)
+	if err != nil {
+		return dst[:start], fmt.Errorf("sign with key %s: %w", s.kid, err)
+	}
+	dst = append(dst, '.')
+	return enc.AppendEncode(dst, sig), nil
 }
 
 func newSigner(kid, alg string, key crypto.Signer, typ string) (*Signer, error) {

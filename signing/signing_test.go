@@ -186,6 +186,37 @@ func TestSignVerifiesWithJOSE(t *testing.T) {
 	}
 }
 
+// TestAppendJWSAppends: the token path's AppendJWS appends a token that
+// verifies after what dst held, leaving that untouched, for every
+// algorithm.
+func TestAppendJWSAppends(t *testing.T) {
+	mk := newMasterKey(t)
+	payload := []byte(`{"sub":"kgc_x","scope":"a:read"}`)
+	for _, alg := range signing.Algorithms {
+		t.Run(alg, func(t *testing.T) {
+			ks, _ := loadOne(t, mk, alg, time.Now())
+			set := parseJWKS(t, ks.JWKS())
+			const head = `{"access_token":"`
+			out, err := ks.Signer().AppendJWS([]byte(head), payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, ok := strings.CutPrefix(string(out), head)
+			if !ok {
+				t.Fatalf("AppendJWS changed what dst held: %q", out)
+			}
+			jws, err := jose.ParseSigned(tok, allAlgs)
+			if err != nil {
+				t.Fatalf("go-jose cannot parse the appended token: %v", err)
+			}
+			got, err := jws.Verify(set.Keys[0])
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("appended token verifies to %q, %v; want %q", got, err, payload)
+			}
+		})
+	}
+}
+
 func TestSignRejectsUnencodableClaims(t *testing.T) {
 	ks, _ := loadOne(t, newMasterKey(t), signing.ES256, time.Now())
 	if _, err := ks.Signer().Sign(map[string]any{"bad": make(chan int)}); err == nil {
