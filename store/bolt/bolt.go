@@ -537,8 +537,13 @@ func compareStrings(a, b string) int {
 // present throughout is visited exactly once.
 func (s *Store) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
 	var after []byte
+	// One batch's memory serves every batch: fn gets each key by value, and
+	// a walk of every key each round should not hand the collector a
+	// batch of large structs per batch as well.
+	batch := make([]store.Key, 0, s.forEachBatch)
 	for {
-		batch := make([]store.Key, 0, s.forEachBatch)
+		clear(batch)
+		batch = batch[:0]
 		err := s.view(ctx, func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketKeys).Cursor()
 			var id, v []byte
