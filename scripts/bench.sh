@@ -16,6 +16,9 @@
 #   DUR=5s RUNS=1 RSS_DUR=30s SEED_KEYS=100000 scripts/bench.sh   # quick look
 #   PARTS=policy scripts/bench.sh    # ES256 floor vs bbolt vs a key with every
 #                                    # policy set (issue 17) only (~3 min)
+#   PARTS=floor scripts/bench.sh     # the floor comparisons of the full run
+#                                    # only (ES256 and EdDSA, 16 and 64
+#                                    # connections, wrk, open loop, JWKS; ~14 min)
 #   PARTS=scale SEED_KEYS=10000000 SEED_USED=1000000 SCALE_WARM=150s scripts/bench.sh
 #                                    # (SCALE_STORES=redis: that store only)
 #                                    # issue 18 on this machine: N keys vs 10 keys
@@ -265,7 +268,7 @@ PY
   kill "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID"; wait "$FLOOR_PID" "$BOLT_PID" "$REDIS_KG_PID" "$POL_PID" 2>/dev/null || true
 done
 
-if [[ $PARTS == policy ]]; then
+if [[ $PARTS == policy || $PARTS == floor ]]; then
   report
   exit 0
 fi
