@@ -102,9 +102,15 @@ func chunkFields(f string, n int) []string {
 	out := make([]string, n)
 	out[0] = f
 	for i := 1; i < n; i++ {
-		out[i] = "\x00" + string([]byte{byte(i)}) + f
+		out[i] = string(appendChunkField(nil, f, i))
 	}
 	return out
+}
+
+// appendChunkField appends the field of chunk i ≥ 1 of the record under f:
+// a 0 byte (no record's own field starts with one), i, then f.
+func appendChunkField(dst []byte, f string, i int) []byte {
+	return append(append(dst, 0, byte(i)), f...)
 }
 
 // secretBucket names the bucket and field of a secret hash's entry; any

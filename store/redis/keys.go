@@ -421,14 +421,14 @@ func bucketRecords(all map[string]string) int {
 // themselves do (BenchmarkWalkBuckets).
 func appendBucketKeys(out []store.Key, tag string, all map[string]string) ([]store.Key, error) {
 	var chunks []string
-	var name []byte // a later chunk's field name, "\x00" + its number + f
+	var name []byte // a later chunk's field (appendChunkField)
 	for f, c0 := range all {
 		if f == "" || f[0] == 0 || c0 == "" {
 			continue
 		}
 		chunks = append(chunks[:0], c0)
 		for i := 1; i < int(c0[0]); i++ {
-			name = append(append(name[:0], 0, byte(i)), f...)
+			name = appendChunkField(name[:0], f, i)
 			chunks = append(chunks, all[string(name)])
 		}
 		k, err := decodeCompact(idOf(tag, f), chunks)
