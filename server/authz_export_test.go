@@ -17,7 +17,8 @@ func SignSessionToken(s *Server, sess store.ManagementSession) (string, error) {
 func SignKeyToken(s *Server, k store.Key, scope string) (string, error) {
 	t := &tokenEndpoint{s: s}
 	aud, _ := s.audienceFor(k, scope, "")
-	tok, err := t.appendToken(new(tokenScratch), nil, k, scope, aud, s.keys.TokenTTL(k), apikey.Auth{Now: s.cfg.Now(), StatusIndex: k.StatusIndex, NotAfter: k.ExpiresAt})
+	auth := apikey.Auth{Now: s.cfg.Now(), StatusIndex: k.StatusIndex, NotAfter: k.ExpiresAt}
+	tok, err := t.appendToken(new(tokenScratch), nil, k, scope, aud, auth.TokenExpiry(s.keys.TokenTTL(k)), auth)
 	return string(tok), err
 }
 

@@ -160,16 +160,17 @@ func (sc *tokenScratch) release() {
 // appendAnswer builds the RFC 6749 §5.1 answer in sc.answer, appended, not
 // reflected: its values are a compact JWS, a number and validated scope
 // tokens (escaped all the same). expires_in follows exp: the key's token
-// lifetime, shortened for a secret in its grace period or a key about to
-// expire.
+// lifetime ttl, shortened for a secret in its grace period or a key about
+// to expire (apikey.Auth.TokenExpiry).
 func (t *tokenEndpoint) appendAnswer(sc *tokenScratch, key store.Key, scope, aud string, ttl time.Duration, auth apikey.Auth) ([]byte, error) {
+	exp := auth.TokenExpiry(ttl)
 	b := append(sc.answer[:0], `{"access_token":"`...)
-	b, err := t.appendToken(sc, b, key, scope, aud, ttl, auth)
+	b, err := t.appendToken(sc, b, key, scope, aud, exp, auth)
 	if err != nil {
 		return nil, err
 	}
 	b = append(b, `","expires_in":`...)
-	b = strconv.AppendInt(b, int64(auth.TokenExpiry(ttl).Sub(auth.Now)/time.Second), 10)
+	b = strconv.AppendInt(b, int64(exp.Sub(auth.Now)/time.Second), 10)
 	b = append(b, `,"scope":`...)
 	b = appendJSONString(b, scope)
 	b = append(b, `,"token_type":"Bearer"}`...)
@@ -191,13 +192,13 @@ func (t *tokenEndpoint) fail(c *gin.Context, clientID string, e *oauthError) {
 }
 
 // appendToken builds the RFC 9068 claims of a token for key with scope and
-// audience aud, living ttl from auth.Now (the clock reading Authenticate
-// judged the secret by), in sc.claims, and appends to dst the token they
-// make, signed with the current signing key. The
+// audience aud, issued at auth.Now (the clock reading Authenticate judged
+// the secret by) and expiring at exp (auth.TokenExpiry: no later than the
+// secret it was minted with, nor than its key), in sc.claims, and appends
+// to dst the token they make, signed with the current signing key. The
 // status claim names the secret generation that authenticated
-// (auth.StatusIndex), and a token expires no later than the secret it was
-// minted with, nor than its key (auth.NotAfter).
-func (t *tokenEndpoint) appendToken(sc *tokenScratch, dst []byte, key store.Key, scope, aud string, ttl time.Duration, auth apikey.Auth) ([]byte, error) {
+// (auth.StatusIndex).
+func (t *tokenEndpoint) appendToken(sc *tokenScratch, dst []byte, key store.Key, scope, aud string, exp time.Time, auth apikey.Auth) ([]byte, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return dst, err
@@ -211,7 +212,7 @@ func (t *tokenEndpoint) appendToken(sc *tokenScratch, dst []byte, key store.Key,
 		Issuer:    t.s.cfg.Issuer,
 		Subject:   key.ClientID,
 		Audience:  aud,
-		ExpiresAt: auth.TokenExpiry(ttl).Unix(),
+		ExpiresAt: exp.Unix(),
 		IssuedAt:  now.Unix(),
 		NotBefore: now.Unix(),
 		ID:        jti,
