@@ -57,8 +57,8 @@ const (
 	DefaultStoreTimeout    = time.Second
 	DefaultRedisKeyCache   = 10 * time.Second
 	// DefaultBoltKeyCacheSize is how many key records the embedded store
-	// keeps decoded in memory (bolt.DefaultKeyCacheSize): about 630 bytes
-	// each, so about 63 MiB at most.
+	// keeps decoded in memory (bolt.DefaultKeyCacheSize): about 1 000 bytes
+	// each, so about 100 MiB at most.
 	DefaultBoltKeyCacheSize = 100_000
 	// DefaultRedisKeyCacheSize is how many key records an instance keeps
 	// cached on Redis: about 770 bytes each (store/redis's

@@ -61,9 +61,9 @@ import (
 const (
 	// DefaultKeyCacheSize is how many key records a Store keeps decoded in
 	// memory unless Options.KeyCacheSize says otherwise
-	// (config.DefaultBoltKeyCacheSize, bolt_key_cache_size): about 630 bytes
+	// (config.DefaultBoltKeyCacheSize, bolt_key_cache_size): about 1 000 bytes
 	// each (BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about
-	// 63 MiB at most.
+	// 100 MiB at most.
 	DefaultKeyCacheSize = 100_000
 	// keyCacheAbsent bounds the absences remembered.
 	keyCacheAbsent = 1 << 16

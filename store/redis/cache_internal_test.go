@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 // liveCache is a key cache as EnableKeyCache makes it, marked live, without
@@ -238,28 +239,16 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 	for b.Loop() {
 		c := liveCacheOf(n)
 		now := time.Now()
-		var before, after runtime.MemStats
-		runtime.GC()
-		t0 := time.Now()
-		runtime.GC()
-		gcBefore := time.Since(t0)
-		runtime.ReadMemStats(&before)
-		// Each record's strings made here, as decoding a reply makes them:
-		// the cache keeps them.
-		for i := range n {
-			k := store.Key{ClientID: fmt.Sprintf("kgc_bench-%06d_%026d", i/5, i), TeamID: fmt.Sprintf("bench-%06d", i/5),
-				Name: fmt.Sprintf("seed %d", i), Permissions: []string{"accounting_api"}, CreatedAt: now,
-				SecretHash: make([]byte, 32), StatusIndex: int64(i + 1)}
-			c.put(k, c.epoch.Load(), now)
-		}
-		runtime.GC()
-		t0 = time.Now()
-		runtime.GC() // a collection marks every record (store.PackKey)
-		gcWith := time.Since(t0)
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/record")
-		b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/n, "objects/record")
-		b.ReportMetric(float64(gcWith-gcBefore)/n, "gc-ns/record")
+		storetest.ReportRetained(b, n, func() {
+			// Each record's strings made here, as decoding a reply makes
+			// them: the cache keeps them.
+			for i := range n {
+				k := store.Key{ClientID: fmt.Sprintf("kgc_bench-%06d_%026d", i/5, i), TeamID: fmt.Sprintf("bench-%06d", i/5),
+					Name: fmt.Sprintf("seed %d", i), Permissions: []string{"accounting_api"}, CreatedAt: now,
+					SecretHash: make([]byte, 32), StatusIndex: int64(i + 1)}
+				c.put(k, c.epoch.Load(), now)
+			}
+		})
 		runtime.KeepAlive(c)
 	}
 }
