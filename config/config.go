@@ -30,6 +30,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/keygate/keygate/clientaddr"
+	"github.com/keygate/keygate/lastused"
 	"github.com/keygate/keygate/quota"
 	"github.com/keygate/keygate/scopes"
 	"github.com/keygate/keygate/signing"
@@ -85,6 +86,9 @@ const (
 	MinSigningKeyRotation    = 24 * time.Hour
 	MaxSigningKeyRotation    = 3650 * 24 * time.Hour
 	DefaultIntrospectionRate = 100
+	// DefaultLastUsedWriteRate is last_used_write_rate's default: the
+	// tracker's own (lastused.DefaultWriteRate, which says why).
+	DefaultLastUsedWriteRate = lastused.DefaultWriteRate
 	// DefaultRevocationRate is revocation_rate's default: a revocation is
 	// a store write, so it is limited per caller like introspection.
 	DefaultRevocationRate = 100
@@ -171,6 +175,8 @@ const (
 	MinStatusListTTL = time.Second
 	MaxStatusListTTL = time.Hour
 
+	MinLastUsedWriteRate = 10
+	MaxLastUsedWriteRate = 1_000_000
 	MinIntrospectionRate = 1
 	MaxIntrospectionRate = 100000
 	MinRevocationRate    = 1
@@ -324,6 +330,9 @@ type Config struct {
 	// list: the longest a deleted key's unexpired tokens are still accepted
 	// offline.
 	StatusListTTL time.Duration `yaml:"status_list_ttl"`
+	// LastUsedWriteRate bounds the last_used_at writes of keys used before,
+	// per instance, in keys per second (lastused.Options.WriteRate).
+	LastUsedWriteRate int `yaml:"last_used_write_rate"`
 	// IntrospectionRate is the per-caller limit of /oauth/introspect, in
 	// requests per second.
 	IntrospectionRate int `yaml:"introspection_rate"`
@@ -434,6 +443,7 @@ func Default() Config {
 		BoltKeyCacheSize:       DefaultBoltKeyCacheSize,
 		StatusListTTL:          DefaultStatusListTTL,
 		IntrospectionRate:      DefaultIntrospectionRate,
+		LastUsedWriteRate:      DefaultLastUsedWriteRate,
 		RevocationRate:         DefaultRevocationRate,
 		AccessLog:              DefaultAccessLog,
 		ConsoleFrameAncestors:  FrameAncestorsNone,
@@ -493,6 +503,7 @@ var settings = []setting{
 	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
 	{key: "bolt_key_cache_size", usage: fmt.Sprintf("how many key records the embedded store keeps decoded in memory, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.BoltKeyCacheSize }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
+	{key: "last_used_write_rate", usage: fmt.Sprintf("last_used_at writes of keys used before, per second per instance, %d to %d; past it last_used_at lags by up to the keys in use divided by it", MinLastUsedWriteRate, MaxLastUsedWriteRate), num: func(c *Config) *int { return &c.LastUsedWriteRate }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
 	{key: "token_quota_per_key", usage: "issuance quota of each team key without its own: N/hour or N/day, :log to only log (default off)", str: func(c *Config) *string { return &c.TokenQuotaPerKey }},
@@ -849,6 +860,9 @@ func (c *Config) validate(stores []string) error {
 	}
 	if c.AuditRetention < MinAuditRetention || c.AuditRetention > MaxAuditRetention {
 		return c.invalid("audit_retention", "must be between 1d and 3650d, e.g. 90d")
+	}
+	if c.LastUsedWriteRate < MinLastUsedWriteRate || c.LastUsedWriteRate > MaxLastUsedWriteRate {
+		return c.invalid("last_used_write_rate", fmt.Sprintf("must be between %d and %d", MinLastUsedWriteRate, MaxLastUsedWriteRate))
 	}
 	if c.IntrospectionRate < MinIntrospectionRate || c.IntrospectionRate > MaxIntrospectionRate {
 		return c.invalid("introspection_rate", fmt.Sprintf("must be between %d and %d", MinIntrospectionRate, MaxIntrospectionRate))

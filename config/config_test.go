@@ -293,6 +293,7 @@ auth_failure_rate: 2
 auth_failure_source_burst: 500
 auth_failure_source_rate: 50
 redis_key_cache_size: 1000000
+last_used_write_rate: 5000
 `)})
 	want := Config{
 		Listen: "0.0.0.0:9443", TLSCert: "/etc/keygate/tls.crt", TLSKey: "/etc/keygate/tls.key", HSTSMaxAge: 30 * Day,
@@ -304,7 +305,7 @@ redis_key_cache_size: 1000000
 		SigningKeyRotation: 30 * Day, SigningKeyPrepublish: 2 * time.Hour,
 		MaxKeysPerTeam: 50, LogLevel: "debug", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
 		Store: "redis", RedisURL: "redis://10.0.0.5:6379/2", RedisPrefix: "prod:", StoreTimeout: 500 * time.Millisecond,
-		RedisKeyCache: 5 * time.Second, RedisKeyCacheSize: 1_000_000, BoltKeyCacheSize: DefaultBoltKeyCacheSize, StatusListTTL: 30 * time.Second, IntrospectionRate: 250, RevocationRate: 20,
+		RedisKeyCache: 5 * time.Second, RedisKeyCacheSize: 1_000_000, BoltKeyCacheSize: DefaultBoltKeyCacheSize, StatusListTTL: 30 * time.Second, LastUsedWriteRate: 5000, IntrospectionRate: 250, RevocationRate: 20,
 		AuthFailureBurst: 0, AuthFailureRate: 2, AuthFailureSourceBurst: 500, AuthFailureSourceRate: 50,
 		MetricsListen: "0.0.0.0:9464", TrustedProxies: []string{"10.0.0.0/8", "::ffff:192.0.2.7"},
 		AccessLog: "errors", AccessLogOAuth: "off", ConsoleFrameAncestors: "https://platform.example http://localhost:3000",
@@ -726,6 +727,21 @@ func TestRedisKeyCacheSize(t *testing.T) {
 	}
 }
 
+// TestLastUsedWriteRate: 1 000 keys a second by default, settable, bounded.
+func TestLastUsedWriteRate(t *testing.T) {
+	if c := mustLoad(t, nil, nil); c.LastUsedWriteRate != 1000 {
+		t.Fatalf("default last_used_write_rate %d, want 1000", c.LastUsedWriteRate)
+	}
+	if c := mustLoad(t, nil, map[string]string{"KEYGATE_LAST_USED_WRITE_RATE": "20000"}); c.LastUsedWriteRate != 20_000 {
+		t.Fatalf("last_used_write_rate 20000: %d", c.LastUsedWriteRate)
+	}
+	for _, bad := range []string{"9", "1000001", "-1", "0"} {
+		if _, err := Load(nil, env(map[string]string{"KEYGATE_LAST_USED_WRITE_RATE": bad})); err == nil || !strings.Contains(err.Error(), "last_used_write_rate") {
+			t.Errorf("last_used_write_rate %s: %v, want refused naming the setting", bad, err)
+		}
+	}
+}
+
 // TestDefaultIsTheConstants: Default() is built from the exported
 // constants that server.New and the CLI use for their zero values, so a
 // default changed in one place is changed everywhere.
@@ -753,6 +769,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		BoltKeyCacheSize:       DefaultBoltKeyCacheSize,
 		StatusListTTL:          DefaultStatusListTTL,
 		IntrospectionRate:      DefaultIntrospectionRate,
+		LastUsedWriteRate:      DefaultLastUsedWriteRate,
 		RevocationRate:         DefaultRevocationRate,
 		AccessLog:              DefaultAccessLog,
 		AccessLogOAuth:         DefaultAccessLogOAuth,
@@ -800,6 +817,7 @@ func TestDefaultIsTheConstants(t *testing.T) {
 		{"redis_key_cache_size", DefaultRedisKeyCacheSize, MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
 		{"bolt_key_cache_size", DefaultBoltKeyCacheSize, MinRedisKeyCacheSize, MaxRedisKeyCacheSize},
 		{"introspection_rate", DefaultIntrospectionRate, MinIntrospectionRate, MaxIntrospectionRate},
+		{"last_used_write_rate", DefaultLastUsedWriteRate, MinLastUsedWriteRate, MaxLastUsedWriteRate},
 		{"revocation_rate", DefaultRevocationRate, MinRevocationRate, MaxRevocationRate},
 		{"auth_failure_burst", DefaultAuthFailureBurst, 1, MaxAuthFailureBurst},
 		{"auth_failure_rate", DefaultAuthFailureRate, MinAuthFailureRate, MaxAuthFailureRate},

@@ -64,6 +64,7 @@ func FuzzLoadFile(f *testing.F) {
 			{"status_list_ttl", int64(c.StatusListTTL), int64(MinStatusListTTL), int64(MaxStatusListTTL)},
 			{"audit_retention", int64(c.AuditRetention), int64(MinAuditRetention), int64(MaxAuditRetention)},
 			{"introspection_rate", int64(c.IntrospectionRate), int64(MinIntrospectionRate), int64(MaxIntrospectionRate)},
+			{"last_used_write_rate", int64(c.LastUsedWriteRate), int64(MinLastUsedWriteRate), int64(MaxLastUsedWriteRate)},
 			{"hsts_max_age", int64(c.HSTSMaxAge), 0, int64(MaxHSTSMaxAge)},
 			{"max_connections", int64(c.MaxConnections), 0, int64(MaxMaxConnections)},
 			{"idle_timeout", int64(c.IdleTimeout), int64(MinIdleTimeout), int64(MaxIdleTimeout)},

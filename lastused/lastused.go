@@ -9,6 +9,9 @@
 //   - a key that had never been used is written at the next tick, so an
 //     admin who just handed out a key sees it come alive;
 //   - afterwards at most one write per key per Coalesce interval;
+//   - and at most Options.WriteRate later writes per second in all, the
+//     longest-waiting first, so the write load is bounded however many
+//     keys are in use (see WriteRate);
 //   - everything pending is flushed on Close.
 //
 // A flush visits only the keys used since the last one (a lock-free list
@@ -80,7 +83,22 @@ type Options struct {
 	// Observer, when set, hears of every flush (for metrics: package
 	// metrics satisfies it). nil observes nothing.
 	Observer Observer
+	// WriteRate bounds the last-used writes of keys used before, in keys
+	// per second (a bucket that holds one second's worth); 0 means
+	// DefaultWriteRate, a negative value no bound. A key's first use is
+	// written at the next tick whatever the bound and not counted: it
+	// happens once in a key's life, so it adds no lasting load.
+	WriteRate int
 }
+
+// DefaultWriteRate is Options.WriteRate's default. With one write per key
+// per Coalesce, a load spread over more keys than Coalesce × WriteRate
+// (60 000) would otherwise cost a store write per token: at a million keys
+// in use that was most of what a token cost beyond signing (docs/scale.md).
+// Past that many keys, last_used_at lags by up to keys in use ÷ WriteRate
+// (a quarter of an hour at a million) instead, and the write load stays at
+// the bound.
+const DefaultWriteRate = 1000
 
 // Observer hears of each flush: how many keys still have a use not yet
 // stored after it (deferred by coalescing, or a failed write), and how long
@@ -189,6 +207,11 @@ type Tracker struct {
 	prunedHour int64
 	waiting    waitHeap
 	lastSweep  int64 // unix nanos of the last flush that ranged over every entry
+	// rate is Options.WriteRate resolved (0: no bound); budget the writes
+	// it allows now, topped up at each flush by the time since lastFill.
+	rate     int64
+	budget   float64
+	lastFill int64
 	// visits counts the entries flushes have looked at, for the tests of
 	// what a flush costs (export_test.go).
 	visits atomic.Int64
@@ -208,6 +231,13 @@ func New(st Store, opts Options) *Tracker {
 		pending: map[usageKey]usageCounts{},
 	}
 	t.decoy.queued.Store(true) // markDirty's work on it: one load
+	switch {
+	case opts.WriteRate == 0:
+		t.rate = DefaultWriteRate
+	case opts.WriteRate > 0:
+		t.rate = int64(opts.WriteRate)
+	}
+	t.budget = float64(t.rate)
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -354,6 +384,8 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	entries := map[string]*entry{}
 	nowN := now.UnixNano()
 	sweep := final || nowN-t.lastSweep >= int64(sweepEvery)
+	t.fill(nowN)
+	limited := t.rate > 0 && !final
 	visit := func(e *entry) {
 		t.visits.Add(1)
 		if e.gone {
@@ -364,14 +396,22 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		}
 		used, written := e.used.Load(), e.written.Load()
 		last := max(used, e.failedAt.Load())
+		due := e.wroteAt.Load() + int64(Coalesce)
 		switch {
-		case used > written && (final || written == 0 || nowN-e.wroteAt.Load() >= int64(Coalesce)):
+		case used > written && (written == 0 || final ||
+			nowN >= due && (!limited || t.budget >= 1 || entries[e.id] != nil)):
+			if written != 0 && entries[e.id] == nil {
+				t.budget--
+			}
 			batch[e.id] = time.Unix(0, used).UTC()
 			entries[e.id] = e
 		case used > written:
+			// Not due yet, or due with the write budget spent: it waits
+			// in the heap, ordered by when it fell due, so the longest
+			// waiting go first once there is budget again.
 			if !e.waiting {
 				e.waiting = true
-				heap.Push(&t.waiting, waitItem{e: e, due: e.wroteAt.Load() + int64(Coalesce)})
+				heap.Push(&t.waiting, waitItem{e: e, due: due})
 			}
 		case sweep && last != 0 && nowN-last > int64(Idle):
 			// A last use recorded into this entry while it is being dropped
@@ -387,20 +427,22 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			}
 		}
 	}
-	// The keys used since the last flush. next is read before queued is
-	// cleared: from then on a Record may push the entry again.
+	// The keys whose coalescing window has ended (all of them on Close),
+	// first: they have waited longest, and while the budget lasts. Then
+	// the keys used since the last flush (a due one past the budget joins
+	// the heap). next is read before queued is cleared: from then on a
+	// Record may push the entry again.
+	for t.waiting.Len() > 0 && (final || t.waiting[0].due <= nowN && (!limited || t.budget >= 1)) {
+		it := heap.Pop(&t.waiting).(waitItem)
+		it.e.waiting = false
+		visit(it.e)
+	}
 	for e := t.dirty.Swap(nil); e != nil; {
 		next := e.next
 		e.next = nil
 		e.queued.Store(false)
 		visit(e)
 		e = next
-	}
-	// The keys whose coalescing window has ended (all of them on Close).
-	for t.waiting.Len() > 0 && (final || t.waiting[0].due <= nowN) {
-		it := heap.Pop(&t.waiting).(waitItem)
-		it.e.waiting = false
-		visit(it.e)
 	}
 	if sweep {
 		t.lastSweep = nowN
@@ -424,6 +466,19 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		return
 	}
 	t.prunedHour = hour
+}
+
+// fill tops up the write budget for the time since the last flush, up to
+// one second's worth.
+func (t *Tracker) fill(nowN int64) {
+	if t.rate == 0 {
+		return
+	}
+	if t.lastFill != 0 && nowN > t.lastFill {
+		t.budget += float64(nowN-t.lastFill) * float64(t.rate) / float64(time.Second)
+	}
+	t.budget = min(t.budget, float64(t.rate))
+	t.lastFill = nowN
 }
 
 // touch writes the due last-used times.

@@ -266,6 +266,68 @@ func TestCoalescing(t *testing.T) {
 	})
 }
 
+// TestWriteRate: past the bound, writes of keys used before wait for
+// budget, the longest-waiting first; nothing is lost, first uses never
+// wait, and Close writes whatever still waits.
+func TestWriteRate(t *testing.T) {
+	const rate = 2 // keys a second: half a write per tick
+	h := start(t, lastused.Options{WriteRate: rate})
+	// Five keys last stored a minute or more ago, so each use is due at
+	// once; the oldest stored fell due first.
+	use := t0
+	for i := range 5 {
+		stored := t0.Add(-lastused.Coalesce - time.Duration(i)*time.Minute)
+		h.tr.Record(fmt.Sprintf("k%d", i), "", stored, use)
+	}
+	h.tick(t0)
+	// The budget starts full (one second's worth): two of the five. Which
+	// two the dirty list brings first is not specified; the rest wait.
+	first := h.st.takeOK()
+	if len(first) != 1 || len(first[0]) != rate {
+		t.Fatalf("first tick wrote %s, want one batch of %d keys", fmtBatches(first), rate)
+	}
+	written := map[string]bool{}
+	for id := range first[0] {
+		written[id] = true
+	}
+	// A first use is written at the next tick whatever the budget.
+	h.tr.Record("fresh", "", time.Time{}, t0.Add(time.Millisecond))
+	h.tick(t0.Add(lastused.Tick))
+	h.expect("budget spent: only the first use", batch{"fresh": t0.Add(time.Millisecond)})
+
+	// Half a second later one write's worth has come back: the waiting
+	// key that fell due first goes (k4's stored value is the oldest).
+	var waiting []string
+	for i := 4; i >= 0; i-- {
+		if id := fmt.Sprintf("k%d", i); !written[id] {
+			waiting = append(waiting, id)
+		}
+	}
+	h.tick(t0.Add(2 * lastused.Tick))
+	h.expect("one write of budget back", batch{waiting[0]: use})
+	h.tick(t0.Add(3 * lastused.Tick))
+	h.expect("half a write of budget")
+	h.tick(t0.Add(4 * lastused.Tick))
+	h.expect("a second write of budget", batch{waiting[1]: use})
+
+	// Close writes what still waits, whatever the budget.
+	h.tr.Close()
+	h.expect("Close", batch{waiting[2]: use})
+}
+
+// TestWriteRateUnbounded: a negative WriteRate writes every due key at once.
+func TestWriteRateUnbounded(t *testing.T) {
+	h := start(t, lastused.Options{WriteRate: -1})
+	want := batch{}
+	for i := range 5000 {
+		id := fmt.Sprintf("k%d", i)
+		h.tr.Record(id, "", t0.Add(-lastused.Coalesce), t0)
+		want[id] = t0
+	}
+	h.tick(t0)
+	h.expect("every due key", want)
+}
+
 func TestIdleDrop(t *testing.T) {
 	h := start(t, lastused.Options{})
 	h.tr.Record("k", "", time.Time{}, t0)

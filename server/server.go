@@ -133,6 +133,10 @@ type Options struct {
 	// IntrospectionRate is the per-caller request limit of
 	// /oauth/introspect, per second. Default config.DefaultIntrospectionRate.
 	IntrospectionRate int
+	// LastUsedWriteRate bounds the last-used writes of keys used before, in
+	// keys per second (lastused.Options.WriteRate). Default
+	// lastused.DefaultWriteRate.
+	LastUsedWriteRate int
 	// RevocationRate is the per-caller request limit of /oauth/revoke, per
 	// second. Default config.DefaultRevocationRate.
 	RevocationRate int
@@ -367,7 +371,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.newManagementVerifier(ctx); err != nil {
 		return nil, err
 	}
-	luOpts := lastused.Options{Now: opts.Now, Ticks: opts.LastUsedTicks, Logger: opts.Logger}
+	luOpts := lastused.Options{Now: opts.Now, Ticks: opts.LastUsedTicks, Logger: opts.Logger, WriteRate: opts.LastUsedWriteRate}
 	if opts.Metrics != nil {
 		luOpts.Observer = opts.Metrics // not a typed nil in an interface: lastused checks for nil
 	}

@@ -178,6 +178,7 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		MaxKeysPerTeam:        cfg.MaxKeysPerTeam,
 		StatusListTTL:         cfg.StatusListTTL,
 		IntrospectionRate:     cfg.IntrospectionRate,
+		LastUsedWriteRate:     cfg.LastUsedWriteRate,
 		RevocationRate:        cfg.RevocationRate,
 		TokenQuotaPerKey:      cfg.KeyQuota,
 		TokenQuotaPerTeam:     cfg.TeamQuota,
