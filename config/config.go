@@ -331,7 +331,8 @@ type Config struct {
 	// offline.
 	StatusListTTL time.Duration `yaml:"status_list_ttl"`
 	// LastUsedWriteRate bounds the last_used_at writes of keys used before,
-	// per instance, in keys per second (lastused.Options.WriteRate).
+	// and the usage writes, per instance, in keys per second
+	// (lastused.Options.WriteRate).
 	LastUsedWriteRate int `yaml:"last_used_write_rate"`
 	// IntrospectionRate is the per-caller limit of /oauth/introspect, in
 	// requests per second.
@@ -503,7 +504,7 @@ var settings = []setting{
 	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
 	{key: "bolt_key_cache_size", usage: fmt.Sprintf("how many key records the embedded store keeps decoded in memory, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.BoltKeyCacheSize }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
-	{key: "last_used_write_rate", usage: fmt.Sprintf("last_used_at writes of keys used before, per second per instance, %d to %d; past it last_used_at lags by up to the keys in use divided by it", MinLastUsedWriteRate, MaxLastUsedWriteRate), num: func(c *Config) *int { return &c.LastUsedWriteRate }},
+	{key: "last_used_write_rate", usage: fmt.Sprintf("last_used_at writes of keys used before, and usage writes, per second per instance, %d to %d; past it both lag by up to the keys in use divided by it", MinLastUsedWriteRate, MaxLastUsedWriteRate), num: func(c *Config) *int { return &c.LastUsedWriteRate }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},
 	{key: "revocation_rate", usage: fmt.Sprintf("revocation requests per second per caller, %d to %d", MinRevocationRate, MaxRevocationRate), num: func(c *Config) *int { return &c.RevocationRate }},
 	{key: "token_quota_per_key", usage: "issuance quota of each team key without its own: N/hour or N/day, :log to only log (default off)", str: func(c *Config) *string { return &c.TokenQuotaPerKey }},

@@ -25,8 +25,10 @@
 // on the same entries: the token path adds to per-key atomic counters, and
 // every flush collects them into the hour of its own clock reading (so a
 // use made in the last tick before the hour turns may count in the next
-// hour: at most one Tick late) and writes everything collected in one
-// store.UsageStore.AddUsage call. Counts that could not be written stay
+// hour: at most one Tick late) and writes what it collected in one
+// store.UsageStore.AddUsage call: everything, or, when more keys have
+// counts than Options.WriteRate allows, those collected longest ago, the
+// rest adding up in memory until their turn. Counts that could not be written stay
 // pending and are retried with their hour, so a failed write that the
 // store had partly applied may count that part twice; none is lost while
 // the process lives. Once per hour of the flush clock the tracker also
@@ -84,7 +86,8 @@ type Options struct {
 	// metrics satisfies it). nil observes nothing.
 	Observer Observer
 	// WriteRate bounds the last-used writes of keys used before, in keys
-	// per second (a bucket that holds one second's worth); 0 means
+	// per second, and the usage deltas written, in the same unit (each a
+	// bucket that holds one second's worth); 0 means
 	// DefaultWriteRate, a negative value no bound. A key's first use is
 	// written at the next tick whatever the bound and not counted: it
 	// happens once in a key's life, so it adds no lasting load.
@@ -95,9 +98,9 @@ type Options struct {
 // per Coalesce, a load spread over more keys than Coalesce × WriteRate
 // (60 000) would otherwise cost a store write per token: at a million keys
 // in use that was most of what a token cost beyond signing (docs/scale.md).
-// Past that many keys, last_used_at lags by up to keys in use ÷ WriteRate
-// (a quarter of an hour at a million) instead, and the write load stays at
-// the bound.
+// Past that many keys, last_used_at and usage lag by up to keys in use ÷
+// WriteRate (a quarter of an hour at a million) instead, and the write
+// load stays at the bound.
 const DefaultWriteRate = 1000
 
 // Observer hears of each flush: how many keys still have a use not yet
@@ -202,16 +205,21 @@ type Tracker struct {
 	dirty atomic.Pointer[entry]
 
 	// Owned by the flush (under flushMu): usage collected but not yet
-	// written, and the hour of the last successful prune.
+	// written, and the hour of the last successful prune. order holds
+	// pending's keys from orderHead on, in the order they were first
+	// collected, for writeUsage to take from the front.
 	pending    map[usageKey]usageCounts
+	order      []usageKey
+	orderHead  int
 	prunedHour int64
 	waiting    waitHeap
 	lastSweep  int64 // unix nanos of the last flush that ranged over every entry
 	// rate is Options.WriteRate resolved (0: no bound); budget the writes
 	// it allows now, topped up at each flush by the time since lastFill.
-	rate     int64
-	budget   float64
-	lastFill int64
+	rate        int64
+	budget      float64
+	usageBudget float64 // the same for the usage deltas written
+	lastFill    int64
 	// visits counts the entries flushes have looked at, for the tests of
 	// what a flush costs (export_test.go).
 	visits atomic.Int64
@@ -238,6 +246,7 @@ func New(st Store, opts Options) *Tracker {
 		t.rate = int64(opts.WriteRate)
 	}
 	t.budget = float64(t.rate)
+	t.usageBudget = float64(t.rate)
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -375,7 +384,10 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			return
 		}
 		k := usageKey{clientID: id, teamID: e.teamID, hour: hour}
-		c := t.pending[k]
+		c, ok := t.pending[k]
+		if !ok {
+			t.order = append(t.order, k)
+		}
 		c.tokens += max(tokens, 0)
 		c.failures += max(failures, 0)
 		t.pending[k] = c
@@ -454,7 +466,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	deferred := t.waiting.Len() // pending uses this flush leaves for a later one
 	// Usage first: a test that waits for TouchKeys (the flush's barrier in
 	// lastused's tests) then knows the usage was written too.
-	t.writeUsage(now)
+	t.writeUsage(now, limited)
 	t.touch(now, batch, entries, deferred)
 	if final || hour == t.prunedHour {
 		return
@@ -475,9 +487,12 @@ func (t *Tracker) fill(nowN int64) {
 		return
 	}
 	if t.lastFill != 0 && nowN > t.lastFill {
-		t.budget += float64(nowN-t.lastFill) * float64(t.rate) / float64(time.Second)
+		more := float64(nowN-t.lastFill) * float64(t.rate) / float64(time.Second)
+		t.budget += more
+		t.usageBudget += more
 	}
 	t.budget = min(t.budget, float64(t.rate))
+	t.usageBudget = min(t.usageBudget, float64(t.rate))
 	t.lastFill = nowN
 }
 
@@ -515,15 +530,25 @@ func (t *Tracker) touch(now time.Time, batch map[string]time.Time, entries map[s
 	}
 }
 
-// writeUsage writes every collected count in one AddUsage call. Hours the
-// store would no longer keep are dropped first, so a long outage cannot
-// grow the pending counts without bound.
-func (t *Tracker) writeUsage(now time.Time) {
+// writeUsage writes the collected counts in one AddUsage call: all of
+// them, or when limited as many as the usage budget allows, those first
+// collected longest ago first (a key's later counts add to its waiting
+// ones, so waiting costs no extra writes). Hours the store would no longer
+// keep are dropped as they come up, so a long outage cannot grow the
+// pending counts without bound.
+func (t *Tracker) writeUsage(now time.Time, limited bool) {
 	if len(t.pending) == 0 {
 		return
 	}
-	deltas := make([]store.UsageDelta, 0, len(t.pending))
-	for k, c := range t.pending {
+	n := len(t.pending)
+	if limited {
+		n = min(n, int(t.usageBudget))
+	}
+	deltas := make([]store.UsageDelta, 0, n)
+	i := t.orderHead
+	for ; i < len(t.order) && len(deltas) < n; i++ {
+		k := t.order[i]
+		c := t.pending[k]
 		h := time.Unix(k.hour, 0).UTC()
 		if !store.UsageKept(store.Day, store.Day.Truncate(h), now) {
 			delete(t.pending, k)
@@ -531,16 +556,31 @@ func (t *Tracker) writeUsage(now time.Time) {
 		}
 		deltas = append(deltas, store.UsageDelta{TeamID: k.teamID, ClientID: k.clientID, Hour: h, Tokens: c.tokens, Failures: c.failures})
 	}
-	if len(deltas) == 0 {
-		return
+	if len(deltas) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		if err := t.store.AddUsage(ctx, now, deltas); err != nil {
+			t.log.Warn("usage flush failed; will retry", "keys", len(deltas), "err", err)
+			return
+		}
+		if limited {
+			t.usageBudget -= float64(len(deltas))
+		}
+		for _, d := range deltas {
+			delete(t.pending, usageKey{clientID: d.ClientID, teamID: d.TeamID, hour: d.Hour.Unix()})
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-	defer cancel()
-	if err := t.store.AddUsage(ctx, now, deltas); err != nil {
-		t.log.Warn("usage flush failed; will retry", "keys", len(deltas), "err", err)
-		return
+	// Everything before i is written or dropped. The slice is cut once
+	// its written front is half of it, so each key is moved at most once
+	// on average.
+	t.orderHead = i
+	switch {
+	case t.orderHead == len(t.order):
+		t.order, t.orderHead = t.order[:0], 0
+	case t.orderHead > len(t.order)/2:
+		t.order = t.order[:copy(t.order, t.order[t.orderHead:])]
+		t.orderHead = 0
 	}
-	clear(t.pending)
 }
 
 // Close stops the loop and writes everything pending (idempotent). A

@@ -233,3 +233,58 @@ func TestUnknownFailureCountsNowhere(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageWriteRate: past the bound, the counts collected longest ago are
+// written first, later counts of a waiting key join it (no extra delta),
+// the hour each was collected in is kept, and Close writes the rest.
+func TestUsageWriteRate(t *testing.T) {
+	const rate = 2
+	next := t0.Add(time.Hour)
+	h := start(t, lastused.Options{WriteRate: rate, Now: func() time.Time { return next.Add(time.Second) }})
+	for _, id := range []string{"a", "b", "c", "d"} {
+		h.tr.Record(id, "team-1", time.Time{}, t0)
+	}
+	h.tick(t0) // the budget starts full: two deltas
+	h.st.mu.Lock()
+	first := h.st.usage
+	h.st.mu.Unlock()
+	if len(first) != 1 || len(first[0]) != rate {
+		t.Fatalf("first flush wrote %v, want one batch of %d deltas", first, rate)
+	}
+	written := map[string]bool{}
+	for _, d := range first[0] {
+		written[d.ClientID] = true
+	}
+	var waiting []string
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if !written[id] {
+			waiting = append(waiting, id)
+		}
+	}
+	// Two more tokens of a waiting key, in the next hour: they count in
+	// that hour, in a delta of their own that waits behind the others.
+	h.tr.Record(waiting[0], "team-1", time.Time{}, next)
+	h.tr.Record(waiting[0], "team-1", time.Time{}, next)
+	h.tick(next) // an hour of budget, one second's worth kept: two deltas
+	sums, batches := h.st.usageSums()
+	if batches != 2 {
+		t.Fatalf("%d AddUsage batches, want 2", batches)
+	}
+	for _, id := range waiting {
+		if sums[id+"@12h"].tokens != 1 {
+			t.Fatalf("after the second flush %s@12h = %+v, want its one token: %v", id, sums[id+"@12h"], sums)
+		}
+	}
+	if _, ok := sums[waiting[0]+"@13h"]; ok {
+		t.Fatalf("the newest counts were written before older ones: %v", sums)
+	}
+	h.tr.Close()
+	sums, _ = h.st.usageSums()
+	want := map[string]usageSum{
+		"a@12h": {"team-1", 1, 0}, "b@12h": {"team-1", 1, 0}, "c@12h": {"team-1", 1, 0}, "d@12h": {"team-1", 1, 0},
+		waiting[0] + "@13h": {"team-1", 2, 0},
+	}
+	if fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Fatalf("after Close usage %v, want %v", sums, want)
+	}
+}
