@@ -4,7 +4,7 @@ package lastused
 // tracker.
 func (t *Tracker) Len() int {
 	n := 0
-	t.entries.Range(func(_, _ any) bool { n++; return true })
+	t.entries.each(func(*entry) { n++ })
 	return n
 }
 

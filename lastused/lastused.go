@@ -175,17 +175,21 @@ func addLive(n *atomic.Int64) bool {
 	}
 }
 
-// usageKey is one key's usage in one hour, as the flush collects it.
+// usageKey is one key's usage in one hour, as the flush collects it. It
+// names the key by its entry (which holds the client and team IDs): past
+// the write bound a million keys may wait here, and a pointer costs a
+// sixth of two strings. An entry dropped and re-created makes two deltas
+// of one key and hour, which the store adds up.
 type usageKey struct {
-	clientID, teamID string
-	hour             int64 // unix seconds of the hour's start
+	e    *entry
+	hour int64 // unix seconds of the hour's start
 }
 
 type usageCounts struct{ tokens, failures int64 }
 
 // Tracker batches last-used writes. Create it with New and stop it with Close.
 type Tracker struct {
-	entries sync.Map // client ID → *entry
+	entries *entryMap // client ID → *entry
 	store   Store
 	log     *slog.Logger
 	obs     Observer
@@ -228,13 +232,14 @@ type Tracker struct {
 // New starts a tracker writing to st. Call Close to stop it.
 func New(st Store, opts Options) *Tracker {
 	t := &Tracker{
-		store: st,
-		log:   opts.Logger,
-		obs:   opts.Observer,
-		now:   opts.Now,
-		ticks: opts.Ticks,
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		store:   st,
+		entries: newEntryMap(),
+		log:     opts.Logger,
+		obs:     opts.Observer,
+		now:     opts.Now,
+		ticks:   opts.Ticks,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 
 		pending: map[usageKey]usageCounts{},
 	}
@@ -324,7 +329,7 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 // failure costs nothing here, so the caller skips this for an ID shaped
 // like an admin key's.) Safe for concurrent use; lock-free.
 func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
-	t.entries.Load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
+	t.entries.load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
 	e := &t.decoy
 	addLive(&e.failures) // never dropped: always counts
 	n := now.UnixNano()
@@ -339,8 +344,8 @@ func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
 
 // entry returns the key's entry, making it on first use.
 func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
-	if v, ok := t.entries.Load(clientID); ok {
-		return v.(*entry)
+	if e, ok := t.entries.load(clientID); ok {
+		return e
 	}
 	e := &entry{id: clientID, teamID: teamID}
 	if !stored.IsZero() {
@@ -351,8 +356,7 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 		e.written.Store(stored.UnixNano())
 		e.wroteAt.Store(stored.UnixNano())
 	}
-	v, _ := t.entries.LoadOrStore(clientID, e)
-	return v.(*entry)
+	return t.entries.loadOrStore(clientID, e)
 }
 
 func (t *Tracker) loop() {
@@ -379,11 +383,11 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
 	hour := now.UTC().Truncate(time.Hour).Unix()
-	collect := func(id string, e *entry, tokens, failures int64) {
+	collect := func(e *entry, tokens, failures int64) {
 		if tokens <= 0 && failures <= 0 {
 			return
 		}
-		k := usageKey{clientID: id, teamID: e.teamID, hour: hour}
+		k := usageKey{e: e, hour: hour}
 		c, ok := t.pending[k]
 		if !ok {
 			t.order = append(t.order, k)
@@ -404,7 +408,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			return
 		}
 		if e.teamID != "" {
-			collect(e.id, e, e.tokens.Swap(0), e.failures.Swap(0))
+			collect(e, e.tokens.Swap(0), e.failures.Swap(0))
 		}
 		used, written := e.used.Load(), e.written.Load()
 		last := max(used, e.failedAt.Load())
@@ -431,10 +435,10 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			// Counts are not lost: marking them dropped, after the entry
 			// left the map, collects the last ones and sends any later
 			// Record to the successor entry.
-			if t.entries.CompareAndDelete(e.id, e) {
+			if t.entries.compareAndDelete(e.id, e) {
 				e.gone = true
 				if e.teamID != "" {
-					collect(e.id, e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
+					collect(e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
 				}
 			}
 		}
@@ -458,10 +462,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	}
 	if sweep {
 		t.lastSweep = nowN
-		t.entries.Range(func(_, v any) bool {
-			visit(v.(*entry))
-			return true
-		})
+		t.entries.each(visit)
 	}
 	deferred := t.waiting.Len() // pending uses this flush leaves for a later one
 	// Usage first: a test that waits for TouchKeys (the flush's barrier in
@@ -545,6 +546,7 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 		n = min(n, int(t.usageBudget))
 	}
 	deltas := make([]store.UsageDelta, 0, n)
+	written := make([]usageKey, 0, n)
 	i := t.orderHead
 	for ; i < len(t.order) && len(deltas) < n; i++ {
 		k := t.order[i]
@@ -554,7 +556,8 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 			delete(t.pending, k)
 			continue
 		}
-		deltas = append(deltas, store.UsageDelta{TeamID: k.teamID, ClientID: k.clientID, Hour: h, Tokens: c.tokens, Failures: c.failures})
+		deltas = append(deltas, store.UsageDelta{TeamID: k.e.teamID, ClientID: k.e.id, Hour: h, Tokens: c.tokens, Failures: c.failures})
+		written = append(written, k)
 	}
 	if len(deltas) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -566,8 +569,8 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 		if limited {
 			t.usageBudget -= float64(len(deltas))
 		}
-		for _, d := range deltas {
-			delete(t.pending, usageKey{clientID: d.ClientID, teamID: d.TeamID, hour: d.Hour.Unix()})
+		for _, k := range written {
+			delete(t.pending, k)
 		}
 	}
 	// Everything before i is written or dropped. The slice is cut once
