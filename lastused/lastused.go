@@ -265,7 +265,8 @@ func New(st Store, opts Options) *Tracker {
 // Record notes a successful token exchange at now by a key of teamID (""
 // for an admin key, whose tokens are not counted); stored is the key's
 // last_used_at as loaded from the store for this request. Safe for
-// concurrent use; lock-free, and allocation-free once the key has an entry.
+// concurrent use: it takes one shard's read lock to find the entry (no
+// process-wide lock), and allocates nothing once the key has an entry.
 func (t *Tracker) Record(clientID, teamID string, stored, now time.Time) {
 	e := t.entry(clientID, teamID, stored)
 	for teamID != "" && !addLive(&e.tokens) {
@@ -302,7 +303,7 @@ func (t *Tracker) markDirty(e *entry) {
 // RecordFailure notes a failed authentication at now of a known key (a
 // wrong or expired secret; unknown client IDs are not counted, so guessing
 // IDs cannot grow the tracker). It changes no last-used time. Safe for
-// concurrent use; lock-free.
+// concurrent use; no process-wide lock (one shard's read lock).
 func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) {
 	if teamID == "" {
 		return
@@ -327,7 +328,7 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 // IDs cannot grow the tracker), yet the failure costs the same, so the time
 // of a refusal does not tell whether the ID exists. (A known admin key's
 // failure costs nothing here, so the caller skips this for an ID shaped
-// like an admin key's.) Safe for concurrent use; lock-free.
+// like an admin key's.) Safe for concurrent use; no process-wide lock.
 func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
 	t.entries.load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
 	e := &t.decoy
