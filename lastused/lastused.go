@@ -36,12 +36,15 @@
 package lastused
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/store"
 )
@@ -218,12 +221,9 @@ type Tracker struct {
 	prunedHour int64
 	waiting    waitHeap
 	lastSweep  int64 // unix nanos of the last flush that ranged over every entry
-	// rate is Options.WriteRate resolved (0: no bound); budget the writes
-	// it allows now, topped up at each flush by the time since lastFill.
-	rate        int64
-	budget      float64
-	usageBudget float64 // the same for the usage deltas written
-	lastFill    int64
+	// lastUseWrites and usageWrites are Options.WriteRate's buckets (one
+	// second's worth each), read at the flush clock; nil: no bound.
+	lastUseWrites, usageWrites *rate.Limiter
 	// visits counts the entries flushes have looked at, for the tests of
 	// what a flush costs (export_test.go).
 	visits atomic.Int64
@@ -244,14 +244,10 @@ func New(st Store, opts Options) *Tracker {
 		pending: map[usageKey]usageCounts{},
 	}
 	t.decoy.queued.Store(true) // markDirty's work on it: one load
-	switch {
-	case opts.WriteRate == 0:
-		t.rate = DefaultWriteRate
-	case opts.WriteRate > 0:
-		t.rate = int64(opts.WriteRate)
+	if r := cmp.Or(opts.WriteRate, DefaultWriteRate); r > 0 {
+		t.lastUseWrites = rate.NewLimiter(rate.Limit(r), r)
+		t.usageWrites = rate.NewLimiter(rate.Limit(r), r)
 	}
-	t.budget = float64(t.rate)
-	t.usageBudget = float64(t.rate)
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -401,8 +397,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	entries := map[string]*entry{}
 	nowN := now.UnixNano()
 	sweep := final || nowN-t.lastSweep >= int64(sweepEvery)
-	t.fill(nowN)
-	limited := t.rate > 0 && !final
+	limited := t.lastUseWrites != nil && !final
 	visit := func(e *entry) {
 		t.visits.Add(1)
 		if e.gone {
@@ -416,9 +411,9 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		due := e.wroteAt.Load() + int64(Coalesce)
 		switch {
 		case used > written && (written == 0 || final ||
-			nowN >= due && (!limited || t.budget >= 1 || entries[e.id] != nil)):
-			if written != 0 && entries[e.id] == nil {
-				t.budget--
+			nowN >= due && (!limited || entries[e.id] != nil || t.lastUseWrites.TokensAt(now) >= 1)):
+			if limited && written != 0 && entries[e.id] == nil {
+				t.lastUseWrites.AllowN(now, 1)
 			}
 			batch[e.id] = time.Unix(0, used).UTC()
 			entries[e.id] = e
@@ -449,7 +444,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	// the keys used since the last flush (a due one past the budget joins
 	// the heap). next is read before queued is cleared: from then on a
 	// Record may push the entry again.
-	for t.waiting.Len() > 0 && (final || t.waiting[0].due <= nowN && (!limited || t.budget >= 1)) {
+	for t.waiting.Len() > 0 && (final || t.waiting[0].due <= nowN && (!limited || t.lastUseWrites.TokensAt(now) >= 1)) {
 		it := heap.Pop(&t.waiting).(waitItem)
 		it.e.waiting = false
 		visit(it.e)
@@ -480,22 +475,6 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		return
 	}
 	t.prunedHour = hour
-}
-
-// fill tops up the write budget for the time since the last flush, up to
-// one second's worth.
-func (t *Tracker) fill(nowN int64) {
-	if t.rate == 0 {
-		return
-	}
-	if t.lastFill != 0 && nowN > t.lastFill {
-		more := float64(nowN-t.lastFill) * float64(t.rate) / float64(time.Second)
-		t.budget += more
-		t.usageBudget += more
-	}
-	t.budget = min(t.budget, float64(t.rate))
-	t.usageBudget = min(t.usageBudget, float64(t.rate))
-	t.lastFill = nowN
 }
 
 // touch writes the due last-used times.
@@ -544,7 +523,7 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 	}
 	n := len(t.pending)
 	if limited {
-		n = min(n, int(t.usageBudget))
+		n = min(n, int(t.usageWrites.TokensAt(now)))
 	}
 	deltas := make([]store.UsageDelta, 0, n)
 	written := make([]usageKey, 0, n)
@@ -568,7 +547,7 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 			return
 		}
 		if limited {
-			t.usageBudget -= float64(len(deltas))
+			t.usageWrites.AllowN(now, len(deltas))
 		}
 		for _, k := range written {
 			delete(t.pending, k)
