@@ -187,7 +187,10 @@ const (
 	MinAuthFailureRate  = 1
 	MaxAuthFailureRate  = 100000
 
-	MaxRedisKeyCache = time.Minute
+	// MaxRedisKeyCache bounds redis_key_cache; on Cluster and Sentinel the
+	// store allows a minute at most (redis.MaxReplicatedKeyCacheAge), since
+	// an invalidation can be lost there unnoticed (store/redis/cache.go).
+	MaxRedisKeyCache = time.Hour
 	// MinRedisKeyCacheSize and MaxRedisKeyCacheSize bound
 	// redis_key_cache_size and bolt_key_cache_size (about 12 GiB of
 	// records at the most).
@@ -500,7 +503,7 @@ var settings = []setting{
 	{key: "redis_url", usage: "Redis URL (redis:// or rediss://) when store is redis", str: func(c *Config) *string { return &c.RedisURL }},
 	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
-	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String(), dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
+	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String() + " on a single Redis node, 1m0s on Cluster or Sentinel", dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
 	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
 	{key: "bolt_key_cache_size", usage: fmt.Sprintf("how many key records the embedded store keeps decoded in memory, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.BoltKeyCacheSize }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},

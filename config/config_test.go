@@ -690,7 +690,9 @@ func TestRedisSettings(t *testing.T) {
 }
 
 // TestRedisKeyCacheDefault: the cache is on by default (10 s), can be turned
-// off with 0, and refuses values past a minute.
+// off with 0, takes up to an hour (the store refuses more than a minute on
+// Cluster and Sentinel: store/redis TestKeyCacheAgeByTopology) and refuses
+// values past that.
 func TestRedisKeyCacheDefault(t *testing.T) {
 	if c := mustLoad(t, nil, nil); c.RedisKeyCache != 10*time.Second {
 		t.Fatalf("default redis_key_cache %v, want 10s", c.RedisKeyCache)
@@ -698,8 +700,13 @@ func TestRedisKeyCacheDefault(t *testing.T) {
 	if c := mustLoad(t, nil, map[string]string{"KEYGATE_REDIS_KEY_CACHE": "0s"}); c.RedisKeyCache != 0 {
 		t.Fatalf("redis_key_cache 0s: %v", c.RedisKeyCache)
 	}
-	if _, err := Load(nil, env(map[string]string{"KEYGATE_REDIS_KEY_CACHE": "2m"})); err == nil || !strings.Contains(err.Error(), "redis_key_cache") {
-		t.Fatalf("redis_key_cache 2m: %v", err)
+	if c := mustLoad(t, nil, map[string]string{"KEYGATE_REDIS_KEY_CACHE": "1h"}); c.RedisKeyCache != time.Hour {
+		t.Fatalf("redis_key_cache 1h: %v", c.RedisKeyCache)
+	}
+	for _, bad := range []string{"61m", "-1s"} {
+		if _, err := Load(nil, env(map[string]string{"KEYGATE_REDIS_KEY_CACHE": bad})); err == nil || !strings.Contains(err.Error(), "redis_key_cache") {
+			t.Errorf("redis_key_cache %s: %v, want refused naming the setting", bad, err)
+		}
 	}
 }
 

@@ -104,7 +104,9 @@ func cachedRedis(t *testing.T) servertest.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.EnableKeyCache(time.Minute, 0)
+	if err := st.EnableKeyCache(time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { st.Close() })
 	for deadline := time.Now().Add(5 * time.Second); !st.KeyCacheLive(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -24,6 +24,21 @@ package redis
 // a ping on the connection that hung). Entries also expire after maxAge, a backstop should a
 // message ever be lost. Reads that race an invalidation are not cached.
 //
+// How long that backstop may be depends on what stands between PUBLISH
+// and the subscription. On a single Redis node the message goes from the
+// publishing script straight to every connection subscribed at that
+// moment: a subscription alive then gets it, and one that breaks before
+// it arrives is noticed (an error, or two unanswered pings) and empties
+// the cache. So maxAge may be long there (up to an hour, the
+// redis_key_cache setting's bound), which a million keys each used every
+// few minutes need to be cached at all. Elsewhere a message can be lost
+// with neither end noticing, so maxAge is at most
+// MaxReplicatedKeyCacheAge: on Cluster, PUBLISH reaches the other nodes
+// over the cluster bus, whose links drop and reconnect without replaying
+// what they carried; on Sentinel, go-redis moves commands to a new master
+// after a failover but leaves the subscription on the old one, which
+// misses whatever was published before it resynchronised as a replica.
+//
 // The cache keeps absences too: a client ID Redis did not have is
 // remembered as absent, so an unknown ID costs what a cached known one does
 // (a map read and a copy, of store.DecoyKey) instead of a round trip, and
@@ -47,6 +62,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -69,7 +85,16 @@ const (
 	keyCacheMaxAbsent = 1 << 16
 	// keyCachePing is how often an idle subscription is checked.
 	keyCachePing = 500 * time.Millisecond
+	// MaxReplicatedKeyCacheAge is the longest maxAge on Cluster and
+	// Sentinel, where an invalidation can be lost unnoticed (see the top
+	// of cache.go); a single node takes any.
+	MaxReplicatedKeyCacheAge = time.Minute
 )
+
+// ErrKeyCacheAge is EnableKeyCache's answer to a maxAge longer than
+// MaxReplicatedKeyCacheAge on Cluster or Sentinel.
+var ErrKeyCacheAge = errors.New("a key cache age over " + MaxReplicatedKeyCacheAge.String() +
+	" needs a single Redis node: on Cluster and Sentinel an invalidation can be lost unnoticed")
 
 type keyCache struct {
 	maxAge time.Duration
@@ -134,8 +159,13 @@ const (
 
 // EnableKeyCache turns on the local cache of key records (see the top of
 // cache.go) for at most size records. maxAge ≤ 0 means
-// DefaultKeyCacheMaxAge, size ≤ 0 DefaultKeyCacheSize. Close stops it.
-func (s *Store) EnableKeyCache(maxAge time.Duration, size int) {
+// DefaultKeyCacheMaxAge, size ≤ 0 DefaultKeyCacheSize; a maxAge over
+// MaxReplicatedKeyCacheAge on Cluster or Sentinel is refused with
+// ErrKeyCacheAge. Close stops it.
+func (s *Store) EnableKeyCache(maxAge time.Duration, size int) error {
+	if err := s.checkKeyCacheAge(maxAge); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := newKeyCache(maxAge, size)
 	c.cancel, c.done = cancel, make(chan struct{})
@@ -143,6 +173,14 @@ func (s *Store) EnableKeyCache(maxAge time.Duration, size int) {
 	c.ps = s.rdb.Subscribe(ctx, s.keysChannel(), c.createdChannel)
 	s.cache = c
 	go c.listen(ctx, c.ps)
+	return nil
+}
+
+func (s *Store) checkKeyCacheAge(maxAge time.Duration) error {
+	if maxAge > MaxReplicatedKeyCacheAge && !s.singleNode {
+		return fmt.Errorf("key cache age %s: %w", maxAge, ErrKeyCacheAge)
+	}
+	return nil
 }
 
 func newKeyCache(maxAge time.Duration, size int) *keyCache {

@@ -24,7 +24,9 @@ func TestConformanceWithKeyCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.EnableKeyCache(0, 0)
+		if err := s.EnableKeyCache(0, 0); err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { s.Close() })
 		waitCacheLive(t, s, c, prefix)
 		return s
@@ -74,7 +76,9 @@ func instance(t *testing.T, prefix string) (*redis.Store, *hmgetCounter, *goredi
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.EnableKeyCache(time.Minute, 0)
+	if err := s.EnableKeyCache(time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { s.Close(); c.Close() })
 	waitCacheLive(t, s, c, prefix)
 	return s, h, c
@@ -237,7 +241,9 @@ func TestKeyCacheEntriesExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.EnableKeyCache(100*time.Millisecond, 0)
+	if err := s.EnableKeyCache(100*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { s.Close(); c.Close() })
 	waitCacheLive(t, s, c, prefix)
 	ctx := context.Background()
@@ -326,5 +332,89 @@ func TestKeyCacheAbsenceInvalidatedByCreate(t *testing.T) {
 	}
 	if _, err := b.GetKey(ctx, own.ClientID); err != nil {
 		t.Fatalf("the instance that created %s does not find it at once: %v", own.ClientID, err)
+	}
+}
+
+// TestKeyCacheAgeByTopology: a key cache age past a minute is refused on
+// Cluster and Sentinel, where an invalidation can be lost unnoticed, before
+// Open connects or writes anything (the seeds here answer nothing, so a
+// connection attempt would fail otherwise); a single node takes an hour
+// and serves from the cache, then drops a key deleted on another instance
+// at once.
+func TestKeyCacheAgeByTopology(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, url := range []string{
+		"redis://127.0.0.1:1/0?addr=127.0.0.1:2&addr=127.0.0.1:3",                  // Cluster
+		"redis://127.0.0.1:1/0?master_name=main&addr=127.0.0.1:2",                  // Sentinel
+		"redis://127.0.0.1:1/0?master_name=main&addr=127.0.0.1:2&addr=127.0.0.1:3", // Sentinel
+	} {
+		_, err := redis.Open(ctx, redis.Options{URL: url, KeyCache: redis.MaxReplicatedKeyCacheAge + time.Second})
+		if !errors.Is(err, redis.ErrKeyCacheAge) {
+			t.Errorf("Open %s with a key cache of 61s: %v, want ErrKeyCacheAge", url, err)
+		}
+	}
+	for name, c := range map[string]goredis.UniversalClient{
+		"cluster":  goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}),
+		"sentinel": goredis.NewFailoverClient(&goredis.FailoverOptions{MasterName: "main", SentinelAddrs: []string{"127.0.0.1:1"}}),
+	} {
+		s, err := redis.New(c, "kg:", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EnableKeyCache(2*time.Minute, 0); !errors.Is(err, redis.ErrKeyCacheAge) {
+			t.Errorf("%s: EnableKeyCache(2m): %v, want ErrKeyCacheAge", name, err)
+		}
+		if s.KeyCacheLive() {
+			t.Errorf("%s: the refused cache is live", name)
+		}
+		c.Close()
+	}
+
+	redistest.Require(t)
+	prefix := redistest.RandomPrefix(t, "")
+	opt, err := goredis.ParseURL(redistest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(opt)
+	h := &hmgetCounter{}
+	c.AddHook(h)
+	redistest.Cleanup(t, c, prefix)
+	s, err := redis.New(c, prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnableKeyCache(time.Hour, 0); err != nil {
+		t.Fatalf("a single node refused a key cache of 1h: %v", err)
+	}
+	t.Cleanup(func() { s.Close(); c.Close() })
+	waitCacheLive(t, s, c, prefix)
+	k := cacheKey(t, "delta")
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	before := h.n.Load()
+	for i := 0; i < 5; i++ {
+		if _, err := s.GetKey(ctx, k.ClientID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.n.Load() - before; n != 1 {
+		t.Fatalf("%d HMGETs for 5 reads, want 1 (the rest from the cache)", n)
+	}
+	// Deleted through another instance: only its message reaches this one.
+	other, _, _ := instance(t, prefix)
+	if err := other.DeleteKey(ctx, k.TeamID, k.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, err := s.GetKey(ctx, k.ClientID)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a deleted key still read after 1s with a 1h cache: %v", err)
+		}
 	}
 }

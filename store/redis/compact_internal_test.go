@@ -179,7 +179,9 @@ func TestCompactMigration(t *testing.T) {
 
 	// Batches of 3, with every key read through a second instance too.
 	other := instance(t, c, prefix, SchemaOptions{InstanceID: "other", Now: clock.Now})
-	other.EnableKeyCache(0, 0)
+	if err := other.EnableKeyCache(0, 0); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { other.Close() })
 	if err := other.Check(ctx); err != nil {
 		t.Fatal(err)

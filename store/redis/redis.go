@@ -173,9 +173,12 @@ type Store struct {
 	owned   bool // Close closes rdb
 	// cluster: rdb is a Cluster client, so the audit trail keeps an outbox
 	// per slot (audit.go).
-	cluster  bool
-	compat   *compat // schema.go; nil until first used (schema())
-	compatMu sync.Mutex
+	cluster bool
+	// singleNode: rdb talks to one Redis server, neither Cluster nor
+	// Sentinel, so the key cache may keep records longer (cache.go).
+	singleNode bool
+	compat     *compat // schema.go; nil until first used (schema())
+	compatMu   sync.Mutex
 	// compactOnly: the migration to the compact layout is done
 	// (compactmigrate.go), so reads skip the old one.
 	compactOnly atomic.Bool
@@ -200,6 +203,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.owned = true
+	// Before anything is written, so a refusal leaves nothing to undo.
+	if err := s.checkKeyCacheAge(opts.KeyCache); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
+	}
 	if err := s.Ping(ctx); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
@@ -232,7 +240,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}
 	if opts.KeyCache > 0 {
-		s.EnableKeyCache(opts.KeyCache, opts.KeyCacheSize)
+		if err := s.EnableKeyCache(opts.KeyCache, opts.KeyCacheSize); err != nil {
+			_ = s.Leave(ctx) // unreachable: checked above
+			rdb.Close()
+			return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
+		}
 	}
 	return s, nil
 }
@@ -250,7 +262,12 @@ func New(rdb goredis.UniversalClient, prefix string, timeout time.Duration) (*St
 		timeout = DefaultTimeout
 	}
 	_, cluster := rdb.(*goredis.ClusterClient)
-	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, cluster: cluster, reads: newReadBatcher()}, nil
+	// A Sentinel client is a *goredis.Client too; go-redis gives it the
+	// address "FailoverClient" (FailoverOptions.clientOptions).
+	c, single := rdb.(*goredis.Client)
+	single = single && c.Options().Addr != "FailoverClient"
+	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, cluster: cluster, singleNode: single,
+		reads: newReadBatcher()}, nil
 }
 
 // Close implements store.Store.
