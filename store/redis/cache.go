@@ -9,13 +9,16 @@ package redis
 // a minute for every key in use, so under a load spread over many keys a
 // message each would cost Redis and every instance about one per token
 // (docs/scale.md), to refresh a time the tracker already coalesces to the
-// minute. The writing instance drops its own copies (TouchKeys); another
-// instance's cached last_used_at may lag by up to the entry's age
-// (redis_key_cache, 1 minute at most). Nothing decides on it: the token
-// path only asks whether a key was ever used (package lastused), and a key
-// seen as unused is merely written again. A
-// deleted key is therefore refused by every instance as soon as the message
-// is delivered — milliseconds, well inside the promised second.
+// minute. The writing instance moves the last use of its own copies
+// forward (TouchKeys, touched) rather than dropping them: dropping would
+// cost every key in use a miss after each of its writes, and bump the
+// epoch that keeps every read in flight meanwhile out of the cache.
+// Another instance's cached last_used_at may lag by up to the entry's age
+// (redis_key_cache). Nothing decides on it: the token path only asks
+// whether a key was ever used (package lastused), and a key seen as unused
+// is merely written again (a last use only moves forward in the store).
+// A deleted key is refused by every instance as soon as the message is
+// delivered — milliseconds, well inside the promised second.
 //
 // The cache is used only while the subscription is known to be alive: on
 // any subscription error, or when a ping goes unanswered for two intervals
@@ -139,13 +142,17 @@ type cacheEntry struct {
 	key      store.Key
 	at       time.Time
 	used     atomic.Bool // CLOCK's reference bit, set by a hit
+	// lastUsed is the latest last use (Unix ms) this instance wrote
+	// since key was read (touched); a hit returns it if later than key's.
+	lastUsed atomic.Int64
 }
 
 // absentEntry records that Redis had no key with this ID at time at.
 type absentEntry struct {
 	clientID string
 	at       time.Time
-	used     atomic.Bool // set by a hit like a record's, though unread: the same work
+	used     atomic.Bool  // set by a hit like a record's, though unread: the same work
+	lastUsed atomic.Int64 // never set; loaded by a hit like a record's
 }
 
 // cacheResult is what the cache knows of a client ID.
@@ -309,6 +316,30 @@ func (c *keyCache) invalidate(clientID string) {
 	c.remove(clientID)
 }
 
+// touched notes that this instance wrote at as clientID's last use
+// (TouchKeys): a cached record keeps its place and returns the later of
+// its own last use and at. No epoch changes, since nothing else in the
+// record did. A read of the record that was in flight during the write
+// may still cache the earlier last use; that costs at most a redundant
+// write of it, which the store ignores (a last use only moves forward).
+func (c *keyCache) touched(clientID string, at time.Time) {
+	v, ok := c.entries.Load(clientID)
+	if !ok {
+		return
+	}
+	e, rec := v.(*cacheEntry)
+	if !rec {
+		return
+	}
+	ms := at.UnixMilli()
+	for {
+		cur := e.lastUsed.Load()
+		if cur >= ms || e.lastUsed.CompareAndSwap(cur, ms) {
+			return
+		}
+	}
+}
+
 // created drops an absence cached for clientID, whose key now exists.
 func (c *keyCache) created(clientID string) {
 	c.absentEpoch.Add(1)
@@ -352,12 +383,13 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 		rec  *store.Key
 		r    cacheResult
 		used *atomic.Bool
+		lu   *atomic.Int64
 	)
 	switch e := v.(type) {
 	case *cacheEntry:
-		at, rec, r, used = e.at, &e.key, cachedKey, &e.used
+		at, rec, r, used, lu = e.at, &e.key, cachedKey, &e.used, &e.lastUsed
 	case *absentEntry:
-		at, rec, r, used = e.at, &decoyKeys[b2i(store.DecoyAdmin(clientID))], cachedAbsent, &e.used
+		at, rec, r, used, lu = e.at, &decoyKeys[b2i(store.DecoyAdmin(clientID))], cachedAbsent, &e.used, &e.lastUsed
 	}
 	if now.Sub(at) >= c.maxAge || now.Before(at) {
 		if c.entries.CompareAndDelete(clientID, v) && r == cachedKey {
@@ -375,6 +407,9 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 		used.Store(true)
 	}
 	k := cloneKey(*rec)
+	if ms := lu.Load(); ms > 0 && (k.LastUsedAt.IsZero() || ms > k.LastUsedAt.UnixMilli()) {
+		k.LastUsedAt = time.UnixMilli(ms).UTC() // as readKey decodes it
+	}
 	if r == cachedAbsent {
 		return store.Key{}, r
 	}

@@ -418,3 +418,48 @@ func TestKeyCacheAgeByTopology(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyCacheKeepsRecordsThroughOwnLastUseWrites: a last use this
+// instance writes leaves its cached record in place (no HMGET after it)
+// and shows in it, never moving back; another instance, which was sent no
+// message, keeps the last use it read.
+func TestKeyCacheKeepsRecordsThroughOwnLastUseWrites(t *testing.T) {
+	prefix := redistest.RandomPrefix(t, "")
+	a, ha, c := instance(t, prefix)
+	redistest.Cleanup(t, c, prefix)
+	b, _, _ := instance(t, prefix)
+	ctx := context.Background()
+	k := cacheKey(t, "epsilon")
+	if err := a.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*redis.Store{a, b} { // both cache it, unused
+		if got, err := s.GetKey(ctx, k.ClientID); err != nil || !got.LastUsedAt.IsZero() {
+			t.Fatalf("GetKey: %v, last used %v; want never", err, got.LastUsedAt)
+		}
+	}
+	t1 := time.Now().UTC().Truncate(time.Millisecond)
+	before := ha.n.Load()
+	for i, at := range []time.Time{t1, t1.Add(-time.Minute)} { // the second is older: ignored
+		if err := a.TouchKeys(ctx, map[string]time.Time{k.ClientID: at}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.GetKey(ctx, k.ClientID)
+		if err != nil || !got.LastUsedAt.Equal(t1) {
+			t.Fatalf("write %d: GetKey: %v, last used %v; want %v", i, err, got.LastUsedAt, t1)
+		}
+	}
+	if n := ha.n.Load() - before; n != 0 {
+		t.Fatalf("%d HMGETs after the instance's own last-use writes, want 0 (the record stays cached)", n)
+	}
+	if got, err := b.GetKey(ctx, k.ClientID); err != nil || !got.LastUsedAt.IsZero() {
+		t.Fatalf("the other instance: %v, last used %v; want its cached copy (never used)", err, got.LastUsedAt)
+	}
+	fresh, err := redis.New(c, prefix, 2*time.Second) // no cache: what Redis holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := fresh.GetKey(ctx, k.ClientID); err != nil || !got.LastUsedAt.Equal(t1) {
+		t.Fatalf("Redis: %v, last used %v; want %v", err, got.LastUsedAt, t1)
+	}
+}

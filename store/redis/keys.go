@@ -1031,13 +1031,6 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	if err := s.loadScript(ctx, touchScript); err != nil {
 		return fail(ctx, "touch keys", err)
 	}
-	if s.cache != nil {
-		defer func() {
-			for id := range lastUsed {
-				s.cache.invalidate(id)
-			}
-		}()
-	}
 	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for id, t := range lastUsed {
 			bucket, field := s.bucketOf(id)
@@ -1045,6 +1038,18 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 		}
 		return nil
 	})
+	if c := s.cache; c != nil {
+		// Written: the cached records show it (cache.go says why they stay).
+		// Failed, perhaps in part: drop them, so none shows a last use the
+		// store may not have.
+		for id, t := range lastUsed {
+			if err == nil {
+				c.touched(id, t)
+			} else {
+				c.invalidate(id)
+			}
+		}
+	}
 	if err != nil {
 		return fail(ctx, "touch keys", err)
 	}
