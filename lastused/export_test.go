@@ -4,7 +4,7 @@ package lastused
 // tracker.
 func (t *Tracker) Len() int {
 	n := 0
-	t.entries.each(func(*entry) { n++ })
+	t.entries.Range(func(string, *entry) bool { n++; return true })
 	return n
 }
 

@@ -46,6 +46,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/keygate/keygate/internal/shardmap"
 	"github.com/keygate/keygate/store"
 )
 
@@ -192,7 +193,7 @@ type usageCounts struct{ tokens, failures int64 }
 
 // Tracker batches last-used writes. Create it with New and stop it with Close.
 type Tracker struct {
-	entries *entryMap // client ID → *entry
+	entries *shardmap.Map[*entry] // client ID → *entry (shardmap says why not a sync.Map)
 	store   Store
 	log     *slog.Logger
 	obs     Observer
@@ -233,7 +234,7 @@ type Tracker struct {
 func New(st Store, opts Options) *Tracker {
 	t := &Tracker{
 		store:   st,
-		entries: newEntryMap(),
+		entries: shardmap.New[*entry](),
 		log:     opts.Logger,
 		obs:     opts.Observer,
 		now:     opts.Now,
@@ -326,7 +327,7 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 // failure costs nothing here, so the caller skips this for an ID shaped
 // like an admin key's.) Safe for concurrent use; no process-wide lock.
 func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
-	t.entries.load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
+	t.entries.Load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
 	e := &t.decoy
 	addLive(&e.failures) // never dropped: always counts
 	n := now.UnixNano()
@@ -341,7 +342,7 @@ func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
 
 // entry returns the key's entry, making it on first use.
 func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
-	if e, ok := t.entries.load(clientID); ok {
+	if e, ok := t.entries.Load(clientID); ok {
 		return e
 	}
 	e := &entry{id: clientID, teamID: teamID}
@@ -353,7 +354,8 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 		e.written.Store(stored.UnixNano())
 		e.wroteAt.Store(stored.UnixNano())
 	}
-	return t.entries.loadOrStore(clientID, e)
+	e, _ = t.entries.LoadOrStore(clientID, e)
+	return e
 }
 
 func (t *Tracker) loop() {
@@ -431,7 +433,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			// Counts are not lost: marking them dropped, after the entry
 			// left the map, collects the last ones and sends any later
 			// Record to the successor entry.
-			if t.entries.compareAndDelete(e.id, e) {
+			if t.entries.CompareAndDelete(e.id, e) {
 				e.gone = true
 				if e.teamID != "" {
 					collect(e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
@@ -458,7 +460,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	}
 	if sweep {
 		t.lastSweep = nowN
-		t.entries.each(visit)
+		t.entries.Range(func(_ string, e *entry) bool { visit(e); return true })
 	}
 	deferred := t.waiting.Len() // pending uses this flush leaves for a later one
 	// Usage first: a test that waits for TouchKeys (the flush's barrier in

@@ -22,7 +22,7 @@ func liveCacheOf(size int) *keyCache {
 }
 
 func (c *keyCache) counts() (records, absences int) {
-	c.entries.Range(func(_, v any) bool {
+	c.entries.Range(func(_ string, v any) bool {
 		if _, ok := v.(*absentEntry); ok {
 			absences++
 		} else {
