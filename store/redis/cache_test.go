@@ -64,6 +64,13 @@ func (h *hmgetCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) gor
 // instance is one keygate instance's store: its own client, its own cache.
 func instance(t *testing.T, prefix string) (*redis.Store, *hmgetCounter, *goredis.Client) {
 	t.Helper()
+	return cachedInstance(t, prefix, time.Minute)
+}
+
+// cachedInstance is instance with a key cache of maxAge, its subscription
+// live.
+func cachedInstance(t *testing.T, prefix string, maxAge time.Duration) (*redis.Store, *hmgetCounter, *goredis.Client) {
+	t.Helper()
 	redistest.Require(t)
 	opt, err := goredis.ParseURL(redistest.URL())
 	if err != nil {
@@ -76,7 +83,7 @@ func instance(t *testing.T, prefix string) (*redis.Store, *hmgetCounter, *goredi
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnableKeyCache(time.Minute, 0); err != nil {
+	if err := s.EnableKeyCache(maxAge, 0); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(); c.Close() })
@@ -227,25 +234,9 @@ func TestKeyCacheBypassedWithoutSubscription(t *testing.T) {
 // TestKeyCacheEntriesExpire: past maxAge an entry is read from Redis again
 // (and expiring it must not break anything: it once panicked).
 func TestKeyCacheEntriesExpire(t *testing.T) {
-	redistest.Require(t)
 	prefix := redistest.RandomPrefix(t, "")
-	opt, err := goredis.ParseURL(redistest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(opt)
-	h := &hmgetCounter{}
-	c.AddHook(h)
+	s, h, c := cachedInstance(t, prefix, 100*time.Millisecond)
 	redistest.Cleanup(t, c, prefix)
-	s, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.EnableKeyCache(100*time.Millisecond, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); c.Close() })
-	waitCacheLive(t, s, c, prefix)
 	ctx := context.Background()
 	k := cacheKey(t, "gamma")
 	if err := s.CreateKey(ctx, k, 5); err != nil {
@@ -371,25 +362,9 @@ func TestKeyCacheAgeByTopology(t *testing.T) {
 		c.Close()
 	}
 
-	redistest.Require(t)
 	prefix := redistest.RandomPrefix(t, "")
-	opt, err := goredis.ParseURL(redistest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(opt)
-	h := &hmgetCounter{}
-	c.AddHook(h)
+	s, h, c := cachedInstance(t, prefix, time.Hour) // fails the test if refused
 	redistest.Cleanup(t, c, prefix)
-	s, err := redis.New(c, prefix, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.EnableKeyCache(time.Hour, 0); err != nil {
-		t.Fatalf("a single node refused a key cache of 1h: %v", err)
-	}
-	t.Cleanup(func() { s.Close(); c.Close() })
-	waitCacheLive(t, s, c, prefix)
 	k := cacheKey(t, "delta")
 	if err := s.CreateKey(ctx, k, 5); err != nil {
 		t.Fatal(err)
