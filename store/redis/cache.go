@@ -175,6 +175,13 @@ func (s *Store) EnableKeyCache(maxAge time.Duration, size int) error {
 	if err := s.checkKeyCacheAge(maxAge); err != nil {
 		return err
 	}
+	s.startKeyCache(maxAge, size)
+	return nil
+}
+
+// startKeyCache is EnableKeyCache once maxAge was checked (Open checks it
+// before connecting).
+func (s *Store) startKeyCache(maxAge time.Duration, size int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := newKeyCache(maxAge, size)
 	c.cancel, c.done = cancel, make(chan struct{})
@@ -182,7 +189,6 @@ func (s *Store) EnableKeyCache(maxAge time.Duration, size int) error {
 	c.ps = s.rdb.Subscribe(ctx, s.keysChannel(), c.createdChannel)
 	s.cache = c
 	go c.listen(ctx, c.ps)
-	return nil
 }
 
 func (s *Store) checkKeyCacheAge(maxAge time.Duration) error {

@@ -240,11 +240,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
 	}
 	if opts.KeyCache > 0 {
-		if err := s.EnableKeyCache(opts.KeyCache, opts.KeyCacheSize); err != nil {
-			_ = s.Leave(ctx) // unreachable: checked above
-			rdb.Close()
-			return nil, fmt.Errorf("open redis store at %s: %w", redact(opts.URL), err)
-		}
+		s.startKeyCache(opts.KeyCache, opts.KeyCacheSize) // its age checked above
 	}
 	return s, nil
 }
