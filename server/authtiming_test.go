@@ -12,6 +12,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,6 +20,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,14 +47,23 @@ const (
 	// ID's median, whichever is larger (issue #14 item 8).
 	authTimingAbs = 2 * time.Microsecond
 	authTimingRel = 0.03
+	// authTimingAttempts: a comparison over the limit is measured again,
+	// and fails only if every attempt is over it. A difference of cost is
+	// systematic and shows in each; a burst of load on a shared CI machine
+	// during one attempt does not last into the next. (Redis answers a
+	// field it has about 1 µs later than one it lacks, whatever the
+	// field's size, measured with bare HMGETs on loopback: the round trip
+	// itself is that much closer to the limit than the other backends.)
+	authTimingAttempts = 3
 )
 
 // TestAuthTimingAllocationBudget: the medians of a wrong secret for a known
 // client ID and for an unknown one differ by at most 2 µs or 3 %, at the
 // token endpoint, for a team key (whose failures are counted in usage) and
 // for the admin key (whose are not), on bbolt, the in-memory store, and
-// Redis with and without the local key cache. (The name puts it in the
-// allocation-budget step of .ci/run: it needs the same no -race build.)
+// Redis in the old layout, in the compact one and with the local key
+// cache. (The name puts it in the allocation-budget step of .ci/run: it
+// needs the same no -race build.)
 func TestAuthTimingAllocationBudget(t *testing.T) {
 	backends := []struct {
 		name string
@@ -61,6 +72,7 @@ func TestAuthTimingAllocationBudget(t *testing.T) {
 		{"bolt", func(*testing.T) servertest.Backend { return servertest.Bolt() }},
 		{"memory", func(*testing.T) servertest.Backend { return servertest.Memory() }},
 		{"redis", func(*testing.T) servertest.Backend { return servertest.Redis() }},
+		{"redis-compact", compactRedis},
 		{"redis-keycache", cachedRedis},
 	}
 	for _, be := range backends {
@@ -83,13 +95,18 @@ func TestAuthTimingAllocationBudget(t *testing.T) {
 					// (admin or team) shows in the ID itself.
 					id := known[name]
 					unknown := unknownLike(id)
-					k, u, diff := authTimingMedians(t, e.Server, servertest.BasicAuth(id, wrong), servertest.BasicAuth(unknown, wrong))
-					limit := max(authTimingAbs, time.Duration(authTimingRel*float64(u)))
-					t.Logf("%s/%s: median known %v, unknown %v, difference %v (limit %v)", be.name, name, k, u, diff, limit)
-					if diff.Abs() > limit {
-						t.Errorf("a wrong secret for the known ID %s costs %v against %v for an unknown one: "+
-							"the difference of the medians, %v, is over %v, so timing tells which IDs exist", id, k, u, diff, limit)
+					var over []string
+					for attempt := 1; attempt <= authTimingAttempts; attempt++ {
+						k, u, diff := authTimingMedians(t, e.Server, servertest.BasicAuth(id, wrong), servertest.BasicAuth(unknown, wrong))
+						limit := max(authTimingAbs, time.Duration(authTimingRel*float64(u)))
+						t.Logf("%s/%s, attempt %d: median known %v, unknown %v, difference %v (limit %v)", be.name, name, attempt, k, u, diff, limit)
+						if diff.Abs() <= limit {
+							return
+						}
+						over = append(over, fmt.Sprintf("%v against %v (difference %v, limit %v)", k, u, diff, limit))
 					}
+					t.Errorf("a wrong secret for the known ID %s and one for an unknown ID differ in cost beyond the limit in each of %d measurements, "+
+						"so timing tells which IDs exist (known against unknown): %s", id, authTimingAttempts, strings.Join(over, "; "))
 				})
 			}
 		})
@@ -112,6 +129,33 @@ func cachedRedis(t *testing.T) servertest.Backend {
 		if time.Now().After(deadline) {
 			t.Fatal("the key cache's subscription did not come up in 5s")
 		}
+	}
+	return servertest.Existing(st)
+}
+
+// compactRedis is Redis once the compact layout's migration is done, as
+// `keygate serve` reads keys from the grace period on: a key's record is a
+// field of its team's bucket, so a known ID and an unknown one of the same
+// team are both read from a hash that exists (store/redis/compact.go).
+func compactRedis(t *testing.T) servertest.Backend {
+	c := redistest.Require(t)
+	st, err := redis.New(redistest.NewClient(t), redistest.Prefix(t, c, ""), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now()
+	st.SetSchemaOptions(redis.SchemaOptions{Now: func() time.Time { return now }})
+	ctx := context.Background()
+	if err := st.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(redis.DefaultHeartbeatTTL)
+	if err := st.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !st.CompactOnly() {
+		t.Fatal("the migration of an empty store did not finish")
 	}
 	return servertest.Existing(st)
 }
