@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -92,17 +93,44 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// target is one prepared request: built once, copied per request.
-type target struct {
-	req  *http.Request
-	body []byte // nil for GET
+// targets are the distinct requests of a run: one per credential and base
+// URL, request n being target n mod count. Kept as one prepared request
+// per base URL and one Authorization header per credential, combined per
+// request, rather than a prepared *http.Request per target: a run over a
+// million keys held a million of those (a header map, a URL and a dozen
+// more objects each), over a gigabyte the load generator's collector
+// marked on the cores it shares with the server under test, and only in
+// the runs over many keys (BenchmarkTargetsMemory).
+type targets struct {
+	bases []*http.Request // one per base URL, without Authorization
+	auths []string        // one per credential; "" for none (JWKS)
+	body  []byte          // the form, nil for GET
+	count int64           // len(bases) × len(auths)
+}
+
+// request is target n mod count, for ctx: credential by credential, each
+// to every base URL in turn, so request n goes to base n mod len(bases).
+func (ts *targets) request(ctx context.Context, n int64) *http.Request {
+	i := n % ts.count
+	base := ts.bases[i%int64(len(ts.bases))]
+	req := base.WithContext(ctx)
+	if auth := ts.auths[i/int64(len(ts.bases))]; auth != "" {
+		h := make(http.Header, len(base.Header)+1)
+		maps.Copy(h, base.Header)
+		h["Authorization"] = []string{auth}
+		req.Header = h
+	}
+	if ts.body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(ts.body))
+	}
+	return req
 }
 
 // runner is the state every connection shares; all of it read-only while
 // the run goes, but for the open loop's slot counter.
 type runner struct {
 	transport *http.Transport
-	targets   []target
+	targets   *targets
 	check     checkFunc
 	start     time.Time
 	end       time.Time
@@ -113,8 +141,8 @@ type runner struct {
 	// start + n×interval).
 	slot atomic.Int64
 	// next is the next closed-loop request: request n goes to target
-	// n mod len(targets), whichever connection sends it, so N requests
-	// visit min(N, len(targets)) targets, each once per pass.
+	// n mod targets.count, whichever connection sends it, so N requests
+	// visit min(N, targets.count) targets, each once per pass.
 	next atomic.Int64
 }
 
@@ -268,8 +296,9 @@ func BasicAuth(c Credential) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(raw))
 }
 
-// prepare builds every distinct request once: one per credential.
-func prepare(cfg Config) ([]target, checkFunc, error) {
+// prepare builds what every request is made from: a request per base URL
+// and an Authorization header per credential.
+func prepare(cfg Config) (*targets, checkFunc, error) {
 	var method, path string
 	var form []byte
 	var check checkFunc
@@ -285,36 +314,33 @@ func prepare(cfg Config) ([]target, checkFunc, error) {
 		method, path, check = http.MethodPost, IntrospectPath, isActive
 		form = []byte(url.Values{"token": {cfg.IntrospectToken}}.Encode())
 	}
-	creds := cfg.Credentials
-	if cfg.Endpoint == EndpointJWKS || len(creds) == 0 {
-		creds = []Credential{{}}
+	ts := &targets{body: form}
+	for _, base := range append([]string{cfg.URL}, cfg.MoreURLs...) {
+		var body io.Reader = http.NoBody
+		if form != nil {
+			body = bytes.NewReader(form)
+		}
+		req, err := http.NewRequest(method, base+path, body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loadgen: %w", err)
+		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", "keygate-bench")
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		ts.bases = append(ts.bases, req)
 	}
-	// Credential by credential, each to every base URL in turn: request n
-	// goes to base n mod len(bases).
-	bases := append([]string{cfg.URL}, cfg.MoreURLs...)
-	targets := make([]target, 0, len(creds)*len(bases))
-	for _, c := range creds {
-		for _, base := range bases {
-			var body io.Reader = http.NoBody
-			if form != nil {
-				body = bytes.NewReader(form)
-			}
-			req, err := http.NewRequest(method, base+path, body)
-			if err != nil {
-				return nil, nil, fmt.Errorf("loadgen: %w", err)
-			}
-			req.Header.Set("Accept", "application/json")
-			req.Header.Set("User-Agent", "keygate-bench")
-			if form != nil {
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			}
-			if c.ID != "" {
-				req.Header.Set("Authorization", BasicAuth(c))
-			}
-			targets = append(targets, target{req: req, body: form})
+	if cfg.Endpoint == EndpointJWKS || len(cfg.Credentials) == 0 {
+		ts.auths = []string{""}
+	} else {
+		ts.auths = make([]string, len(cfg.Credentials))
+		for i, c := range cfg.Credentials {
+			ts.auths[i] = BasicAuth(c)
 		}
 	}
-	return targets, check, nil
+	ts.count = int64(len(ts.bases)) * int64(len(ts.auths))
+	return ts, check, nil
 }
 
 // run is one connection: the closed or open loop until the end.
@@ -323,7 +349,7 @@ func (w *worker) run(ctx context.Context, r *runner) {
 	for {
 		var due time.Time
 		slot := int64(-1)
-		var n int64 // the request's number: its target is n mod len(targets)
+		var n int64 // the request's number: its target is n mod targets.count
 		if r.interval > 0 {
 			slot = r.slot.Add(1) - 1
 			n = slot
@@ -355,7 +381,7 @@ func (w *worker) run(ctx context.Context, r *runner) {
 		if r.interval == 0 {
 			due = now
 		}
-		cause, aborted := w.do(ctx, r, &r.targets[n%int64(len(r.targets))])
+		cause, aborted := w.do(ctx, r, r.targets.request(ctx, n))
 		switch {
 		case aborted:
 			return
@@ -372,11 +398,7 @@ func (w *worker) run(ctx context.Context, r *runner) {
 
 // do sends one request and checks its answer. cause is "" for a success;
 // aborted means the run ended while the request was in flight.
-func (w *worker) do(ctx context.Context, r *runner, t *target) (cause string, aborted bool) {
-	req := t.req.WithContext(ctx)
-	if t.body != nil {
-		req.Body = io.NopCloser(bytes.NewReader(t.body))
-	}
+func (w *worker) do(ctx context.Context, r *runner, req *http.Request) (cause string, aborted bool) {
 	resp, err := r.transport.RoundTrip(req)
 	if err != nil {
 		return failure(ctx, err)

@@ -1,0 +1,91 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"testing"
+)
+
+// TestTargetsRequest: request n is credential n/len(bases) mod the
+// credentials, to base n mod len(bases), with that credential's
+// Authorization header and the form as its body; the prepared base
+// requests are never changed by it.
+func TestTargetsRequest(t *testing.T) {
+	creds := []Credential{{ID: "a", Secret: "1"}, {ID: "b", Secret: "2"}, {ID: "c", Secret: "3"}}
+	cfg, err := normalize(Config{URL: "http://127.0.0.1:1", MoreURLs: []string{"http://127.0.0.1:2"}, Credentials: creds, Duration: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _, err := prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.count != 6 {
+		t.Fatalf("%d targets for 3 credentials and 2 base URLs, want 6", ts.count)
+	}
+	ctx := context.Background()
+	for n := range int64(14) {
+		req := ts.request(ctx, n)
+		wantHost := fmt.Sprintf("127.0.0.1:%d", n%2+1)
+		wantAuth := BasicAuth(creds[(n/2)%3])
+		if req.URL.Host != wantHost || req.Header.Get("Authorization") != wantAuth {
+			t.Errorf("request %d: %s with %q, want %s with %q", n, req.URL.Host, req.Header.Get("Authorization"), wantHost, wantAuth)
+		}
+		if req.Header.Get("Content-Type") != "application/x-www-form-urlencoded" || req.Method != "POST" || req.URL.Path != TokenPath {
+			t.Errorf("request %d: %s %s with Content-Type %q", n, req.Method, req.URL.Path, req.Header.Get("Content-Type"))
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil || string(body) != "grant_type=client_credentials" {
+			t.Errorf("request %d: body %q (%v)", n, body, err)
+		}
+	}
+	for i, b := range ts.bases {
+		if a := b.Header.Get("Authorization"); a != "" {
+			t.Errorf("base request %d carries Authorization %q after use", i, a)
+		}
+	}
+
+	jwks, err := normalize(Config{URL: "http://127.0.0.1:1", Endpoint: EndpointJWKS, Duration: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts, _, err = prepare(jwks); err != nil {
+		t.Fatal(err)
+	}
+	if req := ts.request(ctx, 3); req.Method != "GET" || req.URL.Path != JWKSPath || req.Header.Get("Authorization") != "" || req.Body != nil && req.Body != http.NoBody {
+		t.Errorf("JWKS request: %s %s, Authorization %q", req.Method, req.URL.Path, req.Header.Get("Authorization"))
+	}
+}
+
+// BenchmarkTargetsMemory reports what a run's prepared targets keep in the
+// load generator's heap per credential (bytes and objects, after a
+// collection), for a run over 100 000 keys: what its collector marks at
+// every cycle of the run, on the cores the server under test uses too.
+func BenchmarkTargetsMemory(b *testing.B) {
+	const keys = 100_000
+	creds := make([]Credential, keys)
+	for i := range creds {
+		creds[i] = Credential{ID: fmt.Sprintf("kgc_%028d", i), Secret: fmt.Sprintf("s%042d", i)}
+	}
+	cfg, err := normalize(Config{URL: "http://127.0.0.1:1", Credentials: creds, Duration: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		ts, _, err := prepare(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(ts)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/keys, "B/key")
+	b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/keys, "objects/key")
+}
