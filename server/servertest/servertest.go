@@ -220,8 +220,7 @@ func StartMany(t testing.TB, cfg Config, n int) []*Env {
 // newEnv listens on loopback for an instance on st; serve puts a server
 // behind it.
 func newEnv(t testing.TB, st store.Store, mk *masterkey.Key, clock *Clock, another func(testing.TB) store.Store) *Env {
-	e := &Env{Store: st, MasterKey: mk, Clock: clock, tb: t, another: another,
-		Client: &http.Client{Timeout: clientTimeout}}
+	e := &Env{Store: st, MasterKey: mk, Clock: clock, tb: t, another: another}
 	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := e.handler.Load()
 		if h == nil {
@@ -231,6 +230,15 @@ func newEnv(t testing.TB, st store.Store, mk *masterkey.Key, clock *Clock, anoth
 		(*h).ServeHTTP(w, r)
 	}))
 	e.URL = e.ts.URL
+	// A transport of this env's own (the test server's), not
+	// http.DefaultTransport: every httptest.Server.Close, in any test of
+	// the process, closes the default transport's idle connections, and a
+	// request of a test running alongside could lose its connection to
+	// that, as a DELETE in TestTokenBadRequests once did ("connection
+	// broken: http: CloseIdleConnections called"; net/http retries only
+	// idempotent requests without a body, and not DELETE).
+	e.Client = e.ts.Client()
+	e.Client.Timeout = clientTimeout
 	t.Cleanup(e.ts.Close)
 	return e
 }
