@@ -33,6 +33,7 @@ func (e *testEnv) doNoRedirect(tb testing.TB, method, path string) response {
 	tb.Helper()
 	client := &http.Client{
 		Timeout:       e.Client.Timeout,
+		Transport:     e.Client.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	resp, err := client.Do(e.NewRequest(tb, method, path, nil))

@@ -52,7 +52,7 @@ type goldenRequest struct {
 
 func TestGoldenHTTP(t *testing.T) {
 	env := servertest.Start(t, server.Options{Issuer: "http://keygate.test", AdminClientID: "golden-admin"}, nil)
-	hc := &http.Client{Timeout: 10 * time.Second}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: env.Client.Transport}
 	send := func(g goldenRequest) (*http.Response, []byte) {
 		t.Helper()
 		var body io.Reader

@@ -324,6 +324,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	e := servertest.Start(t, server.Options{}, nil)
 	c := &liveCheck{e: e, v: v, client: &http.Client{
 		Timeout:       e.Client.Timeout,
+		Transport:     e.Client.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 	ok, noAuth := http.StatusOK, http.Header(nil)

@@ -186,6 +186,7 @@ func (e clockEnv) doNoRedirectWith(t *testing.T, tok, method, path, ctype, body 
 	t.Helper()
 	client := &http.Client{
 		Timeout:       e.Client.Timeout,
+		Transport:     e.Client.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	req := e.NewRequest(t, method, path, strings.NewReader(body))
