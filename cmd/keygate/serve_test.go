@@ -82,7 +82,10 @@ type running struct {
 	errc   chan error
 }
 
-var httpc = &http.Client{Timeout: 5 * time.Second}
+// httpc has a transport of its own: every httptest.Server.Close in the
+// package empties http.DefaultTransport's idle connections, and a POST or
+// DELETE on a connection closed that way fails instead of being retried.
+var httpc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 
 // startServeWith runs serve on cfg with the environment variables vars in a
 // goroutine and waits until /healthz answers.
