@@ -108,7 +108,9 @@ if seeds:
       "Start: from launching `serve` to the first 200 from `/readyz`. RSS of `serve` after start and after "
       "the load. Teams: one `GET /v1/teams?limit=100` (and with `prefix=bench-1234`), median of 5. "
       "First uses: one run on the fresh process, each request a key not used before; req/s: the runs after it "
-      "(and after a pass over every loaded key when SCALE_WARM is set).")
+      "(and after a pass over every loaded key when SCALE_WARM is set). The 10-key store is measured before "
+      "the many-key one and again after it (its req/s: the median of both), so a baseline from one side "
+      "cannot fall in a faster or slower spell of the machine.")
     p("")
     p("| store | keys | keys loaded | seed s | store bytes/key | start s | RSS start MiB | RSS after load MiB | of it not file-backed MiB | teams ms | teams prefix ms | first uses req/s | req/s |")
     p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
