@@ -31,12 +31,7 @@ var consoleOnlyHeaders = []string{"Content-Security-Policy", "X-Frame-Options", 
 // doNoRedirect sends a request without following redirects.
 func (e *testEnv) doNoRedirect(tb testing.TB, method, path string) response {
 	tb.Helper()
-	client := &http.Client{
-		Timeout:       e.Client.Timeout,
-		Transport:     e.Client.Transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(e.NewRequest(tb, method, path, nil))
+	resp, err := e.NoRedirectClient().Do(e.NewRequest(tb, method, path, nil))
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, path, err)
 	}

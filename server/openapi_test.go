@@ -322,11 +322,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		t.Fatal(errors.Join(errs...))
 	}
 	e := servertest.Start(t, server.Options{}, nil)
-	c := &liveCheck{e: e, v: v, client: &http.Client{
-		Timeout:       e.Client.Timeout,
-		Transport:     e.Client.Transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	c := &liveCheck{e: e, v: v, client: e.NoRedirectClient()}
 	ok, noAuth := http.StatusOK, http.Header(nil)
 
 	c.do(t, "GET", "/healthz", noAuth, "", ok, true)

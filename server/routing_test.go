@@ -184,11 +184,7 @@ func TestNoTrailingSlashRedirects(t *testing.T) {
 // doNoRedirectWith is rawRequest without following redirects.
 func (e clockEnv) doNoRedirectWith(t *testing.T, tok, method, path, ctype, body string) response {
 	t.Helper()
-	client := &http.Client{
-		Timeout:       e.Client.Timeout,
-		Transport:     e.Client.Transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	client := e.NoRedirectClient()
 	req := e.NewRequest(t, method, path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)

@@ -33,6 +33,14 @@ func (e *Env) NewRequest(t testing.TB, method, path string, body io.Reader) *htt
 	return req
 }
 
+// NoRedirectClient is e.Client that hands back a redirect instead of
+// following it (to assert on the 3xx itself), on e's own transport.
+func (e *Env) NoRedirectClient() *http.Client {
+	c := *e.Client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
 // Do sends req with e.Client and reads the whole answer.
 func (e *Env) Do(t testing.TB, req *http.Request) Response {
 	t.Helper()

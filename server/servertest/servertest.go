@@ -80,9 +80,9 @@ type Env struct {
 	MasterKey *masterkey.Key
 	// Clock is what the instance reads as the time.
 	Clock *Clock
-	// Client is an HTTP client for URL, with a timeout. A test that needs
-	// a client of its own (no redirects followed, say) should take its
-	// Transport: it is this env's, which no other test closes.
+	// Client is an HTTP client for URL, with a timeout, on a transport of
+	// this env's own, which no other test closes (NoRedirectClient is the
+	// same without following redirects).
 	Client *http.Client
 
 	tb      testing.TB // owns the HTTP server and every server behind it
