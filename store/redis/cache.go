@@ -424,11 +424,20 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 	return k, r
 }
 
-// put caches k unless an invalidation happened since epoch was read. It
-// replaces an absence cached for the ID.
-func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
+// put caches k unless an invalidation happened since epoch was read, and
+// returns what the caller should hand out: a copy of the packed entry when
+// it cached one, else k. It replaces an absence cached for the ID.
+//
+// The copy, not k, because of what outlives the request: the last-use
+// tracker keeps a key's client and team IDs for minutes (lastused), and
+// k's team ID is a slice of the whole decoded record (decodeCompact), its
+// client ID the request's own string. Kept, they were two objects and a
+// few hundred bytes per key in use that no cache bound covers (at a
+// million keys about 1.9 million objects of 12 and 170 MB, docs/scale.md).
+// The copy's IDs are the cache's packed strings, as on bbolt.
+func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) store.Key {
 	if !c.live.Load() || c.epoch.Load() != epoch {
-		return
+		return k
 	}
 	packed, _ := store.PackKey(k, nil) // a few objects for the collector, not a dozen
 	e := &cacheEntry{clientID: packed.ClientID, key: packed, at: now}
@@ -442,6 +451,7 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 	if c.epoch.Load() != epoch {
 		c.invalidate(k.ClientID)
 	}
+	return cloneKey(packed)
 }
 
 // place gives e a slot of the clock: the first under the hand whose

@@ -1,10 +1,14 @@
 package redis
 
 import (
+	"context"
 	"fmt"
+	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/storetest"
@@ -250,5 +254,80 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 			}
 		})
 		runtime.KeepAlive(c)
+	}
+}
+
+// TestKeyCachePutHandsOutThePackedCopy: put returns what GetKey hands out
+// on a miss, a copy of the packed entry: its IDs are the cache's strings,
+// not slices of the memory the caller decoded them from (the last-use
+// tracker keeps them for minutes), and its byte slices are its own.
+func TestKeyCachePutHandsOutThePackedCopy(t *testing.T) {
+	c := liveCache()
+	now := time.Now()
+	record := strings.Repeat("r", 300) + "team-7" + strings.Repeat("r", 300)
+	k := store.Key{ClientID: strings.Clone("kgc_abc"), TeamID: record[300:306],
+		Permissions: []string{"accounting_api"}, SecretHash: []byte{1, 2, 3}}
+
+	got := c.put(k, c.epoch.Load(), now)
+	v, _ := c.entries.Load("kgc_abc")
+	e, ok := v.(*cacheEntry)
+	if !ok {
+		t.Fatalf("cached %T, want a record", v)
+	}
+	if !reflect.DeepEqual(got, k) {
+		t.Fatalf("handed out %+v, want %+v", got, k)
+	}
+	if unsafe.StringData(got.TeamID) != unsafe.StringData(e.key.TeamID) ||
+		unsafe.StringData(got.ClientID) != unsafe.StringData(e.key.ClientID) {
+		t.Error("the IDs handed out are not the cached entry's: they keep the decoded record alive")
+	}
+	got.SecretHash[0] = 9
+	got.Permissions[0] = "changed"
+	if e.key.SecretHash[0] != 1 || e.key.Permissions[0] != "accounting_api" {
+		t.Error("a write to what was handed out changed the cached entry")
+	}
+
+	// Not cached (an invalidation since the read): the caller's own key.
+	stale := c.epoch.Load()
+	c.invalidate("other")
+	k2 := k
+	k2.ClientID = "kgc_def"
+	if got := c.put(k2, stale, now); unsafe.StringData(got.TeamID) != unsafe.StringData(k2.TeamID) {
+		t.Error("a put that cached nothing handed out a copy")
+	}
+	if _, r := c.get("kgc_def", now); r != notCached {
+		t.Fatalf("a put with a stale epoch: %v, want nothing cached", r)
+	}
+}
+
+// TestGetKeyMissHandsOutThePackedCopy: GetKey hands out put's copy on a
+// miss, so what the token path keeps of the key is the cache's.
+func TestGetKeyMissHandsOutThePackedCopy(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	if err := s.EnableKeyCache(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for deadline := time.Now().Add(5 * time.Second); !s.KeyCacheLive(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("key cache subscription did not come up within 5 s")
+		}
+	}
+	k := storetest.BulkKeys(t, 1, 1, 0)[0]
+	if err := s.CreateKey(ctx, k, 5); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetKey(ctx, k.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.cache.entries.Load(k.ClientID)
+	e, ok := v.(*cacheEntry)
+	if !ok {
+		t.Fatalf("cached %T after a miss, want the record", v)
+	}
+	if got.TeamID != k.TeamID || unsafe.StringData(got.TeamID) != unsafe.StringData(e.key.TeamID) {
+		t.Error("GetKey's miss handed out a team ID that is not the cached entry's")
 	}
 }

@@ -166,7 +166,7 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 		k, err := s.readKey(ctx, clientID)
 		switch {
 		case err == nil:
-			c.put(k, epoch, now)
+			k = c.put(k, epoch, now)
 		case errors.Is(err, store.ErrNotFound):
 			c.putAbsent(clientID, absentEpoch, now)
 		}
