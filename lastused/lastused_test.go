@@ -331,7 +331,7 @@ func TestWriteRateUnbounded(t *testing.T) {
 func TestIdleDrop(t *testing.T) {
 	h := start(t, lastused.Options{})
 	h.tr.Record("k", "", time.Time{}, t0)
-	h.tick(t0.Add(lastused.Tick))
+	h.tick(t0) // the first flush sweeps, and so does each one SweepEvery later
 	h.expect("first use", batch{"k": t0})
 
 	// Idle for exactly Idle: kept. Proof: a use carrying a recent stored
