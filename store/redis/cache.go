@@ -433,7 +433,7 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 // k's team ID is a slice of the whole decoded record (decodeCompact), its
 // client ID the request's own string. Kept, they were two objects and a
 // few hundred bytes per key in use that no cache bound covers (at a
-// million keys about 1.9 million objects of 12 and 170 MB, docs/scale.md).
+// million keys about 2.2 million objects of 12 and 145 MB, docs/scale.md).
 // The copy's IDs are the cache's packed strings, as on bbolt.
 func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) store.Key {
 	if !c.live.Load() || c.epoch.Load() != epoch {
