@@ -105,13 +105,15 @@ type targets struct {
 	bases []*http.Request // one per base URL, without Authorization
 	auths []string        // one per credential; "" for none (JWKS)
 	body  []byte          // the form, nil for GET
-	count int64           // len(bases) × len(auths)
 }
+
+// count is the number of distinct requests: every credential to every base.
+func (ts *targets) count() int64 { return int64(len(ts.bases)) * int64(len(ts.auths)) }
 
 // request is target n mod count, for ctx: credential by credential, each
 // to every base URL in turn, so request n goes to base n mod len(bases).
 func (ts *targets) request(ctx context.Context, n int64) *http.Request {
-	i := n % ts.count
+	i := n % ts.count()
 	base := ts.bases[i%int64(len(ts.bases))]
 	req := base.WithContext(ctx)
 	if auth := ts.auths[i/int64(len(ts.bases))]; auth != "" {
@@ -141,8 +143,8 @@ type runner struct {
 	// start + n×interval).
 	slot atomic.Int64
 	// next is the next closed-loop request: request n goes to target
-	// n mod targets.count, whichever connection sends it, so N requests
-	// visit min(N, targets.count) targets, each once per pass.
+	// n mod targets.count(), whichever connection sends it, so N requests
+	// visit min(N, targets.count()) targets, each once per pass.
 	next atomic.Int64
 }
 
@@ -339,7 +341,6 @@ func prepare(cfg Config) (*targets, checkFunc, error) {
 			ts.auths[i] = BasicAuth(c)
 		}
 	}
-	ts.count = int64(len(ts.bases)) * int64(len(ts.auths))
 	return ts, check, nil
 }
 
@@ -349,7 +350,7 @@ func (w *worker) run(ctx context.Context, r *runner) {
 	for {
 		var due time.Time
 		slot := int64(-1)
-		var n int64 // the request's number: its target is n mod targets.count
+		var n int64 // the request's number: its target is n mod targets.count()
 		if r.interval > 0 {
 			slot = r.slot.Add(1) - 1
 			n = slot

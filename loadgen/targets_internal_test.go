@@ -23,8 +23,8 @@ func TestTargetsRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ts.count != 6 {
-		t.Fatalf("%d targets for 3 credentials and 2 base URLs, want 6", ts.count)
+	if ts.count() != 6 {
+		t.Fatalf("%d targets for 3 credentials and 2 base URLs, want 6", ts.count())
 	}
 	ctx := context.Background()
 	for n := range int64(14) {
