@@ -27,7 +27,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/server/servertest"
@@ -52,7 +51,6 @@ type goldenRequest struct {
 
 func TestGoldenHTTP(t *testing.T) {
 	env := servertest.Start(t, server.Options{Issuer: "http://keygate.test", AdminClientID: "golden-admin"}, nil)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: env.Client.Transport}
 	send := func(g goldenRequest) (*http.Response, []byte) {
 		t.Helper()
 		var body io.Reader
@@ -69,7 +67,7 @@ func TestGoldenHTTP(t *testing.T) {
 		if g.auth != "" {
 			req.Header.Set("Authorization", g.auth)
 		}
-		resp, err := hc.Do(req)
+		resp, err := env.Client.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", g.name, err)
 		}
