@@ -212,6 +212,26 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		showAdminCredentials(admin, adminFile, stderr, terminal, log)
 	}
 
+	// The side listeners are bound before the main one: once /healthz
+	// answers, /metrics and pprof do too (a scrape right after a start
+	// was refused while they came up), and a side listener that cannot
+	// bind fails the start before any request was served.
+	if cfg.PprofListen != "" {
+		stopPprof, err := servePprof(cfg.PprofListen, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+	if met != nil {
+		ms, err := serveMetrics(cfg.MetricsListen, met, log, cfg.IdleTimeout)
+		if err != nil {
+			return err
+		}
+		// Closed when serve returns, after the main server has drained
+		// (below), so the last scrape can still see the drain's requests.
+		defer ms.Close()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -235,24 +255,6 @@ func serve(ctx context.Context, cfg config.Config, e env, stores backends) error
 		go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	} else {
 		go func() { errc <- hs.Serve(ln) }()
-	}
-	if cfg.PprofListen != "" {
-		stopPprof, err := servePprof(cfg.PprofListen, log)
-		if err != nil {
-			hs.Close()
-			return err
-		}
-		defer stopPprof()
-	}
-	if met != nil {
-		ms, err := serveMetrics(cfg.MetricsListen, met, log, cfg.IdleTimeout)
-		if err != nil {
-			hs.Close()
-			return err
-		}
-		// Stopped with the main server (below), after it has drained, so
-		// the last scrape can still see the requests of the drain.
-		defer ms.Close()
 	}
 	var stopErr error
 	select {

@@ -712,6 +712,34 @@ func TestShellQuote(t *testing.T) {
 	}
 }
 
+// A metrics listener that cannot bind fails the start before the main
+// listener serves anything: the side listeners come up first, so once
+// /healthz answers, /metrics does too.
+func TestServeMetricsListenerBoundFirst(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := freeAddr(t)
+	cfg, err := loadConfig(t, "--data-dir", t.TempDir(), "--listen", addr, "--metrics-listen", taken.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var log syncBuffer
+	e := testEnv(nil)
+	e.stderr = &log
+	err = serve(ctx, cfg, e, storeBackends)
+	if err == nil || !strings.Contains(err.Error(), "listen for metrics on "+taken.Addr().String()) {
+		t.Fatalf("serve with its metrics address taken: %v, want the metrics listen error", err)
+	}
+	if strings.Contains(log.String(), "keygate serving") {
+		t.Errorf("the main listener served before the metrics listener was bound:\n%s", log.String())
+	}
+}
+
 // With metrics_listen, serve answers /metrics there (and only there: the
 // main listener keeps its 404), counts requests, and closes the metrics
 // listener when it stops.
