@@ -62,9 +62,8 @@ const (
 	// each, so about 100 MiB at most.
 	DefaultBoltKeyCacheSize = 100_000
 	// DefaultRedisKeyCacheSize is how many key records an instance keeps
-	// cached on Redis: about 770 bytes each (store/redis's
-	// BenchmarkKeyCacheBytesPerRecord; docs/scale.md), so about 150 MiB at
-	// most.
+	// cached on Redis: a buffer of 256 bytes each (store/redis/cache.go),
+	// 49 MiB.
 	DefaultRedisKeyCacheSize = 200_000
 	DefaultStatusListTTL     = time.Minute
 	// DefaultSigningKeyRotation is how long a signing key signs before a
@@ -192,8 +191,8 @@ const (
 	// an invalidation can be lost there unnoticed (store/redis/cache.go).
 	MaxRedisKeyCache = time.Hour
 	// MinRedisKeyCacheSize and MaxRedisKeyCacheSize bound
-	// redis_key_cache_size and bolt_key_cache_size (about 12 GiB of
-	// records at the most).
+	// redis_key_cache_size and bolt_key_cache_size (about 4 GiB of
+	// buffer on Redis, 15 GiB of records on bbolt, at the most).
 	MinRedisKeyCacheSize = 1_000
 	MaxRedisKeyCacheSize = 16_000_000
 
@@ -322,9 +321,10 @@ type Config struct {
 	// (invalidated at once through Redis pub/sub on any change); 0 turns the
 	// cache off, so every token request reads Redis.
 	RedisKeyCache time.Duration `yaml:"redis_key_cache"`
-	// RedisKeyCacheSize bounds the records kept by that cache; past it the
-	// least recently used give way (CLOCK), so memory stays bounded however
-	// many keys are active.
+	// RedisKeyCacheSize bounds the records kept by that cache: a buffer of
+	// 256 bytes per record (store/redis/cache.go); past it the least
+	// recently used give way, so memory stays bounded however many keys
+	// are active.
 	RedisKeyCacheSize int `yaml:"redis_key_cache_size"`
 	// BoltKeyCacheSize bounds the key records the embedded store keeps
 	// decoded in memory for the token path (store/bolt/keycache.go).

@@ -54,23 +54,35 @@ package redis
 // records': a flood of unknown IDs can neither evict a record nor keep one
 // from being cached.
 //
-// Records are bounded by Options.KeyCacheSize (redis_key_cache_size). Past
-// it a new record takes the place of one that has not been read since the
-// clock hand last passed it (CLOCK, a lock-free approximation of least
-// recently used: a hit sets the entry's reference bit, the hand clears it
-// and gives the entry a second chance), so a million active keys on a
-// cache of 200 000 keep the most used ones cached instead of whichever came
-// first.
+// Records are kept off the garbage collector's books: as their compact
+// encoding (compact.go) in github.com/coocood/freecache's ring buffers,
+// slices of bytes and of integers that hold no pointer. A million cached
+// keys decoded into Go structs were about four million objects and a
+// dozen pointers each, and following those pointers was a fifth of a busy
+// instance's CPU at a million keys in use (docs/scale.md, "The eleventh
+// change"); in the ring buffers the collector marks a few hundred large
+// arrays and scans none of them. A hit pays for it with a decode, a few
+// hundred nanoseconds.
+//
+// Records are bounded by Options.KeyCacheSize (redis_key_cache_size) times
+// keyCacheRecordBytes of buffer. Past it a new record takes the place of
+// the oldest one not read more recently than the average (freecache's
+// approximation of least recently used: a record read since is moved to
+// the front and kept), so a million active keys on a cache of 200 000
+// keep the most used ones cached instead of whichever came first.
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
+	"github.com/coocood/freecache"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/internal/shardmap"
@@ -83,6 +95,12 @@ const (
 	// DefaultKeyCacheSize is the records cached unless Options.KeyCacheSize
 	// says otherwise (config.DefaultRedisKeyCacheSize).
 	DefaultKeyCacheSize = 200_000
+	// keyCacheRecordBytes is the buffer each record of Options.KeyCacheSize
+	// adds: a key as `keygate seed` makes them (one permission, no policy)
+	// takes about 190 bytes there with its header and client ID, so the
+	// bound holds at least that many of them; a key with a policy or
+	// metadata takes more of it.
+	keyCacheRecordBytes = 256
 	// keyCacheMaxAbsent bounds the absences remembered (about 100 bytes
 	// each); past it the oldest makes room.
 	keyCacheMaxAbsent = 1 << 16
@@ -101,29 +119,24 @@ var ErrKeyCacheAge = errors.New("a key cache age over " + MaxReplicatedKeyCacheA
 
 type keyCache struct {
 	maxAge time.Duration
-	// entries maps a client ID to a *cacheEntry (a record) or an
-	// *absentEntry (Redis had none); pointers, so CompareAndDelete tells
-	// an entry from its successor. One map for both, so a known and an
-	// unknown ID cost the same read. Sharded Go maps, not a sync.Map: a
-	// million cached keys would be two million more objects for every
-	// collection to mark (internal/shardmap).
-	entries *shardmap.Map[any]
-	size    atomic.Int64 // the *cacheEntry values
-	// records is the clock: every cached record holds one slot, and a new
-	// record takes the slot under the hand, removing its occupant from
-	// entries (unless that one was replaced or removed meanwhile) — so at
-	// most len(records) are cached.
-	records    []atomic.Pointer[cacheEntry]
-	recordHand atomic.Uint64
-	// sweepHand runs ahead of placements, emptying the slots of records
-	// past maxAge (sweep).
-	sweepHand atomic.Uint64
-	// absent is a ring of the absences in the order they were cached: the
-	// n-th takes slot n mod len(absent) and removes the one it displaces
-	// from entries (unless that one was replaced or removed meanwhile), so
-	// at most len(absent) are cached. The oldest goes first: an entry's
-	// age, not its use, decides its life here, so oldest-inserted is
+	// records maps a client ID to its cached record: cachedAt (unix
+	// nanoseconds, 8 bytes), then the latest last use this instance wrote
+	// since the record was read (unix ms, 8 bytes, 0 for none; touched),
+	// then the compact record (encodeCompact's chunks joined). Its own
+	// locks are per segment (256 of them), held for a lookup and a copy.
+	records *freecache.Cache
+	// clock is the time freecache reads for its recency, in seconds: the
+	// latest now a get or put was given, so that recency follows the
+	// caller's clock (a test's included) rather than the wall's.
+	clock cacheClock
+	// absences maps a client ID Redis did not have to its *absentEntry.
+	// absent is a ring of them in the order they were cached: the n-th
+	// takes slot n mod len(absent) and removes the one it displaces (unless
+	// that one was replaced or removed meanwhile), so at most len(absent)
+	// are cached. The oldest goes first: an entry's age, not its use,
+	// decides its life here, so oldest-inserted is
 	// least-recently-refreshed. Lock-free, like the rest of the read path.
+	absences   *shardmap.Map[*absentEntry]
 	absent     []atomic.Pointer[absentEntry]
 	absentNext atomic.Uint64
 	live       atomic.Bool   // subscribed and answering: invalidations arrive
@@ -139,22 +152,31 @@ type keyCache struct {
 	done           chan struct{}
 }
 
-type cacheEntry struct {
-	clientID string
-	key      store.Key
-	at       time.Time
-	used     atomic.Bool // CLOCK's reference bit, set by a hit
-	// lastUsed is the latest last use (Unix ms) this instance wrote
-	// since key was read (touched); a hit returns it if later than key's.
-	lastUsed atomic.Int64
-}
+// The layout of a record's value in records.
+const (
+	valueAt       = 0
+	valueLastUsed = 8
+	valueRecord   = 16
+)
 
 // absentEntry records that Redis had no key with this ID at time at.
 type absentEntry struct {
 	clientID string
 	at       time.Time
-	used     atomic.Bool  // set by a hit like a record's, though unread: the same work
-	lastUsed atomic.Int64 // never set; loaded by a hit like a record's
+}
+
+// cacheClock is a freecache.Timer reading the latest second it was told.
+type cacheClock struct{ sec atomic.Uint32 }
+
+func (c *cacheClock) Now() uint32 { return c.sec.Load() }
+
+// advance moves the clock to now, never back; a store only when the
+// second changes, so concurrent requests do not contend for its line.
+func (c *cacheClock) advance(now time.Time) {
+	s := uint32(now.Unix())
+	if cur := c.sec.Load(); s > cur {
+		c.sec.CompareAndSwap(cur, s)
+	}
 }
 
 // cacheResult is what the cache knows of a client ID.
@@ -205,9 +227,10 @@ func newKeyCache(maxAge time.Duration, size int) *keyCache {
 	if size <= 0 {
 		size = DefaultKeyCacheSize
 	}
-	return &keyCache{maxAge: maxAge, entries: shardmap.New[any](),
-		records: make([]atomic.Pointer[cacheEntry], size),
-		absent:  make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
+	c := &keyCache{maxAge: maxAge, absences: shardmap.New[*absentEntry](),
+		absent: make([]atomic.Pointer[absentEntry], keyCacheMaxAbsent)}
+	c.records = freecache.NewCacheCustomTimer(size*keyCacheRecordBytes, &c.clock)
+	return c
 }
 
 // KeyCacheLive reports whether the key cache is on and in use (its
@@ -312,8 +335,9 @@ func (c *keyCache) drop() {
 func (c *keyCache) flush() {
 	c.epoch.Add(1)
 	c.absentEpoch.Add(1)
-	c.entries.Range(func(k string, _ any) bool {
-		c.remove(k)
+	c.records.Clear()
+	c.absences.Range(func(k string, _ *absentEntry) bool {
+		c.absences.LoadAndDelete(k)
 		return true
 	})
 }
@@ -330,41 +354,36 @@ func (c *keyCache) invalidate(clientID string) {
 // record did. A read of the record that was in flight during the write
 // may still cache the earlier last use; that costs at most a redundant
 // write of it, which the store ignores (a last use only moves forward).
+// The change is made under the record's segment lock (Update), so it
+// cannot bring back a record an invalidation removed meanwhile.
 func (c *keyCache) touched(clientID string, at time.Time) {
-	v, ok := c.entries.Load(clientID)
-	if !ok {
-		return
-	}
-	e, rec := v.(*cacheEntry)
-	if !rec {
-		return
-	}
 	ms := at.UnixMilli()
-	for {
-		cur := e.lastUsed.Load()
-		if cur >= ms || e.lastUsed.CompareAndSwap(cur, ms) {
-			return
+	_, _, _ = c.records.Update(idBytes(clientID), func(v []byte, found bool) ([]byte, bool, int) {
+		if !found || len(v) < valueRecord || int64(binary.LittleEndian.Uint64(v[valueLastUsed:])) >= ms {
+			return nil, false, 0
 		}
-	}
+		binary.LittleEndian.PutUint64(v[valueLastUsed:], uint64(ms))
+		return v, true, 0
+	})
 }
 
 // created drops an absence cached for clientID, whose key now exists.
 func (c *keyCache) created(clientID string) {
 	c.absentEpoch.Add(1)
-	if v, ok := c.entries.Load(clientID); ok {
-		if _, abs := v.(*absentEntry); abs {
-			c.entries.CompareAndDelete(clientID, v)
-		}
-	}
+	c.absences.LoadAndDelete(clientID)
 }
 
 // remove drops what the cache holds for clientID.
 func (c *keyCache) remove(clientID string) {
-	if v, ok := c.entries.LoadAndDelete(clientID); ok {
-		if _, rec := v.(*cacheEntry); rec {
-			c.size.Add(-1)
-		}
-	}
+	c.records.Del(idBytes(clientID))
+	c.absences.LoadAndDelete(clientID)
+}
+
+// idBytes is clientID's bytes without a copy: freecache only hashes and
+// compares a key it is given, or copies it into its buffer, and never
+// writes to it.
+func idBytes(clientID string) []byte {
+	return unsafe.Slice(unsafe.StringData(clientID), len(clientID))
 }
 
 // get returns what the cache knows of clientID: a fresh copy of its record
@@ -378,30 +397,35 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 		}
 		return store.Key{}, notCached
 	}
-	v, ok := c.entries.Load(clientID)
-	if !ok {
+	c.clock.advance(now)
+	// Both kinds take the same steps: a look in both tables, the age
+	// check, the observer, a copy of the value and its decode.
+	abs, isAbsent := c.absences.Load(clientID)
+	v, err := c.records.Get(idBytes(clientID))
+	var (
+		at time.Time
+		r  cacheResult
+	)
+	switch {
+	case err == nil && len(v) >= valueRecord:
+		at, r = time.Unix(0, int64(binary.LittleEndian.Uint64(v[valueAt:]))), cachedKey
+	case isAbsent:
+		decoy := decoyValues[b2i(store.DecoyAdmin(clientID))]
+		v = append(make([]byte, 0, len(decoy)), decoy...) // as Get copies a record
+		at, r = abs.at, cachedAbsent
+	default:
 		if obs != nil {
 			(*obs).KeyCacheMiss()
 		}
 		return store.Key{}, notCached
 	}
-	// The two kinds take the same steps: age check, observer, copy.
-	var (
-		at   time.Time
-		rec  *store.Key
-		r    cacheResult
-		used *atomic.Bool
-		lu   *atomic.Int64
-	)
-	switch e := v.(type) {
-	case *cacheEntry:
-		at, rec, r, used, lu = e.at, &e.key, cachedKey, &e.used, &e.lastUsed
-	case *absentEntry:
-		at, rec, r, used, lu = e.at, &decoyKeys[b2i(store.DecoyAdmin(clientID))], cachedAbsent, &e.used, &e.lastUsed
-	}
 	if now.Sub(at) >= c.maxAge || now.Before(at) {
-		if c.entries.CompareAndDelete(clientID, v) && r == cachedKey {
-			c.size.Add(-1)
+		if r == cachedKey {
+			// A record cached meanwhile under the ID may go with it: a
+			// miss, which reads Redis and caches it again.
+			c.records.Del(idBytes(clientID))
+		} else {
+			c.absences.CompareAndDelete(clientID, abs)
 		}
 		if obs != nil {
 			(*obs).KeyCacheMiss()
@@ -411,96 +435,98 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 	if obs != nil {
 		(*obs).KeyCacheHit()
 	}
-	if !used.Load() { // a store only when it changes: no cache line bouncing on hot keys
-		used.Store(true)
+	k, err := decodeValue(clientID, v)
+	switch {
+	case err != nil:
+		return store.Key{}, notCached // never for a value put wrote; Redis decides
+	case r == cachedAbsent:
+		return store.Key{}, cachedAbsent
 	}
-	k := cloneKey(*rec)
-	if ms := lu.Load(); ms > 0 && (k.LastUsedAt.IsZero() || ms > k.LastUsedAt.UnixMilli()) {
+	return k, cachedKey
+}
+
+// decodeValue rebuilds the key a records value holds (a copy that the
+// caller owns: its strings are slices of it). The key's client and team
+// IDs are copied out together, since the last-use tracker keeps them for
+// minutes (package lastused): sliced from the value, they would keep its
+// few hundred bytes alive; copied, they are one small object.
+func decodeValue(clientID string, v []byte) (store.Key, error) {
+	rec := unsafe.String(unsafe.SliceData(v[valueRecord:]), len(v)-valueRecord)
+	k, err := decodeRecord(clientID, rec)
+	if err != nil {
+		return store.Key{}, err
+	}
+	if ms := int64(binary.LittleEndian.Uint64(v[valueLastUsed:])); ms > 0 && (k.LastUsedAt.IsZero() || ms > k.LastUsedAt.UnixMilli()) {
 		k.LastUsedAt = time.UnixMilli(ms).UTC() // as readKey decodes it
 	}
-	if r == cachedAbsent {
-		return store.Key{}, r
+	detachIDs(&k)
+	return k, nil
+}
+
+// detachIDs gives k's client and team IDs memory of their own, one
+// allocation for both.
+func detachIDs(k *store.Key) {
+	var b strings.Builder
+	b.Grow(len(k.ClientID) + len(k.TeamID))
+	b.WriteString(k.ClientID)
+	b.WriteString(k.TeamID)
+	ids := b.String()
+	k.ClientID, k.TeamID = ids[:len(k.ClientID)], ids[len(k.ClientID):]
+}
+
+// encodeValue is k's records value, cached at now.
+func encodeValue(k store.Key, now time.Time) ([]byte, error) {
+	chunks, err := encodeCompact(k)
+	if err != nil {
+		return nil, err
 	}
-	return k, r
+	n := valueRecord
+	for _, ch := range chunks {
+		n += len(ch)
+	}
+	v := make([]byte, valueRecord, n)
+	binary.LittleEndian.PutUint64(v[valueAt:], uint64(now.UnixNano()))
+	for _, ch := range chunks {
+		v = append(v, ch...)
+	}
+	return v, nil
+}
+
+// decoyValues are the records values of decoyKeys, what a cached absence
+// decodes.
+var decoyValues = [2][]byte{mustValue(decoyKeys[0]), mustValue(decoyKeys[1])}
+
+func mustValue(k store.Key) []byte {
+	v, err := encodeValue(k, time.Time{})
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // put caches k unless an invalidation happened since epoch was read, and
-// returns what the caller should hand out: a copy of the packed entry when
-// it cached one, else k. It replaces an absence cached for the ID.
-//
-// The copy, not k, because of what outlives the request: the last-use
-// tracker keeps a key's client and team IDs for minutes (lastused), and
-// k's team ID is a slice of the whole decoded record (decodeCompact), its
-// client ID the request's own string. Kept, they were two objects and a
-// few hundred bytes per key in use that no cache bound covers (at a
-// million keys about 2.2 million objects of 12 and 145 MB, docs/scale.md).
-// The copy's IDs are the cache's packed strings, as on bbolt.
+// returns what the caller should hand out: k, its client and team IDs
+// detached from the memory they were decoded from (decodeValue says why).
+// It replaces an absence cached for the ID.
 func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) store.Key {
+	detachIDs(&k)
 	if !c.live.Load() || c.epoch.Load() != epoch {
 		return k
 	}
-	packed, _ := store.PackKey(k, nil) // a few objects for the collector, not a dozen
-	e := &cacheEntry{clientID: packed.ClientID, key: packed, at: now}
-	old, _ := c.entries.Swap(packed.ClientID, e)
-	if _, rec := old.(*cacheEntry); !rec {
-		c.size.Add(1) // new, or in place of an absence
+	c.clock.advance(now)
+	v, err := encodeValue(k, now)
+	if err != nil {
+		return k // a record compact keys cannot hold is read from Redis each time
 	}
-	c.place(e)
-	c.sweep(now)
+	// Too large for the buffer (over a quarter of a segment's): not
+	// cached, read from Redis each time.
+	_ = c.records.Set(idBytes(k.ClientID), v, 0)
+	c.absences.LoadAndDelete(k.ClientID)
 	// An invalidation may have slipped in between the check and the store.
 	if c.epoch.Load() != epoch {
 		c.invalidate(k.ClientID)
 	}
-	return cloneKey(packed)
-}
-
-// place gives e a slot of the clock: the first under the hand whose
-// occupant has not been read since the hand last passed, clearing the
-// reference bits it passes (so one turn of the clock always ends it; on
-// average a placement moves the hand about twice). The occupant leaves
-// the cache unless it was replaced or removed meanwhile.
-func (c *keyCache) place(e *cacheEntry) {
-	n := uint64(len(c.records))
-	for skips := uint64(0); ; skips++ {
-		slot := &c.records[(c.recordHand.Add(1)-1)%n]
-		old := slot.Load()
-		if old != nil && skips < n && old.used.Swap(false) {
-			continue // read since the hand last passed: a second chance
-		}
-		if !slot.CompareAndSwap(old, e) {
-			continue // another insertion took this slot first
-		}
-		if old != nil && c.entries.CompareAndDelete(old.clientID, old) {
-			c.size.Add(-1)
-		}
-		return
-	}
-}
-
-// sweepPerPlace is how many slots each placement also sweeps.
-const sweepPerPlace = 8
-
-// sweep empties the next sweepPerPlace slots under the sweep hand whose
-// records are past maxAge. Such a record is never served (get), yet it
-// kept its slot, and its memory, until a placement took the slot: with a
-// cache sized for a million keys under a load that brings each back every
-// few minutes, nearly every slot held an expired record, a heap of a
-// million pointer-rich records that every garbage collection marked
-// (docs/scale.md). The sweep goes round the clock once every
-// len(records)/sweepPerPlace placements, so what the cache holds follows
-// the keys read within maxAge and that much longer, not its size.
-func (c *keyCache) sweep(now time.Time) {
-	n := uint64(len(c.records))
-	for range sweepPerPlace {
-		slot := &c.records[(c.sweepHand.Add(1)-1)%n]
-		old := slot.Load()
-		if old == nil || now.Sub(old.at) < c.maxAge && !now.Before(old.at) {
-			continue
-		}
-		if slot.CompareAndSwap(old, nil) && c.entries.CompareAndDelete(old.clientID, old) {
-			c.size.Add(-1)
-		}
-	}
+	return k
 }
 
 // putAbsent caches that Redis has no key clientID, unless an invalidation
@@ -511,37 +537,20 @@ func (c *keyCache) putAbsent(clientID string, epoch uint64, now time.Time) {
 	if !c.live.Load() || c.absentEpoch.Load() != epoch {
 		return
 	}
+	if c.records.PeekFn(idBytes(clientID), func([]byte) error { return nil }) == nil {
+		return // a record, cached since the read
+	}
 	e := &absentEntry{clientID: clientID, at: now}
-	if _, loaded := c.entries.LoadOrStore(clientID, e); loaded {
+	if _, loaded := c.absences.LoadOrStore(clientID, e); loaded {
 		return
 	}
 	slot := &c.absent[(c.absentNext.Add(1)-1)%uint64(len(c.absent))]
 	if old := slot.Swap(e); old != nil {
-		c.entries.CompareAndDelete(old.clientID, old)
+		c.absences.CompareAndDelete(old.clientID, old)
 	}
 	// A creation of this key may have slipped in between the check and
 	// the store.
 	if c.absentEpoch.Load() != epoch {
 		c.created(clientID)
 	}
-}
-
-func cloneKey(k store.Key) store.Key {
-	k.Permissions = append([]string(nil), k.Permissions...)
-	k.SecretHash = append([]byte(nil), k.SecretHash...)
-	if k.PreviousSecretHash != nil {
-		k.PreviousSecretHash = append([]byte(nil), k.PreviousSecretHash...)
-	}
-	// The policy's lists, only where there are any (a key without a policy
-	// costs the token path nothing more).
-	if k.Audiences != nil {
-		k.Audiences = append([]string(nil), k.Audiences...)
-	}
-	if k.AllowedCIDRs != nil {
-		k.AllowedCIDRs = append([]netip.Prefix(nil), k.AllowedCIDRs...)
-	}
-	if k.Metadata != nil {
-		k.Metadata = append([]byte(nil), k.Metadata...)
-	}
-	return k
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"runtime"
 	"strings"
@@ -26,15 +27,11 @@ func liveCacheOf(size int) *keyCache {
 }
 
 func (c *keyCache) counts() (records, absences int) {
-	c.entries.Range(func(_ string, v any) bool {
-		if _, ok := v.(*absentEntry); ok {
-			absences++
-		} else {
-			records++
-		}
+	c.absences.Range(func(string, *absentEntry) bool {
+		absences++
 		return true
 	})
-	return records, absences
+	return int(c.records.EntryCount()), absences
 }
 
 // TestKeyCacheAbsencesBounded: unknown IDs are cached in a bound of their
@@ -60,9 +57,6 @@ func TestKeyCacheAbsencesBounded(t *testing.T) {
 	}
 	if got, abs := c.counts(); got != records || abs != keyCacheMaxAbsent {
 		t.Fatalf("%d records and %d absences cached, want %d and %d", got, abs, records, keyCacheMaxAbsent)
-	}
-	if n := c.size.Load(); n != records {
-		t.Fatalf("size %d, want %d: absences must not count against the records' bound", n, records)
 	}
 	if _, r := c.get(fmt.Sprintf("guess-%d", flood-1), now); r != cachedAbsent {
 		t.Fatalf("the newest absence: %v, want cached", r)
@@ -94,8 +88,8 @@ func TestKeyCacheRecordReplacesAbsence(t *testing.T) {
 	if k, r := c.get("new-key", now); r != cachedKey || k.ClientID != "new-key" {
 		t.Fatalf("after the ring wrapped: %v %v, want the record", k.ClientID, r)
 	}
-	if n := c.size.Load(); n != 1 {
-		t.Fatalf("size %d, want 1", n)
+	if recs, abs := c.counts(); recs != 1 || abs != keyCacheMaxAbsent {
+		t.Fatalf("%d records and %d absences, want 1 and %d", recs, abs, keyCacheMaxAbsent)
 	}
 	// A creation between the read and the caching of an absence keeps it
 	// out; a creation leaves a cached record alone.
@@ -127,125 +121,128 @@ func TestKeyCacheAbsenceCostsARecordsCopy(t *testing.T) {
 	}
 }
 
-// TestKeyCacheRecordsEvictLeastRecentlyUsed: past its size the cache keeps
-// caching, evicting records not read since the clock hand last passed:
-// recently read records survive a wave of new ones, and the count never
-// exceeds the size.
+// TestKeyCacheRecordsEvictLeastRecentlyUsed: past its bound the cache
+// keeps caching, evicting records not read recently: a record read every
+// second survives a flood of ten times the bound in new records, the
+// records of the flood's first seconds (never read again) are gone, and
+// the latest ones are cached.
 func TestKeyCacheRecordsEvictLeastRecentlyUsed(t *testing.T) {
-	const size = 100
+	const size = 4096 // records of keyCacheRecordBytes: a 1 MiB buffer
 	c := liveCacheOf(size)
-	now := time.Now()
+	now := time.Unix(1_700_000_000, 0)
 	put := func(id string) {
-		c.put(store.Key{ClientID: id, SecretHash: []byte{1}}, c.epoch.Load(), now)
+		c.put(store.Key{ClientID: id, TeamID: "team", Permissions: []string{"accounting_api"},
+			SecretHash: make([]byte, 32), CreatedAt: now}, c.epoch.Load(), now)
 	}
-	for i := range size {
-		put(fmt.Sprintf("old-%d", i))
-	}
-	for i := range size / 2 { // the first half is in use
-		if _, r := c.get(fmt.Sprintf("old-%d", i), now); r != cachedKey {
-			t.Fatalf("old-%d: %v, want cached", i, r)
-		}
-	}
-	for i := range size / 2 {
-		put(fmt.Sprintf("new-%d", i))
-		if recs, _ := c.counts(); recs > size {
-			t.Fatalf("%d records cached, size %d", recs, size)
-		}
-	}
-	for i := range size / 2 {
-		if _, r := c.get(fmt.Sprintf("new-%d", i), now); r != cachedKey {
-			t.Errorf("new-%d: %v, want cached: a full cache must evict, not refuse", i, r)
-		}
-		if _, r := c.get(fmt.Sprintf("old-%d", i), now); r != cachedKey {
-			t.Errorf("old-%d, read before the wave: %v, want still cached", i, r)
-		}
-		if _, r := c.get(fmt.Sprintf("old-%d", size/2+i), now); r != notCached {
-			t.Errorf("old-%d, never read: %v, want evicted", size/2+i, r)
-		}
-	}
-	// Ten times the size of distinct records: still at most size, and the
-	// count the cache keeps agrees with what it holds.
+	put("hot")
+	const perSecond = 1000
 	for i := range 10 * size {
+		if i%perSecond == 0 {
+			now = now.Add(time.Second)
+			if _, r := c.get("hot", now); r != cachedKey {
+				t.Fatalf("the record read every second: %v after %d new records, want cached", r, i)
+			}
+		}
 		put(fmt.Sprintf("flood-%d", i))
 	}
-	recs, _ := c.counts()
-	if recs > size || int64(recs) != c.size.Load() {
-		t.Fatalf("%d records cached (size counter %d), bound %d", recs, c.size.Load(), size)
+	if _, r := c.get("hot", now); r != cachedKey {
+		t.Fatalf("the record read every second: %v after the flood, want cached", r)
 	}
-	// An invalidated record's slot is taken without disturbing the record
-	// cached again under the same ID.
-	put("again")
-	c.invalidate("again")
-	put("again")
-	for i := range 2 * size {
-		if i%3 == 0 {
-			c.get("again", now)
+	kept := 0
+	for i := range perSecond {
+		if _, r := c.get(fmt.Sprintf("flood-%d", i), now); r == cachedKey {
+			kept++
 		}
-		put(fmt.Sprintf("more-%d", i))
 	}
-	if _, r := c.get("again", now); r != cachedKey {
-		t.Errorf("a record read throughout was evicted: %v", r)
+	if kept != 0 {
+		t.Errorf("%d of the first second's %d records still cached, want none", kept, perSecond)
+	}
+	for i := 10*size - 10; i < 10*size; i++ {
+		if _, r := c.get(fmt.Sprintf("flood-%d", i), now); r != cachedKey {
+			t.Errorf("flood-%d, among the last put: %v, want cached: a full cache must evict, not refuse", i, r)
+		}
+	}
+	// The bound is bytes: what the records held take fits the buffer, and
+	// most of the buffer is in use.
+	v, err := encodeValue(store.Key{ClientID: "flood-10000", TeamID: "team", Permissions: []string{"accounting_api"},
+		SecretHash: make([]byte, 32), CreatedAt: now}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const header = 24 // freecache's per entry
+	entry := header + len("flood-10000") + len(v)
+	if recs, _ := c.counts(); recs*entry > size*keyCacheRecordBytes || recs*entry < size*keyCacheRecordBytes/2 {
+		t.Errorf("%d records of %d bytes cached in a buffer of %d bytes", recs, entry, size*keyCacheRecordBytes)
 	}
 }
 
-// TestKeyCacheSweepsExpiredRecords: records past the cache's age leave it,
-// slot and all, as placements go on, without waiting to be displaced: a
-// cache sized far beyond the keys read within its age holds those keys,
-// not its size in expired records. Records still young stay.
-func TestKeyCacheSweepsExpiredRecords(t *testing.T) {
-	const size = 1000
-	c := liveCacheOf(size) // records live a minute
-	t0 := time.Now()
-	put := func(id string, at time.Time) {
-		c.put(store.Key{ClientID: id, SecretHash: []byte{1}}, c.epoch.Load(), at)
+// TestKeyCacheExpiredRecordIsAMiss: a record past the cache's age is a
+// miss, and leaves the cache; one still young is a hit.
+func TestKeyCacheExpiredRecordIsAMiss(t *testing.T) {
+	c := liveCache() // records live a minute
+	t0 := time.Unix(1_700_000_000, 0)
+	c.put(store.Key{ClientID: "old", SecretHash: []byte{1}}, c.epoch.Load(), t0)
+	c.put(store.Key{ClientID: "young", SecretHash: []byte{1}}, c.epoch.Load(), t0.Add(30*time.Second))
+	now := t0.Add(time.Minute)
+	if _, r := c.get("old", now); r != notCached {
+		t.Fatalf("a record a minute old: %v, want a miss", r)
 	}
-	for i := range size - 10 {
-		put(fmt.Sprintf("old-%d", i), t0)
+	if _, r := c.get("young", now); r != cachedKey {
+		t.Fatalf("a record 30 s old: %v, want a hit", r)
 	}
-	young := t0.Add(90 * time.Second)
-	for i := range 10 {
-		put(fmt.Sprintf("young-%d", i), young)
+	if recs, _ := c.counts(); recs != 1 {
+		t.Fatalf("%d records held, want 1: the expired one must go", recs)
 	}
-	// Two minutes on, enough placements to take the sweep round the clock
-	// once: a tenth of the size in new records.
-	now := t0.Add(2 * time.Minute)
-	for i := range size/sweepPerPlace + 1 {
-		put(fmt.Sprintf("new-%d", i), now)
+	// A record from the future (a clock stepped back) is not trusted either.
+	if _, r := c.get("young", t0); r != notCached {
+		t.Fatalf("a record cached after now: %v, want a miss", r)
 	}
-	held := 0
-	for i := range c.records {
-		if e := c.records[i].Load(); e != nil {
-			held++
-			if e.at.Equal(t0) {
-				t.Fatalf("slot %d still holds %s, expired a minute ago", i, e.clientID)
-			}
-		}
+}
+
+// TestKeyCacheRecordsHoldNoPointers: cached records add no objects for
+// the garbage collector to mark, whatever their number (the point of
+// keeping them as bytes: the top of cache.go).
+func TestKeyCacheRecordsHoldNoPointers(t *testing.T) {
+	const n = 50_000
+	var before, after runtime.MemStats
+	c := liveCacheOf(n)
+	now := time.Now()
+	keys := make([]store.Key, n)
+	for i := range keys {
+		keys[i] = store.Key{ClientID: fmt.Sprintf("kgc_bench-%06d_%026d", i/5, i), TeamID: fmt.Sprintf("bench-%06d", i/5),
+			Name: fmt.Sprintf("seed %d", i), Permissions: []string{"accounting_api"}, CreatedAt: now,
+			SecretHash: make([]byte, 32), StatusIndex: int64(i + 1)}
 	}
-	recs, _ := c.counts()
-	want := 10 + size/sweepPerPlace + 1
-	if held != want || recs != want || c.size.Load() != int64(want) {
-		t.Errorf("%d slots held, %d records, size counter %d; want %d (the young and the new)", held, recs, c.size.Load(), want)
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, k := range keys {
+		c.put(k, c.epoch.Load(), now)
 	}
-	for i := range 10 {
-		if _, r := c.get(fmt.Sprintf("young-%d", i), now); r != cachedKey {
-			t.Errorf("young-%d, 30 s old: %v, want cached", i, r)
-		}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(keys)
+	if recs, _ := c.counts(); recs != n {
+		t.Fatalf("%d records cached, want %d", recs, n)
+	}
+	if grew := int64(after.HeapObjects) - int64(before.HeapObjects); grew > n/100 {
+		t.Fatalf("%d records cached added %d heap objects, want under %d", n, grew, n/100)
 	}
 }
 
 // BenchmarkKeyCacheBytesPerRecord measures the heap a cached record costs
 // (a key as `keygate seed` makes them: one permission, no policy), for the
-// memory bound redis_key_cache_size sets (docs/scale.md):
+// memory bound redis_key_cache_size sets (docs/scale.md): the buffer is
+// allocated with the cache, so bytes/record is keyCacheRecordBytes and
+// objects/record near 0.
 //
 //	go test -run '^$' -bench KeyCacheBytesPerRecord ./store/redis/
 func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 	const n = 100_000
 	for b.Loop() {
-		c := liveCacheOf(n)
+		var c *keyCache
 		now := time.Now()
 		storetest.ReportRetained(b, n, func() {
-			// Each record's strings made here, as decoding a reply makes
-			// them: the cache keeps them.
+			c = liveCacheOf(n)
 			for i := range n {
 				k := store.Key{ClientID: fmt.Sprintf("kgc_bench-%06d_%026d", i/5, i), TeamID: fmt.Sprintf("bench-%06d", i/5),
 					Name: fmt.Sprintf("seed %d", i), Permissions: []string{"accounting_api"}, CreatedAt: now,
@@ -253,56 +250,120 @@ func BenchmarkKeyCacheBytesPerRecord(b *testing.B) {
 				c.put(k, c.epoch.Load(), now)
 			}
 		})
-		runtime.KeepAlive(c)
+		if recs, _ := c.counts(); recs != n {
+			b.Fatalf("%d of %d records cached", recs, n)
+		}
 	}
 }
 
-// TestKeyCachePutHandsOutThePackedCopy: put returns what GetKey hands out
-// on a miss, a copy of the packed entry: its IDs are the cache's strings,
-// not slices of the memory the caller decoded them from (the last-use
-// tracker keeps them for minutes), and its byte slices are its own.
-func TestKeyCachePutHandsOutThePackedCopy(t *testing.T) {
+// BenchmarkKeyCacheHit is the token path's read of a cached record.
+func BenchmarkKeyCacheHit(b *testing.B) {
 	c := liveCache()
 	now := time.Now()
+	k := store.Key{ClientID: "kgc_bench-000001_00000000000000000000000001", TeamID: "bench-000001",
+		Name: "seed 1", Permissions: []string{"accounting_api"}, CreatedAt: now, SecretHash: make([]byte, 32), StatusIndex: 1}
+	c.put(k, c.epoch.Load(), now)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, r := c.get(k.ClientID, now); r != cachedKey {
+			b.Fatal(r)
+		}
+	}
+}
+
+// sameAllocation reports whether b's bytes follow a's in one allocation.
+func sameAllocation(a, b string) bool {
+	return unsafe.Add(unsafe.Pointer(unsafe.StringData(a)), len(a)) == unsafe.Pointer(unsafe.StringData(b))
+}
+
+// TestKeyCachePutHandsOutDetachedIDs: what put and a hit hand out keeps
+// nothing of the memory it was decoded from alive through its IDs (the
+// last-use tracker keeps them for minutes): the client and team IDs are
+// one small allocation of their own. A hit hands out the key put cached.
+func TestKeyCachePutHandsOutDetachedIDs(t *testing.T) {
+	c := liveCache()
+	now := time.Unix(1_700_000_000, 0).UTC()
 	record := strings.Repeat("r", 300) + "team-7" + strings.Repeat("r", 300)
-	k := store.Key{ClientID: strings.Clone("kgc_abc"), TeamID: record[300:306],
-		Permissions: []string{"accounting_api"}, SecretHash: []byte{1, 2, 3}}
+	k := store.Key{ClientID: strings.Clone("kgc_abc"), TeamID: record[300:306], Name: "n",
+		Permissions: []string{"accounting_api"}, SecretHash: []byte{1, 2, 3}, CreatedAt: now, StatusIndex: 7}
 
 	got := c.put(k, c.epoch.Load(), now)
-	v, _ := c.entries.Load("kgc_abc")
-	e, ok := v.(*cacheEntry)
-	if !ok {
-		t.Fatalf("cached %T, want a record", v)
-	}
 	if !reflect.DeepEqual(got, k) {
 		t.Fatalf("handed out %+v, want %+v", got, k)
 	}
-	if unsafe.StringData(got.TeamID) != unsafe.StringData(e.key.TeamID) ||
-		unsafe.StringData(got.ClientID) != unsafe.StringData(e.key.ClientID) {
-		t.Error("the IDs handed out are not the cached entry's: they keep the decoded record alive")
+	if !sameAllocation(got.ClientID, got.TeamID) {
+		t.Error("put handed out IDs that are not one allocation of their own")
 	}
-	got.SecretHash[0] = 9
-	got.Permissions[0] = "changed"
-	if e.key.SecretHash[0] != 1 || e.key.Permissions[0] != "accounting_api" {
-		t.Error("a write to what was handed out changed the cached entry")
+	hit, r := c.get("kgc_abc", now)
+	if r != cachedKey || !reflect.DeepEqual(hit, k) {
+		t.Fatalf("a hit: %v %+v, want %+v", r, hit, k)
+	}
+	if !sameAllocation(hit.ClientID, hit.TeamID) {
+		t.Error("a hit handed out IDs that are not one allocation of their own")
+	}
+	hit.SecretHash[0] = 9
+	hit.Permissions[0] = "changed"
+	if again, _ := c.get("kgc_abc", now); !reflect.DeepEqual(again, k) {
+		t.Error("a write to what a hit handed out changed the cached record")
 	}
 
-	// Not cached (an invalidation since the read): the caller's own key.
+	// Not cached (an invalidation since the read): the caller's key, IDs
+	// detached all the same.
 	stale := c.epoch.Load()
 	c.invalidate("other")
 	k2 := k
 	k2.ClientID = "kgc_def"
-	if got := c.put(k2, stale, now); unsafe.StringData(got.TeamID) != unsafe.StringData(k2.TeamID) {
-		t.Error("a put that cached nothing handed out a copy")
+	if got := c.put(k2, stale, now); !sameAllocation(got.ClientID, got.TeamID) || got.TeamID != k2.TeamID {
+		t.Error("a put that cached nothing handed out IDs of the decoded record")
 	}
 	if _, r := c.get("kgc_def", now); r != notCached {
 		t.Fatalf("a put with a stale epoch: %v, want nothing cached", r)
 	}
 }
 
-// TestGetKeyMissHandsOutThePackedCopy: GetKey hands out put's copy on a
-// miss, so what the token path keeps of the key is the cache's.
-func TestGetKeyMissHandsOutThePackedCopy(t *testing.T) {
+// TestKeyCacheRoundTripsEveryField: a key with every field set comes out
+// of the cache as it went in, last use included and moved forward by
+// touched (never back).
+func TestKeyCacheRoundTripsEveryField(t *testing.T) {
+	c := liveCache()
+	now := time.Unix(1_700_000_000, 0).UTC()
+	k := storetest.BulkKeys(t, 1, 1, 0)[0]
+	k.Name, k.Role = "every field", ""
+	k.LastUsedAt = now.Add(-time.Hour)
+	k.PreviousSecretHash = []byte{9, 9, 9}
+	k.PreviousSecretExpiresAt = now.Add(time.Hour)
+	k.SecretRotatedAt = now.Add(-time.Minute)
+	k.PreviousStatusIndex = 3
+	k.ExpiresAt = now.Add(48 * time.Hour)
+	k.TokenTTL = 5 * time.Minute
+	k.Audiences = []string{"https://api.example.com/a"}
+	k.AllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	k.Metadata = []byte(`{"tenant":"acme"}`)
+	k.TokenQuota = store.TokenQuota{Limit: 10, Per: "hour"}
+	c.put(k, c.epoch.Load(), now)
+	got, r := c.get(k.ClientID, now)
+	if r != cachedKey || !reflect.DeepEqual(got, k) {
+		t.Fatalf("cached\n %#v\nwant\n %#v", got, k)
+	}
+	c.touched(k.ClientID, now.Add(-2*time.Hour))
+	if got, _ := c.get(k.ClientID, now); !got.LastUsedAt.Equal(k.LastUsedAt) {
+		t.Errorf("an earlier write moved the last use back to %v", got.LastUsedAt)
+	}
+	c.touched(k.ClientID, now)
+	if got, _ := c.get(k.ClientID, now); !got.LastUsedAt.Equal(now) {
+		t.Errorf("last use %v after touched(%v)", got.LastUsedAt, now)
+	}
+	// touched never brings back a record an invalidation removed.
+	c.invalidate(k.ClientID)
+	c.touched(k.ClientID, now.Add(time.Minute))
+	if _, r := c.get(k.ClientID, now); r != notCached {
+		t.Errorf("after an invalidation and a touch: %v, want nothing cached", r)
+	}
+}
+
+// TestGetKeyMissHandsOutDetachedIDs: GetKey hands out detached IDs on a
+// miss as on a hit, so what the token path keeps of the key is its own.
+func TestGetKeyMissHandsOutDetachedIDs(t *testing.T) {
 	ctx := context.Background()
 	s := newTestStore(t)
 	if err := s.EnableKeyCache(0, 0); err != nil {
@@ -318,16 +379,16 @@ func TestGetKeyMissHandsOutThePackedCopy(t *testing.T) {
 	if err := s.CreateKey(ctx, k, 5); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetKey(ctx, k.ClientID)
-	if err != nil {
-		t.Fatal(err)
+	for _, read := range []string{"miss", "hit"} {
+		got, err := s.GetKey(ctx, k.ClientID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.TeamID != k.TeamID || !sameAllocation(got.ClientID, got.TeamID) {
+			t.Errorf("GetKey's %s handed out a team ID that is not detached", read)
+		}
 	}
-	v, _ := s.cache.entries.Load(k.ClientID)
-	e, ok := v.(*cacheEntry)
-	if !ok {
-		t.Fatalf("cached %T after a miss, want the record", v)
-	}
-	if got.TeamID != k.TeamID || unsafe.StringData(got.TeamID) != unsafe.StringData(e.key.TeamID) {
-		t.Error("GetKey's miss handed out a team ID that is not the cached entry's")
+	if recs, _ := s.cache.counts(); recs != 1 {
+		t.Fatalf("%d records cached after a miss, want 1", recs)
 	}
 }

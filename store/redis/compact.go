@@ -301,14 +301,21 @@ var errBadRecord = errors.New("malformed compact record")
 // decodeCompact rebuilds a key from its record's chunks, all of them.
 func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 	rec := strings.Join(chunks, "")
+	if len(rec) > 0 && int(rec[0]) != len(chunks) {
+		return store.Key{}, fmt.Errorf("decode key %s: %w: %d chunks of %d", clientID, errBadRecord, len(chunks), rec[0])
+	}
+	return decodeRecord(clientID, rec)
+}
+
+// decodeRecord rebuilds a key from its whole record, the chunks joined
+// (byte 0, their count, is not checked). The key's strings are slices of
+// rec.
+func decodeRecord(clientID, rec string) (store.Key, error) {
 	bad := func(what string) (store.Key, error) {
 		return store.Key{}, fmt.Errorf("decode key %s: %w: %s", clientID, errBadRecord, what)
 	}
 	if len(rec) < headerFixed+2 {
 		return bad("short header")
-	}
-	if int(rec[0]) != len(chunks) {
-		return bad(fmt.Sprintf("%d chunks of %d", len(chunks), rec[0]))
 	}
 	k := store.Key{ClientID: clientID}
 	var ms int64

@@ -260,7 +260,7 @@ func TestCompactMigration(t *testing.T) {
 }
 
 // emptyAsNil drops the difference between an empty and an absent
-// permission list, which the key cache does not keep (cache.go's cloneKey).
+// permission list, which these checks do not look at.
 func emptyAsNil(k store.Key) store.Key {
 	if len(k.Permissions) == 0 {
 		k.Permissions = nil
