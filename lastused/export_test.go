@@ -13,3 +13,13 @@ func (t *Tracker) Visits() int64 { return t.visits.Load() }
 
 // SweepEvery is how often a flush ranges over every entry.
 const SweepEvery = sweepEvery
+
+// EntryIDs is the one string clientID's entry keeps of the key's client
+// and team IDs.
+func (t *Tracker) EntryIDs(clientID string) (string, bool) {
+	e, ok := t.entries.Load(clientID)
+	if !ok {
+		return "", false
+	}
+	return e.ids, true
+}

@@ -120,16 +120,20 @@ type Observer interface {
 }
 
 type entry struct {
-	id      string       // the client ID, the key of entries
+	// ids is the client ID (the key of entries) followed by the key's
+	// team ID, set once at creation: one string, so the collector, which
+	// visits every entry in every cycle, follows one pointer here instead
+	// of two (a million entries at a million keys in use, docs/scale.md).
+	// Usage is counted only for team keys (admin keys have no team to
+	// report it to).
+	ids     string
+	idLen   int
 	used    atomic.Int64 // unix nanos of the latest use seen here
 	written atomic.Int64 // unix nanos of the latest use known to be stored
 	// wroteAt is when that value was stored (by anyone, as far as we know),
 	// the start of the coalescing window.
 	wroteAt atomic.Int64
 
-	// teamID is the key's team, set once at creation; usage is counted
-	// only for team keys (admin keys have no team to report it to).
-	teamID string
 	// tokens and failures are counts not yet collected by a flush. A
 	// dropped entry has both at dropped, so a count can never land in an
 	// entry after its last collection (see addLive).
@@ -145,6 +149,9 @@ type entry struct {
 	// coalescing window to end; it was dropped from entries.
 	waiting, gone bool
 }
+
+func (e *entry) id() string     { return e.ids[:e.idLen] }
+func (e *entry) teamID() string { return e.ids[e.idLen:] }
 
 // waitItem is an entry waiting for its coalescing window to end at due
 // (unix nanos).
@@ -350,7 +357,9 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 	if e, ok := t.entries.Load(clientID); ok {
 		return e
 	}
-	e := &entry{id: clientID, teamID: teamID}
+	// A copy of both IDs, made once per key: the entry and its key in
+	// entries keep it, and nothing of the request's memory.
+	e := &entry{ids: clientID + teamID, idLen: len(clientID)}
 	if !stored.IsZero() {
 		// The store already holds this use, so the coalescing window
 		// runs from it: a process that has just started (or another
@@ -359,7 +368,7 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 		e.written.Store(stored.UnixNano())
 		e.wroteAt.Store(stored.UnixNano())
 	}
-	e, _ = t.entries.LoadOrStore(clientID, e)
+	e, _ = t.entries.LoadOrStore(e.id(), e)
 	return e
 }
 
@@ -410,7 +419,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		if e.gone {
 			return
 		}
-		if e.teamID != "" {
+		if e.teamID() != "" {
 			collect(e, e.tokens.Swap(0), e.failures.Swap(0))
 		}
 		used, written := e.used.Load(), e.written.Load()
@@ -418,12 +427,12 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		due := e.wroteAt.Load() + int64(Coalesce)
 		switch {
 		case used > written && (written == 0 || final ||
-			nowN >= due && (!limited || entries[e.id] != nil || t.lastUseWrites.TokensAt(now) >= 1)):
-			if limited && written != 0 && entries[e.id] == nil {
+			nowN >= due && (!limited || entries[e.id()] != nil || t.lastUseWrites.TokensAt(now) >= 1)):
+			if limited && written != 0 && entries[e.id()] == nil {
 				t.lastUseWrites.AllowN(now, 1)
 			}
-			batch[e.id] = time.Unix(0, used).UTC()
-			entries[e.id] = e
+			batch[e.id()] = time.Unix(0, used).UTC()
+			entries[e.id()] = e
 		case used > written:
 			// Not due yet, or due with the write budget spent: it waits
 			// in the heap, ordered by when it fell due, so the longest
@@ -438,9 +447,9 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			// Counts are not lost: marking them dropped, after the entry
 			// left the map, collects the last ones and sends any later
 			// Record to the successor entry.
-			if t.entries.CompareAndDelete(e.id, e) {
+			if t.entries.CompareAndDelete(e.id(), e) {
 				e.gone = true
-				if e.teamID != "" {
+				if e.teamID() != "" {
 					collect(e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
 				}
 			}
@@ -543,7 +552,7 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 			delete(t.pending, k)
 			continue
 		}
-		deltas = append(deltas, store.UsageDelta{TeamID: k.e.teamID, ClientID: k.e.id, Hour: h, Tokens: c.tokens, Failures: c.failures})
+		deltas = append(deltas, store.UsageDelta{TeamID: k.e.teamID(), ClientID: k.e.id(), Hour: h, Tokens: c.tokens, Failures: c.failures})
 		written = append(written, k)
 	}
 	if len(deltas) > 0 {

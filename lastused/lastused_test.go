@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/keygate/keygate/lastused"
 	"github.com/keygate/keygate/store"
@@ -651,6 +652,30 @@ func TestRecordExistingEntryDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Record of an existing entry: %v allocs, want 0", allocs)
+	}
+}
+
+// TestEntryKeepsItsOwnIDs: a key's entry, which lives for minutes,
+// keeps one copy of its client and team IDs, nothing of the memory the
+// caller decoded them from (a whole key record, a request's header), and
+// the usage it writes names the key and team all the same.
+func TestEntryKeepsItsOwnIDs(t *testing.T) {
+	h := start(t, lastused.Options{})
+	record := strings.Repeat("r", 200) + "kgc_abc" + "team-7" + strings.Repeat("r", 200)
+	clientID, teamID := record[200:207], record[207:213]
+	h.tr.Record(clientID, teamID, time.Time{}, t0)
+	ids, ok := h.tr.EntryIDs("kgc_abc")
+	if !ok || ids != "kgc_abcteam-7" {
+		t.Fatalf("entry IDs %q, %v; want %q", ids, ok, "kgc_abcteam-7")
+	}
+	start, end := uintptr(unsafe.Pointer(unsafe.StringData(record))), uintptr(unsafe.Pointer(unsafe.StringData(record)))+uintptr(len(record))
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(ids))); p >= start && p < end {
+		t.Fatal("the entry's IDs are a slice of the caller's record: they keep all of it alive")
+	}
+	// An admin key (no team) keeps its client ID alone.
+	h.tr.Record("kgc_admin", "", time.Time{}, t0)
+	if ids, _ := h.tr.EntryIDs("kgc_admin"); ids != "kgc_admin" {
+		t.Fatalf("admin entry IDs %q", ids)
 	}
 }
 

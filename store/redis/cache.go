@@ -77,7 +77,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -446,10 +445,9 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 }
 
 // decodeValue rebuilds the key a records value holds (a copy that the
-// caller owns: its strings are slices of it). The key's client and team
-// IDs are copied out together, since the last-use tracker keeps them for
-// minutes (package lastused): sliced from the value, they would keep its
-// few hundred bytes alive; copied, they are one small object.
+// caller owns: its strings are slices of it, its client ID is clientID).
+// Nothing keeps them past the request: the last-use tracker, which keeps
+// a key's IDs for minutes, keeps a copy (package lastused).
 func decodeValue(clientID string, v []byte) (store.Key, error) {
 	rec := unsafe.String(unsafe.SliceData(v[valueRecord:]), len(v)-valueRecord)
 	k, err := decodeRecord(clientID, rec)
@@ -459,19 +457,7 @@ func decodeValue(clientID string, v []byte) (store.Key, error) {
 	if ms := int64(binary.LittleEndian.Uint64(v[valueLastUsed:])); ms > 0 && (k.LastUsedAt.IsZero() || ms > k.LastUsedAt.UnixMilli()) {
 		k.LastUsedAt = time.UnixMilli(ms).UTC() // as readKey decodes it
 	}
-	detachIDs(&k)
 	return k, nil
-}
-
-// detachIDs gives k's client and team IDs memory of their own, one
-// allocation for both.
-func detachIDs(k *store.Key) {
-	var b strings.Builder
-	b.Grow(len(k.ClientID) + len(k.TeamID))
-	b.WriteString(k.ClientID)
-	b.WriteString(k.TeamID)
-	ids := b.String()
-	k.ClientID, k.TeamID = ids[:len(k.ClientID)], ids[len(k.ClientID):]
 }
 
 // encodeValue is k's records value, cached at now.
@@ -504,19 +490,16 @@ func mustValue(k store.Key) []byte {
 	return v
 }
 
-// put caches k unless an invalidation happened since epoch was read, and
-// returns what the caller should hand out: k, its client and team IDs
-// detached from the memory they were decoded from (decodeValue says why).
-// It replaces an absence cached for the ID.
-func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) store.Key {
-	detachIDs(&k)
+// put caches k unless an invalidation happened since epoch was read. It
+// replaces an absence cached for the ID.
+func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) {
 	if !c.live.Load() || c.epoch.Load() != epoch {
-		return k
+		return
 	}
 	c.clock.advance(now)
 	v, err := encodeValue(k, now)
 	if err != nil {
-		return k // a record compact keys cannot hold is read from Redis each time
+		return // a record compact keys cannot hold is read from Redis each time
 	}
 	// Too large for the buffer (over a quarter of a segment's): not
 	// cached, read from Redis each time.
@@ -526,7 +509,6 @@ func (c *keyCache) put(k store.Key, epoch uint64, now time.Time) store.Key {
 	if c.epoch.Load() != epoch {
 		c.invalidate(k.ClientID)
 	}
-	return k
 }
 
 // putAbsent caches that Redis has no key clientID, unless an invalidation

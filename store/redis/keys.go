@@ -166,7 +166,7 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 		k, err := s.readKey(ctx, clientID)
 		switch {
 		case err == nil:
-			k = c.put(k, epoch, now)
+			c.put(k, epoch, now)
 		case errors.Is(err, store.ErrNotFound):
 			c.putAbsent(clientID, absentEpoch, now)
 		}
