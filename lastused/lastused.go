@@ -128,6 +128,7 @@ type entry struct {
 	// report it to).
 	ids     string
 	idLen   int
+	serial  uint64       // names the entry in pending usage (usageKey)
 	used    atomic.Int64 // unix nanos of the latest use seen here
 	written atomic.Int64 // unix nanos of the latest use known to be stored
 	// wroteAt is when that value was stored (by anyone, as far as we know),
@@ -192,16 +193,22 @@ func addLive(n *atomic.Int64) bool {
 }
 
 // usageKey is one key's usage in one hour, as the flush collects it. It
-// names the key by its entry (which holds the client and team IDs): past
-// the write bound a million keys may wait here, and a pointer costs a
-// sixth of two strings. An entry dropped and re-created makes two deltas
-// of one key and hour, which the store adds up.
+// names the key by its entry's serial, so the index of pending usage holds
+// no pointer: past the write bound a million keys may wait there, and the
+// collector scans none of it. An entry dropped and re-created (a new
+// serial) makes two deltas of one key and hour, which the store adds up.
 type usageKey struct {
-	e    *entry
-	hour int64 // unix seconds of the hour's start
+	serial uint64
+	hour   int64 // unix seconds of the hour's start
 }
 
-type usageCounts struct{ tokens, failures int64 }
+// pendingUsage is one key's usage in one hour not yet written. It names
+// the key by its entry (which holds the client and team IDs): one pointer.
+type pendingUsage struct {
+	e                *entry
+	hour             int64
+	tokens, failures int64
+}
 
 // Tracker batches last-used writes. Create it with New and stop it with Close.
 type Tracker struct {
@@ -225,12 +232,17 @@ type Tracker struct {
 	dirty atomic.Pointer[entry]
 
 	// Owned by the flush (under flushMu): usage collected but not yet
-	// written, and the hour of the last successful prune. order holds
-	// pending's keys from orderHead on, in the order they were first
-	// collected, for writeUsage to take from the front.
-	pending    map[usageKey]usageCounts
-	order      []usageKey
+	// written, and the hour of the last successful prune. order holds it
+	// from orderHead on, in the order it was first collected, for
+	// writeUsage to take from the front; pending maps the usage not yet
+	// written to its place there, counted from the start of all (order's
+	// first element is place orderBase), so cutting order's written
+	// front moves nothing in the map.
+	pending    map[usageKey]int
+	order      []pendingUsage
 	orderHead  int
+	orderBase  int
+	serials    atomic.Uint64 // the last entry serial given out
 	prunedHour int64
 	waiting    waitHeap
 	lastSweep  int64 // unix nanos of the last flush that ranged over every entry
@@ -254,7 +266,7 @@ func New(st Store, opts Options) *Tracker {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 
-		pending: map[usageKey]usageCounts{},
+		pending: map[usageKey]int{},
 	}
 	t.decoy.queued.Store(true) // markDirty's work on it: one load
 	if r := cmp.Or(opts.WriteRate, DefaultWriteRate); r > 0 {
@@ -359,7 +371,7 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 	}
 	// A copy of both IDs, made once per key: the entry and its key in
 	// entries keep it, and nothing of the request's memory.
-	e := &entry{ids: clientID + teamID, idLen: len(clientID)}
+	e := &entry{ids: clientID + teamID, idLen: len(clientID), serial: t.serials.Add(1)}
 	if !stored.IsZero() {
 		// The store already holds this use, so the coalescing window
 		// runs from it: a process that has just started (or another
@@ -400,14 +412,16 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		if tokens <= 0 && failures <= 0 {
 			return
 		}
-		k := usageKey{e: e, hour: hour}
-		c, ok := t.pending[k]
+		k := usageKey{serial: e.serial, hour: hour}
+		at, ok := t.pending[k]
 		if !ok {
-			t.order = append(t.order, k)
+			at = t.orderBase + len(t.order)
+			t.pending[k] = at
+			t.order = append(t.order, pendingUsage{e: e, hour: hour})
 		}
-		c.tokens += max(tokens, 0)
-		c.failures += max(failures, 0)
-		t.pending[k] = c
+		u := &t.order[at-t.orderBase]
+		u.tokens += max(tokens, 0)
+		u.failures += max(failures, 0)
 	}
 	batch := map[string]time.Time{}
 	entries := map[string]*entry{}
@@ -545,14 +559,17 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 	written := make([]usageKey, 0, n)
 	i := t.orderHead
 	for ; i < len(t.order) && len(deltas) < n; i++ {
-		k := t.order[i]
-		c := t.pending[k]
-		h := time.Unix(k.hour, 0).UTC()
+		u := &t.order[i]
+		k := usageKey{serial: u.e.serial, hour: u.hour}
+		if _, ok := t.pending[k]; !ok {
+			continue // dropped by a round whose write then failed
+		}
+		h := time.Unix(u.hour, 0).UTC()
 		if !store.UsageKept(store.Day, store.Day.Truncate(h), now) {
 			delete(t.pending, k)
 			continue
 		}
-		deltas = append(deltas, store.UsageDelta{TeamID: k.e.teamID(), ClientID: k.e.id(), Hour: h, Tokens: c.tokens, Failures: c.failures})
+		deltas = append(deltas, store.UsageDelta{TeamID: u.e.teamID(), ClientID: u.e.id(), Hour: h, Tokens: u.tokens, Failures: u.failures})
 		written = append(written, k)
 	}
 	if len(deltas) > 0 {
@@ -571,13 +588,14 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 	}
 	// Everything before i is written or dropped. The slice is cut once
 	// its written front is half of it, so each key is moved at most once
-	// on average.
+	// on average; what the cut leaves past the end is cleared, or the
+	// backing array would keep dropped entries alive.
 	t.orderHead = i
-	switch {
-	case t.orderHead == len(t.order):
-		t.order, t.orderHead = t.order[:0], 0
-	case t.orderHead > len(t.order)/2:
+	if t.orderHead == len(t.order) || t.orderHead > len(t.order)/2 {
+		was := len(t.order)
 		t.order = t.order[:copy(t.order, t.order[t.orderHead:])]
+		clear(t.order[len(t.order):was])
+		t.orderBase += t.orderHead
 		t.orderHead = 0
 	}
 }

@@ -288,3 +288,46 @@ func TestUsageWriteRate(t *testing.T) {
 		t.Fatalf("after Close usage %v, want %v", sums, want)
 	}
 }
+
+// TestUsageWaitingCountsAddUpAfterTheQueueIsCut: counts collected for a
+// key whose earlier counts still wait add to them, in one delta, also
+// after the queue's written front was cut away (the waiting ones moved).
+func TestUsageWaitingCountsAddUpAfterTheQueueIsCut(t *testing.T) {
+	const rate = 3
+	h := start(t, lastused.Options{WriteRate: rate, Now: func() time.Time { return t0 }})
+	ids := []string{"a", "b", "c", "d", "e"}
+	for _, id := range ids {
+		h.tr.Record(id, "team-1", time.Time{}, t0)
+	}
+	h.tick(t0) // three written, two wait: the written front (3 of 5) is cut
+	sums, _ := h.st.usageSums()
+	var waiting []string
+	for _, id := range ids {
+		if _, ok := sums[id+"@12h"]; !ok {
+			waiting = append(waiting, id)
+		}
+	}
+	if len(waiting) != len(ids)-rate {
+		t.Fatalf("after the first flush %v written, want %d", sums, rate)
+	}
+	// Two more tokens of the last waiting key, the budget spent: collected
+	// into its waiting delta.
+	h.tr.Record(waiting[1], "team-1", time.Time{}, t0)
+	h.tr.Record(waiting[1], "team-1", time.Time{}, t0)
+	h.tick(t0)
+	h.tr.Close()
+	h.st.mu.Lock()
+	last := h.st.usage[len(h.st.usage)-1]
+	h.st.mu.Unlock()
+	got := map[string]int64{}
+	for _, d := range last {
+		if _, dup := got[d.ClientID]; dup {
+			t.Fatalf("%s written twice in one batch: %v", d.ClientID, last)
+		}
+		got[d.ClientID] = d.Tokens
+	}
+	want := map[string]int64{waiting[0]: 1, waiting[1]: 3}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("last batch %v, want %v", got, want)
+	}
+}
