@@ -1,5 +1,7 @@
 package lastused
 
+import "unsafe"
+
 // Len is how many keys have an entry, for tests of what may grow the
 // tracker.
 func (t *Tracker) Len() int {
@@ -22,4 +24,10 @@ func (t *Tracker) EntryIDs(clientID string) (string, bool) {
 		return "", false
 	}
 	return e.ids, true
+}
+
+// EntryIDsInline reports whether clientID's entry keeps its IDs in itself.
+func (t *Tracker) EntryIDsInline(clientID string) bool {
+	e, ok := t.entries.Load(clientID)
+	return ok && e.ids != "" && unsafe.StringData(e.ids) == &e.buf[0]
 }

@@ -672,10 +672,27 @@ func TestEntryKeepsItsOwnIDs(t *testing.T) {
 	if p := uintptr(unsafe.Pointer(unsafe.StringData(ids))); p >= start && p < end {
 		t.Fatal("the entry's IDs are a slice of the caller's record: they keep all of it alive")
 	}
-	// An admin key (no team) keeps its client ID alone.
-	h.tr.Record("kgc_admin", "", time.Time{}, t0)
-	if ids, _ := h.tr.EntryIDs("kgc_admin"); ids != "kgc_admin" {
-		t.Fatalf("admin entry IDs %q", ids)
+	if !h.tr.EntryIDsInline("kgc_abc") {
+		t.Error("a team key's IDs are not kept in its entry")
+	}
+	// The longest team ID with a generated client ID still fits; an
+	// operator-named admin ID longer than the entry's room is kept apart,
+	// whole. An admin key (no team) keeps its client ID alone.
+	long := "kgc_" + strings.Repeat("x", 28)
+	team := strings.Repeat("t", 64)
+	h.tr.Record(long, team, time.Time{}, t0)
+	if ids, _ := h.tr.EntryIDs(long); ids != long+team || !h.tr.EntryIDsInline(long) {
+		t.Fatalf("entry IDs %q (inline %v), want %q in the entry", ids, h.tr.EntryIDsInline(long), long+team)
+	}
+	header := strings.Repeat("h", 10) + strings.Repeat("a", 120) + strings.Repeat("h", 10)
+	admin := header[10:130]
+	h.tr.Record(admin, "", time.Time{}, t0)
+	ids, _ = h.tr.EntryIDs(admin)
+	if ids != admin || h.tr.EntryIDsInline(admin) {
+		t.Fatalf("a %d-byte admin ID: entry IDs %q, inline %v", len(admin), ids, h.tr.EntryIDsInline(admin))
+	}
+	if unsafe.StringData(ids) == unsafe.StringData(admin) {
+		t.Error("the admin entry keeps the caller's string, not a copy")
 	}
 }
 
