@@ -84,6 +84,29 @@ while True:
 PY
 }
 
+# settle — waits (up to 120 s) until the machine is quiet: no dirty or
+# in-writeback pages left and the CPUs at least 90 % idle over two seconds
+# in a row. A serve that held 10 GB and a 7.7 GB bbolt file just deleted
+# leave the kernel writing and freeing for a while: runs started at once
+# measured the 10-key bbolt store at half its rate (docs/scale.md).
+settle() {
+  local quiet=0 t a b
+  for t in $(seq 1 120); do
+    sync
+    a=$(awk '/^cpu /{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu /{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    if python3 -c "import sys; i0,t0,i1,t1=map(int,sys.argv[1:]); sys.exit(0 if (i1-i0) >= 0.9*(t1-t0) else 1)" $a $b &&
+       (( $(awk '/^nr_dirty |^nr_writeback /{n+=$2} END{print n+0}' /proc/vmstat) < 1024 )); then
+      quiet=$((quiet + 1))
+      (( quiet >= 2 )) && { echo "  settled after $t s" >&2; return; }
+    else
+      quiet=0
+    fi
+  done
+  echo "  bench.sh: the machine did not settle within 120 s; measuring anyway" >&2
+}
+
 wait_http() { # url
   for _ in $(seq 1 1200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "bench.sh: $1 did not come up" >&2; exit 1
@@ -320,6 +343,7 @@ for store in ${SCALE_STORES:-bbolt redis}; do
   # (Both serves at once would let the idle one's background work, the
   # many-key store's flushes and sweeps, weigh on the other's runs.)
   for pass in before many after; do
+    settle
     n=$([[ $pass == many ]] && echo "$SEED_KEYS" || echo 10)
     name=seed-$store-$n
     used=$(( n < SEED_USED ? n : SEED_USED ))
