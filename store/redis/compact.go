@@ -20,7 +20,8 @@ package redis
 // of one bucket share an f, and no f starts with "\x00", which is what
 // tells a chunk-0 field from a later chunk's.
 //
-// A record is a header Lua reads and a body only Go reads:
+// A record is a header Lua reads and a body only Go reads, the chunk count
+// followed by the compact record of store/record.go:
 //
 //	byte 0       the number of chunks n
 //	bytes 1–6    last use, unix ms, big-endian (0: never), rewritten in
@@ -40,14 +41,10 @@ package redis
 // (FormatCompactKeys, the compatibility record of schema.go).
 
 import (
-	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store"
@@ -177,100 +174,21 @@ local function kg_count(b, team)
 end
 `
 
-// Body tags. A tag a reader does not know is an error, not skipped: a
-// field an older keygate would ignore is a new format.
-const (
-	tagName byte = iota + 1
-	tagPermission
-	tagCreated
-	tagSecretHash
-	tagPreviousSecretHash
-	tagPreviousExpires
-	tagRotated
-	tagStatusIndex
-	tagPreviousStatusIndex
-	tagSuspended
-	tagQuotaLimit
-	tagQuotaPer
-	tagQuotaMode
-	tagExpires
-	tagDisabled
-	tagTokenTTL
-	tagAudience
-	tagCIDR
-	tagMetadata
-	tagNoPermissions // an empty, not absent, permission list
-)
+// headerFixed is a record's fixed part here: the chunk count, then the
+// compact record's own (store.RecordHeaderFixed: the last use).
+const headerFixed = 1 + store.RecordHeaderFixed
 
-const headerFixed = 1 + 6 // chunk count, last use
+// errBadRecord is store.ErrBadRecord, for this package's own checks.
+var errBadRecord = store.ErrBadRecord
 
-// encodeCompact returns the chunks of k's record.
+// encodeCompact returns the chunks of k's record: the chunk count, then
+// k's compact record (store.AppendRecord).
 func encodeCompact(k store.Key) ([]string, error) {
-	if len(k.TeamID) > 255 || len(k.Role) > 255 {
-		return nil, fmt.Errorf("encode key %s: %w: team ID or role longer than 255 bytes", k.ClientID, store.ErrInvalid)
+	b, err := store.AppendRecord(make([]byte, 1, 128), k)
+	if err != nil {
+		return nil, err
 	}
-	b := make([]byte, headerFixed, 128)
-	putLastUse(b, k.LastUsedAt)
-	b = append(b, byte(len(k.TeamID)))
-	b = append(b, k.TeamID...)
-	b = append(b, byte(len(k.Role)))
-	b = append(b, k.Role...)
-	header := len(b)
-	str := func(tag byte, v string) {
-		if v != "" {
-			b = append(b, tag)
-			b = binary.AppendUvarint(b, uint64(len(v)))
-			b = append(b, v...)
-		}
-	}
-	num := func(tag byte, v int64) {
-		if v != 0 {
-			var t [binary.MaxVarintLen64]byte
-			str(tag, string(binary.AppendVarint(t[:0], v)))
-		}
-	}
-	tm := func(tag byte, t time.Time) {
-		if !t.IsZero() {
-			var buf [2 * binary.MaxVarintLen64]byte
-			v := binary.AppendVarint(buf[:0], t.Unix())
-			str(tag, string(binary.AppendUvarint(v, uint64(t.Nanosecond()))))
-		}
-	}
-	str(tagName, k.Name)
-	if k.Permissions != nil && len(k.Permissions) == 0 {
-		b = append(b, tagNoPermissions, 0)
-	}
-	for _, p := range k.Permissions {
-		if p == "" {
-			return nil, fmt.Errorf("encode key %s: %w: empty permission", k.ClientID, store.ErrInvalid)
-		}
-		str(tagPermission, p)
-	}
-	tm(tagCreated, k.CreatedAt)
-	str(tagSecretHash, string(k.SecretHash))
-	str(tagPreviousSecretHash, string(k.PreviousSecretHash))
-	tm(tagPreviousExpires, k.PreviousSecretExpiresAt)
-	tm(tagRotated, k.SecretRotatedAt)
-	num(tagStatusIndex, k.StatusIndex)
-	num(tagPreviousStatusIndex, k.PreviousStatusIndex)
-	tm(tagSuspended, k.SecretSuspendedAt)
-	num(tagQuotaLimit, k.TokenQuota.Limit)
-	str(tagQuotaPer, k.TokenQuota.Per)
-	str(tagQuotaMode, k.TokenQuota.Mode)
-	tm(tagExpires, k.ExpiresAt)
-	tm(tagDisabled, k.DisabledAt)
-	num(tagTokenTTL, int64(k.TokenTTL))
-	for _, a := range k.Audiences {
-		if a == "" {
-			return nil, fmt.Errorf("encode key %s: %w: empty audience", k.ClientID, store.ErrInvalid)
-		}
-		str(tagAudience, a)
-	}
-	for _, p := range k.AllowedCIDRs {
-		str(tagCIDR, p.String())
-	}
-	str(tagMetadata, string(k.Metadata))
-
+	header := headerFixed + 1 + len(k.TeamID) + 1 + len(k.Role)
 	first := max(chunkLen, header)
 	n := 1 + (max(len(b)-first, 0)+chunkLen-1)/chunkLen
 	if n > 255 {
@@ -285,19 +203,6 @@ func encodeCompact(k store.Key) ([]string, error) {
 	return chunks, nil
 }
 
-func putLastUse(b []byte, t time.Time) {
-	var ms uint64
-	if !t.IsZero() && t.UnixMilli() > 0 {
-		ms = uint64(t.UnixMilli())
-	}
-	for i := 6; i >= 1; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-}
-
-var errBadRecord = errors.New("malformed compact record")
-
 // decodeCompact rebuilds a key from its record's chunks, all of them.
 func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 	rec := strings.Join(chunks, "")
@@ -311,123 +216,8 @@ func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 // (byte 0, their count, is not checked). The key's strings are slices of
 // rec.
 func decodeRecord(clientID, rec string) (store.Key, error) {
-	bad := func(what string) (store.Key, error) {
-		return store.Key{}, fmt.Errorf("decode key %s: %w: %s", clientID, errBadRecord, what)
+	if rec == "" {
+		return store.Key{}, fmt.Errorf("decode key %s: %w: empty", clientID, errBadRecord)
 	}
-	if len(rec) < headerFixed+2 {
-		return bad("short header")
-	}
-	k := store.Key{ClientID: clientID}
-	var ms int64
-	for i := 1; i <= 6; i++ {
-		ms = ms<<8 | int64(rec[i])
-	}
-	if ms != 0 {
-		k.LastUsedAt = time.UnixMilli(ms).UTC()
-	}
-	p := headerFixed
-	short := func(n int) bool { return p+n > len(rec) }
-	tl := int(rec[p])
-	if short(1 + tl + 1) {
-		return bad("short team")
-	}
-	k.TeamID = rec[p+1 : p+1+tl]
-	p += 1 + tl
-	rl := int(rec[p])
-	if short(1 + rl) {
-		return bad("short role")
-	}
-	k.Role = rec[p+1 : p+1+rl]
-	p += 1 + rl
-	for p < len(rec) {
-		tag := rec[p]
-		l, n := binary.Uvarint([]byte(rec[p+1 : min(p+1+binary.MaxVarintLen64, len(rec))]))
-		if n <= 0 || l > uint64(len(rec)) || short(1+n+int(l)) {
-			return bad(fmt.Sprintf("field %d", tag))
-		}
-		v := rec[p+1+n : p+1+n+int(l)]
-		p += 1 + n + int(l)
-		var err error
-		switch tag {
-		case tagName:
-			k.Name = v
-		case tagPermission:
-			k.Permissions = append(k.Permissions, v)
-		case tagNoPermissions:
-			k.Permissions = []string{}
-		case tagCreated:
-			k.CreatedAt, err = decodeTime(v)
-		case tagSecretHash:
-			k.SecretHash = nonEmpty(v)
-		case tagPreviousSecretHash:
-			k.PreviousSecretHash = nonEmpty(v)
-		case tagPreviousExpires:
-			k.PreviousSecretExpiresAt, err = decodeTime(v)
-		case tagRotated:
-			k.SecretRotatedAt, err = decodeTime(v)
-		case tagStatusIndex:
-			k.StatusIndex, err = decodeInt(v)
-		case tagPreviousStatusIndex:
-			k.PreviousStatusIndex, err = decodeInt(v)
-		case tagSuspended:
-			k.SecretSuspendedAt, err = decodeTime(v)
-		case tagQuotaLimit:
-			k.TokenQuota.Limit, err = decodeInt(v)
-		case tagQuotaPer:
-			k.TokenQuota.Per = v
-		case tagQuotaMode:
-			k.TokenQuota.Mode = v
-		case tagExpires:
-			k.ExpiresAt, err = decodeTime(v)
-		case tagDisabled:
-			k.DisabledAt, err = decodeTime(v)
-		case tagTokenTTL:
-			var d int64
-			d, err = decodeInt(v)
-			k.TokenTTL = time.Duration(d)
-		case tagAudience:
-			k.Audiences = append(k.Audiences, v)
-		case tagCIDR:
-			var pfx netip.Prefix
-			if pfx, err = netip.ParsePrefix(v); err == nil {
-				k.AllowedCIDRs = append(k.AllowedCIDRs, pfx)
-			}
-		case tagMetadata:
-			k.Metadata = nonEmpty(v)
-		default:
-			return bad(fmt.Sprintf("unknown field %d", tag))
-		}
-		if err != nil {
-			return bad(fmt.Sprintf("field %d: %v", tag, err))
-		}
-	}
-	return k, nil
-}
-
-// nonEmpty is v's bytes, nil for "" (what the encoder omits).
-func nonEmpty(v string) []byte {
-	if v == "" {
-		return nil
-	}
-	return []byte(v)
-}
-
-func decodeInt(v string) (int64, error) {
-	x, n := binary.Varint([]byte(v))
-	if n != len(v) {
-		return 0, errBadRecord
-	}
-	return x, nil
-}
-
-func decodeTime(v string) (time.Time, error) {
-	sec, n := binary.Varint([]byte(v))
-	if n <= 0 {
-		return time.Time{}, errBadRecord
-	}
-	ns, m := binary.Uvarint([]byte(v[n:]))
-	if m <= 0 || n+m != len(v) || ns >= 1e9 {
-		return time.Time{}, errBadRecord
-	}
-	return time.Unix(sec, int64(ns)).UTC(), nil
+	return store.DecodeRecord(clientID, rec[1:])
 }
