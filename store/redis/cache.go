@@ -55,7 +55,7 @@ package redis
 // from being cached.
 //
 // Records are kept off the garbage collector's books: as their compact
-// encoding (compact.go) in github.com/coocood/freecache's ring buffers,
+// encoding (store/record.go) in github.com/coocood/freecache's ring buffers,
 // slices of bytes and of integers that hold no pointer. A million cached
 // keys decoded into Go structs were about four million objects and a
 // dozen pointers each, and following those pointers was a fifth of a busy
@@ -121,7 +121,7 @@ type keyCache struct {
 	// records maps a client ID to its cached record: cachedAt (unix
 	// nanoseconds, 8 bytes), then the latest last use this instance wrote
 	// since the record was read (unix ms, 8 bytes, 0 for none; touched),
-	// then the compact record (encodeCompact's chunks joined). Its own
+	// then the compact record (store.AppendRecord). Its own
 	// locks are per segment (256 of them), held for a lookup and a copy.
 	records *freecache.Cache
 	// clock is the time freecache reads for its recency, in seconds: the
@@ -450,7 +450,7 @@ func (c *keyCache) get(clientID string, now time.Time) (store.Key, cacheResult) 
 // a key's IDs for minutes, keeps a copy (package lastused).
 func decodeValue(clientID string, v []byte) (store.Key, error) {
 	rec := unsafe.String(unsafe.SliceData(v[valueRecord:]), len(v)-valueRecord)
-	k, err := decodeRecord(clientID, rec)
+	k, err := store.DecodeRecord(clientID, rec)
 	if err != nil {
 		return store.Key{}, err
 	}
@@ -462,20 +462,9 @@ func decodeValue(clientID string, v []byte) (store.Key, error) {
 
 // encodeValue is k's records value, cached at now.
 func encodeValue(k store.Key, now time.Time) ([]byte, error) {
-	chunks, err := encodeCompact(k)
-	if err != nil {
-		return nil, err
-	}
-	n := valueRecord
-	for _, ch := range chunks {
-		n += len(ch)
-	}
-	v := make([]byte, valueRecord, n)
+	v := make([]byte, valueRecord, 192)
 	binary.LittleEndian.PutUint64(v[valueAt:], uint64(now.UnixNano()))
-	for _, ch := range chunks {
-		v = append(v, ch...)
-	}
-	return v, nil
+	return store.AppendRecord(v, k)
 }
 
 // decoyValues are the records values of decoyKeys, what a cached absence
