@@ -382,14 +382,16 @@ func (s *Store) GetKey(ctx context.Context, clientID string) (store.Key, error) 
 	}
 	epoch := s.cache.writes.Load() // before the transaction: see keycache.go
 	touches := s.cache.touches.Load()
-	rec, abs := s.cache.lookup(clientID)
+	rec, abs := s.cache.lookup(clientID, epoch)
 	switch {
-	case rec != nil && rec.epoch == epoch:
-		return cloneKey(rec.key), nil
-	case abs != nil && abs.epoch == epoch:
-		// A missing key costs what a present one does: a copy, of the
-		// decoy (store.Store's GetKey).
-		_ = cloneKey(abs.key)
+	case rec.found && rec.epoch == epoch:
+		if k, err := rec.key(clientID); err == nil {
+			return k, nil
+		} // a value this cache wrote always decodes; else the file decides
+	case abs.found && abs.epoch == epoch:
+		// A missing key costs what a present one does: a copy and a
+		// decode, of the decoy (store.Store's GetKey).
+		_, _ = abs.key(clientID)
 		return store.Key{}, store.KeyNotFound(clientID)
 	}
 	var k store.Key
