@@ -58,8 +58,8 @@ const (
 	DefaultStoreTimeout    = time.Second
 	DefaultRedisKeyCache   = 10 * time.Second
 	// DefaultBoltKeyCacheSize is how many key records the embedded store
-	// keeps decoded in memory (bolt.DefaultKeyCacheSize): about 1 000 bytes
-	// each, so about 100 MiB at most.
+	// keeps in memory (bolt.DefaultKeyCacheSize): a buffer of 768 bytes
+	// each (store/bolt/keycache.go), 73 MiB.
 	DefaultBoltKeyCacheSize = 100_000
 	// DefaultRedisKeyCacheSize is how many key records an instance keeps
 	// cached on Redis: a buffer of 256 bytes each (store/redis/cache.go),
@@ -191,8 +191,8 @@ const (
 	// an invalidation can be lost there unnoticed (store/redis/cache.go).
 	MaxRedisKeyCache = time.Hour
 	// MinRedisKeyCacheSize and MaxRedisKeyCacheSize bound
-	// redis_key_cache_size and bolt_key_cache_size (about 4 GiB of
-	// buffer on Redis, 15 GiB of records on bbolt, at the most).
+	// redis_key_cache_size and bolt_key_cache_size (a buffer of about
+	// 4 GiB on Redis and 11 GiB on bbolt at the most).
 	MinRedisKeyCacheSize = 1_000
 	MaxRedisKeyCacheSize = 16_000_000
 
@@ -327,7 +327,8 @@ type Config struct {
 	// are active.
 	RedisKeyCacheSize int `yaml:"redis_key_cache_size"`
 	// BoltKeyCacheSize bounds the key records the embedded store keeps
-	// decoded in memory for the token path (store/bolt/keycache.go).
+	// in memory for the token path, 768 bytes of buffer each
+	// (store/bolt/keycache.go).
 	BoltKeyCacheSize int `yaml:"bolt_key_cache_size"`
 	// StatusListTTL is how long resource servers may cache the token status
 	// list: the longest a deleted key's unexpired tokens are still accepted
@@ -504,8 +505,8 @@ var settings = []setting{
 	{key: "redis_prefix", usage: "prefix of every Redis key", str: func(c *Config) *string { return &c.RedisPrefix }},
 	{key: "store_timeout", usage: "limit for one store call, " + MinStoreTimeout.String() + " to " + MaxStoreTimeout.String(), dur: func(c *Config) *time.Duration { return &c.StoreTimeout }},
 	{key: "redis_key_cache", usage: "how long a key record may be cached in memory on Redis (invalidated by pub/sub; 0 = off), up to " + MaxRedisKeyCache.String() + " on a single Redis node, 1m0s on Cluster or Sentinel", dur: func(c *Config) *time.Duration { return &c.RedisKeyCache }},
-	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
-	{key: "bolt_key_cache_size", usage: fmt.Sprintf("how many key records the embedded store keeps decoded in memory, %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.BoltKeyCacheSize }},
+	{key: "redis_key_cache_size", usage: fmt.Sprintf("how many key records that cache holds (256 bytes of buffer each), %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.RedisKeyCacheSize }},
+	{key: "bolt_key_cache_size", usage: fmt.Sprintf("how many key records the embedded store keeps in memory (768 bytes of buffer each), %d to %d; past it the least recently used give way", MinRedisKeyCacheSize, MaxRedisKeyCacheSize), num: func(c *Config) *int { return &c.BoltKeyCacheSize }},
 	{key: "status_list_ttl", usage: "how long resource servers may cache the token status list, " + MinStatusListTTL.String() + " to " + MaxStatusListTTL.String(), dur: func(c *Config) *time.Duration { return &c.StatusListTTL }},
 	{key: "last_used_write_rate", usage: fmt.Sprintf("last_used_at writes of keys used before, and usage writes, per second per instance, %d to %d; past it both lag by up to the keys in use divided by it", MinLastUsedWriteRate, MaxLastUsedWriteRate), num: func(c *Config) *int { return &c.LastUsedWriteRate }},
 	{key: "introspection_rate", usage: fmt.Sprintf("introspection requests per second per caller, %d to %d", MinIntrospectionRate, MaxIntrospectionRate), num: func(c *Config) *int { return &c.IntrospectionRate }},

@@ -1,10 +1,8 @@
 package bolt
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -208,15 +206,4 @@ func decodeSigning(b []byte) (store.SigningKeys, error) {
 		s.Next = &n
 	}
 	return s, nil
-}
-
-// cloneKey is a copy of k that shares no memory with it.
-func cloneKey(k store.Key) store.Key {
-	k.Permissions = slices.Clone(k.Permissions)
-	k.SecretHash = bytes.Clone(k.SecretHash)
-	k.PreviousSecretHash = bytes.Clone(k.PreviousSecretHash)
-	k.Audiences = slices.Clone(k.Audiences)
-	k.AllowedCIDRs = slices.Clone(k.AllowedCIDRs)
-	k.Metadata = bytes.Clone(k.Metadata)
-	return k
 }
