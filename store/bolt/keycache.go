@@ -32,16 +32,16 @@ package bolt
 // A stale entry is not thrown away: the next GetKey of its ID reads the
 // record's bytes in a transaction and, when they are the bytes the entry
 // was made from, serves the entry's compact record again (a memcmp and a
-// decode of under a microsecond instead of encoding/json, 5–10 µs). Writes are rare next to token requests (the
-// last-used times are written once a minute), so nearly every request is
-// a hit.
+// decode of under a microsecond instead of encoding/json, 5–10 µs).
+// Writes are rare next to token requests (the last-used times are written
+// once a minute), so nearly every request is a hit.
 //
 // Equal cost for unknown client IDs (docs/ARCHITECTURE.md): an ID the file
 // does not have is cached as an absence, standing for the decoy record
 // (store.DecoyKey), and goes through the same steps as a record — two
 // lookups, a copy of a value and its decode on a hit; a transaction and a
-// memcmp or a decode on a miss. Absences have their own bound, so a flood of unknown IDs can
-// neither evict a record nor keep one from being cached.
+// memcmp or a decode on a miss. Absences have their own bound, so a flood
+// of unknown IDs can neither evict a record nor keep one from being cached.
 //
 // Records are kept off the garbage collector's books, as on Redis
 // (store/redis/cache.go): each is a value of bytes in the ring buffers of
