@@ -178,9 +178,6 @@ end
 // compact record's own (store.RecordHeaderFixed: the last use).
 const headerFixed = 1 + store.RecordHeaderFixed
 
-// errBadRecord is store.ErrBadRecord, for this package's own checks.
-var errBadRecord = store.ErrBadRecord
-
 // encodeCompact returns the chunks of k's record: the chunk count, then
 // k's compact record (store.AppendRecord).
 func encodeCompact(k store.Key) ([]string, error) {
@@ -203,21 +200,12 @@ func encodeCompact(k store.Key) ([]string, error) {
 	return chunks, nil
 }
 
-// decodeCompact rebuilds a key from its record's chunks, all of them.
+// decodeCompact rebuilds a key from its record's chunks, all of them: the
+// chunk count, then the compact record (store.DecodeRecord).
 func decodeCompact(clientID string, chunks []string) (store.Key, error) {
 	rec := strings.Join(chunks, "")
-	if len(rec) > 0 && int(rec[0]) != len(chunks) {
-		return store.Key{}, fmt.Errorf("decode key %s: %w: %d chunks of %d", clientID, errBadRecord, len(chunks), rec[0])
-	}
-	return decodeRecord(clientID, rec)
-}
-
-// decodeRecord rebuilds a key from its whole record, the chunks joined
-// (byte 0, their count, is not checked). The key's strings are slices of
-// rec.
-func decodeRecord(clientID, rec string) (store.Key, error) {
-	if rec == "" {
-		return store.Key{}, fmt.Errorf("decode key %s: %w: empty", clientID, errBadRecord)
+	if rec == "" || int(rec[0]) != len(chunks) {
+		return store.Key{}, fmt.Errorf("decode key %s: %w: %d chunks, not the record's count", clientID, store.ErrBadRecord, len(chunks))
 	}
 	return store.DecodeRecord(clientID, rec[1:])
 }

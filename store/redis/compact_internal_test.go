@@ -66,14 +66,14 @@ func TestCompactRecordRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, k) {
 			t.Errorf("%s: round trip\n got %+v\nwant %+v", k.Name, got, k)
 		}
-		if _, err := decodeCompact(k.ClientID, chunks[:len(chunks)-1]); !errors.Is(err, errBadRecord) && len(chunks) > 1 {
-			t.Errorf("%s: a record missing its last chunk: %v, want errBadRecord", k.Name, err)
+		if _, err := decodeCompact(k.ClientID, chunks[:len(chunks)-1]); !errors.Is(err, store.ErrBadRecord) && len(chunks) > 1 {
+			t.Errorf("%s: a record missing its last chunk: %v, want ErrBadRecord", k.Name, err)
 		}
 		cut := slices.Clone(chunks)
 		last := cut[len(cut)-1]
 		cut[len(cut)-1] = last[:len(last)-1]
-		if _, err := decodeCompact(k.ClientID, cut); !errors.Is(err, errBadRecord) {
-			t.Errorf("%s: a record cut by one byte: %v, want errBadRecord", k.Name, err)
+		if _, err := decodeCompact(k.ClientID, cut); !errors.Is(err, store.ErrBadRecord) {
+			t.Errorf("%s: a record cut by one byte: %v, want ErrBadRecord", k.Name, err)
 		}
 	}
 	if chunks, _ := encodeCompact(rich); len(chunks) <= firstRead {

@@ -289,7 +289,7 @@ func (s *Store) moveSecrets(ctx context.Context, hashes [][]byte) error {
 // hexHash is the secret hash an old index entry's name holds.
 func hexHash(s string) ([]byte, error) {
 	if len(s) != 2*32 {
-		return nil, errBadRecord
+		return nil, store.ErrBadRecord
 	}
 	return hex.DecodeString(s)
 }

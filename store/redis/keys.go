@@ -321,7 +321,7 @@ func (s *Store) readOne(ctx context.Context, c goredis.Cmdable, id string) (stor
 // malformed record as they are, anything else (Redis did not answer as it
 // should) through fail.
 func readErr(ctx context.Context, id string, err error) error {
-	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, errBadRecord) {
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrBadRecord) {
 		return err
 	}
 	return fail(ctx, "get key "+id, err)
