@@ -517,21 +517,13 @@ func TestServeRejectsBadAdminEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var log syncBuffer
-			e := testEnv(vars)
-			e.stderr = &log
-			err = serve(ctx, cfg, e, storeBackends)
-			if err == nil || ctx.Err() != nil {
-				t.Fatalf("serve accepted admin credentials %q/%q (err %v)", tc.id, tc.secret, err)
-			}
+			err, log := serveRefusedWith(t, cfg, vars) // fails the test if serve accepted them
 			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not mention %q", err, want)
 				}
 			}
-			if strings.Contains(err.Error(), tc.secret) || strings.Contains(log.String(), tc.secret) {
+			if strings.Contains(err.Error(), tc.secret) || strings.Contains(log, tc.secret) {
 				t.Errorf("the secret appears in the error or log: %q", err)
 			}
 			if _, err := os.Stat(filepath.Join(dir, adminCredentialsFile)); err == nil {
@@ -726,17 +718,12 @@ func TestServeMetricsListenerBoundFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var log syncBuffer
-	e := testEnv(nil)
-	e.stderr = &log
-	err = serve(ctx, cfg, e, storeBackends)
-	if err == nil || !strings.Contains(err.Error(), "listen for metrics on "+taken.Addr().String()) {
+	err, log := serveRefusedWith(t, cfg, nil)
+	if !strings.Contains(err.Error(), "listen for metrics on "+taken.Addr().String()) {
 		t.Fatalf("serve with its metrics address taken: %v, want the metrics listen error", err)
 	}
-	if strings.Contains(log.String(), "keygate serving") {
-		t.Errorf("the main listener served before the metrics listener was bound:\n%s", log.String())
+	if strings.Contains(log, "keygate serving") {
+		t.Errorf("the main listener served before the metrics listener was bound:\n%s", log)
 	}
 }
 

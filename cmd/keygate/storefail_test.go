@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/masterkey"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/bolt"
@@ -80,12 +81,18 @@ func serveRefused(t *testing.T, dir string, vars map[string]string) (error, stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveRefusedWith(t, cfg, vars)
+}
+
+// serveRefusedWith is serveRefused with a configuration of the test's own.
+func serveRefusedWith(t *testing.T, cfg config.Config, vars map[string]string) (error, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var log syncBuffer
 	e := testEnv(vars)
 	e.stderr = &log
-	err = serve(ctx, cfg, e, storeBackends)
+	err := serve(ctx, cfg, e, storeBackends)
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("serve started (err %v); log:\n%s", err, log.String())
 	}
