@@ -96,7 +96,7 @@ settle() {
     a=$(awk '/^cpu /{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
     sleep 1
     b=$(awk '/^cpu /{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-    if python3 -c "import sys; i0,t0,i1,t1=map(int,sys.argv[1:]); sys.exit(0 if (i1-i0) >= 0.9*(t1-t0) else 1)" $a $b &&
+    if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y); exit !(y[1] - x[1] >= 0.9 * (y[2] - x[2])) }' &&
        (( $(awk '/^nr_dirty |^nr_writeback /{n+=$2} END{print n+0}' /proc/vmstat) < 1024 )); then
       quiet=$((quiet + 1))
       (( quiet >= 2 )) && { echo "  settled after $t s" >&2; return; }
