@@ -385,8 +385,10 @@ func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
 	if n := len(clientID) + len(teamID); n > 0 && n <= inlineIDs {
 		copy(e.buf[copy(e.buf[:], clientID):], teamID)
 		e.ids = unsafe.String(&e.buf[0], n)
+	} else if teamID == "" {
+		e.ids = strings.Clone(clientID) // + would hand back clientID itself
 	} else {
-		e.ids = strings.Clone(clientID + teamID) // Clone: a lone clientID is not copied by +
+		e.ids = clientID + teamID
 	}
 	if !stored.IsZero() {
 		// The store already holds this use, so the coalescing window
