@@ -1,12 +1,17 @@
 package lastused
 
-import "unsafe"
+import "reflect"
 
 // Len is how many keys have an entry, for tests of what may grow the
 // tracker.
 func (t *Tracker) Len() int {
 	n := 0
-	t.entries.Range(func(string, *entry) bool { n++; return true })
+	for i := range t.entries.shards {
+		s := &t.entries.shards[i]
+		s.mu.RLock()
+		n += len(s.index) + len(s.other)
+		s.mu.RUnlock()
+	}
 	return n
 }
 
@@ -17,17 +22,49 @@ func (t *Tracker) Visits() int64 { return t.visits.Load() }
 const SweepEvery = sweepEvery
 
 // EntryIDs is the one string clientID's entry keeps of the key's client
-// and team IDs.
-func (t *Tracker) EntryIDs(clientID string) (string, bool) {
-	e, ok := t.entries.Load(clientID)
+// and team IDs (not copied: read it before the tracker changes), and
+// whether the entry keeps it in itself.
+func (t *Tracker) EntryIDs(clientID string) (ids string, inline, ok bool) {
+	h, sh := t.entries.hash(clientID)
+	s := &t.entries.shards[sh]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, e, ok := s.find(t.entries, clientID, h)
 	if !ok {
-		return "", false
+		return "", false, false
 	}
-	return e.ids, true
+	return s.ids(e, i), e.idsLen <= inlineIDs, true
 }
 
-// EntryIDsInline reports whether clientID's entry keeps its IDs in itself.
-func (t *Tracker) EntryIDsInline(clientID string) bool {
-	e, ok := t.entries.Load(clientID)
-	return ok && e.ids != "" && unsafe.StringData(e.ids) == &e.buf[0]
+// Slots is how many slots the table has handed out, free ones included.
+func (t *Tracker) Slots() int {
+	n := 0
+	for i := range t.entries.shards {
+		s := &t.entries.shards[i]
+		s.mu.RLock()
+		n += int(s.used)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// EntryPointers lists the fields of an entry the garbage collector would
+// have to follow (none, by design: table.go).
+func EntryPointers() []string { return pointerFields(reflect.TypeOf(entry{}), "entry") }
+
+func pointerFields(t reflect.Type, path string) []string {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.String, reflect.Slice, reflect.Map, reflect.Chan,
+		reflect.Func, reflect.Interface, reflect.UnsafePointer:
+		return []string{path}
+	case reflect.Array:
+		return pointerFields(t.Elem(), path+"[]")
+	case reflect.Struct:
+		var out []string
+		for i := range t.NumField() {
+			out = append(out, pointerFields(t.Field(i).Type, path+"."+t.Field(i).Name)...)
+		}
+		return out
+	}
+	return nil
 }

@@ -44,11 +44,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/time/rate"
 
-	"github.com/keygate/keygate/internal/shardmap"
 	"github.com/keygate/keygate/store"
 )
 
@@ -121,51 +119,10 @@ type Observer interface {
 	LastUsedFlushed(pending int, took time.Duration)
 }
 
-type entry struct {
-	// ids is the client ID (the key of entries) followed by the key's
-	// team ID, set once at creation: one string, kept in buf when it fits
-	// (every team key's does), so the collector, which visits every entry
-	// in every cycle, finds the IDs, and the entries map's key, in the
-	// entry it is marking anyway instead of in an object of their own (a
-	// million entries at a million keys in use, docs/scale.md). Usage is
-	// counted only for team keys (admin keys have no team to report it to).
-	ids     string
-	buf     [inlineIDs]byte
-	idLen   int
-	serial  uint64       // names the entry in pending usage (usageKey)
-	used    atomic.Int64 // unix nanos of the latest use seen here
-	written atomic.Int64 // unix nanos of the latest use known to be stored
-	// wroteAt is when that value was stored (by anyone, as far as we know),
-	// the start of the coalescing window.
-	wroteAt atomic.Int64
-
-	// tokens and failures are counts not yet collected by a flush. A
-	// dropped entry has both at dropped, so a count can never land in an
-	// entry after its last collection (see addLive).
-	tokens, failures atomic.Int64
-	failedAt         atomic.Int64 // unix nanos of the latest failure seen here
-
-	// queued: the entry is on the tracker's dirty list (or is the decoy,
-	// which is never put there). Set by whoever pushes it (markDirty), with
-	// next; cleared by the flush that takes it off, after reading next.
-	queued atomic.Bool
-	next   *entry
-	// Owned by the flush: the entry waits in the tracker's heap for its
-	// coalescing window to end; it was dropped from entries.
-	waiting, gone bool
-}
-
-// inlineIDs is the longest client and team ID an entry keeps in itself: a
-// generated client ID (32 bytes) and the longest team ID (64).
-const inlineIDs = 96
-
-func (e *entry) id() string     { return e.ids[:e.idLen] }
-func (e *entry) teamID() string { return e.ids[e.idLen:] }
-
 // waitItem is an entry waiting for its coalescing window to end at due
 // (unix nanos).
 type waitItem struct {
-	e   *entry
+	r   ref
 	due int64
 }
 
@@ -183,23 +140,6 @@ func (h *waitHeap) Pop() any {
 	return it
 }
 
-// dropped marks the counters of an entry removed from the map.
-const dropped = -1
-
-// addLive adds one to n unless n's entry was dropped; false means the
-// caller must count in the entry that replaces it.
-func addLive(n *atomic.Int64) bool {
-	for {
-		c := n.Load()
-		if c == dropped {
-			return false
-		}
-		if n.CompareAndSwap(c, c+1) {
-			return true
-		}
-	}
-}
-
 // usageKey is one key's usage in one hour, as the flush collects it. It
 // names the key by its entry's serial, so the index of pending usage holds
 // no pointer: past the write bound a million keys may wait there, and the
@@ -211,16 +151,18 @@ type usageKey struct {
 }
 
 // pendingUsage is one key's usage in one hour not yet written. It names
-// the key by its entry (which holds the client and team IDs): one pointer.
+// the key by its slot, which keeps the client and team IDs until every
+// pendingUsage naming it is written (entry.pendingUses).
 type pendingUsage struct {
-	e                *entry
+	r                ref
+	serial           uint64
 	hour             int64
 	tokens, failures int64
 }
 
 // Tracker batches last-used writes. Create it with New and stop it with Close.
 type Tracker struct {
-	entries *shardmap.Map[*entry] // client ID → *entry (shardmap says why not a sync.Map)
+	entries *table // client ID → entry (table.go)
 	store   Store
 	log     *slog.Logger
 	obs     Observer
@@ -237,7 +179,7 @@ type Tracker struct {
 
 	// dirty is the head of the list of entries used since the last flush
 	// (a Treiber stack linked through entry.next).
-	dirty atomic.Pointer[entry]
+	dirty atomic.Uint64
 
 	// Owned by the flush (under flushMu): usage collected but not yet
 	// written, and the hour of the last successful prune. order holds it
@@ -254,6 +196,9 @@ type Tracker struct {
 	prunedHour int64
 	waiting    waitHeap
 	lastSweep  int64 // unix nanos of the last flush that ranged over every entry
+	// dropped are the slots dropped by earlier flushes and not yet free;
+	// dropping, those this flush dropped (see table.go).
+	dropped, dropping []ref
 	// lastUseWrites and usageWrites are Options.WriteRate's buckets (one
 	// second's worth each), read at the flush clock; nil: no bound.
 	lastUseWrites, usageWrites *rate.Limiter
@@ -266,7 +211,7 @@ type Tracker struct {
 func New(st Store, opts Options) *Tracker {
 	t := &Tracker{
 		store:   st,
-		entries: shardmap.New[*entry](),
+		entries: newTable(),
 		log:     opts.Logger,
 		obs:     opts.Observer,
 		now:     opts.Now,
@@ -291,42 +236,21 @@ func New(st Store, opts Options) *Tracker {
 	return t
 }
 
+// use is what Record and RecordFailure do to a key's entry.
+type use int
+
+const (
+	useToken use = iota
+	useFailure
+)
+
 // Record notes a successful token exchange at now by a key of teamID (""
 // for an admin key, whose tokens are not counted); stored is the key's
 // last_used_at as loaded from the store for this request. Safe for
-// concurrent use: it takes one shard's read lock to find the entry (no
-// process-wide lock), and allocates nothing once the key has an entry.
+// concurrent use: it takes one shard's read lock (no process-wide lock),
+// and allocates nothing once the key has an entry.
 func (t *Tracker) Record(clientID, teamID string, stored, now time.Time) {
-	e := t.entry(clientID, teamID, stored)
-	for teamID != "" && !addLive(&e.tokens) {
-		e = t.entry(clientID, teamID, stored) // dropped meanwhile: count in its successor
-	}
-	n := now.UnixNano()
-	for {
-		cur := e.used.Load()
-		// Concurrent requests finish out of order; an older time must never
-		// replace a newer one.
-		if cur >= n || e.used.CompareAndSwap(cur, n) {
-			break
-		}
-	}
-	t.markDirty(e)
-}
-
-// markDirty puts e on the dirty list unless it is there already: one
-// atomic load on the token path once a key was used since the last flush,
-// and a compare-and-swap or two the first time. Lock-free.
-func (t *Tracker) markDirty(e *entry) {
-	if e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
-		return
-	}
-	for {
-		head := t.dirty.Load()
-		e.next = head
-		if t.dirty.CompareAndSwap(head, e) {
-			return
-		}
-	}
+	t.note(clientID, teamID, stored, now, useToken)
 }
 
 // RecordFailure notes a failed authentication at now of a known key (a
@@ -337,18 +261,75 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 	if teamID == "" {
 		return
 	}
-	e := t.entry(clientID, teamID, stored)
-	for !addLive(&e.failures) {
-		e = t.entry(clientID, teamID, stored)
+	t.note(clientID, teamID, stored, now, useFailure)
+}
+
+// note finds the key's entry, making it on first use, and counts u in it
+// while holding the entry's shard lock: a flush drops an entry only under
+// that lock's write side, so the count cannot land in a slot that has
+// meanwhile gone to another key.
+func (t *Tracker) note(clientID, teamID string, stored, now time.Time, u use) {
+	h, sh := t.entries.hash(clientID)
+	s := &t.entries.shards[sh]
+	s.mu.RLock()
+	i, e, ok := s.find(t.entries, clientID, h)
+	if ok {
+		t.count(makeRef(sh, i), e, teamID != "", now, u)
+		s.mu.RUnlock()
+		return
 	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	if i, e, ok = s.find(t.entries, clientID, h); !ok {
+		i, e = s.add(clientID, teamID, h, t.serials.Add(1))
+		if !stored.IsZero() {
+			// The store already holds this use, so the coalescing window
+			// runs from it: a process that has just started (or another
+			// replica) does not rewrite a key the store shows as written
+			// moments ago.
+			e.written.Store(stored.UnixNano())
+			e.wroteAt.Store(stored.UnixNano())
+		}
+	}
+	t.count(makeRef(sh, i), e, teamID != "", now, u)
+	s.mu.Unlock()
+}
+
+// count records u at now in e (r), under e's shard lock.
+func (t *Tracker) count(r ref, e *entry, team bool, now time.Time, u use) {
 	n := now.UnixNano()
+	at := &e.used
+	if u == useFailure {
+		e.failures.Add(1)
+		at = &e.failedAt
+	} else if team {
+		e.tokens.Add(1)
+	}
 	for {
-		cur := e.failedAt.Load()
-		if cur >= n || e.failedAt.CompareAndSwap(cur, n) {
+		cur := at.Load()
+		// Concurrent requests finish out of order; an older time must never
+		// replace a newer one.
+		if cur >= n || at.CompareAndSwap(cur, n) {
 			break
 		}
 	}
-	t.markDirty(e)
+	t.markDirty(r, e)
+}
+
+// markDirty puts e (r) on the dirty list unless it is there already: one
+// atomic load on the token path once a key was used since the last flush,
+// and a compare-and-swap or two the first time. Lock-free.
+func (t *Tracker) markDirty(r ref, e *entry) {
+	if e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
+		return
+	}
+	for {
+		head := t.dirty.Load()
+		e.next = ref(head)
+		if t.dirty.CompareAndSwap(head, uint64(r)) {
+			return
+		}
+	}
 }
 
 // RecordUnknownFailure does for a failed authentication of an unknown
@@ -359,47 +340,12 @@ func (t *Tracker) RecordFailure(clientID, teamID string, stored, now time.Time) 
 // failure costs nothing here, so the caller skips this for an ID shaped
 // like an admin key's.) Safe for concurrent use; no process-wide lock.
 func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
-	t.entries.Load(clientID) // RecordFailure's lookup (an unknown ID has no entry)
-	e := &t.decoy
-	addLive(&e.failures) // never dropped: always counts
-	n := now.UnixNano()
-	for {
-		cur := e.failedAt.Load()
-		if cur >= n || e.failedAt.CompareAndSwap(cur, n) {
-			break
-		}
-	}
-	t.markDirty(e) // always queued: never listed
-}
-
-// entry returns the key's entry, making it on first use.
-func (t *Tracker) entry(clientID, teamID string, stored time.Time) *entry {
-	if e, ok := t.entries.Load(clientID); ok {
-		return e
-	}
-	// A copy of both IDs, made once per key: the entry and its key in
-	// entries keep it, and nothing of the request's memory. The entry's
-	// own bytes are written before it is published (LoadOrStore) and
-	// never again, so ids may be a string over them.
-	e := &entry{idLen: len(clientID), serial: t.serials.Add(1)}
-	if n := len(clientID) + len(teamID); n > 0 && n <= inlineIDs {
-		copy(e.buf[copy(e.buf[:], clientID):], teamID)
-		e.ids = unsafe.String(&e.buf[0], n)
-	} else if teamID == "" {
-		e.ids = strings.Clone(clientID) // + would hand back clientID itself
-	} else {
-		e.ids = clientID + teamID
-	}
-	if !stored.IsZero() {
-		// The store already holds this use, so the coalescing window
-		// runs from it: a process that has just started (or another
-		// replica) does not rewrite a key the store shows as written
-		// moments ago.
-		e.written.Store(stored.UnixNano())
-		e.wroteAt.Store(stored.UnixNano())
-	}
-	e, _ = t.entries.LoadOrStore(e.id(), e)
-	return e
+	h, sh := t.entries.hash(clientID)
+	s := &t.entries.shards[sh]
+	s.mu.RLock()
+	s.find(t.entries, clientID, h)              // RecordFailure's lookup (an unknown ID has none)
+	t.count(0, &t.decoy, true, now, useFailure) // always queued: never listed
+	s.mu.RUnlock()
 }
 
 func (t *Tracker) loop() {
@@ -426,7 +372,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
 	hour := now.UTC().Truncate(time.Hour).Unix()
-	collect := func(e *entry, tokens, failures int64) {
+	collect := func(r ref, e *entry, tokens, failures int64) {
 		if tokens <= 0 && failures <= 0 {
 			return
 		}
@@ -435,56 +381,54 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		if !ok {
 			at = t.orderBase + len(t.order)
 			t.pending[k] = at
-			t.order = append(t.order, pendingUsage{e: e, hour: hour})
+			t.order = append(t.order, pendingUsage{r: r, serial: e.serial, hour: hour})
+			e.pendingUses++
 		}
 		u := &t.order[at-t.orderBase]
-		u.tokens += max(tokens, 0)
-		u.failures += max(failures, 0)
+		u.tokens += tokens
+		u.failures += failures
 	}
 	batch := map[string]time.Time{}
-	entries := map[string]*entry{}
+	var batched []ref
 	nowN := now.UnixNano()
 	sweep := final || nowN-t.lastSweep >= int64(sweepEvery)
 	limited := t.lastUseWrites != nil && !final
-	visit := func(e *entry) {
+	visit := func(r ref) {
 		t.visits.Add(1)
+		e := t.entries.at(r)
 		if e.gone {
 			return
 		}
-		if e.teamID() != "" {
-			collect(e, e.tokens.Swap(0), e.failures.Swap(0))
+		team := e.idsLen > e.idLen
+		if team {
+			collect(r, e, e.tokens.Swap(0), e.failures.Swap(0))
 		}
 		used, written := e.used.Load(), e.written.Load()
 		last := max(used, e.failedAt.Load())
 		due := e.wroteAt.Load() + int64(Coalesce)
 		switch {
 		case used > written && (written == 0 || final ||
-			nowN >= due && (!limited || entries[e.id()] != nil || t.lastUseWrites.TokensAt(now) >= 1)):
-			if limited && written != 0 && entries[e.id()] == nil {
+			nowN >= due && (!limited || e.batched || t.lastUseWrites.TokensAt(now) >= 1)):
+			if e.batched { // visited twice: the later use (a map update keeps the key passed, so a copy)
+				batch[strings.Clone(t.clientID(r, e))] = time.Unix(0, used).UTC()
+				return
+			}
+			if limited && written != 0 {
 				t.lastUseWrites.AllowN(now, 1)
 			}
-			batch[e.id()] = time.Unix(0, used).UTC()
-			entries[e.id()] = e
+			e.batched = true
+			batched = append(batched, r)
+			batch[strings.Clone(t.clientID(r, e))] = time.Unix(0, used).UTC()
 		case used > written:
 			// Not due yet, or due with the write budget spent: it waits
 			// in the heap, ordered by when it fell due, so the longest
 			// waiting go first once there is budget again.
 			if !e.waiting {
 				e.waiting = true
-				heap.Push(&t.waiting, waitItem{e: e, due: due})
+				heap.Push(&t.waiting, waitItem{r: r, due: due})
 			}
-		case sweep && last != 0 && nowN-last > int64(Idle):
-			// A last use recorded into this entry while it is being dropped
-			// is lost; the next use re-creates it. Only last_used_at lags.
-			// Counts are not lost: marking them dropped, after the entry
-			// left the map, collects the last ones and sends any later
-			// Record to the successor entry.
-			if t.entries.CompareAndDelete(e.id(), e) {
-				e.gone = true
-				if e.teamID() != "" {
-					collect(e, e.tokens.Swap(dropped), e.failures.Swap(dropped))
-				}
-			}
+		case sweep && last != 0 && nowN-last > int64(Idle) && !e.waiting:
+			t.drop(r, e, last, team, collect)
 		}
 	}
 	// The keys whose coalescing window has ended (all of them on Close),
@@ -494,25 +438,42 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	// Record may push the entry again.
 	for t.waiting.Len() > 0 && (final || t.waiting[0].due <= nowN && (!limited || t.lastUseWrites.TokensAt(now) >= 1)) {
 		it := heap.Pop(&t.waiting).(waitItem)
-		it.e.waiting = false
-		visit(it.e)
+		t.entries.at(it.r).waiting = false
+		visit(it.r)
 	}
-	for e := t.dirty.Swap(nil); e != nil; {
+	for r := ref(t.dirty.Swap(0)); r != 0; {
+		e := t.entries.at(r)
 		next := e.next
-		e.next = nil
+		e.next = 0
 		e.queued.Store(false)
-		visit(e)
-		e = next
+		visit(r)
+		r = next
 	}
 	if sweep {
 		t.lastSweep = nowN
-		t.entries.Range(func(_ string, e *entry) bool { visit(e); return true })
+		var refs []ref
+		for sh := range t.entries.shards {
+			s := &t.entries.shards[sh]
+			refs = refs[:0]
+			s.mu.RLock()
+			for _, i := range s.index {
+				refs = append(refs, makeRef(sh, i))
+			}
+			for _, i := range s.other {
+				refs = append(refs, makeRef(sh, i))
+			}
+			s.mu.RUnlock()
+			for _, r := range refs {
+				visit(r)
+			}
+		}
 	}
 	deferred := t.waiting.Len() // pending uses this flush leaves for a later one
 	// Usage first: a test that waits for TouchKeys (the flush's barrier in
 	// lastused's tests) then knows the usage was written too.
 	t.writeUsage(now, limited)
-	t.touch(now, batch, entries, deferred)
+	t.touch(now, batch, batched, deferred)
+	t.release()
 	if final || hour == t.prunedHour {
 		return
 	}
@@ -525,8 +486,74 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	t.prunedHour = hour
 }
 
-// touch writes the due last-used times.
-func (t *Tracker) touch(now time.Time, batch map[string]time.Time, entries map[string]*entry, deferred int) {
+// clientID is the client ID of r's entry e, over the table's memory.
+func (t *Tracker) clientID(r ref, e *entry) string {
+	s := &t.entries.shards[r.shard()]
+	if e.idsLen <= inlineIDs {
+		return s.ids(e, r.slot())[:e.idLen]
+	}
+	s.mu.RLock() // the long map changes under the lock as other keys come and go
+	defer s.mu.RUnlock()
+	return s.ids(e, r.slot())[:e.idLen]
+}
+
+// ids is r's client ID and team ID, copied.
+func (t *Tracker) ids(r ref, e *entry) (clientID, teamID string) {
+	s := &t.entries.shards[r.shard()]
+	var all string
+	if e.idsLen <= inlineIDs {
+		all = strings.Clone(s.ids(e, r.slot()))
+	} else {
+		s.mu.RLock()
+		all = s.ids(e, r.slot())
+		s.mu.RUnlock()
+	}
+	return all[:e.idLen], all[e.idLen:]
+}
+
+// drop takes an idle entry out of the table, unless a use came in since
+// the flush looked (last). Its last counts are collected under the write
+// lock, after which no Record can find it; the slot is freed by a later
+// flush (release).
+func (t *Tracker) drop(r ref, e *entry, last int64, team bool, collect func(ref, *entry, int64, int64)) {
+	s := &t.entries.shards[r.shard()]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if max(e.used.Load(), e.failedAt.Load()) != last {
+		return // used meanwhile: it is on the dirty list for the next flush
+	}
+	s.remove(r.slot(), e)
+	e.gone = true
+	if team {
+		collect(r, e, e.tokens.Swap(0), e.failures.Swap(0))
+	}
+	t.dropping = append(t.dropping, r)
+}
+
+// release frees the slots dropped by earlier flushes whose usage is
+// written: this flush has taken the dirty list past any push made before
+// their drop, so nothing refers to them any more. Those this flush dropped
+// wait for the next one.
+func (t *Tracker) release() {
+	kept := t.dropped[:0]
+	for _, r := range t.dropped {
+		e := t.entries.at(r)
+		if e.pendingUses > 0 || e.queued.Load() {
+			kept = append(kept, r)
+			continue
+		}
+		s := &t.entries.shards[r.shard()]
+		s.mu.Lock()
+		s.release(r.slot(), e)
+		s.mu.Unlock()
+	}
+	t.dropped = append(kept, t.dropping...)
+	clear(t.dropping)
+	t.dropping = t.dropping[:0]
+}
+
+// touch writes the due last-used times; batched are their entries.
+func (t *Tracker) touch(now time.Time, batch map[string]time.Time, batched []ref, deferred int) {
 	if len(batch) == 0 {
 		if t.obs != nil {
 			t.obs.LastUsedFlushed(deferred, 0)
@@ -548,13 +575,15 @@ func (t *Tracker) touch(now time.Time, batch map[string]time.Time, entries map[s
 		// Not fatal: the uses stay pending and are retried next tick. Only
 		// the count is logged, so the log carries no key material.
 		t.log.Warn("last-used flush failed; will retry", "keys", len(batch), "err", err)
-		for _, e := range entries {
-			t.markDirty(e)
-		}
-		return
 	}
-	for id, e := range entries {
-		e.written.Store(batch[id].UnixNano())
+	for _, r := range batched {
+		e := t.entries.at(r)
+		e.batched = false
+		if err != nil {
+			t.markDirty(r, e)
+			continue
+		}
+		e.written.Store(batch[t.clientID(r, e)].UnixNano())
 		e.wroteAt.Store(now.UnixNano())
 	}
 }
@@ -578,7 +607,7 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 	i := t.orderHead
 	for ; i < len(t.order) && len(deltas) < n; i++ {
 		u := &t.order[i]
-		k := usageKey{serial: u.e.serial, hour: u.hour}
+		k := usageKey{serial: u.serial, hour: u.hour}
 		if _, ok := t.pending[k]; !ok {
 			continue // dropped by a round whose write then failed
 		}
@@ -587,7 +616,8 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 			delete(t.pending, k)
 			continue
 		}
-		deltas = append(deltas, store.UsageDelta{TeamID: u.e.teamID(), ClientID: u.e.id(), Hour: h, Tokens: u.tokens, Failures: u.failures})
+		clientID, teamID := t.ids(u.r, t.entries.at(u.r))
+		deltas = append(deltas, store.UsageDelta{TeamID: teamID, ClientID: clientID, Hour: h, Tokens: u.tokens, Failures: u.failures})
 		written = append(written, k)
 	}
 	if len(deltas) > 0 {
@@ -604,15 +634,15 @@ func (t *Tracker) writeUsage(now time.Time, limited bool) {
 			delete(t.pending, k)
 		}
 	}
-	// Everything before i is written or dropped. The slice is cut once
-	// its written front is half of it, so each key is moved at most once
-	// on average; what the cut leaves past the end is cleared, or the
-	// backing array would keep dropped entries alive.
+	// Everything before i is written or dropped: its slots may be freed
+	// (release). The slice is cut once its written front is half of it, so
+	// each key is moved at most once on average.
+	for _, u := range t.order[t.orderHead:i] {
+		t.entries.at(u.r).pendingUses--
+	}
 	t.orderHead = i
 	if t.orderHead == len(t.order) || t.orderHead > len(t.order)/2 {
-		was := len(t.order)
 		t.order = t.order[:copy(t.order, t.order[t.orderHead:])]
-		clear(t.order[len(t.order):was])
 		t.orderBase += t.orderHead
 		t.orderHead = 0
 	}

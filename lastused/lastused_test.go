@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -664,7 +665,7 @@ func TestEntryKeepsItsOwnIDs(t *testing.T) {
 	record := strings.Repeat("r", 200) + "kgc_abc" + "team-7" + strings.Repeat("r", 200)
 	clientID, teamID := record[200:207], record[207:213]
 	h.tr.Record(clientID, teamID, time.Time{}, t0)
-	ids, ok := h.tr.EntryIDs("kgc_abc")
+	ids, inline, ok := h.tr.EntryIDs("kgc_abc")
 	if !ok || ids != "kgc_abcteam-7" {
 		t.Fatalf("entry IDs %q, %v; want %q", ids, ok, "kgc_abcteam-7")
 	}
@@ -672,7 +673,7 @@ func TestEntryKeepsItsOwnIDs(t *testing.T) {
 	if p := uintptr(unsafe.Pointer(unsafe.StringData(ids))); p >= start && p < end {
 		t.Fatal("the entry's IDs are a slice of the caller's record: they keep all of it alive")
 	}
-	if !h.tr.EntryIDsInline("kgc_abc") {
+	if !inline {
 		t.Error("a team key's IDs are not kept in its entry")
 	}
 	// The longest team ID with a generated client ID still fits; an
@@ -681,18 +682,129 @@ func TestEntryKeepsItsOwnIDs(t *testing.T) {
 	long := "kgc_" + strings.Repeat("x", 28)
 	team := strings.Repeat("t", 64)
 	h.tr.Record(long, team, time.Time{}, t0)
-	if ids, _ := h.tr.EntryIDs(long); ids != long+team || !h.tr.EntryIDsInline(long) {
-		t.Fatalf("entry IDs %q (inline %v), want %q in the entry", ids, h.tr.EntryIDsInline(long), long+team)
+	if ids, inline, _ := h.tr.EntryIDs(long); ids != long+team || !inline {
+		t.Fatalf("entry IDs %q (inline %v), want %q in the entry", ids, inline, long+team)
 	}
 	header := strings.Repeat("h", 10) + strings.Repeat("a", 120) + strings.Repeat("h", 10)
 	admin := header[10:130]
 	h.tr.Record(admin, "", time.Time{}, t0)
-	ids, _ = h.tr.EntryIDs(admin)
-	if ids != admin || h.tr.EntryIDsInline(admin) {
-		t.Fatalf("a %d-byte admin ID: entry IDs %q, inline %v", len(admin), ids, h.tr.EntryIDsInline(admin))
+	ids, inline, _ = h.tr.EntryIDs(admin)
+	if ids != admin || inline {
+		t.Fatalf("a %d-byte admin ID: entry IDs %q, inline %v", len(admin), ids, inline)
 	}
 	if unsafe.StringData(ids) == unsafe.StringData(admin) {
 		t.Error("the admin entry keeps the caller's string, not a copy")
+	}
+	// All three are written under their own names.
+	h.tick(t0.Add(lastused.Tick))
+	h.expect("first uses", batch{"kgc_abc": t0, long: t0, admin: t0})
+	sums, _ := h.st.usageSums()
+	if u := sums["kgc_abc@12h"]; u.team != "team-7" || u.tokens != 1 {
+		t.Errorf("usage of kgc_abc: %+v, want 1 token for team-7", u)
+	}
+	if u := sums[long+"@12h"]; u.team != team || u.tokens != 1 {
+		t.Errorf("usage of the long team's key: %+v, want 1 token for %s", u, team)
+	}
+}
+
+// TestEntriesHoldNoPointer: a million keys in use must not be a million
+// objects the collector follows (table.go): an entry has no pointer field,
+// and keys come and go without an allocation of their own each.
+func TestEntriesHoldNoPointer(t *testing.T) {
+	if p := lastused.EntryPointers(); len(p) > 0 {
+		t.Fatalf("entry fields the collector follows: %v", p)
+	}
+	h := start(t, lastused.Options{})
+	const n = 20000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("kgc_%028d", i)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, id := range ids {
+		h.tr.Record(id, "team-1", time.Time{}, t0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if h.tr.Len() < n {
+		t.Fatalf("%d entries, want %d", h.tr.Len(), n)
+	}
+	// Slabs of 64 entries and the shards' index maps: a few thousand
+	// objects. An object per key would be 20 000 more.
+	if grown := int64(after.HeapObjects) - int64(before.HeapObjects); grown > n/4 {
+		t.Errorf("%d keys grew the heap by %d objects, want under %d", n, grown, n/4)
+	}
+}
+
+// TestSlotsReusedKeepCountsApart: keys that go idle are dropped and their
+// slots given to other keys while uses keep coming in; every key's usage is
+// still its own, exactly, and a dropped key's slot is reused rather than
+// the table growing.
+func TestSlotsReusedKeepCountsApart(t *testing.T) {
+	h := start(t, lastused.Options{WriteRate: -1})
+	const keys, rounds, perRound = 200, 12, 3
+	want := map[string]int64{}
+	at := t0
+	for round := range rounds {
+		// A fresh set of keys each round (the last round's go idle), used
+		// from several goroutines while flushes run.
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for k := g; k < keys; k += 4 {
+					id := fmt.Sprintf("kgc_r%d_k%03d", round, k)
+					for range perRound {
+						h.tr.Record(id, fmt.Sprintf("team-%d", k%7), time.Time{}, at)
+					}
+					h.tr.RecordFailure(id, fmt.Sprintf("team-%d", k%7), time.Time{}, at)
+				}
+			})
+		}
+		for i := range 3 {
+			h.tick(at.Add(time.Duration(i+1) * lastused.Tick))
+		}
+		wg.Wait()
+		for k := range keys {
+			want[fmt.Sprintf("kgc_r%d_k%03d", round, k)] = perRound
+		}
+		at = at.Add(lastused.SweepEvery + lastused.Idle) // all of this round's keys idle
+		h.tick(at)
+		h.tick(at.Add(lastused.Tick))
+	}
+	h.tr.Close()
+	sums, _ := h.st.usageSums()
+	got := map[string]int64{}
+	fails := map[string]int64{}
+	for k, u := range sums {
+		id := k[:strings.Index(k, "@")]
+		if strings.HasPrefix(id, "kgc_r") {
+			var r, n int
+			fmt.Sscanf(id, "kgc_r%d_k%03d", &r, &n)
+			if wantTeam := fmt.Sprintf("team-%d", n%7); u.team != wantTeam {
+				t.Errorf("%s counted for team %q, want %q", id, u.team, wantTeam)
+			}
+		}
+		got[id] += u.tokens
+		fails[id] += u.failures
+	}
+	for id, n := range want {
+		if got[id] != n || fails[id] != 1 {
+			t.Errorf("%s: %d tokens, %d failures; want %d and 1", id, got[id], fails[id], n)
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok && strings.HasPrefix(id, "kgc_") {
+			t.Errorf("usage for %s, a key never used", id)
+		}
+	}
+	// Each round's keys took the slots the rounds before left in their
+	// shards: the table holds what the fullest round put in each shard
+	// (about three rounds' worth at under one key per shard), not every
+	// round's (2 400 and the harness's barrier keys).
+	if s := h.tr.Slots(); s > keys*rounds/2 {
+		t.Errorf("%d slots handed out for %d keys at a time in %d rounds: dropped slots are not reused", s, keys, rounds)
 	}
 }
 
