@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -100,15 +101,31 @@ type Config struct {
 // million keys held a million of those (a header map, a URL and a dozen
 // more objects each), over a gigabyte the load generator's collector
 // marked on the cores it shares with the server under test, and only in
-// the runs over many keys (BenchmarkTargetsMemory).
+// the runs over many keys (BenchmarkTargetsMemory). The headers are one
+// block of bytes and their ends, not a string each: a million strings were
+// still a million objects for that collector to mark at every cycle.
 type targets struct {
-	bases []*http.Request // one per base URL, without Authorization
-	auths []string        // one per credential; "" for none (JWKS)
-	body  []byte          // the form, nil for GET
+	bases    []*http.Request // one per base URL, without Authorization
+	auths    []byte          // every credential's Authorization header, one after another
+	authEnds []int           // where each ends in auths; one 0 for none (JWKS)
+	body     []byte          // the form, nil for GET
 }
 
 // count is the number of distinct requests: every credential to every base.
-func (ts *targets) count() int64 { return int64(len(ts.bases)) * int64(len(ts.auths)) }
+func (ts *targets) count() int64 { return int64(len(ts.bases)) * int64(len(ts.authEnds)) }
+
+// auth is credential i's Authorization header, "" for none. It shares the
+// block's memory, which nothing changes once prepared.
+func (ts *targets) auth(i int64) string {
+	start := 0
+	if i > 0 {
+		start = ts.authEnds[i-1]
+	}
+	if ts.authEnds[i] == start {
+		return ""
+	}
+	return unsafe.String(&ts.auths[start], ts.authEnds[i]-start)
+}
 
 // request is target n mod count, for ctx: credential by credential, each
 // to every base URL in turn, so request n goes to base n mod len(bases).
@@ -116,7 +133,7 @@ func (ts *targets) request(ctx context.Context, n int64) *http.Request {
 	i := n % ts.count()
 	base := ts.bases[i%int64(len(ts.bases))]
 	req := base.WithContext(ctx)
-	if auth := ts.auths[i/int64(len(ts.bases))]; auth != "" {
+	if auth := ts.auth(i / int64(len(ts.bases))); auth != "" {
 		h := make(http.Header, len(base.Header)+1)
 		maps.Copy(h, base.Header)
 		h["Authorization"] = []string{auth}
@@ -176,6 +193,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The targets hold what the requests need; cfg lives on to the end of
+	// the run, and its credentials (two strings each) need not.
+	cfg.Credentials = nil
 	dialTimeout := 30 * time.Second
 	if cfg.Timeout > 0 {
 		dialTimeout = cfg.Timeout
@@ -293,9 +313,16 @@ func normalize(cfg Config) (Config, error) {
 
 // BasicAuth is the Authorization header for c: RFC 6749 §2.3.1 form-encodes
 // ID and secret before Base64.
-func BasicAuth(c Credential) string {
+func BasicAuth(c Credential) string { return string(appendBasicAuth(nil, c)) }
+
+func appendBasicAuth(dst []byte, c Credential) []byte {
 	raw := url.QueryEscape(c.ID) + ":" + url.QueryEscape(c.Secret)
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(raw))
+	return base64.StdEncoding.AppendEncode(append(dst, "Basic "...), []byte(raw))
+}
+
+// basicAuthLen is len(BasicAuth(c)).
+func basicAuthLen(c Credential) int {
+	return len("Basic ") + base64.StdEncoding.EncodedLen(len(url.QueryEscape(c.ID))+1+len(url.QueryEscape(c.Secret)))
 }
 
 // prepare builds what every request is made from: a request per base URL
@@ -334,12 +361,18 @@ func prepare(cfg Config) (*targets, checkFunc, error) {
 		ts.bases = append(ts.bases, req)
 	}
 	if cfg.Endpoint == EndpointJWKS || len(cfg.Credentials) == 0 {
-		ts.auths = []string{""}
-	} else {
-		ts.auths = make([]string, len(cfg.Credentials))
-		for i, c := range cfg.Credentials {
-			ts.auths[i] = BasicAuth(c)
-		}
+		ts.authEnds = []int{0}
+		return ts, check, nil
+	}
+	size := 0
+	for _, c := range cfg.Credentials {
+		size += basicAuthLen(c)
+	}
+	ts.auths = make([]byte, 0, size)
+	ts.authEnds = make([]int, len(cfg.Credentials))
+	for i, c := range cfg.Credentials {
+		ts.auths = appendBasicAuth(ts.auths, c)
+		ts.authEnds[i] = len(ts.auths)
 	}
 	return ts, check, nil
 }

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +15,11 @@ import (
 // Authorization header and the form as its body; the prepared base
 // requests are never changed by it.
 func TestTargetsRequest(t *testing.T) {
-	creds := []Credential{{ID: "a", Secret: "1"}, {ID: "b", Secret: "2"}, {ID: "c", Secret: "3"}}
+	creds := []Credential{{ID: "a", Secret: "1"}, {ID: "b", Secret: "2"}, {ID: "c d", Secret: "3:/+"}}
+	// RFC 6749 §2.3.1: each form-encoded, then joined and Base64-encoded.
+	if got, want := BasicAuth(creds[2]), "Basic "+base64.StdEncoding.EncodeToString([]byte("c+d:3%3A%2F%2B")); got != want {
+		t.Fatalf("BasicAuth(%+v) = %q, want %q", creds[2], got, want)
+	}
 	cfg, err := normalize(Config{URL: "http://127.0.0.1:1", MoreURLs: []string{"http://127.0.0.1:2"}, Credentials: creds, Duration: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +63,37 @@ func TestTargetsRequest(t *testing.T) {
 	if req := ts.request(ctx, 3); req.Method != "GET" || req.URL.Path != JWKSPath || req.Header.Get("Authorization") != "" || req.Body != nil && req.Body != http.NoBody {
 		t.Errorf("JWKS request: %s %s, Authorization %q", req.Method, req.URL.Path, req.Header.Get("Authorization"))
 	}
+}
+
+// TestTargetsHoldNoObjectPerCredential: a run over many keys keeps their
+// Authorization headers in one block, so its collector has no object per
+// key to mark at every cycle of the run.
+func TestTargetsHoldNoObjectPerCredential(t *testing.T) {
+	const keys = 20_000
+	creds := make([]Credential, keys)
+	for i := range creds {
+		creds[i] = Credential{ID: fmt.Sprintf("kgc_%028d", i), Secret: fmt.Sprintf("s%042d", i)}
+	}
+	cfg, err := normalize(Config{URL: "http://127.0.0.1:1", Credentials: creds, Duration: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ts, _, err := prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapObjects) - int64(before.HeapObjects); grown > keys/100 {
+		t.Errorf("targets for %d keys added %d objects to the heap, want under %d", keys, grown, keys/100)
+	}
+	if got, want := ts.request(context.Background(), keys-1).Header.Get("Authorization"), BasicAuth(creds[keys-1]); got != want {
+		t.Errorf("the last key's header %q, want %q", got, want)
+	}
+	runtime.KeepAlive(creds)
 }
 
 // BenchmarkTargetsMemory reports what a run's prepared targets keep in the
