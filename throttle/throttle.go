@@ -34,13 +34,14 @@
 // (burst−1) intervals. A steady guesser is held to rate failures per
 // second after a burst of burst.
 //
-// Memory is bounded: each table (pairs, sources, recent successes) is a
-// set of LRU shards (github.com/hashicorp/golang-lru/v2), each with its
-// own lock, so no request takes a process-wide lock. Client IDs are kept
-// as 64-bit hashes, so an 8 KiB garbage client ID costs the same 16 bytes
-// as a real one. A request that succeeds reads the tables (shared locks of
-// two shards) and touches the success table at most once a minute per
-// pair; it allocates nothing once its pair is known.
+// Memory is bounded: the pair and source tables are sets of LRU shards
+// (github.com/hashicorp/golang-lru/v2), and the table of recent successes
+// one array of slots per shard that forgets the oldest success first
+// (successes.go), each shard with its own lock, so no request takes a
+// process-wide lock. Client IDs are kept as 64-bit hashes, so an 8 KiB
+// garbage client ID costs the same 16 bytes as a real one. A request that
+// succeeds reads the tables (shared locks of three shards) and writes the
+// success table at most once a minute per pair; it allocates nothing.
 //
 // Several instances (Config.Shared, store/redis) count failures together:
 // each failure is added to the shared buckets (one round trip, on the
@@ -51,10 +52,8 @@ package throttle
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -207,13 +206,7 @@ func hashID(id string) uint64 {
 }
 
 // shard picks a key's shard.
-func (p Pair) shard() int {
-	b := p.src.a.As16()
-	h := binary.LittleEndian.Uint64(b[:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[8:]), 31) ^ p.id
-	h ^= h >> 29
-	h *= 0xbf58476d1ce4e5b9
-	return int(h >> 58) // top 6 bits: 64 shards
-}
+func (p Pair) shard() int { return int(p.hash() >> 58) } // top 6 bits: 64 shards
 
 func (s Source) shard() int { return Pair{src: s}.shard() }
 
@@ -304,8 +297,8 @@ type Limiter struct {
 	cfg       Config
 	pairs     *table[Pair]
 	sources   *table[Source]
-	successes [shards]*lru.Cache[Pair, *atomic.Int64] // unix ns of the pair's last success
-	warned    atomic.Int64                            // unix ns of the last warning about Shared
+	successes *successTable
+	warned    atomic.Int64 // unix ns of the last warning about Shared
 }
 
 // New returns a Limiter, or nil when both buckets are off.
@@ -326,10 +319,7 @@ func New(cfg Config) *Limiter {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Limiter{cfg: cfg, pairs: newTable[Pair](cfg.MaxEntries), sources: newTable[Source](cfg.MaxEntries)}
-	per := max(1, cfg.MaxEntries/shards)
-	for i := range l.successes {
-		l.successes[i], _ = lru.New[Pair, *atomic.Int64](per)
-	}
+	l.successes = newSuccessTable(cfg.MaxEntries)
 	return l
 }
 
@@ -352,16 +342,16 @@ func (l *Limiter) Check(p Pair) time.Duration {
 		wait = b.blocked.Load() - now
 	}
 	if b := l.sources.peek(p.src.shard(), p.src); b != nil {
-		if w := b.blocked.Load() - now; w > wait && !l.recentSuccess(sh, p, now) {
+		if w := b.blocked.Load() - now; w > wait && !l.recentSuccess(p, now) {
 			wait = w
 		}
 	}
 	return time.Duration(max(wait, 0))
 }
 
-func (l *Limiter) recentSuccess(sh int, p Pair, now int64) bool {
-	at, ok := l.successes[sh].Peek(p)
-	return ok && now-at.Load() < int64(l.cfg.Recent)
+func (l *Limiter) recentSuccess(p Pair, now int64) bool {
+	at, ok := l.successes.last(p)
+	return ok && now-at < int64(l.cfg.Recent)
 }
 
 // Succeeded records that p authenticated: the pair stays clear of its
@@ -371,18 +361,7 @@ func (l *Limiter) Succeeded(p Pair) {
 	if l == nil {
 		return
 	}
-	now := l.cfg.Now().UnixNano()
-	c := l.successes[p.shard()]
-	if at, ok := c.Peek(p); ok {
-		if now-at.Load() >= int64(successRefresh) {
-			at.Store(now)
-			c.Get(p) // mark recently used
-		}
-		return
-	}
-	at := &atomic.Int64{}
-	at.Store(now)
-	c.Add(p, at)
+	l.successes.record(p, l.cfg.Now().UnixNano(), int64(successRefresh))
 }
 
 // Started says which buckets a failure emptied at the start of a new

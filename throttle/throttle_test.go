@@ -147,11 +147,7 @@ func TestTablesBounded(t *testing.T) {
 	if pairs > 640 || sources > 640 {
 		t.Fatalf("tables hold %d pairs and %d sources after 20000 of each, over the bound of 640", pairs, sources)
 	}
-	succ := 0
-	for _, s := range l.successes {
-		succ += s.Len()
-	}
-	if succ > 640 {
+	if succ := l.successes.len(); succ > 640 {
 		t.Fatalf("success table holds %d, over 640", succ)
 	}
 }
@@ -306,5 +302,60 @@ func TestSharedInstances(t *testing.T) {
 	a.Failed(context.Background(), p)
 	if w := cInst.Check(p); w != time.Second {
 		t.Fatalf("late instance: wait %v, want 1s", w)
+	}
+}
+
+// TestSuccessTableKeepsTheRecent: past its bound the success table
+// forgets the pairs that succeeded longest ago, not one that keeps
+// succeeding: an integration that authenticates every minute stays clear
+// of its source's bucket through a flood of one-time pairs, and is
+// forgotten once it stops while the flood goes on.
+func TestSuccessTableKeepsTheRecent(t *testing.T) {
+	c := newClock()
+	l := New(Config{Pair: Bucket{Burst: 3, Every: time.Second}, Source: Bucket{Burst: 5, Every: time.Second}, MaxEntries: 640, Now: c.now})
+	regular := PairOf(addr(t, "198.51.100.7"), "kgc_regular")
+	flood := func(minutes int, from int, regularToo bool) int {
+		for range minutes {
+			if regularToo {
+				l.Succeeded(regular)
+			}
+			for range 100 { // about one and a half new pairs per set a minute
+				a := netip.AddrFrom4([4]byte{10, byte(from >> 16), byte(from >> 8), byte(from)})
+				l.Succeeded(PairOf(a, "kgc_once"))
+				from++
+			}
+			c.advance(time.Minute)
+		}
+		return from
+	}
+	next := flood(60, 0, true)
+	if n := l.successes.len(); n > 640 {
+		t.Fatalf("the success table holds %d pairs, over its bound of 640", n)
+	}
+	if _, ok := l.successes.last(regular); !ok {
+		t.Fatal("a pair succeeding every minute was forgotten in a flood of 6 000 one-time pairs")
+	}
+	last := PairOf(netip.AddrFrom4([4]byte{10, byte((next - 1) >> 16), byte((next - 1) >> 8), byte(next - 1)}), "kgc_once")
+	if _, ok := l.successes.last(last); !ok {
+		t.Fatal("the latest success is not remembered")
+	}
+	flood(60, next, false)
+	if _, ok := l.successes.last(regular); ok {
+		t.Fatal("a pair that stopped an hour ago outlived 6 000 newer successes in a table of 640")
+	}
+}
+
+// TestSucceededDoesNotAllocate: the success path writes into the table's
+// fixed slots, a new pair included.
+func TestSucceededDoesNotAllocate(t *testing.T) {
+	c := newClock()
+	l := testLimiter(c)
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		i++
+		l.Succeeded(PairOf(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), "kgc_x"))
+	})
+	if allocs != 0 {
+		t.Fatalf("Succeeded of a new pair: %v allocations, want 0", allocs)
 	}
 }
