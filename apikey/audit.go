@@ -347,6 +347,8 @@ type AuditWorker struct {
 	lastPrune time.Time
 	lastGens  time.Time
 	gensEvery time.Duration // GenerationsEvery, or longer after a long walk
+	// since measures a walk's duration (time.Since; a test's clock).
+	since     func(time.Time) time.Duration
 	lastTeams time.Time
 	// ctx ends with Close: it bounds the walks, which may take minutes.
 	ctx    context.Context
@@ -378,7 +380,7 @@ func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
 	if opts.TeamsRepairEvery <= 0 {
 		opts.TeamsRepairEvery = DefaultTeamsRepairEvery
 	}
-	w := &AuditWorker{s: s, opts: opts, gensEvery: opts.GenerationsEvery, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &AuditWorker{s: s, opts: opts, gensEvery: opts.GenerationsEvery, since: time.Since, stop: make(chan struct{}), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	if w.opts.Ticks == nil {
 		w.ticker = time.NewTicker(config.AuditTick)
@@ -460,11 +462,15 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)
 		} else {
 			w.lastGens = now
-			// A walk that took long is not repeated at once: the next is
-			// due after GenerationsEvery or the walk's own duration,
-			// whichever is longer (a large store's walks then take about
-			// half the time, paced at a tenth of a core each).
-			w.gensEvery = max(w.opts.GenerationsEvery, time.Since(start))
+			// A walk that took long is not repeated at once: the next
+			// starts GenerationsEvery after this one started or as long
+			// after it ended as it took, whichever is later, so a large
+			// store walks about half the time, each walk paced at a tenth
+			// of a core. (lastGens is the walk's start: one duration from
+			// there was the next tick after the walk, and a store of ten
+			// million keys walked without a pause, 5 % of serve's CPU at
+			// two million keys in a profile; docs/scale.md.)
+			w.gensEvery = max(w.opts.GenerationsEvery, 2*w.since(start))
 		}
 	}
 	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {

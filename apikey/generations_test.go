@@ -249,6 +249,40 @@ func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
 	}
 }
 
+// TestAuditWorkerRestsAfterALongWalk: after a walk that took longer than
+// GenerationsEvery the next waits as long as that walk took, counted from
+// its end, so a store whose walks take minutes is walked half the time,
+// not without a pause.
+func TestAuditWorkerRestsAfterALongWalk(t *testing.T) {
+	ctx := context.Background()
+	svc, st, clk := openGenService(t)
+	k0, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Rotate(ctx, testReq, "acme", k0.ClientID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ticks := make(chan time.Time)
+	w := svc.StartAudit(AuditOptions{Ticks: ticks, GenerationsEvery: time.Minute})
+	defer w.Close()
+	w.since = func(time.Time) time.Duration { return 10 * time.Minute } // every walk "takes" 10 min; set before the first tick
+	tick := func(at time.Time) {
+		ticks <- at
+		ticks <- at
+	}
+	t0 := clk.now()
+	tick(t0) // the first walk, 10 min long: the grace has not ended at its start
+	tick(t0.Add(11 * time.Minute))
+	if revoked(t, st, k0.StatusIndex) {
+		t.Fatal("a walk began 1 min after a 10-min walk ended")
+	}
+	tick(t0.Add(20 * time.Minute))
+	if !revoked(t, st, k0.StatusIndex) {
+		t.Fatal("no walk 10 min after a 10-min walk ended")
+	}
+}
+
 // TestConfiguredAdminSecretIsANewGeneration: a start with a different
 // configured admin secret gives the admin key a new status index and sets
 // the replaced one's bit, as a grace-0 rotation does, so tokens minted with
