@@ -29,7 +29,7 @@ func (t *Tracker) EntryIDs(clientID string) (ids string, inline, ok bool) {
 	s := &t.entries.shards[sh]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	i, e, ok := s.find(t.entries, clientID, h)
+	i, e, ok := s.find(clientID, h)
 	if !ok {
 		return "", false, false
 	}

@@ -272,7 +272,7 @@ func (t *Tracker) note(clientID, teamID string, stored, now time.Time, u use) {
 	h, sh := t.entries.hash(clientID)
 	s := &t.entries.shards[sh]
 	s.mu.RLock()
-	i, e, ok := s.find(t.entries, clientID, h)
+	i, e, ok := s.find(clientID, h)
 	if ok {
 		t.count(makeRef(sh, i), e, teamID != "", now, u)
 		s.mu.RUnlock()
@@ -280,7 +280,7 @@ func (t *Tracker) note(clientID, teamID string, stored, now time.Time, u use) {
 	}
 	s.mu.RUnlock()
 	s.mu.Lock()
-	if i, e, ok = s.find(t.entries, clientID, h); !ok {
+	if i, e, ok = s.find(clientID, h); !ok {
 		i, e = s.add(clientID, teamID, h, t.serials.Add(1))
 		if !stored.IsZero() {
 			// The store already holds this use, so the coalescing window
@@ -343,7 +343,7 @@ func (t *Tracker) RecordUnknownFailure(clientID string, now time.Time) {
 	h, sh := t.entries.hash(clientID)
 	s := &t.entries.shards[sh]
 	s.mu.RLock()
-	s.find(t.entries, clientID, h)              // RecordFailure's lookup (an unknown ID has none)
+	s.find(clientID, h)                         // RecordFailure's lookup (an unknown ID has none)
 	t.count(0, &t.decoy, true, now, useFailure) // always queued: never listed
 	s.mu.RUnlock()
 }

@@ -141,7 +141,7 @@ func (s *shard) ids(e *entry, slot uint32) string {
 }
 
 // find returns the slot of clientID (hashed h) in s, under s's lock.
-func (s *shard) find(t *table, clientID string, h uint64) (uint32, *entry, bool) {
+func (s *shard) find(clientID string, h uint64) (uint32, *entry, bool) {
 	if i, ok := s.index[h]; ok {
 		e := s.entry(i)
 		if s.ids(e, i)[:e.idLen] == clientID {

@@ -1,7 +1,7 @@
-// Package shardmap is a concurrent map from strings to values for tables of
-// a million entries or more that the garbage collector must mark in every
-// cycle: the last-use tracker's entries (package lastused) and the Redis key
-// cache (store/redis/cache.go).
+// Package shardmap is a concurrent map from strings to values for tables
+// that may hold many entries: the Redis key cache's absences
+// (store/redis/cache.go). (The last-use tracker used it until its entries
+// moved to a table without pointers, lastused/table.go.)
 //
 // A sync.Map adds two small node objects of pointers per entry, and at a
 // million entries those were a large part of what every collection marked
