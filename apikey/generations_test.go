@@ -216,10 +216,14 @@ func TestDeleteRevokesBothGenerations(t *testing.T) {
 	}
 }
 
-// TestAuditWorkerSetsEndedGenerations: the audit worker's round runs
-// RevokeEndedGenerations on its injected ticks, at most every
-// GenerationsEvery.
-func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
+// rotatedWithAudit is a store with one key rotated with a minute of grace
+// and an audit worker on injected ticks: tick runs one round at a time
+// (the unbuffered second send returns once the first round is done), and
+// ended reports whether the rotated secret's status bit is set. since,
+// when not nil, replaces the clock that times the worker's walks; it is
+// set before the first tick, which the loop receives after it.
+func rotatedWithAudit(t *testing.T, every time.Duration, since func(time.Time) time.Duration) (t0 time.Time, tick func(time.Time), ended func() bool) {
+	t.Helper()
 	ctx := context.Background()
 	svc, st, clk := openGenService(t)
 	k0, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
@@ -230,21 +234,30 @@ func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
 		t.Fatal(err)
 	}
 	ticks := make(chan time.Time)
-	w := svc.StartAudit(AuditOptions{Ticks: ticks, GenerationsEvery: 10 * time.Minute})
-	defer w.Close()
-	tick := func(at time.Time) {
-		// Unbuffered: the second send returns once the first round is done.
+	w := svc.StartAudit(AuditOptions{Ticks: ticks, GenerationsEvery: every})
+	t.Cleanup(w.Close)
+	if since != nil {
+		w.since = since
+	}
+	tick = func(at time.Time) {
 		ticks <- at
 		ticks <- at
 	}
-	t0 := clk.now()
+	return clk.now(), tick, func() bool { return revoked(t, st, k0.StatusIndex) }
+}
+
+// TestAuditWorkerSetsEndedGenerations: the audit worker's round runs
+// RevokeEndedGenerations on its injected ticks, at most every
+// GenerationsEvery.
+func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
+	t0, tick, ended := rotatedWithAudit(t, 10*time.Minute, nil)
 	tick(t0) // a round (the first always walks): nothing ended yet
 	tick(t0.Add(2 * time.Minute))
-	if revoked(t, st, k0.StatusIndex) {
+	if ended() {
 		t.Fatal("bit set by a round within GenerationsEvery of the last walk")
 	}
 	tick(t0.Add(10 * time.Minute))
-	if !revoked(t, st, k0.StatusIndex) {
+	if !ended() {
 		t.Fatal("bit of a generation whose grace ended not set by the round after GenerationsEvery")
 	}
 }
@@ -254,31 +267,15 @@ func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
 // its end, so a store whose walks take minutes is walked half the time,
 // not without a pause.
 func TestAuditWorkerRestsAfterALongWalk(t *testing.T) {
-	ctx := context.Background()
-	svc, st, clk := openGenService(t)
-	k0, _, err := svc.Create(ctx, testReq, NewKey{Team: "acme", Name: "a", Permissions: []string{"accounting_api"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := svc.Rotate(ctx, testReq, "acme", k0.ClientID, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	ticks := make(chan time.Time)
-	w := svc.StartAudit(AuditOptions{Ticks: ticks, GenerationsEvery: time.Minute})
-	defer w.Close()
-	w.since = func(time.Time) time.Duration { return 10 * time.Minute } // every walk "takes" 10 min; set before the first tick
-	tick := func(at time.Time) {
-		ticks <- at
-		ticks <- at
-	}
-	t0 := clk.now()
+	tenMinutes := func(time.Time) time.Duration { return 10 * time.Minute } // every walk "takes" 10 min
+	t0, tick, ended := rotatedWithAudit(t, time.Minute, tenMinutes)
 	tick(t0) // the first walk, 10 min long: the grace has not ended at its start
 	tick(t0.Add(11 * time.Minute))
-	if revoked(t, st, k0.StatusIndex) {
+	if ended() {
 		t.Fatal("a walk began 1 min after a 10-min walk ended")
 	}
 	tick(t0.Add(20 * time.Minute))
-	if !revoked(t, st, k0.StatusIndex) {
+	if !ended() {
 		t.Fatal("no walk 10 min after a 10-min walk ended")
 	}
 }

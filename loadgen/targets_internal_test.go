@@ -65,35 +65,49 @@ func TestTargetsRequest(t *testing.T) {
 	}
 }
 
-// TestTargetsHoldNoObjectPerCredential: a run over many keys keeps their
-// Authorization headers in one block, so its collector has no object per
-// key to mark at every cycle of the run.
-func TestTargetsHoldNoObjectPerCredential(t *testing.T) {
-	const keys = 20_000
-	creds := make([]Credential, keys)
+// manyKeys is a normalized Config over n generated credentials.
+func manyKeys(tb testing.TB, n int) Config {
+	tb.Helper()
+	creds := make([]Credential, n)
 	for i := range creds {
 		creds[i] = Credential{ID: fmt.Sprintf("kgc_%028d", i), Secret: fmt.Sprintf("s%042d", i)}
 	}
 	cfg, err := normalize(Config{URL: "http://127.0.0.1:1", Credentials: creds, Duration: 1})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return cfg
+}
+
+// prepareMeasured prepares cfg's targets and reports what they added to
+// the heap after a collection: bytes and objects.
+func prepareMeasured(tb testing.TB, cfg Config) (ts *targets, bytes, objects int64) {
+	tb.Helper()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	ts, _, err := prepare(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if grown := int64(after.HeapObjects) - int64(before.HeapObjects); grown > keys/100 {
+	return ts, int64(after.HeapAlloc) - int64(before.HeapAlloc), int64(after.HeapObjects) - int64(before.HeapObjects)
+}
+
+// TestTargetsHoldNoObjectPerCredential: a run over many keys keeps their
+// Authorization headers in one block, so its collector has no object per
+// key to mark at every cycle of the run.
+func TestTargetsHoldNoObjectPerCredential(t *testing.T) {
+	const keys = 20_000
+	cfg := manyKeys(t, keys)
+	ts, _, grown := prepareMeasured(t, cfg)
+	if grown > keys/100 {
 		t.Errorf("targets for %d keys added %d objects to the heap, want under %d", keys, grown, keys/100)
 	}
-	if got, want := ts.request(context.Background(), keys-1).Header.Get("Authorization"), BasicAuth(creds[keys-1]); got != want {
+	if got, want := ts.request(context.Background(), keys-1).Header.Get("Authorization"), BasicAuth(cfg.Credentials[keys-1]); got != want {
 		t.Errorf("the last key's header %q, want %q", got, want)
 	}
-	runtime.KeepAlive(creds)
 }
 
 // BenchmarkTargetsMemory reports what a run's prepared targets keep in the
@@ -102,26 +116,13 @@ func TestTargetsHoldNoObjectPerCredential(t *testing.T) {
 // every cycle of the run, on the cores the server under test uses too.
 func BenchmarkTargetsMemory(b *testing.B) {
 	const keys = 100_000
-	creds := make([]Credential, keys)
-	for i := range creds {
-		creds[i] = Credential{ID: fmt.Sprintf("kgc_%028d", i), Secret: fmt.Sprintf("s%042d", i)}
-	}
-	cfg, err := normalize(Config{URL: "http://127.0.0.1:1", Credentials: creds, Duration: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var before, after runtime.MemStats
+	cfg := manyKeys(b, keys)
+	var bytes, objects int64
 	for b.Loop() {
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		ts, _, err := prepare(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
+		var ts *targets
+		ts, bytes, objects = prepareMeasured(b, cfg)
 		runtime.KeepAlive(ts)
 	}
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/keys, "B/key")
-	b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/keys, "objects/key")
+	b.ReportMetric(float64(bytes)/keys, "B/key")
+	b.ReportMetric(float64(objects)/keys, "objects/key")
 }
