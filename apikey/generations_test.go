@@ -246,37 +246,36 @@ func rotatedWithAudit(t *testing.T, every time.Duration, since func(time.Time) t
 	return clk.now(), tick, func() bool { return revoked(t, st, k0.StatusIndex) }
 }
 
-// TestAuditWorkerSetsEndedGenerations: the audit worker's round runs
+// TestAuditWorkerWalkCadence: the audit worker's round runs
 // RevokeEndedGenerations on its injected ticks, at most every
-// GenerationsEvery.
-func TestAuditWorkerSetsEndedGenerations(t *testing.T) {
-	t0, tick, ended := rotatedWithAudit(t, 10*time.Minute, nil)
-	tick(t0) // a round (the first always walks): nothing ended yet
-	tick(t0.Add(2 * time.Minute))
-	if ended() {
-		t.Fatal("bit set by a round within GenerationsEvery of the last walk")
-	}
-	tick(t0.Add(10 * time.Minute))
-	if !ended() {
-		t.Fatal("bit of a generation whose grace ended not set by the round after GenerationsEvery")
-	}
-}
-
-// TestAuditWorkerRestsAfterALongWalk: after a walk that took longer than
-// GenerationsEvery the next waits as long as that walk took, counted from
-// its end, so a store whose walks take minutes is walked half the time,
-// not without a pause.
-func TestAuditWorkerRestsAfterALongWalk(t *testing.T) {
+// GenerationsEvery; after a walk that took longer, the next waits as long
+// as that walk took, counted from its end, so a store whose walks take
+// minutes is walked half the time, not without a pause. Each case: the
+// first round walks (the grace has not ended at its start), a round at
+// quiet does not walk, one at due does and sets the ended secret's bit.
+func TestAuditWorkerWalkCadence(t *testing.T) {
 	tenMinutes := func(time.Time) time.Duration { return 10 * time.Minute } // every walk "takes" 10 min
-	t0, tick, ended := rotatedWithAudit(t, time.Minute, tenMinutes)
-	tick(t0) // the first walk, 10 min long: the grace has not ended at its start
-	tick(t0.Add(11 * time.Minute))
-	if ended() {
-		t.Fatal("a walk began 1 min after a 10-min walk ended")
-	}
-	tick(t0.Add(20 * time.Minute))
-	if !ended() {
-		t.Fatal("no walk 10 min after a 10-min walk ended")
+	for _, c := range []struct {
+		name       string
+		every      time.Duration
+		since      func(time.Time) time.Duration
+		quiet, due time.Duration
+	}{
+		{"walks every GenerationsEvery", 10 * time.Minute, nil, 2 * time.Minute, 10 * time.Minute},
+		{"rests after a long walk as long as it took", time.Minute, tenMinutes, 11 * time.Minute, 20 * time.Minute},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t0, tick, ended := rotatedWithAudit(t, c.every, c.since)
+			tick(t0)
+			tick(t0.Add(c.quiet))
+			if ended() {
+				t.Fatalf("a walk ran at +%v", c.quiet)
+			}
+			tick(t0.Add(c.due))
+			if !ended() {
+				t.Fatalf("no walk by +%v", c.due)
+			}
+		})
 	}
 }
 
