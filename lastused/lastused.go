@@ -486,28 +486,25 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	t.prunedHour = hour
 }
 
-// clientID is the client ID of r's entry e, over the table's memory.
-func (t *Tracker) clientID(r ref, e *entry) string {
+// joinedIDs is r's client ID and team ID joined: over the table's memory
+// when the entry keeps them (copy it to keep it), else the shard's long
+// map's string, read under its lock (other keys come and go in that map).
+func (t *Tracker) joinedIDs(r ref, e *entry) string {
 	s := &t.entries.shards[r.shard()]
 	if e.idsLen <= inlineIDs {
-		return s.ids(e, r.slot())[:e.idLen]
+		return s.ids(e, r.slot())
 	}
-	s.mu.RLock() // the long map changes under the lock as other keys come and go
+	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.ids(e, r.slot())[:e.idLen]
+	return s.ids(e, r.slot())
 }
+
+// clientID is the client ID of r's entry e (see joinedIDs).
+func (t *Tracker) clientID(r ref, e *entry) string { return t.joinedIDs(r, e)[:e.idLen] }
 
 // ids is r's client ID and team ID, copied.
 func (t *Tracker) ids(r ref, e *entry) (clientID, teamID string) {
-	s := &t.entries.shards[r.shard()]
-	var all string
-	if e.idsLen <= inlineIDs {
-		all = strings.Clone(s.ids(e, r.slot()))
-	} else {
-		s.mu.RLock()
-		all = s.ids(e, r.slot())
-		s.mu.RUnlock()
-	}
+	all := strings.Clone(t.joinedIDs(r, e))
 	return all[:e.idLen], all[e.idLen:]
 }
 

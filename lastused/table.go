@@ -124,11 +124,7 @@ func (t *table) hash(clientID string) (uint64, int) {
 
 // at is the entry r names. Safe without the shard's lock for a slot the
 // caller knows to be in use: slabs are never freed or moved.
-func (t *table) at(r ref) *entry {
-	s := &t.shards[r.shard()]
-	i := r.slot()
-	return &(*s.slabs.Load())[i/slabSize][i%slabSize]
-}
+func (t *table) at(r ref) *entry { return t.shards[r.shard()].entry(r.slot()) }
 
 // ids is e's client ID and team ID joined; s's lock (either) or the flush
 // ownership of a slot in use makes it stable. The string is over the
