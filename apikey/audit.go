@@ -313,11 +313,19 @@ type AuditOptions struct {
 	// everything from AuditPruneSlack before it, whatever the retention:
 	// an undelivered event is never pruned. An error skips the prune.
 	Hold func(ctx context.Context) (time.Time, error)
-	// GenerationsEvery is the least time between two
-	// Service.RevokeEndedGenerations runs (which walk every key): how late,
-	// at most, the status bit of a secret whose grace period ended is set,
-	// to within one tick. Default DefaultGenerationsEvery.
+	// GenerationsEvery is the least time between two reads of the status
+	// schedule (Service.RevokeDueStatusChecks), or between two walks of
+	// every key (Service.RevokeEndedGenerations) on a store whose schedule
+	// is not complete or that has none: how late, at most, the status bit
+	// of a secret whose grace period ended is set, to within one tick.
+	// Default DefaultGenerationsEvery.
 	GenerationsEvery time.Duration
+	// StatusRepairEvery is the least time between two walks of every key
+	// once the store's status schedule is complete: the walk then only
+	// repairs what the schedule cannot know of (a key changed by a release
+	// without it). The first is StatusRepairEvery after the first round.
+	// Default DefaultStatusRepairEvery.
+	StatusRepairEvery time.Duration
 	// TeamsRepairEvery is the least time between two repair walks of a
 	// store's team registry (store.TeamRegistry; Redis): how long, at
 	// most, a drift left by a crash between two writes lasts, to within one
@@ -336,6 +344,9 @@ const DefaultTeamsRepairEvery = time.Minute
 // (Auth.TokenExpiry); the bit is for the tokens minted before the rotation.
 const DefaultGenerationsEvery = time.Minute
 
+// DefaultStatusRepairEvery: see AuditOptions.StatusRepairEvery.
+const DefaultStatusRepairEvery = 6 * time.Hour
+
 // AuditWorker is the background side of the audit trail: it stores folded
 // refused calls, feeds the operator-wide stream (store.MoveAudit) and
 // prunes events past retention; it also prunes the deny list's expired
@@ -346,7 +357,11 @@ type AuditWorker struct {
 	opts      AuditOptions
 	lastPrune time.Time
 	lastGens  time.Time
-	gensEvery time.Duration // GenerationsEvery, or longer after a long walk
+	// lastWalk is the start of the last complete RevokeEndedGenerations
+	// walk (or the first round's time, where the schedule made a walk at
+	// start unnecessary); walkEvery is the least time to the next.
+	lastWalk  time.Time
+	walkEvery time.Duration
 	// since measures a walk's duration (time.Since; a test's clock).
 	since     func(time.Time) time.Duration
 	lastTeams time.Time
@@ -380,7 +395,10 @@ func (s *Service) StartAudit(opts AuditOptions) *AuditWorker {
 	if opts.TeamsRepairEvery <= 0 {
 		opts.TeamsRepairEvery = DefaultTeamsRepairEvery
 	}
-	w := &AuditWorker{s: s, opts: opts, gensEvery: opts.GenerationsEvery, since: time.Since, stop: make(chan struct{}), done: make(chan struct{})}
+	if opts.StatusRepairEvery <= 0 {
+		opts.StatusRepairEvery = DefaultStatusRepairEvery
+	}
+	w := &AuditWorker{s: s, opts: opts, since: time.Since, stop: make(chan struct{}), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	if w.opts.Ticks == nil {
 		w.ticker = time.NewTicker(config.AuditTick)
@@ -451,27 +469,8 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			}
 		}
 	}
-	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.gensEvery) {
-		// A walk of every key, paced (pace.go): its own deadline, as long
-		// as a paced walk of millions of keys needs, and Close's.
-		start := time.Now()
-		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
-		_, err := w.s.RevokeEndedGenerations(wctx, now)
-		cancel()
-		if err != nil {
-			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)
-		} else {
-			w.lastGens = now
-			// A walk that took long is not repeated at once: the next
-			// starts GenerationsEvery after this one started or as long
-			// after it ended as it took, whichever is later, so a large
-			// store walks about half the time, each walk paced at a tenth
-			// of a core. (lastGens is the walk's start: one duration from
-			// there was the next tick after the walk, and a store of ten
-			// million keys walked without a pause, 5 % of serve's CPU at
-			// two million keys in a profile; docs/scale.md.)
-			w.gensEvery = max(w.opts.GenerationsEvery, 2*w.since(start))
-		}
+	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.opts.GenerationsEvery) {
+		w.statusRound(now)
 	}
 	if final || now.Sub(w.lastPrune) < w.opts.PruneEvery {
 		return
@@ -500,6 +499,61 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 			return
 		}
 	}
+}
+
+// statusRound sets the status bits that are due: from the schedule when
+// the store's is complete, by a walk of every key when it is not (every
+// GenerationsEvery) or when a repair is due (every StatusRepairEvery).
+func (w *AuditWorker) statusRound(now time.Time) {
+	ctx, cancel := context.WithTimeout(w.ctx, roundTimeout)
+	complete, err := scheduleComplete(ctx, w.s.store)
+	cancel()
+	if err != nil {
+		w.s.log.Warn("status list: could not tell whether the status schedule is complete; retried next round", "err", err)
+		return
+	}
+	if complete && w.lastWalk.IsZero() {
+		w.lastWalk, w.walkEvery = now, w.opts.StatusRepairEvery
+	}
+	if w.lastWalk.IsZero() || now.Sub(w.lastWalk) >= w.walkEvery {
+		// A walk of every key, paced (pace.go): its own deadline, as long
+		// as a paced walk of millions of keys needs, and Close's.
+		start := time.Now()
+		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
+		_, err := w.s.RevokeEndedGenerations(wctx, now)
+		cancel()
+		if err != nil {
+			w.s.log.Warn("status list: setting the bits of ended secrets failed; retried next round", "err", err)
+			return
+		}
+		w.lastGens, w.lastWalk = now, now
+		// A walk that took long is not repeated at once: the next starts
+		// one period after this one started or as long after it ended as
+		// it took, whichever is later, so a large store walks at most
+		// half the time, each walk paced at a tenth of a core. (lastWalk
+		// is the walk's start: one period from there was the next tick
+		// after the walk, and a store of ten million keys walked without
+		// a pause, 5 % of serve's CPU at two million keys in a profile;
+		// docs/scale.md.)
+		every := w.opts.GenerationsEvery
+		ctx, cancel := context.WithTimeout(w.ctx, roundTimeout)
+		// A complete walk completes the schedule (RevokeEndedGenerations).
+		if complete, _ = scheduleComplete(ctx, w.s.store); complete {
+			every = w.opts.StatusRepairEvery
+		}
+		cancel()
+		w.walkEvery = max(every, 2*w.since(start))
+	}
+	if !complete {
+		return // the walk does what the schedule would, at its own pace
+	}
+	ctx, cancel = context.WithTimeout(w.ctx, walkTimeout)
+	defer cancel()
+	if _, err := w.s.RevokeDueStatusChecks(ctx, now); err != nil {
+		w.s.log.Warn("status list: setting the bits the status schedule holds failed; retried next round", "err", err)
+		return
+	}
+	w.lastGens = now
 }
 
 // Close stops the worker and stores every folded refused call.

@@ -151,6 +151,9 @@ func (s *Service) setAdminSecret(ctx context.Context, clientID string, hash []by
 		return fmt.Errorf("allocate status index for admin key %s: %w", clientID, err)
 	}
 	rotated := s.newEvent(bootstrapRequest, store.AuditKeyRotated, "", clientID)
+	if err := s.scheduleStatusCheck(ctx, clientID, now); err != nil {
+		return fmt.Errorf("admin key %s: %w", clientID, err)
+	}
 	var old store.Key
 	_, err = s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
 		old = k

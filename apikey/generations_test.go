@@ -34,16 +34,22 @@ func (r *revokeFails) RevokeStatus(ctx context.Context, idx int64) error {
 }
 
 func openGenService(t *testing.T) (*Service, *revokeFails, *clock) {
+	return openWrapped(t, func(st store.Store) *revokeFails { return &revokeFails{Store: st} })
+}
+
+// openWrapped opens a Service on a fresh store wrapped by wrap, with a
+// clock of its own that starts at a fixed time.
+func openWrapped[W store.Store](t *testing.T, wrap func(store.Store) W) (*Service, W, *clock) {
 	t.Helper()
 	st, mk := FreshStore(t)
 	clk := &clock{}
 	clk.t.Store(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC).UnixNano())
-	rf := &revokeFails{Store: st}
-	svc, err := Open(context.Background(), Config{Store: rf, MasterKey: mk, Now: clk.now})
+	w := wrap(st)
+	svc, err := Open(context.Background(), Config{Store: w, MasterKey: mk, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svc, rf, clk
+	return svc, w, clk
 }
 
 // revoked reports whether idx's bit is set in the stored list.

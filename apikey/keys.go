@@ -1,7 +1,6 @@
 package apikey
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -185,6 +184,11 @@ func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string,
 	}
 	ev := s.newEvent(by, store.AuditKeyRotated, team, clientID)
 	now := ev.Time
+	// The schedule's entry first (statusschedule.go): the replaced
+	// generation's bit is due when its grace period ends.
+	if err := s.scheduleStatusCheck(ctx, clientID, now.Add(grace)); err != nil {
+		return store.Key{}, "", fmt.Errorf("rotate key %s: %w", clientID, err)
+	}
 	// One atomic read-modify-write: the hash that becomes the previous one is
 	// the hash current at the moment of the write, even when two rotations
 	// race. The function is pure, as UpdateKey requires (it may run twice),
@@ -250,104 +254,6 @@ func (s *Service) revokeEnded(ctx context.Context, indices []int64) error {
 		}
 	}
 	return nil
-}
-
-// RevokeEndedGenerations is the background half of Rotate: it sets the
-// status bit of every key's previous secret generation that is no longer
-// live at now (a grace period that ran out, a grace-0 rotation whose own
-// revoke failed, or a previous secret reported leaked) and then clears the
-// key's PreviousStatusIndex and PreviousSecretHash (which also takes the
-// ended secret out of the store's secret index), so each index is set
-// once. It also sets the bit of every suspended current generation
-// (ReportLeaked) that is not set yet, and mends the status entries of a
-// key whose suspension they do not show (a failed or raced
-// syncSuspension), reading the status list once. It returns how many
-// entries or keys it mended. A failure on one key
-// is returned after the others were tried; running it again is harmless
-// (RevokeStatus is idempotent, the clear is conditional). It walks every
-// key (store.ForEachKey), so AuditWorker runs it at most every
-// AuditOptions.GenerationsEvery.
-func (s *Service) RevokeEndedGenerations(ctx context.Context, now time.Time) (int, error) {
-	type ended struct {
-		clientID string
-		idx      int64
-	}
-	// The list is read before the walk: an entry that disagrees with a
-	// record read after it is rewritten (an entry changed in between only
-	// makes a write that was due anyway, or one syncSuspension checks).
-	l, err := s.store.StatusList(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("read status list: %w", err)
-	}
-	var due []ended
-	var suspended []int64
-	var mismatched []string // keys whose suspension the entries do not show
-	var pace walkPacer      // a tenth of a core at most (pace.go)
-	err = s.store.ForEachKey(ctx, func(k store.Key) error {
-		if err := pace.step(ctx); err != nil {
-			return err
-		}
-		if k.PreviousStatusIndex != 0 && !PreviousSecretLive(k, now) {
-			due = append(due, ended{k.ClientID, k.PreviousStatusIndex})
-		}
-		if SecretSuspended(k) && k.StatusIndex != 0 && l.Entry(k.StatusIndex) != store.StatusInvalid {
-			suspended = append(suspended, k.StatusIndex)
-		}
-		if !suspensionShown(k, l) {
-			mismatched = append(mismatched, k.ClientID)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("find ended secret generations: %w", err)
-	}
-	n := 0
-	var firstErr error
-	for _, idx := range suspended {
-		if err := s.store.RevokeStatus(ctx, idx); err != nil {
-			firstErr = cmp.Or(firstErr, fmt.Errorf("revoke status of a suspended secret: %w", err))
-			continue
-		}
-		n++
-	}
-	for _, id := range mismatched {
-		// Read again: the record decides, as it is now.
-		k, err := s.store.GetKey(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err == nil {
-			err = s.syncSuspension(ctx, k)
-		}
-		if err != nil {
-			firstErr = cmp.Or(firstErr, fmt.Errorf("status entries of key %s's suspension: %w", id, err))
-			continue
-		}
-		n++
-	}
-	for _, e := range due {
-		if err := s.store.RevokeStatus(ctx, e.idx); err != nil {
-			firstErr = cmp.Or(firstErr, fmt.Errorf("revoke status of key %s's ended secret: %w", e.clientID, err))
-			continue
-		}
-		n++
-		// The bit is set: forget the index, unless a rotation in between
-		// recorded another one (whose own time will come).
-		_, err := s.store.UpdateKey(ctx, e.clientID, func(k store.Key) (store.Key, error) {
-			if k.PreviousStatusIndex != e.idx {
-				return store.Key{}, errGenerationMoved
-			}
-			k.PreviousStatusIndex = 0
-			if !PreviousSecretLive(k, now) {
-				k.PreviousSecretHash = nil
-			}
-			return k, nil
-		})
-		if err != nil && !errors.Is(err, errGenerationMoved) && !errors.Is(err, store.ErrNotFound) {
-			firstErr = cmp.Or(firstErr, fmt.Errorf("clear key %s's ended status index: %w", e.clientID, err))
-		}
-	}
-	return n, firstErr
 }
 
 // errGenerationMoved: the key's previous generation changed since the walk
@@ -434,6 +340,14 @@ func (s *Service) Update(ctx context.Context, by Request, team, clientID string,
 	// The key.updated event is written with the change; the store names
 	// the changed fields in it as changed does (store.ChangedFields).
 	ev := s.newEvent(by, store.AuditKeyUpdated, team, clientID)
+	if ch.Disabled != nil {
+		// A suspension or resumption's entries follow the record below
+		// (syncSuspension); the schedule's entry first, for the round
+		// that mends them if they do not (statusschedule.go).
+		if err := s.scheduleStatusCheck(ctx, clientID, ev.Time); err != nil {
+			return store.Key{}, nil, fmt.Errorf("update key %s: %w", clientID, err)
+		}
+	}
 	k, err := s.store.UpdateKey(ctx, clientID, func(k store.Key) (store.Key, error) {
 		changed = changed[:0] // UpdateKey may run this more than once
 		if k.TeamID != team {

@@ -104,6 +104,11 @@ var errNotLive = errors.New("reported secret is not live")
 func (s *Service) cutOff(ctx context.Context, by Request, k store.Key, h []byte) (bool, error) {
 	ev := s.newEvent(by, store.AuditSecretLeaked, k.TeamID, k.ClientID)
 	now := ev.Time
+	// The schedule's entry first (statusschedule.go): if the bit below
+	// cannot be set, the next round sets it.
+	if err := s.scheduleStatusCheck(ctx, k.ClientID, now); err != nil {
+		return false, fmt.Errorf("suspend leaked secret of key %s: %w", k.ClientID, err)
+	}
 	var ended int64
 	var which string
 	_, err := s.store.UpdateKey(ctx, k.ClientID, func(c store.Key) (store.Key, error) {
@@ -134,7 +139,7 @@ func (s *Service) cutOff(ctx context.Context, by Request, k store.Key, h []byte)
 	}
 	if ended != 0 {
 		if err := s.store.RevokeStatus(ctx, ended); err != nil {
-			return true, fmt.Errorf("suspend leaked secret of key %s: revoke status (set by the next background round): %w", k.ClientID, err)
+			return true, fmt.Errorf("suspend leaked secret of key %s: revoke status (set by the next background round, within a minute): %w", k.ClientID, err)
 		}
 	}
 	ev.Fields = []string{which}

@@ -133,13 +133,12 @@ func Seed(ctx context.Context, st store.Store, mk *MasterKey, opts SeedOptions) 
 
 	// A store without a pepper holds no key: when this seed writes every
 	// key there is, each checked against opts.Catalog, the first start
-	// need not walk them again (keycheck.go).
-	fresh := false
-	if opts.Catalog != nil {
-		var err error
-		if fresh, err = singletonAbsent(ctx, st, pepperName); err != nil {
-			return SeedResult{}, fmt.Errorf("seed: %w", err)
-		}
+	// need not walk them again (keycheck.go); and none of them has a
+	// secret generation to end, so the status schedule is complete
+	// (statusschedule.go).
+	fresh, err := singletonAbsent(ctx, st, pepperName)
+	if err != nil {
+		return SeedResult{}, fmt.Errorf("seed: %w", err)
 	}
 	hasher, err := loadPepper(ctx, st, mk)
 	if err != nil {
@@ -258,9 +257,14 @@ func Seed(ctx context.Context, st store.Store, mk *MasterKey, opts SeedOptions) 
 		return res, fmt.Errorf("seed: after %d of %d keys: %w", res.Keys, opts.Keys, err)
 	}
 	res.Elapsed = time.Since(start)
-	if fresh {
+	if fresh && opts.Catalog != nil {
 		if err := markChecked(ctx, st, catalogFingerprint(opts.Catalog)); err != nil {
 			return res, fmt.Errorf("seed: all %d keys written; recording them as checked (the first start walks them instead): %w", res.Keys, err)
+		}
+	}
+	if fresh {
+		if err := markScheduleComplete(ctx, st); err != nil {
+			return res, fmt.Errorf("seed: all %d keys written; recording the status schedule as complete (the first start walks them instead): %w", res.Keys, err)
 		}
 	}
 	return res, nil

@@ -279,3 +279,34 @@ func TestSeedRecordsTheKeyCheck(t *testing.T) {
 		t.Errorf("the check after that walk: %+v, %v; want no walk", r, err)
 	}
 }
+
+// TestSeedCompletesStatusSchedule: a seed into a store no keygate has
+// opened writes every key there is, none rotated, so it records the status
+// schedule as complete (the first start walks nothing for it); a seed into
+// a running store, whose other keys it knows nothing of, does not.
+func TestSeedCompletesStatusSchedule(t *testing.T) {
+	ctx := context.Background()
+	complete := func(st *bolt.Store) bool {
+		t.Helper()
+		all, err := st.Singletons(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := all[store.StatusScheduleComplete]
+		return ok
+	}
+	fresh, mk := apikey.FreshStore(t)
+	if _, err := apikey.Seed(ctx, fresh, mk, apikey.SeedOptions{Keys: 20, Catalog: scopes.Default()}); err != nil {
+		t.Fatal(err)
+	}
+	if !complete(fresh) {
+		t.Error("a seed into a fresh store did not record the status schedule as complete")
+	}
+	_, running, mk2 := openService(t)
+	if _, err := apikey.Seed(ctx, running, mk2, apikey.SeedOptions{Keys: 20, Catalog: scopes.Default()}); err != nil {
+		t.Fatal(err)
+	}
+	if complete(running) {
+		t.Error("a seed into a running store recorded the status schedule as complete")
+	}
+}

@@ -513,6 +513,44 @@ type TeamRegistry interface {
 	RepairTeams(ctx context.Context) (TeamRepair, error)
 }
 
+// StatusSchedule is an optional feature of a store (bbolt, Redis): a
+// schedule of keys whose status entries will need work at a known time —
+// the end of a rotated secret's grace period, or at once after a change
+// whose entries follow the record (a leaked secret, a suspension). The
+// caller writes the entry before the change it is for (apikey: Rotate,
+// cutOff, Update), so a crash between the two leaves an entry that finds
+// nothing to do, never a change without an entry; an entry carries no
+// more than the key's client ID and a time, and whoever handles it reads
+// the key as stored then. It spares a walk of every key to find the few
+// due: apikey.AuditWorker reads what is due each minute and walks every
+// key only now and then, as a repair (docs/scale.md, "The thirteenth
+// change"). Entries with the same client ID and time are one entry.
+type StatusSchedule interface {
+	// ScheduleStatusCheck records that clientID's status entries need a
+	// look at at (durably, when it returns nil).
+	ScheduleStatusCheck(ctx context.Context, clientID string, at time.Time) error
+	// DueStatusChecks returns at most limit entries due at or before now,
+	// earliest first.
+	DueStatusChecks(ctx context.Context, now time.Time, limit int) ([]StatusCheck, error)
+	// DropStatusCheck removes exactly the entry c (not another entry of the
+	// same key); removing one that is not there is not an error.
+	DropStatusCheck(ctx context.Context, c StatusCheck) error
+}
+
+// StatusCheck is one entry of a StatusSchedule.
+type StatusCheck struct {
+	ClientID string
+	At       time.Time
+}
+
+// StatusScheduleComplete names the singleton saying that every key whose
+// status entries need work has its entry in the StatusSchedule: written by
+// a complete walk of every key (apikey.RevokeEndedGenerations) or by a
+// seed into a new store. Until it is there, the walk runs every minute as
+// it did before the schedule existed. An import never brings it (storeio):
+// an export holds no schedule.
+const StatusScheduleComplete = "status-schedule-v1"
+
 // TeamRepair is what one RepairTeams walk changed.
 type TeamRepair struct {
 	// Walked is false when another instance holds the walk's lease (the

@@ -59,6 +59,11 @@ func Export(ctx context.Context, w io.Writer, st store.Store, opts ExportOptions
 	if err != nil {
 		return sum, fmt.Errorf("export: %w", err)
 	}
+	// The status schedule is not exported (its entries live a grace
+	// period at most), so neither is the marker that says it is complete:
+	// the target's first start walks its keys and completes its own
+	// (apikey/statusschedule.go).
+	delete(singletons, store.StatusScheduleComplete)
 	for _, name := range sortedNames(singletons) {
 		if err := write("singleton "+name, singletonLine{Kind: kindSingleton, Name: name, Value: singletons[name]}); err != nil {
 			return sum, err

@@ -171,6 +171,15 @@ func TestMoveBetweenBackends(t *testing.T) {
 			if sum.Keys != 7 || sum.Denied != 1 || sum.Singletons != 2 || sum.AuditEvents == 0 || sum.Webhooks != 3 || sum.SuspendedBits != 1 {
 				t.Errorf("export summary %+v: want 7 keys (5, the suspended one and the admin), 1 deny entry, the pepper and the key check's marker, some audit events, 1 suspended entry", sum)
 			}
+			// The status schedule is not exported, so neither is the
+			// marker saying it is complete: the target's first start walks
+			// and completes its own (apikey/statusschedule.go).
+			if all, err := src.Store.(store.Exporter).Singletons(ctx); err != nil || all[store.StatusScheduleComplete] == nil {
+				t.Fatalf("the source's audit round did not complete its status schedule (%v): the test shows nothing", err)
+			}
+			if bytes.Contains(stream.Bytes(), []byte(store.StatusScheduleComplete)) {
+				t.Error("the stream carries the status schedule's marker")
+			}
 			for _, secret := range [][]byte{[]byte(keys[0].ClientSecret), []byte(src.AdminSecret), []byte(live)} {
 				if bytes.Contains(stream.Bytes(), secret) {
 					t.Fatal("the stream holds a secret or a token")

@@ -39,6 +39,9 @@
 //	auditteams  "t"+team ID → nested bucket    per-team index: seq → ""
 //	webhooks    endpoint ID → JSON state       webhook delivery positions
 //	            (created by the first save)    (webhook.go)
+//	status_checks                              the status schedule
+//	            at (unix ns, 8 B big-endian)   (schedule.go), made by its
+//	            ‖ client ID → ""               first entry
 //	secrets     HMAC(pepper, secret) → client  the secret index for
 //	            ID, current and previous       KeyBySecretHash (secrets.go),
 //	            secret of every key            written with each key change;

@@ -33,6 +33,8 @@
 //	                       secrets.go says why it is written before and
 //	                       removed after the key)
 //	P{kg}:secret:indexed   string: "1" once every key has its entries
+//	P{kg}:statuschecks     sorted set: the status schedule, "<unix ns>|
+//	                       <client_id>" scored by unix ms (schedule.go)
 //	P{kg}:schema…, P{kg}:instances…, P{kg}:formats
 //	                       the schema version, migration progress and
 //	                       lease, heartbeats and the formats the store may

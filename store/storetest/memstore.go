@@ -41,6 +41,8 @@ type MemStore struct {
 	sessions map[string]store.ManagementSession
 	codes    map[string]memCode // string(code hash) →
 	schema   int
+
+	checks map[memCheck]struct{} // the status schedule (memschedule.go)
 }
 
 var _ store.Store = (*MemStore)(nil)

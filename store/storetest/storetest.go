@@ -110,9 +110,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 	cases = append(cases, usageCases...)
 	cases = append(cases, auditCases...)
-	cases = append(cases, webhookCases...) // webhook.go
-	cases = append(cases, secretCases...)  // secrets.go
-	cases = append(cases, sessionCases...) // sessions.go
+	cases = append(cases, webhookCases...)  // webhook.go
+	cases = append(cases, secretCases...)   // secrets.go
+	cases = append(cases, sessionCases...)  // sessions.go
+	cases = append(cases, scheduleCases...) // schedule.go
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.fn(t, newStore(t))
