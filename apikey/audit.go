@@ -350,8 +350,9 @@ const DefaultStatusRepairEvery = 6 * time.Hour
 // AuditWorker is the background side of the audit trail: it stores folded
 // refused calls, feeds the operator-wide stream (store.MoveAudit) and
 // prunes events past retention; it also prunes the deny list's expired
-// entries, and sets the status bits of secrets whose grace period ended
-// (Service.RevokeEndedGenerations). Stop it with Close.
+// entries, and sets the status bits that fell due (the status schedule,
+// statusschedule.go; and its repair walk, Service.RevokeEndedGenerations).
+// Stop it with Close.
 type AuditWorker struct {
 	s         *Service
 	opts      AuditOptions

@@ -131,8 +131,8 @@ func (s *Service) ensureAdmin(ctx context.Context) error {
 // Rotate makes one: a status index of its own, and the replaced
 // generations' bits set, so the old secret's tokens are cut off too (the
 // same order as Rotate: the record first, keeping the ended index as
-// PreviousStatusIndex until its bit is set; RevokeEndedGenerations sets it
-// if this start cannot).
+// PreviousStatusIndex until its bit is set, after an entry in the status
+// schedule, so the next audit round sets it if this start cannot).
 func (s *Service) setAdminSecret(ctx context.Context, clientID string, hash []byte, now time.Time) error {
 	stored, err := s.store.GetKey(ctx, clientID)
 	if err != nil {

@@ -147,7 +147,9 @@ var errOtherTeam = errors.New("key belongs to another team")
 // a secret cuts off its tokens at resource servers too. The order:
 //
 //  1. a new index is allocated (store-wide counter, outside the key's
-//     atomic step, as Create does: a refused rotate burns it, harmlessly);
+//     atomic step, as Create does: a refused rotate burns it, harmlessly),
+//     and the key's entry in the status schedule is written, due at the
+//     grace period's end (statusschedule.go);
 //  2. one UpdateKey writes the new hash and index and records the replaced
 //     generation's index as PreviousStatusIndex — with grace 0 too, where
 //     no previous secret stays live: the record then says "this index
@@ -161,8 +163,8 @@ var errOtherTeam = errors.New("key belongs to another team")
 // its tokens inactive (GenerationLive reads the key). If step 3 fails the
 // caller gets an error, and the ended index is still on the record: a
 // retried rotate sets it (it ends PreviousStatusIndex whatever the grace),
-// and so does the next RevokeEndedGenerations round, which also sets the
-// index of a grace period that ran out. The other order (bits first) could
+// and so does the audit round that reads the schedule's entry, which also
+// sets the index of a grace period that ran out. The other order (bits first) could
 // cut off a secret whose rotation then failed.
 func (s *Service) Rotate(ctx context.Context, by Request, team, clientID string, grace time.Duration) (store.Key, string, error) {
 	if err := CheckGracePeriod(grace); err != nil {

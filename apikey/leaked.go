@@ -23,8 +23,9 @@ package apikey
 // The order is Rotate's: the key's record first (one UpdateKey, with the
 // key.secret_leaked event in the same atomic step), then the bit. If the
 // bit cannot be set, the report fails (the caller may retry, but the hash
-// is gone, so a retry finds nothing) and RevokeEndedGenerations, which
-// also sets the bit of every suspended generation, sets it within a round.
+// is gone, so a retry finds nothing) and the next audit round sets it,
+// from the status schedule's entry written before the record
+// (statusschedule.go).
 
 import (
 	"context"

@@ -7,13 +7,15 @@ import (
 
 // Walks over every key run beside the token path: the check of stored keys
 // after a start (keycheck.go) and the search for ended secret generations
-// (RevokeEndedGenerations). At ten thousand keys either takes milliseconds;
-// at ten million it is a minute of decoding on one core, which, run flat
-// out, would take that core from the token endpoint for that minute. A
-// pacer spreads such a walk out instead: after every walkPaceEvery keys it
-// rests walkPaceRest times as long as those keys took, so a walk costs the
-// machine at most a tenth of a core however large the store. Small stores
-// (tests among them) never rest: their walks end within the first stretch.
+// (RevokeEndedGenerations, a repair every few hours once the status
+// schedule is complete: statusschedule.go). At ten thousand keys either
+// takes milliseconds; at ten million it is a minute of decoding on one
+// core, which, run flat out, would take that core from the token endpoint
+// for that minute. A pacer spreads such a walk out instead: after every
+// walkPaceEvery keys it rests walkPaceRest times as long as those keys
+// took, so a walk costs the machine at most a tenth of a core however
+// large the store. Small stores (tests among them) never rest: their walks
+// end within the first stretch.
 const (
 	walkPaceEvery = 4096
 	walkPaceRest  = 9

@@ -424,7 +424,8 @@ func (s *Service) applyPolicy(k *store.Key, ch KeyChange, c checkedChange, now t
 // gets no token from that moment; the entries follow. Two updates racing
 // could leave the entries of the first: so the record is read again after
 // the write, and the entries follow it until they agree (a few rounds at
-// most; AuditWorker's walk, RevokeEndedGenerations, mends what is left).
+// most; the next audit round mends what is left, from the status schedule's
+// entry Update writes first: statusschedule.go).
 func (s *Service) syncSuspension(ctx context.Context, k store.Key) error {
 	for range 3 {
 		st, gens := suspensionEntries(k)
