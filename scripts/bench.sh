@@ -21,7 +21,7 @@
 #                                    # connections, wrk, open loop, JWKS; ~14 min)
 #   PARTS=scale SEED_KEYS=10000000 SEED_USED=1000000 SCALE_WARM=150s scripts/bench.sh
 #                                    # (SCALE_STORES=redis: that store only;
-#                                    # SCALE_RUNS=3: runs per pass)
+#                                    # SCALE_RUNS=5: alternating pairs of runs)
 #                                    # issue 18 on this machine: N keys vs 10 keys
 #                                    # on bbolt and Redis, load over SEED_USED
 #                                    # distinct keys; seed time, store bytes per
@@ -55,7 +55,8 @@ KG=$WORK/keygate
 PIDS=()
 
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # -CONT first: a serve the scale part stopped would not see the TERM.
+  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -n ${BENCH_KEEP:-} ]] && echo "bench.sh: kept $WORK" >&2 || rm -rf "$WORK"
 }
@@ -335,98 +336,123 @@ redis_used() { redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/{prin
 
 if [[ $PARTS == all || $PARTS == scale ]]; then
 echo "== $SEED_KEYS keys vs 10 keys (ES256, 64 connections, load over up to $SEED_USED keys)" >&2
-for store in ${SCALE_STORES:-bbolt redis}; do
-  # The 10-key store is measured before the SEED_KEYS one and again after
-  # it, and the ratio is against the median of both: the many-key runs
-  # come 5-10 minutes after the first 10-key runs (the seed), and this
-  # machine's speed moves by a quarter within an hour (docs/scale.md), so
-  # a baseline from one side only could fall in a faster or slower spell.
-  # (Both serves at once would let the idle one's background work, the
-  # many-key store's flushes and sweeps, weigh on the other's runs.)
-  for pass in before many after; do
-    settle
-    n=$([[ $pass == many ]] && echo "$SEED_KEYS" || echo 10)
-    name=seed-$store-$n
-    used=$(( n < SEED_USED ? n : SEED_USED ))
-    mkdir -p "$WORK/$name"
-    seedenv=()
-    if [[ $store == redis ]]; then
-      seedenv=(KEYGATE_STORE=redis KEYGATE_REDIS_URL=redis://127.0.0.1:$RPORT/0 KEYGATE_REDIS_PREFIX=$name:
-               KEYGATE_ISSUER=http://127.0.0.1:1)
-    fi
-    m0=$(redis_used)
-    t0=$(date +%s.%N)
-    env "${seedenv[@]}" "$KG" seed --data-dir "$WORK/$name" --keys "$n" --record "$used" --out "$WORK/$name.cred" >&2
-    t1=$(date +%s.%N)
-    seed_s=$(python3 -c "print(round($t1-$t0,1))")
-    if [[ $store == redis ]]; then
-      store_bytes=$(( $(redis_used) - m0 ))
-    else
-      store_bytes=$(stat -c %s "$WORK/$name/keygate.db")
-    fi
-    echo "  seeded $n keys into $store in $seed_s s, $store_bytes bytes" >&2
-    # Key caches that hold every key the load touches (plus a tenth): the
-    # RSS after the load shows what that costs. On Redis its records live
-    # 10 min (a single node allows up to an hour: store/redis/cache.go),
-    # longer than the ~100 s between two uses of a key under this load; at
-    # the default 10 s nearly every request would read Redis.
-    csize=$(( used * 11 / 10 < 100000 ? 100000 : used * 11 / 10 ))
-    read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256 \
-      --bolt-key-cache-size "$csize" --redis-key-cache-size "$(( csize < 200000 ? 200000 : csize ))" \
-      --redis-key-cache 10m)
-    # The clock starts once serve is launched: start_keygate's free_port
-    # (a python3, 0.3 s through a pyenv shim) is not keygate's start.
-    t0=$(date +%s.%N)
-    PIDS+=("$P")
-    ready_s=$(ready_after "$P" "http://127.0.0.1:$PORT/readyz" "$t0")
-    rss_start=$(rss_kb "$P")
-    echo "  /readyz after $ready_s s, RSS $rss_start kB" >&2
-    if [[ $store == redis ]]; then
-      # The team registry is complete once the first repair walk has run
-      # (the audit worker's first round, store/redis/teamregistry.go);
-      # until then GET /v1/teams walks the keyspace as it used to.
-      for _ in $(seq 1 600); do
-        [[ $(redis-cli -p "$RPORT" exists "$name:{kg}:teams:complete") == 1 ]] && break
-        sleep 0.2
-      done
-      # The runs measure the compact layout's steady state: once its
-      # migration is done (store/redis/compactmigrate.go: a walk one
-      # heartbeat TTL after the seed's first check, which finds nothing
-      # to move in a store seeded by this release), a token request reads
-      # one layout. Until then it reads both, and the walk shares the cores.
-      for _ in $(seq 1 900); do
-        [[ $(redis-cli -p "$RPORT" get "$name:{kg}:keys:compact") == done ]] && break
-        sleep 0.2
-      done
-      sleep 6 # every instance learns it at its next check (every 5 s)
-    fi
-    tok=$(admin_token "http://127.0.0.1:$PORT")
-    tall=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100")
-    tpre=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100&prefix=bench-1234")
-    if [[ $n != 10 ]]; then
-      # First uses: a fresh process, each request a key not used before
-      # (a cache miss and a first last-use write).
-      run_bench "cold$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
-      if [[ ${SCALE_WARM:-0} != 0 ]]; then
-        # Then one pass over the loaded keys, not recorded, so the runs
-        # below measure a steady load over all of them.
-        "$KG" bench --url "http://127.0.0.1:$PORT" --credentials-file "$WORK/$name.cred" --connections 64 \
-          --duration "$SCALE_WARM" --json >/dev/null
-      fi
-    fi
-    # SCALE_RUNS runs a pass (default 3; the figure is the median of each
-    # store's runs): a single run on this machine moves by more than the
-    # target's margin (docs/scale.md).
-    for _ in $(seq 1 "${SCALE_RUNS:-3}"); do
-      run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
+# seed_store STORE N — seeds a store of N keys for serve_store; echoes
+# "seconds bytes" (bytes: the bbolt file, or Redis's used_memory after
+# the seed minus before)
+seed_store() {
+  local store=$1 n=$2 name=seed-$1-$2 used m0 t0 t1 seedenv=()
+  used=$(( n < SEED_USED ? n : SEED_USED ))
+  mkdir -p "$WORK/$name"
+  if [[ $store == redis ]]; then
+    seedenv=(KEYGATE_STORE=redis KEYGATE_REDIS_URL=redis://127.0.0.1:$RPORT/0 KEYGATE_REDIS_PREFIX=$name:
+             KEYGATE_ISSUER=http://127.0.0.1:1)
+  fi
+  m0=$(redis_used)
+  t0=$(date +%s.%N)
+  env "${seedenv[@]}" "$KG" seed --data-dir "$WORK/$name" --keys "$n" --record "$used" --out "$WORK/$name.cred" >&2
+  t1=$(date +%s.%N)
+  if [[ $store == redis ]]; then
+    echo "$(python3 -c "print(round($t1-$t0,1))") $(( $(redis_used) - m0 ))"
+  else
+    echo "$(python3 -c "print(round($t1-$t0,1))") $(stat -c %s "$WORK/$name/keygate.db")"
+  fi
+}
+# serve_store STORE N — starts serve on seed_store's store and waits until
+# it answers and (Redis) its team registry and compact layout are in
+# place; echoes "pid port ready_s rss_start_kb"
+serve_store() {
+  local store=$1 n=$2 name=seed-$1-$2 used csize P PORT t0 ready_s rss_start
+  used=$(( n < SEED_USED ? n : SEED_USED ))
+  # Key caches that hold every key the load touches (plus a tenth): the
+  # RSS after the load shows what that costs. On Redis its records live
+  # 10 min (a single node allows up to an hour: store/redis/cache.go),
+  # longer than the ~100 s between two uses of a key under this load; at
+  # the default 10 s nearly every request would read Redis.
+  csize=$(( used * 11 / 10 < 100000 ? 100000 : used * 11 / 10 ))
+  read -r P PORT < <(start_keygate "$name" "$( [[ $store == redis ]] && echo redis || echo bolt )" ES256 \
+    --bolt-key-cache-size "$csize" --redis-key-cache-size "$(( csize < 200000 ? 200000 : csize ))" \
+    --redis-key-cache 10m)
+  # The clock starts once serve is launched: start_keygate's free_port
+  # (a python3, 0.3 s through a pyenv shim) is not keygate's start.
+  t0=$(date +%s.%N)
+  ready_s=$(ready_after "$P" "http://127.0.0.1:$PORT/readyz" "$t0")
+  rss_start=$(rss_kb "$P")
+  if [[ $store == redis ]]; then
+    # The team registry is complete once the first repair walk has run
+    # (the audit worker's first round, store/redis/teamregistry.go);
+    # until then GET /v1/teams walks the keyspace as it used to.
+    for _ in $(seq 1 600); do
+      [[ $(redis-cli -p "$RPORT" exists "$name:{kg}:teams:complete") == 1 ]] && break
+      sleep 0.2
     done
-    rss_load=$(rss_kb "$P")
-    anon_load=$(anon_kb "$P")
-    [[ $pass == after ]] || echo "{\"label\":\"seed/$store\",\"keys\":$n,\"used\":$used,\"seed_s\":$seed_s,\"store_bytes\":$store_bytes,\"ready_s\":$ready_s,\"rss_start_kb\":$rss_start,\"rss_load_kb\":$rss_load,\"anon_load_kb\":$anon_load,\"teams_ms\":$tall,\"teams_prefix_ms\":$tpre}" >>"$RESULTS"
-    kill "$P"; wait "$P" 2>/dev/null || true
-    [[ $store == redis ]] && redis-cli -p "$RPORT" flushall >/dev/null
-    rm -rf "${WORK:?}/$name"
+    # The runs measure the compact layout's steady state: once its
+    # migration is done (store/redis/compactmigrate.go: a walk one
+    # heartbeat TTL after the seed's first check, which finds nothing
+    # to move in a store seeded by this release), a token request reads
+    # one layout. Until then it reads both, and the walk shares the cores.
+    for _ in $(seq 1 900); do
+      [[ $(redis-cli -p "$RPORT" get "$name:{kg}:keys:compact") == done ]] && break
+      sleep 0.2
+    done
+    sleep 6 # every instance learns it at its next check (every 5 s)
+  fi
+  echo "$P $PORT $ready_s $rss_start"
+}
+for store in ${SCALE_STORES:-bbolt redis}; do
+  # Both stores are served at once and measured in alternation, a run of
+  # the 10-key store then one of the SEED_KEYS store, SCALE_RUNS times,
+  # and the ratio is of the medians: this machine's speed moves by a
+  # quarter within minutes (docs/scale.md), and a baseline measured
+  # before or after the many-key runs fell in another spell than they did
+  # more than once. The serve not being measured is stopped (SIGSTOP), so
+  # that its background work — the many-key store's bounded last-use
+  # writes go on for minutes after a load — weighs on no run but its own.
+  settle
+  read -r seed10_s bytes10 < <(seed_store "$store" 10)
+  read -r P10 PORT10 ready10 rss10 < <(serve_store "$store" 10)
+  [[ -n ${bytes10:-} && -n ${rss10:-} ]] || { echo "bench.sh: the 10-key $store store did not come up" >&2; exit 1; }
+  PIDS+=("$P10")
+  tok=$(admin_token "http://127.0.0.1:$PORT10")
+  echo "{\"label\":\"seed/$store\",\"keys\":10,\"used\":10,\"seed_s\":$seed10_s,\"store_bytes\":$bytes10,\"ready_s\":$ready10,\"rss_start_kb\":$rss10,\"rss_load_kb\":0,\"anon_load_kb\":0,\"teams_ms\":$(teams_ms "http://127.0.0.1:$PORT10" "$tok" "limit=100"),\"teams_prefix_ms\":$(teams_ms "http://127.0.0.1:$PORT10" "$tok" "limit=100&prefix=bench-1234")}" >"$WORK/seed10.json"
+  kill -STOP "$P10"
+
+  settle
+  n=$SEED_KEYS
+  name=seed-$store-$n
+  used=$(( n < SEED_USED ? n : SEED_USED ))
+  read -r seed_s store_bytes < <(seed_store "$store" "$n")
+  [[ -n ${store_bytes:-} ]] || { echo "bench.sh: seeding $n keys into $store failed" >&2; exit 1; }
+  echo "  seeded $n keys into $store in $seed_s s, $store_bytes bytes" >&2
+  read -r P PORT ready_s rss_start < <(serve_store "$store" "$n")
+  [[ -n ${rss_start:-} ]] || { echo "bench.sh: serve on $n keys ($store) did not come up" >&2; exit 1; }
+  PIDS+=("$P")
+  echo "  /readyz after $ready_s s, RSS $rss_start kB" >&2
+  tok=$(admin_token "http://127.0.0.1:$PORT")
+  tall=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100")
+  tpre=$(teams_ms "http://127.0.0.1:$PORT" "$tok" "limit=100&prefix=bench-1234")
+  # First uses: a fresh process, each request a key not used before (a
+  # cache miss and a first last-use write).
+  run_bench "cold$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
+  if [[ ${SCALE_WARM:-0} != 0 ]]; then
+    # Then one pass over the loaded keys, not recorded, so the runs below
+    # measure a steady load over all of them.
+    "$KG" bench --url "http://127.0.0.1:$PORT" --credentials-file "$WORK/$name.cred" --connections 64 \
+      --duration "$SCALE_WARM" --json >/dev/null
+  fi
+  for _ in $(seq 1 "${SCALE_RUNS:-5}"); do
+    kill -STOP "$P"; kill -CONT "$P10"; sleep 1
+    run_bench "keys10/$store" "$P10" "http://127.0.0.1:$PORT10" "$WORK/seed-$store-10.cred" 64
+    kill -STOP "$P10"; kill -CONT "$P"; sleep 1
+    run_bench "keys$n/$store" "$P" "http://127.0.0.1:$PORT" "$WORK/$name.cred" 64
   done
+  rss_load=$(rss_kb "$P")
+  anon_load=$(anon_kb "$P")
+  cat "$WORK/seed10.json" >>"$RESULTS"
+  echo "{\"label\":\"seed/$store\",\"keys\":$n,\"used\":$used,\"seed_s\":$seed_s,\"store_bytes\":$store_bytes,\"ready_s\":$ready_s,\"rss_start_kb\":$rss_start,\"rss_load_kb\":$rss_load,\"anon_load_kb\":$anon_load,\"teams_ms\":$tall,\"teams_prefix_ms\":$tpre}" >>"$RESULTS"
+  kill -CONT "$P10"
+  kill "$P" "$P10"; wait "$P" "$P10" 2>/dev/null || true
+  [[ $store == redis ]] && redis-cli -p "$RPORT" flushall >/dev/null
+  rm -rf "${WORK:?}/seed-$store-"*
 done
 fi
 
