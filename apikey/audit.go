@@ -327,17 +327,18 @@ type AuditOptions struct {
 	// Default DefaultStatusRepairEvery.
 	StatusRepairEvery time.Duration
 	// TeamsRepairEvery is the least time between two repair walks of a
-	// store's team registry (store.TeamRegistry; Redis): how long, at
-	// most, a drift left by a crash between two writes lasts, to within one
-	// tick. Default DefaultTeamsRepairEvery.
+	// store's team registry (store.TeamRegistry; Redis), once a walk has
+	// completed it (before, the walk runs at once): how long, at most, an
+	// empty team left in the registry by a crash stays there (Teams skips
+	// it), to within one tick. Default DefaultTeamsRepairEvery.
 	TeamsRepairEvery time.Duration
 }
 
 // DefaultTeamsRepairEvery: see AuditOptions.TeamsRepairEvery. A team that
-// gains its first key is listed at once and one that loses its last is
-// unlisted at once; the walk mends what a crash between the key's write and
-// the registry's leaves, so that either shows within a minute.
-const DefaultTeamsRepairEvery = time.Minute
+// gains its first key is listed before the key is written, and one that
+// loses its last leaves Teams at once, so the walk only tidies (and mends
+// what an older release left): store/redis/teamregistry.go.
+const DefaultTeamsRepairEvery = 6 * time.Hour
 
 // DefaultGenerationsEvery: see AuditOptions.GenerationsEvery. Tokens minted
 // with a secret in its grace period expire with it whatever this is
@@ -455,8 +456,15 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 	// The team registry's repair first: the generations walk below may
 	// take minutes at millions of keys (paced), and the registry of a store
 	// upgraded to it is only used once a repair has completed it.
-	if tr, ok := store.Feature[store.TeamRegistry](w.s.store); ok && !final &&
-		(w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
+	tr, ok := store.Feature[store.TeamRegistry](w.s.store)
+	if ok && !final && w.lastTeams.IsZero() {
+		// A complete registry is not walked at start: the first repair is
+		// one period away.
+		if complete, err := tr.TeamsComplete(ctx); err == nil && complete {
+			w.lastTeams = now
+		}
+	}
+	if ok && !final && (w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
 		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
 		r, err := tr.RepairTeams(wctx)
 		cancel()

@@ -168,3 +168,46 @@ func TestAdminKeyChangesAreAudited(t *testing.T) {
 		t.Fatalf("generated admin key: %+v, %v", p.Events, err)
 	}
 }
+
+// teamRegistry is a store.TeamRegistry that counts repair walks.
+type teamRegistry struct {
+	store.Store
+	complete atomic.Bool
+	repairs  atomic.Int64
+}
+
+func (r *teamRegistry) RepairTeams(context.Context) (store.TeamRepair, error) {
+	r.repairs.Add(1)
+	r.complete.Store(true)
+	return store.TeamRepair{Walked: true, RegistryComplete: true}, nil
+}
+
+func (r *teamRegistry) TeamsComplete(context.Context) (bool, error) { return r.complete.Load(), nil }
+
+// TestTeamsRepairCadence: the audit worker repairs a team registry that is
+// not complete at its first round, and one that is complete first
+// DefaultTeamsRepairEvery after it, not at start.
+func TestTeamsRepairCadence(t *testing.T) {
+	for _, complete := range []bool{false, true} {
+		svc, reg, clk := openWrapped(t, func(st store.Store) *teamRegistry { return &teamRegistry{Store: st} })
+		reg.complete.Store(complete)
+		tick := startWorker(t, svc)
+		t0 := clk.now()
+		want := int64(1)
+		if complete {
+			want = 0
+		}
+		tick(t0)
+		if n := reg.repairs.Load(); n != want {
+			t.Fatalf("complete %v: %d repairs at the first round, want %d", complete, n, want)
+		}
+		tick(t0.Add(DefaultTeamsRepairEvery - time.Minute))
+		if n := reg.repairs.Load(); n != want {
+			t.Fatalf("complete %v: %d repairs before the period ended, want %d", complete, n, want)
+		}
+		tick(t0.Add(DefaultTeamsRepairEvery))
+		if n := reg.repairs.Load(); n != want+1 {
+			t.Fatalf("complete %v: %d repairs after the period, want %d", complete, n, want+1)
+		}
+	}
+}

@@ -511,6 +511,9 @@ type TeamRegistry interface {
 	// RepairTeams walks the team indexes and makes the registry agree:
 	// teams with keys added, teams without removed.
 	RepairTeams(ctx context.Context) (TeamRepair, error)
+	// TeamsComplete reports whether a walk has completed the registry
+	// (until then Teams answers without it, and the repair is due at once).
+	TeamsComplete(ctx context.Context) (bool, error)
 }
 
 // StatusSchedule is an optional feature of a store (bbolt, Redis): a

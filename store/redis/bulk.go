@@ -108,6 +108,21 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 		}
 	}
 
+	// The teams, before their keys are in their indexes (teamregistry.go):
+	// a seed that fails after this leaves teams listed without keys, which
+	// GET /v1/teams skips, never keys of a team it misses.
+	teams := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if len(teams) == 0 || teams[len(teams)-1] != k.TeamID {
+			teams = append(teams, k.TeamID)
+		}
+	}
+	for start := 0; start < len(teams); start += bulkChunk {
+		if err := s.registerTeams(ctx, teams[start:min(start+bulkChunk, len(teams))]...); err != nil {
+			return fmt.Errorf("create keys: team registry (no key written): %w", err)
+		}
+	}
+
 	// Pass 2: insert. EVALSHA in a pipeline cannot fall back to EVAL, so the
 	// script must be cached on every node first.
 	if s.cache != nil {
@@ -147,18 +162,6 @@ func (s *Store) CreateKeys(ctx context.Context, keys []store.Key) error {
 			default:
 				return fmt.Errorf("create keys: key %s: unexpected script answer %q", keys[start+i].ClientID, res)
 			}
-		}
-	}
-	// The teams, after their keys are in their indexes (teamregistry.go).
-	teams := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if len(teams) == 0 || teams[len(teams)-1] != k.TeamID {
-			teams = append(teams, k.TeamID)
-		}
-	}
-	for start := 0; start < len(teams); start += bulkChunk {
-		if err := s.registerTeams(ctx, teams[start:min(start+bulkChunk, len(teams))]...); err != nil {
-			return fmt.Errorf("create keys: every key is written, but not every team is listed yet (the next repair walk lists them): %w", err)
 		}
 	}
 	if len(late) > 0 {

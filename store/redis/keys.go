@@ -107,8 +107,13 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 		}
 		keys, args = append(keys, s.auditKeys(k.TeamID)...), append(args, a...)
 	}
-	// The secret index first (another slot: see secrets.go).
+	// The secret index first (another slot: see secrets.go), and the team
+	// in the registry (teamregistry.go): a create that fails after them
+	// leaves entries that find nothing, never a key they miss.
 	if err := s.writeSecretIndex(ctx, k.ClientID, store.SecretHashes(k)); err != nil {
+		return fmt.Errorf("create key %s: %w", k.ClientID, err)
+	}
+	if err := s.registerTeams(ctx, k.TeamID); err != nil {
 		return fmt.Errorf("create key %s: %w", k.ClientID, err)
 	}
 	if s.cache != nil {
@@ -123,10 +128,6 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key, maxPerTeam int, audi
 	}
 	switch res {
 	case "ok":
-		// After the key is in its index (teamregistry.go). A failure here
-		// leaves the team unlisted until the next repair walk, but the key
-		// is stored: the create is not failed for it.
-		_ = s.registerTeams(ctx, k.TeamID)
 		return nil
 	case "exists":
 		// The entries may be the existing key's own (an admin key

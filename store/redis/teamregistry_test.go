@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -183,5 +184,48 @@ func testTeamRegistryRepair(t *testing.T, c goredis.UniversalClient) {
 	}
 	if n, err := c.Exists(ctx, prefix+"{kg}:teams:lease").Result(); err != nil || n != 0 {
 		t.Fatalf("the walk left its lease behind (%d, %v)", n, err)
+	}
+}
+
+// TestTeamRegisteredBeforeKey: a create writes the team into the registry
+// before the key into its index, so a key is never stored while its team is
+// missing from the registry. Shown with a registry that cannot be written
+// (a string where the sorted set goes): CreateKey and CreateKeys fail and
+// write no key; with the registry back, both succeed and Teams lists the
+// teams once the registry is complete.
+func TestTeamRegisteredBeforeKey(t *testing.T) {
+	c := redistest.Require(t)
+	ctx := context.Background()
+	s, prefix := registryStore(t, c)
+	if err := c.Set(ctx, prefix+"{kg}:teams", "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	one, bulk := registryKey(t, "acme", 0), []store.Key{registryKey(t, "globex", 0), registryKey(t, "initech", 0)}
+	if err := s.CreateKey(ctx, one, 5); err == nil {
+		t.Fatal("CreateKey with the registry unwritable succeeded")
+	}
+	if err := s.CreateKeys(ctx, bulk); err == nil {
+		t.Fatal("CreateKeys with the registry unwritable succeeded")
+	}
+	for _, k := range append([]store.Key{one}, bulk...) {
+		if _, err := s.GetKey(ctx, k.ClientID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("key %s after a refused create: %v, want not found", k.ClientID, err)
+		}
+	}
+	if err := c.Del(ctx, prefix+"{kg}:teams").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateKey(ctx, one, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateKeys(ctx, bulk); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := c.ZRange(ctx, prefix+"{kg}:teams", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"acme", "globex", "initech"}; !reflect.DeepEqual(listed, want) {
+		t.Fatalf("registry %v, want %v", listed, want)
 	}
 }
