@@ -364,6 +364,9 @@ type AuditWorker struct {
 	// start unnecessary); walkEvery is the least time to the next.
 	lastWalk  time.Time
 	walkEvery time.Duration
+	// scheduled: the store's status schedule was seen complete (it stays
+	// so; the check is a singleton swap, a bbolt commit, spared from then on).
+	scheduled bool
 	// since measures a walk's duration (time.Since; a test's clock).
 	since     func(time.Time) time.Duration
 	lastTeams time.Time
@@ -515,12 +518,16 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 // GenerationsEvery) or when a repair is due (every StatusRepairEvery).
 func (w *AuditWorker) statusRound(now time.Time) {
 	ctx, cancel := context.WithTimeout(w.ctx, roundTimeout)
-	complete, err := scheduleComplete(ctx, w.s.store)
+	complete, err := w.scheduled, error(nil)
+	if !complete {
+		complete, err = scheduleComplete(ctx, w.s.store)
+	}
 	cancel()
 	if err != nil {
 		w.s.log.Warn("status list: could not tell whether the status schedule is complete; retried next round", "err", err)
 		return
 	}
+	w.scheduled = complete
 	if complete && w.lastWalk.IsZero() {
 		w.lastWalk, w.walkEvery = now, w.opts.StatusRepairEvery
 	}
@@ -551,6 +558,7 @@ func (w *AuditWorker) statusRound(now time.Time) {
 			every = w.opts.StatusRepairEvery
 		}
 		cancel()
+		w.scheduled = complete
 		w.walkEvery = max(every, 2*w.since(start))
 	}
 	if !complete {
