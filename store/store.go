@@ -550,8 +550,9 @@ type StatusCheck struct {
 // status entries need work has its entry in the StatusSchedule: written by
 // a complete walk of every key (apikey.RevokeEndedGenerations) or by a
 // seed into a new store. Until it is there, the walk runs every minute as
-// it did before the schedule existed. An import never brings it (storeio):
-// an export holds no schedule.
+// it did before the schedule existed. An export never carries it
+// (storeio/export.go): the schedule is not exported, and the target's
+// first start completes its own.
 const StatusScheduleComplete = "status-schedule-v1"
 
 // TeamRepair is what one RepairTeams walk changed.
