@@ -164,13 +164,15 @@ func (s *Service) RevokeDueStatusChecks(ctx context.Context, now time.Time) (int
 	// again and again within one round.
 	failed := 0
 	for ctx.Err() == nil {
-		due, err := sched.DueStatusChecks(ctx, now, failed+dueCheckBatch)
+		limit := failed + dueCheckBatch
+		due, err := sched.DueStatusChecks(ctx, now, limit)
 		if err != nil {
 			return n, cmp.Or(firstErr, err)
 		}
 		if len(due) <= failed {
 			break
 		}
+		more := len(due) == limit // a full batch: there may be more due
 		l, err := s.store.StatusList(ctx)
 		if err != nil {
 			return n, cmp.Or(firstErr, fmt.Errorf("read status list: %w", err))
@@ -183,7 +185,7 @@ func (s *Service) RevokeDueStatusChecks(ctx context.Context, now time.Time) (int
 				failed++
 			}
 		}
-		if len(due) < failed+dueCheckBatch {
+		if !more {
 			break
 		}
 	}

@@ -6,6 +6,8 @@ package apikey
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -232,5 +234,44 @@ func TestScheduleEntryBeforeItsTime(t *testing.T) {
 	}
 	if n, err := svc.RevokeDueStatusChecks(ctx, t0.Add(time.Minute)); err != nil || n != 1 || !revoked(t, st, k0.StatusIndex) {
 		t.Fatalf("at the grace end: %d mended, %v; want the bit set", n, err)
+	}
+}
+
+// getFails fails GetKey for one client ID.
+type getFails struct {
+	store.Store
+	id string
+}
+
+func (g *getFails) GetKey(ctx context.Context, id string) (store.Key, error) {
+	if id == g.id {
+		return store.Key{}, errRevokeDown
+	}
+	return g.Store.GetKey(ctx, id)
+}
+
+func (g *getFails) Unwrap() store.Store { return g.Store }
+
+// TestScheduleDueInBatches: more entries due than one read returns are all
+// handled in one call, a failing one among them included: it alone stays.
+func TestScheduleDueInBatches(t *testing.T) {
+	ctx := context.Background()
+	svc, st, clk := openWrapped(t, func(st store.Store) *getFails { return &getFails{Store: st, id: "kg_fails"} })
+	t0 := clk.now()
+	sc, _ := store.Feature[store.StatusSchedule](st)
+	if err := sc.ScheduleStatusCheck(ctx, "kg_fails", t0.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range dueCheckBatch + 50 {
+		// Keys that no longer exist: each entry is dropped.
+		if err := sc.ScheduleStatusCheck(ctx, fmt.Sprintf("kg_gone%04d", i), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.RevokeDueStatusChecks(ctx, t0); !errors.Is(err, errRevokeDown) {
+		t.Fatalf("RevokeDueStatusChecks: %v, want the failing entry's error", err)
+	}
+	if due := dueChecks(t, st, t0); len(due) != 1 || due[0].ClientID != "kg_fails" {
+		t.Fatalf("%d entries left after one call (first %v); want the failing one only", len(due), due[:min(len(due), 1)])
 	}
 }
