@@ -551,14 +551,14 @@ func (w *AuditWorker) statusRound(now time.Time) {
 		// after the walk, and a store of ten million keys walked without
 		// a pause, 5 % of serve's CPU at two million keys in a profile;
 		// docs/scale.md.)
+		// A walk that returned no error completed the store's schedule,
+		// if it has one (RevokeEndedGenerations).
+		_, complete = store.Feature[store.StatusSchedule](w.s.store)
+		w.scheduled = complete
 		every := w.opts.GenerationsEvery
-		ctx, cancel := context.WithTimeout(w.ctx, roundTimeout)
-		// A complete walk completes the schedule (RevokeEndedGenerations).
-		if complete, _ = scheduleComplete(ctx, w.s.store); complete {
+		if complete {
 			every = w.opts.StatusRepairEvery
 		}
-		cancel()
-		w.scheduled = complete
 		w.walkEvery = max(every, 2*w.since(start))
 	}
 	if !complete {

@@ -15,12 +15,12 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// watchedStore counts walks of every key and fails RevokeStatus on demand;
-// Unwrap lets store.Feature find the bbolt store's schedule behind it.
+// watchedStore is revokeFails that also counts walks of every key; Unwrap
+// lets store.Feature find the bbolt store's schedule behind it (revokeFails
+// alone hides it).
 type watchedStore struct {
-	store.Store
-	walks      atomic.Int64
-	failRevoke atomic.Bool
+	revokeFails
+	walks atomic.Int64
 }
 
 func (w *watchedStore) ForEachKey(ctx context.Context, fn func(store.Key) error) error {
@@ -28,17 +28,10 @@ func (w *watchedStore) ForEachKey(ctx context.Context, fn func(store.Key) error)
 	return w.Store.ForEachKey(ctx, fn)
 }
 
-func (w *watchedStore) RevokeStatus(ctx context.Context, idx int64) error {
-	if w.failRevoke.Load() {
-		return errRevokeDown
-	}
-	return w.Store.RevokeStatus(ctx, idx)
-}
-
 func (w *watchedStore) Unwrap() store.Store { return w.Store }
 
 func openScheduleService(t *testing.T) (*Service, *watchedStore, *clock) {
-	return openWrapped(t, func(st store.Store) *watchedStore { return &watchedStore{Store: st} })
+	return openWrapped(t, func(st store.Store) *watchedStore { return &watchedStore{revokeFails: revokeFails{Store: st}} })
 }
 
 // rotatedKey creates a key and rotates it with grace, at t0.
@@ -154,7 +147,7 @@ func TestScheduleFilledByFirstWalk(t *testing.T) {
 	if due := dueChecks(t, st, t0.Add(time.Hour)); len(due) != 0 {
 		t.Fatalf("a store without the schedule wrote entries: %v", due)
 	}
-	ws := &watchedStore{Store: st}
+	ws := &watchedStore{revokeFails: revokeFails{Store: st}}
 	svc, err := Open(ctx, Config{Store: ws, MasterKey: mk, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +180,7 @@ func TestScheduleMendsFailedLeak(t *testing.T) {
 	tick := startWorker(t, svc)
 	t0 := clk.now()
 	tick(t0) // the first walk: the schedule is complete from here
-	st.failRevoke.Store(true)
+	st.fail.Store(true)
 	if _, err := svc.ReportLeaked(ctx, testReq, []string{s0}); err != nil {
 		t.Logf("ReportLeaked with the status list down: %v", err)
 	}
@@ -201,7 +194,7 @@ func TestScheduleMendsFailedLeak(t *testing.T) {
 	if due := dueChecks(t, st, t0.Add(time.Minute)); len(due) != 1 || due[0].ClientID != k0.ClientID {
 		t.Fatalf("schedule after a failed round: %v, want the key's entry kept", due)
 	}
-	st.failRevoke.Store(false)
+	st.fail.Store(false)
 	tick(t0.Add(2 * time.Minute))
 	if !revoked(t, st, k0.StatusIndex) {
 		t.Fatal("the suspended secret's bit was not set by the round after")
