@@ -18,6 +18,10 @@ func (t *Tracker) Len() int {
 // Visits is how many entries the flushes so far have looked at.
 func (t *Tracker) Visits() int64 { return t.visits.Load() }
 
+// ReleaseChecks is how many dropped slots the flushes so far have looked
+// at to free them.
+func (t *Tracker) ReleaseChecks() int64 { return t.releaseChecks.Load() }
+
 // SweepEvery is how often a flush ranges over every entry.
 const SweepEvery = sweepEvery
 
@@ -67,4 +71,16 @@ func pointerFields(t reflect.Type, path string) []string {
 		return out
 	}
 	return nil
+}
+
+// FreeSlots is how many slots are free for another key.
+func (t *Tracker) FreeSlots() int {
+	n := 0
+	for i := range t.entries.shards {
+		s := &t.entries.shards[i]
+		s.mu.RLock()
+		n += len(s.free)
+		s.mu.RUnlock()
+	}
+	return n
 }

@@ -70,9 +70,11 @@ type entry struct {
 	// window has yet to end. gone: dropped from the index, the slot not yet
 	// free. batched: in this flush's last-use batch. pendingUses: entries of
 	// the pending usage that name this slot (it is not freed before they are
-	// written).
-	waiting, gone, batched bool
-	pendingUses            int32
+	// written). parked: gone, with usage still pending, and on no list of
+	// slots to free: the write that takes pendingUses to 0 lists it again
+	// (Tracker.release).
+	waiting, gone, batched, parked bool
+	pendingUses                    int32
 
 	// The client ID is ids[:idLen] and the team ID ids[idLen:idsLen], ids
 	// being buf when idsLen ≤ inlineIDs; collided: the client ID is in its
@@ -222,7 +224,7 @@ func (s *shard) release(i uint32, e *entry) {
 	e.failures.Store(0)
 	e.failedAt.Store(0)
 	e.serial, e.hash, e.next = 0, 0, 0
-	e.waiting, e.gone, e.batched, e.collided = false, false, false, false
+	e.waiting, e.gone, e.batched, e.parked, e.collided = false, false, false, false, false
 	e.pendingUses, e.idLen, e.idsLen = 0, 0, 0
 	s.free = append(s.free, i)
 }
