@@ -5,11 +5,16 @@ import "reflect"
 // Len is how many keys have an entry, for tests of what may grow the
 // tracker.
 func (t *Tracker) Len() int {
+	return t.sumShards(func(s *shard) int { return len(s.index) + len(s.other) })
+}
+
+// sumShards adds up f over the shards, each under its read lock.
+func (t *Tracker) sumShards(f func(*shard) int) int {
 	n := 0
 	for i := range t.entries.shards {
 		s := &t.entries.shards[i]
 		s.mu.RLock()
-		n += len(s.index) + len(s.other)
+		n += f(s)
 		s.mu.RUnlock()
 	}
 	return n
@@ -41,16 +46,7 @@ func (t *Tracker) EntryIDs(clientID string) (ids string, inline, ok bool) {
 }
 
 // Slots is how many slots the table has handed out, free ones included.
-func (t *Tracker) Slots() int {
-	n := 0
-	for i := range t.entries.shards {
-		s := &t.entries.shards[i]
-		s.mu.RLock()
-		n += int(s.used)
-		s.mu.RUnlock()
-	}
-	return n
-}
+func (t *Tracker) Slots() int { return t.sumShards(func(s *shard) int { return int(s.used) }) }
 
 // EntryPointers lists the fields of an entry the garbage collector would
 // have to follow (none, by design: table.go).
@@ -74,13 +70,4 @@ func pointerFields(t reflect.Type, path string) []string {
 }
 
 // FreeSlots is how many slots are free for another key.
-func (t *Tracker) FreeSlots() int {
-	n := 0
-	for i := range t.entries.shards {
-		s := &t.entries.shards[i]
-		s.mu.RLock()
-		n += len(s.free)
-		s.mu.RUnlock()
-	}
-	return n
-}
+func (t *Tracker) FreeSlots() int { return t.sumShards(func(s *shard) int { return len(s.free) }) }
