@@ -459,27 +459,8 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 	// The team registry's repair first: the generations walk below may
 	// take minutes at millions of keys (paced), and the registry of a store
 	// upgraded to it is only used once a repair has completed it.
-	tr, ok := store.Feature[store.TeamRegistry](w.s.store)
-	if ok && !final && w.lastTeams.IsZero() {
-		// A complete registry is not walked at start: the first repair is
-		// one period away.
-		if complete, err := tr.TeamsComplete(ctx); err == nil && complete {
-			w.lastTeams = now
-		}
-	}
-	if ok && !final && (w.lastTeams.IsZero() || now.Sub(w.lastTeams) >= w.opts.TeamsRepairEvery) {
-		wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
-		r, err := tr.RepairTeams(wctx)
-		cancel()
-		switch {
-		case err != nil:
-			w.s.log.Warn("team registry: repair walk failed; retried next round", "err", err)
-		default:
-			w.lastTeams = now
-			if r.Added > 0 || r.Removed > 0 {
-				w.s.log.Info("team registry repaired", "teams", r.Teams, "added", r.Added, "removed", r.Removed)
-			}
-		}
+	if tr, ok := store.Feature[store.TeamRegistry](w.s.store); ok && !final {
+		w.teamsRound(ctx, tr, now)
 	}
 	if !final && (w.lastGens.IsZero() || now.Sub(w.lastGens) >= w.opts.GenerationsEvery) {
 		w.statusRound(now)
@@ -510,6 +491,31 @@ func (w *AuditWorker) round(now time.Time, final bool) {
 		if n == 0 {
 			return
 		}
+	}
+}
+
+// teamsRound repairs the team registry when due: at once on a registry no
+// walk has completed, then every TeamsRepairEvery (a complete registry is
+// not walked at start: its first repair is one period away).
+func (w *AuditWorker) teamsRound(ctx context.Context, tr store.TeamRegistry, now time.Time) {
+	if w.lastTeams.IsZero() {
+		if complete, err := tr.TeamsComplete(ctx); err == nil && complete {
+			w.lastTeams = now
+		}
+	}
+	if !w.lastTeams.IsZero() && now.Sub(w.lastTeams) < w.opts.TeamsRepairEvery {
+		return
+	}
+	wctx, cancel := context.WithTimeout(w.ctx, walkTimeout)
+	r, err := tr.RepairTeams(wctx)
+	cancel()
+	if err != nil {
+		w.s.log.Warn("team registry: repair walk failed; retried next round", "err", err)
+		return
+	}
+	w.lastTeams = now
+	if r.Added > 0 || r.Removed > 0 {
+		w.s.log.Info("team registry repaired", "teams", r.Teams, "added", r.Added, "removed", r.Removed)
 	}
 }
 

@@ -97,11 +97,9 @@ func (s *Store) unregisterIfEmpty(ctx context.Context, team string) error {
 	return nil
 }
 
-// TeamsComplete implements store.TeamRegistry.
-func (s *Store) TeamsComplete(ctx context.Context) (bool, error) { return s.registryComplete(ctx) }
-
-// registryComplete reports whether a walk has built the registry.
-func (s *Store) registryComplete(ctx context.Context) (bool, error) {
+// TeamsComplete implements store.TeamRegistry: whether a walk has built the
+// registry.
+func (s *Store) TeamsComplete(ctx context.Context) (bool, error) {
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	n, err := s.rdb.Exists(octx, s.teamsCompleteKey()).Result()

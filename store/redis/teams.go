@@ -30,7 +30,7 @@ import (
 // It always reads Redis, never the key cache, so it reflects creates and
 // deletes made through any instance.
 func (s *Store) Teams(ctx context.Context, q store.TeamQuery) ([]store.TeamCount, error) {
-	if complete, err := s.registryComplete(ctx); err != nil {
+	if complete, err := s.TeamsComplete(ctx); err != nil {
 		return nil, err
 	} else if complete {
 		return s.registeredTeams(ctx, q)
