@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/masterkey"
@@ -67,9 +68,17 @@ func openBolt(_ context.Context, cfg config.Config, getenv func(string) string, 
 		return nil, nil, fmt.Errorf("master key file %s is readable by group or others (mode %#o): run `chmod 600 %s`",
 			keyPath, keyInfo.Mode().Perm(), keyPath)
 	}
+	opened := time.Now()
 	st, err := bolt.Open(dbPath, bolt.Options{KeyCacheSize: cfg.BoltKeyCacheSize})
 	if err != nil {
 		return nil, nil, err
+	}
+	if st.RebuiltFreePages() {
+		// The one start whose length grows with the store (store/bolt/bolt.go,
+		// "The free-page list"): worth a line, so a slow start after a
+		// crash is not mistaken for a hang.
+		log.Warn("the store was not closed cleanly (a crash or a kill): its free pages were found by reading the whole file",
+			"file", dbPath, "took", time.Since(opened).Round(time.Millisecond))
 	}
 	if mk == nil {
 		if mk, err = generatedMasterKey(cfg.DataDir, log); err != nil {

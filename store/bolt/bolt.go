@@ -11,6 +11,20 @@
 // interleaved with another writer. Commits fsync before returning, so a call
 // that returned nil survives a crash or restart; NoSync is never set.
 //
+// # The free-page list
+//
+// Commits do not write bbolt's free-page list (NoFreelistSync); Close
+// writes it once. bbolt writes the whole list at every commit otherwise, and
+// on a large store that has churned the list is large: on 10 000 000 keys
+// under the last-use flush (two commits every 250 ms) it reached 770 000 pages
+// (6 MB per commit, written and fsynced), and each commit needs a
+// contiguous run of pages for it, which the fragmented file seldom has, so
+// the file grew at its end: from 7.7 to 11 GB within minutes
+// (docs/scale.md). Nothing durable
+// depends on the list: it is the pages no tree reaches, so a store that was
+// not closed cleanly (a crash, a kill) is opened by walking every page to
+// find them, which takes seconds on millions of keys (RebuiltFreePages).
+//
 // # Layout
 //
 // Open creates these top-level buckets:
@@ -91,6 +105,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -154,6 +169,11 @@ type Store struct {
 	// cache answers GetKey (the token path's read) from memory while no
 	// write has happened since (keycache.go).
 	cache *keyCache
+	// listOwed is set once a commit has left the file without its
+	// free-page list, which Close then writes ("The free-page list" above);
+	// a process that only read leaves the file as it found it.
+	listOwed         atomic.Bool
+	rebuiltFreePages bool
 }
 
 // Open opens or creates the store file at path (mode 0600: it holds secret
@@ -175,17 +195,23 @@ func Open(path string, opts ...Options) (*Store, error) {
 
 	// A damaged file is refused before bbolt maps it: reading a page past
 	// the end of a truncated file would be a SIGBUS, not an error.
+	rebuilt := false
 	if f, err := os.Open(path); err == nil {
 		fi, err := f.Stat()
 		if err == nil && fi.Size() > 0 {
-			err = checkFile(f, fi.Size())
+			var m metaPage
+			m, err = checkFile(f, fi.Size())
+			rebuilt = m.freelist == noFreelist
 		}
 		f.Close()
 		if err != nil {
 			return nil, damaged(path, err)
 		}
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	// NoFreelistSync: see "The free-page list" above. A file without the
+	// list (its last commit did not write it) is walked here, inside
+	// bbolt.Open.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, NoFreelistSync: true})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w (gave up waiting for the file lock after %v)", path, ErrLocked, timeout)
 	}
@@ -209,23 +235,55 @@ func Open(path string, opts ...Options) (*Store, error) {
 		ready, formats = upToDate(tx, st), st.formats
 		return nil
 	})
+	st := &Store{db: db, path: path, forEachBatch: defaultForEachBatch, formats: formats,
+		cache: newKeyCache(o.KeyCacheSize), rebuiltFreePages: rebuilt}
 	if err == nil && !ready {
-		err = db.Update(func(tx *bbolt.Tx) error {
+		err = st.commit(context.Background(), func(tx *bbolt.Tx) error {
 			var err error
 			formats, err = setUp(tx)
 			return err
 		})
+		st.formats = formats
 	}
 	if err != nil {
-		db.Close()
+		st.closeFile(err)
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, forEachBatch: defaultForEachBatch, formats: formats, cache: newKeyCache(o.KeyCacheSize)}, nil
+	return st, nil
 }
 
-// Close releases the file lock. It waits for running transactions.
+// RebuiltFreePages reports whether Open found the file without its
+// free-page list, because the process that wrote it last did not Close it,
+// and so walked every page of the file to find the free ones: seconds on
+// millions of keys, where a clean start reads one list.
+func (s *Store) RebuiltFreePages() bool { return s.rebuiltFreePages }
+
+// Close writes the free-page list if this process committed anything (so
+// the next Open reads it instead of walking the file) and releases the file
+// lock. It waits for running transactions.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	var err error
+	if s.listOwed.Load() {
+		err = s.db.Update(func(tx *bbolt.Tx) error {
+			// Under the writer lock, as every commit reads it: this
+			// commit, changing nothing else, writes the list.
+			tx.DB().NoFreelistSync = false
+			return nil
+		})
+		if err != nil {
+			err = fmt.Errorf("write the free-page list: %w", err)
+		}
+	}
+	return s.closeFile(err)
+}
+
+// closeFile closes the bbolt file, reporting err (from before) with any
+// error of its own.
+func (s *Store) closeFile(err error) error {
+	if cerr := s.db.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil
@@ -277,7 +335,11 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 // the transaction holds the writer lock. Every write starts here: through
 // update, or TouchKeys, which keeps the key cache valid its own way.
 func (s *Store) commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
-	return inTx(ctx, s.db.Update, fn)
+	err := inTx(ctx, s.db.Update, fn)
+	if err == nil && !s.listOwed.Load() {
+		s.listOwed.Store(true)
+	}
+	return err
 }
 
 // inTx runs fn in a transaction of kind (bbolt's View or Update) unless

@@ -53,9 +53,15 @@ const (
 
 type metaPage struct {
 	pageSize uint32
+	freelist uint64 // the free-page list's page, or noFreelist
 	pgid     uint64 // high-water mark: pages the file must hold
 	txid     uint64
 }
+
+// noFreelist is bbolt's freelist page number in a meta page whose commit
+// did not write the free-page list (Options.NoFreelistSync): whoever opens
+// that file finds the free pages by walking every page (bolt.go, Open).
+const noFreelist = ^uint64(0)
 
 // readMeta decodes the meta of the page at off; ok is false unless magic,
 // version and checksum hold.
@@ -74,7 +80,7 @@ func readMeta(f io.ReaderAt, off int64) (m metaPage, ok bool) {
 	if h.Sum64() != ne.Uint64(b[metaSumLen:]) {
 		return m, false
 	}
-	m = metaPage{pageSize: ne.Uint32(b[8:]), pgid: ne.Uint64(b[40:]), txid: ne.Uint64(b[48:])}
+	m = metaPage{pageSize: ne.Uint32(b[8:]), freelist: ne.Uint64(b[32:]), pgid: ne.Uint64(b[40:]), txid: ne.Uint64(b[48:])}
 	return m, m.pageSize >= 512 && m.pageSize&(m.pageSize-1) == 0
 }
 
@@ -85,16 +91,17 @@ func damaged(path string, reason error) error {
 
 // checkFile refuses a file bbolt could not map safely: shorter than four
 // pages, with no valid meta page, or shorter than its newest valid meta page
-// says. One damaged meta page is accepted, as bbolt does: it is what a crash
-// during a commit's last write leaves, and the other one is intact.
-func checkFile(f *os.File, size int64) error {
+// says, and returns the newest valid meta page. One damaged meta page is
+// accepted, as bbolt does: it is what a crash during a commit's last write
+// leaves, and the other one is intact.
+func checkFile(f *os.File, size int64) (metaPage, error) {
 	pageSize := int64(os.Getpagesize()) // bbolt's guess when meta 0 is bad
 	m0, ok0 := readMeta(f, 0)
 	if ok0 {
 		pageSize = int64(m0.pageSize)
 	}
 	if size < minPages*pageSize {
-		return fmt.Errorf("%d bytes, shorter than the %d pages of %d bytes of an empty store", size, minPages, pageSize)
+		return metaPage{}, fmt.Errorf("%d bytes, shorter than the %d pages of %d bytes of an empty store", size, minPages, pageSize)
 	}
 	m1, ok1 := readMeta(f, pageSize)
 	var m metaPage
@@ -109,12 +116,12 @@ func checkFile(f *os.File, size int64) error {
 	case ok1:
 		m = m1
 	default:
-		return errors.New("no valid meta page")
+		return metaPage{}, errors.New("no valid meta page")
 	}
 	if need := int64(m.pgid) * pageSize; size < need {
-		return fmt.Errorf("truncated to %d bytes, its meta page says %d", size, need)
+		return metaPage{}, fmt.Errorf("truncated to %d bytes, its meta page says %d", size, need)
 	}
-	return nil
+	return m, nil
 }
 
 // fileContents is Missing or Empty, or Fresh for a file whose meta pages
@@ -135,7 +142,7 @@ func fileContents(path string) (Contents, error) {
 	if fi.Size() == 0 {
 		return Empty, nil
 	}
-	if err := checkFile(f, fi.Size()); err != nil {
+	if _, err := checkFile(f, fi.Size()); err != nil {
 		return 0, damaged(path, err)
 	}
 	return Fresh, nil
