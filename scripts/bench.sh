@@ -439,6 +439,14 @@ for store in ${SCALE_STORES:-bbolt redis}; do
     "$KG" bench --url "http://127.0.0.1:$PORT" --credentials-file "$WORK/$name.cred" --connections 64 \
       --duration "$SCALE_WARM" --json >/dev/null
   fi
+  # The 10-key serve has been stopped since its start, through the seed
+  # and the pass above: its first run after that was the slowest of its
+  # runs more than once (docs/scale.md), a bias in the many-key store's
+  # favour. One run of it, not recorded, comes first.
+  kill -STOP "$P"; kill -CONT "$P10"; sleep 1
+  "$KG" bench --url "http://127.0.0.1:$PORT10" --credentials-file "$WORK/seed-$store-10.cred" --connections 64 \
+    --duration "$DUR" --json >/dev/null
+  kill -STOP "$P10"; kill -CONT "$P"
   for _ in $(seq 1 "${SCALE_RUNS:-5}"); do
     kill -STOP "$P"; kill -CONT "$P10"; sleep 1
     run_bench "keys10/$store" "$P10" "http://127.0.0.1:$PORT10" "$WORK/seed-$store-10.cred" 64
