@@ -20,10 +20,10 @@
 // (6 MB per commit, written and fsynced), and each commit needs a
 // contiguous run of pages for it, which the fragmented file seldom has, so
 // the file grew at its end: from 7.7 to 11 GB within minutes
-// (docs/scale.md). Nothing durable
-// depends on the list: it is the pages no tree reaches, so a store that was
-// not closed cleanly (a crash, a kill) is opened by walking every page to
-// find them, which takes seconds on millions of keys (RebuiltFreePages).
+// (docs/scale.md). Nothing durable depends on the list: it is the pages no
+// tree reaches, so a store that was not closed cleanly (a crash, a kill) is
+// opened by walking every page to find them, which takes seconds on millions
+// of keys (RebuiltFreePages).
 //
 // # Layout
 //
@@ -246,7 +246,7 @@ func Open(path string, opts ...Options) (*Store, error) {
 		st.formats = formats
 	}
 	if err != nil {
-		st.closeFile(err)
+		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return st, nil
@@ -263,7 +263,7 @@ func (s *Store) RebuiltFreePages() bool { return s.rebuiltFreePages }
 // lock. It waits for running transactions.
 func (s *Store) Close() error {
 	var err error
-	if s.listOwed.Load() {
+	if s.listOwed.Swap(false) {
 		err = s.db.Update(func(tx *bbolt.Tx) error {
 			// Under the writer lock, as every commit reads it: this
 			// commit, changing nothing else, writes the list.
@@ -274,12 +274,6 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("write the free-page list: %w", err)
 		}
 	}
-	return s.closeFile(err)
-}
-
-// closeFile closes the bbolt file, reporting err (from before) with any
-// error of its own.
-func (s *Store) closeFile(err error) error {
 	if cerr := s.db.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
