@@ -103,7 +103,6 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -195,19 +194,11 @@ func Open(path string, opts ...Options) (*Store, error) {
 
 	// A damaged file is refused before bbolt maps it: reading a page past
 	// the end of a truncated file would be a SIGBUS, not an error.
-	rebuilt := false
-	if f, err := os.Open(path); err == nil {
-		fi, err := f.Stat()
-		if err == nil && fi.Size() > 0 {
-			var m metaPage
-			m, err = checkFile(f, fi.Size())
-			rebuilt = m.freelist == noFreelist
-		}
-		f.Close()
-		if err != nil {
-			return nil, damaged(path, err)
-		}
+	contents, meta, err := fileContents(path)
+	if err != nil {
+		return nil, err
 	}
+	rebuilt := contents == Fresh && meta.freelist == noFreelist
 	// NoFreelistSync: see "The free-page list" above. A file without the
 	// list (its last commit did not write it) is walked here, inside
 	// bbolt.Open.
@@ -330,7 +321,7 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 // update, or TouchKeys, which keeps the key cache valid its own way.
 func (s *Store) commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	err := inTx(ctx, s.db.Update, fn)
-	if err == nil && !s.listOwed.Load() {
+	if err == nil {
 		s.listOwed.Store(true)
 	}
 	return err

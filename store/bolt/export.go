@@ -38,7 +38,7 @@ func OpenReadOnly(path string, opts ...Options) (*Store, error) {
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
-	switch c, err := fileContents(path); {
+	switch c, _, err := fileContents(path); {
 	case err != nil:
 		return nil, err
 	case c == Missing:

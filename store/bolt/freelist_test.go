@@ -18,18 +18,9 @@ import (
 // newestMeta reads the meta page bbolt would open path with.
 func newestMeta(t *testing.T, path string) metaPage {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := checkFile(f, fi.Size())
-	if err != nil {
-		t.Fatal(err)
+	c, m, err := fileContents(path)
+	if err != nil || c != Fresh {
+		t.Fatalf("store file %s: %v, %v", path, c, err)
 	}
 	return m
 }
@@ -68,13 +59,7 @@ func churn(t *testing.T, s *Store, team string, n int) []string {
 // from a tree or on the free-page list, and none is both.
 func checkPages(t *testing.T, s *Store) {
 	t.Helper()
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		return errors.Join(errs...)
-	})
+	err := s.db.View(func(tx *bbolt.Tx) error { return errors.Join(pageProblems(tx)...) })
 	if err != nil {
 		t.Fatalf("bbolt check: %v", err)
 	}

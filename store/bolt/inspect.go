@@ -125,27 +125,29 @@ func checkFile(f *os.File, size int64) (metaPage, error) {
 }
 
 // fileContents is Missing or Empty, or Fresh for a file whose meta pages
-// check out (what it holds is left to the caller to read).
-func fileContents(path string) (Contents, error) {
+// check out, with the newest of them (what it holds is left to the caller
+// to read).
+func fileContents(path string) (Contents, metaPage, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Missing, nil
+		return Missing, metaPage{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("open store %s: %w", path, err)
+		return 0, metaPage{}, fmt.Errorf("open store %s: %w", path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("open store %s: %w", path, err)
+		return 0, metaPage{}, fmt.Errorf("open store %s: %w", path, err)
 	}
 	if fi.Size() == 0 {
-		return Empty, nil
+		return Empty, metaPage{}, nil
 	}
-	if _, err := checkFile(f, fi.Size()); err != nil {
-		return 0, damaged(path, err)
+	m, err := checkFile(f, fi.Size())
+	if err != nil {
+		return 0, metaPage{}, damaged(path, err)
 	}
-	return Fresh, nil
+	return Fresh, m, nil
 }
 
 // Inspect reports what the store file at path holds without writing to it:
@@ -156,7 +158,7 @@ func Inspect(path string, lockTimeout time.Duration) (Contents, error) {
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultLockTimeout
 	}
-	if c, err := fileContents(path); err != nil || c != Fresh {
+	if c, _, err := fileContents(path); err != nil || c != Fresh {
 		return c, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: lockTimeout})
@@ -198,7 +200,7 @@ func Inspect(path string, lockTimeout time.Duration) (Contents, error) {
 // start. problems is empty when the file is sound; err is for a file that
 // could not be checked at all (missing, damaged, locked).
 func Check(path string, lockTimeout time.Duration) (problems []error, err error) {
-	switch c, err := fileContents(path); {
+	switch c, _, err := fileContents(path); {
 	case err != nil:
 		return nil, err
 	case c == Missing || c == Empty:
@@ -216,10 +218,18 @@ func Check(path string, lockTimeout time.Duration) (problems []error, err error)
 	}
 	defer db.Close()
 	err = db.View(func(tx *bbolt.Tx) error {
-		for e := range tx.Check() {
-			problems = append(problems, e)
-		}
+		problems = pageProblems(tx)
 		return nil
 	})
 	return problems, err
+}
+
+// pageProblems is what bbolt's own check finds wrong in tx's view of the
+// file.
+func pageProblems(tx *bbolt.Tx) []error {
+	var problems []error
+	for e := range tx.Check() {
+		problems = append(problems, e)
+	}
+	return problems
 }
