@@ -156,6 +156,19 @@ var (
 // bound both the memory held and how long a reader pins old pages.
 const defaultForEachBatch = 256
 
+// defaultWriteChunk bounds how many keys one write transaction of
+// TouchKeys, or deltas one of AddUsage, changes. bbolt cannot reuse a page
+// within the transaction that freed it: every page a transaction copies on
+// write comes from the free-page list as it was when the transaction began,
+// or from the end of the file. The last-use flush on Close writes every
+// pending key at once; at 10 000 000 keys with a million in use that was
+// one transaction copying about a million leaf pages, and each stop grew
+// the file by 3.4 GB, left as free pages that every later commit's
+// free-page bookkeeping then paid for (docs/scale.md). In chunks, each
+// transaction reuses the pages the one before it freed. A flush under load
+// (at most last_used_write_rate keys a second) fits in one chunk.
+const defaultWriteChunk = 4096
+
 // Store is a store.Store on one bbolt file. It is safe for concurrent use.
 type Store struct {
 	db   *bbolt.DB
@@ -163,6 +176,8 @@ type Store struct {
 	// forEachBatch is a field, not the constant, so tests can cross batch
 	// boundaries without writing hundreds of keys.
 	forEachBatch int
+	// writeChunk is defaultWriteChunk, a field for the same reason.
+	writeChunk int
 	// formats are the record formats the file may hold (schema.go).
 	formats []store.Format
 	// cache answers GetKey (the token path's read) from memory while no
@@ -226,7 +241,7 @@ func Open(path string, opts ...Options) (*Store, error) {
 		ready, formats = upToDate(tx, st), st.formats
 		return nil
 	})
-	st := &Store{db: db, path: path, forEachBatch: defaultForEachBatch, formats: formats,
+	st := &Store{db: db, path: path, forEachBatch: defaultForEachBatch, writeChunk: defaultWriteChunk, formats: formats,
 		cache: newKeyCache(o.KeyCacheSize), rebuiltFreePages: rebuilt}
 	if err == nil && !ready {
 		err = st.commit(context.Background(), func(tx *bbolt.Tx) error {
@@ -758,8 +773,10 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 }
 
 // TouchKeys implements store.Store in one write transaction (one fsync for
-// the flush of many keys), the keys in order (neighbouring records share
-// pages); keys whose time would not advance are not rewritten. It is the
+// the flush of many keys) per defaultWriteChunk keys, the keys in order
+// (neighbouring records share pages); keys whose time would not advance
+// are not rewritten. A chunk that fails leaves the ones before it written:
+// the times only move forward, so the caller's retry of them all is safe. It is the
 // one write that does not go through Store.update: it changes nothing but
 // last-use times and keeps the key cache valid by replacing the entries of
 // what it wrote (keycache.go), where update would make every entry stale.
@@ -767,16 +784,23 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("touch keys: %w", err)
 	}
-	if len(lastUsed) == 0 {
-		return nil
+	ids := slices.Sorted(maps.Keys(lastUsed))
+	for chunk := range slices.Chunk(ids, s.writeChunk) {
+		if err := s.touchKeys(ctx, chunk, lastUsed); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// touchKeys is TouchKeys for ids, in one transaction.
+func (s *Store) touchKeys(ctx context.Context, ids []string, lastUsed map[string]time.Time) error {
 	type written struct {
 		id  string
 		raw []byte
 		key store.Key
 	}
 	var done []written
-	ids := slices.Sorted(maps.Keys(lastUsed))
 	err := s.commit(ctx, func(tx *bbolt.Tx) error {
 		done = done[:0]
 		keys := tx.Bucket(bucketKeys)

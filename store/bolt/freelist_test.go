@@ -180,3 +180,96 @@ func TestOpenAfterCrashFindsFreePages(t *testing.T) {
 		t.Fatalf("team-b after reopening: %d keys (err %v), want 10", len(keys), err)
 	}
 }
+
+// TestLargeFlushReusesPages: a last-use flush and a usage flush of many
+// keys at once (the usage counted twice: the first makes its buckets) (the flush on Close after a load over a million keys) are
+// written in transactions of writeChunk keys, each reusing the pages the
+// one before it freed, so the file does not grow by the keys' pages. In
+// one transaction the same flush grew it by about all of them: bbolt
+// cannot reuse a page in the transaction that frees it.
+func TestLargeFlushReusesPages(t *testing.T) {
+	const n = 6000
+	growth := func(chunk int) (keysPages, grew int64) {
+		t.Helper()
+		ctx := context.Background()
+		path := filepath.Join(t.TempDir(), "keygate.db")
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		keys := make([]store.Key, n)
+		for i := range keys {
+			keys[i] = cacheKey(fmt.Sprintf("team-%04d", i), "k", fmt.Sprint("hash-", i))
+		}
+		if err := s.CreateKeys(ctx, keys); err != nil {
+			t.Fatal(err)
+		}
+		// Pages to reuse for the first chunk, as a store in use has.
+		churn(t, s, "team-churn", 100)
+		s.writeChunk = chunk
+		var pageSize int64
+		size := func() int64 {
+			var sz int64
+			if err := s.db.View(func(tx *bbolt.Tx) error {
+				sz, pageSize = tx.Size(), int64(tx.DB().Info().PageSize)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return sz
+		}
+		before := size()
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			st := tx.Bucket(bucketKeys).Stats()
+			keysPages = int64(st.LeafPageN + st.BranchPageN)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		used := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+		touch := map[string]time.Time{}
+		var deltas []store.UsageDelta
+		for _, k := range keys {
+			touch[k.ClientID] = used
+			deltas = append(deltas, store.UsageDelta{TeamID: k.TeamID, ClientID: k.ClientID, Hour: used.Truncate(time.Hour), Tokens: 3})
+		}
+		if err := s.TouchKeys(ctx, touch); err != nil {
+			t.Fatal(err)
+		}
+		grew = size() - before
+		// The first counts make the usage buckets, which is growth of
+		// another kind; the second change what is there.
+		for range 2 {
+			before = size()
+			if err := s.AddUsage(ctx, used, deltas); err != nil {
+				t.Fatal(err)
+			}
+		}
+		grew += size() - before
+		// Every key was written, whatever the chunks.
+		for _, k := range keys {
+			got, err := s.GetKey(ctx, k.ClientID)
+			if err != nil || !got.LastUsedAt.Equal(used) {
+				t.Fatalf("chunk %d: key %s: last used %v, %v; want %v", chunk, k.ClientID, got.LastUsedAt, err, used)
+			}
+		}
+		for _, k := range []store.Key{keys[0], keys[n/2], keys[n-1]} {
+			b, err := s.Usage(ctx, store.UsageQuery{TeamID: k.TeamID, Granularity: store.Day, From: used.Truncate(24 * time.Hour), To: used.Add(time.Hour), Now: used})
+			if err != nil || len(b) != 1 || b[0].Tokens != 6 {
+				t.Fatalf("chunk %d: usage of %s: %+v, %v; want one bucket of 6 tokens", chunk, k.ClientID, b, err)
+			}
+		}
+		checkPages(t, s)
+		return keysPages, grew / pageSize
+	}
+	keysPages, whole := growth(n)
+	if whole < keysPages/2 {
+		t.Fatalf("in one transaction the flush grew the file by %d pages; the keys take %d: the test no longer shows what chunks save", whole, keysPages)
+	}
+	_, chunked := growth(n / 20)
+	if chunked > keysPages/10 {
+		t.Fatalf("in chunks of %d the flush grew the file by %d pages, the keys bucket being %d (%d in one transaction)", n/20, chunked, keysPages, whole)
+	}
+	t.Logf("keys bucket %d pages; the flush grew the file by %d pages in one transaction, %d in chunks", keysPages, whole, chunked)
+}

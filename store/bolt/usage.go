@@ -40,7 +40,8 @@ func usagePrefix(g store.Granularity, start time.Time) []byte {
 	return binary.BigEndian.AppendUint64([]byte{usageLetter(g)}, uint64(start.Unix()))
 }
 
-// AddUsage implements store.Store: the whole batch is one transaction.
+// AddUsage implements store.Store: one transaction per defaultWriteChunk
+// deltas (a flush under load is one).
 func (s *Store) AddUsage(ctx context.Context, now time.Time, deltas []store.UsageDelta) error {
 	if err := store.CheckUsage(deltas); err != nil {
 		return fmt.Errorf("add usage: %w", err)
@@ -48,6 +49,19 @@ func (s *Store) AddUsage(ctx context.Context, now time.Time, deltas []store.Usag
 	if len(deltas) == 0 {
 		return ctx.Err()
 	}
+	// In chunks, as TouchKeys (defaultWriteChunk): the flush on Close may
+	// carry a million keys' counts. The contract allows a failed call to
+	// have added part of the batch.
+	for chunk := range slices.Chunk(deltas, s.writeChunk) {
+		if err := s.addUsage(ctx, now, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addUsage is AddUsage for deltas, in one transaction.
+func (s *Store) addUsage(ctx context.Context, now time.Time, deltas []store.UsageDelta) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bucketUsage)
 		if err != nil {
