@@ -5,7 +5,7 @@ import "reflect"
 // Len is how many keys have an entry, for tests of what may grow the
 // tracker.
 func (t *Tracker) Len() int {
-	return t.sumShards(func(s *shard) int { return len(s.index) + len(s.other) })
+	return t.sumShards(func(s *shard) int { return s.index.len() + len(s.other) })
 }
 
 // sumShards adds up f over the shards, each under its read lock.

@@ -453,11 +453,13 @@ func (t *Tracker) flush(now time.Time, final bool) {
 	if sweep {
 		t.lastSweep = nowN
 		var refs []ref
+		var slots []uint32
 		for sh := range t.entries.shards {
 			s := &t.entries.shards[sh]
 			refs = refs[:0]
 			s.mu.RLock()
-			for _, i := range s.index {
+			slots = s.index.appendSlots(slots[:0])
+			for _, i := range slots {
 				refs = append(refs, makeRef(sh, i))
 			}
 			for _, i := range s.other {

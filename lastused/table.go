@@ -10,8 +10,8 @@ import (
 
 // The tracker's entries live in a table the garbage collector has nothing
 // to follow in: each shard keeps its entries in slabs (arrays of entries
-// that hold no pointer) and finds them through a map from a hash of the
-// client ID to a slot number (no pointer either). At a million keys in use
+// that hold no pointer) and finds them through an index from a hash of the
+// client ID to a slot number (no pointer either: hashindex.go). At a million keys in use
 // the entries were a million objects of their own, with a pointer or two
 // each and a string key apiece in the map: 40 % of serve's live objects,
 // and a collector following them that took a fifth of serve's CPU and
@@ -93,7 +93,7 @@ type shard struct {
 	// whose hash another key's holds (a 64-bit hash under a per-process
 	// seed: in practice never); long keeps the IDs of slots too long for
 	// their entry. All three under mu.
-	index map[uint64]uint32
+	index hashIndex
 	other map[string]uint32
 	long  map[uint32]string
 	// slabs grows under mu and is replaced, never changed in place, so a
@@ -111,11 +111,7 @@ type table struct {
 }
 
 func newTable() *table {
-	t := &table{seed: maphash.MakeSeed()}
-	for i := range t.shards {
-		t.shards[i].index = map[uint64]uint32{}
-	}
-	return t
+	return &table{seed: maphash.MakeSeed()}
 }
 
 // hash returns clientID's hash and shard.
@@ -140,7 +136,7 @@ func (s *shard) ids(e *entry, slot uint32) string {
 
 // find returns the slot of clientID (hashed h) in s, under s's lock.
 func (s *shard) find(clientID string, h uint64) (uint32, *entry, bool) {
-	if i, ok := s.index[h]; ok {
+	if i, ok := s.index.find(h); ok {
 		e := s.entry(i)
 		if s.ids(e, i)[:e.idLen] == clientID {
 			return i, e, true
@@ -192,14 +188,14 @@ func (s *shard) add(clientID, teamID string, h uint64, serial uint64) (uint32, *
 			s.long[i] = clientID + teamID
 		}
 	}
-	if _, taken := s.index[h]; taken {
+	if _, taken := s.index.find(h); taken {
 		if s.other == nil {
 			s.other = map[string]uint32{}
 		}
 		s.other[strings.Clone(clientID)] = i
 		e.collided = true
 	} else {
-		s.index[h] = i
+		s.index.insert(h, i)
 	}
 	return i, e
 }
@@ -210,7 +206,7 @@ func (s *shard) remove(i uint32, e *entry) {
 	if e.collided {
 		delete(s.other, s.ids(e, i)[:e.idLen])
 	} else {
-		delete(s.index, e.hash)
+		s.index.delete(e.hash)
 	}
 }
 
