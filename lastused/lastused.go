@@ -377,6 +377,20 @@ func (t *Tracker) flush(now time.Time, final bool) {
 		if tokens <= 0 && failures <= 0 {
 			return
 		}
+		// The entry remembers where its latest usage waits: while that is
+		// this hour's and not yet taken by writeUsage, the counts go
+		// there without a lookup in pending, a map as large as the keys
+		// in use (at a million, a lookup was a cache miss or three on
+		// every visit; docs/scale.md). Only usage of the current hour is
+		// found this way, and writeUsage removes from pending only what
+		// it has moved orderHead past, or hours no longer kept.
+		if at := e.pendingAt - t.orderBase; at >= t.orderHead && at < len(t.order) {
+			if u := &t.order[at]; u.serial == e.serial && u.hour == hour {
+				u.tokens += tokens
+				u.failures += failures
+				return
+			}
+		}
 		k := usageKey{serial: e.serial, hour: hour}
 		at, ok := t.pending[k]
 		if !ok {
@@ -385,6 +399,7 @@ func (t *Tracker) flush(now time.Time, final bool) {
 			t.order = append(t.order, pendingUsage{r: r, serial: e.serial, hour: hour})
 			e.pendingUses++
 		}
+		e.pendingAt = at
 		u := &t.order[at-t.orderBase]
 		u.tokens += tokens
 		u.failures += failures

@@ -75,6 +75,10 @@ type entry struct {
 	// (Tracker.release).
 	waiting, gone, batched, parked bool
 	pendingUses                    int32
+	// pendingAt is the place in the tracker's order of the latest usage
+	// collected for this key (Tracker.flush's collect checks that it is
+	// still this key's, of this hour, and unwritten before using it).
+	pendingAt int
 
 	// The client ID is ids[:idLen] and the team ID ids[idLen:idsLen], ids
 	// being buf when idsLen ≤ inlineIDs; collided: the client ID is in its
@@ -221,6 +225,6 @@ func (s *shard) release(i uint32, e *entry) {
 	e.failedAt.Store(0)
 	e.serial, e.hash, e.next = 0, 0, 0
 	e.waiting, e.gone, e.batched, e.parked, e.collided = false, false, false, false, false
-	e.pendingUses, e.idLen, e.idsLen = 0, 0, 0
+	e.pendingUses, e.pendingAt, e.idLen, e.idsLen = 0, 0, 0, 0
 	s.free = append(s.free, i)
 }

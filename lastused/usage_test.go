@@ -390,3 +390,44 @@ func TestParkedSlotsNotRescanned(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageOfAWrittenKeyCountsAgain: a key whose counts of this hour were
+// just written, and are still at the queue's front (not cut away yet),
+// counts its next uses of the same hour anew: none is added to what was
+// already written and lost.
+func TestUsageOfAWrittenKeyCountsAgain(t *testing.T) {
+	const rate = 2
+	h := start(t, lastused.Options{WriteRate: rate, Now: func() time.Time { return t0 }})
+	ids := []string{"a", "b", "c", "d", "e", "f"}
+	for _, id := range ids {
+		h.tr.Record(id, "team-1", time.Time{}, t0)
+	}
+	h.tick(t0) // two of six written: the written front is a third, not cut
+	sums, _ := h.st.usageSums()
+	var written []string
+	for _, id := range ids {
+		if _, ok := sums[id+"@12h"]; ok {
+			written = append(written, id)
+		}
+	}
+	if len(written) != rate {
+		t.Fatalf("after the first flush %v written, want %d keys", sums, rate)
+	}
+	for _, id := range written {
+		for range 3 {
+			h.tr.Record(id, "team-1", time.Time{}, t0)
+		}
+	}
+	h.tick(t0)
+	h.tr.Close()
+	sums, _ = h.st.usageSums()
+	for _, id := range ids {
+		want := int64(1)
+		if id == written[0] || id == written[1] {
+			want = 4
+		}
+		if got := sums[id+"@12h"].tokens; got != want {
+			t.Fatalf("%s: %d tokens written in all, want %d: %v", id, got, want, sums)
+		}
+	}
+}
