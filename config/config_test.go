@@ -736,8 +736,8 @@ func TestRedisKeyCacheSize(t *testing.T) {
 
 // TestLastUsedWriteRate: 1 000 keys a second by default, settable, bounded.
 func TestLastUsedWriteRate(t *testing.T) {
-	if c := mustLoad(t, nil, nil); c.LastUsedWriteRate != 1000 {
-		t.Fatalf("default last_used_write_rate %d, want 1000", c.LastUsedWriteRate)
+	if c := mustLoad(t, nil, nil); c.LastUsedWriteRate != 250 {
+		t.Fatalf("default last_used_write_rate %d, want 250", c.LastUsedWriteRate)
 	}
 	if c := mustLoad(t, nil, map[string]string{"KEYGATE_LAST_USED_WRITE_RATE": "20000"}); c.LastUsedWriteRate != 20_000 {
 		t.Fatalf("last_used_write_rate 20000: %d", c.LastUsedWriteRate)

@@ -105,12 +105,22 @@ type Options struct {
 
 // DefaultWriteRate is Options.WriteRate's default. With one write per key
 // per Coalesce, a load spread over more keys than Coalesce × WriteRate
-// (60 000) would otherwise cost a store write per token: at a million keys
+// (15 000) would otherwise cost a store write per token: at a million keys
 // in use that was most of what a token cost beyond signing (docs/scale.md).
 // Past that many keys, last_used_at and usage lag by up to keys in use ÷
-// WriteRate (a quarter of an hour at a million) instead, and the write
-// load stays at the bound.
-const DefaultWriteRate = 1000
+// WriteRate (an hour at a million) instead, and the write load stays at
+// the bound.
+//
+// Why 250 and not more: each write is a random record's page and the
+// branch pages above it. In a 10 000 000-key bbolt store that is about
+// three 4 KiB pages and 70 µs of CPU a key, so at 1 000 a second (the
+// default until 2026-12-07) the bookkeeping alone took 5 % of a two-core
+// machine's token throughput and wrote 10–20 MB/s to the disk for as long
+// as a million keys stayed in use: on a cloud volume, a good part of its
+// baseline IOPS. Hour-scale freshness is what the large providers give for
+// a key's last use; an operator who wants fresher values past 15 000 keys
+// in use raises last_used_write_rate and pays that cost.
+const DefaultWriteRate = 250
 
 // Observer hears of each flush: how many keys still have a use not yet
 // stored after it (deferred by coalescing, or a failed write), and how long
