@@ -113,7 +113,7 @@ type Options struct {
 //
 // Why 250 and not more: each write is a random record's page and the
 // branch pages above it. In a 10 000 000-key bbolt store that is about
-// three 4 KiB pages and 70 µs of CPU a key, so at 1 000 a second (the
+// three 4 KiB pages and 70–100 µs of CPU a key, so at 1 000 a second (the
 // default until 2026-12-07) the bookkeeping alone took 5 % of a two-core
 // machine's token throughput and wrote 10–20 MB/s to the disk for as long
 // as a million keys stayed in use: on a cloud volume, a good part of its
