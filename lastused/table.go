@@ -11,11 +11,12 @@ import (
 // The tracker's entries live in a table the garbage collector has nothing
 // to follow in: each shard keeps its entries in slabs (arrays of entries
 // that hold no pointer) and finds them through an index from a hash of the
-// client ID to a slot number (no pointer either: hashindex.go). At a million keys in use
-// the entries were a million objects of their own, with a pointer or two
-// each and a string key apiece in the map: 40 % of serve's live objects,
-// and a collector following them that took a fifth of serve's CPU and
-// slowed everything else it shared the caches with (docs/scale.md).
+// client ID to a slot number (no pointer either: hashindex.go). At a
+// million keys in use the entries were a million objects of their own,
+// with a pointer or two each and a string key apiece in a map: 40 % of
+// serve's live objects, and a collector following them that took a fifth
+// of serve's CPU and slowed everything else it shared the caches with
+// (docs/scale.md).
 //
 // A slot is reused once its key is dropped. What makes that safe:
 //   - Record and RecordFailure find an entry and count into it under its

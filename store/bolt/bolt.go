@@ -776,10 +776,11 @@ func (s *Store) DeleteKey(ctx context.Context, teamID, clientID string, audit ..
 // the flush of many keys) per defaultWriteChunk keys, the keys in order
 // (neighbouring records share pages); keys whose time would not advance
 // are not rewritten. A chunk that fails leaves the ones before it written:
-// the times only move forward, so the caller's retry of them all is safe. It is the
-// one write that does not go through Store.update: it changes nothing but
-// last-use times and keeps the key cache valid by replacing the entries of
-// what it wrote (keycache.go), where update would make every entry stale.
+// the times only move forward, so the caller's retry of them all is safe.
+// It is the one write that does not go through Store.update: it changes
+// nothing but last-use times and keeps the key cache valid by replacing the
+// entries of what it wrote (keycache.go), where update would make every
+// entry stale.
 func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("touch keys: %w", err)
