@@ -208,11 +208,11 @@ func TestLargeFlushReusesPages(t *testing.T) {
 		// Pages to reuse for the first chunk, as a store in use has.
 		churn(t, s, "team-churn", 100)
 		s.writeChunk = chunk
-		var pageSize int64
+		pageSize := int64(s.db.Info().PageSize)
 		size := func() int64 {
 			var sz int64
 			if err := s.db.View(func(tx *bbolt.Tx) error {
-				sz, pageSize = tx.Size(), int64(tx.DB().Info().PageSize)
+				sz = tx.Size()
 				return nil
 			}); err != nil {
 				t.Fatal(err)
